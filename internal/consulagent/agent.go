@@ -1,0 +1,271 @@
+// Package consulagent starts and stops a real Consul agent (`consul agent
+// -dev`) on free loopback ports. Tests use it through consultest; the demo
+// uses it directly. The binary comes from MESHWARDEN_CONSUL, else from the
+// build cache that scripts/ensure-consul.sh fills, else from PATH.
+package consulagent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Options configure an agent. The zero value is a dev agent on free ports.
+type Options struct {
+	// Binary is the consul executable; empty means [FindBinary].
+	Binary string
+	// DataDir, if set, makes the agent persistent (server mode, not -dev),
+	// so that a stopped and restarted agent keeps its catalog.
+	DataDir string
+	// Log receives the agent's output; nil discards it.
+	Log io.Writer
+	// Ports, if non-zero, are reused (to restart an agent on the same
+	// address); zero picks free ones.
+	Ports Ports
+}
+
+// Ports are the agent's listening ports on 127.0.0.1.
+type Ports struct{ HTTP, SerfLAN, SerfWAN, Server, GRPC int }
+
+// Agent is a running Consul agent.
+type Agent struct {
+	opts  Options
+	cmd   *exec.Cmd
+	done  chan struct{}
+	mu    sync.Mutex
+	err   error
+	Ports Ports
+}
+
+// ErrNoBinary says no consul binary could be found.
+var ErrNoBinary = errors.New("no consul binary: run `make consul` (or scripts/ensure-consul.sh) to build it once, or set MESHWARDEN_CONSUL")
+
+// FindBinary locates the consul executable.
+func FindBinary() (string, error) {
+	if p := os.Getenv("MESHWARDEN_CONSUL"); p != "" {
+		return p, nil
+	}
+	if p, err := cachedBinary(); err == nil {
+		return p, nil
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		return p, nil
+	}
+	return "", ErrNoBinary
+}
+
+// cachedBinary finds $MESHWARDEN_CACHE/consul-<version>/consul, with the
+// version read from tools/consul/go.mod of the source tree this package was
+// built from.
+func cachedBinary() (string, error) {
+	cache := os.Getenv("MESHWARDEN_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		cache = filepath.Join(home, ".cache", "meshwarden")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	mod := filepath.Join(filepath.Dir(file), "..", "..", "tools", "consul", "go.mod")
+	data, err := os.ReadFile(mod)
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "github.com/hashicorp/consul" {
+				p := filepath.Join(cache, "consul-"+f[1], "consul")
+				if _, err := os.Stat(p); err == nil {
+					return p, nil
+				}
+			}
+		}
+	}
+	// Fall back to any cached version.
+	matches, _ := filepath.Glob(filepath.Join(cache, "consul-*", "consul"))
+	if len(matches) > 0 {
+		return matches[len(matches)-1], nil
+	}
+	return "", ErrNoBinary
+}
+
+// Start launches an agent and waits until it has a leader and answers.
+func Start(ctx context.Context, opts Options) (*Agent, error) {
+	if opts.Binary == "" {
+		b, err := FindBinary()
+		if err != nil {
+			return nil, err
+		}
+		opts.Binary = b
+	}
+	if opts.Ports == (Ports{}) {
+		ps, err := freePorts(5)
+		if err != nil {
+			return nil, err
+		}
+		opts.Ports = Ports{HTTP: ps[0], SerfLAN: ps[1], SerfWAN: ps[2], Server: ps[3], GRPC: ps[4]}
+	}
+	a := &Agent{opts: opts, Ports: opts.Ports}
+	if err := a.start(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) start(ctx context.Context) error {
+	p := a.opts.Ports
+	args := []string{"agent",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
+		"-http-port", strconv.Itoa(p.HTTP), "-dns-port", "-1",
+		"-serf-lan-port", strconv.Itoa(p.SerfLAN), "-serf-wan-port", strconv.Itoa(p.SerfWAN),
+		"-server-port", strconv.Itoa(p.Server), "-grpc-port", strconv.Itoa(p.GRPC),
+		"-node", fmt.Sprintf("mw-%d", p.HTTP), "-log-level", "warn",
+		"-hcl", `connect { enabled = true }`,
+		"-hcl", `performance { raft_multiplier = 1 }`,
+	}
+	if a.opts.DataDir != "" {
+		args = append(args, "-server", "-bootstrap-expect", "1", "-data-dir", a.opts.DataDir,
+			"-hcl", `ui_config { enabled = false }`)
+	} else {
+		args = append(args, "-dev")
+	}
+	cmd := exec.Command(a.opts.Binary, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	w := io.Writer(&out)
+	if a.opts.Log != nil {
+		w = io.MultiWriter(&out, a.opts.Log)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start consul %s: %w", a.opts.Binary, err)
+	}
+	a.cmd = cmd
+	a.done = make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		a.mu.Lock()
+		a.err = err
+		a.mu.Unlock()
+		close(a.done)
+	}()
+	client, err := a.Client()
+	if err != nil {
+		return err
+	}
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		leader, err := client.Status().Leader()
+		if err == nil && leader != "" {
+			// The catalog accepts writes once the agent has synced itself.
+			if _, _, err := client.Catalog().Nodes(nil); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-a.done:
+			return fmt.Errorf("consul exited before it was ready: %v\n%s", a.exitErr(), lastLines(out.String(), 20))
+		case <-ctx.Done():
+			a.Stop()
+			return fmt.Errorf("waiting for consul: %w", ctx.Err())
+		case <-deadline.C:
+			a.Stop()
+			return fmt.Errorf("consul did not elect a leader within 60s\n%s", lastLines(out.String(), 20))
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) exitErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+// Addr is the HTTP API address, host:port.
+func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Ports.HTTP)) }
+
+// Client returns an API client for the agent.
+func (a *Agent) Client() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = a.Addr()
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	return c, nil
+}
+
+// Stop terminates the agent (SIGTERM, then SIGKILL after 5s) and waits.
+func (a *Agent) Stop() {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.done
+	}
+}
+
+// Restart stops the agent and starts it again on the same ports. With a
+// DataDir the catalog survives; in -dev mode it starts empty.
+func (a *Agent) Restart(ctx context.Context) error {
+	a.Stop()
+	return a.start(ctx)
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func lastLines(s string, n int) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
