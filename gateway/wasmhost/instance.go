@@ -1,0 +1,334 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// instance is one module instance (one proxy-wasm VM). It is
+// single-threaded: whoever holds mu (a stream, or the plugin's background
+// loop) is the only caller into it.
+type instance struct {
+	p      *Plugin
+	mod    api.Module
+	ctx    context.Context // carries the instance to hostcalls; cancelled on deadline
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	dead      atomic.Bool // trapped, timed out or closed: never call it again
+	discarded atomic.Bool
+	callStart atomic.Int64 // monotonic ns since p.epoch; 0 when idle
+	timedOut  atomic.Bool
+
+	f          exports
+	stack      [8]uint64
+	allocStack [1]uint64
+
+	rootID   uint32
+	nextID   uint32
+	streams  map[uint32]*Stream
+	cur      uint32  // effective context id of the running callback
+	curS     *Stream // stream of cur, nil for the root context
+	httpResp *HTTPCallResponse
+
+	tickPeriod atomic.Int64 // ns; 0 = no ticks
+	nextTick   atomic.Int64 // monotonic ns since p.epoch
+
+	calls     map[uint32]*pendingCall
+	nextToken uint32
+
+	evMu   sync.Mutex
+	evs    []event
+	notify chan struct{}
+}
+
+type exports struct {
+	alloc                                                         api.Function
+	initialize, start                                             api.Function
+	onContextCreate, onVMStart, onConfigure, onTick, onQueueReady api.Function
+	onRequestHeaders, onRequestBody, onRequestTrailers            api.Function
+	onResponseHeaders, onResponseBody, onResponseTrailers         api.Function
+	onDone, onLog, onDelete, onHTTPCallResponse                   api.Function
+}
+
+type pendingCall struct {
+	ctxID  uint32
+	cancel context.CancelFunc
+}
+
+type eventKind int
+
+const (
+	evHTTP eventKind = iota
+	evQueue
+)
+
+type event struct {
+	kind  eventKind
+	token uint32
+	resp  HTTPCallResponse
+	queue uint32
+}
+
+type instKey struct{}
+
+// GuestError reports a failed callback into a plugin: a trap (including a
+// guest panic or running out of memory), a deadline, a paused stream that was
+// never resumed, or a broken ABI contract.
+type GuestError struct {
+	Plugin   string
+	Callback string
+	Kind     string // "trap", "timeout", "pause-timeout", "limit", "abi"
+	Err      error
+}
+
+func (e *GuestError) Error() string {
+	return fmt.Sprintf("wasm plugin %q: %s in %s: %v", e.Plugin, e.Kind, e.Callback, e.Err)
+}
+
+func (e *GuestError) Unwrap() error { return e.Err }
+
+var errDead = errors.New("instance is no longer usable")
+
+func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
+	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.seq.Add(1))
+	mod, err := p.r.rt.InstantiateModule(ctx, p.mod.compiled, newModuleConfig(name, p.stderr))
+	if err != nil {
+		return nil, fmt.Errorf("wasm plugin %q: instantiate: %w", p.cfg.Name, err)
+	}
+	in := &instance{
+		p:       p,
+		mod:     mod,
+		rootID:  1,
+		nextID:  1,
+		streams: map[uint32]*Stream{},
+		calls:   map[uint32]*pendingCall{},
+		notify:  make(chan struct{}, 1),
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	in.ctx, in.cancel = context.WithValue(cctx, instKey{}, in), cancel
+	fn := mod.ExportedFunction
+	in.f = exports{
+		alloc:              fn("proxy_on_memory_allocate"),
+		initialize:         fn("_initialize"),
+		start:              fn("_start"),
+		onContextCreate:    fn("proxy_on_context_create"),
+		onVMStart:          fn("proxy_on_vm_start"),
+		onConfigure:        fn("proxy_on_configure"),
+		onTick:             fn("proxy_on_tick"),
+		onQueueReady:       fn("proxy_on_queue_ready"),
+		onRequestHeaders:   fn("proxy_on_request_headers"),
+		onRequestBody:      fn("proxy_on_request_body"),
+		onRequestTrailers:  fn("proxy_on_request_trailers"),
+		onResponseHeaders:  fn("proxy_on_response_headers"),
+		onResponseBody:     fn("proxy_on_response_body"),
+		onResponseTrailers: fn("proxy_on_response_trailers"),
+		onDone:             fn("proxy_on_done"),
+		onLog:              fn("proxy_on_log"),
+		onDelete:           fn("proxy_on_delete"),
+		onHTTPCallResponse: fn("proxy_on_http_call_response"),
+	}
+	if in.f.alloc == nil {
+		in.f.alloc = fn("malloc")
+	}
+	if err := in.boot(); err != nil {
+		in.close()
+		return nil, err
+	}
+	return in, nil
+}
+
+// boot runs the module's initialiser and the root context's start-up, as
+// Envoy does: _initialize (reactor) or _start, proxy_on_context_create(root),
+// proxy_on_vm_start, proxy_on_configure.
+func (in *instance) boot() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.cur = in.rootID
+	switch {
+	case in.f.initialize != nil:
+		if _, err := in.call("_initialize", in.f.initialize); err != nil {
+			return err
+		}
+	case in.f.start != nil:
+		if _, err := in.call("_start", in.f.start); err != nil {
+			return err
+		}
+	}
+	if _, err := in.call("proxy_on_context_create", in.f.onContextCreate, uint64(in.rootID), 0); err != nil {
+		return err
+	}
+	if in.f.onVMStart != nil {
+		ok, err := in.call("proxy_on_vm_start", in.f.onVMStart, uint64(in.rootID), uint64(len(in.p.cfg.VMConfiguration)))
+		if err != nil {
+			return err
+		}
+		if uint32(ok) == 0 {
+			return &GuestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_vm_start", Kind: "abi", Err: errors.New("the guest rejected the vm configuration (returned false)")}
+		}
+	}
+	if in.f.onConfigure != nil {
+		ok, err := in.call("proxy_on_configure", in.f.onConfigure, uint64(in.rootID), uint64(len(in.p.cfg.Configuration)))
+		if err != nil {
+			return err
+		}
+		if uint32(ok) == 0 {
+			return &GuestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_configure", Kind: "abi", Err: errors.New("the guest rejected the plugin configuration (returned false)")}
+		}
+	}
+	return nil
+}
+
+// call invokes fn with args. A nil fn (an optional callback the module does
+// not export) returns 0. Any error marks the instance dead.
+func (in *instance) call(name string, fn api.Function, args ...uint64) (uint64, error) {
+	if fn == nil {
+		return 0, nil
+	}
+	if in.dead.Load() {
+		return 0, &GuestError{Plugin: in.p.cfg.Name, Callback: name, Kind: "trap", Err: errDead}
+	}
+	copy(in.stack[:], args)
+	start := time.Since(in.p.epoch)
+	in.callStart.Store(int64(start) | 1)
+	err := fn.CallWithStack(in.ctx, in.stack[:])
+	in.callStart.Store(0)
+	in.p.stats.observe(time.Since(in.p.epoch) - start)
+	if err != nil {
+		in.dead.Store(true)
+		kind := "trap"
+		if in.timedOut.Load() {
+			kind = "timeout"
+			in.p.stats.timeouts.Add(1)
+		} else {
+			in.p.stats.traps.Add(1)
+		}
+		ge := &GuestError{Plugin: in.p.cfg.Name, Callback: name, Kind: kind, Err: err}
+		in.p.cfg.Logger.Warn("wasm guest failed; discarding the instance", "plugin", in.p.cfg.Name, "callback", name, "kind", kind, "err", err)
+		return 0, ge
+	}
+	return in.stack[0], nil
+}
+
+// allocate calls the guest allocator from inside a hostcall.
+func (in *instance) allocate(size int) (uint32, bool) {
+	if in.f.alloc == nil || size < 0 || uint64(size) > uint64(^uint32(0)) {
+		return 0, false
+	}
+	in.allocStack[0] = uint64(size)
+	if err := in.f.alloc.CallWithStack(in.ctx, in.allocStack[:]); err != nil {
+		in.dead.Store(true)
+		return 0, false
+	}
+	p := uint32(in.allocStack[0])
+	if p == 0 {
+		return 0, false
+	}
+	if _, ok := in.mod.Memory().Read(p, uint32(size)); !ok {
+		return 0, false
+	}
+	return p, true
+}
+
+// post queues an event (an HTTP call response, a queue notification) for
+// this instance and wakes whoever serves it.
+func (in *instance) post(e event) {
+	in.evMu.Lock()
+	in.evs = append(in.evs, e)
+	in.evMu.Unlock()
+	select {
+	case in.notify <- struct{}{}:
+	default:
+	}
+	in.p.kick()
+}
+
+func (in *instance) hasEvents() bool {
+	in.evMu.Lock()
+	defer in.evMu.Unlock()
+	return len(in.evs) > 0
+}
+
+// drainEvents delivers queued events; it must run with mu held. It reports
+// whether it delivered anything.
+func (in *instance) drainEvents() (bool, error) {
+	in.evMu.Lock()
+	evs := in.evs
+	in.evs = nil
+	in.evMu.Unlock()
+	for i, e := range evs {
+		if err := in.deliver(e); err != nil {
+			// Drop the rest: the instance is dead.
+			_ = evs[i:]
+			return true, err
+		}
+	}
+	return len(evs) > 0, nil
+}
+
+func (in *instance) deliver(e event) error {
+	switch e.kind {
+	case evHTTP:
+		pc := in.calls[e.token]
+		if pc == nil {
+			return nil // the calling context is gone: Envoy cancels its calls
+		}
+		delete(in.calls, e.token)
+		pc.cancel()
+		caller := in.streams[pc.ctxID]
+		if caller != nil {
+			caller.pendingCalls--
+		} else if pc.ctxID != in.rootID {
+			return nil
+		}
+		in.setContext(in.rootID, nil)
+		in.httpResp = &e.resp
+		_, err := in.call("proxy_on_http_call_response", in.f.onHTTPCallResponse, uint64(in.rootID), uint64(e.token),
+			uint64(len(e.resp.Headers)), uint64(len(e.resp.Body)), uint64(len(e.resp.Trailers)))
+		in.httpResp = nil
+		return err
+	case evQueue:
+		in.setContext(in.rootID, nil)
+		_, err := in.call("proxy_on_queue_ready", in.f.onQueueReady, uint64(in.rootID), uint64(e.queue))
+		return err
+	}
+	return nil
+}
+
+// tickDue reports whether the root context's tick is due at now.
+func (in *instance) tickDue(now int64) bool {
+	return in.tickPeriod.Load() > 0 && now >= in.nextTick.Load()
+}
+
+func (in *instance) tick() error {
+	period := in.tickPeriod.Load()
+	if period <= 0 {
+		return nil
+	}
+	in.nextTick.Store(int64(time.Since(in.p.epoch)) + period)
+	in.setContext(in.rootID, nil)
+	_, err := in.call("proxy_on_tick", in.f.onTick, uint64(in.rootID))
+	return err
+}
+
+func (in *instance) setContext(id uint32, s *Stream) {
+	in.cur, in.curS = id, s
+}
+
+// close releases the module. It is safe to call more than once.
+func (in *instance) close() {
+	in.dead.Store(true)
+	for _, pc := range in.calls {
+		pc.cancel()
+	}
+	in.cancel()
+	_ = in.mod.Close(context.Background())
+}
+
+type apiFunc = api.Function

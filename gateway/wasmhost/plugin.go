@@ -1,0 +1,334 @@
+package wasmhost
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Plugin is a configured module with its pool of instances. Streams borrow
+// one instance each for their lifetime; a background goroutine enforces the
+// per-callback deadline and delivers ticks, queue notifications and HTTP call
+// responses to idle instances.
+type Plugin struct {
+	r      *Runtime
+	mod    *Module
+	cfg    PluginConfig
+	epoch  time.Time
+	stderr *logWriter
+	seq    atomic.Uint64
+
+	idle  chan *instance
+	slots chan struct{} // one token per live instance
+
+	mu  sync.Mutex
+	all map[*instance]struct{}
+
+	stats pluginStats
+
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	ctx       context.Context // lifetime of the plugin (HTTP calls)
+	cancel    context.CancelFunc
+}
+
+// NewPlugin configures mod as a plugin and starts its first instance, which
+// must accept the VM and plugin configuration (proxy_on_vm_start and
+// proxy_on_configure return true). More instances start on demand up to
+// PoolSize. Close the plugin when it is replaced.
+func (r *Runtime) NewPlugin(ctx context.Context, mod *Module, cfg PluginConfig) (*Plugin, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.CodeSHA256 != "" && cfg.CodeSHA256 != mod.sha256 {
+		return nil, fmt.Errorf("wasm plugin %q: module sha256 %s differs from vm_config code sha256 %s: fetch the module the config names", cfg.Name, mod.sha256, cfg.CodeSHA256)
+	}
+	cfg = cfg.withDefaults()
+	p := &Plugin{
+		r:      r,
+		mod:    mod,
+		cfg:    cfg,
+		epoch:  time.Now(),
+		stderr: &logWriter{log: cfg.Logger, plugin: cfg.Name},
+		idle:   make(chan *instance, cfg.PoolSize),
+		slots:  make(chan struct{}, cfg.PoolSize),
+		all:    map[*instance]struct{}{},
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	go p.background()
+	p.slots <- struct{}{}
+	in, err := p.spawn(ctx)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.idle <- in
+	return p, nil
+}
+
+// Name returns the plugin name.
+func (p *Plugin) Name() string { return p.cfg.Name }
+
+// Config returns the plugin configuration with defaults applied.
+func (p *Plugin) Config() PluginConfig { return p.cfg }
+
+// Close stops the plugin and releases its instances. Streams still open keep
+// their instance until they are closed.
+func (p *Plugin) Close() {
+	p.closeOnce.Do(func() {
+		close(p.stop)
+		<-p.done
+		p.cancel()
+		for {
+			select {
+			case in := <-p.idle:
+				p.discard(in)
+				continue
+			default:
+			}
+			break
+		}
+	})
+}
+
+func (p *Plugin) spawn(ctx context.Context) (*instance, error) {
+	in, err := newInstance(ctx, p)
+	if err != nil {
+		<-p.slots
+		p.stats.startFailures.Add(1)
+		return nil, err
+	}
+	p.stats.instances.Add(1)
+	p.mu.Lock()
+	p.all[in] = struct{}{}
+	p.mu.Unlock()
+	return in, nil
+}
+
+// acquire borrows an instance, starting one if the pool is not full.
+func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
+	for {
+		var in *instance
+		select {
+		case in = <-p.idle:
+		default:
+			select {
+			case in = <-p.idle:
+			case p.slots <- struct{}{}:
+				var err error
+				if in, err = p.spawn(ctx); err != nil {
+					return nil, err
+				}
+			case <-p.stop:
+				return nil, fmt.Errorf("wasm plugin %q is closed", p.cfg.Name)
+			case <-ctx.Done():
+				return nil, fmt.Errorf("wasm plugin %q: waiting for a free instance: %w", p.cfg.Name, ctx.Err())
+			}
+		}
+		in.mu.Lock()
+		if in.dead.Load() {
+			in.mu.Unlock()
+			p.discard(in)
+			continue
+		}
+		return in, nil
+	}
+}
+
+// release returns a borrowed instance, or discards it if it failed.
+func (p *Plugin) release(in *instance) {
+	dead := in.dead.Load()
+	pending := in.hasEvents()
+	in.mu.Unlock()
+	if dead {
+		p.discard(in)
+		return
+	}
+	select {
+	case <-p.stop:
+		p.discard(in)
+		return
+	default:
+	}
+	if pending {
+		p.kick()
+	}
+	p.idle <- in
+}
+
+// discard closes a dead instance and frees its pool slot; the next acquire
+// starts a fresh one.
+func (p *Plugin) discard(in *instance) {
+	if !in.discarded.CompareAndSwap(false, true) {
+		return
+	}
+	p.mu.Lock()
+	delete(p.all, in)
+	p.mu.Unlock()
+	in.close()
+	p.stats.instances.Add(-1)
+	p.stats.replaced.Add(1)
+	<-p.slots
+}
+
+func (p *Plugin) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Plugin) instances() []*instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*instance, 0, len(p.all))
+	for in := range p.all {
+		out = append(out, in)
+	}
+	return out
+}
+
+// background enforces callback deadlines and serves idle instances' root
+// contexts: ticks, queue notifications, HTTP call responses.
+func (p *Plugin) background() {
+	defer close(p.done)
+	period := p.cfg.CallTimeout / 4
+	if period < time.Millisecond {
+		period = time.Millisecond
+	}
+	timer := time.NewTimer(period)
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.wake:
+		case <-timer.C:
+		}
+		now := int64(time.Since(p.epoch))
+		next := now + int64(period)
+		for _, in := range p.instances() {
+			if s := in.callStart.Load(); s != 0 && now-s > int64(p.cfg.CallTimeout) {
+				in.timedOut.Store(true)
+				in.cancel() // wazero closes the module at its next check
+			}
+			if !in.hasEvents() && !in.tickDue(now) {
+				if t := in.tickPeriod.Load(); t > 0 {
+					next = min(next, in.nextTick.Load())
+				}
+				continue
+			}
+			if !in.mu.TryLock() {
+				continue // a stream holds it and serves it while paused, or at its next callback
+			}
+			p.serveRoot(in, now)
+			dead := in.dead.Load()
+			in.mu.Unlock()
+			if dead {
+				p.discard(in)
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(max(time.Duration(next-int64(time.Since(p.epoch))), 100*time.Microsecond))
+	}
+}
+
+// serveRoot runs with in.mu held.
+func (p *Plugin) serveRoot(in *instance, now int64) {
+	if _, err := in.drainEvents(); err != nil {
+		return
+	}
+	if in.tickDue(now) {
+		_ = in.tick()
+	}
+}
+
+// PluginStats are a plugin's counters. Calls counts every callback into
+// the guest; Traps and Timeouts the callbacks that failed (each discarded an
+// instance); Failures the stream callbacks answered per the fail policy;
+// Replaced the discarded instances; Latency the callback durations.
+type PluginStats struct {
+	Calls, Traps, Timeouts, Failures, Replaced, StartFailures uint64
+	Instances                                                 int64
+	Latency                                                   LatencyHistogram
+}
+
+const latencyBuckets = 10
+
+// LatencyBounds returns the upper bounds of the latency histogram buckets;
+// the last bucket of LatencyHistogram.Counts is everything slower.
+func LatencyBounds() [latencyBuckets]time.Duration {
+	return [latencyBuckets]time.Duration{
+		time.Microsecond, 2 * time.Microsecond, 5 * time.Microsecond, 10 * time.Microsecond,
+		20 * time.Microsecond, 50 * time.Microsecond, 100 * time.Microsecond, time.Millisecond,
+		10 * time.Millisecond, 100 * time.Millisecond,
+	}
+}
+
+// LatencyHistogram is a cumulative-free histogram of callback durations:
+// Counts[i] counts durations <= LatencyBounds()[i] (and > the previous bound).
+type LatencyHistogram struct {
+	Counts [latencyBuckets + 1]uint64
+	Sum    time.Duration
+}
+
+type pluginStats struct {
+	calls, traps, timeouts, failures, replaced, startFailures atomic.Uint64
+	instances                                                 atomic.Int64
+	buckets                                                   [latencyBuckets + 1]atomic.Uint64
+	sum                                                       atomic.Int64
+}
+
+func (s *pluginStats) observe(d time.Duration) {
+	s.calls.Add(1)
+	s.sum.Add(int64(d))
+	bounds := LatencyBounds()
+	i := 0
+	for i < len(bounds) && d > bounds[i] {
+		i++
+	}
+	s.buckets[i].Add(1)
+}
+
+// Stats returns a snapshot of the plugin's counters.
+func (p *Plugin) Stats() PluginStats {
+	s := &p.stats
+	out := PluginStats{
+		Calls: s.calls.Load(), Traps: s.traps.Load(), Timeouts: s.timeouts.Load(),
+		Failures: s.failures.Load(), Replaced: s.replaced.Load(), StartFailures: s.startFailures.Load(),
+		Instances: s.instances.Load(),
+	}
+	for i := range s.buckets {
+		out.Latency.Counts[i] = s.buckets[i].Load()
+	}
+	out.Latency.Sum = time.Duration(s.sum.Load())
+	return out
+}
+
+// logWriter turns guest stdout/stderr (WASI fd_write, e.g. a Go panic) into
+// log lines.
+type logWriter struct {
+	log    *slog.Logger
+	plugin string
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n")) {
+		w.log.Info(string(line), "plugin", w.plugin, "source", "wasi")
+	}
+	return len(b), nil
+}
