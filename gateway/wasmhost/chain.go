@@ -1,0 +1,147 @@
+package wasmhost
+
+import (
+	"context"
+	"fmt"
+)
+
+// Chain runs several plugins on one stream, requests in order and responses
+// in reverse order, as Envoy's HTTP filter chain does.
+type Chain struct {
+	plugins []*Plugin
+}
+
+// NewChain returns a chain of plugins in request order.
+func NewChain(plugins ...*Plugin) *Chain { return &Chain{plugins: plugins} }
+
+// OrderedChain builds a chain from plugins named by order (normally
+// filters.Order()). A name without a plugin is an error, so a missing filter
+// cannot be skipped silently.
+func OrderedChain(byName map[string]*Plugin, order []string) (*Chain, error) {
+	c := &Chain{}
+	for _, name := range order {
+		p := byName[name]
+		if p == nil {
+			return nil, fmt.Errorf("wasm chain: no plugin for filter %q named in the filter order: configure it or remove it from filters/order.txt", name)
+		}
+		c.plugins = append(c.plugins, p)
+	}
+	return c, nil
+}
+
+// Plugins returns the plugins in request order.
+func (c *Chain) Plugins() []*Plugin { return append([]*Plugin(nil), c.plugins...) }
+
+// ChainStream is one HTTP stream through every plugin of a chain.
+type ChainStream struct {
+	streams []*Stream
+}
+
+// NewStream starts a stream in every plugin. On error the streams already
+// started are closed.
+func (c *Chain) NewStream(ctx context.Context, info StreamInfo) (*ChainStream, error) {
+	cs := &ChainStream{streams: make([]*Stream, 0, len(c.plugins))}
+	for _, p := range c.plugins {
+		s, err := p.NewStream(ctx, info)
+		if err != nil {
+			cs.Close()
+			return nil, err
+		}
+		cs.streams = append(cs.streams, s)
+	}
+	return cs, nil
+}
+
+// OnRequestHeaders runs every plugin's request headers callback in order,
+// stopping at the first that does not continue.
+func (cs *ChainStream) OnRequestHeaders(h *Headers, endOfStream bool) Result {
+	return cs.each(false, func(s *Stream) Result { return s.OnRequestHeaders(h, endOfStream) })
+}
+
+// OnResponseHeaders runs the response headers callbacks in reverse order.
+func (cs *ChainStream) OnResponseHeaders(h *Headers, endOfStream bool) Result {
+	return cs.each(true, func(s *Stream) Result { return s.OnResponseHeaders(h, endOfStream) })
+}
+
+// OnRequestTrailers runs the request trailers callbacks in order.
+func (cs *ChainStream) OnRequestTrailers(t *Headers) Result {
+	return cs.each(false, func(s *Stream) Result { return s.OnRequestTrailers(t) })
+}
+
+// OnResponseTrailers runs the response trailers callbacks in reverse order.
+func (cs *ChainStream) OnResponseTrailers(t *Headers) Result {
+	return cs.each(true, func(s *Stream) Result { return s.OnResponseTrailers(t) })
+}
+
+// OnRequestBody passes chunk through the plugins in order; each one's
+// forwarded body is the next one's chunk. A Buffer from any plugin stops the
+// chunk there.
+func (cs *ChainStream) OnRequestBody(chunk []byte, endOfStream bool) Result {
+	return cs.body(false, chunk, func(s *Stream, b []byte) Result { return s.OnRequestBody(b, endOfStream) })
+}
+
+// OnResponseBody passes chunk through the plugins in reverse order.
+func (cs *ChainStream) OnResponseBody(chunk []byte, endOfStream bool) Result {
+	return cs.body(true, chunk, func(s *Stream, b []byte) Result { return s.OnResponseBody(b, endOfStream) })
+}
+
+func (cs *ChainStream) order(reverse bool, f func(*Stream) bool) {
+	n := len(cs.streams)
+	for i := range n {
+		s := cs.streams[i]
+		if reverse {
+			s = cs.streams[n-1-i]
+		}
+		if !f(s) {
+			return
+		}
+	}
+}
+
+func (cs *ChainStream) each(reverse bool, call func(*Stream) Result) Result {
+	res := Result{Action: Continue}
+	cs.order(reverse, func(s *Stream) bool {
+		r := call(s)
+		if r.Err != nil && res.Err == nil {
+			res.Err = r.Err
+		}
+		if r.Action != Continue {
+			err := res.Err
+			res = r
+			if res.Err == nil {
+				res.Err = err
+			}
+			return false
+		}
+		return true
+	})
+	return res
+}
+
+func (cs *ChainStream) body(reverse bool, chunk []byte, call func(*Stream, []byte) Result) Result {
+	res := Result{Action: Continue, Body: chunk}
+	cs.order(reverse, func(s *Stream) bool {
+		r := call(s, res.Body)
+		if r.Err != nil && res.Err == nil {
+			res.Err = r.Err
+		}
+		if r.Action != Continue {
+			err := res.Err
+			res = r
+			if res.Err == nil {
+				res.Err = err
+			}
+			return false
+		}
+		res.Body = r.Body
+		return true
+	})
+	return res
+}
+
+// Close closes every plugin's stream, last plugin first.
+func (cs *ChainStream) Close() {
+	for i := len(cs.streams) - 1; i >= 0; i-- {
+		cs.streams[i].Close()
+	}
+}

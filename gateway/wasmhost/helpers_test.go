@@ -1,0 +1,167 @@
+package wasmhost
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// guestBuilds caches each test guest's .wasm for the whole test binary run:
+// building one takes seconds.
+type guestBuilds struct {
+	dir  string
+	mu   sync.Mutex
+	once map[string]*guestBuild
+}
+
+type guestBuild struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+var builds = &guestBuilds{once: map[string]*guestBuild{}}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasmhost-guests-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	builds.dir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// guest builds testdata/guests/<name> with the standard toolchain:
+// GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
+func guest(tb testing.TB, name string) []byte {
+	tb.Helper()
+	builds.mu.Lock()
+	b := builds.once[name]
+	if b == nil {
+		b = &guestBuild{}
+		builds.once[name] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() {
+		out := filepath.Join(builds.dir, name+".wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/guests/"+name)
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build guest %s: %v\n%s", name, err, msg)
+			return
+		}
+		b.wasm, b.err = os.ReadFile(out)
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
+	}
+	return b.wasm
+}
+
+// newRuntime returns a compiler-mode runtime with its cache in a temp dir.
+func newRuntime(tb testing.TB, cfg RuntimeConfig) *Runtime {
+	tb.Helper()
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = tb.TempDir()
+	}
+	r, err := NewRuntime(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r
+}
+
+func newPlugin(tb testing.TB, r *Runtime, name string, cfg PluginConfig) *Plugin {
+	tb.Helper()
+	mod, err := r.Compile(context.Background(), guest(tb, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if cfg.Name == "" {
+		cfg.Name = name
+	}
+	p, err := r.NewPlugin(context.Background(), mod, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// upstream is an HTTP server for proxy_http_call on a loopback ephemeral port.
+func upstream(tb testing.TB) *NetHTTPCaller {
+	tb.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-upstream", "yes")
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, "hello %s %s from=%s", r.Method, r.URL.RequestURI(), r.Header.Get("x-from"))
+	}))
+	tb.Cleanup(srv.Close)
+	return &NetHTTPCaller{Clusters: map[string]string{"upstream": srv.URL}}
+}
+
+// logSink collects log records for assertions.
+type logSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
+	return nil
+}
+func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logSink) WithGroup(string) slog.Handler      { return l }
+func (l *logSink) has(sub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if strings.Contains(m, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(tb testing.TB, what string, d time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func reqHeaders(kv ...string) *Headers {
+	return NewHeaders(append([]string{":method", "GET", ":path", "/p?q=1", ":authority", "example.test", ":scheme", "http"}, kv...)...)
+}
+
+// request runs request headers through a fresh stream and closes it.
+func request(tb testing.TB, p *Plugin, info StreamInfo, h *Headers) Result {
+	tb.Helper()
+	s, err := p.NewStream(context.Background(), info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	return s.OnRequestHeaders(h, true)
+}
