@@ -16,13 +16,13 @@ import (
 func main() {}
 
 var (
-	rootID                          uint32
-	vmConfig, pluginConfig          string
+	rootID                           uint32
+	vmConfig, pluginConfig           string
 	mCounter, mGauge, mHist, mLogged uint32
-	queueID                         uint32
-	scenario                        = map[uint32]string{}
-	callers                         = map[uint32]uint32{} // token -> context
-	tickWaiters                     []uint32
+	queueID                          uint32
+	scenario                         = map[uint32]string{}
+	callers                          = map[uint32]uint32{} // token -> context
+	tickWaiters                      []uint32
 )
 
 //go:wasmexport proxy_abi_version_0_2_1
@@ -136,8 +136,8 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 	switch test {
 	case "headers":
 		pairs, s := g.Pairs(g.RequestHeaders)
-		add("x-r-pairs", st(s)+"/"+strconv.Itoa(len(pairs))+"/"+strconv.Itoa(int(n)))
 		size, _ := g.MapSize(g.RequestHeaders)
+		add("x-r-pairs", st(s)+"/"+strconv.Itoa(len(pairs))+"/"+strconv.Itoa(int(n)))
 		add("x-r-size-ok", strconv.FormatBool(int(size) == len(g.EncodePairs(pairs))))
 		g.ReplaceHeader(g.RequestHeaders, "x-replace", "new")
 		g.RemoveHeader(g.RequestHeaders, "x-remove")
@@ -231,10 +231,12 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		add("x-r-plugin-config-part", strconv.Itoa(int(n))+":"+string(b))
 		add("x-r-set-config", st(g.SetBuffer(g.PluginConfig, 0, 0, "x")))
 	case "effective":
-		add("x-r-effective-bad", st(g.SetEffectiveContext(9999)))
-		add("x-r-effective-root", st(g.SetEffectiveContext(rootID)))
+		bad := g.SetEffectiveContext(9999)
+		root := g.SetEffectiveContext(rootID)
 		_, s := g.Header(g.RequestHeaders, "x-test")
 		g.SetEffectiveContext(ctx)
+		add("x-r-effective-bad", st(bad))
+		add("x-r-effective-root", st(root))
 		add("x-r-root-headers", st(s))
 	case "tick-wait":
 		tickWaiters = append(tickWaiters, ctx)

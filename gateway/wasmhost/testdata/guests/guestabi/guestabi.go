@@ -45,6 +45,16 @@ const (
 // returned, and Go's GC would otherwise be free to reclaim it.
 var pinned [][]byte
 
+// Return slots live in global memory, never on the goroutine stack: the host
+// calls the allocator in the middle of a hostcall, which may grow (move) the
+// stack, and the host would then write through a stale address.
+var (
+	slotP, slotN, slotCas, slotU32 uint32
+	slotU64                        uint64
+)
+
+func addr32(p *uint32) uint32 { return uint32(uintptr(unsafe.Pointer(p))) }
+
 // BadAlloc makes Alloc return an address outside memory (hostile tests).
 var BadAlloc bool
 
@@ -195,25 +205,23 @@ func Log(level uint32, msg string) uint32 { return ProxyLog(level, SPtr(msg), ui
 
 // LogLevel returns the host's log level.
 func LogLevel() (uint32, uint32) {
-	var v uint32
-	st := proxyGetLogLevel(uint32(uintptr(unsafe.Pointer(&v))))
-	return v, st
+	st := proxyGetLogLevel(addr32(&slotU32))
+	return slotU32, st
 }
 
 // Now returns the host's wall clock.
 func Now() (uint64, uint32) {
-	var v uint64
-	st := proxyGetCurrentTime(uint32(uintptr(unsafe.Pointer(&v))))
-	return v, st
+	st := proxyGetCurrentTime(uint32(uintptr(unsafe.Pointer(&slotU64))))
+	return slotU64, st
 }
 
 func ret2(f func(rp, rn uint32) uint32) ([]byte, uint32) {
-	var p, n uint32
-	st := f(uint32(uintptr(unsafe.Pointer(&p))), uint32(uintptr(unsafe.Pointer(&n))))
+	slotP, slotN = 0, 0
+	st := f(addr32(&slotP), addr32(&slotN))
 	if st != OK {
 		return nil, st
 	}
-	return load(p, n), st
+	return load(slotP, slotN), st
 }
 
 // Property reads a property; path segments are joined with NUL.
@@ -240,9 +248,8 @@ func Buffer(t, start, size uint32) ([]byte, uint32) {
 
 // BufferLen returns the length of buffer t.
 func BufferLen(t uint32) (uint32, uint32) {
-	var n, f uint32
-	st := proxyGetBufferStatus(t, uint32(uintptr(unsafe.Pointer(&n))), uint32(uintptr(unsafe.Pointer(&f))))
-	return n, st
+	st := proxyGetBufferStatus(t, addr32(&slotN), addr32(&slotP))
+	return slotN, st
 }
 
 // SetBuffer writes data at start replacing size bytes (Envoy semantics).
@@ -290,9 +297,8 @@ func RemoveHeader(t uint32, k string) uint32 {
 
 // MapSize returns the serialized size of map t.
 func MapSize(t uint32) (uint32, uint32) {
-	var n uint32
-	st := proxyGetHeaderMapSize(t, uint32(uintptr(unsafe.Pointer(&n))))
-	return n, st
+	st := proxyGetHeaderMapSize(t, addr32(&slotU32))
+	return slotU32, st
 }
 
 // SendLocalResponse replies locally.
@@ -304,18 +310,16 @@ func SendLocalResponse(code uint32, details, body string, headers [][2]string, g
 // HTTPCall dispatches an HTTP call.
 func HTTPCall(cluster string, headers [][2]string, body string, timeoutMS uint32) (uint32, uint32) {
 	h := EncodePairs(headers)
-	var tok uint32
-	st := ProxyHTTPCall(SPtr(cluster), uint32(len(cluster)), Ptr(h), uint32(len(h)), SPtr(body), uint32(len(body)), 0, 0, timeoutMS, uint32(uintptr(unsafe.Pointer(&tok))))
-	return tok, st
+	st := ProxyHTTPCall(SPtr(cluster), uint32(len(cluster)), Ptr(h), uint32(len(h)), SPtr(body), uint32(len(body)), 0, 0, timeoutMS, addr32(&slotU32))
+	return slotU32, st
 }
 
 // SharedData reads key.
 func SharedData(key string) ([]byte, uint32, uint32) {
-	var cas uint32
 	b, st := ret2(func(rp, rn uint32) uint32 {
-		return proxyGetSharedData(SPtr(key), uint32(len(key)), rp, rn, uint32(uintptr(unsafe.Pointer(&cas))))
+		return proxyGetSharedData(SPtr(key), uint32(len(key)), rp, rn, addr32(&slotCas))
 	})
-	return b, cas, st
+	return b, slotCas, st
 }
 
 // SetSharedData writes key with cas (0: unconditional).
@@ -325,16 +329,14 @@ func SetSharedData(key, value string, cas uint32) uint32 {
 
 // RegisterQueue registers a shared queue.
 func RegisterQueue(name string) (uint32, uint32) {
-	var id uint32
-	st := proxyRegisterSharedQueue(SPtr(name), uint32(len(name)), uint32(uintptr(unsafe.Pointer(&id))))
-	return id, st
+	st := proxyRegisterSharedQueue(SPtr(name), uint32(len(name)), addr32(&slotU32))
+	return slotU32, st
 }
 
 // ResolveQueue finds a queue of vm.
 func ResolveQueue(vm, name string) (uint32, uint32) {
-	var id uint32
-	st := proxyResolveSharedQueue(SPtr(vm), uint32(len(vm)), SPtr(name), uint32(len(name)), uint32(uintptr(unsafe.Pointer(&id))))
-	return id, st
+	st := proxyResolveSharedQueue(SPtr(vm), uint32(len(vm)), SPtr(name), uint32(len(name)), addr32(&slotU32))
+	return slotU32, st
 }
 
 // Enqueue appends to a queue.
@@ -347,22 +349,19 @@ func Dequeue(id uint32) ([]byte, uint32) {
 
 // DefineMetric defines a metric of type t.
 func DefineMetric(t uint32, name string) (uint32, uint32) {
-	var id uint32
-	st := proxyDefineMetric(t, SPtr(name), uint32(len(name)), uint32(uintptr(unsafe.Pointer(&id))))
-	return id, st
+	st := proxyDefineMetric(t, SPtr(name), uint32(len(name)), addr32(&slotU32))
+	return slotU32, st
 }
 
 // Metric reads a metric.
 func Metric(id uint32) (uint64, uint32) {
-	var v uint64
-	st := proxyGetMetric(id, uint32(uintptr(unsafe.Pointer(&v))))
-	return v, st
+	st := proxyGetMetric(id, uint32(uintptr(unsafe.Pointer(&slotU64))))
+	return slotU64, st
 }
 
 // CallForeign calls a foreign function.
 func CallForeign(name string) uint32 {
-	var p, n uint32
-	return proxyCallForeign(SPtr(name), uint32(len(name)), 0, 0, uint32(uintptr(unsafe.Pointer(&p))), uint32(uintptr(unsafe.Pointer(&n))))
+	return proxyCallForeign(SPtr(name), uint32(len(name)), 0, 0, addr32(&slotP), addr32(&slotN))
 }
 
 // EncodePairs serializes a header map.
