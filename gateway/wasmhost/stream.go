@@ -226,6 +226,9 @@ func (s *Stream) finish(action uint64, err error, dir streamType, _ []byte, _ bo
 	if err != nil {
 		return s.fail(err)
 	}
+	if s.limitErr != nil {
+		return s.fail(s.limitErr)
+	}
 	if uint32(action) != actionContinue && s.localReply == nil && !s.closeStream {
 		if err := s.wait(dir); err != nil {
 			return s.fail(err)

@@ -1,0 +1,183 @@
+package wasmhost
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHostileGuests runs guests that misbehave. In every case the host
+// survives, the request is answered per the fail policy, the broken instance
+// is replaced, and the next request through the same plugin works.
+func TestHostileGuests(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{MemoryLimitPages: 512}) // 32 MiB
+	tests := []struct {
+		mode     string
+		kind     string // GuestError kind; "" = no failure
+		body     bool   // misbehave in the body callback, after headers continued
+		replaced bool   // the instance is discarded
+	}{
+		{mode: "oob"},
+		{mode: "badalloc"},
+		{mode: "loop", kind: "timeout", replaced: true},
+		{mode: "bomb", kind: "trap", replaced: true},
+		{mode: "trap", kind: "trap", replaced: true},
+		{mode: "trap-body", kind: "trap", body: true, replaced: true},
+		{mode: "loop-body", kind: "timeout", body: true, replaced: true},
+		{mode: "headers10k", kind: "limit"},
+		{mode: "pairs10k", kind: "limit"},
+		{mode: "reply10k", kind: "limit"},
+	}
+	for _, failOpen := range []bool{false, true} {
+		sink := &logSink{}
+		p := newPlugin(t, r, "hostile", PluginConfig{
+			Logger:      slog.New(sink),
+			Name:        "hostile-" + strconv.FormatBool(failOpen),
+			FailOpen:    failOpen,
+			PoolSize:    1, // the next request must reuse or replace the same slot
+			CallTimeout: 300 * time.Millisecond,
+		})
+		for _, tc := range tests {
+			t.Run(tc.mode+"/failOpen="+strconv.FormatBool(failOpen), func(t *testing.T) {
+				before := p.Stats()
+				s, err := p.NewStream(context.Background(), StreamInfo{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := reqHeaders("x-hostile", tc.mode)
+				res := s.OnRequestHeaders(h, !tc.body)
+				if tc.body {
+					if res.Action != Continue || res.Err != nil {
+						t.Fatalf("headers before the body: %v %v", res.Action, res.Err)
+					}
+					res = s.OnRequestBody([]byte("payload"), true)
+				}
+				s.Close()
+				switch {
+				case tc.kind == "":
+					if res.Action != Continue || res.Err != nil {
+						t.Fatalf("action %v err %v", res.Action, res.Err)
+					}
+				case res.Err == nil || !strings.Contains(res.Err.Error(), tc.kind):
+					t.Fatalf("err = %v, want kind %s", res.Err, tc.kind)
+				case failOpen && res.Action != Continue:
+					t.Fatalf("fail-open answered %v", res.Action)
+				case !failOpen && (res.Action != Reply || res.Reply.Status != 503):
+					t.Fatalf("fail-closed answered %v %+v", res.Action, res.Reply)
+				}
+				if tc.body && failOpen && string(res.Body) != "payload" {
+					t.Fatalf("fail-open body = %q, want the unfiltered body", res.Body)
+				}
+				switch tc.mode {
+				case "bomb":
+					// The guest runtime saw memory.grow fail at the limit.
+					if !sink.has("out of memory") {
+						t.Fatalf("no out-of-memory report from the guest: %v", sink.msgs)
+					}
+				case "oob":
+					// Every bad pointer is InvalidMemoryAccess; a bad address for the
+					// return of a property is too.
+					if v, _ := h.Get("x-oob"); v != "6,6,6,6,6,6,6,6,6,6,6" {
+						t.Fatalf("x-oob = %q", v)
+					}
+				case "badalloc":
+					if v, _ := h.Get("x-badalloc"); v != "10" {
+						t.Fatalf("x-badalloc = %q, want InternalFailure", v)
+					}
+				}
+				after := p.Stats()
+				if got := after.Replaced - before.Replaced; tc.replaced != (got == 1) {
+					t.Fatalf("instances replaced = %d, want replaced=%v", got, tc.replaced)
+				}
+				// The next request works, on a fresh or the same instance.
+				next := reqHeaders("x-hostile", "oob")
+				if res := request(t, p, StreamInfo{}, next); res.Action != Continue || res.Err != nil {
+					t.Fatalf("next request: %v %v", res.Action, res.Err)
+				}
+			})
+		}
+		st := p.Stats()
+		if st.Timeouts < 2 || st.Traps < 3 || st.Failures < 8 {
+			t.Fatalf("stats after hostile run: %+v", st)
+		}
+	}
+}
+
+// TestLargeHeaderMapFromGatewaySurvives hands a 10k-entry request to a
+// guest that reads it whole.
+func TestLargeHeaderMapFromGatewaySurvives(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	p := newPlugin(t, r, "conformance", PluginConfig{PoolSize: 1, MaxHeaders: 11000})
+	h := reqHeaders("x-test", "headers")
+	for i := range 10000 {
+		h.Add("x-big-"+strconv.Itoa(i), "v")
+	}
+	res := request(t, p, StreamInfo{}, h)
+	if res.Action != Continue || res.Err != nil {
+		t.Fatalf("%v %v", res.Action, res.Err)
+	}
+	if v, _ := h.Get("x-r-pairs"); v != "0/10005/10005" {
+		t.Fatalf("x-r-pairs = %q", v)
+	}
+}
+
+// TestConcurrentStreamsThroughPool runs many goroutines through a small pool;
+// each instance serves one stream at a time (the race detector and the
+// guest's own state would catch overlap).
+func TestConcurrentStreamsThroughPool(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	p := newPlugin(t, r, "headers", PluginConfig{PoolSize: 3})
+	const workers, each = 8, 50
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				lane := "l" + strconv.Itoa(w) + "-" + strconv.Itoa(i)
+				h := reqHeaders("x-mw-dye", lane)
+				s, err := p.NewStream(context.Background(), StreamInfo{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				res := s.OnRequestHeaders(h, true)
+				s.Close()
+				if v, _ := h.Get("x-mw-lane"); res.Action != Continue || v != lane {
+					errs <- &GuestError{Plugin: "headers", Kind: "mismatch", Err: context.Canceled}
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := p.Stats(); st.Instances > 3 || st.Instances < 1 {
+		t.Fatalf("instances = %d, pool size 3", st.Instances)
+	}
+}
+
+func TestAcquireHonoursContext(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 1})
+	s, err := p.NewStream(context.Background(), StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.NewStream(ctx, StreamInfo{}); err == nil {
+		t.Fatal("second stream got an instance that the first holds")
+	}
+	s.Close()
+	s2, err := p.NewStream(context.Background(), StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+}
