@@ -110,7 +110,7 @@ func TestHostileGuests(t *testing.T) {
 // guest that reads it whole.
 func TestLargeHeaderMapFromGatewaySurvives(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
-	p := newPlugin(t, r, "conformance", PluginConfig{PoolSize: 1, MaxHeaders: 11000})
+	p := newPlugin(t, r, "conformance", PluginConfig{PoolSize: 1, MaxHeaders: 11000, CallTimeout: 5 * time.Second})
 	h := reqHeaders("x-test", "headers")
 	for i := range 10000 {
 		h.Add("x-big-"+strconv.Itoa(i), "v")

@@ -83,7 +83,7 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		return uint32(spin())
 	case "bomb":
 		for {
-			hog = append(hog, make([]byte, 1<<20))
+			hog = append(hog, make([]byte, 8<<20))
 		}
 	case "trap":
 		var m map[string]int
