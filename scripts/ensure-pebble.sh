@@ -5,7 +5,7 @@
 # through MESHWARDEN_PEBBLE or this cache path (internal/pebbleagent).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-version="$(awk '$1=="github.com/letsencrypt/pebble/v2"{print $2}' "$root/tools/pebble/go.mod")"
+version="$(awk '{ if ($1=="require") { $1=""; $0=$0 } } $1=="github.com/letsencrypt/pebble/v2"{print $2}' "$root/tools/pebble/go.mod")"
 cache="${MESHWARDEN_CACHE:-$HOME/.cache/meshwarden}"
 bin="$cache/pebble-$version/pebble"
 if [[ -x "$bin" ]] && "$bin" -version >/dev/null 2>&1; then
