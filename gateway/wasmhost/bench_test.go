@@ -1,0 +1,181 @@
+package wasmhost
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+)
+
+// Benchmarks of the host. Run them with
+//
+//	go test -run '^$' -bench . -benchmem -count 3 ./gateway/wasmhost/
+//
+// The no-op and header filters are the raw guests in testdata/guests.
+
+func BenchmarkCompile(b *testing.B) {
+	wasm := guest(b, "noop")
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			r, err := NewRuntime(context.Background(), RuntimeConfig{}) // no disk cache
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := r.Compile(context.Background(), wasm); err != nil {
+				b.Fatal(err)
+			}
+			_ = r.Close(context.Background())
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		dir := b.TempDir()
+		warm := newRuntime(b, RuntimeConfig{CacheDir: dir})
+		if _, err := warm.Compile(context.Background(), wasm); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			r, err := NewRuntime(context.Background(), RuntimeConfig{CacheDir: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := r.Compile(context.Background(), wasm); err != nil {
+				b.Fatal(err)
+			}
+			_ = r.Close(context.Background())
+		}
+	})
+}
+
+// BenchmarkInstantiate measures one instance: instantiate, _initialize,
+// proxy_on_context_create(root), vm_start and configure.
+func BenchmarkInstantiate(b *testing.B) {
+	r := newRuntime(b, RuntimeConfig{})
+	p := newPlugin(b, r, "noop", PluginConfig{PoolSize: 1})
+	for b.Loop() {
+		in, err := newInstance(context.Background(), p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in.close()
+	}
+}
+
+// benchRequest runs one full request lifecycle: context create, request
+// headers, response headers, done, log, delete.
+func benchRequest(b *testing.B, p *Plugin, check bool) {
+	h := reqHeaders("x-mw-dye", "canary", "user-agent", "bench", "accept", "*/*")
+	base := len(h.Pairs)
+	rh := NewHeaders(":status", "200", "content-type", "text/plain", "content-length", "5")
+	rbase := len(rh.Pairs)
+	s, err := p.NewStream(context.Background(), StreamInfo{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res := s.OnRequestHeaders(h, true); res.Action != Continue {
+		b.Fatalf("request headers: %v %v", res.Action, res.Err)
+	}
+	if res := s.OnResponseHeaders(rh, false); res.Action != Continue {
+		b.Fatalf("response headers: %v %v", res.Action, res.Err)
+	}
+	s.Close()
+	if check {
+		if v, _ := h.Get("x-mw-lane"); v != "canary" {
+			b.Fatalf("header filter did not run: %v", h.Pairs)
+		}
+	}
+	h.Pairs = h.Pairs[:base]
+	rh.Pairs = rh.Pairs[:rbase]
+}
+
+func BenchmarkRequest(b *testing.B) {
+	for _, bc := range []struct {
+		name, guest string
+		noDeadline  bool
+	}{
+		{"noop", "noop", false},
+		{"headers", "headers", false},
+		{"noop/no-deadline", "noop", true},
+		{"headers/no-deadline", "headers", true},
+	} {
+		name := bc.guest
+		b.Run(bc.name, func(b *testing.B) {
+			r := newRuntime(b, RuntimeConfig{NoCallDeadline: bc.noDeadline})
+			p := newPlugin(b, r, name, PluginConfig{PoolSize: 1})
+			b.ReportAllocs()
+			for b.Loop() {
+				benchRequest(b, p, name == "headers")
+			}
+		})
+	}
+}
+
+// BenchmarkRequestParallel sends requests from GOMAXPROCS×4 goroutines
+// through pools of several sizes.
+func BenchmarkRequestParallel(b *testing.B) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, pool := range []int{procs, 2 * procs, 4 * procs} {
+		b.Run("headers/pool="+strconv.Itoa(pool), func(b *testing.B) {
+			r := newRuntime(b, RuntimeConfig{})
+			p := newPlugin(b, r, "headers", PluginConfig{PoolSize: pool})
+			b.SetParallelism(4)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					benchRequest(b, p, true)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkChain runs three header filters in a chain, the shape of
+// dye -> audit -> trace.
+func BenchmarkChain(b *testing.B) {
+	r := newRuntime(b, RuntimeConfig{})
+	var ps []*Plugin
+	for _, n := range []string{"dye", "audit", "trace"} {
+		ps = append(ps, newPlugin(b, r, "headers", PluginConfig{Name: n, PoolSize: 1}))
+	}
+	c := NewChain(ps...)
+	h := reqHeaders("x-mw-dye", "canary")
+	base := len(h.Pairs)
+	b.ReportAllocs()
+	for b.Loop() {
+		cs, err := c.NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs.OnRequestHeaders(h, true)
+		cs.OnResponseHeaders(NewHeaders(":status", "200"), true)
+		cs.Close()
+		h.Pairs = h.Pairs[:base]
+	}
+}
+
+// BenchmarkInstanceMemory reports the linear memory of one instance after
+// start-up and after 100 requests, in bytes.
+func BenchmarkInstanceMemory(b *testing.B) {
+	for _, name := range []string{"noop", "headers", "conformance"} {
+		b.Run(name, func(b *testing.B) {
+			r := newRuntime(b, RuntimeConfig{})
+			p := newPlugin(b, r, name, PluginConfig{PoolSize: 1})
+			var start, after uint32
+			for b.Loop() {
+				in, err := newInstance(context.Background(), p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start = in.mod.Memory().Size()
+				in.close()
+			}
+			for range 100 {
+				benchRequest(b, p, false)
+			}
+			for in := range p.all {
+				after = in.mod.Memory().Size()
+			}
+			b.ReportMetric(float64(start), "bytes/instance")
+			b.ReportMetric(float64(after), "bytes-after-100-req")
+		})
+	}
+}
