@@ -1,0 +1,259 @@
+// Package collector is the audit collector's HTTP server: it authenticates
+// senders (a shared token, or an mTLS client certificate whose SPIFFE id is
+// on an allow list), assigns each event its place in the hash chain through
+// the WAL, and acknowledges a batch only after it is fsynced.
+package collector
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshwarden/meshwarden/auditstore/wal"
+	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// Config configures a collector server.
+type Config struct {
+	// WAL stores the records. Required; the server does not close it.
+	WAL *wal.WAL
+	// Tokens are accepted in the audit.TokenHeader header. Empty: tokens are
+	// not accepted (then TLS with AllowSPIFFE is the only way in).
+	Tokens []string
+	// TLS, when set, serves HTTPS. Set ClientCAs there to accept client
+	// certificates; a certificate is then verified and its SPIFFE id (URI SAN)
+	// must be in AllowSPIFFE.
+	TLS *tls.Config
+	// AllowSPIFFE lists the SPIFFE ids (exact, e.g.
+	// spiffe://dc1/ns/default/svc/gateway) allowed to send.
+	AllowSPIFFE []string
+	// MaxBodyBytes bounds one batch. Default 8 MiB.
+	MaxBodyBytes int64
+	// AckTimeout bounds how long a request waits for durability. Default 10s.
+	AckTimeout time.Duration
+	// Registry receives the collector's metrics. Default: a new registry.
+	Registry *prometheus.Registry
+}
+
+// Server serves audit.IngestPath, /metrics and /healthz.
+type Server struct {
+	cfg  Config
+	reg  *prometheus.Registry
+	mux  *http.ServeMux
+	http *http.Server
+
+	batches  *prometheus.CounterVec
+	events   prometheus.Counter
+	ackLat   prometheus.Histogram
+	rejected *prometheus.CounterVec
+}
+
+// New builds a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.WAL == nil {
+		return nil, errors.New("collector: WAL is nil")
+	}
+	if len(cfg.Tokens) == 0 && (cfg.TLS == nil || cfg.TLS.ClientCAs == nil || len(cfg.AllowSPIFFE) == 0) {
+		return nil, errors.New("collector: no way to authenticate senders: give a token (--token-file or MESHWARDEN_AUDIT_TOKEN), or TLS with --client-ca and --allow-spiffe")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 8 << 20
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 10 * time.Second
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, reg: cfg.Registry, mux: http.NewServeMux()}
+	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_audit_batches_total", Help: "Batches received, by result."}, []string{"result"})
+	s.events = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshwarden_audit_events_acked_total", Help: "Events acknowledged (durable)."})
+	s.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_audit_rejected_total", Help: "Requests rejected, by reason."}, []string{"reason"})
+	s.ackLat = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshwarden_audit_ack_seconds", Help: "Time from request to durable acknowledgement.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1}})
+	w := cfg.WAL
+	st := func(f func(wal.Stats) float64) func() float64 { return func() float64 { return f(w.Stats()) } }
+	s.reg.MustRegister(s.batches, s.events, s.rejected, s.ackLat,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_fsyncs_total", Help: "fsync calls on segments."}, st(func(x wal.Stats) float64 { return float64(x.Syncs) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_commits_total", Help: "Group commits."}, st(func(x wal.Stats) float64 { return float64(x.Commits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_bytes_total", Help: "Bytes written to segments."}, st(func(x wal.Stats) float64 { return float64(x.Bytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_checkpoints_total", Help: "Signed checkpoints written."}, st(func(x wal.Stats) float64 { return float64(x.Checkpoints) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_rotations_total", Help: "Segment rotations."}, st(func(x wal.Stats) float64 { return float64(x.Rotations) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_wal_head_seq", Help: "Highest durable sequence number."}, st(func(x wal.Stats) float64 { return float64(x.Head) })),
+	)
+	s.mux.HandleFunc(audit.IngestPath, s.ingest)
+	s.mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	return s, nil
+}
+
+// Registry is the metrics registry (to add, e.g., exporter metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Handler is the HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
+// batches get their acknowledgement (or error) before Serve returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.cfg.TLS,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	errc := make(chan error, 1)
+	go func() {
+		if s.cfg.TLS != nil {
+			errc <- s.http.ServeTLS(ln, "", "")
+		} else {
+			errc <- s.http.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(sctx); err != nil {
+		return fmt.Errorf("collector shutdown: %w", err)
+	}
+	return nil
+}
+
+// authenticate returns the sender's identity, or an HTTP status to reject.
+func (s *Server) authenticate(r *http.Request) (string, int) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		leaf := r.TLS.VerifiedChains[0][0]
+		for _, u := range leaf.URIs {
+			if u.Scheme == "spiffe" && slices.Contains(s.cfg.AllowSPIFFE, u.String()) {
+				return u.String(), 0
+			}
+		}
+		return "", http.StatusForbidden
+	}
+	tok := r.Header.Get(audit.TokenHeader)
+	if tok == "" {
+		return "", http.StatusUnauthorized
+	}
+	for _, t := range s.cfg.Tokens {
+		if subtle.ConstantTimeCompare([]byte(t), []byte(tok)) == 1 {
+			return "token", 0
+		}
+	}
+	return "", http.StatusUnauthorized
+}
+
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST a JSON audit batch", http.StatusMethodNotAllowed)
+		return
+	}
+	if _, code := s.authenticate(r); code != 0 {
+		reason := "unauthenticated"
+		if code == http.StatusForbidden {
+			reason = "spiffe_not_allowed"
+		}
+		s.rejected.WithLabelValues(reason).Inc()
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
+	var b audit.Batch
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err := dec.Decode(&b); err != nil {
+		s.rejected.WithLabelValues("bad_batch").Inc()
+		http.Error(w, "batch is not valid JSON: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	for i := range b.Events {
+		e := &b.Events[i]
+		if err := e.Validate(); err != nil {
+			s.rejected.WithLabelValues("invalid_event").Inc()
+			http.Error(w, "event "+strconv.Itoa(i)+": "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		// The chain position is the collector's to assign, never the sender's.
+		e.Seq, e.PrevHash, e.Hash = 0, "", ""
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
+	defer cancel()
+	ack, err := s.cfg.WAL.Append(ctx, b.Events)
+	if err != nil {
+		s.batches.WithLabelValues("error").Inc()
+		http.Error(w, "not stored: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s.batches.WithLabelValues("ok").Inc()
+	s.events.Add(float64(ack.Accepted))
+	s.ackLat.Observe(time.Since(start).Seconds())
+	w.Header().Set("Content-Type", audit.ContentType)
+	out, _ := json.Marshal(ack)
+	w.Write(out)
+}
+
+// ServerTLS builds a server TLS config: cert/key for the server, and, if
+// clientCA is set, verification of client certificates that are offered
+// (senders without one may still use a token).
+func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load --tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("read --client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca %s holds no PEM certificate", clientCA)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
+}
+
+// RegisterConsul registers the collector in the local Consul agent as
+// ir.CollectorServiceName with an HTTP health check on /healthz, and returns
+// a function that deregisters it.
+func RegisterConsul(c *api.Client, addr net.Addr, useTLS bool) (func() error, error) {
+	host, portS, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return nil, err
+	}
+	port, _ := strconv.Atoi(portS)
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+	}
+	id := ir.CollectorServiceName + "-" + host + "-" + portS
+	reg := &api.AgentServiceRegistration{
+		ID: id, Name: ir.CollectorServiceName, Address: host, Port: port,
+		Meta: map[string]string{"ingest_path": audit.IngestPath, "scheme": scheme},
+		Check: &api.AgentServiceCheck{
+			HTTP: scheme + "://" + net.JoinHostPort(host, portS) + "/healthz", TLSSkipVerify: useTLS,
+			Interval: "5s", Timeout: "2s", DeregisterCriticalServiceAfter: "1m",
+		},
+	}
+	if err := c.Agent().ServiceRegister(reg); err != nil {
+		return nil, fmt.Errorf("register %s in consul: %w", ir.CollectorServiceName, err)
+	}
+	return func() error { return c.Agent().ServiceDeregister(id) }, nil
+}

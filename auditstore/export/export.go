@@ -1,0 +1,255 @@
+// Package export ships the audit WAL to NATS JetStream, in sequence order,
+// at least once, with a per-record Nats-Msg-Id so JetStream's duplicate
+// window turns re-sends into exactly-once for consumers. The cursor (the
+// last sequence JetStream acknowledged) is persisted, so after an outage or
+// a restart the exporter resumes from the WAL where it stopped.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshwarden/meshwarden/auditstore/wal"
+)
+
+// CursorFile is the exporter's cursor in the WAL directory.
+const CursorFile = "export.cursor"
+
+// Config configures an Exporter.
+type Config struct {
+	// Dir is the WAL directory. Required.
+	Dir string
+	// URL of the NATS server(s), comma separated. Required.
+	URL string
+	// Stream is created (or updated) if needed. Default MESHWARDEN_AUDIT.
+	Stream string
+	// Subject records are published on. Default meshwarden.audit.events.
+	Subject string
+	// Batch is how many records are in flight before waiting for acks.
+	// Default 512.
+	Batch int
+	// Durable bounds what is read to records known to be fsynced (the
+	// collector passes WAL.Durable). Nil: everything complete on disk.
+	Durable func() uint64
+	// Changed wakes the exporter when records arrive (WAL.Changed). Nil: poll.
+	Changed func() <-chan struct{}
+	// NATSOptions are extra connection options (credentials, TLS).
+	NATSOptions []nats.Option
+	// Logf receives outage notes. Default: discard.
+	Logf func(format string, args ...any)
+}
+
+// Exporter publishes WAL records to JetStream.
+type Exporter struct {
+	cfg       Config
+	exported  atomic.Uint64
+	published atomic.Uint64
+	failures  atomic.Uint64
+}
+
+// New loads the cursor and returns an exporter; call Run.
+func New(cfg Config) (*Exporter, error) {
+	if cfg.Dir == "" || cfg.URL == "" {
+		return nil, errors.New("export: Dir and URL are required: set the WAL directory and --nats URL")
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = "MESHWARDEN_AUDIT"
+	}
+	if cfg.Subject == "" {
+		cfg.Subject = "meshwarden.audit.events"
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 512
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	x := &Exporter{cfg: cfg}
+	c, err := ReadCursor(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	x.exported.Store(c)
+	return x, nil
+}
+
+// Exported is the last sequence JetStream acknowledged (the cursor).
+func (x *Exporter) Exported() uint64 { return x.exported.Load() }
+
+// Published counts publish acknowledgements (including re-sends).
+func (x *Exporter) Published() uint64 { return x.published.Load() }
+
+// Failures counts outages (connection or publish failures).
+func (x *Exporter) Failures() uint64 { return x.failures.Load() }
+
+// MsgID is the dedup id of a record: its sequence and the head of its hash,
+// unique per record and per chain.
+func MsgID(seq uint64, hash string) string {
+	if len(hash) > 16 {
+		hash = hash[:16]
+	}
+	return strconv.FormatUint(seq, 10) + "-" + hash
+}
+
+// ReadCursor returns the persisted cursor of dir (0 if none).
+func ReadCursor(dir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, CursorFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read export cursor: %w", err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("export cursor %s is corrupt (%v): delete it to re-export everything (JetStream dedups within its window)", CursorFile, err)
+	}
+	return v, nil
+}
+
+func (x *Exporter) saveCursor(seq uint64) error {
+	p := filepath.Join(x.cfg.Dir, CursorFile)
+	tmp := p + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("write export cursor: %w", err)
+	}
+	if _, err := f.WriteString(strconv.FormatUint(seq, 10) + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("write export cursor: %w", err)
+	}
+	x.exported.Store(seq)
+	return nil
+}
+
+// Run exports until ctx ends. Outages are retried with backoff; Run returns
+// only ctx's error or a WAL corruption.
+func (x *Exporter) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := x.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, wal.ErrCorrupt) {
+			return fmt.Errorf("export stopped: %w", err)
+		}
+		x.failures.Add(1)
+		x.cfg.Logf("audit export: %v (cursor at seq %d; retrying in %s)", err, x.Exported(), backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// session connects, ensures the stream and pumps until an error.
+func (x *Exporter) session(ctx context.Context) error {
+	opts := append([]nats.Option{nats.Name("meshwarden-audit-exporter"), nats.MaxReconnects(0), nats.Timeout(2 * time.Second)}, x.cfg.NATSOptions...)
+	nc, err := nats.Connect(x.cfg.URL, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w", x.cfg.URL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
+		Name: x.cfg.Stream, Subjects: []string{x.cfg.Subject}, Storage: jetstream.FileStorage,
+		Duplicates: 2 * time.Minute,
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("create jetstream stream %s: %w", x.cfg.Stream, err)
+	}
+	f, err := wal.NewFollower(x.cfg.Dir, x.Exported()+1)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	futures := make([]jetstream.PubAckFuture, 0, x.cfg.Batch)
+	for {
+		limit := uint64(math.MaxUint64)
+		if x.cfg.Durable != nil {
+			limit = x.cfg.Durable()
+		}
+		var wake <-chan struct{}
+		if x.cfg.Changed != nil {
+			wake = x.cfg.Changed()
+		}
+		futures = futures[:0]
+		var last uint64
+		for len(futures) < x.cfg.Batch {
+			rec, e, err := f.Next(limit)
+			if wal.IsWait(err) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			m := nats.NewMsg(x.cfg.Subject)
+			m.Data = append([]byte(nil), rec.Payload...)
+			m.Header.Set("Mw-Audit-Seq", strconv.FormatUint(e.Seq, 10))
+			m.Header.Set("Mw-Audit-Id", e.ID)
+			paf, err := js.PublishMsgAsync(m, jetstream.WithMsgID(MsgID(e.Seq, e.Hash)))
+			if err != nil {
+				return fmt.Errorf("publish seq %d: %w", e.Seq, err)
+			}
+			futures = append(futures, paf)
+			last = e.Seq
+		}
+		if len(futures) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wake:
+			case <-time.After(200 * time.Millisecond):
+			}
+			if nc.IsClosed() {
+				return errors.New("nats connection closed")
+			}
+			continue
+		}
+		timeout := time.After(10 * time.Second)
+		for _, paf := range futures {
+			select {
+			case <-paf.Ok():
+				x.published.Add(1)
+			case err := <-paf.Err():
+				return fmt.Errorf("jetstream did not store seq %s: %w", paf.Msg().Header.Get("Mw-Audit-Seq"), err)
+			case <-timeout:
+				return errors.New("jetstream acks timed out")
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err := x.saveCursor(last); err != nil {
+			return err
+		}
+	}
+}
