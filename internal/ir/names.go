@@ -25,3 +25,7 @@ const (
 
 // LeafSecretName returns the SDS secret name of service's leaf certificate.
 func LeafSecretName(service string) string { return LeafSecretPrefix + service }
+
+// ModulesClusterName is the cluster of the control plane's wasm module
+// server, which Envoy's vm_config.code.remote.http_uri fetches modules over.
+const ModulesClusterName = "mw-modules"
