@@ -1,0 +1,339 @@
+// Package audit is Meshwarden's audit-capture filter. It matches sensitive
+// operations by method and path, builds internal/audit.Event records (subject,
+// resource, redacted headers, SHA-256 body digest, status, latency) and
+// delivers them in batches to the audit collector. Fail-closed operations are
+// held until the collector acknowledges an "intent" record.
+//
+// This file holds the configuration schema only. It imports no ABI package,
+// so the policy loader and the control plane decode and validate the same
+// type the filter runs with.
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// Defaults applied by SetDefaults.
+const (
+	DefaultMaxBodyBytes      = 64 << 10
+	DefaultBatchSize         = 100
+	DefaultFlushIntervalMs   = 1000
+	DefaultBufferEvents      = 10000
+	DefaultCollectorTimeout  = 2000
+	DefaultFailClosedTimeout = 2000
+	DefaultQueueName         = "mw-audit-events"
+)
+
+// Config is the audit filter's configuration (the plugin configuration in
+// Envoy and the gateway, and the `spec:` of an audit policy).
+type Config struct {
+	// Rules pick the audited operations; the first matching rule applies.
+	// Requests no rule matches are not audited.
+	Rules []Rule `json:"rules"`
+	// Subject says who performed the operation.
+	Subject Subject `json:"subject,omitempty"`
+	// Redact lists what never leaves the proxy.
+	Redact Redact `json:"redact,omitempty"`
+	// CaptureHeaders lists request headers copied into the record (minus
+	// the redacted ones).
+	CaptureHeaders []string `json:"captureHeaders,omitempty"`
+	// MaxBodyBytes bounds the request body buffered for the digest (default
+	// 65536). A longer body is digested over its first MaxBodyBytes and the
+	// record says body_truncated.
+	MaxBodyBytes int `json:"maxBodyBytes,omitempty"`
+	// Collector is where records go.
+	Collector Collector `json:"collector,omitempty"`
+	// Batch tunes delivery of records that are not fail-closed intents.
+	Batch Batch `json:"batch,omitempty"`
+	// FailClosedTimeoutMs bounds the wait for the collector's ack of an
+	// intent record (default 2000); past it the request is refused.
+	FailClosedTimeoutMs int `json:"failClosedTimeoutMs,omitempty"`
+	// Source names this proxy in the records (default: the node id).
+	Source string `json:"source,omitempty"`
+}
+
+// Rule matches sensitive operations and says how to record them.
+type Rule struct {
+	// Name identifies the rule in logs.
+	Name string `json:"name,omitempty"`
+	// Methods lists the matched methods (upper case); empty matches all.
+	Methods []string `json:"methods,omitempty"`
+	// Path matches the request path (query excluded).
+	Path PathMatch `json:"path"`
+	// OpType is the operation recorded, e.g. FUND_TRANSFER.
+	OpType string `json:"opType"`
+	// Level is "info" (default), "notice" or "critical".
+	Level string `json:"level,omitempty"`
+	// Resource is a template for the record's resource: literal text with
+	// {path.N} (the N-th path segment, from 1), {header.NAME},
+	// {query.NAME} and {method}.
+	Resource string `json:"resource,omitempty"`
+	// FailClosed holds the request until the collector acknowledges its
+	// intent record; no ack in time means 503 and nothing is forwarded.
+	FailClosed bool `json:"failClosed,omitempty"`
+}
+
+// PathMatch matches a path. Exactly one field is set.
+type PathMatch struct {
+	// Exact path.
+	Exact string `json:"exact,omitempty"`
+	// Prefix of the path.
+	Prefix string `json:"prefix,omitempty"`
+	// Pattern is a path with "*" matching one segment and a final "**"
+	// matching the rest, e.g. /v1/accounts/*/transfers.
+	Pattern string `json:"pattern,omitempty"`
+}
+
+// Subject says who performed an operation: the header, when set and
+// allowed, else the peer identity, else "anonymous".
+type Subject struct {
+	// Header set by a trusted authentication layer (e.g. x-mw-subject).
+	Header string `json:"header,omitempty"`
+	// TrustedPeers may set Header; an entry ending in "/*" trusts every id
+	// under the prefix. Empty means Header is read from any peer (only
+	// correct when the layer in front strips callers' copies).
+	TrustedPeers []string `json:"trustedPeers,omitempty"`
+}
+
+// Redact lists what is removed before a record leaves the proxy.
+type Redact struct {
+	// Headers are never captured, even when listed in captureHeaders.
+	// authorization, cookie and proxy-authorization are always redacted.
+	Headers []string `json:"headers,omitempty"`
+	// BodyFields are JSON field paths (dot-separated, e.g. card.number)
+	// whose values are replaced by "[REDACTED]" before the body digest.
+	BodyFields []string `json:"bodyFields,omitempty"`
+}
+
+// Collector addresses the audit collector.
+type Collector struct {
+	// Cluster is the upstream cluster (default "mw-audit").
+	Cluster string `json:"cluster,omitempty"`
+	// Authority is the :authority of the requests (default: Cluster).
+	Authority string `json:"authority,omitempty"`
+	// Path is the ingest path (default internal/audit.IngestPath).
+	Path string `json:"path,omitempty"`
+	// Token is sent in internal/audit.TokenHeader.
+	Token string `json:"token,omitempty"`
+	// TimeoutMs bounds each batch request (default 2000).
+	TimeoutMs int `json:"timeoutMs,omitempty"`
+}
+
+// Batch tunes batched delivery.
+type Batch struct {
+	// MaxEvents per request (default 100).
+	MaxEvents int `json:"maxEvents,omitempty"`
+	// FlushIntervalMs is the tick period (default 1000).
+	FlushIntervalMs int `json:"flushIntervalMs,omitempty"`
+	// BufferEvents bounds the records waiting in one proxy (default
+	// 10000); records past it are dropped and counted in
+	// mw_audit_dropped_total.
+	BufferEvents int `json:"bufferEvents,omitempty"`
+	// QueueName is the proxy-wasm shared queue (default mw-audit-events).
+	QueueName string `json:"queueName,omitempty"`
+}
+
+// ParseConfig decodes a JSON configuration strictly (unknown fields are
+// errors), applies defaults and validates it.
+func ParseConfig(data []byte) (*Config, error) {
+	c := &Config{}
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("audit config: %w", err)
+		}
+		if dec.More() {
+			return nil, fmt.Errorf("audit config: trailing data after the JSON object: remove it")
+		}
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// SetDefaults fills the fields whose zero value means "default".
+func (c *Config) SetDefaults() {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.FailClosedTimeoutMs == 0 {
+		c.FailClosedTimeoutMs = DefaultFailClosedTimeout
+	}
+	if c.Collector.Cluster == "" {
+		c.Collector.Cluster = ir.AuditClusterName
+	}
+	if c.Collector.Authority == "" {
+		c.Collector.Authority = c.Collector.Cluster
+	}
+	if c.Collector.Path == "" {
+		c.Collector.Path = mwaudit.IngestPath
+	}
+	if c.Collector.TimeoutMs == 0 {
+		c.Collector.TimeoutMs = DefaultCollectorTimeout
+	}
+	if c.Batch.MaxEvents == 0 {
+		c.Batch.MaxEvents = DefaultBatchSize
+	}
+	if c.Batch.FlushIntervalMs == 0 {
+		c.Batch.FlushIntervalMs = DefaultFlushIntervalMs
+	}
+	if c.Batch.BufferEvents == 0 {
+		c.Batch.BufferEvents = DefaultBufferEvents
+	}
+	if c.Batch.QueueName == "" {
+		c.Batch.QueueName = DefaultQueueName
+	}
+	for i := range c.Rules {
+		if c.Rules[i].Level == "" {
+			c.Rules[i].Level = string(mwaudit.LevelInfo)
+		}
+	}
+}
+
+// Validate checks the configuration and names the field at fault.
+func (c *Config) Validate() error {
+	if len(c.Rules) == 0 {
+		return fieldErr("rules", "is empty: add at least one rule, e.g. {\"methods\":[\"POST\"],\"path\":{\"prefix\":\"/v1/transfers\"},\"opType\":\"FUND_TRANSFER\"}")
+	}
+	for i := range c.Rules {
+		if err := c.Rules[i].validate(fmt.Sprintf("rules[%d]", i)); err != nil {
+			return err
+		}
+	}
+	if c.Subject.Header != "" && !validHeaderName(c.Subject.Header) {
+		return fieldErr("subject.header", "%q is not a header name: use lowercase letters, digits and '-'", c.Subject.Header)
+	}
+	for i, id := range c.Subject.TrustedPeers {
+		if err := checkIdentity(id); err != nil {
+			return fieldErr(fmt.Sprintf("subject.trustedPeers[%d]", i), "%v", err)
+		}
+	}
+	if len(c.Subject.TrustedPeers) > 0 && c.Subject.Header == "" {
+		return fieldErr("subject.trustedPeers", "is set without subject.header: name the header the trusted peers set")
+	}
+	for i, h := range c.Redact.Headers {
+		if !validHeaderName(h) {
+			return fieldErr(fmt.Sprintf("redact.headers[%d]", i), "%q is not a header name: use lowercase letters, digits and '-'", h)
+		}
+	}
+	for i, f := range c.Redact.BodyFields {
+		if f == "" || strings.HasPrefix(f, ".") || strings.HasSuffix(f, ".") || strings.Contains(f, "..") {
+			return fieldErr(fmt.Sprintf("redact.bodyFields[%d]", i), "%q is not a field path: write names joined by dots, e.g. card.number", f)
+		}
+	}
+	for i, h := range c.CaptureHeaders {
+		if !validHeaderName(h) {
+			return fieldErr(fmt.Sprintf("captureHeaders[%d]", i), "%q is not a header name: use lowercase letters, digits and '-'", h)
+		}
+	}
+	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 16<<20 {
+		return fieldErr("maxBodyBytes", "%d is out of range: use 1 to 16777216 (0 means 65536)", c.MaxBodyBytes)
+	}
+	if c.FailClosedTimeoutMs < 0 || c.FailClosedTimeoutMs > 60000 {
+		return fieldErr("failClosedTimeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.FailClosedTimeoutMs)
+	}
+	if c.Collector.Path != "" && !strings.HasPrefix(c.Collector.Path, "/") {
+		return fieldErr("collector.path", "%q must start with '/'", c.Collector.Path)
+	}
+	if c.Collector.TimeoutMs < 0 || c.Collector.TimeoutMs > 60000 {
+		return fieldErr("collector.timeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.Collector.TimeoutMs)
+	}
+	if c.Batch.MaxEvents < 0 || c.Batch.MaxEvents > 10000 {
+		return fieldErr("batch.maxEvents", "%d is out of range: use 1 to 10000 (0 means 100)", c.Batch.MaxEvents)
+	}
+	if c.Batch.FlushIntervalMs < 0 || (c.Batch.FlushIntervalMs > 0 && c.Batch.FlushIntervalMs < 10) || c.Batch.FlushIntervalMs > 600000 {
+		return fieldErr("batch.flushIntervalMs", "%d is out of range: use 10 to 600000 (0 means 1000)", c.Batch.FlushIntervalMs)
+	}
+	if c.Batch.BufferEvents < 0 || (c.Batch.BufferEvents > 0 && c.Batch.BufferEvents < c.Batch.MaxEvents) {
+		return fieldErr("batch.bufferEvents", "%d must be at least batch.maxEvents (%d)", c.Batch.BufferEvents, c.Batch.MaxEvents)
+	}
+	return nil
+}
+
+func (r *Rule) validate(p string) error {
+	if r.OpType == "" {
+		return fieldErr(p+".opType", "is empty: name the operation, e.g. FUND_TRANSFER")
+	}
+	switch mwaudit.Level(r.Level) {
+	case "", mwaudit.LevelInfo, mwaudit.LevelNotice, mwaudit.LevelCritical:
+	default:
+		return fieldErr(p+".level", "%q is not a level: use info, notice or critical", r.Level)
+	}
+	for j, m := range r.Methods {
+		if m == "" || strings.ToUpper(m) != m {
+			return fieldErr(fmt.Sprintf("%s.methods[%d]", p, j), "%q: write methods in upper case, e.g. POST", m)
+		}
+	}
+	pm := r.Path
+	n := 0
+	for _, s := range []string{pm.Exact, pm.Prefix, pm.Pattern} {
+		if s != "" {
+			n++
+			if !strings.HasPrefix(s, "/") {
+				return fieldErr(p+".path", "%q must start with '/'", s)
+			}
+		}
+	}
+	if n != 1 {
+		return fieldErr(p+".path", "must set exactly one of exact, prefix and pattern")
+	}
+	if pm.Pattern != "" {
+		segs := strings.Split(pm.Pattern[1:], "/")
+		for k, s := range segs {
+			if s == "**" && k != len(segs)-1 {
+				return fieldErr(p+".path.pattern", "%q: ** is allowed only as the last segment", pm.Pattern)
+			}
+			if s != "*" && s != "**" && strings.Contains(s, "*") {
+				return fieldErr(p+".path.pattern", "%q: * must be a whole segment", pm.Pattern)
+			}
+		}
+	}
+	if _, err := parseTemplate(r.Resource); err != nil {
+		return fieldErr(p+".resource", "%v", err)
+	}
+	return nil
+}
+
+// FieldError is a configuration error at one field path.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return "audit config: " + e.Field + ": " + e.Reason }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+func checkIdentity(id string) error {
+	if !strings.HasPrefix(id, "spiffe://") || len(id) <= len("spiffe://") {
+		return fmt.Errorf("%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, or end it in /* for a prefix", id)
+	}
+	if i := strings.IndexByte(id, '*'); i >= 0 && (i != len(id)-1 || !strings.HasSuffix(id, "/*")) {
+		return fmt.Errorf("%q: '*' is allowed only as a final /* segment", id)
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

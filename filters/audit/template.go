@@ -1,0 +1,116 @@
+package audit
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// tmplPart is one piece of a resource template: literal text or a variable.
+type tmplPart struct {
+	lit  string
+	kind byte // 0 literal, 'p' path segment, 'h' header, 'q' query, 'm' method
+	idx  int
+	name string
+}
+
+// template is a parsed resource template.
+type template []tmplPart
+
+// parseTemplate parses "account/{path.2}"-style templates.
+func parseTemplate(s string) (template, error) {
+	var t template
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '{')
+		if i < 0 {
+			if strings.IndexByte(s, '}') >= 0 {
+				return nil, fmt.Errorf("unmatched '}' in template: write variables as {path.N}, {header.NAME}, {query.NAME} or {method}")
+			}
+			t = append(t, tmplPart{lit: s})
+			break
+		}
+		if i > 0 {
+			t = append(t, tmplPart{lit: s[:i]})
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("unclosed '{' in template: write variables as {path.N}, {header.NAME}, {query.NAME} or {method}")
+		}
+		v := s[i+1 : i+j]
+		s = s[i+j+1:]
+		switch {
+		case v == "method":
+			t = append(t, tmplPart{kind: 'm'})
+		case strings.HasPrefix(v, "path."):
+			n, err := strconv.Atoi(v[5:])
+			if err != nil || n < 1 || n > 64 {
+				return nil, fmt.Errorf("{%s}: the path segment number must be 1 to 64", v)
+			}
+			t = append(t, tmplPart{kind: 'p', idx: n})
+		case strings.HasPrefix(v, "header.") && len(v) > 7:
+			name := v[7:]
+			if !validHeaderName(name) {
+				return nil, fmt.Errorf("{%s}: %q is not a lowercase header name", v, name)
+			}
+			t = append(t, tmplPart{kind: 'h', name: name})
+		case strings.HasPrefix(v, "query.") && len(v) > 6:
+			t = append(t, tmplPart{kind: 'q', name: v[6:]})
+		default:
+			return nil, fmt.Errorf("{%s} is not a template variable: use {path.N}, {header.NAME}, {query.NAME} or {method}", v)
+		}
+	}
+	return t, nil
+}
+
+// expand renders the template for a request.
+func (t template) expand(method, path, query string, hdr func(string) string) string {
+	var b strings.Builder
+	for _, p := range t {
+		switch p.kind {
+		case 0:
+			b.WriteString(p.lit)
+		case 'm':
+			b.WriteString(method)
+		case 'p':
+			b.WriteString(pathSegment(path, p.idx))
+		case 'h':
+			if hdr != nil {
+				b.WriteString(hdr(p.name))
+			}
+		case 'q':
+			b.WriteString(queryParam(query, p.name))
+		}
+	}
+	return b.String()
+}
+
+// pathSegment returns the n-th (from 1) segment of path, or "".
+func pathSegment(path string, n int) string {
+	path = strings.TrimPrefix(path, "/")
+	for i := 1; ; i++ {
+		j := strings.IndexByte(path, '/')
+		if i == n {
+			if j < 0 {
+				return path
+			}
+			return path[:j]
+		}
+		if j < 0 {
+			return ""
+		}
+		path = path[j+1:]
+	}
+}
+
+// queryParam returns the raw value of the first query parameter name.
+func queryParam(query, name string) string {
+	for query != "" {
+		var kv string
+		kv, query, _ = strings.Cut(query, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k == name {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,190 @@
+// Package trace is Meshwarden's trace-propagation filter. It reads W3C
+// traceparent/tracestate/baggage (and B3 single or multi headers), starts a
+// new trace when none valid arrives, gives each hop its own child span id,
+// samples parent-based with a ratio for new traces, and exports one span per
+// request as OTLP/HTTP JSON batches.
+//
+// This file holds the configuration schema only. It imports no ABI package,
+// so the policy loader and the control plane decode and validate the same
+// type the filter runs with.
+package trace
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// Defaults applied by SetDefaults.
+const (
+	DefaultPath            = "/v1/traces"
+	DefaultServiceName     = "meshwarden-proxy"
+	DefaultBatchSize       = 128
+	DefaultFlushIntervalMs = 1000
+	DefaultBufferSpans     = 4096
+	DefaultTimeoutMs       = 2000
+	DefaultQueueName       = "mw-trace-spans"
+)
+
+// Config is the trace filter's configuration (the plugin configuration in
+// Envoy and the gateway, and the `spec:` of a trace policy).
+type Config struct {
+	// ServiceName is the OTLP resource attribute service.name (default
+	// "meshwarden-proxy").
+	ServiceName string `json:"serviceName,omitempty"`
+	// SpanKind is "server" (default, ingress) or "client" (egress).
+	SpanKind string `json:"spanKind,omitempty"`
+	// Sampling decides which new traces are recorded.
+	Sampling Sampling `json:"sampling,omitempty"`
+	// Collector is the OTLP/HTTP endpoint.
+	Collector Collector `json:"collector,omitempty"`
+	// Batch tunes span export.
+	Batch Batch `json:"batch,omitempty"`
+	// AcceptB3 reads B3 (single "b3" and multi X-B3-*) headers when no valid
+	// traceparent arrives (default true; set false to ignore B3).
+	AcceptB3 *bool `json:"acceptB3,omitempty"`
+	// PropagateB3 also writes the B3 single header downstream.
+	PropagateB3 bool `json:"propagateB3,omitempty"`
+	// DisableExport propagates context but sends no spans.
+	DisableExport bool `json:"disableExport,omitempty"`
+}
+
+// Sampling is parent-based with a ratio for roots: a request with a valid
+// parent follows the parent's sampled flag; a new trace is sampled with
+// probability Ratio.
+type Sampling struct {
+	// Ratio for new traces, 0 to 1 (default 1 when Sampling is omitted).
+	Ratio *float64 `json:"ratio,omitempty"`
+	// IgnoreParent applies Ratio to every request, parent or not.
+	IgnoreParent bool `json:"ignoreParent,omitempty"`
+}
+
+// Collector addresses the OTLP/HTTP collector.
+type Collector struct {
+	// Cluster is the upstream cluster (default "mw-otlp").
+	Cluster string `json:"cluster,omitempty"`
+	// Authority is the :authority of the requests (default: Cluster).
+	Authority string `json:"authority,omitempty"`
+	// Path is the OTLP traces path (default /v1/traces).
+	Path string `json:"path,omitempty"`
+	// TimeoutMs bounds each export (default 2000).
+	TimeoutMs int `json:"timeoutMs,omitempty"`
+}
+
+// Batch tunes span export.
+type Batch struct {
+	// MaxSpans per export request (default 128).
+	MaxSpans int `json:"maxSpans,omitempty"`
+	// FlushIntervalMs is the tick period (default 1000).
+	FlushIntervalMs int `json:"flushIntervalMs,omitempty"`
+	// BufferSpans bounds the spans waiting in one proxy (default 4096);
+	// spans past it are dropped and counted in mw_trace_dropped_total.
+	BufferSpans int `json:"bufferSpans,omitempty"`
+	// QueueName is the proxy-wasm shared queue (default mw-trace-spans).
+	QueueName string `json:"queueName,omitempty"`
+}
+
+// ParseConfig decodes a JSON configuration strictly (unknown fields are
+// errors), applies defaults and validates it. Empty input is the default
+// configuration.
+func ParseConfig(data []byte) (*Config, error) {
+	c := &Config{}
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("trace config: %w", err)
+		}
+		if dec.More() {
+			return nil, fmt.Errorf("trace config: trailing data after the JSON object: remove it")
+		}
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// SetDefaults fills the fields whose zero value means "default".
+func (c *Config) SetDefaults() {
+	if c.ServiceName == "" {
+		c.ServiceName = DefaultServiceName
+	}
+	if c.SpanKind == "" {
+		c.SpanKind = "server"
+	}
+	if c.Sampling.Ratio == nil {
+		one := 1.0
+		c.Sampling.Ratio = &one
+	}
+	if c.Collector.Cluster == "" {
+		c.Collector.Cluster = ir.OTLPClusterName
+	}
+	if c.Collector.Authority == "" {
+		c.Collector.Authority = c.Collector.Cluster
+	}
+	if c.Collector.Path == "" {
+		c.Collector.Path = DefaultPath
+	}
+	if c.Collector.TimeoutMs == 0 {
+		c.Collector.TimeoutMs = DefaultTimeoutMs
+	}
+	if c.Batch.MaxSpans == 0 {
+		c.Batch.MaxSpans = DefaultBatchSize
+	}
+	if c.Batch.FlushIntervalMs == 0 {
+		c.Batch.FlushIntervalMs = DefaultFlushIntervalMs
+	}
+	if c.Batch.BufferSpans == 0 {
+		c.Batch.BufferSpans = DefaultBufferSpans
+	}
+	if c.Batch.QueueName == "" {
+		c.Batch.QueueName = DefaultQueueName
+	}
+	if c.AcceptB3 == nil {
+		t := true
+		c.AcceptB3 = &t
+	}
+}
+
+// Validate checks the configuration and names the field at fault.
+func (c *Config) Validate() error {
+	if c.SpanKind != "" && c.SpanKind != "server" && c.SpanKind != "client" {
+		return fieldErr("spanKind", "%q is not a span kind: use server or client", c.SpanKind)
+	}
+	if r := c.Sampling.Ratio; r != nil && !(*r >= 0 && *r <= 1) {
+		return fieldErr("sampling.ratio", "%v is out of range: use 0 to 1, e.g. 0.1 for 10%%", *r)
+	}
+	if c.Collector.Path != "" && !strings.HasPrefix(c.Collector.Path, "/") {
+		return fieldErr("collector.path", "%q must start with '/'", c.Collector.Path)
+	}
+	if c.Collector.TimeoutMs < 0 || c.Collector.TimeoutMs > 60000 {
+		return fieldErr("collector.timeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.Collector.TimeoutMs)
+	}
+	if c.Batch.MaxSpans < 0 || c.Batch.MaxSpans > 10000 {
+		return fieldErr("batch.maxSpans", "%d is out of range: use 1 to 10000 (0 means 128)", c.Batch.MaxSpans)
+	}
+	if c.Batch.FlushIntervalMs < 0 || (c.Batch.FlushIntervalMs > 0 && c.Batch.FlushIntervalMs < 10) || c.Batch.FlushIntervalMs > 600000 {
+		return fieldErr("batch.flushIntervalMs", "%d is out of range: use 10 to 600000 (0 means 1000)", c.Batch.FlushIntervalMs)
+	}
+	if c.Batch.BufferSpans < 0 || (c.Batch.BufferSpans > 0 && c.Batch.BufferSpans < c.Batch.MaxSpans) {
+		return fieldErr("batch.bufferSpans", "%d must be at least batch.maxSpans (%d)", c.Batch.BufferSpans, c.Batch.MaxSpans)
+	}
+	return nil
+}
+
+// FieldError is a configuration error at one field path.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return "trace config: " + e.Field + ": " + e.Reason }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
