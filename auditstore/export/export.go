@@ -253,3 +253,9 @@ func (x *Exporter) session(ctx context.Context) error {
 		}
 	}
 }
+
+// Follow binds the exporter to a live WAL in the same process: only records
+// up to durable() are read, and changed() wakes the exporter. Call before Run.
+func (x *Exporter) Follow(durable func() uint64, changed func() <-chan struct{}) {
+	x.cfg.Durable, x.cfg.Changed = durable, changed
+}
