@@ -1,0 +1,280 @@
+package wal
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/internal/audit"
+)
+
+func ev(i int) audit.Event {
+	return audit.Event{ID: fmt.Sprintf("trace%06d-1-intent", i), Phase: audit.PhaseIntent, Level: audit.LevelCritical,
+		OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
+		Timestamp: int64(1_700_000_000_000_000_000 + i), TraceID: fmt.Sprintf("trace%06d", i), Method: "POST", Path: "/v1/transfers"}
+}
+
+func key(t testing.TB) ed25519.PrivateKey {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func openT(t testing.TB, o Options) *WAL {
+	t.Helper()
+	w, err := Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func appendN(t testing.TB, w *WAL, from, n int) audit.Ack {
+	t.Helper()
+	evs := make([]audit.Event, n)
+	for i := range evs {
+		evs[i] = ev(from + i)
+	}
+	ack, err := w.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
+// readAll returns every event in dir, checking the chain links as it goes.
+func readAll(t testing.TB, dir string) []audit.Event {
+	t.Helper()
+	f, err := NewFollower(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []audit.Event
+	prev := ""
+	for {
+		_, e, err := f.Next(math.MaxUint64)
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > 0 || e.Seq == 1 {
+			if err := e.VerifyLink(prev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		prev = e.Hash
+		out = append(out, e)
+	}
+}
+
+func TestAppendAssignsSeqAndChainsAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, Options{Dir: dir, Signer: key(t)})
+	a1 := appendN(t, w, 0, 3)
+	if a1.FirstSeq != 1 || a1.LastSeq != 3 || a1.Accepted != 3 {
+		t.Fatalf("ack %+v, want seq 1..3", a1)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = openT(t, Options{Dir: dir, Signer: key(t)})
+	a2 := appendN(t, w, 3, 2)
+	w.Close()
+	if a2.FirstSeq != 4 || a2.LastSeq != 5 {
+		t.Fatalf("after reopen ack %+v, want seq 4..5", a2)
+	}
+	got := readAll(t, dir)
+	if len(got) != 5 || got[3].PrevHash != a1.Hash || got[4].Hash != a2.Hash {
+		t.Fatalf("reopened chain does not continue: %d records", len(got))
+	}
+	// The WAL's inline hashing must agree with audit.Event.ComputeHash.
+	for _, e := range got {
+		if e.ComputeHash() != e.Hash {
+			t.Fatalf("seq %d: stored hash differs from audit.ComputeHash", e.Seq)
+		}
+	}
+}
+
+func TestTornTailIsTruncatedOnOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tear func(t *testing.T, path string, size int64)
+	}{
+		{"half a header", func(t *testing.T, p string, _ int64) { appendBytes(t, p, []byte{0x10, 0}) }},
+		{"half a payload", func(t *testing.T, p string, _ int64) {
+			rec := EncodeRecord(nil, &audit.Event{ID: "x", Hash: "y"})
+			appendBytes(t, p, rec[:len(rec)-5])
+		}},
+		{"bad crc", func(t *testing.T, p string, _ int64) {
+			rec := EncodeRecord(nil, &audit.Event{ID: "x", Hash: "y"})
+			rec[len(rec)-2] ^= 0xff
+			appendBytes(t, p, rec)
+		}},
+		{"zeroed tail", func(t *testing.T, p string, _ int64) { appendBytes(t, p, make([]byte, 4096)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w := openT(t, Options{Dir: dir})
+			appendN(t, w, 0, 10)
+			w.Close()
+			seg := filepath.Join(dir, segmentName(1))
+			fi, _ := os.Stat(seg)
+			tc.tear(t, seg, fi.Size())
+			w = openT(t, Options{Dir: dir})
+			if st := w.Stats(); st.Head != 10 || st.RecoveredTruncatedBytes <= 0 {
+				t.Fatalf("after recovery head %d truncated %d, want head 10 and a truncation", st.Head, st.RecoveredTruncatedBytes)
+			}
+			ack := appendN(t, w, 10, 1)
+			w.Close()
+			if ack.FirstSeq != 11 {
+				t.Fatalf("next seq %d, want 11", ack.FirstSeq)
+			}
+			if got := readAll(t, dir); len(got) != 11 {
+				t.Fatalf("%d records after recovery, want 11", len(got))
+			}
+		})
+	}
+}
+
+func TestCorruptionBeforeCheckpointRefusesToOpen(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, Options{Dir: dir, Signer: key(t), CheckpointEvery: 5})
+	appendN(t, w, 0, 10)
+	w.Close()
+	seg := filepath.Join(dir, segmentName(1))
+	b, _ := os.ReadFile(seg)
+	b[20] ^= 1 // inside record 1, acknowledged and checkpointed
+	os.WriteFile(seg, b, 0o640)
+	if _, err := Open(context.Background(), Options{Dir: dir, Signer: key(t)}); err == nil {
+		t.Fatal("opened a WAL corrupted before its last checkpoint; it must refuse instead of truncating acknowledged records")
+	}
+}
+
+func appendBytes(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGroupCommitSharesFsyncs(t *testing.T) {
+	w := openT(t, Options{Dir: t.TempDir()})
+	defer w.Close()
+	const senders, per = 32, 20
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range per {
+				if _, err := w.Append(context.Background(), []audit.Event{ev(s*per + i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := w.Stats()
+	if st.Events != senders*per {
+		t.Fatalf("stored %d events, want %d", st.Events, senders*per)
+	}
+	if st.Syncs >= senders*per {
+		t.Fatalf("%d fsyncs for %d concurrent appends: group commit is not grouping", st.Syncs, senders*per)
+	}
+	t.Logf("%d appends, %d commits, %d fsyncs", senders*per, st.Commits, st.Syncs)
+}
+
+func TestRotationCheckpointsAndRetention(t *testing.T) {
+	dir := t.TempDir()
+	var exported uint64
+	var mu sync.Mutex
+	w := openT(t, Options{Dir: dir, Signer: key(t), SegmentSize: 4096, RetainSegments: 3,
+		ExportedSeq: func() uint64 { mu.Lock(); defer mu.Unlock(); return exported }})
+	for i := range 40 {
+		appendN(t, w, i*5, 5)
+	}
+	segs, _ := ListSegments(dir)
+	if len(segs) < 5 {
+		t.Fatalf("%d segments, want rotation by size to give ≥5 (nothing exported, so nothing may be deleted)", len(segs))
+	}
+	if w.Stats().Deleted != 0 {
+		t.Fatal("retention deleted un-exported segments")
+	}
+	mu.Lock()
+	exported = math.MaxUint64
+	mu.Unlock()
+	appendN(t, w, 200, 60) // forces more rotations, which run retention
+	w.Close()
+	segs, _ = ListSegments(dir)
+	if len(segs) > 3 {
+		t.Fatalf("%d segments left, want ≤3 after export caught up", len(segs))
+	}
+	cps, _ := ReadCheckpoints(dir)
+	anchored := false
+	for _, c := range cps {
+		if c.Seq == segs[0].FirstSeq-1 {
+			anchored = true
+		}
+	}
+	if !anchored {
+		t.Fatalf("first retained segment starts at %d but no checkpoint at %d anchors it", segs[0].FirstSeq, segs[0].FirstSeq-1)
+	}
+	f, _ := NewFollower(dir, 1)
+	defer f.Close()
+	_, e, err := f.Next(math.MaxUint64)
+	if err != nil || e.Seq != segs[0].FirstSeq {
+		t.Fatalf("follower from 1 after retention: seq %d err %v", e.Seq, err)
+	}
+}
+
+func TestCheckpointSignature(t *testing.T) {
+	k := key(t)
+	c := Checkpoint{Seq: 7, Hash: "ab", Time: time.Now().UnixNano()}
+	c.Sign(k)
+	if err := c.VerifySig(k.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	c.Seq = 8
+	if err := c.VerifySig(k.Public().(ed25519.PublicKey)); err == nil {
+		t.Fatal("altered checkpoint verified")
+	}
+}
+
+func TestKeyFilesRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "k"), filepath.Join(dir, "k.pub")
+	if err := GenerateKey(priv, pub); err != nil {
+		t.Fatal(err)
+	}
+	if err := GenerateKey(priv, pub); err == nil {
+		t.Fatal("GenerateKey overwrote an existing key")
+	}
+	k, err := LoadPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Equal(k.Public()) {
+		t.Fatal("public key does not match private key")
+	}
+}
