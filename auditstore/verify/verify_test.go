@@ -1,0 +1,320 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meshwarden/meshwarden/auditstore/wal"
+	"github.com/meshwarden/meshwarden/internal/audit"
+)
+
+type rawRec struct {
+	off int64
+	b   []byte // header + payload
+	e   audit.Event
+}
+
+type trail struct {
+	dir  string
+	pub  ed25519.PublicKey
+	segs []wal.Segment
+	recs map[string][]rawRec // by segment name
+	at   map[uint64]struct {
+		seg string
+		idx int
+	}
+}
+
+// build writes n records (3 per batch) into a WAL with small segments and
+// signed checkpoints, closes it and indexes every record.
+func build(t *testing.T, n int, signed bool) *trail {
+	t.Helper()
+	dir := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	o := wal.Options{Dir: dir, SegmentSize: 2048, CheckpointEvery: 8}
+	if signed {
+		o.Signer = priv
+	}
+	w, err := wal.Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i += 3 {
+		var evs []audit.Event
+		for j := i; j < min(i+3, n); j++ {
+			evs = append(evs, audit.Event{ID: fmt.Sprintf("trace%04d-1-intent", j+1), Phase: audit.PhaseIntent,
+				OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
+				Timestamp: int64(1_700_000_000_000_000_000 + j), TraceID: fmt.Sprintf("trace%04d", j+1)})
+		}
+		if _, err := w.Append(context.Background(), evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return index(t, dir, pub)
+}
+
+func index(t *testing.T, dir string, pub ed25519.PublicKey) *trail {
+	t.Helper()
+	tr := &trail{dir: dir, pub: pub, recs: map[string][]rawRec{}, at: map[uint64]struct {
+		seg string
+		idx int
+	}{}}
+	segs, err := wal.ListSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.segs = segs
+	for _, s := range segs {
+		data, _ := os.ReadFile(s.Path)
+		for off := 0; off < len(data); {
+			n := int(binary.LittleEndian.Uint32(data[off:]))
+			b := append([]byte(nil), data[off:off+8+n]...)
+			e, err := wal.DecodeEvent(b[8:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.at[e.Seq] = struct {
+				seg string
+				idx int
+			}{s.Name, len(tr.recs[s.Name])}
+			tr.recs[s.Name] = append(tr.recs[s.Name], rawRec{int64(off), b, e})
+			off += 8 + n
+		}
+	}
+	return tr
+}
+
+func (tr *trail) rec(seq uint64) (string, rawRec) {
+	a := tr.at[seq]
+	return a.seg, tr.recs[a.seg][a.idx]
+}
+
+func (tr *trail) write(t *testing.T, seg string, recs []rawRec) {
+	t.Helper()
+	var buf []byte
+	for _, r := range recs {
+		buf = append(buf, r.b...)
+	}
+	if err := os.WriteFile(filepath.Join(tr.dir, seg), buf, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fixCRC(b []byte) {
+	binary.LittleEndian.PutUint32(b[0:], uint32(len(b)-8))
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crc32.MakeTable(crc32.Castagnoli)))
+}
+
+func TestIntactTrailVerifies(t *testing.T) {
+	tr := build(t, 60, true)
+	if len(tr.segs) < 3 {
+		t.Fatalf("want several segments, got %d", len(tr.segs))
+	}
+	rep, err := Dir(context.Background(), tr.dir, tr.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Records != 60 || rep.LastSeq != 60 || rep.Checkpoints == 0 {
+		var b bytes.Buffer
+		rep.Format(&b)
+		t.Fatalf("intact trail: %s", b.String())
+	}
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	type want struct {
+		kind string
+		seq  uint64
+		id   bool // the problem names the record id
+	}
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, tr *trail) (seg string, off int64)
+		want   want
+	}{
+		{"byte flip", func(t *testing.T, tr *trail) (string, int64) {
+			seg, r := tr.rec(20)
+			recs := tr.recs[seg]
+			r.b[len(r.b)-30] ^= 0x01
+			recs[tr.at[20].idx] = r
+			tr.write(t, seg, recs)
+			return seg, r.off
+		}, want{"corrupt", 20, false}},
+		{"modified with checksum recomputed", func(t *testing.T, tr *trail) (string, int64) {
+			seg, r := tr.rec(20)
+			recs := tr.recs[seg]
+			r.b = bytes.Replace(r.b, []byte("account/42"), []byte("account/43"), 1)
+			fixCRC(r.b)
+			recs[tr.at[20].idx] = r
+			tr.write(t, seg, recs)
+			return seg, r.off
+		}, want{"modified", 20, true}},
+		{"record deleted", func(t *testing.T, tr *trail) (string, int64) {
+			seg, r := tr.rec(20)
+			i := tr.at[20].idx
+			if i+1 >= len(tr.recs[seg]) {
+				t.Skip("record 20 is last in its segment; layout changed")
+			}
+			recs := append(append([]rawRec{}, tr.recs[seg][:i]...), tr.recs[seg][i+1:]...)
+			tr.write(t, seg, recs)
+			return seg, r.off // record 21 now sits where 20 was
+		}, want{"out-of-sequence", 21, true}},
+		{"record inserted (copy)", func(t *testing.T, tr *trail) (string, int64) {
+			seg, r := tr.rec(20)
+			i := tr.at[20].idx
+			recs := append(append(append([]rawRec{}, tr.recs[seg][:i+1]...), r), tr.recs[seg][i+1:]...)
+			tr.write(t, seg, recs)
+			return seg, r.off + int64(len(r.b))
+		}, want{"out-of-sequence", 20, true}},
+		{"records reordered", func(t *testing.T, tr *trail) (string, int64) {
+			seg, r := tr.rec(20)
+			i := tr.at[20].idx
+			if i+1 >= len(tr.recs[seg]) {
+				t.Skip("record 20 is last in its segment; layout changed")
+			}
+			recs := append([]rawRec{}, tr.recs[seg]...)
+			recs[i], recs[i+1] = recs[i+1], recs[i]
+			tr.write(t, seg, recs)
+			return seg, r.off
+		}, want{"out-of-sequence", 21, true}},
+		{"tail truncated at a record boundary", func(t *testing.T, tr *trail) (string, int64) {
+			last := tr.segs[len(tr.segs)-1].Name
+			recs := tr.recs[last]
+			if len(recs) < 2 {
+				t.Skip("last segment too short")
+			}
+			tr.write(t, last, recs[:len(recs)-2])
+			return last, recs[len(recs)-2].off
+		}, want{"truncated", 59, false}},
+		{"tail truncated mid-record", func(t *testing.T, tr *trail) (string, int64) {
+			last := tr.segs[len(tr.segs)-1].Name
+			recs := append([]rawRec{}, tr.recs[last]...)
+			r := recs[len(recs)-1]
+			r.b = r.b[:len(r.b)/2]
+			recs[len(recs)-1] = r
+			tr.write(t, last, recs)
+			return last, r.off
+		}, want{"truncated", 60, false}},
+		{"last segment deleted", func(t *testing.T, tr *trail) (string, int64) {
+			last := tr.segs[len(tr.segs)-1]
+			os.Remove(last.Path)
+			prev := tr.segs[len(tr.segs)-2]
+			fi, _ := os.Stat(prev.Path)
+			return prev.Name, fi.Size()
+		}, want{"truncated", 0, false}},
+		{"middle segment deleted", func(t *testing.T, tr *trail) (string, int64) {
+			mid := tr.segs[1]
+			os.Remove(mid.Path)
+			return tr.segs[2].Name, 0
+		}, want{"missing", 0, false}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := build(t, 60, true)
+			seg, off := tc.tamper(t, tr)
+			rep, err := Dir(context.Background(), tr.dir, tr.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			rep.Format(&out)
+			p := rep.Problem
+			if p == nil {
+				t.Fatalf("tampering not detected:\n%s", out.String())
+			}
+			wantSeq := tc.want.seq
+			if tc.name == "last segment deleted" {
+				wantSeq = tr.segs[len(tr.segs)-1].FirstSeq
+			}
+			if tc.name == "middle segment deleted" {
+				wantSeq = tr.segs[2].FirstSeq
+			}
+			if p.Kind != tc.want.kind || p.Seq != wantSeq || p.Segment != seg || p.Offset != off {
+				t.Fatalf("got %s at %s offset %d seq %d, want %s at %s offset %d seq %d\n%s",
+					p.Kind, p.Segment, p.Offset, p.Seq, tc.want.kind, seg, off, wantSeq, out.String())
+			}
+			if wantID := fmt.Sprintf("trace%04d-1-intent", wantSeq); tc.want.id && p.ID != wantID {
+				t.Fatalf("problem names id %q, want %q", p.ID, wantID)
+			}
+			if !strings.Contains(out.String(), "first bad record: segment "+seg) {
+				t.Fatalf("report does not name the first bad record:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestVerifyCheckpointAnchors(t *testing.T) {
+	t.Run("forged checkpoint", func(t *testing.T) {
+		tr := build(t, 30, true)
+		cps, _ := wal.ReadCheckpoints(tr.dir)
+		k := cps[0].Seq
+		p := filepath.Join(tr.dir, wal.CheckpointFile)
+		b, _ := os.ReadFile(p)
+		b = bytes.Replace(b, fmt.Appendf(nil, `"seq":%d,`, k), fmt.Appendf(nil, `"seq":%d,`, k+1), 1)
+		os.WriteFile(p, b, 0o640)
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if rep.OK() || rep.Problem.Kind != "checkpoint" || rep.Problem.Seq != k+1 {
+			t.Fatalf("forged checkpoint not caught: %+v", rep.Problem)
+		}
+	})
+	t.Run("wrong public key", func(t *testing.T) {
+		tr := build(t, 10, true)
+		other, _, _ := ed25519.GenerateKey(rand.Reader)
+		rep, _ := Dir(context.Background(), tr.dir, other)
+		if rep.OK() {
+			t.Fatal("verified with the wrong public key")
+		}
+	})
+	t.Run("chain rewritten after a checkpoint", func(t *testing.T) {
+		// An attacker who rewrites a checkpointed record k and re-chains
+		// everything after it still cannot forge the checkpoint at seq k.
+		tr := build(t, 30, true)
+		cps, _ := wal.ReadCheckpoints(tr.dir)
+		k := cps[0].Seq
+		seg, _ := tr.rec(k)
+		prev := tr.recs[seg][tr.at[k].idx].e.PrevHash
+		recs := tr.recs[seg]
+		for i := tr.at[k].idx; i < len(recs); i++ {
+			e := recs[i].e
+			if e.Seq == k {
+				e.Resource = "account/99"
+			}
+			prev = e.Chain(prev)
+			recs[i].b = wal.EncodeRecord(nil, &e)
+			recs[i].e = e
+		}
+		tr.write(t, seg, recs)
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if rep.OK() || rep.Problem.Seq != k || rep.Problem.Kind != "modified" {
+			t.Fatalf("re-chained rewrite not caught at seq %d: %+v", k, rep.Problem)
+		}
+	})
+	t.Run("retained tail verifies from a checkpoint", func(t *testing.T) {
+		tr := build(t, 60, true)
+		os.Remove(tr.segs[0].Path) // what retention does
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if !rep.OK() || rep.FirstSeq != tr.segs[1].FirstSeq {
+			t.Fatalf("retained trail should verify from seq %d: %+v", tr.segs[1].FirstSeq, rep.Problem)
+		}
+	})
+	t.Run("first segment deleted without a checkpoint", func(t *testing.T) {
+		tr := build(t, 60, false)
+		os.Remove(tr.segs[0].Path)
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if rep.OK() || rep.Problem.Kind != "unanchored" || rep.Problem.Seq != tr.segs[1].FirstSeq {
+			t.Fatalf("unanchored start not caught: %+v", rep.Problem)
+		}
+	})
+}
