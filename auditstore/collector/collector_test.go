@@ -1,0 +1,244 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/auditstore/wal"
+	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+func batchJSON(n, from int) []byte {
+	b := audit.Batch{Sender: "test"}
+	for i := range n {
+		b.Events = append(b.Events, audit.Event{ID: fmt.Sprintf("t%d-1-intent", from+i), Phase: audit.PhaseIntent,
+			OpType: "FUND_TRANSFER", Timestamp: time.Now().UnixNano(), Seq: 999, Hash: "forged"})
+	}
+	out, _ := json.Marshal(b)
+	return out
+}
+
+type pki struct {
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	caPool *x509.CertPool
+}
+
+func newPKI(t *testing.T) *pki {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &pki{ca, k, pool}
+}
+
+func (p *pki) leaf(t *testing.T, spiffe string, server bool) tls.Certificate {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+	if server {
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	if spiffe != "" {
+		u, _ := url.Parse(spiffe)
+		tmpl.URIs = []*url.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+func start(t *testing.T, cfg Config) (string, *wal.WAL) {
+	t.Helper()
+	w, err := wal.Open(context.Background(), wal.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.WAL = w
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		w.Close()
+	})
+	return ln.Addr().String(), w
+}
+
+func post(t *testing.T, c *http.Client, url, token string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set(audit.TokenHeader, token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.Bytes()
+}
+
+func TestTokenAuthAndAck(t *testing.T) {
+	addr, w := start(t, Config{Tokens: []string{"s3cret"}})
+	u := "http://" + addr + audit.IngestPath
+	for _, tc := range []struct {
+		name  string
+		token string
+		body  []byte
+		code  int
+	}{
+		{"no token", "", batchJSON(1, 0), http.StatusUnauthorized},
+		{"wrong token", "nope", batchJSON(1, 0), http.StatusUnauthorized},
+		{"not json", "s3cret", []byte("{"), http.StatusBadRequest},
+		{"invalid event", "s3cret", []byte(`{"events":[{"id":"x","phase":"intent"}]}`), http.StatusBadRequest},
+		{"good", "s3cret", batchJSON(3, 0), http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := post(t, http.DefaultClient, u, tc.token, tc.body)
+			if code != tc.code {
+				t.Fatalf("status %d (%s), want %d", code, body, tc.code)
+			}
+		})
+	}
+	if got := w.Durable(); got != 3 {
+		t.Fatalf("durable head %d, want 3 (only the good batch is stored)", got)
+	}
+	code, body := post(t, http.DefaultClient, u, "s3cret", batchJSON(2, 3))
+	var ack audit.Ack
+	if code != 200 || json.Unmarshal(body, &ack) != nil || ack.FirstSeq != 4 || ack.LastSeq != 5 || ack.Accepted != 2 || len(ack.Hash) != 64 {
+		t.Fatalf("ack %d %s, want seq 4..5 (sender-supplied seq/hash ignored)", code, body)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m bytes.Buffer
+	m.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`meshwarden_audit_events_acked_total 5`, `meshwarden_audit_rejected_total{reason="unauthenticated"} 2`, `meshwarden_audit_wal_head_seq 5`} {
+		if !strings.Contains(m.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestMTLSSpiffeAllowList(t *testing.T) {
+	p := newPKI(t)
+	srvCert := p.leaf(t, "", true)
+	addr, _ := start(t, Config{
+		TLS:         &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: p.caPool, ClientAuth: tls.VerifyClientCertIfGiven},
+		AllowSPIFFE: []string{"spiffe://dc1/ns/default/svc/gateway"},
+	})
+	u := "https://" + addr + audit.IngestPath
+	client := func(cert *tls.Certificate) *http.Client {
+		cfg := &tls.Config{RootCAs: p.caPool}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	gw := p.leaf(t, "spiffe://dc1/ns/default/svc/gateway", false)
+	evil := p.leaf(t, "spiffe://dc1/ns/default/svc/evil", false)
+	other := newPKI(t).leaf(t, "spiffe://dc1/ns/default/svc/gateway", false)
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		code int
+	}{
+		{"allowed spiffe id", &gw, 200},
+		{"spiffe id not allowed", &evil, 403},
+		{"no certificate, no token", nil, 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, body := post(t, client(tc.cert), u, "", batchJSON(1, 0)); code != tc.code {
+				t.Fatalf("status %d (%s), want %d", code, body, tc.code)
+			}
+		})
+	}
+	t.Run("certificate from another CA", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(batchJSON(1, 0)))
+		if resp, err := client(&other).Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("untrusted client certificate got status %d, want a TLS handshake failure", resp.StatusCode)
+		}
+	})
+}
+
+func TestNewRefusesNoAuth(t *testing.T) {
+	w, err := wal.Open(context.Background(), wal.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := New(Config{WAL: w}); err == nil {
+		t.Fatal("collector without any sender authentication was built")
+	}
+}
+
+func TestRegistersInConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	_, c := consultest.Start(t)
+	addr, _ := start(t, Config{Tokens: []string{"x"}})
+	a, _ := net.ResolveTCPAddr("tcp", addr)
+	dereg, err := RegisterConsul(c, a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		svcs, _, err := c.Health().Service(ir.CollectorServiceName, "", true, nil)
+		if err == nil && len(svcs) == 1 && svcs[0].Service.Port == a.Port {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became healthy in consul: %v %v", ir.CollectorServiceName, svcs, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := dereg(); err != nil {
+		t.Fatal(err)
+	}
+	svcs, _, _ := c.Catalog().Service(ir.CollectorServiceName, "", nil)
+	if len(svcs) != 0 {
+		t.Fatalf("still registered after deregistration: %d", len(svcs))
+	}
+}
