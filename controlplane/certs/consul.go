@@ -1,0 +1,109 @@
+package certs
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// ConsulIssuer takes leaf certificates and roots from a Consul agent's
+// Connect CA (/v1/agent/connect/ca/leaf/<service> and
+// /v1/agent/connect/ca/roots). The agent signs, caches and renews the
+// leaves itself; blocking queries bring every renewal and every root
+// rotation to the manager.
+type ConsulIssuer struct {
+	client *api.Client
+	wait   time.Duration
+}
+
+// ConsulOptions configure a [ConsulIssuer].
+type ConsulOptions struct {
+	// WaitTime bounds each blocking query; zero means 5 minutes.
+	WaitTime time.Duration
+}
+
+// NewConsulIssuer returns an issuer backed by the agent client talks to.
+func NewConsulIssuer(client *api.Client, opts ConsulOptions) *ConsulIssuer {
+	if opts.WaitTime <= 0 {
+		opts.WaitTime = 5 * time.Minute
+	}
+	return &ConsulIssuer{client: client, wait: opts.WaitTime}
+}
+
+// Kind returns "consul".
+func (*ConsulIssuer) Kind() string { return "consul" }
+
+// Issue returns the agent's current leaf for service (the agent signs one
+// on first request).
+func (ci *ConsulIssuer) Issue(ctx context.Context, service string) (*Certificate, error) {
+	return ci.leaf(ctx, service, 0)
+}
+
+// WatchLeaf blocks until the agent's leaf for service differs from prev.
+func (ci *ConsulIssuer) WatchLeaf(ctx context.Context, service string, prev *Certificate) (*Certificate, error) {
+	var idx uint64
+	if prev != nil {
+		idx = prev.Index
+	}
+	c, err := ci.leaf(ctx, service, idx)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil && c.Serial() == prev.Serial() {
+		return prev, nil
+	}
+	return c, nil
+}
+
+func (ci *ConsulIssuer) leaf(ctx context.Context, service string, index uint64) (*Certificate, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: ci.wait}).WithContext(ctx)
+	l, _, err := ci.client.Agent().ConnectCALeaf(service, q)
+	if err != nil {
+		return nil, fmt.Errorf("consul connect leaf for %q: %w (is Connect enabled on the agent and the ACL token allowed service:write?)", service, err)
+	}
+	c, err := NewCertificate(service, []byte(l.CertPEM), []byte(l.PrivateKeyPEM))
+	if err != nil {
+		return nil, fmt.Errorf("consul connect leaf for %q: %w", service, err)
+	}
+	c.Index = l.ModifyIndex
+	if l.ServiceURI != "" {
+		c.SPIFFEID = l.ServiceURI
+	}
+	return c, nil
+}
+
+// Roots returns the agent's current trust roots (active and not yet
+// pruned inactive ones).
+func (ci *ConsulIssuer) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+	roots, _, err := ci.WatchRoots(ctx, 0)
+	return roots, err
+}
+
+// WatchRoots blocks until the roots change after index.
+func (ci *ConsulIssuer) WatchRoots(ctx context.Context, index uint64) ([]*x509.Certificate, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: ci.wait}).WithContext(ctx)
+	list, meta, err := ci.client.Agent().ConnectCARoots(q)
+	if err != nil {
+		return nil, index, fmt.Errorf("consul connect roots: %w", err)
+	}
+	var out []*x509.Certificate
+	for _, r := range list.Roots {
+		cs, err := ParsePEMCertificates([]byte(r.RootCertPEM))
+		if err != nil {
+			return nil, index, fmt.Errorf("consul connect root %s: %w", r.ID, err)
+		}
+		out = append(out, cs[0])
+	}
+	if len(out) == 0 {
+		return nil, index, fmt.Errorf("consul connect roots: the agent returned none (is Connect enabled?)")
+	}
+	return out, meta.LastIndex, nil
+}
+
+var (
+	_ Issuer  = (*ConsulIssuer)(nil)
+	_ Watcher = (*ConsulIssuer)(nil)
+)

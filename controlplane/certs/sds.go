@@ -1,0 +1,69 @@
+package certs
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// NodeInfo identifies the proxy asking for secrets: its node id and its
+// node.cluster, which is the service it fronts (ir.GatewayNodeCluster for
+// gateways).
+type NodeInfo struct {
+	ID      string
+	Cluster string
+}
+
+// SecretSource is what the control plane's snapshot builder needs from the
+// certificate side: the secrets of a node, and a signal when they change.
+type SecretSource interface {
+	Secrets(node NodeInfo) ([]*tlsv3.Secret, error)
+	Changed() <-chan struct{}
+}
+
+// Secrets returns the node's SDS secrets: ir.LeafSecretName(node.Cluster)
+// (tls_certificate: chain and key) once issued, and ir.RootsSecretName
+// (validation_context: every root of the trust bundle) once read. An
+// untracked service is tracked from now on; its leaf appears on a later
+// call, announced by Changed.
+func (m *Manager) Secrets(node NodeInfo) ([]*tlsv3.Secret, error) {
+	return m.SecretsFor(node.Cluster), nil
+}
+
+// SecretsFor returns the leaf secrets of services and the roots secret.
+func (m *Manager) SecretsFor(services ...string) []*tlsv3.Secret {
+	m.Track(services...)
+	var out []*tlsv3.Secret
+	for _, s := range services {
+		if c := m.Certificate(s); c != nil {
+			out = append(out, LeafSecret(s, c))
+		}
+	}
+	if roots := m.Roots(); len(roots) > 0 {
+		out = append(out, &tlsv3.Secret{
+			Name: ir.RootsSecretName,
+			Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: inline(EncodePEM(roots)),
+			}},
+		})
+	}
+	return out
+}
+
+// LeafSecret returns c as the tls_certificate secret of service.
+func LeafSecret(service string, c *Certificate) *tlsv3.Secret {
+	return &tlsv3.Secret{
+		Name: ir.LeafSecretName(service),
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: inline(c.ChainPEM),
+			PrivateKey:       inline(c.Key),
+		}},
+	}
+}
+
+func inline(b []byte) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: append([]byte(nil), b...)}}
+}
+
+var _ SecretSource = (*Manager)(nil)
