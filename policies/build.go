@@ -1,0 +1,481 @@
+package policies
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/filters/audit"
+	"github.com/meshwarden/meshwarden/filters/dye"
+	"github.com/meshwarden/meshwarden/filters/trace"
+	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// builder turns decoded documents into the IR, checking what spans fields
+// and documents, and cross-references against the catalog.
+type builder struct {
+	diags *Diagnostics
+	cat   *ir.Catalog
+	ps    *ir.PolicySet
+}
+
+func (b *builder) build(docs []*doc) {
+	seen := map[string]*doc{}
+	byKind := map[string][]*doc{}
+	for _, x := range docs {
+		if x.spec.IsValid() && x.name != "" {
+			key := x.kind + "/" + x.ns + "/" + x.name
+			if first, dup := seen[key]; dup {
+				x.dec.errPath("metadata.name", "%s %q is already defined at %s: give each policy its own name", x.kind, x.name, first.source())
+			} else {
+				seen[key] = x
+			}
+		}
+		if x.spec.IsValid() {
+			byKind[x.kind] = append(byKind[x.kind], x)
+		}
+	}
+	configs := map[string]*doc{}
+	for _, name := range filters.Order() {
+		kind := filterKind(name)
+		list := byKind[kind]
+		for _, x := range list[min(len(list), 1):] {
+			x.dec.errPath("kind", "only one %s may be in force and %s already defines one: merge their rules into one document", kind, list[0].source())
+		}
+		if len(list) > 0 {
+			configs[name] = list[0]
+		}
+	}
+	releases := map[string]*doc{}
+	for _, x := range byKind[KindFilterRelease] {
+		spec := x.spec.Interface().(*FilterReleaseSpec)
+		b.checkRelease(x, spec)
+		if filterKind(spec.Filter) == "" {
+			continue
+		}
+		if first, dup := releases[spec.Filter]; dup {
+			x.dec.errPath("spec.filter", "filter %q already has a release at %s: keep one FilterRelease per filter", spec.Filter, first.source())
+			continue
+		}
+		releases[spec.Filter] = x
+	}
+	for _, name := range filters.Order() {
+		cfg, rel := configs[name], releases[name]
+		if cfg == nil {
+			if rel != nil {
+				rel.dec.errPath("spec.filter", "filter %q has a release but no %s configures it: add a %s document", name, filterKind(name), filterKind(name))
+			}
+			continue
+		}
+		f, ok := b.filterConfig(name, cfg)
+		if !ok {
+			continue
+		}
+		if rel != nil {
+			spec := rel.spec.Interface().(*FilterReleaseSpec)
+			f.SHA256 = spec.SHA256
+			f.Services = append([]string(nil), spec.Services...)
+			f.RolloutPercent = 100
+			if spec.RolloutPercent != nil {
+				f.RolloutPercent = *spec.RolloutPercent
+			}
+			f.PreviousSHA256 = spec.PreviousSHA256
+			f.FailOpen = spec.FailOpen
+			f.Source = rel.source()
+		}
+		b.ps.Filters = append(b.ps.Filters, f)
+	}
+
+	routes := map[string]*doc{}
+	for _, x := range byKind[KindCanaryRoute] {
+		spec := x.spec.Interface().(*CanaryRouteSpec)
+		r, ok := b.route(x, spec)
+		if !ok {
+			continue
+		}
+		if first, dup := routes[r.Service]; dup {
+			x.dec.errPath("spec.service", "service %q already has a CanaryRoute at %s: keep one route per service", r.Service, first.source())
+			continue
+		}
+		routes[r.Service] = x
+		b.ps.Routes = append(b.ps.Routes, r)
+	}
+	sort.Slice(b.ps.Routes, func(i, j int) bool { return b.ps.Routes[i].Service < b.ps.Routes[j].Service })
+
+	certs := byKind[KindCertificatePolicy]
+	for _, x := range certs[min(len(certs), 1):] {
+		x.dec.errPath("kind", "only one CertificatePolicy may be in force and %s already defines one: merge them", certs[0].source())
+	}
+	if len(certs) > 0 {
+		b.certs(certs[0], certs[0].spec.Interface().(*CertificatePolicySpec))
+	}
+
+	access := map[string]*doc{}
+	for _, x := range byKind[KindAccessPolicy] {
+		spec := x.spec.Interface().(*AccessPolicySpec)
+		rule, ok := b.access(x, spec)
+		if !ok {
+			continue
+		}
+		if first, dup := access[rule.Service]; dup {
+			x.dec.errPath("spec.service", "service %q already has an AccessPolicy at %s: list every allowed caller in one document", rule.Service, first.source())
+			continue
+		}
+		access[rule.Service] = x
+		b.ps.Access = append(b.ps.Access, rule)
+	}
+	sort.Slice(b.ps.Access, func(i, j int) bool { return b.ps.Access[i].Service < b.ps.Access[j].Service })
+}
+
+// fieldError is the shape of the filters' FieldError types.
+func fieldErrorOf(err error) (field, reason string, ok bool) {
+	var d *dye.FieldError
+	var a *audit.FieldError
+	var t *trace.FieldError
+	switch {
+	case errors.As(err, &d):
+		return d.Field, d.Reason, true
+	case errors.As(err, &a):
+		return a.Field, a.Reason, true
+	case errors.As(err, &t):
+		return t.Field, t.Reason, true
+	}
+	return "", "", false
+}
+
+// validator is what every filter Config provides.
+type validator interface {
+	SetDefaults()
+	Validate() error
+}
+
+// filterConfig validates a filter policy with the filter's own rules and
+// returns it as an ir.Filter whose Config is the user's JSON (without
+// defaults: the filter applies them).
+func (b *builder) filterConfig(name string, x *doc) (ir.Filter, bool) {
+	raw, err := json.Marshal(x.spec.Interface())
+	if err != nil {
+		x.dec.errPath("spec", "cannot encode as JSON: %v", err)
+		return ir.Filter{}, false
+	}
+	// Validate a defaulted copy, as the filter will.
+	cp := x.spec.Type().Elem()
+	tmp := newOf(cp)
+	if err := json.Unmarshal(raw, tmp); err != nil {
+		x.dec.errPath("spec", "cannot decode: %v", err)
+		return ir.Filter{}, false
+	}
+	v := tmp.(validator)
+	v.SetDefaults()
+	if err := v.Validate(); err != nil {
+		if field, reason, ok := fieldErrorOf(err); ok {
+			x.dec.errPath("spec."+field, "%s", reason)
+		} else {
+			x.dec.errPath("spec", "%v", err)
+		}
+		return ir.Filter{}, false
+	}
+	// The filter's own parser is the last word: it is what runs in the proxy.
+	var perr error
+	switch name {
+	case "dye":
+		_, perr = dye.ParseConfig(raw)
+	case "audit":
+		_, perr = audit.ParseConfig(raw)
+	case "trace":
+		_, perr = trace.ParseConfig(raw)
+	}
+	if perr != nil {
+		x.dec.errPath("spec", "the %s filter rejects this configuration: %v", name, perr)
+		return ir.Filter{}, false
+	}
+	return ir.Filter{Name: name, Config: raw, RolloutPercent: 100, Source: x.source()}, true
+}
+
+func (b *builder) checkRelease(x *doc, s *FilterReleaseSpec) {
+	d := x.dec
+	if _, ok := d.positions["spec.filter"]; ok && filterKind(s.Filter) == "" {
+		msg := fmt.Sprintf("%q is not a filter", s.Filter)
+		if sg := suggest(s.Filter, filters.Order()); sg != "" {
+			msg += fmt.Sprintf(": did you mean %q?", sg)
+		}
+		d.errPath("spec.filter", "%s (filters: %s)", msg, strings.Join(filters.Order(), ", "))
+	}
+	if _, ok := d.positions["spec.sha256"]; ok && !isSHA256(s.SHA256) {
+		d.errPath("spec.sha256", "%q is not a sha256: give the module's 64 lowercase hex digits (sha256sum FILE.wasm)", s.SHA256)
+	}
+	for i, svc := range s.Services {
+		if err := checkService(svc); err != nil {
+			d.errPath(indexPath("spec.services", i), "%v", err)
+			continue
+		}
+		if svc != "gateway" {
+			b.warnMissingService(d, indexPath("spec.services", i), svc)
+		}
+	}
+	pct := uint32(100)
+	if s.RolloutPercent != nil {
+		pct = *s.RolloutPercent
+	}
+	if pct > 100 {
+		d.errPath("spec.rolloutPercent", "%d is over 100: give the percentage of proxies, 0 to 100", pct)
+	}
+	switch {
+	case pct < 100 && s.PreviousSHA256 == "":
+		d.errPath("spec.rolloutPercent", "a staged rollout (%d%%) needs previousSha256: name the build the other %d%% keep running", pct, 100-pct)
+	case s.PreviousSHA256 != "" && !isSHA256(s.PreviousSHA256):
+		d.errPath("spec.previousSha256", "%q is not a sha256: give the previous module's 64 lowercase hex digits", s.PreviousSHA256)
+	case s.PreviousSHA256 != "" && s.PreviousSHA256 == s.SHA256:
+		d.errPath("spec.previousSha256", "is the same build as sha256: a rollout needs two different builds, or remove previousSha256")
+	}
+}
+
+func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
+	d := x.dec
+	before := len(b.diags.Errors)
+	r := ir.Route{Service: s.Service, DefaultSubset: s.DefaultSubset, Timeout: s.Timeout, Retries: s.Retries, Source: x.source()}
+	if _, ok := d.positions["spec.service"]; ok {
+		if err := checkService(s.Service); err != nil {
+			d.errPath("spec.service", "%v", err)
+		}
+	}
+	subsets := map[string]int{}
+	for i, ss := range s.Subsets {
+		p := indexPath("spec.subsets", i)
+		if err := mwdye.CheckLane(ss.Name); err != nil {
+			d.errPath(p+".name", "%v", err)
+		} else if j, dup := subsets[ss.Name]; dup {
+			d.errPath(p+".name", "subset %q is already defined at spec.subsets[%d]: give each subset its own name", ss.Name, j)
+		} else {
+			subsets[ss.Name] = i
+		}
+		if _, present := d.positions[p+".selector"]; present && len(ss.Selector) == 0 {
+			d.errPath(p+".selector", "is empty: give at least one meta key, e.g. version: v2")
+		}
+		r.Subsets = append(r.Subsets, ir.Subset{Name: ss.Name, Selector: ss.Selector})
+	}
+	if _, present := d.positions["spec.subsets"]; present && len(s.Subsets) == 0 {
+		d.errPath("spec.subsets", "is empty: define at least one subset")
+	}
+	lanes := map[string]int{}
+	for i, l := range s.Lanes {
+		p := indexPath("spec.lanes", i)
+		if err := mwdye.CheckLane(l.Lane); err != nil {
+			d.errPath(p+".lane", "%v", err)
+		}
+		if _, ok := subsets[l.Subset]; !ok && l.Subset != "" {
+			d.errPath(p+".subset", "subset %q is not defined in spec.subsets%s", l.Subset, known(subsets))
+		}
+		if j, dup := lanes[l.Lane]; dup && len(l.Headers) == 0 && len(s.Lanes[j].Headers) == 0 {
+			d.errPath(p+".lane", "lane %q is already routed by spec.lanes[%d]: this rule can never match, remove it", l.Lane, j)
+		}
+		lanes[l.Lane] = i
+		for h := range l.Headers {
+			if !validHeaderName(h) {
+				d.errPath(childPath(p+".headers", h), "%q is not a header name: use lowercase letters, digits and '-'", h)
+			}
+		}
+		r.Lanes = append(r.Lanes, ir.LaneRule{Lane: l.Lane, Subset: l.Subset, Headers: l.Headers})
+	}
+	var sum uint32
+	for i, w := range s.Weights {
+		p := indexPath("spec.weights", i)
+		if _, ok := subsets[w.Subset]; !ok && w.Subset != "" {
+			d.errPath(p+".subset", "subset %q is not defined in spec.subsets%s", w.Subset, known(subsets))
+		}
+		if w.Weight > 100 {
+			d.errPath(p+".weight", "%d is over 100: weights are percentages", w.Weight)
+		}
+		sum += w.Weight
+		r.Weights = append(r.Weights, ir.WeightedSubset{Subset: w.Subset, Weight: w.Weight})
+	}
+	if len(s.Weights) > 0 && sum != 100 {
+		d.errPath("spec.weights", "weights sum to %d: make them sum to 100", sum)
+	}
+	if s.DefaultSubset != "" {
+		if _, ok := subsets[s.DefaultSubset]; !ok {
+			d.errPath("spec.defaultSubset", "subset %q is not defined in spec.subsets%s", s.DefaultSubset, known(subsets))
+		}
+		if len(s.Weights) > 0 {
+			d.errPath("spec.defaultSubset", "is ignored when weights are set: remove defaultSubset, or remove weights")
+		}
+	}
+	if s.Timeout > 0 && s.Timeout < time.Millisecond {
+		d.errPath("spec.timeout", "%s is below 1ms: give a timeout such as \"2s\"", s.Timeout)
+	}
+	if s.Retries > 10 {
+		d.errPath("spec.retries", "%d retries is too many: use 0 to 10", s.Retries)
+	}
+	if b.cat != nil && s.Service != "" {
+		svc, ok := b.cat.Services[s.Service]
+		if !ok {
+			b.warnMissingService(d, "spec.service", s.Service)
+		} else {
+			for i, ss := range s.Subsets {
+				if len(ss.Selector) == 0 {
+					continue
+				}
+				if !anyMatches(svc, ss.Selector) {
+					d.errPath(indexPath("spec.subsets", i)+".selector", "no instance of %q carries %s%s: fix the selector or register such an instance in Consul", s.Service, formatSelector(ss.Selector), carried(svc, ss.Selector))
+				}
+			}
+		}
+	}
+	return r, len(b.diags.Errors) == before
+}
+
+func (b *builder) certs(x *doc, s *CertificatePolicySpec) {
+	d := x.dec
+	switch s.Issuer {
+	case "", "consul", "acme", "file":
+	default:
+		d.errPath("spec.issuer", "%q is not an issuer: use consul, acme or file", s.Issuer)
+	}
+	if s.LeafTTL > 0 && s.LeafTTL < time.Minute {
+		d.errPath("spec.leafTTL", "%s is too short: give at least \"1m\" (leaves are renewed before expiry)", s.LeafTTL)
+	}
+	if s.LeafTTL > 0 && s.RenewBefore >= s.LeafTTL {
+		d.errPath("spec.renewBefore", "%s is not shorter than leafTTL (%s): renew before the leaf expires, e.g. a third of leafTTL", s.RenewBefore, s.LeafTTL)
+	}
+	b.ps.Certificates = ir.CertPolicy{LeafTTL: s.LeafTTL, RenewBefore: s.RenewBefore, Issuer: s.Issuer}
+}
+
+func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessRule, bool) {
+	d := x.dec
+	before := len(b.diags.Errors)
+	if _, ok := d.positions["spec.service"]; ok {
+		if err := checkService(s.Service); err != nil {
+			d.errPath("spec.service", "%v", err)
+		} else {
+			b.warnMissingService(d, "spec.service", s.Service)
+		}
+	}
+	if _, present := d.positions["spec.allow"]; present && len(s.Allow) == 0 {
+		d.errPath("spec.allow", "is empty: list the SPIFFE ids allowed to call %q, or \"*\" for everyone", s.Service)
+	}
+	for i, id := range s.Allow {
+		if id == "*" {
+			continue
+		}
+		if !strings.HasPrefix(id, "spiffe://") || len(id) <= len("spiffe://") {
+			d.errPath(indexPath("spec.allow", i), "%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, a prefix ending in /*, or \"*\"", id)
+		} else if k := strings.IndexByte(id, '*'); k >= 0 && !(k == len(id)-1 && strings.HasSuffix(id, "/*")) {
+			d.errPath(indexPath("spec.allow", i), "%q: '*' is allowed only as a final /* segment", id)
+		}
+	}
+	return ir.AccessRule{Service: s.Service, Allow: s.Allow, Source: x.source()}, len(b.diags.Errors) == before
+}
+
+func (b *builder) warnMissingService(d *decoder, path, svc string) {
+	if b.cat == nil {
+		return
+	}
+	if _, ok := b.cat.Services[svc]; !ok {
+		d.warnPath(path, "service %q is not registered in Consul (yet): check the name; the policy applies once it registers", svc)
+	}
+}
+
+func anyMatches(svc *ir.Service, sel map[string]string) bool {
+	for _, in := range svc.Instances {
+		if in.Matches(sel) {
+			return true
+		}
+	}
+	return false
+}
+
+// carried lists, for the selector's keys, the values the instances do carry.
+func carried(svc *ir.Service, sel map[string]string) string {
+	var parts []string
+	for _, k := range sortedKeys(sel) {
+		vals := map[string]bool{}
+		for _, in := range svc.Instances {
+			if v, ok := in.Meta[k]; ok {
+				vals[k+"="+v] = true
+			}
+			for _, t := range in.Tags {
+				if strings.HasPrefix(t, k+"=") {
+					vals[t] = true
+				}
+			}
+		}
+		for v := range vals {
+			parts = append(parts, v)
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf(" (its %d instances carry none of these keys)", len(svc.Instances))
+	}
+	sort.Strings(parts)
+	return " (instances carry " + strings.Join(parts, ", ") + ")"
+}
+
+func formatSelector(sel map[string]string) string {
+	parts := make([]string, 0, len(sel))
+	for _, k := range sortedKeys(sel) {
+		parts = append(parts, k+"="+sel[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func known(subsets map[string]int) string {
+	if len(subsets) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(subsets))
+	for n := range subsets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return " (defined: " + strings.Join(names, ", ") + ")"
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 || strings.ToLower(s) != s {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// checkService checks a Consul service name.
+func checkService(s string) error {
+	if s == "" || len(s) > 253 {
+		return fmt.Errorf("%q is not a service name: use 1-253 letters, digits, '-', '_' or '.'", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%q is not a service name: use 1-253 letters, digits, '-', '_' or '.'", s)
+		}
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

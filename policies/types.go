@@ -1,0 +1,164 @@
+package policies
+
+import (
+	"reflect"
+	"time"
+
+	"github.com/meshwarden/meshwarden/filters/audit"
+	"github.com/meshwarden/meshwarden/filters/dye"
+	"github.com/meshwarden/meshwarden/filters/trace"
+)
+
+// APIVersion is the only apiVersion policy documents may carry.
+const APIVersion = "meshwarden.io/v1alpha1"
+
+// The kinds of policy document.
+const (
+	KindDyePolicy         = "DyePolicy"
+	KindAuditPolicy       = "AuditPolicy"
+	KindTracePolicy       = "TracePolicy"
+	KindCanaryRoute       = "CanaryRoute"
+	KindFilterRelease     = "FilterRelease"
+	KindCertificatePolicy = "CertificatePolicy"
+	KindAccessPolicy      = "AccessPolicy"
+)
+
+// Document is one YAML document of a policy file, Kubernetes-shaped.
+// Fields tagged mw:"required" must be present; the JSON Schema says so too.
+type Document struct {
+	APIVersion string   `json:"apiVersion" mw:"required"`
+	Kind       string   `json:"kind" mw:"required"`
+	Metadata   Metadata `json:"metadata" mw:"required"`
+	Spec       rawNode  `json:"spec" mw:"required"`
+}
+
+// Metadata names a policy document.
+type Metadata struct {
+	// Name is unique per kind (and namespace): lowercase letters, digits, '-'.
+	Name string `json:"name" mw:"required"`
+	// Namespace groups policies of one team; it is informational.
+	Namespace string `json:"namespace,omitempty"`
+	// Labels are free-form key/value pairs.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// CanaryRouteSpec is the spec of a CanaryRoute: how traffic to one service is
+// split into subsets of its instances.
+type CanaryRouteSpec struct {
+	// Service is the Consul service name.
+	Service string `json:"service" mw:"required"`
+	// Subsets name groups of instances by Consul meta (or "key=value" tags).
+	Subsets []SubsetSpec `json:"subsets" mw:"required"`
+	// Lanes send dyed requests to a subset; the first match wins.
+	Lanes []LaneSpec `json:"lanes,omitempty"`
+	// Weights split undyed traffic; they sum to 100.
+	Weights []WeightSpec `json:"weights,omitempty"`
+	// DefaultSubset receives undyed traffic when Weights is empty.
+	DefaultSubset string `json:"defaultSubset,omitempty"`
+	// Timeout per request, a Go duration such as "15s" (default 15s).
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Retries on connect failure, 5xx or reset (default 0).
+	Retries uint32 `json:"retries,omitempty"`
+}
+
+// SubsetSpec names a group of instances.
+type SubsetSpec struct {
+	Name     string            `json:"name" mw:"required"`
+	Selector map[string]string `json:"selector" mw:"required"`
+}
+
+// LaneSpec routes requests dyed with Lane (and carrying every header in
+// Headers, exact values) to Subset.
+type LaneSpec struct {
+	Lane    string            `json:"lane" mw:"required"`
+	Subset  string            `json:"subset" mw:"required"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// WeightSpec is one arm of the undyed split.
+type WeightSpec struct {
+	Subset string `json:"subset" mw:"required"`
+	Weight uint32 `json:"weight" mw:"required"`
+}
+
+// FilterReleaseSpec is the spec of a FilterRelease: which build of a filter
+// runs where, and how it is staged.
+type FilterReleaseSpec struct {
+	// Filter is one of filters.Order(): dye, audit, trace.
+	Filter string `json:"filter" mw:"required"`
+	// SHA256 pins the .wasm module (64 hex digits).
+	SHA256 string `json:"sha256" mw:"required"`
+	// Services limits where the filter runs ("gateway" is the gateway);
+	// empty means everywhere.
+	Services []string `json:"services,omitempty"`
+	// RolloutPercent is the share of proxies running SHA256 (default 100);
+	// the rest run PreviousSHA256.
+	RolloutPercent *uint32 `json:"rolloutPercent,omitempty"`
+	// PreviousSHA256 is the build the other proxies keep running; required
+	// when RolloutPercent is below 100.
+	PreviousSHA256 string `json:"previousSha256,omitempty"`
+	// FailOpen lets traffic through when the filter cannot run.
+	FailOpen bool `json:"failOpen,omitempty"`
+}
+
+// CertificatePolicySpec is the spec of a CertificatePolicy.
+type CertificatePolicySpec struct {
+	// LeafTTL is the requested leaf lifetime, e.g. "24h".
+	LeafTTL time.Duration `json:"leafTTL,omitempty"`
+	// RenewBefore is how long before expiry a leaf is renewed.
+	RenewBefore time.Duration `json:"renewBefore,omitempty"`
+	// Issuer is "consul" (default), "acme" or "file".
+	Issuer string `json:"issuer,omitempty"`
+}
+
+// AccessPolicySpec is the spec of an AccessPolicy: which SPIFFE ids may call
+// a service.
+type AccessPolicySpec struct {
+	// Service is the Consul service name.
+	Service string `json:"service" mw:"required"`
+	// Allow lists SPIFFE ids (spiffe://trust-domain/path, a prefix ending in
+	// "/*", or "*" for everyone).
+	Allow []string `json:"allow" mw:"required"`
+}
+
+// filterKinds maps a filter name to the kind that configures it.
+func filterKind(filter string) string {
+	switch filter {
+	case "dye":
+		return KindDyePolicy
+	case "audit":
+		return KindAuditPolicy
+	case "trace":
+		return KindTracePolicy
+	}
+	return ""
+}
+
+// Kinds returns every kind name, sorted.
+func Kinds() []string {
+	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindTracePolicy}
+}
+
+// SpecType returns the Go type a kind's spec decodes into, or nil for an
+// unknown kind.
+// The three filter kinds decode into the filters' own Config types: there is
+// one schema per filter, owned by the filter.
+func SpecType(kind string) reflect.Type {
+	switch kind {
+	case KindDyePolicy:
+		return reflect.TypeOf(dye.Config{})
+	case KindAuditPolicy:
+		return reflect.TypeOf(audit.Config{})
+	case KindTracePolicy:
+		return reflect.TypeOf(trace.Config{})
+	case KindCanaryRoute:
+		return reflect.TypeOf(CanaryRouteSpec{})
+	case KindFilterRelease:
+		return reflect.TypeOf(FilterReleaseSpec{})
+	case KindCertificatePolicy:
+		return reflect.TypeOf(CertificatePolicySpec{})
+	case KindAccessPolicy:
+		return reflect.TypeOf(AccessPolicySpec{})
+	}
+	return nil
+}
