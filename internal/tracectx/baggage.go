@@ -1,0 +1,268 @@
+package tracectx
+
+import "strings"
+
+// Baggage limits from W3C Baggage.
+const (
+	MaxBaggageMembers = 180
+	MaxBaggageBytes   = 8192
+)
+
+// BaggageMember is one list member. Raw is the member as received (key,
+// value and properties), so members this process does not touch are
+// forwarded byte for byte.
+type BaggageMember struct {
+	Key string
+	Raw string
+}
+
+// Baggage is an ordered W3C baggage list. The zero value is empty.
+type Baggage struct {
+	Members []BaggageMember
+	// Dropped counts members removed while parsing: invalid ones and those
+	// past the limits.
+	Dropped int
+}
+
+// ParseBaggage parses one or more baggage header values. Invalid members are
+// dropped one by one (the rest survive); members past 180 or past 8192 bytes
+// in total are dropped from the end. A later duplicate of a key is dropped.
+func ParseBaggage(values ...string) Baggage {
+	var bg Baggage
+	size := 0
+	for _, v := range values {
+		for v != "" {
+			var m string
+			m, v, _ = strings.Cut(v, ",")
+			m = trimOWS(m)
+			if m == "" {
+				continue
+			}
+			k, ok := parseBaggageMember(m)
+			if !ok || bg.has(k) {
+				bg.Dropped++
+				continue
+			}
+			add := len(m)
+			if len(bg.Members) > 0 {
+				add++
+			}
+			if len(bg.Members) == MaxBaggageMembers || size+add > MaxBaggageBytes {
+				bg.Dropped++
+				continue
+			}
+			size += add
+			bg.Members = append(bg.Members, BaggageMember{Key: k, Raw: m})
+		}
+	}
+	return bg
+}
+
+func (bg *Baggage) has(k string) bool {
+	for _, m := range bg.Members {
+		if m.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Get returns the percent-decoded value of key.
+func (bg *Baggage) Get(key string) (string, bool) {
+	for _, m := range bg.Members {
+		if m.Key == key {
+			_, rest, _ := strings.Cut(m.Raw, "=")
+			val, _, _ := strings.Cut(rest, ";")
+			return percentDecode(trimOWS(val)), true
+		}
+	}
+	return "", false
+}
+
+// Set puts key=value (value percent-encoded) first in the list, replacing
+// any member with that key, then drops members from the end until the
+// limits hold. It reports false if key is not a token.
+func (bg *Baggage) Set(key, value string) bool {
+	if !isToken(key) {
+		return false
+	}
+	raw := key + "=" + percentEncode(value)
+	out := make([]BaggageMember, 0, len(bg.Members)+1)
+	out = append(out, BaggageMember{Key: key, Raw: raw})
+	size := len(raw)
+	for _, m := range bg.Members {
+		if m.Key == key {
+			continue
+		}
+		if len(out) == MaxBaggageMembers || size+1+len(m.Raw) > MaxBaggageBytes {
+			bg.Dropped++
+			continue
+		}
+		size += 1 + len(m.Raw)
+		out = append(out, m)
+	}
+	bg.Members = out
+	return true
+}
+
+// Delete removes key and reports whether it was present.
+func (bg *Baggage) Delete(key string) bool {
+	for i, m := range bg.Members {
+		if m.Key == key {
+			bg.Members = append(bg.Members[:i:i], bg.Members[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Len returns the number of members.
+func (bg *Baggage) Len() int { return len(bg.Members) }
+
+// Append appends the header value to b.
+func (bg *Baggage) Append(b []byte) []byte {
+	for i, m := range bg.Members {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.Raw...)
+	}
+	return b
+}
+
+// String returns the header value.
+func (bg *Baggage) String() string { return string(bg.Append(nil)) }
+
+// BaggageValue returns the percent-decoded value of key in a baggage header
+// value without building a list: the fast path for filters that read one
+// member.
+func BaggageValue(header, key string) (string, bool) {
+	for header != "" {
+		var m string
+		m, header, _ = strings.Cut(header, ",")
+		m = trimOWS(m)
+		k, rest, ok := strings.Cut(m, "=")
+		if !ok || trimOWS(k) != key {
+			continue
+		}
+		val, _, _ := strings.Cut(rest, ";")
+		val = trimOWS(val)
+		if !validBaggageValue(val) {
+			return "", false
+		}
+		return percentDecode(val), true
+	}
+	return "", false
+}
+
+// parseBaggageMember validates one member and returns its key.
+func parseBaggageMember(m string) (string, bool) {
+	kv, props, hasProps := strings.Cut(m, ";")
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok {
+		return "", false
+	}
+	k, v = trimOWS(k), trimOWS(v)
+	if !isToken(k) || !validBaggageValue(v) {
+		return "", false
+	}
+	for hasProps {
+		var p string
+		p, props, hasProps = strings.Cut(props, ";")
+		pk, pv, hasVal := strings.Cut(p, "=")
+		if !isToken(trimOWS(pk)) || hasVal && !validBaggageValue(trimOWS(pv)) {
+			return "", false
+		}
+	}
+	return k, true
+}
+
+// isToken reports whether s is an RFC 7230 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validBaggageValue checks baggage-octet* with well-formed percent escapes.
+func validBaggageValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+		if c == '%' {
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+func percentDecode(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// percentEncode encodes everything outside baggage-octet, and '%' itself.
+func percentEncode(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if needsEscape(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	const hexUp = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(c) {
+			b = append(b, '%', hexUp[c>>4], hexUp[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func needsEscape(c byte) bool {
+	return c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' || c == '%'
+}
