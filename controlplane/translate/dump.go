@@ -1,0 +1,100 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+)
+
+// TypeOrder is the order resource types appear in dumps.
+var typeOrder = []struct {
+	key string
+	typ resource.Type
+}{
+	{"listeners", resource.ListenerType},
+	{"routes", resource.RouteType},
+	{"clusters", resource.ClusterType},
+	{"endpoints", resource.EndpointType},
+	{"extension_configs", resource.ExtensionConfigType},
+	{"secrets", resource.SecretType},
+}
+
+// Validate runs Envoy's proto validation (ValidateAll) on every resource.
+func (s *Snapshot) Validate() error {
+	var errs []error
+	for _, t := range typeOrder {
+		for _, r := range s.Resources[t.typ] {
+			v, ok := r.(interface{ ValidateAll() error })
+			if !ok {
+				errs = append(errs, fmt.Errorf("%T has no ValidateAll", r))
+				continue
+			}
+			if err := v.ValidateAll(); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", t.key, resourceName(r), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func resourceName(r types.Resource) string {
+	if n, ok := r.(interface{ GetName() string }); ok {
+		return n.GetName()
+	}
+	if n, ok := r.(interface{ GetClusterName() string }); ok {
+		return n.GetClusterName()
+	}
+	return ""
+}
+
+// Dump returns the snapshot's resources as a JSON-compatible tree (each
+// resource in protojson form), keyed by type, in a stable order.
+func (s *Snapshot) Dump() (map[string]any, error) {
+	out := map[string]any{"version": s.Version}
+	for _, t := range typeOrder {
+		var list []any
+		for _, r := range s.Resources[t.typ] {
+			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("marshal %s: %w", t.key, err)
+			}
+			var v any
+			if err := yaml.Unmarshal(b, &v); err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		if len(list) > 0 {
+			out[t.key] = list
+		}
+	}
+	return out, nil
+}
+
+// YAML renders Dump as YAML.
+func (s *Snapshot) YAML() ([]byte, error) {
+	d, err := s.Dump()
+	if err != nil {
+		return nil, err
+	}
+	return yaml.Marshal(d)
+}
+
+// CacheSnapshot returns the go-control-plane snapshot of s.
+func (s *Snapshot) CacheSnapshot() (*cache.Snapshot, error) {
+	return cache.NewSnapshot(s.Version, s.Resources)
+}
+
+// CacheSnapshotConsistent builds the cache snapshot and runs Consistent.
+func (s *Snapshot) CacheSnapshotConsistent() error {
+	cs, err := s.CacheSnapshot()
+	if err != nil {
+		return err
+	}
+	return cs.Consistent()
+}

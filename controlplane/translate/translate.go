@@ -1,0 +1,341 @@
+// Package translate turns Meshwarden's IR (a Consul catalog and a policy
+// set) into Envoy xDS resources. It is pure: no I/O, no clocks, no global
+// state, so its output is a function of its input and golden-testable.
+//
+// Translation has two steps. [Build] computes what every node shares
+// (clusters, endpoints, route configurations, Wasm extension configs) once
+// per catalog/policy change; [Shared.ForNode] adds what is per node
+// (listeners, the filters that node runs) and returns the resources of one
+// snapshot. Names are documented in controlplane/README.md.
+package translate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// Defaults for node metadata that is absent.
+const (
+	DefaultInboundPort  = 21000
+	DefaultOutboundPort = 15001
+	DefaultLocalAppPort = 8080
+	DefaultListenPort   = 10000
+	// DefaultTimeout is a route's timeout when the policy gives none.
+	DefaultTimeout = 15 * time.Second
+)
+
+// Resource names that are not derived from a service.
+const (
+	// InboundListenerName is a sidecar's listener for traffic to its service.
+	InboundListenerName = "mw-inbound"
+	// OutboundListenerName is a sidecar's listener for traffic its app sends.
+	OutboundListenerName = "mw-outbound"
+	// GatewayListenerName is the gateway's listener.
+	GatewayListenerName = "mw-gateway"
+	// OutboundRouteName is the RDS route configuration of the outbound listener.
+	OutboundRouteName = "outbound"
+	// GatewayRouteName is the RDS route configuration of the gateway listener.
+	GatewayRouteName = "gateway"
+	// LocalAppClusterName is a sidecar's cluster to its local application.
+	LocalAppClusterName = "mw-local-app"
+	// WasmFilterPrefix + filter name is the ECDS resource (and HTTP filter) name.
+	WasmFilterPrefix = "mw."
+)
+
+// Options are the plane-wide settings of translation.
+type Options struct {
+	// ModuleBaseURL is where Envoy fetches modules, e.g.
+	// http://127.0.0.1:18000/modules/ ; the sha256 is appended.
+	ModuleBaseURL string
+	// ModuleSHA256 maps a filter name to the sha256 of the module server's
+	// current build, used when ir.Filter.SHA256 is empty.
+	ModuleSHA256 map[string]string
+	// AuditCollector is host:port of the audit collector; empty means the
+	// healthy instances of ir.CollectorServiceName in Consul, if any.
+	AuditCollector string
+	// OTLPEndpoint is host:port of the OTLP/HTTP collector; empty means no
+	// OTLP cluster.
+	OTLPEndpoint string
+	// MTLS makes listeners and upstream clusters use SDS secrets
+	// (ir.LeafSecretName, ir.RootsSecretName).
+	MTLS bool
+	// TrustDomain and Datacenter form the SPIFFE ids matched on upstream
+	// certificates: spiffe://<TrustDomain>/ns/default/dc/<Datacenter>/svc/<svc>.
+	TrustDomain string
+	Datacenter  string
+}
+
+// Node is one xDS client as translation sees it.
+type Node struct {
+	ID      string
+	Gateway bool
+	// Service is the service a sidecar fronts.
+	Service string
+	// Ports from node metadata; zero means the default.
+	InboundPort, OutboundPort, LocalAppPort, ListenPort uint32
+}
+
+// NodeFromMetadata builds a Node from node.id, node.cluster and node
+// metadata (inbound_port, outbound_port, local_app_port, listen_port).
+func NodeFromMetadata(id, cluster string, meta map[string]string) (Node, error) {
+	n := Node{ID: id}
+	if cluster == "" {
+		return n, errors.New("node.cluster is empty: set it to the service the sidecar fronts, or to " + ir.GatewayNodeCluster + " for a gateway")
+	}
+	if cluster == ir.GatewayNodeCluster {
+		n.Gateway = true
+	} else {
+		n.Service = cluster
+	}
+	for key, dst := range map[string]*uint32{
+		"inbound_port": &n.InboundPort, "outbound_port": &n.OutboundPort,
+		"local_app_port": &n.LocalAppPort, "listen_port": &n.ListenPort,
+	} {
+		v, ok := meta[key]
+		if !ok || v == "" {
+			continue
+		}
+		p, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || p == 0 {
+			return n, fmt.Errorf("node metadata %s=%q is not a port: give a number 1-65535", key, v)
+		}
+		*dst = uint32(p)
+	}
+	return n, nil
+}
+
+// leafSecret is the SDS name of the node's own certificate.
+func (n Node) leafSecret() string {
+	if n.Gateway {
+		return ir.LeafSecretName(ir.GatewayNodeCluster)
+	}
+	return ir.LeafSecretName(n.Service)
+}
+
+func (n Node) port(p, def uint32) uint32 {
+	if p == 0 {
+		return def
+	}
+	return p
+}
+
+// Shared holds the resources every node shares, computed once per input.
+type Shared struct {
+	opts     Options
+	policy   *ir.PolicySet
+	clusters []types.Resource
+	// meshOf[i] is the upstream service of clusters[i], "" for non-mesh
+	// clusters (audit, OTLP, modules), which never get mTLS.
+	meshOf    []string
+	mu        sync.Mutex
+	byLeaf    map[string][]types.Resource
+	endpoints []types.Resource
+	outbound  types.Resource
+	gateway   types.Resource
+	// filters are the policy's filters in filters.Order().
+	filters []ir.Filter
+	// digest is the content hash of everything above.
+	digest []byte
+	// Warnings are user-facing notes (e.g. a route for a service Consul
+	// does not know); they do not stop translation.
+	Warnings []string
+}
+
+// Build translates the catalog and policy set into the shared resources.
+// ps may be nil (no policies). It fails only on input that cannot produce
+// valid Envoy configuration; the error says what to change.
+func Build(cat *ir.Catalog, ps *ir.PolicySet, opts Options) (*Shared, error) {
+	if cat == nil {
+		cat = &ir.Catalog{}
+	}
+	if ps == nil {
+		ps = &ir.PolicySet{}
+	}
+	if err := ps.Validate(); err != nil {
+		return nil, fmt.Errorf("policy set is not valid: %w", err)
+	}
+	if opts.ModuleBaseURL != "" {
+		if _, err := url.Parse(opts.ModuleBaseURL); err != nil {
+			return nil, fmt.Errorf("module base URL %q: %w", opts.ModuleBaseURL, err)
+		}
+	}
+	s := &Shared{opts: opts, policy: ps}
+	routes := map[string]*ir.Route{}
+	for i := range ps.Routes {
+		routes[ps.Routes[i].Service] = &ps.Routes[i]
+	}
+	names := upstreamNames(cat)
+	known := map[string]bool{}
+	for _, n := range names {
+		known[n] = true
+	}
+	for _, r := range ps.Routes {
+		if !known[r.Service] {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: route for service %q, which Consul does not know (yet): it applies once the service registers", r.Source, r.Service))
+		}
+	}
+	s.buildClusters(cat, names, routes)
+	var err error
+	if s.outbound, err = s.routeConfig(OutboundRouteName, names, routes, false); err != nil {
+		return nil, err
+	}
+	if s.gateway, err = s.routeConfig(GatewayRouteName, names, routes, true); err != nil {
+		return nil, err
+	}
+	if err := s.buildFilters(ps); err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	for _, group := range [][]types.Resource{s.clusters, s.endpoints, {s.outbound, s.gateway}} {
+		for _, r := range group {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("hash resource: %w", err)
+			}
+			h.Write(b)
+		}
+	}
+	s.digest = h.Sum(nil)
+	return s, nil
+}
+
+// upstreamNames lists the catalog's services that are routable upstreams:
+// all but Consul itself and the control plane.
+func upstreamNames(cat *ir.Catalog) []string {
+	var out []string
+	for _, n := range cat.ServiceNames() {
+		if n == "consul" || n == ir.PlaneServiceName {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// Snapshot is the resources of one node's snapshot and its content version.
+type Snapshot struct {
+	Version   string
+	Resources map[resource.Type][]types.Resource
+}
+
+// ForNode returns the snapshot resources of node, excluding secrets (the
+// caller adds the SecretSource's secrets and their hash via extra).
+func (s *Shared) ForNode(n Node, secrets []types.Resource) (*Snapshot, error) {
+	res := map[resource.Type][]types.Resource{}
+	var listeners, routes, clusters []types.Resource
+	clusters = s.clusters
+	if s.opts.MTLS {
+		clusters = s.mtlsClusters(n.leafSecret())
+	}
+	if n.Gateway {
+		l, err := s.gatewayListener(n)
+		if err != nil {
+			return nil, err
+		}
+		listeners = []types.Resource{l}
+		routes = []types.Resource{s.gateway}
+	} else {
+		in, err := s.inboundListener(n)
+		if err != nil {
+			return nil, err
+		}
+		out, err := s.outboundListener(n)
+		if err != nil {
+			return nil, err
+		}
+		listeners = []types.Resource{in, out}
+		routes = []types.Resource{s.outbound}
+		shared := clusters
+		clusters = make([]types.Resource, 0, len(shared)+1)
+		clusters = append(clusters, shared...)
+		clusters = append(clusters, localAppCluster(n.port(n.LocalAppPort, DefaultLocalAppPort)))
+	}
+	exts, err := s.extensionConfigs(n)
+	if err != nil {
+		return nil, err
+	}
+	res[resource.ListenerType] = listeners
+	res[resource.RouteType] = routes
+	res[resource.ClusterType] = clusters
+	res[resource.EndpointType] = s.endpoints
+	res[resource.ExtensionConfigType] = exts
+	res[resource.SecretType] = secrets
+
+	h := sha256.New()
+	h.Write(s.digest)
+	for _, group := range [][]types.Resource{listeners, exts, secrets} {
+		for _, r := range group {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("hash resource: %w", err)
+			}
+			h.Write(b)
+		}
+	}
+	if !n.Gateway {
+		h.Write([]byte("sidecar:" + strconv.Itoa(int(n.port(n.LocalAppPort, DefaultLocalAppPort)))))
+	}
+	return &Snapshot{Version: hex.EncodeToString(h.Sum(nil))[:16], Resources: res}, nil
+}
+
+// ClusterName returns the cluster of a service's subset ("" = all healthy
+// instances).
+func ClusterName(service, subset string) string {
+	if subset == "" {
+		return service
+	}
+	return service + "~" + subset
+}
+
+func splitHostPort(hp string) (string, uint32, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port: %w", hp, err)
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 {
+		return "", 0, fmt.Errorf("%q: port must be 1-65535", hp)
+	}
+	return host, uint32(port), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hostPortOfURL returns the host:port of an http(s) URL, defaulting the port.
+func hostPortOfURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q has no host: use e.g. http://127.0.0.1:18000/modules/", raw)
+	}
+	if u.Port() != "" {
+		return u.Host, nil
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443"), nil
+	}
+	return net.JoinHostPort(u.Hostname(), "80"), nil
+}

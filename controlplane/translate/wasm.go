@@ -1,0 +1,140 @@
+package translate
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// WasmRuntime is the Wasm runtime Envoy runs the modules in.
+const WasmRuntime = "envoy.wasm.runtime.v8"
+
+// buildFilters orders the policy's filters by filters.Order() and resolves
+// every module hash, so that a missing module rejects the policy set.
+func (s *Shared) buildFilters(ps *ir.PolicySet) error {
+	rank := map[string]int{}
+	for i, n := range filters.Order() {
+		rank[n] = i
+	}
+	byName := map[string]ir.Filter{}
+	for _, f := range ps.Filters {
+		if _, ok := rank[f.Name]; !ok {
+			return fmt.Errorf("%s: filter %q is not one of %s", f.Source, f.Name, strings.Join(filters.Order(), ", "))
+		}
+		if _, dup := byName[f.Name]; dup {
+			return fmt.Errorf("%s: filter %q is configured twice: keep one", f.Source, f.Name)
+		}
+		if f.SHA256 == "" {
+			f.SHA256 = s.opts.ModuleSHA256[f.Name]
+		}
+		if f.SHA256 == "" {
+			return fmt.Errorf("%s: filter %q has no module: build it into the filters dir (make filters) or pin sha256", f.Source, f.Name)
+		}
+		if s.opts.ModuleBaseURL == "" {
+			return fmt.Errorf("%s: filter %q needs a module base URL: set --module-base-url", f.Source, f.Name)
+		}
+		byName[f.Name] = f
+	}
+	for _, n := range filters.Order() {
+		if f, ok := byName[n]; ok {
+			s.filters = append(s.filters, f)
+		}
+	}
+	return nil
+}
+
+// filtersFor returns the filters node runs, in order.
+func (s *Shared) filtersFor(n Node) []ir.Filter {
+	var out []ir.Filter
+	for _, f := range s.filters {
+		if len(f.Services) == 0 {
+			out = append(out, f)
+			continue
+		}
+		for _, svc := range f.Services {
+			if (n.Gateway && svc == "gateway") || (!n.Gateway && svc == n.Service) {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// RolloutBucket is the stable 0-99 bucket of a node id for staged rollouts.
+func RolloutBucket(nodeID string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(nodeID))
+	return h.Sum32() % 100
+}
+
+// moduleFor picks the module a node runs during a staged rollout.
+func moduleFor(f ir.Filter, nodeID string) string {
+	if f.PreviousSHA256 == "" || f.RolloutPercent >= 100 {
+		return f.SHA256
+	}
+	if RolloutBucket(nodeID) < f.RolloutPercent {
+		return f.SHA256
+	}
+	return f.PreviousSHA256
+}
+
+// extensionConfigs are the node's ECDS resources, one per filter it runs.
+func (s *Shared) extensionConfigs(n Node) ([]types.Resource, error) {
+	var out []types.Resource
+	for _, f := range s.filtersFor(n) {
+		sha := moduleFor(f, n.ID)
+		cfg, err := anypb.New(wrapperspb.String(string(f.Config)))
+		if err != nil {
+			return nil, fmt.Errorf("filter %s configuration: %w", f.Name, err)
+		}
+		policy := wasmv3.FailurePolicy_FAIL_CLOSED
+		if f.FailOpen {
+			policy = wasmv3.FailurePolicy_FAIL_OPEN
+		}
+		w := &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
+			Name:          f.Name,
+			RootId:        f.Name,
+			Configuration: cfg,
+			FailOpen:      f.FailOpen,
+			FailurePolicy: policy,
+			Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
+				VmId:    f.Name + "@" + shortSHA(sha),
+				Runtime: WasmRuntime,
+				Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
+					HttpUri: &corev3.HttpUri{
+						Uri:              strings.TrimSuffix(s.opts.ModuleBaseURL, "/") + "/" + sha,
+						HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: ir.ModulesClusterName},
+						Timeout:          durationpb.New(10 * time.Second),
+					},
+					Sha256: sha,
+				}}},
+			}},
+		}}
+		a, err := anypb.New(w)
+		if err != nil {
+			return nil, fmt.Errorf("filter %s: %w", f.Name, err)
+		}
+		out = append(out, &corev3.TypedExtensionConfig{Name: WasmFilterPrefix + f.Name, TypedConfig: a})
+	}
+	return out, nil
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
