@@ -69,7 +69,7 @@ func (b *builder) build(docs []*doc) {
 		cfg, rel := configs[name], releases[name]
 		if cfg == nil {
 			if rel != nil {
-				rel.dec.errPath("spec.filter", "filter %q has a release but no %s configures it: add a %s document", name, filterKind(name), filterKind(name))
+				rel.dec.errPath("spec.filter", "filter %q has a release but no %s configures it: add a document of kind %s", name, filterKind(name), filterKind(name))
 			}
 			continue
 		}
@@ -248,14 +248,16 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 	subsets := map[string]int{}
 	for i, ss := range s.Subsets {
 		p := indexPath("spec.subsets", i)
-		if err := mwdye.CheckLane(ss.Name); err != nil {
+		if _, named := d.positions[p+".name"]; !named {
+			// Reported as a missing required field.
+		} else if err := mwdye.CheckLane(ss.Name); err != nil {
 			d.errPath(p+".name", "%v", err)
 		} else if j, dup := subsets[ss.Name]; dup {
 			d.errPath(p+".name", "subset %q is already defined at spec.subsets[%d]: give each subset its own name", ss.Name, j)
 		} else {
 			subsets[ss.Name] = i
 		}
-		if _, present := d.positions[p+".selector"]; present && len(ss.Selector) == 0 {
+		if _, present := d.positions[p+".selector"]; present && len(ss.Selector) == 0 && !d.failedUnder(p+".selector") {
 			d.errPath(p+".selector", "is empty: give at least one meta key, e.g. version: v2")
 		}
 		r.Subsets = append(r.Subsets, ir.Subset{Name: ss.Name, Selector: ss.Selector})
@@ -295,7 +297,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 		sum += w.Weight
 		r.Weights = append(r.Weights, ir.WeightedSubset{Subset: w.Subset, Weight: w.Weight})
 	}
-	if len(s.Weights) > 0 && sum != 100 {
+	if len(s.Weights) > 0 && sum != 100 && !d.failedUnder("spec.weights") {
 		d.errPath("spec.weights", "weights sum to %d: make them sum to 100", sum)
 	}
 	if s.DefaultSubset != "" {

@@ -38,10 +38,13 @@ type decoder struct {
 	// positions maps a field path to where its value starts, so semantic
 	// checks after decoding can point at the right line.
 	positions map[string]pos
+	// failed records the paths already reported as errors, so later checks
+	// do not pile consequential errors on top.
+	failed map[string]bool
 }
 
 func newDecoder(file string, diags *Diagnostics) *decoder {
-	return &decoder{file: file, diags: diags, positions: map[string]pos{}}
+	return &decoder{file: file, diags: diags, positions: map[string]pos{}, failed: map[string]bool{}}
 }
 
 func nodePos(n ast.Node) pos {
@@ -65,11 +68,24 @@ func nodePos(n ast.Node) pos {
 }
 
 func (d *decoder) report(sev Severity, p pos, path, format string, a ...any) {
+	if sev == SeverityError {
+		d.failed[path] = true
+	}
 	d.diags.add(Diagnostic{Severity: sev, File: d.file, Line: p.line, Column: p.col, Path: path, Message: fmt.Sprintf(format, a...)})
 }
 
 func (d *decoder) errAt(n ast.Node, path, format string, a ...any) {
 	d.report(SeverityError, nodePos(n), path, format, a...)
+}
+
+// failedUnder reports whether an error was reported at path or below it.
+func (d *decoder) failedUnder(path string) bool {
+	for p := range d.failed {
+		if p == path || strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // at returns the recorded position of path, or of its nearest recorded parent.

@@ -180,6 +180,9 @@ func parseFile(file string, src []byte, diags *Diagnostics) []*doc {
 		var ye yamlError
 		if errors.As(err, &ye) {
 			d.Message = "YAML syntax: " + ye.GetMessage() + ": fix the indentation or quoting here"
+			if strings.Contains(ye.GetMessage(), "already defined") {
+				d.Message = "duplicate key: " + ye.GetMessage() + ": keep only one"
+			}
 			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
 				d.Line, d.Column = tk.Position.Line, tk.Position.Column
 			}
@@ -207,16 +210,14 @@ func decodeDocument(file string, index int, body ast.Node, diags *Diagnostics) *
 	dec := newDecoder(file, diags)
 	p := nodePos(body)
 	dec.positions[""] = p
-	before := len(diags.Errors)
 	var env Document
-	dec.decode(body, reflect.ValueOf(&env).Elem(), "")
-	if len(diags.Errors) > before {
-		if _, isMap := body.(*ast.MappingNode); !isMap {
-			if _, isMV := body.(*ast.MappingValueNode); !isMV {
-				return nil
-			}
-		}
+	switch body.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+	default:
+		dec.errAt(body, "", "a policy document must be a mapping with apiVersion, kind, metadata and spec, got %s", describeNode(body))
+		return nil
 	}
+	dec.decode(body, reflect.ValueOf(&env).Elem(), "")
 	checkRequired(dec, reflect.ValueOf(env), "")
 	x := &doc{dec: dec, file: file, line: p.line, kind: env.Kind, name: env.Metadata.Name, ns: env.Metadata.Namespace}
 	if _, ok := dec.positions["apiVersion"]; ok && env.APIVersion != APIVersion {
