@@ -1,0 +1,386 @@
+package dye
+
+import (
+	"hash/fnv"
+	"net/netip"
+	"strings"
+
+	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/tracectx"
+)
+
+// Request is the view of one request's headers the engine needs. Header
+// names are lowercase; pseudo-headers (":path", ":method") are included.
+type Request interface {
+	Header(name string) (string, bool)
+	SetHeader(name, value string)
+	RemoveHeader(name string)
+}
+
+// Peer is the caller as the proxy sees it.
+type Peer struct {
+	// Identity is the peer's SPIFFE id from its mTLS certificate, or "".
+	Identity string
+	// Address is the peer's source address ("ip:port" or "ip"), or "".
+	Address string
+}
+
+// Decision is what the engine did to a request.
+type Decision struct {
+	// Lane set on the request ("" when left undyed).
+	Lane string
+	// Tenant of the request ("" when unknown).
+	Tenant string
+	// By says what chose the lane: "header", "baggage" (kept from a trusted
+	// peer or the local application), "rule:<name or index>", "default" or "".
+	By string
+	// Stripped is true when a dye from an untrusted peer was removed.
+	Stripped bool
+	// Trusted reports whether the peer was trusted.
+	Trusted bool
+}
+
+// Engine applies a validated Config to requests. It is immutable and safe
+// to share.
+type Engine struct {
+	cfg        *Config
+	cidrs      []netip.Prefix
+	laneScopes map[string][]string
+}
+
+// NewEngine compiles cfg, which must have passed Validate.
+func NewEngine(cfg *Config) *Engine {
+	e := &Engine{cfg: cfg, laneScopes: map[string][]string{}}
+	for _, s := range cfg.Trust.SourceCIDRs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			e.cidrs = append(e.cidrs, p.Masked())
+		}
+	}
+	for _, ls := range cfg.Lanes {
+		e.laneScopes[ls.Lane] = ls.Tenants
+	}
+	return e
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// Apply decides the request's lane and tenant and writes them to its
+// headers: the lane header and the baggage member (or their removal) and the
+// tenant header and baggage member. rnd returns a uniform value in [0, 100)
+// for splits without a sticky key.
+func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
+	var d Decision
+	d.Trusted = e.cfg.Mode == ModeEgress || e.trusted(peer)
+	bagHeader, _ := req.Header(tracectx.BaggageHeader)
+
+	// Tenant: identity mapping first, then the header when allowed, then
+	// (from trusted peers) baggage.
+	if t, ok := e.tenantOf(peer.Identity); ok {
+		d.Tenant = t
+	} else if v, ok := req.Header(e.cfg.Tenant.Header); ok && (d.Trusted || e.cfg.Tenant.TrustHeader) && checkTenant(v) == nil {
+		d.Tenant = v
+	} else if d.Trusted && bagHeader != "" {
+		if v, ok := tracectx.BaggageValue(bagHeader, mwdye.BaggageTenantKey); ok && checkTenant(v) == nil {
+			d.Tenant = v
+		}
+	}
+
+	// A carried dye counts only from a trusted peer.
+	hv, hasHeader := req.Header(mwdye.Header)
+	var bv string
+	hasBaggage := false
+	if bagHeader != "" {
+		bv, hasBaggage = tracectx.BaggageValue(bagHeader, mwdye.BaggageKey)
+	}
+	if d.Trusted {
+		switch {
+		case hasHeader && mwdye.ValidLane(hv) && e.allowed(hv, d.Tenant):
+			d.Lane, d.By = hv, "header"
+		case hasBaggage && mwdye.ValidLane(bv) && e.allowed(bv, d.Tenant):
+			d.Lane, d.By = bv, "baggage"
+		}
+	} else if hasHeader || hasBaggage {
+		d.Stripped = true
+	}
+
+	if d.Lane == "" {
+		d.Lane, d.By = e.decide(req, peer, d.Tenant, rnd)
+	}
+
+	e.write(req, d, bagHeader, hasBaggage, bv)
+	return d
+}
+
+// decide runs the rules, then the default lane.
+func (e *Engine) decide(req Request, peer Peer, tenant string, rnd func() uint32) (string, string) {
+	for i := range e.cfg.Rules {
+		r := &e.cfg.Rules[i]
+		if len(r.Tenants) > 0 && !contains(r.Tenants, tenant) {
+			continue
+		}
+		if !e.match(&r.Match, req, peer) {
+			continue
+		}
+		lane := r.Lane
+		if len(r.Split) > 0 {
+			lane = e.pick(r, req, rnd)
+			if lane == "" {
+				lane = e.cfg.DefaultLane
+			}
+		}
+		if lane != "" && !e.allowed(lane, tenant) {
+			continue
+		}
+		name := r.Name
+		if name == "" {
+			name = itoa(i)
+		}
+		return lane, "rule:" + name
+	}
+	if l := e.cfg.DefaultLane; l != "" && e.allowed(l, tenant) {
+		return l, "default"
+	}
+	return "", ""
+}
+
+// pick chooses a split arm: by a stable FNV-1a hash of the sticky key, or
+// by rnd when there is none.
+func (e *Engine) pick(r *Rule, req Request, rnd func() uint32) string {
+	var bucket uint32
+	key, ok := "", false
+	if k := r.StickyKey; k != nil {
+		if k.Header != "" {
+			key, ok = req.Header(k.Header)
+		} else {
+			key, ok = cookie(req, k.Cookie)
+		}
+	}
+	if ok && key != "" {
+		bucket = StickyBucket(r.Name, key)
+	} else if rnd != nil {
+		bucket = rnd() % 100
+	}
+	var acc uint32
+	for _, s := range r.Split {
+		acc += s.Weight
+		if bucket < acc {
+			return s.Lane
+		}
+	}
+	return ""
+}
+
+// StickyBucket returns the split bucket, 0 to 99, of a sticky key for a
+// rule: FNV-1a (32-bit) of "<rule name>\x00<key>". It is stable across
+// proxies, restarts and builds, so one user stays in one lane everywhere.
+func StickyBucket(rule, key string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(rule))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return h.Sum32() % 100
+}
+
+func (e *Engine) match(m *Match, req Request, peer Peer) bool {
+	if len(m.Methods) > 0 {
+		meth, _ := req.Header(":method")
+		if !contains(m.Methods, meth) {
+			return false
+		}
+	}
+	path, _ := req.Header(":path")
+	p, query, _ := strings.Cut(path, "?")
+	if m.PathPrefix != "" && !strings.HasPrefix(p, m.PathPrefix) {
+		return false
+	}
+	for _, vm := range m.Headers {
+		v, ok := req.Header(vm.Name)
+		if !vm.matches(v, ok) {
+			return false
+		}
+	}
+	for _, vm := range m.Cookies {
+		v, ok := cookie(req, vm.Name)
+		if !vm.matches(v, ok) {
+			return false
+		}
+	}
+	for _, vm := range m.QueryParams {
+		v, ok := queryParam(query, vm.Name)
+		if !vm.matches(v, ok) {
+			return false
+		}
+	}
+	if len(m.PeerIdentities) > 0 && !identityIn(m.PeerIdentities, peer.Identity) {
+		return false
+	}
+	return true
+}
+
+func (vm *ValueMatch) matches(v string, ok bool) bool {
+	switch {
+	case !ok:
+		return false
+	case vm.Exact != "":
+		return v == vm.Exact
+	case vm.Prefix != "":
+		return strings.HasPrefix(v, vm.Prefix)
+	}
+	return true
+}
+
+// write puts the decision on the request.
+func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye bool, bagDye string) {
+	if d.Lane != "" {
+		req.SetHeader(mwdye.Header, d.Lane)
+	} else {
+		req.RemoveHeader(mwdye.Header)
+	}
+	if d.Tenant != "" {
+		req.SetHeader(e.cfg.Tenant.Header, d.Tenant)
+	} else {
+		req.RemoveHeader(e.cfg.Tenant.Header)
+	}
+	bagTenant, hadBagTenant := "", false
+	if bagHeader != "" {
+		bagTenant, hadBagTenant = tracectx.BaggageValue(bagHeader, mwdye.BaggageTenantKey)
+	}
+	wantDye := d.Lane != "" && !e.cfg.DisableBaggage
+	wantTenant := d.Tenant != "" && !e.cfg.DisableBaggage
+	// Leave baggage untouched when it already says what we would write.
+	if hadBaggageDye == wantDye && (!wantDye || bagDye == d.Lane) &&
+		hadBagTenant == wantTenant && (!wantTenant || bagTenant == d.Tenant) {
+		return
+	}
+	bg := tracectx.ParseBaggage(bagHeader)
+	if wantTenant {
+		bg.Set(mwdye.BaggageTenantKey, d.Tenant)
+	} else {
+		bg.Delete(mwdye.BaggageTenantKey)
+	}
+	if wantDye {
+		bg.Set(mwdye.BaggageKey, d.Lane)
+	} else {
+		bg.Delete(mwdye.BaggageKey)
+	}
+	if bg.Len() == 0 {
+		req.RemoveHeader(tracectx.BaggageHeader)
+		return
+	}
+	req.SetHeader(tracectx.BaggageHeader, bg.String())
+}
+
+func (e *Engine) trusted(p Peer) bool {
+	if p.Identity != "" && identityIn(e.cfg.Trust.PeerIdentities, p.Identity) {
+		return true
+	}
+	if len(e.cidrs) == 0 || p.Address == "" {
+		return false
+	}
+	addr, err := netip.ParseAddrPort(p.Address)
+	var ip netip.Addr
+	if err == nil {
+		ip = addr.Addr()
+	} else if ip, err = netip.ParseAddr(p.Address); err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, c := range e.cidrs {
+		if c.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) tenantOf(id string) (string, bool) {
+	if id == "" {
+		return "", false
+	}
+	for _, ti := range e.cfg.Tenant.Identities {
+		if identityMatch(ti.Peer, id) {
+			return ti.Tenant, true
+		}
+	}
+	return "", false
+}
+
+// allowed reports whether tenant may use lane.
+func (e *Engine) allowed(lane, tenant string) bool {
+	ts, scoped := e.laneScopes[lane]
+	return !scoped || contains(ts, tenant)
+}
+
+func identityIn(list []string, id string) bool {
+	for _, p := range list {
+		if identityMatch(p, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// identityMatch matches a SPIFFE id against an exact id or a "/*" prefix.
+func identityMatch(pattern, id string) bool {
+	if id == "" {
+		return false
+	}
+	if strings.HasSuffix(pattern, "/*") {
+		return strings.HasPrefix(id, pattern[:len(pattern)-1])
+	}
+	return pattern == id
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// cookie returns the value of the named cookie.
+func cookie(req Request, name string) (string, bool) {
+	h, ok := req.Header("cookie")
+	if !ok {
+		return "", false
+	}
+	for h != "" {
+		var c string
+		c, h, _ = strings.Cut(h, ";")
+		k, v, _ := strings.Cut(strings.TrimSpace(c), "=")
+		if k == name {
+			return strings.Trim(v, `"`), true
+		}
+	}
+	return "", false
+}
+
+// queryParam returns the raw value of the first parameter name.
+func queryParam(query, name string) (string, bool) {
+	for query != "" {
+		var kv string
+		kv, query, _ = strings.Cut(query, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [20]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[n:])
+}
