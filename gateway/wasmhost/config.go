@@ -37,7 +37,11 @@ type PluginConfig struct {
 	// PoolSize is the number of instances (one stream each at a time).
 	// Zero means 4×GOMAXPROCS.
 	PoolSize int
-	// CallTimeout bounds every single callback into the guest. Zero means 100ms.
+	// CallTimeout bounds every single callback into the guest. Zero means 1s.
+	// It is a guard against runaway guests, not a latency target: it is
+	// wall-clock time, so on an overloaded host a healthy call can be
+	// descheduled for tens of milliseconds, and a timeout discards the
+	// instance.
 	CallTimeout time.Duration
 	// PauseTimeout bounds how long a paused stream waits for the guest to
 	// resume it (proxy_continue_stream) or reply locally. Zero means 30s.
@@ -64,7 +68,7 @@ func (c PluginConfig) withDefaults() PluginConfig {
 		c.PoolSize = 4 * runtime.GOMAXPROCS(0)
 	}
 	if c.CallTimeout <= 0 {
-		c.CallTimeout = 100 * time.Millisecond
+		c.CallTimeout = time.Second
 	}
 	if c.PauseTimeout <= 0 {
 		c.PauseTimeout = 30 * time.Second
