@@ -1,0 +1,228 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+)
+
+// alwaysRedacted headers never leave the proxy, whatever the config says.
+var alwaysRedacted = [...]string{"authorization", "cookie", "proxy-authorization", mwaudit.TokenHeader}
+
+// Engine applies a validated Config. It is immutable and safe to share.
+type Engine struct {
+	cfg        *Config
+	rules      []compiledRule
+	redactHdr  map[string]bool
+	bodyFields [][]string
+}
+
+type compiledRule struct {
+	*Rule
+	segs     []string // pattern segments
+	resource template
+}
+
+// NewEngine compiles cfg, which must have passed Validate.
+func NewEngine(cfg *Config) *Engine {
+	e := &Engine{cfg: cfg, redactHdr: map[string]bool{}}
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		cr := compiledRule{Rule: r}
+		if r.Path.Pattern != "" {
+			cr.segs = strings.Split(r.Path.Pattern[1:], "/")
+		}
+		cr.resource, _ = parseTemplate(r.Resource)
+		e.rules = append(e.rules, cr)
+	}
+	for _, h := range alwaysRedacted {
+		e.redactHdr[h] = true
+	}
+	for _, h := range cfg.Redact.Headers {
+		e.redactHdr[h] = true
+	}
+	for _, f := range cfg.Redact.BodyFields {
+		e.bodyFields = append(e.bodyFields, strings.Split(f, "."))
+	}
+	return e
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// Match returns the index of the first rule matching method and path (the
+// query is ignored), or -1.
+func (e *Engine) Match(method, path string) int {
+	p, _, _ := strings.Cut(path, "?")
+	for i := range e.rules {
+		r := &e.rules[i]
+		if len(r.Methods) > 0 && !contains(r.Methods, method) {
+			continue
+		}
+		if r.matchPath(p) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Rule returns rule i.
+func (e *Engine) Rule(i int) *Rule { return e.rules[i].Rule }
+
+func (r *compiledRule) matchPath(p string) bool {
+	switch {
+	case r.Path.Exact != "":
+		return p == r.Path.Exact
+	case r.Path.Prefix != "":
+		return strings.HasPrefix(p, r.Path.Prefix)
+	}
+	rest := strings.TrimPrefix(p, "/")
+	for i, s := range r.segs {
+		if s == "**" {
+			return true
+		}
+		seg, tail, more := strings.Cut(rest, "/")
+		if s != "*" && s != seg || s == "*" && seg == "" {
+			return false
+		}
+		if !more {
+			return i == len(r.segs)-1
+		}
+		rest = tail
+	}
+	return false
+}
+
+// RequestInfo is what the filter read from a request.
+type RequestInfo struct {
+	Method, Path string
+	// Header returns a request header (lowercase name) or "".
+	Header func(name string) string
+	// PeerIdentity is the peer's SPIFFE id, or "".
+	PeerIdentity string
+	TraceID      string
+	Dye, Tenant  string
+}
+
+// NewEvent builds the record of a request matched by rule i: everything but
+// the id, phase, timestamp, body digest, status and latency.
+func (e *Engine) NewEvent(i int, ri *RequestInfo) mwaudit.Event {
+	r := &e.rules[i]
+	hdr := ri.Header
+	if hdr == nil {
+		hdr = func(string) string { return "" }
+	}
+	path, query, _ := strings.Cut(ri.Path, "?")
+	ev := mwaudit.Event{
+		Level:    mwaudit.Level(r.Level),
+		OpType:   r.OpType,
+		Subject:  e.subject(ri, hdr),
+		Resource: r.resource.expand(ri.Method, path, query, hdr),
+		TraceID:  ri.TraceID,
+		Dye:      ri.Dye,
+		Tenant:   ri.Tenant,
+		Method:   ri.Method,
+		Path:     path,
+		Source:   e.cfg.Source,
+	}
+	for _, h := range e.cfg.CaptureHeaders {
+		v := hdr(h)
+		if v == "" {
+			continue
+		}
+		if e.redactHdr[h] {
+			ev.Redacted = append(ev.Redacted, "header:"+h)
+			continue
+		}
+		if ev.Headers == nil {
+			ev.Headers = map[string]string{}
+		}
+		ev.Headers[h] = v
+	}
+	return ev
+}
+
+// subject is the trusted header when allowed, else the peer identity.
+func (e *Engine) subject(ri *RequestInfo, hdr func(string) string) string {
+	s := e.cfg.Subject
+	if s.Header != "" {
+		if v := hdr(s.Header); v != "" && (len(s.TrustedPeers) == 0 || identityIn(s.TrustedPeers, ri.PeerIdentity)) {
+			return v
+		}
+	}
+	if ri.PeerIdentity != "" {
+		return ri.PeerIdentity
+	}
+	return "anonymous"
+}
+
+// BodyFieldsConfigured reports whether JSON body fields are redacted.
+func (e *Engine) BodyFieldsConfigured() bool { return len(e.bodyFields) > 0 }
+
+// DigestBody sets ev's body digest from body. complete says body is the
+// whole request body; when it is not, BodyTruncated is set. Configured JSON
+// fields are redacted before hashing, so a low-entropy secret (a PIN) cannot
+// be recovered from the digest by guessing; when a truncated or non-JSON
+// body cannot be redacted, no digest is recorded and Redacted says "body".
+func (e *Engine) DigestBody(ev *mwaudit.Event, body []byte, complete bool) {
+	ev.BodyTruncated = !complete
+	if len(body) == 0 && complete {
+		return
+	}
+	if len(e.bodyFields) > 0 {
+		if !complete {
+			ev.Redacted = append(ev.Redacted, "body")
+			return
+		}
+		red, fields, ok := RedactJSON(body, e.bodyFields)
+		if !ok {
+			ev.Redacted = append(ev.Redacted, "body")
+			return
+		}
+		for _, f := range fields {
+			ev.Redacted = append(ev.Redacted, "body:"+f)
+		}
+		body = red
+	}
+	sum := sha256.Sum256(body)
+	ev.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// AppendBatch appends the wire JSON of an internal/audit.Batch whose
+// events are already canonically encoded (Event.AppendCanonical, which is
+// valid JSON with the wire field names).
+func AppendBatch(b []byte, sender string, events [][]byte) []byte {
+	b = append(b, `{"sender":`...)
+	b = mwaudit.AppendJSONString(b, sender)
+	b = append(b, `,"events":[`...)
+	for i, ev := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, ev...)
+	}
+	return append(b, "]}"...)
+}
+
+func identityIn(list []string, id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, p := range list {
+		if strings.HasSuffix(p, "/*") && strings.HasPrefix(id, p[:len(p)-1]) || p == id {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
