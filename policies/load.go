@@ -276,7 +276,7 @@ func checkRequired(dec *decoder, v reflect.Value, path string) {
 		for _, f := range structFields(t) {
 			sf := t.FieldByIndex(f.index)
 			p := childPath(path, f.name)
-			if sf.Tag.Get("mw") == "required" {
+			if parseMWTag(sf.Tag.Get("mw")).required {
 				if _, present := dec.positions[p]; !present {
 					where := "the document"
 					if path != "" {

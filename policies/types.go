@@ -58,7 +58,7 @@ type CanaryRouteSpec struct {
 	// Timeout per request, a Go duration such as "15s" (default 15s).
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Retries on connect failure, 5xx or reset (default 0).
-	Retries uint32 `json:"retries,omitempty"`
+	Retries uint32 `json:"retries,omitempty" mw:"max=10"`
 }
 
 // SubsetSpec names a group of instances.
@@ -78,14 +78,14 @@ type LaneSpec struct {
 // WeightSpec is one arm of the undyed split.
 type WeightSpec struct {
 	Subset string `json:"subset" mw:"required"`
-	Weight uint32 `json:"weight" mw:"required"`
+	Weight uint32 `json:"weight" mw:"required,max=100"`
 }
 
 // FilterReleaseSpec is the spec of a FilterRelease: which build of a filter
 // runs where, and how it is staged.
 type FilterReleaseSpec struct {
 	// Filter is one of filters.Order(): dye, audit, trace.
-	Filter string `json:"filter" mw:"required"`
+	Filter string `json:"filter" mw:"required,enum=dye|audit|trace"`
 	// SHA256 pins the .wasm module (64 hex digits).
 	SHA256 string `json:"sha256" mw:"required"`
 	// Services limits where the filter runs ("gateway" is the gateway);
@@ -93,7 +93,7 @@ type FilterReleaseSpec struct {
 	Services []string `json:"services,omitempty"`
 	// RolloutPercent is the share of proxies running SHA256 (default 100);
 	// the rest run PreviousSHA256.
-	RolloutPercent *uint32 `json:"rolloutPercent,omitempty"`
+	RolloutPercent *uint32 `json:"rolloutPercent,omitempty" mw:"max=100"`
 	// PreviousSHA256 is the build the other proxies keep running; required
 	// when RolloutPercent is below 100.
 	PreviousSHA256 string `json:"previousSha256,omitempty"`
@@ -108,7 +108,7 @@ type CertificatePolicySpec struct {
 	// RenewBefore is how long before expiry a leaf is renewed.
 	RenewBefore time.Duration `json:"renewBefore,omitempty"`
 	// Issuer is "consul" (default), "acme" or "file".
-	Issuer string `json:"issuer,omitempty"`
+	Issuer string `json:"issuer,omitempty" mw:"enum=consul|acme|file"`
 }
 
 // AccessPolicySpec is the spec of an AccessPolicy: which SPIFFE ids may call
