@@ -118,6 +118,18 @@ func (a *ACMEIssuer) Issue(ctx context.Context, name string) (*Certificate, erro
 		oo = append(oo, acme.WithOrderIssuanceProfile(acme.ProfileName(a.opts.Profile)))
 	}
 	order, err := a.client.AuthorizeOrder(ctx, acme.DomainIDs(names...), oo...)
+	var ae *acme.Error
+	if errors.As(err, &ae) && ae.ProblemType == "urn:ietf:params:acme:error:accountDoesNotExist" {
+		// The CA forgot the account (a test CA restarted, an account
+		// deactivated): register again and retry once.
+		a.regOnce.Lock()
+		a.reg = false
+		a.regOnce.Unlock()
+		if err := a.register(ctx); err != nil {
+			return nil, err
+		}
+		order, err = a.client.AuthorizeOrder(ctx, acme.DomainIDs(names...), oo...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("acme: new order for %s: %w", name, err)
 	}
@@ -139,7 +151,7 @@ func (a *ACMEIssuer) Issue(ctx context.Context, name string) (*Certificate, erro
 	if err != nil {
 		return nil, fmt.Errorf("acme: csr for %s: %w", name, err)
 	}
-	ders, _, err := a.client.CreateOrderCert(ctx, order.FinalizeURL, csr, true)
+	ders, _, err := a.client.CreateCertFromOrder(ctx, order, csr, true)
 	if err != nil {
 		return nil, fmt.Errorf("acme: finalize order for %s: %w", name, err)
 	}

@@ -1,0 +1,413 @@
+// Package pebbleagent starts and stops a real Pebble ACME test CA
+// (github.com/letsencrypt/pebble/v2) on free loopback ports, for tests of
+// the ACME issuer. The binary comes from MESHWARDEN_PEBBLE, else from the
+// build cache that scripts/ensure-pebble.sh fills, else from PATH.
+//
+// Pebble validates HTTP-01 challenges for real: it fetches
+// http://<name>:<ChallengePort>/.well-known/acme-challenge/<token>, resolving
+// names with the system resolver, so tests order certificates for
+// "localhost" and serve the challenge on 127.0.0.1:<ChallengePort>.
+package pebbleagent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configure a Pebble instance.
+type Options struct {
+	// Binary is the pebble executable; empty means [FindBinary].
+	Binary string
+	// ChallengePort is where Pebble fetches HTTP-01 responses (its
+	// httpPort). Required: the port of the test's challenge server.
+	ChallengePort int
+	// TLSPort is where Pebble checks TLS-ALPN-01; zero picks a free port
+	// (nothing listens there unless the test serves it).
+	TLSPort int
+	// Validity is the lifetime of issued certificates; zero means 90 days.
+	Validity time.Duration
+	// Dir holds the generated config and listener key; empty means a new
+	// temporary directory, removed by Stop.
+	Dir string
+	// Log receives Pebble's output; nil discards it.
+	Log io.Writer
+	// Ports, if non-zero, are reused (to restart on the same address).
+	Ports Ports
+}
+
+// Ports are Pebble's listening ports on 127.0.0.1.
+type Ports struct{ ACME, Management int }
+
+// Agent is a running Pebble.
+type Agent struct {
+	opts    Options
+	Ports   Ports
+	ownDir  bool
+	caPool  *x509.CertPool
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+	out     bytes.Buffer
+	outLock sync.Mutex
+}
+
+// ErrNoBinary says no pebble binary could be found.
+var ErrNoBinary = errors.New("no pebble binary: run scripts/ensure-pebble.sh to build it once, or set MESHWARDEN_PEBBLE")
+
+// FindBinary locates the pebble executable.
+func FindBinary() (string, error) {
+	if p := os.Getenv("MESHWARDEN_PEBBLE"); p != "" {
+		return p, nil
+	}
+	cache := os.Getenv("MESHWARDEN_CACHE")
+	if cache == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			cache = filepath.Join(home, ".cache", "meshwarden")
+		}
+	}
+	_, file, _, _ := runtime.Caller(0)
+	mod := filepath.Join(filepath.Dir(file), "..", "..", "tools", "pebble", "go.mod")
+	if data, err := os.ReadFile(mod); err == nil && cache != "" {
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "require "))
+			if len(f) >= 2 && f[0] == "github.com/letsencrypt/pebble/v2" {
+				p := filepath.Join(cache, "pebble-"+f[1], "pebble")
+				if _, err := os.Stat(p); err == nil {
+					return p, nil
+				}
+			}
+		}
+	}
+	if cache != "" {
+		if m, _ := filepath.Glob(filepath.Join(cache, "pebble-*", "pebble")); len(m) > 0 {
+			return m[len(m)-1], nil
+		}
+	}
+	if p, err := exec.LookPath("pebble"); err == nil {
+		return p, nil
+	}
+	return "", ErrNoBinary
+}
+
+// Start launches Pebble and waits until its directory answers.
+func Start(ctx context.Context, opts Options) (*Agent, error) {
+	if opts.ChallengePort == 0 {
+		return nil, errors.New("pebbleagent: ChallengePort is zero: give the port of your HTTP-01 challenge server")
+	}
+	if opts.Binary == "" {
+		b, err := FindBinary()
+		if err != nil {
+			return nil, err
+		}
+		opts.Binary = b
+	}
+	if opts.Validity <= 0 {
+		opts.Validity = 90 * 24 * time.Hour
+	}
+	a := &Agent{opts: opts, Ports: opts.Ports}
+	if a.Ports == (Ports{}) || opts.TLSPort == 0 {
+		ps, err := freePorts(3)
+		if err != nil {
+			return nil, err
+		}
+		if a.Ports == (Ports{}) {
+			a.Ports = Ports{ACME: ps[0], Management: ps[1]}
+		}
+		if a.opts.TLSPort == 0 {
+			a.opts.TLSPort = ps[2]
+		}
+	}
+	if a.opts.Dir == "" {
+		d, err := os.MkdirTemp("", "pebble-")
+		if err != nil {
+			return nil, fmt.Errorf("pebbleagent: temp dir: %w", err)
+		}
+		a.opts.Dir, a.ownDir = d, true
+	}
+	if err := a.writeConfig(); err != nil {
+		a.cleanup()
+		return nil, err
+	}
+	if err := a.start(ctx); err != nil {
+		a.cleanup()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) writeConfig() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "pebble listener (test)"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IsCA:         true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	cert, _ := x509.ParseCertificate(der)
+	a.caPool = x509.NewCertPool()
+	a.caPool.AddCert(cert)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	certFile, keyFile := filepath.Join(a.opts.Dir, "listener.pem"), filepath.Join(a.opts.Dir, "listener-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	secs := int64(a.opts.Validity / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress":                  "127.0.0.1:" + strconv.Itoa(a.Ports.ACME),
+		"managementListenAddress":        "127.0.0.1:" + strconv.Itoa(a.Ports.Management),
+		"certificate":                    certFile,
+		"privateKey":                     keyFile,
+		"httpPort":                       a.opts.ChallengePort,
+		"tlsPort":                        a.opts.TLSPort,
+		"ocspResponderURL":               "",
+		"externalAccountBindingRequired": false,
+		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
+		"keyAlgorithm":                   "ecdsa",
+		"profiles": map[string]any{
+			"default": map[string]any{"description": "test profile", "validityPeriod": secs},
+		},
+	}}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(a.opts.Dir, "pebble-config.json"), data, 0o600)
+}
+
+func (a *Agent) start(ctx context.Context) error {
+	cmd := exec.Command(a.opts.Binary, "-config", filepath.Join(a.opts.Dir, "pebble-config.json"))
+	cmd.Env = append(os.Environ(),
+		"PEBBLE_VA_NOSLEEP=1",      // validate at once, no random delay
+		"PEBBLE_WFE_NONCEREJECT=0", // no deliberate badNonce errors
+		"PEBBLE_AUTHZREUSE=0",      // every order is validated anew
+	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	w := io.Writer(lockedWriter{a})
+	if a.opts.Log != nil {
+		w = io.MultiWriter(w, a.opts.Log)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start pebble %s: %w", a.opts.Binary, err)
+	}
+	a.cmd = cmd
+	a.done = make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		a.mu.Lock()
+		a.err = err
+		a.mu.Unlock()
+		close(a.done)
+	}()
+	client := a.HTTPClient()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.DirectoryURL(), nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-a.done:
+			return fmt.Errorf("pebble exited before it was ready: %v\n%s", a.exitErr(), a.output())
+		case <-ctx.Done():
+			a.Stop()
+			return fmt.Errorf("waiting for pebble: %w", ctx.Err())
+		case <-deadline.C:
+			a.Stop()
+			return fmt.Errorf("pebble did not answer within 30s\n%s", a.output())
+		case <-tick.C:
+		}
+	}
+}
+
+type lockedWriter struct{ a *Agent }
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.a.outLock.Lock()
+	defer l.a.outLock.Unlock()
+	return l.a.out.Write(p)
+}
+
+func (a *Agent) output() string {
+	a.outLock.Lock()
+	defer a.outLock.Unlock()
+	sc := bufio.NewScanner(strings.NewReader(a.out.String()))
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Output returns the last lines Pebble printed (for test failure messages).
+func (a *Agent) Output() string { return a.output() }
+
+func (a *Agent) exitErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+// DirectoryURL is the ACME directory.
+func (a *Agent) DirectoryURL() string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Ports.ACME)) + "/dir"
+}
+
+// HTTPClient returns a client that trusts Pebble's listener certificate.
+func (a *Agent) HTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: a.caPool, MinVersion: tls.VersionTLS12},
+		},
+	}
+}
+
+// Roots returns Pebble's current issuing root (it makes a new one on
+// every start), from its management API.
+func (a *Agent) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+	u := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Ports.Management)) + "/roots/0"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.HTTPClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("pebble roots: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("pebble roots: %w", err)
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("pebble roots: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("pebble roots: no certificate in the answer (status %d)", resp.StatusCode)
+	}
+	return out, nil
+}
+
+// Stop terminates Pebble (SIGTERM, then SIGKILL after 5s) and waits. The
+// agent can be started again with Restart.
+func (a *Agent) Stop() {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.done
+	}
+}
+
+// Restart stops Pebble and starts it again on the same ports (with a new
+// issuing root: Pebble keeps no state).
+func (a *Agent) Restart(ctx context.Context) error {
+	a.Stop()
+	return a.start(ctx)
+}
+
+// Close stops Pebble and removes its temporary directory.
+func (a *Agent) Close() {
+	a.Stop()
+	a.cleanup()
+}
+
+func (a *Agent) cleanup() {
+	if a.ownDir {
+		_ = os.RemoveAll(a.opts.Dir)
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
