@@ -1,0 +1,198 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/translate"
+)
+
+// maxPolicyBody bounds POST /v1/policies:* bodies.
+const maxPolicyBody = 8 << 20
+
+// Status is GET /v1/status.
+type Status struct {
+	Consul         consulwatch.Status `json:"consul"`
+	PolicyRevision string             `json:"policy_revision"`
+	Nodes          int                `json:"nodes"`
+	LastBuild      time.Time          `json:"last_build"`
+	BuildError     string             `json:"build_error,omitempty"`
+	LastRejection  *Rejection         `json:"last_rejection,omitempty"`
+}
+
+// NodeStatus is one entry of GET /v1/nodes.
+type NodeStatus struct {
+	NodeInfo
+	Streams     int    `json:"streams"`
+	Version     string `json:"version,omitempty"`
+	GoodVersion string `json:"good_version,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// Status returns the plane's status.
+func (s *Server) Status() Status {
+	st := Status{Consul: s.watcher.Status()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policy != nil {
+		st.PolicyRevision = s.policy.Revision
+	}
+	st.Nodes = len(s.nodes)
+	st.LastBuild = s.built
+	if s.buildErr != nil {
+		st.BuildError = s.buildErr.Error()
+	}
+	if s.rejection != nil {
+		r := *s.rejection
+		st.LastRejection = &r
+	}
+	return st
+}
+
+// Nodes lists connected nodes, sorted by id.
+func (s *Server) Nodes() []NodeStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]NodeStatus, 0, len(s.nodes))
+	for _, id := range sortedKeys(s.nodes) {
+		ns := s.nodes[id]
+		n := NodeStatus{NodeInfo: ns.info, Streams: ns.streams}
+		if ns.current != nil {
+			n.Version = ns.current.GetVersion(anyType)
+		}
+		if ns.good != nil {
+			n.GoodVersion = ns.good.GetVersion(anyType)
+		}
+		if ns.err != nil {
+			n.Error = ns.err.Error()
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// ConfigDump returns node id's current resources as YAML.
+func (s *Server) ConfigDump(id string) ([]byte, error) {
+	s.mu.Lock()
+	ns := s.nodes[id]
+	var snap *translate.Snapshot
+	if ns != nil {
+		snap = ns.snap
+	}
+	s.mu.Unlock()
+	if ns == nil {
+		return nil, errors.New("no node " + id + " is connected: GET /v1/nodes lists them")
+	}
+	if snap == nil {
+		return nil, errors.New("node " + id + " has no snapshot yet")
+	}
+	return snap.YAML()
+}
+
+// AdminHandler serves /metrics, /healthz, /readyz and the /v1 API. extra,
+// if non-nil, is mounted at /modules/ (the module server).
+func (s *Server) AdminHandler(modules http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := s.watcher.Status()
+		if !st.Synced {
+			http.Error(w, "not ready: the Consul catalog has not been read yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Status()) })
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Nodes()) })
+	mux.HandleFunc("GET /v1/config_dump", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("node")
+		if id == "" {
+			http.Error(w, "give ?node=ID (GET /v1/nodes lists them)", http.StatusBadRequest)
+			return
+		}
+		b, err := s.ConfigDump(id)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("POST /v1/policies:translate", func(w http.ResponseWriter, r *http.Request) {
+		files, ok := readFiles(w, r)
+		if !ok {
+			return
+		}
+		snaps, warnings, err := s.TranslatePolicies(files)
+		if err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error()})
+			return
+		}
+		nodes := map[string]any{}
+		for id, snap := range snaps {
+			d, err := snap.Dump()
+			if err != nil {
+				writeJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error()})
+				return
+			}
+			nodes[id] = d
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "warnings": warnings})
+	})
+	mux.HandleFunc("POST /v1/policies:apply", func(w http.ResponseWriter, r *http.Request) {
+		files, ok := readFiles(w, r)
+		if !ok {
+			return
+		}
+		ps, warnings, err := s.ApplyPolicies(r.Context(), files)
+		if err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "applied": false})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"applied": true, "revision": ps.Revision, "warnings": warnings})
+	})
+	if modules != nil {
+		mux.Handle("/modules/", modules)
+	}
+	return mux
+}
+
+type snapshotRef struct {
+	s interface{ YAML() ([]byte, error) }
+}
+
+// readFiles decodes the body {filename: content}.
+func readFiles(w http.ResponseWriter, r *http.Request) (map[string][]byte, bool) {
+	var body map[string]string
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPolicyBody))
+	if err := dec.Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be a JSON object {\"file.yaml\": \"content\", ...}: " + err.Error()})
+		return nil, false
+	}
+	if len(body) == 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "no files in the body: send {\"file.yaml\": \"content\", ...}"})
+		return nil, false
+	}
+	files := make(map[string][]byte, len(body))
+	for n, c := range body {
+		files[n] = []byte(c)
+	}
+	return files, true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

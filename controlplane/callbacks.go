@@ -1,0 +1,65 @@
+package controlplane
+
+import (
+	"context"
+	"log/slog"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+)
+
+// callbacks wires go-control-plane's stream events to the server: node
+// registration on first request, ACK/NACK bookkeeping, and cleanup.
+func (s *Server) callbacks() server.Callbacks {
+	return server.CallbackFuncs{
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.streamClosed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.streamClosed(id) },
+		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
+			s.nodeSeen(context.Background(), id, req.GetNode())
+			var detail error
+			if e := req.GetErrorDetail(); e != nil {
+				detail = errorDetail(e.GetCode(), e.GetMessage())
+			}
+			s.request(context.Background(), id, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), detail)
+			return nil
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
+			s.nodeSeen(context.Background(), id, req.GetNode())
+			var detail error
+			if e := req.GetErrorDetail(); e != nil {
+				detail = errorDetail(e.GetCode(), e.GetMessage())
+			}
+			s.request(context.Background(), id, req.GetTypeUrl(), "", req.GetResponseNonce(), detail)
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+			s.sent(id, resp.GetTypeUrl(), resp.GetVersionInfo())
+		},
+		StreamDeltaResponseFunc: func(id int64, req *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+			s.sent(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo())
+		},
+	}
+}
+
+func (s *Server) sent(stream int64, typeURL, version string) {
+	s.mu.Lock()
+	id := s.streams[stream]
+	hook := s.sentHook
+	s.mu.Unlock()
+	s.m.responses.WithLabelValues(typeURL).Inc()
+	if hook != nil {
+		hook(id, typeURL, version)
+	}
+}
+
+// cacheLogger adapts slog to go-control-plane's four-method logger.
+type cacheLogger struct{ l *slog.Logger }
+
+func (c cacheLogger) Debugf(format string, args ...any) { c.l.Debug(sprintf(format, args...)) }
+func (c cacheLogger) Infof(format string, args ...any)  { c.l.Info(sprintf(format, args...)) }
+func (c cacheLogger) Warnf(format string, args ...any)  { c.l.Warn(sprintf(format, args...)) }
+func (c cacheLogger) Errorf(format string, args ...any) { c.l.Error(sprintf(format, args...)) }
+
+var _ log.Logger = cacheLogger{}

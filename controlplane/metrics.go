@@ -1,0 +1,67 @@
+package controlplane
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	nacks            *prometheus.CounterVec
+	responses        *prometheus.CounterVec
+	snapshots        prometheus.Counter
+	translateErrors  prometheus.Counter
+	policyRejections prometheus.Counter
+	translateSeconds prometheus.Histogram
+}
+
+func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
+	m := &metrics{
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_nacks_total",
+			Help: "xDS responses proxies rejected (NACK), by type URL.",
+		}, []string{"type_url"}),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_xds_responses_total",
+			Help: "xDS responses sent, by type URL.",
+		}, []string{"type_url"}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_snapshots_published_total",
+			Help: "Node snapshots published to the cache (content changed).",
+		}),
+		translateErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_translate_errors_total",
+			Help: "Translations or snapshots refused (invalid or inconsistent); the last good kept serving.",
+		}),
+		policyRejections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_policy_rejections_total",
+			Help: "Policy sets rejected by validation (apply or policy-dir reload).",
+		}),
+		translateSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshwarden_controlplane_translate_seconds",
+			Help:    "Time to translate the catalog and policies into shared resources.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+	}
+	reg.MustRegister(m.nacks, m.responses, m.snapshots, m.translateErrors, m.policyRejections, m.translateSeconds,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshwarden_controlplane_consul_staleness_seconds",
+			Help: "Seconds since Consul last answered while it is failing; 0 when current.",
+		}, func() float64 { return s.watcher.Status().Staleness.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshwarden_controlplane_consul_index",
+			Help: "Highest Consul raft index the catalog was read at.",
+		}, func() float64 { return float64(s.watcher.Status().Index) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshwarden_controlplane_nodes",
+			Help: "Connected xDS nodes.",
+		}, func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.nodes))
+		}),
+	)
+	return m
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -1,0 +1,170 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// ErrNoLoader says the server was built without a policy loader.
+var ErrNoLoader = errors.New("this control plane has no policy loader: start it through `meshwarden controlplane`")
+
+// candidate parses and translates files without applying them.
+func (s *Server) candidate(files map[string][]byte) (*ir.PolicySet, *translate.Shared, error) {
+	if s.cfg.LoadPolicies == nil {
+		return nil, nil, ErrNoLoader
+	}
+	cat := s.watcher.Catalog()
+	ps, err := s.cfg.LoadPolicies(files, cat)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ps == nil {
+		return nil, nil, errors.New("policy loader returned no policy set")
+	}
+	if ps.Revision == "" {
+		ps.Revision = revision(files)
+	}
+	shared, err := translate.Build(cat, ps, s.options())
+	if err != nil {
+		return nil, nil, err
+	}
+	return ps, shared, nil
+}
+
+// TranslatePolicies returns, per connected node, the snapshot the candidate
+// files would produce, without applying them (the policy CLI's diff).
+func (s *Server) TranslatePolicies(files map[string][]byte) (map[string]*translate.Snapshot, []string, error) {
+	_, shared, err := s.candidate(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	nodes := make(map[string]*nodeState, len(s.nodes))
+	for id, ns := range s.nodes {
+		nodes[id] = ns
+	}
+	s.mu.Unlock()
+	out := map[string]*translate.Snapshot{}
+	for id, ns := range nodes {
+		if ns.err != nil {
+			continue
+		}
+		snap, err := shared.ForNode(ns.tnode, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node %s: %w", id, err)
+		}
+		if err := snap.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("node %s: generated resources fail validation: %w", id, err)
+		}
+		out[id] = snap
+	}
+	return out, shared.Warnings, nil
+}
+
+// ApplyPolicies validates files and, only if the whole set is good, swaps
+// it in and republishes. On error nothing changes and the error (with the
+// loader's diagnostics) is recorded as the last rejection.
+func (s *Server) ApplyPolicies(ctx context.Context, files map[string][]byte) (*ir.PolicySet, []string, error) {
+	ps, shared, err := s.candidate(files)
+	if err != nil {
+		s.m.policyRejections.Inc()
+		s.mu.Lock()
+		s.rejectLocked(Rejection{Kind: "policy", Error: err.Error()})
+		s.mu.Unlock()
+		s.log.Error("policy set rejected; the last good set keeps serving", "err", err)
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	s.policy = ps
+	s.mu.Unlock()
+	s.log.Info("policy set applied", "revision", ps.Revision, "files", len(files))
+	s.rebuild(ctx)
+	return ps, shared.Warnings, nil
+}
+
+// PolicyRevision is the revision of the policy set in force ("" if none).
+func (s *Server) PolicyRevision() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policy == nil {
+		return ""
+	}
+	return s.policy.Revision
+}
+
+// revision hashes files in name order.
+func revision(files map[string][]byte) string {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(files[n]))
+		h.Write(files[n])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// readPolicyDir reads *.yaml / *.yml / *.json in dir (not recursive).
+func readPolicyDir(dir string) (map[string][]byte, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read policy dir: %w", err)
+	}
+	files := map[string][]byte{}
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml") || strings.HasSuffix(n, ".json")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("read policy file: %w", err)
+		}
+		files[filepath.Join(dir, n)] = b
+	}
+	return files, nil
+}
+
+// watchPolicyDir polls the policy directory and applies it when its
+// content hash changes (a rejected content is not retried until it changes).
+func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
+	last := ""
+	check := func() {
+		files, err := readPolicyDir(s.cfg.PolicyDir)
+		if err != nil {
+			s.log.Warn("policy dir unreadable; keeping the current set", "err", err)
+			return
+		}
+		rev := revision(files)
+		if rev == last {
+			return
+		}
+		last = rev
+		_, _, _ = s.ApplyPolicies(ctx, files)
+	}
+	check()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
+}

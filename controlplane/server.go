@@ -1,0 +1,453 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// PolicyLoader turns policy files (name → content) into a validated policy
+// set; policies.LoadFiles is the production loader. The error says, per
+// file and line, what to change.
+type PolicyLoader func(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, error)
+
+// Config configures a Server. Consul is required; everything else has a
+// working zero value.
+type Config struct {
+	// Consul is the client of the agent to watch.
+	Consul *api.Client
+	// Watch tunes the Consul watcher.
+	Watch consulwatch.Options
+	// Translate are the plane-wide translation options; ModuleSHA256 is
+	// filled from Modules when that is set.
+	Translate translate.Options
+	// Secrets, when set, supplies SDS secrets and turns on mTLS.
+	Secrets SecretSource
+	// Modules is the module server whose builds fill empty filter hashes.
+	Modules *modules.Server
+	// Policies is the initial policy set (nil: none).
+	Policies *ir.PolicySet
+	// LoadPolicies parses policy files for POST /v1/policies:* and the
+	// policy directory; nil disables both.
+	LoadPolicies PolicyLoader
+	// PolicyDir is polled (~1s) for changes when set.
+	PolicyDir string
+	// Debounce is the quiet time that coalesces bursts of changes
+	// (default 20ms); a burst is cut after 5× Debounce.
+	Debounce time.Duration
+	// Log receives structured logs; nil discards them.
+	Log *slog.Logger
+	// Registry receives the plane's metrics; nil means a private registry.
+	Registry *prometheus.Registry
+}
+
+// Server is the control plane: watcher, translator, snapshot cache, ADS
+// server and the bookkeeping behind the admin API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	cache   cache.SnapshotCache
+	xds     server.Server
+	watcher *consulwatch.Watcher
+	m       *metrics
+	kick    chan struct{}
+
+	mu        sync.Mutex
+	policy    *ir.PolicySet
+	shared    *translate.Shared
+	buildErr  error
+	nodes     map[string]*nodeState
+	streams   map[int64]string
+	rejection *Rejection
+	built     time.Time
+	// sentHook, when set (tests, benchmarks), is called after a response
+	// is handed to the stream.
+	sentHook func(node, typeURL, version string)
+}
+
+type nodeState struct {
+	info     NodeInfo
+	tnode    translate.Node
+	err      error
+	streams  int
+	current  *cache.Snapshot
+	good     *cache.Snapshot
+	snap     *translate.Snapshot
+	goodSnap *translate.Snapshot
+	// rejected holds versions Envoy NACKed; they are not pushed again.
+	rejected map[string]bool
+}
+
+// Rejection records the last thing refused: a NACK from a node, a policy
+// set that failed validation, or a translation error.
+type Rejection struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // "nack", "policy", "translate"
+	Node    string    `json:"node,omitempty"`
+	Nonce   string    `json:"nonce,omitempty"`
+	TypeURL string    `json:"type_url,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Error   string    `json:"error"`
+}
+
+// New builds a server; call Run to start watching and Register to serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Consul == nil {
+		return nil, errors.New("controlplane: Config.Consul is nil: pass a Consul API client")
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 20 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Watch.Log == nil {
+		cfg.Watch.Log = cfg.Log
+	}
+	cfg.Translate.MTLS = cfg.Translate.MTLS || cfg.Secrets != nil
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Log,
+		watcher: consulwatch.New(cfg.Consul, cfg.Watch),
+		kick:    make(chan struct{}, 1),
+		policy:  cfg.Policies,
+		nodes:   map[string]*nodeState{},
+		streams: map[int64]string{},
+	}
+	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
+	s.m = newMetrics(cfg.Registry, s)
+	s.xds = server.NewServer(context.Background(), s.cache, s.callbacks())
+	return s, nil
+}
+
+// Register adds the ADS service (SotW and delta) to g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// Cache returns the snapshot cache (read-only use: tests, dumps).
+func (s *Server) Cache() cache.SnapshotCache { return s.cache }
+
+// Watcher returns the Consul watcher.
+func (s *Server) Watcher() *consulwatch.Watcher { return s.watcher }
+
+// Kick asks for a rebuild (coalesced, debounced).
+func (s *Server) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run watches Consul (and the policy dir, modules and secrets) and keeps
+// every node's snapshot current until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.watcher.Run(ctx) }()
+	if s.cfg.Modules != nil {
+		if _, err := s.cfg.Modules.Scan(); err != nil {
+			s.log.Warn("module scan failed", "err", err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.cfg.Modules.Run(ctx, time.Second, s.Kick) }()
+	}
+	if s.cfg.PolicyDir != "" && s.cfg.LoadPolicies != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.watchPolicyDir(ctx, time.Second) }()
+	}
+	var secretsChanged <-chan struct{}
+	if s.cfg.Secrets != nil {
+		secretsChanged = s.cfg.Secrets.Changed()
+	}
+	s.rebuild(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.watcher.Changed():
+		case <-s.kick:
+		case <-secretsChanged:
+		}
+		if !s.debounce(ctx, secretsChanged) {
+			return nil
+		}
+		s.rebuild(ctx)
+	}
+}
+
+// debounce waits until no event arrived for Debounce, at most 5× Debounce.
+func (s *Server) debounce(ctx context.Context, secrets <-chan struct{}) bool {
+	deadline := time.NewTimer(5 * s.cfg.Debounce)
+	defer deadline.Stop()
+	quiet := time.NewTimer(s.cfg.Debounce)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-quiet.C:
+			return true
+		case <-s.watcher.Changed():
+		case <-s.kick:
+		case <-secrets:
+		}
+		quiet.Reset(s.cfg.Debounce)
+	}
+}
+
+func (s *Server) options() translate.Options {
+	o := s.cfg.Translate
+	if s.cfg.Modules != nil {
+		sums := s.cfg.Modules.SHA256s()
+		o.ModuleSHA256 = make(map[string]string, len(sums)+len(o.ModuleSHA256))
+		maps.Copy(o.ModuleSHA256, sums)
+		maps.Copy(o.ModuleSHA256, s.cfg.Translate.ModuleSHA256)
+	}
+	return o
+}
+
+// rebuild translates the current catalog and policy and republishes every
+// node. A translation error keeps the last good shared state.
+func (s *Server) rebuild(ctx context.Context) {
+	cat := s.watcher.Catalog()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	shared, err := translate.Build(cat, s.policy, s.options())
+	s.m.translateSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.buildErr = err
+		s.m.translateErrors.Inc()
+		s.rejectLocked(Rejection{Kind: "translate", Error: err.Error()})
+		s.log.Error("translation failed; the last good configuration keeps serving", "err", err)
+		return
+	}
+	s.buildErr = nil
+	s.shared = shared
+	s.built = time.Now()
+	for _, id := range sortedKeys(s.nodes) {
+		s.publishLocked(ctx, id)
+	}
+}
+
+func (s *Server) rejectLocked(r Rejection) {
+	r.Time = time.Now()
+	s.rejection = &r
+}
+
+// publishLocked builds and sets node id's snapshot if it changed.
+func (s *Server) publishLocked(ctx context.Context, id string) {
+	ns := s.nodes[id]
+	if ns == nil || ns.err != nil || s.shared == nil {
+		return
+	}
+	var secrets []types.Resource
+	if s.cfg.Secrets != nil {
+		list, err := s.cfg.Secrets.Secrets(ns.info)
+		if err != nil {
+			s.log.Error("secrets unavailable; node keeps its last snapshot", "node", id, "err", err)
+			return
+		}
+		for _, sec := range list {
+			secrets = append(secrets, sec)
+		}
+	}
+	snap, err := s.shared.ForNode(ns.tnode, secrets)
+	if err != nil {
+		ns.err = err
+		s.log.Error("node cannot be configured", "node", id, "err", err)
+		return
+	}
+	if ns.current != nil && ns.current.GetVersion(anyType) == snap.Version {
+		return
+	}
+	if ns.rejected[snap.Version] {
+		return
+	}
+	if err := snap.Validate(); err != nil {
+		s.m.translateErrors.Inc()
+		s.rejectLocked(Rejection{Kind: "translate", Node: id, Version: snap.Version, Error: err.Error()})
+		s.log.Error("generated resources fail validation; not published", "node", id, "err", err)
+		return
+	}
+	cs, err := snap.CacheSnapshot()
+	if err == nil {
+		err = cs.Consistent()
+	}
+	if err != nil {
+		s.m.translateErrors.Inc()
+		s.rejectLocked(Rejection{Kind: "translate", Node: id, Version: snap.Version, Error: err.Error()})
+		s.log.Error("snapshot is not consistent; not published", "node", id, "err", err)
+		return
+	}
+	if err := s.cache.SetSnapshot(ctx, id, cs); err != nil {
+		s.log.Error("set snapshot", "node", id, "err", err)
+		return
+	}
+	ns.current, ns.snap = cs, snap
+	s.m.snapshots.Inc()
+	s.log.Debug("snapshot published", "node", id, "version", snap.Version)
+}
+
+// anyType is a type whose version equals the snapshot's version (all types
+// share the content-hash version).
+const anyType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+// nodeInfo converts an xDS node.
+func nodeInfo(n *corev3.Node) NodeInfo {
+	info := NodeInfo{ID: n.GetId(), Cluster: n.GetCluster(), Metadata: map[string]string{}}
+	for k, v := range n.GetMetadata().GetFields() {
+		switch x := v.GetKind().(type) {
+		case *structpb.Value_StringValue:
+			info.Metadata[k] = x.StringValue
+		case *structpb.Value_NumberValue:
+			info.Metadata[k] = strconv.FormatFloat(x.NumberValue, 'f', -1, 64)
+		case *structpb.Value_BoolValue:
+			info.Metadata[k] = strconv.FormatBool(x.BoolValue)
+		}
+	}
+	info.Gateway = info.Cluster == ir.GatewayNodeCluster
+	if !info.Gateway {
+		info.Service = info.Cluster
+	}
+	return info
+}
+
+// nodeSeen registers a node on its first request and publishes its first
+// snapshot before the server creates the watch, so the first response is
+// immediate.
+func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) {
+	if n == nil || n.GetId() == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.streams[stream]; ok {
+		return
+	}
+	s.streams[stream] = n.GetId()
+	ns := s.nodes[n.GetId()]
+	if ns == nil {
+		info := nodeInfo(n)
+		tn, err := translate.NodeFromMetadata(info.ID, info.Cluster, info.Metadata)
+		ns = &nodeState{info: info, tnode: tn, err: err, rejected: map[string]bool{}}
+		if err != nil {
+			s.log.Error("node bootstrap is not usable", "node", info.ID, "err", err)
+		}
+		s.nodes[info.ID] = ns
+	}
+	ns.streams++
+	if s.shared == nil {
+		shared, err := translate.Build(s.watcher.Catalog(), s.policy, s.options())
+		if err != nil {
+			s.log.Error("translation failed", "err", err)
+			return
+		}
+		s.shared = shared
+	}
+	s.publishLocked(ctx, n.GetId())
+}
+
+func (s *Server) streamClosed(stream int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.streams[stream]
+	if !ok {
+		return
+	}
+	delete(s.streams, stream)
+	ns := s.nodes[id]
+	if ns == nil {
+		return
+	}
+	ns.streams--
+	if ns.streams <= 0 {
+		delete(s.nodes, id)
+		s.cache.ClearSnapshot(id)
+	}
+}
+
+// request handles ACK/NACK bookkeeping for one request on a stream.
+func (s *Server) request(ctx context.Context, stream int64, typeURL, version, nonce string, detail error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.streams[stream]
+	ns := s.nodes[id]
+	if ns == nil {
+		return
+	}
+	if detail == nil {
+		if nonce != "" && ns.current != nil && (version == "" || version == ns.current.GetVersion(typeURL)) {
+			ns.good, ns.goodSnap = ns.current, ns.snap
+		}
+		return
+	}
+	s.m.nacks.WithLabelValues(typeURL).Inc()
+	bad := ""
+	if ns.current != nil {
+		bad = ns.current.GetVersion(typeURL)
+	}
+	s.log.Error("proxy rejected configuration (NACK); keeping its last good snapshot",
+		"node", id, "nonce", nonce, "type_url", typeURL, "rejected_version", bad, "error", detail.Error())
+	s.rejectLocked(Rejection{Kind: "nack", Node: id, Nonce: nonce, TypeURL: typeURL, Version: bad, Error: detail.Error()})
+	if bad != "" {
+		ns.rejected[bad] = true
+	}
+	if ns.good != nil && ns.good != ns.current {
+		if err := s.cache.SetSnapshot(ctx, id, ns.good); err != nil {
+			s.log.Error("restore last good snapshot", "node", id, "err", err)
+			return
+		}
+		ns.current, ns.snap = ns.good, ns.goodSnap
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type statusErr struct{ msg string }
+
+func (e statusErr) Error() string { return e.msg }
+
+func errorDetail(code int32, msg string) error {
+	if code == 0 && msg == "" {
+		return nil
+	}
+	return statusErr{fmt.Sprintf("code %d: %s", code, msg)}
+}
