@@ -1,0 +1,254 @@
+package trace
+
+import (
+	"encoding/binary"
+	"io"
+	"math"
+	"strconv"
+
+	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/tracectx"
+)
+
+// Request is the view of one request's headers the engine needs (lowercase
+// names).
+type Request interface {
+	Header(name string) (string, bool)
+	SetHeader(name, value string)
+	RemoveHeader(name string)
+}
+
+// Engine applies a validated Config. It is immutable and safe to share.
+type Engine struct {
+	cfg       *Config
+	threshold uint64 // sampled when the trace id's low 63 bits are below it
+}
+
+// NewEngine compiles cfg, which must have passed Validate.
+func NewEngine(cfg *Config) *Engine {
+	e := &Engine{cfg: cfg}
+	r := 1.0
+	if cfg.Sampling.Ratio != nil {
+		r = *cfg.Sampling.Ratio
+	}
+	switch {
+	case r >= 1:
+		e.threshold = math.MaxUint64
+	case r <= 0:
+		e.threshold = 0
+	default:
+		e.threshold = uint64(r * (1 << 63))
+	}
+	return e
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// Hop is the trace context of one request through this proxy.
+type Hop struct {
+	// Span is this hop's span: the trace id, this hop's new span id and the
+	// sampling decision.
+	Span tracectx.SpanContext
+	// Parent is the caller's span id (zero for a new trace).
+	Parent tracectx.SpanID
+	// From says where the parent came from: "traceparent", "b3", or "" for
+	// a new trace.
+	From string
+}
+
+// Start extracts the incoming context, decides sampling, makes this hop's
+// child span and writes the outgoing traceparent (and tracestate, baggage
+// and, if configured, b3) to the request. rnd supplies randomness
+// (crypto/rand.Reader, backed by WASI's random_get in the guest).
+func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
+	var h Hop
+	parent, from := e.extract(req)
+	if from != "" {
+		h.Span.TraceID, h.Parent, h.From = parent.TraceID, parent.SpanID, from
+	} else {
+		tid, err := tracectx.NewTraceID(rnd)
+		if err != nil {
+			return h, err
+		}
+		h.Span.TraceID = tid
+	}
+	sid, err := tracectx.NewSpanID(rnd)
+	if err != nil {
+		return h, err
+	}
+	h.Span.SpanID = sid
+	if from != "" && !e.cfg.Sampling.IgnoreParent {
+		h.Span.Flags = parent.Flags & tracectx.FlagSampled
+	} else if e.sampleRoot(h.Span.TraceID) {
+		h.Span.Flags = tracectx.FlagSampled
+	}
+
+	var buf [64]byte
+	req.SetHeader(tracectx.TraceparentHeader, string(tracectx.AppendTraceparent(buf[:0], h.Span)))
+	// tracestate is meaningful only with a valid traceparent from the caller.
+	if ts, ok := req.Header(tracectx.TracestateHeader); ok {
+		if from != "traceparent" {
+			req.RemoveHeader(tracectx.TracestateHeader)
+		} else if st, err := tracectx.ParseTracestate(ts); err != nil || len(st.Members) == 0 {
+			req.RemoveHeader(tracectx.TracestateHeader)
+		} else if out := st.String(); out != ts {
+			req.SetHeader(tracectx.TracestateHeader, out)
+		}
+	}
+	if bg, ok := req.Header(tracectx.BaggageHeader); ok {
+		if p := tracectx.ParseBaggage(bg); p.Dropped > 0 {
+			if p.Len() == 0 {
+				req.RemoveHeader(tracectx.BaggageHeader)
+			} else {
+				req.SetHeader(tracectx.BaggageHeader, p.String())
+			}
+		}
+	}
+	if e.cfg.PropagateB3 {
+		req.SetHeader(tracectx.B3Header, string(tracectx.AppendB3Single(buf[:0], h.Span)))
+		for _, n := range [...]string{tracectx.B3TraceIDHeader, tracectx.B3SpanIDHeader, tracectx.B3ParentIDHeader, tracectx.B3SampledHeader, tracectx.B3FlagsHeader} {
+			req.RemoveHeader(n)
+		}
+	}
+	return h, nil
+}
+
+func (e *Engine) extract(req Request) (tracectx.SpanContext, string) {
+	if tp, ok := req.Header(tracectx.TraceparentHeader); ok {
+		if sc, err := tracectx.ParseTraceparent(tp); err == nil {
+			return sc, "traceparent"
+		}
+	}
+	if e.cfg.AcceptB3 == nil || *e.cfg.AcceptB3 {
+		if s, ok := req.Header(tracectx.B3Header); ok {
+			if b, err := tracectx.ParseB3Single(s); err == nil {
+				return b.SpanContext, "b3"
+			}
+		}
+		get := func(n string) string { v, _ := req.Header(n); return v }
+		if b, err := tracectx.ParseB3Multi(get); err == nil {
+			return b.SpanContext, "b3"
+		}
+	}
+	return tracectx.SpanContext{}, ""
+}
+
+// sampleRoot is the ratio sampler, deterministic in the trace id (as
+// OpenTelemetry's TraceIDRatioBased): every proxy that applies the same
+// ratio to the same trace decides alike.
+func (e *Engine) sampleRoot(t tracectx.TraceID) bool {
+	if e.threshold == math.MaxUint64 {
+		return true
+	}
+	return binary.BigEndian.Uint64(t[8:])>>1 < e.threshold
+}
+
+// Span is a finished span, ready to encode.
+type Span struct {
+	TraceID  tracectx.TraceID
+	SpanID   tracectx.SpanID
+	Parent   tracectx.SpanID
+	Name     string
+	StartNS  int64
+	EndNS    int64
+	Method   string
+	Path     string
+	Route    string
+	Status   int
+	Lane     string
+	Peer     string
+	PeerAddr string
+}
+
+// AppendSpanJSON appends the OTLP/JSON encoding of one span (an element of
+// scopeSpans[].spans) to b. Attribute names follow the OpenTelemetry HTTP
+// semantic conventions; the lane is mw.lane.
+func (e *Engine) AppendSpanJSON(b []byte, s *Span) []byte {
+	b = append(b, `{"traceId":"`...)
+	b = appendHex(b, s.TraceID[:])
+	b = append(b, `","spanId":"`...)
+	b = appendHex(b, s.SpanID[:])
+	b = append(b, '"')
+	if s.Parent.IsValid() {
+		b = append(b, `,"parentSpanId":"`...)
+		b = appendHex(b, s.Parent[:])
+		b = append(b, '"')
+	}
+	b = append(b, `,"name":`...)
+	b = mwaudit.AppendJSONString(b, s.Name)
+	kind := 2 // SPAN_KIND_SERVER
+	if e.cfg.SpanKind == "client" {
+		kind = 3
+	}
+	b = append(b, `,"kind":`...)
+	b = strconv.AppendInt(b, int64(kind), 10)
+	b = append(b, `,"startTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.StartNS, 10)
+	b = append(b, `","endTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.EndNS, 10)
+	b = append(b, `","attributes":[`...)
+	b = appendStrAttr(b, "http.request.method", s.Method, true)
+	b = appendStrAttr(b, "url.path", s.Path, false)
+	if s.Route != "" {
+		b = appendStrAttr(b, "http.route", s.Route, false)
+	}
+	if s.Status != 0 {
+		b = append(b, `,{"key":"http.response.status_code","value":{"intValue":"`...)
+		b = strconv.AppendInt(b, int64(s.Status), 10)
+		b = append(b, `"}}`...)
+	}
+	if s.Lane != "" {
+		b = appendStrAttr(b, "mw.lane", s.Lane, false)
+	}
+	if s.Peer != "" {
+		b = appendStrAttr(b, "mw.peer.identity", s.Peer, false)
+	}
+	if s.PeerAddr != "" {
+		b = appendStrAttr(b, "client.address", s.PeerAddr, false)
+	}
+	b = append(b, `],"status":{"code":`...)
+	// A server span is an error on 5xx; a client span on 4xx too; no
+	// response at all is an error.
+	code := 0
+	if s.Status == 0 || s.Status >= 500 || (kind == 3 && s.Status >= 400) {
+		code = 2
+	}
+	b = strconv.AppendInt(b, int64(code), 10)
+	return append(b, "}}"...)
+}
+
+// AppendExport appends an OTLP/HTTP JSON ExportTraceServiceRequest holding
+// the already encoded spans.
+func (e *Engine) AppendExport(b []byte, spans [][]byte) []byte {
+	b = append(b, `{"resourceSpans":[{"resource":{"attributes":[`...)
+	b = appendStrAttr(b, "service.name", e.cfg.ServiceName, true)
+	b = append(b, `]},"scopeSpans":[{"scope":{"name":"meshwarden/filters/trace"},"spans":[`...)
+	for i, s := range spans {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s...)
+	}
+	return append(b, "]}]}]}"...)
+}
+
+func appendStrAttr(b []byte, k, v string, first bool) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	b = append(b, `{"key":`...)
+	b = mwaudit.AppendJSONString(b, k)
+	b = append(b, `,"value":{"stringValue":`...)
+	b = mwaudit.AppendJSONString(b, v)
+	return append(b, "}}"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex(b, src []byte) []byte {
+	for _, c := range src {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return b
+}
