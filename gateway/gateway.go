@@ -1,0 +1,353 @@
+// Package gateway is Meshwarden's edge gateway: an xDS client of the
+// control plane (LDS, RDS, CDS, EDS, SDS, ECDS over ADS) that proxies HTTP/1.1,
+// HTTP/2 (TLS and h2c), gRPC and WebSocket traffic through the same
+// proxy-wasm filters Envoy runs, hosted by gateway/wasmhost.
+//
+// Every accepted xDS update is decoded and validated, then a complete model
+// (listener → routes → clusters → endpoints, filters, secrets) is built and
+// published with one atomic pointer swap; requests in flight finish on the
+// model they started with. When the plane is unreachable the last good model
+// keeps serving. See README.md for the configuration and RATIONALE in
+// docs/RATIONALE-gateway.md for the choices.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/gateway/wasmhost"
+	"github.com/meshwarden/meshwarden/gateway/xdsclient"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// XDSAddress is the control plane's ADS address (host:port). Required.
+	XDSAddress string
+	// NodeID is the xDS node id; empty means "gateway-<hostname>".
+	NodeID string
+	// Listener is the bound listening socket for proxied traffic. Its port is
+	// sent as node metadata listen_port. Required.
+	Listener net.Listener
+	// AdminListener serves /healthz, /readyz, /metrics and /config_dump. Optional.
+	AdminListener net.Listener
+	// CacheDir holds fetched modules and wazero's compilation cache. Empty
+	// disables both disk caches.
+	CacheDir string
+	// TracerProvider receives the server and client spans. Nil means no
+	// spans (W3C headers still pass through untouched).
+	TracerProvider trace.TracerProvider
+	// DrainTimeout bounds the graceful drain at shutdown. Zero means 10s.
+	DrainTimeout time.Duration
+	// MaxBufferBytes bounds the body a filter may buffer per direction. Zero
+	// means 1 MiB; beyond it the request gets 413 (response: 500).
+	MaxBufferBytes int
+	// Registry receives the metrics. Nil means a new private registry.
+	Registry *prometheus.Registry
+	// Logger receives diagnostics. Nil discards them.
+	Logger *slog.Logger
+	// XDSMinBackoff/XDSMaxBackoff bound the reconnect delay (defaults 100ms/5s).
+	XDSMinBackoff, XDSMaxBackoff time.Duration
+}
+
+// Gateway is a running edge gateway. Create it with New, run it with Run.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	port    int
+	store   *store
+	xds     *xdsclient.Client
+	rt      *wasmhost.Runtime
+	plugins *pluginManager
+	secrets secretHolder
+	model   atomic.Pointer[model]
+	ready   atomic.Bool
+	drain   atomic.Bool
+	met     *metrics
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
+	rp      *httputil.ReverseProxy
+
+	buildMu   sync.Mutex
+	lastBuild string // the last build outcome when it was not a swap
+	liveMu    sync.Mutex
+	live      map[string]*clusterLive
+	trs       map[string]*upstreamTransport
+	retryOnce sync.Once
+	retryC    chan struct{}
+}
+
+// New validates cfg and prepares a Gateway; it starts nothing.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	if cfg.Listener == nil {
+		return nil, errors.New("gateway: no listener: bind the proxy address first (--listen)")
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.MaxBufferBytes <= 0 {
+		cfg.MaxBufferBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "gateway-" + strconv.Itoa(portOf(cfg.Listener.Addr()))
+	}
+	g := &Gateway{
+		cfg: cfg, log: cfg.Logger, port: portOf(cfg.Listener.Addr()),
+		live: map[string]*clusterLive{}, trs: map[string]*upstreamTransport{},
+		tracer: cfg.TracerProvider.Tracer("github.com/meshwarden/meshwarden/gateway"),
+		prop:   propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		retryC: make(chan struct{}, 1),
+	}
+	g.store = newStore(g)
+	g.met = newMetrics(g, cfg.Registry)
+	rtCfg := wasmhost.RuntimeConfig{}
+	fetcher := &modules.Fetcher{}
+	if cfg.CacheDir != "" {
+		rtCfg.CacheDir = cfg.CacheDir + "/compiled"
+		fetcher.Dir = cfg.CacheDir + "/modules"
+	}
+	rt, err := wasmhost.NewRuntime(ctx, rtCfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.rt = rt
+	props := map[string][]byte{
+		"node.id": []byte(cfg.NodeID), "node.cluster": []byte(ir.GatewayNodeCluster),
+		"listener_direction": {1}, // INBOUND, as Envoy encodes it
+	}
+	g.plugins = newPluginManager(rt, fetcher, (*callout)(g), g.log, props, func(name string) {
+		g.met.moduleErrors.WithLabelValues(name).Inc()
+	})
+	meta, _ := structpb.NewStruct(map[string]any{"listen_port": strconv.Itoa(g.port)})
+	xc, err := xdsclient.New(xdsclient.Config{
+		Target: cfg.XDSAddress,
+		Node: &core.Node{Id: cfg.NodeID, Cluster: ir.GatewayNodeCluster, Metadata: meta,
+			UserAgentName: "meshwarden-gateway"},
+		MinBackoff: cfg.XDSMinBackoff, MaxBackoff: cfg.XDSMaxBackoff,
+		Logger: g.log, OnEvent: g.met.xdsEvent,
+	}, g.store)
+	if err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.xds = xc
+	g.rp = g.reverseProxy()
+	return g, nil
+}
+
+// Addr returns the proxy's listening address.
+func (g *Gateway) Addr() net.Addr { return g.cfg.Listener.Addr() }
+
+// Ready reports whether a first complete configuration is serving.
+func (g *Gateway) Ready() bool { return g.ready.Load() && !g.drain.Load() }
+
+// Run serves until ctx ends, then drains: it stops accepting, lets requests
+// in flight finish (bounded by DrainTimeout) and releases the filters.
+func (g *Gateway) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		Protocols:         new(http.Protocols),
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	var admin *http.Server
+	errc := make(chan error, 3)
+	xctx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = g.xds.Run(xctx) }()
+	go func() { defer wg.Done(); g.retryLoop(xctx) }()
+	go func() {
+		if err := srv.Serve(&tlsSwitchListener{Listener: g.cfg.Listener, g: g}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("gateway: serve: %w", err)
+		}
+	}()
+	if g.cfg.AdminListener != nil {
+		admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := admin.Serve(g.cfg.AdminListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("gateway: admin: %w", err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	g.drain.Store(true)
+	g.log.Info("draining", "timeout", g.cfg.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		g.log.Warn("drain incomplete; closing the remaining connections", "err", err)
+		_ = srv.Close()
+	}
+	stopXDS()
+	wg.Wait()
+	if admin != nil {
+		_ = admin.Close()
+	}
+	g.plugins.closeAll()
+	g.liveMu.Lock()
+	for _, t := range g.trs {
+		t.close()
+	}
+	g.liveMu.Unlock()
+	_ = g.rt.Close(context.WithoutCancel(ctx))
+	return runErr
+}
+
+// rebuild builds a model from the store and publishes it if complete.
+func (g *Gateway) rebuild(ctx context.Context) {
+	g.buildMu.Lock()
+	defer g.buildMu.Unlock()
+	res, versions := g.store.snapshot()
+	m, err := g.build(ctx, res, versions)
+	if err != nil {
+		var w *warmingError
+		if errors.As(err, &w) {
+			g.lastBuild = "warming: " + err.Error()
+			g.log.Debug("config warming", "missing", w.missing)
+		} else {
+			g.lastBuild = "rejected: " + err.Error()
+			g.log.Error("config not applied; the last good one keeps serving", "err", err)
+		}
+		return
+	}
+	g.lastBuild = ""
+	g.secrets.p.Store(&m.secrets)
+	old := g.model.Swap(m)
+	g.ready.Store(true)
+	g.met.modelSwapped(m)
+	g.pruneTransports(m)
+	if old != nil {
+		go g.retire(old, m)
+	}
+	if g.plugins.failing() {
+		select {
+		case g.retryC <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// retryLoop rebuilds every few seconds while a filter module is failing, so
+// a module server that comes back is picked up without a new xDS push.
+func (g *Gateway) retryLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.retryC:
+		}
+		t := time.NewTimer(3 * time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		g.rebuild(ctx)
+	}
+}
+
+// retire closes the plugins only old used, once old's last request is done
+// (bounded: a stuck request cannot hold them for more than 5 minutes).
+func (g *Gateway) retire(old, cur *model) {
+	deadline := time.Now().Add(5 * time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for old.refs.Load() > 0 && time.Now().Before(deadline) {
+		<-tick.C
+	}
+	if g.model.Load() != cur {
+		return // a newer model retires these; it knows the full set in use
+	}
+	for _, p := range g.plugins.unused(cur.plugins) {
+		p.Close()
+	}
+}
+
+// acquire returns the current model with a reference held; release it.
+func (g *Gateway) acquire() *model {
+	for {
+		m := g.model.Load()
+		if m == nil {
+			return nil
+		}
+		m.refs.Add(1)
+		if g.model.Load() == m {
+			return m
+		}
+		m.refs.Add(-1) // swapped meanwhile: take the new one
+	}
+}
+
+func (g *Gateway) clusterLive(name string) *clusterLive {
+	g.liveMu.Lock()
+	defer g.liveMu.Unlock()
+	l := g.live[name]
+	if l == nil {
+		l = &clusterLive{eps: map[string]*epState{}}
+		g.live[name] = l
+	}
+	return l
+}
+
+func (g *Gateway) transport(spec *clusterSpec) *upstreamTransport {
+	g.liveMu.Lock()
+	defer g.liveMu.Unlock()
+	t := g.trs[spec.name]
+	if t != nil && t.key == spec.key {
+		return t
+	}
+	if t != nil {
+		go t.close() // connection settings changed: new pool
+	}
+	t = newUpstreamTransport(spec, &g.secrets)
+	g.trs[spec.name] = t
+	return t
+}
+
+func (g *Gateway) pruneTransports(m *model) {
+	g.liveMu.Lock()
+	defer g.liveMu.Unlock()
+	for name, t := range g.trs {
+		if _, ok := m.clusters[name]; !ok {
+			t.close()
+			delete(g.trs, name)
+			delete(g.live, name)
+		}
+	}
+}
