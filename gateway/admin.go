@@ -39,15 +39,15 @@ func (g *Gateway) adminHandler() http.Handler {
 // Envoy's protojson, secrets redacted), versions, the filters' module state
 // and why the latest config is not serving, if it is not.
 type ConfigDump struct {
-	Ready      bool                                  `json:"ready"`
-	Connected  bool                                  `json:"xds_connected"`
-	Versions   map[string]string                     `json:"versions"`
-	Serving    map[string]string                     `json:"serving_versions,omitempty"`
-	Pending    string                                `json:"pending,omitempty"`
-	LastNack   *nackInfo                             `json:"last_nack,omitempty"`
-	Filters    []filterStatus                        `json:"filters"`
-	Chain      []string                              `json:"chain"`
-	Resources  map[string]map[string]json.RawMessage `json:"resources"`
+	Ready     bool                                  `json:"ready"`
+	Connected bool                                  `json:"xds_connected"`
+	Versions  map[string]string                     `json:"versions"`
+	Serving   map[string]string                     `json:"serving_versions,omitempty"`
+	Pending   string                                `json:"pending,omitempty"`
+	LastNack  *nackInfo                             `json:"last_nack,omitempty"`
+	Filters   []filterStatus                        `json:"filters"`
+	Chain     []string                              `json:"chain"`
+	Resources map[string]map[string]json.RawMessage `json:"resources"`
 }
 
 func (g *Gateway) configDump() ConfigDump {

@@ -295,11 +295,11 @@ func httpConnManager(fc *listener.FilterChain) (*hcm.HttpConnectionManager, erro
 // httpFilter is one entry of an HCM filter list before the router.
 type httpFilter struct {
 	name     string
-	ecds     bool                     // config_discovery: resolved from ECDS
-	inline   *wasmfilter.Wasm         // typed_config inline
-	fallback *wasmfilter.Wasm         // config_discovery default_config
-	optional bool                     // is_optional
-	disabled bool                     // disabled: skipped
+	ecds     bool             // config_discovery: resolved from ECDS
+	inline   *wasmfilter.Wasm // typed_config inline
+	fallback *wasmfilter.Wasm // config_discovery default_config
+	optional bool             // is_optional
+	disabled bool             // disabled: skipped
 }
 
 func httpFilters(h *hcm.HttpConnectionManager) ([]httpFilter, error) {
