@@ -35,6 +35,15 @@ func (c *Chain) Plugins() []*Plugin { return append([]*Plugin(nil), c.plugins...
 // ChainStream is one HTTP stream through every plugin of a chain.
 type ChainStream struct {
 	streams []*Stream
+	// held[dir] records headers a plugin buffered: the plugins after it (in
+	// traversal order, from index from) have not seen them yet.
+	held [2]heldHeaders
+}
+
+type heldHeaders struct {
+	active bool
+	from   int
+	h      *Headers
 }
 
 // NewStream starts a stream in every plugin. On error the streams already
@@ -55,27 +64,28 @@ func (c *Chain) NewStream(ctx context.Context, info StreamInfo) (*ChainStream, e
 // OnRequestHeaders runs every plugin's request headers callback in order,
 // stopping at the first that does not continue.
 func (cs *ChainStream) OnRequestHeaders(h *Headers, endOfStream bool) Result {
-	return cs.each(false, func(s *Stream) Result { return s.OnRequestHeaders(h, endOfStream) })
+	return cs.headers(false, h, func(s *Stream) Result { return s.OnRequestHeaders(h, endOfStream) })
 }
 
 // OnResponseHeaders runs the response headers callbacks in reverse order.
 func (cs *ChainStream) OnResponseHeaders(h *Headers, endOfStream bool) Result {
-	return cs.each(true, func(s *Stream) Result { return s.OnResponseHeaders(h, endOfStream) })
+	return cs.headers(true, h, func(s *Stream) Result { return s.OnResponseHeaders(h, endOfStream) })
 }
 
 // OnRequestTrailers runs the request trailers callbacks in order.
 func (cs *ChainStream) OnRequestTrailers(t *Headers) Result {
-	return cs.each(false, func(s *Stream) Result { return s.OnRequestTrailers(t) })
+	return cs.each(false, 0, func(_ int, s *Stream) Result { return s.OnRequestTrailers(t) })
 }
 
 // OnResponseTrailers runs the response trailers callbacks in reverse order.
 func (cs *ChainStream) OnResponseTrailers(t *Headers) Result {
-	return cs.each(true, func(s *Stream) Result { return s.OnResponseTrailers(t) })
+	return cs.each(true, 0, func(_ int, s *Stream) Result { return s.OnResponseTrailers(t) })
 }
 
 // OnRequestBody passes chunk through the plugins in order; each one's
 // forwarded body is the next one's chunk. A Buffer from any plugin stops the
-// chunk there.
+// chunk there. Plugins after one that buffered the headers get the headers
+// first.
 func (cs *ChainStream) OnRequestBody(chunk []byte, endOfStream bool) Result {
 	return cs.body(false, chunk, func(s *Stream, b []byte) Result { return s.OnRequestBody(b, endOfStream) })
 }
@@ -85,23 +95,74 @@ func (cs *ChainStream) OnResponseBody(chunk []byte, endOfStream bool) Result {
 	return cs.body(true, chunk, func(s *Stream, b []byte) Result { return s.OnResponseBody(b, endOfStream) })
 }
 
-func (cs *ChainStream) order(reverse bool, f func(*Stream) bool) {
+func dirIndex(reverse bool) int {
+	if reverse {
+		return 1
+	}
+	return 0
+}
+
+// order calls f for the streams from position start on, in traversal order,
+// until f returns false.
+func (cs *ChainStream) order(reverse bool, start int, f func(pos int, s *Stream) bool) {
 	n := len(cs.streams)
-	for i := range n {
+	for i := start; i < n; i++ {
 		s := cs.streams[i]
 		if reverse {
 			s = cs.streams[n-1-i]
 		}
-		if !f(s) {
+		if !f(i, s) {
 			return
 		}
 	}
 }
 
-func (cs *ChainStream) each(reverse bool, call func(*Stream) Result) Result {
-	res := Result{Action: Continue}
-	cs.order(reverse, func(s *Stream) bool {
+func (cs *ChainStream) headers(reverse bool, h *Headers, call func(*Stream) Result) Result {
+	stopped := -1
+	res := cs.each(reverse, 0, func(pos int, s *Stream) Result {
 		r := call(s)
+		if r.Action == Buffer {
+			stopped = pos
+		}
+		return r
+	})
+	if res.Action == Buffer {
+		cs.held[dirIndex(reverse)] = heldHeaders{active: true, from: stopped + 1, h: h}
+	}
+	return res
+}
+
+// flushHeld delivers held headers to the stream at pos if it has not seen
+// them; it returns a non-Continue result if that stream stops.
+func (cs *ChainStream) flushHeld(reverse bool, pos int, s *Stream) (Result, bool) {
+	hh := &cs.held[dirIndex(reverse)]
+	if !hh.active || pos < hh.from {
+		return Result{}, false
+	}
+	var r Result
+	if reverse {
+		r = s.OnResponseHeaders(hh.h, false)
+	} else {
+		r = s.OnRequestHeaders(hh.h, false)
+	}
+	hh.from = pos + 1
+	if hh.from >= len(cs.streams) {
+		hh.active = false
+	}
+	if r.Action == Reply || r.Action == Reset {
+		return r, true
+	}
+	return Result{}, false // Continue, or Buffer: it now holds the headers and gets the body
+}
+
+func (cs *ChainStream) each(reverse bool, start int, call func(int, *Stream) Result) Result {
+	res := Result{Action: Continue}
+	cs.order(reverse, start, func(pos int, s *Stream) bool {
+		if fr, stop := cs.flushHeld(reverse, pos, s); stop {
+			res = fr
+			return false
+		}
+		r := call(pos, s)
 		if r.Err != nil && res.Err == nil {
 			res.Err = r.Err
 		}
@@ -120,7 +181,11 @@ func (cs *ChainStream) each(reverse bool, call func(*Stream) Result) Result {
 
 func (cs *ChainStream) body(reverse bool, chunk []byte, call func(*Stream, []byte) Result) Result {
 	res := Result{Action: Continue, Body: chunk}
-	cs.order(reverse, func(s *Stream) bool {
+	cs.order(reverse, 0, func(pos int, s *Stream) bool {
+		if fr, stop := cs.flushHeld(reverse, pos, s); stop {
+			res = fr
+			return false
+		}
 		r := call(s, res.Body)
 		if r.Err != nil && res.Err == nil {
 			res.Err = r.Err

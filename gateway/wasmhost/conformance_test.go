@@ -329,3 +329,58 @@ func TestABI020MallocWasiUnstable(t *testing.T) {
 		t.Fatalf("random bytes repeat (fake randomness?): %v", seen)
 	}
 }
+
+// TestHeldHeadersReleasedByBody: a guest that stops headers iteration with a
+// body to come sees the body, edits the held headers, and releases both.
+func TestHeldHeadersReleasedByBody(t *testing.T) {
+	r, p, _ := conformance(t, nil)
+	t.Run("stream", func(t *testing.T) {
+		s, err := p.NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		h := reqHeaders("x-test", "hold-headers")
+		if res := s.OnRequestHeaders(h, false); res.Action != Buffer || res.Err != nil {
+			t.Fatalf("headers: %v %v", res.Action, res.Err)
+		}
+		if res := s.OnRequestBody([]byte("ab"), false); res.Action != Buffer {
+			t.Fatalf("chunk 1: %v", res.Action)
+		}
+		res := s.OnRequestBody([]byte("cd"), true)
+		if res.Action != Continue || string(res.Body) != "abcd" {
+			t.Fatalf("chunk 2: %v %q", res.Action, res.Body)
+		}
+		if v, _ := h.Get("x-r-body-len"); v != "4" {
+			t.Fatalf("held headers not edited: %v", h.Pairs)
+		}
+	})
+	t.Run("chain: later plugins get the headers when they are released", func(t *testing.T) {
+		hdr := newPlugin(t, r, "headers", PluginConfig{Name: "after", PoolSize: 1})
+		cs, err := NewChain(p, hdr).NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		h := reqHeaders("x-test", "hold-headers", "x-mw-dye", "green")
+		if res := cs.OnRequestHeaders(h, false); res.Action != Buffer {
+			t.Fatalf("headers: %v", res.Action)
+		}
+		if _, ok := h.Get("x-mw-lane"); ok {
+			t.Fatal("second plugin saw headers the first one holds")
+		}
+		if res := cs.OnRequestBody([]byte("xy"), false); res.Action != Buffer {
+			t.Fatalf("chunk 1: %v", res.Action)
+		}
+		res := cs.OnRequestBody([]byte("z"), true)
+		if res.Action != Continue || string(res.Body) != "xyz" {
+			t.Fatalf("chunk 2: %v %q %v", res.Action, res.Body, res.Err)
+		}
+		if v, _ := h.Get("x-mw-lane"); v != "green" {
+			t.Fatalf("second plugin did not get the released headers: %v", h.Pairs)
+		}
+		if v, _ := h.Get("x-r-body-len"); v != "3" {
+			t.Fatalf("x-r-body-len = %q", v)
+		}
+	})
+}

@@ -12,8 +12,11 @@ type Action int
 const (
 	// Continue forwards the (possibly modified) headers, body or trailers.
 	Continue Action = iota
-	// Buffer holds this body chunk: the guest wants more before it decides.
-	// The gateway passes the next chunk; a later Continue returns everything.
+	// Buffer holds what the callback was given — the headers (the guest
+	// returned StopIteration with a body to come) or this body chunk — and
+	// asks for the next callback. The gateway keeps calling the body (and
+	// trailers) callbacks; the first Continue releases everything held: the
+	// held headers, then Result.Body with all chunks buffered so far.
 	Buffer
 	// Reply answers the request with Result.Reply instead of forwarding it.
 	Reply
@@ -165,6 +168,13 @@ func (s *Stream) headers(name string, fn apiFunc, dir streamType, h *Headers, eo
 		return r
 	}
 	action, err := s.in.call(name, fn, uint64(s.id), uint64(h.Len()), b2u(eos))
+	if err == nil && uint32(action) != actionContinue && !eos && s.localReply == nil && !s.closeStream &&
+		s.limitErr == nil && s.pendingCalls == 0 {
+		// StopIteration with a body to come and nothing in flight: the guest
+		// wants to see the body before the headers go out (Envoy keeps
+		// calling the body callbacks).
+		return Result{Action: Buffer}
+	}
 	return s.finish(action, err, dir, nil, true)
 }
 

@@ -243,6 +243,10 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		return 1
 	case "pause-forever":
 		return 1
+	case "hold-headers":
+		if eos == 0 {
+			return 1 // StopIteration: see the body first
+		}
 	case "close":
 		g.CloseStream(0)
 		return 1
@@ -265,6 +269,11 @@ func onRequestBody(ctx, size, eos uint32) uint32 {
 		g.SetBuffer(g.RequestBody, n+1, 0, "]")
 		s2 := g.SetBuffer(g.RequestBody, 2, 1, "x")
 		g.SetBuffer(g.RequestBody, 100000, 0, "("+strconv.Itoa(int(size))+"="+strconv.Itoa(int(n))+":"+string(b)+";"+st(s)+","+st(s2)+")")
+	case "hold-headers":
+		if eos == 0 {
+			return 1
+		}
+		g.AddHeader(g.RequestHeaders, "x-r-body-len", strconv.Itoa(int(size)))
 	case "body-replace":
 		n, _ := g.BufferLen(g.RequestBody)
 		g.SetBuffer(g.RequestBody, 0, n, "replaced")
