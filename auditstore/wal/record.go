@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/meshwarden/meshwarden/internal/audit"
 )
@@ -202,3 +203,27 @@ func (s *SegmentReader) Skip(r Record) { s.off += max(r.Size, headerSize) }
 func putU32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 
 func crc32c(p []byte) uint32 { return crc32.Checksum(p, crcTable) }
+
+// sanitize replaces invalid UTF-8 in e's strings with U+FFFD. The canonical
+// encoding already does so when hashing, but a decoded record must re-encode
+// to the very bytes that were hashed, so the stored event must hold valid
+// UTF-8 (what encoding/json yields for HTTP senders anyway).
+func sanitize(e *audit.Event) {
+	for _, p := range []*string{&e.ID, (*string)(&e.Phase), (*string)(&e.Level), &e.OpType, &e.Subject, &e.Resource,
+		&e.TraceID, &e.Dye, &e.Tenant, &e.Method, &e.Path, &e.BodyDigest, &e.Source} {
+		if !utf8.ValidString(*p) {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+	for i, r := range e.Redacted {
+		if !utf8.ValidString(r) {
+			e.Redacted[i] = strings.ToValidUTF8(r, "\uFFFD")
+		}
+	}
+	for k, v := range e.Headers {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			delete(e.Headers, k)
+			e.Headers[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v, "\uFFFD")
+		}
+	}
+}

@@ -291,6 +291,9 @@ func (w *WAL) Append(ctx context.Context, events []audit.Event) (audit.Ack, erro
 	if len(events) == 0 {
 		return audit.Ack{}, nil
 	}
+	for i := range events {
+		sanitize(&events[i])
+	}
 	r := &request{events: events, done: make(chan struct{})}
 	w.mu.RLock()
 	if w.closed {

@@ -278,3 +278,23 @@ func TestKeyFilesRoundTrip(t *testing.T) {
 		t.Fatal("public key does not match private key")
 	}
 }
+
+func TestStoredRecordsRehashToTheirHash(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, Options{Dir: dir})
+	e := ev(1)
+	e.Path = "/bad\xff\xfeutf8?q=<x>&y=\u2028"
+	e.Headers = map[string]string{"x-bad\xff": "v\x01\xc3", "b": "2"}
+	e.Redacted = []string{"authorization", "\xffcard"}
+	if _, err := w.Append(context.Background(), []audit.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	got := readAll(t, dir)
+	if len(got) != 1 {
+		t.Fatalf("%d records", len(got))
+	}
+	if h := got[0].ComputeHash(); h != got[0].Hash {
+		t.Fatalf("a stored record with invalid UTF-8 input does not re-hash to its hash: %s vs %s", h, got[0].Hash)
+	}
+}
