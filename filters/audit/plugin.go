@@ -1,0 +1,329 @@
+package audit
+
+import (
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+
+	"github.com/meshwarden/meshwarden/filters/proxywasm"
+	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/tracectx"
+)
+
+// Metric names the filter defines.
+const (
+	MetricEnqueued     = "mw_audit_enqueued_total"
+	MetricSent         = "mw_audit_sent_total"
+	MetricDropped      = "mw_audit_dropped_total"
+	MetricSendFailures = "mw_audit_send_failures_total"
+	MetricDenied       = "mw_audit_failclosed_denied_total"
+)
+
+// NewVMContext returns the audit filter's VM context; the wasm main package
+// passes it to proxywasm.SetVMContext.
+func NewVMContext() proxywasm.VMContext { return &vmContext{} }
+
+type vmContext struct {
+	proxywasm.DefaultVMContext
+}
+
+func (*vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return &pluginContext{} }
+
+type pluginContext struct {
+	proxywasm.DefaultPluginContext
+	engine  *Engine
+	cfg     *Config
+	source  string
+	headers [][2]string // of every collector request
+	b       batcher
+	denied  proxywasm.MetricCounter
+}
+
+// OnPluginStart parses and validates the configuration (a bad one refuses
+// the plugin with a log line naming the field), registers the shared queue
+// and starts the flush tick.
+func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrEmpty) {
+		proxywasm.LogCriticalf("audit: cannot read the plugin configuration: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		proxywasm.LogCriticalf("audit: refusing to start: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	p.cfg, p.engine = cfg, NewEngine(cfg)
+	p.source = cfg.Source
+	if p.source == "" {
+		if v, err := proxywasm.GetProperty([]string{"node", "id"}); err == nil {
+			p.source = string(v)
+		}
+	}
+	qid, err := proxywasm.RegisterSharedQueue(cfg.Batch.QueueName)
+	if err != nil {
+		proxywasm.LogCriticalf("audit: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	p.headers = [][2]string{
+		{":method", "POST"}, {":path", cfg.Collector.Path}, {":authority", cfg.Collector.Authority},
+		{"content-type", mwaudit.ContentType},
+	}
+	if cfg.Collector.Token != "" {
+		p.headers = append(p.headers, [2]string{mwaudit.TokenHeader, cfg.Collector.Token})
+	}
+	p.b = batcher{
+		queueID: qid, max: cfg.Batch.BufferEvents, batch: cfg.Batch.MaxEvents,
+		cluster: cfg.Collector.Cluster, headers: p.headers, timeout: uint32(cfg.Collector.TimeoutMs),
+		encode:   func(items [][]byte) []byte { return AppendBatch(nil, p.source, items) },
+		enqueued: proxywasm.DefineCounterMetric(MetricEnqueued),
+		sent:     proxywasm.DefineCounterMetric(MetricSent),
+		dropped:  proxywasm.DefineCounterMetric(MetricDropped),
+		failures: proxywasm.DefineCounterMetric(MetricSendFailures),
+	}
+	p.denied = proxywasm.DefineCounterMetric(MetricDenied)
+	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(cfg.Batch.FlushIntervalMs)); err != nil {
+		proxywasm.LogCriticalf("audit: refusing to start: cannot set the flush tick: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	proxywasm.LogInfof("audit: started with %d rules, collector cluster %q", len(cfg.Rules), cfg.Collector.Cluster)
+	return proxywasm.OnPluginStartStatusOK
+}
+
+// OnTick drains the shared queue and sends a batch.
+func (p *pluginContext) OnTick() {
+	p.b.drain()
+	p.b.flush()
+}
+
+// OnQueueReady drains the queue (keeping it short) and sends a full batch
+// without waiting for the tick.
+func (p *pluginContext) OnQueueReady(uint32) {
+	p.b.drain()
+	if len(p.b.buf) >= p.b.batch {
+		p.b.flush()
+	}
+}
+
+func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
+
+type httpContext struct {
+	proxywasm.DefaultHttpContext
+	p       *pluginContext
+	rule    int // -1: not audited
+	ev      mwaudit.Event
+	nonce   string
+	startNS int64
+	status  int
+
+	bodyDone bool
+	waiting  bool // a fail-closed intent awaits its ack
+	denied   bool
+}
+
+// OnHttpRequestHeaders matches the request against the rules.
+func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
+	h.rule = -1
+	method, _ := proxywasm.GetHttpRequestHeader(":method")
+	path, _ := proxywasm.GetHttpRequestHeader(":path")
+	i := h.p.engine.Match(method, path)
+	if i < 0 {
+		return proxywasm.ActionContinue
+	}
+	h.rule = i
+	h.startNS = proxywasm.GetCurrentTime().UnixNano()
+	ri := &RequestInfo{
+		Method: method, Path: path,
+		Header: func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v },
+	}
+	if v, err := proxywasm.GetProperty([]string{"connection", "uri_san_peer_certificate"}); err == nil {
+		ri.PeerIdentity = string(v)
+	}
+	ri.TraceID = traceID()
+	ri.Dye, _ = proxywasm.GetHttpRequestHeader(mwdye.Header)
+	ri.Tenant, _ = proxywasm.GetHttpRequestHeader(mwdye.TenantHeader)
+	h.ev = h.p.engine.NewEvent(i, ri)
+	h.ev.Source = h.p.source
+	var n [8]byte
+	_, _ = crand.Read(n[:])
+	h.nonce = hex.EncodeToString(n[:])
+	if endOfStream {
+		h.bodyDone = true
+		return h.requestComplete()
+	}
+	if h.failClosed() || h.p.engine.BodyFieldsConfigured() {
+		// Hold the headers: a fail-closed request must not reach the
+		// upstream before its ack; a redacted digest needs the whole body.
+		return proxywasm.ActionPause
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnHttpRequestBody buffers the body up to maxBodyBytes, then digests it.
+func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) proxywasm.Action {
+	if h.rule < 0 || h.denied {
+		return h.held()
+	}
+	if h.bodyDone {
+		return h.held()
+	}
+	max := h.p.cfg.MaxBodyBytes
+	if !endOfStream && bodySize < max {
+		return proxywasm.ActionPause // keep buffering
+	}
+	h.digest(bodySize, endOfStream)
+	return h.requestComplete()
+}
+
+// OnHttpRequestTrailers ends a body that had no end-of-stream flag.
+func (h *httpContext) OnHttpRequestTrailers(int) proxywasm.Action {
+	if h.rule < 0 || h.bodyDone || h.denied {
+		return h.held()
+	}
+	size := h.p.cfg.MaxBodyBytes + 1
+	if b, err := proxywasm.GetHttpRequestBody(0, size); err == nil {
+		size = len(b)
+	} else {
+		size = 0
+	}
+	h.digest(size, true)
+	return h.requestComplete()
+}
+
+func (h *httpContext) held() proxywasm.Action {
+	if h.waiting || h.denied {
+		return proxywasm.ActionPause
+	}
+	return proxywasm.ActionContinue
+}
+
+func (h *httpContext) digest(bodySize int, endOfStream bool) {
+	h.bodyDone = true
+	max := h.p.cfg.MaxBodyBytes
+	n := min(bodySize, max)
+	var body []byte
+	if n > 0 {
+		b, err := proxywasm.GetHttpRequestBody(0, n)
+		if err != nil {
+			proxywasm.LogWarnf("audit: cannot read the request body: %v", err)
+		}
+		body = b
+	}
+	h.p.engine.DigestBody(&h.ev, body, endOfStream && bodySize <= max)
+}
+
+func (h *httpContext) failClosed() bool { return h.p.engine.Rule(h.rule).FailClosed }
+
+// requestComplete runs once the request side is known: a fail-closed
+// operation sends its intent and waits; others continue.
+func (h *httpContext) requestComplete() proxywasm.Action {
+	if !h.failClosed() {
+		return proxywasm.ActionContinue
+	}
+	intent := h.ev
+	intent.Phase = mwaudit.PhaseIntent
+	intent.ID = h.id(mwaudit.PhaseIntent)
+	intent.Timestamp = h.startNS
+	body := AppendBatch(nil, h.p.source, [][]byte{intent.AppendCanonical(nil)})
+	_, err := proxywasm.DispatchHttpCall(h.p.cfg.Collector.Cluster, h.p.headers, body, nil,
+		uint32(h.p.cfg.FailClosedTimeoutMs), func(_, _, _ int) {
+			h.waiting = false
+			if st := callStatus(); st != 200 {
+				h.deny("the audit collector answered " + strconv.Itoa(st))
+				return
+			}
+			if err := proxywasm.ResumeHttpRequest(); err != nil {
+				proxywasm.LogErrorf("audit: cannot resume the request after the ack: %v", err)
+			}
+		})
+	if err != nil {
+		h.deny("the audit collector cluster " + strconv.Quote(h.p.cfg.Collector.Cluster) + " cannot be reached: " + err.Error())
+		return proxywasm.ActionPause
+	}
+	h.waiting = true
+	return proxywasm.ActionPause
+}
+
+// deny answers 503 with a JSON body; nothing is forwarded.
+func (h *httpContext) deny(reason string) {
+	h.denied = true
+	h.status = 503
+	h.p.denied.Increment(1)
+	proxywasm.LogWarnf("audit: refused %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
+	b := []byte(`{"error":"audit_unavailable","message":`)
+	b = mwaudit.AppendJSONString(b, "this operation requires an acknowledged audit record and the audit collector did not acknowledge it ("+reason+" or no answer in time); the request was not forwarded: retry later")
+	b = append(b, `,"op_type":`...)
+	b = mwaudit.AppendJSONString(b, h.ev.OpType)
+	b = append(b, `,"audit_id":`...)
+	b = mwaudit.AppendJSONString(b, h.id(mwaudit.PhaseIntent))
+	b = append(b, '}')
+	if err := proxywasm.SendHttpResponse(503, [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
+		proxywasm.LogErrorf("audit: cannot send the 503: %v", err)
+	}
+}
+
+// OnHttpResponseHeaders records the status.
+func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
+	if h.rule >= 0 && !h.denied {
+		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+			h.status, _ = strconv.Atoi(v)
+		}
+		if h.ev.TraceID == "" {
+			h.ev.TraceID = traceID() // the trace filter may have started one
+		}
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnHttpStreamDone queues the outcome record.
+func (h *httpContext) OnHttpStreamDone() {
+	if h.rule < 0 {
+		return
+	}
+	out := h.ev
+	out.Phase = mwaudit.PhaseOutcome
+	out.ID = h.id(mwaudit.PhaseOutcome)
+	now := proxywasm.GetCurrentTime().UnixNano()
+	out.Timestamp = now
+	out.Status = h.status
+	out.LatencyNS = max(now-h.startNS, 1)
+	if err := proxywasm.EnqueueSharedQueue(h.p.b.queueID, out.AppendCanonical(nil)); err != nil {
+		h.p.b.dropped.Increment(1)
+		proxywasm.LogWarnf("audit: record %s dropped: cannot enqueue: %v", out.ID, err)
+		return
+	}
+	h.p.b.enqueued.Increment(1)
+}
+
+// id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the
+// per-request sequence: unique without coordination between instances).
+func (h *httpContext) id(ph mwaudit.Phase) string {
+	t := h.ev.TraceID
+	if t == "" {
+		t = "notrace"
+	}
+	return t + "-" + h.nonce + "-" + string(ph)
+}
+
+// traceID reads the trace id from the request's traceparent (or B3).
+func traceID() string {
+	if v, err := proxywasm.GetHttpRequestHeader(tracectx.TraceparentHeader); err == nil && v != "" {
+		if sc, err := tracectx.ParseTraceparent(v); err == nil {
+			return sc.TraceID.String()
+		}
+	}
+	if v, err := proxywasm.GetHttpRequestHeader(tracectx.B3Header); err == nil && v != "" {
+		if b, err := tracectx.ParseB3Single(v); err == nil {
+			return b.TraceID.String()
+		}
+	}
+	return ""
+}
+
+var (
+	_ proxywasm.VMContext     = (*vmContext)(nil)
+	_ proxywasm.PluginContext = (*pluginContext)(nil)
+	_ proxywasm.HttpContext   = (*httpContext)(nil)
+)
