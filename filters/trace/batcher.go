@@ -1,0 +1,102 @@
+package trace
+
+import (
+	"strconv"
+
+	"github.com/meshwarden/meshwarden/filters/proxywasm"
+)
+
+// batcher moves encoded records from the shared queue (where every HTTP
+// context of every instance enqueues) into a bounded buffer in the root
+// context, and sends them in batches with dispatch_http_call, one batch in
+// flight at a time. A failed batch goes back to the front of the buffer and
+// is retried on the next tick; records past the bound are dropped and
+// counted.
+type batcher struct {
+	queueID  uint32
+	buf      [][]byte
+	inflight int
+	max      int
+	batch    int
+	cluster  string
+	headers  [][2]string
+	timeout  uint32
+	encode   func(items [][]byte) []byte
+
+	sent, dropped, failures proxywasm.MetricCounter
+}
+
+// drain moves every queued record into the buffer.
+func (b *batcher) drain() {
+	for {
+		data, err := proxywasm.DequeueSharedQueue(b.queueID)
+		if err != nil || data == nil {
+			return
+		}
+		if len(b.buf)+b.inflight >= b.max {
+			b.dropped.Increment(1)
+			continue
+		}
+		b.buf = append(b.buf, data)
+	}
+}
+
+// flush sends one batch if none is in flight.
+func (b *batcher) flush() {
+	if b.inflight > 0 || len(b.buf) == 0 {
+		return
+	}
+	n := min(b.batch, len(b.buf))
+	items := append([][]byte(nil), b.buf[:n]...)
+	body := b.encode(items)
+	b.buf = append(b.buf[:0:0], b.buf[n:]...)
+	_, err := proxywasm.DispatchHttpCall(b.cluster, b.headers, body, nil, b.timeout, func(_, _, _ int) {
+		b.inflight = 0
+		st := callStatus()
+		if st == 200 {
+			b.sent.Increment(uint64(len(items)))
+			if len(b.buf) >= b.batch {
+				b.flush()
+			}
+			return
+		}
+		proxywasm.LogWarnf("trace: collector answered %d to a batch of %d spans; retrying on the next tick", st, len(items))
+		b.failures.Increment(1)
+		b.requeue(items)
+	})
+	if err != nil {
+		proxywasm.LogWarnf("trace: cannot send a batch to cluster %q: %v; retrying on the next tick", b.cluster, err)
+		b.failures.Increment(1)
+		b.requeue(items)
+		return
+	}
+	b.inflight = n
+}
+
+// requeue puts items back in front, dropping what exceeds the bound.
+func (b *batcher) requeue(items [][]byte) {
+	room := b.max - len(b.buf)
+	if room < len(items) {
+		if room < 0 {
+			room = 0
+		}
+		b.dropped.Increment(uint64(len(items) - room))
+		items = items[:room]
+	}
+	b.buf = append(items, b.buf...)
+}
+
+// callStatus returns the :status of the current http call response, or 0.
+func callStatus() int {
+	hs, err := proxywasm.GetHttpCallResponseHeaders()
+	if err != nil {
+		return 0
+	}
+	for _, h := range hs {
+		if h[0] == ":status" {
+			n, _ := strconv.Atoi(h[1])
+			return n
+		}
+	}
+	return 0
+}

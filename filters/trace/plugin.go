@@ -1,0 +1,193 @@
+package trace
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"strconv"
+
+	"github.com/meshwarden/meshwarden/filters/proxywasm"
+	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+)
+
+// Metric names the filter defines.
+const (
+	MetricExported     = "mw_trace_exported_total"
+	MetricDropped      = "mw_trace_dropped_total"
+	MetricSendFailures = "mw_trace_send_failures_total"
+)
+
+// NewVMContext returns the trace filter's VM context; the wasm main package
+// passes it to proxywasm.SetVMContext.
+func NewVMContext() proxywasm.VMContext { return &vmContext{} }
+
+type vmContext struct {
+	proxywasm.DefaultVMContext
+}
+
+func (*vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return &pluginContext{} }
+
+type pluginContext struct {
+	proxywasm.DefaultPluginContext
+	engine *Engine
+	cfg    *Config
+	b      batcher
+}
+
+// OnPluginStart parses and validates the configuration (a bad one refuses
+// the plugin with a log line naming the field) and starts the export tick.
+func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrEmpty) {
+		proxywasm.LogCriticalf("trace: cannot read the plugin configuration: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		proxywasm.LogCriticalf("trace: refusing to start: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	p.cfg, p.engine = cfg, NewEngine(cfg)
+	if cfg.DisableExport {
+		proxywasm.LogInfof("trace: started, export disabled")
+		return proxywasm.OnPluginStartStatusOK
+	}
+	qid, err := proxywasm.RegisterSharedQueue(cfg.Batch.QueueName)
+	if err != nil {
+		proxywasm.LogCriticalf("trace: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	p.b = batcher{
+		queueID: qid, max: cfg.Batch.BufferSpans, batch: cfg.Batch.MaxSpans,
+		cluster: cfg.Collector.Cluster, timeout: uint32(cfg.Collector.TimeoutMs),
+		headers: [][2]string{
+			{":method", "POST"}, {":path", cfg.Collector.Path}, {":authority", cfg.Collector.Authority},
+			{"content-type", "application/json"},
+		},
+		encode:   func(items [][]byte) []byte { return p.engine.AppendExport(nil, items) },
+		sent:     proxywasm.DefineCounterMetric(MetricExported),
+		dropped:  proxywasm.DefineCounterMetric(MetricDropped),
+		failures: proxywasm.DefineCounterMetric(MetricSendFailures),
+	}
+	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(cfg.Batch.FlushIntervalMs)); err != nil {
+		proxywasm.LogCriticalf("trace: refusing to start: cannot set the export tick: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	proxywasm.LogInfof("trace: started, exporting to cluster %q path %s", cfg.Collector.Cluster, cfg.Collector.Path)
+	return proxywasm.OnPluginStartStatusOK
+}
+
+// OnTick drains the span queue and exports a batch.
+func (p *pluginContext) OnTick() {
+	if p.cfg.DisableExport {
+		return
+	}
+	p.b.drain()
+	p.b.flush()
+}
+
+// OnQueueReady drains the queue and exports a full batch at once.
+func (p *pluginContext) OnQueueReady(uint32) {
+	if p.cfg.DisableExport {
+		return
+	}
+	p.b.drain()
+	if len(p.b.buf) >= p.b.batch {
+		p.b.flush()
+	}
+}
+
+func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
+
+type httpContext struct {
+	proxywasm.DefaultHttpContext
+	p       *pluginContext
+	started bool
+	hop     Hop
+	span    Span
+}
+
+// OnHttpRequestHeaders continues or starts the trace and writes this hop's
+// traceparent.
+func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
+	hop, err := h.p.engine.Start(hostRequest{}, crand.Reader)
+	if err != nil {
+		proxywasm.LogErrorf("trace: no randomness for new ids: %v", err)
+		return proxywasm.ActionContinue
+	}
+	h.started, h.hop = true, hop
+	if !hop.Span.Sampled() || h.p.cfg.DisableExport {
+		return proxywasm.ActionContinue
+	}
+	s := &h.span
+	s.TraceID, s.SpanID, s.Parent = hop.Span.TraceID, hop.Span.SpanID, hop.Parent
+	s.StartNS = proxywasm.GetCurrentTime().UnixNano()
+	s.Method, _ = proxywasm.GetHttpRequestHeader(":method")
+	path, _ := proxywasm.GetHttpRequestHeader(":path")
+	for i := 0; i < len(path); i++ {
+		if path[i] == '?' {
+			path = path[:i]
+			break
+		}
+	}
+	s.Path = path
+	s.Lane, _ = proxywasm.GetHttpRequestHeader(mwdye.Header)
+	if v, err := proxywasm.GetProperty([]string{"connection", "uri_san_peer_certificate"}); err == nil {
+		s.Peer = string(v)
+	}
+	if v, err := proxywasm.GetProperty([]string{"source", "address"}); err == nil {
+		s.PeerAddr = string(v)
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnHttpResponseHeaders records the status and the route chosen.
+func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
+	if h.span.StartNS != 0 {
+		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+			h.span.Status, _ = strconv.Atoi(v)
+		}
+		if v, err := proxywasm.GetProperty([]string{"route_name"}); err == nil {
+			h.span.Route = string(v)
+		}
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnHttpStreamDone ends the span and queues it for export.
+func (h *httpContext) OnHttpStreamDone() {
+	if h.span.StartNS == 0 {
+		return
+	}
+	s := &h.span
+	s.EndNS = max(proxywasm.GetCurrentTime().UnixNano(), s.StartNS)
+	s.Name = s.Method
+	if s.Route != "" {
+		s.Name += " " + s.Route
+	}
+	if err := proxywasm.EnqueueSharedQueue(h.p.b.queueID, h.p.engine.AppendSpanJSON(nil, s)); err != nil {
+		h.p.b.dropped.Increment(1)
+	}
+}
+
+// hostRequest is the Request of the current stream, through hostcalls.
+type hostRequest struct{}
+
+func (hostRequest) Header(name string) (string, bool) {
+	v, err := proxywasm.GetHttpRequestHeader(name)
+	return v, err == nil && v != ""
+}
+
+func (hostRequest) SetHeader(name, value string) {
+	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
+		proxywasm.LogErrorf("trace: cannot set header %s: %v", name, err)
+	}
+}
+
+func (hostRequest) RemoveHeader(name string) { _ = proxywasm.RemoveHttpRequestHeader(name) }
+
+var (
+	_ proxywasm.VMContext     = (*vmContext)(nil)
+	_ proxywasm.PluginContext = (*pluginContext)(nil)
+	_ proxywasm.HttpContext   = (*httpContext)(nil)
+	_ Request                 = hostRequest{}
+)
