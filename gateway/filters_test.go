@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/meshwarden/meshwarden/gateway/modules"
+)
+
+var (
+	guestOnce sync.Once
+	guestWasm []byte
+	guestErr  error
+)
+
+// headersGuest builds gateway/wasmhost's "headers" test guest (it copies
+// x-mw-dye into x-mw-lane, default "stable", and adds x-mw-filtered to
+// responses) with the standard toolchain.
+func headersGuest(t testing.TB) []byte {
+	t.Helper()
+	guestOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gw-guest-")
+		if err != nil {
+			guestErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "headers.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasmhost/testdata/guests/headers")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			guestErr = fmt.Errorf("build headers guest: %v\n%s", err, msg)
+			return
+		}
+		guestWasm, guestErr = os.ReadFile(out)
+	})
+	if guestErr != nil {
+		t.Fatal(guestErr)
+	}
+	return guestWasm
+}
+
+// moduleServer serves modules by path and counts fetches.
+type moduleServer struct {
+	*httptest.Server
+	fetches atomic.Int64
+	mu      sync.Mutex
+	files   map[string][]byte
+}
+
+func startModuleServer(t *testing.T) *moduleServer {
+	ms := &moduleServer{files: map[string][]byte{}}
+	ms.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ms.fetches.Add(1)
+		ms.mu.Lock()
+		b, ok := ms.files[r.URL.Path]
+		ms.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(ms.Close)
+	return ms
+}
+
+func (ms *moduleServer) put(path string, b []byte) {
+	ms.mu.Lock()
+	ms.files[path] = b
+	ms.mu.Unlock()
+}
+
+func configDump(t *testing.T, admin string) ConfigDump {
+	t.Helper()
+	resp, err := http.Get(admin + "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d ConfigDump
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestFiltersFromECDS(t *testing.T) {
+	wasm := headersGuest(t)
+	sha := modules.Sum(wasm)
+	ms := startModuleServer(t)
+	ms.put("/headers.wasm", wasm)
+	plane := startPlane(t)
+	stable, canary := startUpstream(t, "stable"), startUpstream(t, "canary")
+	gw := startGateway(t, plane, "gw-filters", nil)
+	// Routes match x-mw-lane, a header only the filter sets: a request can
+	// reach "stable" only if the route is chosen after the filter ran.
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{
+			{Name: "canary", Match: prefixMatch("/", &route.HeaderMatcher{Name: "x-mw-lane", HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{
+				StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: "canary"}}}}), Action: routeTo("canary")},
+			{Name: "stable", Match: prefixMatch("/", &route.HeaderMatcher{Name: "x-mw-lane",
+				HeaderMatchSpecifier: &route.HeaderMatcher_PresentMatch{PresentMatch: true}}), Action: routeTo("stable")},
+		}}}}
+	base := func(ext *core.TypedExtensionConfig) {
+		plane.set("gw-filters", httpListener(t, gw.port(), "r", "mw-headers"), rc, ext,
+			edsCluster("stable", nil), edsCluster("canary", nil),
+			cla("stable", lbEndpoint(stable.addr(), 0)), cla("canary", lbEndpoint(canary.addr(), 0)))
+	}
+	base(wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", sha, false))
+	eventually(t, 20*time.Second, "readiness", gw.g.Ready)
+	c := &http.Client{}
+
+	check := func(t *testing.T) {
+		t.Helper()
+		code, body, h := get(t, c, gw.url+"/x")
+		if code != 200 || body != "stable" || h.Get("X-Mw-Filtered") != "1" {
+			t.Fatalf("no lane: %d %q filtered=%q, want 200 stable 1", code, body, h.Get("X-Mw-Filtered"))
+		}
+		if got := (*stable.last.Load()).Get("X-Mw-Seen"); got != "1" {
+			t.Fatalf("upstream saw x-mw-seen=%q, want the filter's 1", got)
+		}
+		code, body, _ = get(t, c, gw.url+"/x", "x-mw-dye", "canary")
+		if code != 200 || body != "canary" {
+			t.Fatalf("lane canary: %d %q", code, body)
+		}
+	}
+	t.Run("filter effects upstream and route after filters", check)
+
+	t.Run("bad sha256: last known good keeps running, reason visible", func(t *testing.T) {
+		bad := strings.Repeat("0", 64)
+		base(wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", bad, false))
+		eventually(t, 10*time.Second, "filter error in config_dump", func() bool {
+			for _, f := range configDump(t, gw.admin).Filters {
+				if f.Name == "mw-headers" && f.State == "last_known_good" && strings.Contains(f.LastError, "sha256") {
+					return true
+				}
+			}
+			return false
+		})
+		check(t)
+		resp, err := http.Get(gw.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var sb strings.Builder
+		_, _ = fmt.Fprint(&sb, readAll(t, resp))
+		for _, want := range []string{`meshwarden_gateway_filter_module_errors_total{filter="mw-headers"}`,
+			`meshwarden_gateway_filter_callback_duration_seconds_count{filter="mw-headers"`, `meshwarden_gateway_xds_connected 1`,
+			`meshwarden_gateway_requests_total{cluster="stable",code="200",route="stable"}`} {
+			if !strings.Contains(sb.String(), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+
+	t.Run("fail closed without a known good version", func(t *testing.T) {
+		gw2 := startGateway(t, plane, "gw-filters-closed", nil)
+		plane.set("gw-filters-closed", httpListener(t, gw2.port(), "r", "mw-headers"), rc,
+			wasmExt(t, "mw-headers", ms.URL+"/missing.wasm", sha, false),
+			edsCluster("stable", nil), edsCluster("canary", nil),
+			cla("stable", lbEndpoint(stable.addr(), 0)), cla("canary", lbEndpoint(canary.addr(), 0)))
+		eventually(t, 10*time.Second, "readiness", gw2.g.Ready)
+		if code, _, _ := get(t, c, gw2.url+"/x"); code != http.StatusServiceUnavailable {
+			t.Fatalf("fail-closed filter missing: %d, want 503", code)
+		}
+		// The module appears on the server: the gateway retries and recovers
+		// without a new xDS push.
+		ms.put("/missing.wasm", wasm)
+		eventually(t, 15*time.Second, "recovery once the module is served", func() bool {
+			code, body, _ := get(t, c, gw2.url+"/x")
+			return code == 200 && body == "stable"
+		})
+	})
+
+	t.Run("fail open without a known good version", func(t *testing.T) {
+		gw3 := startGateway(t, plane, "gw-filters-open", nil)
+		plane.set("gw-filters-open", httpListener(t, gw3.port(), "r", "mw-headers"), rc,
+			wasmExt(t, "mw-headers", ms.URL+"/nowhere.wasm", sha[:63]+"f", true),
+			edsCluster("stable", nil), edsCluster("canary", nil),
+			cla("stable", lbEndpoint(stable.addr(), 0)), cla("canary", lbEndpoint(canary.addr(), 0)))
+		eventually(t, 10*time.Second, "readiness", gw3.g.Ready)
+		// Skipped filter: no x-mw-lane is set, so no route matches.
+		if code, _, h := get(t, c, gw3.url+"/x"); code != http.StatusNotFound || h.Get("X-Mw-Filtered") != "" {
+			t.Fatalf("fail-open filter missing: %d, want 404 without the filter's header", code)
+		}
+	})
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	var sb strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			return sb.String()
+		}
+	}
+}
