@@ -318,6 +318,9 @@ func (m *Manager) install(ctx context.Context, e *entry, c *Certificate) error {
 			}
 		}
 	}
+	if err := m.writeLeaf(c); err != nil {
+		m.log.Error("write certificate files", "name", e.name, "err", err)
+	}
 	m.mu.Lock()
 	prev := e.cert
 	e.cert = c
@@ -331,9 +334,6 @@ func (m *Manager) install(ctx context.Context, e *entry, c *Certificate) error {
 		m.log.Info("certificate issued", "name", e.name, "serial", c.Serial(), "spiffe", c.SPIFFEID, "not_after", c.NotAfter())
 	} else {
 		m.log.Info("certificate renewed", "name", e.name, "serial", c.Serial(), "previous_serial", prev.Serial(), "not_after", c.NotAfter())
-	}
-	if err := m.writeLeaf(c); err != nil {
-		m.log.Error("write certificate files", "name", e.name, "err", err)
 	}
 	m.notify()
 	return nil
