@@ -47,6 +47,14 @@ func TestMain(m *testing.M) {
 // GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
 func guest(tb testing.TB, name string) []byte {
 	tb.Helper()
+	return guestPkg(tb, name, "./testdata/guests/"+name)
+}
+
+// guestPkg builds the wasm main package pkg (relative to this directory)
+// once per test binary run, cached under key.
+func guestPkg(tb testing.TB, key, pkg string) []byte {
+	tb.Helper()
+	name := key
 	builds.mu.Lock()
 	b := builds.once[name]
 	if b == nil {
@@ -55,8 +63,8 @@ func guest(tb testing.TB, name string) []byte {
 	}
 	builds.mu.Unlock()
 	b.once.Do(func() {
-		out := filepath.Join(builds.dir, name+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/guests/"+name)
+		out := filepath.Join(builds.dir, strings.ReplaceAll(name, "/", "_")+".wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("build guest %s: %v\n%s", name, err, msg)

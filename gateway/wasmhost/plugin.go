@@ -174,7 +174,9 @@ func (p *Plugin) discard(in *instance) {
 	p.mu.Lock()
 	delete(p.all, in)
 	p.mu.Unlock()
+	in.mu.Lock() // the background loop may still be finishing with it
 	in.close()
+	in.mu.Unlock()
 	p.stats.instances.Add(-1)
 	p.stats.replaced.Add(1)
 	<-p.slots
