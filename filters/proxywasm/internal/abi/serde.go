@@ -1,0 +1,93 @@
+package abi
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// SerializeMap encodes pairs the way ABI 0.2.1 passes header maps: a
+// little-endian u32 count, then a (key size, value size) u32 pair per entry,
+// then every key and value in order, each followed by a NUL byte. An empty map
+// encodes to nil.
+func SerializeMap(pairs [][2]string) []byte {
+	if len(pairs) == 0 {
+		return nil
+	}
+	size := 4
+	for _, p := range pairs {
+		size += 8 + len(p[0]) + len(p[1]) + 2
+	}
+	b := make([]byte, 4+8*len(pairs), size)
+	binary.LittleEndian.PutUint32(b, uint32(len(pairs)))
+	for i, p := range pairs {
+		binary.LittleEndian.PutUint32(b[4+8*i:], uint32(len(p[0])))
+		binary.LittleEndian.PutUint32(b[8+8*i:], uint32(len(p[1])))
+	}
+	for _, p := range pairs {
+		b = append(b, p[0]...)
+		b = append(b, 0)
+		b = append(b, p[1]...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// errMalformedMap is wrapped by DeserializeMap's errors.
+var errMalformedMap = errors.New("malformed serialized header map")
+
+// DeserializeMap decodes a map encoded by SerializeMap (or by the host). An
+// empty input is an empty map. A truncated or inconsistent input is an error,
+// never a panic: the bytes come from the host.
+func DeserializeMap(b []byte) ([][2]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b) < 4 {
+		return nil, fmt.Errorf("%w: %d bytes, want at least 4", errMalformedMap, len(b))
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	if n == 0 {
+		return nil, nil
+	}
+	if n > (len(b)-4)/8 {
+		return nil, fmt.Errorf("%w: %d entries do not fit in %d bytes", errMalformedMap, n, len(b))
+	}
+	out := make([][2]string, n)
+	data := b[4+8*n:]
+	// One string for all keys and values: a single allocation.
+	all := string(data)
+	off := 0
+	for i := range n {
+		kl := int(binary.LittleEndian.Uint32(b[4+8*i:]))
+		vl := int(binary.LittleEndian.Uint32(b[8+8*i:]))
+		if kl < 0 || vl < 0 || kl > len(all)-off || vl > len(all)-off-kl || len(all)-off-kl-vl < 2 {
+			return nil, fmt.Errorf("%w: entry %d (key %d bytes, value %d bytes) overruns the data", errMalformedMap, i, kl, vl)
+		}
+		out[i][0] = all[off : off+kl]
+		off += kl + 1
+		out[i][1] = all[off : off+vl]
+		off += vl + 1
+	}
+	return out, nil
+}
+
+// SerializePropertyPath joins path segments with NUL bytes, the encoding of
+// proxy_get_property / proxy_set_property paths.
+func SerializePropertyPath(path []string) []byte {
+	if len(path) == 0 {
+		return nil
+	}
+	size := len(path) - 1
+	for _, s := range path {
+		size += len(s)
+	}
+	b := make([]byte, 0, size)
+	for i, s := range path {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, s...)
+	}
+	return b
+}

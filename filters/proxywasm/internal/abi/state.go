@@ -1,0 +1,370 @@
+package abi
+
+import (
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+// HTTPCallback receives the response of a DispatchHttpCall.
+type HTTPCallback = func(numHeaders, bodySize, numTrailers int)
+
+type callout struct {
+	contextID uint32 // the context that dispatched the call
+	cb        HTTPCallback
+}
+
+type pluginEntry struct {
+	ctx      types.PluginContext
+	callouts map[uint32]callout // by token
+}
+
+type streamEntry struct {
+	rootID uint32
+	http   types.HttpContext
+	tcp    types.TcpContext
+}
+
+// State is everything the guest remembers between callbacks: the VM context,
+// the plugin and stream contexts by id, the pending HTTP callouts, the memory
+// pinned for the host, and the return slots hostcalls write into.
+//
+// A wasm module has exactly one of these, in the package variable vm: the
+// host's callbacks are plain exported functions with no receiver, so the
+// registry they reach is necessarily package-level. It is the one documented
+// exception to "no global mutable state"; keeping it in one struct makes it
+// resettable (Reset) for native tests.
+type State struct {
+	host      Host
+	vmContext types.VMContext
+	plugins   map[uint32]*pluginEntry
+	streams   map[uint32]*streamEntry
+
+	// active is the context of the callback being run; hostcalls that need a
+	// context (DispatchHttpCall) read it.
+	active uint32
+	depth  int
+
+	// pinned holds every buffer proxy_on_memory_allocate handed to the host
+	// during the current top-level callback. Go's GC does not know the host
+	// holds a pointer into it; without this reference it could free the
+	// buffer while the host still writes into it. Cleared when the outermost
+	// callback returns.
+	pinned [][]byte
+
+	// Return slots for hostcalls. They live in this heap object, never on a
+	// goroutine stack: a hostcall may re-enter the guest (allocation), and a
+	// growing stack would move a stack slot after its address was passed.
+	slotPtr, slotSize, slotAux uint32
+	slotU64                    uint64
+}
+
+// vm is the guest's one registry (see State).
+var vm = newState()
+
+func newState() *State {
+	return &State{
+		host:    defaultHost(),
+		plugins: map[uint32]*pluginEntry{},
+		streams: map[uint32]*streamEntry{},
+	}
+}
+
+// CurrentHost returns the host hostcalls go to.
+func CurrentHost() Host { return vm.host }
+
+// SetVMContext installs the filter's VM context. Call it from main (or init).
+func SetVMContext(ctx types.VMContext) { vm.vmContext = ctx }
+
+// ActiveContextID returns the id of the context whose callback is running.
+func ActiveContextID() uint32 { return vm.active }
+
+// RegisterHTTPCallout remembers cb for the response to token, dispatched from
+// the active context.
+func RegisterHTTPCallout(token uint32, cb HTTPCallback) {
+	root := vm.rootOf(vm.active)
+	p := vm.plugins[root]
+	if p == nil {
+		return
+	}
+	if p.callouts == nil {
+		p.callouts = map[uint32]callout{}
+	}
+	p.callouts[token] = callout{contextID: vm.active, cb: cb}
+}
+
+func (s *State) rootOf(id uint32) uint32 {
+	if st, ok := s.streams[id]; ok {
+		return st.rootID
+	}
+	return id
+}
+
+// enter marks the start of a callback for context id.
+func (s *State) enter(id uint32) (prev uint32) {
+	s.depth++
+	prev = s.active
+	s.active = id
+	return prev
+}
+
+// leave ends a callback; the outermost one releases the pinned buffers.
+func (s *State) leave(prev uint32) {
+	s.active = prev
+	s.depth--
+	if s.depth == 0 {
+		clear(s.pinned)
+		s.pinned = s.pinned[:0]
+	}
+}
+
+// Allocate is proxy_on_memory_allocate: it returns a zeroed buffer of size
+// bytes, pinned until the current top-level callback returns.
+func Allocate(size uint32) []byte {
+	if size == 0 {
+		size = 1
+	}
+	b := make([]byte, size)
+	vm.pinned = append(vm.pinned, b)
+	return b
+}
+
+// OnContextCreate is proxy_on_context_create.
+func OnContextCreate(contextID, parentID uint32) {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if parentID == 0 {
+		if vm.vmContext == nil {
+			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from main or init")
+		}
+		vm.plugins[contextID] = &pluginEntry{ctx: vm.vmContext.NewPluginContext(contextID)}
+		return
+	}
+	p := vm.plugins[parentID]
+	if p == nil {
+		panic("proxywasm: stream context created under an unknown plugin context")
+	}
+	if h := p.ctx.NewHttpContext(contextID); h != nil {
+		vm.streams[contextID] = &streamEntry{rootID: parentID, http: h}
+		return
+	}
+	if t := p.ctx.NewTcpContext(contextID); t != nil {
+		vm.streams[contextID] = &streamEntry{rootID: parentID, tcp: t}
+		return
+	}
+	panic("proxywasm: the plugin context returned neither an HttpContext nor a TcpContext")
+}
+
+// OnVMStart is proxy_on_vm_start.
+func OnVMStart(rootID uint32, vmConfigSize int) bool {
+	prev := vm.enter(rootID)
+	defer vm.leave(prev)
+	if vm.vmContext == nil {
+		return false
+	}
+	return bool(vm.vmContext.OnVMStart(vmConfigSize))
+}
+
+// OnConfigure is proxy_on_configure.
+func OnConfigure(rootID uint32, pluginConfigSize int) bool {
+	prev := vm.enter(rootID)
+	defer vm.leave(prev)
+	p := vm.plugins[rootID]
+	if p == nil {
+		return false
+	}
+	return bool(p.ctx.OnPluginStart(pluginConfigSize))
+}
+
+// OnTick is proxy_on_tick.
+func OnTick(rootID uint32) {
+	prev := vm.enter(rootID)
+	defer vm.leave(prev)
+	if p := vm.plugins[rootID]; p != nil {
+		p.ctx.OnTick()
+	}
+}
+
+// OnQueueReady is proxy_on_queue_ready.
+func OnQueueReady(rootID, queueID uint32) {
+	prev := vm.enter(rootID)
+	defer vm.leave(prev)
+	if p := vm.plugins[rootID]; p != nil {
+		p.ctx.OnQueueReady(queueID)
+	}
+}
+
+// OnDone is proxy_on_done. Stream contexts are always done; a plugin context
+// answers with OnPluginDone (false: it calls PluginDone later).
+func OnDone(contextID uint32) bool {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if p := vm.plugins[contextID]; p != nil {
+		return p.ctx.OnPluginDone()
+	}
+	return true
+}
+
+// OnLog is proxy_on_log: the end of a stream, headers still readable.
+func OnLog(contextID uint32) {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if s := vm.streams[contextID]; s != nil {
+		switch {
+		case s.http != nil:
+			s.http.OnHttpStreamDone()
+		case s.tcp != nil:
+			s.tcp.OnStreamDone()
+		}
+	}
+}
+
+// OnDelete is proxy_on_delete: the context is forgotten.
+func OnDelete(contextID uint32) {
+	delete(vm.streams, contextID)
+	delete(vm.plugins, contextID)
+}
+
+func (s *State) http(id uint32) types.HttpContext {
+	if e := s.streams[id]; e != nil {
+		return e.http
+	}
+	return nil
+}
+
+func (s *State) tcp(id uint32) types.TcpContext {
+	if e := s.streams[id]; e != nil {
+		return e.tcp
+	}
+	return nil
+}
+
+// OnRequestHeaders is proxy_on_request_headers.
+func OnRequestHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if h := vm.http(contextID); h != nil {
+		return h.OnHttpRequestHeaders(numHeaders, endOfStream)
+	}
+	return types.ActionContinue
+}
+
+// OnRequestBody is proxy_on_request_body.
+func OnRequestBody(contextID uint32, bodySize int, endOfStream bool) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if h := vm.http(contextID); h != nil {
+		return h.OnHttpRequestBody(bodySize, endOfStream)
+	}
+	return types.ActionContinue
+}
+
+// OnRequestTrailers is proxy_on_request_trailers.
+func OnRequestTrailers(contextID uint32, numTrailers int) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if h := vm.http(contextID); h != nil {
+		return h.OnHttpRequestTrailers(numTrailers)
+	}
+	return types.ActionContinue
+}
+
+// OnResponseHeaders is proxy_on_response_headers.
+func OnResponseHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if h := vm.http(contextID); h != nil {
+		return h.OnHttpResponseHeaders(numHeaders, endOfStream)
+	}
+	return types.ActionContinue
+}
+
+// OnResponseBody is proxy_on_response_body.
+func OnResponseBody(contextID uint32, bodySize int, endOfStream bool) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if h := vm.http(contextID); h != nil {
+		return h.OnHttpResponseBody(bodySize, endOfStream)
+	}
+	return types.ActionContinue
+}
+
+// OnResponseTrailers is proxy_on_response_trailers.
+func OnResponseTrailers(contextID uint32, numTrailers int) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if h := vm.http(contextID); h != nil {
+		return h.OnHttpResponseTrailers(numTrailers)
+	}
+	return types.ActionContinue
+}
+
+// OnHTTPCallResponse is proxy_on_http_call_response: it runs the callback
+// registered for token with the dispatching context made effective again.
+func OnHTTPCallResponse(rootID, token uint32, numHeaders, bodySize, numTrailers int) {
+	prev := vm.enter(rootID)
+	defer vm.leave(prev)
+	p := vm.plugins[rootID]
+	if p == nil {
+		return
+	}
+	c, ok := p.callouts[token]
+	if !ok {
+		return
+	}
+	delete(p.callouts, token)
+	if c.contextID != rootID {
+		if _, alive := vm.streams[c.contextID]; !alive {
+			return // the stream ended before the response came back
+		}
+		vm.host.SetEffectiveContext(c.contextID)
+	}
+	vm.active = c.contextID
+	c.cb(numHeaders, bodySize, numTrailers)
+}
+
+// OnNewConnection is proxy_on_new_connection.
+func OnNewConnection(contextID uint32) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if t := vm.tcp(contextID); t != nil {
+		return t.OnNewConnection()
+	}
+	return types.ActionContinue
+}
+
+// OnDownstreamData is proxy_on_downstream_data.
+func OnDownstreamData(contextID uint32, size int, endOfStream bool) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if t := vm.tcp(contextID); t != nil {
+		return t.OnDownstreamData(size, endOfStream)
+	}
+	return types.ActionContinue
+}
+
+// OnDownstreamConnectionClose is proxy_on_downstream_connection_close.
+func OnDownstreamConnectionClose(contextID uint32, peer types.PeerType) {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if t := vm.tcp(contextID); t != nil {
+		t.OnDownstreamClose(peer)
+	}
+}
+
+// OnUpstreamData is proxy_on_upstream_data.
+func OnUpstreamData(contextID uint32, size int, endOfStream bool) types.Action {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if t := vm.tcp(contextID); t != nil {
+		return t.OnUpstreamData(size, endOfStream)
+	}
+	return types.ActionContinue
+}
+
+// OnUpstreamConnectionClose is proxy_on_upstream_connection_close.
+func OnUpstreamConnectionClose(contextID uint32, peer types.PeerType) {
+	prev := vm.enter(contextID)
+	defer vm.leave(prev)
+	if t := vm.tcp(contextID); t != nil {
+		t.OnUpstreamClose(peer)
+	}
+}
