@@ -1,0 +1,286 @@
+package certs
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// writeCA writes a fresh self-signed CA into dir and returns its paths and
+// certificate.
+func writeCA(t testing.TB, dir, cn string) (string, string, *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	cf, kf := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return cf, kf, c
+}
+
+func runManager(t *testing.T, opts Options) *Manager {
+	t.Helper()
+	m, err := NewManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = m.Run(ctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	return m
+}
+
+func TestFileCAIssueRenewAndRootRotation(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf, ca1 := writeCA(t, dir, "ca-one")
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := runManager(t, Options{Issuer: fca, RootsPoll: 50 * time.Millisecond, MinRefresh: 10 * time.Millisecond,
+		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 2 * time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := m.Wait(ctx, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.SPIFFEID != "spiffe://mesh.test/ns/default/dc/dc1/svc/api" {
+		t.Fatalf("SPIFFE id = %q", first.SPIFFEID)
+	}
+	if at := m.RenewAt(first); at.Sub(first.NotAfter()) != -2*time.Second {
+		t.Fatalf("renewal at %s before expiry, want 2s (RenewBefore)", first.NotAfter().Sub(at))
+	}
+	waitFor(t, 10*time.Second, "a file-CA renewal", func() bool { return m.Certificate("api").Serial() != first.Serial() })
+
+	// Rotate: new CA files, Reload. The bundle holds both roots.
+	cf2dir := t.TempDir()
+	cf2, kf2, ca2 := writeCA(t, cf2dir, "ca-two")
+	if err := os.Rename(cf2, cf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(kf2, kf); err != nil {
+		t.Fatal(err)
+	}
+	if err := fca.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a leaf under the new root", func() bool {
+		p := x509.NewCertPool()
+		p.AddCert(ca2)
+		return m.Certificate("api").Verify(p, time.Now()) == nil
+	})
+	roots := m.Roots()
+	if len(roots) != 2 || !roots[0].Equal(ca1) || !roots[1].Equal(ca2) {
+		t.Fatalf("bundle = %d roots, want [ca-one ca-two] during the grace period", len(roots))
+	}
+}
+
+func TestRootGraceDropsOldRoot(t *testing.T) {
+	dir := t.TempDir()
+	_, _, ca1 := writeCA(t, dir, "one")
+	_, _, ca2 := writeCA(t, t.TempDir(), "two")
+	m, err := NewManager(Options{Issuer: &FileCA{}, RootGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.setRoots([]*x509.Certificate{ca1})
+	m.setRoots([]*x509.Certificate{ca2})
+	if n := len(m.Roots()); n != 2 {
+		t.Fatalf("right after the rotation the bundle has %d roots, want 2", n)
+	}
+	time.Sleep(60 * time.Millisecond) // the grace period itself is under test
+	m.setRoots([]*x509.Certificate{ca2})
+	if r := m.Roots(); len(r) != 1 || !r[0].Equal(ca2) {
+		t.Fatalf("after the grace period the bundle has %d roots, want only the new one", len(r))
+	}
+}
+
+func TestAlarm(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf, _ := writeCA(t, dir, "ca")
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 90 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fca.Issue(context.Background(), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Life is 91m (1m backdating): renewBefore defaults to ~30m20s.
+	na := c.NotAfter()
+	m, err := NewManager(Options{Issuer: fca, AlarmAfterFailures: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		now      time.Time
+		failures int
+		cert     *Certificate
+		want     string
+	}{
+		{"fresh", na.Add(-80 * time.Minute), 0, c, ""},
+		{"failing but far from expiry", na.Add(-80 * time.Minute), 10, c, ""},
+		{"in window, two failures", na.Add(-20 * time.Minute), 2, c, ""},
+		{"in window, three failures", na.Add(-20 * time.Minute), 3, c, "renewals in a row failed"},
+		{"near expiry without failures", na.Add(-5 * time.Minute), 0, c, "has not been renewed"},
+		{"expired", na.Add(time.Second), 0, c, "expired"},
+		{"never issued", time.Now(), 3, nil, "no certificate yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &entry{name: "svc", cert: tc.cert, failures: tc.failures, lastErr: errors.New("ca down")}
+			got := m.alarmLocked(e, tc.now)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("alarm = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKeyNeverPrinted(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf, _ := writeCA(t, dir, "ca")
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fca.Issue(context.Background(), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(c)
+	for _, tc := range []struct{ name, out string }{
+		{"%v", fmt.Sprintf("%v", c)},
+		{"%+v", fmt.Sprintf("%+v", *c)},
+		{"%#v", fmt.Sprintf("%#v", *c)},
+		{"%s key", fmt.Sprintf("%s", c.Key)},
+		{"%x key", fmt.Sprintf("%x", c.Key)},
+		{"json", string(js)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.out, "PRIVATE KEY") || strings.Contains(tc.out, "2d2d2d2d2d") {
+				t.Fatalf("key leaked: %.120s", tc.out)
+			}
+		})
+	}
+	if !strings.Contains(string(c.Key), "PRIVATE KEY") {
+		t.Fatal("the key bytes themselves are missing")
+	}
+}
+
+func TestSecretsValidateAndLiveSwap(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf, _ := writeCA(t, dir, "ca")
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := runManager(t, Options{Issuer: fca})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := m.Wait(ctx, ir.GatewayNodeCluster); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Changed():
+	case <-ctx.Done():
+		t.Fatal("Changed did not fire after issuance")
+	}
+	secrets, err := m.Secrets(NodeInfo{ID: "gw-1", Cluster: ir.GatewayNodeCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets) != 2 || secrets[0].GetName() != ir.LeafSecretName(ir.GatewayNodeCluster) || secrets[1].GetName() != ir.RootsSecretName {
+		t.Fatalf("secrets = %v", secrets)
+	}
+	for _, s := range secrets {
+		if err := s.ValidateAll(); err != nil {
+			t.Fatalf("secret %s: %v", s.GetName(), err)
+		}
+	}
+	get := m.GetCertificate(ir.GatewayNodeCluster)
+	before, _ := get(&tls.ClientHelloInfo{})
+	// A manual re-issue (as a renewal would) is served at the next handshake.
+	c, err := fca.Issue(ctx, ir.GatewayNodeCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.RLock()
+	e := m.leaves[ir.GatewayNodeCluster]
+	m.mu.RUnlock()
+	if err := m.install(ctx, e, c); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := get(&tls.ClientHelloInfo{})
+	if before.Leaf.Equal(after.Leaf) || !after.Leaf.Equal(c.Leaf) {
+		t.Fatal("GetCertificate did not switch to the new certificate")
+	}
+}
+
+func TestInstallRejectsLeafOutsideBundle(t *testing.T) {
+	cf, kf, _ := writeCA(t, t.TempDir(), "mine")
+	mine, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf2, kf2, _ := writeCA(t, t.TempDir(), "stranger")
+	stranger, err := NewFileCA(FileCAOptions{CertFile: cf2, KeyFile: kf2, TrustDomain: "mesh.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := runManager(t, Options{Issuer: mine})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	good, err := m.Wait(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := stranger.Issue(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.RLock()
+	e := m.leaves["svc"]
+	m.mu.RUnlock()
+	if err := m.install(ctx, e, bad); err == nil || !strings.Contains(err.Error(), "does not chain to the trust bundle") {
+		t.Fatalf("install of a foreign leaf: err = %v, want a refusal", err)
+	}
+	if m.Certificate("svc").Serial() != good.Serial() {
+		t.Fatal("the foreign leaf replaced the good one")
+	}
+}
