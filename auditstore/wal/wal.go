@@ -10,6 +10,7 @@
 package wal
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -156,6 +157,9 @@ func (w *WAL) recover(ctx context.Context) error {
 	}
 	w.lastCkptT = time.Now()
 	if w.opt.Signer != nil {
+		if err := trimTornLine(filepath.Join(w.opt.Dir, CheckpointFile)); err != nil {
+			return err
+		}
 		f, err := os.OpenFile(filepath.Join(w.opt.Dir, CheckpointFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			return fmt.Errorf("open checkpoint log: %w", err)
@@ -603,4 +607,21 @@ func (w *WAL) retain(now time.Time) {
 		segs = segs[1:]
 	}
 	_ = syncDir(w.opt.Dir)
+}
+
+// trimTornLine cuts a partial last line (a crash while appending a
+// checkpoint) so the next checkpoint starts on a line of its own.
+func trimTornLine(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) || len(data) == 0 || data[len(data)-1] == '\n' {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read checkpoint log: %w", err)
+	}
+	keep := bytes.LastIndexByte(data, '\n') + 1
+	if err := os.Truncate(path, int64(keep)); err != nil {
+		return fmt.Errorf("trim torn checkpoint line: %w", err)
+	}
+	return nil
 }

@@ -298,3 +298,44 @@ func TestStoredRecordsRehashToTheirHash(t *testing.T) {
 		t.Fatalf("a stored record with invalid UTF-8 input does not re-hash to its hash: %s vs %s", h, got[0].Hash)
 	}
 }
+
+func TestRecoveryEdgeCases(t *testing.T) {
+	t.Run("empty segment after a rotation crash", func(t *testing.T) {
+		dir := t.TempDir()
+		w := openT(t, Options{Dir: dir, Signer: key(t)})
+		a := appendN(t, w, 0, 4)
+		w.Close()
+		// A crash right after the next segment was created, before its first write.
+		if err := os.WriteFile(filepath.Join(dir, segmentName(5)), nil, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		w = openT(t, Options{Dir: dir, Signer: key(t)})
+		b := appendN(t, w, 4, 2)
+		w.Close()
+		if b.FirstSeq != 5 {
+			t.Fatalf("first seq after recovery %d, want 5", b.FirstSeq)
+		}
+		got := readAll(t, dir)
+		if len(got) != 6 || got[4].PrevHash != a.Hash {
+			t.Fatalf("chain does not continue across the empty segment: %d records", len(got))
+		}
+	})
+	t.Run("torn checkpoint line", func(t *testing.T) {
+		dir := t.TempDir()
+		w := openT(t, Options{Dir: dir, Signer: key(t), CheckpointEvery: 2})
+		appendN(t, w, 0, 4)
+		w.Close()
+		appendBytes(t, filepath.Join(dir, CheckpointFile), []byte(`{"seq":9,"ha`))
+		k := key(t)
+		w = openT(t, Options{Dir: dir, Signer: k, CheckpointEvery: 2})
+		appendN(t, w, 4, 4)
+		w.Close()
+		cps, err := ReadCheckpoints(dir)
+		if err != nil {
+			t.Fatalf("checkpoint log unreadable after a torn line and more checkpoints: %v", err)
+		}
+		if cps[len(cps)-1].Seq != 8 {
+			t.Fatalf("last checkpoint seq %d, want 8", cps[len(cps)-1].Seq)
+		}
+	})
+}
