@@ -1,0 +1,243 @@
+package dye_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/meshwarden/meshwarden/gateway/wasmhost"
+	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+var wasmBuild struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+// builtWasm builds ./wasm with the standard toolchain once per test binary.
+func builtWasm(tb testing.TB) []byte {
+	tb.Helper()
+	wasmBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "dye-wasm-")
+		if err != nil {
+			wasmBuild.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "dye.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			wasmBuild.err = fmt.Errorf("build dye.wasm: %v\n%s", err, msg)
+			return
+		}
+		wasmBuild.wasm, wasmBuild.err = os.ReadFile(out)
+	})
+	if wasmBuild.err != nil {
+		tb.Fatal(wasmBuild.err)
+	}
+	return wasmBuild.wasm
+}
+
+type logSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logSink) WithGroup(string) slog.Handler      { return l }
+func (l *logSink) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.msgs, "\n")
+}
+
+func hostPlugin(tb testing.TB, config []byte, logs *logSink) (*wasmhost.Plugin, error) {
+	tb.Helper()
+	ctx := context.Background()
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = rt.Close(ctx) })
+	mod, err := rt.Compile(ctx, builtWasm(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := wasmhost.PluginConfig{Name: "dye", Configuration: config, PoolSize: runtime.GOMAXPROCS(0)}
+	if logs != nil {
+		cfg.Logger = slog.New(logs)
+	}
+	p, err := rt.NewPlugin(ctx, mod, cfg)
+	if err == nil {
+		tb.Cleanup(p.Close)
+	}
+	return p, err
+}
+
+func readExample(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// TestHostIngressExample runs the README's ingress example as .wasm in the
+// gateway's host.
+func TestHostIngressExample(t *testing.T) {
+	p, err := hostPlugin(t, readExample(t, "example-ingress.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		info    wasmhost.StreamInfo
+		headers []string
+		lane    string
+		tenant  string
+	}{
+		{"beta header", wasmhost.StreamInfo{}, []string{":method", "GET", ":path", "/", "x-beta", "1"}, "beta", ""},
+		{"spoofed dye from the internet", wasmhost.StreamInfo{SourceAddress: "203.0.113.9:4000"}, []string{":method", "GET", ":path", "/", "x-mw-dye", "ops", "baggage", "mw-dye=ops,k=v"}, "stable", ""},
+		{"trusted mesh peer keeps its dye", wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/mesh/sa/gateway"}, []string{":method", "GET", ":path", "/", "x-mw-dye", "canary"}, "canary", ""},
+		{"trusted CIDR keeps the baggage dye", wasmhost.StreamInfo{SourceAddress: "10.1.4.4:5000"}, []string{":method", "GET", ":path", "/", "baggage", "mw-dye=canary"}, "canary", ""},
+		{"ops peer identity", wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/ops/sa/cli"}, []string{":method", "GET", ":path", "/"}, "ops", ""},
+		{"retail tenant rule", wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/retail/sa/web"}, []string{":method", "POST", ":path", "/v2/pay"}, "v2", "retail"},
+		{"other tenant cannot reach v2", wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/corp/sa/web"}, []string{":method", "POST", ":path", "/v2/pay", "x-mw-tenant", "retail"}, "stable", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := wasmhost.NewHeaders(tt.headers...)
+			s, err := p.NewStream(context.Background(), tt.info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if res := s.OnRequestHeaders(h, true); res.Action != wasmhost.Continue {
+				t.Fatalf("action = %v err %v", res.Action, res.Err)
+			}
+			if v, _ := h.Get(mwdye.Header); v != tt.lane {
+				t.Errorf("lane = %q, want %q (headers %v)", v, tt.lane, h.Pairs)
+			}
+			if v, _ := h.Get(mwdye.TenantHeader); v != tt.tenant {
+				t.Errorf("tenant = %q, want %q", v, tt.tenant)
+			}
+			if bg, _ := h.Get("baggage"); !strings.Contains(bg, "mw-dye="+tt.lane) {
+				t.Errorf("baggage = %q lacks mw-dye=%s", bg, tt.lane)
+			}
+		})
+	}
+}
+
+// TestHostEgressExample runs the README's egress example: an application
+// that forwards only the W3C baggage gets the lane header back.
+func TestHostEgressExample(t *testing.T) {
+	p, err := hostPlugin(t, readExample(t, "example-egress.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := wasmhost.NewHeaders(":method", "GET", ":path", "/next-hop", "baggage", "userId=7,mw-dye=canary")
+	s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.OnRequestHeaders(h, true)
+	if v, _ := h.Get(mwdye.Header); v != "canary" {
+		t.Fatalf("egress lane header = %q, want canary restored from baggage", v)
+	}
+}
+
+// TestHostRouteSeesDye shows that the route chosen after the filter chain
+// sees the dye: the dye is on the request headers the router reads once
+// the chain returns Continue, so a lane route (ir.LaneRule) picks the lane's
+// subset.
+func TestHostRouteSeesDye(t *testing.T) {
+	p, err := hostPlugin(t, readExample(t, "example-ingress.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := ir.Route{
+		Service:       "accounts",
+		Lanes:         []ir.LaneRule{{Lane: "beta", Subset: "v2"}, {Lane: "canary", Subset: "canary"}},
+		DefaultSubset: "v1",
+	}
+	pick := func(h *wasmhost.Headers) string {
+		lane, _ := h.Get(mwdye.Header)
+		for _, l := range route.Lanes {
+			if l.Lane == lane {
+				return l.Subset
+			}
+		}
+		return route.DefaultSubset
+	}
+	chain := wasmhost.NewChain(p)
+	for _, tc := range []struct {
+		hdr    []string
+		subset string
+	}{
+		{[]string{":method", "GET", ":path", "/", "x-beta", "1"}, "v2"},
+		{[]string{":method", "GET", ":path", "/", "x-mw-dye", "canary"}, "v1"}, // spoofed: stripped
+	} {
+		h := wasmhost.NewHeaders(tc.hdr...)
+		cs, err := chain.NewStream(context.Background(), wasmhost.StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := cs.OnRequestHeaders(h, true); res.Action != wasmhost.Continue {
+			t.Fatalf("chain action %v", res.Action)
+		}
+		if got := pick(h); got != tc.subset {
+			t.Errorf("headers %v routed to %q, want %q", tc.hdr, got, tc.subset)
+		}
+		cs.Close()
+	}
+}
+
+// TestHostRefusesBadConfig checks that a bad configuration stops the plugin
+// with a log line naming the field.
+func TestHostRefusesBadConfig(t *testing.T) {
+	logs := &logSink{}
+	_, err := hostPlugin(t, []byte(`{"rules":[{"lane":"Canary"}]}`), logs)
+	if err == nil {
+		t.Fatal("plugin started with an invalid lane")
+	}
+	if !strings.Contains(logs.all(), "rules[0].lane") {
+		t.Errorf("logs do not name the field:\n%s\nerr: %v", logs.all(), err)
+	}
+}
+
+func BenchmarkHostDye(b *testing.B) {
+	p, err := hostPlugin(b, readExample(b, "example-ingress.json"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info := wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/mesh/sa/gateway", SourceAddress: "10.1.2.3:4000"}
+	b.ReportAllocs()
+	for b.Loop() {
+		h := wasmhost.NewHeaders(":method", "GET", ":path", "/v1/accounts/7", "x-user-id", "u-42", "baggage", "k=v")
+		s, err := p.NewStream(context.Background(), info)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.OnRequestHeaders(h, true)
+		s.Close()
+	}
+}
