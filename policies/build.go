@@ -29,17 +29,20 @@ func (b *builder) build(docs []*doc) {
 	seen := map[string]*doc{}
 	byKind := map[string][]*doc{}
 	for _, x := range docs {
-		if x.spec.IsValid() && x.name != "" {
+		if !x.spec.IsValid() {
+			continue
+		}
+		if x.name != "" {
 			key := x.kind + "/" + x.ns + "/" + x.name
 			if first, dup := seen[key]; dup {
+				// A second document of the same kind and name is an error
+				// of its own; it takes no further part in the set.
 				x.dec.errPath("metadata.name", "%s %q is already defined at %s: give each policy its own name", x.kind, x.name, first.source())
-			} else {
-				seen[key] = x
+				continue
 			}
+			seen[key] = x
 		}
-		if x.spec.IsValid() {
-			byKind[x.kind] = append(byKind[x.kind], x)
-		}
+		byKind[x.kind] = append(byKind[x.kind], x)
 	}
 	configs := map[string]*doc{}
 	for _, name := range filters.Order() {

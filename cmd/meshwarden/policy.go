@@ -1,17 +1,331 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/spf13/cobra"
+
+	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/policies"
+	"github.com/meshwarden/meshwarden/policies/preview"
 )
 
 func newPolicyCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Validate, diff and apply policy files",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("policy is not built yet")
-		},
+		Long: `Policy files are YAML documents (apiVersion meshwarden.io/v1alpha1) in one
+directory: DyePolicy, AuditPolicy, TracePolicy, CanaryRoute, FilterRelease,
+CertificatePolicy and AccessPolicy. See policies/README.md.
+
+  meshwarden policy validate policies/ --consul 127.0.0.1:8500
+  meshwarden policy diff policies/ --plane 127.0.0.1:18001
+  meshwarden policy diff policies/ --base old-policies/ --consul 127.0.0.1:8500
+  meshwarden policy apply policies/ --plane 127.0.0.1:18001 --identity alice
+  meshwarden policy status --plane 127.0.0.1:18001
+  meshwarden policy log`,
+	}
+	cmd.AddCommand(newPolicyValidateCmd(), newPolicyDiffCmd(), newPolicyApplyCmd(), newPolicyStatusCmd(), newPolicyLogCmd())
+	return cmd
+}
+
+// catalogFrom reads the Consul catalog when addr is set, else returns nil
+// (cross-references are then not checked).
+func catalogFrom(cmd *cobra.Command, addr string) (*ir.Catalog, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", addr, err)
+	}
+	return preview.CatalogFromConsul(cmd.Context(), c)
+}
+
+// printDiagnostics writes errors and warnings, one per line.
+func printDiagnostics(w io.Writer, d *policies.Diagnostics) {
+	for _, l := range d.All() {
+		fmt.Fprintln(w, l)
 	}
 }
+
+func newPolicyValidateCmd() *cobra.Command {
+	var consul, format string
+	cmd := &cobra.Command{
+		Use:   "validate DIR",
+		Short: "Check policy files; exit non-zero on any error",
+		Long: `Decodes every *.yaml file of DIR strictly and reports every error as
+file:line:column: field.path: what to change. With --consul, subsets are
+checked against the instances registered in Consul (a selector no instance
+carries is an error; a service not in Consul is a warning).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cat, err := catalogFrom(cmd, consul)
+			if err != nil {
+				return err
+			}
+			ps, diags, err := policies.LoadDir(args[0], cat)
+			if diags == nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if e := enc.Encode(diags); e != nil {
+					return e
+				}
+			} else {
+				printDiagnostics(out, diags)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %d error(s): the policy set would be rejected", args[0], len(diags.Errors))
+			}
+			if format != "json" {
+				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d warning(s)\n",
+					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(diags.Warnings))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&consul, "consul", "", "Consul HTTP address (host:port) to check cross-references against")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	return cmd
+}
+
+func newPolicyDiffCmd() *cobra.Command {
+	var plane, consul, base, format string
+	cmd := &cobra.Command{
+		Use:   "diff DIR",
+		Short: "Show per node which xDS resources DIR would change (nothing is applied)",
+		Long: `With --plane, asks the running control plane to translate DIR without
+applying it and compares the result with each node's current resources.
+
+Without --plane, runs the translator locally: DIR against --base (another
+policy directory; default: no policies) on the catalog read from --consul,
+for the gateway and one sidecar per Consul service. Filters not pinned by a
+FilterRelease show a placeholder module hash in local mode.
+
+Exit status is 0 whether or not something changes; errors exit non-zero.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var rep *preview.Report
+			if plane != "" {
+				files, err := policies.ReadDir(args[0])
+				if err != nil {
+					return err
+				}
+				if _, diags, err := policies.LoadFiles(files, nil); err != nil {
+					printDiagnostics(cmd.ErrOrStderr(), diags)
+					return fmt.Errorf("%s has errors: fix them before previewing", args[0])
+				}
+				c := &preview.PlaneClient{Base: plane}
+				rep, err = c.Diff(ctx, files)
+				if err != nil {
+					return err
+				}
+			} else {
+				cat, err := catalogFrom(cmd, consul)
+				if err != nil {
+					return err
+				}
+				if cat == nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "note: no --plane and no --consul: translating on an empty catalog, so only the gateway is shown and routes to services appear only once they are in Consul")
+				}
+				cand, diags, err := policies.LoadDir(args[0], cat)
+				if err != nil {
+					printDiagnostics(cmd.ErrOrStderr(), diags)
+					return fmt.Errorf("%s has errors: fix them before previewing", args[0])
+				}
+				cur := &ir.PolicySet{}
+				if base != "" {
+					var bd *policies.Diagnostics
+					cur, bd, err = policies.LoadDir(base, cat)
+					if err != nil {
+						printDiagnostics(cmd.ErrOrStderr(), bd)
+						return fmt.Errorf("--base %s has errors", base)
+					}
+				}
+				opts := localTranslateOptions()
+				nodes := preview.DefaultNodes(cat)
+				before, err := preview.Translate(cat, cur, nodes, opts)
+				if err != nil {
+					return fmt.Errorf("--base: %w", err)
+				}
+				after, err := preview.Translate(cat, cand, nodes, opts)
+				if err != nil {
+					return err
+				}
+				rep = preview.Compare(before, after)
+			}
+			if format == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return rep.Format(cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
+	cmd.Flags().StringVar(&consul, "consul", "", "Consul HTTP address, for a local diff without --plane")
+	cmd.Flags().StringVar(&base, "base", "", "policy directory to compare against, for a local diff without --plane")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	return cmd
+}
+
+// localTranslateOptions gives the translator a placeholder module server so
+// a local preview can run without one.
+func localTranslateOptions() translate.Options {
+	o := translate.Options{ModuleBaseURL: "http://module-server.invalid/modules/", ModuleSHA256: map[string]string{}}
+	for _, f := range filters.Order() {
+		o.ModuleSHA256[f] = strings.Repeat("0", 64)
+	}
+	return o
+}
+
+func defaultIdentity() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+func defaultChangeLog() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "meshwarden-policy-changes.jsonl"
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "meshwarden", "policy-changes.jsonl")
+}
+
+func newPolicyApplyCmd() *cobra.Command {
+	var plane, identity, changelog string
+	cmd := &cobra.Command{
+		Use:   "apply DIR",
+		Short: "Apply DIR through the control plane and record the change",
+		Long: `Validates DIR, previews it against the plane, posts it to
+POST /v1/policies:apply and prints the accepted revision, or the errors the
+plane rejected it with (the last good set keeps serving). Every accepted set
+is recorded — who (--identity, default the OS user), when, the revision and
+the diff — in a hash-chained change log (--changelog).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if plane == "" {
+				return errors.New("apply needs --plane: the control plane's admin address")
+			}
+			files, err := policies.ReadDir(args[0])
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(changelog), 0o700); err != nil {
+				return fmt.Errorf("change log directory: %w", err)
+			}
+			log, err := policies.OpenChangeLog(changelog)
+			if err != nil {
+				return err
+			}
+			res, err := preview.ApplyRecorded(cmd.Context(), &preview.PlaneClient{Base: plane}, files, args[0], identity, log)
+			var diags *policies.Diagnostics
+			if errors.As(err, &diags) {
+				printDiagnostics(cmd.ErrOrStderr(), diags)
+				return fmt.Errorf("%s: %d error(s): nothing was sent", args[0], len(diags.Errors))
+			}
+			var pe *preview.PlaneError
+			if errors.As(err, &pe) {
+				fmt.Fprintln(cmd.ErrOrStderr(), strings.TrimSpace(pe.Body))
+				return fmt.Errorf("the control plane rejected the set (HTTP %d): the last good set keeps serving", pe.Status)
+			}
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if res.DiffError != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: no preview diff: %v\n", res.DiffError)
+			} else if err := res.Report.Format(out); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "applied revision %s by %s; recorded as change #%d in %s\n", res.Result.Revision, identity, res.Record.Seq, changelog)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
+	cmd.Flags().StringVar(&identity, "identity", defaultIdentity(), "who applies the change, for the change record")
+	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
+	return cmd
+}
+
+func newPolicyStatusCmd() *cobra.Command {
+	var plane string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the plane's policy revision and its last rejection",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if plane == "" {
+				return errors.New("status needs --plane: the control plane's admin address")
+			}
+			b, err := (&preview.PlaneClient{Base: plane}).Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var pretty bytes.Buffer
+			if json.Indent(&pretty, b, "", "  ") == nil {
+				b = append(pretty.Bytes(), '\n')
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
+	return cmd
+}
+
+func newPolicyLogCmd() *cobra.Command {
+	var changelog string
+	var showDiff bool
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Verify the change log's hash chain and list the applied sets",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			recs, err := policies.ReadChangeLog(changelog)
+			out := cmd.OutOrStdout()
+			for _, r := range recs {
+				fmt.Fprintf(out, "#%d %s %s revision %.16s from %s (hash %.16s)\n", r.Seq,
+					timeOf(r.Timestamp), r.Subject, strings.TrimPrefix(r.Resource, "policyset:"), r.Path, r.Hash)
+				if showDiff {
+					fmt.Fprint(out, r.Diff)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "OK: %d change(s), chain verified\n", len(recs))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
+	cmd.Flags().BoolVar(&showDiff, "diff", false, "print each change's diff")
+	return cmd
+}
+
+func timeOf(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
