@@ -24,9 +24,37 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
+	"github.com/meshwarden/meshwarden/internal/consulagent"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
+
+// startConsul runs a real dev agent for the life of t. The harness leaves
+// the agent's gRPC-TLS port at its fixed default (8503), so agents started
+// by other packages' tests at the same moment collide; the start is retried
+// while that port is taken.
+func startConsul(t *testing.T) *api.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for {
+		a, err := consulagent.Start(ctx, consulagent.Options{})
+		if err == nil {
+			t.Cleanup(a.Stop)
+			c, err := a.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		if !strings.Contains(err.Error(), "address already in use") || ctx.Err() != nil {
+			t.Fatalf("consul: %v", err)
+		}
+		t.Logf("consul start collided on a fixed port; retrying")
+		if !sleep(ctx, 500*time.Millisecond) {
+			t.Fatalf("consul: %v", err)
+		}
+	}
+}
 
 // setCAConfig rewrites the Connect CA configuration of the built-in
 // provider with the given fields changed. SkipValidate lets tests use
@@ -103,7 +131,7 @@ func startConsulManager(t *testing.T, c *api.Client, opts Options) *Manager {
 }
 
 func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
-	_, c := consultest.Start(t)
+	c := startConsul(t)
 	dir := filepath.Join(t.TempDir(), "certs")
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
@@ -268,7 +296,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a Consul agent and a load loop")
 	}
-	_, c := consultest.Start(t)
+	c := startConsul(t)
 	// A 2m leaf TTL (valid for 1m from issue: Consul backdates by 1m) makes the
 	// agent re-sign on every blocking query: the manager renews about
 	// every MinRefresh.
