@@ -140,16 +140,19 @@ func TestNACKKeepsLastGood(t *testing.T) {
 	p := startPlane(t, nil)
 	register(t, p.consul, "echo-1", "echo", 9001, nil, api.HealthPassing)
 	ads := dialADS(t, p.addr, "web-1", "web", nil)
-	ads.waitFor("echo cluster", func(c *adsClient) bool { return c.clusterNames()["echo"] })
-	good, err := p.s.Cache().GetSnapshot("web-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	goodVersion := good.GetVersion(resource.ClusterType)
-	// Wait until the plane saw the ACKs for the good version.
-	waitUntil(t, "good version acknowledged", func() bool {
+	ads.waitFor("echo endpoint", func(c *adsClient) bool {
+		eps, _ := c.endpoints("echo")
+		return len(eps) == 1
+	})
+	// Wait until the plane saw the ACKs of the snapshot in force.
+	var goodVersion string
+	waitUntil(t, "current version acknowledged", func() bool {
 		n := p.s.Nodes()
-		return len(n) == 1 && n[0].GoodVersion == goodVersion
+		if len(n) == 1 && n[0].Version != "" && n[0].GoodVersion == n[0].Version {
+			goodVersion = n[0].Version
+			return true
+		}
+		return false
 	})
 
 	nacked := make(chan string, 16)
