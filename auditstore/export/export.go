@@ -7,6 +7,7 @@ package export
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -26,6 +27,9 @@ import (
 // CursorFile is the exporter's cursor in the WAL directory.
 const CursorFile = "export.cursor"
 
+// CheckpointCursorFile counts the checkpoint-log lines already exported.
+const CheckpointCursorFile = "export.checkpoints.cursor"
+
 // Config configures an Exporter.
 type Config struct {
 	// Dir is the WAL directory. Required.
@@ -36,6 +40,11 @@ type Config struct {
 	Stream string
 	// Subject records are published on. Default meshwarden.audit.events.
 	Subject string
+	// CheckpointSubject receives each signed checkpoint (the JSON line of
+	// checkpoints.jsonl) once the records it covers are exported, so a copy
+	// of the truncation evidence lives outside the collector's disk.
+	// Default meshwarden.audit.checkpoints.
+	CheckpointSubject string
 	// Batch is how many records are in flight before waiting for acks.
 	// Default 512.
 	Batch int
@@ -53,6 +62,7 @@ type Config struct {
 // Exporter publishes WAL records to JetStream.
 type Exporter struct {
 	cfg       Config
+	ckptDone  int // checkpoint lines exported (session goroutine only)
 	exported  atomic.Uint64
 	published atomic.Uint64
 	failures  atomic.Uint64
@@ -69,6 +79,9 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.Subject == "" {
 		cfg.Subject = "meshwarden.audit.events"
 	}
+	if cfg.CheckpointSubject == "" {
+		cfg.CheckpointSubject = "meshwarden.audit.checkpoints"
+	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 512
 	}
@@ -81,6 +94,9 @@ func New(cfg Config) (*Exporter, error) {
 		return nil, err
 	}
 	x.exported.Store(c)
+	if x.ckptDone, err = readCount(filepath.Join(cfg.Dir, CheckpointCursorFile)); err != nil {
+		return nil, err
+	}
 	return x, nil
 }
 
@@ -104,22 +120,34 @@ func MsgID(seq uint64, hash string) string {
 
 // ReadCursor returns the persisted cursor of dir (0 if none).
 func ReadCursor(dir string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, CursorFile))
+	n, err := readCount(filepath.Join(dir, CursorFile))
+	return uint64(n), err
+}
+
+func readCount(path string) (int, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read export cursor: %w", err)
 	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 63)
 	if err != nil {
-		return 0, fmt.Errorf("export cursor %s is corrupt (%v): delete it to re-export everything (JetStream dedups within its window)", CursorFile, err)
+		return 0, fmt.Errorf("export cursor %s is corrupt (%v): delete it to re-export everything (JetStream dedups within its window)", path, err)
 	}
-	return v, nil
+	return int(v), nil
 }
 
 func (x *Exporter) saveCursor(seq uint64) error {
-	p := filepath.Join(x.cfg.Dir, CursorFile)
+	if err := writeCount(filepath.Join(x.cfg.Dir, CursorFile), seq); err != nil {
+		return err
+	}
+	x.exported.Store(seq)
+	return nil
+}
+
+func writeCount(p string, seq uint64) error {
 	tmp := p + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -139,7 +167,36 @@ func (x *Exporter) saveCursor(seq uint64) error {
 	if err := os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("write export cursor: %w", err)
 	}
-	x.exported.Store(seq)
+	return nil
+}
+
+// exportCheckpoints publishes the checkpoints whose records are exported.
+func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream) error {
+	cps, err := wal.ReadCheckpoints(x.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	done := x.ckptDone
+	for done < len(cps) && cps[done].Seq <= x.Exported() {
+		c := cps[done]
+		data, _ := json.Marshal(&c)
+		m := nats.NewMsg(x.cfg.CheckpointSubject)
+		m.Data = data
+		m.Header.Set("Mw-Audit-Seq", strconv.FormatUint(c.Seq, 10))
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.PublishMsg(pctx, m, jetstream.WithMsgID("ckpt-"+strconv.FormatUint(c.Seq, 10)+"-"+strconv.FormatInt(c.Time, 10)))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publish checkpoint seq %d: %w", c.Seq, err)
+		}
+		done++
+	}
+	if done != x.ckptDone {
+		if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
+			return err
+		}
+		x.ckptDone = done
+	}
 	return nil
 }
 
@@ -180,7 +237,7 @@ func (x *Exporter) session(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err = js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
-		Name: x.cfg.Stream, Subjects: []string{x.cfg.Subject}, Storage: jetstream.FileStorage,
+		Name: x.cfg.Stream, Subjects: []string{x.cfg.Subject, x.cfg.CheckpointSubject}, Storage: jetstream.FileStorage,
 		Duplicates: 2 * time.Minute,
 	})
 	cancel()
@@ -224,6 +281,9 @@ func (x *Exporter) session(ctx context.Context) error {
 			last = e.Seq
 		}
 		if len(futures) == 0 {
+			if err := x.exportCheckpoints(ctx, js); err != nil {
+				return err
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -2,6 +2,8 @@ package export
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,7 +45,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 
 // StreamSeqs returns how many messages the stream holds and the set of
 // Mw-Audit-Seq values seen.
-func streamSeqs(t *testing.T, url, stream string) (int, map[uint64]int) {
+func streamSeqs(t *testing.T, url, stream, subject string) (int, map[uint64]int) {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -61,8 +63,9 @@ func streamSeqs(t *testing.T, url, stream string) (int, map[uint64]int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := int(info.State.Msgs)
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	_ = info
+	total := subjectCount(t, url, subject)
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +98,8 @@ func sum(m map[uint64]int) (n int) {
 func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	ns := natstest.Start(t)
 	dir := t.TempDir()
-	w, err := wal.Open(context.Background(), wal.Options{Dir: dir, SegmentSize: 64 << 10})
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	w, err := wal.Open(context.Background(), wal.Options{Dir: dir, SegmentSize: 64 << 10, Signer: k, CheckpointEvery: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +130,7 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	if c, _ := ReadCursor(dir); c != 2500 {
 		t.Fatalf("persisted cursor %d, want 2500", c)
 	}
-	total, seen := streamSeqs(t, ns.URL(), "MESHWARDEN_AUDIT")
+	total, seen := streamSeqs(t, ns.URL(), "MESHWARDEN_AUDIT", "meshwarden.audit.events")
 	if total != 2500 || len(seen) != 2500 {
 		t.Fatalf("stream holds %d messages, %d distinct seqs; want 2500 and 2500", total, len(seen))
 	}
@@ -135,6 +139,11 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 			t.Fatalf("seq %d seen %d times downstream", s, seen[s])
 		}
 	}
+	cps, _ := wal.ReadCheckpoints(dir)
+	if len(cps) < 5 {
+		t.Fatalf("%d checkpoints, want ≥5 (every 500 of 2500 records)", len(cps))
+	}
+	waitFor(t, "checkpoints in JetStream", 10*time.Second, func() bool { return subjectCount(t, ns.URL(), "meshwarden.audit.checkpoints") >= len(cps)-1 })
 
 	// A crash after publishing but before saving the cursor re-sends; the
 	// Nats-Msg-Id makes JetStream drop the copies.
@@ -151,7 +160,29 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	waitFor(t, "re-export", 20*time.Second, func() bool { return x2.Exported() == 2500 })
 	cancel2()
 	<-done
-	if total, _ := streamSeqs(t, ns.URL(), "MESHWARDEN_AUDIT"); total != 2500 {
+	if total, _ := streamSeqs(t, ns.URL(), "MESHWARDEN_AUDIT", "meshwarden.audit.events"); total != 2500 {
 		t.Fatalf("after re-sending 700 records the stream holds %d, want 2500 (dedup by Nats-Msg-Id)", total)
 	}
+}
+
+// subjectCount is how many messages the audit stream holds on subject.
+func subjectCount(t *testing.T, url, subject string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "MESHWARDEN_AUDIT")
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return -1
+	}
+	return int(info.State.Subjects[subject])
 }

@@ -31,8 +31,9 @@ func streamSeqs(t *testing.T, url string) (int, map[uint64]int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := int(info.State.Msgs)
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	_ = info
+	total := msgCount(t, url)
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"meshwarden.audit.events"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +70,11 @@ func msgCount(t *testing.T, url string) int {
 	if err != nil {
 		return -1
 	}
-	info, err := s.Info(ctx)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("meshwarden.audit.events"))
 	if err != nil {
 		return -1
 	}
-	return int(info.State.Msgs)
+	return int(info.State.Subjects["meshwarden.audit.events"])
 }
 
 func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
@@ -117,6 +118,30 @@ func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("verify:\n%s", out)
 	}
+	if c := subjectCount(t, ns.URL(), "meshwarden.audit.checkpoints"); c < 1 {
+		t.Fatalf("no signed checkpoint reached JetStream (%d)", c)
+	}
+}
+
+func subjectCount(t *testing.T, url, subject string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "MESHWARDEN_AUDIT")
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return -1
+	}
+	return int(info.State.Subjects[subject])
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
