@@ -57,6 +57,7 @@ type collectorFlags struct {
 	retainAge                        time.Duration
 	consulAddr                       string
 	natsURL, natsStream, natsSubject string
+	natsCkptSubject                  string
 	maxBody                          int64
 }
 
@@ -111,6 +112,7 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.natsURL, "nats", "", "export to this NATS JetStream server (e.g. nats://127.0.0.1:4222)")
 	fl.StringVar(&f.natsStream, "nats-stream", "MESHWARDEN_AUDIT", "JetStream stream to create/use")
 	fl.StringVar(&f.natsSubject, "nats-subject", "meshwarden.audit.events", "subject records are published on")
+	fl.StringVar(&f.natsCkptSubject, "nats-checkpoint-subject", "meshwarden.audit.checkpoints", "subject signed checkpoints are published on (a copy of the truncation evidence off this disk)")
 	fl.Int64Var(&f.maxBody, "max-batch-bytes", 8<<20, "largest accepted batch body")
 	return cmd
 }
@@ -139,7 +141,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	}
 	var exp *export.Exporter
 	if f.natsURL != "" {
-		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, Logf: logger.Printf}); err != nil {
+		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, Logf: logger.Printf}); err != nil {
 			return err
 		}
 	}
