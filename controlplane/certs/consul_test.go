@@ -392,6 +392,10 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 		}
 		return true
 	})
+	oldOnly := x509.NewCertPool()
+	oldOnly.AddCert(oldRoot)
+	t.Logf("after the rotation: web's chain has %d intermediates; verifies against the old root alone: %v",
+		len(m.Certificate("web").Intermediates), m.Certificate("web").Verify(oldOnly, time.Now()) == nil)
 	if !sawBoth {
 		t.Fatalf("the trust bundle never held the old and the new root together during the rotation (now %d roots)", len(m.Roots()))
 	}

@@ -12,7 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -282,5 +284,80 @@ func TestInstallRejectsLeafOutsideBundle(t *testing.T) {
 	}
 	if m.Certificate("svc").Serial() != good.Serial() {
 		t.Fatal("the foreign leaf replaced the good one")
+	}
+}
+
+// TestFileCARootRotationUnderLoadZeroFailures rotates a CA that does not
+// cross-sign (the new leaves do not chain to the old root) while mTLS load
+// runs. Roots are polled only hourly, so zero failures rests on the
+// manager refreshing the bundle before it serves a leaf of an unknown root.
+func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf, ca1 := writeCA(t, dir, "ca-one")
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := runManager(t, Options{Issuer: fca, RootsPoll: time.Hour, MinRefresh: 10 * time.Millisecond,
+		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 61500 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	web, err := m.Wait(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := m.Wait(ctx, "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.ServerTLSConfig("web", AllowSPIFFE(gw.SPIFFEID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	cfg := m.ClientTLSConfig("gateway", AllowSPIFFE(web.SPIFFEID))
+	clients := []*http.Client{
+		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}},
+		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}},
+	}
+	stop := make(chan struct{})
+	var res loadResult
+	wg := runLoad("https://"+ln.Addr().String()+"/", clients, 4, stop, &res)
+
+	waitFor(t, 10*time.Second, "a renewal under load", func() bool { return m.Certificate("web").Serial() != web.Serial() })
+	cf2, kf2, ca2 := writeCA(t, t.TempDir(), "ca-two")
+	if err := os.Rename(cf2, cf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(kf2, kf); err != nil {
+		t.Fatal(err)
+	}
+	if err := fca.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	onlyNew := x509.NewCertPool()
+	onlyNew.AddCert(ca2)
+	waitFor(t, 10*time.Second, "both leaves under the new root", func() bool {
+		return m.Certificate("web").Verify(onlyNew, time.Now()) == nil && m.Certificate("gateway").Verify(onlyNew, time.Now()) == nil
+	})
+	target := res.sent.Load() + 400
+	waitFor(t, 20*time.Second, "400 more requests", func() bool { return res.sent.Load() >= target })
+	close(stop)
+	wg.Wait()
+	for _, cl := range clients {
+		cl.CloseIdleConnections()
+	}
+	sent, failed := res.sent.Load(), res.failed.Load()
+	t.Logf("load: %d sent, %d failed", sent, failed)
+	if sent < 400 || failed != 0 {
+		t.Fatalf("%d of %d requests failed (want 0 of >= 400); first errors: %v", failed, sent, res.errs)
+	}
+	roots := m.Roots()
+	if len(roots) != 2 || !roots[0].Equal(ca1) || !roots[1].Equal(ca2) {
+		t.Fatalf("bundle has %d roots, want the old and the new", len(roots))
 	}
 }
