@@ -118,7 +118,8 @@ func revision(files map[string][]byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// readPolicyDir reads *.yaml / *.yml / *.json in dir (not recursive).
+// readPolicyDir reads *.yaml / *.yml / *.json in dir (not recursive), keyed
+// by base name as the policy CLI sends them, so revisions agree.
 func readPolicyDir(dir string) (map[string][]byte, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -134,7 +135,7 @@ func readPolicyDir(dir string) (map[string][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read policy file: %w", err)
 		}
-		files[filepath.Join(dir, n)] = b
+		files[n] = b
 	}
 	return files, nil
 }

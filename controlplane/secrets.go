@@ -12,17 +12,17 @@ import (
 // NodeInfo is what the plane knows of one xDS client from its bootstrap.
 type NodeInfo struct {
 	// ID is node.id.
-	ID string
+	ID string `json:"id"`
 	// Cluster is node.cluster: ir.GatewayNodeCluster for a gateway, else
 	// the name of the service the sidecar fronts.
-	Cluster string
+	Cluster string `json:"cluster"`
 	// Gateway reports whether the node is a gateway.
-	Gateway bool
+	Gateway bool `json:"gateway"`
 	// Service is the service a sidecar fronts (empty for a gateway).
-	Service string
+	Service string `json:"service,omitempty"`
 	// Metadata is node.metadata flattened to strings (inbound_port,
 	// local_app_port, listen_port, ...).
-	Metadata map[string]string
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // SecretSource supplies SDS secrets. The certificates component
