@@ -122,7 +122,7 @@ func TestFiltersFromECDS(t *testing.T) {
 			cla("stable", lbEndpoint(stable.addr(), 0)), cla("canary", lbEndpoint(canary.addr(), 0)))
 	}
 	base(wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", sha, false))
-	eventually(t, 20*time.Second, "readiness", gw.g.Ready)
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 	c := &http.Client{}
 
 	check := func(t *testing.T) {
@@ -144,7 +144,7 @@ func TestFiltersFromECDS(t *testing.T) {
 	t.Run("bad sha256: last known good keeps running, reason visible", func(t *testing.T) {
 		bad := strings.Repeat("0", 64)
 		base(wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", bad, false))
-		eventually(t, 10*time.Second, "filter error in config_dump", func() bool {
+		eventually(t, 60*time.Second, "filter error in config_dump", func() bool {
 			for _, f := range configDump(t, gw.admin).Filters {
 				if f.Name == "mw-headers" && f.State == "last_known_good" && strings.Contains(f.LastError, "sha256") {
 					return true
@@ -175,14 +175,14 @@ func TestFiltersFromECDS(t *testing.T) {
 			wasmExt(t, "mw-headers", ms.URL+"/missing.wasm", sha, false),
 			edsCluster("stable", nil), edsCluster("canary", nil),
 			cla("stable", lbEndpoint(stable.addr(), 0)), cla("canary", lbEndpoint(canary.addr(), 0)))
-		eventually(t, 10*time.Second, "readiness", gw2.g.Ready)
+		eventually(t, 60*time.Second, "readiness", gw2.g.Ready)
 		if code, _, _ := get(t, c, gw2.url+"/x"); code != http.StatusServiceUnavailable {
 			t.Fatalf("fail-closed filter missing: %d, want 503", code)
 		}
 		// The module appears on the server: the gateway retries and recovers
 		// without a new xDS push.
 		ms.put("/missing.wasm", wasm)
-		eventually(t, 15*time.Second, "recovery once the module is served", func() bool {
+		eventually(t, 60*time.Second, "recovery once the module is served", func() bool {
 			code, body, _ := get(t, c, gw2.url+"/x")
 			return code == 200 && body == "stable"
 		})
@@ -194,7 +194,7 @@ func TestFiltersFromECDS(t *testing.T) {
 			wasmExt(t, "mw-headers", ms.URL+"/nowhere.wasm", sha[:63]+"f", true),
 			edsCluster("stable", nil), edsCluster("canary", nil),
 			cla("stable", lbEndpoint(stable.addr(), 0)), cla("canary", lbEndpoint(canary.addr(), 0)))
-		eventually(t, 10*time.Second, "readiness", gw3.g.Ready)
+		eventually(t, 60*time.Second, "readiness", gw3.g.Ready)
 		// Skipped filter: no x-mw-lane is set, so no route matches.
 		if code, _, h := get(t, c, gw3.url+"/x"); code != http.StatusNotFound || h.Get("X-Mw-Filtered") != "" {
 			t.Fatalf("fail-open filter missing: %d, want 404 without the filter's header", code)
