@@ -17,35 +17,57 @@ import (
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
-var wasmBuild struct {
+// shared is the .wasm built once per test binary and compiled once in one
+// runtime (with a disk compilation cache in the same temporary directory).
+var shared struct {
 	once sync.Once
-	wasm []byte
+	dir  string
+	rt   *wasmhost.Runtime
+	mod  *wasmhost.Module
 	err  error
 }
 
-// builtWasm builds ./wasm with the standard toolchain once per test binary.
-func builtWasm(tb testing.TB) []byte {
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.rt != nil {
+		_ = shared.rt.Close(context.Background())
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// compiled builds ./wasm with the standard toolchain
+// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared) and compiles it.
+func compiled(tb testing.TB) (*wasmhost.Runtime, *wasmhost.Module) {
 	tb.Helper()
-	wasmBuild.once.Do(func() {
-		dir, err := os.MkdirTemp("", "dye-wasm-")
-		if err != nil {
-			wasmBuild.err = err
+	shared.once.Do(func() {
+		ctx := context.Background()
+		if shared.dir, shared.err = os.MkdirTemp("", "dye-wasm-"); shared.err != nil {
 			return
 		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "dye.wasm")
+		out := filepath.Join(shared.dir, "dye.wasm")
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm")
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			wasmBuild.err = fmt.Errorf("build dye.wasm: %v\n%s", err, msg)
+			shared.err = fmt.Errorf("build dye.wasm: %v\n%s", err, msg)
 			return
 		}
-		wasmBuild.wasm, wasmBuild.err = os.ReadFile(out)
+		wasm, err := os.ReadFile(out)
+		if err != nil {
+			shared.err = err
+			return
+		}
+		if shared.rt, shared.err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(shared.dir, "cache")}); shared.err != nil {
+			return
+		}
+		shared.mod, shared.err = shared.rt.Compile(ctx, wasm)
 	})
-	if wasmBuild.err != nil {
-		tb.Fatal(wasmBuild.err)
+	if shared.err != nil {
+		tb.Fatal(shared.err)
 	}
-	return wasmBuild.wasm
+	return shared.rt, shared.mod
 }
 
 type logSink struct {
@@ -71,15 +93,7 @@ func (l *logSink) all() string {
 func hostPlugin(tb testing.TB, config []byte, logs *logSink) (*wasmhost.Plugin, error) {
 	tb.Helper()
 	ctx := context.Background()
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = rt.Close(ctx) })
-	mod, err := rt.Compile(ctx, builtWasm(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	rt, mod := compiled(tb)
 	cfg := wasmhost.PluginConfig{Name: "dye", Configuration: config, PoolSize: runtime.GOMAXPROCS(0)}
 	if logs != nil {
 		cfg.Logger = slog.New(logs)

@@ -1,0 +1,365 @@
+package audit_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/filters/audit"
+	"github.com/meshwarden/meshwarden/gateway/wasmhost"
+	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+)
+
+// shared is the .wasm built once per test binary and compiled once in one
+// runtime (with a disk compilation cache in the same temporary directory).
+var shared struct {
+	once sync.Once
+	dir  string
+	rt   *wasmhost.Runtime
+	mod  *wasmhost.Module
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.rt != nil {
+		_ = shared.rt.Close(context.Background())
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// compiled builds ./wasm with the standard toolchain
+// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared) and compiles it.
+func compiled(tb testing.TB) (*wasmhost.Runtime, *wasmhost.Module) {
+	tb.Helper()
+	shared.once.Do(func() {
+		ctx := context.Background()
+		if shared.dir, shared.err = os.MkdirTemp("", "audit-wasm-"); shared.err != nil {
+			return
+		}
+		out := filepath.Join(shared.dir, "audit.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			shared.err = fmt.Errorf("build audit.wasm: %v\n%s", err, msg)
+			return
+		}
+		wasm, err := os.ReadFile(out)
+		if err != nil {
+			shared.err = err
+			return
+		}
+		if shared.rt, shared.err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(shared.dir, "cache")}); shared.err != nil {
+			return
+		}
+		shared.mod, shared.err = shared.rt.Compile(ctx, wasm)
+	})
+	if shared.err != nil {
+		tb.Fatal(shared.err)
+	}
+	return shared.rt, shared.mod
+}
+
+// receiver is a test collector speaking the wire format: it decodes
+// audit.Batch, checks the token and answers per its mode.
+type receiver struct {
+	mu     sync.Mutex
+	events []mwaudit.Event
+	status int           // answer status (200 by default)
+	delay  time.Duration // before answering
+	token  string
+	bad    []string
+	srv    *httptest.Server
+}
+
+func newReceiver(t testing.TB, token string) *receiver {
+	r := &receiver{status: 200, token: token}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		status, delay := r.status, r.delay
+		r.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-req.Context().Done():
+				return
+			}
+		}
+		var b mwaudit.Batch
+		err := json.NewDecoder(req.Body).Decode(&b)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		switch {
+		case req.URL.Path != mwaudit.IngestPath || req.Method != http.MethodPost:
+			r.bad = append(r.bad, "wrong endpoint "+req.Method+" "+req.URL.Path)
+		case req.Header.Get(mwaudit.TokenHeader) != r.token:
+			r.bad = append(r.bad, "wrong token "+req.Header.Get(mwaudit.TokenHeader))
+		case err != nil:
+			r.bad = append(r.bad, "bad batch: "+err.Error())
+		}
+		for i := range b.Events {
+			if err := b.Events[i].Validate(); err != nil {
+				r.bad = append(r.bad, err.Error())
+			}
+		}
+		if status != 200 {
+			w.WriteHeader(status)
+			return
+		}
+		r.events = append(r.events, b.Events...)
+		_ = json.NewEncoder(w).Encode(mwaudit.Ack{Accepted: len(b.Events)})
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) set(status int, delay time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status, r.delay = status, delay
+}
+
+// waitFor polls until n events with phase arrived, or fails after 10s.
+func (r *receiver) waitFor(t testing.TB, phase mwaudit.Phase, n int) []mwaudit.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		var got []mwaudit.Event
+		for _, e := range r.events {
+			if e.Phase == phase {
+				got = append(got, e)
+			}
+		}
+		bad := append([]string(nil), r.bad...)
+		r.mu.Unlock()
+		if len(bad) > 0 {
+			t.Fatalf("receiver saw bad requests: %v", bad)
+		}
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d %s records after 10s", len(got), phase)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type logSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logSink) WithGroup(string) slog.Handler      { return l }
+
+// exampleConfig loads testdata/example.json (the README's example) with the
+// timings shortened for tests.
+func exampleConfig(t testing.TB, failClosedMs int) []byte {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := audit.ParseConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Batch.FlushIntervalMs = 20
+	cfg.FailClosedTimeoutMs = failClosedMs
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func hostPlugin(t testing.TB, config []byte, rcv *receiver, logs *logSink) (*wasmhost.Plugin, error) {
+	t.Helper()
+	ctx := context.Background()
+	rt, mod := compiled(t)
+	cfg := wasmhost.PluginConfig{Name: "audit", Configuration: config, PoolSize: runtime.GOMAXPROCS(0),
+		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}
+	if rcv != nil {
+		cfg.HTTPCaller = &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-audit": rcv.srv.URL}}
+	}
+	if logs != nil {
+		cfg.Logger = slog.New(logs)
+	}
+	p, err := rt.NewPlugin(ctx, mod, cfg)
+	if err == nil {
+		t.Cleanup(p.Close)
+	}
+	return p, err
+}
+
+const transferBody = `{"amount":100,"currency":"EUR","card":{"number":"4111111111111111"},"pin":"1234"}`
+
+func TestHostFailClosedAcked(t *testing.T) {
+	rcv := newReceiver(t, "change-me")
+	p, err := hostPlugin(t, exampleConfig(t, 2000), rcv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/edge/sa/gw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := wasmhost.NewHeaders(":method", "POST", ":path", "/v1/transfers", "idempotency-key", "IK-9", "x-mw-subject", "alice",
+		"x-api-key", "secret", "user-agent", "bank-app", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "x-mw-dye", "canary")
+	if res := s.OnRequestHeaders(h, false); res.Action != wasmhost.Buffer {
+		t.Fatalf("headers: %v (%v), want buffer until the body is seen", res.Action, res.Err)
+	}
+	res := s.OnRequestBody([]byte(transferBody), true)
+	if res.Action != wasmhost.Continue || string(res.Body) != transferBody {
+		t.Fatalf("body: %v %q (%v), want continue with the body unchanged", res.Action, res.Body, res.Err)
+	}
+	// The intent was acknowledged before the request went on.
+	intent := rcv.waitFor(t, mwaudit.PhaseIntent, 1)[0]
+	sum := sha256.Sum256([]byte(strings.NewReplacer(`"4111111111111111"`, audit.Redacted, `"1234"`, audit.Redacted).Replace(transferBody)))
+	checks := map[string][2]string{
+		"op_type":   {intent.OpType, "FUND_TRANSFER"},
+		"level":     {string(intent.Level), "critical"},
+		"subject":   {intent.Subject, "alice"},
+		"resource":  {intent.Resource, "transfer/IK-9"},
+		"trace_id":  {intent.TraceID, "4bf92f3577b34da6a3ce929d0e0e4736"},
+		"dye":       {intent.Dye, "canary"},
+		"digest":    {intent.BodyDigest, "sha256:" + hex.EncodeToString(sum[:])},
+		"redacted":  {strings.Join(intent.Redacted, ","), "header:x-api-key,body:card.number,body:pin"},
+		"headers":   {fmt.Sprint(intent.Headers), "map[user-agent:bank-app]"},
+		"source":    {intent.Source, "gw-test-1"},
+		"id suffix": {intent.ID[strings.LastIndexByte(intent.ID, '-')+1:], "intent"},
+		"id trace":  {intent.ID[:32], "4bf92f3577b34da6a3ce929d0e0e4736"},
+	}
+	for k, v := range checks {
+		if v[0] != v[1] {
+			t.Errorf("intent %s = %q, want %q", k, v[0], v[1])
+		}
+	}
+	if r := s.OnResponseHeaders(wasmhost.NewHeaders(":status", "201"), true); r.Action != wasmhost.Continue {
+		t.Fatalf("response: %v", r.Action)
+	}
+	s.Close()
+	out := rcv.waitFor(t, mwaudit.PhaseOutcome, 1)[0]
+	if out.Status != 201 || out.LatencyNS <= 0 || out.BodyDigest != intent.BodyDigest || out.Timestamp < intent.Timestamp {
+		t.Errorf("outcome = %+v", out)
+	}
+}
+
+func TestHostFailClosedRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		delay  time.Duration
+	}{
+		{"collector answers 500", 500, 0},
+		{"collector too slow", 200, 700 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rcv := newReceiver(t, "change-me")
+			rcv.set(tt.status, tt.delay)
+			p, err := hostPlugin(t, exampleConfig(t, 200), rcv, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			res := s.OnRequestHeaders(wasmhost.NewHeaders(":method", "POST", ":path", "/v1/transfers"), true)
+			if res.Action != wasmhost.Reply || res.Reply == nil || res.Reply.Status != 503 {
+				t.Fatalf("result = %v %+v, want a 503 reply and nothing forwarded", res.Action, res.Reply)
+			}
+			var body map[string]string
+			if err := json.Unmarshal(res.Reply.Body, &body); err != nil || body["error"] != "audit_unavailable" || body["op_type"] != "FUND_TRANSFER" || !strings.Contains(body["message"], "not forwarded") {
+				t.Errorf("503 body = %s (%v)", res.Reply.Body, err)
+			}
+		})
+	}
+}
+
+func TestHostOutcomeBatched(t *testing.T) {
+	rcv := newReceiver(t, "change-me")
+	p, err := hostPlugin(t, exampleConfig(t, 2000), rcv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := 0; i < n; i++ {
+		s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/web/sa/app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := wasmhost.NewHeaders(":method", "PUT", ":path", fmt.Sprintf("/v1/accounts/ACC-%d/limits?x=1", i), "x-mw-subject", "mallory")
+		if r := s.OnRequestHeaders(h, false); r.Action != wasmhost.Buffer {
+			t.Fatalf("headers: %v", r.Action)
+		}
+		if r := s.OnRequestBody([]byte(`{"limit":`), false); r.Action != wasmhost.Buffer {
+			t.Fatalf("first chunk: %v", r.Action)
+		}
+		if r := s.OnRequestBody([]byte(`500,"pin":"0000"}`), true); r.Action != wasmhost.Continue || string(r.Body) != `{"limit":500,"pin":"0000"}` {
+			t.Fatalf("last chunk: %v %q", r.Action, r.Body)
+		}
+		s.OnResponseHeaders(wasmhost.NewHeaders(":status", "200"), true)
+		s.Close()
+	}
+	// Unaudited requests produce nothing.
+	s, _ := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+	s.OnRequestHeaders(wasmhost.NewHeaders(":method", "GET", ":path", "/v1/accounts/ACC-1/limits"), true)
+	s.Close()
+	got := rcv.waitFor(t, mwaudit.PhaseOutcome, n)
+	if len(got) != n {
+		t.Fatalf("%d outcomes, want %d", len(got), n)
+	}
+	for _, e := range got {
+		if e.OpType != "LIMIT_CHANGE" || e.Subject != "spiffe://bank.example/ns/web/sa/app" || !strings.HasPrefix(e.Resource, "account/ACC-") || e.Status != 200 || e.Path != strings.Split(e.Path, "?")[0] {
+			t.Errorf("outcome %+v", e)
+		}
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, e := range rcv.events {
+		if e.Phase == mwaudit.PhaseIntent {
+			t.Errorf("non-fail-closed rule sent an intent record: %+v", e)
+		}
+	}
+}
+
+func TestHostRefusesBadConfig(t *testing.T) {
+	logs := &logSink{}
+	_, err := hostPlugin(t, []byte(`{"rules":[{"path":{"prefix":"/"},"opType":"X","level":"loud"}]}`), nil, logs)
+	if err == nil {
+		t.Fatal("plugin started with an invalid level")
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if !strings.Contains(strings.Join(logs.msgs, "\n"), "rules[0].level") {
+		t.Errorf("logs do not name the field: %v", logs.msgs)
+	}
+}
