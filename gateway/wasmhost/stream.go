@@ -221,11 +221,18 @@ func (s *Stream) begin(dir streamType) (Result, bool) {
 	if s.localReply != nil {
 		return Result{Action: Reply, Reply: s.localReply}, true
 	}
-	s.continued[dir] = false
-	s.limitErr = nil
 	if _, err := s.in.drainEvents(); err != nil {
 		return s.fail(err), true
 	}
+	// A long stream holds its instance; its root context's ticks are
+	// delivered between the stream's callbacks.
+	if s.in.tickPeriod.Load() > 0 && s.in.tickDue(int64(time.Since(s.p.epoch))) {
+		if err := s.in.tick(); err != nil {
+			return s.fail(err), true
+		}
+	}
+	s.continued[dir] = false
+	s.limitErr = nil
 	s.in.setContext(s.id, s)
 	return Result{}, false
 }
