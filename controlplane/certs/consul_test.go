@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/internal/consulagent"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
@@ -156,7 +157,7 @@ func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
 		t.Fatalf("leaf does not chain to Consul's active root: %v", err)
 	}
 
-	secrets, err := m.Secrets(NodeInfo{ID: "web-1", Cluster: "web"})
+	secrets, err := m.Secrets(controlplane.NodeInfo{ID: "web-1", Cluster: "web", Service: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
@@ -223,7 +224,7 @@ func TestSecretsValidateAndLiveSwap(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Changed did not fire after issuance")
 	}
-	secrets, err := m.Secrets(NodeInfo{ID: "gw-1", Cluster: ir.GatewayNodeCluster})
+	secrets, err := m.Secrets(controlplane.NodeInfo{ID: "gw-1", Cluster: ir.GatewayNodeCluster, Gateway: true})
 	if err != nil {
 		t.Fatal(err)
 	}

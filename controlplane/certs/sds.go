@@ -4,31 +4,27 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
-// NodeInfo identifies the proxy asking for secrets: its node id and its
-// node.cluster, which is the service it fronts (ir.GatewayNodeCluster for
-// gateways).
-type NodeInfo struct {
-	ID      string
-	Cluster string
+// Secrets implements controlplane.SecretSource: it returns the node's SDS
+// secrets, ir.LeafSecretName(S) (tls_certificate: chain and key) once
+// issued and ir.RootsSecretName (validation_context: every root of the
+// trust bundle) once read. S is the service a sidecar fronts, or
+// ir.GatewayNodeCluster for a gateway. An untracked service is tracked
+// from now on; its leaf appears on a later call, announced by Changed.
+func (m *Manager) Secrets(node controlplane.NodeInfo) ([]*tlsv3.Secret, error) {
+	return m.SecretsFor(NodeService(node)), nil
 }
 
-// SecretSource is what the control plane's snapshot builder needs from the
-// certificate side: the secrets of a node, and a signal when they change.
-type SecretSource interface {
-	Secrets(node NodeInfo) ([]*tlsv3.Secret, error)
-	Changed() <-chan struct{}
-}
-
-// Secrets returns the node's SDS secrets: ir.LeafSecretName(node.Cluster)
-// (tls_certificate: chain and key) once issued, and ir.RootsSecretName
-// (validation_context: every root of the trust bundle) once read. An
-// untracked service is tracked from now on; its leaf appears on a later
-// call, announced by Changed.
-func (m *Manager) Secrets(node NodeInfo) ([]*tlsv3.Secret, error) {
-	return m.SecretsFor(node.Cluster), nil
+// NodeService returns the service whose leaf node presents: node.Service
+// for a sidecar, node.Cluster for a gateway or when Service is unset.
+func NodeService(node controlplane.NodeInfo) string {
+	if node.Gateway || node.Service == "" {
+		return node.Cluster
+	}
+	return node.Service
 }
 
 // SecretsFor returns the leaf secrets of services and the roots secret.
@@ -66,4 +62,4 @@ func inline(b []byte) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: append([]byte(nil), b...)}}
 }
 
-var _ SecretSource = (*Manager)(nil)
+var _ controlplane.SecretSource = (*Manager)(nil)
