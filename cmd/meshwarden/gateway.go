@@ -1,17 +1,114 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/meshwarden/meshwarden/gateway"
 )
 
+type gatewayFlags struct {
+	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint string
+	drain                                                      time.Duration
+	maxBuffer                                                  int
+	verbose                                                    bool
+}
+
 func newGatewayCmd() *cobra.Command {
-	return &cobra.Command{
+	var f gatewayFlags
+	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the edge gateway (an xDS client hosting the .wasm filters)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("gateway is not built yet")
-		},
+		Long: `The gateway is an ADS client of the control plane: it receives listeners,
+routes, clusters, endpoints, SDS secrets and the Wasm filters by ECDS, exactly
+what an Envoy sidecar receives, and proxies HTTP/1.1, HTTP/2 (TLS and h2c),
+gRPC and WebSocket traffic through the same .wasm filters (dye, audit, trace).
+
+It identifies itself with node.cluster=meshwarden-gateway and node metadata
+listen_port (the port of --listen). It ACKs good config, NACKs bad config with
+the reason, and keeps serving the last good config while the plane is
+unreachable. Filter modules are fetched from the plane's module server,
+verified by sha256 and cached in --cache-dir.
+
+Admin (--admin-addr): /healthz /readyz /metrics /config_dump.
+SIGTERM or Ctrl-C drains: stop accepting, finish requests in flight (bounded
+by --drain-timeout).`,
+		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000
+  curl -s 127.0.0.1:19000/config_dump | jq .filters`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd.Context(), f) },
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.xdsAddr, "xds-address", "127.0.0.1:18000", "control plane ADS address (host:port)")
+	fl.StringVar(&f.nodeID, "node-id", "", "xDS node id (default gateway-<hostname>)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "proxy listen address; its port is sent as listen_port")
+	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:19000", "admin address (empty disables)")
+	fl.StringVar(&f.cacheDir, "cache-dir", defaultGatewayCache(), "module and compilation cache directory")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint (host:port or URL); empty: no spans")
+	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
+	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
+	return cmd
+}
+
+func defaultGatewayCache() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "meshwarden", "gateway")
+	}
+	return ""
+}
+
+func runGateway(ctx context.Context, f gatewayFlags) error {
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if f.nodeID == "" {
+		host, _ := os.Hostname()
+		f.nodeID = "gateway-" + host
+	}
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
+	}
+	cfg := gateway.Config{XDSAddress: f.xdsAddr, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
+		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry()}
+	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if f.adminAddr != "" {
+		if cfg.AdminListener, err = net.Listen("tcp", f.adminAddr); err != nil {
+			lis.Close()
+			return fmt.Errorf("listen on %s: %w: choose a free --admin-addr", f.adminAddr, err)
+		}
+	}
+	if f.otlpEndpoint != "" {
+		tp, err := gateway.NewOTLPTracerProvider(ctx, f.otlpEndpoint, "meshwarden-gateway")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx)
+		}()
+		cfg.TracerProvider = tp
+	} else {
+		cfg.TracerProvider = trace.TracerProvider(nil)
+	}
+	g, err := gateway.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("gateway starting", "listen", lis.Addr(), "xds", f.xdsAddr, "node", f.nodeID, "admin", f.adminAddr)
+	return g.Run(ctx)
 }
