@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -63,6 +64,12 @@ func BenchmarkInstantiate(b *testing.B) {
 // benchRequest runs one full request lifecycle: context create, request
 // headers, response headers, done, log, delete.
 func benchRequest(b *testing.B, p *Plugin, check bool) {
+	benchRequestCheck(b, p, map[bool]string{true: "x-mw-lane"}[check])
+}
+
+// benchRequestCheck is benchRequest checking that the filter set header key
+// (none if key is empty).
+func benchRequestCheck(b *testing.B, p *Plugin, key string) {
 	h := reqHeaders("x-mw-dye", "canary", "user-agent", "bench", "accept", "*/*")
 	base := len(h.Pairs)
 	rh := NewHeaders(":status", "200", "content-type", "text/plain", "content-length", "5")
@@ -78,8 +85,8 @@ func benchRequest(b *testing.B, p *Plugin, check bool) {
 		b.Fatalf("response headers: %v %v", res.Action, res.Err)
 	}
 	s.Close()
-	if check {
-		if v, _ := h.Get("x-mw-lane"); v != "canary" {
+	if key != "" {
+		if _, ok := h.Get(key); !ok {
 			b.Fatalf("header filter did not run: %v", h.Pairs)
 		}
 	}
@@ -96,14 +103,39 @@ func BenchmarkRequest(b *testing.B) {
 		{"headers", "headers", false},
 		{"noop/no-deadline", "noop", true},
 		{"headers/no-deadline", "headers", true},
+		// The product's example filters, written with filters/proxywasm.
+		{"sdk-noop", "../../filters/noop/wasm", false},
+		{"sdk-headers", "../../filters/headers/wasm", false},
+		{"sdk-noop/no-deadline", "../../filters/noop/wasm", true},
+		{"sdk-headers/no-deadline", "../../filters/headers/wasm", true},
 	} {
-		name := bc.guest
 		b.Run(bc.name, func(b *testing.B) {
 			r := newRuntime(b, RuntimeConfig{NoCallDeadline: bc.noDeadline})
-			p := newPlugin(b, r, name, PluginConfig{PoolSize: 1})
+			var wasm []byte
+			key := ""
+			switch bc.guest {
+			case "noop":
+				wasm = guest(b, "noop")
+			case "headers":
+				wasm, key = guest(b, "headers"), "x-mw-lane"
+			default:
+				wasm = guestPkg(b, bc.guest, bc.guest)
+				if strings.Contains(bc.guest, "headers") {
+					key = "x-mw-filter"
+				}
+			}
+			mod, err := r.Compile(context.Background(), wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "bench", PoolSize: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
 			b.ReportAllocs()
 			for b.Loop() {
-				benchRequest(b, p, name == "headers")
+				benchRequestCheck(b, p, key)
 			}
 		})
 	}

@@ -1,0 +1,160 @@
+package wasmhost
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSDKGuest runs a guest written with filters/proxywasm (the product's
+// guest ABI package) through the real host: the two sides of the ABI agree.
+func TestSDKGuest(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	sink := &logSink{}
+	wasm := guestPkg(t, "sdkconf", "./testdata/guests/sdkconf")
+	mod, err := r.Compile(context.Background(), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod.ABI() != ABI021 {
+		t.Fatalf("abi %s", mod.ABI())
+	}
+	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{
+		Name: "sdk", VMID: "vm-sdk", VMConfiguration: []byte("vm-sdk"), Configuration: []byte("tick"),
+		HTTPCaller: upstream(t), Logger: slog.New(sink), PoolSize: 2, PauseTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	info := StreamInfo{SourceAddress: "10.1.1.1:999", PeerURISAN: "spiffe://mesh/sa/x"}
+	run := func(t *testing.T, kv ...string) (*Headers, Result) {
+		t.Helper()
+		h := reqHeaders(kv...)
+		return h, request(t, p, info, h)
+	}
+	tests := []struct {
+		test  string
+		extra []string
+		key   string
+		want  string
+	}{
+		{"headers", []string{"x-replace", "old", "x-remove", "1"}, "x-r-count", "7/7/ok"},
+		{"headers", nil, "x-r-missing", "err"},
+		{"props", nil, "x-r-props", "10.1.1.1:999|spiffe://mesh/sa/x|sdk|ok|v|vm-sdk|tick"},
+		{"call", nil, "x-r-call", "202|hello GET /sdk from=sdk"},
+		{"shared", nil, "x-r-shared", "ok,ok,err,ok"},
+		{"queue", []string{"x-item", "q1"}, "x-r-queue", "ok,ok"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.test+"/"+tc.key, func(t *testing.T) {
+			h, res := run(t, append([]string{"x-test", tc.test}, tc.extra...)...)
+			if res.Action != Continue || res.Err != nil {
+				t.Fatalf("%v %v", res.Action, res.Err)
+			}
+			if got, _ := h.Get(tc.key); got != tc.want {
+				t.Fatalf("%s = %q, want %q (%v)", tc.key, got, tc.want, h.Pairs)
+			}
+			if tc.test == "headers" && tc.extra != nil {
+				if v, _ := h.Get("x-replace"); v != "new" {
+					t.Fatalf("x-replace = %q", v)
+				}
+				if _, ok := h.Get("x-remove"); ok {
+					t.Fatal("x-remove still there")
+				}
+				if v, _ := h.Get("x-set"); v != "1" {
+					t.Fatal("set pairs lost")
+				}
+			}
+		})
+	}
+	t.Run("local reply", func(t *testing.T) {
+		_, res := run(t, "x-test", "local")
+		if res.Action != Reply || res.Reply.Status != 418 || string(res.Reply.Body) != "teapot" {
+			t.Fatalf("%v %+v", res.Action, res.Reply)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		if _, res := run(t, "x-test", "close"); res.Action != Reset {
+			t.Fatalf("%v", res.Action)
+		}
+	})
+	t.Run("metrics misc logs", func(t *testing.T) {
+		h, _ := run(t, "x-test", "metrics")
+		v, _ := h.Get("x-r-metrics")
+		if parts := strings.Split(v, ","); len(parts) != 2 || parts[1] != "3" || parts[0] == "0" {
+			t.Fatalf("x-r-metrics = %q", v)
+		}
+		h, _ = run(t, "x-test", "misc")
+		v, _ = h.Get("x-r-misc")
+		parts := strings.Split(v, ",")
+		ns, _ := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+		if len(parts) != 3 || parts[1] != "ok" || time.Since(time.Unix(0, ns)) > time.Minute {
+			t.Fatalf("x-r-misc = %q", v)
+		}
+		if !sink.has("sdk warn 7") || !sink.has(`sdk plugin started with "tick"`) {
+			t.Fatalf("logs: %v", sink.msgs)
+		}
+		m := map[string]MetricSnapshot{}
+		for _, s := range r.GuestMetrics() {
+			m[s.Name] = s
+		}
+		if m["sdk_done"].Value == 0 || m["sdk_hist"].Count == 0 || m["sdk_gauge"].Value != 3 {
+			t.Fatalf("guest metrics %+v", m)
+		}
+	})
+	t.Run("body, trailers and the response path", func(t *testing.T) {
+		s, err := p.NewStream(context.Background(), info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		h := reqHeaders("x-test", "body")
+		if res := s.OnRequestHeaders(h, false); res.Action != Buffer {
+			t.Fatalf("headers %v %v", res.Action, res.Err)
+		}
+		if res := s.OnRequestBody([]byte("ab"), false); res.Action != Buffer {
+			t.Fatalf("chunk 1 %v", res.Action)
+		}
+		res := s.OnRequestBody([]byte("c"), true)
+		if res.Action != Continue || string(res.Body) != "<ABC>" {
+			t.Fatalf("chunk 2 %v %q", res.Action, res.Body)
+		}
+		if v, _ := h.Get("x-r-body"); v != "3" {
+			t.Fatalf("x-r-body = %q", v)
+		}
+		tr := NewHeaders("t", "1")
+		s.OnRequestTrailers(tr)
+		if v, _ := tr.Get("x-r-trailer"); v != "sdk" {
+			t.Fatalf("trailer %v", tr.Pairs)
+		}
+		rh := NewHeaders(":status", "204")
+		s.OnResponseHeaders(rh, false)
+		if v, _ := rh.Get("x-r-resp"); v != "204|body" {
+			t.Fatalf("x-r-resp %q", v)
+		}
+		if res := s.OnResponseBody([]byte("ok"), true); string(res.Body) != "ok!" {
+			t.Fatalf("response body %q", res.Body)
+		}
+		rt := NewHeaders()
+		s.OnResponseTrailers(rt)
+		if v, _ := rt.Get("x-r-resp-trailer"); v != "sdk" {
+			t.Fatalf("response trailer %v", rt.Pairs)
+		}
+	})
+	t.Run("ticks and queue delivery", func(t *testing.T) {
+		read := func(key string) string {
+			h, _ := run(t, "x-test", "read", "x-key", key)
+			v, _ := h.Get("x-r-value")
+			return v
+		}
+		eventually(t, "sdk ticks", 5*time.Second, func() bool {
+			n, _ := strconv.Atoi(strings.TrimPrefix(read("sdk-ticks"), "ok:"))
+			return n >= 2
+		})
+		eventually(t, "queue item", 5*time.Second, func() bool { return read("sdk-queue-last") == "ok:q1" })
+	})
+}
