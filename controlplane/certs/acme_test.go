@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,11 @@ func TestACMEOutageKeepsCertificateAndRaisesAlarm(t *testing.T) {
 	}
 	if v := metricValue(t, env.reg, "meshwarden_cert_renewal_failures_total"); v < 3 {
 		t.Fatalf("renewal_failures_total = %v, want >= 3", v)
+	}
+	rec := httptest.NewRecorder()
+	env.mgr.ReadyHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ready", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "localhost") {
+		t.Fatalf("readiness endpoint = %d %q, want 503 naming the certificate", rec.Code, rec.Body.String())
 	}
 	logs := env.logs.String()
 	if !strings.Contains(logs, "CERTIFICATE ALARM") {

@@ -107,3 +107,32 @@ var (
 	_ Issuer  = (*ConsulIssuer)(nil)
 	_ Watcher = (*ConsulIssuer)(nil)
 )
+
+// SetLeafTTL sets the Connect CA's LeafCertTTL (cluster-wide, applied by
+// the agents at each leaf's next renewal), leaving the rest of the CA
+// configuration as it is. Consul accepts 1h to 8760h; this is how
+// ir.CertPolicy.LeafTTL reaches the Consul issuer. It is a no-op when the
+// value is already set.
+func (ci *ConsulIssuer) SetLeafTTL(ctx context.Context, ttl time.Duration) error {
+	if ttl < time.Hour || ttl > 365*24*time.Hour {
+		return fmt.Errorf("consul leaf TTL %s is out of range: Consul accepts 1h to 8760h", ttl)
+	}
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	cur, _, err := ci.client.Connect().CAGetConfig(q)
+	if err != nil {
+		return fmt.Errorf("read Connect CA config: %w", err)
+	}
+	if d, err := time.ParseDuration(fmt.Sprint(cur.Config["LeafCertTTL"])); err == nil && d == ttl {
+		return nil
+	}
+	cfg := make(map[string]any, len(cur.Config)+1)
+	for k, v := range cur.Config {
+		cfg[k] = v
+	}
+	cfg["LeafCertTTL"] = ttl.String()
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	if _, err := ci.client.Connect().CASetConfig(&api.CAConfig{Provider: cur.Provider, Config: cfg}, w); err != nil {
+		return fmt.Errorf("set Connect CA LeafCertTTL to %s: %w", ttl, err)
+	}
+	return nil
+}

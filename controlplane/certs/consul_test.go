@@ -209,6 +209,25 @@ func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
 	if err := m.Ready(); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
+
+	// The policy's LeafTTL reaches Consul's CA configuration.
+	iss := NewConsulIssuer(c, ConsulOptions{})
+	if err := iss.SetLeafTTL(ctx, 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := c.Connect().CAGetConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := time.ParseDuration(fmt.Sprint(got.Config["LeafCertTTL"])); err != nil || d != 2*time.Hour {
+		t.Fatalf("LeafCertTTL = %v, want 2h", got.Config["LeafCertTTL"])
+	}
+	if err := iss.SetLeafTTL(ctx, time.Minute); err == nil || !strings.Contains(err.Error(), "1h to 8760h") {
+		t.Fatalf("SetLeafTTL(1m) = %v, want a range error", err)
+	}
+	if newRoot, _ := activeRoot(t, c); !newRoot.Equal(root) {
+		t.Fatal("changing LeafCertTTL rotated the root")
+	}
 }
 
 // metricSeries returns name's values keyed by their "kind" label.
