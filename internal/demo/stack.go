@@ -1,0 +1,290 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/meshwarden/meshwarden/internal/consulagent"
+)
+
+// StackOptions configure a [Stack].
+type StackOptions struct {
+	// Binary is the meshwarden executable the plane, collector and gateway
+	// run as (child processes, so they can be killed -9 and restarted).
+	Binary string
+	// FiltersDir holds the built <name>.wasm filters.
+	FiltersDir string
+	// PolicyDir is copied into the work dir; the plane watches the copy.
+	PolicyDir string
+	// WorkDir holds every process's state; it must exist.
+	WorkDir string
+	// Log receives every child's output, prefixed; nil discards it.
+	Log io.Writer
+	// Progress receives one line per step; nil discards it.
+	Progress io.Writer
+	// MTLS makes the plane serve Consul Connect certificates over SDS.
+	MTLS bool
+	// AuditToken is the shared token between the audit filter and the
+	// collector; empty means a fixed demo token.
+	AuditToken string
+}
+
+// Stack is the whole product running on this machine: a real Consul agent,
+// the audit collector, the control plane, the gateway, two versions of the
+// payments upstream and an OTLP sink.
+type Stack struct {
+	opts StackOptions
+
+	Consul    *consulagent.Agent
+	ConsulAPI *api.Client
+	Collector *Proc
+	Plane     *Proc
+	Gateway   *Proc
+	Upstreams []*Upstream
+	Sink      *OTLPSink
+
+	PolicyDir     string
+	CollectorAddr string
+	AuditDir      string
+	AuditPubKey   string
+	PlaneXDS      string
+	PlaneAdmin    string
+	GatewayAddr   string
+	GatewayAdmin  string
+	OTLPAddr      string
+
+	sinkSrv *http.Server
+}
+
+// NewStack prepares a stack; Start brings it up.
+func NewStack(opts StackOptions) *Stack {
+	if opts.AuditToken == "" {
+		opts.AuditToken = "meshwarden-demo-token"
+	}
+	return &Stack{opts: opts}
+}
+
+func (s *Stack) step(format string, a ...any) {
+	if s.opts.Progress != nil {
+		fmt.Fprintf(s.opts.Progress, "  • "+format+"\n", a...)
+	}
+}
+
+// Start brings every part up, in dependency order, and waits until each is
+// ready. On error everything already started is stopped.
+func (s *Stack) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	w := s.opts.WorkDir
+	if err := s.preparePolicies(); err != nil {
+		return err
+	}
+
+	s.step("starting Consul agent (real, persistent data dir)")
+	s.Consul, err = consulagent.Start(ctx, consulagent.Options{DataDir: filepath.Join(w, "consul")})
+	if err != nil {
+		return err
+	}
+	if s.ConsulAPI, err = s.Consul.Client(); err != nil {
+		return err
+	}
+	s.step("Consul at http://%s", s.Consul.Addr())
+
+	if err := s.startSink(); err != nil {
+		return err
+	}
+	s.step("OTLP trace sink at http://%s/v1/traces", s.OTLPAddr)
+
+	if err := s.StartCollector(ctx); err != nil {
+		return err
+	}
+	s.step("audit collector at http://%s (WAL in %s)", s.CollectorAddr, s.AuditDir)
+
+	for _, v := range []string{"v1", "v2"} {
+		u, err := StartUpstream("payments", v)
+		if err != nil {
+			return err
+		}
+		s.Upstreams = append(s.Upstreams, u)
+		if err := u.Register(s.ConsulAPI); err != nil {
+			return err
+		}
+		s.step("upstream payments %s at http://%s, registered in Consul with meta version=%s", v, u.Addr, v)
+	}
+
+	if s.PlaneXDS, err = FreeAddr(); err != nil {
+		return err
+	}
+	if s.PlaneAdmin, err = FreeAddr(); err != nil {
+		return err
+	}
+	if err := s.StartPlane(ctx); err != nil {
+		return err
+	}
+	s.step("control plane: xDS %s, admin http://%s", s.PlaneXDS, s.PlaneAdmin)
+
+	if s.GatewayAddr, err = FreeAddr(); err != nil {
+		return err
+	}
+	if s.GatewayAdmin, err = FreeAddr(); err != nil {
+		return err
+	}
+	if err := s.StartGateway(ctx); err != nil {
+		return err
+	}
+	s.step("gateway: traffic http://%s, admin http://%s", s.GatewayAddr, s.GatewayAdmin)
+	return nil
+}
+
+// preparePolicies copies the policy directory into the work dir and gives
+// the audit policy the collector's sender token.
+func (s *Stack) preparePolicies() error {
+	s.PolicyDir = filepath.Join(s.opts.WorkDir, "policies")
+	if err := os.MkdirAll(s.PolicyDir, 0o755); err != nil {
+		return fmt.Errorf("policy dir: %w", err)
+	}
+	entries, err := os.ReadDir(s.opts.PolicyDir)
+	if err != nil {
+		return fmt.Errorf("read policies %s: %w", s.opts.PolicyDir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.opts.PolicyDir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(data), "kind: AuditPolicy") && !strings.Contains(string(data), "token:") {
+			data = []byte(strings.Replace(string(data), "\nspec:\n", "\nspec:\n  collector:\n    token: "+s.opts.AuditToken+"\n", 1))
+		}
+		if err := os.WriteFile(filepath.Join(s.PolicyDir, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Stack) startSink() error {
+	s.Sink = NewOTLPSink(100000)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("otlp sink: %w", err)
+	}
+	s.OTLPAddr = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("/v1/traces", s.Sink)
+	s.sinkSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.sinkSrv.Serve(ln) }()
+	return nil
+}
+
+// StartCollector starts (or restarts, on the same address and WAL) the
+// audit collector.
+func (s *Stack) StartCollector(ctx context.Context) error {
+	w := s.opts.WorkDir
+	s.AuditDir = filepath.Join(w, "audit")
+	key := filepath.Join(w, "audit.key")
+	s.AuditPubKey = filepath.Join(w, "audit.pub")
+	token := filepath.Join(w, "audit.token")
+	if _, err := os.Stat(key); errors.Is(err, os.ErrNotExist) {
+		if out, err := runCmd(ctx, s.opts.Binary, "audit", "keygen", "--out", key, "--pub", s.AuditPubKey); err != nil {
+			return fmt.Errorf("audit keygen: %w\n%s", err, out)
+		}
+		if err := os.WriteFile(token, []byte(s.opts.AuditToken+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	listen := s.CollectorAddr
+	if listen == "" {
+		var err error
+		if listen, err = FreeAddr(); err != nil {
+			return err
+		}
+	}
+	p, err := StartProc("collector", s.opts.Log, s.opts.Binary, "audit", "collector",
+		"--dir", s.AuditDir, "--key", key, "--token-file", token, "--listen", listen,
+		"--consul", s.Consul.Addr(), "--checkpoint-interval", "1s")
+	if err != nil {
+		return err
+	}
+	s.Collector, s.CollectorAddr = p, listen
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return p.WaitHTTP(wctx, "http://"+listen+"/healthz")
+}
+
+// StartPlane starts (or restarts, on the same addresses) the control plane.
+func (s *Stack) StartPlane(ctx context.Context) error {
+	args := []string{"controlplane",
+		"--consul", s.Consul.Addr(), "--xds-addr", s.PlaneXDS, "--admin-addr", s.PlaneAdmin,
+		"--policy-dir", s.PolicyDir, "--filters-dir", s.opts.FiltersDir,
+		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr}
+	if s.opts.MTLS {
+		args = append(args, "--mtls")
+	}
+	p, err := StartProc("plane", s.opts.Log, s.opts.Binary, args...)
+	if err != nil {
+		return err
+	}
+	s.Plane = p
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return p.WaitHTTP(wctx, "http://"+s.PlaneAdmin+"/readyz")
+}
+
+// StartGateway starts (or restarts, on the same addresses) the gateway and
+// waits until it has a complete configuration.
+func (s *Stack) StartGateway(ctx context.Context) error {
+	p, err := StartProc("gateway", s.opts.Log, s.opts.Binary, "gateway",
+		"--xds", s.PlaneXDS, "--listen", s.GatewayAddr, "--admin-addr", s.GatewayAdmin,
+		"--cache-dir", filepath.Join(s.opts.WorkDir, "gateway-cache"),
+		"--otlp-endpoint", s.OTLPAddr, "--node-id", "gateway-demo")
+	if err != nil {
+		return err
+	}
+	s.Gateway = p
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return p.WaitHTTP(wctx, "http://"+s.GatewayAdmin+"/readyz")
+}
+
+// Stop stops every part, newest first.
+func (s *Stack) Stop() {
+	for _, p := range []*Proc{s.Gateway, s.Plane, s.Collector} {
+		if p != nil {
+			p.Stop(10 * time.Second)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, u := range s.Upstreams {
+		_ = u.Close(ctx)
+	}
+	if s.sinkSrv != nil {
+		_ = s.sinkSrv.Shutdown(ctx)
+	}
+	if s.Consul != nil {
+		s.Consul.Stop()
+	}
+}
+
+func runCmd(ctx context.Context, bin string, args ...string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := execCommand(cctx, bin, args...).CombinedOutput()
+	return string(out), err
+}
