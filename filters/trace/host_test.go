@@ -1,0 +1,393 @@
+package trace_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/filters/trace"
+	"github.com/meshwarden/meshwarden/gateway/wasmhost"
+	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/internal/tracectx"
+)
+
+// shared holds the filters built once per test binary and compiled once in
+// one runtime.
+var shared struct {
+	mu   sync.Mutex
+	dir  string
+	rt   *wasmhost.Runtime
+	mods map[string]*wasmhost.Module
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.rt != nil {
+		_ = shared.rt.Close(context.Background())
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// compiled builds ../<name>/wasm with the standard toolchain
+// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared) and compiles it.
+func compiled(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) {
+	tb.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	ctx := context.Background()
+	if shared.rt == nil {
+		dir, err := os.MkdirTemp("", "filters-wasm-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		shared.dir = dir
+		if shared.rt, err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(dir, "cache")}); err != nil {
+			tb.Fatal(err)
+		}
+		shared.mods = map[string]*wasmhost.Module{}
+	}
+	if m := shared.mods[name]; m != nil {
+		return shared.rt, m
+	}
+	out := filepath.Join(shared.dir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../"+name+"/wasm")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build %s.wasm: %v\n%s", name, err, msg)
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := shared.rt.Compile(ctx, wasm)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	shared.mods[name] = m
+	return shared.rt, m
+}
+
+type logSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logSink) WithGroup(string) slog.Handler      { return l }
+
+func newPlugin(tb testing.TB, name string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
+	tb.Helper()
+	rt, mod := compiled(tb, name)
+	cfg := wasmhost.PluginConfig{Name: name, Configuration: config, PoolSize: runtime.GOMAXPROCS(0), HTTPCaller: caller,
+		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}
+	if logs != nil {
+		cfg.Logger = slog.New(logs)
+	}
+	p, err := rt.NewPlugin(context.Background(), mod, cfg)
+	if err == nil {
+		tb.Cleanup(p.Close)
+	}
+	return p, err
+}
+
+// exampleConfig loads testdata/example.json (the README's example) with
+// sampling at 1 and a short tick for tests.
+func exampleConfig(tb testing.TB) []byte {
+	tb.Helper()
+	raw, err := os.ReadFile("testdata/example.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := trace.ParseConfig(raw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	one := 1.0
+	cfg.Sampling.Ratio = &one
+	cfg.Batch.FlushIntervalMs = 20
+	out, _ := json.Marshal(cfg)
+	return out
+}
+
+func otlpSink(tb testing.TB) (*demo.OTLPSink, *wasmhost.NetHTTPCaller) {
+	sink := demo.NewOTLPSink(1000)
+	srv := httptest.NewServer(sink)
+	tb.Cleanup(srv.Close)
+	return sink, &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": srv.URL}}
+}
+
+func waitSpans(t testing.TB, sink *demo.OTLPSink, traceID string, n int) []demo.Span {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s := sink.Spans(traceID); len(s) >= n {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d spans of trace %s after 10s", n, traceID)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func TestHostPropagatesAndExports(t *testing.T) {
+	sink, caller := otlpSink(t)
+	p, err := newPlugin(t, "trace", exampleConfig(t), caller, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		hdr       []string
+		sameTrace bool
+	}{
+		{"continues a W3C trace", []string{"traceparent", incoming, "tracestate", "rojo=1"}, true},
+		{"continues a B3 trace", []string{"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}, true},
+		{"starts a trace", nil, false},
+		{"replaces an invalid traceparent", []string{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := wasmhost.NewHeaders(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.hdr...)...)
+			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/web/sa/app", SourceAddress: "10.0.0.7:5555", RouteName: "payments"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.OnRequestHeaders(h, true)
+			out, _ := h.Get("traceparent")
+			sc, err := tracectx.ParseTraceparent(out)
+			if err != nil {
+				t.Fatalf("outgoing traceparent %q: %v", out, err)
+			}
+			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.sameTrace {
+				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.sameTrace)
+			}
+			if sc.SpanID.String() == "00f067aa0ba902b7" || !sc.Sampled() {
+				t.Errorf("span id %s sampled %v: want a new, sampled child", sc.SpanID, sc.Sampled())
+			}
+			s.OnResponseHeaders(wasmhost.NewHeaders(":status", "201"), true)
+			s.Close()
+			var span demo.Span
+			deadline := time.Now().Add(10 * time.Second)
+			for span.SpanID != sc.SpanID.String() {
+				for _, sp := range waitSpans(t, sink, sc.TraceID.String(), 1) {
+					if sp.SpanID == sc.SpanID.String() {
+						span = sp
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("span %s not exported after 10s", sc.SpanID)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if span.Service != "payments-gateway" {
+				t.Errorf("span %+v", span)
+			}
+			if tt.sameTrace && span.ParentID != "00f067aa0ba902b7" {
+				t.Errorf("parent = %q", span.ParentID)
+			}
+			for k, v := range map[string]string{"http.request.method": "POST", "url.path": "/v1/transfers", "http.route": "payments",
+				"http.response.status_code": "201", "mw.lane": "canary", "mw.peer.identity": "spiffe://bank.example/ns/web/sa/app", "client.address": "10.0.0.7:5555"} {
+				if span.Attrs[k] != v {
+					t.Errorf("attribute %s = %q, want %q", k, span.Attrs[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestHostRefusesBadConfig(t *testing.T) {
+	logs := &logSink{}
+	if _, err := newPlugin(t, "trace", []byte(`{"sampling":{"ratio":2}}`), nil, logs); err == nil {
+		t.Fatal("plugin started with ratio 2")
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if !strings.Contains(strings.Join(logs.msgs, "\n"), "sampling.ratio") {
+		t.Errorf("logs do not name the field: %v", logs.msgs)
+	}
+}
+
+// chainConfigs are the three filters' configurations for the chain test and
+// benchmark: dye rules, an audited (not fail-closed) route, trace at ratio 1.
+func chainConfigs(tb testing.TB, tickMs int) map[string][]byte {
+	dye, err := os.ReadFile("../dye/testdata/example-ingress.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	audit := fmt.Sprintf(`{"rules":[{"methods":["PUT"],"path":{"pattern":"/v1/accounts/*/limits"},"opType":"LIMIT_CHANGE","resource":"account/{path.3}"}],
+		"collector":{"token":"t"},"batch":{"flushIntervalMs":%d}}`, tickMs)
+	tr := fmt.Sprintf(`{"serviceName":"gw","batch":{"flushIntervalMs":%d}}`, tickMs)
+	return map[string][]byte{"dye": dye, "audit": []byte(audit), "trace": []byte(tr)}
+}
+
+// auditSink accepts audit batches and keeps the events.
+type auditSink struct {
+	mu     sync.Mutex
+	events []mwaudit.Event
+}
+
+func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var b mwaudit.Batch
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	a.mu.Lock()
+	a.events = append(a.events, b.Events...)
+	a.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(mwaudit.Ack{Accepted: len(b.Events)})
+}
+
+func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
+	tb.Helper()
+	sink := demo.NewOTLPSink(100000)
+	osrv := httptest.NewServer(sink)
+	tb.Cleanup(osrv.Close)
+	as := &auditSink{}
+	asrv := httptest.NewServer(as)
+	tb.Cleanup(asrv.Close)
+	caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
+	cfgs := chainConfigs(tb, tickMs)
+	byName := map[string]*wasmhost.Plugin{}
+	for _, name := range filters.Order() {
+		p, err := newPlugin(tb, name, cfgs[name], caller, nil)
+		if err != nil {
+			tb.Fatalf("%s: %v", name, err)
+		}
+		byName[name] = p
+	}
+	chain, err := wasmhost.OrderedChain(byName, filters.Order())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return chain, sink, as
+}
+
+// TestHostChain runs dye -> audit -> trace (filters.Order) in the gateway
+// host: the lane reaches the span and the audit record, and the audit
+// record carries the trace id the trace filter started.
+func TestHostChain(t *testing.T) {
+	if got := filters.Order(); !slices.Equal(got, []string{"dye", "audit", "trace"}) {
+		t.Fatalf("filters.Order() = %v", got)
+	}
+	chain, sink, as := newChain(t, 20)
+	cs, err := chain.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/retail/sa/web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := wasmhost.NewHeaders(":method", "PUT", ":path", "/v1/accounts/ACC-1/limits", "x-beta", "1", "x-mw-dye", "spoofed")
+	if r := cs.OnRequestHeaders(h, true); r.Action != wasmhost.Continue {
+		t.Fatalf("chain request: %v %v", r.Action, r.Err)
+	}
+	lane, _ := h.Get("x-mw-dye")
+	tp, _ := h.Get("traceparent")
+	sc, err := tracectx.ParseTraceparent(tp)
+	if lane != "beta" || err != nil {
+		t.Fatalf("lane %q traceparent %q (%v)", lane, tp, err)
+	}
+	cs.OnResponseHeaders(wasmhost.NewHeaders(":status", "200"), true)
+	cs.Close()
+	span := waitSpans(t, sink, sc.TraceID.String(), 1)[0]
+	if span.Attrs["mw.lane"] != "beta" {
+		t.Errorf("span lane = %q", span.Attrs["mw.lane"])
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		as.mu.Lock()
+		evs := slices.Clone(as.events)
+		as.mu.Unlock()
+		if len(evs) > 0 {
+			e := evs[0]
+			if e.TraceID != sc.TraceID.String() || e.Dye != "beta" || e.Tenant != "retail" || e.Resource != "account/ACC-1" || e.Status != 200 {
+				t.Errorf("audit record = %+v", e)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no audit record after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// benchRequests runs b.N requests through run and reports p50 and p99.
+func benchRequests(b *testing.B, run func()) {
+	b.ReportAllocs()
+	durs := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		run()
+		durs = append(durs, time.Since(t0))
+	}
+	slices.Sort(durs)
+	if len(durs) > 0 {
+		b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(durs[len(durs)*99/100].Nanoseconds()), "p99-ns")
+	}
+}
+
+// request is one audited, dyed, traced request: headers in, response
+// headers out, stream closed.
+func chainRequest(b *testing.B, c *wasmhost.Chain) {
+	cs, err := c.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/mesh/sa/gw", SourceAddress: "10.1.2.3:4000"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := wasmhost.NewHeaders(":method", "PUT", ":path", "/v1/accounts/ACC-1/limits", "x-user-id", "u-42",
+		"traceparent", incoming, "baggage", "k=v")
+	if r := cs.OnRequestHeaders(h, true); r.Action != wasmhost.Continue {
+		b.Fatalf("request: %v %v", r.Action, r.Err)
+	}
+	cs.OnResponseHeaders(wasmhost.NewHeaders(":status", "200"), true)
+	cs.Close()
+}
+
+func BenchmarkHostChain(b *testing.B) {
+	c, _, _ := newChain(b, 100)
+	benchRequests(b, func() { chainRequest(b, c) })
+}
+
+func BenchmarkHostEach(b *testing.B) {
+	for _, name := range filters.Order() {
+		b.Run(name, func(b *testing.B) {
+			sink := demo.NewOTLPSink(100000)
+			osrv := httptest.NewServer(sink)
+			defer osrv.Close()
+			asrv := httptest.NewServer(&auditSink{})
+			defer asrv.Close()
+			caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
+			p, err := newPlugin(b, name, chainConfigs(b, 100)[name], caller, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchRequests(b, func() { chainRequest(b, wasmhost.NewChain(p)) })
+		})
+	}
+}
