@@ -1,5 +1,7 @@
-// Package faulttest runs the audit collector as a subprocess (the real
-// meshwarden binary, built in TestMain) and breaks things: kill -9 under
+// Package faulttest runs the audit collector as a subprocess (the real audit
+// CLI code, auditstore/cli, built in TestMain as auditstore/internal/auditbin:
+// `meshwarden` with only the audit commands, so these tests do not depend on
+// the rest of the binary compiling) and breaks things: kill -9 under
 // load, tampered segment files, a JetStream outage. Every test asserts counts.
 package faulttest
 
@@ -33,10 +35,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(tmp, "meshwarden")
-	build := exec.Command("go", "build", "-o", bin, "github.com/meshwarden/meshwarden/cmd/meshwarden")
+	build := exec.Command("go", "build", "-o", bin, "github.com/meshwarden/meshwarden/auditstore/internal/auditbin")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "faulttest: building meshwarden:", err)
+		fmt.Fprintln(os.Stderr, "faulttest: building the audit binary:", err)
 		os.RemoveAll(tmp)
 		os.Exit(1)
 	}

@@ -1,0 +1,402 @@
+// Package cli holds the `meshwarden audit` commands (collector, verify,
+// query, tail, keygen); cmd/meshwarden mounts [NewCommand].
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/meshwarden/meshwarden/auditstore/collector"
+	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/query"
+	"github.com/meshwarden/meshwarden/auditstore/verify"
+	"github.com/meshwarden/meshwarden/auditstore/wal"
+	"github.com/meshwarden/meshwarden/internal/audit"
+)
+
+// NewCommand returns the `audit` command with its subcommands.
+func NewCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Run the audit collector; verify, tail and query audit trails",
+		Long: `The audit collector stores the records the audit filter and the gateway send
+in a hash-chained, fsynced write-ahead log with Ed25519-signed checkpoints,
+and exports them to NATS JetStream. Auditors verify a trail with only the
+public key.
+
+  meshwarden audit keygen --out audit.key --pub audit.pub
+  meshwarden audit collector --dir /var/lib/meshwarden/audit --key audit.key --token-file token
+  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub
+  meshwarden audit query --dir D --op-type FUND_TRANSFER --from 2026-11-25T00:00:00Z
+  meshwarden audit tail --dir D -f`,
+	}
+	cmd.AddCommand(newAuditCollectorCmd(), newAuditVerifyCmd(), newAuditQueryCmd(), newAuditTailCmd(), newAuditKeygenCmd())
+	return cmd
+}
+
+type collectorFlags struct {
+	listen, addrFile, dir, key       string
+	tokenFile                        string
+	tlsCert, tlsKey, clientCA        string
+	allowSPIFFE                      []string
+	segmentSize                      int64
+	checkpointEvery                  uint64
+	checkpointInterval               time.Duration
+	retainSegments                   int
+	retainAge                        time.Duration
+	consulAddr                       string
+	natsURL, natsStream, natsSubject string
+	natsCkptSubject                  string
+	maxBody                          int64
+}
+
+func newAuditCollectorCmd() *cobra.Command {
+	var f collectorFlags
+	cmd := &cobra.Command{
+		Use:   "collector",
+		Short: "Receive audit batches, store them durably, export them",
+		Long: `Run the audit collector: a separate process, so its failure domain and its
+fsync load stay apart from the control plane and the gateway.
+
+Senders POST an audit.Batch (JSON) to ` + audit.IngestPath + `. A sender is accepted
+if it presents the shared token in the ` + audit.TokenHeader + ` header, or (with
+--tls-cert/--tls-key/--client-ca) a client certificate whose SPIFFE id is
+listed in --allow-spiffe. Others get 401 (no/bad credentials) or 403 (a valid
+certificate whose SPIFFE id is not allowed).
+
+Each event gets its sequence number and hash-chain link, is written to the
+WAL in --dir, and the batch is answered 200 with an audit.Ack only after an
+fsync (one fsync covers every batch waiting: group commit). A signed
+checkpoint is written every --checkpoint-every records, every
+--checkpoint-interval and at each segment rotation.
+
+The token comes from --token-file or the MESHWARDEN_AUDIT_TOKEN environment
+variable (never from the command line, where ps would show it).
+
+Also served: /metrics (Prometheus), /healthz. SIGINT/SIGTERM stop it
+gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
+		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub
+  echo s3cret > token
+  meshwarden audit collector --dir ./audit-data --key audit.key --token-file token \
+      --listen 127.0.0.1:7480 --nats nats://127.0.0.1:4222 --consul 127.0.0.1:8500`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCollector(cmd.Context(), f, cmd.ErrOrStderr()) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:7480", "address to serve on (port 0 picks a free one)")
+	fl.StringVar(&f.addrFile, "addr-file", "", "write the bound address to this file once serving (for scripts and tests)")
+	fl.StringVar(&f.dir, "dir", "", "WAL directory (segments, checkpoints, export cursor) (required)")
+	fl.StringVar(&f.key, "key", "", "Ed25519 private key (PEM) that signs checkpoints; make one with `meshwarden audit keygen` (required)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the shared sender token (or set MESHWARDEN_AUDIT_TOKEN)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	fl.StringVar(&f.clientCA, "client-ca", "", "CA bundle (PEM) that verifies sender client certificates (mTLS)")
+	fl.StringSliceVar(&f.allowSPIFFE, "allow-spiffe", nil, "SPIFFE id allowed to send with a client certificate (repeatable), e.g. spiffe://dc1/ns/default/svc/gateway")
+	fl.Int64Var(&f.segmentSize, "segment-size", 64<<20, "rotate segments at this many bytes")
+	fl.Uint64Var(&f.checkpointEvery, "checkpoint-every", 10000, "sign a checkpoint every N records")
+	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "sign a checkpoint at least this often while records arrive")
+	fl.IntVar(&f.retainSegments, "retain-segments", 0, "keep at most N segment files (0: keep all); never deletes un-exported or un-checkpointed segments")
+	fl.DurationVar(&f.retainAge, "retain-age", 0, "delete closed segments older than this (0: keep all); same safety rules")
+	fl.StringVar(&f.consulAddr, "consul", "", "register in this Consul agent (host:port) as meshwarden-audit")
+	fl.StringVar(&f.natsURL, "nats", "", "export to this NATS JetStream server (e.g. nats://127.0.0.1:4222)")
+	fl.StringVar(&f.natsStream, "nats-stream", "MESHWARDEN_AUDIT", "JetStream stream to create/use")
+	fl.StringVar(&f.natsSubject, "nats-subject", "meshwarden.audit.events", "subject records are published on")
+	fl.StringVar(&f.natsCkptSubject, "nats-checkpoint-subject", "meshwarden.audit.checkpoints", "subject signed checkpoints are published on (a copy of the truncation evidence off this disk)")
+	fl.Int64Var(&f.maxBody, "max-batch-bytes", 8<<20, "largest accepted batch body")
+	return cmd
+}
+
+func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error {
+	logger := log.New(stderr, "audit collector: ", log.LstdFlags|log.Lmicroseconds)
+	if f.dir == "" || f.key == "" {
+		return errors.New("--dir and --key are required (make a key with `meshwarden audit keygen`)")
+	}
+	key, err := wal.LoadPrivateKey(f.key)
+	if err != nil {
+		return err
+	}
+	var tokens []string
+	if t := strings.TrimSpace(os.Getenv("MESHWARDEN_AUDIT_TOKEN")); t != "" {
+		tokens = append(tokens, t)
+	}
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return fmt.Errorf("read --token-file: %w", err)
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			tokens = append(tokens, t)
+		}
+	}
+	var exp *export.Exporter
+	if f.natsURL != "" {
+		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, Logf: logger.Printf}); err != nil {
+			return err
+		}
+	}
+	wopt := wal.Options{
+		Dir: f.dir, SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
+		Signer: key, RetainSegments: f.retainSegments, RetainAge: f.retainAge, Logf: logger.Printf,
+	}
+	if exp != nil {
+		wopt.ExportedSeq = exp.Exported
+	}
+	w, err := wal.Open(ctx, wopt)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := w.Close(); err != nil {
+			logger.Printf("close wal: %v", err)
+		}
+	}()
+	st := w.Stats()
+	logger.Printf("wal %s: head seq %d (recovery truncated %d torn bytes)", f.dir, st.Head, st.RecoveredTruncatedBytes)
+	cfg := collector.Config{WAL: w, Tokens: tokens, AllowSPIFFE: f.allowSPIFFE, MaxBodyBytes: f.maxBody, Registry: prometheus.NewRegistry()}
+	if f.tlsCert != "" || f.tlsKey != "" {
+		if cfg.TLS, err = collector.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
+			return err
+		}
+	}
+	srv, err := collector.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on --listen %s: %w", f.listen, err)
+	}
+	var wg sync.WaitGroup
+	ectx, ecancel := context.WithCancel(ctx)
+	defer func() { ecancel(); wg.Wait() }()
+	if exp != nil {
+		exp.Follow(w.Durable, w.Changed)
+		srv.Registry().MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_export_cursor_seq", Help: "Last sequence acknowledged by JetStream."}, func() float64 { return float64(exp.Exported()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_export_failures_total", Help: "Export outages."}, func() float64 { return float64(exp.Failures()) }),
+		)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := exp.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
+				logger.Printf("exporter stopped: %v", err)
+			}
+		}()
+	}
+	if f.consulAddr != "" {
+		c, err := api.NewClient(&api.Config{Address: f.consulAddr})
+		if err != nil {
+			return fmt.Errorf("consul client: %w", err)
+		}
+		dereg, err := collector.RegisterConsul(c, ln.Addr(), cfg.TLS != nil)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := dereg(); err != nil {
+				logger.Printf("deregister from consul: %v", err)
+			}
+		}()
+	}
+	if f.addrFile != "" {
+		tmp := f.addrFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(ln.Addr().String()), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, f.addrFile); err != nil {
+			return err
+		}
+	}
+	logger.Printf("serving %s on %s", audit.IngestPath, ln.Addr())
+	err = srv.Serve(ctx, ln)
+	logger.Printf("stopped (head seq %d)", w.Durable())
+	return err
+}
+
+func newAuditVerifyCmd() *cobra.Command {
+	var dir, pub string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Prove an audit trail was not altered, dropped, reordered or truncated",
+		Long: `Verify reads every segment in --dir and checks each record's CRC, sequence
+number and hash-chain link, the Ed25519 signature of every checkpoint (with
+only the public key), that every checkpoint matches the chain, and that the
+trail reaches the last signed checkpoint. It names the first bad record
+(segment, offset, seq, id) and exits 1, or prints OK and exits 0.
+
+It is safe to run against a live collector's directory.`,
+		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || pub == "" {
+				return errors.New("--dir and --pubkey are required")
+			}
+			k, err := wal.LoadPublicKey(pub)
+			if err != nil {
+				return err
+			}
+			rep, err := verify.Dir(cmd.Context(), dir, k)
+			if err != nil {
+				return err
+			}
+			if !quiet || !rep.OK() {
+				rep.Format(cmd.OutOrStdout())
+			}
+			if !rep.OK() {
+				return fmt.Errorf("audit trail in %s failed verification: %s", dir, rep.Problem.Kind)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "WAL directory to verify (required)")
+	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key (PEM) from `meshwarden audit keygen` (required)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing when the trail verifies")
+	return cmd
+}
+
+func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.Filter) {
+	fl := cmd.Flags()
+	fl.StringVar(dir, "dir", "", "WAL directory (required)")
+	fl.StringVar(from, "from", "", "only records at or after this time (RFC 3339, or Unix nanoseconds)")
+	fl.StringVar(to, "to", "", "only records before this time (RFC 3339, or Unix nanoseconds)")
+	fl.StringVar(&f.OpType, "op-type", "", "only this op_type, e.g. FUND_TRANSFER")
+	fl.StringVar(&f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
+	fl.StringVar(&f.TraceID, "trace-id", "", "only this W3C trace id")
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(0, n), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return t, fmt.Errorf("time %q: use RFC 3339 (2026-11-25T09:00:00Z) or Unix nanoseconds", s)
+	}
+	return t, nil
+}
+
+func buildFilter(from, to string, f *query.Filter) error {
+	var err error
+	if f.From, err = parseTime(from); err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	if f.To, err = parseTime(to); err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	return nil
+}
+
+func printRecord(w io.Writer) func(*audit.Event, []byte) error {
+	return func(_ *audit.Event, raw []byte) error {
+		if _, err := w.Write(raw); err != nil {
+			return err
+		}
+		_, err := w.Write([]byte{'\n'})
+		return err
+	}
+}
+
+func newAuditQueryCmd() *cobra.Command {
+	var dir, from, to string
+	var f query.Filter
+	var count bool
+	cmd := &cobra.Command{
+		Use:   "query",
+		Short: "Print stored records matching filters, one JSON object per line",
+		Example: `  meshwarden audit query --dir ./audit-data --op-type FUND_TRANSFER --from 2026-11-25T08:00:00Z --to 2026-11-25T09:00:00Z
+  meshwarden audit query --dir ./audit-data --trace-id 4bf92f3577b34da6a3ce929d0e0e4736`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			if err := buildFilter(from, to, &f); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fn := printRecord(out)
+			if count {
+				fn = func(*audit.Event, []byte) error { return nil }
+			}
+			n, err := query.Scan(cmd.Context(), dir, f, fn)
+			if count {
+				fmt.Fprintln(out, n)
+			}
+			return err
+		},
+	}
+	addFilterFlags(cmd, &dir, &from, &to, &f)
+	cmd.Flags().BoolVar(&count, "count", false, "print only the number of matching records")
+	return cmd
+}
+
+func newAuditTailCmd() *cobra.Command {
+	var dir, from, to string
+	var f query.Filter
+	var n int
+	var follow bool
+	cmd := &cobra.Command{
+		Use:     "tail",
+		Short:   "Print the last records, and with -f follow new ones as they are stored",
+		Example: `  meshwarden audit tail --dir ./audit-data -n 20 -f --op-type FUND_TRANSFER`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			if err := buildFilter(from, to, &f); err != nil {
+				return err
+			}
+			return query.Tail(cmd.Context(), dir, f, n, follow, 200*time.Millisecond, printRecord(cmd.OutOrStdout()))
+		},
+	}
+	addFilterFlags(cmd, &dir, &from, &to, &f)
+	cmd.Flags().IntVarP(&n, "lines", "n", 10, "how many of the last matching records to print first")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing records as they arrive, until interrupted")
+	return cmd
+}
+
+func newAuditKeygenCmd() *cobra.Command {
+	var out, pub string
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Create the Ed25519 key pair that signs audit checkpoints",
+		Long: `Keygen writes a new Ed25519 private key (PKCS#8 PEM, mode 0600) for the
+collector's --key and its public key (PKIX PEM) for auditors' verify --pubkey.
+It refuses to overwrite existing files.`,
+		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pub == "" {
+				pub = out + ".pub"
+			}
+			if err := wal.GenerateKey(out, pub); err != nil {
+				return err
+			}
+			b, _ := json.Marshal(map[string]string{"private_key": out, "public_key": pub})
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "audit.key", "private key file to create")
+	cmd.Flags().StringVar(&pub, "pub", "", "public key file to create (default: <out>.pub)")
+	return cmd
+}
