@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/internal/demo"
+)
+
+// planeStatus is the part of the plane's /v1/status the tests read.
+type planeStatus struct {
+	PolicyRevision string `json:"policy_revision"`
+	Consul         struct {
+		Stale  bool `json:"stale"`
+		Synced bool `json:"synced"`
+	} `json:"consul"`
+	LastRejection *struct {
+		Kind  string `json:"kind"`
+		Error string `json:"error"`
+	} `json:"last_rejection"`
+}
+
+func getStatus(t *testing.T, st *demo.Stack) planeStatus {
+	t.Helper()
+	var s planeStatus
+	resp, err := http.Get("http://" + st.PlaneAdmin + "/v1/status")
+	if err != nil {
+		t.Fatalf("plane status: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatalf("plane status: %v", err)
+	}
+	return s
+}
+
+// eventually polls cond every 100ms until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		last = msg
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not happen within %s; last: %s", what, d, last)
+}
+
+// laneTarget returns the version that opt-in canary requests reach.
+func laneTarget(ctx context.Context, c *demo.Client) (string, error) {
+	r, err := c.Do(ctx, http.MethodGet, "/probe", map[string]string{"x-canary": "true"}, nil)
+	if err != nil {
+		return "", err
+	}
+	if r.Status != 200 {
+		return "", fmt.Errorf("status %d: %.200s", r.Status, r.Body)
+	}
+	return r.Echo.Version, nil
+}
+
+// flipCanary rewrites the canary route so the canary lane goes to subset to.
+func flipCanary(t *testing.T, st *demo.Stack, to string) {
+	t.Helper()
+	p := filepath.Join(st.PolicyDir, "canary-payments.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "- lane: canary")
+	j := strings.Index(s[i:], "subset: ")
+	k := strings.Index(s[i+j:], "\n")
+	s = s[:i+j] + "subset: " + to + s[i+j+k:]
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getLoad(c *demo.Client, rps int) *loader {
+	return startLoader(c, http.MethodGet, "/load", rps, func(string) map[string]string { return map[string]string{"x-canary": "true"} }, nil)
+}
+
+func transferLoad(c *demo.Client, rps int) *loader {
+	return startLoader(c, http.MethodPost, "/v1/transfers", rps,
+		func(id string) map[string]string { return map[string]string{"x-request-id": id, "x-mw-subject": "e2e"} },
+		func(id string) []byte { return []byte(`{"from":"a","to":"b","amount":1,"ref":"` + id + `"}`) })
+}
+
+// auditedRequestIDs returns the x-request-id of every FUND_TRANSFER intent
+// record in the collector's WAL.
+func auditedRequestIDs(t *testing.T, st *demo.Stack) map[string]bool {
+	t.Helper()
+	out, err := exec.Command(testEnv.binary, "audit", "query", "--dir", st.AuditDir, "--op-type", "FUND_TRANSFER").CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit query: %v\n%s", err, out)
+	}
+	ids := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		var ev struct {
+			Phase   string            `json:"phase"`
+			Headers map[string]string `json:"headers"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Phase == "intent" && ev.Headers["x-request-id"] != "" {
+			ids[ev.Headers["x-request-id"]] = true
+		}
+	}
+	return ids
+}
+
+func verifyAudit(t *testing.T, st *demo.Stack) {
+	t.Helper()
+	out, err := exec.Command(testEnv.binary, "audit", "verify", "--dir", st.AuditDir, "--pubkey", st.AuditPubKey).CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit verify failed: %v\n%s", err, out)
+	}
+}
+
+// TestFaults runs the bad days on one stack, in order; each subtest leaves
+// the stack healthy for the next.
+func TestFaults(t *testing.T) {
+	st := startStack(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	c := st.NewClient()
+	if v, err := laneTarget(ctx, c); err != nil || v != "v2" {
+		t.Fatalf("canary lane before faults: %q %v", v, err)
+	}
+
+	t.Run("plane killed: gateway keeps serving, then resyncs", func(t *testing.T) {
+		l := getLoad(c, 50)
+		time.Sleep(500 * time.Millisecond)
+		st.Plane.Kill()
+		time.Sleep(2 * time.Second)
+		l.stop()
+		if l.failed.Load() != 0 || l.ok.Load() < 50 {
+			t.Fatalf("while the plane was down: %s", l)
+		}
+		// Change policy while the plane is down; it must apply once the
+		// plane is back and the gateway has resynced.
+		flipCanary(t, st, "v1")
+		if err := st.StartPlane(ctx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "gateway resync after plane restart", func() (bool, string) {
+			v, err := laneTarget(ctx, c)
+			return v == "v1", fmt.Sprintf("canary -> %q (%v)", v, err)
+		})
+		flipCanary(t, st, "v2")
+		eventually(t, 30*time.Second, "canary route restored", func() (bool, string) {
+			v, err := laneTarget(ctx, c)
+			return v == "v2", fmt.Sprintf("canary -> %q (%v)", v, err)
+		})
+	})
+
+	t.Run("bad policy: rejected whole, traffic unaffected", func(t *testing.T) {
+		before := getStatus(t, st).PolicyRevision
+		bad := filepath.Join(st.PolicyDir, "zz-bad.yaml")
+		err := os.WriteFile(bad, []byte("apiVersion: meshwarden.io/v1alpha1\nkind: CanaryRoute\nmetadata:\n  name: broken\nspec:\n  service: payments\n  subsets:\n    - name: v3\n      selector: {version: v3}\n  lanes:\n    - lane: canary\n      subset: nowhere\n  colour: red\n"), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := getLoad(c, 50)
+		eventually(t, 15*time.Second, "policy rejection visible in /v1/status", func() (bool, string) {
+			s := getStatus(t, st)
+			return s.LastRejection != nil && strings.Contains(s.LastRejection.Error, "zz-bad.yaml"), fmt.Sprintf("%+v", s.LastRejection)
+		})
+		l.stop()
+		if l.failed.Load() != 0 {
+			t.Fatalf("traffic failed while a bad policy was rejected: %s", l)
+		}
+		if after := getStatus(t, st).PolicyRevision; after != before {
+			t.Fatalf("policy revision changed from %s to %s: the bad set must not apply", before, after)
+		}
+		if v, err := laneTarget(ctx, c); err != nil || v != "v2" {
+			t.Fatalf("canary lane after rejection: %q %v", v, err)
+		}
+		if err := os.Remove(bad); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("broken filter release: last good keeps running", func(t *testing.T) {
+		garbage := make([]byte, 4096)
+		_, _ = rand.Read(garbage)
+		copy(garbage, "\x00asm\x01\x00\x00\x00") // a wasm header, then noise: fails to compile
+		if err := os.WriteFile(filepath.Join(testEnv.filtersDir, "broken.wasm"), garbage, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(filepath.Join(testEnv.filtersDir, "broken.wasm"))
+		sum := sha256.Sum256(garbage)
+		rel := fmt.Sprintf("apiVersion: meshwarden.io/v1alpha1\nkind: FilterRelease\nmetadata:\n  name: broken-dye\nspec:\n  filter: dye\n  sha256: %s\n  rolloutPercent: 100\n", hex.EncodeToString(sum[:]))
+		relPath := filepath.Join(st.PolicyDir, "zz-release.yaml")
+		if err := os.WriteFile(relPath, []byte(rel), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l := getLoad(c, 50)
+		eventually(t, 20*time.Second, "the broken release reaches the plane", func() (bool, string) {
+			s := getStatus(t, st)
+			return s.LastRejection == nil || !strings.Contains(s.LastRejection.Error, "zz-bad"), fmt.Sprintf("%+v", s)
+		})
+		time.Sleep(3 * time.Second) // let the gateway fetch and refuse the module
+		l.stop()
+		if l.failed.Load() != 0 {
+			t.Fatalf("traffic failed during a broken filter release: %s", l)
+		}
+		if v, err := laneTarget(ctx, c); err != nil || v != "v2" {
+			t.Fatalf("dye no longer applied after a broken release (last good must keep running): %q %v", v, err)
+		}
+		if err := os.Remove(relPath); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("consul stopped and restarted: last snapshot serves", func(t *testing.T) {
+		l := getLoad(c, 50)
+		st.Consul.Stop()
+		eventually(t, 20*time.Second, "plane reports Consul stale", func() (bool, string) {
+			s := getStatus(t, st)
+			return s.Consul.Stale, fmt.Sprintf("%+v", s.Consul)
+		})
+		time.Sleep(time.Second)
+		if l.failed.Load() != 0 {
+			l.stop()
+			t.Fatalf("traffic failed while Consul was down: %s", l)
+		}
+		if err := st.Consul.Restart(ctx); err != nil {
+			l.stop()
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "plane back in sync with Consul", func() (bool, string) {
+			s := getStatus(t, st)
+			return !s.Consul.Stale && s.Consul.Synced, fmt.Sprintf("%+v", s.Consul)
+		})
+		l.stop()
+		if l.failed.Load() != 0 || l.ok.Load() == 0 {
+			t.Fatalf("traffic across the Consul outage: %s", l)
+		}
+	})
+
+	t.Run("collector killed under load: fail-closed, no acknowledged record lost", func(t *testing.T) {
+		l := transferLoad(c, 40)
+		time.Sleep(1500 * time.Millisecond)
+		st.Collector.Kill()
+		time.Sleep(1500 * time.Millisecond)
+		if err := st.StartCollector(ctx); err != nil {
+			l.stop()
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		l.stop()
+		if l.ok.Load() == 0 {
+			t.Fatalf("no transfer succeeded: %s", l)
+		}
+		if l.statuses[503] == 0 {
+			t.Errorf("no 503 while the collector was down: fail-closed must refuse unaudited transfers: %s", l)
+		}
+		audited := auditedRequestIDs(t, st)
+		missing := 0
+		for _, id := range l.okIDs {
+			if !audited[id] {
+				missing++
+			}
+		}
+		if missing != 0 {
+			t.Fatalf("%d of %d acknowledged transfers have no intent record in the WAL (%s)", missing, len(l.okIDs), l)
+		}
+		verifyAudit(t, st)
+		t.Logf("collector kill: %s; every one of %d forwarded transfers is in the WAL", l, len(l.okIDs))
+	})
+
+	t.Run("gateway killed under load: no acknowledged audit record lost", func(t *testing.T) {
+		l := transferLoad(c, 40)
+		time.Sleep(2 * time.Second)
+		st.Gateway.Kill()
+		time.Sleep(500 * time.Millisecond)
+		l.stop()
+		if err := st.StartGateway(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if l.ok.Load() == 0 {
+			t.Fatalf("no transfer succeeded before the kill: %s", l)
+		}
+		audited := auditedRequestIDs(t, st)
+		missing := 0
+		for _, id := range l.okIDs {
+			if !audited[id] {
+				missing++
+			}
+		}
+		if missing != 0 {
+			t.Fatalf("%d of %d acknowledged transfers have no intent record (%s)", missing, len(l.okIDs), l)
+		}
+		verifyAudit(t, st)
+		if v, err := laneTarget(ctx, c); err != nil || v != "v2" {
+			t.Fatalf("restarted gateway: canary lane %q %v", v, err)
+		}
+	})
+}

@@ -1,0 +1,61 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/internal/demo"
+)
+
+// TestDemoStory asserts what `make demo` shows.
+func TestDemoStory(t *testing.T) {
+	st := startStack(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	const users = 200
+	sum, err := demo.Story(ctx, st, users, io.MultiWriter(&out))
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.OptIn.ByVersion["v2"]; got != 20 || sum.OptIn.Failed != 0 {
+		t.Errorf("opt-in canary: %d/20 to v2, %d failed; want 20/20", got, sum.OptIn.Failed)
+	}
+	if sum.Users.Failed != 0 || sum.UsersAgain.Failed != 0 {
+		t.Errorf("split traffic failed: %d + %d", sum.Users.Failed, sum.UsersAgain.Failed)
+	}
+	canary := 0
+	for _, v := range sum.Users.Lanes {
+		if v == "canary@v2" {
+			canary++
+		} else if v != "default@v1" {
+			t.Errorf("a user landed in lane@version %q: lanes must route to their subset", v)
+		}
+	}
+	// 10% of 200 users; a binomial(200, 0.1) is within [6, 36] with overwhelming probability.
+	if canary < 6 || canary > 36 {
+		t.Errorf("sticky 10%% split put %d of %d users on canary", canary, users)
+	}
+	if sum.StickyMismatch != 0 {
+		t.Errorf("%d users changed lane between passes; the split must be sticky", sum.StickyMismatch)
+	}
+	if got := sum.Spoofed.ByVersion["v2"]; got != 0 || sum.Spoofed.ByVersion["v1"] != 20 {
+		t.Errorf("spoofed x-mw-dye honoured: %v", sum.Spoofed.ByVersion)
+	}
+	if sum.Transfers != 5 {
+		t.Errorf("fail-closed transfers answered 200: %d of 5", sum.Transfers)
+	}
+	if sum.AuditRecords < 2*sum.Transfers {
+		t.Errorf("audit records: %d, want at least intent+outcome per transfer (%d)", sum.AuditRecords, 2*sum.Transfers)
+	}
+	if !sum.VerifyOK {
+		t.Errorf("audit verify failed:\n%s", sum.VerifyOutput)
+	}
+	if len(sum.TraceSpans) < 2 {
+		t.Errorf("trace %s: %d spans at the sink, want the gateway's and the filter's", sum.TraceID, len(sum.TraceSpans))
+	}
+}
