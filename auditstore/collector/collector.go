@@ -244,11 +244,16 @@ func RegisterConsul(c *api.Client, addr net.Addr, useTLS bool) (func() error, er
 		scheme = "https"
 	}
 	id := ir.CollectorServiceName + "-" + host + "-" + portS
+	advertise, checkHost := host, host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		// Listening on all interfaces: let Consul advertise the node's address.
+		advertise, checkHost = "", "127.0.0.1"
+	}
 	reg := &api.AgentServiceRegistration{
-		ID: id, Name: ir.CollectorServiceName, Address: host, Port: port,
+		ID: id, Name: ir.CollectorServiceName, Address: advertise, Port: port,
 		Meta: map[string]string{"ingest_path": audit.IngestPath, "scheme": scheme},
 		Check: &api.AgentServiceCheck{
-			HTTP: scheme + "://" + net.JoinHostPort(host, portS) + "/healthz", TLSSkipVerify: useTLS,
+			HTTP: scheme + "://" + net.JoinHostPort(checkHost, portS) + "/healthz", TLSSkipVerify: useTLS,
 			Interval: "5s", Timeout: "2s", DeregisterCriticalServiceAfter: "1m",
 		},
 	}
