@@ -94,6 +94,8 @@ func (e *GuestError) Error() string {
 
 func (e *GuestError) Unwrap() error { return e.Err }
 
+var _ error = (*GuestError)(nil)
+
 var errDead = errors.New("instance is no longer usable")
 
 func newInstance(ctx context.Context, p *Plugin) (*instance, error) {

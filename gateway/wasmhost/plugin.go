@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -320,6 +321,8 @@ func (p *Plugin) Stats() PluginStats {
 	out.Latency.Sum = time.Duration(s.sum.Load())
 	return out
 }
+
+var _ io.Writer = (*logWriter)(nil)
 
 // logWriter turns guest stdout/stderr (WASI fd_write, e.g. a Go panic) into
 // log lines.
