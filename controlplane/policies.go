@@ -39,6 +39,9 @@ func (s *Server) candidate(files map[string][]byte) (*ir.PolicySet, *translate.S
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := shared.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("generated resources fail Envoy validation: %w", err)
+	}
 	return ps, shared, nil
 }
 

@@ -245,6 +245,11 @@ func (s *Server) rebuild(ctx context.Context) {
 	start := time.Now()
 	shared, err := translate.Build(cat, s.policy, s.options())
 	s.m.translateSeconds.Observe(time.Since(start).Seconds())
+	if err == nil {
+		if verr := shared.Validate(); verr != nil {
+			err = fmt.Errorf("generated resources fail Envoy validation: %w", verr)
+		}
+	}
 	if err != nil {
 		s.buildErr = err
 		s.m.translateErrors.Inc()
@@ -294,7 +299,7 @@ func (s *Server) publishLocked(ctx context.Context, id string) {
 	if ns.rejected[snap.Version] {
 		return
 	}
-	if err := snap.Validate(); err != nil {
+	if err := snap.ValidateNode(); err != nil {
 		s.m.translateErrors.Inc()
 		s.rejectLocked(Rejection{Kind: "translate", Node: id, Version: snap.Version, Error: err.Error()})
 		s.log.Error("generated resources fail validation; not published", "node", id, "err", err)
@@ -369,6 +374,9 @@ func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) {
 	ns.streams++
 	if s.shared == nil {
 		shared, err := translate.Build(s.watcher.Catalog(), s.policy, s.options())
+		if err == nil {
+			err = shared.Validate()
+		}
 		if err != nil {
 			s.log.Error("translation failed", "err", err)
 			return

@@ -167,6 +167,9 @@ func (s *Shared) mtlsClusters(leaf string) []types.Resource {
 		}
 		c := edsCluster(r.(*clusterv3.Cluster).GetName())
 		c.TransportSocket = s.upstreamTLS(leaf, s.meshOf[i])
+		if err := c.ValidateAll(); err != nil {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("cluster %s with leaf %s: %v", c.GetName(), leaf, err))
+		}
 		out[i] = c
 	}
 	if s.byLeaf == nil {

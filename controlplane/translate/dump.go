@@ -42,6 +42,44 @@ func (s *Snapshot) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Validate runs ValidateAll on the shared resources (clusters, endpoints,
+// route configurations; mTLS cluster variants are checked when made). The
+// plane calls it once per Build, then ValidateNode per node.
+func (s *Shared) Validate() error {
+	var errs []error
+	for _, group := range [][]types.Resource{s.clusters, s.endpoints, {s.outbound, s.gateway}} {
+		for _, r := range group {
+			if err := validate(r); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateNode runs ValidateAll on the resources made for this node only
+// (listeners, extension configs, secrets, the local app cluster).
+func (s *Snapshot) ValidateNode() error {
+	var errs []error
+	for _, r := range s.own {
+		if err := validate(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validate(r types.Resource) error {
+	v, ok := r.(interface{ ValidateAll() error })
+	if !ok {
+		return fmt.Errorf("%T has no ValidateAll", r)
+	}
+	if err := v.ValidateAll(); err != nil {
+		return fmt.Errorf("%T %q: %w", r, resourceName(r), err)
+	}
+	return nil
+}
+
 func resourceName(r types.Resource) string {
 	if n, ok := r.(interface{ GetName() string }); ok {
 		return n.GetName()

@@ -230,6 +230,9 @@ func upstreamNames(cat *ir.Catalog) []string {
 type Snapshot struct {
 	Version   string
 	Resources map[resource.Type][]types.Resource
+	// own are the resources made for this node (not shared), which
+	// ValidateNode checks.
+	own []types.Resource
 }
 
 // ForNode returns the snapshot resources of node, excluding secrets (the
@@ -289,7 +292,11 @@ func (s *Shared) ForNode(n Node, secrets []types.Resource) (*Snapshot, error) {
 	if !n.Gateway {
 		h.Write([]byte("sidecar:" + strconv.Itoa(int(n.port(n.LocalAppPort, DefaultLocalAppPort)))))
 	}
-	return &Snapshot{Version: hex.EncodeToString(h.Sum(nil))[:16], Resources: res}, nil
+	own := append(append(append([]types.Resource(nil), listeners...), exts...), secrets...)
+	if !n.Gateway {
+		own = append(own, clusters[len(clusters)-1]) // the local app cluster
+	}
+	return &Snapshot{Version: hex.EncodeToString(h.Sum(nil))[:16], Resources: res, own: own}, nil
 }
 
 // ClusterName returns the cluster of a service's subset ("" = all healthy
