@@ -180,3 +180,33 @@ func TestChainOrderAndShortCircuit(t *testing.T) {
 		}
 	})
 }
+
+func TestEvict(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	wasm := guest(t, "noop")
+	a, err := r.Compile(context.Background(), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Evict(context.Background(), a.SHA256()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Evict(context.Background(), "unknown"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Compile(context.Background(), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatal("evicted module returned again")
+	}
+	p, err := r.NewPlugin(context.Background(), b, PluginConfig{Name: "after-evict", PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if res := request(t, p, StreamInfo{}, reqHeaders()); res.Action != Continue {
+		t.Fatalf("%v %v", res.Action, res.Err)
+	}
+}

@@ -177,3 +177,22 @@ func newModuleConfig(name string, stderr *logWriter) wazero.ModuleConfig {
 		WithStdout(stderr).
 		WithStderr(stderr)
 }
+
+// Evict forgets the compiled module with this sha256 and releases its code,
+// so a module no longer configured does not stay in memory. Close the
+// plugins built on it first: they cannot start new instances afterwards.
+// Evicting an unknown sha256 is not an error.
+func (r *Runtime) Evict(ctx context.Context, sha256 string) error {
+	r.mu.Lock()
+	e := r.modules[sha256]
+	delete(r.modules, sha256)
+	r.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	e.once.Do(func() { e.err = fmt.Errorf("wasm module %s was evicted", sha256) })
+	if e.mod == nil {
+		return nil
+	}
+	return e.mod.compiled.Close(ctx)
+}
