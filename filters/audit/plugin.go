@@ -126,8 +126,16 @@ type httpContext struct {
 // OnHttpRequestHeaders matches the request against the rules.
 func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	h.rule = -1
-	method, _ := proxywasm.GetHttpRequestHeader(":method")
-	path, _ := proxywasm.GetHttpRequestHeader(":path")
+	hs, _ := proxywasm.GetHttpRequestHeaders()
+	get := func(n string) string {
+		for _, kv := range hs {
+			if kv[0] == n {
+				return kv[1]
+			}
+		}
+		return ""
+	}
+	method, path := get(":method"), get(":path")
 	i := h.p.engine.Match(method, path)
 	if i < 0 {
 		return proxywasm.ActionContinue
@@ -136,14 +144,14 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	h.startNS = proxywasm.GetCurrentTime().UnixNano()
 	ri := &RequestInfo{
 		Method: method, Path: path,
-		Header: func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v },
+		Header: get,
 	}
 	if v, err := proxywasm.GetProperty([]string{"connection", "uri_san_peer_certificate"}); err == nil {
 		ri.PeerIdentity = string(v)
 	}
-	ri.TraceID = traceID()
-	ri.Dye, _ = proxywasm.GetHttpRequestHeader(mwdye.Header)
-	ri.Tenant, _ = proxywasm.GetHttpRequestHeader(mwdye.TenantHeader)
+	ri.TraceID = traceID(get)
+	ri.Dye = get(mwdye.Header)
+	ri.Tenant = get(mwdye.TenantHeader)
 	h.ev = h.p.engine.NewEvent(i, ri)
 	h.ev.Source = h.p.source
 	var n [8]byte
@@ -271,7 +279,8 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 			h.status, _ = strconv.Atoi(v)
 		}
 		if h.ev.TraceID == "" {
-			h.ev.TraceID = traceID() // the trace filter may have started one
+			// The trace filter, after this one, may have started a trace.
+			h.ev.TraceID = traceID(func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v })
 		}
 	}
 	return proxywasm.ActionContinue
@@ -308,13 +317,13 @@ func (h *httpContext) id(ph mwaudit.Phase) string {
 }
 
 // traceID reads the trace id from the request's traceparent (or B3).
-func traceID() string {
-	if v, err := proxywasm.GetHttpRequestHeader(tracectx.TraceparentHeader); err == nil && v != "" {
+func traceID(get func(string) string) string {
+	if v := get(tracectx.TraceparentHeader); v != "" {
 		if sc, err := tracectx.ParseTraceparent(v); err == nil {
 			return sc.TraceID.String()
 		}
 	}
-	if v, err := proxywasm.GetHttpRequestHeader(tracectx.B3Header); err == nil && v != "" {
+	if v := get(tracectx.B3Header); v != "" {
 		if b, err := tracectx.ParseB3Single(v); err == nil {
 			return b.TraceID.String()
 		}

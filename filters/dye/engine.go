@@ -65,6 +65,20 @@ func NewEngine(cfg *Config) *Engine {
 // Config returns the engine's configuration.
 func (e *Engine) Config() *Config { return e.cfg }
 
+// NeedsPeer reports which peer facts the configuration uses, so the filter
+// reads only those from the host.
+func (e *Engine) NeedsPeer() (identity, address bool) {
+	if e.cfg.Mode == ModeEgress {
+		identity = len(e.cfg.Tenant.Identities) > 0
+	} else {
+		identity = len(e.cfg.Trust.PeerIdentities) > 0 || len(e.cfg.Tenant.Identities) > 0
+	}
+	for i := range e.cfg.Rules {
+		identity = identity || len(e.cfg.Rules[i].Match.PeerIdentities) > 0
+	}
+	return identity, e.cfg.Mode != ModeEgress && len(e.cidrs) > 0
+}
+
 // Apply decides the request's lane and tenant and writes them to its
 // headers: the lane header and the baggage member (or their removal) and the
 // tenant header and baggage member. rnd returns a uniform value in [0, 100)

@@ -71,7 +71,7 @@ type httpContext struct {
 // OnHttpRequestHeaders decides the lane and writes it to the request
 // headers before the router runs, so route matching sees it.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	d := h.p.engine.Apply(hostRequest{}, peerFromHost(), func() uint32 { return h.p.rnd.Uint32N(100) })
+	d := h.p.engine.Apply(newHostRequest(), h.p.peer(), func() uint32 { return h.p.rnd.Uint32N(100) })
 	if d.Lane != "" {
 		h.p.dyed.Increment(1)
 	}
@@ -81,41 +81,75 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
-// peerFromHost reads the peer's identity and address from the stream's
-// properties: the URI SAN of the peer certificate (Envoy, the gateway),
-// else source.principal (as Istio-style hosts name it).
-func peerFromHost() Peer {
-	var p Peer
-	if v, err := proxywasm.GetProperty(propPeerURISAN); err == nil && len(v) > 0 {
-		p.Identity = string(v)
-	} else if v, err := proxywasm.GetProperty(propSourcePrinc); err == nil && len(v) > 0 {
-		p.Identity = string(v)
+// peer reads the peer's identity and address from the stream's
+// properties, only those the configuration uses (each is a hostcall): the
+// URI SAN of the peer certificate (Envoy, the gateway), else
+// source.principal (as Istio-style hosts name it); source.address.
+func (p *pluginContext) peer() Peer {
+	var peer Peer
+	needID, needAddr := p.engine.NeedsPeer()
+	if needID {
+		if v, err := proxywasm.GetProperty(propPeerURISAN); err == nil && len(v) > 0 {
+			peer.Identity = string(v)
+		} else if v, err := proxywasm.GetProperty(propSourcePrinc); err == nil && len(v) > 0 {
+			peer.Identity = string(v)
+		}
 	}
-	if v, err := proxywasm.GetProperty(propSourceAddr); err == nil {
-		p.Address = string(v)
+	if needAddr {
+		if v, err := proxywasm.GetProperty(propSourceAddr); err == nil {
+			peer.Address = string(v)
+		}
 	}
-	return p
+	return peer
 }
 
-// hostRequest is the Request of the current stream, through hostcalls.
-type hostRequest struct{}
+// hostRequest is the Request of the current stream: the headers are read
+// with one hostcall and looked up locally; writes go to the host.
+type hostRequest struct{ hs [][2]string }
 
-func (hostRequest) Header(name string) (string, bool) {
-	v, err := proxywasm.GetHttpRequestHeader(name)
-	return v, err == nil && v != ""
+func newHostRequest() *hostRequest {
+	hs, _ := proxywasm.GetHttpRequestHeaders()
+	return &hostRequest{hs: hs}
 }
 
-func (hostRequest) SetHeader(name, value string) {
+func (r *hostRequest) Header(name string) (string, bool) {
+	for _, h := range r.hs {
+		if h[0] == name {
+			return h[1], h[1] != ""
+		}
+	}
+	return "", false
+}
+
+func (r *hostRequest) SetHeader(name, value string) {
 	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
 		proxywasm.LogErrorf("dye: cannot set header %s: %v", name, err)
+		return
 	}
+	for i := range r.hs {
+		if r.hs[i][0] == name {
+			r.hs[i][1] = value
+			return
+		}
+	}
+	r.hs = append(r.hs, [2]string{name, value})
 }
 
-func (hostRequest) RemoveHeader(name string) { _ = proxywasm.RemoveHttpRequestHeader(name) }
+func (r *hostRequest) RemoveHeader(name string) {
+	if _, ok := r.Header(name); !ok {
+		return
+	}
+	_ = proxywasm.RemoveHttpRequestHeader(name)
+	for i := range r.hs {
+		if r.hs[i][0] == name {
+			r.hs[i][1] = ""
+		}
+	}
+}
 
 var (
 	_ proxywasm.VMContext     = (*vmContext)(nil)
 	_ proxywasm.PluginContext = (*pluginContext)(nil)
 	_ proxywasm.HttpContext   = (*httpContext)(nil)
-	_ Request                 = hostRequest{}
+	_ Request                 = (*hostRequest)(nil)
 )

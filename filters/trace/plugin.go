@@ -109,7 +109,8 @@ type httpContext struct {
 // OnHttpRequestHeaders continues or starts the trace and writes this hop's
 // traceparent.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	hop, err := h.p.engine.Start(hostRequest{}, crand.Reader)
+	req := newHostRequest()
+	hop, err := h.p.engine.Start(req, crand.Reader)
 	if err != nil {
 		proxywasm.LogErrorf("trace: no randomness for new ids: %v", err)
 		return proxywasm.ActionContinue
@@ -121,8 +122,8 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	s := &h.span
 	s.TraceID, s.SpanID, s.Parent = hop.Span.TraceID, hop.Span.SpanID, hop.Parent
 	s.StartNS = proxywasm.GetCurrentTime().UnixNano()
-	s.Method, _ = proxywasm.GetHttpRequestHeader(":method")
-	path, _ := proxywasm.GetHttpRequestHeader(":path")
+	s.Method, _ = req.Header(":method")
+	path, _ := req.Header(":path")
 	for i := 0; i < len(path); i++ {
 		if path[i] == '?' {
 			path = path[:i]
@@ -130,7 +131,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 		}
 	}
 	s.Path = path
-	s.Lane, _ = proxywasm.GetHttpRequestHeader(mwdye.Header)
+	s.Lane, _ = req.Header(mwdye.Header)
 	if v, err := proxywasm.GetProperty([]string{"connection", "uri_san_peer_certificate"}); err == nil {
 		s.Peer = string(v)
 	}
@@ -169,25 +170,53 @@ func (h *httpContext) OnHttpStreamDone() {
 	}
 }
 
-// hostRequest is the Request of the current stream, through hostcalls.
-type hostRequest struct{}
+// hostRequest is the Request of the current stream: the headers are read
+// with one hostcall and looked up locally; writes go to the host.
+type hostRequest struct{ hs [][2]string }
 
-func (hostRequest) Header(name string) (string, bool) {
-	v, err := proxywasm.GetHttpRequestHeader(name)
-	return v, err == nil && v != ""
+func newHostRequest() *hostRequest {
+	hs, _ := proxywasm.GetHttpRequestHeaders()
+	return &hostRequest{hs: hs}
 }
 
-func (hostRequest) SetHeader(name, value string) {
+func (r *hostRequest) Header(name string) (string, bool) {
+	for _, h := range r.hs {
+		if h[0] == name {
+			return h[1], h[1] != ""
+		}
+	}
+	return "", false
+}
+
+func (r *hostRequest) SetHeader(name, value string) {
 	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
 		proxywasm.LogErrorf("trace: cannot set header %s: %v", name, err)
+		return
 	}
+	for i := range r.hs {
+		if r.hs[i][0] == name {
+			r.hs[i][1] = value
+			return
+		}
+	}
+	r.hs = append(r.hs, [2]string{name, value})
 }
 
-func (hostRequest) RemoveHeader(name string) { _ = proxywasm.RemoveHttpRequestHeader(name) }
+func (r *hostRequest) RemoveHeader(name string) {
+	if _, ok := r.Header(name); !ok {
+		return
+	}
+	_ = proxywasm.RemoveHttpRequestHeader(name)
+	for i := range r.hs {
+		if r.hs[i][0] == name {
+			r.hs[i][1] = ""
+		}
+	}
+}
 
 var (
 	_ proxywasm.VMContext     = (*vmContext)(nil)
 	_ proxywasm.PluginContext = (*pluginContext)(nil)
 	_ proxywasm.HttpContext   = (*httpContext)(nil)
-	_ Request                 = hostRequest{}
+	_ Request                 = (*hostRequest)(nil)
 )
