@@ -1,0 +1,125 @@
+package abi
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+)
+
+func TestSerializeMapSpecLayout(t *testing.T) {
+	// Layout per ABI 0.2.1: u32 count, (u32 key size, u32 value size) per
+	// pair, then "key\0value\0" per pair; little endian.
+	got := SerializeMap([][2]string{{"a", "bc"}, {":path", ""}})
+	want := []byte{
+		2, 0, 0, 0,
+		1, 0, 0, 0, 2, 0, 0, 0,
+		5, 0, 0, 0, 0, 0, 0, 0,
+		'a', 0, 'b', 'c', 0,
+		':', 'p', 'a', 't', 'h', 0, 0,
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("SerializeMap = %v\nwant            %v", got, want)
+	}
+	if SerializeMap(nil) != nil {
+		t.Error("an empty map must serialize to nil")
+	}
+}
+
+func TestMapRoundTrip(t *testing.T) {
+	tests := []struct {
+		name  string
+		pairs [][2]string
+	}{
+		{"empty", nil},
+		{"one", [][2]string{{"k", "v"}}},
+		{"empty key and value", [][2]string{{"", ""}, {"x", ""}}},
+		{"binary", [][2]string{{"k\x00k", "v\xff\x00"}}},
+		{"duplicates", [][2]string{{"a", "1"}, {"a", "2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DeserializeMap(SerializeMap(tt.pairs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.pairs) {
+				t.Errorf("round trip = %q, want %q", got, tt.pairs)
+			}
+		})
+	}
+}
+
+func TestDeserializeMapMalformed(t *testing.T) {
+	valid := SerializeMap([][2]string{{"key", "value"}})
+	tests := []struct {
+		name string
+		in   []byte
+	}{
+		{"short header", []byte{1, 0}},
+		{"count too large", []byte{255, 255, 255, 255, 0, 0, 0, 0}},
+		{"truncated data", valid[:len(valid)-1]},
+		{"sizes overrun", append(append([]byte{}, valid[:4]...), 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 'k', 0, 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DeserializeMap(tt.in)
+			if !errors.Is(err, errMalformedMap) {
+				t.Errorf("DeserializeMap(%v) error = %v, want a malformed-map error", tt.in, err)
+			}
+		})
+	}
+}
+
+func TestSerializePropertyPath(t *testing.T) {
+	tests := []struct {
+		path []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"plugin_name"}, "plugin_name"},
+		{[]string{"source", "address"}, "source\x00address"},
+	}
+	for _, tt := range tests {
+		if got := string(SerializePropertyPath(tt.path)); got != tt.want {
+			t.Errorf("SerializePropertyPath(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestStatusErr(t *testing.T) {
+	if StatusOK.Err() != nil {
+		t.Error("StatusOK.Err() != nil")
+	}
+	seen := map[error]Status{}
+	for _, s := range []Status{StatusNotFound, StatusBadArgument, StatusSerializationFailed, StatusParseFailure,
+		StatusInvalidMemoryAccess, StatusEmpty, StatusCasMismatch, StatusInternalFailure, StatusUnimplemented} {
+		err := s.Err()
+		if err == nil {
+			t.Fatalf("status %d: nil error", s)
+		}
+		if prev, dup := seen[err]; dup {
+			t.Errorf("statuses %d and %d map to the same error", prev, s)
+		}
+		seen[err] = s
+	}
+	if Status(99).Err() == nil {
+		t.Error("an unknown status must be an error")
+	}
+}
+
+func FuzzDeserializeMap(f *testing.F) {
+	f.Add(SerializeMap([][2]string{{"a", "b"}, {"c", ""}}))
+	f.Add([]byte{1, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pairs, err := DeserializeMap(b) // must never panic
+		if err != nil {
+			return
+		}
+		again, err := DeserializeMap(SerializeMap(pairs))
+		if err != nil || !slices.Equal(again, pairs) {
+			t.Fatalf("re-serialized map differs: %q vs %q (%v)", again, pairs, err)
+		}
+	})
+}
