@@ -193,6 +193,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
 	defer cancel()
 	ack, err := s.cfg.WAL.Append(ctx, b.Events)
+	if errors.Is(err, wal.ErrTooLarge) {
+		s.rejected.WithLabelValues("too_large").Inc()
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return
+	}
 	if err != nil {
 		s.batches.WithLabelValues("error").Inc()
 		http.Error(w, "not stored: "+err.Error(), http.StatusServiceUnavailable)

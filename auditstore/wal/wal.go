@@ -106,6 +106,10 @@ type request struct {
 	done   chan struct{}
 }
 
+// ErrTooLarge is returned by Append for an event whose record would exceed
+// MaxRecordSize; nothing of that batch is stored.
+var ErrTooLarge = errors.New("audit event too large")
+
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("audit wal is closed")
 
@@ -297,6 +301,9 @@ func (w *WAL) Append(ctx context.Context, events []audit.Event) (audit.Ack, erro
 	}
 	for i := range events {
 		sanitize(&events[i])
+		if n := encodedSizeBound(&events[i]); n > MaxRecordSize {
+			return audit.Ack{}, fmt.Errorf("%w: event %d (%s) encodes to %d bytes, more than %d: capture fewer headers", ErrTooLarge, i, events[i].ID, n, MaxRecordSize)
+		}
 	}
 	r := &request{events: events, done: make(chan struct{})}
 	w.mu.RLock()

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,4 +340,17 @@ func TestRecoveryEdgeCases(t *testing.T) {
 			t.Fatalf("last checkpoint seq %d, want 8", cps[len(cps)-1].Seq)
 		}
 	})
+}
+
+func TestOversizedEventIsRejectedAndTheWALGoesOn(t *testing.T) {
+	w := openT(t, Options{Dir: t.TempDir()})
+	defer w.Close()
+	big := ev(1)
+	big.Headers = map[string]string{"x-big": strings.Repeat("<", MaxRecordSize/4)}
+	if _, err := w.Append(context.Background(), []audit.Event{ev(0), big}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized event: err %v, want ErrTooLarge", err)
+	}
+	if ack := appendN(t, w, 2, 1); ack.FirstSeq != 1 {
+		t.Fatalf("after a rejected batch the next seq is %d, want 1 (nothing of it stored)", ack.FirstSeq)
+	}
 }
