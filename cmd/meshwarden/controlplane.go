@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -114,15 +113,8 @@ func loadPolicies(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, erro
 	return ps, nil
 }
 
-// certSource adapts the certificates manager to controlplane.SecretSource.
-type certSource struct{ m *certs.Manager }
-
-func (c certSource) Secrets(n controlplane.NodeInfo) ([]*tlsv3.Secret, error) {
-	return c.m.Secrets(certs.NodeInfo{ID: n.ID, Cluster: n.Cluster})
-}
-func (c certSource) Changed() <-chan struct{} { return c.m.Changed() }
-
-var _ controlplane.SecretSource = certSource{}
+// The certificates manager serves SDS secrets to the plane directly.
+var _ controlplane.SecretSource = (*certs.Manager)(nil)
 
 func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 	level := slog.LevelInfo
@@ -195,7 +187,7 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = m.Run(ctx) }()
-		cfg.Secrets = certSource{m}
+		cfg.Secrets = m
 		cfg.Translate.TrustDomain, cfg.Translate.Datacenter = roots.TrustDomain, dc
 	}
 	plane, err := controlplane.New(cfg)
