@@ -250,6 +250,7 @@ func (x *Exporter) session(ctx context.Context) error {
 	}
 	defer f.Close()
 	futures := make([]jetstream.PubAckFuture, 0, x.cfg.Batch)
+	lastCkpt := time.Now()
 	for {
 		limit := uint64(math.MaxUint64)
 		if x.cfg.Durable != nil {
@@ -310,6 +311,12 @@ func (x *Exporter) session(ctx context.Context) error {
 		}
 		if err := x.saveCursor(last); err != nil {
 			return err
+		}
+		if time.Since(lastCkpt) >= time.Second { // keep checkpoints flowing under constant load
+			if err := x.exportCheckpoints(ctx, js); err != nil {
+				return err
+			}
+			lastCkpt = time.Now()
 		}
 	}
 }

@@ -196,10 +196,6 @@ func (s *SegmentReader) Next() (Record, error) {
 	return rec, nil
 }
 
-// Skip moves past a record returned with a corruption error, so a verifier
-// can keep reading (it may then lose framing; that is reported too).
-func (s *SegmentReader) Skip(r Record) { s.off += max(r.Size, headerSize) }
-
 func putU32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 
 func crc32c(p []byte) uint32 { return crc32.Checksum(p, crcTable) }
