@@ -112,7 +112,7 @@ type adsClient struct {
 	recv   chan *discovery.DiscoveryResponse
 }
 
-var adsTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.ExtensionConfigType}
+var adsTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.ExtensionConfigType, resource.SecretType}
 
 func dialADS(t testing.TB, addr, id, cluster string, meta map[string]any) *adsClient {
 	t.Helper()
