@@ -176,6 +176,12 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	var b audit.Batch
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err := dec.Decode(&b); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.rejected.WithLabelValues("too_large").Inc()
+			http.Error(w, fmt.Sprintf("batch larger than %d bytes: send smaller batches", tooBig.Limit), http.StatusRequestEntityTooLarge)
+			return
+		}
 		s.rejected.WithLabelValues("bad_batch").Inc()
 		http.Error(w, "batch is not valid JSON: "+err.Error(), http.StatusBadRequest)
 		return

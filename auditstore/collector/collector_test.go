@@ -116,7 +116,7 @@ func post(t *testing.T, c *http.Client, url, token string, body []byte) (int, []
 }
 
 func TestTokenAuthAndAck(t *testing.T) {
-	addr, w := start(t, Config{Tokens: []string{"s3cret"}})
+	addr, w := start(t, Config{Tokens: []string{"s3cret"}, MaxBodyBytes: 64 << 10})
 	u := "http://" + addr + audit.IngestPath
 	for _, tc := range []struct {
 		name  string
@@ -128,6 +128,7 @@ func TestTokenAuthAndAck(t *testing.T) {
 		{"wrong token", "nope", batchJSON(1, 0), http.StatusUnauthorized},
 		{"not json", "s3cret", []byte("{"), http.StatusBadRequest},
 		{"invalid event", "s3cret", []byte(`{"events":[{"id":"x","phase":"intent"}]}`), http.StatusBadRequest},
+		{"batch too large", "s3cret", batchJSON(1000, 0), http.StatusRequestEntityTooLarge},
 		{"good", "s3cret", batchJSON(3, 0), http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
