@@ -354,3 +354,33 @@ func TestOversizedEventIsRejectedAndTheWALGoesOn(t *testing.T) {
 		t.Fatalf("after a rejected batch the next seq is %d, want 1 (nothing of it stored)", ack.FirstSeq)
 	}
 }
+
+func TestRetentionByAge(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, Options{Dir: dir, Signer: key(t), SegmentSize: 4096, RetainAge: time.Hour})
+	for i := range 20 {
+		appendN(t, w, i*5, 5)
+	}
+	segs, _ := ListSegments(dir)
+	if len(segs) < 4 {
+		t.Fatalf("%d segments, want ≥4", len(segs))
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, s := range segs[:2] {
+		if err := os.Chtimes(s.Path, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := w.Stats().Deleted
+	for i := 20; w.Stats().Rotations < uint64(len(segs)) && i < 200; i++ { // a rotation runs retention
+		appendN(t, w, i*5, 5)
+	}
+	w.Close()
+	if got := w.Stats().Deleted - before; got != 2 {
+		t.Fatalf("retention by age deleted %d segments, want exactly the 2 old ones", got)
+	}
+	left, _ := ListSegments(dir)
+	if left[0].FirstSeq != segs[2].FirstSeq {
+		t.Fatalf("first segment left starts at %d, want %d", left[0].FirstSeq, segs[2].FirstSeq)
+	}
+}
