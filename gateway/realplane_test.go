@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+
+	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
+	"github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+// TestRealPlaneOnRealConsul feeds the gateway from the real control plane
+// watching a real Consul agent: lane routing, the weighted split, a health
+// change, and a plane outage.
+func TestRealPlaneOnRealConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Consul agent")
+	}
+	_, consul := consultest.Start(t)
+	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
+	reg := func(id string, u *namedUpstream, version, status string) {
+		_, port, _ := net.SplitHostPort(u.addr())
+		p, _ := strconv.Atoi(port)
+		if err := consul.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: "shop", Address: "127.0.0.1", Port: p,
+			Meta:  map[string]string{"version": version},
+			Check: &api.AgentServiceCheck{CheckID: "check:" + id, TTL: "10m", Status: status}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg("shop-1", v1, "v1", api.HealthPassing)
+	reg("shop-2", v2, "v2", api.HealthPassing)
+	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond,
+		Watch: consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Policies: &ir.PolicySet{Routes: []ir.Route{{Service: "shop",
+			Subsets: []ir.Subset{{Name: "v1", Selector: map[string]string{"version": "v1"}}, {Name: "v2", Selector: map[string]string{"version": "v2"}}},
+			Lanes:   []ir.LaneRule{{Lane: "canary", Subset: "v2"}},
+			Weights: []ir.WeightedSubset{{Subset: "v1", Weight: 75}, {Subset: "v2", Weight: 25}},
+			Source:  "test"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	cp.Register(gs)
+	go func() { _ = gs.Serve(lis) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cpDone := make(chan struct{})
+	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
+	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
+
+	gw := startGateway(t, &planeServer{t: t, addr: lis.Addr().String()}, "gw-real", nil)
+	eventually(t, 30*time.Second, "readiness from the real plane", gw.g.Ready)
+	c := &http.Client{}
+	eventually(t, 30*time.Second, "shop routable", func() bool {
+		code, _, _ := get(t, c, gw.url+"/", "Host", "shop")
+		return code == 200
+	})
+	t.Run("lane canary goes to v2", func(t *testing.T) {
+		for range 20 {
+			if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary"); code != 200 || body != "v2" {
+				t.Fatalf("%d %q, want v2", code, body)
+			}
+		}
+	})
+	t.Run("undyed split 75/25", func(t *testing.T) {
+		counts := map[string]int{}
+		for range 800 {
+			_, body, _ := get(t, c, gw.url+"/a", "Host", "shop.service.consul:8080")
+			counts[body]++
+		}
+		// 75% of 800 = 600, sd ≈ 12.2.
+		if counts["v1"] < 540 || counts["v1"] > 660 || counts["v1"]+counts["v2"] != 800 {
+			t.Fatalf("split %v, want ≈ 600/200", counts)
+		}
+	})
+	t.Run("critical instance leaves the lane", func(t *testing.T) {
+		if err := consul.Agent().UpdateTTL("check:shop-2", "down", api.HealthCritical); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "canary lane without healthy v2", func() bool {
+			code, _, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary")
+			return code == http.StatusServiceUnavailable
+		})
+		hits := v2.hits.Load()
+		for range 50 {
+			get(t, c, gw.url+"/a", "Host", "shop")
+		}
+		if v2.hits.Load() != hits {
+			t.Fatal("a critical instance still receives traffic")
+		}
+	})
+	t.Run("plane outage survived", func(t *testing.T) {
+		if err := consul.Agent().UpdateTTL("check:shop-2", "up", api.HealthPassing); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "v2 healthy again", func() bool {
+			_, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary")
+			return body == "v2"
+		})
+		gs.Stop()
+		eventually(t, 10*time.Second, "disconnect", func() bool { return !gw.g.xds.Connected() })
+		for range 30 {
+			if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary"); code != 200 || body != "v2" {
+				t.Fatalf("lane during the outage: %d %q", code, body)
+			}
+			if code, _, _ := get(t, c, gw.url+"/a", "Host", "shop"); code != 200 {
+				t.Fatalf("split during the outage: %d", code)
+			}
+		}
+	})
+}
