@@ -1,0 +1,124 @@
+package consulwatch
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/meshwarden/meshwarden/internal/consulagent"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		a, err := consulagent.Start(ctx, consulagent.Options{})
+		cancel()
+		if err == nil {
+			t.Cleanup(a.Stop)
+			c, err := a.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a, c
+		}
+		// consulagent leaves the gRPC-TLS port at 8503; agents of other
+		// packages' tests collide on it. Retry that failure only.
+		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			t.Fatalf("consul: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func waitCatalog(t *testing.T, w *Watcher, what string, ok func(*ir.Catalog) bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok(w.Catalog()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; catalog: %+v", what, w.Catalog().Services)
+		}
+		select {
+		case <-w.Changed():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func TestWatcherOnRealConsul(t *testing.T) {
+	_, c := startConsul(t)
+	w := New(c, Options{WaitTime: 10 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: "echo-1", Name: "echo", Port: 9001, Tags: []string{"lane=canary"}, Meta: map[string]string{"version": "v2"},
+		Check: &api.AgentServiceCheck{CheckID: "ttl-echo-1", TTL: "10m", Status: api.HealthWarning},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		action func() error
+		ok     func(*ir.Catalog) bool
+	}{
+		{"registered with tags, meta and node address; warning is not healthy", nil, func(cat *ir.Catalog) bool {
+			s := cat.Services["echo"]
+			if s == nil || len(s.Instances) != 1 {
+				return false
+			}
+			in := s.Instances[0]
+			return in.Address == "127.0.0.1" && in.Port == 9001 && !in.Healthy && in.Meta["version"] == "v2" &&
+				in.Matches(map[string]string{"lane": "canary", "version": "v2"}) && cat.Index > 0
+		}},
+		{"passing makes it healthy", func() error {
+			return c.Agent().UpdateTTL("ttl-echo-1", "", api.HealthPassing)
+		}, func(cat *ir.Catalog) bool {
+			s := cat.Services["echo"]
+			return s != nil && len(s.Instances) == 1 && s.Instances[0].Healthy
+		}},
+		{"deregistered service leaves the catalog", func() error {
+			return c.Agent().ServiceDeregister("echo-1")
+		}, func(cat *ir.Catalog) bool { return cat.Services["echo"] == nil }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.action != nil {
+				if err := tc.action(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitCatalog(t, w, tc.name, tc.ok)
+		})
+	}
+	if st := w.Status(); !st.Synced || st.Stale || st.Index == 0 {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestBackoffIsBoundedAndJittered(t *testing.T) {
+	w := New(nil, Options{BackoffBase: time.Millisecond, BackoffMax: 4 * time.Millisecond})
+	for attempt := range 40 {
+		start := time.Now()
+		if !w.backoff(context.Background(), attempt) {
+			t.Fatal("backoff reported a cancelled context")
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("attempt %d slept %v, bound is 4ms (+scheduling)", attempt, d)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w2 := New(nil, Options{BackoffBase: time.Hour, BackoffMax: time.Hour})
+	if w2.backoff(ctx, 0) {
+		t.Fatal("backoff ignored a cancelled context")
+	}
+}
