@@ -248,6 +248,12 @@ func SendHttpResponse(statusCode uint32, headers [][2]string, body []byte, gRPCS
 func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
 	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
+	if callBack == nil {
+		return 0, fmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
+	}
+	if !abi.InCallback() {
+		return 0, fmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
+	}
 	token, st := host().HTTPCall(cluster, abi.SerializeMap(headers), body, abi.SerializeMap(trailers), timeoutMillisecond)
 	if err := st.Err(); err != nil {
 		return 0, fmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)

@@ -497,6 +497,12 @@ func TestDispatchHttpCallBadArgument(t *testing.T) {
 	if !errors.Is(err, proxywasm.ErrBadArgument) || !strings.Contains(err.Error(), `cluster "c"`) {
 		t.Errorf("err = %v, want ErrBadArgument naming the cluster", err)
 	}
+	// Outside any callback the response could not be routed: refused
+	// before anything is dispatched.
+	_, err = proxywasm.DispatchHttpCall("c", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "c"}}, nil, nil, 10, func(int, int, int) {})
+	if !errors.Is(err, proxywasm.ErrBadArgument) || len(host.GetCallouts()) != 0 {
+		t.Errorf("dispatch outside a callback: err = %v, %d callouts", err, len(host.GetCallouts()))
+	}
 }
 
 func TestSharedData(t *testing.T) {

@@ -45,8 +45,8 @@ func retSlots() (uint32, uint32) {
 }
 
 // take returns the size bytes the host wrote at ptr. When ptr is a buffer
-// from Allocate (the normal case) it is returned as is; otherwise the bytes
-// are copied out of linear memory.
+// from Allocate (the normal case) it is returned as is, without a copy, and
+// unpinned; otherwise the bytes are copied out of linear memory.
 func take(ptr, size uint32) []byte {
 	if size == 0 {
 		return nil
@@ -54,6 +54,13 @@ func take(ptr, size uint32) []byte {
 	for i := len(vm.pinned) - 1; i >= 0; i-- {
 		b := vm.pinned[i]
 		if bptr(b) == ptr && uint32(len(b)) >= size {
+			// The host is done writing: unpin now (the returned slice keeps
+			// the buffer alive), so a callback that loops over hostcalls
+			// does not accumulate pinned buffers.
+			last := len(vm.pinned) - 1
+			vm.pinned[i] = vm.pinned[last]
+			vm.pinned[last] = nil
+			vm.pinned = vm.pinned[:last]
 			return b[:size:size]
 		}
 	}

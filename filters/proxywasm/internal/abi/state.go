@@ -77,11 +77,15 @@ func SetVMContext(ctx types.VMContext) { vm.vmContext = ctx }
 // ActiveContextID returns the id of the context whose callback is running.
 func ActiveContextID() uint32 { return vm.active }
 
+// InCallback reports whether a callback of a known context is running, the
+// precondition of DispatchHttpCall (its response is routed to the
+// dispatching context's plugin).
+func InCallback() bool { return vm.plugins[vm.rootOf(vm.active)] != nil }
+
 // RegisterHTTPCallout remembers cb for the response to token, dispatched from
-// the active context.
+// the active context. Check InCallback before dispatching.
 func RegisterHTTPCallout(token uint32, cb HTTPCallback) {
-	root := vm.rootOf(vm.active)
-	p := vm.plugins[root]
+	p := vm.plugins[vm.rootOf(vm.active)]
 	if p == nil {
 		return
 	}
@@ -299,7 +303,10 @@ func OnResponseTrailers(contextID uint32, numTrailers int) types.Action {
 
 // OnHTTPCallResponse is proxy_on_http_call_response: it runs the callback
 // registered for token with the dispatching context made effective again.
-func OnHTTPCallResponse(rootID, token uint32, numHeaders, bodySize, numTrailers int) {
+// Envoy passes the plugin (root) context, which owns the call; a stream
+// context id is accepted too and mapped to its plugin.
+func OnHTTPCallResponse(contextID, token uint32, numHeaders, bodySize, numTrailers int) {
+	rootID := vm.rootOf(contextID)
 	prev := vm.enter(rootID)
 	defer vm.leave(prev)
 	p := vm.plugins[rootID]
