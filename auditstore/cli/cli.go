@@ -100,7 +100,7 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7480", "address to serve on (port 0 picks a free one)")
 	fl.StringVar(&f.addrFile, "addr-file", "", "write the bound address to this file once serving (for scripts and tests)")
 	fl.StringVar(&f.dir, "dir", "", "WAL directory (segments, checkpoints, export cursor) (required)")
-	fl.StringVar(&f.key, "key", "", "Ed25519 private key (PEM) that signs checkpoints; make one with `meshwarden audit keygen` (required)")
+	fl.StringVar(&f.key, "key", "", "Ed25519 private key `file` (PEM) that signs checkpoints; make one with 'meshwarden audit keygen' (required)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the shared sender token (or set MESHWARDEN_AUDIT_TOKEN)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -264,7 +264,7 @@ It is safe to run against a live collector's directory.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "WAL directory to verify (required)")
-	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key (PEM) from `meshwarden audit keygen` (required)")
+	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing when the trail verifies")
 	return cmd
 }
