@@ -147,6 +147,9 @@ func Dir(ctx context.Context, dir string, pub ed25519.PublicKey) (*Report, error
 		}
 	}
 	rep.Head = prev
+	if rep.LastSeq > last.Seq && last.Seq > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("records %d..%d come after the last signed checkpoint (seq %d): their chain is intact, but until a checkpoint signs them an attacker could have appended or cut them", last.Seq+1, rep.LastSeq, last.Seq))
+	}
 	if rep.LastSeq < last.Seq {
 		rep.Problem = &Problem{Kind: "truncated", Segment: endSeg, Offset: endOff, Seq: rep.LastSeq + 1,
 			Reason: fmt.Sprintf("the trail ends at seq %d but a signed checkpoint covers seq %d: records %d..%d were removed", rep.LastSeq, last.Seq, rep.LastSeq+1, last.Seq)}
