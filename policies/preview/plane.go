@@ -88,7 +88,15 @@ func (c *PlaneClient) do(ctx context.Context, method, path string, body any, hdr
 		return nil, fmt.Errorf("read the control plane's answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return b, &PlaneError{Status: resp.StatusCode, Body: string(b)}
+		body := string(b)
+		// The plane answers errors as {"error": "..."}; show the message.
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			body = e.Error
+		}
+		return b, &PlaneError{Status: resp.StatusCode, Body: body}
 	}
 	return b, nil
 }
