@@ -63,6 +63,12 @@ type Manager struct {
 
 	changed chan struct{}
 
+	// policy is the current ir.CertPolicy; wake is closed (and replaced)
+	// when it changes, so pull loops recompute their renewal time.
+	policyMu sync.Mutex
+	policy   ir.CertPolicy
+	wake     chan struct{}
+
 	mu      sync.RWMutex
 	runCtx  context.Context
 	wg      sync.WaitGroup
@@ -130,6 +136,8 @@ func NewManager(opts Options) (*Manager, error) {
 		leaves:  map[string]*entry{},
 		pool:    x509.NewCertPool(),
 		rootsOK: make(chan struct{}),
+		policy:  opts.Policy,
+		wake:    make(chan struct{}),
 	}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(m); err != nil {
@@ -245,10 +253,32 @@ func (m *Manager) Pool() *x509.CertPool {
 	return m.pool
 }
 
+// SetPolicy replaces the certificate policy (on a policy apply). A new
+// RenewBefore takes effect at once; LeafTTL is the issuer's to apply (see
+// ConsulIssuer.SetLeafTTL).
+func (m *Manager) SetPolicy(p ir.CertPolicy) error {
+	if p.RenewBefore < 0 {
+		return fmt.Errorf("certs: renewBefore %s is negative: give a positive duration or zero for 1/3 of the lifetime", p.RenewBefore)
+	}
+	m.policyMu.Lock()
+	m.policy = p
+	close(m.wake)
+	m.wake = make(chan struct{})
+	m.policyMu.Unlock()
+	return nil
+}
+
+func (m *Manager) currentPolicy() (ir.CertPolicy, <-chan struct{}) {
+	m.policyMu.Lock()
+	defer m.policyMu.Unlock()
+	return m.policy, m.wake
+}
+
 // renewBefore is the renewal margin for c.
 func (m *Manager) renewBefore(c *Certificate) time.Duration {
 	life := c.Lifetime()
-	rb := m.opts.Policy.RenewBefore
+	p, _ := m.currentPolicy()
+	rb := p.RenewBefore
 	if rb <= 0 || rb >= life {
 		rb = life / 3
 	}
@@ -272,7 +302,7 @@ func (m *Manager) leafLoop(ctx context.Context, e *entry) {
 		if watching {
 			c, err = w.WatchLeaf(ctx, e.name, cur)
 		} else {
-			if cur != nil && !sleep(ctx, time.Until(m.RenewAt(cur))) {
+			if cur != nil && !m.sleepUntilRenewal(ctx, cur) {
 				return
 			}
 			c, err = m.opts.Issuer.Issue(ctx, e.name)
@@ -296,6 +326,28 @@ func (m *Manager) leafLoop(ctx context.Context, e *entry) {
 		m.evaluate(e)
 		if !sleep(ctx, m.opts.MinRefresh) {
 			return
+		}
+	}
+}
+
+// sleepUntilRenewal waits until cur is due, recomputing the time when the
+// policy changes; it reports whether ctx is still alive.
+func (m *Manager) sleepUntilRenewal(ctx context.Context, cur *Certificate) bool {
+	for {
+		_, wake := m.currentPolicy()
+		d := time.Until(m.RenewAt(cur))
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-wake:
+			t.Stop()
 		}
 	}
 }

@@ -362,3 +362,31 @@ func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 		t.Fatalf("bundle has %d roots, want the old and the new", len(roots))
 	}
 }
+
+func TestSetPolicyRenewsEarlierAtOnce(t *testing.T) {
+	cf, kf, _ := writeCA(t, t.TempDir(), "ca")
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := runManager(t, Options{Issuer: fca, MinRefresh: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := m.Wait(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Default: renewal 1/3 of 61m before expiry, i.e. ~40m from now.
+	if d := time.Until(m.RenewAt(first)); d < 30*time.Minute {
+		t.Fatalf("renewal due in %s, want ~40m", d)
+	}
+	if err := m.SetPolicy(ir.CertPolicy{RenewBefore: -time.Second}); err == nil {
+		t.Fatal("negative renewBefore accepted")
+	}
+	// RenewBefore beyond the remaining life: due now; the sleeping loop
+	// must wake and renew without waiting 40 minutes.
+	if err := m.SetPolicy(ir.CertPolicy{RenewBefore: 60*time.Minute + 59*time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a renewal after the policy change", func() bool { return m.Certificate("svc").Serial() != first.Serial() })
+}
