@@ -229,6 +229,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 
 func newAuditVerifyCmd() *cobra.Command {
 	var dir, pub string
+	var extra []string
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -238,6 +239,10 @@ number and hash-chain link, the Ed25519 signature of every checkpoint (with
 only the public key), that every checkpoint matches the chain, and that the
 trail reaches the last signed checkpoint. It names the first bad record
 (segment, offset, seq, id) and exits 1, or prints OK and exits 0.
+
+Checkpoints kept elsewhere (the exporter publishes each one to JetStream)
+can be added with --checkpoints, so that deleting both the tail of the trail
+and the collector's own checkpoint log is still caught.
 
 It is safe to run against a live collector's directory.`,
 		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub`,
@@ -250,7 +255,15 @@ It is safe to run against a live collector's directory.`,
 			if err != nil {
 				return err
 			}
-			rep, err := verify.Dir(cmd.Context(), dir, k)
+			var more []wal.Checkpoint
+			for _, p := range extra {
+				cps, err := wal.ReadCheckpointFile(p)
+				if err != nil {
+					return fmt.Errorf("--checkpoints: %w", err)
+				}
+				more = append(more, cps...)
+			}
+			rep, err := verify.DirWith(cmd.Context(), dir, k, more)
 			if err != nil {
 				return err
 			}
@@ -266,6 +279,7 @@ It is safe to run against a live collector's directory.`,
 	cmd.Flags().StringVar(&dir, "dir", "", "WAL directory to verify (required)")
 	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing when the trail verifies")
+	cmd.Flags().StringSliceVar(&extra, "checkpoints", nil, "also check against signed checkpoints in this `file` (JSON lines, e.g. the meshwarden.audit.checkpoints messages from JetStream); repeatable")
 	return cmd
 }
 

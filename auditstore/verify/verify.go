@@ -73,11 +73,20 @@ func (r *Report) Format(w io.Writer) {
 // Dir verifies the WAL in dir against pub. It returns an error only when it
 // cannot read the directory; a broken trail is a Report with a Problem.
 func Dir(ctx context.Context, dir string, pub ed25519.PublicKey) (*Report, error) {
+	return DirWith(ctx, dir, pub, nil)
+}
+
+// DirWith is Dir with extra signed checkpoints from elsewhere (e.g. the
+// copies the exporter published to JetStream), merged with the directory's
+// own: deleting checkpoints from the collector's disk then no longer hides a
+// truncation.
+func DirWith(ctx context.Context, dir string, pub ed25519.PublicKey, extra []wal.Checkpoint) (*Report, error) {
 	rep := &Report{}
 	cps, err := wal.ReadCheckpoints(dir)
 	if err != nil {
 		return nil, err
 	}
+	cps = append(cps, extra...)
 	bySeq := map[uint64]wal.Checkpoint{}
 	var last wal.Checkpoint
 	for _, c := range cps {

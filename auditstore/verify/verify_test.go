@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -317,4 +318,34 @@ func TestVerifyCheckpointAnchors(t *testing.T) {
 			t.Fatalf("unanchored start not caught: %+v", rep.Problem)
 		}
 	})
+}
+
+func TestExternalCheckpointsCatchTruncationWithDeletedLog(t *testing.T) {
+	tr := build(t, 60, true)
+	saved := filepath.Join(t.TempDir(), "from-jetstream.jsonl")
+	b, _ := os.ReadFile(filepath.Join(tr.dir, wal.CheckpointFile))
+	os.WriteFile(saved, b, 0o640)
+	// The attacker cuts the last segment and every checkpoint after the cut.
+	last := tr.segs[len(tr.segs)-1]
+	os.Remove(last.Path)
+	cps, _ := wal.ReadCheckpoints(tr.dir)
+	var keep []byte
+	for _, c := range cps {
+		if c.Seq < last.FirstSeq {
+			line, _ := json.Marshal(c)
+			keep = append(append(keep, line...), '\n')
+		}
+	}
+	os.WriteFile(filepath.Join(tr.dir, wal.CheckpointFile), keep, 0o640)
+	if rep, _ := Dir(context.Background(), tr.dir, tr.pub); !rep.OK() {
+		t.Fatalf("expected the local view alone to look intact (that is the attack): %+v", rep.Problem)
+	}
+	ext, err := wal.ReadCheckpointFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := DirWith(context.Background(), tr.dir, tr.pub, ext)
+	if rep.OK() || rep.Problem.Kind != "truncated" || rep.Problem.Seq != last.FirstSeq {
+		t.Fatalf("external checkpoints did not expose the truncation: %+v", rep.Problem)
+	}
 }

@@ -58,10 +58,17 @@ func (c *Checkpoint) VerifySig(pub ed25519.PublicKey) error {
 // ReadCheckpoints reads dir's checkpoint log. A torn last line (crash while
 // appending) is ignored; any other unparsable line is an error.
 func ReadCheckpoints(dir string) ([]Checkpoint, error) {
-	data, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	cps, err := ReadCheckpointFile(filepath.Join(dir, CheckpointFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	return cps, err
+}
+
+// ReadCheckpointFile reads a checkpoint log (one JSON checkpoint per line,
+// as in checkpoints.jsonl or as published to JetStream).
+func ReadCheckpointFile(path string) ([]Checkpoint, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
