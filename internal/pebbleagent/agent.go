@@ -114,6 +114,26 @@ func FindBinary() (string, error) {
 	return "", ErrNoBinary
 }
 
+// Ensure builds the pinned Pebble once with scripts/ensure-pebble.sh of the
+// source tree this package was built from (about 30 s the first time, then
+// cached) and returns its path, so that `make test` sets itself up on a
+// fresh machine.
+func Ensure(ctx context.Context) (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "ensure-pebble.sh")
+	if _, err := os.Stat(script); err != nil {
+		return "", ErrNoBinary
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, script)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%w: %s failed: %v\n%s", ErrNoBinary, script, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // Start launches Pebble and waits until its directory answers.
 func Start(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.ChallengePort == 0 {
@@ -122,7 +142,9 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Binary == "" {
 		b, err := FindBinary()
 		if err != nil {
-			return nil, err
+			if b, err = Ensure(ctx); err != nil {
+				return nil, err
+			}
 		}
 		opts.Binary = b
 	}
