@@ -123,3 +123,29 @@ func FuzzDeserializeMap(f *testing.F) {
 		}
 	})
 }
+
+// benchHeaders is a typical request header map (10 pairs, ≈ 400 bytes).
+var benchHeaders = [][2]string{
+	{":method", "GET"}, {":path", "/api/v1/accounts/42?expand=owner"}, {":authority", "accounts.mesh.local"},
+	{":scheme", "https"}, {"user-agent", "meshwarden-bench/1.0"}, {"accept", "application/json"},
+	{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+	{"baggage", "mw-dye=canary"}, {"x-mw-dye", "canary"}, {"x-request-id", "6f1c0e9e-1d2b-4c1e-9d7a-2f1e0b9c8a7d"},
+}
+
+func BenchmarkSerializeMap(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = SerializeMap(benchHeaders)
+	}
+}
+
+func BenchmarkDeserializeMap(b *testing.B) {
+	in := SerializeMap(benchHeaders)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DeserializeMap(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

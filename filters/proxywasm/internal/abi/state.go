@@ -137,7 +137,7 @@ func OnContextCreate(contextID, parentID uint32) {
 	defer vm.leave(prev)
 	if parentID == 0 {
 		if vm.vmContext == nil {
-			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from main or init")
+			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from an init function of the main package (main is never called in a c-shared module)")
 		}
 		vm.plugins[contextID] = &pluginEntry{ctx: vm.vmContext.NewPluginContext(contextID)}
 		return
