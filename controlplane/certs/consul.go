@@ -60,7 +60,7 @@ func (ci *ConsulIssuer) WatchLeaf(ctx context.Context, service string, prev *Cer
 
 func (ci *ConsulIssuer) leaf(ctx context.Context, service string, index uint64) (*Certificate, error) {
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: ci.wait}).WithContext(ctx)
-	l, _, err := ci.client.Agent().ConnectCALeaf(service, q)
+	l, meta, err := ci.client.Agent().ConnectCALeaf(service, q)
 	if err != nil {
 		return nil, fmt.Errorf("consul connect leaf for %q: %w (is Connect enabled on the agent and the ACL token allowed service:write?)", service, err)
 	}
@@ -69,6 +69,9 @@ func (ci *ConsulIssuer) leaf(ctx context.Context, service string, index uint64) 
 		return nil, fmt.Errorf("consul connect leaf for %q: %w", service, err)
 	}
 	c.Index = l.ModifyIndex
+	if meta != nil && meta.LastIndex != 0 {
+		c.Index = meta.LastIndex
+	}
 	if l.ServiceURI != "" {
 		c.SPIFFEID = l.ServiceURI
 	}

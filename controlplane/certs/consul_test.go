@@ -35,6 +35,12 @@ import (
 // while that port is taken.
 func startConsul(t *testing.T) *api.Client {
 	t.Helper()
+	_, c := startConsulAgent(t)
+	return c
+}
+
+func startConsulAgent(t *testing.T) (*consulagent.Agent, *api.Client) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for {
@@ -45,7 +51,7 @@ func startConsul(t *testing.T) *api.Client {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return c
+			return a, c
 		}
 		if !strings.Contains(err.Error(), "address already in use") || ctx.Err() != nil {
 			t.Fatalf("consul: %v", err)
@@ -447,4 +453,35 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	if err := m.Ready(); err != nil {
 		t.Fatalf("Ready after the rotations: %v", err)
 	}
+}
+
+func TestConsulOutageKeepsLeafAndRaisesAlarm(t *testing.T) {
+	agent, c := startConsulAgent(t)
+	setCAConfig(t, c, map[string]any{"LeafCertTTL": "2m"})
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	// Leaves live 2m (1m left at issue); renewing 59s early puts the leaf
+	// in its renewal window from the start.
+	m := startConsulManager(t, c, Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Policy: ir.CertPolicy{RenewBefore: 59 * time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := m.Wait(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ready(); err != nil {
+		t.Fatalf("Ready before the outage: %v", err)
+	}
+	agent.Stop()
+	waitFor(t, 20*time.Second, "the alarm after the agent stopped", func() bool { return m.Ready() != nil })
+	cur := m.Certificate("web")
+	if cur == nil || time.Now().After(cur.NotAfter()) {
+		t.Fatal("no valid certificate kept during the outage")
+	}
+	if v := metricValue(t, reg, "meshwarden_cert_alarm"); v != 1 {
+		t.Fatalf("alarm gauge = %v, want 1", v)
+	}
+	waitFor(t, 5*time.Second, "the loud alarm log line", func() bool { return strings.Contains(logs.String(), "CERTIFICATE ALARM") })
+	t.Logf("kept serial %s (first %s) during the outage; Ready: %v", cur.Serial(), first.Serial(), m.Ready())
 }
