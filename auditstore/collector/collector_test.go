@@ -10,11 +10,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +244,43 @@ func TestRegistersInConsul(t *testing.T) {
 	svcs, _, _ := c.Catalog().Service(ir.CollectorServiceName, "", nil)
 	if len(svcs) != 0 {
 		t.Fatalf("still registered after deregistration: %d", len(svcs))
+	}
+}
+
+func TestServerTLSFromFiles(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	writePEM := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	srv := p.leaf(t, "", true)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(srv.PrivateKey)
+	certF := writePEM("srv.crt", "CERTIFICATE", srv.Certificate[0])
+	keyF := writePEM("srv.key", "PRIVATE KEY", keyDER)
+	caF := writePEM("ca.crt", "CERTIFICATE", p.ca.Raw)
+	if _, err := ServerTLS(certF, keyF, filepath.Join(dir, "missing.crt")); err == nil {
+		t.Fatal("missing --client-ca accepted")
+	}
+	cfg, err := ServerTLS(certF, keyF, caF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, w := start(t, Config{TLS: cfg, AllowSPIFFE: []string{"spiffe://dc1/ns/default/svc/gateway"}, Tokens: []string{"tok"}})
+	gw := p.leaf(t, "spiffe://dc1/ns/default/svc/gateway", false)
+	u := "https://" + addr + audit.IngestPath
+	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{gw}}}}
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool}}}
+	if code, body := post(t, withCert, u, "", batchJSON(1, 0)); code != 200 {
+		t.Fatalf("mTLS sender: %d %s", code, body)
+	}
+	if code, body := post(t, noCert, u, "tok", batchJSON(1, 0)); code != 200 {
+		t.Fatalf("token sender over TLS without a certificate: %d %s", code, body)
+	}
+	if w.Durable() != 2 {
+		t.Fatalf("durable %d, want 2", w.Durable())
 	}
 }
