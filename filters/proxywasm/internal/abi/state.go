@@ -36,7 +36,7 @@ type State struct {
 	host      Host
 	vmContext types.VMContext
 	plugins   map[uint32]*pluginEntry
-	streams   map[uint32]*streamEntry
+	streams   map[uint32]streamEntry // by value: no allocation per stream
 
 	// active is the context of the callback being run; hostcalls that need a
 	// context (DispatchHttpCall) read it.
@@ -64,7 +64,7 @@ func newState() *State {
 	return &State{
 		host:    defaultHost(),
 		plugins: map[uint32]*pluginEntry{},
-		streams: map[uint32]*streamEntry{},
+		streams: map[uint32]streamEntry{},
 	}
 }
 
@@ -147,11 +147,11 @@ func OnContextCreate(contextID, parentID uint32) {
 		panic("proxywasm: stream context created under an unknown plugin context")
 	}
 	if h := p.ctx.NewHttpContext(contextID); h != nil {
-		vm.streams[contextID] = &streamEntry{rootID: parentID, http: h}
+		vm.streams[contextID] = streamEntry{rootID: parentID, http: h}
 		return
 	}
 	if t := p.ctx.NewTcpContext(contextID); t != nil {
-		vm.streams[contextID] = &streamEntry{rootID: parentID, tcp: t}
+		vm.streams[contextID] = streamEntry{rootID: parentID, tcp: t}
 		return
 	}
 	panic("proxywasm: the plugin context returned neither an HttpContext nor a TcpContext")
@@ -211,7 +211,7 @@ func OnDone(contextID uint32) bool {
 func OnLog(contextID uint32) {
 	prev := vm.enter(contextID)
 	defer vm.leave(prev)
-	if s := vm.streams[contextID]; s != nil {
+	if s, ok := vm.streams[contextID]; ok {
 		switch {
 		case s.http != nil:
 			s.http.OnHttpStreamDone()
@@ -227,19 +227,9 @@ func OnDelete(contextID uint32) {
 	delete(vm.plugins, contextID)
 }
 
-func (s *State) http(id uint32) types.HttpContext {
-	if e := s.streams[id]; e != nil {
-		return e.http
-	}
-	return nil
-}
+func (s *State) http(id uint32) types.HttpContext { return s.streams[id].http }
 
-func (s *State) tcp(id uint32) types.TcpContext {
-	if e := s.streams[id]; e != nil {
-		return e.tcp
-	}
-	return nil
-}
+func (s *State) tcp(id uint32) types.TcpContext { return s.streams[id].tcp }
 
 // OnRequestHeaders is proxy_on_request_headers.
 func OnRequestHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
