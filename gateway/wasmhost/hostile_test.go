@@ -33,14 +33,25 @@ func TestHostileGuests(t *testing.T) {
 	}
 	for _, failOpen := range []bool{false, true} {
 		sink := &logSink{}
-		p := newPlugin(t, r, "hostile", PluginConfig{
-			Logger:      slog.New(sink),
-			Name:        "hostile-" + strconv.FormatBool(failOpen),
-			FailOpen:    failOpen,
-			PoolSize:    1, // the next request must reuse or replace the same slot
-			CallTimeout: 300 * time.Millisecond,
-		})
+		// Runaway guests meet a short deadline; the others a generous one, so
+		// that a loaded machine (or -race) cannot turn their failure into a
+		// timeout.
+		plugins := map[bool]*Plugin{}
+		for _, short := range []bool{false, true} {
+			timeout := 10 * time.Second
+			if short {
+				timeout = 200 * time.Millisecond
+			}
+			plugins[short] = newPlugin(t, r, "hostile", PluginConfig{
+				Logger:      slog.New(sink),
+				Name:        "hostile-" + strconv.FormatBool(failOpen) + "-" + strconv.FormatBool(short),
+				FailOpen:    failOpen,
+				PoolSize:    1, // the next request must reuse or replace the same slot
+				CallTimeout: timeout,
+			})
+		}
 		for _, tc := range tests {
+			p := plugins[tc.kind == "timeout"]
 			t.Run(tc.mode+"/failOpen="+strconv.FormatBool(failOpen), func(t *testing.T) {
 				before := p.Stats()
 				s, err := p.NewStream(context.Background(), StreamInfo{})
@@ -99,9 +110,9 @@ func TestHostileGuests(t *testing.T) {
 				}
 			})
 		}
-		st := p.Stats()
-		if st.Timeouts < 2 || st.Traps < 3 || st.Failures < 8 {
-			t.Fatalf("stats after hostile run: %+v", st)
+		short, long := plugins[true].Stats(), plugins[false].Stats()
+		if short.Timeouts != 2 || long.Timeouts != 0 || long.Traps < 3 || short.Failures+long.Failures != 8 {
+			t.Fatalf("stats after hostile run: short deadline %+v, long deadline %+v", short, long)
 		}
 	}
 }
