@@ -41,6 +41,9 @@ type decoder struct {
 	// failed records the paths already reported as errors, so later checks
 	// do not pile consequential errors on top.
 	failed map[string]bool
+	// lineOffset is added to every reported line: the document was parsed
+	// from a chunk of the file that starts after lineOffset lines.
+	lineOffset int
 }
 
 func newDecoder(file string, diags *Diagnostics) *decoder {
@@ -70,6 +73,9 @@ func nodePos(n ast.Node) pos {
 func (d *decoder) report(sev Severity, p pos, path, format string, a ...any) {
 	if sev == SeverityError {
 		d.failed[path] = true
+	}
+	if p.line > 0 {
+		p.line += d.lineOffset
 	}
 	d.diags.add(Diagnostic{Severity: sev, File: d.file, Line: p.line, Column: p.col, Path: path, Message: fmt.Sprintf(format, a...)})
 }
@@ -407,7 +413,7 @@ func (d *decoder) mapEntries(n ast.Node, path, want string) ([]*ast.MappingValue
 			continue
 		}
 		if first, dup := seen[key]; dup {
-			d.errAt(mv.Key, childPath(path, key), "duplicate key %q (first at line %d): keep only one", key, first.line)
+			d.errAt(mv.Key, childPath(path, key), "duplicate key %q (first at line %d): keep only one", key, first.line+d.lineOffset)
 			continue
 		}
 		seen[key] = nodePos(mv.Key)

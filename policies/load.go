@@ -7,6 +7,7 @@
 package policies
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -174,6 +175,58 @@ func parseFile(file string, src []byte, diags *Diagnostics) []*doc {
 		diags.add(Diagnostic{File: file, Message: fmt.Sprintf("file is %d bytes: split it, files are limited to %d bytes", len(src), MaxFileBytes)})
 		return nil
 	}
+	var out []*doc
+	for _, c := range splitDocuments(src) {
+		out = append(out, parseChunk(file, c.src, c.line, diags)...)
+	}
+	return out
+}
+
+// chunk is a part of a file starting at a document marker.
+type chunk struct {
+	src  []byte
+	line int // lines before the chunk
+}
+
+// splitDocuments cuts src before every "---" document marker at the start of
+// a line, so each chunk holds at most one document. goccy/go-yaml drops every
+// document after an empty one ("---" followed by "---"), silently; parsing
+// documents one by one means no policy can vanish that way. A marker at
+// column 0 always starts a document in YAML, even inside block scalars.
+func splitDocuments(src []byte) []chunk {
+	var out []chunk
+	start, startLine, line := 0, 0, 0
+	for i := 0; i < len(src); {
+		end := bytes.IndexByte(src[i:], '\n')
+		next := len(src)
+		if end >= 0 {
+			next = i + end + 1
+		}
+		l := src[i:next]
+		if i > start && bytes.HasPrefix(l, []byte("---")) && (len(l) == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\n' || l[3] == '\r') && !onlyPreamble(src[start:i]) {
+			out = append(out, chunk{src: src[start:i], line: startLine})
+			start, startLine = i, line
+		}
+		i = next
+		line++
+	}
+	return append(out, chunk{src: src[start:], line: startLine})
+}
+
+// onlyPreamble reports whether b holds only directives (%YAML), comments
+// and blank lines, which belong to the document that follows.
+func onlyPreamble(b []byte) bool {
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) > 0 && l[0] != '%' && l[0] != '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseChunk parses one chunk of a file (lineOffset lines into it).
+func parseChunk(file string, src []byte, lineOffset int, diags *Diagnostics) []*doc {
 	f, err := parser.ParseBytes(src, 0)
 	if err != nil {
 		d := Diagnostic{File: file, Message: "YAML syntax: " + err.Error()}
@@ -184,30 +237,32 @@ func parseFile(file string, src []byte, diags *Diagnostics) []*doc {
 				d.Message = "duplicate key: " + ye.GetMessage() + ": keep only one"
 			}
 			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				d.Line, d.Column = tk.Position.Line, tk.Position.Column
+				d.Line, d.Column = tk.Position.Line+lineOffset, tk.Position.Column
 			}
 		}
 		diags.add(d)
 		return nil
 	}
 	var out []*doc
-	for i, dn := range f.Docs {
+	for _, dn := range f.Docs {
 		body := dn.Body
 		if body == nil {
 			continue
 		}
-		if _, ok := body.(*ast.CommentGroupNode); ok {
+		switch body.(type) {
+		case *ast.CommentGroupNode, *ast.DirectiveNode:
 			continue
 		}
-		if x := decodeDocument(file, i, body, diags); x != nil {
+		if x := decodeDocument(file, body, lineOffset, diags); x != nil {
 			out = append(out, x)
 		}
 	}
 	return out
 }
 
-func decodeDocument(file string, index int, body ast.Node, diags *Diagnostics) *doc {
+func decodeDocument(file string, body ast.Node, lineOffset int, diags *Diagnostics) *doc {
 	dec := newDecoder(file, diags)
+	dec.lineOffset = lineOffset
 	p := nodePos(body)
 	dec.positions[""] = p
 	var env Document
@@ -219,7 +274,7 @@ func decodeDocument(file string, index int, body ast.Node, diags *Diagnostics) *
 	}
 	dec.decode(body, reflect.ValueOf(&env).Elem(), "")
 	checkRequired(dec, reflect.ValueOf(env), "")
-	x := &doc{dec: dec, file: file, line: p.line, kind: env.Kind, name: env.Metadata.Name, ns: env.Metadata.Namespace}
+	x := &doc{dec: dec, file: file, line: p.line + lineOffset, kind: env.Kind, name: env.Metadata.Name, ns: env.Metadata.Namespace}
 	if _, ok := dec.positions["apiVersion"]; ok && env.APIVersion != APIVersion {
 		dec.errPath("apiVersion", "%q is not supported: use %s", env.APIVersion, APIVersion)
 	}
@@ -233,7 +288,7 @@ func decodeDocument(file string, index int, body ast.Node, diags *Diagnostics) *
 			dec.errPath("metadata.namespace", "%v", err)
 		}
 	}
-	if _, ok := dec.positions["kind"]; !ok {
+	if _, ok := dec.positions["kind"]; !ok || dec.failed["kind"] {
 		return nil
 	}
 	t := SpecType(env.Kind)
@@ -250,7 +305,6 @@ func decodeDocument(file string, index int, body ast.Node, diags *Diagnostics) *
 		dec.decode(env.Spec.Node, x.spec.Elem(), "spec")
 		checkRequired(dec, x.spec.Elem(), "spec")
 	}
-	_ = index
 	return x
 }
 

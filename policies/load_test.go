@@ -182,3 +182,39 @@ func TestLoadDir(t *testing.T) {
 		t.Errorf("empty trace spec config = %s", js)
 	}
 }
+
+// TestNoDocumentLost guards against goccy/go-yaml dropping every document
+// after an empty one: each document must be seen, whatever surrounds it.
+func TestNoDocumentLost(t *testing.T) {
+	trace := "apiVersion: meshwarden.io/v1alpha1\nkind: TracePolicy\nmetadata: {name: t}\nspec: {}\n"
+	certs := "apiVersion: meshwarden.io/v1alpha1\nkind: CertificatePolicy\nmetadata: {name: c}\nspec: {leafTTL: 2h}\n"
+	tests := []struct {
+		name, src string
+	}{
+		{"empty document first", "---\n---\n" + trace + "---\n" + certs},
+		{"comment-only document", trace + "---\n# nothing here\n---\n" + certs},
+		{"empty documents between", trace + "---\n---\n---\n" + certs},
+		{"end marker", trace + "...\n---\n" + certs},
+		{"marker with trailing comment", trace + "--- # next\n" + certs},
+		{"CRLF", strings.ReplaceAll(trace+"---\n---\n"+certs, "\n", "\r\n")},
+		{"directive", "%YAML 1.2\n---\n" + trace + "---\n" + certs},
+		{"comment before first marker", "# header\n\n---\n" + trace + "...\n" + certs},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ps, diags, err := LoadFiles(map[string][]byte{"p.yaml": []byte(tc.src)}, nil)
+			if err != nil {
+				t.Fatalf("%v", diags.Error())
+			}
+			if len(ps.Filters) != 1 || ps.Certificates.LeafTTL != 2*time.Hour {
+				t.Errorf("a document was lost: filters %d, certificates %+v", len(ps.Filters), ps.Certificates)
+			}
+		})
+	}
+	// An error in the last document is reported at its own line.
+	src := trace + "---\n---\n" + strings.Replace(certs, "2h", "2 hours", 1)
+	_, diags, _ := LoadFiles(map[string][]byte{"p.yaml": []byte(src)}, nil)
+	if len(diags.Errors) != 1 || diags.Errors[0].Line != 10 {
+		t.Errorf("errors = %v, want one at line 10", diags.All())
+	}
+}

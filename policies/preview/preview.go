@@ -157,7 +157,7 @@ func compareNode(id string, old, cur Resources) NodeDiff {
 func (r *Report) Format(w io.Writer) error {
 	var b strings.Builder
 	if len(r.Nodes) == 0 {
-		b.WriteString("no nodes: nothing would change\n")
+		b.WriteString("no nodes to compare: none is connected to the plane (or, locally, none is in the catalog)\n")
 	}
 	for _, n := range r.Nodes {
 		var add, rem, chg int
