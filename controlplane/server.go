@@ -70,6 +70,7 @@ type Server struct {
 	cache   cache.SnapshotCache
 	xds     server.Server
 	watcher *consulwatch.Watcher
+	tcache  *translate.Cache
 	m       *metrics
 	kick    chan struct{}
 
@@ -134,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log,
 		watcher: consulwatch.New(cfg.Consul, cfg.Watch),
 		kick:    make(chan struct{}, 1),
+		tcache:  translate.NewCache(),
 		policy:  cfg.Policies,
 		nodes:   map[string]*nodeState{},
 		streams: map[int64]string{},
@@ -243,7 +245,7 @@ func (s *Server) rebuild(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
-	shared, err := translate.Build(cat, s.policy, s.options())
+	shared, err := translate.BuildCached(s.tcache, cat, s.policy, s.options())
 	s.m.translateSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		if verr := shared.Validate(); verr != nil {
@@ -260,8 +262,11 @@ func (s *Server) rebuild(ctx context.Context) {
 	s.buildErr = nil
 	s.shared = shared
 	s.built = time.Now()
+	// Nodes with the same content (e.g. every sidecar of one service) share
+	// one checked cache snapshot: version is the content hash.
+	memo := map[string]*cache.Snapshot{}
 	for _, id := range sortedKeys(s.nodes) {
-		s.publishLocked(ctx, id)
+		s.publishLocked(ctx, id, memo)
 	}
 }
 
@@ -271,7 +276,7 @@ func (s *Server) rejectLocked(r Rejection) {
 }
 
 // publishLocked builds and sets node id's snapshot if it changed.
-func (s *Server) publishLocked(ctx context.Context, id string) {
+func (s *Server) publishLocked(ctx context.Context, id string, memo map[string]*cache.Snapshot) {
 	ns := s.nodes[id]
 	if ns == nil || ns.err != nil || s.shared == nil {
 		return
@@ -305,9 +310,15 @@ func (s *Server) publishLocked(ctx context.Context, id string) {
 		s.log.Error("generated resources fail validation; not published", "node", id, "err", err)
 		return
 	}
-	cs, err := snap.CacheSnapshot()
-	if err == nil {
-		err = cs.Consistent()
+	cs, err := memo[snap.Version], error(nil)
+	if cs == nil {
+		cs, err = snap.CacheSnapshot()
+		if err == nil {
+			err = cs.Consistent()
+		}
+		if err == nil && memo != nil {
+			memo[snap.Version] = cs
+		}
 	}
 	if err != nil {
 		s.m.translateErrors.Inc()
@@ -373,7 +384,7 @@ func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) {
 	}
 	ns.streams++
 	if s.shared == nil {
-		shared, err := translate.Build(s.watcher.Catalog(), s.policy, s.options())
+		shared, err := translate.BuildCached(s.tcache, s.watcher.Catalog(), s.policy, s.options())
 		if err == nil {
 			err = shared.Validate()
 		}
@@ -383,7 +394,7 @@ func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) {
 		}
 		s.shared = shared
 	}
-	s.publishLocked(ctx, n.GetId())
+	s.publishLocked(ctx, n.GetId(), nil)
 }
 
 func (s *Server) streamClosed(stream int64) {

@@ -29,24 +29,16 @@ func adsSource() *corev3.ConfigSource {
 	}
 }
 
-// buildClusters makes one EDS cluster (and load assignment) per upstream
-// service and per subset of its route policy, plus the audit, OTLP and
-// module clusters.
-func (s *Shared) buildClusters(cat *ir.Catalog, names []string, routes map[string]*ir.Route) {
-	for _, name := range names {
-		svc := cat.Services[name]
-		s.addEDS(name, name, svc, nil)
-		if r := routes[name]; r != nil {
-			for _, sub := range r.Subsets {
-				s.addEDS(ClusterName(name, sub.Name), name, svc, sub.Selector)
-			}
-		}
-	}
+// buildExtraClusters adds the audit, OTLP and module clusters (the
+// per-service EDS clusters come from translateService).
+func (s *Shared) buildExtraClusters(cat *ir.Catalog) {
 	if s.opts.AuditCollector != "" {
 		s.clusters = append(s.clusters, dnsCluster(ir.AuditClusterName, s.opts.AuditCollector, false))
 		s.meshOf = append(s.meshOf, "")
 	} else if svc := cat.Services[ir.CollectorServiceName]; svc != nil {
-		s.addEDSPlain(ir.AuditClusterName, svc)
+		s.clusters = append(s.clusters, edsCluster(ir.AuditClusterName))
+		s.meshOf = append(s.meshOf, "")
+		s.endpoints = append(s.endpoints, loadAssignment(ir.AuditClusterName, svc, nil))
 	}
 	if s.opts.OTLPEndpoint != "" {
 		s.clusters = append(s.clusters, dnsCluster(ir.OTLPClusterName, s.opts.OTLPEndpoint, false))
@@ -60,18 +52,6 @@ func (s *Shared) buildClusters(cat *ir.Catalog, names []string, routes map[strin
 			s.Warnings = append(s.Warnings, fmt.Sprintf("module base URL: %v: Envoy cannot fetch filters", err))
 		}
 	}
-}
-
-func (s *Shared) addEDS(cluster, service string, svc *ir.Service, sel map[string]string) {
-	s.clusters = append(s.clusters, edsCluster(cluster))
-	s.meshOf = append(s.meshOf, service)
-	s.endpoints = append(s.endpoints, loadAssignment(cluster, svc, sel))
-}
-
-func (s *Shared) addEDSPlain(cluster string, svc *ir.Service) {
-	s.clusters = append(s.clusters, edsCluster(cluster))
-	s.meshOf = append(s.meshOf, "")
-	s.endpoints = append(s.endpoints, loadAssignment(cluster, svc, nil))
 }
 
 func edsCluster(name string) *clusterv3.Cluster {

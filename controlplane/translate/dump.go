@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -42,17 +43,32 @@ func (s *Snapshot) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate runs ValidateAll on the shared resources (clusters, endpoints,
-// route configurations; mTLS cluster variants are checked when made). The
-// plane calls it once per Build, then ValidateNode per node.
+// Validate runs ValidateAll on the shared resources: each service's
+// clusters, load assignments and routes (once per cached entry), the
+// non-service clusters, and the route configurations' own fields; mTLS
+// cluster variants are checked when made. The plane calls it once per
+// build, then ValidateNode per node.
 func (s *Shared) Validate() error {
 	var errs []error
-	for _, group := range [][]types.Resource{s.clusters, s.endpoints, {s.outbound, s.gateway}} {
+	for _, e := range s.entries {
+		if err := e.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, group := range [][]types.Resource{s.extraClusters, s.extraEndpoints} {
 		for _, r := range group {
 			if err := validate(r); err != nil {
 				errs = append(errs, err)
 			}
 		}
+	}
+	for _, rc := range []*routev3.RouteConfiguration{s.outbound, s.gateway} {
+		if err := validate(&routev3.RouteConfiguration{Name: rc.GetName()}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := validate(&routev3.VirtualHost{Name: s.catchAll.GetName(), Domains: s.catchAll.GetDomains()}); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

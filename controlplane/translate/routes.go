@@ -3,7 +3,6 @@ package translate
 import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -13,34 +12,6 @@ import (
 
 // retryOn is the set of failures a route policy's retries cover.
 const retryOn = "connect-failure,reset,5xx"
-
-// routeConfig builds the route configuration name: a virtual host per
-// upstream service (domains <svc>, <svc>.service.consul and both with any
-// port). The gateway's also has a catch-all virtual host that routes the
-// path prefix /<svc>/ to svc, with the prefix rewritten to /.
-func (s *Shared) routeConfig(name string, services []string, routes map[string]*ir.Route, gateway bool) (types.Resource, error) {
-	rc := &routev3.RouteConfiguration{Name: name}
-	var catchAll []*routev3.Route
-	for _, svc := range services {
-		r := routes[svc]
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-			Name:    svc,
-			Domains: []string{svc, svc + ".service.consul", svc + ":*", svc + ".service.consul:*"},
-			Routes:  serviceRoutes(svc, r, "/", ""),
-		})
-		if gateway {
-			catchAll = append(catchAll, serviceRoutes(svc, r, "/"+svc+"/", "/")...)
-		}
-	}
-	if gateway {
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-			Name:    "mw-by-path",
-			Domains: []string{"*"},
-			Routes:  catchAll,
-		})
-	}
-	return rc, nil
-}
 
 // serviceRoutes returns the routes to svc under prefix: one per lane rule
 // (lane header match, first wins), then the default (weighted or single).

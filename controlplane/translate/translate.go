@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -144,8 +145,14 @@ type Shared struct {
 	mu        sync.Mutex
 	byLeaf    map[string][]types.Resource
 	endpoints []types.Resource
-	outbound  types.Resource
-	gateway   types.Resource
+	outbound  *routev3.RouteConfiguration
+	gateway   *routev3.RouteConfiguration
+	catchAll  *routev3.VirtualHost
+	// entries are the per-service results (possibly cached); extra* are
+	// the non-service clusters (audit, OTLP, modules) and their endpoints.
+	entries        []*serviceEntry
+	extraClusters  []types.Resource
+	extraEndpoints []types.Resource
 	// filters are the policy's filters in filters.Order().
 	filters []ir.Filter
 	// digest is the content hash of everything above.
@@ -159,6 +166,12 @@ type Shared struct {
 // ps may be nil (no policies). It fails only on input that cannot produce
 // valid Envoy configuration; the error says what to change.
 func Build(cat *ir.Catalog, ps *ir.PolicySet, opts Options) (*Shared, error) {
+	return BuildCached(nil, cat, ps, opts)
+}
+
+// BuildCached is Build reusing (and refreshing) the per-service results in
+// cache; a nil cache translates everything.
+func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) (*Shared, error) {
 	if cat == nil {
 		cat = &ir.Catalog{}
 	}
@@ -188,27 +201,42 @@ func Build(cat *ir.Catalog, ps *ir.PolicySet, opts Options) (*Shared, error) {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: route for service %q, which Consul does not know (yet): it applies once the service registers", r.Source, r.Service))
 		}
 	}
-	s.buildClusters(cat, names, routes)
-	var err error
-	if s.outbound, err = s.routeConfig(OutboundRouteName, names, routes, false); err != nil {
-		return nil, err
+	h := sha256.New()
+	vhosts := make([]*routev3.VirtualHost, 0, len(names)+1)
+	var byPath []*routev3.Route
+	s.entries = make([]*serviceEntry, 0, len(names))
+	for _, name := range names {
+		e, err := cache.entry(name, cat.Services[name], routes[name])
+		if err != nil {
+			return nil, err
+		}
+		s.entries = append(s.entries, e)
+		s.clusters = append(s.clusters, e.clusters...)
+		s.meshOf = append(s.meshOf, e.meshOf...)
+		s.endpoints = append(s.endpoints, e.endpoints...)
+		vhosts = append(vhosts, e.vhost)
+		byPath = append(byPath, e.byPath...)
+		h.Write(e.digest[:])
 	}
-	if s.gateway, err = s.routeConfig(GatewayRouteName, names, routes, true); err != nil {
-		return nil, err
-	}
+	cache.retain(names)
+	nService := len(s.clusters)
+	nEndpoints := len(s.endpoints)
+	s.buildExtraClusters(cat)
+	s.outbound = &routev3.RouteConfiguration{Name: OutboundRouteName, VirtualHosts: vhosts}
+	gw := make([]*routev3.VirtualHost, len(vhosts), len(vhosts)+1)
+	copy(gw, vhosts)
+	s.catchAll = &routev3.VirtualHost{Name: "mw-by-path", Domains: []string{"*"}, Routes: byPath}
+	s.gateway = &routev3.RouteConfiguration{Name: GatewayRouteName, VirtualHosts: append(gw, s.catchAll)}
 	if err := s.buildFilters(ps); err != nil {
 		return nil, err
 	}
-	h := sha256.New()
-	for _, group := range [][]types.Resource{s.clusters, s.endpoints, {s.outbound, s.gateway}} {
-		for _, r := range group {
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-			if err != nil {
-				return nil, fmt.Errorf("hash resource: %w", err)
-			}
-			h.Write(b)
-		}
+	if err := hashAll(h, s.clusters[nService:]); err != nil {
+		return nil, err
 	}
+	if err := hashAll(h, s.endpoints[nEndpoints:]); err != nil {
+		return nil, err
+	}
+	s.extraClusters, s.extraEndpoints = s.clusters[nService:], s.endpoints[nEndpoints:]
 	s.digest = h.Sum(nil)
 	return s, nil
 }

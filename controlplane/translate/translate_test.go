@@ -99,3 +99,72 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// TestCacheMatchesFreshBuild changes one service between cached builds and
+// checks the cached result equals a fresh translation, and that unchanged
+// services were reused.
+func TestCacheMatchesFreshBuild(t *testing.T) {
+	cat, ps := bigCatalog(50, 3)
+	opts := Options{ModuleBaseURL: "http://127.0.0.1:18001/modules/"}
+	c := NewCache()
+	dump := func(s *Shared) string {
+		snap, err := s.ForNode(Node{ID: "gw", Gateway: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := snap.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(y)
+	}
+	first, err := BuildCached(c, cat, ps, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name   string
+		change func()
+	}{
+		{"health flip", func() { cat.Services["svc-00007"].Instances[1].Healthy = false }},
+		{"meta change in a routed service", func() { cat.Services["svc-00010"].Instances[0].Meta["version"] = "v2" }},
+		{"service removed", func() { delete(cat.Services, "svc-00020") }},
+		{"route policy change", func() { ps.Routes[0].Retries = 3 }},
+	}
+	prev := first
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.change()
+			cached, err := BuildCached(c, cat, ps, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cached.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := Build(cat, ps, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dump(cached) != dump(fresh) {
+				t.Fatal("cached build differs from a fresh build")
+			}
+			if dump(cached) == dump(prev) {
+				t.Fatal("the change did not change the output")
+			}
+			reused := 0
+			for _, e := range cached.entries {
+				for _, p := range prev.entries {
+					if e == p {
+						reused++
+						break
+					}
+				}
+			}
+			if reused < len(cached.entries)-1 {
+				t.Fatalf("reused %d of %d service entries; want all but the changed one", reused, len(cached.entries))
+			}
+			prev = cached
+		})
+	}
+}
