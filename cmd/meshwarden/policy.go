@@ -274,7 +274,7 @@ the diff — in a hash-chained change log (--changelog).`,
 }
 
 func newPolicyStatusCmd() *cobra.Command {
-	var plane string
+	var plane, format string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the plane's policy revision and its last rejection",
@@ -287,15 +287,52 @@ func newPolicyStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var pretty bytes.Buffer
-			if json.Indent(&pretty, b, "", "  ") == nil {
-				b = append(pretty.Bytes(), '\n')
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				var pretty bytes.Buffer
+				if json.Indent(&pretty, b, "", "  ") == nil {
+					b = append(pretty.Bytes(), '\n')
+				}
+				_, err = out.Write(b)
+				return err
 			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			var st struct {
+				PolicyRevision string    `json:"policy_revision"`
+				Nodes          int       `json:"nodes"`
+				LastBuild      time.Time `json:"last_build"`
+				BuildError     string    `json:"build_error"`
+				LastRejection  *struct {
+					Time  time.Time `json:"time"`
+					Kind  string    `json:"kind"`
+					Node  string    `json:"node"`
+					Error string    `json:"error"`
+				} `json:"last_rejection"`
+			}
+			if err := json.Unmarshal(b, &st); err != nil {
+				return fmt.Errorf("the plane's status is not JSON: %w", err)
+			}
+			rev := st.PolicyRevision
+			if rev == "" {
+				rev = "(none)"
+			}
+			fmt.Fprintf(out, "policy revision in force: %s\nnodes: %d\nlast build: %s\n", rev, st.Nodes, st.LastBuild.UTC().Format(time.RFC3339))
+			if st.BuildError != "" {
+				fmt.Fprintf(out, "build error: %s\n", st.BuildError)
+			}
+			if r := st.LastRejection; r != nil {
+				fmt.Fprintf(out, "last rejection: %s %s", r.Time.UTC().Format(time.RFC3339), r.Kind)
+				if r.Node != "" {
+					fmt.Fprintf(out, " (node %s)", r.Node)
+				}
+				fmt.Fprintf(out, ":\n  %s\n", strings.ReplaceAll(r.Error, "\n", "\n  "))
+			} else {
+				fmt.Fprintln(out, "last rejection: none")
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json (the plane's status document)")
 	return cmd
 }
 

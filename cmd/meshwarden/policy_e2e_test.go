@@ -196,7 +196,9 @@ func TestPolicyEndToEnd(t *testing.T) {
 		t.Errorf("bad set: err %v\n%s", err, stderr)
 	}
 	out, _, err = runCLI(t, "policy", "status", "--plane", plane)
-	if err != nil || !strings.Contains(out, rev) || !strings.Contains(out, `"kind": "policy"`) {
+	t.Logf("policy status after a rejected apply:\n%s", out)
+	if err != nil || !strings.Contains(out, "policy revision in force: "+rev) || !strings.Contains(out, "last rejection: ") ||
+		!strings.Contains(out, " policy:\n") || !strings.Contains(out, "version=v9") {
 		t.Errorf("status after a rejection: %v\n%s", err, out)
 	}
 	if recs, _ := policies.ReadChangeLog(log); len(recs) != 1 {
