@@ -235,3 +235,5 @@ func Checkpoints(dir string) ([]wal.Checkpoint, error) {
 	sort.Slice(cps, func(i, j int) bool { return cps[i].Seq < cps[j].Seq })
 	return cps, err
 }
+
+var _ error = (*Problem)(nil)
