@@ -46,6 +46,7 @@ type Engine struct {
 	cfg        *Config
 	cidrs      []netip.Prefix
 	laneScopes map[string][]string
+	ruleBy     []string // "rule:<name or index>", precomputed
 }
 
 // NewEngine compiles cfg, which must have passed Validate.
@@ -58,6 +59,13 @@ func NewEngine(cfg *Config) *Engine {
 	}
 	for _, ls := range cfg.Lanes {
 		e.laneScopes[ls.Lane] = ls.Tenants
+	}
+	for i, r := range cfg.Rules {
+		name := r.Name
+		if name == "" {
+			name = itoa(i)
+		}
+		e.ruleBy = append(e.ruleBy, "rule:"+name)
 	}
 	return e
 }
@@ -146,11 +154,7 @@ func (e *Engine) decide(req Request, peer Peer, tenant string, rnd func() uint32
 		if lane != "" && !e.allowed(lane, tenant) {
 			continue
 		}
-		name := r.Name
-		if name == "" {
-			name = itoa(i)
-		}
-		return lane, "rule:" + name
+		return lane, e.ruleBy[i]
 	}
 	if l := e.cfg.DefaultLane; l != "" && e.allowed(l, tenant) {
 		return l, "default"

@@ -255,3 +255,22 @@ func BenchmarkHostDye(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkHostDyeMinimal is the fixed cost: an empty configuration (no
+// rules, no trust lists) on a request without baggage.
+func BenchmarkHostDyeMinimal(b *testing.B) {
+	p, err := hostPlugin(b, []byte(`{"defaultLane":"stable"}`), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		h := wasmhost.NewHeaders(":method", "GET", ":path", "/v1/accounts/7")
+		s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.OnRequestHeaders(h, true)
+		s.Close()
+	}
+}

@@ -32,6 +32,7 @@ type pluginContext struct {
 	proxywasm.DefaultPluginContext
 	engine *Engine
 	rnd    *rand.Rand
+	draw   func() uint32 // uniform in [0, 100), from rnd
 	// metrics
 	dyed, stripped proxywasm.MetricCounter
 }
@@ -53,6 +54,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	var seed [16]byte
 	_, _ = crand.Read(seed[:])
 	p.rnd = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	p.draw = func() uint32 { return p.rnd.Uint32N(100) }
 	p.dyed = proxywasm.DefineCounterMetric("mw_dye_dyed_total")
 	p.stripped = proxywasm.DefineCounterMetric("mw_dye_stripped_total")
 	proxywasm.LogInfof("dye: started in %s mode with %d rules", cfg.Mode, len(cfg.Rules))
@@ -71,7 +73,7 @@ type httpContext struct {
 // OnHttpRequestHeaders decides the lane and writes it to the request
 // headers before the router runs, so route matching sees it.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	d := h.p.engine.Apply(newHostRequest(), h.p.peer(), func() uint32 { return h.p.rnd.Uint32N(100) })
+	d := h.p.engine.Apply(newHostRequest(), h.p.peer(), h.p.draw)
 	if d.Lane != "" {
 		h.p.dyed.Increment(1)
 	}

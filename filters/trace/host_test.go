@@ -32,12 +32,18 @@ var shared struct {
 	dir  string
 	rt   *wasmhost.Runtime
 	mods map[string]*wasmhost.Module
+	// fast is a second runtime with NoCallDeadline, for benchmarks.
+	fast     *wasmhost.Runtime
+	fastMods map[string]*wasmhost.Module
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.rt != nil {
 		_ = shared.rt.Close(context.Background())
+	}
+	if shared.fast != nil {
+		_ = shared.fast.Close(context.Background())
 	}
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)
@@ -84,6 +90,37 @@ func compiled(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) 
 	return shared.rt, m
 }
 
+// compiledFast is compiled for a runtime without per-call deadlines
+// (wasmhost.RuntimeConfig.NoCallDeadline), the gateway's option for trusted,
+// reviewed filters.
+func compiledFast(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) {
+	tb.Helper()
+	compiled(tb, name) // builds the .wasm
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	ctx := context.Background()
+	if shared.fast == nil {
+		var err error
+		if shared.fast, err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(shared.dir, "cache-fast"), NoCallDeadline: true}); err != nil {
+			tb.Fatal(err)
+		}
+		shared.fastMods = map[string]*wasmhost.Module{}
+	}
+	if m := shared.fastMods[name]; m != nil {
+		return shared.fast, m
+	}
+	wasm, err := os.ReadFile(filepath.Join(shared.dir, name+".wasm"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := shared.fast.Compile(ctx, wasm)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	shared.fastMods[name] = m
+	return shared.fast, m
+}
+
 type logSink struct {
 	mu   sync.Mutex
 	msgs []string
@@ -100,8 +137,15 @@ func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logSink) WithGroup(string) slog.Handler      { return l }
 
 func newPlugin(tb testing.TB, name string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
+	return newPluginIn(tb, false, name, config, caller, logs)
+}
+
+func newPluginIn(tb testing.TB, fast bool, name string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
 	tb.Helper()
 	rt, mod := compiled(tb, name)
+	if fast {
+		rt, mod = compiledFast(tb, name)
+	}
 	cfg := wasmhost.PluginConfig{Name: name, Configuration: config, PoolSize: runtime.GOMAXPROCS(0), HTTPCaller: caller,
 		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}
 	if logs != nil {
@@ -266,6 +310,10 @@ func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
+	return newChainIn(tb, false, tickMs)
+}
+
+func newChainIn(tb testing.TB, fast bool, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
 	tb.Helper()
 	sink := demo.NewOTLPSink(100000)
 	osrv := httptest.NewServer(sink)
@@ -277,7 +325,7 @@ func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *audi
 	cfgs := chainConfigs(tb, tickMs)
 	byName := map[string]*wasmhost.Plugin{}
 	for _, name := range filters.Order() {
-		p, err := newPlugin(tb, name, cfgs[name], caller, nil)
+		p, err := newPluginIn(tb, fast, name, cfgs[name], caller, nil)
 		if err != nil {
 			tb.Fatalf("%s: %v", name, err)
 		}
@@ -369,25 +417,37 @@ func chainRequest(b *testing.B, c *wasmhost.Chain) {
 	cs.Close()
 }
 
+// modes are the two host configurations benchmarked side by side.
+var modes = []struct {
+	name string
+	fast bool
+}{{"deadline", false}, {"nodeadline", true}}
+
 func BenchmarkHostChain(b *testing.B) {
-	c, _, _ := newChain(b, 100)
-	benchRequests(b, func() { chainRequest(b, c) })
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) {
+			c, _, _ := newChainIn(b, m.fast, 100)
+			benchRequests(b, func() { chainRequest(b, c) })
+		})
+	}
 }
 
 func BenchmarkHostEach(b *testing.B) {
-	for _, name := range filters.Order() {
-		b.Run(name, func(b *testing.B) {
-			sink := demo.NewOTLPSink(100000)
-			osrv := httptest.NewServer(sink)
-			defer osrv.Close()
-			asrv := httptest.NewServer(&auditSink{})
-			defer asrv.Close()
-			caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
-			p, err := newPlugin(b, name, chainConfigs(b, 100)[name], caller, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			benchRequests(b, func() { chainRequest(b, wasmhost.NewChain(p)) })
-		})
+	for _, m := range modes {
+		for _, name := range filters.Order() {
+			b.Run(name+"/"+m.name, func(b *testing.B) {
+				sink := demo.NewOTLPSink(100000)
+				osrv := httptest.NewServer(sink)
+				defer osrv.Close()
+				asrv := httptest.NewServer(&auditSink{})
+				defer asrv.Close()
+				caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
+				p, err := newPluginIn(b, m.fast, name, chainConfigs(b, 100)[name], caller, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				benchRequests(b, func() { chainRequest(b, wasmhost.NewChain(p)) })
+			})
+		}
 	}
 }
