@@ -471,3 +471,36 @@ func TestQueryAndTailCLI(t *testing.T) {
 		t.Fatalf("tail -f -n 100 printed %d lines, want 7 old + 3 new", n)
 	}
 }
+
+func TestGracefulStopUnderLoadAcksAndSignsEverything(t *testing.T) {
+	e := newEnv(t)
+	p := e.start(t, "--checkpoint-every", "1000000", "--checkpoint-interval", "1h")
+	a := &acked{ids: map[string]uint64{}}
+	stop := make(chan struct{})
+	wg := load(p.addr, 16, 20, a, stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for a.len() < 2000 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.stop(t) // SIGTERM mid-load: exit 0 asserted by stop
+	close(stop)
+	wg.Wait()
+	got := stored(t, e.dir)
+	for id, seq := range a.ids {
+		if got[id] != seq {
+			t.Fatalf("acknowledged %s (seq %d) missing after a graceful stop", id, seq)
+		}
+	}
+	cps, err := wal.ReadCheckpoints(e.dir)
+	if err != nil || len(cps) == 0 {
+		t.Fatalf("no checkpoint after a graceful stop: %v", err)
+	}
+	if last := cps[len(cps)-1].Seq; last != uint64(len(got)) {
+		t.Fatalf("final checkpoint at seq %d, want the head %d (a graceful stop signs everything it stored)", last, len(got))
+	}
+	out, code := verifyCLI(t, e, e.dir)
+	if code != 0 || strings.Contains(out, "warning") {
+		t.Fatalf("verify after graceful stop (exit %d):\n%s", code, out)
+	}
+	t.Logf("%d acknowledged, %d stored, final checkpoint at %d", len(a.ids), len(got), cps[len(cps)-1].Seq)
+}
