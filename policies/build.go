@@ -243,7 +243,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 	d := x.dec
 	before := len(b.diags.Errors)
 	r := ir.Route{Service: s.Service, DefaultSubset: s.DefaultSubset, Timeout: s.Timeout, Retries: s.Retries, Source: x.source()}
-	if _, ok := d.positions["spec.service"]; ok {
+	if _, ok := d.positions["spec.service"]; ok && !d.failed["spec.service"] {
 		if err := checkService(s.Service); err != nil {
 			d.errPath("spec.service", "%v", err)
 		}
@@ -317,7 +317,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 	if s.Retries > 10 {
 		d.errPath("spec.retries", "%d retries is too many: use 0 to 10", s.Retries)
 	}
-	if b.cat != nil && s.Service != "" {
+	if b.cat != nil && s.Service != "" && !d.failed["spec.service"] {
 		svc, ok := b.cat.Services[s.Service]
 		if !ok {
 			b.warnMissingService(d, "spec.service", s.Service)
@@ -354,7 +354,7 @@ func (b *builder) certs(x *doc, s *CertificatePolicySpec) {
 func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessRule, bool) {
 	d := x.dec
 	before := len(b.diags.Errors)
-	if _, ok := d.positions["spec.service"]; ok {
+	if _, ok := d.positions["spec.service"]; ok && !d.failed["spec.service"] {
 		if err := checkService(s.Service); err != nil {
 			d.errPath("spec.service", "%v", err)
 		} else {
