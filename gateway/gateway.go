@@ -63,6 +63,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// WasmNoCallDeadline turns off the per-callback deadline of the wasm host
+	// (wasmhost.RuntimeConfig.NoCallDeadline): faster, but a guest stuck in a
+	// loop then hangs its instance. Only for reviewed filters.
+	WasmNoCallDeadline bool
 	// XDSMinBackoff/XDSMaxBackoff bound the reconnect delay (defaults 100ms/5s).
 	XDSMinBackoff, XDSMaxBackoff time.Duration
 }
@@ -126,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)
-	rtCfg := wasmhost.RuntimeConfig{}
+	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline}
 	fetcher := &modules.Fetcher{}
 	if cfg.CacheDir != "" {
 		rtCfg.CacheDir = cfg.CacheDir + "/compiled"

@@ -130,7 +130,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		applyRequestHeaders(r, h)
 		if !noBody {
-			r.Body = &filteredBody{rc: r.Body, fs: x.fs, dir: 0, req: true}
+			r.Body = &filteredBody{rc: r.Body, fs: x.fs, dir: 0, req: true, remain: r.ContentLength}
 		}
 	}
 	rt := l.routes.match(r.Host, r.URL.RequestURI(), r.Header)
@@ -270,7 +270,11 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	}
 	applyResponseHeaders(resp, h)
 	if !noBody {
-		resp.Body = &filteredBody{rc: resp.Body, fs: x.fs, dir: 1, trailer: resp}
+		remain := resp.ContentLength
+		if len(resp.Trailer) > 0 {
+			remain = -1 // trailers follow the body: end of stream comes with them
+		}
+		resp.Body = &filteredBody{rc: resp.Body, fs: x.fs, dir: 1, trailer: resp, remain: remain}
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
@@ -287,20 +291,33 @@ type filteredBody struct {
 	trailer *http.Response
 	out     []byte
 	eof     bool
-	buf     [32 << 10]byte
+	remain  int64 // bytes still expected when the length is known, else -1
+	buf     *[]byte
 }
+
+// bodyBufs recycles the read buffers of filtered bodies.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (b *filteredBody) Read(p []byte) (int, error) {
 	for len(b.out) == 0 {
 		if b.eof {
 			return 0, io.EOF
 		}
-		n, err := b.rc.Read(b.buf[:])
+		if b.buf == nil {
+			b.buf = bodyBufs.Get().(*[]byte)
+		}
+		n, err := b.rc.Read(*b.buf)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, err
 		}
 		eos := errors.Is(err, io.EOF)
-		chunk := b.buf[:n]
+		if b.remain >= 0 {
+			// A known length ends the stream with its last byte: no extra
+			// empty end-of-stream callback into every filter.
+			b.remain -= int64(n)
+			eos = eos || b.remain <= 0
+		}
+		chunk := (*b.buf)[:n]
 		if n == 0 && !eos {
 			continue
 		}
@@ -341,7 +358,13 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (b *filteredBody) Close() error { return b.rc.Close() }
+func (b *filteredBody) Close() error {
+	if b.buf != nil && b.eof {
+		bodyBufs.Put(b.buf)
+		b.buf = nil
+	}
+	return b.rc.Close()
+}
 
 // upstream is the reverse proxy's transport: endpoint choice, retries
 // within the cluster's budget, per-try timeouts, outlier detection and the

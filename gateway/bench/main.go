@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,7 @@ import (
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/prometheus/client_golang/prometheus"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
@@ -78,11 +80,24 @@ func main() {
 	conc := flag.Int("conc", 32, "closed-loop workers")
 	rate := flag.Int("rate", 1000, "open-loop request rate (req/s)")
 	filtersDir := flag.String("filters-dir", "", "directory with dye.wasm, audit.wasm, trace.wasm (default: build them)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := run(ctx, *duration, *rounds, *conc, *rate, *filtersDir); err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
 	}
 }
 
@@ -141,7 +156,18 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 	go func() { _ = gs.Serve(pl) }()
 	defer gs.Stop()
 
-	startGW := func(node string, withFilters bool) (string, error) {
+	reg := prometheus.NewRegistry()
+	// Control: three copies of wasmhost's small header test guest.
+	hdrDir := filepath.Join(tmp, "hdr")
+	if err := buildGuest(hdrDir); err != nil {
+		return err
+	}
+	hdr, err := os.ReadFile(filepath.Join(hdrDir, "headers.wasm"))
+	if err != nil {
+		return err
+	}
+	mods["/headers.wasm"] = hdr
+	startGW := func(node string, withFilters, noDeadline bool, chain ...string) (string, error) {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return "", err
@@ -149,7 +175,12 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 		port := lis.Addr().(*net.TCPAddr).Port
 		var ext []types.Resource
 		var names []string
-		if withFilters {
+		if len(chain) > 0 {
+			for _, name := range chain {
+				names = append(names, name)
+				ext = append(ext, wasmExt(name, "http://"+modAddr+"/headers.wasm", modules.Sum(hdr), "{}"))
+			}
+		} else if withFilters {
 			for _, name := range filters.Order() {
 				names = append(names, name)
 				ext = append(ext, wasmExt(name, "http://"+modAddr+"/"+name+".wasm", modules.Sum(mods["/"+name+".wasm"]), filterConfigs[name]))
@@ -170,7 +201,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 		if err := cache.SetSnapshot(ctx, node, snap); err != nil {
 			return "", err
 		}
-		g, err := gateway.New(ctx, gateway.Config{XDSAddress: pl.Addr().String(), NodeID: node, Listener: lis,
+		g, err := gateway.New(ctx, gateway.Config{XDSAddress: pl.Addr().String(), NodeID: node, Listener: lis, Registry: regFor(withFilters && !noDeadline, reg), WasmNoCallDeadline: noDeadline,
 			CacheDir: filepath.Join(tmp, node), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		if err != nil {
 			return "", err
@@ -185,11 +216,19 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 		}
 		return lis.Addr().String(), nil
 	}
-	plainAddr, err := startGW("bench-plain", false)
+	plainAddr, err := startGW("bench-plain", false, false)
 	if err != nil {
 		return err
 	}
-	chainAddr, err := startGW("bench-chain", true)
+	chainAddr, err := startGW("bench-chain", true, false)
+	if err != nil {
+		return err
+	}
+	fastAddr, err := startGW("bench-chain-nodeadline", true, true)
+	if err != nil {
+		return err
+	}
+	hdrAddr, err := startGW("bench-headers", false, false, "h1", "h2", "h3")
 	if err != nil {
 		return err
 	}
@@ -198,6 +237,8 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 		{"bare httputil.ReverseProxy", "http://" + bareAddr + "/"},
 		{"gateway, no filters", "http://" + plainAddr + "/"},
 		{"gateway, dye+audit+trace", "http://" + chainAddr + "/"},
+		{"gateway, dye+audit+trace, wasm call deadline off", "http://" + fastAddr + "/"},
+		{"gateway, 3× small header filter (control)", "http://" + hdrAddr + "/"},
 	}
 	nginxNote := "nginx: not installed (apt-get install -y nginx), row skipped"
 	if stop, addr, err := startNginx(tmp, upstream); err == nil {
@@ -241,6 +282,55 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 	if nginxNote != "" {
 		fmt.Println("\n" + nginxNote)
 	}
+	// Per-filter cost as the wasm host measured it (every callback of the run).
+	mfs, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	fmt.Println("\n| filter | callbacks | mean µs per callback | total µs per request (callbacks/requests) |")
+	fmt.Println("|---|---:|---:|---:|")
+	var reqs float64
+	for _, mf := range mfs {
+		if mf.GetName() == "meshwarden_gateway_requests_total" {
+			for _, m := range mf.GetMetric() {
+				reqs += m.GetCounter().GetValue()
+			}
+		}
+	}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "meshwarden_gateway_filter_") && mf.GetName() != "meshwarden_gateway_filter_callback_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				if v := m.GetCounter().GetValue(); v > 0 {
+					fmt.Fprintf(os.Stderr, "%s %v = %.0f\n", mf.GetName(), m.GetLabel()[0].GetValue(), v)
+				}
+			}
+		}
+		if mf.GetName() != "meshwarden_gateway_filter_callback_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			name := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "filter" {
+					name = l.GetValue()
+				}
+			}
+			n := float64(h.GetSampleCount())
+			if n == 0 {
+				continue
+			}
+			fmt.Printf("| %s | %.0f | %.1f | %.1f |\n", name, n, h.GetSampleSum()/n*1e6, h.GetSampleSum()/reqs*1e6)
+		}
+	}
+	return nil
+}
+
+// regFor gives the chain gateway the registry the report reads.
+func regFor(chain bool, reg *prometheus.Registry) *prometheus.Registry {
+	if chain {
+		return reg
+	}
 	return nil
 }
 
@@ -262,6 +352,20 @@ func buildFilters(dir string) error {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build filter %s: %v\n%s", name, err, out)
 		}
+	}
+	return nil
+}
+
+func buildGuest(dir string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(dir, "headers.wasm"), "./gateway/wasmhost/testdata/guests/headers")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build header guest: %v\n%s", err, out)
 	}
 	return nil
 }
