@@ -191,7 +191,9 @@ func rootsSecret(caPEM []byte) *tlsv3.Secret {
 		TrustedCa: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: caPEM}}}}}
 }
 
-func sds(name string) *tlsv3.SdsSecretConfig { return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: ads()} }
+func sds(name string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: ads()}
+}
 
 // TestTLSFromSDS terminates TLS with the SDS leaf (HTTP/2 by ALPN), rotates
 // it live, and calls an mTLS upstream whose SPIFFE id is verified.

@@ -50,10 +50,10 @@ import (
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/prometheus/client_golang/prometheus"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -263,7 +263,10 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 			rps[i] = append(rps[i], float64(n)/d.Seconds())
 		}
 	}
-	type lat struct{ p50, p99, max time.Duration; errs int }
+	type lat struct {
+		p50, p99, max time.Duration
+		errs          int
+	}
 	lats := make([]lat, len(targets))
 	for i, t := range targets {
 		ds, errs := openLoop(ctx, client, t.url, rate, d)
