@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshwarden/meshwarden/gateway"
 )
@@ -21,7 +20,7 @@ type gatewayFlags struct {
 	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint string
 	drain                                                      time.Duration
 	maxBuffer                                                  int
-	verbose                                                    bool
+	verbose, noCallDeadline                                    bool
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -57,6 +56,7 @@ by --drain-timeout).`,
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint (host:port or URL); empty: no spans")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
 	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
+	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
@@ -83,7 +83,8 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 		return fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
-		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry()}
+		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
+		WasmNoCallDeadline: f.noCallDeadline}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if f.adminAddr != "" {
 		if cfg.AdminListener, err = net.Listen("tcp", f.adminAddr); err != nil {
@@ -102,8 +103,6 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 			_ = tp.Shutdown(sctx)
 		}()
 		cfg.TracerProvider = tp
-	} else {
-		cfg.TracerProvider = trace.TracerProvider(nil)
 	}
 	g, err := gateway.New(ctx, cfg)
 	if err != nil {
