@@ -1,0 +1,88 @@
+package controlplane
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/meshwarden/meshwarden/controlplane/modules"
+)
+
+// TestPolicyDirAndModuleHotReload: a policy file dropped in --policy-dir is
+// applied; a broken edit is rejected and the last good set keeps serving; a
+// rebuilt module changes the sha256 the ECDS resource pins.
+func TestPolicyDirAndModuleHotReload(t *testing.T) {
+	policyDir, filtersDir := t.TempDir(), t.TempDir()
+	writeModule := func(content string) string {
+		t.Helper()
+		path := filepath.Join(filtersDir, "dye.wasm")
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(time.Duration(len(content)) * time.Second) // distinct mtime per build
+		if err := os.Chtimes(path, later, later); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(content))
+		return hex.EncodeToString(sum[:])
+	}
+	sha1 := writeModule("\x00asm\x01\x00\x00\x00 build one")
+	mods := modules.New(filtersDir, nil)
+	p := startPlane(t, func(c *Config) { c.PolicyDir = policyDir; c.Modules = mods })
+	register(t, p.consul, "echo-1", "echo", 9001, map[string]string{"version": "v2"}, api.HealthPassing)
+	ads := dialADS(t, p.addr, "web-1", "web", nil)
+	ads.waitFor("echo cluster", func(c *adsClient) bool { return c.clusterNames()["echo"] })
+
+	writePolicy := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(policyDir, "p.json"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dyeSHA := func(c *adsClient) string {
+		for _, a := range c.last[resource.ExtensionConfigType].GetResources() {
+			var tec corev3.TypedExtensionConfig
+			if err := a.UnmarshalTo(&tec); err != nil {
+				t.Fatal(err)
+			}
+			var w wasmfilterv3.Wasm
+			if err := tec.GetTypedConfig().UnmarshalTo(&w); err != nil {
+				t.Fatal(err)
+			}
+			if tec.GetName() == "mw.dye" {
+				return w.GetConfig().GetVmConfig().GetCode().GetRemote().GetSha256()
+			}
+		}
+		return ""
+	}
+
+	writePolicy(`{"Routes":[{"Service":"echo","Subsets":[{"Name":"v2","Selector":{"version":"v2"}}],"Lanes":[{"Lane":"canary","Subset":"v2"}],"Source":"p.json:1"}],
+		"Filters":[{"Name":"dye","Config":{"lanes":["canary"]},"Source":"p.json:1"}]}`)
+	ads.waitFor("policy from the dir: subset cluster and dye filter", func(c *adsClient) bool {
+		return c.clusterNames()["echo~v2"] && dyeSHA(c) == sha1
+	})
+	good := p.s.PolicyRevision()
+
+	writePolicy(`{"Routes":[{"Service":"echo","Subsets":[],"Lanes":[{"Lane":"canary","Subset":"v9"}],"Source":"p.json:1"}]}`)
+	waitUntil(t, "broken edit rejected", func() bool {
+		st := p.s.Status()
+		return st.LastRejection != nil && st.LastRejection.Kind == "policy" && strings.Contains(st.LastRejection.Error, "v9")
+	})
+	if p.s.PolicyRevision() != good {
+		t.Fatal("a rejected set replaced the good one")
+	}
+
+	sha2 := writeModule("\x00asm\x01\x00\x00\x00 build two, longer")
+	ads.waitFor("rebuilt module pinned by ECDS", func(c *adsClient) bool {
+		return dyeSHA(c) == sha2 && c.clusterNames()["echo~v2"]
+	})
+}
