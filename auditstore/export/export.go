@@ -57,6 +57,8 @@ type Config struct {
 	NATSOptions []nats.Option
 	// Logf receives outage notes. Default: discard.
 	Logf func(format string, args ...any)
+
+	fullDecode bool // benchmarks: decode every record fully (the old path)
 }
 
 // Exporter publishes WAL records to JetStream.
@@ -249,7 +251,15 @@ func (x *Exporter) session(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
-	futures := make([]jetstream.PubAckFuture, 0, x.cfg.Batch)
+	f.SetLight(!x.cfg.fullDecode)
+	// Up to two batches are in flight: while the acks of the first are
+	// awaited, the second is already on the wire. The cursor only ever
+	// moves to the end of a fully acknowledged prefix.
+	type pending struct {
+		seq uint64
+		paf jetstream.PubAckFuture
+	}
+	queue := make([]pending, 0, 2*x.cfg.Batch)
 	lastCkpt := time.Now()
 	for {
 		limit := uint64(math.MaxUint64)
@@ -260,9 +270,7 @@ func (x *Exporter) session(ctx context.Context) error {
 		if x.cfg.Changed != nil {
 			wake = x.cfg.Changed()
 		}
-		futures = futures[:0]
-		var last uint64
-		for len(futures) < x.cfg.Batch {
+		for len(queue) < 2*x.cfg.Batch {
 			rec, e, err := f.Next(limit)
 			if wal.IsWait(err) {
 				break
@@ -278,10 +286,9 @@ func (x *Exporter) session(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("publish seq %d: %w", e.Seq, err)
 			}
-			futures = append(futures, paf)
-			last = e.Seq
+			queue = append(queue, pending{e.Seq, paf})
 		}
-		if len(futures) == 0 {
+		if len(queue) == 0 {
 			if err := x.exportCheckpoints(ctx, js); err != nil {
 				return err
 			}
@@ -296,19 +303,22 @@ func (x *Exporter) session(ctx context.Context) error {
 			}
 			continue
 		}
+		n := min(len(queue), x.cfg.Batch)
 		timeout := time.After(10 * time.Second)
-		for _, paf := range futures {
+		for _, p := range queue[:n] {
 			select {
-			case <-paf.Ok():
+			case <-p.paf.Ok():
 				x.published.Add(1)
-			case err := <-paf.Err():
-				return fmt.Errorf("jetstream did not store seq %s: %w", paf.Msg().Header.Get("Mw-Audit-Seq"), err)
+			case err := <-p.paf.Err():
+				return fmt.Errorf("jetstream did not store seq %d: %w", p.seq, err)
 			case <-timeout:
 				return errors.New("jetstream acks timed out")
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
+		last := queue[n-1].seq
+		queue = append(queue[:0], queue[n:]...)
 		if err := x.saveCursor(last); err != nil {
 			return err
 		}

@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +14,11 @@ import (
 // given sequence number, and can be polled while the collector appends
 // (audit tail -f, the JetStream exporter).
 type Follower struct {
-	dir  string
-	next uint64
-	seg  Segment
-	r    *SegmentReader
+	dir   string
+	next  uint64
+	seg   Segment
+	r     *SegmentReader
+	light bool
 }
 
 // NewFollower positions a follower at the record with sequence from (or the
@@ -104,9 +107,15 @@ func (f *Follower) Next(limit uint64) (Record, audit.Event, error) {
 		if err != nil {
 			return Record{}, audit.Event{}, err
 		}
-		e, err := DecodeEvent(rec.Payload)
-		if err != nil {
-			return rec, e, err
+		var e audit.Event
+		ok := false
+		if f.light {
+			e, ok = decodeMeta(rec.Payload)
+		}
+		if !ok {
+			if e, err = DecodeEvent(rec.Payload); err != nil {
+				return rec, e, err
+			}
 		}
 		if e.Seq < f.next {
 			continue // before the requested start
@@ -121,3 +130,63 @@ func (f *Follower) Next(limit uint64) (Record, audit.Event, error) {
 
 // IsWait reports whether err from Next only means "nothing more yet".
 func IsWait(err error) bool { return errors.Is(err, io.EOF) }
+
+// SetLight makes Next decode only Seq, ID and Hash (from the fixed layout of
+// the canonical encoding, falling back to a full decode), for readers that
+// forward the raw payload, like the exporter.
+func (f *Follower) SetLight(light bool) { f.light = light }
+
+// decodeMeta extracts seq, id and hash from a canonical payload:
+// {"id":"…","seq":N,…,"hash":"<64 hex>"}.
+func decodeMeta(p []byte) (audit.Event, bool) {
+	var e audit.Event
+	const pre = `{"id":"`
+	if !bytes.HasPrefix(p, []byte(pre)) {
+		return e, false
+	}
+	i := len(pre)
+	esc := false
+	for ; i < len(p); i++ {
+		c := p[i]
+		if esc {
+			esc = false
+			continue
+		}
+		if c == '\\' {
+			esc = true
+			continue
+		}
+		if c == '"' {
+			break
+		}
+	}
+	if i >= len(p) {
+		return e, false
+	}
+	tok := p[len(pre)-1 : i+1]
+	if bytes.IndexByte(tok, '\\') >= 0 {
+		if json.Unmarshal(tok, &e.ID) != nil {
+			return e, false
+		}
+	} else {
+		e.ID = string(tok[1 : len(tok)-1])
+	}
+	rest := p[i+1:]
+	const seqKey = `,"seq":`
+	if !bytes.HasPrefix(rest, []byte(seqKey)) {
+		return e, false
+	}
+	rest = rest[len(seqKey):]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		e.Seq = e.Seq*10 + uint64(rest[j]-'0')
+		j++
+	}
+	const hashKey = `,"hash":"`
+	const tail = len(hashKey) + 64 + 2
+	if j == 0 || len(p) < tail || !bytes.HasPrefix(p[len(p)-tail:], []byte(hashKey)) || !bytes.HasSuffix(p, []byte(`"}`)) {
+		return e, false
+	}
+	e.Hash = string(p[len(p)-66 : len(p)-2])
+	return e, true
+}

@@ -384,3 +384,25 @@ func TestRetentionByAge(t *testing.T) {
 		t.Fatalf("first segment left starts at %d, want %d", left[0].FirstSeq, segs[2].FirstSeq)
 	}
 }
+
+func TestDecodeMetaMatchesFullDecode(t *testing.T) {
+	for _, id := range []string{"plain-1-intent", `quo"te\back-1-intent`, "ünï<>&\u2028-1-outcome", ""} {
+		t.Run(id, func(t *testing.T) {
+			e := ev(1)
+			e.ID, e.Seq = id, 123456789
+			e.Chain("prev")
+			p := appendPayload(nil, &e)
+			m, ok := decodeMeta(p)
+			full, err := DecodeEvent(p)
+			if !ok || err != nil {
+				t.Fatalf("decodeMeta ok=%v, DecodeEvent err=%v on %s", ok, err, p)
+			}
+			if m.ID != full.ID || m.Seq != full.Seq || m.Hash != full.Hash {
+				t.Fatalf("meta %q/%d/%s, full %q/%d/%s", m.ID, m.Seq, m.Hash, full.ID, full.Seq, full.Hash)
+			}
+		})
+	}
+	if _, ok := decodeMeta([]byte(`{"seq":1}`)); ok {
+		t.Fatal("decodeMeta accepted a non-canonical payload")
+	}
+}
