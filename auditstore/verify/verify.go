@@ -58,7 +58,11 @@ func (r *Report) Format(w io.Writer) {
 		fmt.Fprintf(w, "FAIL  %s\n", p.Kind)
 		fmt.Fprintf(w, "  first bad record: segment %s, offset %d, seq %d, id %q\n", p.Segment, p.Offset, p.Seq, p.ID)
 		fmt.Fprintf(w, "  reason: %s\n", p.Reason)
-		fmt.Fprintf(w, "  verified before it: %d records (seq %d..%d) in %d segment(s)\n", r.Records, r.FirstSeq, r.LastSeq, r.Segments)
+		if r.Records == 0 {
+			fmt.Fprintf(w, "  verified before it: no records (%d segment(s) present)\n", r.Segments)
+		} else {
+			fmt.Fprintf(w, "  verified before it: %d records (seq %d..%d) in %d segment(s)\n", r.Records, r.FirstSeq, r.LastSeq, r.Segments)
+		}
 		return
 	}
 	fmt.Fprintf(w, "OK    %d records, seq %d..%d, %d segment(s)\n", r.Records, r.FirstSeq, r.LastSeq, r.Segments)
