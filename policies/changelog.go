@@ -50,7 +50,9 @@ type ChangeRecord struct {
 }
 
 // ChangeLog is an append-only, hash-chained JSONL file of applied policy
-// sets. It is safe for concurrent use by one process.
+// sets. It is safe for concurrent use, also by several processes: each
+// append holds an exclusive file lock (flock) and continues the chain from
+// the file's current last record.
 type ChangeLog struct {
 	path string
 	mu   sync.Mutex
@@ -86,6 +88,26 @@ func (l *ChangeLog) Append(ctx context.Context, c Change) (*ChangeRecord, error)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("change record: open log (check the directory exists and is writable): %w", err)
+	}
+	defer f.Close()
+	// Another process (a second `meshwarden policy apply`) may append to the
+	// same log: hold an exclusive lock and continue the chain from what is
+	// in the file now, verifying it on the way.
+	if err := lockFile(f); err != nil {
+		return nil, fmt.Errorf("change record: lock %s: %w", l.path, err)
+	}
+	defer unlockFile(f)
+	recs, err := readChangeLog(f, l.path)
+	if err != nil {
+		return nil, fmt.Errorf("change record: refusing to append to a broken log: %w", err)
+	}
+	l.seq, l.last = 0, ""
+	if n := len(recs); n > 0 {
+		l.seq, l.last = recs[n-1].Seq, recs[n-1].Hash
+	}
 	seq := l.seq + 1
 	rev := c.Revision
 	if len(rev) > 16 {
@@ -115,20 +137,11 @@ func (l *ChangeLog) Append(ctx context.Context, c Change) (*ChangeRecord, error)
 	if err != nil {
 		return nil, fmt.Errorf("change record: encode: %w", err)
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("change record: open log (check the directory exists and is writable): %w", err)
-	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("change record: write: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("change record: fsync: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("change record: close: %w", err)
 	}
 	l.seq, l.last = seq, r.Hash
 	return r, nil

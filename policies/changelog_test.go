@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -109,5 +110,47 @@ func TestChangeLogTamper(t *testing.T) {
 				t.Errorf("OpenChangeLog accepted a tampered log")
 			}
 		})
+	}
+}
+
+// TestChangeLogConcurrentWriters appends from two ChangeLog values on the
+// same file (as two CLI processes would) at once: the file lock keeps one
+// unbroken chain.
+func TestChangeLogConcurrentWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "changes.jsonl")
+	a, err := OpenChangeLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenChangeLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const each = 20
+	errs := make(chan error, 2*each)
+	var wg sync.WaitGroup
+	for _, l := range []*ChangeLog{a, b} {
+		wg.Add(1)
+		go func(l *ChangeLog) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				_, err := l.Append(context.Background(), Change{Identity: "ci", Revision: strings.Repeat("e", 64), Diff: "d"})
+				errs <- err
+			}
+		}(l)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := ReadChangeLog(path)
+	if err != nil {
+		t.Fatalf("chain broken by concurrent writers: %v", err)
+	}
+	if len(recs) != 2*each {
+		t.Errorf("%d records, want %d", len(recs), 2*each)
 	}
 }
