@@ -92,6 +92,11 @@ func (s *Server) ApplyPolicies(ctx context.Context, files map[string][]byte) (*i
 	s.policy = ps
 	s.mu.Unlock()
 	s.log.Info("policy set applied", "revision", ps.Revision, "files", len(files))
+	if s.cfg.OnPolicy != nil {
+		if err := s.cfg.OnPolicy(ps); err != nil {
+			s.log.Error("policy hook failed; the set stays applied", "revision", ps.Revision, "err", err)
+		}
+	}
 	s.rebuild(ctx)
 	return ps, shared.Warnings, nil
 }

@@ -53,6 +53,10 @@ type Config struct {
 	LoadPolicies PolicyLoader
 	// PolicyDir is polled (~1s) for changes when set.
 	PolicyDir string
+	// OnPolicy, if set, is called with every policy set after it is swapped
+	// in (e.g. to hand Certificates to the certificate manager). An error is
+	// logged; the set stays applied.
+	OnPolicy func(*ir.PolicySet) error
 	// Debounce is the quiet time that coalesces bursts of changes
 	// (default 20ms); a burst is cut after 5× Debounce.
 	Debounce time.Duration

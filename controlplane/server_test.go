@@ -200,7 +200,10 @@ func TestNACKKeepsLastGood(t *testing.T) {
 
 // TestPolicyApplyAndTranslate drives POST /v1/policies:* over HTTP.
 func TestPolicyApplyAndTranslate(t *testing.T) {
-	p := startPlane(t, nil)
+	var hooked []string
+	p := startPlane(t, func(c *Config) {
+		c.OnPolicy = func(ps *ir.PolicySet) error { hooked = append(hooked, ps.Revision); return nil }
+	})
 	register(t, p.consul, "echo-1", "echo", 9001, map[string]string{"version": "v2"}, api.HealthPassing)
 	ads := dialADS(t, p.addr, "web-1", "web", nil)
 	ads.waitFor("echo cluster", func(c *adsClient) bool { return c.clusterNames()["echo"] })
@@ -234,6 +237,9 @@ func TestPolicyApplyAndTranslate(t *testing.T) {
 	ads.waitFor("applied subset cluster", func(c *adsClient) bool { return c.clusterNames()["echo~v2"] })
 	if st := p.s.Status(); st.PolicyRevision == "" || st.LastRejection == nil || st.LastRejection.Kind != "policy" {
 		t.Fatalf("status after apply = %+v", st)
+	}
+	if len(hooked) != 1 || hooked[0] != p.s.PolicyRevision() {
+		t.Fatalf("OnPolicy calls = %v, want once with the applied revision", hooked)
 	}
 }
 
