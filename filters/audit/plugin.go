@@ -98,9 +98,15 @@ func (p *pluginContext) OnTick() {
 	p.b.flush()
 }
 
-// OnQueueReady drains the queue (keeping it short) and sends a full batch
-// without waiting for the tick.
+// OnQueueReady is called by the host after every enqueue. Draining one
+// item per notification would add a dequeue (a hostcall and a guest
+// allocation) to every request, so the queue is drained here only once a
+// full batch may be waiting, and otherwise on the tick.
 func (p *pluginContext) OnQueueReady(uint32) {
+	p.b.notified++
+	if p.b.notified < p.b.batch {
+		return
+	}
 	p.b.drain()
 	if len(p.b.buf) >= p.b.batch {
 		p.b.flush()

@@ -14,6 +14,7 @@ import (
 // counted.
 type batcher struct {
 	queueID  uint32
+	notified int // queue notifications since the last drain
 	buf      [][]byte
 	inflight int
 	max      int
@@ -28,6 +29,7 @@ type batcher struct {
 
 // drain moves every queued record into the buffer.
 func (b *batcher) drain() {
+	b.notified = 0
 	for {
 		data, err := proxywasm.DequeueSharedQueue(b.queueID)
 		if err != nil || data == nil {

@@ -85,9 +85,16 @@ func (p *pluginContext) OnTick() {
 	p.b.flush()
 }
 
-// OnQueueReady drains the queue and exports a full batch at once.
+// OnQueueReady is called by the host after every enqueue. Draining one
+// item per notification would add a dequeue (a hostcall and a guest
+// allocation) to every request, so the queue is drained here only once a
+// full batch may be waiting, and otherwise on the tick.
 func (p *pluginContext) OnQueueReady(uint32) {
 	if p.cfg.DisableExport {
+		return
+	}
+	p.b.notified++
+	if p.b.notified < p.b.batch {
 		return
 	}
 	p.b.drain()
