@@ -85,4 +85,27 @@ func TestPolicyDirAndModuleHotReload(t *testing.T) {
 	ads.waitFor("rebuilt module pinned by ECDS", func(c *adsClient) bool {
 		return dyeSHA(c) == sha2 && c.clusterNames()["echo~v2"]
 	})
+
+	// A set naming a filter that is not built yet is rejected, and applied
+	// once the module appears, without touching the policy file.
+	writePolicy(`{"Filters":[{"Name":"trace","Config":{},"Source":"p.json:1"}]}`)
+	waitUntil(t, "unbuilt filter rejected", func() bool {
+		st := p.s.Status()
+		return st.LastRejection != nil && strings.Contains(st.LastRejection.Error, `filter "trace" has no module`)
+	})
+	if err := os.WriteFile(filepath.Join(filtersDir, "trace.wasm"), []byte("\x00asm\x01\x00\x00\x00 trace"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ads.waitFor("trace filter after its module was built", func(c *adsClient) bool {
+		for _, a := range c.last[resource.ExtensionConfigType].GetResources() {
+			var tec corev3.TypedExtensionConfig
+			if err := a.UnmarshalTo(&tec); err != nil {
+				t.Fatal(err)
+			}
+			if tec.GetName() == "mw.trace" {
+				return true
+			}
+		}
+		return false
+	})
 }

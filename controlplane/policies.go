@@ -149,21 +149,36 @@ func readPolicyDir(dir string) (map[string][]byte, error) {
 }
 
 // watchPolicyDir polls the policy directory and applies it when its
-// content hash changes (a rejected content is not retried until it changes).
+// content hash changes. A rejected content is retried only when the module
+// builds change (a set naming a filter that was not built yet becomes valid
+// once it is), not on every poll.
 func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
-	last := ""
+	last, lastModules, failed := "", "", false
+	modulesKey := func() string {
+		if s.cfg.Modules == nil {
+			return ""
+		}
+		sums := s.cfg.Modules.SHA256s()
+		keys := make([]string, 0, len(sums))
+		for k, v := range sums {
+			keys = append(keys, k+"="+v)
+		}
+		sort.Strings(keys)
+		return strings.Join(keys, ",")
+	}
 	check := func() {
 		files, err := readPolicyDir(s.cfg.PolicyDir)
 		if err != nil {
 			s.log.Warn("policy dir unreadable; keeping the current set", "err", err)
 			return
 		}
-		rev := revision(files)
-		if rev == last {
+		rev, mods := revision(files), modulesKey()
+		if rev == last && !(failed && mods != lastModules) {
 			return
 		}
-		last = rev
-		_, _, _ = s.ApplyPolicies(ctx, files)
+		last, lastModules = rev, mods
+		_, _, err = s.ApplyPolicies(ctx, files)
+		failed = err != nil
 	}
 	check()
 	t := time.NewTicker(every)
