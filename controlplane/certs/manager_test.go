@@ -292,15 +292,19 @@ func TestInstallRejectsLeafOutsideBundle(t *testing.T) {
 // cross-sign (the new leaves do not chain to the old root) while mTLS load
 // runs. Roots are polled only hourly, so zero failures rests on the
 // manager refreshing the bundle before it serves a leaf of an unknown root.
+//
+// Leaves live 10s (plus 1m of backdating) and are renewed 0.5s after
+// issue, so they turn over many times while expiry stays far enough away
+// for a loaded CI machine.
 func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 	dir := t.TempDir()
 	cf, kf, ca1 := writeCA(t, dir, "ca-one")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 2 * time.Second})
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := runManager(t, Options{Issuer: fca, RootsPoll: time.Hour, MinRefresh: 10 * time.Millisecond,
-		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 61500 * time.Millisecond}})
+		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 69500 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	web, err := m.Wait(ctx, "web")
