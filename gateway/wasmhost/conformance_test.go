@@ -69,7 +69,8 @@ func TestConformanceRequestHeaders(t *testing.T) {
 			"x-r-plugin-config-part": "13:lug", "x-r-set-config": "2",
 		}, nil},
 		{"effective", nil, map[string]string{"x-r-effective-bad": "2", "x-r-effective-root": "0", "x-r-root-headers": "1"}, nil},
-		{"time", nil, map[string]string{"x-r-log-level": "0:1", "x-r-foreign": "1", "x-r-done": "0"}, nil},
+		{"time", nil, map[string]string{"x-r-log-level": "0:1", "x-r-foreign": "1", "x-r-done": "0",
+			"x-r-clear-route-cache": "0", "x-r-status": "0:0:"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,6 +162,23 @@ func TestConformanceHTTPCall(t *testing.T) {
 			if got, _ := h.Get(k); got != want {
 				t.Errorf("%s = %q, want %q (%v)", k, got, want, h.Pairs)
 			}
+		}
+	})
+	t.Run("response paused by a call, resumed by continue_stream(response)", func(t *testing.T) {
+		s, err := p.NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if res := s.OnRequestHeaders(reqHeaders("x-test", "resp-call"), true); res.Action != Continue {
+			t.Fatalf("request: %v", res.Action)
+		}
+		rh := NewHeaders(":status", "200")
+		if res := s.OnResponseHeaders(rh, true); res.Action != Continue || res.Err != nil {
+			t.Fatalf("response: %v %v", res.Action, res.Err)
+		}
+		if v, _ := rh.Get("x-r-resp-call"); v != "202" {
+			t.Fatalf("x-r-resp-call = %q (%v)", v, rh.Pairs)
 		}
 	})
 	t.Run("local reply from response", func(t *testing.T) {

@@ -112,6 +112,11 @@ func onHTTPCallResponse(root, token, nh, bodySize, nt uint32) {
 	status, _ := g.Header(g.CallHeaders, ":status")
 	body, _ := g.Buffer(g.CallBody, 0, bodySize)
 	g.SetEffectiveContext(ctx)
+	if scenario[ctx] == "resp-call" {
+		g.AddHeader(g.ResponseHeaders, "x-r-resp-call", status)
+		g.ContinueStream(1)
+		return
+	}
 	if scenario[ctx] == "call-reply" {
 		g.SendLocalResponse(201, "from-call", "call said: "+string(body), [][2]string{{"x-r-call-headers", strconv.Itoa(len(pairs))}}, -1)
 		return
@@ -223,6 +228,9 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		}
 		add("x-r-foreign", st(g.CallForeign("nothing")))
 		add("x-r-done", st(g.Done()))
+		add("x-r-clear-route-cache", st(g.ClearRouteCache()))
+		code, msg, s3 := g.Status()
+		add("x-r-status", st(s3)+":"+strconv.Itoa(int(code))+":"+string(msg))
 	case "config":
 		add("x-r-vm-config", vmConfig)
 		add("x-r-plugin-config", pluginConfig)
@@ -302,6 +310,13 @@ func onResponseHeaders(ctx, n, eos uint32) uint32 {
 	status, _ := g.Header(g.ResponseHeaders, ":status")
 	path, _ := g.Header(g.RequestHeaders, ":path")
 	g.AddHeader(g.ResponseHeaders, "x-r-resp", status+" "+path+" "+scenario[ctx])
+	if scenario[ctx] == "resp-call" {
+		tok, s := g.HTTPCall("upstream", [][2]string{{":method", "GET"}, {":path", "/resp"}, {":authority", "upstream"}}, "", 2000)
+		if s == g.OK {
+			callers[tok] = ctx
+			return 1 // resumed by the call's response with proxy_continue_stream(response)
+		}
+	}
 	v, s := g.Property("response", "code")
 	if s == g.OK && len(v) == 8 {
 		g.AddHeader(g.ResponseHeaders, "x-r-resp-code", strconv.Itoa(int(v[0])|int(v[1])<<8))

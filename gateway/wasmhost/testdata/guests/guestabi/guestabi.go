@@ -197,6 +197,18 @@ func SetEffectiveContext(id uint32) uint32
 //go:wasmimport env proxy_done
 func Done() uint32
 
+//go:wasmimport env proxy_clear_route_cache
+func ClearRouteCache() uint32
+
+//go:wasmimport env proxy_get_status
+func proxyGetStatus(code, retP, retN uint32) uint32
+
+// Status returns the host's last gRPC status (the gateway has no gRPC calls).
+func Status() (uint32, []byte, uint32) {
+	b, st := ret2(func(rp, rn uint32) uint32 { return proxyGetStatus(addr32(&slotCas), rp, rn) })
+	return slotCas, b, st
+}
+
 //go:wasmimport env proxy_call_foreign_function
 func proxyCallForeign(np, nn, ap, an, retP, retN uint32) uint32
 
