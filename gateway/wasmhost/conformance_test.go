@@ -335,7 +335,19 @@ func TestABI020MallocWasiUnstable(t *testing.T) {
 	seen := map[string]bool{}
 	for range 3 {
 		h := reqHeaders()
-		res := request(t, p, StreamInfo{}, h)
+		s, err := p.NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := s.OnRequestHeaders(h, true)
+		rh := NewHeaders(":status", "200")
+		if rres := s.OnResponseHeaders(rh, true); rres.Action != Continue {
+			t.Fatalf("response: %v %v", rres.Action, rres.Err)
+		}
+		if v, _ := rh.Get("x-call"); v != "202" {
+			t.Fatalf("response not resumed by proxy_continue_response: %v", rh.Pairs)
+		}
+		s.Close()
 		rnd, _ := h.Get("x-random")
 		call, _ := h.Get("x-call")
 		if res.Action != Continue || call != "202" || !strings.HasPrefix(rnd, "0:") || rnd == "0:0000000000000000" {

@@ -21,6 +21,11 @@ func randomGet(p, n uint32) uint32
 //go:wasmimport env proxy_continue_request
 func continueRequest() uint32
 
+//go:wasmimport env proxy_continue_response
+func continueResponse() uint32
+
+var inResponse = map[uint32]bool{}
+
 var callers = map[uint32]uint32{}
 
 //go:wasmexport proxy_abi_version_0_2_0
@@ -54,6 +59,26 @@ func onHTTPCallResponse(root, token, nh, size, nt uint32) {
 	delete(callers, token)
 	st, _ := g.Header(g.CallHeaders, ":status")
 	g.SetEffectiveContext(ctx)
+	if inResponse[ctx] {
+		g.AddHeader(g.ResponseHeaders, "x-call", st)
+		continueResponse()
+		return
+	}
 	g.AddHeader(g.RequestHeaders, "x-call", st)
 	continueRequest()
 }
+
+//go:wasmexport proxy_on_response_headers
+func onResponseHeaders(ctx, n, eos uint32) uint32 {
+	g.Unpin()
+	tok, s := g.HTTPCall("upstream", [][2]string{{":method", "GET"}, {":path", "/abi020-resp"}, {":authority", "u"}}, "", 1000)
+	if s != g.OK {
+		return 0
+	}
+	callers[tok] = ctx
+	inResponse[ctx] = true
+	return 1
+}
+
+//go:wasmexport proxy_on_delete
+func onDelete(ctx uint32) { delete(inResponse, ctx) }
