@@ -173,16 +173,11 @@ func BenchmarkRequestParallel(b *testing.B) {
 // warmPool starts every instance of the pool so that lazy start-up (≈ 2.5 ms
 // each) is not measured.
 func warmPool(b *testing.B, p *Plugin, n int) {
-	var streams []*Stream
-	for range n {
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		streams = append(streams, s)
+	if err := p.Warm(context.Background(), n); err != nil {
+		b.Fatal(err)
 	}
-	for _, s := range streams {
-		s.Close()
+	if got := p.Stats().Instances; got != int64(n) {
+		b.Fatalf("warm pool has %d instances, want %d", got, n)
 	}
 }
 

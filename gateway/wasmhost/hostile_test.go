@@ -173,6 +173,20 @@ func TestConcurrentStreamsThroughPool(t *testing.T) {
 	}
 }
 
+func TestWarm(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 3})
+	if err := p.Warm(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Stats().Instances; got != 3 {
+		t.Fatalf("instances = %d, want the pool size 3", got)
+	}
+	if res := request(t, p, StreamInfo{}, reqHeaders()); res.Action != Continue {
+		t.Fatalf("%v %v", res.Action, res.Err)
+	}
+}
+
 func TestAcquireHonoursContext(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 1})

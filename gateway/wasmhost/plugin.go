@@ -337,3 +337,22 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// Warm starts instances until the pool holds n (at most PoolSize), so that
+// requests do not pay an instance start-up (≈ 2.5 ms) on the hot path.
+func (p *Plugin) Warm(ctx context.Context, n int) error {
+	n = min(n, p.cfg.PoolSize)
+	for int(p.stats.instances.Load()) < n {
+		select {
+		case p.slots <- struct{}{}:
+		default:
+			return nil // the pool is full
+		}
+		in, err := p.spawn(ctx)
+		if err != nil {
+			return err
+		}
+		p.idle <- in
+	}
+	return nil
+}
