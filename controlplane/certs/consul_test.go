@@ -418,6 +418,27 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 		}
 		return true
 	})
+	// The SDS validation_context carries both roots during the rotation.
+	secrets, err := m.Secrets(controlplane.NodeInfo{ID: "web-1", Cluster: "web", Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inBundle []*x509.Certificate
+	for _, s := range secrets {
+		if vc := s.GetValidationContext(); vc != nil {
+			if inBundle, err = ParsePEMCertificates(vc.GetTrustedCa().GetInlineBytes()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hasOld, hasNew := false, false
+	for _, r := range inBundle {
+		hasOld = hasOld || r.Equal(oldRoot)
+		hasNew = hasNew || r.Equal(newRoot)
+	}
+	if !hasOld || !hasNew {
+		t.Fatalf("SDS %s holds %d roots (old %v, new %v), want the old and the new", ir.RootsSecretName, len(inBundle), hasOld, hasNew)
+	}
 	oldOnly := x509.NewCertPool()
 	oldOnly.AddCert(oldRoot)
 	t.Logf("after the rotation: web's chain has %d intermediates; verifies against the old root alone: %v",
