@@ -3,6 +3,7 @@ package preview
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -17,6 +18,67 @@ func fuzzCatalog() *ir.Catalog {
 		}},
 		"orders": {Name: "orders", Instances: []ir.Instance{{ID: "o1", Address: "127.0.0.1", Port: 9101, Healthy: true}}},
 	}}
+}
+
+// extremeSet holds valid but extreme values: long timeouts, many retries,
+// 63-character lanes, odd header names and meta values, "*" access, a staged
+// release at 0%.
+const extremeSet = `apiVersion: meshwarden.io/v1alpha1
+kind: CanaryRoute
+metadata: {name: extreme}
+spec:
+  service: payments
+  subsets:
+    - name: v1
+      selector: {version: v1}
+    - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+      selector: {version: v2}
+  lanes:
+    - lane: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+      subset: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+      headers: {x_odd__name: "va lue ü", x-empty: ""}
+  weights:
+    - {subset: v1, weight: 0}
+    - {subset: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, weight: 100}
+  timeout: 8760h
+  retries: 10
+---
+apiVersion: meshwarden.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: everyone}
+spec: {service: orders, allow: ["*", "spiffe://x/*"]}
+---
+apiVersion: meshwarden.io/v1alpha1
+kind: TracePolicy
+metadata: {name: t}
+spec: {}
+---
+apiVersion: meshwarden.io/v1alpha1
+kind: FilterRelease
+metadata: {name: r}
+spec:
+  filter: trace
+  sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+  previousSha256: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752
+  rolloutPercent: 0
+  services: [gateway, payments, not-yet-registered]
+  failOpen: true
+`
+
+// TestExtremeButValid checks that the loader accepts extremeSet and that the
+// translator turns it into resources Envoy's validation accepts.
+func TestExtremeButValid(t *testing.T) {
+	cat := fuzzCatalog()
+	ps, diags, err := policies.LoadFiles(map[string][]byte{"extreme.yaml": []byte(extremeSet)}, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diags.Warnings) != 1 || !strings.Contains(diags.Warnings[0].Message, "not-yet-registered") {
+		t.Errorf("warnings = %v", diags.All())
+	}
+	if _, err := Translate(cat, ps, DefaultNodes(cat), testOpts); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // FuzzPipeline runs the whole path files → IR → xDS: every set the loader
@@ -36,6 +98,7 @@ func FuzzPipeline(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	f.Add([]byte(extremeSet))
 	cat := fuzzCatalog()
 	nodes := DefaultNodes(cat)
 	f.Fuzz(func(t *testing.T, data []byte) {
