@@ -43,15 +43,9 @@ func (s *Server) callbacks() server.Callbacks {
 	}
 }
 
-func (s *Server) sent(stream int64, typeURL, version string) {
-	s.mu.Lock()
-	id := s.streams[stream]
-	hook := s.sentHook
-	s.mu.Unlock()
+// sent counts a response handed to a stream.
+func (s *Server) sent(_ int64, typeURL, _ string) {
 	s.m.responses.WithLabelValues(typeURL).Inc()
-	if hook != nil {
-		hook(id, typeURL, version)
-	}
 }
 
 // cacheLogger adapts slog to go-control-plane's four-method logger.

@@ -86,9 +86,6 @@ type Server struct {
 	streams   map[int64]string
 	rejection *Rejection
 	built     time.Time
-	// sentHook, when set (tests, benchmarks), is called after a response
-	// is handed to the stream.
-	sentHook func(node, typeURL, version string)
 }
 
 type nodeState struct {
