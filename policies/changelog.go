@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -161,12 +160,22 @@ func ReadChangeLog(path string) ([]ChangeRecord, error) {
 }
 
 func readChangeLog(r io.Reader, name string) ([]ChangeRecord, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("change log %s: %w", name, err)
+	}
 	var out []ChangeRecord
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
 	prev := ""
-	for line := 1; sc.Scan(); line++ {
-		b := bytes.TrimSpace(sc.Bytes())
+	offset := 0
+	for line := 1; offset < len(data); line++ {
+		end := bytes.IndexByte(data[offset:], '\n')
+		complete := end >= 0
+		if !complete {
+			end = len(data) - offset
+		}
+		b := bytes.TrimSpace(data[offset : offset+end])
+		start := offset
+		offset += end + 1
 		if len(b) == 0 {
 			continue
 		}
@@ -174,6 +183,9 @@ func readChangeLog(r io.Reader, name string) ([]ChangeRecord, error) {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rec); err != nil {
+			if !complete {
+				return out, fmt.Errorf("change log %s:%d: the last record is incomplete (a write was interrupted): after checking it, truncate the file to %d bytes to drop it", name, line, start)
+			}
 			return out, fmt.Errorf("change log %s:%d: not a change record: %w", name, line, err)
 		}
 		if want := uint64(len(out) + 1); rec.Seq != want {
@@ -188,9 +200,6 @@ func readChangeLog(r io.Reader, name string) ([]ChangeRecord, error) {
 		}
 		prev = rec.Hash
 		out = append(out, rec)
-	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("change log %s: %w", name, err)
 	}
 	return out, nil
 }

@@ -86,6 +86,10 @@ func TestChangeLogTamper(t *testing.T) {
 		}, "diff was altered"},
 		{"dropped record", func(l []string) []string { return append(l[:1], l[2:]...) }, "seq 3, want 2"},
 		{"reordered", func(l []string) []string { l[1], l[2] = l[2], l[1]; return l }, "seq 3, want 2"},
+		{"torn last record", func(l []string) []string {
+			l[2] = l[2][:len(l[2])/2]
+			return l
+		}, "the last record is incomplete"},
 		{"unknown field", func(l []string) []string {
 			l[0] = strings.Replace(l[0], `{"id"`, `{"extra":1,"id"`, 1)
 			return l
@@ -99,7 +103,11 @@ func TestChangeLogTamper(t *testing.T) {
 				t.Fatal(err)
 			}
 			lines := tc.tamper(strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"))
-			if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			out := strings.Join(lines, "\n") + "\n"
+			if tc.name == "torn last record" {
+				out = strings.TrimSuffix(out, "\n")
+			}
+			if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			_, err = ReadChangeLog(path)
