@@ -692,6 +692,18 @@ func (s *Stream) property(key string) ([]byte, bool) {
 		c, err := strconv.Atoi(v)
 		return le64(uint64(c)), err == nil
 	}
+	if key == "request.headers" || key == "response.headers" {
+		h := s.reqHeaders
+		if key == "response.headers" {
+			h = s.respHeaders
+		}
+		if h == nil {
+			return nil, false
+		}
+		b := make([]byte, pairsSize(h.Pairs))
+		encodePairs(b, h.Pairs)
+		return b, true // a map, serialized as header pairs (Envoy's encoding)
+	}
 	if h, ok := strings.CutPrefix(key, "request.headers."); ok {
 		return hdr(s.reqHeaders, h)
 	}

@@ -45,6 +45,7 @@ func TestSDKGuest(t *testing.T) {
 		{"headers", []string{"x-replace", "old", "x-remove", "1"}, "x-r-count", "7/7/ok"},
 		{"headers", nil, "x-r-missing", "err"},
 		{"props", nil, "x-r-props", "10.1.1.1:999|spiffe://mesh/sa/x|sdk|ok|v|vm-sdk|tick"},
+		{"props", nil, "x-r-prop-map", "5,ok"},
 		{"call", nil, "x-r-call", "202|hello GET /sdk from=sdk"},
 		{"shared", nil, "x-r-shared", "ok,ok,err,ok"},
 		{"queue", []string{"x-item", "q1"}, "x-r-queue", "ok,ok"},
