@@ -326,6 +326,32 @@ func TestConformanceRejectedConfiguration(t *testing.T) {
 	}
 }
 
+// TestInstanceStartFailureFailsRequests: when a further instance cannot
+// start, the stream that needed it is answered per the fail policy.
+func TestInstanceStartFailureFailsRequests(t *testing.T) {
+	_, p, _ := conformance(t, func(c *PluginConfig) { c.Configuration = []byte("once"); c.VMID = "vm-once" })
+	first, err := p.NewStream(context.Background(), StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := p.NewStream(context.Background(), StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := second.OnRequestHeaders(reqHeaders(), true)
+	second.Close()
+	if res.Action != Reply || res.Reply.Status != 503 || res.Err == nil || !strings.Contains(res.Err.Error(), "rejected") {
+		t.Fatalf("second stream: %v %+v %v", res.Action, res.Reply, res.Err)
+	}
+	if st := p.Stats(); st.StartFailures != 1 || st.Instances != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if res := first.OnRequestHeaders(reqHeaders(), true); res.Action != Continue {
+		t.Fatalf("first stream: %v %v", res.Action, res.Err)
+	}
+}
+
 func TestABI020MallocWasiUnstable(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "abi020", PluginConfig{HTTPCaller: upstream(t)})

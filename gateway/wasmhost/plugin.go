@@ -106,7 +106,7 @@ func (p *Plugin) spawn(ctx context.Context) (*instance, error) {
 	if err != nil {
 		<-p.slots
 		p.stats.startFailures.Add(1)
-		return nil, err
+		return nil, &startError{err: err}
 	}
 	p.stats.instances.Add(1)
 	p.mu.Lock()
@@ -114,6 +114,12 @@ func (p *Plugin) spawn(ctx context.Context) (*instance, error) {
 	p.mu.Unlock()
 	return in, nil
 }
+
+// startError wraps the failure to start an instance.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
 
 // acquire borrows an instance, starting one if the pool is not full.
 func (p *Plugin) acquire(ctx context.Context) (*instance, error) {

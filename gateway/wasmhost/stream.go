@@ -107,13 +107,22 @@ type Stream struct {
 
 // NewStream starts a stream: it borrows an instance (waiting, bounded by
 // ctx, if all PoolSize are busy) and creates the HTTP context in it
-// (proxy_on_context_create). A guest failure here does not return an error:
-// the stream's callbacks then answer per the fail policy. Always Close the
-// stream.
+// (proxy_on_context_create). A guest failure here — including an instance
+// that fails to start — does not return an error: the stream's callbacks
+// then answer per the fail policy. The error is for a cancelled ctx or a
+// closed plugin. Always Close the stream.
 func (p *Plugin) NewStream(ctx context.Context, info StreamInfo) (*Stream, error) {
 	in, err := p.acquire(ctx)
 	if err != nil {
-		return nil, err
+		var start *startError
+		if !errors.As(err, &start) {
+			return nil, err
+		}
+		// No instance can start (a guest that traps or loops in start-up,
+		// or no memory): answer per the fail policy, like any guest failure.
+		s := &Stream{p: p, ctx: ctx, info: info, startTime: time.Now()}
+		s.fail(start.err)
+		return s, nil
 	}
 	in.nextID++
 	s := &Stream{p: p, in: in, id: in.nextID, ctx: ctx, info: info, startTime: time.Now()}
@@ -128,46 +137,46 @@ func (p *Plugin) NewStream(ctx context.Context, info StreamInfo) (*Stream, error
 // OnRequestHeaders runs proxy_on_request_headers. The guest edits h in place.
 func (s *Stream) OnRequestHeaders(h *Headers, endOfStream bool) Result {
 	s.reqHeaders = h
-	return s.headers("proxy_on_request_headers", s.in.f.onRequestHeaders, streamRequest, h, endOfStream)
+	return s.headers("proxy_on_request_headers", func(f *exports) apiFunc { return f.onRequestHeaders }, streamRequest, h, endOfStream)
 }
 
 // OnResponseHeaders runs proxy_on_response_headers. The guest edits h in place.
 func (s *Stream) OnResponseHeaders(h *Headers, endOfStream bool) Result {
 	s.respHeaders = h
-	return s.headers("proxy_on_response_headers", s.in.f.onResponseHeaders, streamResponse, h, endOfStream)
+	return s.headers("proxy_on_response_headers", func(f *exports) apiFunc { return f.onResponseHeaders }, streamResponse, h, endOfStream)
 }
 
 // OnRequestBody runs proxy_on_request_body with the chunks buffered so far
 // plus chunk.
 func (s *Stream) OnRequestBody(chunk []byte, endOfStream bool) Result {
 	s.reqBody = append(s.reqBody, chunk...)
-	return s.body("proxy_on_request_body", s.in.f.onRequestBody, streamRequest, &s.reqBody, endOfStream)
+	return s.body("proxy_on_request_body", func(f *exports) apiFunc { return f.onRequestBody }, streamRequest, &s.reqBody, endOfStream)
 }
 
 // OnResponseBody runs proxy_on_response_body with the chunks buffered so far
 // plus chunk.
 func (s *Stream) OnResponseBody(chunk []byte, endOfStream bool) Result {
 	s.respBody = append(s.respBody, chunk...)
-	return s.body("proxy_on_response_body", s.in.f.onResponseBody, streamResponse, &s.respBody, endOfStream)
+	return s.body("proxy_on_response_body", func(f *exports) apiFunc { return f.onResponseBody }, streamResponse, &s.respBody, endOfStream)
 }
 
 // OnRequestTrailers runs proxy_on_request_trailers. The guest edits t in place.
 func (s *Stream) OnRequestTrailers(t *Headers) Result {
 	s.reqTrailers = t
-	return s.headersNoEOS("proxy_on_request_trailers", s.in.f.onRequestTrailers, streamRequest, t)
+	return s.headersNoEOS("proxy_on_request_trailers", func(f *exports) apiFunc { return f.onRequestTrailers }, streamRequest, t)
 }
 
 // OnResponseTrailers runs proxy_on_response_trailers. The guest edits t in place.
 func (s *Stream) OnResponseTrailers(t *Headers) Result {
 	s.respTrailers = t
-	return s.headersNoEOS("proxy_on_response_trailers", s.in.f.onResponseTrailers, streamResponse, t)
+	return s.headersNoEOS("proxy_on_response_trailers", func(f *exports) apiFunc { return f.onResponseTrailers }, streamResponse, t)
 }
 
-func (s *Stream) headers(name string, fn apiFunc, dir streamType, h *Headers, eos bool) Result {
+func (s *Stream) headers(name string, export func(*exports) apiFunc, dir streamType, h *Headers, eos bool) Result {
 	if r, done := s.begin(dir); done {
 		return r
 	}
-	action, err := s.in.call(name, fn, uint64(s.id), uint64(h.Len()), b2u(eos))
+	action, err := s.in.call(name, export(&s.in.f), uint64(s.id), uint64(h.Len()), b2u(eos))
 	if err == nil && uint32(action) != actionContinue && !eos && s.localReply == nil && !s.closeStream &&
 		s.limitErr == nil && s.pendingCalls == 0 {
 		// StopIteration with a body to come and nothing in flight: the guest
@@ -178,15 +187,15 @@ func (s *Stream) headers(name string, fn apiFunc, dir streamType, h *Headers, eo
 	return s.finish(action, err, dir, nil, true)
 }
 
-func (s *Stream) headersNoEOS(name string, fn apiFunc, dir streamType, h *Headers) Result {
+func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir streamType, h *Headers) Result {
 	if r, done := s.begin(dir); done {
 		return r
 	}
-	action, err := s.in.call(name, fn, uint64(s.id), uint64(h.Len()))
+	action, err := s.in.call(name, export(&s.in.f), uint64(s.id), uint64(h.Len()))
 	return s.finish(action, err, dir, nil, true)
 }
 
-func (s *Stream) body(name string, fn apiFunc, dir streamType, buf *[]byte, eos bool) Result {
+func (s *Stream) body(name string, export func(*exports) apiFunc, dir streamType, buf *[]byte, eos bool) Result {
 	if r, done := s.begin(dir); done {
 		if r.Action == Continue {
 			r.Body = *buf
@@ -194,7 +203,7 @@ func (s *Stream) body(name string, fn apiFunc, dir streamType, buf *[]byte, eos 
 		}
 		return r
 	}
-	action, err := s.in.call(name, fn, uint64(s.id), uint64(len(*buf)), b2u(eos))
+	action, err := s.in.call(name, export(&s.in.f), uint64(s.id), uint64(len(*buf)), b2u(eos))
 	r := s.finishBody(action, err, dir, eos)
 	if r.Action == Continue {
 		r.Body = *buf
@@ -355,6 +364,9 @@ func (s *Stream) Close() {
 	}
 	s.closed = true
 	in := s.in
+	if in == nil {
+		return // the plugin could not start an instance for this stream
+	}
 	if !in.dead.Load() {
 		in.setContext(s.id, s)
 		if _, err := in.call("proxy_on_done", in.f.onDone, uint64(s.id)); err == nil {

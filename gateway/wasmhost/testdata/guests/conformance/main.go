@@ -61,6 +61,12 @@ func onConfigure(root, size uint32) uint32 {
 	if pluginConfig == "reject" {
 		return 0
 	}
+	if pluginConfig == "once" { // only the first instance of the vm_id starts
+		if _, _, s := g.SharedData("started-once"); s == g.OK {
+			return 0
+		}
+		g.SetSharedData("started-once", "1", 0)
+	}
 	if strings.Contains(pluginConfig, "tick") {
 		g.SetTickPeriod(5)
 	}
