@@ -136,6 +136,10 @@ func (a *Agent) start(ctx context.Context) error {
 		"-node", fmt.Sprintf("mw-%d", p.HTTP), "-log-level", "warn",
 		"-hcl", `connect { enabled = true }`,
 		"-hcl", `performance { raft_multiplier = 1 }`,
+		// Consul's gRPC-TLS port defaults to a fixed 8503 even in -dev
+		// mode; two agents on one machine (parallel test packages) would
+		// collide on it. Nothing here uses it.
+		"-hcl", `ports { grpc_tls = -1 }`,
 	}
 	if a.opts.DataDir != "" {
 		args = append(args, "-server", "-bootstrap-expect", "1", "-data-dir", a.opts.DataDir,
