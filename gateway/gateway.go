@@ -87,6 +87,7 @@ type Gateway struct {
 	met     *metrics
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
+	tracing bool // false: no spans, W3C headers pass through untouched
 	rp      *httputil.ReverseProxy
 
 	buildMu   sync.Mutex
@@ -115,7 +116,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	if cfg.TracerProvider == nil {
+	tracing := cfg.TracerProvider != nil
+	if !tracing {
 		cfg.TracerProvider = noop.NewTracerProvider()
 	}
 	if cfg.NodeID == "" {
@@ -126,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		live: map[string]*clusterLive{}, trs: map[string]*upstreamTransport{},
 		tracer: cfg.TracerProvider.Tracer("github.com/meshwarden/meshwarden/gateway"),
 		prop:   propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		retryC: make(chan struct{}, 1),
+		retryC: make(chan struct{}, 1), tracing: tracing,
 	}
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)

@@ -23,7 +23,6 @@ type metrics struct {
 	xdsNacks     *prometheus.CounterVec
 	xdsVersion   *prometheus.GaugeVec
 	xdsConnected prometheus.Gauge
-	certExpiry   *prometheus.GaugeVec
 	swaps        prometheus.Counter
 }
 
@@ -48,13 +47,11 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 			Help: "1 for the version accepted last, per type URL."}, []string{"type_url", "version"}),
 		xdsConnected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshwarden_gateway_xds_connected",
 			Help: "1 while an ADS stream to the control plane is open."}),
-		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshwarden_gateway_certificate_expiry_seconds",
-			Help: "Seconds until the SDS certificate expires."}, []string{"secret"}),
 		swaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshwarden_gateway_config_swaps_total",
 			Help: "Complete configurations published."}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
-		m.xdsVersion, m.xdsConnected, m.certExpiry, m.swaps, &filterCollector{g: g})
+		m.xdsVersion, m.xdsConnected, m.swaps, &filterCollector{g: g}, &certCollector{g: g})
 	return m
 }
 
@@ -78,9 +75,24 @@ func (m *metrics) xdsEvent(e xdsclient.Event) {
 	}
 }
 
-func (m *metrics) modelSwapped(md *model) {
-	m.swaps.Inc()
-	m.certExpiry.Reset()
+func (m *metrics) modelSwapped(*model) { m.swaps.Inc() }
+
+// certCollector reports the serving certificates' remaining lifetime at
+// scrape time (a gauge set at swap time would go stale).
+type certCollector struct{ g *Gateway }
+
+var certExpiryDesc = prometheus.NewDesc("meshwarden_gateway_certificate_expiry_seconds",
+	"Seconds until the SDS certificate expires.", []string{"secret"}, nil)
+
+// Describe implements prometheus.Collector.
+func (c *certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- certExpiryDesc }
+
+// Collect implements prometheus.Collector.
+func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
+	md := c.g.model.Load()
+	if md == nil {
+		return
+	}
 	for name, s := range md.secrets {
 		if s.cert == nil || len(s.cert.Certificate) == 0 {
 			continue
@@ -92,7 +104,7 @@ func (m *metrics) modelSwapped(md *model) {
 				continue
 			}
 		}
-		m.certExpiry.WithLabelValues(name).Set(time.Until(leaf.NotAfter).Seconds())
+		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, time.Until(leaf.NotAfter).Seconds(), name)
 	}
 }
 

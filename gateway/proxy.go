@@ -68,10 +68,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer m.refs.Add(-1)
-	ctx := g.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := g.tracer.Start(ctx, "ingress "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
-	defer span.End()
+	ctx := r.Context()
+	span := trace.SpanFromContext(ctx) // no-op unless tracing
+	if g.tracing {
+		ctx = g.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx, span = g.tracer.Start(ctx, "ingress "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		defer span.End()
+	}
 	x := &exchange{m: m}
 	l := m.listener
 	routeName, clusterName := "", ""
@@ -415,24 +419,38 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (g *Gateway) attempt(req *http.Request, tr *http.Transport, c *clusterRT, ep *epState) (*http.Response, error) {
-	ctx, span := g.tracer.Start(req.Context(), "egress "+c.spec.name, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("server.address", ep.addr)))
+	ctx := req.Context()
+	span := trace.SpanFromContext(ctx)
+	if g.tracing {
+		ctx, span = g.tracer.Start(ctx, "egress "+c.spec.name, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("server.address", ep.addr)))
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var timer *time.Timer
 	if rp := exchangeOf(ctx).route.retry; rp != nil && rp.perTry > 0 {
 		timer = time.AfterFunc(rp.perTry, cancel)
 	}
-	out := req.Clone(ctx)
+	// A shallow copy: req is already the reverse proxy's private outbound
+	// request, and its body is only replayed when empty.
+	out := req.WithContext(ctx)
 	u := *req.URL
 	u.Host = ep.addr
 	out.URL = &u
-	g.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	if g.tracing {
+		g.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	}
 	ep.active.Add(1)
 	resp, err := tr.RoundTrip(out)
 	if timer != nil {
 		timer.Stop()
 	}
-	done := func() { ep.active.Add(-1); cancel(); span.End() }
+	done := func() {
+		ep.active.Add(-1)
+		cancel()
+		if g.tracing {
+			span.End()
+		}
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -443,7 +461,9 @@ func (g *Gateway) attempt(req *http.Request, tr *http.Transport, c *clusterRT, e
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The upgraded connection outlives the exchange; the span ends here.
 		ep.active.Add(-1)
-		span.End()
+		if g.tracing {
+			span.End()
+		}
 		return resp, nil
 	}
 	resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
