@@ -43,7 +43,7 @@ func TestDemoStory(t *testing.T) {
 	if sum.StickyMismatch != 0 {
 		t.Errorf("%d users changed lane between passes; the split must be sticky", sum.StickyMismatch)
 	}
-	if got := sum.Spoofed.ByVersion["v2"]; got != 0 || sum.Spoofed.ByVersion["v1"] != 20 {
+	if got := sum.Spoofed.ByVersion["v2"]; got != 0 || sum.SpoofUsers < 10 || sum.Spoofed.ByVersion["v1"] != sum.SpoofUsers {
 		t.Errorf("spoofed x-mw-dye honoured: %v", sum.Spoofed.ByVersion)
 	}
 	if sum.Transfers != 5 {
@@ -52,7 +52,7 @@ func TestDemoStory(t *testing.T) {
 	if sum.AuditRecords < 2*sum.Transfers {
 		t.Errorf("audit records: %d, want at least intent+outcome per transfer (%d)", sum.AuditRecords, 2*sum.Transfers)
 	}
-	if !sum.VerifyOK {
+	if !sum.VerifyOK || strings.Contains(sum.VerifyOutput, "no signed checkpoint") {
 		t.Errorf("audit verify failed:\n%s", sum.VerifyOutput)
 	}
 	if len(sum.TraceSpans) < 2 {

@@ -250,7 +250,7 @@ func (s *Stack) StartPlane(ctx context.Context) error {
 // waits until it has a complete configuration.
 func (s *Stack) StartGateway(ctx context.Context) error {
 	p, err := StartProc("gateway", s.opts.Log, s.opts.Binary, "gateway",
-		"--xds", s.PlaneXDS, "--listen", s.GatewayAddr, "--admin-addr", s.GatewayAdmin,
+		"--xds-address", s.PlaneXDS, "--listen", s.GatewayAddr, "--admin-addr", s.GatewayAdmin,
 		"--cache-dir", filepath.Join(s.opts.WorkDir, "gateway-cache"),
 		"--otlp-endpoint", s.OTLPAddr, "--node-id", "gateway-demo")
 	if err != nil {
