@@ -342,3 +342,7 @@ var (
 	_ proxywasm.PluginContext = (*pluginContext)(nil)
 	_ proxywasm.HttpContext   = (*httpContext)(nil)
 )
+
+// NewPluginContext returns a plugin context of this filter, for modules
+// that bundle several filters and pick one by root id.
+func NewPluginContext() proxywasm.PluginContext { return &pluginContext{} }

@@ -73,7 +73,11 @@ func compiled(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) 
 		return shared.rt, m
 	}
 	out := filepath.Join(shared.dir, name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../"+name+"/wasm")
+	src := "../" + name + "/wasm"
+	if name == "bundle" {
+		src = "./bundle/wasm"
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, src)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("build %s.wasm: %v\n%s", name, err, msg)
@@ -141,12 +145,18 @@ func newPlugin(tb testing.TB, name string, config []byte, caller wasmhost.HTTPCa
 }
 
 func newPluginIn(tb testing.TB, fast bool, name string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
+	return newPluginFrom(tb, fast, name, name, "", config, caller, logs)
+}
+
+// newPluginFrom starts plugin name from module (a filter or "bundle") with
+// the given root id.
+func newPluginFrom(tb testing.TB, fast bool, module, name, rootID string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
 	tb.Helper()
-	rt, mod := compiled(tb, name)
+	rt, mod := compiled(tb, module)
 	if fast {
-		rt, mod = compiledFast(tb, name)
+		rt, mod = compiledFast(tb, module)
 	}
-	cfg := wasmhost.PluginConfig{Name: name, Configuration: config, PoolSize: runtime.GOMAXPROCS(0), HTTPCaller: caller,
+	cfg := wasmhost.PluginConfig{Name: name, RootID: rootID, Configuration: config, PoolSize: runtime.GOMAXPROCS(0), HTTPCaller: caller,
 		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}
 	if logs != nil {
 		cfg.Logger = slog.New(logs)
@@ -310,10 +320,12 @@ func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
-	return newChainIn(tb, false, tickMs)
+	return newChainIn(tb, false, false, tickMs)
 }
 
-func newChainIn(tb testing.TB, fast bool, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
+// newChainIn builds the chain from the three filter modules, or from the
+// bundle module (one module, root id per filter).
+func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
 	tb.Helper()
 	sink := demo.NewOTLPSink(100000)
 	osrv := httptest.NewServer(sink)
@@ -325,7 +337,11 @@ func newChainIn(tb testing.TB, fast bool, tickMs int) (*wasmhost.Chain, *demo.OT
 	cfgs := chainConfigs(tb, tickMs)
 	byName := map[string]*wasmhost.Plugin{}
 	for _, name := range filters.Order() {
-		p, err := newPluginIn(tb, fast, name, cfgs[name], caller, nil)
+		module, pname, root := name, name, ""
+		if bundle {
+			module, pname, root = "bundle", "bundle-"+name, name
+		}
+		p, err := newPluginFrom(tb, fast, module, pname, root, cfgs[name], caller, nil)
 		if err != nil {
 			tb.Fatalf("%s: %v", name, err)
 		}
@@ -345,7 +361,15 @@ func TestHostChain(t *testing.T) {
 	if got := filters.Order(); !slices.Equal(got, []string{"dye", "audit", "trace"}) {
 		t.Fatalf("filters.Order() = %v", got)
 	}
-	chain, sink, as := newChain(t, 20)
+	for _, bundle := range []bool{false, true} {
+		t.Run(map[bool]string{false: "three modules", true: "bundle module"}[bundle], func(t *testing.T) {
+			testChain(t, bundle)
+		})
+	}
+}
+
+func testChain(t *testing.T, bundle bool) {
+	chain, sink, as := newChainIn(t, false, bundle, 20)
 	cs, err := chain.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/retail/sa/web"})
 	if err != nil {
 		t.Fatal(err)
@@ -425,10 +449,16 @@ var modes = []struct {
 
 func BenchmarkHostChain(b *testing.B) {
 	for _, m := range modes {
-		b.Run(m.name, func(b *testing.B) {
-			c, _, _ := newChainIn(b, m.fast, 100)
-			benchRequests(b, func() { chainRequest(b, c) })
-		})
+		for _, bundle := range []bool{false, true} {
+			name := m.name + "/modules"
+			if bundle {
+				name = m.name + "/bundle"
+			}
+			b.Run(name, func(b *testing.B) {
+				c, _, _ := newChainIn(b, m.fast, bundle, 100)
+				benchRequests(b, func() { chainRequest(b, c) })
+			})
+		}
 	}
 }
 

@@ -227,3 +227,7 @@ var (
 	_ proxywasm.HttpContext   = (*httpContext)(nil)
 	_ Request                 = (*hostRequest)(nil)
 )
+
+// NewPluginContext returns a plugin context of this filter, for modules
+// that bundle several filters and pick one by root id.
+func NewPluginContext() proxywasm.PluginContext { return &pluginContext{} }
