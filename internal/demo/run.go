@@ -316,4 +316,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
