@@ -4,6 +4,7 @@ package proxywasm_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -734,5 +735,51 @@ func TestHostcallsWithoutHost(t *testing.T) {
 	}
 	if got := proxywasm.GetCurrentTime(); time.Since(got) > time.Minute {
 		t.Errorf("GetCurrentTime without a host = %v, want the WASI clock", got)
+	}
+}
+
+// TestInterleavedStreams runs several streams at once, as Envoy does in one
+// VM: each callback must reach its own context.
+func TestInterleavedStreams(t *testing.T) {
+	var done []uint32
+	host := start(t, &hooks{
+		reqHeaders: func(id uint32, _ int, _ bool) proxywasm.Action {
+			p, _ := proxywasm.GetHttpRequestHeader(":path")
+			must(t, proxywasm.AddHttpRequestHeader("x-ctx", fmt.Sprint(id)+p))
+			return proxywasm.ActionContinue
+		},
+		respHeaders: func(id uint32, _ int, _ bool) proxywasm.Action {
+			must(t, proxywasm.AddHttpResponseHeader("x-ctx", fmt.Sprint(id)))
+			return proxywasm.ActionContinue
+		},
+		streamDone: func(id uint32) { done = append(done, id) },
+	}, nil)
+	a, b, c := host.InitializeHttpContext(), host.InitializeHttpContext(), host.InitializeHttpContext()
+	host.CallOnRequestHeaders(b, [][2]string{{":path", "/b"}}, true)
+	host.CallOnRequestHeaders(a, [][2]string{{":path", "/a"}}, true)
+	host.CompleteHttpContext(b)
+	host.CallOnResponseHeaders(a, nil, true)
+	host.CallOnRequestHeaders(c, [][2]string{{":path", "/c"}}, true)
+	host.CompleteHttpContext(c)
+	host.CompleteHttpContext(a)
+	for id, want := range map[uint32]string{a: fmt.Sprint(a) + "/a", b: fmt.Sprint(b) + "/b", c: fmt.Sprint(c) + "/c"} {
+		if got := host.GetCurrentRequestHeaders(id); got[len(got)-1] != [2]string{"x-ctx", want} {
+			t.Errorf("stream %d request headers %q, want x-ctx %q", id, got, want)
+		}
+	}
+	if got := host.GetCurrentResponseHeaders(a); !slices.Equal(got, [][2]string{{"x-ctx", fmt.Sprint(a)}}) {
+		t.Errorf("stream %d response headers %q", a, got)
+	}
+	if !slices.Equal(done, []uint32{b, c, a}) {
+		t.Errorf("OnHttpStreamDone order %v, want %v", done, []uint32{b, c, a})
+	}
+	// A deleted context is gone: a late callback for it is ignored.
+	d := host.InitializeHttpContext()
+	host.CompleteHttpContext(d)
+	if got := host.CallOnRequestHeaders(d, [][2]string{{":path", "/d"}}, true); got != types.ActionContinue {
+		t.Errorf("callback on a deleted context: %v", got)
+	}
+	if got := host.GetCurrentRequestHeaders(d); len(got) != 1 {
+		t.Errorf("a deleted context's filter ran: %q", got)
 	}
 }

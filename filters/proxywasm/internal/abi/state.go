@@ -13,6 +13,7 @@ type callout struct {
 }
 
 type pluginEntry struct {
+	id       uint32
 	ctx      types.PluginContext
 	callouts map[uint32]callout // by token
 }
@@ -35,8 +36,16 @@ type streamEntry struct {
 type State struct {
 	host      Host
 	vmContext types.VMContext
-	plugins   map[uint32]*pluginEntry
-	streams   map[uint32]streamEntry // by value: no allocation per stream
+	plugins   []*pluginEntry // few (usually one): a slice beats a map
+
+	// Stream contexts. The most recently created one lives in hot, the
+	// others in streams: a host like the gateway runs one stream per
+	// instance at a time, so the common path touches no map (a Go map
+	// access is many calls deep on wasm, about 0.1–0.2 µs each); Envoy
+	// interleaves many streams per VM, which spill into the map.
+	hotID   uint32
+	hot     streamEntry
+	streams map[uint32]streamEntry
 
 	// active is the context of the callback being run; hostcalls that need a
 	// context (DispatchHttpCall) read it.
@@ -63,7 +72,6 @@ var vm = newState()
 func newState() *State {
 	return &State{
 		host:    defaultHost(),
-		plugins: map[uint32]*pluginEntry{},
 		streams: map[uint32]streamEntry{},
 	}
 }
@@ -80,12 +88,12 @@ func ActiveContextID() uint32 { return vm.active }
 // InCallback reports whether a callback of a known context is running, the
 // precondition of DispatchHttpCall (its response is routed to the
 // dispatching context's plugin).
-func InCallback() bool { return vm.plugins[vm.rootOf(vm.active)] != nil }
+func InCallback() bool { return vm.plugin(vm.rootOf(vm.active)) != nil }
 
 // RegisterHTTPCallout remembers cb for the response to token, dispatched from
 // the active context. Check InCallback before dispatching.
 func RegisterHTTPCallout(token uint32, cb HTTPCallback) {
-	p := vm.plugins[vm.rootOf(vm.active)]
+	p := vm.plugin(vm.rootOf(vm.active))
 	if p == nil {
 		return
 	}
@@ -96,10 +104,58 @@ func RegisterHTTPCallout(token uint32, cb HTTPCallback) {
 }
 
 func (s *State) rootOf(id uint32) uint32 {
-	if st, ok := s.streams[id]; ok {
+	if st, ok := s.stream(id); ok {
 		return st.rootID
 	}
 	return id
+}
+
+// plugin returns the plugin context id, or nil.
+func (s *State) plugin(id uint32) *pluginEntry {
+	for _, p := range s.plugins {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// stream returns the stream context id.
+func (s *State) stream(id uint32) (streamEntry, bool) {
+	if id == s.hotID && id != 0 {
+		return s.hot, true
+	}
+	if len(s.streams) == 0 {
+		return streamEntry{}, false
+	}
+	e, ok := s.streams[id]
+	return e, ok
+}
+
+func (s *State) addStream(id uint32, e streamEntry) {
+	if s.hotID != 0 {
+		s.streams[s.hotID] = s.hot // spill the previous stream
+	}
+	s.hotID, s.hot = id, e
+}
+
+func (s *State) deleteStream(id uint32) {
+	if id == s.hotID {
+		s.hotID, s.hot = 0, streamEntry{}
+		return
+	}
+	if len(s.streams) > 0 {
+		delete(s.streams, id)
+	}
+}
+
+func (s *State) deletePlugin(id uint32) {
+	for i, p := range s.plugins {
+		if p.id == id {
+			s.plugins = append(s.plugins[:i], s.plugins[i+1:]...)
+			return
+		}
+	}
 }
 
 // enter marks the start of a callback for context id.
@@ -139,19 +195,19 @@ func OnContextCreate(contextID, parentID uint32) {
 		if vm.vmContext == nil {
 			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from an init function of the main package (main is never called in a c-shared module)")
 		}
-		vm.plugins[contextID] = &pluginEntry{ctx: vm.vmContext.NewPluginContext(contextID)}
+		vm.plugins = append(vm.plugins, &pluginEntry{id: contextID, ctx: vm.vmContext.NewPluginContext(contextID)})
 		return
 	}
-	p := vm.plugins[parentID]
+	p := vm.plugin(parentID)
 	if p == nil {
 		panic("proxywasm: stream context created under an unknown plugin context")
 	}
 	if h := p.ctx.NewHttpContext(contextID); h != nil {
-		vm.streams[contextID] = streamEntry{rootID: parentID, http: h}
+		vm.addStream(contextID, streamEntry{rootID: parentID, http: h})
 		return
 	}
 	if t := p.ctx.NewTcpContext(contextID); t != nil {
-		vm.streams[contextID] = streamEntry{rootID: parentID, tcp: t}
+		vm.addStream(contextID, streamEntry{rootID: parentID, tcp: t})
 		return
 	}
 	panic("proxywasm: the plugin context returned neither an HttpContext nor a TcpContext")
@@ -171,7 +227,7 @@ func OnVMStart(rootID uint32, vmConfigSize int) bool {
 func OnConfigure(rootID uint32, pluginConfigSize int) bool {
 	prev := vm.enter(rootID)
 	defer vm.leave(prev)
-	p := vm.plugins[rootID]
+	p := vm.plugin(rootID)
 	if p == nil {
 		return false
 	}
@@ -182,7 +238,7 @@ func OnConfigure(rootID uint32, pluginConfigSize int) bool {
 func OnTick(rootID uint32) {
 	prev := vm.enter(rootID)
 	defer vm.leave(prev)
-	if p := vm.plugins[rootID]; p != nil {
+	if p := vm.plugin(rootID); p != nil {
 		p.ctx.OnTick()
 	}
 }
@@ -191,7 +247,7 @@ func OnTick(rootID uint32) {
 func OnQueueReady(rootID, queueID uint32) {
 	prev := vm.enter(rootID)
 	defer vm.leave(prev)
-	if p := vm.plugins[rootID]; p != nil {
+	if p := vm.plugin(rootID); p != nil {
 		p.ctx.OnQueueReady(queueID)
 	}
 }
@@ -201,7 +257,7 @@ func OnQueueReady(rootID, queueID uint32) {
 func OnDone(contextID uint32) bool {
 	prev := vm.enter(contextID)
 	defer vm.leave(prev)
-	if p := vm.plugins[contextID]; p != nil {
+	if p := vm.plugin(contextID); p != nil {
 		return p.ctx.OnPluginDone()
 	}
 	return true
@@ -211,7 +267,7 @@ func OnDone(contextID uint32) bool {
 func OnLog(contextID uint32) {
 	prev := vm.enter(contextID)
 	defer vm.leave(prev)
-	if s, ok := vm.streams[contextID]; ok {
+	if s, ok := vm.stream(contextID); ok {
 		switch {
 		case s.http != nil:
 			s.http.OnHttpStreamDone()
@@ -223,13 +279,22 @@ func OnLog(contextID uint32) {
 
 // OnDelete is proxy_on_delete: the context is forgotten.
 func OnDelete(contextID uint32) {
-	delete(vm.streams, contextID)
-	delete(vm.plugins, contextID)
+	if _, ok := vm.stream(contextID); ok {
+		vm.deleteStream(contextID)
+		return
+	}
+	vm.deletePlugin(contextID)
 }
 
-func (s *State) http(id uint32) types.HttpContext { return s.streams[id].http }
+func (s *State) http(id uint32) types.HttpContext {
+	e, _ := s.stream(id)
+	return e.http
+}
 
-func (s *State) tcp(id uint32) types.TcpContext { return s.streams[id].tcp }
+func (s *State) tcp(id uint32) types.TcpContext {
+	e, _ := s.stream(id)
+	return e.tcp
+}
 
 // OnRequestHeaders is proxy_on_request_headers.
 func OnRequestHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
@@ -299,7 +364,7 @@ func OnHTTPCallResponse(contextID, token uint32, numHeaders, bodySize, numTraile
 	rootID := vm.rootOf(contextID)
 	prev := vm.enter(rootID)
 	defer vm.leave(prev)
-	p := vm.plugins[rootID]
+	p := vm.plugin(rootID)
 	if p == nil {
 		return
 	}
@@ -309,7 +374,7 @@ func OnHTTPCallResponse(contextID, token uint32, numHeaders, bodySize, numTraile
 	}
 	delete(p.callouts, token)
 	if c.contextID != rootID {
-		if _, alive := vm.streams[c.contextID]; !alive {
+		if _, alive := vm.stream(c.contextID); !alive {
 			return // the stream ended before the response came back
 		}
 		vm.host.SetEffectiveContext(c.contextID)
