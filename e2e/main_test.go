@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,6 +60,7 @@ func build(tmp string) (*env, error) {
 var testEnv *env // set once in TestMain, read-only afterwards
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	tmp, err := os.MkdirTemp("", "mw-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
