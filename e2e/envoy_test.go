@@ -18,7 +18,12 @@ import (
 // standard-Go wasip1 filters (poll_oneoff must succeed: proxy-wasm-cpp-host
 // PR #533, April 2026). Older Envoys load the modules but fail at the first
 // clock or sleep hostcall.
-const MinEnvoyVersion = "1.37 (first release with proxy-wasm-cpp-host PR #533)"
+//
+// The exact Envoy release number could not be checked from this machine (no
+// Envoy binary, no network): it is the first release whose bundled
+// proxy-wasm-cpp-host includes PR #533 (merged April 2026), i.e. Envoy
+// releases cut after its dependency bump (mid-2026 onwards).
+const MinEnvoyVersion = "the first Envoy release bundling proxy-wasm-cpp-host with PR #533 (April 2026)"
 
 // TestEnvoySidecar runs the demo's lane scenario through a real Envoy
 // sidecar that joins the plane with envoy.yaml. It runs wherever an envoy
