@@ -11,10 +11,15 @@ import (
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 )
 
-// This file is the emulator's side of every hostcall (abi.Host).
+// hostcalls is the emulator's side of every hostcall (abi.Host). It is a
+// distinct type so that these methods, which speak the internal ABI types,
+// stay out of HostEmulator's public API.
+type hostcalls HostEmulator
+
+var _ abi.Host = (*hostcalls)(nil)
 
 // Log records msg at level.
-func (h *HostEmulator) Log(level abi.LogLevel, msg string) abi.Status {
+func (h *hostcalls) Log(level abi.LogLevel, msg string) abi.Status {
 	if level > abi.LogCritical {
 		return abi.StatusBadArgument
 	}
@@ -23,21 +28,21 @@ func (h *HostEmulator) Log(level abi.LogLevel, msg string) abi.Status {
 }
 
 // GetLogLevel returns the option's log level.
-func (h *HostEmulator) GetLogLevel() (abi.LogLevel, abi.Status) { return h.opt.logLevel, abi.StatusOK }
+func (h *hostcalls) GetLogLevel() (abi.LogLevel, abi.Status) { return h.opt.logLevel, abi.StatusOK }
 
 // GetCurrentTimeNanoseconds returns the option's clock.
-func (h *HostEmulator) GetCurrentTimeNanoseconds() (uint64, abi.Status) {
+func (h *hostcalls) GetCurrentTimeNanoseconds() (uint64, abi.Status) {
 	return uint64(h.opt.now().UnixNano()), abi.StatusOK
 }
 
 // SetTickPeriodMilliseconds records the tick period.
-func (h *HostEmulator) SetTickPeriodMilliseconds(ms uint32) abi.Status {
+func (h *hostcalls) SetTickPeriodMilliseconds(ms uint32) abi.Status {
 	h.tickPeriod = ms
 	return abi.StatusOK
 }
 
 // SetEffectiveContext switches the context of later hostcalls.
-func (h *HostEmulator) SetEffectiveContext(contextID uint32) abi.Status {
+func (h *hostcalls) SetEffectiveContext(contextID uint32) abi.Status {
 	if contextID != RootContextID {
 		if s := h.streams[contextID]; s == nil || s.done {
 			return abi.StatusBadArgument
@@ -48,13 +53,13 @@ func (h *HostEmulator) SetEffectiveContext(contextID uint32) abi.Status {
 }
 
 // Done records that the plugin finished its pending work.
-func (h *HostEmulator) Done() abi.Status {
+func (h *hostcalls) Done() abi.Status {
 	h.pluginDone = true
 	return abi.StatusOK
 }
 
 // GetProperty returns a property set by the option or the filter.
-func (h *HostEmulator) GetProperty(path []byte) ([]byte, abi.Status) {
+func (h *hostcalls) GetProperty(path []byte) ([]byte, abi.Status) {
 	v, ok := h.properties[string(path)]
 	if !ok {
 		return nil, abi.StatusNotFound
@@ -63,12 +68,12 @@ func (h *HostEmulator) GetProperty(path []byte) ([]byte, abi.Status) {
 }
 
 // SetProperty stores a property.
-func (h *HostEmulator) SetProperty(path, value []byte) abi.Status {
+func (h *hostcalls) SetProperty(path, value []byte) abi.Status {
 	h.properties[string(path)] = bytes.Clone(value)
 	return abi.StatusOK
 }
 
-func (h *HostEmulator) buffer(bt abi.BufferType) (*[]byte, abi.Status) {
+func (h *hostcalls) buffer(bt abi.BufferType) (*[]byte, abi.Status) {
 	switch bt {
 	case abi.BufferVMConfiguration:
 		return &h.opt.vmConfig, abi.StatusOK
@@ -96,7 +101,7 @@ func (h *HostEmulator) buffer(bt abi.BufferType) (*[]byte, abi.Status) {
 }
 
 // GetBufferBytes reads up to maxSize bytes from start.
-func (h *HostEmulator) GetBufferBytes(bt abi.BufferType, start, maxSize int) ([]byte, abi.Status) {
+func (h *hostcalls) GetBufferBytes(bt abi.BufferType, start, maxSize int) ([]byte, abi.Status) {
 	buf, st := h.buffer(bt)
 	if st != abi.StatusOK {
 		return nil, st
@@ -112,7 +117,7 @@ func (h *HostEmulator) GetBufferBytes(bt abi.BufferType, start, maxSize int) ([]
 }
 
 // GetBufferStatus returns the buffer's size.
-func (h *HostEmulator) GetBufferStatus(bt abi.BufferType) (int, abi.Status) {
+func (h *hostcalls) GetBufferStatus(bt abi.BufferType) (int, abi.Status) {
 	buf, st := h.buffer(bt)
 	if st != abi.StatusOK {
 		return 0, st
@@ -123,7 +128,7 @@ func (h *HostEmulator) GetBufferStatus(bt abi.BufferType) (int, abi.Status) {
 // SetBufferBytes edits a body with Envoy's semantics: start 0 replaces the
 // first size bytes with value (size 0 prepends), start at or past the end
 // appends, anything else is BAD_ARGUMENT.
-func (h *HostEmulator) SetBufferBytes(bt abi.BufferType, start, size int, value []byte) abi.Status {
+func (h *hostcalls) SetBufferBytes(bt abi.BufferType, start, size int, value []byte) abi.Status {
 	if bt != abi.BufferRequestBody && bt != abi.BufferResponseBody {
 		return abi.StatusBadArgument
 	}
@@ -145,7 +150,7 @@ func (h *HostEmulator) SetBufferBytes(bt abi.BufferType, start, size int, value 
 	return abi.StatusOK
 }
 
-func (h *HostEmulator) headerMap(mt abi.MapType) (*[][2]string, bool, abi.Status) {
+func (h *hostcalls) headerMap(mt abi.MapType) (*[][2]string, bool, abi.Status) {
 	switch mt {
 	case abi.MapHTTPCallHeaders, abi.MapHTTPCallTrailers:
 		if h.callResp == nil {
@@ -178,7 +183,7 @@ func (h *HostEmulator) headerMap(mt abi.MapType) (*[][2]string, bool, abi.Status
 }
 
 // GetHeaderMapValue returns the first value of key (case-insensitive).
-func (h *HostEmulator) GetHeaderMapValue(mt abi.MapType, key string) (string, abi.Status) {
+func (h *hostcalls) GetHeaderMapValue(mt abi.MapType, key string) (string, abi.Status) {
 	m, _, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return "", st
@@ -192,7 +197,7 @@ func (h *HostEmulator) GetHeaderMapValue(mt abi.MapType, key string) (string, ab
 }
 
 // GetHeaderMapPairs returns the serialized map.
-func (h *HostEmulator) GetHeaderMapPairs(mt abi.MapType) ([]byte, abi.Status) {
+func (h *hostcalls) GetHeaderMapPairs(mt abi.MapType) ([]byte, abi.Status) {
 	m, _, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return nil, st
@@ -201,7 +206,7 @@ func (h *HostEmulator) GetHeaderMapPairs(mt abi.MapType) ([]byte, abi.Status) {
 }
 
 // SetHeaderMapPairs replaces the map with a serialized one.
-func (h *HostEmulator) SetHeaderMapPairs(mt abi.MapType, serialized []byte) abi.Status {
+func (h *hostcalls) SetHeaderMapPairs(mt abi.MapType, serialized []byte) abi.Status {
 	m, writable, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return st
@@ -218,7 +223,7 @@ func (h *HostEmulator) SetHeaderMapPairs(mt abi.MapType, serialized []byte) abi.
 }
 
 // AddHeaderMapValue appends a pair.
-func (h *HostEmulator) AddHeaderMapValue(mt abi.MapType, key, value string) abi.Status {
+func (h *hostcalls) AddHeaderMapValue(mt abi.MapType, key, value string) abi.Status {
 	m, writable, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return st
@@ -232,7 +237,7 @@ func (h *HostEmulator) AddHeaderMapValue(mt abi.MapType, key, value string) abi.
 
 // ReplaceHeaderMapValue sets key to value: the first pair is replaced, other
 // pairs with that name removed; an absent key is added.
-func (h *HostEmulator) ReplaceHeaderMapValue(mt abi.MapType, key, value string) abi.Status {
+func (h *hostcalls) ReplaceHeaderMapValue(mt abi.MapType, key, value string) abi.Status {
 	m, writable, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return st
@@ -261,7 +266,7 @@ func (h *HostEmulator) ReplaceHeaderMapValue(mt abi.MapType, key, value string) 
 }
 
 // RemoveHeaderMapValue removes every pair named key.
-func (h *HostEmulator) RemoveHeaderMapValue(mt abi.MapType, key string) abi.Status {
+func (h *hostcalls) RemoveHeaderMapValue(mt abi.MapType, key string) abi.Status {
 	m, writable, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return st
@@ -274,7 +279,7 @@ func (h *HostEmulator) RemoveHeaderMapValue(mt abi.MapType, key string) abi.Stat
 }
 
 // GetHeaderMapSize returns the serialized size of the map.
-func (h *HostEmulator) GetHeaderMapSize(mt abi.MapType) (int, abi.Status) {
+func (h *hostcalls) GetHeaderMapSize(mt abi.MapType) (int, abi.Status) {
 	m, _, st := h.headerMap(mt)
 	if st != abi.StatusOK {
 		return 0, st
@@ -283,7 +288,7 @@ func (h *HostEmulator) GetHeaderMapSize(mt abi.MapType) (int, abi.Status) {
 }
 
 // SendLocalResponse records the local response of the effective stream.
-func (h *HostEmulator) SendLocalResponse(statusCode uint32, details string, body, headers []byte, grpcStatus int32) abi.Status {
+func (h *hostcalls) SendLocalResponse(statusCode uint32, details string, body, headers []byte, grpcStatus int32) abi.Status {
 	s := h.streams[h.effective]
 	if s == nil {
 		return abi.StatusNotFound
@@ -303,7 +308,7 @@ func (h *HostEmulator) SendLocalResponse(statusCode uint32, details string, body
 }
 
 // ContinueStream resumes the effective stream.
-func (h *HostEmulator) ContinueStream(st abi.StreamType) abi.Status {
+func (h *hostcalls) ContinueStream(st abi.StreamType) abi.Status {
 	s := h.streams[h.effective]
 	if s == nil || st > abi.StreamResponse {
 		return abi.StatusBadArgument
@@ -318,7 +323,7 @@ func (h *HostEmulator) ContinueStream(st abi.StreamType) abi.Status {
 }
 
 // CloseStream closes a side of the effective stream.
-func (h *HostEmulator) CloseStream(st abi.StreamType) abi.Status {
+func (h *hostcalls) CloseStream(st abi.StreamType) abi.Status {
 	s := h.streams[h.effective]
 	if s == nil || st > abi.StreamResponse {
 		return abi.StatusBadArgument
@@ -332,7 +337,7 @@ func (h *HostEmulator) CloseStream(st abi.StreamType) abi.Status {
 }
 
 // HTTPCall records a callout; answer it with CallOnHttpCallResponse.
-func (h *HostEmulator) HTTPCall(upstream string, headers, body, trailers []byte, timeoutMs uint32) (uint32, abi.Status) {
+func (h *hostcalls) HTTPCall(upstream string, headers, body, trailers []byte, timeoutMs uint32) (uint32, abi.Status) {
 	hp, err := abi.DeserializeMap(headers)
 	if err != nil {
 		return 0, abi.StatusBadArgument
@@ -358,7 +363,7 @@ func (h *HostEmulator) HTTPCall(upstream string, headers, body, trailers []byte,
 }
 
 // GetSharedData returns a shared value and its CAS.
-func (h *HostEmulator) GetSharedData(key string) ([]byte, uint32, abi.Status) {
+func (h *hostcalls) GetSharedData(key string) ([]byte, uint32, abi.Status) {
 	v := h.shared[key]
 	if v == nil {
 		return nil, 0, abi.StatusNotFound
@@ -367,7 +372,7 @@ func (h *HostEmulator) GetSharedData(key string) ([]byte, uint32, abi.Status) {
 }
 
 // SetSharedData stores a shared value; a non-zero stale cas is CAS_MISMATCH.
-func (h *HostEmulator) SetSharedData(key string, value []byte, cas uint32) abi.Status {
+func (h *hostcalls) SetSharedData(key string, value []byte, cas uint32) abi.Status {
 	v := h.shared[key]
 	if v == nil {
 		v = &sharedValue{}
@@ -381,7 +386,7 @@ func (h *HostEmulator) SetSharedData(key string, value []byte, cas uint32) abi.S
 }
 
 // RegisterSharedQueue creates (or finds) this VM's queue name.
-func (h *HostEmulator) RegisterSharedQueue(name string) (uint32, abi.Status) {
+func (h *hostcalls) RegisterSharedQueue(name string) (uint32, abi.Status) {
 	if id, st := h.ResolveSharedQueue(h.opt.vmID, name); st == abi.StatusOK {
 		return id, st
 	}
@@ -391,7 +396,7 @@ func (h *HostEmulator) RegisterSharedQueue(name string) (uint32, abi.Status) {
 }
 
 // ResolveSharedQueue finds the queue name of VM vmID.
-func (h *HostEmulator) ResolveSharedQueue(vmID, name string) (uint32, abi.Status) {
+func (h *hostcalls) ResolveSharedQueue(vmID, name string) (uint32, abi.Status) {
 	for id, q := range h.queues {
 		if q.vmID == vmID && q.name == name {
 			return id, abi.StatusOK
@@ -401,7 +406,7 @@ func (h *HostEmulator) ResolveSharedQueue(vmID, name string) (uint32, abi.Status
 }
 
 // EnqueueSharedQueue appends to a queue.
-func (h *HostEmulator) EnqueueSharedQueue(queueID uint32, value []byte) abi.Status {
+func (h *hostcalls) EnqueueSharedQueue(queueID uint32, value []byte) abi.Status {
 	q := h.queues[queueID]
 	if q == nil {
 		return abi.StatusNotFound
@@ -411,7 +416,7 @@ func (h *HostEmulator) EnqueueSharedQueue(queueID uint32, value []byte) abi.Stat
 }
 
 // DequeueSharedQueue pops from a queue.
-func (h *HostEmulator) DequeueSharedQueue(queueID uint32) ([]byte, abi.Status) {
+func (h *hostcalls) DequeueSharedQueue(queueID uint32) ([]byte, abi.Status) {
 	q := h.queues[queueID]
 	if q == nil {
 		return nil, abi.StatusNotFound
@@ -425,7 +430,7 @@ func (h *HostEmulator) DequeueSharedQueue(queueID uint32) ([]byte, abi.Status) {
 }
 
 // DefineMetric defines (or finds) a metric.
-func (h *HostEmulator) DefineMetric(mt abi.MetricType, name string) (uint32, abi.Status) {
+func (h *hostcalls) DefineMetric(mt abi.MetricType, name string) (uint32, abi.Status) {
 	if mt > abi.MetricHistogram || name == "" {
 		return 0, abi.StatusBadArgument
 	}
@@ -443,7 +448,7 @@ func (h *HostEmulator) DefineMetric(mt abi.MetricType, name string) (uint32, abi
 }
 
 // IncrementMetric adds delta to a counter (delta ≥ 0) or gauge.
-func (h *HostEmulator) IncrementMetric(metricID uint32, delta int64) abi.Status {
+func (h *hostcalls) IncrementMetric(metricID uint32, delta int64) abi.Status {
 	m := h.metrics[metricID]
 	if m == nil {
 		return abi.StatusNotFound
@@ -457,7 +462,7 @@ func (h *HostEmulator) IncrementMetric(metricID uint32, delta int64) abi.Status 
 }
 
 // RecordMetric sets a gauge or counter, or adds a histogram observation.
-func (h *HostEmulator) RecordMetric(metricID uint32, value uint64) abi.Status {
+func (h *hostcalls) RecordMetric(metricID uint32, value uint64) abi.Status {
 	m := h.metrics[metricID]
 	if m == nil {
 		return abi.StatusNotFound
@@ -471,7 +476,7 @@ func (h *HostEmulator) RecordMetric(metricID uint32, value uint64) abi.Status {
 }
 
 // GetMetric returns a counter or gauge value, or a histogram's sum.
-func (h *HostEmulator) GetMetric(metricID uint32) (uint64, abi.Status) {
+func (h *hostcalls) GetMetric(metricID uint32) (uint64, abi.Status) {
 	m := h.metrics[metricID]
 	if m == nil {
 		return 0, abi.StatusNotFound
@@ -487,7 +492,7 @@ func (h *HostEmulator) GetMetric(metricID uint32) (uint64, abi.Status) {
 }
 
 // CallForeignFunction calls a function registered with RegisterForeignFunction.
-func (h *HostEmulator) CallForeignFunction(name string, args []byte) ([]byte, abi.Status) {
+func (h *hostcalls) CallForeignFunction(name string, args []byte) ([]byte, abi.Status) {
 	f := h.foreign[name]
 	if f == nil {
 		return nil, abi.StatusNotFound

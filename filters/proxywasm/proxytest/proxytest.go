@@ -123,8 +123,6 @@ type HostEmulator struct {
 	callResp    *callResponse
 }
 
-var _ abi.Host = (*HostEmulator)(nil)
-
 // NewHostEmulator returns a fresh host with the filter's registry reset and
 // installed. Call reset when done (defer it): it frees the registry for the
 // next emulator.
@@ -148,7 +146,7 @@ func NewHostEmulator(opt *EmulatorOption) (host *HostEmulator, reset func()) {
 	for k, v := range opt.properties {
 		h.properties[k] = bytes.Clone(v)
 	}
-	undo := abi.SetHost(h)
+	undo := abi.SetHost((*hostcalls)(h))
 	if opt.vmContext != nil {
 		abi.SetVMContext(opt.vmContext)
 	}
@@ -443,7 +441,7 @@ func (h *HostEmulator) GetSharedDataValue(key string) (value []byte, cas uint32,
 
 // PutSharedData stores a shared value as another VM would (bumping the CAS).
 func (h *HostEmulator) PutSharedData(key string, value []byte) {
-	h.SetSharedData(key, value, 0)
+	(*hostcalls)(h).SetSharedData(key, value, 0)
 }
 
 // GetQueueSize returns the number of items in queue queueID (-1 if unknown).
