@@ -1,0 +1,152 @@
+//go:build !wasip1
+
+package abi
+
+import (
+	"testing"
+
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+// effHost records SetEffectiveContext; every other hostcall fails.
+type effHost struct {
+	unsetHost
+	effective []uint32
+}
+
+func (h *effHost) SetEffectiveContext(id uint32) Status {
+	h.effective = append(h.effective, id)
+	return StatusOK
+}
+
+type testVM struct {
+	types.DefaultVMContext
+	streams map[uint32]*testStream
+}
+
+func (v *testVM) NewPluginContext(uint32) types.PluginContext { return &testPlugin{vm: v} }
+
+type testPlugin struct {
+	types.DefaultPluginContext
+	vm *testVM
+}
+
+func (p *testPlugin) NewHttpContext(id uint32) types.HttpContext {
+	s := &testStream{}
+	p.vm.streams[id] = s
+	return s
+}
+
+type testStream struct {
+	types.DefaultHttpContext
+	headers int
+	pinned  int // len(vm.pinned) seen inside the callback after allocating
+}
+
+func (s *testStream) OnHttpRequestHeaders(n int, _ bool) types.Action {
+	s.headers = n
+	// What the host does inside a hostcall: allocate guest memory, twice.
+	Allocate(16)
+	Allocate(0)
+	s.pinned = len(vm.pinned)
+	return types.ActionPause
+}
+
+func setup(t *testing.T) (*testVM, *effHost) {
+	t.Helper()
+	h := &effHost{}
+	reset := SetHost(h)
+	t.Cleanup(reset)
+	v := &testVM{streams: map[uint32]*testStream{}}
+	SetVMContext(v)
+	OnContextCreate(1, 0)
+	if !OnVMStart(1, 0) || !OnConfigure(1, 0) {
+		t.Fatal("start failed")
+	}
+	return v, h
+}
+
+func TestPinnedUntilCallbackReturns(t *testing.T) {
+	v, _ := setup(t)
+	OnContextCreate(2, 1)
+	if a := OnRequestHeaders(2, 7, true); a != types.ActionPause {
+		t.Fatalf("action %v", a)
+	}
+	if v.streams[2].headers != 7 {
+		t.Errorf("numHeaders %d", v.streams[2].headers)
+	}
+	if v.streams[2].pinned != 2 {
+		t.Errorf("inside the callback %d buffers pinned, want 2", v.streams[2].pinned)
+	}
+	if len(vm.pinned) != 0 {
+		t.Errorf("%d buffers still pinned after the callback returned", len(vm.pinned))
+	}
+}
+
+func TestStreamRegistry(t *testing.T) {
+	v, _ := setup(t)
+	// Three live streams: the newest is "hot", the others spill to the map.
+	for _, id := range []uint32{2, 3, 4} {
+		OnContextCreate(id, 1)
+	}
+	for _, id := range []uint32{3, 2, 4} {
+		OnRequestHeaders(id, int(id), false)
+		if v.streams[id].headers != int(id) {
+			t.Errorf("stream %d got numHeaders %d", id, v.streams[id].headers)
+		}
+	}
+	for _, id := range []uint32{4, 2} {
+		OnDelete(id)
+		if _, ok := vm.stream(id); ok {
+			t.Errorf("stream %d still registered after proxy_on_delete", id)
+		}
+	}
+	if e, ok := vm.stream(3); !ok || e.rootID != 1 {
+		t.Errorf("stream 3 lost: %v %v", e, ok)
+	}
+	if vm.rootOf(3) != 1 || vm.rootOf(1) != 1 {
+		t.Error("rootOf is wrong")
+	}
+	OnDelete(1)
+	if vm.plugin(1) != nil {
+		t.Error("plugin 1 still registered after proxy_on_delete")
+	}
+}
+
+func TestHTTPCallResponseRouting(t *testing.T) {
+	_, h := setup(t)
+	OnContextCreate(2, 1)
+	var got []uint32
+	dispatch := func(ctx uint32) uint32 {
+		token := uint32(100 + ctx)
+		prev := vm.enter(ctx)
+		RegisterHTTPCallout(token, func(n, _, _ int) { got = append(got, ActiveContextID(), uint32(n)) })
+		vm.leave(prev)
+		return token
+	}
+	t2 := dispatch(2)
+	t1 := dispatch(1)
+	OnHTTPCallResponse(1, t2, 3, 0, 0) // Envoy: the root context id
+	OnHTTPCallResponse(2, t1, 4, 0, 0) // a stream id is mapped to its plugin
+	OnHTTPCallResponse(1, t2, 5, 0, 0) // already answered: ignored
+	want := []uint32{2, 3, 1, 4}
+	if len(got) != len(want) {
+		t.Fatalf("callbacks saw %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("callbacks saw %v, want %v", got, want)
+		}
+	}
+	if len(h.effective) != 1 || h.effective[0] != 2 {
+		t.Errorf("effective contexts set %v, want [2] (the dispatching stream)", h.effective)
+	}
+	// A stream deleted before its response: the callback does not run.
+	OnContextCreate(3, 1)
+	t3 := dispatch(3)
+	OnDelete(3)
+	OnHTTPCallResponse(1, t3, 1, 0, 0)
+	if len(got) != 4 {
+		t.Errorf("callback ran for a deleted stream: %v", got)
+	}
+}
