@@ -56,8 +56,8 @@ const (
 	streamResponse streamType = 1
 )
 
-// metricType is a proxy_metric_type_t.
-type metricType uint32
+// MetricType is the kind of a guest-defined metric (proxy_metric_type_t).
+type MetricType uint32
 
 const (
 	// MetricCounter is a monotonically increasing metric.
@@ -67,9 +67,6 @@ const (
 	// MetricHistogram records a distribution of values.
 	MetricHistogram MetricType = 2
 )
-
-// MetricType is the kind of a guest-defined metric (proxy_metric_type_t).
-type MetricType = metricType
 
 // actionContinue is the proxy_action_t that lets the stream go on; every other
 // value pauses it (StopIteration for headers, StopIterationAndBuffer for bodies).

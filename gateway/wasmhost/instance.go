@@ -88,10 +88,12 @@ type GuestError struct {
 	Err      error
 }
 
+// Error implements error.
 func (e *GuestError) Error() string {
 	return fmt.Sprintf("wasm plugin %q: %s in %s: %v", e.Plugin, e.Kind, e.Callback, e.Err)
 }
 
+// Unwrap returns the underlying wazero error.
 func (e *GuestError) Unwrap() error { return e.Err }
 
 var _ error = (*GuestError)(nil)
@@ -264,11 +266,9 @@ func (in *instance) drainEvents() (bool, error) {
 	evs := in.evs
 	in.evs = nil
 	in.evMu.Unlock()
-	for i, e := range evs {
+	for _, e := range evs {
 		if err := in.deliver(e); err != nil {
-			// Drop the rest: the instance is dead.
-			_ = evs[i:]
-			return true, err
+			return true, err // the instance is dead: the rest go with it
 		}
 	}
 	return len(evs) > 0, nil

@@ -337,6 +337,7 @@ type logWriter struct {
 	plugin string
 }
 
+// Write implements io.Writer, one log record per line.
 func (w *logWriter) Write(b []byte) (int, error) {
 	for _, line := range bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n")) {
 		w.log.Info(string(line), "plugin", w.plugin, "source", "wasi")

@@ -24,6 +24,7 @@ const (
 	Reset
 )
 
+// String returns the action's name.
 func (a Action) String() string {
 	switch a {
 	case Continue:
@@ -184,7 +185,7 @@ func (s *Stream) headers(name string, export func(*exports) apiFunc, dir streamT
 		// calling the body callbacks).
 		return Result{Action: Buffer}
 	}
-	return s.finish(action, err, dir, nil, true)
+	return s.finish(action, err, dir)
 }
 
 func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir streamType, h *Headers) Result {
@@ -192,7 +193,7 @@ func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir st
 		return r
 	}
 	action, err := s.in.call(name, export(&s.in.f), uint64(s.id), uint64(h.Len()))
-	return s.finish(action, err, dir, nil, true)
+	return s.finish(action, err, dir)
 }
 
 func (s *Stream) body(name string, export func(*exports) apiFunc, dir streamType, buf *[]byte, eos bool) Result {
@@ -216,7 +217,7 @@ func (s *Stream) finishBody(action uint64, err error, dir streamType, eos bool) 
 	if err == nil && uint32(action) != actionContinue && !eos && s.localReply == nil && !s.closeStream && s.pendingCalls == 0 {
 		return Result{Action: Buffer} // StopIterationAndBuffer: wait for more
 	}
-	return s.finish(action, err, dir, nil, true)
+	return s.finish(action, err, dir)
 }
 
 // begin prepares a callback; done is true when the stream already failed.
@@ -248,7 +249,7 @@ func (s *Stream) begin(dir streamType) (Result, bool) {
 
 // finish turns a callback's return into a Result, waiting while the guest
 // pauses the stream.
-func (s *Stream) finish(action uint64, err error, dir streamType, _ []byte, _ bool) Result {
+func (s *Stream) finish(action uint64, err error, dir streamType) Result {
 	if err != nil {
 		return s.fail(err)
 	}
