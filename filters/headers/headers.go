@@ -66,3 +66,10 @@ func (s *stream) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	_ = proxywasm.AddHttpResponseHeader(HeaderServedBy, s.name)
 	return proxywasm.ActionContinue
 }
+
+// Interface guards.
+var (
+	_ proxywasm.VMContext     = (*VM)(nil)
+	_ proxywasm.PluginContext = (*plugin)(nil)
+	_ proxywasm.HttpContext   = (*stream)(nil)
+)

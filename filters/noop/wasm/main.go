@@ -20,3 +20,9 @@ type pluginContext struct{ proxywasm.DefaultPluginContext }
 func (*pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
 	return &proxywasm.DefaultHttpContext{}
 }
+
+// Interface guards.
+var (
+	_ proxywasm.VMContext     = (*vmContext)(nil)
+	_ proxywasm.PluginContext = (*pluginContext)(nil)
+)

@@ -1,5 +1,3 @@
-//go:build !wasip1
-
 // Package proxytest is a fake proxy-wasm host for native unit tests of
 // Meshwarden filters. It implements every hostcall of package proxywasm in
 // memory (header maps, bodies, properties, logs, local responses, HTTP
