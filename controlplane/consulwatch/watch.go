@@ -183,6 +183,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			w.fail("catalog", err)
 			w.opts.Log.Warn("consul catalog query failed; serving the last catalog", "err", err, "attempt", attempt)
+			// Resync with a non-blocking query once Consul answers again: a
+			// blocking query on the old index would hang until something
+			// changes, leaving the failure (and staleness) reported.
+			index = 0
 			if !w.backoff(ctx, attempt) {
 				break
 			}
@@ -255,6 +259,7 @@ func (w *Watcher) watchService(ctx context.Context, name string, st *serviceStat
 				return
 			}
 			w.fail(name, err)
+			index = 0 // resync without blocking once Consul answers (see Run)
 			if !w.backoff(ctx, attempt) {
 				return
 			}

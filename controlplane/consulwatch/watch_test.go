@@ -122,3 +122,53 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 		t.Fatal("backoff ignored a cancelled context")
 	}
 }
+
+// TestRecoversAfterOutageWithoutChanges: after Consul comes back with the
+// same catalog, the watcher must stop reporting stale promptly, not when a
+// blocking query on the old index finally times out.
+func TestRecoversAfterOutageWithoutChanges(t *testing.T) {
+	ctx0, cancel0 := context.WithTimeout(context.Background(), 60*time.Second)
+	a, err := consulagent.Start(ctx0, consulagent.Options{DataDir: t.TempDir()})
+	cancel0()
+	if err != nil {
+		t.Fatalf("consul: %v", err)
+	}
+	t.Cleanup(a.Stop)
+	c, err := a.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 80, Address: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	// WaitTime far longer than the test: recovery must not depend on it.
+	w := New(c, Options{WaitTime: 5 * time.Minute, BackoffMax: 500 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitCatalog(t, w, "web", func(cat *ir.Catalog) bool { return cat.Services["web"] != nil })
+	a.Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for !w.Status().Stale {
+		if time.Now().After(deadline) {
+			t.Fatalf("never reported stale while Consul was down: %+v", w.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer rcancel()
+	if err := a.Restart(rctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for w.Status().Stale {
+		if time.Now().After(deadline) {
+			t.Fatalf("still stale 20s after Consul came back: %+v", w.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if w.Catalog().Services["web"] == nil {
+		t.Fatalf("lost the service across the outage: %+v", w.Catalog().Services)
+	}
+}
