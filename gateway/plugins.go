@@ -127,6 +127,16 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 	cfg.HTTPCaller = pm.caller
 	cfg.Logger = pm.log.With("filter", cfg.Name)
 	cfg.Properties = pm.props
+	// Tell guests the level the gateway logs at, so they skip building
+	// messages nobody reads (formatting in a wasm guest is expensive).
+	switch {
+	case pm.log.Enabled(ctx, slog.LevelDebug):
+		cfg.LogLevel = wasmhost.LogDebug
+	case pm.log.Enabled(ctx, slog.LevelInfo):
+		cfg.LogLevel = wasmhost.LogInfo
+	default:
+		cfg.LogLevel = wasmhost.LogWarn
+	}
 	p, err := pm.rt.NewPlugin(ctx, mod, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
