@@ -27,7 +27,6 @@ const (
 	DefaultBufferEvents      = 10000
 	DefaultCollectorTimeout  = 2000
 	DefaultFailClosedTimeout = 2000
-	DefaultQueueName         = "mw-audit-events"
 )
 
 // Config is the audit filter's configuration (the plugin configuration in
@@ -135,7 +134,10 @@ type Batch struct {
 	// 10000); records past it are dropped and counted in
 	// mw_audit_dropped_total.
 	BufferEvents int `json:"bufferEvents,omitempty"`
-	// QueueName is the proxy-wasm shared queue (default mw-audit-events).
+	// QueueName, when set, sends records through this proxy-wasm shared
+	// queue so one buffer serves every instance of the VM; empty (default)
+	// keeps one buffer per instance, which costs no host notification per
+	// record.
 	QueueName string `json:"queueName,omitempty"`
 }
 
@@ -188,9 +190,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Batch.BufferEvents == 0 {
 		c.Batch.BufferEvents = DefaultBufferEvents
-	}
-	if c.Batch.QueueName == "" {
-		c.Batch.QueueName = DefaultQueueName
 	}
 	for i := range c.Rules {
 		if c.Rules[i].Level == "" {

@@ -62,10 +62,12 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 			p.source = string(v)
 		}
 	}
-	qid, err := proxywasm.RegisterSharedQueue(cfg.Batch.QueueName)
-	if err != nil {
-		proxywasm.LogCriticalf("audit: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
-		return proxywasm.OnPluginStartStatusFailed
+	var qid uint32
+	if cfg.Batch.QueueName != "" {
+		if qid, err = proxywasm.RegisterSharedQueue(cfg.Batch.QueueName); err != nil {
+			proxywasm.LogCriticalf("audit: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
+			return proxywasm.OnPluginStartStatusFailed
+		}
 	}
 	p.headers = [][2]string{
 		{":method", "POST"}, {":path", cfg.Collector.Path}, {":authority", cfg.Collector.Authority},
@@ -75,7 +77,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		p.headers = append(p.headers, [2]string{mwaudit.TokenHeader, cfg.Collector.Token})
 	}
 	p.b = batcher{
-		queueID: qid, max: cfg.Batch.BufferEvents, batch: cfg.Batch.MaxEvents,
+		queued: cfg.Batch.QueueName != "", queueID: qid, max: cfg.Batch.BufferEvents, batch: cfg.Batch.MaxEvents,
 		cluster: cfg.Collector.Cluster, headers: p.headers, timeout: uint32(cfg.Collector.TimeoutMs),
 		encode:   func(items [][]byte) []byte { return AppendBatch(nil, p.source, items) },
 		enqueued: proxywasm.DefineCounterMetric(MetricEnqueued),
@@ -92,7 +94,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	return proxywasm.OnPluginStartStatusOK
 }
 
-// OnTick drains the shared queue and sends a batch.
+// OnTick drains the shared queue (if configured) and sends a batch.
 func (p *pluginContext) OnTick() {
 	p.b.drain()
 	p.b.flush()
@@ -304,12 +306,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
-	if err := proxywasm.EnqueueSharedQueue(h.p.b.queueID, out.AppendCanonical(nil)); err != nil {
-		h.p.b.dropped.Increment(1)
-		proxywasm.LogWarnf("audit: record %s dropped: cannot enqueue: %v", out.ID, err)
-		return
-	}
-	h.p.b.enqueued.Increment(1)
+	h.p.b.add(out.AppendCanonical(nil))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the

@@ -111,39 +111,53 @@ func TestPluginNativeFailClosed(t *testing.T) {
 }
 
 func TestPluginNativeBufferDropsAndRetries(t *testing.T) {
-	cfg := strings.Replace(testConfig, `"source": "node-1"`, `"source": "node-1", "batch": {"maxEvents": 1, "bufferEvents": 1}`, 1)
-	host, reset := startNative(t, cfg)
-	defer reset()
-	for i := 0; i < 3; i++ {
-		id := host.InitializeHttpContext()
-		host.CallOnRequestHeaders(id, [][2]string{{":method", "GET"}, {":path", "/login"}}, true)
-		host.CallOnResponseHeaders(id, [][2]string{{":status", "200"}}, true)
-		host.CompleteHttpContext(id)
+	tests := []struct {
+		name, queue                 string
+		enqueued, droppedBeforeTick uint64
+	}{
+		{"per-instance buffer", "", 1, 2},
+		{"shared queue", `, "queueName": "q"`, 3, 0},
 	}
-	if n, _ := host.GetCounterMetric(MetricEnqueued); n != 3 {
-		t.Fatalf("%s = %d, want 3", MetricEnqueued, n)
-	}
-	host.Tick()
-	if n, _ := host.GetCounterMetric(MetricDropped); n != 2 {
-		t.Errorf("%s = %d, want 2 (buffer of 1)", MetricDropped, n)
-	}
-	calls := host.GetCallouts()
-	if len(calls) != 1 {
-		t.Fatalf("%d callouts", len(calls))
-	}
-	// A failed batch is kept and retried on the next tick.
-	host.CallOnHttpCallResponse(calls[0].CalloutID, [][2]string{{":status", "503"}}, nil, nil)
-	if n, _ := host.GetCounterMetric(MetricSendFailures); n != 1 {
-		t.Errorf("%s = %d, want 1", MetricSendFailures, n)
-	}
-	host.Tick()
-	calls = host.GetCallouts()
-	if len(calls) != 1 || decodeBatch(t, calls[0]).Events[0].OpType != "LOGIN" {
-		t.Fatalf("retry callouts = %+v", calls)
-	}
-	host.CallOnHttpCallResponse(calls[0].CalloutID, [][2]string{{":status", "200"}}, nil, nil)
-	if n, _ := host.GetCounterMetric(MetricSent); n != 1 {
-		t.Errorf("%s = %d, want 1", MetricSent, n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := strings.Replace(testConfig, `"source": "node-1"`, `"source": "node-1", "batch": {"maxEvents": 1, "bufferEvents": 1`+tt.queue+`}`, 1)
+			host, reset := startNative(t, cfg)
+			defer reset()
+			for i := 0; i < 3; i++ {
+				id := host.InitializeHttpContext()
+				host.CallOnRequestHeaders(id, [][2]string{{":method", "GET"}, {":path", "/login"}}, true)
+				host.CallOnResponseHeaders(id, [][2]string{{":status", "200"}}, true)
+				host.CompleteHttpContext(id)
+			}
+			if n, _ := host.GetCounterMetric(MetricEnqueued); n != tt.enqueued {
+				t.Fatalf("%s = %d, want %d", MetricEnqueued, n, tt.enqueued)
+			}
+			if n, _ := host.GetCounterMetric(MetricDropped); n != tt.droppedBeforeTick {
+				t.Errorf("%s before the tick = %d, want %d", MetricDropped, n, tt.droppedBeforeTick)
+			}
+			host.Tick()
+			if n, _ := host.GetCounterMetric(MetricDropped); n != 2 {
+				t.Errorf("%s = %d, want 2 (buffer of 1)", MetricDropped, n)
+			}
+			calls := host.GetCallouts()
+			if len(calls) != 1 {
+				t.Fatalf("%d callouts", len(calls))
+			}
+			// A failed batch is kept and retried on the next tick.
+			host.CallOnHttpCallResponse(calls[0].CalloutID, [][2]string{{":status", "503"}}, nil, nil)
+			if n, _ := host.GetCounterMetric(MetricSendFailures); n != 1 {
+				t.Errorf("%s = %d, want 1", MetricSendFailures, n)
+			}
+			host.Tick()
+			calls = host.GetCallouts()
+			if len(calls) != 1 || decodeBatch(t, calls[0]).Events[0].OpType != "LOGIN" {
+				t.Fatalf("retry callouts = %+v", calls)
+			}
+			host.CallOnHttpCallResponse(calls[0].CalloutID, [][2]string{{":status", "200"}}, nil, nil)
+			if n, _ := host.GetCounterMetric(MetricSent); n != 1 {
+				t.Errorf("%s = %d, want 1", MetricSent, n)
+			}
+		})
 	}
 }
 

@@ -6,13 +6,19 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
-// batcher moves encoded records from the shared queue (where every HTTP
-// context of every instance enqueues) into a bounded buffer in the root
-// context, and sends them in batches with dispatch_http_call, one batch in
-// flight at a time. A failed batch goes back to the front of the buffer and
-// is retried on the next tick; records past the bound are dropped and
-// counted.
+// batcher collects encoded items in a bounded buffer in the root context
+// and sends them in batches with dispatch_http_call, one batch in flight at a
+// time; a full batch answered 200 is followed at once by the next. A failed
+// batch goes back to the front of the buffer and is retried on the next
+// tick; items past the bound are dropped and counted.
+//
+// By default the buffer is per instance: HTTP contexts append to it directly
+// (they share the instance's memory with the root context). With a queue name
+// configured, HTTP contexts enqueue to that proxy-wasm shared queue instead,
+// and the root drains it on ticks, so one buffer serves several instances —
+// at the price of a host notification per item (docs/bench/filters.md).
 type batcher struct {
+	queued   bool // items go through the shared queue queueID
 	queueID  uint32
 	notified int // queue notifications since the last drain
 	buf      [][]byte
@@ -24,12 +30,32 @@ type batcher struct {
 	timeout  uint32
 	encode   func(items [][]byte) []byte
 
-	sent, dropped, failures proxywasm.MetricCounter
+	enqueued, sent, dropped, failures proxywasm.MetricCounter
 }
 
-// drain moves every queued record into the buffer.
+// add takes one encoded item from an HTTP context.
+func (b *batcher) add(data []byte) {
+	if b.queued {
+		if err := proxywasm.EnqueueSharedQueue(b.queueID, data); err != nil {
+			b.dropped.Increment(1)
+			return
+		}
+	} else {
+		if len(b.buf)+b.inflight >= b.max {
+			b.dropped.Increment(1)
+			return
+		}
+		b.buf = append(b.buf, data)
+	}
+	b.enqueued.Increment(1)
+}
+
+// drain moves every queued item into the buffer.
 func (b *batcher) drain() {
 	b.notified = 0
+	if !b.queued {
+		return
+	}
 	for {
 		data, err := proxywasm.DequeueSharedQueue(b.queueID)
 		if err != nil || data == nil {

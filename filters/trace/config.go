@@ -26,7 +26,6 @@ const (
 	DefaultFlushIntervalMs = 1000
 	DefaultBufferSpans     = 4096
 	DefaultTimeoutMs       = 2000
-	DefaultQueueName       = "mw-trace-spans"
 )
 
 // Config is the trace filter's configuration (the plugin configuration in
@@ -83,7 +82,10 @@ type Batch struct {
 	// BufferSpans bounds the spans waiting in one proxy (default 4096);
 	// spans past it are dropped and counted in mw_trace_dropped_total.
 	BufferSpans int `json:"bufferSpans,omitempty"`
-	// QueueName is the proxy-wasm shared queue (default mw-trace-spans).
+	// QueueName, when set, sends spans through this proxy-wasm shared
+	// queue so one buffer serves every instance of the VM; empty (default)
+	// keeps one buffer per instance, which costs no host notification per
+	// span.
 	QueueName string `json:"queueName,omitempty"`
 }
 
@@ -141,9 +143,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Batch.BufferSpans == 0 {
 		c.Batch.BufferSpans = DefaultBufferSpans
-	}
-	if c.Batch.QueueName == "" {
-		c.Batch.QueueName = DefaultQueueName
 	}
 	if c.AcceptB3 == nil {
 		t := true

@@ -11,6 +11,7 @@ import (
 
 // Metric names the filter defines.
 const (
+	MetricSpans        = "mw_trace_spans_total"
 	MetricExported     = "mw_trace_exported_total"
 	MetricDropped      = "mw_trace_dropped_total"
 	MetricSendFailures = "mw_trace_send_failures_total"
@@ -51,19 +52,22 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		proxywasm.LogInfof("trace: started, export disabled")
 		return proxywasm.OnPluginStartStatusOK
 	}
-	qid, err := proxywasm.RegisterSharedQueue(cfg.Batch.QueueName)
-	if err != nil {
-		proxywasm.LogCriticalf("trace: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
-		return proxywasm.OnPluginStartStatusFailed
+	var qid uint32
+	if cfg.Batch.QueueName != "" {
+		if qid, err = proxywasm.RegisterSharedQueue(cfg.Batch.QueueName); err != nil {
+			proxywasm.LogCriticalf("trace: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
+			return proxywasm.OnPluginStartStatusFailed
+		}
 	}
 	p.b = batcher{
-		queueID: qid, max: cfg.Batch.BufferSpans, batch: cfg.Batch.MaxSpans,
+		queued: cfg.Batch.QueueName != "", queueID: qid, max: cfg.Batch.BufferSpans, batch: cfg.Batch.MaxSpans,
 		cluster: cfg.Collector.Cluster, timeout: uint32(cfg.Collector.TimeoutMs),
 		headers: [][2]string{
 			{":method", "POST"}, {":path", cfg.Collector.Path}, {":authority", cfg.Collector.Authority},
 			{"content-type", "application/json"},
 		},
 		encode:   func(items [][]byte) []byte { return p.engine.AppendExport(nil, items) },
+		enqueued: proxywasm.DefineCounterMetric(MetricSpans),
 		sent:     proxywasm.DefineCounterMetric(MetricExported),
 		dropped:  proxywasm.DefineCounterMetric(MetricDropped),
 		failures: proxywasm.DefineCounterMetric(MetricSendFailures),
@@ -172,9 +176,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	if s.Route != "" {
 		s.Name += " " + s.Route
 	}
-	if err := proxywasm.EnqueueSharedQueue(h.p.b.queueID, h.p.engine.AppendSpanJSON(nil, s)); err != nil {
-		h.p.b.dropped.Increment(1)
-	}
+	h.p.b.add(h.p.engine.AppendSpanJSON(nil, s))
 }
 
 // hostRequest is the Request of the current stream: the headers are read
