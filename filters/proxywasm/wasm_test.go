@@ -280,6 +280,45 @@ func TestWasmBodyBuffering(t *testing.T) {
 	}
 }
 
+func TestWasmTrailersAndResponseBody(t *testing.T) {
+	f := newFixture(t, "cfg")
+	s, err := f.p.NewStream(context.Background(), wasmhost.StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if res := s.OnRequestHeaders(request("trailers"), false); res.Action != wasmhost.Continue {
+		t.Fatalf("headers: %v %v", res.Action, res.Err)
+	}
+	rt := wasmhost.NewHeaders("x-t", "v", "x-keep", "1")
+	if res := s.OnRequestTrailers(rt); res.Action != wasmhost.Continue || res.Err != nil {
+		t.Fatalf("request trailers: %v %v", res.Action, res.Err)
+	}
+	if got, _ := rt.Get("x-got-trailer"); got != "v/ok/2/2/ok" {
+		t.Errorf("x-got-trailer = %q, want v/ok/2/2/ok", got)
+	}
+	if _, ok := rt.Get("x-t"); ok {
+		t.Error("RemoveHttpRequestTrailer did not remove x-t")
+	}
+	if res := s.OnResponseHeaders(wasmhost.NewHeaders(":status", "200"), false); res.Action != wasmhost.Continue {
+		t.Fatalf("response headers: %v %v", res.Action, res.Err)
+	}
+	if res := s.OnResponseBody([]byte("abc"), false); res.Action != wasmhost.Buffer {
+		t.Fatalf("first response chunk: %v %v, want buffer", res.Action, res.Err)
+	}
+	res := s.OnResponseBody([]byte("def"), true)
+	if res.Action != wasmhost.Continue || string(res.Body) != "ABCDEF!" {
+		t.Fatalf("response body: %v %q %v, want continue ABCDEF!", res.Action, res.Body, res.Err)
+	}
+	tt := wasmhost.NewHeaders("grpc-status", "2")
+	if res := s.OnResponseTrailers(tt); res.Action != wasmhost.Continue || res.Err != nil {
+		t.Fatalf("response trailers: %v %v", res.Action, res.Err)
+	}
+	if got := tt.Pairs; len(got) != 2 || got[0] != [2]string{"grpc-status", "0"} || got[1] != [2]string{"x-got-resp-trailers", "1"} {
+		t.Errorf("response trailers = %q", got)
+	}
+}
+
 func TestWasmPanicFailsClosed(t *testing.T) {
 	f := newFixture(t, "cfg")
 	s, err := f.p.NewStream(context.Background(), wasmhost.StreamInfo{})

@@ -235,6 +235,43 @@ func (s *stream) OnHttpRequestBody(bodySize int, endOfStream bool) proxywasm.Act
 	return proxywasm.ActionContinue
 }
 
+func (s *stream) OnHttpRequestTrailers(n int) proxywasm.Action {
+	if s.test != "trailers" {
+		return proxywasm.ActionContinue
+	}
+	v, err := proxywasm.GetHttpRequestTrailer("x-t")
+	tr, err2 := proxywasm.GetHttpRequestTrailers()
+	_ = proxywasm.AddHttpRequestTrailer("x-got-trailer", v+"/"+errStr(err)+"/"+strconv.Itoa(n)+"/"+strconv.Itoa(len(tr))+"/"+errStr(err2))
+	_ = proxywasm.RemoveHttpRequestTrailer("x-t")
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) OnHttpResponseBody(bodySize int, endOfStream bool) proxywasm.Action {
+	if s.test != "trailers" {
+		return proxywasm.ActionContinue
+	}
+	if !endOfStream {
+		return proxywasm.ActionPause
+	}
+	b, err := proxywasm.GetHttpResponseBody(0, bodySize)
+	if err != nil {
+		return proxywasm.ActionContinue
+	}
+	_ = proxywasm.ReplaceHttpResponseBody(bytes.ToUpper(b))
+	_ = proxywasm.AppendHttpResponseBody([]byte("!"))
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) OnHttpResponseTrailers(int) proxywasm.Action {
+	if s.test != "trailers" {
+		return proxywasm.ActionContinue
+	}
+	tr, _ := proxywasm.GetHttpResponseTrailers()
+	_ = proxywasm.ReplaceHttpResponseTrailers(append(tr, [2]string{"x-got-resp-trailers", strconv.Itoa(len(tr))}))
+	_ = proxywasm.ReplaceHttpResponseTrailer("grpc-status", "0")
+	return proxywasm.ActionContinue
+}
+
 func (s *stream) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	_ = proxywasm.AddHttpResponseHeader("x-abiguest", s.test)
 	if s.test == "headers" {
