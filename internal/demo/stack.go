@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/consulagent"
+	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 // StackOptions configure a [Stack].
@@ -32,8 +35,16 @@ type StackOptions struct {
 	Log io.Writer
 	// Progress receives one line per step; nil discards it.
 	Progress io.Writer
-	// MTLS makes the plane serve Consul Connect certificates over SDS.
+	// MTLS brings the stack up with mutual TLS: the plane serves Consul
+	// Connect certificates over SDS (--mtls), the gateway presents its leaf
+	// to the upstreams and checks their SPIFFE ids, and the upstreams are
+	// Connect-native (their own leaves, admitting only the gateway's id).
 	MTLS bool
+	// LeafCertTTL, with MTLS, sets the Connect CA's LeafCertTTL before any
+	// leaf is issued (validation skipped, so tests may go below Consul's 1h
+	// minimum: "2m" makes the agent re-sign leaves every few seconds).
+	// Empty keeps Consul's default (72h).
+	LeafCertTTL string
 	// AuditToken is the shared token between the audit filter and the
 	// collector; empty means a fixed demo token.
 	AuditToken string
@@ -52,6 +63,10 @@ type Stack struct {
 	Gateway   *Proc
 	Upstreams []*Upstream
 	Sink      *OTLPSink
+
+	// GatewayID is the gateway's SPIFFE id, the only client the mTLS
+	// upstreams admit (set with MTLS).
+	GatewayID string
 
 	PolicyDir     string
 	CollectorAddr string
@@ -113,8 +128,13 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	}
 	s.step("audit collector at http://%s (WAL in %s)", s.CollectorAddr, s.AuditDir)
 
+	if s.opts.MTLS {
+		if err := s.prepareMTLS(ctx); err != nil {
+			return err
+		}
+	}
 	for _, v := range []string{"v1", "v2"} {
-		u, err := StartUpstream("payments", v)
+		u, err := s.startUpstream(ctx, "payments", v)
 		if err != nil {
 			return err
 		}
@@ -122,7 +142,12 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		if err := u.Register(s.ConsulAPI); err != nil {
 			return err
 		}
-		s.step("upstream payments %s at http://%s, registered in Consul with meta version=%s", v, u.Addr, v)
+		if s.opts.MTLS {
+			s.step("upstream payments %s at https://%s (Connect-native, leaf serial %s, admits only %s), registered in Consul with meta version=%s",
+				v, u.Addr, u.Certificate().Serial(), s.GatewayID, v)
+		} else {
+			s.step("upstream payments %s at http://%s, registered in Consul with meta version=%s", v, u.Addr, v)
+		}
 	}
 
 	if s.PlaneXDS, err = FreeAddr(); err != nil {
@@ -147,6 +172,80 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	}
 	s.step("gateway: traffic http://%s, admin http://%s", s.GatewayAddr, s.GatewayAdmin)
 	return nil
+}
+
+// prepareMTLS applies LeafCertTTL and works out the gateway's SPIFFE id
+// from the Connect CA's trust domain and the agent's datacenter (as the
+// plane does for the ids it matches on upstream certificates).
+func (s *Stack) prepareMTLS(ctx context.Context) error {
+	if s.opts.LeafCertTTL != "" {
+		if err := SetCAConfig(ctx, s.ConsulAPI, map[string]any{"LeafCertTTL": s.opts.LeafCertTTL}); err != nil {
+			return err
+		}
+		s.step("Connect CA LeafCertTTL set to %s", s.opts.LeafCertTTL)
+	}
+	roots, _, err := s.ConsulAPI.Connect().CARoots((&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("mtls: read Connect CA roots: %w", err)
+	}
+	self, err := s.ConsulAPI.Agent().Self()
+	if err != nil {
+		return fmt.Errorf("mtls: read the agent's datacenter: %w", err)
+	}
+	dc, _ := self["Config"]["Datacenter"].(string)
+	if roots.TrustDomain == "" || dc == "" {
+		return fmt.Errorf("mtls: Consul reports trust domain %q, datacenter %q", roots.TrustDomain, dc)
+	}
+	s.GatewayID = translate.SPIFFEID(roots.TrustDomain, dc, ir.GatewayNodeCluster)
+	return nil
+}
+
+// SetCAConfig rewrites the Consul Connect CA configuration (built-in
+// provider) with fields changed and validation skipped: LeafCertTTL below
+// 1h, or a new PrivateKey (with RootCert "") to rotate the root. The CA
+// may still be initialising right after the agent starts, so failures are
+// retried for up to 30s.
+func SetCAConfig(ctx context.Context, c *api.Client, fields map[string]any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last error
+	for {
+		cur, _, err := c.Connect().CAGetConfig((&api.QueryOptions{}).WithContext(ctx))
+		if err == nil {
+			cfg := map[string]any{}
+			for k, v := range cur.Config {
+				cfg[k] = v
+			}
+			cfg["SkipValidate"] = true
+			for k, v := range fields {
+				cfg[k] = v
+			}
+			_, err = c.Connect().CASetConfig(&api.CAConfig{Provider: cur.Provider, Config: cfg}, (&api.WriteOptions{}).WithContext(ctx))
+			if err == nil {
+				return nil
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set Connect CA config: %w", last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// startUpstream starts one upstream instance: plain HTTP, or with MTLS a
+// Connect-native one with its own leaf admitting only the gateway.
+func (s *Stack) startUpstream(ctx context.Context, service, version string) (*Upstream, error) {
+	if !s.opts.MTLS {
+		return StartUpstream(service, version)
+	}
+	w := s.opts.Log
+	if w == nil {
+		w = io.Discard
+	}
+	logger := slog.New(slog.NewTextHandler(w, nil)).With("proc", service+"-"+version)
+	return StartUpstreamMTLS(ctx, service, version, MTLSOptions{Consul: s.ConsulAPI, AllowClient: s.GatewayID, Logger: logger})
 }
 
 // preparePolicies copies the policy directory into the work dir and gives
