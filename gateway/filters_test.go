@@ -21,37 +21,52 @@ import (
 	"github.com/meshwarden/meshwarden/gateway/modules"
 )
 
+type guestBuild struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
 var (
-	guestOnce sync.Once
-	guestWasm []byte
-	guestErr  error
+	guestsMu sync.Mutex
+	guests   = map[string]*guestBuild{}
 )
 
 // headersGuest builds gateway/wasmhost's "headers" test guest (it copies
 // x-mw-dye into x-mw-lane, default "stable", and adds x-mw-filtered to
 // responses) with the standard toolchain.
-func headersGuest(t testing.TB) []byte {
+func headersGuest(t testing.TB) []byte { return testGuest(t, "headers") }
+
+// testGuest builds gateway/wasmhost/testdata/guests/<name> once per test binary.
+func testGuest(t testing.TB, name string) []byte {
 	t.Helper()
-	guestOnce.Do(func() {
+	guestsMu.Lock()
+	b := guests[name]
+	if b == nil {
+		b = &guestBuild{}
+		guests[name] = b
+	}
+	guestsMu.Unlock()
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "gw-guest-")
 		if err != nil {
-			guestErr = err
+			b.err = err
 			return
 		}
 		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "headers.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasmhost/testdata/guests/headers")
+		out := filepath.Join(dir, name+".wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasmhost/testdata/guests/"+name)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			guestErr = fmt.Errorf("build headers guest: %v\n%s", err, msg)
+			b.err = fmt.Errorf("build %s guest: %v\n%s", name, err, msg)
 			return
 		}
-		guestWasm, guestErr = os.ReadFile(out)
+		b.wasm, b.err = os.ReadFile(out)
 	})
-	if guestErr != nil {
-		t.Fatal(guestErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return guestWasm
+	return b.wasm
 }
 
 // moduleServer serves modules by path and counts fetches.

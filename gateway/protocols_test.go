@@ -286,3 +286,60 @@ func TestTLSFromSDS(t *testing.T) {
 	})
 	_ = wrapperspb.Bool
 }
+
+// TestPeerIdentityAndCallout runs wasmhost's conformance guest behind an
+// mTLS listener: the peer's SPIFFE id reaches the filter as a property, and
+// the filter's dispatch_http_call goes to a cluster from CDS/EDS.
+func TestPeerIdentityAndCallout(t *testing.T) {
+	wasm := testGuest(t, "conformance")
+	ms := startModuleServer(t)
+	ms.put("/conf.wasm", wasm)
+	pki := newPKI(t)
+	up := startUpstream(t, "callee")
+	plane := startPlane(t)
+	gw := startGateway(t, plane, "gw-peer", nil)
+	lst := httpListener(t, gw.port(), "r", "conf")
+	lst.FilterChains[0].TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls",
+		ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+			RequireClientCertificate: wrapperspb.Bool(true),
+			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(ir.LeafSecretName("gateway"))},
+				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(ir.RootsSecretName)}}})}}
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("upstream")}}}}}
+	gwCert, gwKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/gateway")
+	plane.set("gw-peer", lst, rc, wasmExt(t, "conf", ms.URL+"/conf.wasm", modules.Sum(wasm), false),
+		edsCluster("upstream", nil), cla("upstream", lbEndpoint(up.addr(), 0)),
+		leafSecret(ir.LeafSecretName("gateway"), gwCert, gwKey), rootsSecret(pki.caPEM))
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.ca)
+	clientCert, clientKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/client")
+	pair, _ := tls.X509KeyPair(clientCert, clientKey)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	base := strings.Replace(gw.url, "http://", "https://", 1)
+
+	t.Run("peer SPIFFE id as a property", func(t *testing.T) {
+		code, _, _ := get(t, c, base+"/p", "x-test", "properties")
+		if code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		h := *up.last.Load()
+		if got := h.Get("X-R-P-Connection.uri_san_peer_certificate"); got != "spiffe://test.mesh/ns/default/svc/client" {
+			t.Fatalf("filter saw peer %q (headers %v)", got, h)
+		}
+	})
+	t.Run("dispatch_http_call to a CDS cluster", func(t *testing.T) {
+		code, body, _ := get(t, c, base+"/c", "x-test", "call-reply")
+		if code != 201 || body != "call said: callee" {
+			t.Fatalf("got %d %q, want 201 from the filter with the callee's body", code, body)
+		}
+	})
+	t.Run("client without certificate refused", func(t *testing.T) {
+		nc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		if resp, err := nc.Get(base + "/"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("status %d without a client certificate, want a handshake failure", resp.StatusCode)
+		}
+	})
+}
