@@ -206,3 +206,28 @@ func TestAcquireHonoursContext(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// TestNoCallDeadlineRuntime runs the hostile guest in a runtime without
+// termination checks: bounds checks and traps work the same, and a 1 ms
+// CallTimeout is not enforced (no spurious timeouts).
+func TestNoCallDeadlineRuntime(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{NoCallDeadline: true})
+	p := newPlugin(t, r, "hostile", PluginConfig{PoolSize: 1, CallTimeout: time.Millisecond})
+	for _, mode := range []string{"oob", "trap"} {
+		h := reqHeaders("x-hostile", mode)
+		res := request(t, p, StreamInfo{}, h)
+		switch mode {
+		case "oob":
+			if res.Action != Continue || res.Err != nil {
+				t.Fatalf("oob: %v %v", res.Action, res.Err)
+			}
+		case "trap":
+			if res.Action != Reply || res.Err == nil || !strings.Contains(res.Err.Error(), "trap") {
+				t.Fatalf("trap: %v %v", res.Action, res.Err)
+			}
+		}
+	}
+	if st := p.Stats(); st.Timeouts != 0 || st.Traps != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

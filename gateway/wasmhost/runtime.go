@@ -43,6 +43,8 @@ type Runtime struct {
 	mu      sync.Mutex
 	modules map[string]*moduleEntry
 
+	noDeadline bool
+
 	shared  *sharedData
 	queues  *sharedQueues
 	metrics *metricStore
@@ -79,10 +81,11 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	}
 	rc = rc.WithCloseOnContextDone(!cfg.NoCallDeadline).WithMemoryLimitPages(cfg.MemoryLimitPages)
 	r := &Runtime{
-		modules: map[string]*moduleEntry{},
-		shared:  newSharedData(),
-		queues:  newSharedQueues(),
-		metrics: newMetricStore(),
+		noDeadline: cfg.NoCallDeadline,
+		modules:    map[string]*moduleEntry{},
+		shared:     newSharedData(),
+		queues:     newSharedQueues(),
+		metrics:    newMetricStore(),
 	}
 	if cfg.CacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
