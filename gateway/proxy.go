@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -49,6 +50,8 @@ type filterStream struct {
 	cs       *wasmhost.ChainStream
 	buffered [2]int
 	limit    int
+	// local is a filter's local reply given from a body callback.
+	local *wasmhost.LocalReply
 }
 
 func (f *filterStream) do(fn func(cs *wasmhost.ChainStream) wasmhost.Result) wasmhost.Result {
@@ -132,10 +135,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			x.status = 499
 			panic(http.ErrAbortHandler)
 		}
-		applyRequestHeaders(r, h)
 		if !noBody {
-			r.Body = &filteredBody{rc: r.Body, fs: x.fs, dir: 0, req: true, remain: r.ContentLength}
+			fb := &filteredBody{rc: r.Body, fs: x.fs, dir: 0, req: true, remain: r.ContentLength}
+			r.Body = fb
+			if res.Action == wasmhost.Buffer {
+				// A filter holds the headers until it has seen the body (a
+				// fail-closed audit waits for the collector's ack): nothing
+				// may reach the upstream until it lets go, as in Envoy. Pull
+				// the body through the filters first, bounded by the limit.
+				if !g.primeRequestBody(w, r, fb, x) {
+					return
+				}
+			}
 		}
+		applyRequestHeaders(r, h)
 	}
 	rt := l.routes.match(r.Host, r.URL.RequestURI(), r.Header)
 	if rt == nil {
@@ -169,6 +182,48 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if x.status == 0 {
 		x.status = rec.status
 	}
+}
+
+// primeRequestBody reads the request body through the filters until they
+// release it (or answer locally). It reports whether to go on forwarding;
+// when it returns false the response has been written.
+func (g *Gateway) primeRequestBody(w http.ResponseWriter, r *http.Request, fb *filteredBody, x *exchange) bool {
+	var pre []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := fb.Read(buf)
+		pre = append(pre, buf[:n]...)
+		if err == nil && len(fb.out) == 0 && !fb.eof {
+			// The filters released their buffer; the rest streams.
+			break
+		}
+		if errors.Is(err, io.EOF) || (err == nil && fb.eof && len(fb.out) == 0) {
+			// Whole body seen and released: its length is now known.
+			r.ContentLength = int64(len(pre))
+			r.Body = io.NopCloser(bytes.NewReader(pre))
+			_ = fb.Close()
+			return true
+		}
+		if err != nil {
+			switch {
+			case x.fs.local != nil:
+				x.status = writeLocalReply(w, x.fs.local)
+			case errors.Is(err, errBodyLimit):
+				x.status = http.StatusRequestEntityTooLarge
+				http.Error(w, err.Error(), x.status)
+			default:
+				x.status = http.StatusBadRequest
+				http.Error(w, "gateway: reading the request body: "+err.Error(), x.status)
+			}
+			return false
+		}
+	}
+	r.ContentLength = -1
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(pre), fb), fb}
+	return true
 }
 
 func isUpgrade(r *http.Request) bool {
@@ -237,6 +292,8 @@ func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	switch {
 	case x.local != nil:
 		x.status = writeLocalReply(w, x.local)
+	case x.fs != nil && x.fs.local != nil:
+		x.status = writeLocalReply(w, x.fs.local)
 	case errors.Is(err, errBodyLimit):
 		x.status = http.StatusRequestEntityTooLarge
 		http.Error(w, err.Error(), x.status)
@@ -340,6 +397,9 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 			if b.fs.buffered[b.dir] > b.fs.limit {
 				return 0, errBodyLimit
 			}
+		case wasmhost.Reply:
+			b.fs.local = res.Reply
+			return 0, errLocalReply
 		default:
 			return 0, fmt.Errorf("a filter stopped the %s body (%s)", map[bool]string{true: "request", false: "response"}[b.req], res.Action)
 		}

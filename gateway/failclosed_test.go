@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/internal/ir"
+)
+
+var auditWasm struct {
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+// buildAuditFilter builds the real filters/audit module once per test binary.
+func buildAuditFilter(t *testing.T) []byte {
+	t.Helper()
+	auditWasm.once.Do(func() {
+		dir, err := os.MkdirTemp("", "gw-audit-")
+		if err != nil {
+			auditWasm.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "audit.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../filters/audit/wasm")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			auditWasm.err = err
+			t.Logf("%s", msg)
+			return
+		}
+		auditWasm.b, auditWasm.err = os.ReadFile(out)
+	})
+	if auditWasm.err != nil {
+		t.Fatalf("build the audit filter: %v", auditWasm.err)
+	}
+	return auditWasm.b
+}
+
+// TestFailClosedAuditHoldsRequestUntilAck: a fail-closed audited POST with
+// a body must not reach the upstream before the collector acknowledges its
+// intent record, and must not reach it at all when the collector refuses:
+// the client gets the filter's 503.
+func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
+	wasm := buildAuditFilter(t)
+	ms := startModuleServer(t)
+	ms.put("/audit.wasm", wasm)
+
+	var (
+		collectorOK  atomic.Bool
+		intents      atomic.Int64
+		upstreamHits atomic.Int64
+		order        []string
+		mu           sync.Mutex
+	)
+	collectorOK.Store(true)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"phase":"intent"`) {
+			intents.Add(1)
+			mu.Lock()
+			order = append(order, "intent")
+			mu.Unlock()
+		}
+		if !collectorOK.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"accepted":1,"first_seq":1,"last_seq":1,"hash":"x"}`))
+	}))
+	t.Cleanup(collector.Close)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upstreamHits.Add(1)
+		mu.Lock()
+		order = append(order, "upstream")
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("done"))
+	}))
+	t.Cleanup(upstream.Close)
+
+	cfg := `{"rules":[{"methods":["POST"],"path":{"exact":"/v1/transfers"},"opType":"FUND_TRANSFER","level":"critical","failClosed":true}],` +
+		`"redact":{"bodyFields":["card.number"]},"collector":{"cluster":"` + ir.AuditClusterName + `","token":"t"},"failClosedTimeoutMs":2000}`
+	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: "mw.audit", RootId: "audit", FailurePolicy: wasmv3.FailurePolicy_FAIL_CLOSED,
+		Configuration: mustAny(t, wrapperspb.String(cfg)),
+		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "mw.audit", Runtime: "envoy.wasm.runtime.v8",
+			Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
+				HttpUri: &core.HttpUri{Uri: ms.URL + "/audit.wasm", HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "mw-modules"},
+					Timeout: durationpb.New(5 * time.Second)},
+				Sha256: modules.Sum(wasm)}}}}}}}
+	ext := &core.TypedExtensionConfig{Name: "mw.audit", TypedConfig: mustAny(t, w)}
+
+	plane := startPlane(t)
+	gw := startGateway(t, plane, "gw-failclosed", nil)
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	plane.set("gw-failclosed", httpListener(t, gw.port(), "r", "mw.audit"), rc, ext,
+		edsCluster("app", nil), edsCluster(ir.AuditClusterName, nil),
+		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
+		cla(ir.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+
+	post := func() (int, string) {
+		t.Helper()
+		body := strings.NewReader(`{"amount":10,"card":{"number":"4111111111111111"},"pad":"` + strings.Repeat("x", 40<<10) + `"}`)
+		resp, err := http.Post(gw.url+"/v1/transfers", "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	t.Run("acknowledged: forwarded after the intent", func(t *testing.T) {
+		code, body := post()
+		if code != 200 || body != "done" {
+			t.Fatalf("got %d %q, want 200 done", code, body)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(order) < 2 || order[0] != "intent" || order[1] != "upstream" {
+			t.Fatalf("order of arrival %v: the intent must be acknowledged before the upstream sees the request", order)
+		}
+	})
+
+	t.Run("refused: 503 and nothing forwarded", func(t *testing.T) {
+		collectorOK.Store(false)
+		before := upstreamHits.Load()
+		for range 5 {
+			code, body := post()
+			if code != http.StatusServiceUnavailable || !strings.Contains(body, "audit_unavailable") {
+				t.Fatalf("collector refusing: got %d %q, want the filter's 503", code, body)
+			}
+		}
+		if got := upstreamHits.Load() - before; got != 0 {
+			t.Fatalf("%d refused transfers reached the upstream", got)
+		}
+		collectorOK.Store(true)
+	})
+}
