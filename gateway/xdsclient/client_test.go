@@ -123,10 +123,10 @@ func TestProtocol(t *testing.T) {
 	res, _ := anypb.New(wrapperspb.String("x"))
 
 	tests := []struct {
-		name  string
+		name   string
 		reject error
-		resp  *discovery.DiscoveryResponse
-		check func(t *testing.T, r []*discovery.DiscoveryRequest)
+		resp   *discovery.DiscoveryResponse
+		check  func(t *testing.T, r []*discovery.DiscoveryRequest)
 	}{
 		{name: "initial wildcard subscription", check: func(t *testing.T, r []*discovery.DiscoveryRequest) {
 			if r[0].GetTypeUrl() != typeA || len(r[0].GetResourceNames()) != 0 || r[0].GetNode().GetId() != "n1" {
