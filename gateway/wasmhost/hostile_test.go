@@ -231,3 +231,60 @@ func TestNoCallDeadlineRuntime(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestTrapsUnderConcurrency mixes trapping and healthy requests from several
+// goroutines through a small pool: every request is answered, the pool never
+// exceeds its size, and it keeps serving.
+func TestTrapsUnderConcurrency(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	p := newPlugin(t, r, "hostile", PluginConfig{PoolSize: 2, FailOpen: true})
+	const workers, each = 4, 15
+	type outcome struct {
+		trap bool
+		res  Result
+	}
+	out := make(chan outcome, workers*each)
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				trap := (w+i)%3 == 0
+				mode := "oob"
+				if trap {
+					mode = "trap"
+				}
+				s, err := p.NewStream(context.Background(), StreamInfo{})
+				if err != nil {
+					out <- outcome{trap, Result{Action: Reset, Err: err}}
+					continue
+				}
+				res := s.OnRequestHeaders(reqHeaders("x-hostile", mode), true)
+				s.Close()
+				out <- outcome{trap, res}
+				if n := p.Stats().Instances; n > 2 {
+					out <- outcome{false, Result{Action: Reset, Err: &GuestError{Kind: "pool", Err: context.Canceled}}}
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(out)
+	traps := 0
+	for o := range out {
+		switch {
+		case o.res.Action != Continue:
+			t.Fatalf("request answered %v (%v)", o.res.Action, o.res.Err)
+		case o.trap != (o.res.Err != nil):
+			t.Fatalf("trap=%v but err=%v", o.trap, o.res.Err)
+		}
+		if o.trap {
+			traps++
+		}
+	}
+	if st := p.Stats(); st.Traps != uint64(traps) || st.Replaced != uint64(traps) {
+		t.Fatalf("stats %+v, want %d traps and replacements", st, traps)
+	}
+}
