@@ -81,12 +81,16 @@ func (bg *Baggage) Get(key string) (string, bool) {
 
 // Set puts key=value (value percent-encoded) first in the list, replacing
 // any member with that key, then drops members from the end until the
-// limits hold. It reports false if key is not a token.
+// limits hold. It reports false, changing nothing, if key is not a token or
+// the member alone would exceed 8192 bytes.
 func (bg *Baggage) Set(key, value string) bool {
 	if !isToken(key) {
 		return false
 	}
 	raw := key + "=" + percentEncode(value)
+	if len(raw) > MaxBaggageBytes {
+		return false
+	}
 	out := make([]BaggageMember, 0, len(bg.Members)+1)
 	out = append(out, BaggageMember{Key: key, Raw: raw})
 	size := len(raw)

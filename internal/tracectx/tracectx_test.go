@@ -226,6 +226,9 @@ func TestBaggageSetGetDelete(t *testing.T) {
 	if bg.Set("bad key", "x") {
 		t.Error("Set accepted a key with a space")
 	}
+	if bg.Set("huge", strings.Repeat(" ", MaxBaggageBytes/3+1)) {
+		t.Error("Set accepted a member longer than 8192 bytes once encoded")
+	}
 	if !bg.Delete("mw-dye") || bg.Delete("mw-dye") {
 		t.Error("Delete did not remove exactly once")
 	}
