@@ -82,7 +82,9 @@ func guestPkg(tb testing.TB, key, pkg string) []byte {
 func newRuntime(tb testing.TB, cfg RuntimeConfig) *Runtime {
 	tb.Helper()
 	if cfg.CacheDir == "" {
-		cfg.CacheDir = tb.TempDir()
+		// One compilation cache for the whole test binary: each guest is
+		// compiled once (≈ 0.5 s), then loaded from disk.
+		cfg.CacheDir = filepath.Join(builds.dir, "compilation-cache")
 	}
 	r, err := NewRuntime(context.Background(), cfg)
 	if err != nil {
