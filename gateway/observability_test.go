@@ -58,6 +58,49 @@ func TestTracingAndDrain(t *testing.T) {
 		}
 	})
 
+	t.Run("config update does not drop in-flight requests", func(t *testing.T) {
+		hold := make(chan struct{})
+		slow2 := startUpstream(t, "slow2")
+		slow2.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-hold
+			_, _ = io.WriteString(w, "slow2 done")
+		})
+		rc2 := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+			Routes: []*route.Route{{Name: "slow", Match: prefixMatch("/slow2"), Action: routeTo("slow")},
+				{Name: "up", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+		plane.set("gw-obs", httpListener(t, gw.port(), "r"), rc2, edsCluster("up", nil), edsCluster("slow", nil),
+			cla("up", lbEndpoint(up.addr(), 0)), cla("slow", lbEndpoint(slow2.addr(), 0)))
+		eventually(t, 10*time.Second, "slow2 config", func() bool {
+			return gw.g.model.Load().clusters["slow"].endpoints[0].st.addr == slow2.addr()
+		})
+		done := make(chan string, 1)
+		go func() {
+			resp, err := http.Get(gw.url + "/slow2")
+			if err != nil {
+				done <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			done <- string(b)
+		}()
+		eventually(t, 5*time.Second, "request in flight", func() bool { return gw.g.acquire() != nil && activeRefs(gw.g) > 1 })
+		before := gw.g.model.Load()
+		// A new config removes the cluster the request is using.
+		plane.set("gw-obs", httpListener(t, gw.port(), "r"), rc, edsCluster("up", nil), edsCluster("slow", nil),
+			cla("up", lbEndpoint(up.addr(), 0)), cla("slow", lbEndpoint(slow.addr(), 0)))
+		eventually(t, 10*time.Second, "config swapped", func() bool { return gw.g.model.Load() != before })
+		close(hold)
+		select {
+		case got := <-done:
+			if got != "slow2 done" {
+				t.Fatalf("in-flight request across a config update got %q", got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("in-flight request did not finish")
+		}
+	})
+
 	t.Run("drain finishes in-flight requests and stops accepting", func(t *testing.T) {
 		type result struct {
 			code int
