@@ -306,7 +306,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
-	h.p.b.add(out.AppendCanonical(nil))
+	h.p.b.add(out.AppendCanonical(make([]byte, 0, 768)))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the

@@ -176,7 +176,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	if s.Route != "" {
 		s.Name += " " + s.Route
 	}
-	h.p.b.add(h.p.engine.AppendSpanJSON(nil, s))
+	h.p.b.add(h.p.engine.AppendSpanJSON(make([]byte, 0, 640), s))
 }
 
 // hostRequest is the Request of the current stream: the headers are read
