@@ -10,9 +10,12 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,6 +270,33 @@ func signedBy(chain []*x509.Certificate, root *x509.Certificate) error {
 	return err
 }
 
+// metricSum adds up every sample of metric on a Prometheus text endpoint.
+func metricSum(t *testing.T, url, metric string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, metric+"{") && !strings.HasPrefix(line, metric+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("scrape %s: %q: %v", url, line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
 // TestCertRotationUnderLoad runs the whole stack over mTLS (plane --mtls,
 // the gateway presenting its SDS leaf, Connect-native upstreams with their
 // own leaves) with steady load through the gateway, through (a) leaf
@@ -372,6 +402,20 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	}
 	if failed != 0 || probe.failed != 0 {
 		t.Fatalf("%d of %d load requests and %d of %d probes failed through the rotations: %s; %s", failed, sent, probe.failed, probe.sent, load, probe)
+	}
+
+	// Nothing was hidden by the gateway's retries (the canary route allows
+	// 2) and no gateway handshake was refused by an upstream: the one
+	// refusal is the intruder's above.
+	if n := metricSum(t, "http://"+st.GatewayAdmin+"/metrics", "meshwarden_gateway_upstream_retries_total"); n != 0 {
+		t.Fatalf("the gateway retried %v upstream attempts during the rotations", n)
+	}
+	refused := int64(0)
+	for _, u := range st.Upstreams {
+		refused += u.Handshakes().Rejected
+	}
+	if refused != 1 {
+		t.Fatalf("the upstreams refused %d handshakes, want 1 (the intruder's)", refused)
 	}
 
 	// Old certificates are no longer served or presented.
