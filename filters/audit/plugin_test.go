@@ -173,3 +173,50 @@ func TestPluginNativeRefusesBadConfig(t *testing.T) {
 		t.Errorf("critical logs do not name the field: %q", logs)
 	}
 }
+
+func TestPluginNativeBodyBoundAndTrailers(t *testing.T) {
+	cfg := strings.Replace(testConfig, `"source": "node-1"`, `"source": "node-1", "maxBodyBytes": 8`, 1)
+	tests := []struct {
+		name      string
+		chunks    []string
+		trailers  bool
+		truncated bool
+		digest    bool
+		redacted  string
+	}{
+		{"over the bound", []string{`{"limit":`, `5000}`}, false, true, false, "body"},
+		{"ended by trailers", []string{`{"a":1}`}, true, false, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, reset := startNative(t, cfg)
+			defer reset()
+			id := host.InitializeHttpContext()
+			host.CallOnRequestHeaders(id, [][2]string{{":method", "PUT"}, {":path", "/v1/accounts/A/limits"}}, false)
+			var last proxywasm.Action
+			for i, c := range tt.chunks {
+				last = host.CallOnRequestBody(id, []byte(c), !tt.trailers && i == len(tt.chunks)-1)
+			}
+			if tt.trailers {
+				if last != proxywasm.ActionPause {
+					t.Fatalf("body without end of stream: %v, want pause (buffering)", last)
+				}
+				last = host.CallOnRequestTrailers(id, [][2]string{{"x-t", "1"}})
+			}
+			if last != proxywasm.ActionContinue {
+				t.Fatalf("last action = %v, want continue", last)
+			}
+			host.CallOnResponseHeaders(id, [][2]string{{":status", "204"}}, true)
+			host.CompleteHttpContext(id)
+			host.Tick()
+			calls := host.GetCallouts()
+			if len(calls) != 1 {
+				t.Fatalf("%d callouts", len(calls))
+			}
+			ev := decodeBatch(t, calls[0]).Events[0]
+			if ev.BodyTruncated != tt.truncated || (ev.BodyDigest != "") != tt.digest || strings.Join(ev.Redacted, ",") != tt.redacted || ev.Status != 204 {
+				t.Errorf("record = %+v", ev)
+			}
+		})
+	}
+}

@@ -203,3 +203,23 @@ func BenchmarkEngineApply(b *testing.B) {
 		e.Apply(req, Peer{Identity: "spiffe://bank.example/ns/mesh/sa/gw"}, nil)
 	}
 }
+
+func TestStickyCookie(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"rules":[{"name":"c","split":[{"lane":"canary","weight":50},{"lane":"blue","weight":50}],"stickyKey":{"cookie":"uid"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(cfg)
+	for _, uid := range []string{"a", "b", "c", "d", "e"} {
+		want := "blue"
+		if StickyBucket("c", uid) < 50 {
+			want = "canary"
+		}
+		for _, rnd := range []uint32{0, 99} {
+			req := mapReq{":path": "/", "cookie": "theme=dark; uid=" + uid}
+			if d := e.Apply(req, Peer{}, func() uint32 { return rnd }); d.Lane != want {
+				t.Errorf("uid %s (rnd %d): lane %q, want %q", uid, rnd, d.Lane, want)
+			}
+		}
+	}
+}
