@@ -146,6 +146,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				if !g.primeRequestBody(w, r, fb, x) {
 					return
 				}
+			} else {
+				// Body callbacks may change the length: stream it chunked
+				// (HTTP/1.1) or as DATA frames (HTTP/2) instead of with the
+				// original Content-Length.
+				r.ContentLength = -1
 			}
 		}
 		applyRequestHeaders(r, h)
