@@ -92,7 +92,7 @@ this command.`,
 	fl.StringVar(&workDir, "work-dir", "", "where processes keep state and logs (default: a new temp dir)")
 	fl.BoolVar(&stay, "stay", false, "keep everything running after the story, until Ctrl-C")
 	fl.BoolVar(&keep, "keep", false, "keep the work dir (WAL, logs) at exit")
-	fl.BoolVar(&mtls, "mtls", false, "serve Consul Connect certificates over SDS (mTLS between proxies)")
+	fl.BoolVar(&mtls, "mtls", true, "mTLS gateway -> upstreams with Consul Connect certificates (SDS to the gateway, Connect-native upstreams); --mtls=false for plain HTTP")
 	fl.BoolVar(&verbose, "verbose", false, "copy every process's output to stderr")
 	fl.IntVar(&users, "users", 200, "distinct users in the sticky-split demonstration")
 	return cmd

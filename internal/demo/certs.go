@@ -27,7 +27,7 @@ import (
 // from its certificate manager.
 func printCerts(ctx context.Context, out io.Writer, st *Stack) {
 	if !st.opts.MTLS {
-		fmt.Fprintln(out, "  mTLS is off in this run (meshwarden demo --mtls turns on Consul Connect certificates over SDS)")
+		fmt.Fprintln(out, "  mTLS is off in this run (meshwarden demo --mtls=false); by default the gateway and the upstreams use Consul Connect certificates")
 		return
 	}
 	now := time.Now()
