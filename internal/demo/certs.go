@@ -127,8 +127,6 @@ type series struct {
 	value  float64
 }
 
-var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
-
 // scrapeExpiry reads metric's samples from a Prometheus text endpoint;
 // errors yield no samples (the printout says what it found).
 func scrapeExpiry(ctx context.Context, url, metric string) []series {
@@ -143,6 +141,7 @@ func scrapeExpiry(ctx context.Context, url, metric string) []series {
 		return nil
 	}
 	defer resp.Body.Close()
+	labelRE := regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
 	var out []series
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
