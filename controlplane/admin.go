@@ -153,7 +153,7 @@ func (s *Server) AdminHandler(modules http.Handler) http.Handler {
 		if !ok {
 			return
 		}
-		ps, warnings, err := s.ApplyPolicies(r.Context(), files)
+		ps, warnings, err := s.ApplyPoliciesFrom(r.Context(), files, "api", r.Header.Get("X-Meshwarden-Identity"))
 		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "applied": false})
 			return

@@ -79,6 +79,12 @@ func (s *Server) TranslatePolicies(files map[string][]byte) (map[string]*transla
 // it in and republishes. On error nothing changes and the error (with the
 // loader's diagnostics) is recorded as the last rejection.
 func (s *Server) ApplyPolicies(ctx context.Context, files map[string][]byte) (*ir.PolicySet, []string, error) {
+	return s.ApplyPoliciesFrom(ctx, files, "api", "")
+}
+
+// ApplyPoliciesFrom is ApplyPolicies with the set's origin and sender, which
+// the change record keeps.
+func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte, source, identity string) (*ir.PolicySet, []string, error) {
 	ps, shared, err := s.candidate(files)
 	if err != nil {
 		s.m.policyRejections.Inc()
@@ -89,9 +95,20 @@ func (s *Server) ApplyPolicies(ctx context.Context, files map[string][]byte) (*i
 		return nil, nil, err
 	}
 	s.mu.Lock()
+	prev, prevFiles := "", s.policyFiles
+	if s.policy != nil {
+		prev = s.policy.Revision
+	}
 	s.policy = ps
+	s.policyFiles = files
 	s.mu.Unlock()
-	s.log.Info("policy set applied", "revision", ps.Revision, "files", len(files))
+	s.log.Info("policy set applied", "revision", ps.Revision, "files", len(files), "source", source)
+	if s.cfg.RecordChange != nil && prev != ps.Revision {
+		c := PolicyChange{Set: ps, Previous: prev, Before: prevFiles, After: files, Source: source, Identity: identity}
+		if err := s.cfg.RecordChange(ctx, c); err != nil {
+			s.log.Error("could not record the policy change; the set stays applied", "revision", ps.Revision, "err", err)
+		}
+	}
 	if s.cfg.OnPolicy != nil {
 		if err := s.cfg.OnPolicy(ps); err != nil {
 			s.log.Error("policy hook failed; the set stays applied", "revision", ps.Revision, "err", err)
@@ -177,7 +194,7 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 			return
 		}
 		last, lastModules = rev, mods
-		_, _, err = s.ApplyPolicies(ctx, files)
+		_, _, err = s.ApplyPoliciesFrom(ctx, files, "policy-dir "+s.cfg.PolicyDir, "")
 		failed = err != nil
 	}
 	check()

@@ -57,6 +57,13 @@ type Config struct {
 	// in (e.g. to hand Certificates to the certificate manager). An error is
 	// logged; the set stays applied.
 	OnPolicy func(*ir.PolicySet) error
+	// RecordChange, if set, is called with every policy set that replaces
+	// a different one, after the swap: the files before and after, where
+	// the set came from ("policy-dir <dir>" or "api") and who sent it (the
+	// X-Meshwarden-Identity header of an API apply, else ""). The plane's
+	// change log (policies.ChangeLog) hangs here. An error is logged; the
+	// set stays applied.
+	RecordChange func(ctx context.Context, c PolicyChange) error
 	// Debounce is the quiet time that coalesces bursts of changes
 	// (default 20ms); a burst is cut after 5× Debounce.
 	Debounce time.Duration
@@ -78,14 +85,16 @@ type Server struct {
 	m       *metrics
 	kick    chan struct{}
 
-	mu        sync.Mutex
-	policy    *ir.PolicySet
-	shared    *translate.Shared
-	buildErr  error
-	nodes     map[string]*nodeState
-	streams   map[int64]string
-	rejection *Rejection
-	built     time.Time
+	mu     sync.Mutex
+	policy *ir.PolicySet
+	// policyFiles are the files of policy, for the change record's diff.
+	policyFiles map[string][]byte
+	shared      *translate.Shared
+	buildErr    error
+	nodes       map[string]*nodeState
+	streams     map[int64]string
+	rejection   *Rejection
+	built       time.Time
 }
 
 type nodeState struct {
@@ -99,6 +108,14 @@ type nodeState struct {
 	goodSnap *translate.Snapshot
 	// rejected holds versions Envoy NACKed; they are not pushed again.
 	rejected map[string]bool
+}
+
+// PolicyChange describes one applied policy set for the change record.
+type PolicyChange struct {
+	Set              *ir.PolicySet
+	Previous         string // revision replaced ("" for the first)
+	Before, After    map[string][]byte
+	Source, Identity string
 }
 
 // Rejection records the last thing refused: a NACK from a node, a policy

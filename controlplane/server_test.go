@@ -201,8 +201,10 @@ func TestNACKKeepsLastGood(t *testing.T) {
 // TestPolicyApplyAndTranslate drives POST /v1/policies:* over HTTP.
 func TestPolicyApplyAndTranslate(t *testing.T) {
 	var hooked []string
+	var changes []PolicyChange
 	p := startPlane(t, func(c *Config) {
 		c.OnPolicy = func(ps *ir.PolicySet) error { hooked = append(hooked, ps.Revision); return nil }
+		c.RecordChange = func(_ context.Context, pc PolicyChange) error { changes = append(changes, pc); return nil }
 	})
 	register(t, p.consul, "echo-1", "echo", 9001, map[string]string{"version": "v2"}, api.HealthPassing)
 	ads := dialADS(t, p.addr, "web-1", "web", nil)
@@ -223,7 +225,9 @@ func TestPolicyApplyAndTranslate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			body, _ := json.Marshal(map[string]string{"canary.json": tc.file})
-			resp, err := http.Post(p.admin.URL+tc.path, "application/json", strings.NewReader(string(body)))
+			req, _ := http.NewRequest(http.MethodPost, p.admin.URL+tc.path, strings.NewReader(string(body)))
+			req.Header.Set("X-Meshwarden-Identity", "alice@security")
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,6 +244,25 @@ func TestPolicyApplyAndTranslate(t *testing.T) {
 	}
 	if len(hooked) != 1 || hooked[0] != p.s.PolicyRevision() {
 		t.Fatalf("OnPolicy calls = %v, want once with the applied revision", hooked)
+	}
+	// Exactly the applied set is recorded, with who sent it and its files;
+	// rejected sets and translations are not.
+	if len(changes) != 1 {
+		t.Fatalf("RecordChange calls = %d, want 1", len(changes))
+	}
+	c := changes[0]
+	if c.Identity != "alice@security" || c.Source != "api" || c.Previous != "" || c.Set.Revision != p.s.PolicyRevision() || string(c.After["canary.json"]) != good {
+		t.Fatalf("recorded change = %+v", c)
+	}
+	// Re-applying the same set is not a change.
+	body, _ := json.Marshal(map[string]string{"canary.json": good})
+	resp, err := http.Post(p.admin.URL+"/v1/policies:apply", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(changes) != 1 {
+		t.Fatalf("re-applying the same set recorded %d changes, want still 1", len(changes))
 	}
 }
 

@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +33,7 @@ type controlPlaneFlags struct {
 	auditCollector, otlpEndpoint                                     string
 	debounce                                                         time.Duration
 	register, mtls, verbose                                          bool
+	changelog                                                        string
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -91,7 +95,29 @@ Admin API (--admin-addr):
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+ir.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
+	fl.StringVar(&f.changelog, "changelog", "policy-changes.jsonl", "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; empty disables")
 	return cmd
+}
+
+// filesDiff is the unified diff of two policy sets, file by file.
+func filesDiff(before, after map[string][]byte) string {
+	names := map[string]bool{}
+	for n := range before {
+		names[n] = true
+	}
+	for n := range after {
+		names[n] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	var b strings.Builder
+	for _, n := range sorted {
+		b.WriteString(policies.UnifiedDiff("a/"+n, "b/"+n, string(before[n]), string(after[n])))
+	}
+	return b.String()
 }
 
 func envOr(key, def string) string {
@@ -181,14 +207,44 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 			return fmt.Errorf("--mtls: read the agent's datacenter: %w", err)
 		}
 		dc, _ := self["Config"]["Datacenter"].(string)
-		m, err := certs.NewManager(certs.Options{Issuer: certs.NewConsulIssuer(client, certs.ConsulOptions{}), Logger: log, Registerer: reg})
+		issuer := certs.NewConsulIssuer(client, certs.ConsulOptions{})
+		m, err := certs.NewManager(certs.Options{Issuer: issuer, Logger: log, Registerer: reg})
 		if err != nil {
 			return err
+		}
+		// The CertificatePolicy in force sets renewal and, for Consul's
+		// CA, the leaf lifetime.
+		cfg.OnPolicy = func(ps *ir.PolicySet) error {
+			if err := m.SetPolicy(ps.Certificates); err != nil {
+				return err
+			}
+			if ttl := ps.Certificates.LeafTTL; ttl > 0 && (ps.Certificates.Issuer == "" || ps.Certificates.Issuer == "consul") {
+				return issuer.SetLeafTTL(ctx, ttl)
+			}
+			return nil
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = m.Run(ctx) }()
 		cfg.Secrets = m
 		cfg.Translate.TrustDomain, cfg.Translate.Datacenter = roots.TrustDomain, dc
+	}
+	if f.changelog != "" {
+		cl, err := policies.OpenChangeLog(f.changelog)
+		if err != nil {
+			return fmt.Errorf("--changelog: %w", err)
+		}
+		cfg.RecordChange = func(ctx context.Context, c controlplane.PolicyChange) error {
+			who := c.Identity
+			if who == "" {
+				who = "controlplane"
+				if u, err := user.Current(); err == nil {
+					who += " (os user " + u.Username + ")"
+				}
+			}
+			_, err := cl.Append(ctx, policies.Change{Identity: who, Time: time.Now(), Revision: c.Set.Revision,
+				Previous: c.Previous, Source: c.Source, Diff: filesDiff(c.Before, c.After)})
+			return err
+		}
 	}
 	plane, err := controlplane.New(cfg)
 	if err != nil {
