@@ -331,7 +331,8 @@ func (s *Stack) StartPlane(ctx context.Context) error {
 	args := []string{"controlplane",
 		"--consul", s.Consul.Addr(), "--xds-addr", s.PlaneXDS, "--admin-addr", s.PlaneAdmin,
 		"--policy-dir", s.PolicyDir, "--filters-dir", s.opts.FiltersDir,
-		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr}
+		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr,
+		"--changelog", filepath.Join(s.opts.WorkDir, "policy-changes.jsonl")}
 	if s.opts.MTLS {
 		args = append(args, "--mtls")
 	}
