@@ -457,3 +457,41 @@ func TestCertRotationUnderLoad(t *testing.T) {
 		t.Logf("%s: %d handshakes accepted, %d refused; serves %s", u.ID(), h.Accepted, h.Rejected, served)
 	}
 }
+
+// TestDemoStoryMTLS is the demo's story on the stack `meshwarden demo` runs
+// by default: mTLS from the gateway to Connect-native upstreams.
+func TestDemoStoryMTLS(t *testing.T) {
+	st := startStackOpts(t, demo.StackOptions{MTLS: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	sum, err := demo.Story(ctx, st, 200, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.OptIn.ByVersion["v2"]; got != 20 || sum.OptIn.Failed != 0 {
+		t.Errorf("opt-in canary: %d/20 to v2, %d failed; want 20/20", got, sum.OptIn.Failed)
+	}
+	if sum.Users.Failed != 0 || sum.UsersAgain.Failed != 0 || sum.StickyMismatch != 0 {
+		t.Errorf("split traffic: %d + %d failed, %d lane changes", sum.Users.Failed, sum.UsersAgain.Failed, sum.StickyMismatch)
+	}
+	if sum.Spoofed.ByVersion["v2"] != 0 || sum.Transfers != 5 || !sum.VerifyOK || len(sum.TraceSpans) < 2 {
+		t.Errorf("spoofed to v2 %d, transfers %d/5, verify %v, spans %d", sum.Spoofed.ByVersion["v2"], sum.Transfers, sum.VerifyOK, len(sum.TraceSpans))
+	}
+	// Every request reached the upstreams over mTLS as the gateway.
+	r, err := st.NewClient().Do(ctx, http.MethodGet, "/hello", nil, nil)
+	if err != nil || r.Echo.TLS == nil || r.Echo.TLS.ClientID != st.GatewayID {
+		t.Fatalf("request after the story: tls %+v, err %v; want client %s", r.Echo.TLS, err, st.GatewayID)
+	}
+	i := strings.Index(out.String(), "== 6. Certificates")
+	if i < 0 {
+		t.Fatal("the story printed no certificates section")
+	}
+	certsOut := out.String()[i:]
+	for _, want := range []string{"active, serial", st.GatewayID, "/svc/payments", "the plane serves it over SDS as mw-leaf:meshwarden-gateway", "the gateway holds it", "0 refused"} {
+		if !strings.Contains(certsOut, want) {
+			t.Errorf("the certificates section lacks %q:\n%s", want, certsOut)
+		}
+	}
+}
