@@ -13,7 +13,7 @@ FUZZTIME  ?= 10s
 export MESHWARDEN_CACHE := $(CACHE)
 export MESHWARDEN_FILTERS_DIR := $(CURDIR)/$(BIN)/filters
 
-.PHONY: all build filters cli consul test test-unit fuzz check demo bench clean help
+.PHONY: all build filters cli consul pebble test test-unit fuzz check demo bench clean help
 
 all: build
 
@@ -34,7 +34,10 @@ cli: ## Build bin/meshwarden
 consul: ## Build the Consul agent once (cached under $(CACHE))
 	@scripts/ensure-consul.sh >/dev/null
 
-test: consul filters ## Run every test (unit, wasm conformance, real Consul, e2e) and brief fuzzing
+pebble: ## Build the Pebble ACME test CA once (cached under $(CACHE))
+	@scripts/ensure-pebble.sh >/dev/null
+
+test: consul pebble filters ## Run every test (unit, wasm conformance, real Consul, e2e) and brief fuzzing
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz
 
