@@ -2,9 +2,16 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +20,8 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	cpmodules "github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/dye"
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -120,4 +129,92 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRealPlaneDeliversFilters: the real plane serves the dye filter (built
+// from filters/dye/wasm) by ECDS and its module server; the gateway fetches
+// and verifies it, and the lane the filter sets routes the request.
+func TestRealPlaneDeliversFilters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Consul agent and builds the dye filter")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "dye.wasm"), "../filters/dye/wasm")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build dye filter: %v\n%s", err, out)
+	}
+	ms := cpmodules.New(dir, nil)
+	if _, err := ms.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	modSrv := httptest.NewServer(ms)
+	t.Cleanup(modSrv.Close)
+
+	_, consul := consultest.Start(t)
+	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
+	for i, u := range []*namedUpstream{v1, v2} {
+		_, port, _ := net.SplitHostPort(u.addr())
+		p, _ := strconv.Atoi(port)
+		version := "v" + strconv.Itoa(i+1)
+		if err := consul.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "shop-" + version, Name: "shop", Address: "127.0.0.1", Port: p,
+			Meta:  map[string]string{"version": version},
+			Check: &api.AgentServiceCheck{CheckID: "check:" + version, TTL: "10m", Status: api.HealthPassing}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dyeConf := `{"mode":"ingress","rules":[{"name":"beta","match":{"headers":[{"name":"x-beta","exact":"1"}]},"lane":"canary"}]}`
+	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond, Modules: ms,
+		Translate: translate.Options{ModuleBaseURL: modSrv.URL + "/modules/"},
+		Watch:     consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Policies: &ir.PolicySet{
+			Filters: []ir.Filter{{Name: "dye", Config: json.RawMessage(dyeConf), Source: "test"}},
+			Routes: []ir.Route{{Service: "shop",
+				Subsets:       []ir.Subset{{Name: "v1", Selector: map[string]string{"version": "v1"}}, {Name: "v2", Selector: map[string]string{"version": "v2"}}},
+				Lanes:         []ir.LaneRule{{Lane: "canary", Subset: "v2"}},
+				DefaultSubset: "v1", Source: "test"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	cp.Register(gs)
+	go func() { _ = gs.Serve(lis) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cpDone := make(chan struct{})
+	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
+	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
+
+	gw := startGateway(t, &planeServer{t: t, addr: lis.Addr().String()}, "gw-real-filters", nil)
+	eventually(t, 90*time.Second, "readiness from the real plane", gw.g.Ready)
+	c := &http.Client{}
+	var lastDump string
+	defer func() {
+		if t.Failed() {
+			t.Log("last state:", lastDump)
+		}
+	}()
+	eventually(t, 20*time.Second, "dye filter running and shop routable", func() bool {
+		code, _, _ := get(t, c, gw.url+"/", "Host", "shop")
+		d := configDump(t, gw.admin)
+		if code == 200 && len(d.Chain) == 1 && strings.HasSuffix(d.Chain[0], "dye") {
+			return true
+		}
+		lastDump = fmt.Sprintf("code %d chain %v filters %+v pending %q nack %+v", code, d.Chain, d.Filters, d.Pending, d.LastNack)
+		return false
+	})
+	for range 10 {
+		if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", "x-beta", "1"); code != 200 || body != "v2" {
+			t.Fatalf("x-beta: %d %q, want the dye filter's canary lane → v2", code, body)
+		}
+		if got := (*v2.last.Load()).Get("X-Mw-Dye"); got != "canary" {
+			t.Fatalf("upstream saw x-mw-dye=%q, want canary set by the filter", got)
+		}
+		if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop"); code != 200 || body != "v1" {
+			t.Fatalf("undyed: %d %q, want v1", code, body)
+		}
+	}
 }
