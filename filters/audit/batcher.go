@@ -28,15 +28,54 @@ type batcher struct {
 	cluster  string
 	headers  [][2]string
 	timeout  uint32
-	encode   func(items [][]byte) []byte
+	// encode appends the batch body of items to dst.
+	encode func(dst []byte, items [][]byte) []byte
+
+	// free holds item buffers to reuse: a batch's items once the collector
+	// acknowledged it (the body sent was a copy), an item once the shared
+	// queue copied it. At most batch of them are kept.
+	free [][]byte
+	// body is the scratch buffer batch bodies are encoded into; the host
+	// copies it in DispatchHttpCall, so one buffer serves every batch.
+	body []byte
 
 	enqueued, sent, dropped, failures proxywasm.MetricCounter
+}
+
+// itemCap is the capacity of a new item buffer: one encoded item fits.
+const itemCap = 768
+
+// itemBuf returns an empty buffer to encode one item into, reusing the
+// buffer of an item already sent when there is one: the per-request path
+// allocates nothing in the steady state.
+func (b *batcher) itemBuf() []byte {
+	if n := len(b.free); n > 0 {
+		x := b.free[n-1]
+		b.free[n-1] = nil
+		b.free = b.free[:n-1]
+		return x[:0]
+	}
+	return make([]byte, 0, itemCap)
+}
+
+// recycle keeps item buffers for itemBuf, up to batch of them.
+func (b *batcher) recycle(items [][]byte) {
+	for _, it := range items {
+		if len(b.free) >= b.batch {
+			return
+		}
+		if cap(it) >= itemCap/2 {
+			b.free = append(b.free, it)
+		}
+	}
 }
 
 // add takes one encoded item from an HTTP context.
 func (b *batcher) add(data []byte) {
 	if b.queued {
-		if err := proxywasm.EnqueueSharedQueue(b.queueID, data); err != nil {
+		err := proxywasm.EnqueueSharedQueue(b.queueID, data)
+		b.recycle([][]byte{data}) // the host copied it
+		if err != nil {
 			b.dropped.Increment(1)
 			return
 		}
@@ -76,13 +115,16 @@ func (b *batcher) flush() {
 	}
 	n := min(b.batch, len(b.buf))
 	items := append([][]byte(nil), b.buf[:n]...)
-	body := b.encode(items)
-	b.buf = append(b.buf[:0:0], b.buf[n:]...)
-	_, err := proxywasm.DispatchHttpCall(b.cluster, b.headers, body, nil, b.timeout, func(_, _, _ int) {
+	b.body = b.encode(b.body[:0], items)
+	rest := copy(b.buf, b.buf[n:])
+	clear(b.buf[rest:])
+	b.buf = b.buf[:rest]
+	_, err := proxywasm.DispatchHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
 		b.inflight = 0
 		st := callStatus()
 		if st == 200 {
 			b.sent.Increment(uint64(len(items)))
+			b.recycle(items)
 			if len(b.buf) >= b.batch {
 				b.flush()
 			}

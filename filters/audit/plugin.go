@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
@@ -20,6 +21,9 @@ const (
 	MetricSendFailures = "mw_audit_send_failures_total"
 	MetricDenied       = "mw_audit_failclosed_denied_total"
 )
+
+// propPeerURISAN is the property holding the peer's SPIFFE id.
+var propPeerURISAN = []string{"connection", "uri_san_peer_certificate"}
 
 // NewVMContext returns the audit filter's VM context; the wasm main package
 // passes it to proxywasm.SetVMContext.
@@ -39,6 +43,9 @@ type pluginContext struct {
 	headers [][2]string // of every collector request
 	b       batcher
 	denied  proxywasm.MetricCounter
+	// rnd makes the request nonces: a ChaCha8 stream seeded once from
+	// crypto/rand, so a request costs no random_get hostcall.
+	rnd *rand.ChaCha8
 }
 
 // OnPluginStart parses and validates the configuration (a bad one refuses
@@ -56,6 +63,12 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.cfg, p.engine = cfg, NewEngine(cfg)
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		proxywasm.LogCriticalf("audit: refusing to start: no randomness for request nonces: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	p.rnd = rand.NewChaCha8(seed)
 	p.source = cfg.Source
 	if p.source == "" {
 		if v, err := proxywasm.GetProperty([]string{"node", "id"}); err == nil {
@@ -79,7 +92,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	p.b = batcher{
 		queued: cfg.Batch.QueueName != "", queueID: qid, max: cfg.Batch.BufferEvents, batch: cfg.Batch.MaxEvents,
 		cluster: cfg.Collector.Cluster, headers: p.headers, timeout: uint32(cfg.Collector.TimeoutMs),
-		encode:   func(items [][]byte) []byte { return AppendBatch(nil, p.source, items) },
+		encode:   func(dst []byte, items [][]byte) []byte { return AppendBatch(dst, p.source, items) },
 		enqueued: proxywasm.DefineCounterMetric(MetricEnqueued),
 		sent:     proxywasm.DefineCounterMetric(MetricSent),
 		dropped:  proxywasm.DefineCounterMetric(MetricDropped),
@@ -154,16 +167,14 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 		Method: method, Path: path,
 		Header: get,
 	}
-	if v, err := proxywasm.GetProperty([]string{"connection", "uri_san_peer_certificate"}); err == nil {
-		ri.PeerIdentity = string(v)
-	}
+	ri.PeerIdentity, _ = proxywasm.GetPropertyString(propPeerURISAN)
 	ri.TraceID = traceID(get)
 	ri.Dye = get(mwdye.Header)
 	ri.Tenant = get(mwdye.TenantHeader)
 	h.ev = h.p.engine.NewEvent(i, ri)
 	h.ev.Source = h.p.source
 	var n [8]byte
-	_, _ = crand.Read(n[:])
+	_, _ = h.p.rnd.Read(n[:])
 	h.nonce = hex.EncodeToString(n[:])
 	if endOfStream {
 		h.bodyDone = true
@@ -306,7 +317,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
-	h.p.b.add(out.AppendCanonical(make([]byte, 0, 768)))
+	h.p.b.add(out.AppendCanonical(h.p.b.itemBuf()))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the

@@ -1,7 +1,6 @@
 package dye
 
 import (
-	"hash/fnv"
 	"net/netip"
 	"strings"
 
@@ -45,20 +44,20 @@ type Decision struct {
 type Engine struct {
 	cfg        *Config
 	cidrs      []netip.Prefix
-	laneScopes map[string][]string
-	ruleBy     []string // "rule:<name or index>", precomputed
+	laneScopes []laneScope // few: a scan beats a map lookup in the guest
+	ruleBy     []string    // "rule:<name or index>", precomputed
 }
 
 // NewEngine compiles cfg, which must have passed Validate.
 func NewEngine(cfg *Config) *Engine {
-	e := &Engine{cfg: cfg, laneScopes: map[string][]string{}}
+	e := &Engine{cfg: cfg}
 	for _, s := range cfg.Trust.SourceCIDRs {
 		if p, err := netip.ParsePrefix(s); err == nil {
 			e.cidrs = append(e.cidrs, p.Masked())
 		}
 	}
 	for _, ls := range cfg.Lanes {
-		e.laneScopes[ls.Lane] = ls.Tenants
+		e.laneScopes = setScope(e.laneScopes, ls.Lane, ls.Tenants)
 	}
 	for i, r := range cfg.Rules {
 		name := r.Name
@@ -193,11 +192,17 @@ func (e *Engine) pick(r *Rule, req Request, rnd func() uint32) string {
 // rule: FNV-1a (32-bit) of "<rule name>\x00<key>". It is stable across
 // proxies, restarts and builds, so one user stays in one lane everywhere.
 func StickyBucket(rule, key string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(rule))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
-	return h.Sum32() % 100
+	// FNV-1a inline (hash/fnv's would allocate the hasher and copies).
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for i := 0; i < len(rule); i++ {
+		h = (h ^ uint32(rule[i])) * prime32
+	}
+	h *= prime32 // the 0 separator: h ^ 0 == h
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * prime32
+	}
+	return h % 100
 }
 
 func (e *Engine) match(m *Match, req Request, peer Peer) bool {
@@ -326,8 +331,29 @@ func (e *Engine) tenantOf(id string) (string, bool) {
 
 // allowed reports whether tenant may use lane.
 func (e *Engine) allowed(lane, tenant string) bool {
-	ts, scoped := e.laneScopes[lane]
-	return !scoped || contains(ts, tenant)
+	for i := range e.laneScopes {
+		if e.laneScopes[i].lane == lane {
+			return contains(e.laneScopes[i].tenants, tenant)
+		}
+	}
+	return true
+}
+
+// laneScope is the tenants a lane is restricted to.
+type laneScope struct {
+	lane    string
+	tenants []string
+}
+
+// setScope sets lane's tenants, replacing an earlier entry (as a map would).
+func setScope(s []laneScope, lane string, tenants []string) []laneScope {
+	for i := range s {
+		if s[i].lane == lane {
+			s[i].tenants = tenants
+			return s
+		}
+	}
+	return append(s, laneScope{lane: lane, tenants: tenants})
 }
 
 func identityIn(list []string, id string) bool {

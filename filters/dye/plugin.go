@@ -35,6 +35,9 @@ type pluginContext struct {
 	draw   func() uint32 // uniform in [0, 100), from rnd
 	// metrics
 	dyed, stripped proxywasm.MetricCounter
+	// req is the request view of the stream being handled (one at a time:
+	// the guest is single-threaded and a callback never yields).
+	req hostRequest
 }
 
 // OnPluginStart parses and validates the configuration; a bad one refuses
@@ -73,7 +76,7 @@ type httpContext struct {
 // OnHttpRequestHeaders decides the lane and writes it to the request
 // headers before the router runs, so route matching sees it.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	d := h.p.engine.Apply(newHostRequest(), h.p.peer(), h.p.draw)
+	d := h.p.engine.Apply(h.p.req.load(), h.p.peer(), h.p.draw)
 	if d.Lane != "" {
 		h.p.dyed.Increment(1)
 	}
@@ -91,16 +94,14 @@ func (p *pluginContext) peer() Peer {
 	var peer Peer
 	needID, needAddr := p.engine.NeedsPeer()
 	if needID {
-		if v, err := proxywasm.GetProperty(propPeerURISAN); err == nil && len(v) > 0 {
-			peer.Identity = string(v)
-		} else if v, err := proxywasm.GetProperty(propSourcePrinc); err == nil && len(v) > 0 {
-			peer.Identity = string(v)
+		if v, err := proxywasm.GetPropertyString(propPeerURISAN); err == nil && v != "" {
+			peer.Identity = v
+		} else if v, err := proxywasm.GetPropertyString(propSourcePrinc); err == nil && v != "" {
+			peer.Identity = v
 		}
 	}
 	if needAddr {
-		if v, err := proxywasm.GetProperty(propSourceAddr); err == nil {
-			peer.Address = string(v)
-		}
+		peer.Address, _ = proxywasm.GetPropertyString(propSourceAddr)
 	}
 	return peer
 }
@@ -109,9 +110,10 @@ func (p *pluginContext) peer() Peer {
 // with one hostcall and looked up locally; writes go to the host.
 type hostRequest struct{ hs [][2]string }
 
-func newHostRequest() *hostRequest {
-	hs, _ := proxywasm.GetHttpRequestHeaders()
-	return &hostRequest{hs: hs}
+// load reads the current stream's request headers into r and returns r.
+func (r *hostRequest) load() *hostRequest {
+	r.hs, _ = proxywasm.GetHttpRequestHeaders()
+	return r
 }
 
 func (r *hostRequest) Header(name string) (string, bool) {

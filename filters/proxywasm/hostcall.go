@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
 )
@@ -285,8 +286,27 @@ func GetProperty(path []string) ([]byte, error) {
 	if len(path) == 0 {
 		return nil, fmt.Errorf("get property: empty path: %w", ErrBadArgument)
 	}
-	v, st := host().GetProperty(abi.SerializePropertyPath(path))
+	// The host reads the path during the call only: one scratch buffer
+	// serves every call (the guest is single-threaded).
+	pathScratch = abi.AppendPropertyPath(pathScratch[:0], path)
+	v, st := host().GetProperty(pathScratch)
 	return v, st.Err()
+}
+
+// pathScratch holds the serialized path of the GetProperty call under way.
+var pathScratch []byte
+
+// GetPropertyString is GetProperty for a property whose value is text (an
+// address, an identity, a route name): the value is returned as a string
+// without copying it again out of the buffer the host filled.
+func GetPropertyString(path []string) (string, error) {
+	v, err := GetProperty(path)
+	if err != nil || len(v) == 0 {
+		return "", err
+	}
+	// v is ours alone (Host: returned slices belong to the caller) and is
+	// never written again.
+	return unsafe.String(unsafe.SliceData(v), len(v)), nil
 }
 
 // GetPropertyMap returns a property whose value is a serialized map (such as

@@ -3,6 +3,7 @@ package trace
 import (
 	crand "crypto/rand"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
@@ -32,7 +33,20 @@ type pluginContext struct {
 	engine *Engine
 	cfg    *Config
 	b      batcher
+	// rnd makes trace and span ids: a ChaCha8 stream seeded once from
+	// crypto/rand, so a request costs no random_get hostcall.
+	rnd *rand.ChaCha8
+	// req is the request view of the stream being handled (one at a time:
+	// the guest is single-threaded and a callback never yields).
+	req hostRequest
 }
+
+// Property paths the filter reads.
+var (
+	propPeerURISAN = []string{"connection", "uri_san_peer_certificate"}
+	propSourceAddr = []string{"source", "address"}
+	propRouteName  = []string{"route_name"}
+)
 
 // OnPluginStart parses and validates the configuration (a bad one refuses
 // the plugin with a log line naming the field) and starts the export tick.
@@ -48,6 +62,12 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.cfg, p.engine = cfg, NewEngine(cfg)
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		proxywasm.LogCriticalf("trace: refusing to start: no randomness for trace ids: %v", err)
+		return proxywasm.OnPluginStartStatusFailed
+	}
+	p.rnd = rand.NewChaCha8(seed)
 	if cfg.DisableExport {
 		proxywasm.LogInfof("trace: started, export disabled")
 		return proxywasm.OnPluginStartStatusOK
@@ -66,7 +86,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 			{":method", "POST"}, {":path", cfg.Collector.Path}, {":authority", cfg.Collector.Authority},
 			{"content-type", "application/json"},
 		},
-		encode:   func(items [][]byte) []byte { return p.engine.AppendExport(nil, items) },
+		encode:   func(dst []byte, items [][]byte) []byte { return p.engine.AppendExport(dst, items) },
 		enqueued: proxywasm.DefineCounterMetric(MetricSpans),
 		sent:     proxywasm.DefineCounterMetric(MetricExported),
 		dropped:  proxywasm.DefineCounterMetric(MetricDropped),
@@ -120,8 +140,8 @@ type httpContext struct {
 // OnHttpRequestHeaders continues or starts the trace and writes this hop's
 // traceparent.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	req := newHostRequest()
-	hop, err := h.p.engine.Start(req, crand.Reader)
+	req := h.p.req.load()
+	hop, err := h.p.engine.Start(req, h.p.rnd)
 	if err != nil {
 		proxywasm.LogErrorf("trace: no randomness for new ids: %v", err)
 		return proxywasm.ActionContinue
@@ -143,12 +163,8 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	}
 	s.Path = path
 	s.Lane, _ = req.Header(mwdye.Header)
-	if v, err := proxywasm.GetProperty([]string{"connection", "uri_san_peer_certificate"}); err == nil {
-		s.Peer = string(v)
-	}
-	if v, err := proxywasm.GetProperty([]string{"source", "address"}); err == nil {
-		s.PeerAddr = string(v)
-	}
+	s.Peer, _ = proxywasm.GetPropertyString(propPeerURISAN)
+	s.PeerAddr, _ = proxywasm.GetPropertyString(propSourceAddr)
 	return proxywasm.ActionContinue
 }
 
@@ -158,9 +174,7 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
 			h.span.Status, _ = strconv.Atoi(v)
 		}
-		if v, err := proxywasm.GetProperty([]string{"route_name"}); err == nil {
-			h.span.Route = string(v)
-		}
+		h.span.Route, _ = proxywasm.GetPropertyString(propRouteName)
 	}
 	return proxywasm.ActionContinue
 }
@@ -176,16 +190,17 @@ func (h *httpContext) OnHttpStreamDone() {
 	if s.Route != "" {
 		s.Name += " " + s.Route
 	}
-	h.p.b.add(h.p.engine.AppendSpanJSON(make([]byte, 0, 640), s))
+	h.p.b.add(h.p.engine.AppendSpanJSON(h.p.b.itemBuf(), s))
 }
 
 // hostRequest is the Request of the current stream: the headers are read
 // with one hostcall and looked up locally; writes go to the host.
 type hostRequest struct{ hs [][2]string }
 
-func newHostRequest() *hostRequest {
-	hs, _ := proxywasm.GetHttpRequestHeaders()
-	return &hostRequest{hs: hs}
+// load reads the current stream's request headers into r and returns r.
+func (r *hostRequest) load() *hostRequest {
+	r.hs, _ = proxywasm.GetHttpRequestHeaders()
+	return r
 }
 
 func (r *hostRequest) Header(name string) (string, bool) {

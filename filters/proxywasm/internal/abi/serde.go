@@ -82,7 +82,11 @@ func SerializePropertyPath(path []string) []byte {
 	for _, s := range path {
 		size += len(s)
 	}
-	b := make([]byte, 0, size)
+	return AppendPropertyPath(make([]byte, 0, size), path)
+}
+
+// AppendPropertyPath appends the serialized path (SerializePropertyPath) to b.
+func AppendPropertyPath(b []byte, path []string) []byte {
 	for i, s := range path {
 		if i > 0 {
 			b = append(b, 0)
