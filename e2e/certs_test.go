@@ -320,6 +320,10 @@ func TestCertRotationUnderLoad(t *testing.T) {
 		t.Fatalf("upstream saw client %q, want the gateway %q", r.Echo.TLS.ClientID, st.GatewayID)
 	}
 	up := st.Upstreams[0]
+	eventually(t, 30*time.Second, "leaves with the short LeafCertTTL", func() (bool, string) {
+		l := up.Certificate().Lifetime()
+		return l <= 5*time.Minute, fmt.Sprintf("upstream leaf lifetime %s (did something reset Consul's LeafCertTTL?)", l)
+	})
 	if _, err := dialUpstream(up, nil); err == nil {
 		t.Fatal("the upstream answered a client without a certificate")
 	}

@@ -43,7 +43,9 @@ type StackOptions struct {
 	// LeafCertTTL, with MTLS, sets the Connect CA's LeafCertTTL before any
 	// leaf is issued (validation skipped, so tests may go below Consul's 1h
 	// minimum: "2m" makes the agent re-sign leaves every few seconds).
-	// Empty keeps Consul's default (72h).
+	// Empty keeps Consul's default (72h) until the plane applies the
+	// CertificatePolicy's leafTTL; when set, the CertificatePolicy files
+	// are left out of the policy copy so that the plane does not reset it.
 	LeafCertTTL string
 	// AuditToken is the shared token between the audit filter and the
 	// collector; empty means a fixed demo token.
@@ -266,6 +268,12 @@ func (s *Stack) preparePolicies() error {
 		data, err := os.ReadFile(filepath.Join(s.opts.PolicyDir, e.Name()))
 		if err != nil {
 			return err
+		}
+		if s.opts.LeafCertTTL != "" && strings.Contains(string(data), "kind: CertificatePolicy") {
+			// The plane would set the policy's leafTTL (>= 1h) on Consul's
+			// CA, undoing LeafCertTTL; the stack's lifetime wins.
+			s.step("policy %s left out: LeafCertTTL %s sets the leaf lifetime", e.Name(), s.opts.LeafCertTTL)
+			continue
 		}
 		if strings.Contains(string(data), "kind: AuditPolicy") && !strings.Contains(string(data), "token:") {
 			data = []byte(strings.Replace(string(data), "\nspec:\n", "\nspec:\n  collector:\n    token: "+s.opts.AuditToken+"\n", 1))
