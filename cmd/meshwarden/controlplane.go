@@ -96,7 +96,7 @@ Admin API (--admin-addr):
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+ir.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
-	fl.StringVar(&f.changelog, "changelog", defaultChangelog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
+	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
 	return cmd
 }
 
@@ -119,20 +119,6 @@ func filesDiff(before, after map[string][]byte) string {
 		b.WriteString(policies.UnifiedDiff("a/"+n, "b/"+n, string(before[n]), string(after[n])))
 	}
 	return b.String()
-}
-
-// defaultChangelog is $MESHWARDEN_STATE_DIR/policy-changes.jsonl, else
-// ~/.local/state/meshwarden/policy-changes.jsonl.
-func defaultChangelog() string {
-	dir := os.Getenv("MESHWARDEN_STATE_DIR")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "policy-changes.jsonl"
-		}
-		dir = filepath.Join(home, ".local", "state", "meshwarden")
-	}
-	return filepath.Join(dir, "policy-changes.jsonl")
 }
 
 func envOr(key, def string) string {
