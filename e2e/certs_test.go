@@ -177,7 +177,9 @@ func (p *tlsProbe) String() string {
 
 func activeConnectRoot(t *testing.T, c *api.Client) *x509.Certificate {
 	t.Helper()
-	list, _, err := c.Connect().CARoots(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, _, err := c.Connect().CARoots((&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		t.Fatalf("Connect CA roots: %v", err)
 	}
@@ -211,7 +213,9 @@ func newCAKey(t *testing.T) string {
 // cached leaf the plane serves over SDS for it).
 func agentLeaf(t *testing.T, c *api.Client, service string) *certs.Certificate {
 	t.Helper()
-	l, _, err := c.Agent().ConnectCALeaf(service, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, _, err := c.Agent().ConnectCALeaf(service, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		t.Fatalf("leaf for %s: %v", service, err)
 	}
@@ -273,7 +277,8 @@ func signedBy(chain []*x509.Certificate, root *x509.Certificate) error {
 // metricSum adds up every sample of metric on a Prometheus text endpoint.
 func metricSum(t *testing.T, url, metric string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	cl := &http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get(url)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}

@@ -186,15 +186,22 @@ func (s *Stack) prepareMTLS(ctx context.Context) error {
 		}
 		s.step("Connect CA LeafCertTTL set to %s", s.opts.LeafCertTTL)
 	}
-	roots, _, err := s.ConsulAPI.Connect().CARoots((&api.QueryOptions{}).WithContext(ctx))
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(qctx)
+	roots, _, err := s.ConsulAPI.Connect().CARoots(q)
 	if err != nil {
 		return fmt.Errorf("mtls: read Connect CA roots: %w", err)
 	}
-	self, err := s.ConsulAPI.Agent().Self()
+	// The local datacenter: the catalog's nodes answer for it.
+	nodes, _, err := s.ConsulAPI.Catalog().Nodes(q)
 	if err != nil {
 		return fmt.Errorf("mtls: read the agent's datacenter: %w", err)
 	}
-	dc, _ := self["Config"]["Datacenter"].(string)
+	dc := ""
+	if len(nodes) > 0 {
+		dc = nodes[0].Datacenter
+	}
 	if roots.TrustDomain == "" || dc == "" {
 		return fmt.Errorf("mtls: Consul reports trust domain %q, datacenter %q", roots.TrustDomain, dc)
 	}
