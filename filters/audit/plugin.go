@@ -253,7 +253,7 @@ func (h *httpContext) requestComplete() proxywasm.Action {
 	intent.Phase = mwaudit.PhaseIntent
 	intent.ID = h.id(mwaudit.PhaseIntent)
 	intent.Timestamp = h.startNS
-	body := AppendBatch(nil, h.p.source, [][]byte{intent.AppendCanonical(nil)})
+	body := AppendBatch(nil, h.p.source, [][]byte{appendCanonical(nil, &intent)})
 	_, err := proxywasm.DispatchHttpCall(h.p.cfg.Collector.Cluster, h.p.headers, body, nil,
 		uint32(h.p.cfg.FailClosedTimeoutMs), func(_, _, _ int) {
 			h.waiting = false
@@ -317,7 +317,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
-	h.p.b.add(out.AppendCanonical(h.p.b.itemBuf()))
+	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &out))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the

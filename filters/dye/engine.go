@@ -22,6 +22,10 @@ type Peer struct {
 	Identity string
 	// Address is the peer's source address ("ip:port" or "ip"), or "".
 	Address string
+	// LoadAddress, when set and Address is "", supplies the address the
+	// first time the engine needs it: a peer trusted by its identity never
+	// needs it, so the filter skips that hostcall.
+	LoadAddress func() string
 }
 
 // Decision is what the engine did to a request.
@@ -298,14 +302,21 @@ func (e *Engine) trusted(p Peer) bool {
 	if p.Identity != "" && identityIn(e.cfg.Trust.PeerIdentities, p.Identity) {
 		return true
 	}
-	if len(e.cidrs) == 0 || p.Address == "" {
+	if len(e.cidrs) == 0 {
 		return false
 	}
-	addr, err := netip.ParseAddrPort(p.Address)
+	a := p.Address
+	if a == "" && p.LoadAddress != nil {
+		a = p.LoadAddress()
+	}
+	if a == "" {
+		return false
+	}
+	addr, err := netip.ParseAddrPort(a)
 	var ip netip.Addr
 	if err == nil {
 		ip = addr.Addr()
-	} else if ip, err = netip.ParseAddr(p.Address); err != nil {
+	} else if ip, err = netip.ParseAddr(a); err != nil {
 		return false
 	}
 	ip = ip.Unmap()

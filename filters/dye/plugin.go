@@ -89,7 +89,8 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 // peer reads the peer's identity and address from the stream's
 // properties, only those the configuration uses (each is a hostcall): the
 // URI SAN of the peer certificate (Envoy, the gateway), else
-// source.principal (as Istio-style hosts name it); source.address.
+// source.principal (as Istio-style hosts name it); source.address, lazily
+// (only when the identity does not already make the peer trusted).
 func (p *pluginContext) peer() Peer {
 	var peer Peer
 	needID, needAddr := p.engine.NeedsPeer()
@@ -101,9 +102,14 @@ func (p *pluginContext) peer() Peer {
 		}
 	}
 	if needAddr {
-		peer.Address, _ = proxywasm.GetPropertyString(propSourceAddr)
+		peer.LoadAddress = loadSourceAddress // read only if the identity is not trusted
 	}
 	return peer
+}
+
+func loadSourceAddress() string {
+	v, _ := proxywasm.GetPropertyString(propSourceAddr)
+	return v
 }
 
 // hostRequest is the Request of the current stream: the headers are read

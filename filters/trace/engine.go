@@ -6,7 +6,6 @@ import (
 	"math"
 	"strconv"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
@@ -96,7 +95,7 @@ func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
 			req.SetHeader(tracectx.TracestateHeader, out)
 		}
 	}
-	if bg, ok := req.Header(tracectx.BaggageHeader); ok {
+	if bg, ok := req.Header(tracectx.BaggageHeader); ok && !tracectx.BaggageIsClean(bg) {
 		if p := tracectx.ParseBaggage(bg); p.Dropped > 0 {
 			if p.Len() == 0 {
 				req.RemoveHeader(tracectx.BaggageHeader)
@@ -176,7 +175,7 @@ func (e *Engine) AppendSpanJSON(b []byte, s *Span) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"name":`...)
-	b = mwaudit.AppendJSONString(b, s.Name)
+	b = appendJSONString(b, s.Name)
 	kind := 2 // SPAN_KIND_SERVER
 	if e.cfg.SpanKind == "client" {
 		kind = 3
@@ -238,9 +237,9 @@ func appendStrAttr(b []byte, k, v string, first bool) []byte {
 		b = append(b, ',')
 	}
 	b = append(b, `{"key":`...)
-	b = mwaudit.AppendJSONString(b, k)
+	b = appendJSONString(b, k)
 	b = append(b, `,"value":{"stringValue":`...)
-	b = mwaudit.AppendJSONString(b, v)
+	b = appendJSONString(b, v)
 	return append(b, "}}"...)
 }
 

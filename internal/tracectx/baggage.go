@@ -270,3 +270,48 @@ func percentEncode(s string) string {
 func needsEscape(c byte) bool {
 	return c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' || c == '%'
 }
+
+// BaggageIsClean reports whether ParseBaggage(v) would drop nothing (its
+// Dropped would be 0), without building the list: a proxy that only
+// forwards baggage rewrites the header only when it is not clean.
+func BaggageIsClean(v string) bool {
+	n, size := 0, 0
+	for rest := v; rest != ""; {
+		start := len(v) - len(rest)
+		var m string
+		m, rest, _ = strings.Cut(rest, ",")
+		m = trimOWS(m)
+		if m == "" {
+			continue
+		}
+		k, ok := parseBaggageMember(m)
+		if !ok || baggageHasKey(v[:start], k) {
+			return false
+		}
+		add := len(m)
+		if n > 0 {
+			add++
+		}
+		if n == MaxBaggageMembers || size+add > MaxBaggageBytes {
+			return false
+		}
+		size += add
+		n++
+	}
+	return true
+}
+
+// baggageHasKey reports whether a valid member of list has key k.
+func baggageHasKey(list, k string) bool {
+	for list != "" {
+		var m string
+		m, list, _ = strings.Cut(list, ",")
+		if m = trimOWS(m); m == "" {
+			continue
+		}
+		if key, ok := parseBaggageMember(m); ok && key == k {
+			return true
+		}
+	}
+	return false
+}

@@ -341,6 +341,9 @@ func FuzzParseBaggage(f *testing.F) {
 	f.Add("a=%20,b", "a", "x y")
 	f.Fuzz(func(t *testing.T, s string, k, v string) {
 		bg := ParseBaggage(s)
+		if clean := BaggageIsClean(s); clean != (bg.Dropped == 0) {
+			t.Fatalf("BaggageIsClean(%q) = %v, ParseBaggage dropped %d", s, clean, bg.Dropped)
+		}
 		out := bg.String()
 		if bg.Len() > MaxBaggageMembers || len(out) > MaxBaggageBytes {
 			t.Fatalf("limits broken: %d members, %d bytes", bg.Len(), len(out))
@@ -389,6 +392,16 @@ func BenchmarkBaggageValue(b *testing.B) {
 	for b.Loop() {
 		if v, ok := BaggageValue(h, "mw-dye"); !ok || v != "canary" {
 			b.Fatal(v)
+		}
+	}
+}
+
+func TestBaggageIsClean(t *testing.T) {
+	long := strings.Repeat("k=v,", MaxBaggageMembers) + "z=1"
+	for _, s := range []string{"", "k=v", " a=1 , b=2;p;q=3 ", "a=1,,b=2", "a=1,a=2", "a=1,bad", "a=%2", "a=1,b=2,a=3",
+		"x=" + strings.Repeat("v", MaxBaggageBytes), "x=" + strings.Repeat("v", MaxBaggageBytes-2), long, "k0=v," + long, "=v", "a b=1"} {
+		if got, want := BaggageIsClean(s), ParseBaggage(s).Dropped == 0; got != want {
+			t.Errorf("BaggageIsClean(%.40q) = %v, want %v", s, got, want)
 		}
 	}
 }
