@@ -98,6 +98,12 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 	var d Decision
 	d.Trusted = e.cfg.Mode == ModeEgress || e.trusted(peer)
 	bagHeader, _ := req.Header(tracectx.BaggageHeader)
+	// The two members this filter reads, in one pass over the header.
+	var bagTenant, bv string
+	var hadBagTenant, hasBaggage bool
+	if bagHeader != "" {
+		bagTenant, hadBagTenant, bv, hasBaggage = tracectx.BaggageValue2(bagHeader, mwdye.BaggageTenantKey, mwdye.BaggageKey)
+	}
 
 	// Tenant: identity mapping first, then the header when allowed, then
 	// (from trusted peers) baggage.
@@ -106,18 +112,13 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 	} else if v, ok := req.Header(e.cfg.Tenant.Header); ok && (d.Trusted || e.cfg.Tenant.TrustHeader) && checkTenant(v) == nil {
 		d.Tenant = v
 	} else if d.Trusted && bagHeader != "" {
-		if v, ok := tracectx.BaggageValue(bagHeader, mwdye.BaggageTenantKey); ok && checkTenant(v) == nil {
-			d.Tenant = v
+		if hadBagTenant && checkTenant(bagTenant) == nil {
+			d.Tenant = bagTenant
 		}
 	}
 
 	// A carried dye counts only from a trusted peer.
 	hv, hasHeader := req.Header(mwdye.Header)
-	var bv string
-	hasBaggage := false
-	if bagHeader != "" {
-		bv, hasBaggage = tracectx.BaggageValue(bagHeader, mwdye.BaggageKey)
-	}
 	if d.Trusted {
 		switch {
 		case hasHeader && mwdye.ValidLane(hv) && e.allowed(hv, d.Tenant):
@@ -133,7 +134,7 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 		d.Lane, d.By = e.decide(req, peer, d.Tenant, rnd)
 	}
 
-	e.write(req, d, bagHeader, hasBaggage, bv)
+	e.write(req, d, bagHeader, hasBaggage, bv, hadBagTenant, bagTenant)
 	return d
 }
 
@@ -258,7 +259,7 @@ func (vm *ValueMatch) matches(v string, ok bool) bool {
 }
 
 // write puts the decision on the request.
-func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye bool, bagDye string) {
+func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye bool, bagDye string, hadBagTenant bool, bagTenant string) {
 	if d.Lane != "" {
 		req.SetHeader(mwdye.Header, d.Lane)
 	} else {
@@ -268,10 +269,6 @@ func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye 
 		req.SetHeader(e.cfg.Tenant.Header, d.Tenant)
 	} else {
 		req.RemoveHeader(e.cfg.Tenant.Header)
-	}
-	bagTenant, hadBagTenant := "", false
-	if bagHeader != "" {
-		bagTenant, hadBagTenant = tracectx.BaggageValue(bagHeader, mwdye.BaggageTenantKey)
 	}
 	wantDye := d.Lane != "" && !e.cfg.DisableBaggage
 	wantTenant := d.Tenant != "" && !e.cfg.DisableBaggage

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	mwdye "github.com/meshwarden/meshwarden/internal/dye"
@@ -155,11 +156,8 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	s.StartNS = proxywasm.GetCurrentTime().UnixNano()
 	s.Method, _ = req.Header(":method")
 	path, _ := req.Header(":path")
-	for i := 0; i < len(path); i++ {
-		if path[i] == '?' {
-			path = path[:i]
-			break
-		}
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
 	}
 	s.Path = path
 	s.Lane, _ = req.Header(mwdye.Header)

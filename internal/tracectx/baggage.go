@@ -315,3 +315,39 @@ func baggageHasKey(list, k string) bool {
 	}
 	return false
 }
+
+// BaggageValue2 is BaggageValue for two keys in one pass over the header:
+// v1, ok1 are BaggageValue(header, k1) and v2, ok2 BaggageValue(header, k2).
+func BaggageValue2(header, k1, k2 string) (v1 string, ok1 bool, v2 string, ok2 bool) {
+	done1, done2 := false, false
+	for header != "" && !(done1 && done2) {
+		var m string
+		m, header, _ = strings.Cut(header, ",")
+		m = trimOWS(m)
+		k, rest, ok := strings.Cut(m, "=")
+		if !ok {
+			continue
+		}
+		k = trimOWS(k)
+		first := !done1 && k == k1
+		second := !done2 && k == k2
+		if !first && !second {
+			continue
+		}
+		val, _, _ := strings.Cut(rest, ";")
+		val = trimOWS(val)
+		valid := validBaggageValue(val)
+		if valid {
+			val = percentDecode(val)
+		} else {
+			val = ""
+		}
+		if first {
+			done1, v1, ok1 = true, val, valid
+		}
+		if second {
+			done2, v2, ok2 = true, val, valid
+		}
+	}
+	return v1, ok1, v2, ok2
+}

@@ -340,6 +340,13 @@ func FuzzParseBaggage(f *testing.F) {
 	f.Add("key1=value1;property1;property2, key2 = value2", "mw-dye", "canary")
 	f.Add("a=%20,b", "a", "x y")
 	f.Fuzz(func(t *testing.T, s string, k, v string) {
+		if v1, ok1, v2, ok2 := BaggageValue2(s, k, "mw-dye"); true {
+			w1, wok1 := BaggageValue(s, k)
+			w2, wok2 := BaggageValue(s, "mw-dye")
+			if v1 != w1 || ok1 != wok1 || v2 != w2 || ok2 != wok2 {
+				t.Fatalf("BaggageValue2(%q, %q) disagrees with BaggageValue", s, k)
+			}
+		}
 		bg := ParseBaggage(s)
 		if clean := BaggageIsClean(s); clean != (bg.Dropped == 0) {
 			t.Fatalf("BaggageIsClean(%q) = %v, ParseBaggage dropped %d", s, clean, bg.Dropped)
@@ -402,6 +409,19 @@ func TestBaggageIsClean(t *testing.T) {
 		"x=" + strings.Repeat("v", MaxBaggageBytes), "x=" + strings.Repeat("v", MaxBaggageBytes-2), long, "k0=v," + long, "=v", "a b=1"} {
 		if got, want := BaggageIsClean(s), ParseBaggage(s).Dropped == 0; got != want {
 			t.Errorf("BaggageIsClean(%.40q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestBaggageValue2(t *testing.T) {
+	for _, h := range []string{"", "a=1", "b=2,a=1", "a=%41,b=x;p, a=3", "a=\"bad,b=2", "b=2,a=1,b=3", " a = 1 ;q , b=%zz", "a=1", "x=1,a"} {
+		for _, ks := range [][2]string{{"a", "b"}, {"b", "a"}, {"a", "a"}, {"a", "c"}} {
+			v1, ok1, v2, ok2 := BaggageValue2(h, ks[0], ks[1])
+			w1, wok1 := BaggageValue(h, ks[0])
+			w2, wok2 := BaggageValue(h, ks[1])
+			if v1 != w1 || ok1 != wok1 || v2 != w2 || ok2 != wok2 {
+				t.Errorf("BaggageValue2(%q, %q, %q) = %q %v %q %v, want %q %v %q %v", h, ks[0], ks[1], v1, ok1, v2, ok2, w1, wok1, w2, wok2)
+			}
 		}
 	}
 }
