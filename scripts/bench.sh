@@ -19,6 +19,15 @@ run() { # area name, then the command
 }
 
 make --no-print-directory filters >/dev/null
+# The gateway comparison includes nginx from Debian; install it when we can
+# (root with apt-get), otherwise the harness says the row was skipped.
+if [[ -z "$only" || "$only" == gateway ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "--- installing nginx (Debian) for the gateway comparison"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } >/dev/null ||
+      echo "nginx could not be installed; its row will be skipped" >&2
+  fi
+fi
 run abi          go test -run '^$' -bench ABIOverhead -benchmem -count 3 ./filters/proxywasm/
 run abi          go test -run '^$' -bench Map -benchmem -count 3 ./filters/proxywasm/internal/abi/
 run wasmhost     go test -run '^$' -bench . -benchmem -count 3 ./gateway/wasmhost/
