@@ -25,6 +25,11 @@ func TestDemoStory(t *testing.T) {
 	if got := sum.OptIn.ByVersion["v2"]; got != 20 || sum.OptIn.Failed != 0 {
 		t.Errorf("opt-in canary: %d/20 to v2, %d failed; want 20/20", got, sum.OptIn.Failed)
 	}
+	// The lane travels in x-mw-dye and in baggage; the caller's own baggage
+	// members stay.
+	if sum.UpstreamDye != "canary" || !strings.Contains(sum.UpstreamBaggage, "mw-dye=canary") || !strings.Contains(sum.UpstreamBaggage, "app=shop") {
+		t.Errorf("upstream saw x-mw-dye=%q baggage=%q; want the canary lane in both and app=shop kept", sum.UpstreamDye, sum.UpstreamBaggage)
+	}
 	if sum.Users.Failed != 0 || sum.UsersAgain.Failed != 0 {
 		t.Errorf("split traffic failed: %d + %d", sum.Users.Failed, sum.UsersAgain.Failed)
 	}

@@ -127,7 +127,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		cfg: cfg, log: cfg.Logger, port: portOf(cfg.Listener.Addr()),
 		live: map[string]*clusterLive{}, trs: map[string]*upstreamTransport{},
 		tracer: cfg.TracerProvider.Tracer("github.com/meshwarden/meshwarden/gateway"),
-		prop:   propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		// Trace context only: the baggage header belongs to the caller and
+		// the filters (the dye filter writes the lane into it), so the
+		// gateway must not re-inject the baggage it saw before they ran.
+		prop:   propagation.TraceContext{},
 		retryC: make(chan struct{}, 1), tracing: tracing,
 	}
 	g.store = newStore(g)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 
 	"github.com/meshwarden/meshwarden/controlplane"
@@ -25,6 +26,7 @@ import (
 	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/dye"
 	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
 // TestRealPlaneOnRealConsul feeds the gateway from the real control plane
@@ -188,7 +190,11 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
 	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
 
-	gw := startGateway(t, &planeServer{t: t, addr: lis.Addr().String()}, "gw-real-filters", nil)
+	// Tracing on: the gateway's own spans must not undo what the filters
+	// wrote into the W3C headers (the lane rides in baggage as mw-dye).
+	gw := startGateway(t, &planeServer{t: t, addr: lis.Addr().String()}, "gw-real-filters", func(c *Config) {
+		c.TracerProvider = sdktrace.NewTracerProvider()
+	})
 	eventually(t, 90*time.Second, "readiness from the real plane", gw.g.Ready)
 	c := &http.Client{}
 	var lastDump string
@@ -212,6 +218,16 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 		}
 		if got := (*v2.last.Load()).Get("X-Mw-Dye"); got != "canary" {
 			t.Fatalf("upstream saw x-mw-dye=%q, want canary set by the filter", got)
+		}
+		if code, body, _ := get(t, c, gw.url+"/b", "Host", "shop", "x-beta", "1", "baggage", "app=shop"); code != 200 || body != "v2" {
+			t.Fatalf("x-beta with baggage: %d %q, want v2", code, body)
+		}
+		bg := tracectx.ParseBaggage((*v2.last.Load()).Get("Baggage"))
+		if lane, _ := bg.Get(dye.BaggageKey); lane != "canary" {
+			t.Fatalf("upstream saw baggage %q: want the filter's %s=canary (the lane must survive the hop)", bg.String(), dye.BaggageKey)
+		}
+		if app, _ := bg.Get("app"); app != "shop" {
+			t.Fatalf("upstream saw baggage %q: the caller's app=shop member was lost", bg.String())
 		}
 		if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop"); code != 200 || body != "v1" {
 			t.Fatalf("undyed: %d %q, want v1", code, body)

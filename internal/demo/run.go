@@ -26,18 +26,22 @@ type Options struct {
 
 // Summary is what the demo measured; the e2e suite asserts it.
 type Summary struct {
-	OptIn          Split // x-canary: true
-	Users          Split // first pass, one request per user
-	UsersAgain     Split // second pass, same users
-	StickyMismatch int   // users whose lane changed between passes
-	Spoofed        Split // default-lane users claiming x-mw-dye: canary
-	SpoofUsers     int
-	Transfers      int // POST /v1/transfers answered 200
-	AuditRecords   int // records in the collector's WAL after the run
-	VerifyOutput   string
-	VerifyOK       bool
-	TraceID        string
-	TraceSpans     []Span
+	OptIn Split // x-canary: true
+	// UpstreamDye and UpstreamBaggage are what payments received for one
+	// opted-in request sent with baggage app=shop: the lane must ride in
+	// both, so the next hop can route by it.
+	UpstreamDye, UpstreamBaggage string
+	Users                        Split // first pass, one request per user
+	UsersAgain                   Split // second pass, same users
+	StickyMismatch               int   // users whose lane changed between passes
+	Spoofed                      Split // default-lane users claiming x-mw-dye: canary
+	SpoofUsers                   int
+	Transfers                    int // POST /v1/transfers answered 200
+	AuditRecords                 int // records in the collector's WAL after the run
+	VerifyOutput                 string
+	VerifyOK                     bool
+	TraceID                      string
+	TraceSpans                   []Span
 }
 
 // Run brings the stack up, tells its story and (unless Stay) stops it.
@@ -84,7 +88,8 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	fmt.Fprintf(out, "  20 requests with x-canary: true    -> %s\n", fmtSplit(sum.OptIn))
 	r, err := c.Do(ctx, http.MethodGet, "/hello", map[string]string{"x-canary": "true", "baggage": "app=shop"}, nil)
 	if err == nil && r.Status == 200 {
-		fmt.Fprintf(out, "  upstream saw: x-mw-dye=%q baggage=%q\n", r.Echo.Headers["x-mw-dye"], r.Echo.Headers["baggage"])
+		sum.UpstreamDye, sum.UpstreamBaggage = r.Echo.Headers["x-mw-dye"], r.Echo.Headers["baggage"]
+		fmt.Fprintf(out, "  upstream saw: x-mw-dye=%q baggage=%q\n", sum.UpstreamDye, sum.UpstreamBaggage)
 	}
 
 	fmt.Fprintf(out, "\n== 2. Canary: a sticky 10%% of users (by x-user-id) on the canary lane\n")
