@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every figure in docs/BENCHMARKS.md: each area's benchmark, run
 # exactly as its docs/bench/<area>.md says, raw output kept in docs/bench/raw/.
-# Takes about 15-25 minutes on 2 cores. Run on a quiet machine; compare rows
+# Takes about 8 minutes on 2 idle cores (much longer under load). Run on a quiet machine; compare rows
 # measured side by side in one run (ratios), not across runs.
 #   scripts/bench.sh            # everything
 #   scripts/bench.sh gateway    # one area (names below)
