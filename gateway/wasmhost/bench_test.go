@@ -2,6 +2,8 @@ package wasmhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"runtime"
 	"strconv"
 	"strings"
@@ -183,14 +185,20 @@ func warmPool(b *testing.B, p *Plugin, n int) {
 
 // BenchmarkChain runs three header filters in a chain, the shape of
 // dye -> audit -> trace.
+// "trusted" keeps deadlines on for the runtime but lists the module in
+// TrustedSHA256, so it should cost what "no-deadline" costs.
 func BenchmarkChain(b *testing.B) {
-	for _, noDeadline := range []bool{false, true} {
-		name := "3xheaders"
-		if noDeadline {
-			name += "/no-deadline"
-		}
-		b.Run(name, func(b *testing.B) {
-			r := newRuntime(b, RuntimeConfig{NoCallDeadline: noDeadline})
+	sum := sha256.Sum256(guest(b, "headers"))
+	for _, mode := range []struct {
+		name string
+		cfg  RuntimeConfig
+	}{
+		{"3xheaders", RuntimeConfig{}},
+		{"3xheaders/no-deadline", RuntimeConfig{NoCallDeadline: true}},
+		{"3xheaders/trusted", RuntimeConfig{TrustedSHA256: []string{hex.EncodeToString(sum[:])}}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			r := newRuntime(b, mode.cfg)
 			var ps []*Plugin
 			for _, n := range []string{"dye", "audit", "trace"} {
 				ps = append(ps, newPlugin(b, r, "headers", PluginConfig{Name: n, PoolSize: 1}))

@@ -21,8 +21,8 @@ const i32, i64 = api.ValueTypeI32, api.ValueTypeI64
 // envModule builds the "env" host module with every proxy-wasm 0.2.0/0.2.1
 // hostcall. Each hostcall finds its instance in the call's context, checks
 // every guest pointer, and answers a bad one with InvalidMemoryAccess.
-func (r *Runtime) envModule() wazero.HostModuleBuilder {
-	b := r.rt.NewHostModuleBuilder("env")
+func (r *Runtime) envModule(rt wazero.Runtime) wazero.HostModuleBuilder {
+	b := rt.NewHostModuleBuilder("env")
 	def := func(name string, params []api.ValueType, f func(in *instance, s []uint64) status) {
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, s []uint64) {
 			in, _ := ctx.Value(instKey{}).(*instance)

@@ -102,7 +102,7 @@ var errDead = errors.New("instance is no longer usable")
 
 func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.seq.Add(1))
-	mod, err := p.r.rt.InstantiateModule(ctx, p.mod.compiled, newModuleConfig(name, p.stderr))
+	mod, err := p.mod.rt.InstantiateModule(ctx, p.mod.compiled, newModuleConfig(name, p.stderr))
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: instantiate: %w", p.cfg.Name, err)
 	}

@@ -226,7 +226,7 @@ func (p *Plugin) background() {
 		now := int64(time.Since(p.epoch))
 		next := now + int64(period)
 		for _, in := range p.instances() {
-			if s := in.callStart.Load(); !p.r.noDeadline && s != 0 && now-s > int64(p.cfg.CallTimeout) {
+			if s := in.callStart.Load(); p.mod.deadline && s != 0 && now-s > int64(p.cfg.CallTimeout) {
 				in.timedOut.Store(true)
 				in.cancel() // wazero closes the module at its next check
 			}

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -27,6 +29,14 @@ type RuntimeConfig struct {
 	// (about 0.3 µs each, 6+ calls per request; see docs/bench/wasmhost.md).
 	// Only for filters that are trusted and reviewed.
 	NoCallDeadline bool
+	// TrustedSHA256 lists modules (lowercase hex sha256 of the .wasm file,
+	// as sha256sum prints it) that run without per-call deadlines while
+	// every other module keeps them: NoCallDeadline for those modules only.
+	// They are compiled in a second wazero runtime without termination
+	// checks; shared data, shared queues and metrics stay common to both.
+	// List only modules you reviewed and built yourself: a listed module
+	// stuck in a loop holds its instance and stream forever.
+	TrustedSHA256 []string
 	// Interpreter selects wazero's interpreter instead of its compiler. It is
 	// about 30× slower; use it only where the compiler is unsupported.
 	Interpreter bool
@@ -37,8 +47,11 @@ type RuntimeConfig struct {
 // that Envoy shares across plugins of one vm_id (shared data, shared queues)
 // or host-wide (metrics). It is safe for concurrent use.
 type Runtime struct {
-	rt    wazero.Runtime
+	rt    wazero.Runtime // every module, unless trusted
+	fast  wazero.Runtime // trusted modules: no termination checks; nil if none
 	cache wazero.CompilationCache
+
+	trusted map[string]bool // sha256 → run without per-call deadlines
 
 	mu      sync.Mutex
 	modules map[string]*moduleEntry
@@ -58,10 +71,12 @@ type moduleEntry struct {
 
 // Module is a compiled proxy-wasm module.
 type Module struct {
+	rt       wazero.Runtime // the runtime that compiled it, and instantiates it
 	compiled wazero.CompiledModule
 	sha256   string
 	abi      ABIVersion
 	size     int
+	deadline bool // PluginConfig.CallTimeout is enforced
 }
 
 // SHA256 returns the lowercase hex sha256 of the module bytes.
@@ -69,6 +84,11 @@ func (m *Module) SHA256() string { return m.sha256 }
 
 // ABI returns the proxy-wasm ABI version the module exports.
 func (m *Module) ABI() ABIVersion { return m.abi }
+
+// CallDeadline reports whether calls into this module's instances are bounded
+// by PluginConfig.CallTimeout: false under RuntimeConfig.NoCallDeadline and
+// for modules listed in RuntimeConfig.TrustedSHA256.
+func (m *Module) CallDeadline() bool { return m.deadline }
 
 // NewRuntime returns a Runtime. Close it to release compiled code.
 func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
@@ -79,15 +99,25 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	if cfg.Interpreter {
 		rc = wazero.NewRuntimeConfigInterpreter()
 	}
-	rc = rc.WithCloseOnContextDone(!cfg.NoCallDeadline).WithMemoryLimitPages(cfg.MemoryLimitPages)
+	rc = rc.WithMemoryLimitPages(cfg.MemoryLimitPages)
 	r := &Runtime{
 		noDeadline: cfg.NoCallDeadline,
+		trusted:    map[string]bool{},
 		modules:    map[string]*moduleEntry{},
 		shared:     newSharedData(),
 		queues:     newSharedQueues(),
 		metrics:    newMetricStore(),
 	}
+	for _, sum := range cfg.TrustedSHA256 {
+		sum = strings.ToLower(strings.TrimSpace(sum))
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("trusted wasm module %q: want the 64 hex digits of its sha256 (sha256sum FILE.wasm)", sum)
+		}
+		r.trusted[sum] = true
+	}
 	if cfg.CacheDir != "" {
+		// One cache serves both runtimes: wazero keys compiled code by the
+		// module and whether it has termination checks.
 		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("wasm compilation cache in %s: %w: choose a writable directory", cfg.CacheDir, err)
@@ -95,27 +125,48 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		r.cache = cache
 		rc = rc.WithCompilationCache(cache)
 	}
-	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	// Envoy exposes WASI under both names: current SDKs import
-	// wasi_snapshot_preview1, older ones (Rust, emscripten) wasi_unstable.
-	for _, name := range []string{wasi_snapshot_preview1.ModuleName, "wasi_unstable"} {
-		b := r.rt.NewHostModuleBuilder(name)
-		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
-		if _, err := b.Instantiate(ctx); err != nil {
-			_ = r.Close(ctx)
-			return nil, fmt.Errorf("instantiate %s: %w", name, err)
-		}
-	}
-	if _, err := r.envModule().Instantiate(ctx); err != nil {
+	var err error
+	if r.rt, err = r.newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline)); err != nil {
 		_ = r.Close(ctx)
-		return nil, fmt.Errorf("instantiate proxy-wasm host module: %w", err)
+		return nil, err
+	}
+	if len(r.trusted) > 0 && !cfg.NoCallDeadline {
+		if r.fast, err = r.newWazero(ctx, rc.WithCloseOnContextDone(false)); err != nil {
+			_ = r.Close(ctx)
+			return nil, err
+		}
 	}
 	return r, nil
 }
 
+// newWazero returns a wazero runtime with the WASI and proxy-wasm host
+// modules instantiated. Envoy exposes WASI under both names: current SDKs
+// import wasi_snapshot_preview1, older ones (Rust, emscripten) wasi_unstable.
+func (r *Runtime) newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	for _, name := range []string{wasi_snapshot_preview1.ModuleName, "wasi_unstable"} {
+		b := rt.NewHostModuleBuilder(name)
+		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+		if _, err := b.Instantiate(ctx); err != nil {
+			_ = rt.Close(ctx)
+			return nil, fmt.Errorf("instantiate %s: %w", name, err)
+		}
+	}
+	if _, err := r.envModule(rt).Instantiate(ctx); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("instantiate proxy-wasm host module: %w", err)
+	}
+	return rt, nil
+}
+
 // Close releases every instance and compiled module of the runtime.
 func (r *Runtime) Close(ctx context.Context) error {
-	err := r.rt.Close(ctx)
+	var err error
+	for _, rt := range []wazero.Runtime{r.rt, r.fast} {
+		if rt != nil {
+			err = errors.Join(err, rt.Close(ctx))
+		}
+	}
 	if r.cache != nil {
 		if cerr := r.cache.Close(ctx); err == nil {
 			err = cerr
@@ -147,12 +198,19 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 }
 
 func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module, error) {
-	cm, err := r.rt.CompileModule(ctx, wasm)
+	rt, deadline := r.rt, !r.noDeadline
+	if r.trusted[key] {
+		deadline = false
+		if r.fast != nil {
+			rt = r.fast
+		}
+	}
+	cm, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile wasm module %s: %w", key[:12], err)
 	}
 	exports := cm.ExportedFunctions()
-	m := &Module{compiled: cm, sha256: key, size: len(wasm)}
+	m := &Module{rt: rt, compiled: cm, sha256: key, size: len(wasm), deadline: deadline}
 	switch {
 	case exports["proxy_abi_version_0_2_1"] != nil:
 		m.abi = ABI021
