@@ -229,3 +229,45 @@ func readAll(t *testing.T, resp *http.Response) string {
 		}
 	}
 }
+
+// TestTrustedFilterRunsWithoutDeadline: a module the operator trusted by
+// sha256 runs without the per-callback deadline, the other filter of the
+// same chain keeps it, and /config_dump says which is which.
+func TestTrustedFilterRunsWithoutDeadline(t *testing.T) {
+	headers, noop := headersGuest(t), testGuest(t, "noop")
+	ms := startModuleServer(t)
+	ms.put("/headers.wasm", headers)
+	ms.put("/noop.wasm", noop)
+	plane := startPlane(t)
+	stable := startUpstream(t, "stable")
+	gw := startGateway(t, plane, "gw-trusted", func(c *Config) { c.WasmTrustedSHA256 = []string{modules.Sum(headers)} })
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")}}}}}
+	plane.set("gw-trusted", httpListener(t, gw.port(), "r", "mw-headers", "mw-noop"), rc,
+		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modules.Sum(headers), false),
+		wasmExt(t, "mw-noop", ms.URL+"/noop.wasm", modules.Sum(noop), false),
+		edsCluster("stable", nil), cla("stable", lbEndpoint(stable.addr(), 0)))
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+
+	code, body, h := get(t, &http.Client{}, gw.url+"/x", "x-mw-dye", "canary")
+	if code != 200 || body != "stable" || h.Get("X-Mw-Filtered") != "1" {
+		t.Fatalf("through both filters: %d %q filtered=%q", code, body, h.Get("X-Mw-Filtered"))
+	}
+	if got := (*stable.last.Load()).Get("X-Mw-Lane"); got != "canary" {
+		t.Fatalf("upstream saw x-mw-lane=%q: the trusted filter did not run", got)
+	}
+	want := map[string]bool{"mw-headers": false, "mw-noop": true}
+	for _, f := range configDump(t, gw.admin).Filters {
+		w, ok := want[f.Name]
+		if !ok {
+			continue
+		}
+		if f.State != "running" || f.CallDeadline == nil || *f.CallDeadline != w {
+			t.Errorf("filter %s: state %q call_deadline %v, want running with call_deadline=%v", f.Name, f.State, f.CallDeadline, w)
+		}
+		delete(want, f.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("filters missing from /config_dump: %v", want)
+	}
+}

@@ -67,6 +67,11 @@ type Config struct {
 	// (wasmhost.RuntimeConfig.NoCallDeadline): faster, but a guest stuck in a
 	// loop then hangs its instance. Only for reviewed filters.
 	WasmNoCallDeadline bool
+	// WasmTrustedSHA256 lists filter modules (hex sha256 of the .wasm) that
+	// run without the per-callback deadline while every other module keeps
+	// it (wasmhost.RuntimeConfig.TrustedSHA256). For modules you reviewed
+	// and built yourself, such as Meshwarden's own filters.
+	WasmTrustedSHA256 []string
 	// XDSMinBackoff/XDSMaxBackoff bound the reconnect delay (defaults 100ms/5s).
 	XDSMinBackoff, XDSMaxBackoff time.Duration
 }
@@ -135,7 +140,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)
-	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline}
+	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline, TrustedSHA256: cfg.WasmTrustedSHA256}
 	fetcher := &modules.Fetcher{}
 	if cfg.CacheDir != "" {
 		rtCfg.CacheDir = cfg.CacheDir + "/compiled"

@@ -43,6 +43,9 @@ type filterStatus struct {
 	LastError  string    `json:"last_error,omitempty"`
 	ErrorAt    time.Time `json:"error_at,omitzero"`
 	RunningSHA string    `json:"running_sha256,omitempty"`
+	// CallDeadline says whether the running module's callbacks are bounded
+	// (false for modules the operator trusted with --wasm-trusted-*).
+	CallDeadline *bool `json:"call_deadline,omitempty"`
 }
 
 func newPluginManager(rt *wasmhost.Runtime, f *modules.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
@@ -85,6 +88,8 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 		pm.byKey[key] = p
 		pm.lkg[name] = p
 		st.State, st.LastError, st.RunningSHA = "running", "", wantSHA
+		deadline := p.Module().CallDeadline()
+		st.CallDeadline = &deadline
 		return p, false
 	}
 	st.LastError, st.ErrorAt = err.Error(), time.Now()
@@ -96,7 +101,7 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 		st.State = "last_known_good"
 		return old, false
 	}
-	st.RunningSHA = ""
+	st.RunningSHA, st.CallDeadline = "", nil
 	if cfg.FailOpen {
 		st.State = "fail_open_skipped"
 		return nil, false

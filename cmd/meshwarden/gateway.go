@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/gateway"
+	"github.com/meshwarden/meshwarden/gateway/modules"
 )
 
 type gatewayFlags struct {
@@ -21,6 +22,8 @@ type gatewayFlags struct {
 	drain                                                      time.Duration
 	maxBuffer                                                  int
 	verbose, noCallDeadline                                    bool
+	trustedSHA                                                 []string
+	trustedDir                                                 string
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -39,11 +42,20 @@ the reason, and keeps serving the last good config while the plane is
 unreachable. Filter modules are fetched from the plane's module server,
 verified by sha256 and cached in --cache-dir.
 
+Every filter callback runs under a deadline (the plugin's CallTimeout), so a
+filter stuck in a loop fails its request instead of hanging it. The deadline
+costs about 1-2 µs per call into the filter. For modules you reviewed and
+built yourself, list them with --wasm-trusted-sha256 or --wasm-trusted-dir:
+those run without it, every other module keeps it. /config_dump shows
+call_deadline per filter. --wasm-no-call-deadline drops it for all modules.
+
 Admin (--admin-addr): /healthz /readyz /metrics /config_dump.
 SIGTERM or Ctrl-C drains: stop accepting, finish requests in flight (bounded
 by --drain-timeout).`,
 		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000
-  curl -s 127.0.0.1:19000/config_dump | jq .filters`,
+  curl -s 127.0.0.1:19000/config_dump | jq .filters
+  # run the filters built by 'make filters' without per-callback deadlines:
+  meshwarden gateway --xds-address 127.0.0.1:18000 --wasm-trusted-dir bin/filters`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd.Context(), f) },
 	}
@@ -57,8 +69,30 @@ by --drain-timeout).`,
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
 	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
+	fl.StringSliceVar(&f.trustedSHA, "wasm-trusted-sha256", nil, "sha256 (hex) of a filter module to run without the per-callback deadline; repeatable")
+	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
 	return cmd
+}
+
+// trustedModules returns the sha256 of every *.wasm file in dir, by file name.
+func trustedModules(dir string) (map[string]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.wasm"))
+	if err != nil {
+		return nil, fmt.Errorf("--wasm-trusted-dir %s: %w", dir, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("--wasm-trusted-dir %s: no .wasm files there: build them (make filters) or fix the path", dir)
+	}
+	sums := make(map[string]string, len(files))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--wasm-trusted-dir: %w", err)
+		}
+		sums[f] = modules.Sum(b)
+	}
+	return sums, nil
 }
 
 func defaultGatewayCache() string {
@@ -78,13 +112,24 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 		host, _ := os.Hostname()
 		f.nodeID = "gateway-" + host
 	}
+	trusted := f.trustedSHA
+	if f.trustedDir != "" {
+		sums, err := trustedModules(f.trustedDir)
+		if err != nil {
+			return err
+		}
+		for name, sum := range sums {
+			log.Info("wasm module trusted: no per-callback deadline", "file", name, "sha256", sum)
+			trusted = append(trusted, sum)
+		}
+	}
 	lis, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline}
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if f.adminAddr != "" {
 		if cfg.AdminListener, err = net.Listen("tcp", f.adminAddr); err != nil {

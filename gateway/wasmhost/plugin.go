@@ -82,6 +82,9 @@ func (p *Plugin) Name() string { return p.cfg.Name }
 // Config returns the plugin configuration with defaults applied.
 func (p *Plugin) Config() PluginConfig { return p.cfg }
 
+// Module returns the compiled module the plugin runs.
+func (p *Plugin) Module() *Module { return p.mod }
+
 // Close stops the plugin and releases its instances. Streams still open keep
 // their instance until they are closed.
 func (p *Plugin) Close() {
