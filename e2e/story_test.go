@@ -60,7 +60,25 @@ func TestDemoStory(t *testing.T) {
 	if !sum.VerifyOK || strings.Contains(sum.VerifyOutput, "no signed checkpoint") {
 		t.Errorf("audit verify failed:\n%s", sum.VerifyOutput)
 	}
-	if len(sum.TraceSpans) < 2 {
-		t.Errorf("trace %s: %d spans at the sink, want the gateway's and the filter's", sum.TraceID, len(sum.TraceSpans))
+	if len(sum.TraceSpans) < 3 {
+		t.Errorf("trace %s: %d spans at the sink, want the filter's and the gateway's server and client spans", sum.TraceID, len(sum.TraceSpans))
+	}
+	// One tree: the trace filter's span is the only child of the caller's
+	// span, and every other span nests inside the trace.
+	ids := map[string]bool{}
+	for _, s := range sum.TraceSpans {
+		ids[s.SpanID] = true
+	}
+	var fromCaller []string
+	for _, s := range sum.TraceSpans {
+		switch {
+		case s.ParentID == demo.ClientSpanID:
+			fromCaller = append(fromCaller, s.Service+" "+s.Name)
+		case !ids[s.ParentID]:
+			t.Errorf("span %s %q (%s) has parent %q, neither the caller's span nor one in the trace", s.SpanID, s.Name, s.Service, s.ParentID)
+		}
+	}
+	if len(fromCaller) != 1 || !strings.HasPrefix(fromCaller[0], "meshwarden-proxy ") {
+		t.Errorf("children of the caller's span: %q, want only the trace filter's (meshwarden-proxy) span", fromCaller)
 	}
 }

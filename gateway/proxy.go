@@ -73,16 +73,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer m.refs.Add(-1)
 	ctx := r.Context()
 	span := trace.SpanFromContext(ctx) // no-op unless tracing
-	if g.tracing {
-		ctx = g.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
-		ctx, span = g.tracer.Start(ctx, "ingress "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+	// The server span starts once the filters have seen the request
+	// headers, so its parent is the traceparent they leave: the trace
+	// filter's span for this hop. The gateway's spans then nest inside it
+	// instead of standing beside it. A request answered before or by the
+	// filters gets a span from its arrival.
+	spanStarted := !g.tracing
+	startSpan := func(at time.Time) {
+		if spanStarted {
+			return
+		}
+		spanStarted = true
+		pctx := g.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx, span = g.tracer.Start(pctx, "ingress "+r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(at),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
-		defer span.End()
 	}
 	x := &exchange{m: m}
 	l := m.listener
 	routeName, clusterName := "", ""
 	defer func() {
+		startSpan(start) // answered before or by the filters
+		defer span.End()
 		code := x.status
 		if code == 0 {
 			code = http.StatusOK
@@ -155,6 +166,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		applyRequestHeaders(r, h)
 	}
+	startSpan(time.Now())
 	rt := l.routes.match(r.Host, r.URL.RequestURI(), r.Header)
 	if rt == nil {
 		x.status = http.StatusNotFound

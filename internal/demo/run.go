@@ -77,6 +77,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	return sum, nil
 }
 
+// ClientSpanID is the parent span id the demo's traced request carries, as
+// if a caller had started the trace.
+const ClientSpanID = "00f067aa0ba902b7"
+
 // Story sends the demo's traffic through a running stack and prints what
 // happened. It returns the measured summary.
 func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, error) {
@@ -192,12 +196,13 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	tid := make([]byte, 16)
 	_, _ = rand.Read(tid)
 	sum.TraceID = hex.EncodeToString(tid)
-	tp := "00-" + sum.TraceID + "-00f067aa0ba902b7-01"
+	tp := "00-" + sum.TraceID + "-" + ClientSpanID + "-01"
 	r, err = c.Do(ctx, http.MethodGet, "/hello", map[string]string{"traceparent": tp, "x-canary": "true"}, nil)
 	if err == nil {
 		fmt.Fprintf(out, "  sent traceparent %s\n  upstream received traceparent %s\n", tp, r.Echo.Headers["traceparent"])
 	}
-	waitFor(ctx, 8*time.Second, func() bool { return len(st.Sink.Spans(sum.TraceID)) >= 2 })
+	// The trace filter's span for the hop, and the gateway's server and client spans.
+	waitFor(ctx, 8*time.Second, func() bool { return len(st.Sink.Spans(sum.TraceID)) >= 3 })
 	sum.TraceSpans = st.Sink.Spans(sum.TraceID)
 	printTrace(out, sum.TraceSpans)
 
