@@ -173,7 +173,33 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.step("gateway: traffic http://%s, admin http://%s", s.GatewayAddr, s.GatewayAdmin)
-	return nil
+	return s.waitRoutable(ctx)
+}
+
+// waitRoutable returns once a request through the gateway reaches payments.
+// The gateway's readiness means a complete configuration, not that Consul
+// already reports an instance healthy: the stack is up when traffic flows.
+func (s *Stack) waitRoutable(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c := s.NewClient()
+	var last string
+	for {
+		r, err := c.Do(wctx, http.MethodGet, "/hello", nil, nil)
+		if err == nil && r.Status == http.StatusOK {
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = fmt.Sprintf("status %d: %.200s", r.Status, r.Body)
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("the gateway is ready but GET /hello to payments through it still fails after 60s (%s): check payments' health in Consul (http://%s/v1/health/service/payments) and the plane's http://%s/v1/status", last, s.Consul.Addr(), s.PlaneAdmin)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // prepareMTLS applies LeafCertTTL and works out the gateway's SPIFFE id

@@ -316,6 +316,10 @@ func (u *Upstream) ID() string { return u.Service + "-" + u.Version }
 // Register adds the instance to Consul with meta version and an HTTP check
 // of /healthz. An mTLS upstream is registered Connect-native: the plane's
 // mTLS clusters reach its address and port with TLS and check its SPIFFE id.
+// The instance is already serving when it registers, so its check starts
+// passing (Consul's default is critical until the first run), and the
+// check's timeout allows for a starved machine: a dead instance still turns
+// critical at once, since its port refuses connections.
 func (u *Upstream) Register(c *api.Client) error {
 	host, portStr, err := net.SplitHostPort(u.Addr)
 	if err != nil {
@@ -330,8 +334,8 @@ func (u *Upstream) Register(c *api.Client) error {
 		Tags: []string{"version=" + u.Version},
 		Meta: map[string]string{"version": u.Version},
 		Check: &api.AgentServiceCheck{
-			HTTP: "http://" + u.HealthAddr + "/healthz", Interval: "1s", Timeout: "1s",
-			DeregisterCriticalServiceAfter: "1m",
+			HTTP: "http://" + u.HealthAddr + "/healthz", Interval: "1s", Timeout: "3s",
+			Status: api.HealthPassing, DeregisterCriticalServiceAfter: "1m",
 		},
 	}
 	if u.certs != nil {
