@@ -43,15 +43,22 @@ func TestTracingAndDrain(t *testing.T) {
 		if !strings.HasPrefix(tp, "00-"+traceID+"-") || strings.Contains(tp, "00f067aa0ba902b7") {
 			t.Fatalf("upstream traceparent %q: want the same trace with the gateway's span as parent", tp)
 		}
+		// The response is flushed to the client as it streams (gRPC and
+		// streaming need that), so the server span may end just after the
+		// client has read it: wait for both spans.
 		var server, client *tracetest.SpanStub
-		for _, s := range exp.GetSpans() {
-			switch s.SpanKind {
-			case trace.SpanKindServer:
-				server = &s
-			case trace.SpanKindClient:
-				client = &s
+		eventually(t, 5*time.Second, "server and client spans exported", func() bool {
+			server, client = nil, nil
+			for _, s := range exp.GetSpans() {
+				switch s.SpanKind {
+				case trace.SpanKindServer:
+					server = &s
+				case trace.SpanKindClient:
+					client = &s
+				}
 			}
-		}
+			return server != nil && client != nil
+		})
 		if server == nil || client == nil || server.SpanContext.TraceID().String() != traceID ||
 			client.Parent.SpanID() != server.SpanContext.SpanID() || !strings.Contains(tp, client.SpanContext.SpanID().String()) {
 			t.Fatalf("spans: server %+v client %+v", server, client)
