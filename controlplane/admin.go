@@ -24,6 +24,9 @@ type Status struct {
 	LastBuild      time.Time          `json:"last_build"`
 	BuildError     string             `json:"build_error,omitempty"`
 	LastRejection  *Rejection         `json:"last_rejection,omitempty"`
+	// AwaitingPolicies: no valid set from the policy directory yet, so no
+	// proxy has been sent any configuration.
+	AwaitingPolicies bool `json:"awaiting_policies,omitempty"`
 }
 
 // NodeStatus is one entry of GET /v1/nodes.
@@ -43,6 +46,7 @@ func (s *Server) Status() Status {
 	if s.policy != nil {
 		st.PolicyRevision = s.policy.Revision
 	}
+	st.AwaitingPolicies = s.awaitPolicies
 	st.Nodes = len(s.nodes)
 	st.LastBuild = s.built
 	if s.buildErr != nil {
@@ -107,6 +111,14 @@ func (s *Server) AdminHandler(modules http.Handler) http.Handler {
 		st := s.watcher.Status()
 		if !st.Synced {
 			http.Error(w, "not ready: the Consul catalog has not been read yet", http.StatusServiceUnavailable)
+			return
+		}
+		if s.AwaitingPolicies() {
+			msg := "not ready: no valid policy set from " + s.cfg.PolicyDir + " yet; proxies get no configuration until one is applied"
+			if r := s.Status().LastRejection; r != nil {
+				msg += "; last rejection: " + r.Error + " (check the files with: meshwarden policy validate " + s.cfg.PolicyDir + ")"
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")

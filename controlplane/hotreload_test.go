@@ -3,6 +3,8 @@ package controlplane
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +110,58 @@ func TestPolicyDirAndModuleHotReload(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestNoConfigUntilPolicyDirIsValid: with a policy directory, the plane sends
+// no proxy any configuration (which would carry no filters, so no audit)
+// until a valid policy set from it is applied, and /readyz says why.
+func TestNoConfigUntilPolicyDirIsValid(t *testing.T) {
+	policyDir := t.TempDir()
+	file := filepath.Join(policyDir, "p.json")
+	if err := os.WriteFile(file, []byte(`{"routes": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPlane(t, func(c *Config) { c.PolicyDir = policyDir })
+	register(t, p.consul, "echo-1", "echo", 9001, map[string]string{"version": "v1"}, api.HealthPassing)
+	ads := dialADS(t, p.addr, "web-1", "web", nil)
+
+	readyz := func() (int, string) {
+		resp, err := http.Get(p.admin.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := readyz()
+		st := p.s.Status()
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "no valid policy set") &&
+			strings.Contains(body, "last rejection") && st.AwaitingPolicies && st.Nodes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %q, status %+v: want 503 naming the rejected policy set, with web-1 connected", code, body, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ads.mu.Lock()
+	got := len(ads.last)
+	ads.mu.Unlock()
+	if got != 0 {
+		t.Fatalf("web-1 received %d resource types before any valid policy set was applied", got)
+	}
+
+	if err := os.WriteFile(file, []byte(`{}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ads.waitFor("configuration once the policy set is valid", func(c *adsClient) bool { return c.clusterNames()["echo"] })
+	if code, body := readyz(); code != http.StatusOK {
+		t.Fatalf("readyz after a valid set: %d %q", code, body)
+	}
+	if p.s.AwaitingPolicies() {
+		t.Fatal("still awaiting policies after a valid set was applied")
+	}
 }

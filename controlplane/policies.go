@@ -101,6 +101,7 @@ func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte,
 	}
 	s.policy = ps
 	s.policyFiles = files
+	s.awaitPolicies = false
 	s.mu.Unlock()
 	s.log.Info("policy set applied", "revision", ps.Revision, "files", len(files), "source", source)
 	if s.cfg.RecordChange != nil && prev != ps.Revision {
@@ -116,6 +117,14 @@ func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte,
 	}
 	s.rebuild(ctx)
 	return ps, shared.Warnings, nil
+}
+
+// AwaitingPolicies reports whether the plane still holds every snapshot back
+// because its policy directory has not yielded a valid set yet.
+func (s *Server) AwaitingPolicies() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.awaitPolicies
 }
 
 // PolicyRevision is the revision of the policy set in force ("" if none).

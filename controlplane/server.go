@@ -87,6 +87,12 @@ type Server struct {
 
 	mu     sync.Mutex
 	policy *ir.PolicySet
+	// awaitPolicies holds every snapshot back until the first valid policy
+	// set is applied, when a policy directory is configured: a proxy that
+	// connects early must not run Consul-only config (no filters, so no
+	// audit) while the policies are still loading, nor when they are invalid
+	// at start-up. There is no last good set to fall back on then.
+	awaitPolicies bool
 	// policyFiles are the files of policy, for the change record's diff.
 	policyFiles map[string][]byte
 	shared      *translate.Shared
@@ -156,7 +162,9 @@ func New(cfg Config) (*Server, error) {
 		tcache:  translate.NewCache(),
 		policy:  cfg.Policies,
 		nodes:   map[string]*nodeState{},
-		streams: map[int64]string{},
+
+		awaitPolicies: cfg.PolicyDir != "" && cfg.LoadPolicies != nil,
+		streams:       map[int64]string{},
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
 	s.m = newMetrics(cfg.Registry, s)
@@ -296,7 +304,7 @@ func (s *Server) rejectLocked(r Rejection) {
 // publishLocked builds and sets node id's snapshot if it changed.
 func (s *Server) publishLocked(ctx context.Context, id string, memo map[string]*cache.Snapshot) {
 	ns := s.nodes[id]
-	if ns == nil || ns.err != nil || s.shared == nil {
+	if ns == nil || ns.err != nil || s.shared == nil || s.awaitPolicies {
 		return
 	}
 	var secrets []types.Resource
