@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/certs"
+	"github.com/meshwarden/meshwarden/internal/consulagent"
 	"github.com/meshwarden/meshwarden/internal/demo"
 )
 
@@ -371,7 +372,7 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	t.Logf("leaf renewals under load: gateway leaves seen %d, upstream leaves seen %d; load %s", len(clientsBefore), len(serversBefore), load)
 
 	// (b) Root rotation under load.
-	if err := demo.SetCAConfig(ctx, st.ConsulAPI, map[string]any{"LeafCertTTL": "2m", "PrivateKey": newCAKey(t), "RootCert": ""}); err != nil {
+	if err := consulagent.SetCAConfig(ctx, st.ConsulAPI, map[string]any{"LeafCertTTL": "2m", "PrivateKey": newCAKey(t), "RootCert": ""}); err != nil {
 		t.Fatal(err)
 	}
 	rotatedAt := time.Now()

@@ -68,20 +68,8 @@ func startConsulAgent(t *testing.T) (*consulagent.Agent, *api.Client) {
 // leaf lifetimes below Consul's 1h minimum.
 func setCAConfig(t *testing.T, c *api.Client, fields map[string]any) {
 	t.Helper()
-	cur, _, err := c.Connect().CAGetConfig(nil)
-	if err != nil {
+	if err := consulagent.SetCAConfig(context.Background(), c, fields); err != nil {
 		t.Fatal(err)
-	}
-	cfg := map[string]any{}
-	for k, v := range cur.Config {
-		cfg[k] = v
-	}
-	cfg["SkipValidate"] = true
-	for k, v := range fields {
-		cfg[k] = v
-	}
-	if _, err := c.Connect().CASetConfig(&api.CAConfig{Provider: "consul", Config: cfg}, nil); err != nil {
-		t.Fatalf("set Connect CA config: %v", err)
 	}
 }
 

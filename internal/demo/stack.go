@@ -207,7 +207,7 @@ func (s *Stack) waitRoutable(ctx context.Context) error {
 // plane does for the ids it matches on upstream certificates).
 func (s *Stack) prepareMTLS(ctx context.Context) error {
 	if s.opts.LeafCertTTL != "" {
-		if err := SetCAConfig(ctx, s.ConsulAPI, map[string]any{"LeafCertTTL": s.opts.LeafCertTTL}); err != nil {
+		if err := consulagent.SetCAConfig(ctx, s.ConsulAPI, map[string]any{"LeafCertTTL": s.opts.LeafCertTTL}); err != nil {
 			return err
 		}
 		s.step("Connect CA LeafCertTTL set to %s", s.opts.LeafCertTTL)
@@ -233,40 +233,6 @@ func (s *Stack) prepareMTLS(ctx context.Context) error {
 	}
 	s.GatewayID = translate.SPIFFEID(roots.TrustDomain, dc, ir.GatewayNodeCluster)
 	return nil
-}
-
-// SetCAConfig rewrites the Consul Connect CA configuration (built-in
-// provider) with fields changed and validation skipped: LeafCertTTL below
-// 1h, or a new PrivateKey (with RootCert "") to rotate the root. The CA
-// may still be initialising right after the agent starts, so failures are
-// retried for up to 30s.
-func SetCAConfig(ctx context.Context, c *api.Client, fields map[string]any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var last error
-	for {
-		cur, _, err := c.Connect().CAGetConfig((&api.QueryOptions{}).WithContext(ctx))
-		if err == nil {
-			cfg := map[string]any{}
-			for k, v := range cur.Config {
-				cfg[k] = v
-			}
-			cfg["SkipValidate"] = true
-			for k, v := range fields {
-				cfg[k] = v
-			}
-			_, err = c.Connect().CASetConfig(&api.CAConfig{Provider: cur.Provider, Config: cfg}, (&api.WriteOptions{}).WithContext(ctx))
-			if err == nil {
-				return nil
-			}
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("set Connect CA config: %w", last)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 // startUpstream starts one upstream instance: plain HTTP, or with MTLS a
