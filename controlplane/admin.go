@@ -108,14 +108,14 @@ func (s *Server) AdminHandler(modules http.Handler) http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := s.watcher.Status()
-		if !st.Synced {
+		st := s.Status()
+		if !st.Consul.Synced {
 			http.Error(w, "not ready: the Consul catalog has not been read yet", http.StatusServiceUnavailable)
 			return
 		}
-		if s.AwaitingPolicies() {
+		if st.AwaitingPolicies {
 			msg := "not ready: no valid policy set from " + s.cfg.PolicyDir + " yet; proxies get no configuration until one is applied"
-			if r := s.Status().LastRejection; r != nil {
+			if r := st.LastRejection; r != nil {
 				msg += "; last rejection: " + r.Error + " (check the files with: meshwarden policy validate " + s.cfg.PolicyDir + ")"
 			}
 			http.Error(w, msg, http.StatusServiceUnavailable)

@@ -161,7 +161,7 @@ func TestNoConfigUntilPolicyDirIsValid(t *testing.T) {
 	if code, body := readyz(); code != http.StatusOK {
 		t.Fatalf("readyz after a valid set: %d %q", code, body)
 	}
-	if p.s.AwaitingPolicies() {
+	if p.s.Status().AwaitingPolicies {
 		t.Fatal("still awaiting policies after a valid set was applied")
 	}
 }

@@ -119,14 +119,6 @@ func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte,
 	return ps, shared.Warnings, nil
 }
 
-// AwaitingPolicies reports whether the plane still holds every snapshot back
-// because its policy directory has not yielded a valid set yet.
-func (s *Server) AwaitingPolicies() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.awaitPolicies
-}
-
 // PolicyRevision is the revision of the policy set in force ("" if none).
 func (s *Server) PolicyRevision() string {
 	s.mu.Lock()
