@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 )
@@ -99,33 +100,34 @@ func (s *Server) ConfigDump(id string) ([]byte, error) {
 	return snap.YAML()
 }
 
-// AdminHandler serves /metrics, /healthz, /readyz and the /v1 API. extra,
-// if non-nil, is mounted at /modules/ (the module server).
-func (s *Server) AdminHandler(modules http.Handler) http.Handler {
+// AdminHandler serves the authenticated admin API: /v1/* and /metrics
+// (unless metricsPublic), plus /healthz and /readyz. Every /v1 call needs
+// a Consul ACL token (X-Consul-Token or Authorization: Bearer) with:
+//
+//	operator:read   GET /v1/status, GET /v1/nodes, GET /metrics
+//	mesh:read       GET /v1/config_dump, POST /v1/policies:translate
+//	mesh:write      POST /v1/policies:apply
+//
+// The change log records the token's accessor id and description. Serve it
+// over TLS (cmd/meshwarden does, with the plane's mesh certificate).
+func (s *Server) AdminHandler(metricsPublic bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := s.Status()
-		if !st.Consul.Synced {
-			http.Error(w, "not ready: the Consul catalog has not been read yet", http.StatusServiceUnavailable)
-			return
-		}
-		if st.AwaitingPolicies {
-			msg := "not ready: no valid policy set from " + s.cfg.PolicyDir + " yet; proxies get no configuration until one is applied"
-			if r := st.LastRejection; r != nil {
-				msg += "; last rejection: " + r.Error + " (check the files with: meshwarden policy validate " + s.cfg.PolicyDir + ")"
-			}
-			http.Error(w, msg, http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Status()) })
-	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Nodes()) })
-	mux.HandleFunc("GET /v1/config_dump", func(w http.ResponseWriter, r *http.Request) {
+	s.probes(mux)
+	metrics := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+	if metricsPublic {
+		mux.Handle("GET /metrics", metrics)
+	} else {
+		mux.HandleFunc("GET /metrics", s.require(auth.OperatorRead, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+			metrics.ServeHTTP(w, r)
+		}))
+	}
+	mux.HandleFunc("GET /v1/status", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
+		writeJSON(w, http.StatusOK, s.Status())
+	}))
+	mux.HandleFunc("GET /v1/nodes", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
+		writeJSON(w, http.StatusOK, s.Nodes())
+	}))
+	mux.HandleFunc("GET /v1/config_dump", s.require(auth.MeshRead, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 		id := r.URL.Query().Get("node")
 		if id == "" {
 			http.Error(w, "give ?node=ID (GET /v1/nodes lists them)", http.StatusBadRequest)
@@ -138,8 +140,8 @@ func (s *Server) AdminHandler(modules http.Handler) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(b)
-	})
-	mux.HandleFunc("POST /v1/policies:translate", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST /v1/policies:translate", s.require(auth.MeshRead, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 		files, ok := readFiles(w, r)
 		if !ok {
 			return
@@ -159,23 +161,59 @@ func (s *Server) AdminHandler(modules http.Handler) http.Handler {
 			nodes[id] = d
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "warnings": warnings})
-	})
-	mux.HandleFunc("POST /v1/policies:apply", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST /v1/policies:apply", s.require(auth.MeshWrite, func(w http.ResponseWriter, r *http.Request, who auth.Principal) {
 		files, ok := readFiles(w, r)
 		if !ok {
 			return
 		}
-		ps, warnings, err := s.ApplyPoliciesFrom(r.Context(), files, "api", r.Header.Get("X-Meshwarden-Identity"))
+		ps, warnings, err := s.ApplyPoliciesFrom(r.Context(), files, "api", who.String())
 		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "applied": false})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"applied": true, "revision": ps.Revision, "warnings": warnings})
-	})
+		writeJSON(w, http.StatusOK, map[string]any{"applied": true, "revision": ps.Revision, "warnings": warnings, "applied_by": who.String()})
+	}))
+	return mux
+}
+
+// PublicHandler serves what is anonymous by design: the health probes
+// /healthz and /readyz, /metrics when metricsPublic, and, if modules is
+// non-nil, the filter modules at /modules/ — public, content-addressed
+// artefacts that every proxy checks against the sha256 pinned in its
+// authenticated xDS configuration before loading.
+func (s *Server) PublicHandler(modules http.Handler, metricsPublic bool) http.Handler {
+	mux := http.NewServeMux()
+	s.probes(mux)
+	if metricsPublic {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	}
 	if modules != nil {
 		mux.Handle("/modules/", modules)
 	}
 	return mux
+}
+
+func (s *Server) probes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := s.Status()
+		if !st.Consul.Synced {
+			http.Error(w, "not ready: the Consul catalog has not been read yet", http.StatusServiceUnavailable)
+			return
+		}
+		if st.AwaitingPolicies {
+			msg := "not ready: no valid policy set from " + s.cfg.PolicyDir + " yet; proxies get no configuration until one is applied"
+			if r := st.LastRejection; r != nil {
+				msg += "; last rejection: " + r.Error + " (check the files with: meshwarden policy validate " + s.cfg.PolicyDir + ")"
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
 }
 
 type snapshotRef struct {

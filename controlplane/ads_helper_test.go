@@ -68,6 +68,9 @@ func startPlane(t testing.TB, mutate func(*Config)) *plane {
 		LoadPolicies: jsonLoader,
 		Translate:    translate.Options{ModuleBaseURL: "http://127.0.0.1:1/modules/"},
 		Watch:        consulOpts(),
+		// These tests are about translation and publication; auth_test.go
+		// runs the plane with authentication on a Consul with ACLs on.
+		InsecureNoAuth: true,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -86,7 +89,7 @@ func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
-	admin := httptest.NewServer(s.AdminHandler(nil))
+	admin := httptest.NewServer(s.AdminHandler(true))
 	t.Cleanup(func() {
 		admin.Close()
 		g.Stop()

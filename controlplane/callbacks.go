@@ -14,10 +14,17 @@ import (
 // registration on first request, ACK/NACK bookkeeping, and cleanup.
 func (s *Server) callbacks() server.Callbacks {
 	return server.CallbackFuncs{
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.streamClosed(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.streamClosed(id) },
+		StreamOpenFunc:        func(ctx context.Context, id int64, _ string) error { return s.streamOpened(ctx, id) },
+		DeltaStreamOpenFunc:   func(ctx context.Context, id int64, _ string) error { return s.streamOpened(ctx, id) },
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.streamClosed(id); s.streamForgotten(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.streamClosed(id); s.streamForgotten(id) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
-			s.nodeSeen(context.Background(), id, req.GetNode())
+			if err := s.authorizeRequest(context.Background(), id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames()); err != nil {
+				return err
+			}
+			if err := s.nodeSeen(context.Background(), id, req.GetNode()); err != nil {
+				return err
+			}
 			var detail error
 			if e := req.GetErrorDetail(); e != nil {
 				detail = errorDetail(e.GetCode(), e.GetMessage())
@@ -26,7 +33,12 @@ func (s *Server) callbacks() server.Callbacks {
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
-			s.nodeSeen(context.Background(), id, req.GetNode())
+			if err := s.authorizeRequest(context.Background(), id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe()); err != nil {
+				return err
+			}
+			if err := s.nodeSeen(context.Background(), id, req.GetNode()); err != nil {
+				return err
+			}
 			var detail error
 			if e := req.GetErrorDetail(); e != nil {
 				detail = errorDetail(e.GetCode(), e.GetMessage())

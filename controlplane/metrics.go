@@ -13,6 +13,9 @@ type metrics struct {
 	translateErrors  prometheus.Counter
 	policyRejections prometheus.Counter
 	translateSeconds prometheus.Histogram
+	auth             *prometheus.CounterVec
+	revoked          prometheus.Counter
+	secretsRefused   prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
@@ -42,7 +45,25 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			Help:    "Time to translate the catalog and policies into shared resources.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_auth_total",
+			Help: "Authentication and authorisation decisions, by surface (xds, admin) and result (ok, unauthenticated, denied, unavailable).",
+		}, []string{"surface", "result"}),
+		revoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_xds_streams_revoked_total",
+			Help: "xDS streams closed because their credential was revoked, lost its right, or could not be re-verified within the grace period.",
+		}),
+		secretsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshwarden_controlplane_secret_requests_refused_total",
+			Help: "SDS requests for a secret that is not the requesting proxy's own leaf or the trust bundle.",
+		}),
 	}
+	for _, surface := range []string{"xds", "admin"} {
+		for _, result := range []string{"ok", "unauthenticated", "denied", "unavailable"} {
+			m.auth.WithLabelValues(surface, result)
+		}
+	}
+	reg.MustRegister(m.auth, m.revoked, m.secretsRefused)
 	reg.MustRegister(m.nacks, m.responses, m.snapshots, m.translateErrors, m.policyRejections, m.translateSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meshwarden_controlplane_consul_staleness_seconds",

@@ -18,9 +18,9 @@ type Registration struct {
 }
 
 // RegisterInConsul registers the plane as ir.PlaneServiceName at xdsAddr
-// with an HTTP health check on http://<adminAddr>/healthz, and meta
+// with an HTTP health check on http://<probeAddr>/healthz, and meta
 // admin_addr. Call Deregister on graceful stop.
-func RegisterInConsul(ctx context.Context, client *api.Client, xdsAddr, adminAddr string) (*Registration, error) {
+func RegisterInConsul(ctx context.Context, client *api.Client, xdsAddr, adminAddr, probeAddr string) (*Registration, error) {
 	host, portStr, err := net.SplitHostPort(xdsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("xds address %q: %w", xdsAddr, err)
@@ -39,6 +39,13 @@ func RegisterInConsul(ctx context.Context, client *api.Client, xdsAddr, adminAdd
 	if ahost == "" || ahost == "0.0.0.0" || ahost == "::" {
 		ahost = "127.0.0.1"
 	}
+	phost, pport, err := net.SplitHostPort(probeAddr)
+	if err != nil {
+		return nil, fmt.Errorf("probe address %q: %w", probeAddr, err)
+	}
+	if phost == "" || phost == "0.0.0.0" || phost == "::" {
+		phost = "127.0.0.1"
+	}
 	id := fmt.Sprintf("%s-%s-%d", ir.PlaneServiceName, host, port)
 	reg := &api.AgentServiceRegistration{
 		ID:      id,
@@ -48,7 +55,7 @@ func RegisterInConsul(ctx context.Context, client *api.Client, xdsAddr, adminAdd
 		Meta:    map[string]string{"admin_addr": net.JoinHostPort(ahost, aport)},
 		Check: &api.AgentServiceCheck{
 			Name:                           "meshwarden control plane /healthz",
-			HTTP:                           "http://" + net.JoinHostPort(ahost, aport) + "/healthz",
+			HTTP:                           "http://" + net.JoinHostPort(phost, pport) + "/healthz",
 			Interval:                       "2s",
 			Timeout:                        "1s",
 			DeregisterCriticalServiceAfter: "1m",

@@ -19,8 +19,11 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -60,13 +63,20 @@ type Config struct {
 	// RecordChange, if set, is called with every policy set that replaces
 	// a different one, after the swap: the files before and after, where
 	// the set came from ("policy-dir <dir>" or "api") and who sent it (the
-	// X-Meshwarden-Identity header of an API apply, else ""). The plane's
+	// authenticated principal of an API apply, else ""). The plane's
 	// change log (policies.ChangeLog) hangs here. An error is logged; the
 	// set stays applied.
 	RecordChange func(ctx context.Context, c PolicyChange) error
 	// Debounce is the quiet time that coalesces bursts of changes
 	// (default 20ms); a burst is cut after 5× Debounce.
 	Debounce time.Duration
+	// Auth authenticates every xDS stream and admin call against Consul's
+	// ACL system and authorises it by Consul's rules (see package auth).
+	// New refuses a nil Auth unless InsecureNoAuth is set.
+	Auth *auth.Authenticator
+	// InsecureNoAuth serves every caller unauthenticated: for development
+	// on loopback and for tests of other concerns, never for production.
+	InsecureNoAuth bool
 	// Log receives structured logs; nil discards them.
 	Log *slog.Logger
 	// Registry receives the plane's metrics; nil means a private registry.
@@ -101,6 +111,9 @@ type Server struct {
 	streams     map[int64]string
 	rejection   *Rejection
 	built       time.Time
+
+	authMu      sync.Mutex
+	streamAuths map[int64]*streamAuth
 }
 
 type nodeState struct {
@@ -141,6 +154,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Consul == nil {
 		return nil, errors.New("controlplane: Config.Consul is nil: pass a Consul API client")
 	}
+	if cfg.Auth == nil && !cfg.InsecureNoAuth {
+		return nil, errors.New("controlplane: Config.Auth is nil: pass an authenticator (package auth), or set InsecureNoAuth for a development plane")
+	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = 20 * time.Millisecond
 	}
@@ -165,6 +181,7 @@ func New(cfg Config) (*Server, error) {
 
 		awaitPolicies: cfg.PolicyDir != "" && cfg.LoadPolicies != nil,
 		streams:       map[int64]string{},
+		streamAuths:   map[int64]*streamAuth{},
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
 	s.m = newMetrics(cfg.Registry, s)
@@ -387,15 +404,20 @@ func nodeInfo(n *corev3.Node) NodeInfo {
 
 // nodeSeen registers a node on its first request and publishes its first
 // snapshot before the server creates the watch, so the first response is
-// immediate.
-func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) {
+// immediate. A node id already connected under another node.cluster is
+// refused: the second stream would otherwise share the first's snapshot,
+// secrets included.
+func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) error {
 	if n == nil || n.GetId() == "" {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.streams[stream]; ok {
-		return
+		return nil
+	}
+	if ns := s.nodes[n.GetId()]; ns != nil && ns.info.Cluster != n.GetCluster() {
+		return status.Errorf(codes.PermissionDenied, "node id %q is connected as %q; give each proxy its own node.id", n.GetId(), ns.info.Cluster)
 	}
 	s.streams[stream] = n.GetId()
 	ns := s.nodes[n.GetId()]
@@ -416,11 +438,12 @@ func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) {
 		}
 		if err != nil {
 			s.log.Error("translation failed", "err", err)
-			return
+			return nil
 		}
 		s.shared = shared
 	}
 	s.publishLocked(ctx, n.GetId(), nil)
+	return nil
 }
 
 func (s *Server) streamClosed(stream int64) {

@@ -34,7 +34,11 @@ type planeStatus struct {
 func getStatus(t *testing.T, st *demo.Stack) planeStatus {
 	t.Helper()
 	var s planeStatus
-	resp, err := http.Get("http://" + st.PlaneAdmin + "/v1/status")
+	hc, err := st.AdminClient(st.OperatorTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(st.AdminURL("/v1/status"))
 	if err != nil {
 		t.Fatalf("plane status: %v", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshwarden/meshwarden/gateway/modules"
@@ -72,6 +73,10 @@ type Config struct {
 	// it (wasmhost.RuntimeConfig.TrustedSHA256). For modules you reviewed
 	// and built yourself, such as Meshwarden's own filters.
 	WasmTrustedSHA256 []string
+	// XDSDialOptions are the gRPC options of the ADS connection: TLS and
+	// the proxy's credential (controlplane/auth.ClientOptions.DialOptions).
+	// Empty means plaintext, for a --insecure-dev plane.
+	XDSDialOptions []grpc.DialOption
 	// XDSMinBackoff/XDSMaxBackoff bound the reconnect delay (defaults 100ms/5s).
 	XDSMinBackoff, XDSMaxBackoff time.Duration
 }
@@ -163,7 +168,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Target: cfg.XDSAddress,
 		Node: &core.Node{Id: cfg.NodeID, Cluster: ir.GatewayNodeCluster, Metadata: meta,
 			UserAgentName: "meshwarden-gateway"},
-		MinBackoff: cfg.XDSMinBackoff, MaxBackoff: cfg.XDSMaxBackoff,
+		DialOptions: cfg.XDSDialOptions,
+		MinBackoff:  cfg.XDSMinBackoff, MaxBackoff: cfg.XDSMaxBackoff,
 		Logger: g.log, OnEvent: g.met.xdsEvent,
 	}, g.store)
 	if err != nil {

@@ -49,7 +49,7 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 	}
 	reg("shop-1", v1, "v1", api.HealthPassing)
 	reg("shop-2", v2, "v2", api.HealthPassing)
-	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond,
+	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond, InsecureNoAuth: true,
 		Watch: consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
 		Policies: &ir.PolicySet{Routes: []ir.Route{{Service: "shop",
 			Subsets: []ir.Subset{{Name: "v1", Selector: map[string]string{"version": "v1"}}, {Name: "v2", Selector: map[string]string{"version": "v2"}}},
@@ -166,7 +166,7 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 		}
 	}
 	dyeConf := `{"mode":"ingress","rules":[{"name":"beta","match":{"headers":[{"name":"x-beta","exact":"1"}]},"lane":"canary"}]}`
-	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond, Modules: ms,
+	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond, InsecureNoAuth: true, Modules: ms,
 		Translate: translate.Options{ModuleBaseURL: modSrv.URL + "/modules/"},
 		Watch:     consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
 		Policies: &ir.PolicySet{

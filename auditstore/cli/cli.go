@@ -198,7 +198,9 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 		}()
 	}
 	if f.consulAddr != "" {
-		c, err := api.NewClient(&api.Config{Address: f.consulAddr})
+		cc := api.DefaultConfig() // CONSUL_HTTP_TOKEN(_FILE) for registration with ACLs on
+		cc.Address = f.consulAddr
+		c, err := api.NewClient(cc)
 		if err != nil {
 			return fmt.Errorf("consul client: %w", err)
 		}

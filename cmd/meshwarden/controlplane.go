@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,8 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -35,6 +38,9 @@ type controlPlaneFlags struct {
 	debounce                                                         time.Duration
 	register, mtls, verbose                                          bool
 	changelog                                                        string
+	consulTokenFile, publicAddr                                      string
+	insecureDev, metricsPublic                                       bool
+	authTTL, authGrace                                               time.Duration
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -61,20 +67,41 @@ snapshot, and the rejection is logged, counted and shown in /v1/status).
 During a Consul outage the last catalog keeps serving and /v1/status and the
 metric meshwarden_controlplane_consul_staleness_seconds show how stale it is.
 
-Admin API (--admin-addr):
-  GET  /metrics /healthz /readyz
-  GET  /v1/status                       consul index, staleness, policy revision, last rejection
-  GET  /v1/nodes                        connected proxies
-  GET  /v1/config_dump?node=ID          a proxy's resources as YAML
-  POST /v1/policies:translate           {"file.yaml": "..."} -> per-node resources, nothing applied
-  POST /v1/policies:apply               same body; applied whole or rejected whole
-  GET  /modules/ , /modules/<sha256>    the filter modules (unless --module-base-url points elsewhere)`,
+Who may talk to the plane (Consul's ACL system decides; it must be on):
+  xDS (--xds-addr) is served over TLS with the plane's Consul Connect leaf
+  (service meshwarden-controlplane). Every stream authenticates with a Consul
+  ACL token in gRPC metadata x-consul-token (or a mesh client certificate),
+  and may act only as a service its token holds service:write on: it gets
+  that service's leaf and the trust bundle, nothing else. Tokens are
+  re-checked every --auth-ttl; a revoked one closes its streams. While Consul
+  is unreachable, existing streams keep their last decision for --auth-grace
+  and new ones are refused.
+  The plane's own token (CONSUL_HTTP_TOKEN or --consul-token-file) needs
+  service:write on every proxied service (it fetches their leaves), read on
+  nodes and services, and operator:write for a CertificatePolicy's leafTTL.
+
+Admin API (--admin-addr, HTTPS, token in X-Consul-Token or Authorization: Bearer):
+  GET  /v1/status                       operator:read  consul index, staleness, revision, last rejection
+  GET  /v1/nodes                        operator:read  connected proxies
+  GET  /metrics                         operator:read  (or anonymous with --metrics-public)
+  GET  /v1/config_dump?node=ID          mesh:read      a proxy's resources as YAML, keys redacted
+  POST /v1/policies:translate           mesh:read      {"file.yaml": "..."} -> per-node resources
+  POST /v1/policies:apply               mesh:write     applied whole or rejected whole; the change
+                                                       log records the token's accessor id
+Public (--public-addr, plain HTTP, anonymous by design):
+  GET  /healthz /readyz                 probes
+  GET  /modules/ , /modules/<sha256>    the filter modules; proxies check the sha256 pinned in
+                                        their authenticated configuration before loading one
+
+--insecure-dev turns all of this off (plaintext, anonymous) for development
+on loopback only; the plane logs a warning at start.`,
 		Example: `  # Against a local Consul agent, with the policies and filters of this repo:
   meshwarden controlplane --consul 127.0.0.1:8500 --policy-dir policies/examples
 
-  # What does a proxy get?
-  curl -s 127.0.0.1:18001/v1/nodes
-  curl -s '127.0.0.1:18001/v1/config_dump?node=web-1'
+  # What does a proxy get? (the CA file: the Connect roots, e.g. from
+  # curl -s 127.0.0.1:8500/v1/agent/connect/ca/roots)
+  curl -s --cacert connect-ca.pem -H "X-Consul-Token: $TOKEN" https://127.0.0.1:18001/v1/nodes
+  meshwarden policy status --plane https://127.0.0.1:18001 --ca-file connect-ca.pem --token-file ops.token
 
   # With mTLS from Consul Connect's CA (leaf + roots over SDS):
   meshwarden controlplane --mtls`,
@@ -86,10 +113,16 @@ Admin API (--admin-addr):
 	fl := cmd.Flags()
 	fl.StringVar(&f.consul, "consul", envOr("CONSUL_HTTP_ADDR", "127.0.0.1:8500"), "Consul agent HTTP address (host:port or URL; $CONSUL_HTTP_ADDR)")
 	fl.StringVar(&f.xdsAddr, "xds-addr", "127.0.0.1:18000", "gRPC listen address of the ADS server (what envoy.yaml points at)")
-	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:18001", "HTTP listen address of /metrics, /healthz, /readyz, /v1/* and /modules/")
+	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:18001", "HTTPS listen address of the authenticated admin API (/v1/*, /metrics)")
+	fl.StringVar(&f.publicAddr, "public-addr", "127.0.0.1:18002", "plain HTTP listen address of /healthz, /readyz and /modules/ (anonymous by design)")
+	fl.StringVar(&f.consulTokenFile, "consul-token-file", "", "file holding the plane's own Consul ACL token (default $CONSUL_HTTP_TOKEN)")
+	fl.DurationVar(&f.authTTL, "auth-ttl", 10*time.Second, "how long a token decision is reused; a revoked token loses its xDS streams within this bound")
+	fl.DurationVar(&f.authGrace, "auth-grace", 5*time.Minute, "how long existing streams keep their last decision while Consul's ACL endpoints are unreachable")
+	fl.BoolVar(&f.insecureDev, "insecure-dev", false, "DEVELOPMENT ONLY: plaintext xDS and admin API, no authentication; refused unless every listen address is loopback")
+	fl.BoolVar(&f.metricsPublic, "metrics-public", false, "serve /metrics anonymously (on --public-addr too) instead of requiring operator:read")
 	fl.StringVar(&f.policyDir, "policy-dir", "", "directory of policy files, reloaded on change (~1s); empty: policies only via POST /v1/policies:apply")
 	fl.StringVar(&f.filtersDir, "filters-dir", envOr("MESHWARDEN_FILTERS_DIR", "bin/filters"), "directory of built <name>.wasm filters served by sha256 (rescanned on change; make filters)")
-	fl.StringVar(&f.moduleBaseURL, "module-base-url", "", "URL proxies fetch modules from, sha256 appended (default http://<admin-addr>/modules/)")
+	fl.StringVar(&f.moduleBaseURL, "module-base-url", "", "URL proxies fetch modules from, sha256 appended (default http://<public-addr>/modules/)")
 	fl.StringVar(&f.auditCollector, "audit-collector", "", "host:port of the audit collector for cluster "+ir.AuditClusterName+" (default: Consul service "+ir.CollectorServiceName+")")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "host:port of the OTLP/HTTP collector for cluster "+ir.OTLPClusterName+" (empty: no cluster)")
 	fl.DurationVar(&f.debounce, "debounce", 20*time.Millisecond, "quiet time that coalesces bursts of changes before snapshots are rebuilt (bursts cut at 5x)")
@@ -119,6 +152,19 @@ func filesDiff(before, after map[string][]byte) string {
 		b.WriteString(policies.UnifiedDiff("a/"+n, "b/"+n, string(before[n]), string(after[n])))
 	}
 	return b.String()
+}
+
+// isLoopback reports whether a listen address is on a loopback interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func envOr(key, def string) string {
@@ -157,11 +203,37 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 			return fmt.Errorf("%s %q: give host:port, e.g. 127.0.0.1:4318: %w", name, hp, err)
 		}
 	}
+	if f.insecureDev {
+		for name, addr := range map[string]string{"--xds-addr": f.xdsAddr, "--admin-addr": f.adminAddr, "--public-addr": f.publicAddr} {
+			if !isLoopback(addr) {
+				return fmt.Errorf("--insecure-dev serves anonymous plaintext and is refused on %s %s: listen on 127.0.0.1 or drop --insecure-dev", name, addr)
+			}
+		}
+	}
 	cc := api.DefaultConfig()
 	cc.Address = f.consul
+	if f.consulTokenFile != "" {
+		cc.TokenFile = f.consulTokenFile
+		if _, err := os.Stat(f.consulTokenFile); err != nil {
+			return fmt.Errorf("--consul-token-file: %w", err)
+		}
+	}
 	client, err := api.NewClient(cc)
 	if err != nil {
 		return fmt.Errorf("--consul %q: %w", f.consul, err)
+	}
+	var authn *auth.Authenticator
+	if !f.insecureDev {
+		authn, err = auth.New(auth.Options{Consul: cc, TTL: f.authTTL, Grace: f.authGrace})
+		if err != nil {
+			return err
+		}
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		err = authn.CheckEnabled(cctx, "") // the plane's own token, from cc
+		ccancel()
+		if err != nil {
+			return err
+		}
 	}
 	xdsLis, err := net.Listen("tcp", f.xdsAddr)
 	if err != nil {
@@ -173,8 +245,13 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		return fmt.Errorf("--admin-addr: %w", err)
 	}
 	defer adminLis.Close()
+	publicLis, err := net.Listen("tcp", f.publicAddr)
+	if err != nil {
+		return fmt.Errorf("--public-addr: %w", err)
+	}
+	defer publicLis.Close()
 	if f.moduleBaseURL == "" {
-		f.moduleBaseURL = "http://" + adminLis.Addr().String() + "/modules/"
+		f.moduleBaseURL = "http://" + publicLis.Addr().String() + "/modules/"
 	}
 
 	reg := prometheus.NewRegistry()
@@ -188,6 +265,9 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		Debounce:     f.debounce,
 		Log:          log,
 		Registry:     reg,
+		Auth:         authn,
+		// --insecure-dev only: checked on loopback above.
+		InsecureNoAuth: f.insecureDev,
 		Translate: translate.Options{
 			ModuleBaseURL:  f.moduleBaseURL,
 			AuditCollector: f.auditCollector,
@@ -198,6 +278,16 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 	defer wg.Wait() // runs after cancel below
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var m *certs.Manager
+	if f.mtls || !f.insecureDev {
+		issuer := certs.NewConsulIssuer(client, certs.ConsulOptions{})
+		m, err = certs.NewManager(certs.Options{Issuer: issuer, Logger: log, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = m.Run(ctx) }()
+	}
 	if f.mtls {
 		roots, _, err := client.Connect().CARoots((&api.QueryOptions{}).WithContext(ctx))
 		if err != nil {
@@ -209,10 +299,6 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		}
 		dc, _ := self["Config"]["Datacenter"].(string)
 		issuer := certs.NewConsulIssuer(client, certs.ConsulOptions{})
-		m, err := certs.NewManager(certs.Options{Issuer: issuer, Logger: log, Registerer: reg})
-		if err != nil {
-			return err
-		}
 		// The CertificatePolicy in force sets renewal and, for Consul's
 		// CA, the leaf lifetime.
 		cfg.OnPolicy = func(ps *ir.PolicySet) error {
@@ -224,8 +310,6 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 			}
 			return nil
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = m.Run(ctx) }()
 		cfg.Secrets = m
 		cfg.Translate.TrustDomain, cfg.Translate.Datacenter = roots.TrustDomain, dc
 	}
@@ -255,27 +339,62 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		return err
 	}
 
-	g := grpc.NewServer()
+	var grpcOpts []grpc.ServerOption
+	adminTLS := (*tls.Config)(nil)
+	if f.insecureDev {
+		log.Warn("INSECURE DEVELOPMENT MODE: xDS and the admin API are plaintext and anonymous; anyone who reaches " + f.xdsAddr + " gets every proxy's configuration and secrets. Never run this outside a laptop.")
+	} else {
+		// The plane's own identity: its Connect leaf, renewed by the manager
+		// and served from the next handshake on.
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := m.Wait(wctx, ir.PlaneServiceName)
+		wcancel()
+		if err != nil {
+			return fmt.Errorf("the plane's own certificate (Consul Connect leaf for %s): %w; its token needs service:write on %s", ir.PlaneServiceName, err, ir.PlaneServiceName)
+		}
+		// A client certificate is optional (tokens are the usual
+		// credential); one that is sent must chain to the mesh CA.
+		xdsTLS := m.OptionalClientTLSConfig(ir.PlaneServiceName)
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(xdsTLS)))
+		adminTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: m.GetCertificate(ir.PlaneServiceName)}
+	}
+	g := grpc.NewServer(append(grpcOpts, plane.GRPCServerOptions()...)...)
 	plane.Register(g)
-	admin := &http.Server{Handler: plane.AdminHandler(mods), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3)
-	wg.Add(3)
+	admin := &http.Server{Handler: plane.AdminHandler(f.metricsPublic), ReadHeaderTimeout: 10 * time.Second, TLSConfig: adminTLS}
+	public := &http.Server{Handler: plane.PublicHandler(mods, f.metricsPublic), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 4)
+	wg.Add(4)
 	go func() { defer wg.Done(); errc <- plane.Run(ctx) }()
 	go func() { defer wg.Done(); errc <- g.Serve(xdsLis) }()
 	go func() {
 		defer wg.Done()
-		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if adminTLS != nil {
+			err = admin.ServeTLS(adminLis, "", "")
+		} else {
+			err = admin.Serve(adminLis)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	go func() {
+		defer wg.Done()
+		if err := public.Serve(publicLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}
 		errc <- nil
 	}()
 	log.Info("control plane serving", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"consul", f.consul, "modules", f.moduleBaseURL, "policy_dir", f.policyDir, "mtls", f.mtls)
+		"public", publicLis.Addr().String(), "consul", f.consul, "modules", f.moduleBaseURL,
+		"policy_dir", f.policyDir, "mtls", f.mtls, "authenticated", !f.insecureDev)
 
 	var registration *controlplane.Registration
 	if f.register {
-		registration, err = controlplane.RegisterInConsul(ctx, client, xdsLis.Addr().String(), adminLis.Addr().String())
+		registration, err = controlplane.RegisterInConsul(ctx, client, xdsLis.Addr().String(), adminLis.Addr().String(), publicLis.Addr().String())
 		if err != nil {
 			log.Warn("could not register in Consul; serving anyway", "err", err)
 		}
@@ -303,5 +422,6 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		g.Stop()
 	}
 	_ = admin.Shutdown(stopCtx)
+	_ = public.Shutdown(stopCtx)
 	return runErr
 }

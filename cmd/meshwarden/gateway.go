@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
 	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 type gatewayFlags struct {
@@ -24,6 +26,7 @@ type gatewayFlags struct {
 	verbose, noCallDeadline                                    bool
 	trustedSHA                                                 []string
 	trustedDir                                                 string
+	plane                                                      auth.ClientOptions
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -35,6 +38,13 @@ func newGatewayCmd() *cobra.Command {
 routes, clusters, endpoints, SDS secrets and the Wasm filters by ECDS, exactly
 what an Envoy sidecar receives, and proxies HTTP/1.1, HTTP/2 (TLS and h2c),
 gRPC and WebSocket traffic through the same .wasm filters (dye, audit, trace).
+
+It joins the plane over TLS (the plane's certificate must chain to
+--xds-ca-file and carry the SPIFFE id …/svc/meshwarden-controlplane) and
+authenticates with a Consul ACL token (--token-file or $CONSUL_HTTP_TOKEN)
+holding service:write on meshwarden-gateway, e.g. a token with the service
+identity meshwarden-gateway:
+  consul acl token create -service-identity meshwarden-gateway -description gateway
 
 It identifies itself with node.cluster=meshwarden-gateway and node metadata
 listen_port (the port of --listen). It ACKs good config, NACKs bad config with
@@ -52,15 +62,19 @@ call_deadline per filter. --wasm-no-call-deadline drops it for all modules.
 Admin (--admin-addr): /healthz /readyz /metrics /config_dump.
 SIGTERM or Ctrl-C drains: stop accepting, finish requests in flight (bounded
 by --drain-timeout).`,
-		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000
+		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000 \
+    --xds-ca-file connect-ca.pem --token-file gateway.token
   curl -s 127.0.0.1:19000/config_dump | jq .filters
   # run the filters built by 'make filters' without per-callback deadlines:
-  meshwarden gateway --xds-address 127.0.0.1:18000 --wasm-trusted-dir bin/filters`,
+  meshwarden gateway --xds-ca-file connect-ca.pem --token-file gateway.token --wasm-trusted-dir bin/filters`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd.Context(), f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.xdsAddr, "xds-address", "127.0.0.1:18000", "control plane ADS address (host:port)")
+	fl.StringVar(&f.plane.CAFile, "xds-ca-file", os.Getenv("MESHWARDEN_XDS_CA_FILE"), "PEM roots of the mesh CA the plane's certificate must chain to (Consul Connect's roots; $MESHWARDEN_XDS_CA_FILE)")
+	fl.StringVar(&f.plane.TokenFile, "token-file", os.Getenv("CONSUL_HTTP_TOKEN_FILE"), "file holding this gateway's Consul ACL token, re-read on every connect; it needs service:write on "+ir.GatewayNodeCluster+" ($CONSUL_HTTP_TOKEN_FILE, or the token itself in $CONSUL_HTTP_TOKEN)")
+	fl.BoolVar(&f.plane.Insecure, "xds-insecure", false, "DEVELOPMENT ONLY: plaintext, anonymous xDS to a --insecure-dev plane on loopback")
 	fl.StringVar(&f.nodeID, "node-id", "", "xDS node id (default gateway-<hostname>)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "proxy listen address; its port is sent as listen_port")
 	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:19000", "admin address (empty disables)")
@@ -127,7 +141,20 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
 	}
-	cfg := gateway.Config{XDSAddress: f.xdsAddr, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
+	if f.plane.TokenFile == "" {
+		f.plane.Token = os.Getenv("CONSUL_HTTP_TOKEN")
+	}
+	if err := f.plane.Validate(f.xdsAddr); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	dial, err := f.plane.DialOptions()
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if f.plane.Insecure {
+		log.Warn("INSECURE DEVELOPMENT MODE: xDS is plaintext and anonymous (--xds-insecure)")
+	}
+	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
 		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

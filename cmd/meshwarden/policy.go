@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/spf13/cobra"
 
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/filters"
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -33,7 +33,7 @@ CertificatePolicy and AccessPolicy. See policies/README.md.
   meshwarden policy validate policies/ --consul 127.0.0.1:8500
   meshwarden policy diff policies/ --plane 127.0.0.1:18001
   meshwarden policy diff policies/ --base old-policies/ --consul 127.0.0.1:8500
-  meshwarden policy apply policies/ --plane 127.0.0.1:18001 --identity alice
+  meshwarden policy apply policies/ --plane 127.0.0.1:18001 --ca-file connect-ca.pem --token-file alice.token
   meshwarden policy status --plane 127.0.0.1:18001
   meshwarden policy log`,
 	}
@@ -109,6 +109,7 @@ carries is an error; a service not in Consul is a warning).`,
 
 func newPolicyDiffCmd() *cobra.Command {
 	var plane, consul, base, format string
+	var po auth.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "diff DIR",
 		Short: "Show per node which xDS resources DIR would change (nothing is applied)",
@@ -134,7 +135,10 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 					printDiagnostics(cmd.ErrOrStderr(), diags)
 					return fmt.Errorf("%s has errors: fix them before previewing", args[0])
 				}
-				c := &preview.PlaneClient{Base: plane}
+				c, err := planeClient(plane, po)
+				if err != nil {
+					return err
+				}
 				rep, err = c.Diff(ctx, files)
 				if err != nil {
 					return err
@@ -181,7 +185,8 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 			return rep.Format(cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
+	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL); needs a token with mesh:read")
+	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&consul, "consul", "", "Consul HTTP address, for a local diff without --plane")
 	cmd.Flags().StringVar(&base, "base", "", "policy directory to compare against, for a local diff without --plane")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
@@ -198,11 +203,34 @@ func localTranslateOptions() translate.Options {
 	return o
 }
 
-func defaultIdentity() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
+// planeFlags adds how the CLI reaches the plane's admin API.
+func planeFlags(cmd *cobra.Command, o *auth.ClientOptions) {
+	fl := cmd.Flags()
+	fl.StringVar(&o.CAFile, "ca-file", os.Getenv("MESHWARDEN_CA_FILE"), "PEM roots of the mesh CA the plane's certificate chains to (Consul Connect's roots; $MESHWARDEN_CA_FILE)")
+	fl.StringVar(&o.TokenFile, "token-file", os.Getenv("CONSUL_HTTP_TOKEN_FILE"), "file holding your Consul ACL token ($CONSUL_HTTP_TOKEN_FILE, or the token itself in $CONSUL_HTTP_TOKEN)")
+	fl.BoolVar(&o.Insecure, "insecure", false, "DEVELOPMENT ONLY: plain HTTP, no token, to a --insecure-dev plane on loopback")
+}
+
+// planeClient returns an authenticated client of the plane's admin API.
+func planeClient(plane string, o auth.ClientOptions) (*preview.PlaneClient, error) {
+	if o.TokenFile == "" {
+		o.Token = os.Getenv("CONSUL_HTTP_TOKEN")
 	}
-	return os.Getenv("USER")
+	if err := o.Validate(plane); err != nil {
+		return nil, err
+	}
+	hc, err := o.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	base := plane
+	if !strings.Contains(base, "://") {
+		base = "https://" + base
+		if o.Insecure {
+			base = "http://" + plane
+		}
+	}
+	return &preview.PlaneClient{Base: base, HTTP: hc}, nil
 }
 
 func defaultChangeLog() string {
@@ -218,15 +246,18 @@ func defaultChangeLog() string {
 }
 
 func newPolicyApplyCmd() *cobra.Command {
-	var plane, identity, changelog string
+	var plane, changelog string
+	var po auth.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "apply DIR",
 		Short: "Apply DIR through the control plane and record the change",
 		Long: `Validates DIR, previews it against the plane, posts it to
 POST /v1/policies:apply and prints the accepted revision, or the errors the
 plane rejected it with (the last good set keeps serving). Every accepted set
-is recorded — who (--identity, default the OS user), when, the revision and
-the diff — in a hash-chained change log (--changelog).`,
+is recorded — who (the principal the plane authenticated from your token,
+never a name you type), when, the revision and the diff — in the plane's
+change log and in a local hash-chained one (--changelog). Your token needs
+mesh:write.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if plane == "" {
@@ -243,7 +274,11 @@ the diff — in a hash-chained change log (--changelog).`,
 			if err != nil {
 				return err
 			}
-			res, err := preview.ApplyRecorded(cmd.Context(), &preview.PlaneClient{Base: plane}, files, args[0], identity, log)
+			c, err := planeClient(plane, po)
+			if err != nil {
+				return err
+			}
+			res, err := preview.ApplyRecorded(cmd.Context(), c, files, args[0], log)
 			var diags *policies.Diagnostics
 			if errors.As(err, &diags) {
 				printDiagnostics(cmd.ErrOrStderr(), diags)
@@ -263,18 +298,19 @@ the diff — in a hash-chained change log (--changelog).`,
 			} else if err := res.Report.Format(out); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "applied revision %s by %s; recorded as change #%d in %s\n", res.Result.Revision, identity, res.Record.Seq, changelog)
+			fmt.Fprintf(out, "applied revision %s by %s; recorded as change #%d in %s\n", res.Result.Revision, res.Result.AppliedBy, res.Record.Seq, changelog)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
-	cmd.Flags().StringVar(&identity, "identity", defaultIdentity(), "who applies the change, for the change record")
+	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL)")
+	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
 	return cmd
 }
 
 func newPolicyStatusCmd() *cobra.Command {
 	var plane, format string
+	var po auth.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the plane's policy revision and its last rejection",
@@ -283,7 +319,11 @@ func newPolicyStatusCmd() *cobra.Command {
 			if plane == "" {
 				return errors.New("status needs --plane: the control plane's admin address")
 			}
-			b, err := (&preview.PlaneClient{Base: plane}).Status(cmd.Context())
+			c, err := planeClient(plane, po)
+			if err != nil {
+				return err
+			}
+			b, err := c.Status(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -331,7 +371,8 @@ func newPolicyStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
+	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL); needs operator:read")
+	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json (the plane's status document)")
 	return cmd
 }

@@ -106,6 +106,9 @@ func TestPolicyEndToEnd(t *testing.T) {
 		Translate: translate.Options{ModuleBaseURL: "http://127.0.0.1:1/modules/",
 			ModuleSHA256: map[string]string{"dye": sha("1"), "audit": sha("2"), "trace": sha("3")}},
 		Watch: consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		// The CLI's secure path (TLS, tokens) runs in e2e and the demo;
+		// this test is about diff, apply and the change log.
+		InsecureNoAuth: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +123,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
-	admin := httptest.NewServer(s.AdminHandler(nil))
+	admin := httptest.NewServer(s.AdminHandler(true))
 	t.Cleanup(func() { admin.Close(); g.Stop(); cancel(); <-done })
 	plane := strings.TrimPrefix(admin.URL, "http://")
 
@@ -154,7 +157,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 		t.Fatalf("validate against Consul: %v\n%s", err, out)
 	}
 
-	out, _, err = runCLI(t, "policy", "diff", examples, "--plane", plane)
+	out, _, err = runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +168,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	}
 
 	log := filepath.Join(t.TempDir(), "changes.jsonl")
-	out, _, err = runCLI(t, "policy", "apply", examples, "--plane", plane, "--identity", "alice", "--changelog", log)
+	out, _, err = runCLI(t, "policy", "apply", examples, "--plane", plane, "--insecure", "--changelog", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,18 +187,18 @@ func TestPolicyEndToEnd(t *testing.T) {
 		t.Fatalf("change record: %v %+v", err, recs)
 	}
 	poll(t, "the applied set on the node", func() bool {
-		out, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane)
+		out, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure")
 		return err == nil && strings.Contains(out, "=== node gw-1: 0 changed, 0 added, 0 removed")
 	})
 
 	// A set that the plane must refuse: the selector matches nothing in Consul.
 	bad := t.TempDir()
 	writeFile(t, filepath.Join(bad, "canary.yaml"), strings.Replace(string(files["canary-payments.yaml"]), "version: v2", "version: v9", 1))
-	_, stderr, err := runCLI(t, "policy", "apply", bad, "--plane", plane, "--identity", "alice", "--changelog", log)
+	_, stderr, err := runCLI(t, "policy", "apply", bad, "--plane", plane, "--insecure", "--changelog", log)
 	if err == nil || !strings.Contains(stderr, `no instance of "payments" carries version=v9`) {
 		t.Errorf("bad set: err %v\n%s", err, stderr)
 	}
-	out, _, err = runCLI(t, "policy", "status", "--plane", plane)
+	out, _, err = runCLI(t, "policy", "status", "--plane", plane, "--insecure")
 	t.Logf("policy status after a rejected apply:\n%s", out)
 	if err != nil || !strings.Contains(out, "policy revision in force: "+rev) || !strings.Contains(out, "last rejection: ") ||
 		!strings.Contains(out, " policy:\n") || !strings.Contains(out, "version=v9") {

@@ -91,32 +91,39 @@ func TestPolicyApplyAndLog(t *testing.T) {
 	})
 	mux.HandleFunc("POST /v1/policies:apply", func(w http.ResponseWriter, r *http.Request) {
 		gotIdentity = r.Header.Get("X-Meshwarden-Identity")
+		const who = "consul token 5f1c (alice)"
 		json.NewDecoder(r.Body).Decode(&gotFiles)
 		fb := map[string][]byte{}
 		for k, v := range gotFiles {
 			fb[k] = []byte(v)
 		}
-		json.NewEncoder(w).Encode(map[string]string{"revision": policies.Revision(fb)})
+		json.NewEncoder(w).Encode(map[string]string{"revision": policies.Revision(fb), "applied_by": who})
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	plane := strings.TrimPrefix(srv.URL, "http://")
+	const alice = "consul token 5f1c (alice)"
 	log := filepath.Join(t.TempDir(), "state", "changes.jsonl")
 
-	out, _, err := runCLI(t, "policy", "apply", examples, "--plane", plane, "--identity", "alice", "--changelog", log)
+	// The identity recorded is the one the plane authenticated; the CLI
+	// cannot name its own (there is no --identity, no identity header).
+	if _, _, err := runCLI(t, "policy", "apply", examples, "--plane", plane, "--insecure", "--identity", "mallory", "--changelog", log); err == nil {
+		t.Fatal("--identity is still accepted")
+	}
+	out, _, err := runCLI(t, "policy", "apply", examples, "--plane", plane, "--insecure", "--changelog", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files, _ := policies.ReadDir(examples)
 	rev := policies.Revision(files)
-	if !strings.Contains(out, "applied revision "+rev+" by alice; recorded as change #1") {
+	if !strings.Contains(out, "applied revision "+rev+" by "+alice+"; recorded as change #1") {
 		t.Errorf("apply output:\n%s", out)
 	}
-	if gotIdentity != "alice" || len(gotFiles) != len(files) {
+	if gotIdentity != "" || len(gotFiles) != len(files) {
 		t.Errorf("plane got identity %q and %d files", gotIdentity, len(gotFiles))
 	}
 	recs, err := policies.ReadChangeLog(log)
-	if err != nil || len(recs) != 1 || recs[0].Subject != "alice" || recs[0].Resource != "policyset:"+rev || recs[0].Headers["previous_revision"] != strings.Repeat("0", 64) {
+	if err != nil || len(recs) != 1 || recs[0].Subject != alice || recs[0].Resource != "policyset:"+rev || recs[0].Headers["previous_revision"] != strings.Repeat("0", 64) {
 		t.Fatalf("change log: %v %+v", err, recs)
 	}
 
@@ -125,7 +132,7 @@ func TestPolicyApplyAndLog(t *testing.T) {
 		t.Errorf("log: %v\n%s", err, out)
 	}
 	b, _ := os.ReadFile(log)
-	os.WriteFile(log, bytes.Replace(b, []byte(`"alice"`), []byte(`"mallory"`), 1), 0o600)
+	os.WriteFile(log, bytes.Replace(b, []byte(`(alice)`), []byte(`(mallory)`), 1), 0o600)
 	if _, _, err := runCLI(t, "policy", "log", "--changelog", log); err == nil || !strings.Contains(err.Error(), "altered") {
 		t.Errorf("tampered log verified: %v", err)
 	}
@@ -134,7 +141,7 @@ func TestPolicyApplyAndLog(t *testing.T) {
 	bad := t.TempDir()
 	os.WriteFile(filepath.Join(bad, "x.yaml"), []byte("kind: Nope\n"), 0o644)
 	gotFiles = nil
-	_, stderr, err := runCLI(t, "policy", "apply", bad, "--plane", plane, "--identity", "alice", "--changelog", filepath.Join(t.TempDir(), "c.jsonl"))
+	_, stderr, err := runCLI(t, "policy", "apply", bad, "--plane", plane, "--insecure", "--changelog", filepath.Join(t.TempDir(), "c.jsonl"))
 	if err == nil || gotFiles != nil || !strings.Contains(stderr, `x.yaml:1:7: kind: unknown kind "Nope"`) {
 		t.Errorf("bad set: err %v, sent %v, stderr:\n%s", err, gotFiles != nil, stderr)
 	}

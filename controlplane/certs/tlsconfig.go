@@ -101,3 +101,22 @@ func (m *Manager) ClientTLSConfig(name string, allow func(string) error) *tls.Co
 		},
 	}
 }
+
+// OptionalClientTLSConfig returns a server config serving name's live
+// certificate where a client certificate is optional, but one that is sent
+// must chain to the live trust bundle (the identity it proves is checked
+// by the caller). The control plane's xDS port uses it: proxies usually
+// authenticate with a Consul ACL token, and may present their mesh leaf.
+func (m *Manager) OptionalClientTLSConfig(name string) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: m.GetCertificate(name),
+		ClientAuth:     tls.RequestClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			return m.VerifyPeer(cs.PeerCertificates, nil)
+		},
+	}
+}

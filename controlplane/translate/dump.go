@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 )
 
@@ -107,12 +110,18 @@ func resourceName(r types.Resource) string {
 }
 
 // Dump returns the snapshot's resources as a JSON-compatible tree (each
-// resource in protojson form), keyed by type, in a stable order.
+// resource in protojson form), keyed by type, in a stable order. Private
+// keys and generic secrets are replaced by "[redacted]": a dump is shown to
+// operators, diffed and written to change logs, and none of those may hold
+// a key.
 func (s *Snapshot) Dump() (map[string]any, error) {
 	out := map[string]any{"version": s.Version}
 	for _, t := range typeOrder {
 		var list []any
 		for _, r := range s.Resources[t.typ] {
+			if sec, ok := r.(*tlsv3.Secret); ok {
+				r = RedactSecret(sec)
+			}
 			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
 			if err != nil {
 				return nil, fmt.Errorf("marshal %s: %w", t.key, err)
@@ -128,6 +137,36 @@ func (s *Snapshot) Dump() (map[string]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// Redacted is what a secret's private parts are replaced with in dumps.
+const Redacted = "[redacted]"
+
+// RedactSecret returns a copy of sec without private key material: the
+// certificate chain and trust bundle stay (public), the private key and
+// any generic secret become [Redacted].
+func RedactSecret(sec *tlsv3.Secret) *tlsv3.Secret {
+	c := proto.Clone(sec).(*tlsv3.Secret)
+	redacted := &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: Redacted}}
+	if tc := c.GetTlsCertificate(); tc != nil {
+		if tc.PrivateKey != nil {
+			tc.PrivateKey = redacted
+		}
+		if tc.Password != nil {
+			tc.Password = redacted
+		}
+		tc.PrivateKeyProvider = nil
+	}
+	if gs := c.GetGenericSecret(); gs != nil {
+		gs.Secret = redacted
+		gs.Secrets = nil
+	}
+	if sk := c.GetSessionTicketKeys(); sk != nil {
+		for i := range sk.Keys {
+			sk.Keys[i] = redacted
+		}
+	}
+	return c
 }
 
 // YAML renders Dump as YAML.

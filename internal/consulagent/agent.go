@@ -37,6 +37,12 @@ type Options struct {
 	// Ports, if non-zero, are reused (to restart an agent on the same
 	// address); zero picks free ones.
 	Ports Ports
+	// ManagementToken, when set, turns Consul's ACL system on with
+	// default_policy "deny" (as a production cluster runs it) and makes
+	// this the initial management token; the agent uses it as its own
+	// token and [Agent.Client] sends it. Use [Agent.CreateToken] for
+	// narrower tokens.
+	ManagementToken string
 }
 
 // Ports are the agent's listening ports on 127.0.0.1.
@@ -141,6 +147,17 @@ func (a *Agent) start(ctx context.Context) error {
 		// collide on it. Nothing here uses it.
 		"-hcl", `ports { grpc_tls = -1 }`,
 	}
+	if t := a.opts.ManagementToken; t != "" {
+		args = append(args, "-hcl", fmt.Sprintf(`acl {
+  enabled = true
+  default_policy = "deny"
+  enable_token_persistence = false
+  tokens {
+    initial_management = %q
+    agent = %q
+  }
+}`, t, t))
+	}
 	if a.opts.DataDir != "" {
 		args = append(args, "-server", "-bootstrap-expect", "1", "-data-dir", a.opts.DataDir,
 			"-hcl", `ui_config { enabled = false }`)
@@ -210,6 +227,7 @@ func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Ito
 func (a *Agent) Client() (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = a.Addr()
+	cfg.Token = a.opts.ManagementToken
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)

@@ -51,8 +51,13 @@ func printCerts(ctx context.Context, out io.Writer, st *Stack) {
 		}
 	}
 
-	planeLeaves := scrapeExpiry(ctx, "http://"+st.PlaneAdmin+"/metrics", "meshwarden_cert_expiry_seconds")
-	gwHeld := scrapeExpiry(ctx, "http://"+st.GatewayAdmin+"/metrics", "meshwarden_gateway_certificate_expiry_seconds")
+	opClient, err := st.AdminClient(st.OperatorTokenFile)
+	if err != nil {
+		fmt.Fprintf(out, "  (plane metrics unavailable: %v)\n", err)
+		opClient = http.DefaultClient
+	}
+	planeLeaves := scrapeExpiry(ctx, opClient, st.AdminURL("/metrics"), "meshwarden_cert_expiry_seconds")
+	gwHeld := scrapeExpiry(ctx, http.DefaultClient, "http://"+st.GatewayAdmin+"/metrics", "meshwarden_gateway_certificate_expiry_seconds")
 
 	fmt.Fprintln(out, "  gateway leaf (client certificate presented to payments):")
 	var seen *x509.Certificate
@@ -129,14 +134,14 @@ type series struct {
 
 // scrapeExpiry reads metric's samples from a Prometheus text endpoint;
 // errors yield no samples (the printout says what it found).
-func scrapeExpiry(ctx context.Context, url, metric string) []series {
+func scrapeExpiry(ctx context.Context, hc *http.Client, url, metric string) []series {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil
 	}

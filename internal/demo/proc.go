@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -29,7 +30,16 @@ type Proc struct {
 // StartProc starts bin with args. Output lines go to log (if non-nil) with
 // "[name] " in front. The process is killed if the parent dies.
 func StartProc(name string, log io.Writer, bin string, args ...string) (*Proc, error) {
+	return StartProcEnv(name, log, nil, bin, args...)
+}
+
+// StartProcEnv is StartProc with extra environment variables (KEY=value)
+// on top of this process's environment.
+func StartProcEnv(name string, log io.Writer, env []string, bin string, args ...string) (*Proc, error) {
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

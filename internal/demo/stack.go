@@ -50,6 +50,10 @@ type StackOptions struct {
 	// AuditToken is the shared token between the audit filter and the
 	// collector; empty means a fixed demo token.
 	AuditToken string
+	// InsecurePlane runs the plane with --insecure-dev (plaintext,
+	// anonymous xDS and admin) on a Consul without ACLs: only for
+	// comparing against the secure default (benchmarks).
+	InsecurePlane bool
 }
 
 // Stack is the whole product running on this machine: a real Consul agent,
@@ -75,10 +79,23 @@ type Stack struct {
 	AuditDir      string
 	AuditPubKey   string
 	PlaneXDS      string
-	PlaneAdmin    string
-	GatewayAddr   string
-	GatewayAdmin  string
-	OTLPAddr      string
+	// PlaneAdmin is the plane's authenticated admin API (HTTPS; see
+	// AdminClient), PlanePublic its anonymous probes and module server.
+	PlaneAdmin  string
+	PlanePublic string
+	// CAFile holds the Connect CA roots: what the gateway and the CLI
+	// check the plane's certificate against.
+	CAFile string
+	// Tokens are the Consul ACL token files of each part (0600): the
+	// plane's own, the gateway's (service:write on meshwarden-gateway), an
+	// operator's (operator:read, mesh:write) and the audit collector's.
+	PlaneTokenFile, GatewayTokenFile, OperatorTokenFile, CollectorTokenFile string
+	// ManagementToken is the Consul agent's initial management token
+	// (ConsulAPI sends it).
+	ManagementToken string
+	GatewayAddr     string
+	GatewayAdmin    string
+	OTLPAddr        string
 
 	sinkSrv *http.Server
 }
@@ -110,8 +127,11 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	s.step("starting Consul agent (real, persistent data dir)")
-	s.Consul, err = consulagent.Start(ctx, consulagent.Options{DataDir: filepath.Join(w, "consul")})
+	if !s.opts.InsecurePlane {
+		s.ManagementToken = consulagent.NewToken()
+	}
+	s.step("starting Consul agent (real, persistent data dir, ACLs on with default deny)")
+	s.Consul, err = consulagent.Start(ctx, consulagent.Options{DataDir: filepath.Join(w, "consul"), ManagementToken: s.ManagementToken})
 	if err != nil {
 		return err
 	}
@@ -119,6 +139,11 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.step("Consul at http://%s", s.Consul.Addr())
+	if !s.opts.InsecurePlane {
+		if err := s.prepareCredentials(ctx); err != nil {
+			return err
+		}
+	}
 
 	if err := s.startSink(); err != nil {
 		return err
@@ -158,10 +183,17 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	if s.PlaneAdmin, err = FreeAddr(); err != nil {
 		return err
 	}
+	if s.PlanePublic, err = FreeAddr(); err != nil {
+		return err
+	}
 	if err := s.StartPlane(ctx); err != nil {
 		return err
 	}
-	s.step("control plane: xDS %s, admin http://%s", s.PlaneXDS, s.PlaneAdmin)
+	if s.opts.InsecurePlane {
+		s.step("control plane (INSECURE, --insecure-dev): xDS %s, admin http://%s", s.PlaneXDS, s.PlaneAdmin)
+	} else {
+		s.step("control plane: xDS over TLS at %s (Consul ACL token per stream), admin https://%s (token), probes and modules http://%s", s.PlaneXDS, s.PlaneAdmin, s.PlanePublic)
+	}
 
 	if s.GatewayAddr, err = FreeAddr(); err != nil {
 		return err
@@ -321,7 +353,11 @@ func (s *Stack) StartCollector(ctx context.Context) error {
 			return err
 		}
 	}
-	p, err := StartProc("collector", s.opts.Log, s.opts.Binary, "audit", "collector",
+	var env []string
+	if s.CollectorTokenFile != "" {
+		env = append(env, "CONSUL_HTTP_TOKEN_FILE="+s.CollectorTokenFile)
+	}
+	p, err := StartProcEnv("collector", s.opts.Log, env, s.opts.Binary, "audit", "collector",
 		"--dir", s.AuditDir, "--key", key, "--token-file", token, "--listen", listen,
 		"--consul", s.Consul.Addr(), "--checkpoint-interval", "1s")
 	if err != nil {
@@ -336,12 +372,19 @@ func (s *Stack) StartCollector(ctx context.Context) error {
 // StartPlane starts (or restarts, on the same addresses) the control plane.
 func (s *Stack) StartPlane(ctx context.Context) error {
 	args := []string{"controlplane",
-		"--consul", s.Consul.Addr(), "--xds-addr", s.PlaneXDS, "--admin-addr", s.PlaneAdmin,
+		"--consul", s.Consul.Addr(), "--xds-addr", s.PlaneXDS, "--admin-addr", s.PlaneAdmin, "--public-addr", s.PlanePublic,
 		"--policy-dir", s.PolicyDir, "--filters-dir", s.opts.FiltersDir,
 		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr,
 		"--changelog", filepath.Join(s.opts.WorkDir, "policy-changes.jsonl")}
 	if s.opts.MTLS {
 		args = append(args, "--mtls")
+	}
+	if s.opts.InsecurePlane {
+		args = append(args, "--insecure-dev")
+	} else {
+		// Revocation is checked every 2s here (default 10s), so the tests
+		// of a revoked token finish quickly.
+		args = append(args, "--consul-token-file", s.PlaneTokenFile, "--auth-ttl", "2s")
 	}
 	p, err := StartProc("plane", s.opts.Log, s.opts.Binary, args...)
 	if err != nil {
@@ -350,16 +393,22 @@ func (s *Stack) StartPlane(ctx context.Context) error {
 	s.Plane = p
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return p.WaitHTTP(wctx, "http://"+s.PlaneAdmin+"/readyz")
+	return p.WaitHTTP(wctx, "http://"+s.PlanePublic+"/readyz")
 }
 
 // StartGateway starts (or restarts, on the same addresses) the gateway and
 // waits until it has a complete configuration.
 func (s *Stack) StartGateway(ctx context.Context) error {
-	p, err := StartProc("gateway", s.opts.Log, s.opts.Binary, "gateway",
+	args := []string{"gateway",
 		"--xds-address", s.PlaneXDS, "--listen", s.GatewayAddr, "--admin-addr", s.GatewayAdmin,
 		"--cache-dir", filepath.Join(s.opts.WorkDir, "gateway-cache"),
-		"--otlp-endpoint", s.OTLPAddr, "--node-id", "gateway-demo")
+		"--otlp-endpoint", s.OTLPAddr, "--node-id", "gateway-demo"}
+	if s.opts.InsecurePlane {
+		args = append(args, "--xds-insecure")
+	} else {
+		args = append(args, "--xds-ca-file", s.CAFile, "--token-file", s.GatewayTokenFile)
+	}
+	p, err := StartProc("gateway", s.opts.Log, s.opts.Binary, args...)
 	if err != nil {
 		return err
 	}

@@ -25,10 +25,7 @@ type Applied struct {
 // errors), previews them against the plane for the record's diff, posts
 // them, and on acceptance appends a change record (who, when, revision,
 // diff) to log. source names where the files came from (the directory).
-func ApplyRecorded(ctx context.Context, c *PlaneClient, files map[string][]byte, source, identity string, log *policies.ChangeLog) (*Applied, error) {
-	if identity == "" {
-		return nil, fmt.Errorf("apply: no identity: pass --identity")
-	}
+func ApplyRecorded(ctx context.Context, c *PlaneClient, files map[string][]byte, source string, log *policies.ChangeLog) (*Applied, error) {
 	if _, _, err := policies.LoadFiles(files, nil); err != nil {
 		return nil, err
 	}
@@ -49,14 +46,14 @@ func ApplyRecorded(ctx context.Context, c *PlaneClient, files map[string][]byte,
 	if st, err := c.Status(ctx); err == nil {
 		prev = revisionOf(st)
 	}
-	res, err := c.Apply(ctx, files, identity)
+	res, err := c.Apply(ctx, files)
 	if err != nil {
 		return nil, err
 	}
 	out.Result = res
 	if log != nil {
 		rec, err := log.Append(ctx, policies.Change{
-			Identity: identity, Time: time.Now(), Revision: res.Revision, Previous: prev, Source: source, Diff: diff,
+			Identity: identityOf(res), Time: time.Now(), Revision: res.Revision, Previous: prev, Source: source, Diff: diff,
 		})
 		if err != nil {
 			return out, fmt.Errorf("applied revision %s but could not record it: %w", res.Revision, err)
@@ -84,4 +81,12 @@ func revisionOf(status []byte) string {
 		}
 	}
 	return ""
+}
+
+// identityOf is who the plane says applied: the authenticated principal.
+func identityOf(r *ApplyResult) string {
+	if r.AppliedBy == "" {
+		return "unknown (the plane did not name the principal)"
+	}
+	return r.AppliedBy
 }

@@ -15,9 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// IdentityHeader carries the identity of whoever applies a policy set.
-const IdentityHeader = "X-Meshwarden-Identity"
-
 // maxResponse bounds what is read from the plane.
 const maxResponse = 64 << 20
 
@@ -209,18 +206,19 @@ func (c *PlaneClient) Diff(ctx context.Context, files map[string][]byte) (*Repor
 // ApplyResult is the plane's answer to an accepted set.
 type ApplyResult struct {
 	Revision string `json:"revision"`
+	// AppliedBy is the principal the plane authenticated (e.g. "consul
+	// token <accessor> (<description>)"): who the change log records.
+	AppliedBy string `json:"applied_by"`
 	// Raw is the whole answer.
 	Raw json.RawMessage `json:"-"`
 }
 
 // Apply posts files to the plane, which validates, translates and swaps them
 // in whole, or rejects them whole (a *PlaneError with the errors).
-func (c *PlaneClient) Apply(ctx context.Context, files map[string][]byte, identity string) (*ApplyResult, error) {
-	hdr := http.Header{}
-	if identity != "" {
-		hdr.Set(IdentityHeader, identity)
-	}
-	b, err := c.do(ctx, http.MethodPost, "/v1/policies:apply", fileBody(files), hdr)
+// The plane records who applied from the credential of the call (HTTP's
+// client), never from anything the caller writes.
+func (c *PlaneClient) Apply(ctx context.Context, files map[string][]byte) (*ApplyResult, error) {
+	b, err := c.do(ctx, http.MethodPost, "/v1/policies:apply", fileBody(files), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -228,12 +228,12 @@ func planeStub(t *testing.T, cat *ir.Catalog, current *ir.PolicySet) *httptest.S
 		json.NewEncoder(w).Encode(map[string]any{"revision": ps.Revision, "nodes": out})
 	})
 	mux.HandleFunc("POST /v1/policies:apply", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(IdentityHeader) == "" {
-			http.Error(w, "no identity", 400)
+		if r.Header.Get("X-Meshwarden-Identity") != "" {
+			http.Error(w, "the client must not name its own identity", 400)
 			return
 		}
 		if ps, ok := translateBody(w, r); ok {
-			json.NewEncoder(w).Encode(map[string]string{"revision": ps.Revision})
+			json.NewEncoder(w).Encode(map[string]string{"revision": ps.Revision, "applied_by": "consul token 1234 (alice)"})
 		}
 	})
 	srv := httptest.NewServer(mux)
@@ -276,9 +276,12 @@ func TestPlaneClient(t *testing.T) {
 	})
 	t.Run("apply", func(t *testing.T) {
 		files := examplesWithout(t, "")
-		res, err := c.Apply(ctx, files, "alice")
+		res, err := c.Apply(ctx, files)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if res.AppliedBy != "consul token 1234 (alice)" {
+			t.Errorf("applied_by %q, want the plane's principal", res.AppliedBy)
 		}
 		if res.Revision != policies.Revision(files) {
 			t.Errorf("revision %s, want %s", res.Revision, policies.Revision(files))
@@ -286,7 +289,7 @@ func TestPlaneClient(t *testing.T) {
 	})
 	t.Run("rejected set", func(t *testing.T) {
 		bad := map[string][]byte{"x.yaml": []byte("apiVersion: meshwarden.io/v1alpha1\nkind: CanaryRoute\nmetadata: {name: x}\nspec: {service: payments, subsets: [{name: v1, selector: {version: v9}}]}\n")}
-		_, err := c.Apply(ctx, bad, "alice")
+		_, err := c.Apply(ctx, bad)
 		var pe *PlaneError
 		if !errors.As(err, &pe) || pe.Status != http.StatusUnprocessableEntity || !strings.Contains(pe.Body, "x.yaml:4:") {
 			t.Errorf("apply of a bad set: %v", err)
