@@ -510,4 +510,3 @@ func (g gathered) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(g.name, "gathered", nil, nil), prometheus.CounterValue, sum)
 	}
 }
-

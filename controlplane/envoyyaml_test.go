@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // HttpProtocolOptions in envoy.yaml
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -60,6 +62,27 @@ func TestEnvoyYAML(t *testing.T) {
 		}
 		if b.GetNode().GetCluster() == ir.GatewayNodeCluster {
 			t.Fatal("envoy.yaml is the sidecar bootstrap")
+		}
+	})
+	t.Run("ADS over TLS to the plane's SPIFFE id, with a Consul token", func(t *testing.T) {
+		var xds *clusterv3.Cluster
+		for _, c := range b.GetStaticResources().GetClusters() {
+			if c.GetName() == "meshwarden-xds" {
+				xds = c
+			}
+		}
+		var tlsCtx tlsv3.UpstreamTlsContext
+		if err := xds.GetTransportSocket().GetTypedConfig().UnmarshalTo(&tlsCtx); err != nil {
+			t.Fatalf("meshwarden-xds has no TLS transport socket: %v", err)
+		}
+		vc := tlsCtx.GetCommonTlsContext().GetValidationContext()
+		if vc.GetTrustedCa().GetFilename() == "" || len(vc.GetMatchTypedSubjectAltNames()) != 1 ||
+			vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetSuffix() != "/svc/"+ir.PlaneServiceName {
+			t.Fatalf("validation context %v: want the mesh CA and the plane's SPIFFE id", vc)
+		}
+		md := b.GetDynamicResources().GetAdsConfig().GetGrpcServices()[0].GetInitialMetadata()
+		if len(md) != 1 || md[0].GetKey() != TokenMetadata {
+			t.Fatalf("initial_metadata %v: want the %s token", md, TokenMetadata)
 		}
 	})
 	t.Run("strictness: unknown fields and invalid values are refused", func(t *testing.T) {

@@ -47,6 +47,12 @@ func TestEnvoySidecar(t *testing.T) {
 	inAddr, _ := demo.FreeAddr()
 	_, inPort, _ := net.SplitHostPort(inAddr)
 	boot := string(raw)
+	token, err := st.ServiceToken(ctx0(t), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot = strings.Replace(boot, "REPLACE_WITH_THE_SIDECAR_TOKEN", token, 1)
+	boot = strings.Replace(boot, "/etc/meshwarden/connect-ca.pem", st.CAFile, 1)
 	boot = strings.Replace(boot, "port_value: 18000", "port_value: "+xdsPort, 1)
 	boot = strings.Replace(boot, "port_value: 19000", "port_value: "+adminPort, 1)
 	boot = strings.Replace(boot, `outbound_port: "15001"`, `outbound_port: "`+outPort+`"`, 1)
@@ -74,6 +80,12 @@ func TestEnvoySidecar(t *testing.T) {
 	if sp.ByVersion["v2"] != 20 {
 		t.Fatalf("through Envoy, opt-in canary: %+v", sp)
 	}
+}
+
+func ctx0(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func errString(err error) string {

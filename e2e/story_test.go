@@ -60,6 +60,12 @@ func TestDemoStory(t *testing.T) {
 	if !sum.VerifyOK || strings.Contains(sum.VerifyOutput, "no signed checkpoint") {
 		t.Errorf("audit verify failed:\n%s", sum.VerifyOutput)
 	}
+	// The plane runs secure by default: an attacker gets nothing, an
+	// operator gets a dump without keys.
+	if tr := sum.Trust; tr == nil || tr.AnonymousXDS != "Unauthenticated" || tr.ImpersonatedXDS != "PermissionDenied" ||
+		tr.AnonymousAdmin != 401 || tr.OperatorDump != 200 || !tr.DumpRedacted {
+		t.Errorf("zero-trust section: %+v; want Unauthenticated, PermissionDenied, 401, 200 with the key redacted", tr)
+	}
 	if len(sum.TraceSpans) < 3 {
 		t.Errorf("trace %s: %d spans at the sink, want the filter's and the gateway's server and client spans", sum.TraceID, len(sum.TraceSpans))
 	}

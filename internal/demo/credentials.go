@@ -80,3 +80,10 @@ func (s *Stack) PlaneFlags() []string {
 	}
 	return []string{"--plane", s.PlaneAdmin, "--ca-file", s.CAFile, "--token-file", s.OperatorTokenFile}
 }
+
+// ServiceToken creates a token for a sidecar of service (service identity:
+// service:write on it), as `consul acl token create -service-identity`.
+func (s *Stack) ServiceToken(ctx context.Context, service string) (string, error) {
+	secret, _, err := consulagent.CreateToken(ctx, s.ConsulAPI, consulagent.TokenSpec{Description: service + " sidecar", Services: []string{service}})
+	return secret, err
+}

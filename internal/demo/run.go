@@ -42,6 +42,8 @@ type Summary struct {
 	VerifyOK                     bool
 	TraceID                      string
 	TraceSpans                   []Span
+	// Trust is what an attacker got from the plane (nil with an insecure plane).
+	Trust *Trust
 }
 
 // Run brings the stack up, tells its story and (unless Stay) stops it.
@@ -212,11 +214,20 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	fmt.Fprintln(out, "\n== 6. Certificates")
 	printCerts(ctx, out, st)
 
+	if !st.opts.InsecurePlane {
+		fmt.Fprintln(out, "\n== 7. Zero trust: the plane answers only to credentials Consul vouches for")
+		sum.Trust = printTrust(ctx, out, st)
+	}
+
 	fmt.Fprintln(out, "\n== Summary")
 	fmt.Fprintf(out, "  opt-in canary -> v2: %d/20; sticky split: %d/%d users on canary, %d lane changes; spoofed dye honoured: %d/%d\n",
 		sum.OptIn.ByVersion["v2"], countLane(sum.Users, "canary"), users, sum.StickyMismatch, sum.Spoofed.ByVersion["v2"], sum.SpoofUsers)
 	fmt.Fprintf(out, "  audit: %d transfers, %d records, verify %s; trace %s: %d spans\n",
 		sum.Transfers, sum.AuditRecords, okStr(sum.VerifyOK), sum.TraceID, len(sum.TraceSpans))
+	if t := sum.Trust; t != nil {
+		fmt.Fprintf(out, "  trust: anonymous xDS %s, impersonation %s, anonymous admin HTTP %d, keys in dumps %s\n",
+			t.AnonymousXDS, t.ImpersonatedXDS, t.AnonymousAdmin, map[bool]string{true: "redacted", false: "NOT REDACTED"}[t.DumpRedacted])
+	}
 	return sum, nil
 }
 
