@@ -54,7 +54,18 @@ type securePlane struct {
 	changes  chan controlplane.PolicyChange
 }
 
-func startSecurePlane(t *testing.T) *securePlane {
+func startSecurePlane(t testing.TB) *securePlane {
+	return startPlaneOpts(t, planeOpts{ttl: 300 * time.Millisecond})
+}
+
+// planeOpts vary the plane for benchmarks: insecure is --insecure-dev
+// (plaintext, anonymous; Consul keeps its ACLs), ttl the decision reuse.
+type planeOpts struct {
+	insecure bool
+	ttl      time.Duration
+}
+
+func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
@@ -102,7 +113,7 @@ func startSecurePlane(t *testing.T) *securePlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authn, err := auth.New(auth.Options{Consul: cc, TTL: 300 * time.Millisecond, Grace: time.Minute})
+	authn, err := auth.New(auth.Options{Consul: cc, TTL: o.ttl, Grace: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +131,11 @@ func startSecurePlane(t *testing.T) *securePlane {
 	if _, err := p.m.Wait(ctx, ir.PlaneServiceName); err != nil {
 		t.Fatalf("the plane's own leaf with auth.PlaneTokenRules: %v", err)
 	}
+	if o.insecure {
+		authn = nil
+	}
 	p.s, err = controlplane.New(controlplane.Config{
-		Consul: client, Auth: authn, Secrets: p.m, Debounce: 5 * time.Millisecond, Registry: p.reg,
+		Consul: client, Auth: authn, InsecureNoAuth: o.insecure, Secrets: p.m, Debounce: 5 * time.Millisecond, Registry: p.reg,
 		LoadPolicies: func(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
 			return &ir.PolicySet{Sources: []string{"x.yaml"}}, nil
 		},
@@ -136,7 +150,11 @@ func startSecurePlane(t *testing.T) *securePlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(append(p.s.GRPCServerOptions(), grpc.Creds(credentials.NewTLS(p.m.OptionalClientTLSConfig(ir.PlaneServiceName))))...)
+	opts := p.s.GRPCServerOptions()
+	if !o.insecure {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(p.m.OptionalClientTLSConfig(ir.PlaneServiceName))))
+	}
+	g := grpc.NewServer(opts...)
 	p.s.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	pdone := make(chan struct{})
@@ -159,7 +177,7 @@ func startSecurePlane(t *testing.T) *securePlane {
 
 // stream opens an ADS stream to the plane with the given dial options and
 // token ("" sends none) and sends the first request for typeURL.
-func (p *securePlane) stream(t *testing.T, dial []grpc.DialOption, token string, node *corev3.Node, typeURL string, names ...string) discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
+func (p *securePlane) stream(t testing.TB, dial []grpc.DialOption, token string, node *corev3.Node, typeURL string, names ...string) discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
 	t.Helper()
 	conn, err := grpc.NewClient(p.xds, dial...)
 	if err != nil {
@@ -179,7 +197,7 @@ func (p *securePlane) stream(t *testing.T, dial []grpc.DialOption, token string,
 	return st
 }
 
-func (p *securePlane) tlsDial(t *testing.T) []grpc.DialOption {
+func (p *securePlane) tlsDial(t testing.TB) []grpc.DialOption {
 	t.Helper()
 	cfg, err := auth.PlaneTLS(p.caFile)
 	if err != nil {

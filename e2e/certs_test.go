@@ -489,6 +489,11 @@ func TestDemoStoryMTLS(t *testing.T) {
 	if sum.Spoofed.ByVersion["v2"] != 0 || sum.Transfers != 5 || !sum.VerifyOK || len(sum.TraceSpans) < 2 {
 		t.Errorf("spoofed to v2 %d, transfers %d/5, verify %v, spans %d", sum.Spoofed.ByVersion["v2"], sum.Transfers, sum.VerifyOK, len(sum.TraceSpans))
 	}
+	// With mTLS the gateway's dump holds its leaf: the operator sees the
+	// chain, never the key; an attacker gets nothing.
+	if tr := sum.Trust; tr == nil || !tr.DumpHasLeaf || !tr.DumpRedacted || tr.AnonymousXDS != "Unauthenticated" || tr.ImpersonatedXDS != "PermissionDenied" {
+		t.Errorf("zero-trust section over mTLS: %+v; want the leaf dumped with its key redacted, attacks refused", tr)
+	}
 	// Every request reached the upstreams over mTLS as the gateway.
 	r, err := st.NewClient().Do(ctx, http.MethodGet, "/hello", nil, nil)
 	if err != nil || r.Echo.TLS == nil || r.Echo.TLS.ClientID != st.GatewayID {

@@ -73,23 +73,25 @@ func (o ClientOptions) token() (string, error) {
 // certificate chains to the roots in caFile and carries the control
 // plane's SPIFFE id (…/svc/meshwarden-controlplane). Connect leaves carry
 // no DNS name, so the SPIFFE id is what is checked, as Envoy does with
-// match_typed_subject_alt_names.
+// match_typed_subject_alt_names. The file is read again at every
+// handshake, so a refreshed bundle (after a Connect root rotation) takes
+// effect on the next connection without a restart.
 func PlaneTLS(caFile string) (*tls.Config, error) {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	if _, err := readPool(caFile); err != nil {
+		return nil, err
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		// Verified in VerifyConnection: chain to pool, SPIFFE id of the plane.
+		// Verified in VerifyConnection: chain to the file's roots, SPIFFE id
+		// of the plane.
 		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("the plane sent no certificate")
+			}
+			pool, err := readPool(caFile)
+			if err != nil {
+				return err
 			}
 			inter := x509.NewCertPool()
 			for _, c := range cs.PeerCertificates[1:] {
@@ -107,6 +109,18 @@ func PlaneTLS(caFile string) (*tls.Config, error) {
 			return fmt.Errorf("the server's certificate is not the control plane's (no SPIFFE id ending in /svc/%s)", ir.PlaneServiceName)
 		},
 	}, nil
+}
+
+func readPool(caFile string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	return pool, nil
 }
 
 // DialOptions returns the gRPC options for an xDS client of the plane.

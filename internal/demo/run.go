@@ -225,8 +225,8 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	fmt.Fprintf(out, "  audit: %d transfers, %d records, verify %s; trace %s: %d spans\n",
 		sum.Transfers, sum.AuditRecords, okStr(sum.VerifyOK), sum.TraceID, len(sum.TraceSpans))
 	if t := sum.Trust; t != nil {
-		fmt.Fprintf(out, "  trust: anonymous xDS %s, impersonation %s, anonymous admin HTTP %d, keys in dumps %s\n",
-			t.AnonymousXDS, t.ImpersonatedXDS, t.AnonymousAdmin, map[bool]string{true: "redacted", false: "NOT REDACTED"}[t.DumpRedacted])
+		fmt.Fprintf(out, "  trust: anonymous xDS %s, impersonation %s, anonymous admin HTTP %d, private keys in dumps: %s\n",
+			t.AnonymousXDS, t.ImpersonatedXDS, t.AnonymousAdmin, map[bool]string{true: "none shown", false: "SHOWN"}[t.DumpRedacted])
 	}
 	return sum, nil
 }

@@ -31,9 +31,10 @@ type Trust struct {
 	// AnonymousAdmin is the HTTP status of GET /v1/config_dump without a
 	// token; OperatorDump of the same call with the operator's token.
 	AnonymousAdmin, OperatorDump int
-	// DumpRedacted: the operator's dump of the gateway holds its leaf
-	// with the private key redacted.
-	DumpRedacted bool
+	// DumpRedacted: the operator's dump of the gateway holds no private
+	// key; DumpHasLeaf: it holds the gateway's leaf (with mTLS), whose key
+	// shows as [redacted].
+	DumpRedacted, DumpHasLeaf bool
 }
 
 // printTrust tries what the zero-trust review did as an attacker.
@@ -54,10 +55,18 @@ func printTrust(ctx context.Context, out io.Writer, st *Stack) *Trust {
 	if hc, err := st.AdminClient(st.OperatorTokenFile); err == nil {
 		var body string
 		tr.OperatorDump, body = get(ctx, hc, dump)
-		tr.DumpRedacted = strings.Contains(body, translate.Redacted) && !strings.Contains(body, "PRIVATE KEY")
+		tr.DumpHasLeaf = strings.Contains(body, ir.LeafSecretName(ir.GatewayNodeCluster))
+		tr.DumpRedacted = tr.OperatorDump == http.StatusOK && !strings.Contains(body, "PRIVATE KEY") &&
+			(!tr.DumpHasLeaf || strings.Contains(body, translate.Redacted))
 	}
-	fmt.Fprintf(out, "  the same with the operator's token (mesh:read)                        -> HTTP %d, private key %s\n",
-		tr.OperatorDump, map[bool]string{true: "redacted", false: "NOT REDACTED"}[tr.DumpRedacted])
+	what := "no private key in it"
+	switch {
+	case !tr.DumpRedacted:
+		what = "A PRIVATE KEY IS SHOWN"
+	case tr.DumpHasLeaf:
+		what = "the gateway's leaf with its private key " + translate.Redacted
+	}
+	fmt.Fprintf(out, "  the same with the operator's token (mesh:read)                        -> HTTP %d, %s\n", tr.OperatorDump, what)
 	fmt.Fprintf(out, "  as an operator: meshwarden policy status %s\n", strings.Join(st.PlaneFlags(), " "))
 	return tr
 }
