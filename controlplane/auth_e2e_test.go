@@ -2,11 +2,19 @@ package controlplane_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,13 +197,23 @@ func (p *securePlane) stream(t testing.TB, dial []grpc.DialOption, token string,
 		ctx = metadata.AppendToOutgoingContext(ctx, "x-consul-token", token)
 	}
 	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil { // e.g. a refused handshake: Recv reports it
+		return failedStream{err: err}
 	}
 	// A refused stream may fail here already; Recv reports why.
 	_ = st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNames: names})
 	return st
 }
+
+// failedStream is a stream that could not be opened.
+type failedStream struct {
+	discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	err error
+}
+
+func (f failedStream) Recv() (*discovery.DiscoveryResponse, error) { return nil, f.err }
+func (f failedStream) Send(*discovery.DiscoveryRequest) error      { return f.err }
+func (f failedStream) CloseSend() error                            { return f.err }
 
 func (p *securePlane) tlsDial(t testing.TB) []grpc.DialOption {
 	t.Helper()
@@ -527,4 +545,58 @@ func (g gathered) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(g.name, "gathered", nil, nil), prometheus.CounterValue, sum)
 	}
+}
+
+// TestAuthForeignCA: a client certificate with payments' SPIFFE id but
+// signed by another CA fails the handshake; the plane's certificate is
+// likewise refused by a client trusting another CA.
+func TestAuthForeignCA(t *testing.T) {
+	p := startSecurePlane(t)
+	foreign := foreignCert(t, "spiffe://evil.example/ns/default/dc/dc1/svc/payments")
+	cfg, err := auth.PlaneTLS(p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Certificates = []tls.Certificate{foreign}
+	_, err = firstResponse(p.stream(t, []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, "",
+		&corev3.Node{Id: "pay-evil", Cluster: "payments"}, resource.SecretType, ir.LeafSecretName("payments")))
+	wantCode(t, err, codes.Unavailable, "client certificate of another CA")
+
+	// A client that trusts another CA does not accept the plane.
+	caFile := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(caFile, foreignPEM(t, foreign), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other, err := auth.PlaneTLS(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = firstResponse(p.stream(t, []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(other))}, p.tokens["payments"],
+		&corev3.Node{Id: "pay-2", Cluster: "payments"}, resource.ClusterType))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "does not chain") {
+		t.Errorf("client trusting another CA: %v; want the handshake refused because the plane does not chain to it", err)
+	}
+}
+
+// foreignCert is a self-signed certificate (its own CA) carrying id.
+func foreignCert(t *testing.T, id string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(id)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "evil"}, URIs: []*url.URL{u},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func foreignPEM(t *testing.T, c tls.Certificate) []byte {
+	t.Helper()
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -493,6 +494,37 @@ func TestDemoStoryMTLS(t *testing.T) {
 	// chain, never the key; an attacker gets nothing.
 	if tr := sum.Trust; tr == nil || !tr.DumpHasLeaf || !tr.DumpRedacted || tr.AnonymousXDS != "Unauthenticated" || tr.ImpersonatedXDS != "PermissionDenied" {
 		t.Errorf("zero-trust section over mTLS: %+v; want the leaf dumped with its key redacted, attacks refused", tr)
+	}
+	// The operator's CLI against the secure plane: diff and status work
+	// with the operator's token and print no secret; without a token the
+	// plane refuses and the CLI says what to give.
+	secrets := []string{"PRIVATE KEY"}
+	for _, f := range []string{st.GatewayTokenFile, st.OperatorTokenFile, st.PlaneTokenFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, strings.TrimSpace(string(b)))
+	}
+	for _, args := range [][]string{
+		append([]string{"policy", "diff", st.PolicyDir}, st.PlaneFlags()...),
+		append([]string{"policy", "diff", st.PolicyDir, "--format", "json"}, st.PlaneFlags()...),
+		append([]string{"policy", "status", "--format", "json"}, st.PlaneFlags()...),
+	} {
+		out, err := exec.CommandContext(ctx, testEnv.binary, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("meshwarden %s: %v\n%s", strings.Join(args[:2], " "), err, out)
+		}
+		for _, sec := range secrets {
+			if strings.Contains(string(out), sec) {
+				t.Errorf("meshwarden %s prints a secret (%.12s…)", strings.Join(args, " "), sec)
+			}
+		}
+	}
+	noToken := exec.CommandContext(ctx, testEnv.binary, "policy", "status", "--plane", st.PlaneAdmin, "--ca-file", st.CAFile)
+	noToken.Env = append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE=")
+	if out, err := noToken.CombinedOutput(); err == nil || !strings.Contains(string(out), "no Consul ACL token") {
+		t.Errorf("policy status without a token: %v\n%s", err, out)
 	}
 	// Every request reached the upstreams over mTLS as the gateway.
 	r, err := st.NewClient().Do(ctx, http.MethodGet, "/hello", nil, nil)

@@ -1,0 +1,144 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/internal/consulagent"
+)
+
+func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	a, err := consulagent.Start(ctx, consulagent.Options{ManagementToken: consulagent.NewToken()})
+	if errors.Is(err, consulagent.ErrNoBinary) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	c, err := a.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, c
+}
+
+func newAuth(t *testing.T, a *consulagent.Agent, now func() time.Time) *auth.Authenticator {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	cfg.Address = a.Addr()
+	cfg.Token = ""
+	au, err := auth.New(auth.Options{Consul: cfg, TTL: time.Millisecond, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return au
+}
+
+// TestAuthTokens: Consul resolves tokens and decides rights; an expired
+// token is refused even if Consul has not reaped it yet; the principal
+// carries the accessor and description, never the secret.
+func TestAuthTokens(t *testing.T) {
+	a, mgmt := startACLConsul(t)
+	ctx := context.Background()
+	secret, accessor, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "payments sidecar", Services: []string{"payments"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	au := newAuth(t, a, nil)
+
+	p, err := au.Authenticate(ctx, secret)
+	if err != nil || p.AccessorID != accessor || p.Description != "payments sidecar" {
+		t.Fatalf("principal %+v, %v", p, err)
+	}
+	if s := p.String(); strings.Contains(s, secret) || !strings.Contains(s, accessor) {
+		t.Errorf("principal prints as %q", s)
+	}
+	if err := au.Authorize(ctx, secret, auth.ServiceWrite("payments")); err != nil {
+		t.Errorf("service:write on its own service: %v", err)
+	}
+	for _, perm := range []auth.Permission{auth.ServiceWrite("orders"), auth.MeshWrite, auth.OperatorRead} {
+		if err := au.Authorize(ctx, secret, perm); !errors.Is(err, auth.ErrDenied) || !strings.Contains(err.Error(), perm.String()) {
+			t.Errorf("%s: %v, want a denial naming the right", perm, err)
+		}
+	}
+	if _, err := au.Authenticate(ctx, consulagent.NewToken()); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("unknown token: %v", err)
+	}
+	if _, err := au.Authenticate(ctx, ""); !errors.Is(err, auth.ErrUnauthenticated) || !strings.Contains(err.Error(), "x-consul-token") {
+		t.Errorf("no token: %v", err)
+	}
+
+	// Consul's shortest token lifetime is a minute; look at it from two
+	// minutes later.
+	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Description: "short", ExpirationTTL: time.Minute,
+		ServiceIdentities: []*api.ACLServiceIdentity{{ServiceName: "payments"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := au.Authenticate(ctx, tok.SecretID); err != nil {
+		t.Fatalf("short-lived token before expiry: %v", err)
+	}
+	later := newAuth(t, a, func() time.Time { return time.Now().Add(2 * time.Minute) })
+	if _, err := later.Authenticate(ctx, tok.SecretID); !errors.Is(err, auth.ErrUnauthenticated) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired token: %v", err)
+	}
+
+	// Consul gone: a decision younger than the grace period still holds,
+	// a new token cannot be verified.
+	a.Stop()
+	if p, err := au.Authenticate(ctx, secret); err != nil || p.AccessorID != accessor {
+		t.Errorf("known token during the outage (within grace): %+v, %v; want its last decision", p, err)
+	}
+	if _, err := au.Authenticate(ctx, consulagent.NewToken()); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("new token during the outage: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestAuthRefusesConsulWithoutACLs: with ACLs off every caller would
+// pass, so the plane does not start.
+func TestAuthRefusesConsulWithoutACLs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	a, err := consulagent.Start(ctx, consulagent.Options{})
+	if errors.Is(err, consulagent.ErrNoBinary) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	au := newAuth(t, a, nil)
+	if err := au.CheckEnabled(ctx, ""); err == nil || !strings.Contains(err.Error(), "ACL system is disabled") {
+		t.Fatalf("CheckEnabled on a Consul without ACLs: %v", err)
+	}
+}
+
+func TestTokenFrom(t *testing.T) {
+	for _, tc := range []struct{ consul, authz, want string }{
+		{"abc", "", "abc"},
+		{"", "Bearer xyz", "xyz"},
+		{" abc ", "Bearer xyz", "abc"},
+		{"", "Basic xyz", ""},
+		{"", "", ""},
+	} {
+		if got := auth.TokenFrom(tc.consul, tc.authz); got != tc.want {
+			t.Errorf("TokenFrom(%q, %q) = %q, want %q", tc.consul, tc.authz, got, tc.want)
+		}
+	}
+}
