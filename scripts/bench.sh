@@ -35,6 +35,7 @@ run filters      go test -run '^$' -bench 'EngineApply|ParseTraceparent|BaggageV
 run filters      go test -run '^$' -bench 'BenchmarkHost' -benchtime 3000x -count 2 ./filters/trace/
 run gateway      go run ./gateway/bench -duration 5s -rounds 3 -conc 32 -rate 1000 -filters-dir bin/filters
 run controlplane go test -run '^$' -bench ConsulChange -benchtime 300x -count 2 ./controlplane
+run controlplane go test -run '^$' -bench 'XDSConnect|ChangeFanout' -benchtime 100x -count 2 ./controlplane
 run controlplane go test -run '^$' -bench . -benchtime 5x -count 2 ./controlplane/translate
 run auditstore   go test -run '^$' -bench BenchmarkAppend -benchtime 200000x ./auditstore/wal/
 run auditstore   go test -run '^$' -bench BenchmarkIngestHTTP -benchtime 200000x ./auditstore/collector/
