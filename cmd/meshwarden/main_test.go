@@ -20,3 +20,27 @@ func TestHelpListsSubcommands(t *testing.T) {
 		}
 	}
 }
+
+// TestInsecureOnlyOnLoopback: the development flags that drop TLS and
+// authentication are refused anywhere but on loopback, with a message
+// that says what to change; the secure clients say what is missing.
+func TestInsecureOnlyOnLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"controlplane", "--insecure-dev", "--xds-addr", "0.0.0.0:0", "--consul", "127.0.0.1:1"}, "--insecure-dev serves anonymous plaintext and is refused on --xds-addr 0.0.0.0:0"},
+		{[]string{"controlplane", "--insecure-dev", "--admin-addr", "10.0.0.1:18001", "--consul", "127.0.0.1:1"}, "refused on --admin-addr"},
+		{[]string{"gateway", "--xds-insecure", "--xds-address", "10.1.2.3:18000", "--listen", "127.0.0.1:0", "--admin-addr", ""}, "an insecure (plaintext, anonymous) connection is refused to 10.1.2.3:18000"},
+		{[]string{"gateway", "--xds-address", "127.0.0.1:18000", "--listen", "127.0.0.1:0", "--admin-addr", "", "--xds-ca-file", ""}, "no CA file"},
+		{[]string{"policy", "status", "--plane", "10.0.0.1:18001", "--insecure"}, "an insecure (plaintext, anonymous) connection is refused"},
+	} {
+		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
+			t.Setenv("MESHWARDEN_XDS_CA_FILE", "")
+			_, stderr, err := runCLI(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error()+stderr, tc.want) {
+				t.Fatalf("meshwarden %v: err %v, stderr %q; want %q", tc.args, err, stderr, tc.want)
+			}
+		})
+	}
+}
