@@ -7,6 +7,7 @@ package consulwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -40,8 +41,10 @@ type Status struct {
 	Synced bool `json:"synced"`
 	// LastContact is when Consul last answered.
 	LastContact time.Time `json:"last_contact"`
-	// Stale is true while Consul is failing; Staleness is then the time
-	// since LastContact (zero when not stale).
+	// Stale is true while Consul is failing, or silent for longer than a
+	// blocking query can last (a hung agent answers nothing and fails
+	// nothing); Staleness is then the time since LastContact (zero when
+	// not stale).
 	Stale     bool          `json:"stale"`
 	Staleness time.Duration `json:"staleness_ns"`
 	LastError string        `json:"last_error,omitempty"`
@@ -134,7 +137,27 @@ func (w *Watcher) Status() Status {
 		sort.Strings(keys)
 		s.LastError = keys[0] + ": " + w.failing[keys[0]].Error()
 	}
+	// Every blocking query returns within WaitTime plus Consul's jitter
+	// (WaitTime/16), so a longer silence means an agent that accepts
+	// connections but does not answer.
+	if quiet := time.Since(w.contact); !w.contact.IsZero() && quiet > w.maxQuiet() {
+		s.Stale, s.Staleness = true, quiet
+		if s.LastError == "" {
+			s.LastError = fmt.Sprintf("no answer from Consul for %s (a blocking query lasts at most %s): the agent may be hung", quiet.Round(time.Second), w.opts.WaitTime+w.opts.WaitTime/16)
+		}
+	}
 	return s
+}
+
+// maxQuiet is the longest silence a healthy agent can keep.
+func (w *Watcher) maxQuiet() time.Duration {
+	return w.opts.WaitTime + w.opts.WaitTime/16 + 2*time.Second
+}
+
+// queryContext bounds one blocking query, so a hung agent (or a dead TCP
+// peer) turns into an error and a retry instead of a wait without end.
+func (w *Watcher) queryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, w.maxQuiet()+w.opts.WaitTime/4)
 }
 
 func (w *Watcher) ok(query string, index uint64) {
@@ -175,8 +198,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	var index uint64
 	attempt := 0
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.opts.WaitTime}).WithContext(ctx)
+		qctx, cancel := w.queryContext(ctx)
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.opts.WaitTime}).WithContext(qctx)
 		names, meta, err := w.client.Catalog().Services(q)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -252,8 +277,10 @@ func (w *Watcher) watchService(ctx context.Context, name string, st *serviceStat
 	var index uint64
 	attempt := 0
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.opts.WaitTime}).WithContext(ctx)
+		qctx, cancel := w.queryContext(ctx)
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.opts.WaitTime}).WithContext(qctx)
 		entries, meta, err := w.client.Health().Service(name, "", false, q)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 				return

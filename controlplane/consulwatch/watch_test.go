@@ -172,3 +172,45 @@ func TestRecoversAfterOutageWithoutChanges(t *testing.T) {
 		t.Fatalf("lost the service across the outage: %+v", w.Catalog().Services)
 	}
 }
+
+// TestStalenessHungAgent stops the agent's process without killing it: it
+// keeps its connections and answers nothing. The watcher must report the
+// catalog stale once the silence outlasts a blocking query, and current
+// again once the agent answers.
+func TestStalenessHungAgent(t *testing.T) {
+	a, c := startConsul(t)
+	w := New(c, Options{WaitTime: time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); _ = a.Resume(); <-done })
+	waitCatalog(t, w, "the first sync", func(*ir.Catalog) bool { return w.Status().Synced })
+	if st := w.Status(); st.Stale {
+		t.Fatalf("stale before the agent hung: %+v", st)
+	}
+	if err := a.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	deadline := paused.Add(15 * time.Second)
+	for !w.Status().Stale {
+		if time.Now().After(deadline) {
+			t.Fatalf("a hung agent is still reported current after %s: %+v", time.Since(paused), w.Status())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st := w.Status()
+	if st.Staleness < time.Second || !strings.Contains(st.LastError, "hung") {
+		t.Errorf("stale status %+v: want the silence and a reason naming a hung agent", st)
+	}
+	if err := a.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for w.Status().Stale {
+		if time.Now().After(deadline) {
+			t.Fatalf("still stale after the agent resumed: %+v", w.Status())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -254,6 +254,23 @@ func (a *Agent) Stop() {
 	}
 }
 
+// Pause stops the agent's process without killing it (SIGSTOP): it keeps
+// its sockets open and answers nothing, as a hung agent does.
+func (a *Agent) Pause() error {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return errors.New("consul agent is not running")
+	}
+	return syscall.Kill(-a.cmd.Process.Pid, syscall.SIGSTOP)
+}
+
+// Resume continues a paused agent (SIGCONT).
+func (a *Agent) Resume() error {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return errors.New("consul agent is not running")
+	}
+	return syscall.Kill(-a.cmd.Process.Pid, syscall.SIGCONT)
+}
+
 // Restart stops the agent and starts it again on the same ports. With a
 // DataDir the catalog survives; in -dev mode it starts empty.
 func (a *Agent) Restart(ctx context.Context) error {
