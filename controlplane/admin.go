@@ -5,12 +5,14 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 )
 
@@ -25,9 +27,13 @@ type Status struct {
 	LastBuild      time.Time          `json:"last_build"`
 	BuildError     string             `json:"build_error,omitempty"`
 	LastRejection  *Rejection         `json:"last_rejection,omitempty"`
-	// AwaitingPolicies: no valid set from the policy directory yet, so no
-	// proxy has been sent any configuration.
+	// AwaitingPolicies: no valid set from the policy directory or the
+	// store yet, so no proxy has been sent any configuration.
 	AwaitingPolicies bool `json:"awaiting_policies,omitempty"`
+	// PolicyStore is the replicated store's state (nil without one).
+	PolicyStore *StoreStatus `json:"policy_store,omitempty"`
+	// Replica names this replica.
+	Replica string `json:"replica,omitempty"`
 }
 
 // NodeStatus is one entry of GET /v1/nodes.
@@ -48,6 +54,8 @@ func (s *Server) Status() Status {
 		st.PolicyRevision = s.policy.Revision
 	}
 	st.AwaitingPolicies = s.awaitPolicies
+	st.PolicyStore = s.storeStatusLocked()
+	st.Replica = s.cfg.Replica
 	st.Nodes = len(s.nodes)
 	st.LastBuild = s.built
 	if s.buildErr != nil {
@@ -167,8 +175,21 @@ func (s *Server) AdminHandler(metricsPublic bool) http.Handler {
 		if !ok {
 			return
 		}
-		ps, warnings, err := s.ApplyPoliciesFrom(r.Context(), files, "api", who.String())
-		if err != nil {
+		ifRev := strings.Trim(r.Header.Get("If-Match"), `"`)
+		ps, warnings, err := s.ApplyPoliciesIf(r.Context(), files, "api", who.String(), ifRev)
+		var conflict *policystore.ConflictError
+		switch {
+		case errors.As(err, &conflict):
+			body := map[string]any{"error": err.Error(), "applied": false}
+			if conflict.Current != nil {
+				body["current_revision"] = conflict.Current.Revision
+			}
+			writeJSON(w, http.StatusConflict, body)
+			return
+		case errors.Is(err, policystore.ErrUnavailable):
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error() + "; nothing was applied, retry when Consul answers", "applied": false})
+			return
+		case err != nil:
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "applied": false})
 			return
 		}

@@ -39,6 +39,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/consulagent"
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -71,10 +72,22 @@ func startSecurePlane(t testing.TB) *securePlane {
 type planeOpts struct {
 	insecure bool
 	ttl      time.Duration
+	// with, if set, is a running plane whose Consul (and tokens) this
+	// one shares: a second replica.
+	with *securePlane
+	// store keeps the policy set in Consul KV (replicas); loader, if set,
+	// replaces the stub that accepts any files.
+	store  bool
+	loader controlplane.PolicyLoader
 }
 
 func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 	t.Helper()
+	if o.with != nil {
+		p := &securePlane{agent: o.with.agent, mgmt: o.with.mgmt, tokens: o.with.tokens, accessor: o.with.accessor,
+			changes: make(chan controlplane.PolicyChange, 8)}
+		return servePlane(t, p, o)
+	}
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
@@ -113,7 +126,16 @@ func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 			t.Fatal(err)
 		}
 	}
+	return servePlane(t, p, o)
+}
 
+// servePlane runs a plane (certificate manager, ADS over TLS, admin API
+// over HTTPS) on p's Consul with the plane's token.
+func servePlane(t testing.TB, p *securePlane, o planeOpts) *securePlane {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	agent := p.agent
 	cc := api.DefaultConfig()
 	cc.Address = agent.Addr()
 	cc.Token = p.tokens["plane"]
@@ -142,11 +164,19 @@ func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 	if o.insecure {
 		authn = nil
 	}
+	loader := o.loader
+	if loader == nil {
+		loader = func(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
+			return &ir.PolicySet{Sources: []string{"x.yaml"}}, nil
+		}
+	}
+	var store *policystore.Store
+	if o.store {
+		store = policystore.New(client, "")
+	}
 	p.s, err = controlplane.New(controlplane.Config{
 		Consul: client, Auth: authn, InsecureNoAuth: o.insecure, Secrets: p.m, Debounce: 5 * time.Millisecond, Registry: p.reg,
-		LoadPolicies: func(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
-			return &ir.PolicySet{Sources: []string{"x.yaml"}}, nil
-		},
+		Store: store, Replica: "replica-" + consulagent.NewToken()[:8], LoadPolicies: loader,
 		RecordChange: func(_ context.Context, c controlplane.PolicyChange) error { p.changes <- c; return nil },
 		Translate:    translate.Options{ModuleBaseURL: "http://127.0.0.1:1/modules/"},
 		Watch:        consulwatch.Options{WaitTime: 10 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
@@ -85,6 +86,17 @@ func (s *Server) ApplyPolicies(ctx context.Context, files map[string][]byte) (*i
 // ApplyPoliciesFrom is ApplyPolicies with the set's origin and sender, which
 // the change record keeps.
 func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte, source, identity string) (*ir.PolicySet, []string, error) {
+	return s.ApplyPoliciesIf(ctx, files, source, identity, "")
+}
+
+// ApplyPoliciesIf is ApplyPoliciesFrom that applies only if the revision in
+// force is ifRevision ("" skips the check), so what an operator previewed is
+// what they replace. With a policy store the set is first written there
+// (check-and-set); a *policystore.ConflictError or
+// policystore.ErrUnavailable leaves everything as it was.
+func (s *Server) ApplyPoliciesIf(ctx context.Context, files map[string][]byte, source, identity, ifRevision string) (*ir.PolicySet, []string, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	ps, shared, err := s.candidate(files)
 	if err != nil {
 		s.m.policyRejections.Inc()
@@ -94,6 +106,23 @@ func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte,
 		s.log.Error("policy set rejected; the last good set keeps serving", "err", err)
 		return nil, nil, err
 	}
+	if ifRevision != "" {
+		if cur := s.PolicyRevision(); cur != ifRevision {
+			return nil, nil, &policystore.ConflictError{Current: &policystore.Set{Revision: cur}}
+		}
+	}
+	if s.cfg.Store != nil {
+		if err := s.storePut(ctx, ps, files, source, identity, ifRevision); err != nil {
+			s.log.Error("policy set not applied: the policy store refused it; the last good set keeps serving", "revision", ps.Revision, "err", err)
+			return nil, nil, err
+		}
+	}
+	s.swap(ctx, ps, files, source, identity)
+	return ps, shared.Warnings, nil
+}
+
+// swap puts ps in force, records the change and republishes.
+func (s *Server) swap(ctx context.Context, ps *ir.PolicySet, files map[string][]byte, source, identity string) {
 	s.mu.Lock()
 	prev, prevFiles := "", s.policyFiles
 	if s.policy != nil {
@@ -116,7 +145,6 @@ func (s *Server) ApplyPoliciesFrom(ctx context.Context, files map[string][]byte,
 		}
 	}
 	s.rebuild(ctx)
-	return ps, shared.Warnings, nil
 }
 
 // PolicyRevision is the revision of the policy set in force ("" if none).
@@ -184,6 +212,13 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 		sort.Strings(keys)
 		return strings.Join(keys, ",")
 	}
+	if s.cfg.Store != nil {
+		select { // push against what the store holds, not against nothing
+		case <-s.storeLoaded:
+		case <-ctx.Done():
+			return
+		}
+	}
 	check := func() {
 		files, err := readPolicyDir(s.cfg.PolicyDir)
 		if err != nil {
@@ -197,6 +232,9 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 		last, lastModules = rev, mods
 		_, _, err = s.ApplyPoliciesFrom(ctx, files, "policy-dir "+s.cfg.PolicyDir, "")
 		failed = err != nil
+		if errors.Is(err, policystore.ErrConflict) || errors.Is(err, policystore.ErrUnavailable) {
+			last = "" // not a verdict on the files: push again on the next poll
+		}
 	}
 	check()
 	t := time.NewTicker(every)

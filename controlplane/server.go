@@ -26,6 +26,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
@@ -54,8 +55,16 @@ type Config struct {
 	// LoadPolicies parses policy files for POST /v1/policies:* and the
 	// policy directory; nil disables both.
 	LoadPolicies PolicyLoader
-	// PolicyDir is polled (~1s) for changes when set.
+	// PolicyDir is polled (~1s) for changes when set. With a Store its
+	// content is pushed to the store at start and on every change.
 	PolicyDir string
+	// Store, when set, holds the applied policy set in Consul KV: every
+	// apply is written there first (check-and-set), and every set written
+	// there by any replica is put in force here. Nil keeps the set in this
+	// process only (one replica).
+	Store *policystore.Store
+	// Replica names this replica in the store's records (e.g. host:port).
+	Replica string
 	// OnPolicy, if set, is called with every policy set after it is swapped
 	// in (e.g. to hand Certificates to the certificate manager). An error is
 	// logged; the set stays applied.
@@ -114,6 +123,12 @@ type Server struct {
 
 	authMu      sync.Mutex
 	streamAuths map[int64]*streamAuth
+
+	// applyMu serialises applies (API, policy dir, store).
+	applyMu     sync.Mutex
+	storeSet    *policystore.Set // the store's set as last seen or written
+	storeErr    string
+	storeLoaded chan struct{} // closed after the store's first read
 }
 
 type nodeState struct {
@@ -179,9 +194,10 @@ func New(cfg Config) (*Server, error) {
 		policy:  cfg.Policies,
 		nodes:   map[string]*nodeState{},
 
-		awaitPolicies: cfg.PolicyDir != "" && cfg.LoadPolicies != nil,
+		awaitPolicies: (cfg.PolicyDir != "" || cfg.Store != nil) && cfg.LoadPolicies != nil,
 		streams:       map[int64]string{},
 		streamAuths:   map[int64]*streamAuth{},
+		storeLoaded:   make(chan struct{}),
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
 	s.m = newMetrics(cfg.Registry, s)
@@ -223,6 +239,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); s.cfg.Modules.Run(ctx, time.Second, s.Kick) }()
+	}
+	if s.cfg.Store != nil && s.cfg.LoadPolicies != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.watchStore(ctx) }()
 	}
 	if s.cfg.PolicyDir != "" && s.cfg.LoadPolicies != nil {
 		wg.Add(1)

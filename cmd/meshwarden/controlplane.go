@@ -27,6 +27,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/ir"
 	"github.com/meshwarden/meshwarden/policies"
@@ -41,6 +42,7 @@ type controlPlaneFlags struct {
 	consulTokenFile, publicAddr                                      string
 	insecureDev, metricsPublic                                       bool
 	authTTL, authGrace                                               time.Duration
+	policyStore, policyKVPrefix, replica                             string
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -93,6 +95,15 @@ Public (--public-addr, plain HTTP, anonymous by design):
   GET  /modules/ , /modules/<sha256>    the filter modules; proxies check the sha256 pinned in
                                         their authenticated configuration before loading one
 
+Replicas: run any number of planes against the same Consul. With
+--policy-store=consul (the default) the applied policy set lives in Consul KV
+(--policy-kv-prefix): an apply on any replica is a check-and-set there, every
+replica watches it and serves the same snapshots (content-hash versions are
+equal), and the history of every applied set is kept, hash-chained, under
+<prefix>/history/. Two applies racing: one wins, the other gets 409 with the
+revision in force. Proxies list several plane addresses (gateway:
+--xds-address a,b; envoy.yaml: several endpoints) and fail over.
+
 --insecure-dev turns all of this off (plaintext, anonymous) for development
 on loopback only; the plane logs a warning at start.`,
 		Example: `  # Against a local Consul agent, with the policies and filters of this repo:
@@ -119,6 +130,9 @@ on loopback only; the plane logs a warning at start.`,
 	fl.DurationVar(&f.authTTL, "auth-ttl", 10*time.Second, "how long a token decision is reused; a revoked token loses its xDS streams within this bound")
 	fl.DurationVar(&f.authGrace, "auth-grace", 5*time.Minute, "how long existing streams keep their last decision while Consul's ACL endpoints are unreachable")
 	fl.BoolVar(&f.insecureDev, "insecure-dev", false, "DEVELOPMENT ONLY: plaintext xDS and admin API, no authentication; refused unless every listen address is loopback")
+	fl.StringVar(&f.policyStore, "policy-store", "consul", "where the applied policy set lives: consul (KV under --policy-kv-prefix, shared by every replica; applies are check-and-set) or memory (this process only)")
+	fl.StringVar(&f.policyKVPrefix, "policy-kv-prefix", policystore.DefaultPrefix, "Consul KV prefix of the policy store (current set and hash-chained history)")
+	fl.StringVar(&f.replica, "replica", "", "this replica's name in the policy store's records (default <hostname>/<xds-addr>)")
 	fl.BoolVar(&f.metricsPublic, "metrics-public", false, "serve /metrics anonymously (on --public-addr too) instead of requiring operator:read")
 	fl.StringVar(&f.policyDir, "policy-dir", "", "directory of policy files, reloaded on change (~1s); empty: policies only via POST /v1/policies:apply")
 	fl.StringVar(&f.filtersDir, "filters-dir", envOr("MESHWARDEN_FILTERS_DIR", "bin/filters"), "directory of built <name>.wasm filters served by sha256 (rescanned on change; make filters)")
@@ -254,6 +268,18 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		f.moduleBaseURL = "http://" + publicLis.Addr().String() + "/modules/"
 	}
 
+	if f.replica == "" {
+		host, _ := os.Hostname()
+		f.replica = host + "/" + xdsLis.Addr().String()
+	}
+	var store *policystore.Store
+	switch f.policyStore {
+	case "consul":
+		store = policystore.New(client, f.policyKVPrefix)
+	case "memory":
+	default:
+		return fmt.Errorf("--policy-store %q: give consul (shared by replicas) or memory", f.policyStore)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mods := modules.New(f.filtersDir, log)
@@ -262,6 +288,8 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		Modules:      mods,
 		LoadPolicies: loadPolicies,
 		PolicyDir:    f.policyDir,
+		Store:        store,
+		Replica:      f.replica,
 		Debounce:     f.debounce,
 		Log:          log,
 		Registry:     reg,

@@ -71,7 +71,7 @@ by --drain-timeout).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd.Context(), f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.xdsAddr, "xds-address", "127.0.0.1:18000", "control plane ADS address (host:port)")
+	fl.StringVar(&f.xdsAddr, "xds-address", "127.0.0.1:18000", "control plane ADS address (host:port), or several replicas' separated by commas: the gateway uses one and fails over to another, serving its last config meanwhile")
 	fl.StringVar(&f.plane.CAFile, "xds-ca-file", os.Getenv("MESHWARDEN_XDS_CA_FILE"), "PEM roots of the mesh CA the plane's certificate must chain to (Consul Connect's roots; $MESHWARDEN_XDS_CA_FILE)")
 	fl.StringVar(&f.plane.TokenFile, "token-file", os.Getenv("CONSUL_HTTP_TOKEN_FILE"), "file holding this gateway's Consul ACL token, re-read on every connect; it needs service:write on "+ir.GatewayNodeCluster+" ($CONSUL_HTTP_TOKEN_FILE, or the token itself in $CONSUL_HTTP_TOKEN)")
 	fl.BoolVar(&f.plane.Insecure, "xds-insecure", false, "DEVELOPMENT ONLY: plaintext, anonymous xDS to a --insecure-dev plane on loopback")

@@ -91,9 +91,11 @@ func (p Principal) Service() string {
 // PlaneTokenRules is the Consul ACL policy of the control plane's own
 // token: read the catalog, get every proxied service's leaf (service:write,
 // as Consul requires for /v1/agent/connect/ca/leaf), register itself, and
-// set the Connect CA's leaf lifetime from a CertificatePolicy.
+// set the Connect CA's leaf lifetime from a CertificatePolicy, and keep the
+// applied policy set in Consul KV (meshwarden/), shared by the replicas.
 const PlaneTokenRules = `
 service_prefix "" { policy = "write" }
+key_prefix "meshwarden/" { policy = "write" }
 node_prefix "" { policy = "read" }
 agent_prefix "" { policy = "read" }
 operator = "write"

@@ -35,12 +35,15 @@ type ClientOptions struct {
 // Validate says what is missing, in flag terms.
 func (o ClientOptions) Validate(target string) error {
 	if o.Insecure {
-		host, _, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(target, "https://"), "http://"))
-		if err != nil {
-			return fmt.Errorf("plane address %q: %w", target, err)
-		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("an insecure (plaintext, anonymous) connection is refused to %s: it is for a --insecure-dev plane on loopback only", target)
+		for _, addr := range strings.Split(target, ",") {
+			addr = strings.TrimSpace(addr)
+			host, _, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(addr, "https://"), "http://"))
+			if err != nil {
+				return fmt.Errorf("plane address %q: %w", addr, err)
+			}
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return fmt.Errorf("an insecure (plaintext, anonymous) connection is refused to %s: it is for a --insecure-dev plane on loopback only", addr)
+			}
 		}
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -41,7 +44,9 @@ type Handler interface {
 
 // Config configures a Client.
 type Config struct {
-	// Target is the control plane's gRPC address (host:port). Required.
+	// Target is the control plane's gRPC address (host:port), or several
+	// replicas' addresses separated by commas: the client uses one and
+	// moves to another when its stream or connection fails. Required.
 	Target string
 	// Node identifies this proxy to the plane (id, cluster, metadata). Required.
 	Node *core.Node
@@ -102,6 +107,17 @@ func New(cfg Config, h Handler) (*Client, error) {
 	return &Client{cfg: cfg, h: h}, nil
 }
 
+// splitTargets splits a comma-separated address list.
+func splitTargets(t string) []string {
+	var out []string
+	for _, a := range strings.Split(t, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // Connected reports whether a stream to the plane is currently open.
 func (c *Client) Connected() bool { return c.connected.Load() }
 
@@ -112,7 +128,21 @@ func (c *Client) Run(ctx context.Context) error {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	conn, err := grpc.NewClient(c.cfg.Target, opts...)
+	target := c.cfg.Target
+	if addrs := splitTargets(target); len(addrs) > 1 {
+		// Several replicas: a static resolver with every address and
+		// pick_first, which connects to the first that answers and moves
+		// on when that connection breaks.
+		r := manual.NewBuilderWithScheme("mw-planes")
+		state := resolver.State{}
+		for _, a := range addrs {
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+		}
+		r.InitialState(state)
+		opts = append(opts[:len(opts):len(opts)], grpc.WithResolvers(r))
+		target = r.Scheme() + ":///planes"
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return fmt.Errorf("xds client: dial %s: %w: check --xds-address", c.cfg.Target, err)
 	}

@@ -46,7 +46,9 @@ func ApplyRecorded(ctx context.Context, c *PlaneClient, files map[string][]byte,
 	if st, err := c.Status(ctx); err == nil {
 		prev = revisionOf(st)
 	}
-	res, err := c.Apply(ctx, files)
+	// Apply only over the revision the diff was made against: another
+	// operator's apply in between makes the plane answer 409.
+	res, err := c.ApplyIf(ctx, files, prev)
 	if err != nil {
 		return nil, err
 	}

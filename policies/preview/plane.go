@@ -218,7 +218,18 @@ type ApplyResult struct {
 // The plane records who applied from the credential of the call (HTTP's
 // client), never from anything the caller writes.
 func (c *PlaneClient) Apply(ctx context.Context, files map[string][]byte) (*ApplyResult, error) {
-	b, err := c.do(ctx, http.MethodPost, "/v1/policies:apply", fileBody(files), nil)
+	return c.ApplyIf(ctx, files, "")
+}
+
+// ApplyIf is Apply that succeeds only if the revision in force is still
+// ifRevision (the one previewed); otherwise the plane answers 409 and
+// nothing changes. "" skips the check.
+func (c *PlaneClient) ApplyIf(ctx context.Context, files map[string][]byte, ifRevision string) (*ApplyResult, error) {
+	var hdr http.Header
+	if ifRevision != "" {
+		hdr = http.Header{"If-Match": []string{`"` + ifRevision + `"`}}
+	}
+	b, err := c.do(ctx, http.MethodPost, "/v1/policies:apply", fileBody(files), hdr)
 	if err != nil {
 		return nil, err
 	}
