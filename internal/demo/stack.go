@@ -50,6 +50,10 @@ type StackOptions struct {
 	// AuditToken is the shared token between the audit filter and the
 	// collector; empty means a fixed demo token.
 	AuditToken string
+	// Replicas is the number of control plane replicas (default 1). They
+	// share Consul (and its KV policy store) and the policy directory; the
+	// gateway knows every replica's address and fails over.
+	Replicas int
 	// InsecurePlane runs the plane with --insecure-dev (plaintext,
 	// anonymous xDS and admin) on a Consul without ACLs: only for
 	// comparing against the secure default (benchmarks).
@@ -66,6 +70,8 @@ type Stack struct {
 	ConsulAPI *api.Client
 	Collector *Proc
 	Plane     *Proc
+	// Replicas are the planes after the first (StackOptions.Replicas).
+	Replicas  []*Replica
 	Gateway   *Proc
 	Upstreams []*Upstream
 	Sink      *OTLPSink
@@ -195,6 +201,9 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		s.step("control plane: xDS over TLS at %s (Consul ACL token per stream), admin https://%s (token), probes and modules http://%s", s.PlaneXDS, s.PlaneAdmin, s.PlanePublic)
 	}
 
+	if err := s.startReplicas(ctx); err != nil {
+		return err
+	}
 	if s.GatewayAddr, err = FreeAddr(); err != nil {
 		return err
 	}
@@ -369,10 +378,53 @@ func (s *Stack) StartCollector(ctx context.Context) error {
 	return p.WaitHTTP(wctx, "http://"+listen+"/healthz")
 }
 
+// Replica is a control plane replica after the first.
+type Replica struct {
+	Proc               *Proc
+	XDS, Admin, Public string
+}
+
 // StartPlane starts (or restarts, on the same addresses) the control plane.
 func (s *Stack) StartPlane(ctx context.Context) error {
+	p, err := s.startPlaneAt(ctx, "plane", s.PlaneXDS, s.PlaneAdmin, s.PlanePublic)
+	if err != nil {
+		return err
+	}
+	s.Plane = p
+	return nil
+}
+
+// startReplicas starts StackOptions.Replicas-1 more planes.
+func (s *Stack) startReplicas(ctx context.Context) error {
+	for i := 1; i < s.opts.Replicas; i++ {
+		r := &Replica{}
+		var err error
+		for _, a := range []*string{&r.XDS, &r.Admin, &r.Public} {
+			if *a, err = FreeAddr(); err != nil {
+				return err
+			}
+		}
+		if r.Proc, err = s.startPlaneAt(ctx, fmt.Sprintf("plane-%d", i+1), r.XDS, r.Admin, r.Public); err != nil {
+			return err
+		}
+		s.Replicas = append(s.Replicas, r)
+		s.step("control plane replica %d: xDS over TLS at %s, admin https://%s (policy set shared through Consul KV)", i+1, r.XDS, r.Admin)
+	}
+	return nil
+}
+
+// XDSAddresses are every replica's xDS address, the first plane's first.
+func (s *Stack) XDSAddresses() string {
+	addrs := []string{s.PlaneXDS}
+	for _, r := range s.Replicas {
+		addrs = append(addrs, r.XDS)
+	}
+	return strings.Join(addrs, ",")
+}
+
+func (s *Stack) startPlaneAt(ctx context.Context, name, xds, admin, public string) (*Proc, error) {
 	args := []string{"controlplane",
-		"--consul", s.Consul.Addr(), "--xds-addr", s.PlaneXDS, "--admin-addr", s.PlaneAdmin, "--public-addr", s.PlanePublic,
+		"--consul", s.Consul.Addr(), "--xds-addr", xds, "--admin-addr", admin, "--public-addr", public,
 		"--policy-dir", s.PolicyDir, "--filters-dir", s.opts.FiltersDir,
 		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr,
 		"--changelog", filepath.Join(s.opts.WorkDir, "policy-changes.jsonl")}
@@ -386,21 +438,20 @@ func (s *Stack) StartPlane(ctx context.Context) error {
 		// of a revoked token finish quickly.
 		args = append(args, "--consul-token-file", s.PlaneTokenFile, "--auth-ttl", "2s")
 	}
-	p, err := StartProc("plane", s.opts.Log, s.opts.Binary, args...)
+	p, err := StartProc(name, s.opts.Log, s.opts.Binary, args...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.Plane = p
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return p.WaitHTTP(wctx, "http://"+s.PlanePublic+"/readyz")
+	return p, p.WaitHTTP(wctx, "http://"+public+"/readyz")
 }
 
 // StartGateway starts (or restarts, on the same addresses) the gateway and
 // waits until it has a complete configuration.
 func (s *Stack) StartGateway(ctx context.Context) error {
 	args := []string{"gateway",
-		"--xds-address", s.PlaneXDS, "--listen", s.GatewayAddr, "--admin-addr", s.GatewayAdmin,
+		"--xds-address", s.XDSAddresses(), "--listen", s.GatewayAddr, "--admin-addr", s.GatewayAdmin,
 		"--cache-dir", filepath.Join(s.opts.WorkDir, "gateway-cache"),
 		"--otlp-endpoint", s.OTLPAddr, "--node-id", "gateway-demo"}
 	if s.opts.InsecurePlane {
@@ -420,7 +471,11 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 
 // Stop stops every part, newest first.
 func (s *Stack) Stop() {
-	for _, p := range []*Proc{s.Gateway, s.Plane, s.Collector} {
+	procs := []*Proc{s.Gateway, s.Plane}
+	for _, r := range s.Replicas {
+		procs = append(procs, r.Proc)
+	}
+	for _, p := range append(procs, s.Collector) {
 		if p != nil {
 			p.Stop(10 * time.Second)
 		}
