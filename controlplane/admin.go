@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -129,6 +130,20 @@ func (s *Server) AdminHandler(metricsPublic bool) http.Handler {
 			metrics.ServeHTTP(w, r)
 		}))
 	}
+	// Runtime profiles (CPU, heap, goroutines, mutex, block) for whoever
+	// may read the plane's status: stack traces and sizes, no data.
+	mux.HandleFunc("GET /debug/pprof/", s.require(auth.OperatorRead, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+		switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+		case "profile":
+			pprof.Profile(w, r)
+		case "trace":
+			pprof.Trace(w, r)
+		case "cmdline", "symbol":
+			http.NotFound(w, r)
+		default:
+			pprof.Index(w, r)
+		}
+	}))
 	mux.HandleFunc("GET /v1/status", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
 		writeJSON(w, http.StatusOK, s.Status())
 	}))
