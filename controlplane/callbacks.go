@@ -63,9 +63,19 @@ func (s *Server) sent(_ int64, typeURL, _ string) {
 // cacheLogger adapts slog to go-control-plane's four-method logger.
 type cacheLogger struct{ l *slog.Logger }
 
-func (c cacheLogger) Debugf(format string, args ...any) { c.l.Debug(sprintf(format, args...)) }
-func (c cacheLogger) Infof(format string, args ...any)  { c.l.Info(sprintf(format, args...)) }
-func (c cacheLogger) Warnf(format string, args ...any)  { c.l.Warn(sprintf(format, args...)) }
-func (c cacheLogger) Errorf(format string, args ...any) { c.l.Error(sprintf(format, args...)) }
+// Each method formats only when its level is enabled: go-control-plane
+// logs every response, and formatting those was ~9% of the plane's CPU at
+// 1,000 proxies.
+func (c cacheLogger) Debugf(format string, args ...any) { c.logf(slog.LevelDebug, format, args) }
+func (c cacheLogger) Infof(format string, args ...any)  { c.logf(slog.LevelInfo, format, args) }
+func (c cacheLogger) Warnf(format string, args ...any)  { c.logf(slog.LevelWarn, format, args) }
+func (c cacheLogger) Errorf(format string, args ...any) { c.logf(slog.LevelError, format, args) }
+
+func (c cacheLogger) logf(level slog.Level, format string, args []any) {
+	if !c.l.Enabled(context.Background(), level) {
+		return
+	}
+	c.l.Log(context.Background(), level, sprintf(format, args...))
+}
 
 var _ log.Logger = cacheLogger{}

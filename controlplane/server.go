@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,6 +121,9 @@ type Server struct {
 	streams     map[int64]string
 	rejection   *Rejection
 	built       time.Time
+	// pub memoises, per shared build, the snapshot of each kind of node
+	// and the wire form of each resource (see publishLocked).
+	pub *publishMemo
 
 	authMu      sync.Mutex
 	streamAuths map[int64]*streamAuth
@@ -323,14 +327,54 @@ func (s *Server) rebuild(ctx context.Context) {
 		return
 	}
 	s.buildErr = nil
-	s.shared = shared
+	s.setSharedLocked(shared)
 	s.built = time.Now()
-	// Nodes with the same content (e.g. every sidecar of one service) share
-	// one checked cache snapshot: version is the content hash.
-	memo := map[string]*cache.Snapshot{}
 	for _, id := range sortedKeys(s.nodes) {
-		s.publishLocked(ctx, id, memo)
+		s.publishLocked(ctx, id)
 	}
+}
+
+// publishMemo lets nodes with the same content (every sidecar of one
+// service with the same ports) share one translated, validated, checked
+// and premarshaled snapshot: the per-node cost of a push is then a map
+// lookup and go-control-plane's own per-stream work.
+type publishMemo struct {
+	byKey     map[string]*memoEntry
+	byVersion map[string]*cache.Snapshot
+	marshal   *marshalMemo
+}
+
+type memoEntry struct {
+	snap *translate.Snapshot
+	err  error // ValidateNode's verdict
+}
+
+// setSharedLocked swaps in a new shared build and starts its memo.
+func (s *Server) setSharedLocked(shared *translate.Shared) {
+	s.shared = shared
+	var prev *marshalMemo
+	if s.pub != nil {
+		prev = s.pub.marshal
+	}
+	s.pub = &publishMemo{byKey: map[string]*memoEntry{}, byVersion: map[string]*cache.Snapshot{}, marshal: newMarshalMemo(prev)}
+}
+
+// secretsKey identifies a list of secrets by content (the source builds
+// new messages per call).
+func secretsKey(secrets []types.Resource) (string, error) {
+	if len(secrets) == 0 {
+		return "", nil
+	}
+	h := sha256.New()
+	for _, sec := range secrets {
+		b, err := cache.MarshalResource(sec)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	return string(h.Sum(nil)), nil
 }
 
 func (s *Server) rejectLocked(r Rejection) {
@@ -339,7 +383,7 @@ func (s *Server) rejectLocked(r Rejection) {
 }
 
 // publishLocked builds and sets node id's snapshot if it changed.
-func (s *Server) publishLocked(ctx context.Context, id string, memo map[string]*cache.Snapshot) {
+func (s *Server) publishLocked(ctx context.Context, id string) {
 	ns := s.nodes[id]
 	if ns == nil || ns.err != nil || s.shared == nil || s.awaitPolicies {
 		return
@@ -355,32 +399,50 @@ func (s *Server) publishLocked(ctx context.Context, id string, memo map[string]*
 			secrets = append(secrets, sec)
 		}
 	}
-	snap, err := s.shared.ForNode(ns.tnode, secrets)
+	skey, err := secretsKey(secrets)
 	if err != nil {
-		ns.err = err
-		s.log.Error("node cannot be configured", "node", id, "err", err)
+		s.log.Error("secrets cannot be encoded; node keeps its last snapshot", "node", id, "err", err)
 		return
 	}
+	key := s.shared.NodeKey(ns.tnode) + "|" + skey
+	e := s.pub.byKey[key]
+	if e == nil {
+		snap, err := s.shared.ForNode(ns.tnode, secrets)
+		if err != nil {
+			ns.err = err
+			s.log.Error("node cannot be configured", "node", id, "err", err)
+			return
+		}
+		e = &memoEntry{snap: snap, err: snap.ValidateNode()}
+		s.pub.byKey[key] = e
+	}
+	snap := e.snap
 	if ns.current != nil && ns.current.GetVersion(anyType) == snap.Version {
 		return
 	}
 	if ns.rejected[snap.Version] {
 		return
 	}
-	if err := snap.ValidateNode(); err != nil {
+	if e.err != nil {
 		s.m.translateErrors.Inc()
-		s.rejectLocked(Rejection{Kind: "translate", Node: id, Version: snap.Version, Error: err.Error()})
-		s.log.Error("generated resources fail validation; not published", "node", id, "err", err)
+		s.rejectLocked(Rejection{Kind: "translate", Node: id, Version: snap.Version, Error: e.err.Error()})
+		s.log.Error("generated resources fail validation; not published", "node", id, "err", e.err)
 		return
 	}
-	cs, err := memo[snap.Version], error(nil)
+	cs := s.pub.byVersion[snap.Version]
 	if cs == nil {
-		cs, err = snap.CacheSnapshot()
+		// Consistent needs the concrete resource types; what is published
+		// is the same content premarshaled.
+		var plain *cache.Snapshot
+		plain, err = snap.CacheSnapshot()
 		if err == nil {
-			err = cs.Consistent()
+			err = plain.Consistent()
 		}
-		if err == nil && memo != nil {
-			memo[snap.Version] = cs
+		if err == nil {
+			cs, err = s.pub.marshal.publishable(snap.Version, snap.Resources)
+		}
+		if err == nil {
+			s.pub.byVersion[snap.Version] = cs
 		}
 	}
 	if err != nil {
@@ -460,9 +522,9 @@ func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) err
 			s.log.Error("translation failed", "err", err)
 			return nil
 		}
-		s.shared = shared
+		s.setSharedLocked(shared)
 	}
-	s.publishLocked(ctx, n.GetId(), nil)
+	s.publishLocked(ctx, n.GetId())
 	return nil
 }
 

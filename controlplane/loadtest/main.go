@@ -22,8 +22,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -207,7 +207,9 @@ func run(ctx context.Context, o options) error {
 	var last []time.Duration
 	profDone := make(chan error, 1)
 	if o.profile != "" {
-		go func() { profDone <- fetchProfile(ctx, admins[0], caFile, opTok, o.profile, time.Duration(o.changes)*400*time.Millisecond) }()
+		go func() {
+			profDone <- fetchProfile(ctx, admins[0], caFile, opTok, o.profile, time.Duration(o.changes)*400*time.Millisecond)
+		}()
 	} else {
 		profDone <- nil
 	}
@@ -247,7 +249,9 @@ func run(ctx context.Context, o options) error {
 	}
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	sort.Slice(last, func(i, j int) bool { return last[i] < last[j] })
-	q := func(d []time.Duration, f float64) time.Duration { return d[int(f*float64(len(d)-1))].Round(time.Millisecond) }
+	q := func(d []time.Duration, f float64) time.Duration {
+		return d[int(f*float64(len(d)-1))].Round(time.Millisecond)
+	}
 	fmt.Printf("consul change -> EDS at a sidecar (%d changes x %d sidecars): p50 %s, p99 %s, max %s\n", o.changes, o.n, q(lats, .5), q(lats, .99), q(lats, 1))
 	fmt.Printf("consul change -> EDS at the last sidecar: p50 %s, p99 %s\n", q(last, .5), q(last, .99))
 	fmt.Printf("plane CPU per change: %.0f ms (%.1f µs per proxy push); RSS %d MB\n",

@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,4 +138,19 @@ func shortSHA(s string) string {
 		return s[:12]
 	}
 	return s
+}
+
+// NodeKey returns a key that is equal for two nodes exactly when ForNode
+// gives them the same resources (given the same secrets): everything of
+// the node but its id, unless a staged filter rollout picks modules by id,
+// in which case the rollout bucket is part of it. The plane builds one
+// snapshot per key, so a thousand sidecars of one service cost one.
+func (s *Shared) NodeKey(n Node) string {
+	k := fmt.Sprintf("%t|%s|%d|%d|%d|%d", n.Gateway, n.Service, n.InboundPort, n.OutboundPort, n.LocalAppPort, n.ListenPort)
+	for _, f := range s.filters {
+		if f.PreviousSHA256 != "" && f.RolloutPercent < 100 {
+			return k + "|" + strconv.FormatUint(uint64(RolloutBucket(n.ID)), 10)
+		}
+	}
+	return k
 }
