@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sync/singleflight"
 )
 
 // Errors a caller is refused with. They wrap the detail; test with
@@ -161,6 +162,9 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[string]*decision
+	// flight joins concurrent lookups of one key: a thousand proxies
+	// sharing a token that connect at once cost one Consul round trip.
+	flight singleflight.Group
 }
 
 type decision struct {
@@ -274,20 +278,27 @@ func (a *Authenticator) decide(ctx context.Context, key string, ask func(context
 	if d != nil && now.Sub(d.at) < a.opts.TTL {
 		return d.principal, d.err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	p, err := ask(cctx)
-	if errors.Is(err, ErrUnavailable) {
+	v, _, _ := a.flight.Do(key, func() (any, error) {
+		// Detached from the first caller's context: the answer serves
+		// every caller waiting on this key.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		p, err := ask(cctx)
+		if !errors.Is(err, ErrUnavailable) {
+			a.mu.Lock()
+			a.cache[key] = &decision{at: now, principal: p, err: err}
+			a.pruneLocked(now)
+			a.mu.Unlock()
+		}
+		return &decision{at: now, principal: p, err: err}, nil
+	})
+	res := v.(*decision)
+	if errors.Is(res.err, ErrUnavailable) {
 		if d != nil && now.Sub(d.at) < a.opts.Grace {
 			return d.principal, d.err
 		}
-		return Principal{}, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.cache[key] = &decision{at: now, principal: p, err: err}
-	a.pruneLocked(now)
-	return p, err
+	return res.principal, res.err
 }
 
 // pruneLocked drops decisions older than Grace (bounded memory).

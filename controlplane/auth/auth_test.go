@@ -3,7 +3,13 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,5 +146,48 @@ func TestTokenFrom(t *testing.T) {
 		if got := auth.TokenFrom(tc.consul, tc.authz); got != tc.want {
 			t.Errorf("TokenFrom(%q, %q) = %q, want %q", tc.consul, tc.authz, got, tc.want)
 		}
+	}
+}
+
+// TestAuthConcurrentJoinsShareOneLookup: a fleet sharing a token that
+// connects at once costs Consul one token lookup, not one per proxy.
+func TestAuthConcurrentJoinsShareOneLookup(t *testing.T) {
+	a, mgmt := startACLConsul(t)
+	secret, _, err := consulagent.CreateToken(context.Background(), mgmt, consulagent.TokenSpec{Description: "fleet", Services: []string{"payments"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int64
+	target, _ := url.Parse("http://" + a.Addr())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/acl/token/self" {
+			lookups.Add(1)
+			time.Sleep(50 * time.Millisecond) // a slow Consul: every joiner arrives before the answer
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer counting.Close()
+	cfg := api.DefaultConfig()
+	cfg.Address = strings.TrimPrefix(counting.URL, "http://")
+	cfg.Token = ""
+	au, err := auth.New(auth.Options{Consul: cfg, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := au.Authenticate(context.Background(), secret); err != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 || lookups.Load() != 1 {
+		t.Fatalf("200 concurrent joins: %d failed, %d Consul lookups; want 0 and 1", failed.Load(), lookups.Load())
 	}
 }
