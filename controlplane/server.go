@@ -237,6 +237,8 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = s.watcher.Run(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.recheckStreams(ctx) }()
 	if s.cfg.Modules != nil {
 		if _, err := s.cfg.Modules.Scan(); err != nil {
 			s.log.Warn("module scan failed", "err", err)

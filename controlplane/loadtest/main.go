@@ -49,7 +49,7 @@ import (
 type options struct {
 	n, replicas, changes, services int
 	delta                          float64
-	bin, filters, profile          string
+	bin, filters, profile, heap    string
 	debounce                       time.Duration
 	storm                          time.Duration
 }
@@ -66,6 +66,7 @@ func main() {
 	flag.DurationVar(&o.debounce, "debounce", 20*time.Millisecond, "the plane's --debounce")
 	flag.DurationVar(&o.storm, "storm-timeout", 2*time.Minute, "bound on the connect storm")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the first plane's CPU profile during the changes to this file")
+	flag.StringVar(&o.heap, "heapprofile", "", "write the first plane's heap profile after the connect storm to this file")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		log.Fatal(err)
@@ -199,6 +200,11 @@ func run(ctx context.Context, o options) error {
 	}
 	time.Sleep(2 * time.Second) // let the plane settle before reading its memory
 	rss1 := rssKB(planes)
+	if o.heap != "" {
+		if err := fetchProfile(ctx, admins[0], caFile, opTok, o.heap, 0); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+	}
 	fmt.Printf("connect storm: %d sidecars (%d delta) have EDS after %s; plane RSS %d MB (%.1f KB per proxy)\n",
 		o.n, int(o.delta*float64(o.n)), storm.Round(time.Millisecond), rss1/1024, float64(rss1-rss0)/float64(o.n))
 
@@ -386,15 +392,19 @@ func cpuTicks(ps []*demo.Proc) int64 {
 	return sum
 }
 
-// fetchProfile saves the plane's CPU profile over d.
+// fetchProfile saves the plane's CPU profile over d, or its heap profile
+// when d is 0.
 func fetchProfile(ctx context.Context, admin, caFile, token, file string, d time.Duration) error {
 	hc, err := auth.ClientOptions{CAFile: caFile, Token: token}.HTTPClient()
 	if err != nil {
 		return err
 	}
 	hc.Timeout = d + time.Minute
-	secs := max(1, int(d.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	url := fmt.Sprintf("https://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(d.Seconds())))
+	if d == 0 {
+		url = fmt.Sprintf("https://%s/debug/pprof/heap?gc=1", admin)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
