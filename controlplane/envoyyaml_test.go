@@ -51,7 +51,7 @@ func TestEnvoyYAML(t *testing.T) {
 	})
 	t.Run("ADS over gRPC to the plane, admin on loopback", func(t *testing.T) {
 		ads := b.GetDynamicResources().GetAdsConfig()
-		if ads.GetApiType().String() != "GRPC" || ads.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != "meshwarden-xds" {
+		if ads.GetApiType().String() != "DELTA_GRPC" || ads.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != "meshwarden-xds" {
 			t.Fatalf("ads_config = %v", ads)
 		}
 		if b.GetDynamicResources().GetCdsConfig().GetAds() == nil || b.GetDynamicResources().GetLdsConfig().GetAds() == nil {
