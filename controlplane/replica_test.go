@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/hashicorp/consul/api"
 
@@ -217,4 +218,60 @@ func TestReplicaStoreUnavailable(t *testing.T) {
 	if got := a.s.PolicyRevision(); got != rev {
 		t.Fatalf("serves %s after a refused apply, want %s", got, rev)
 	}
+}
+
+// TestFanOutAcrossReplicas: 20 sidecars on each of two replicas; a Consul
+// change reaches all 40, and both replicas end up handing the same version
+// to the same kind of node.
+func TestFanOutAcrossReplicas(t *testing.T) {
+	rs := replicas(t, 2)
+	if err := rs[0].mgmt.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "echo-1", Name: "echo", Address: "127.0.0.1", Port: 9300,
+		Check: &api.AgentServiceCheck{CheckID: "check:echo-1", TTL: "10m", Status: api.HealthPassing}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	latest := map[string]string{} // sidecar -> last EDS version
+	for r, p := range rs {
+		for i := range 20 {
+			id := fmt.Sprintf("pay-%d-%d", r, i)
+			st := p.stream(t, p.tlsDial(t), p.tokens["payments"], &corev3.Node{Id: id, Cluster: "payments"}, resource.EndpointType)
+			go func() {
+				for {
+					resp, err := st.Recv()
+					if err != nil {
+						return
+					}
+					_ = st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+					mu.Lock()
+					latest[id] = resp.GetVersionInfo()
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	// agreed returns the one version all 40 sidecars hold, or "".
+	agreed := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(latest) < 40 {
+			return ""
+		}
+		v := ""
+		for _, got := range latest {
+			if v != "" && got != v {
+				return ""
+			}
+			v = got
+		}
+		return v
+	}
+	var before string
+	waitUntil(t, 20*time.Second, "all 40 sidecars on one version", func() bool { before = agreed(); return before != "" })
+	if err := rs[0].mgmt.Agent().UpdateTTL("check:echo-1", "test", api.HealthCritical); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "all 40 sidecars, on both replicas, on one new version", func() bool {
+		v := agreed()
+		return v != "" && v != before
+	})
 }

@@ -37,7 +37,7 @@ CertificatePolicy and AccessPolicy. See policies/README.md.
   meshwarden policy status --plane 127.0.0.1:18001
   meshwarden policy log`,
 	}
-	cmd.AddCommand(newPolicyValidateCmd(), newPolicyDiffCmd(), newPolicyApplyCmd(), newPolicyStatusCmd(), newPolicyLogCmd())
+	cmd.AddCommand(newPolicyValidateCmd(), newPolicyDiffCmd(), newPolicyApplyCmd(), newPolicyStatusCmd(), newPolicyLogCmd(), newPolicyHistoryCmd())
 	return cmd
 }
 
