@@ -45,9 +45,20 @@ func (s *Stack) prepareCredentials(ctx context.Context) error {
 		}
 	}
 	s.step("Consul ACL tokens: plane, gateway (service identity %s), operator (operator:read, mesh:write), collector", ir.GatewayNodeCluster)
-	roots, _, err := s.ConsulAPI.Agent().ConnectCARoots((&api.QueryOptions{}).WithContext(cctx))
-	if err != nil {
-		return fmt.Errorf("read Connect CA roots: %w", err)
+	// A fresh agent initialises its Connect CA shortly after it elects a
+	// leader: wait (bounded) until it has a root.
+	var roots *api.CARootList
+	for {
+		var err error
+		roots, _, err = s.ConsulAPI.Agent().ConnectCARoots((&api.QueryOptions{}).WithContext(cctx))
+		if err == nil && len(roots.Roots) > 0 {
+			break
+		}
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("read Connect CA roots: the agent has none after 30s (last error: %v): is Connect enabled?", err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	var pem strings.Builder
 	for _, r := range roots.Roots {
