@@ -27,6 +27,7 @@ type gatewayFlags struct {
 	trustedSHA                                                 []string
 	trustedDir                                                 string
 	plane                                                      auth.ClientOptions
+	adminRemote                                                bool
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -59,7 +60,9 @@ built yourself, list them with --wasm-trusted-sha256 or --wasm-trusted-dir:
 those run without it, every other module keeps it. /config_dump shows
 call_deadline per filter. --wasm-no-call-deadline drops it for all modules.
 
-Admin (--admin-addr): /healthz /readyz /metrics /config_dump.
+Admin (--admin-addr, loopback only unless --admin-remote; unauthenticated like
+Envoy's admin, its config dump holds no private key or token):
+/healthz /readyz /metrics /config_dump.
 SIGTERM or Ctrl-C drains: stop accepting, finish requests in flight (bounded
 by --drain-timeout).`,
 		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000 \
@@ -77,7 +80,8 @@ by --drain-timeout).`,
 	fl.BoolVar(&f.plane.Insecure, "xds-insecure", false, "DEVELOPMENT ONLY: plaintext, anonymous xDS to a --insecure-dev plane on loopback")
 	fl.StringVar(&f.nodeID, "node-id", "", "xDS node id (default gateway-<hostname>)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "proxy listen address; its port is sent as listen_port")
-	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:19000", "admin address (empty disables)")
+	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:19000", "admin address, loopback only unless --admin-remote (empty disables)")
+	fl.BoolVar(&f.adminRemote, "admin-remote", false, "allow --admin-addr off loopback: the admin port is unauthenticated, as Envoy's is (its config dump holds no keys or tokens); put it behind your own access control")
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultGatewayCache(), "module and compilation cache directory")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint (host:port or URL); empty: no spans")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
@@ -158,6 +162,10 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
 		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if f.adminAddr != "" && !f.adminRemote && !isLoopback(f.adminAddr) {
+		lis.Close()
+		return fmt.Errorf("--admin-addr %s is not loopback: the gateway's admin port is unauthenticated; listen on 127.0.0.1, or pass --admin-remote and protect it yourself", f.adminAddr)
+	}
 	if f.adminAddr != "" {
 		if cfg.AdminListener, err = net.Listen("tcp", f.adminAddr); err != nil {
 			lis.Close()
