@@ -13,6 +13,8 @@ import (
 // names).
 type Request interface {
 	Header(name string) (string, bool)
+	// Values returns every non-empty line of a header, in order.
+	Values(name string) []string
 	SetHeader(name, value string)
 	RemoveHeader(name string)
 }
@@ -85,13 +87,14 @@ func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
 
 	var buf [64]byte
 	req.SetHeader(tracectx.TraceparentHeader, string(tracectx.AppendTraceparent(buf[:0], h.Span)))
-	// tracestate is meaningful only with a valid traceparent from the caller.
-	if ts, ok := req.Header(tracectx.TracestateHeader); ok {
+	// tracestate is meaningful only with a valid traceparent from the
+	// caller; several header lines are one list, sent on as one line.
+	if ts := req.Values(tracectx.TracestateHeader); len(ts) > 0 {
 		if from != "traceparent" {
 			req.RemoveHeader(tracectx.TracestateHeader)
-		} else if st, err := tracectx.ParseTracestate(ts); err != nil || len(st.Members) == 0 {
+		} else if st, err := tracectx.ParseTracestate(ts...); err != nil || len(st.Members) == 0 {
 			req.RemoveHeader(tracectx.TracestateHeader)
-		} else if out := st.String(); out != ts {
+		} else if out := st.String(); len(ts) > 1 || out != ts[0] {
 			req.SetHeader(tracectx.TracestateHeader, out)
 		}
 	}
@@ -114,10 +117,14 @@ func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
 }
 
 func (e *Engine) extract(req Request) (tracectx.SpanContext, string) {
-	if tp, ok := req.Header(tracectx.TraceparentHeader); ok {
-		if sc, err := tracectx.ParseTraceparent(tp); err == nil {
+	// Two traceparent lines are no parent at all: the trace restarts (W3C
+	// Trace Context, and its test suite).
+	if tps := req.Values(tracectx.TraceparentHeader); len(tps) == 1 {
+		if sc, err := tracectx.ParseTraceparent(tps[0]); err == nil {
 			return sc, "traceparent"
 		}
+	} else if len(tps) > 1 {
+		return tracectx.SpanContext{}, ""
 	}
 	if e.cfg.AcceptB3 == nil || *e.cfg.AcceptB3 {
 		if s, ok := req.Header(tracectx.B3Header); ok {

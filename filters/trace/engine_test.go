@@ -18,8 +18,14 @@ import (
 type mapReq map[string]string
 
 func (m mapReq) Header(n string) (string, bool) { v, ok := m[n]; return v, ok }
-func (m mapReq) SetHeader(n, v string)          { m[n] = v }
-func (m mapReq) RemoveHeader(n string)          { delete(m, n) }
+func (m mapReq) Values(n string) []string {
+	if v, ok := m[n]; ok && v != "" {
+		return []string{v}
+	}
+	return nil
+}
+func (m mapReq) SetHeader(n, v string) { m[n] = v }
+func (m mapReq) RemoveHeader(n string) { delete(m, n) }
 
 var _ Request = mapReq(nil)
 

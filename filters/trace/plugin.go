@@ -210,18 +210,34 @@ func (r *hostRequest) Header(name string) (string, bool) {
 	return "", false
 }
 
+func (r *hostRequest) Values(name string) []string {
+	var out []string
+	for _, h := range r.hs {
+		if h[0] == name && h[1] != "" {
+			out = append(out, h[1])
+		}
+	}
+	return out
+}
+
 func (r *hostRequest) SetHeader(name, value string) {
 	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
 		proxywasm.LogErrorf("trace: cannot set header %s: %v", name, err)
 		return
 	}
+	set := false
 	for i := range r.hs {
 		if r.hs[i][0] == name {
-			r.hs[i][1] = value
-			return
+			if set { // the host replaced every line with one
+				r.hs[i][1] = ""
+				continue
+			}
+			r.hs[i][1], set = value, true
 		}
 	}
-	r.hs = append(r.hs, [2]string{name, value})
+	if !set {
+		r.hs = append(r.hs, [2]string{name, value})
+	}
 }
 
 func (r *hostRequest) RemoveHeader(name string) {

@@ -121,7 +121,13 @@ func TestParseTracestate(t *testing.T) {
 		{"empty value", []string{"a="}, "", false},
 		{"value too long", []string{"a=" + strings.Repeat("v", 257)}, "", false},
 		{"no equals", []string{"rojo"}, "", false},
-		{"duplicate key", []string{"a=1,a=2"}, "", false},
+		{"duplicate key keeps the first", []string{"a=1,a=2"}, "a=1", true},
+		{"duplicate key across header lines", []string{"foo=1", "foo=1,bar=2"}, "foo=1,bar=2", true},
+		{"32 members over two lines", []string{strings.Join(thirtyTwo[:16], ","), strings.Join(thirtyTwo[16:], ",")}, strings.Join(thirtyTwo, ","), true},
+		{"33 members over two lines", []string{strings.Join(thirtyThree[:16], ","), strings.Join(thirtyThree[16:], ",")}, "", false},
+		{"simple key of 256", []string{"a" + strings.Repeat("b", 255) + "=1"}, "a" + strings.Repeat("b", 255) + "=1", true},
+		{"tenant of 241 at system of 14", []string{"t" + strings.Repeat("x", 240) + "@s" + strings.Repeat("y", 13) + "=1"}, "t" + strings.Repeat("x", 240) + "@s" + strings.Repeat("y", 13) + "=1", true},
+		{"tenant of 242", []string{"t" + strings.Repeat("x", 241) + "@s=1"}, "", false},
 		{"non-ascii value", []string{"a=é"}, "", false},
 	}
 	for _, tt := range tests {

@@ -24,10 +24,11 @@ type Tracestate struct {
 }
 
 // ParseTracestate parses one or more tracestate header values (several
-// header lines are joined with ","). Empty list members are skipped. Any
-// invalid member, a duplicate key, or more than 32 members makes the whole
-// value invalid: the caller then propagates no tracestate, as the spec
-// requires.
+// header lines are one list, joined with ","). Empty list members are
+// skipped. A key that appears again is dropped after its first (most
+// recent) entry, as the W3C test suite expects the valid part kept. Any
+// invalid member or more than 32 members makes the whole value invalid:
+// the caller then propagates no tracestate, as the spec requires.
 func ParseTracestate(values ...string) (Tracestate, error) {
 	var ts Tracestate
 	for _, v := range values {
@@ -42,13 +43,11 @@ func ParseTracestate(values ...string) (Tracestate, error) {
 			if !ok || !ValidTracestateKey(k) || !ValidTracestateValue(val) {
 				return Tracestate{}, ErrMalformed
 			}
+			if _, dup := ts.Get(k); dup {
+				continue
+			}
 			if len(ts.Members) == MaxTracestateMembers {
 				return Tracestate{}, ErrMalformed
-			}
-			for _, e := range ts.Members {
-				if e.Key == k {
-					return Tracestate{}, ErrMalformed
-				}
 			}
 			ts.Members = append(ts.Members, TracestateMember{Key: k, Value: val})
 		}
