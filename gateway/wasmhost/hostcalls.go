@@ -108,6 +108,13 @@ func (r *Runtime) envModule(rt wazero.Runtime) wazero.HostModuleBuilder {
 			return statusBadArgument
 		}
 		end := min(start+size, uint64(len(*buf)))
+		if end == start {
+			// proxy-wasm-cpp-host (Envoy) answers an empty read with Ok and
+			// writes neither pointer nor size: the guest keeps its own
+			// initial values. Writing pointer 0 made guests of other SDKs
+			// (AssemblyScript's proxy-runtime) trap on an empty configuration.
+			return statusOK
+		}
 		return in.returnBytes((*buf)[start:end], u(s, 3), u(s, 4))
 	})
 	def("proxy_get_buffer_status", n(3), func(in *instance, s []uint64) status {

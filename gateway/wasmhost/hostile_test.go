@@ -21,6 +21,7 @@ func TestHostileGuests(t *testing.T) {
 		replaced bool   // the instance is discarded
 	}{
 		{mode: "oob"},
+		{mode: "emptyread"},
 		{mode: "badalloc"},
 		{mode: "loop", kind: "timeout", replaced: true},
 		{mode: "bomb", kind: "trap", replaced: true},
@@ -43,11 +44,14 @@ func TestHostileGuests(t *testing.T) {
 				timeout = 200 * time.Millisecond
 			}
 			plugins[short] = newPlugin(t, r, "hostile", PluginConfig{
-				Logger:      slog.New(sink),
-				Name:        "hostile-" + strconv.FormatBool(failOpen) + "-" + strconv.FormatBool(short),
-				FailOpen:    failOpen,
-				PoolSize:    1, // the next request must reuse or replace the same slot
-				CallTimeout: timeout,
+				Logger: slog.New(sink),
+				Name:   "hostile-" + strconv.FormatBool(failOpen) + "-" + strconv.FormatBool(short),
+				// Non-empty, so the oob guest's read of it must write through
+				// its bad pointers (an empty read writes nothing, as in Envoy).
+				Configuration: []byte("{}"),
+				FailOpen:      failOpen,
+				PoolSize:      1, // the next request must reuse or replace the same slot
+				CallTimeout:   timeout,
 			})
 		}
 		for _, tc := range tests {
@@ -93,6 +97,11 @@ func TestHostileGuests(t *testing.T) {
 					// return of a property is too.
 					if v, _ := h.Get("x-oob"); v != "6,6,6,6,6,6,6,6,6,6,6" {
 						t.Fatalf("x-oob = %q", v)
+					}
+				case "emptyread":
+					// Envoy's host: Ok, nothing written (the guest's sentinels stay).
+					if v, _ := h.Get("x-emptyread"); v != "0,dead,beef" {
+						t.Fatalf("x-emptyread = %q, want Ok with pointer and size untouched", v)
 					}
 				case "badalloc":
 					if v, _ := h.Get("x-badalloc"); v != "10" {

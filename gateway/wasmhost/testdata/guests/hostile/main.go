@@ -8,6 +8,7 @@ package main
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 
 	g "github.com/meshwarden/meshwarden/gateway/wasmhost/testdata/guests/guestabi"
 )
@@ -74,6 +75,12 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 			out = append(out, strconv.Itoa(int(s)))
 		}
 		g.AddHeader(g.RequestHeaders, "x-oob", strings.Join(out, ","))
+	case "emptyread":
+		// An empty read answers Ok and writes neither pointer nor size,
+		// as proxy-wasm-cpp-host does: the sentinels must survive.
+		p, sz := uint32(0xDEAD), uint32(0xBEEF)
+		st := g.ProxyGetBufferBytes(6, 0, 10, uint32(uintptr(unsafe.Pointer(&p))), uint32(uintptr(unsafe.Pointer(&sz))))
+		g.AddHeader(g.RequestHeaders, "x-emptyread", strconv.Itoa(int(st))+","+strconv.FormatUint(uint64(p), 16)+","+strconv.FormatUint(uint64(sz), 16))
 	case "badalloc":
 		g.BadAlloc = true
 		_, s := g.Pairs(g.RequestHeaders)
