@@ -30,8 +30,9 @@ type PolicySet struct {
 	Filters []Filter
 	// Certificates is the certificate policy; zero means defaults.
 	Certificates CertPolicy
-	// Access lists who may call which service; empty allows all.
-	Access []AccessRule
+	// Access lists who may call which service, one policy per service,
+	// sorted by Service; a service without one admits every caller.
+	Access []AccessPolicy
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -107,11 +108,44 @@ type CertPolicy struct {
 	Issuer string
 }
 
-// AccessRule allows callers with the given SPIFFE ids (or "*") to call Service.
-type AccessRule struct {
+// AccessPolicy says who may call Service. Deny rules are checked first: a
+// matching deny rule refuses the request. Otherwise a matching allow rule
+// admits it, and a request no rule matches is refused unless DefaultAllow.
+type AccessPolicy struct {
 	Service string
-	Allow   []string
-	Source  string
+	// Name is the policy document's name (or the intention source).
+	Name         string
+	DefaultAllow bool
+	// DryRun evaluates without enforcing: would-be denials are counted.
+	DryRun bool
+	Rules  []AccessRule
+	Source string
+}
+
+// AccessRule allows or denies callers. Every non-empty condition must
+// match; within a condition one entry suffices.
+type AccessRule struct {
+	// Name is unique within the policy; it names the rule in denials,
+	// audit records and metrics.
+	Name string
+	Deny bool
+	// From lists principals: a SPIFFE id, a prefix ending in "/*", or "*"
+	// (any authenticated peer). Service names are resolved to SPIFFE ids
+	// by the translator (see SpiffeID).
+	From []string
+	// Methods are upper-case HTTP methods.
+	Methods []string
+	// Paths are exact paths or patterns ("*" one segment, final "**" the rest).
+	Paths []string
+	// Lanes are dye lanes (dye.Header values).
+	Lanes  []string
+	Source string
+}
+
+// SpiffeID returns the SPIFFE id Consul Connect gives service svc:
+// spiffe://<trustDomain>/ns/default/dc/<dc>/svc/<svc>.
+func SpiffeID(trustDomain, dc, svc string) string {
+	return "spiffe://" + trustDomain + "/ns/default/dc/" + dc + "/svc/" + svc
 }
 
 // Catalog is the Consul side: every service and its instances.
