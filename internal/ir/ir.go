@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/dye"
@@ -214,6 +215,50 @@ func (p *PolicySet) Validate() error {
 		seen[r.Service] = true
 		if err := r.Validate(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	access := map[string]bool{}
+	for _, a := range p.Access {
+		if access[a.Service] {
+			errs = append(errs, fmt.Errorf("%s: service %q has more than one access policy: merge their rules", a.Source, a.Service))
+		}
+		access[a.Service] = true
+		if err := a.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one access policy's shape (the policy loader has already
+// given file:line:col errors for user input; this guards other producers
+// such as the intentions source).
+func (a *AccessPolicy) Validate() error {
+	var errs []error
+	at := func(src, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: access policy for %q: %s", src, a.Service, fmt.Sprintf(format, args...)))
+	}
+	if a.Service == "" {
+		at(a.Source, "service is empty")
+	}
+	names := map[string]bool{}
+	for _, r := range a.Rules {
+		if r.Name == "" || names[r.Name] {
+			at(r.Source, "rule name %q is empty or repeated: give each rule its own name", r.Name)
+		}
+		names[r.Name] = true
+		if len(r.From) == 0 {
+			at(r.Source, "rule %q has no callers (from): list SPIFFE ids, service names or \"*\"", r.Name)
+		}
+		for _, f := range r.From {
+			if f == "" || strings.ContainsAny(f, " \t") || (strings.Contains(f, "/") && !strings.HasPrefix(f, "spiffe://")) {
+				at(r.Source, "rule %q: caller %q is not a SPIFFE id, a service name or \"*\"", r.Name, f)
+			}
+		}
+		for _, p := range r.Paths {
+			if !strings.HasPrefix(p, "/") {
+				at(r.Source, "rule %q: path %q does not start with '/'", r.Name, p)
+			}
 		}
 	}
 	return errors.Join(errs...)
