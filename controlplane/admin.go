@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 )
 
@@ -27,6 +28,9 @@ type Status struct {
 	// AwaitingPolicies: no valid set from the policy directory yet, so no
 	// proxy has been sent any configuration.
 	AwaitingPolicies bool `json:"awaiting_policies,omitempty"`
+	// Intentions is the Consul intentions source (absent when not
+	// watched): its index, last success, staleness and translation notes.
+	Intentions *intentions.Status `json:"intentions,omitempty"`
 }
 
 // NodeStatus is one entry of GET /v1/nodes.
@@ -41,6 +45,10 @@ type NodeStatus struct {
 // Status returns the plane's status.
 func (s *Server) Status() Status {
 	st := Status{Consul: s.watcher.Status()}
+	if s.cfg.Intentions != nil {
+		is := s.cfg.Intentions.Status()
+		st.Intentions = &is
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.policy != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshwarden/meshwarden/gateway"
@@ -50,7 +51,9 @@ spec:
 // the RBAC filters). Callers present Consul Connect leaves: the listed
 // SPIFFE id gets 200, an unlisted one 403 and an ACCESS_DENIED record in the
 // audit log; after the policy switches to dry-run nothing is denied but the
-// would-be denial is counted.
+// would-be denial is counted; Consul intentions then govern the service once
+// its AccessPolicy is removed, and an intention change applies without a
+// restart.
 func TestAccessEnforcedOverMTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e needs Consul and child processes; run without -short")
@@ -189,6 +192,39 @@ func TestAccessEnforcedOverMTLS(t *testing.T) {
 		if code, _ := call(orders); code != http.StatusOK {
 			t.Errorf("orders in dry-run: %d, want 200", code)
 		}
+	})
+	t.Run("consul intention changes take effect without a restart", func(t *testing.T) {
+		setIntention := func(sources ...*api.SourceIntention) {
+			t.Helper()
+			e := &api.ServiceIntentionsConfigEntry{Kind: api.ServiceIntentions, Name: "ledger", Sources: sources}
+			if _, _, err := st.ConsulAPI.ConfigEntries().Set(e, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		allow := func(n string) *api.SourceIntention {
+			return &api.SourceIntention{Name: n, Action: api.IntentionActionAllow}
+		}
+		denyAll := &api.SourceIntention{Name: "*", Action: api.IntentionActionDeny}
+		// Only orders; the dry-run AccessPolicy still takes precedence.
+		setIntention(allow("orders"), denyAll)
+		if code, _ := call(intruder); code != http.StatusOK {
+			t.Fatalf("intruder: %d while the AccessPolicy (dry-run) takes precedence, want 200", code)
+		}
+		if err := os.Remove(filepath.Join(policyDir, "access-ledger.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "the intentions enforced once the AccessPolicy is gone", func() (bool, string) {
+			code, body := call(intruder)
+			return code == http.StatusForbidden, body
+		})
+		if code, body := call(orders); code != http.StatusOK {
+			t.Fatalf("orders under the intentions: %d %q, want 200", code, body)
+		}
+		setIntention(allow("orders"), allow("intruder"), denyAll)
+		eventually(t, 60*time.Second, "the changed intention admitting intruder", func() (bool, string) {
+			code, body := call(intruder)
+			return code == http.StatusOK, body
+		})
 	})
 }
 
