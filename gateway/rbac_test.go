@@ -23,7 +23,7 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -305,11 +305,8 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	if ev.Subject != "anonymous" || ev.Resource != ir.GatewayNodeCluster+"#none" || ev.Status != 403 || ev.Path != "/v1/balance" || ev.Method != "GET" {
 		t.Errorf("record = %+v", ev)
 	}
-	var m dto.Metric
-	if err := gw.g.met.access.WithLabelValues(translate.RBACAllowFilterName, "none", "denied").Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.GetCounter().GetValue(); got != 1 {
+	if got := counterValue(t, gw.g.cfg.Registry, "meshwarden_gateway_access_decisions_total",
+		map[string]string{"filter": translate.RBACAllowFilterName, "rule": "none", "decision": "denied"}); got != 1 {
 		t.Errorf("denied counter = %v, want 1", got)
 	}
 }
@@ -320,4 +317,31 @@ func decodeJSON(r io.Reader, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
+}
+
+// counterValue reads one counter from reg by name and exact labels.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
