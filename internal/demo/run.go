@@ -42,6 +42,8 @@ type Summary struct {
 	VerifyOK                     bool
 	TraceID                      string
 	TraceSpans                   []Span
+	// Access is the access step (with MTLS only): nil without mTLS.
+	Access *AccessResult
 }
 
 // Run brings the stack up, tells its story and (unless Stay) stops it.
@@ -209,11 +211,19 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	fmt.Fprintln(out, "\n== 6. Certificates")
 	printCerts(ctx, out, st)
 
+	if st.opts.MTLS {
+		fmt.Fprintln(out, "\n== 7. Access: an AccessPolicy decides who may call a service")
+		sum.Access = accessStory(ctx, st, out)
+	}
+
 	fmt.Fprintln(out, "\n== Summary")
 	fmt.Fprintf(out, "  opt-in canary -> v2: %d/20; sticky split: %d/%d users on canary, %d lane changes; spoofed dye honoured: %d/%d\n",
 		sum.OptIn.ByVersion["v2"], countLane(sum.Users, "canary"), users, sum.StickyMismatch, sum.Spoofed.ByVersion["v2"], sum.SpoofUsers)
 	fmt.Fprintf(out, "  audit: %d transfers, %d records, verify %s; trace %s: %d spans\n",
 		sum.Transfers, sum.AuditRecords, okStr(sum.VerifyOK), sum.TraceID, len(sum.TraceSpans))
+	if a := sum.Access; a != nil {
+		fmt.Fprintf(out, "  access: listed caller %d, unlisted caller %d, ACCESS_DENIED recorded %s\n", a.Listed, a.Unlisted, okStr(a.Record != ""))
+	}
 	return sum, nil
 }
 
