@@ -45,12 +45,15 @@ type NodeStatus struct {
 // Status returns the plane's status.
 func (s *Server) Status() Status {
 	st := Status{Consul: s.watcher.Status()}
-	if s.cfg.Intentions != nil {
-		is := s.cfg.Intentions.Status()
-		st.Intentions = &is
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cfg.Intentions != nil {
+		is := s.cfg.Intentions.Status()
+		// Which services' intentions an AccessPolicy set aside.
+		_, notes := intentions.Merge(s.policy, s.cfg.Intentions.Policies())
+		is.Warnings = append(is.Warnings, notes...)
+		st.Intentions = &is
+	}
 	if s.policy != nil {
 		st.PolicyRevision = s.policy.Revision
 	}
