@@ -119,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Listener == nil {
 		return nil, errors.New("gateway: no listener: bind the proxy address first (--listen)")
 	}
+	if cfg.Service == ir.GatewayNodeCluster {
+		return nil, fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service (--service) empty for an edge gateway", cfg.Service)
+	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
@@ -164,9 +167,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	nodeCluster := ir.GatewayNodeCluster
 	md := map[string]any{"listen_port": strconv.Itoa(g.port)}
 	if cfg.Service != "" {
-		if cfg.Service == ir.GatewayNodeCluster {
-			return nil, fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service empty for an edge gateway", cfg.Service)
-		}
 		nodeCluster = cfg.Service
 		md["inbound_port"] = strconv.Itoa(g.port)
 		if cfg.LocalAppPort > 0 {

@@ -88,6 +88,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, span = g.tracer.Start(pctx, "ingress "+r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(at),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	}
+	// An identity-bearing header a caller typed is never forwarded: the
+	// peer's identity is its certificate (Envoy's default
+	// forward_client_cert_details SANITIZE does the same).
+	r.Header.Del("X-Forwarded-Client-Cert")
 	x := &exchange{m: m}
 	l := m.listener
 	routeName, clusterName := "", ""

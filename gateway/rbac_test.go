@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -344,4 +346,34 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ma
 		}
 	}
 	return 0
+}
+
+// TestRBACSidecarModeAnnouncesService: with Config.Service the gateway
+// announces itself as that service's sidecar (node.cluster, inbound_port =
+// its port, local_app_port), so the plane sends the inbound listener with
+// the service's RBAC; and a caller-typed x-forwarded-client-cert never
+// reaches the upstream.
+func TestRBACSidecarModeAnnouncesService(t *testing.T) {
+	plane := startPlane(t)
+	up := startUpstream(t, "app")
+	gw := startGateway(t, plane, "ledger-1", func(c *Config) { c.Service, c.LocalAppPort = "ledger", 18080 })
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	plane.set("ledger-1", httpListener(t, gw.port(), "r"), rc, edsCluster("app", nil), cla("app", lbEndpoint(up.addr(), 0)))
+	eventually(t, 10*time.Second, "readiness", gw.g.Ready)
+	n := plane.node.Load()
+	md := n.GetMetadata().GetFields()
+	if n.GetCluster() != "ledger" || md["inbound_port"].GetStringValue() != strconv.Itoa(gw.port()) || md["local_app_port"].GetStringValue() != "18080" {
+		t.Fatalf("node = %v, want cluster ledger, inbound_port %d, local_app_port 18080", n, gw.port())
+	}
+	code, _, _ := get(t, http.DefaultClient, gw.url+"/x", "X-Forwarded-Client-Cert", "By=spiffe://evil;URI=spiffe://x/svc/admin")
+	if code != http.StatusOK {
+		t.Fatalf("got %d, want 200", code)
+	}
+	if h := up.last.Load(); h == nil || h.Get("X-Forwarded-Client-Cert") != "" {
+		t.Errorf("the upstream saw x-forwarded-client-cert: %v", h)
+	}
+	if _, err := New(context.Background(), Config{Listener: gw.g.cfg.Listener, Service: ir.GatewayNodeCluster}); err == nil {
+		t.Errorf("Service %q accepted: it is the edge gateway's cluster", ir.GatewayNodeCluster)
+	}
 }
