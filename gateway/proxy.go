@@ -224,8 +224,14 @@ func (g *Gateway) denyAccess(w http.ResponseWriter, r *http.Request, x *exchange
 		caller = certPrincipal(r.TLS.PeerCertificates[0])
 	}
 	g.log.Info("access denied", "filter", d.filter, "rule", d.rule, "caller", caller, "method", r.Method, "path", r.URL.Path)
-	body := []byte("RBAC: access denied (rule " + d.rule + ")\n")
+	reason := "RBAC: access denied (rule " + d.rule + ")"
+	body := []byte(reason + "\n")
 	h := &wasmhost.Headers{Pairs: [][2]string{{":status", "403"}, {"content-type", "text/plain; charset=utf-8"}}}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		// As Envoy: a gRPC call gets a trailers-only PERMISSION_DENIED.
+		body = nil
+		h.Pairs = [][2]string{{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "7"}, {"grpc-message", reason}}
+	}
 	if x.fs != nil {
 		res := x.fs.do(func(cs *wasmhost.ChainStream) wasmhost.Result {
 			props["response.code_details"] = []byte(accessDeniedDetails + d.rule + "]")

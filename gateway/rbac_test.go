@@ -307,9 +307,25 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	if ev.Subject != "anonymous" || ev.Resource != ir.GatewayNodeCluster+"#none" || ev.Status != 403 || ev.Path != "/v1/balance" || ev.Method != "GET" {
 		t.Errorf("record = %+v", ev)
 	}
+	// A gRPC call is refused as Envoy refuses it: trailers-only
+	// PERMISSION_DENIED, and the audit filter records it too.
+	gcode, _, gh := get(t, http.DefaultClient, gw.url+"/pkg.Svc/Call", "Content-Type", "application/grpc")
+	if gcode != http.StatusOK || gh.Get("Grpc-Status") != "7" {
+		t.Fatalf("gRPC call: %d grpc-status %q, want 200 with grpc-status 7", gcode, gh.Get("Grpc-Status"))
+	}
+	eventually(t, 10*time.Second, "the gRPC call's ACCESS_DENIED record", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range events {
+			if e.OpType == "ACCESS_DENIED" && e.Path == "/pkg.Svc/Call" {
+				return true
+			}
+		}
+		return false
+	})
 	if got := counterValue(t, gw.g.cfg.Registry, "meshwarden_gateway_access_decisions_total",
-		map[string]string{"filter": translate.RBACAllowFilterName, "rule": "none", "decision": "denied"}); got != 1 {
-		t.Errorf("denied counter = %v, want 1", got)
+		map[string]string{"filter": translate.RBACAllowFilterName, "rule": "none", "decision": "denied"}); got != 2 {
+		t.Errorf("denied counter = %v, want 2", got)
 	}
 }
 

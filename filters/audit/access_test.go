@@ -45,10 +45,12 @@ func TestAccessDeniedRecorded(t *testing.T) {
 	tests := []struct {
 		name    string
 		details string
+		grpc    bool
 		want    int
 	}{
-		{"rbac denial", "rbac_access_denied_matched_policy[none]", 1},
-		{"app's own 403", "via_upstream", 0},
+		{"rbac denial", "rbac_access_denied_matched_policy[none]", false, 1},
+		{"app's own 403", "via_upstream", false, 0},
+		{"rbac denial of a gRPC call", "rbac_access_denied_matched_policy[none]", true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,8 +61,14 @@ func TestAccessDeniedRecorded(t *testing.T) {
 			})
 			defer reset()
 			id := host.InitializeHttpContext()
-			host.CallOnRequestHeaders(id, [][2]string{{":method", "GET"}, {":path", "/v1/balance?x=1"}, {"x-mw-dye", "canary"}}, true)
-			host.CallOnResponseHeaders(id, [][2]string{{":status", "403"}}, false)
+			req := [][2]string{{":method", "GET"}, {":path", "/v1/balance?x=1"}, {"x-mw-dye", "canary"}}
+			resp, wantStatus := [][2]string{{":status", "403"}}, 403
+			if tt.grpc {
+				req = append(req, [2]string{"content-type", "application/grpc"})
+				resp, wantStatus = [][2]string{{":status", "200"}, {"grpc-status", "7"}}, 200
+			}
+			host.CallOnRequestHeaders(id, req, true)
+			host.CallOnResponseHeaders(id, resp, false)
 			host.CompleteHttpContext(id)
 			host.Tick()
 			var got []mwaudit.Event
@@ -77,7 +85,7 @@ func TestAccessDeniedRecorded(t *testing.T) {
 				return
 			}
 			ev := got[0]
-			if ev.OpType != OpAccessDenied || ev.Subject != caller || ev.Resource != "payments#none" || ev.Status != 403 ||
+			if ev.OpType != OpAccessDenied || ev.Subject != caller || ev.Resource != "payments#none" || ev.Status != wantStatus ||
 				ev.Method != "GET" || ev.Path != "/v1/balance" || ev.Dye != "canary" || ev.Phase != mwaudit.PhaseOutcome || ev.Level != mwaudit.LevelNotice {
 				t.Errorf("record = %+v", ev)
 			}

@@ -166,6 +166,9 @@ type httpContext struct {
 	bodyDone bool
 	waiting  bool // a fail-closed intent awaits its ack
 	denied   bool
+	// grpc: the request is gRPC, so a local denial is a trailers-only
+	// response (:status 200, grpc-status 7) rather than a 403.
+	grpc bool
 }
 
 // OnHttpRequestHeaders matches the request against the rules.
@@ -181,6 +184,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 		return ""
 	}
 	method, path := get(":method"), get(":path")
+	h.grpc = strings.HasPrefix(get("content-type"), "application/grpc")
 	peer, peerRead := "", false
 	if sh := h.p.engine.SubjectHeader(); get(sh) != "" {
 		// An identity-bearing header counts only from a trusted peer;
@@ -343,7 +347,11 @@ func (h *httpContext) deny(reason string) {
 func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	st, _ := proxywasm.GetHttpResponseHeader(":status")
 	if st == "403" {
-		h.recordAccessDenied()
+		h.recordAccessDenied(403)
+	} else if h.grpc && st == "200" {
+		if gs, _ := proxywasm.GetHttpResponseHeader("grpc-status"); gs == "7" { // PERMISSION_DENIED
+			h.recordAccessDenied(200)
+		}
 	}
 	if h.rule >= 0 && !h.denied {
 		h.status, _ = strconv.Atoi(st)
@@ -370,9 +378,10 @@ func (h *httpContext) OnHttpStreamDone() {
 	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &out))
 }
 
-// recordAccessDenied queues an ACCESS_DENIED record when the 403 is the
-// RBAC filter's (response.code_details names the matched rule).
-func (h *httpContext) recordAccessDenied() {
+// recordAccessDenied queues an ACCESS_DENIED record when the 403 (for gRPC:
+// grpc-status 7) is the RBAC filter's (response.code_details names the
+// matched rule).
+func (h *httpContext) recordAccessDenied(status int) {
 	details, err := proxywasm.GetPropertyString(propCodeDetails)
 	rule, ok := strings.CutPrefix(details, accessDeniedPrefix)
 	if err != nil || !ok {
@@ -390,7 +399,7 @@ func (h *httpContext) recordAccessDenied() {
 		Phase: mwaudit.PhaseOutcome, Level: mwaudit.LevelNotice, OpType: OpAccessDenied,
 		Subject: peer, Resource: h.p.target + "#" + rule,
 		Timestamp: now, TraceID: traceID(get), Dye: get(mwdye.Header), Tenant: get(mwdye.TenantHeader),
-		Method: get(":method"), Path: path, Status: 403, Source: h.p.source,
+		Method: get(":method"), Path: path, Status: status, Source: h.p.source,
 	}
 	var n [8]byte
 	_, _ = h.p.rnd.Read(n[:])
