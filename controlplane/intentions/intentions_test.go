@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
+	"github.com/meshwarden/meshwarden/internal/consulagent"
 	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
@@ -84,7 +84,7 @@ func TestIntentionMergePrecedence(t *testing.T) {
 // written with the API reaches Policies without a restart, a change follows,
 // and when Consul goes away the last good set stays with Status stale.
 func TestIntentionWatcherFollowsConsul(t *testing.T) {
-	agent, client := consultest.Start(t)
+	agent, client := startConsul(t)
 	w := NewWatcher(client, nil, 2*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -129,5 +129,30 @@ func TestIntentionWatcherFollowsConsul(t *testing.T) {
 	}
 	if st := w.Status(); st.Error == "" {
 		t.Errorf("stale status without an error: %+v", st)
+	}
+}
+
+// startConsul starts a real dev agent, retrying only the gRPC-TLS port
+// collision (consulagent leaves it at 8503, so agents of other packages'
+// tests started at the same moment collide), for a bounded time.
+func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		a, err := consulagent.Start(ctx, consulagent.Options{})
+		cancel()
+		if err == nil {
+			t.Cleanup(a.Stop)
+			c, err := a.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a, c
+		}
+		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			t.Fatalf("consul: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
