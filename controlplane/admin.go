@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 )
@@ -35,6 +36,9 @@ type Status struct {
 	PolicyStore *StoreStatus `json:"policy_store,omitempty"`
 	// Replica names this replica.
 	Replica string `json:"replica,omitempty"`
+	// Intentions is the Consul intentions source (absent when not
+	// watched): its index, last success, staleness and translation notes.
+	Intentions *intentions.Status `json:"intentions,omitempty"`
 }
 
 // NodeStatus is one entry of GET /v1/nodes.
@@ -51,6 +55,13 @@ func (s *Server) Status() Status {
 	st := Status{Consul: s.watcher.Status()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cfg.Intentions != nil {
+		is := s.cfg.Intentions.Status()
+		// Which services' intentions an AccessPolicy set aside.
+		_, notes := intentions.Merge(s.policy, s.cfg.Intentions.Policies())
+		is.Warnings = append(is.Warnings, notes...)
+		st.Intentions = &is
+	}
 	if s.policy != nil {
 		st.PolicyRevision = s.policy.Revision
 	}

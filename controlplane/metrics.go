@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -80,6 +81,28 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return float64(len(s.nodes))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshwarden_controlplane_intentions_stale",
+			Help: "1 while Consul intentions cannot be read (the last good set keeps enforcing); 0 when current or not watched.",
+		}, func() float64 {
+			if s.cfg.Intentions == nil || !s.cfg.Intentions.Status().Stale {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshwarden_controlplane_intentions_staleness_seconds",
+			Help: "Seconds since Consul intentions were last read successfully, while reads fail; 0 when current.",
+		}, func() float64 {
+			if s.cfg.Intentions == nil {
+				return 0
+			}
+			st := s.cfg.Intentions.Status()
+			if !st.Stale || st.LastSuccess.IsZero() {
+				return 0
+			}
+			return time.Since(st.LastSuccess).Seconds()
 		}),
 	)
 	return m

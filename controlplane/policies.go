@@ -36,7 +36,7 @@ func (s *Server) candidate(files map[string][]byte) (*ir.PolicySet, *translate.S
 	if ps.Revision == "" {
 		ps.Revision = revision(files)
 	}
-	shared, err := translate.Build(cat, ps, s.options())
+	shared, err := translate.Build(cat, s.withIntentions(ps), s.options())
 	if err != nil {
 		return nil, nil, err
 	}

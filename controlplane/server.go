@@ -26,6 +26,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -49,6 +50,10 @@ type Config struct {
 	Translate translate.Options
 	// Secrets, when set, supplies SDS secrets and turns on mTLS.
 	Secrets SecretSource
+	// Intentions, when set, adds Consul intentions as a second source of
+	// access policy (an AccessPolicy document wins for its service; see
+	// package intentions). Run starts it.
+	Intentions *intentions.Watcher
 	// Modules is the module server whose builds fill empty filter hashes.
 	Modules *modules.Server
 	// Policies is the initial policy set (nil: none).
@@ -258,6 +263,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.Secrets != nil {
 		secretsChanged = s.cfg.Secrets.Changed()
 	}
+	var intentionsChanged <-chan struct{}
+	if s.cfg.Intentions != nil {
+		intentionsChanged = s.cfg.Intentions.Changed()
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.cfg.Intentions.Run(ctx) }()
+	}
 	s.rebuild(ctx)
 	for {
 		select {
@@ -266,6 +277,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-s.watcher.Changed():
 		case <-s.kick:
 		case <-secretsChanged:
+		case <-intentionsChanged:
 		}
 		if !s.debounce(ctx, secretsChanged) {
 			return nil
@@ -307,6 +319,16 @@ func (s *Server) options() translate.Options {
 	return o
 }
 
+// withIntentions merges the Consul intentions in force into ps (an
+// AccessPolicy wins for its service).
+func (s *Server) withIntentions(ps *ir.PolicySet) *ir.PolicySet {
+	if s.cfg.Intentions == nil {
+		return ps
+	}
+	merged, _ := intentions.Merge(ps, s.cfg.Intentions.Policies())
+	return merged
+}
+
 // rebuild translates the current catalog and policy and republishes every
 // node. A translation error keeps the last good shared state.
 func (s *Server) rebuild(ctx context.Context) {
@@ -314,7 +336,7 @@ func (s *Server) rebuild(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
-	shared, err := translate.BuildCached(s.tcache, cat, s.policy, s.options())
+	shared, err := translate.BuildCached(s.tcache, cat, s.withIntentions(s.policy), s.options())
 	s.m.translateSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		if verr := shared.Validate(); verr != nil {
@@ -516,7 +538,7 @@ func (s *Server) nodeSeen(ctx context.Context, stream int64, n *corev3.Node) err
 	}
 	ns.streams++
 	if s.shared == nil {
-		shared, err := translate.BuildCached(s.tcache, s.watcher.Catalog(), s.policy, s.options())
+		shared, err := translate.BuildCached(s.tcache, s.watcher.Catalog(), s.withIntentions(s.policy), s.options())
 		if err == nil {
 			err = shared.Validate()
 		}

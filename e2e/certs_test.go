@@ -531,6 +531,9 @@ func TestDemoStoryMTLS(t *testing.T) {
 	if err != nil || r.Echo.TLS == nil || r.Echo.TLS.ClientID != st.GatewayID {
 		t.Fatalf("request after the story: tls %+v, err %v; want client %s", r.Echo.TLS, err, st.GatewayID)
 	}
+	if a := sum.Access; a == nil || a.Err != "" || a.Listed != http.StatusOK || a.Unlisted != http.StatusForbidden || !strings.Contains(a.Record, `"op_type":"ACCESS_DENIED"`) {
+		t.Errorf("access step: %+v; want listed 200, unlisted 403 and its ACCESS_DENIED record", a)
+	}
 	i := strings.Index(out.String(), "== 6. Certificates")
 	if i < 0 {
 		t.Fatal("the story printed no certificates section")

@@ -77,6 +77,16 @@ type Config struct {
 	// the proxy's credential (controlplane/auth.ClientOptions.DialOptions).
 	// Empty means plaintext, for a --insecure-dev plane.
 	XDSDialOptions []grpc.DialOption
+	// Service, when set, runs the gateway as the inbound sidecar of that
+	// Consul service (where there is no Envoy): node.cluster is Service and
+	// node metadata inbound_port is the listener's port, so the plane sends
+	// the service's inbound listener — mTLS with the service's leaf, the
+	// access (RBAC) filters, routes to the local app. Empty: edge gateway
+	// (node.cluster meshwarden-gateway).
+	Service string
+	// LocalAppPort is the local app's port on 127.0.0.1 (sidecar mode,
+	// node metadata local_app_port); zero means the plane's default (8080).
+	LocalAppPort int
 	// XDSMinBackoff/XDSMaxBackoff bound the reconnect delay (defaults 100ms/5s).
 	XDSMinBackoff, XDSMaxBackoff time.Duration
 }
@@ -113,6 +123,9 @@ type Gateway struct {
 func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Listener == nil {
 		return nil, errors.New("gateway: no listener: bind the proxy address first (--listen)")
+	}
+	if cfg.Service == ir.GatewayNodeCluster {
+		return nil, fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service (--service) empty for an edge gateway", cfg.Service)
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
@@ -156,17 +169,26 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.rt = rt
+	nodeCluster := ir.GatewayNodeCluster
+	md := map[string]any{"listen_port": strconv.Itoa(g.port)}
+	if cfg.Service != "" {
+		nodeCluster = cfg.Service
+		md["inbound_port"] = strconv.Itoa(g.port)
+		if cfg.LocalAppPort > 0 {
+			md["local_app_port"] = strconv.Itoa(cfg.LocalAppPort)
+		}
+	}
 	props := map[string][]byte{
-		"node.id": []byte(cfg.NodeID), "node.cluster": []byte(ir.GatewayNodeCluster),
+		"node.id": []byte(cfg.NodeID), "node.cluster": []byte(nodeCluster),
 		"listener_direction": {1}, // INBOUND, as Envoy encodes it
 	}
 	g.plugins = newPluginManager(rt, fetcher, (*callout)(g), g.log, props, func(name string) {
 		g.met.moduleErrors.WithLabelValues(name).Inc()
 	})
-	meta, _ := structpb.NewStruct(map[string]any{"listen_port": strconv.Itoa(g.port)})
+	meta, _ := structpb.NewStruct(md)
 	xc, err := xdsclient.New(xdsclient.Config{
 		Target: cfg.XDSAddress,
-		Node: &core.Node{Id: cfg.NodeID, Cluster: ir.GatewayNodeCluster, Metadata: meta,
+		Node: &core.Node{Id: cfg.NodeID, Cluster: nodeCluster, Metadata: meta,
 			UserAgentName: "meshwarden-gateway"},
 		DialOptions: cfg.XDSDialOptions,
 		MinBackoff:  cfg.XDSMinBackoff, MaxBackoff: cfg.XDSMaxBackoff,

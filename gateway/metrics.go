@@ -24,6 +24,7 @@ type metrics struct {
 	xdsVersion   *prometheus.GaugeVec
 	xdsConnected prometheus.Gauge
 	swaps        prometheus.Counter
+	access       *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
@@ -49,9 +50,12 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 			Help: "1 while an ADS stream to the control plane is open."}),
 		swaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshwarden_gateway_config_swaps_total",
 			Help: "Complete configurations published."}),
+		access: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_gateway_access_decisions_total",
+			Help: "RBAC decisions by filter, matched rule (\"none\": no rule matched) and decision: allowed, denied (enforced), would_allow, would_deny (shadow rules, dry-run)."},
+			[]string{"filter", "rule", "decision"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
-		m.xdsVersion, m.xdsConnected, m.swaps, &filterCollector{g: g}, &certCollector{g: g})
+		m.xdsVersion, m.xdsConnected, m.swaps, m.access, &filterCollector{g: g}, &certCollector{g: g})
 	return m
 }
 
@@ -73,6 +77,10 @@ func (m *metrics) xdsEvent(e xdsclient.Event) {
 	case xdsclient.Nack:
 		m.xdsNacks.WithLabelValues(e.TypeURL).Inc()
 	}
+}
+
+func (m *metrics) accessDecision(filter, rule, decision string) {
+	m.access.WithLabelValues(filter, rule, decision).Inc()
 }
 
 func (m *metrics) modelSwapped(*model) { m.swaps.Inc() }

@@ -43,6 +43,10 @@ type listenerRT struct {
 	routes      *routeTable
 	chain       *wasmhost.Chain // nil when there are no filters
 	filterNames []string
+	// access are the RBAC filters, evaluated in order after the wasm
+	// filters' request headers (so the dye lane is settled) and before
+	// routing.
+	access []*rbacFilterRT
 	// blocked names a fail-closed filter that is unavailable (its module did
 	// not fetch, verify or start, and no earlier version runs): every request
 	// gets a local 503, as Envoy does for a fail-closed plugin.
@@ -165,6 +169,10 @@ func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Mes
 	var slots []slot
 	for _, f := range hfs {
 		if f.disabled {
+			continue
+		}
+		if f.rbac != nil {
+			lrt.access = append(lrt.access, f.rbac)
 			continue
 		}
 		w := f.inline

@@ -88,6 +88,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, span = g.tracer.Start(pctx, "ingress "+r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(at),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	}
+	// An identity-bearing header a caller typed is never forwarded: the
+	// peer's identity is its certificate (Envoy's default
+	// forward_client_cert_details SANITIZE does the same).
+	r.Header.Del("X-Forwarded-Client-Cert")
 	x := &exchange{m: m}
 	l := m.listener
 	routeName, clusterName := "", ""
@@ -109,8 +113,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "wasm filter "+l.blocked+" is unavailable", x.status)
 		return
 	}
+	var props map[string][]byte
 	if l.chain != nil {
-		info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, DestinationAddress: g.Addr().String()}
+		props = map[string][]byte{}
+		info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, DestinationAddress: g.Addr().String(), Properties: props}
 		if r.TLS != nil {
 			info.TLSVersion = tls.VersionName(r.TLS.Version)
 			if len(r.TLS.PeerCertificates) > 0 {
@@ -166,6 +172,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		applyRequestHeaders(r, h)
 	}
+	if len(l.access) > 0 {
+		d := evaluateAccess(l.access, newAccessRequest(r), g.met.accessDecision)
+		if d.denied {
+			x.status = g.denyAccess(w, r, x, props, d)
+			return
+		}
+	}
 	startSpan(time.Now())
 	rt := l.routes.match(r.Host, r.URL.RequestURI(), r.Header)
 	if rt == nil {
@@ -199,6 +212,53 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if x.status == 0 {
 		x.status = rec.status
 	}
+}
+
+// denyAccess answers an RBAC denial with 403 and a short reason. As in
+// Envoy, the local reply runs through the filters' response callbacks and
+// response.code_details names the matched rule, so the audit filter records
+// an ACCESS_DENIED event.
+func (g *Gateway) denyAccess(w http.ResponseWriter, r *http.Request, x *exchange, props map[string][]byte, d accessDecision) int {
+	caller := "an unauthenticated caller"
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		caller = certPrincipal(r.TLS.PeerCertificates[0])
+	}
+	g.log.Info("access denied", "filter", d.filter, "rule", d.rule, "caller", caller, "method", r.Method, "path", r.URL.Path)
+	reason := "RBAC: access denied (rule " + d.rule + ")"
+	body := []byte(reason + "\n")
+	h := &wasmhost.Headers{Pairs: [][2]string{{":status", "403"}, {"content-type", "text/plain; charset=utf-8"}}}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		// As Envoy: a gRPC call gets a trailers-only PERMISSION_DENIED.
+		body = nil
+		h.Pairs = [][2]string{{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "7"}, {"grpc-message", reason}}
+	}
+	if x.fs != nil {
+		res := x.fs.do(func(cs *wasmhost.ChainStream) wasmhost.Result {
+			props["response.code_details"] = []byte(accessDeniedDetails + d.rule + "]")
+			return cs.OnResponseHeaders(h, false)
+		})
+		if res.Action == wasmhost.Reply && res.Reply != nil {
+			return writeLocalReply(w, res.Reply)
+		}
+		res = x.fs.do(func(cs *wasmhost.ChainStream) wasmhost.Result { return cs.OnResponseBody(body, true) })
+		if res.Body != nil {
+			body = res.Body
+		}
+	}
+	status := http.StatusForbidden
+	for _, kv := range h.Pairs {
+		if kv[0] == ":status" {
+			if n, err := strconv.Atoi(kv[1]); err == nil {
+				status = n
+			}
+			continue
+		}
+		w.Header().Add(kv[0], kv[1])
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return status
 }
 
 // primeRequestBody reads the request body through the filters until they

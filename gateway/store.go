@@ -17,6 +17,7 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbacfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -300,11 +301,12 @@ type httpFilter struct {
 	fallback *wasmfilter.Wasm // config_discovery default_config
 	optional bool             // is_optional
 	disabled bool             // disabled: skipped
+	rbac     *rbacFilterRT    // an envoy.filters.http.rbac (typed_config)
 }
 
 func httpFilters(h *hcm.HttpConnectionManager) ([]httpFilter, error) {
 	var out []httpFilter
-	sawRouter := false
+	sawRouter, sawRBAC := false, false
 	for i, f := range h.GetHttpFilters() {
 		if sawRouter {
 			return nil, fmt.Errorf("http_filters[%d] %q comes after the router: the router must be last", i, f.GetName())
@@ -314,6 +316,24 @@ func httpFilters(h *hcm.HttpConnectionManager) ([]httpFilter, error) {
 			continue
 		}
 		hf := httpFilter{name: f.GetName(), optional: f.GetIsOptional(), disabled: f.GetDisabled()}
+		if tc := f.GetTypedConfig(); tc != nil && tc.MessageIs(&rbacfilter.RBAC{}) {
+			var cfg rbacfilter.RBAC
+			if err := tc.UnmarshalTo(&cfg); err != nil {
+				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
+			}
+			rt, err := compileRBACFilter(f.GetName(), &cfg)
+			if err != nil {
+				// Never optional: an access rule the gateway cannot
+				// evaluate must not be skipped.
+				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
+			}
+			hf.rbac, sawRBAC = rt, true
+			out = append(out, hf)
+			continue
+		}
+		if sawRBAC {
+			return nil, fmt.Errorf("http_filters[%d] %q comes after an rbac filter: the gateway runs rbac filters after every wasm filter, put them last before the router", i, f.GetName())
+		}
 		switch {
 		case f.GetConfigDiscovery() != nil:
 			hf.ecds = true

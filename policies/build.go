@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -351,7 +352,7 @@ func (b *builder) certs(x *doc, s *CertificatePolicySpec) {
 	b.ps.Certificates = ir.CertPolicy{LeafTTL: s.LeafTTL, RenewBefore: s.RenewBefore, Issuer: s.Issuer}
 }
 
-func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessRule, bool) {
+func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessPolicy, bool) {
 	d := x.dec
 	before := len(b.diags.Errors)
 	if _, ok := d.positions["spec.service"]; ok && !d.failed["spec.service"] {
@@ -361,20 +362,209 @@ func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessRule, bool) {
 			b.warnMissingService(d, "spec.service", s.Service)
 		}
 	}
-	if _, present := d.positions["spec.allow"]; present && len(s.Allow) == 0 {
-		d.errPath("spec.allow", "is empty: list the SPIFFE ids allowed to call %q, or \"*\" for everyone", s.Service)
+	if s.Default != "" && s.Default != "deny" && s.Default != "allow" {
+		d.errPath("spec.default", "%q is not a default: use deny (the default) or allow", s.Default)
 	}
-	for i, id := range s.Allow {
-		if id == "*" {
+	p := ir.AccessPolicy{Service: s.Service, Name: x.name, DefaultAllow: s.Default == "allow", DryRun: s.DryRun, Source: x.source()}
+	if _, present := d.positions["spec.allow"]; present && len(s.Allow) == 0 {
+		d.errPath("spec.allow", "is empty: list the callers allowed to call %q (SPIFFE ids, service names), or \"*\" for every authenticated caller", s.Service)
+	}
+	if len(s.Allow) == 0 && len(s.Rules) == 0 && !d.failed["spec.allow"] {
+		d.errPath("spec", "has neither allow nor rules: list the callers allowed to call %q", s.Service)
+	}
+	names := map[string]string{}
+	if len(s.Allow) > 0 {
+		for i, id := range s.Allow {
+			b.checkCaller(d, indexPath("spec.allow", i), id)
+		}
+		p.Rules = append(p.Rules, ir.AccessRule{Name: "allow", From: s.Allow, Source: d.source("spec.allow")})
+		names["allow"] = "spec.allow"
+	}
+	hasDeny := false
+	for i, r := range s.Rules {
+		rp := indexPath("spec.rules", i)
+		name := r.Name
+		if name == "" {
+			name = fmt.Sprintf("rule-%d", i)
+		} else if !validRuleName(name) {
+			d.errPath(rp+".name", "%q is not a rule name: use lowercase letters, digits and '-'", name)
+		}
+		if first, dup := names[name]; dup {
+			d.errPath(rp+".name", "rule %q is already defined at %s: give each rule its own name", name, first)
+		}
+		names[name] = rp
+		if _, present := d.positions[rp+".from"]; present && len(r.From) == 0 {
+			d.errPath(rp+".from", "is empty: list the callers this rule applies to, or \"*\" for every authenticated caller")
+		}
+		for j, id := range r.From {
+			b.checkCaller(d, indexPath(rp+".from", j), id)
+		}
+		for j, m := range r.Methods {
+			if !validMethod(m) {
+				d.errPath(indexPath(rp+".methods", j), "%q is not an HTTP method: use upper case, e.g. GET or POST", m)
+			}
+		}
+		for j, path := range r.Paths {
+			if err := CheckPathPattern(path); err != nil {
+				d.errPath(indexPath(rp+".paths", j), "%v", err)
+			}
+		}
+		for j, l := range r.Lanes {
+			if err := mwdye.CheckLane(l); err != nil {
+				d.errPath(indexPath(rp+".lanes", j), "%v", err)
+			}
+		}
+		if _, present := d.positions[rp+".action"]; present && r.Action != "allow" && r.Action != "deny" {
+			d.errPath(rp+".action", "%q is not an action: use allow or deny", r.Action)
+		}
+		deny := r.Action == "deny"
+		hasDeny = hasDeny || deny
+		p.Rules = append(p.Rules, ir.AccessRule{Name: name, Deny: deny, From: r.From, Methods: r.Methods, Paths: r.Paths, Lanes: r.Lanes, Source: d.source(rp)})
+	}
+	if p.DefaultAllow && !hasDeny {
+		d.warnPath("spec.default", "is allow and no rule denies: this policy admits every caller; add a deny rule or remove default: allow")
+	}
+	b.warnContradictions(d, s, p)
+	return p, len(b.diags.Errors) == before
+}
+
+// warnContradictions warns when one caller is both allowed and denied by
+// rules whose method, path and lane conditions are the same: deny wins.
+func (b *builder) warnContradictions(d *decoder, s *AccessPolicySpec, p ir.AccessPolicy) {
+	offset := 0
+	if len(s.Allow) > 0 {
+		offset = 1
+	}
+	path := func(k int) string {
+		if k < offset {
+			return "spec.allow"
+		}
+		return indexPath("spec.rules", k-offset)
+	}
+	for i, deny := range p.Rules {
+		if !deny.Deny {
 			continue
 		}
-		if !strings.HasPrefix(id, "spiffe://") || len(id) <= len("spiffe://") {
-			d.errPath(indexPath("spec.allow", i), "%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, a prefix ending in /*, or \"*\"", id)
-		} else if k := strings.IndexByte(id, '*'); k >= 0 && !(k == len(id)-1 && strings.HasSuffix(id, "/*")) {
-			d.errPath(indexPath("spec.allow", i), "%q: '*' is allowed only as a final /* segment", id)
+		for k, allow := range p.Rules {
+			if allow.Deny || !slices.Equal(allow.Methods, deny.Methods) || !slices.Equal(allow.Paths, deny.Paths) || !slices.Equal(allow.Lanes, deny.Lanes) {
+				continue
+			}
+			for _, c := range deny.From {
+				if slices.Contains(allow.From, c) {
+					d.warnPath(path(i), "caller %q is both allowed by %s (%q) and denied by this rule (%q) for the same requests: deny wins, remove it from one of them", c, path(k), allow.Name, deny.Name)
+				}
+			}
 		}
 	}
-	return ir.AccessRule{Service: s.Service, Allow: s.Allow, Source: x.source()}, len(b.diags.Errors) == before
+}
+
+// checkCaller checks a caller entry: "*", a SPIFFE id or a prefix ending in
+// "/*", or a Consul service name (which must be registered when the catalog
+// is known).
+func (b *builder) checkCaller(d *decoder, path, id string) {
+	if id == "*" || d.failed[path] {
+		return
+	}
+	if strings.Contains(id, ":") || strings.Contains(id, "/") {
+		if err := CheckSpiffeID(id); err != nil {
+			d.errPath(path, "%v", err)
+		}
+		return
+	}
+	if err := checkService(id); err != nil {
+		d.errPath(path, "%q is neither a SPIFFE id nor a service name: write spiffe://<trust-domain>/<path>, a prefix ending in /*, a Consul service name, or \"*\"", id)
+		return
+	}
+	if b.cat != nil {
+		if _, ok := b.cat.Services[id]; !ok {
+			d.errPath(path, "service %q is not registered in Consul: check the name, register the service first, or name the caller by its SPIFFE id", id)
+		}
+	}
+}
+
+// CheckSpiffeID checks a SPIFFE id (spiffe://trust-domain/path) or a prefix
+// of one ending in "/*".
+func CheckSpiffeID(id string) error {
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	if !ok {
+		return fmt.Errorf("%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, a prefix ending in /*, or \"*\"", id)
+	}
+	if k := strings.IndexByte(id, '*'); k >= 0 && !(k == len(id)-1 && strings.HasSuffix(id, "/*")) {
+		return fmt.Errorf("%q: '*' is allowed only as a final /* segment", id)
+	}
+	rest = strings.TrimSuffix(rest, "/*")
+	td, p, _ := strings.Cut(rest, "/")
+	if td == "" {
+		return fmt.Errorf("%q has no trust domain: write spiffe://<trust-domain>/<path>", id)
+	}
+	for i := 0; i < len(td); i++ {
+		c := td[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return fmt.Errorf("%q: trust domain %q may hold only lowercase letters, digits, '-', '.' and '_'", id, td)
+		}
+	}
+	if p == "" {
+		return nil
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("%q: path segments may not be empty, '.' or '..'", id)
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+				return fmt.Errorf("%q: path segment %q may hold only letters, digits, '-', '.' and '_'", id, seg)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckPathPattern checks an access path: an exact path, or a pattern with
+// "*" for one segment and a final "**" for the rest (the audit policy's
+// path.pattern).
+func CheckPathPattern(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%q does not start with '/': write a path such as /v1/payments or /v1/**", p)
+	}
+	if strings.ContainsAny(p, "?#") {
+		return fmt.Errorf("%q holds a query or fragment: paths match without the query", p)
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		switch {
+		case s == "**" && i != len(segs)-1:
+			return fmt.Errorf("%q: \"**\" may only be the last segment", p)
+		case s != "*" && s != "**" && strings.Contains(s, "*"):
+			return fmt.Errorf("%q: '*' must be a whole segment (\"*\" one segment, final \"**\" the rest)", p)
+		}
+	}
+	return nil
+}
+
+func validRuleName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validMethod(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *builder) warnMissingService(d *decoder, path, svc string) {

@@ -614,3 +614,9 @@ func levenshtein(a, b string) int {
 
 // newOf returns a pointer to a new zero value of t.
 func newOf(t reflect.Type) any { return reflect.New(t).Interface() }
+
+// source returns "file:line" of the value at path, for IR Source fields.
+func (d *decoder) source(path string) string {
+	p := d.at(path)
+	return fmt.Sprintf("%s:%d", d.file, p.line+d.lineOffset)
+}

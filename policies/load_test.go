@@ -103,7 +103,7 @@ func TestAllErrorsOfARun(t *testing.T) {
 	}
 	files := map[string][]byte{
 		"b.yaml":    []byte("apiVersion: meshwarden.io/v1alpha1\nkind: CertificatePolicy\nmetadata: {name: c}\nspec: {leafTTL: soon, issuer: vault}\n"),
-		"a.yaml":    []byte("apiVersion: meshwarden.io/v1alpha1\nkind: AccessPolicy\nmetadata: {name: a}\nspec: {service: payments, allow: [nobody]}\n"),
+		"a.yaml":    []byte("apiVersion: meshwarden.io/v1alpha1\nkind: AccessPolicy\nmetadata: {name: a}\nspec: {service: payments, allow: [spiffe//nobody]}\n"),
 		"trace.yml": good,
 	}
 	ps, diags, err := LoadFiles(files, nil)
@@ -111,7 +111,7 @@ func TestAllErrorsOfARun(t *testing.T) {
 		t.Fatalf("bad set accepted")
 	}
 	want := []string{
-		`a.yaml:4:35: spec.allow[0]: "nobody" is not a SPIFFE id`,
+		`a.yaml:4:35: spec.allow[0]: "spiffe//nobody" is not a SPIFFE id`,
 		`b.yaml:4:17: spec.leafTTL: "soon" is not a duration`,
 		`b.yaml:4:31: spec.issuer: "vault" is not an issuer`,
 	}

@@ -111,14 +111,49 @@ type CertificatePolicySpec struct {
 	Issuer string `json:"issuer,omitempty" mw:"enum=consul|acme|file"`
 }
 
-// AccessPolicySpec is the spec of an AccessPolicy: which SPIFFE ids may call
-// a service.
+// AccessPolicySpec is the spec of an AccessPolicy: who may call a service,
+// with which methods, on which paths and in which lanes. Once a policy
+// selects a service, a request no rule allows is denied (default "deny").
 type AccessPolicySpec struct {
-	// Service is the Consul service name.
+	// Service is the Consul service name (the destination).
 	Service string `json:"service" mw:"required"`
-	// Allow lists SPIFFE ids (spiffe://trust-domain/path, a prefix ending in
-	// "/*", or "*" for everyone).
-	Allow []string `json:"allow" mw:"required"`
+	// Allow is shorthand for one allow rule without method, path or lane
+	// conditions: callers by SPIFFE id (spiffe://trust-domain/path), a
+	// prefix ending in "/*", a Consul service name, or "*" for every
+	// authenticated caller.
+	Allow []string `json:"allow,omitempty"`
+	// Rules allow or deny callers; a matching deny rule wins over any
+	// allow rule.
+	Rules []AccessRuleSpec `json:"rules,omitempty"`
+	// Default decides requests no rule matches: "deny" (default) or
+	// "allow" (only useful with deny rules).
+	Default string `json:"default,omitempty" mw:"enum=deny|allow"`
+	// DryRun evaluates the rules without enforcing them: would-be denials
+	// are logged and counted (Envoy shadow rules), nothing is refused.
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// AccessRuleSpec is one rule of an AccessPolicy. A request matches when its
+// caller is in From and, for each of Methods, Paths and Lanes that is set,
+// it matches one entry.
+type AccessRuleSpec struct {
+	// Name identifies the rule in denials, audit records and metrics
+	// (default "rule-<index>"): lowercase letters, digits and '-'.
+	Name string `json:"name,omitempty"`
+	// Action is "allow" or "deny".
+	Action string `json:"action" mw:"required,enum=allow|deny"`
+	// From lists callers: SPIFFE ids, prefixes ending in "/*", Consul
+	// service names, or "*" for every authenticated caller.
+	From []string `json:"from" mw:"required"`
+	// Methods lists HTTP methods (upper case); empty matches all.
+	Methods []string `json:"methods,omitempty"`
+	// Paths lists request paths (query excluded): an exact path, or a
+	// pattern with "*" for one segment and a final "**" for the rest, as in
+	// the audit policy, e.g. /v1/accounts/*/transfers or /v1/**.
+	Paths []string `json:"paths,omitempty"`
+	// Lanes lists dye lanes (the x-mw-dye header after the dye filter ran);
+	// empty matches every lane and undyed traffic.
+	Lanes []string `json:"lanes,omitempty"`
 }
 
 // filterKinds maps a filter name to the kind that configures it.

@@ -26,6 +26,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
+	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -37,7 +38,7 @@ type controlPlaneFlags struct {
 	consul, xdsAddr, adminAddr, policyDir, filtersDir, moduleBaseURL string
 	auditCollector, otlpEndpoint                                     string
 	debounce                                                         time.Duration
-	register, mtls, verbose                                          bool
+	register, mtls, verbose, intentions                              bool
 	changelog                                                        string
 	consulTokenFile, publicAddr                                      string
 	insecureDev, metricsPublic                                       bool
@@ -141,10 +142,18 @@ on loopback only; the plane logs a warning at start.`,
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "host:port of the OTLP/HTTP collector for cluster "+ir.OTLPClusterName+" (empty: no cluster)")
 	fl.DurationVar(&f.debounce, "debounce", 20*time.Millisecond, "quiet time that coalesces bursts of changes before snapshots are rebuilt (bursts cut at 5x)")
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+ir.PlaneServiceName+" with a /healthz check (deregistered on stop)")
+	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
 	return cmd
+}
+
+func intentionsWatcher(on bool, client *api.Client, log *slog.Logger) *intentions.Watcher {
+	if !on {
+		return nil
+	}
+	return intentions.NewWatcher(client, log.With("component", "intentions"), 0)
 }
 
 // filesDiff is the unified diff of two policy sets, file by file.
@@ -296,6 +305,7 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		Auth:         authn,
 		// --insecure-dev only: checked on loopback above.
 		InsecureNoAuth: f.insecureDev,
+		Intentions:     intentionsWatcher(f.intentions, client, log),
 		Translate: translate.Options{
 			ModuleBaseURL:  f.moduleBaseURL,
 			AuditCollector: f.auditCollector,

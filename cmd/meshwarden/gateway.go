@@ -20,14 +20,14 @@ import (
 )
 
 type gatewayFlags struct {
-	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint string
-	drain                                                      time.Duration
-	maxBuffer                                                  int
-	verbose, noCallDeadline                                    bool
-	trustedSHA                                                 []string
-	trustedDir                                                 string
-	plane                                                      auth.ClientOptions
-	adminRemote                                                bool
+	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint, service string
+	drain                                                               time.Duration
+	maxBuffer, localAppPort                                             int
+	verbose, noCallDeadline                                             bool
+	trustedSHA                                                          []string
+	trustedDir                                                          string
+	plane                                                               auth.ClientOptions
+	adminRemote                                                         bool
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -69,7 +69,11 @@ by --drain-timeout).`,
     --xds-ca-file connect-ca.pem --token-file gateway.token
   curl -s 127.0.0.1:19000/config_dump | jq .filters
   # run the filters built by 'make filters' without per-callback deadlines:
-  meshwarden gateway --xds-ca-file connect-ca.pem --token-file gateway.token --wasm-trusted-dir bin/filters`,
+  meshwarden gateway --xds-ca-file connect-ca.pem --token-file gateway.token --wasm-trusted-dir bin/filters
+  # inbound sidecar of service ledger (no Envoy there): mTLS + its AccessPolicy;
+  # its token needs service:write on ledger:
+  meshwarden gateway --service ledger --listen 0.0.0.0:21000 --local-app-port 8080 \
+    --xds-ca-file connect-ca.pem --token-file ledger.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd.Context(), f) },
 	}
@@ -89,6 +93,8 @@ by --drain-timeout).`,
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
 	fl.StringSliceVar(&f.trustedSHA, "wasm-trusted-sha256", nil, "sha256 (hex) of a filter module to run without the per-callback deadline; repeatable")
 	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
+	fl.StringVar(&f.service, "service", "", "run as the inbound sidecar of this Consul service (node.cluster=SERVICE, inbound_port=the --listen port): mTLS with its leaf, its AccessPolicy enforced as RBAC, traffic to the local app; empty: edge gateway")
+	fl.IntVar(&f.localAppPort, "local-app-port", 0, "with --service: the local app's port on 127.0.0.1 (default: the plane's, 8080)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
@@ -160,7 +166,7 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted}
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if f.adminAddr != "" && !f.adminRemote && !isLoopback(f.adminAddr) {
 		lis.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/filters"
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -54,6 +55,26 @@ func catalogFrom(cmd *cobra.Command, addr string) (*ir.Catalog, error) {
 		return nil, fmt.Errorf("consul client for %s: %w", addr, err)
 	}
 	return preview.CatalogFromConsul(cmd.Context(), c)
+}
+
+// intentionsFrom reads the Consul intentions once when addr is set and
+// translates them as the plane does (see controlplane/intentions).
+func intentionsFrom(cmd *cobra.Command, addr string) ([]ir.AccessPolicy, []string, error) {
+	if addr == "" {
+		return nil, nil, nil
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consul client for %s: %w", addr, err)
+	}
+	entries, _, err := c.ConfigEntries().List(api.ServiceIntentions, (&api.QueryOptions{}).WithContext(cmd.Context()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read Consul intentions from %s: %w", addr, err)
+	}
+	ps, warnings := intentions.Translate(entries)
+	return ps, warnings, nil
 }
 
 // printDiagnostics writes errors and warnings, one per line.
@@ -121,6 +142,12 @@ policy directory; default: no policies) on the catalog read from --consul,
 for the gateway and one sidecar per Consul service. Filters not pinned by a
 FilterRelease show a placeholder module hash in local mode.
 
+Access: an AccessPolicy becomes RBAC filters on the inbound listener of the
+service's sidecars. Consul intentions (the plane's --intentions) govern the
+services without an AccessPolicy; both modes include them — the plane its
+intentions in force, a local diff those read once from --consul — so the diff
+shows the effect of both sources.
+
 Exit status is 0 whether or not something changes; errors exit non-zero.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -164,6 +191,18 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 						printDiagnostics(cmd.ErrOrStderr(), bd)
 						return fmt.Errorf("--base %s has errors", base)
 					}
+				}
+				// Consul intentions apply to the services without an
+				// AccessPolicy, before and after, as in the plane.
+				ints, iwarn, err := intentionsFrom(cmd, consul)
+				if err != nil {
+					return err
+				}
+				cur, _ = intentions.Merge(cur, ints)
+				var notes []string
+				cand, notes = intentions.Merge(cand, ints)
+				for _, n := range append(iwarn, notes...) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "note: intentions: "+n)
 				}
 				opts := localTranslateOptions()
 				nodes := preview.DefaultNodes(cat)

@@ -92,10 +92,14 @@ func (p Principal) Service() string {
 // PlaneTokenRules is the Consul ACL policy of the control plane's own
 // token: read the catalog, get every proxied service's leaf (service:write,
 // as Consul requires for /v1/agent/connect/ca/leaf), register itself, and
-// set the Connect CA's leaf lifetime from a CertificatePolicy, and keep the
-// applied policy set in Consul KV (meshwarden/), shared by the replicas.
+// set the Connect CA's leaf lifetime from a CertificatePolicy, keep the
+// applied policy set in Consul KV (meshwarden/), shared by the replicas,
+// and read Consul intentions (a second source of access policy).
 const PlaneTokenRules = `
-service_prefix "" { policy = "write" }
+service_prefix "" {
+  policy     = "write"
+  intentions = "read"
+}
 key_prefix "meshwarden/" { policy = "write" }
 node_prefix "" { policy = "read" }
 agent_prefix "" { policy = "read" }

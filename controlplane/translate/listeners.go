@@ -37,9 +37,13 @@ func (s *Shared) inboundListener(n Node) (types.Resource, error) {
 			}},
 		}},
 	}
+	access, err := s.rbacFilters(n)
+	if err != nil {
+		return nil, err
+	}
 	hcm := s.hcm("inbound_"+n.Service, n, func(h *hcmv3.HttpConnectionManager) {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
-	})
+	}, access...)
 	l, err := listener(InboundListenerName, "0.0.0.0", n.port(n.InboundPort, DefaultInboundPort), hcm)
 	if err != nil {
 		return nil, err
@@ -79,8 +83,9 @@ func rds(name string) func(*hcmv3.HttpConnectionManager) {
 }
 
 // hcm is an HTTP connection manager running the node's Wasm filters (by
-// ECDS, in filters.Order()) then the router.
-func (s *Shared) hcm(stat string, n Node, routes func(*hcmv3.HttpConnectionManager)) *hcmv3.HttpConnectionManager {
+// ECDS, in filters.Order()), then the extra filters (the access filters of
+// an inbound listener), then the router.
+func (s *Shared) hcm(stat string, n Node, routes func(*hcmv3.HttpConnectionManager), extra ...*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: stat,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -95,6 +100,7 @@ func (s *Shared) hcm(stat string, n Node, routes func(*hcmv3.HttpConnectionManag
 			}},
 		})
 	}
+	h.HttpFilters = append(h.HttpFilters, extra...)
 	router, _ := anypb.New(&routerv3.Router{})
 	h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{
 		Name:       wellknown.Router,

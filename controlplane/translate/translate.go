@@ -201,6 +201,7 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: route for service %q, which Consul does not know (yet): it applies once the service registers", r.Source, r.Service))
 		}
 	}
+	s.Warnings = append(s.Warnings, accessWarnings(ps, known)...)
 	h := sha256.New()
 	vhosts := make([]*routev3.VirtualHost, 0, len(names)+1)
 	var byPath []*routev3.Route

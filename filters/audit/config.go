@@ -89,14 +89,20 @@ type PathMatch struct {
 	Pattern string `json:"pattern,omitempty"`
 }
 
-// Subject says who performed an operation: the header, when set and
-// allowed, else the peer identity, else "anonymous".
+// DefaultSubjectHeader is the identity-bearing header stripped from
+// untrusted peers when subject.header is not set.
+const DefaultSubjectHeader = "x-mw-subject"
+
+// Subject says who performed an operation: the header when the
+// authenticated peer is trusted to set it, else the peer identity, else
+// "anonymous". The header is removed from requests of every other peer, so
+// neither the record nor the upstream sees a subject a caller typed.
 type Subject struct {
-	// Header set by a trusted authentication layer (e.g. x-mw-subject).
+	// Header set by a trusted authentication layer (default x-mw-subject).
 	Header string `json:"header,omitempty"`
-	// TrustedPeers may set Header; an entry ending in "/*" trusts every id
-	// under the prefix. Empty means Header is read from any peer (only
-	// correct when the layer in front strips callers' copies).
+	// TrustedPeers may set Header (SPIFFE ids of the authenticated mTLS
+	// peer; an entry ending in "/*" trusts every id under the prefix).
+	// Empty means nobody: the header is always stripped.
 	TrustedPeers []string `json:"trustedPeers,omitempty"`
 }
 

@@ -144,11 +144,12 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) mwaudit.Event {
 	return ev
 }
 
-// subject is the trusted header when allowed, else the peer identity.
+// subject is the subject header when the peer is trusted to set it, else
+// the peer identity, else "anonymous".
 func (e *Engine) subject(ri *RequestInfo, hdr func(string) string) string {
 	s := e.cfg.Subject
-	if s.Header != "" {
-		if v := hdr(s.Header); v != "" && (len(s.TrustedPeers) == 0 || identityIn(s.TrustedPeers, ri.PeerIdentity)) {
+	if s.Header != "" && e.TrustsPeer(ri.PeerIdentity) {
+		if v := hdr(s.Header); v != "" {
 			return v
 		}
 	}
@@ -156,6 +157,22 @@ func (e *Engine) subject(ri *RequestInfo, hdr func(string) string) string {
 		return ri.PeerIdentity
 	}
 	return "anonymous"
+}
+
+// SubjectHeader is the identity-bearing request header: subject.header, or
+// DefaultSubjectHeader when none is configured.
+func (e *Engine) SubjectHeader() string {
+	if e.cfg.Subject.Header != "" {
+		return e.cfg.Subject.Header
+	}
+	return DefaultSubjectHeader
+}
+
+// TrustsPeer reports whether peer (an authenticated SPIFFE id) may set the
+// subject header. Nobody may unless subject.trustedPeers names it: by
+// default the header is stripped and the subject is the peer identity.
+func (e *Engine) TrustsPeer(peer string) bool {
+	return e.cfg.Subject.Header != "" && identityIn(e.cfg.Subject.TrustedPeers, peer)
 }
 
 // BodyFieldsConfigured reports whether JSON body fields are redacted.

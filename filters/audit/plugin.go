@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
@@ -20,7 +21,20 @@ const (
 	MetricDropped      = "mw_audit_dropped_total"
 	MetricSendFailures = "mw_audit_send_failures_total"
 	MetricDenied       = "mw_audit_failclosed_denied_total"
+	MetricAccessDenied = "mw_audit_access_denied_total"
+	MetricStripped     = "mw_audit_subject_stripped_total"
 )
+
+// OpAccessDenied is the op_type of the record the filter writes when the
+// proxy's RBAC filter refused a request (Envoy's response code details
+// rbac_access_denied_matched_policy[RULE]); its resource is
+// "<target service>#<rule>" and its subject the authenticated peer.
+const OpAccessDenied = "ACCESS_DENIED"
+
+// accessDeniedPrefix starts Envoy's response code details of an RBAC denial.
+const accessDeniedPrefix = "rbac_access_denied_matched_policy["
+
+var propCodeDetails = []string{"response", "code_details"}
 
 // propPeerURISAN is the property holding the peer's SPIFFE id.
 var propPeerURISAN = []string{"connection", "uri_san_peer_certificate"}
@@ -43,6 +57,11 @@ type pluginContext struct {
 	headers [][2]string // of every collector request
 	b       batcher
 	denied  proxywasm.MetricCounter
+	// accessDenied counts ACCESS_DENIED records; stripped counts subject
+	// headers removed from untrusted peers.
+	accessDenied, stripped proxywasm.MetricCounter
+	// target is the service this proxy fronts (node.cluster).
+	target string
 	// rnd makes the request nonces: a ChaCha8 stream seeded once from
 	// crypto/rand, so a request costs no random_get hostcall.
 	rnd *rand.ChaCha8
@@ -99,6 +118,11 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		failures: proxywasm.DefineCounterMetric(MetricSendFailures),
 	}
 	p.denied = proxywasm.DefineCounterMetric(MetricDenied)
+	p.accessDenied = proxywasm.DefineCounterMetric(MetricAccessDenied)
+	p.stripped = proxywasm.DefineCounterMetric(MetricStripped)
+	if v, err := proxywasm.GetProperty([]string{"node", "cluster"}); err == nil {
+		p.target = string(v)
+	}
 	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(cfg.Batch.FlushIntervalMs)); err != nil {
 		proxywasm.LogCriticalf("audit: refusing to start: cannot set the flush tick: %v", err)
 		return proxywasm.OnPluginStartStatusFailed
@@ -142,6 +166,9 @@ type httpContext struct {
 	bodyDone bool
 	waiting  bool // a fail-closed intent awaits its ack
 	denied   bool
+	// grpc: the request is gRPC, so a local denial is a trailers-only
+	// response (:status 200, grpc-status 7) rather than a 403.
+	grpc bool
 }
 
 // OnHttpRequestHeaders matches the request against the rules.
@@ -157,6 +184,27 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 		return ""
 	}
 	method, path := get(":method"), get(":path")
+	h.grpc = strings.HasPrefix(get("content-type"), "application/grpc")
+	peer, peerRead := "", false
+	if sh := h.p.engine.SubjectHeader(); get(sh) != "" {
+		// An identity-bearing header counts only from a trusted peer;
+		// anyone else's copy is removed before the upstream sees it.
+		peer, _ = proxywasm.GetPropertyString(propPeerURISAN)
+		peerRead = true
+		if !h.p.engine.TrustsPeer(peer) {
+			if err := proxywasm.RemoveHttpRequestHeader(sh); err != nil {
+				proxywasm.LogWarnf("audit: cannot strip %s from an untrusted peer: %v", sh, err)
+			}
+			h.p.stripped.Increment(1)
+			orig := get
+			get = func(n string) string {
+				if n == sh {
+					return ""
+				}
+				return orig(n)
+			}
+		}
+	}
 	i := h.p.engine.Match(method, path)
 	if i < 0 {
 		return proxywasm.ActionContinue
@@ -167,7 +215,10 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 		Method: method, Path: path,
 		Header: get,
 	}
-	ri.PeerIdentity, _ = proxywasm.GetPropertyString(propPeerURISAN)
+	if !peerRead {
+		peer, _ = proxywasm.GetPropertyString(propPeerURISAN)
+	}
+	ri.PeerIdentity = peer
 	ri.TraceID = traceID(get)
 	ri.Dye = get(mwdye.Header)
 	ri.Tenant = get(mwdye.TenantHeader)
@@ -291,12 +342,19 @@ func (h *httpContext) deny(reason string) {
 	}
 }
 
-// OnHttpResponseHeaders records the status.
+// OnHttpResponseHeaders records the status, and an ACCESS_DENIED record
+// when the proxy's RBAC filter refused the request.
 func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
-	if h.rule >= 0 && !h.denied {
-		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
-			h.status, _ = strconv.Atoi(v)
+	st, _ := proxywasm.GetHttpResponseHeader(":status")
+	if st == "403" {
+		h.recordAccessDenied(403)
+	} else if h.grpc && st == "200" {
+		if gs, _ := proxywasm.GetHttpResponseHeader("grpc-status"); gs == "7" { // PERMISSION_DENIED
+			h.recordAccessDenied(200)
 		}
+	}
+	if h.rule >= 0 && !h.denied {
+		h.status, _ = strconv.Atoi(st)
 		if h.ev.TraceID == "" {
 			// The trace filter, after this one, may have started a trace.
 			h.ev.TraceID = traceID(func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v })
@@ -318,6 +376,40 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
 	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &out))
+}
+
+// recordAccessDenied queues an ACCESS_DENIED record when the 403 (for gRPC:
+// grpc-status 7) is the RBAC filter's (response.code_details names the
+// matched rule).
+func (h *httpContext) recordAccessDenied(status int) {
+	details, err := proxywasm.GetPropertyString(propCodeDetails)
+	rule, ok := strings.CutPrefix(details, accessDeniedPrefix)
+	if err != nil || !ok {
+		return
+	}
+	rule = strings.TrimSuffix(rule, "]")
+	get := func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v }
+	path, _, _ := strings.Cut(get(":path"), "?")
+	peer, _ := proxywasm.GetPropertyString(propPeerURISAN)
+	if peer == "" {
+		peer = "anonymous"
+	}
+	now := proxywasm.GetCurrentTime().UnixNano()
+	ev := mwaudit.Event{
+		Phase: mwaudit.PhaseOutcome, Level: mwaudit.LevelNotice, OpType: OpAccessDenied,
+		Subject: peer, Resource: h.p.target + "#" + rule,
+		Timestamp: now, TraceID: traceID(get), Dye: get(mwdye.Header), Tenant: get(mwdye.TenantHeader),
+		Method: get(":method"), Path: path, Status: status, Source: h.p.source,
+	}
+	var n [8]byte
+	_, _ = h.p.rnd.Read(n[:])
+	t := ev.TraceID
+	if t == "" {
+		t = "notrace"
+	}
+	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(mwaudit.PhaseOutcome)
+	h.p.accessDenied.Increment(1)
+	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &ev))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the

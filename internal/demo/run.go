@@ -44,6 +44,8 @@ type Summary struct {
 	TraceSpans                   []Span
 	// Trust is what an attacker got from the plane (nil with an insecure plane).
 	Trust *Trust
+	// Access is the access step (with MTLS only): nil without mTLS.
+	Access *AccessResult
 }
 
 // Run brings the stack up, tells its story and (unless Stay) stops it.
@@ -218,6 +220,10 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 		fmt.Fprintln(out, "\n== 7. Zero trust: the plane answers only to credentials Consul vouches for")
 		sum.Trust = printTrust(ctx, out, st)
 	}
+	if st.opts.MTLS {
+		fmt.Fprintln(out, "\n== 8. Access: an AccessPolicy decides who may call a service")
+		sum.Access = accessStory(ctx, st, out)
+	}
 
 	fmt.Fprintln(out, "\n== Summary")
 	fmt.Fprintf(out, "  opt-in canary -> v2: %d/20; sticky split: %d/%d users on canary, %d lane changes; spoofed dye honoured: %d/%d\n",
@@ -227,6 +233,9 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	if t := sum.Trust; t != nil {
 		fmt.Fprintf(out, "  trust: anonymous xDS %s, impersonation %s, anonymous admin HTTP %d, private keys in dumps: %s\n",
 			t.AnonymousXDS, t.ImpersonatedXDS, t.AnonymousAdmin, map[bool]string{true: "none shown", false: "SHOWN"}[t.DumpRedacted])
+	}
+	if a := sum.Access; a != nil {
+		fmt.Fprintf(out, "  access: listed caller %d, unlisted caller %d, ACCESS_DENIED recorded %s\n", a.Listed, a.Unlisted, okStr(a.Record != ""))
 	}
 	return sum, nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/dye"
@@ -30,8 +31,9 @@ type PolicySet struct {
 	Filters []Filter
 	// Certificates is the certificate policy; zero means defaults.
 	Certificates CertPolicy
-	// Access lists who may call which service; empty allows all.
-	Access []AccessRule
+	// Access lists who may call which service, one policy per service,
+	// sorted by Service; a service without one admits every caller.
+	Access []AccessPolicy
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -107,11 +109,44 @@ type CertPolicy struct {
 	Issuer string
 }
 
-// AccessRule allows callers with the given SPIFFE ids (or "*") to call Service.
-type AccessRule struct {
+// AccessPolicy says who may call Service. Deny rules are checked first: a
+// matching deny rule refuses the request. Otherwise a matching allow rule
+// admits it, and a request no rule matches is refused unless DefaultAllow.
+type AccessPolicy struct {
 	Service string
-	Allow   []string
-	Source  string
+	// Name is the policy document's name (or the intention source).
+	Name         string
+	DefaultAllow bool
+	// DryRun evaluates without enforcing: would-be denials are counted.
+	DryRun bool
+	Rules  []AccessRule
+	Source string
+}
+
+// AccessRule allows or denies callers. Every non-empty condition must
+// match; within a condition one entry suffices.
+type AccessRule struct {
+	// Name is unique within the policy; it names the rule in denials,
+	// audit records and metrics.
+	Name string
+	Deny bool
+	// From lists principals: a SPIFFE id, a prefix ending in "/*", or "*"
+	// (any authenticated peer). Service names are resolved to SPIFFE ids
+	// by the translator (see SpiffeID).
+	From []string
+	// Methods are upper-case HTTP methods.
+	Methods []string
+	// Paths are exact paths or patterns ("*" one segment, final "**" the rest).
+	Paths []string
+	// Lanes are dye lanes (dye.Header values).
+	Lanes  []string
+	Source string
+}
+
+// SpiffeID returns the SPIFFE id Consul Connect gives service svc:
+// spiffe://<trustDomain>/ns/default/dc/<dc>/svc/<svc>.
+func SpiffeID(trustDomain, dc, svc string) string {
+	return "spiffe://" + trustDomain + "/ns/default/dc/" + dc + "/svc/" + svc
 }
 
 // Catalog is the Consul side: every service and its instances.
@@ -180,6 +215,50 @@ func (p *PolicySet) Validate() error {
 		seen[r.Service] = true
 		if err := r.Validate(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	access := map[string]bool{}
+	for _, a := range p.Access {
+		if access[a.Service] {
+			errs = append(errs, fmt.Errorf("%s: service %q has more than one access policy: merge their rules", a.Source, a.Service))
+		}
+		access[a.Service] = true
+		if err := a.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one access policy's shape (the policy loader has already
+// given file:line:col errors for user input; this guards other producers
+// such as the intentions source).
+func (a *AccessPolicy) Validate() error {
+	var errs []error
+	at := func(src, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: access policy for %q: %s", src, a.Service, fmt.Sprintf(format, args...)))
+	}
+	if a.Service == "" {
+		at(a.Source, "service is empty")
+	}
+	names := map[string]bool{}
+	for _, r := range a.Rules {
+		if r.Name == "" || names[r.Name] {
+			at(r.Source, "rule name %q is empty or repeated: give each rule its own name", r.Name)
+		}
+		names[r.Name] = true
+		if len(r.From) == 0 {
+			at(r.Source, "rule %q has no callers (from): list SPIFFE ids, service names or \"*\"", r.Name)
+		}
+		for _, f := range r.From {
+			if f == "" || strings.ContainsAny(f, " \t") || (strings.Contains(f, "/") && !strings.HasPrefix(f, "spiffe://")) {
+				at(r.Source, "rule %q: caller %q is not a SPIFFE id, a service name or \"*\"", r.Name, f)
+			}
+		}
+		for _, p := range r.Paths {
+			if !strings.HasPrefix(p, "/") {
+				at(r.Source, "rule %q: path %q does not start with '/'", r.Name, p)
+			}
 		}
 	}
 	return errors.Join(errs...)
