@@ -449,10 +449,23 @@ func TestAuthConsulUnreachable(t *testing.T) {
 // plane through the admin API.
 func TestAuthAdmin(t *testing.T) {
 	p := startSecurePlane(t)
-	// Connect a gateway so there is a node (with its leaf) to dump.
-	st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-1"), resource.SecretType, ir.LeafSecretName(ir.GatewayNodeCluster), ir.RootsSecretName)
-	if _, err := st.Recv(); err != nil {
-		t.Fatal(err)
+	// Connect a gateway so there is a node (with its leaf) to dump; the
+	// leaf is issued on the node's first request and arrives in a later
+	// response.
+	leaf := ir.LeafSecretName(ir.GatewayNodeCluster)
+	st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-1"), resource.SecretType, leaf, ir.RootsSecretName)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if secretsOf(t, r)[leaf] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway's leaf did not arrive within 20s")
+		}
+		_ = st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leaf, ir.RootsSecretName}, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
 	}
 	client := func(token string) *http.Client {
 		if token == "" { // TLS to the right plane, but no credential
