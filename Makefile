@@ -8,6 +8,7 @@ BIN       := bin
 FILTERS   := $(shell grep -v '^\#' filters/order.txt | grep -v '^$$')
 WASM      := $(addprefix $(BIN)/filters/,$(addsuffix .wasm,$(FILTERS)))
 TEST_TIMEOUT ?= 30m
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 10s
 
 export MESHWARDEN_CACHE := $(CACHE)
@@ -29,7 +30,7 @@ $(BIN)/filters/%.wasm: FORCE
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@ ./filters/$*/wasm
 
 cli: ## Build bin/meshwarden
-	$(GO) build -trimpath -o $(BIN)/meshwarden ./cmd/meshwarden
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/meshwarden ./cmd/meshwarden
 
 consul: ## Build the Consul agent once (cached under $(CACHE))
 	@scripts/ensure-consul.sh >/dev/null

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -37,6 +39,8 @@ Start here:
   meshwarden audit verify --dir DIR   prove an audit trail was not altered`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// An unknown subcommand gets "did you mean".
+		SuggestionsMinimumDistance: 2,
 	}
 	root.AddCommand(
 		newVersionCmd(),
@@ -55,10 +59,35 @@ var version = "dev"
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, the commit it was built from and the Go toolchain",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "meshwarden", version)
+			fmt.Fprintln(cmd.OutOrStdout(), versionString())
 		},
 	}
+}
+
+// versionString is "meshwarden <version> (commit <rev>[, modified], <time>) <go> <os>/<arch>",
+// from the build stamp the go command records (vcs.* settings).
+func versionString() string {
+	s := "meshwarden " + version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return s
+	}
+	set := map[string]string{}
+	for _, kv := range bi.Settings {
+		set[kv.Key] = kv.Value
+	}
+	if rev := set["vcs.revision"]; rev != "" {
+		s += " (commit " + rev[:min(12, len(rev))]
+		if set["vcs.modified"] == "true" {
+			s += ", modified"
+		}
+		if t := set["vcs.time"]; t != "" {
+			s += ", " + t
+		}
+		s += ")"
+	}
+	return s + " " + bi.GoVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }

@@ -45,3 +45,15 @@ func TestInsecureOnlyOnLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestVersionAndSuggestions: version names the build; a mistyped
+// subcommand gets a suggestion.
+func TestVersionAndSuggestions(t *testing.T) {
+	out, _, err := runCLI(t, "version")
+	if err != nil || !strings.HasPrefix(out, "meshwarden ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: %v %q", err, out)
+	}
+	if _, _, err := runCLI(t, "polcy"); err == nil || !strings.Contains(err.Error(), "Did you mean this?\n\tpolicy") {
+		t.Fatalf("unknown command: %v", err)
+	}
+}
