@@ -38,7 +38,8 @@ type controlPlaneFlags struct {
 	consul, xdsAddr, adminAddr, policyDir, filtersDir, moduleBaseURL string
 	auditCollector, otlpEndpoint                                     string
 	debounce                                                         time.Duration
-	register, mtls, verbose, intentions                              bool
+	register, mtls, intentions                                       bool
+	logs                                                             logFlags
 	changelog                                                        string
 	consulTokenFile, publicAddr                                      string
 	insecureDev, metricsPublic                                       bool
@@ -144,7 +145,7 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+ir.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
-	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
+	f.logs.register(fl)
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
 	return cmd
 }
@@ -213,11 +214,10 @@ func loadPolicies(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, erro
 var _ controlplane.SecretSource = (*certs.Manager)(nil)
 
 func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
-	level := slog.LevelInfo
-	if f.verbose {
-		level = slog.LevelDebug
+	log, err := f.logs.logger(os.Stderr)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	for name, hp := range map[string]string{"--audit-collector": f.auditCollector, "--otlp-endpoint": f.otlpEndpoint} {
 		if hp == "" {
 			continue

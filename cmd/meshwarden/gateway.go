@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,7 +22,8 @@ type gatewayFlags struct {
 	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint, service string
 	drain                                                               time.Duration
 	maxBuffer, localAppPort                                             int
-	verbose, noCallDeadline                                             bool
+	noCallDeadline                                                      bool
+	logs                                                                logFlags
 	trustedSHA                                                          []string
 	trustedDir                                                          string
 	plane                                                               auth.ClientOptions
@@ -95,7 +95,7 @@ by --drain-timeout).`,
 	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
 	fl.StringVar(&f.service, "service", "", "run as the inbound sidecar of this Consul service (node.cluster=SERVICE, inbound_port=the --listen port): mTLS with its leaf, its AccessPolicy enforced as RBAC, traffic to the local app; empty: edge gateway")
 	fl.IntVar(&f.localAppPort, "local-app-port", 0, "with --service: the local app's port on 127.0.0.1 (default: the plane's, 8080)")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
+	f.logs.register(fl)
 	return cmd
 }
 
@@ -127,11 +127,10 @@ func defaultGatewayCache() string {
 }
 
 func runGateway(ctx context.Context, f gatewayFlags) error {
-	level := slog.LevelInfo
-	if f.verbose {
-		level = slog.LevelDebug
+	log, err := f.logs.logger(os.Stderr)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if f.nodeID == "" {
 		host, _ := os.Hostname()
 		f.nodeID = "gateway-" + host

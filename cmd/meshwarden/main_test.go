@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -55,5 +56,31 @@ func TestVersionAndSuggestions(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "polcy"); err == nil || !strings.Contains(err.Error(), "Did you mean this?\n\tpolicy") {
 		t.Fatalf("unknown command: %v", err)
+	}
+}
+
+// TestLogFlags: JSON logs are one object per line; bad values say what to give.
+func TestLogFlags(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := (&logFlags{format: "json", level: "warn"}).logger(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("hidden")
+	l.Warn("shown", "k", "v")
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec["msg"] != "shown" || rec["k"] != "v" || strings.Count(buf.String(), "\n") != 1 {
+		t.Fatalf("json log %q: %v", buf.String(), err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"controlplane", "--log-format", "xml"}, "--log-format \"xml\": give text or json"},
+		{[]string{"gateway", "--log-level", "loud"}, "--log-level \"loud\": give debug, info, warn or error"},
+	} {
+		if _, _, err := runCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("meshwarden %v: %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }
