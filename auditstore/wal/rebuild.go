@@ -1,0 +1,135 @@
+package wal
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// idWindow remembers the last n event ids and their seqs (FIFO eviction).
+type idWindow struct {
+	seqs map[string]uint64
+	ring []string
+	next int
+}
+
+func newIDWindow(n int) *idWindow {
+	return &idWindow{seqs: make(map[string]uint64, min(n, 1<<16)), ring: make([]string, n)}
+}
+
+func (w *idWindow) get(id string) (uint64, bool) {
+	s, ok := w.seqs[id]
+	return s, ok
+}
+
+func (w *idWindow) put(id string, seq uint64) {
+	if _, ok := w.seqs[id]; ok {
+		return
+	}
+	if old := w.ring[w.next]; old != "" {
+		delete(w.seqs, old)
+	}
+	w.ring[w.next] = id
+	w.next = (w.next + 1) % len(w.ring)
+	w.seqs[id] = seq
+}
+
+// rebuild reads every retained record once at Open: it refills the id
+// window and recomputes the Merkle frontier (starting from the frontier
+// signed at the first retained record's predecessor after retention).
+func (w *WAL) rebuild(ctx context.Context) error {
+	if !w.merkle && w.ids == nil {
+		return nil
+	}
+	segs, err := ListSegments(w.opt.Dir)
+	if err != nil {
+		return err
+	}
+	if len(segs) == 0 || (len(segs) == 1 && w.head < segs[0].FirstSeq) {
+		if w.merkle && len(segs) == 1 && segs[0].FirstSeq > 1 {
+			return w.frontierFrom(segs[0].FirstSeq - 1)
+		}
+		return nil
+	}
+	if w.merkle && segs[0].FirstSeq > 1 {
+		if err := w.frontierFrom(segs[0].FirstSeq - 1); err != nil {
+			return err
+		}
+	}
+	n := 0
+	for _, s := range segs {
+		r, err := OpenSegment(s.Path, 0)
+		if err != nil {
+			return err
+		}
+		for {
+			if n%4096 == 0 && ctx.Err() != nil {
+				r.Close()
+				return ctx.Err()
+			}
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				r.Close()
+				return fmt.Errorf("audit wal: rebuild index from %s offset %d: run `meshwarden audit verify`: %w", s.Name, rec.Offset, err)
+			}
+			e, ok := decodeMeta(rec.Payload)
+			if !ok {
+				if e, err = DecodeEvent(rec.Payload); err != nil {
+					r.Close()
+					return err
+				}
+			}
+			if w.merkle {
+				if w.frontier.Size+1 != e.Seq {
+					w.opt.Logf("audit wal: record seq %d does not follow the Merkle tree (size %d); Merkle roots are off until the trail is repaired", e.Seq, w.frontier.Size)
+					w.merkle, w.nsigner = false, nil
+				} else {
+					w.frontier.Add(tlog.RecordHash(rec.Payload))
+				}
+			}
+			if w.ids != nil {
+				w.ids.put(e.ID, e.Seq)
+			}
+			n++
+		}
+		r.Close()
+	}
+	return nil
+}
+
+// frontierFrom starts the Merkle tree at the frontier signed at seq.
+func (w *WAL) frontierFrom(seq uint64) error {
+	cps, err := ReadCheckpoints(w.opt.Dir)
+	if err != nil {
+		return err
+	}
+	var found error = errors.New("no checkpoint")
+	for _, c := range cps {
+		if c.Seq != seq || c.Root == "" {
+			continue
+		}
+		if w.opt.Signer != nil {
+			if err := c.VerifySig(w.opt.Signer.Public().(ed25519.PublicKey)); err != nil {
+				found = err
+				continue
+			}
+		}
+		f, err := FrontierAt(c)
+		if err != nil {
+			found = err
+			continue
+		}
+		w.frontier = f
+		return nil
+	}
+	w.opt.Logf("audit wal: no usable Merkle frontier at seq %d (%v); checkpoints carry no Merkle root from now on", seq, found)
+	w.merkle, w.nsigner = false, nil
+	return nil
+}
