@@ -25,6 +25,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/query"
 	"github.com/meshwarden/meshwarden/auditstore/verify"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
+	"github.com/meshwarden/meshwarden/auditstore/witness"
 	"github.com/meshwarden/meshwarden/internal/audit"
 )
 
@@ -227,60 +228,111 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	return err
 }
 
+type verifyFlags struct {
+	dir, pub               string
+	extra                  []string
+	quiet                  bool
+	allowUnsigned          bool
+	maxUnsignedAge         time.Duration
+	witness, witnessStream string
+	witnessSubject         string
+	skipWitness            bool
+	witnessTimeout         time.Duration
+}
+
 func newAuditVerifyCmd() *cobra.Command {
-	var dir, pub string
-	var extra []string
-	var quiet bool
+	var f verifyFlags
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Prove an audit trail was not altered, dropped, reordered or truncated",
 		Long: `Verify reads every segment in --dir and checks each record's CRC, sequence
-number and hash-chain link, the Ed25519 signature of every checkpoint (with
-only the public key), that every checkpoint matches the chain, and that the
-trail reaches the last signed checkpoint. It names the first bad record
-(segment, offset, seq, id) and exits 1, or prints OK and exits 0.
+number and hash-chain link, the Ed25519 signature of every checkpoint and its
+C2SP signed note (with only the public key), that every checkpoint matches
+the chain, that its Merkle root matches the records, and that the trail
+reaches the last signed checkpoint. It names the first bad record (segment,
+offset, seq, id) and exits 1, or prints OK with the guarantees that held and
+those only a witness can give, and exits 0.
 
-Checkpoints kept elsewhere (the exporter publishes each one to JetStream)
-can be added with --checkpoints, so that deleting both the tail of the trail
-and the collector's own checkpoint log is still caught.
+It fails closed: these are failures, not notes —
+  - records that no signed checkpoint covers at all (a forger can re-chain a
+    whole trail and delete checkpoints.jsonl; only the signature tells);
+  - a trail that does not start at seq 1, unless a signed retention statement
+    says it starts where it does;
+  - records after the last signed checkpoint whose first is older than
+    --max-unsigned-age (the collector signs every second by default).
+--allow-unsigned-tail accepts the first and the last, as warnings.
+
+Deleting the newest segments together with their checkpoints cannot be seen
+from the directory alone. --witness checks the trail against the signed
+checkpoints the collector published to NATS JetStream (a stream that denies
+delete and purge): an unreachable witness is a failure unless
+--skip-unreachable-witness, and a witness that disagrees fails naming both
+heads. Checkpoints kept elsewhere as files can be added with --checkpoints.
 
 It is safe to run against a live collector's directory.`,
-		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" || pub == "" {
-				return errors.New("--dir and --pubkey are required")
-			}
-			k, err := wal.LoadPublicKey(pub)
-			if err != nil {
-				return err
-			}
-			var more []wal.Checkpoint
-			for _, p := range extra {
-				cps, err := wal.ReadCheckpointFile(p)
-				if err != nil {
-					return fmt.Errorf("--checkpoints: %w", err)
-				}
-				more = append(more, cps...)
-			}
-			rep, err := verify.DirWith(cmd.Context(), dir, k, more)
-			if err != nil {
-				return err
-			}
-			if !quiet || !rep.OK() {
-				rep.Format(cmd.OutOrStdout())
-			}
-			if !rep.OK() {
-				return fmt.Errorf("audit trail in %s failed verification: %s", dir, rep.Problem.Kind)
-			}
-			return nil
-		},
+		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub
+  meshwarden audit verify --dir ./audit-data --pubkey audit.pub --witness nats://127.0.0.1:4222`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runVerify(cmd.Context(), f, cmd.OutOrStdout()) },
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "WAL directory to verify (required)")
-	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing when the trail verifies")
-	cmd.Flags().StringSliceVar(&extra, "checkpoints", nil, "also check against signed checkpoints in this `file` (JSON lines, e.g. the meshwarden.audit.checkpoints messages from JetStream); repeatable")
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", "", "WAL directory to verify (required)")
+	fl.StringVar(&f.pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing when the trail verifies")
+	fl.StringSliceVar(&f.extra, "checkpoints", nil, "also check against signed checkpoints in this `file` (JSON lines, e.g. the meshwarden.audit.checkpoints messages from JetStream); repeatable")
+	fl.BoolVar(&f.allowUnsigned, "allow-unsigned-tail", false, "accept records no signed checkpoint covers (none at all, or a tail older than --max-unsigned-age) as a warning instead of a failure")
+	fl.DurationVar(&f.maxUnsignedAge, "max-unsigned-age", 5*time.Minute, "fail when the first record after the last signed checkpoint is older than this")
+	fl.StringVar(&f.witness, "witness", "", "check against the checkpoints published to this NATS JetStream server (e.g. nats://127.0.0.1:4222)")
+	fl.StringVar(&f.witnessStream, "witness-stream", "MESHWARDEN_AUDIT", "JetStream stream of the witness")
+	fl.StringVar(&f.witnessSubject, "witness-subject", "meshwarden.audit.checkpoints", "subject of the witnessed checkpoints")
+	fl.BoolVar(&f.skipWitness, "skip-unreachable-witness", false, "if --witness cannot be reached, say so and go on instead of failing")
+	fl.DurationVar(&f.witnessTimeout, "witness-timeout", 10*time.Second, "how long to try reading the witness")
 	return cmd
+}
+
+func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
+	if f.dir == "" || f.pub == "" {
+		return errors.New("--dir and --pubkey are required")
+	}
+	k, err := wal.LoadPublicKey(f.pub)
+	if err != nil {
+		return err
+	}
+	opt := verify.Options{AllowUnsignedTail: f.allowUnsigned, MaxUnsignedAge: f.maxUnsignedAge}
+	for _, p := range f.extra {
+		cps, err := wal.ReadCheckpointFile(p)
+		if err != nil {
+			return fmt.Errorf("--checkpoints: %w", err)
+		}
+		opt.Extra = append(opt.Extra, cps...)
+	}
+	if f.witness != "" {
+		opt.WitnessName = f.witness
+		wctx, cancel := context.WithTimeout(ctx, f.witnessTimeout)
+		cps, err := witness.Fetch(wctx, witness.Config{URL: f.witness, Stream: f.witnessStream, Subject: f.witnessSubject})
+		cancel()
+		switch {
+		case err != nil && errors.Is(err, witness.ErrUnreachable) && f.skipWitness:
+			opt.WitnessSkipped = err.Error()
+			fmt.Fprintf(out, "warning: %v; going on without it (--skip-unreachable-witness)\n", err)
+		case err != nil:
+			fmt.Fprintf(out, "FAIL  witness\n  reason: %v\n", err)
+			return fmt.Errorf("audit trail in %s not verified: %w (pass --skip-unreachable-witness to verify without it)", f.dir, err)
+		default:
+			opt.Witness, opt.WitnessChecked = cps, true
+		}
+	}
+	rep, err := verify.Verify(ctx, f.dir, k, opt)
+	if err != nil {
+		return err
+	}
+	if !f.quiet || !rep.OK() {
+		rep.Format(out)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("audit trail in %s failed verification: %s", f.dir, rep.Problem.Kind)
+	}
+	return nil
 }
 
 func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.Filter) {
