@@ -22,6 +22,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/collector"
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/proof"
 	"github.com/meshwarden/meshwarden/auditstore/query"
 	"github.com/meshwarden/meshwarden/auditstore/verify"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
@@ -41,11 +42,14 @@ public key.
 
   meshwarden audit keygen --out audit.key --pub audit.pub
   meshwarden audit collector --dir /var/lib/meshwarden/audit --key audit.key --token-file token
-  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub
+  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub --witness nats://127.0.0.1:4222
+  meshwarden audit prove --dir /var/lib/meshwarden/audit --seq 42 > proof.json
+  meshwarden audit verify-proof --pubkey audit.pub proof.json
   meshwarden audit query --dir D --op-type FUND_TRANSFER --from 2026-11-25T00:00:00Z
   meshwarden audit tail --dir D -f`,
 	}
-	cmd.AddCommand(newAuditCollectorCmd(), newAuditVerifyCmd(), newAuditQueryCmd(), newAuditTailCmd(), newAuditKeygenCmd())
+	cmd.AddCommand(newAuditCollectorCmd(), newAuditVerifyCmd(), newAuditQueryCmd(), newAuditTailCmd(), newAuditKeygenCmd(),
+		newAuditProveCmd(), newAuditVerifyProofCmd())
 	return cmd
 }
 
@@ -464,5 +468,125 @@ It refuses to overwrite existing files.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "audit.key", "private key file to create")
 	cmd.Flags().StringVar(&pub, "pub", "", "public key file to create (default: <out>.pub)")
+	return cmd
+}
+
+func newAuditProveCmd() *cobra.Command {
+	var dir string
+	var seq, at, from, to uint64
+	cmd := &cobra.Command{
+		Use:   "prove",
+		Short: "Print an inclusion proof for one record, or a consistency proof between two checkpoints",
+		Long: `Prove prints, as JSON, what an auditor needs to check one record without the
+rest of the log: the record's stored bytes, an RFC 6962 inclusion proof (the
+hashes from its leaf to the root) and the signed checkpoint (a C2SP signed
+note: origin, tree size, base64 root) it is proved against. The leaf is
+tlog.RecordHash(record) at index seq-1 (golang.org/x/mod/sumdb/tlog).
+
+With --from and --to (two checkpoint seqs) it prints a consistency proof
+instead: that the later signed tree extends the earlier one, i.e. nothing
+before --from was changed between the two checkpoints.
+
+Check either with 'meshwarden audit verify-proof', which needs only the
+public key. Proofs need every record from seq 1 (not after retention).`,
+		Example: `  meshwarden audit prove --dir ./audit-data --seq 42 > proof.json
+  meshwarden audit prove --dir ./audit-data --seq 42 --checkpoint 1000
+  meshwarden audit prove --dir ./audit-data --from 1000 --to 2000 > consistency.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			var v any
+			var err error
+			switch {
+			case seq > 0 && (from > 0 || to > 0):
+				return errors.New("give either --seq (inclusion) or --from and --to (consistency), not both")
+			case seq > 0:
+				v, err = proof.ProveRecord(cmd.Context(), dir, seq, at)
+			case from > 0 && to > 0:
+				v, err = proof.ProveConsistency(cmd.Context(), dir, from, to)
+			default:
+				return errors.New("give --seq N for an inclusion proof, or --from A --to B for a consistency proof")
+			}
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dir, "dir", "", "WAL directory (required)")
+	fl.Uint64Var(&seq, "seq", 0, "record to prove")
+	fl.Uint64Var(&at, "checkpoint", 0, "prove against the checkpoint at this seq (default: the latest)")
+	fl.Uint64Var(&from, "from", 0, "consistency proof: seq of the earlier checkpoint")
+	fl.Uint64Var(&to, "to", 0, "consistency proof: seq of the later checkpoint")
+	return cmd
+}
+
+func newAuditVerifyProofCmd() *cobra.Command {
+	var pub string
+	cmd := &cobra.Command{
+		Use:   "verify-proof FILE",
+		Short: "Check a proof from 'audit prove' with only the public key",
+		Long: `Verify-proof checks a proof printed by 'meshwarden audit prove' (FILE, or - for
+stdin): the checkpoint's signature with --pubkey, then either that the record
+hashes into the signed tree at its seq (inclusion), or that the later signed
+tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
+		Example: `  meshwarden audit verify-proof --pubkey audit.pub proof.json`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pub == "" {
+				return errors.New("--pubkey is required")
+			}
+			k, err := wal.LoadPublicKey(pub)
+			if err != nil {
+				return err
+			}
+			var data []byte
+			if args[0] == "-" {
+				data, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				data, err = os.ReadFile(args[0])
+			}
+			if err != nil {
+				return fmt.Errorf("read proof: %w", err)
+			}
+			var probe map[string]json.RawMessage
+			if err := json.Unmarshal(data, &probe); err != nil {
+				return fmt.Errorf("proof is not JSON from 'meshwarden audit prove': %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if _, ok := probe["old_checkpoint"]; ok {
+				var p proof.Consistency
+				if err := json.Unmarshal(data, &p); err != nil {
+					return fmt.Errorf("consistency proof: %w", err)
+				}
+				old, cur, err := proof.CheckConsistency(k, &p)
+				if err != nil {
+					fmt.Fprintf(out, "FAIL  %v\n", err)
+					return fmt.Errorf("consistency proof does not hold: %w", err)
+				}
+				fmt.Fprintf(out, "OK    the signed tree of %d records extends the signed tree of %d records\n", cur.Size, old.Size)
+				fmt.Fprintf(out, "      roots %s -> %s\n", old.Root, cur.Root)
+				return nil
+			}
+			var p proof.Inclusion
+			if err := json.Unmarshal(data, &p); err != nil {
+				return fmt.Errorf("inclusion proof: %w", err)
+			}
+			tr, err := proof.CheckInclusion(k, &p)
+			if err != nil {
+				fmt.Fprintf(out, "FAIL  %v\n", err)
+				return fmt.Errorf("inclusion proof does not hold: %w", err)
+			}
+			fmt.Fprintf(out, "OK    record %d is in the signed tree of %d records (root %s)\n", p.Seq, tr.Size, tr.Root)
+			fmt.Fprintf(out, "      record: %s\n", p.Record)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
 	return cmd
 }
