@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
 	"github.com/meshwarden/meshwarden/controlplane/modules"
@@ -34,7 +35,7 @@ type controlPlaneFlags struct {
 	auditCollector, otlpEndpoint                                     string
 	debounce                                                         time.Duration
 	register, mtls, verbose                                          bool
-	changelog                                                        string
+	changelog, changelogKey                                          string
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -97,6 +98,7 @@ Admin API (--admin-addr):
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
+	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
 	return cmd
 }
 
@@ -236,6 +238,13 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		cl, err := policies.OpenChangeLog(f.changelog)
 		if err != nil {
 			return fmt.Errorf("--changelog: %w", err)
+		}
+		if f.changelogKey != "" {
+			k, err := wal.LoadPrivateKey(f.changelogKey)
+			if err != nil {
+				return fmt.Errorf("--changelog-key: %w", err)
+			}
+			cl.SetSigner(k)
 		}
 		cfg.RecordChange = func(ctx context.Context, c controlplane.PolicyChange) error {
 			who := c.Identity

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/spf13/cobra"
 
+	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/filters"
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -218,7 +219,7 @@ func defaultChangeLog() string {
 }
 
 func newPolicyApplyCmd() *cobra.Command {
-	var plane, identity, changelog string
+	var plane, identity, changelog, changelogKey string
 	cmd := &cobra.Command{
 		Use:   "apply DIR",
 		Short: "Apply DIR through the control plane and record the change",
@@ -226,7 +227,9 @@ func newPolicyApplyCmd() *cobra.Command {
 POST /v1/policies:apply and prints the accepted revision, or the errors the
 plane rejected it with (the last good set keeps serving). Every accepted set
 is recorded — who (--identity, default the OS user), when, the revision and
-the diff — in a hash-chained change log (--changelog).`,
+the diff — in a hash-chained change log (--changelog); with --changelog-key
+each change is followed by an Ed25519-signed checkpoint in <changelog>.checkpoints,
+which 'meshwarden policy log --pubkey' verifies.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if plane == "" {
@@ -242,6 +245,13 @@ the diff — in a hash-chained change log (--changelog).`,
 			log, err := policies.OpenChangeLog(changelog)
 			if err != nil {
 				return err
+			}
+			if changelogKey != "" {
+				k, err := wal.LoadPrivateKey(changelogKey)
+				if err != nil {
+					return fmt.Errorf("--changelog-key: %w", err)
+				}
+				log.SetSigner(k)
 			}
 			res, err := preview.ApplyRecorded(cmd.Context(), &preview.PlaneClient{Base: plane}, files, args[0], identity, log)
 			var diags *policies.Diagnostics
@@ -270,6 +280,7 @@ the diff — in a hash-chained change log (--changelog).`,
 	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port)")
 	cmd.Flags().StringVar(&identity, "identity", defaultIdentity(), "who applies the change, for the change record")
 	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
+	cmd.Flags().StringVar(&changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint after the change")
 	return cmd
 }
 
@@ -337,14 +348,28 @@ func newPolicyStatusCmd() *cobra.Command {
 }
 
 func newPolicyLogCmd() *cobra.Command {
-	var changelog string
-	var showDiff bool
+	var changelog, pubkey string
+	var showDiff, allowUnsigned bool
 	cmd := &cobra.Command{
 		Use:   "log",
-		Short: "Verify the change log's hash chain and list the applied sets",
-		Args:  cobra.NoArgs,
+		Short: "Verify the change log's hash chain (and, with --pubkey, its signed checkpoints) and list the applied sets",
+		Long: `Log verifies the change log's hash chain and lists the applied sets. With
+--pubkey it also verifies the signed checkpoints in <changelog>.checkpoints
+and fails closed: a rewritten and re-chained log, a log cut short, and
+changes no signed checkpoint covers are errors (--allow-unsigned-tail turns
+the last into a warning).`,
+		Example: `  meshwarden policy log --changelog changes.jsonl --pubkey policy.pub`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			recs, err := policies.ReadChangeLog(changelog)
+			var signed *policies.ChangeLogReport
+			if err == nil && pubkey != "" {
+				k, kerr := wal.LoadPublicKey(pubkey)
+				if kerr != nil {
+					return fmt.Errorf("--pubkey: %w", kerr)
+				}
+				signed, err = policies.VerifyChangeLog(changelog, k, allowUnsigned)
+			}
 			out := cmd.OutOrStdout()
 			for _, r := range recs {
 				fmt.Fprintf(out, "#%d %s %s revision %.16s from %s (hash %.16s)\n", r.Seq,
@@ -356,11 +381,20 @@ func newPolicyLogCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "OK: %d change(s), chain verified\n", len(recs))
+			if signed != nil {
+				for _, w := range signed.Warnings {
+					fmt.Fprintf(out, "warning: %s\n", w)
+				}
+				fmt.Fprintf(out, "OK: %d change(s), chain verified, %d signed checkpoint(s) match, last at change #%d\n", len(recs), signed.Checkpoints, signed.LastSigned)
+				return nil
+			}
+			fmt.Fprintf(out, "OK: %d change(s), chain verified (signatures not checked: give --pubkey)\n", len(recs))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
+	cmd.Flags().StringVar(&pubkey, "pubkey", "", "Ed25519 public key `file` (PEM) that verifies the change log's signed checkpoints")
+	cmd.Flags().BoolVar(&allowUnsigned, "allow-unsigned-tail", false, "with --pubkey: accept changes no signed checkpoint covers, as a warning")
 	cmd.Flags().BoolVar(&showDiff, "diff", false, "print each change's diff")
 	return cmd
 }
