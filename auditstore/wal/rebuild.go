@@ -3,6 +3,7 @@ package wal
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -11,31 +12,45 @@ import (
 )
 
 // idWindow remembers the last n event ids and their seqs (FIFO eviction).
+// Ids are kept as 128-bit SHA-256 prefixes: fixed-size keys hold no
+// pointers, so a window of a quarter million ids costs the garbage collector
+// nothing to scan, and a collision between two real ids is out of reach.
 type idWindow struct {
-	seqs map[string]uint64
-	ring []string
+	seqs map[idKey]uint64
+	ring []idKey
+	used int
 	next int
 }
 
+type idKey [16]byte
+
+func keyOf(id string) idKey {
+	s := sha256.Sum256([]byte(id))
+	return idKey(s[:16])
+}
+
 func newIDWindow(n int) *idWindow {
-	return &idWindow{seqs: make(map[string]uint64, min(n, 1<<16)), ring: make([]string, n)}
+	return &idWindow{seqs: make(map[idKey]uint64, min(n, 1<<16)), ring: make([]idKey, n)}
 }
 
 func (w *idWindow) get(id string) (uint64, bool) {
-	s, ok := w.seqs[id]
+	s, ok := w.seqs[keyOf(id)]
 	return s, ok
 }
 
 func (w *idWindow) put(id string, seq uint64) {
-	if _, ok := w.seqs[id]; ok {
+	k := keyOf(id)
+	if _, ok := w.seqs[k]; ok {
 		return
 	}
-	if old := w.ring[w.next]; old != "" {
-		delete(w.seqs, old)
+	if w.used == len(w.ring) {
+		delete(w.seqs, w.ring[w.next])
+	} else {
+		w.used++
 	}
-	w.ring[w.next] = id
+	w.ring[w.next] = k
 	w.next = (w.next + 1) % len(w.ring)
-	w.seqs[id] = seq
+	w.seqs[k] = seq
 }
 
 // rebuild reads every retained record once at Open: it refills the id
