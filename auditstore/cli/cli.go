@@ -85,9 +85,24 @@ certificate whose SPIFFE id is not allowed).
 
 Each event gets its sequence number and hash-chain link, is written to the
 WAL in --dir, and the batch is answered 200 with an audit.Ack only after an
-fsync (one fsync covers every batch waiting: group commit). A signed
-checkpoint is written every --checkpoint-every records, every
---checkpoint-interval and at each segment rotation.
+fsync (one fsync covers every batch waiting: group commit). An event whose id
+was stored before is not stored again: the Ack lists it under "duplicates"
+with its original seq. A sender with a certificate may only send records as
+itself: source is set to its SPIFFE id, and a record claiming another source
+is refused (403); a token sender cannot claim a SPIFFE id.
+
+A signed checkpoint — Ed25519 over (seq, chain head, time), and the same
+statement as a C2SP signed note over the RFC 6962 Merkle tree of all records
+— is written every --checkpoint-every records, every --checkpoint-interval,
+at each segment rotation and at shutdown; retention writes a signed
+statement of where the trail now starts before it deletes a segment. With
+--nats every checkpoint is also published to JetStream (a stream denying
+delete and purge), the witness 'audit verify --witness' reads.
+
+The shared token is for development without mTLS: with mTLS the control
+plane gives proxies no token (the mw-audit cluster uses each proxy's own
+certificate) — run the collector with --tls-cert/--tls-key, --client-ca and
+--allow-spiffe.
 
 The token comes from --token-file or the MESHWARDEN_AUDIT_TOKEN environment
 variable (never from the command line, where ps would show it).
@@ -112,8 +127,8 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.clientCA, "client-ca", "", "CA bundle (PEM) that verifies sender client certificates (mTLS)")
 	fl.StringSliceVar(&f.allowSPIFFE, "allow-spiffe", nil, "SPIFFE id allowed to send with a client certificate (repeatable), e.g. spiffe://dc1/ns/default/svc/gateway")
 	fl.Int64Var(&f.segmentSize, "segment-size", 64<<20, "rotate segments at this many bytes")
-	fl.Uint64Var(&f.checkpointEvery, "checkpoint-every", 10000, "sign a checkpoint every N records")
-	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "sign a checkpoint at least this often while records arrive")
+	fl.Uint64Var(&f.checkpointEvery, "checkpoint-every", 1000, "sign a checkpoint every N records")
+	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", time.Second, "sign a checkpoint at least this often while records arrive (verify fails on an unsigned tail older than its --max-unsigned-age, 5m by default)")
 	fl.IntVar(&f.retainSegments, "retain-segments", 0, "keep at most N segment files (0: keep all); never deletes un-exported or un-checkpointed segments")
 	fl.DurationVar(&f.retainAge, "retain-age", 0, "delete closed segments older than this (0: keep all); same safety rules")
 	fl.StringVar(&f.consulAddr, "consul", "", "register in this Consul agent (host:port) as meshwarden-audit")

@@ -107,10 +107,10 @@ func (r *Report) Format(w io.Writer) {
 		fmt.Fprintf(w, "      no signed checkpoint (allowed by --allow-unsigned-tail): truncation and forgery cannot be ruled out\n")
 	}
 	for _, s := range r.Held {
-		fmt.Fprintf(w, "  held:         %s\n", s)
+		fmt.Fprintf(w, "  %-14s %s\n", "held:", s)
 	}
 	for _, s := range r.NeedWitness {
-		fmt.Fprintf(w, "  needs witness: %s\n", s)
+		fmt.Fprintf(w, "  %-14s %s\n", "needs witness:", s)
 	}
 }
 
