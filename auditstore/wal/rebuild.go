@@ -3,46 +3,44 @@ package wal
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
 
 // idWindow remembers the last n event ids and their seqs (FIFO eviction).
-// Ids are kept as 128-bit SHA-256 prefixes: fixed-size keys hold no
-// pointers, so a window of a quarter million ids costs the garbage collector
-// nothing to scan, and a collision between two real ids is out of reach.
+// Ids are kept as 128-bit keys from two independently seeded maphash
+// functions (seeds random per window, so nobody outside the process can aim
+// for a collision, and an accidental one among a quarter million ids is
+// about 2^-92 likely): fixed-size keys hold no pointers for the garbage
+// collector to scan, and hashing a short id costs nanoseconds.
 type idWindow struct {
-	seqs map[idKey]uint64
-	ring []idKey
-	used int
-	next int
+	s1, s2 maphash.Seed
+	seqs   map[idKey]uint64
+	ring   []idKey
+	used   int
+	next   int
 }
 
-type idKey [16]byte
-
-func keyOf(id string) idKey {
-	s := sha256.Sum256([]byte(id))
-	return idKey(s[:16])
-}
+type idKey [2]uint64
 
 func newIDWindow(n int) *idWindow {
-	return &idWindow{seqs: make(map[idKey]uint64, min(n, 1<<16)), ring: make([]idKey, n)}
+	return &idWindow{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(),
+		seqs: make(map[idKey]uint64, min(n, 1<<16)), ring: make([]idKey, n)}
 }
 
-func (w *idWindow) get(id string) (uint64, bool) {
-	s, ok := w.seqs[keyOf(id)]
-	return s, ok
+// lookup returns id's key and, if the id is in the window, its seq.
+func (w *idWindow) lookup(id string) (idKey, uint64, bool) {
+	k := idKey{maphash.String(w.s1, id), maphash.String(w.s2, id)}
+	s, ok := w.seqs[k]
+	return k, s, ok
 }
 
-func (w *idWindow) put(id string, seq uint64) {
-	k := keyOf(id)
-	if _, ok := w.seqs[k]; ok {
-		return
-	}
+// insert adds a key that lookup just reported absent.
+func (w *idWindow) insert(k idKey, seq uint64) {
 	if w.used == len(w.ring) {
 		delete(w.seqs, w.ring[w.next])
 	} else {
@@ -51,6 +49,12 @@ func (w *idWindow) put(id string, seq uint64) {
 	w.ring[w.next] = k
 	w.next = (w.next + 1) % len(w.ring)
 	w.seqs[k] = seq
+}
+
+func (w *idWindow) put(id string, seq uint64) {
+	if k, _, ok := w.lookup(id); !ok {
+		w.insert(k, seq)
+	}
 }
 
 // rebuild reads every retained record once at Open: it refills the id

@@ -475,12 +475,15 @@ func (w *WAL) commit(batch []*request) {
 		r.ack.FirstSeq = head + 1
 		for i := range r.events {
 			e := &r.events[i]
+			var key idKey
 			if w.ids != nil {
-				if s, ok := w.ids.get(e.ID); ok {
+				k, s, ok := w.ids.lookup(e.ID)
+				if ok {
 					e.Seq, e.PrevHash, e.Hash = s, "", ""
 					r.ack.Duplicates = append(r.ack.Duplicates, audit.Duplicate{ID: e.ID, Seq: s})
 					continue
 				}
+				key = k
 			}
 			head++
 			e.Seq, e.PrevHash = head, prev
@@ -520,7 +523,7 @@ func (w *WAL) commit(batch []*request) {
 				w.frontier.Add(tlog.RecordHash(buf[start+headerSize:]))
 			}
 			if w.ids != nil {
-				w.ids.put(e.ID, head)
+				w.ids.insert(key, head)
 			}
 		}
 		r.ack.LastSeq, r.ack.Hash, r.ack.Accepted = head, prev, len(r.events)-len(r.ack.Duplicates)
