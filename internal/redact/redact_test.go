@@ -1,17 +1,17 @@
-package audit
+package redact
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestRedactToken(t *testing.T) {
+func TestToken(t *testing.T) {
 	for _, in := range []string{
 		`{"collector":{"token":"s3cret","cluster":"mw-audit"}}`,
 		`{"value":"{\"collector\":{\"token\":\"s3cret\"}}"}`,
 		`{"value":"{\\\"token\\\": \\\"s3cret\\\"}"}`,
 	} {
-		out := string(RedactToken([]byte(in)))
+		out := string(Token([]byte(in)))
 		if strings.Contains(out, "s3cret") || !strings.Contains(out, "[redacted]") {
 			t.Errorf("%s -> %s", in, out)
 		}
