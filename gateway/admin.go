@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/meshwarden/meshwarden/internal/redact"
 )
 
 // adminHandler serves /healthz, /readyz, /metrics and /config_dump.
@@ -76,7 +78,7 @@ func (g *Gateway) configDump() ConfigDump {
 			if err != nil {
 				b, _ = json.Marshal(err.Error())
 			}
-			out[name] = b
+			out[name] = redact.Token(b) // the dev-only collector token never shows in a dump
 		}
 		d.Resources[t] = out
 	}

@@ -3,6 +3,7 @@ package policies
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -57,6 +58,8 @@ type ChangeLog struct {
 	mu   sync.Mutex
 	seq  uint64
 	last string
+	// signer, if set, signs a checkpoint after every append.
+	signer ed25519.PrivateKey
 }
 
 // OpenChangeLog opens (or creates) the change log at path and verifies the
@@ -143,6 +146,11 @@ func (l *ChangeLog) Append(ctx context.Context, c Change) (*ChangeRecord, error)
 		return nil, fmt.Errorf("change record: fsync: %w", err)
 	}
 	l.seq, l.last = seq, r.Hash
+	if l.signer != nil {
+		if err := l.writeCheckpoint(seq, r.Hash); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 

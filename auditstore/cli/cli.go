@@ -22,9 +22,11 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/collector"
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/proof"
 	"github.com/meshwarden/meshwarden/auditstore/query"
 	"github.com/meshwarden/meshwarden/auditstore/verify"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
+	"github.com/meshwarden/meshwarden/auditstore/witness"
 	"github.com/meshwarden/meshwarden/internal/audit"
 )
 
@@ -40,11 +42,14 @@ public key.
 
   meshwarden audit keygen --out audit.key --pub audit.pub
   meshwarden audit collector --dir /var/lib/meshwarden/audit --key audit.key --token-file token
-  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub
+  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub --witness nats://127.0.0.1:4222
+  meshwarden audit prove --dir /var/lib/meshwarden/audit --seq 42 > proof.json
+  meshwarden audit verify-proof --pubkey audit.pub proof.json
   meshwarden audit query --dir D --op-type FUND_TRANSFER --from 2026-11-25T00:00:00Z
   meshwarden audit tail --dir D -f`,
 	}
-	cmd.AddCommand(newAuditCollectorCmd(), newAuditVerifyCmd(), newAuditQueryCmd(), newAuditTailCmd(), newAuditKeygenCmd())
+	cmd.AddCommand(newAuditCollectorCmd(), newAuditVerifyCmd(), newAuditQueryCmd(), newAuditTailCmd(), newAuditKeygenCmd(),
+		newAuditProveCmd(), newAuditVerifyProofCmd())
 	return cmd
 }
 
@@ -80,9 +85,24 @@ certificate whose SPIFFE id is not allowed).
 
 Each event gets its sequence number and hash-chain link, is written to the
 WAL in --dir, and the batch is answered 200 with an audit.Ack only after an
-fsync (one fsync covers every batch waiting: group commit). A signed
-checkpoint is written every --checkpoint-every records, every
---checkpoint-interval and at each segment rotation.
+fsync (one fsync covers every batch waiting: group commit). An event whose id
+was stored before is not stored again: the Ack lists it under "duplicates"
+with its original seq. A sender with a certificate may only send records as
+itself: source is set to its SPIFFE id, and a record claiming another source
+is refused (403); a token sender cannot claim a SPIFFE id.
+
+A signed checkpoint — Ed25519 over (seq, chain head, time), and the same
+statement as a C2SP signed note over the RFC 6962 Merkle tree of all records
+— is written every --checkpoint-every records, every --checkpoint-interval,
+at each segment rotation and at shutdown; retention writes a signed
+statement of where the trail now starts before it deletes a segment. With
+--nats every checkpoint is also published to JetStream (a stream denying
+delete and purge), the witness 'audit verify --witness' reads.
+
+The shared token is for development without mTLS: with mTLS the control
+plane gives proxies no token (the mw-audit cluster uses each proxy's own
+certificate) — run the collector with --tls-cert/--tls-key, --client-ca and
+--allow-spiffe.
 
 The token comes from --token-file or the MESHWARDEN_AUDIT_TOKEN environment
 variable (never from the command line, where ps would show it).
@@ -107,8 +127,8 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.clientCA, "client-ca", "", "CA bundle (PEM) that verifies sender client certificates (mTLS)")
 	fl.StringSliceVar(&f.allowSPIFFE, "allow-spiffe", nil, "SPIFFE id allowed to send with a client certificate (repeatable), e.g. spiffe://dc1/ns/default/svc/gateway")
 	fl.Int64Var(&f.segmentSize, "segment-size", 64<<20, "rotate segments at this many bytes")
-	fl.Uint64Var(&f.checkpointEvery, "checkpoint-every", 10000, "sign a checkpoint every N records")
-	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "sign a checkpoint at least this often while records arrive")
+	fl.Uint64Var(&f.checkpointEvery, "checkpoint-every", 1000, "sign a checkpoint every N records")
+	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", time.Second, "sign a checkpoint at least this often while records arrive (verify fails on an unsigned tail older than its --max-unsigned-age, 5m by default)")
 	fl.IntVar(&f.retainSegments, "retain-segments", 0, "keep at most N segment files (0: keep all); never deletes un-exported or un-checkpointed segments")
 	fl.DurationVar(&f.retainAge, "retain-age", 0, "delete closed segments older than this (0: keep all); same safety rules")
 	fl.StringVar(&f.consulAddr, "consul", "", "register in this Consul agent (host:port) as meshwarden-audit")
@@ -229,60 +249,111 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	return err
 }
 
+type verifyFlags struct {
+	dir, pub               string
+	extra                  []string
+	quiet                  bool
+	allowUnsigned          bool
+	maxUnsignedAge         time.Duration
+	witness, witnessStream string
+	witnessSubject         string
+	skipWitness            bool
+	witnessTimeout         time.Duration
+}
+
 func newAuditVerifyCmd() *cobra.Command {
-	var dir, pub string
-	var extra []string
-	var quiet bool
+	var f verifyFlags
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Prove an audit trail was not altered, dropped, reordered or truncated",
 		Long: `Verify reads every segment in --dir and checks each record's CRC, sequence
-number and hash-chain link, the Ed25519 signature of every checkpoint (with
-only the public key), that every checkpoint matches the chain, and that the
-trail reaches the last signed checkpoint. It names the first bad record
-(segment, offset, seq, id) and exits 1, or prints OK and exits 0.
+number and hash-chain link, the Ed25519 signature of every checkpoint and its
+C2SP signed note (with only the public key), that every checkpoint matches
+the chain, that its Merkle root matches the records, and that the trail
+reaches the last signed checkpoint. It names the first bad record (segment,
+offset, seq, id) and exits 1, or prints OK with the guarantees that held and
+those only a witness can give, and exits 0.
 
-Checkpoints kept elsewhere (the exporter publishes each one to JetStream)
-can be added with --checkpoints, so that deleting both the tail of the trail
-and the collector's own checkpoint log is still caught.
+It fails closed: these are failures, not notes —
+  - records that no signed checkpoint covers at all (a forger can re-chain a
+    whole trail and delete checkpoints.jsonl; only the signature tells);
+  - a trail that does not start at seq 1, unless a signed retention statement
+    says it starts where it does;
+  - records after the last signed checkpoint whose first is older than
+    --max-unsigned-age (the collector signs every second by default).
+--allow-unsigned-tail accepts the first and the last, as warnings.
+
+Deleting the newest segments together with their checkpoints cannot be seen
+from the directory alone. --witness checks the trail against the signed
+checkpoints the collector published to NATS JetStream (a stream that denies
+delete and purge): an unreachable witness is a failure unless
+--skip-unreachable-witness, and a witness that disagrees fails naming both
+heads. Checkpoints kept elsewhere as files can be added with --checkpoints.
 
 It is safe to run against a live collector's directory.`,
-		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" || pub == "" {
-				return errors.New("--dir and --pubkey are required")
-			}
-			k, err := wal.LoadPublicKey(pub)
-			if err != nil {
-				return err
-			}
-			var more []wal.Checkpoint
-			for _, p := range extra {
-				cps, err := wal.ReadCheckpointFile(p)
-				if err != nil {
-					return fmt.Errorf("--checkpoints: %w", err)
-				}
-				more = append(more, cps...)
-			}
-			rep, err := verify.DirWith(cmd.Context(), dir, k, more)
-			if err != nil {
-				return err
-			}
-			if !quiet || !rep.OK() {
-				rep.Format(cmd.OutOrStdout())
-			}
-			if !rep.OK() {
-				return fmt.Errorf("audit trail in %s failed verification: %s", dir, rep.Problem.Kind)
-			}
-			return nil
-		},
+		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub
+  meshwarden audit verify --dir ./audit-data --pubkey audit.pub --witness nats://127.0.0.1:4222`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runVerify(cmd.Context(), f, cmd.OutOrStdout()) },
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "WAL directory to verify (required)")
-	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing when the trail verifies")
-	cmd.Flags().StringSliceVar(&extra, "checkpoints", nil, "also check against signed checkpoints in this `file` (JSON lines, e.g. the meshwarden.audit.checkpoints messages from JetStream); repeatable")
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", "", "WAL directory to verify (required)")
+	fl.StringVar(&f.pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing when the trail verifies")
+	fl.StringSliceVar(&f.extra, "checkpoints", nil, "also check against signed checkpoints in this `file` (JSON lines, e.g. the meshwarden.audit.checkpoints messages from JetStream); repeatable")
+	fl.BoolVar(&f.allowUnsigned, "allow-unsigned-tail", false, "accept records no signed checkpoint covers (none at all, or a tail older than --max-unsigned-age) as a warning instead of a failure")
+	fl.DurationVar(&f.maxUnsignedAge, "max-unsigned-age", 5*time.Minute, "fail when the first record after the last signed checkpoint is older than this")
+	fl.StringVar(&f.witness, "witness", "", "check against the checkpoints published to this NATS JetStream server (e.g. nats://127.0.0.1:4222)")
+	fl.StringVar(&f.witnessStream, "witness-stream", "MESHWARDEN_AUDIT", "JetStream stream of the witness")
+	fl.StringVar(&f.witnessSubject, "witness-subject", "meshwarden.audit.checkpoints", "subject of the witnessed checkpoints")
+	fl.BoolVar(&f.skipWitness, "skip-unreachable-witness", false, "if --witness cannot be reached, say so and go on instead of failing")
+	fl.DurationVar(&f.witnessTimeout, "witness-timeout", 10*time.Second, "how long to try reading the witness")
 	return cmd
+}
+
+func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
+	if f.dir == "" || f.pub == "" {
+		return errors.New("--dir and --pubkey are required")
+	}
+	k, err := wal.LoadPublicKey(f.pub)
+	if err != nil {
+		return err
+	}
+	opt := verify.Options{AllowUnsignedTail: f.allowUnsigned, MaxUnsignedAge: f.maxUnsignedAge}
+	for _, p := range f.extra {
+		cps, err := wal.ReadCheckpointFile(p)
+		if err != nil {
+			return fmt.Errorf("--checkpoints: %w", err)
+		}
+		opt.Extra = append(opt.Extra, cps...)
+	}
+	if f.witness != "" {
+		opt.WitnessName = f.witness
+		wctx, cancel := context.WithTimeout(ctx, f.witnessTimeout)
+		cps, err := witness.Fetch(wctx, witness.Config{URL: f.witness, Stream: f.witnessStream, Subject: f.witnessSubject})
+		cancel()
+		switch {
+		case err != nil && errors.Is(err, witness.ErrUnreachable) && f.skipWitness:
+			opt.WitnessSkipped = err.Error()
+			fmt.Fprintf(out, "warning: %v; going on without it (--skip-unreachable-witness)\n", err)
+		case err != nil:
+			fmt.Fprintf(out, "FAIL  witness\n  reason: %v\n", err)
+			return fmt.Errorf("audit trail in %s not verified: %w (pass --skip-unreachable-witness to verify without it)", f.dir, err)
+		default:
+			opt.Witness, opt.WitnessChecked = cps, true
+		}
+	}
+	rep, err := verify.Verify(ctx, f.dir, k, opt)
+	if err != nil {
+		return err
+	}
+	if !f.quiet || !rep.OK() {
+		rep.Format(out)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("audit trail in %s failed verification: %s", f.dir, rep.Problem.Kind)
+	}
+	return nil
 }
 
 func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.Filter) {
@@ -414,5 +485,125 @@ It refuses to overwrite existing files.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "audit.key", "private key file to create")
 	cmd.Flags().StringVar(&pub, "pub", "", "public key file to create (default: <out>.pub)")
+	return cmd
+}
+
+func newAuditProveCmd() *cobra.Command {
+	var dir string
+	var seq, at, from, to uint64
+	cmd := &cobra.Command{
+		Use:   "prove",
+		Short: "Print an inclusion proof for one record, or a consistency proof between two checkpoints",
+		Long: `Prove prints, as JSON, what an auditor needs to check one record without the
+rest of the log: the record's stored bytes, an RFC 6962 inclusion proof (the
+hashes from its leaf to the root) and the signed checkpoint (a C2SP signed
+note: origin, tree size, base64 root) it is proved against. The leaf is
+tlog.RecordHash(record) at index seq-1 (golang.org/x/mod/sumdb/tlog).
+
+With --from and --to (two checkpoint seqs) it prints a consistency proof
+instead: that the later signed tree extends the earlier one, i.e. nothing
+before --from was changed between the two checkpoints.
+
+Check either with 'meshwarden audit verify-proof', which needs only the
+public key. Proofs need every record from seq 1 (not after retention).`,
+		Example: `  meshwarden audit prove --dir ./audit-data --seq 42 > proof.json
+  meshwarden audit prove --dir ./audit-data --seq 42 --checkpoint 1000
+  meshwarden audit prove --dir ./audit-data --from 1000 --to 2000 > consistency.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			var v any
+			var err error
+			switch {
+			case seq > 0 && (from > 0 || to > 0):
+				return errors.New("give either --seq (inclusion) or --from and --to (consistency), not both")
+			case seq > 0:
+				v, err = proof.ProveRecord(cmd.Context(), dir, seq, at)
+			case from > 0 && to > 0:
+				v, err = proof.ProveConsistency(cmd.Context(), dir, from, to)
+			default:
+				return errors.New("give --seq N for an inclusion proof, or --from A --to B for a consistency proof")
+			}
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dir, "dir", "", "WAL directory (required)")
+	fl.Uint64Var(&seq, "seq", 0, "record to prove")
+	fl.Uint64Var(&at, "checkpoint", 0, "prove against the checkpoint at this seq (default: the latest)")
+	fl.Uint64Var(&from, "from", 0, "consistency proof: seq of the earlier checkpoint")
+	fl.Uint64Var(&to, "to", 0, "consistency proof: seq of the later checkpoint")
+	return cmd
+}
+
+func newAuditVerifyProofCmd() *cobra.Command {
+	var pub string
+	cmd := &cobra.Command{
+		Use:   "verify-proof FILE",
+		Short: "Check a proof from 'audit prove' with only the public key",
+		Long: `Verify-proof checks a proof printed by 'meshwarden audit prove' (FILE, or - for
+stdin): the checkpoint's signature with --pubkey, then either that the record
+hashes into the signed tree at its seq (inclusion), or that the later signed
+tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
+		Example: `  meshwarden audit verify-proof --pubkey audit.pub proof.json`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pub == "" {
+				return errors.New("--pubkey is required")
+			}
+			k, err := wal.LoadPublicKey(pub)
+			if err != nil {
+				return err
+			}
+			var data []byte
+			if args[0] == "-" {
+				data, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				data, err = os.ReadFile(args[0])
+			}
+			if err != nil {
+				return fmt.Errorf("read proof: %w", err)
+			}
+			var probe map[string]json.RawMessage
+			if err := json.Unmarshal(data, &probe); err != nil {
+				return fmt.Errorf("proof is not JSON from 'meshwarden audit prove': %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if _, ok := probe["old_checkpoint"]; ok {
+				var p proof.Consistency
+				if err := json.Unmarshal(data, &p); err != nil {
+					return fmt.Errorf("consistency proof: %w", err)
+				}
+				old, cur, err := proof.CheckConsistency(k, &p)
+				if err != nil {
+					fmt.Fprintf(out, "FAIL  %v\n", err)
+					return fmt.Errorf("consistency proof does not hold: %w", err)
+				}
+				fmt.Fprintf(out, "OK    the signed tree of %d records extends the signed tree of %d records\n", cur.Size, old.Size)
+				fmt.Fprintf(out, "      roots %s -> %s\n", old.Root, cur.Root)
+				return nil
+			}
+			var p proof.Inclusion
+			if err := json.Unmarshal(data, &p); err != nil {
+				return fmt.Errorf("inclusion proof: %w", err)
+			}
+			tr, err := proof.CheckInclusion(k, &p)
+			if err != nil {
+				fmt.Fprintf(out, "FAIL  %v\n", err)
+				return fmt.Errorf("inclusion proof does not hold: %w", err)
+			}
+			fmt.Fprintf(out, "OK    record %d is in the signed tree of %d records (root %s)\n", p.Seq, tr.Size, tr.Root)
+			fmt.Fprintf(out, "      record: %s\n", p.Record)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pub, "pubkey", "", "Ed25519 public key `file` (PEM) from 'meshwarden audit keygen' (required)")
 	return cmd
 }

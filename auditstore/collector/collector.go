@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -61,6 +62,29 @@ type Server struct {
 	events   prometheus.Counter
 	ackLat   prometheus.Histogram
 	rejected *prometheus.CounterVec
+	dups     prometheus.Counter
+}
+
+// tokenSender is the identity of a sender that presented the shared token.
+const tokenSender = "token"
+
+// bindSource sets or checks e.Source against the authenticated sender and
+// returns why the event is refused, or "".
+func bindSource(e *audit.Event, who string) string {
+	if who == tokenSender {
+		if strings.HasPrefix(e.Source, "spiffe://") {
+			return fmt.Sprintf("source %q is a SPIFFE id, but the sender authenticated with the shared token: send over mTLS with that identity's certificate", e.Source)
+		}
+		return ""
+	}
+	switch e.Source {
+	case "":
+		e.Source = who
+	case who:
+	default:
+		return fmt.Sprintf("source %q is not the authenticated sender %s: a proxy may only send records as itself (leave source empty or set it to its SPIFFE id)", e.Source, who)
+	}
+	return ""
 }
 
 // New builds a Server.
@@ -83,12 +107,13 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, reg: cfg.Registry, mux: http.NewServeMux()}
 	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_audit_batches_total", Help: "Batches received, by result."}, []string{"result"})
 	s.events = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshwarden_audit_events_acked_total", Help: "Events acknowledged (durable)."})
+	s.dups = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshwarden_audit_duplicates_total", Help: "Events whose id was already stored: answered with the original seq, not stored again."})
 	s.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_audit_rejected_total", Help: "Requests rejected, by reason."}, []string{"reason"})
 	s.ackLat = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshwarden_audit_ack_seconds", Help: "Time from request to durable acknowledgement.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1}})
 	w := cfg.WAL
 	st := func(f func(wal.Stats) float64) func() float64 { return func() float64 { return f(w.Stats()) } }
-	s.reg.MustRegister(s.batches, s.events, s.rejected, s.ackLat,
+	s.reg.MustRegister(s.batches, s.events, s.rejected, s.ackLat, s.dups,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_fsyncs_total", Help: "fsync calls on segments."}, st(func(x wal.Stats) float64 { return float64(x.Syncs) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_commits_total", Help: "Group commits."}, st(func(x wal.Stats) float64 { return float64(x.Commits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_bytes_total", Help: "Bytes written to segments."}, st(func(x wal.Stats) float64 { return float64(x.Bytes) })),
@@ -151,7 +176,7 @@ func (s *Server) authenticate(r *http.Request) (string, int) {
 	}
 	for _, t := range s.cfg.Tokens {
 		if subtle.ConstantTimeCompare([]byte(t), []byte(tok)) == 1 {
-			return "token", 0
+			return tokenSender, 0
 		}
 	}
 	return "", http.StatusUnauthorized
@@ -164,7 +189,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "POST a JSON audit batch", http.StatusMethodNotAllowed)
 		return
 	}
-	if _, code := s.authenticate(r); code != 0 {
+	who, code := s.authenticate(r)
+	if code != 0 {
 		reason := "unauthenticated"
 		if code == http.StatusForbidden {
 			reason = "spiffe_not_allowed"
@@ -195,6 +221,14 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		// The chain position is the collector's to assign, never the sender's.
 		e.Seq, e.PrevHash, e.Hash = 0, "", ""
+		// The record's source is who the collector authenticated: a
+		// certificate sender's SPIFFE id (filled in when empty), never a
+		// claim. A token proves no identity, so it cannot claim a SPIFFE id.
+		if why := bindSource(e, who); why != "" {
+			s.rejected.WithLabelValues("source_mismatch").Inc()
+			http.Error(w, "event "+strconv.Itoa(i)+": "+why, http.StatusForbidden)
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
 	defer cancel()
@@ -211,6 +245,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	s.batches.WithLabelValues("ok").Inc()
 	s.events.Add(float64(ack.Accepted))
+	s.dups.Add(float64(len(ack.Duplicates)))
 	s.ackLat.Observe(time.Since(start).Seconds())
 	w.Header().Set("Content-Type", audit.ContentType)
 	out, _ := json.Marshal(ack)

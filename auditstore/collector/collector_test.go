@@ -277,10 +277,109 @@ func TestServerTLSFromFiles(t *testing.T) {
 	if code, body := post(t, withCert, u, "", batchJSON(1, 0)); code != 200 {
 		t.Fatalf("mTLS sender: %d %s", code, body)
 	}
-	if code, body := post(t, noCert, u, "tok", batchJSON(1, 0)); code != 200 {
+	if code, body := post(t, noCert, u, "tok", batchJSON(1, 1)); code != 200 {
 		t.Fatalf("token sender over TLS without a certificate: %d %s", code, body)
 	}
 	if w.Durable() != 2 {
 		t.Fatalf("durable %d, want 2", w.Durable())
+	}
+}
+
+func TestSourceIsBoundToTheAuthenticatedSender(t *testing.T) {
+	p := newPKI(t)
+	srvCert := p.leaf(t, "", true)
+	const gwID = "spiffe://dc1/ns/default/svc/gateway"
+	addr, w := start(t, Config{
+		TLS:         &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: p.caPool, ClientAuth: tls.VerifyClientCertIfGiven},
+		AllowSPIFFE: []string{gwID, "spiffe://dc1/ns/default/svc/web"},
+		Tokens:      []string{"dev"},
+	})
+	u := "https://" + addr + audit.IngestPath
+	gw := p.leaf(t, gwID, false)
+	mtls := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{gw}}}}
+	tok := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool}}}
+	withSource := func(src, id string) []byte {
+		b, _ := json.Marshal(audit.Batch{Events: []audit.Event{{ID: id, Phase: audit.PhaseOutcome, OpType: "FUND_TRANSFER", Subject: "bob", Source: src, Timestamp: 1}}})
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		c      *http.Client
+		token  string
+		source string
+		code   int
+	}{
+		{"certificate, another service's source", mtls, "", "spiffe://dc1/ns/default/svc/web", http.StatusForbidden},
+		{"certificate, a node name as source", mtls, "", "gateway-1", http.StatusForbidden},
+		{"certificate, own source", mtls, "", gwID, http.StatusOK},
+		{"certificate, empty source", mtls, "", "", http.StatusOK},
+		{"token claiming a SPIFFE id", tok, "dev", gwID, http.StatusForbidden},
+		{"token, plain source", tok, "dev", "dev-proxy", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, body := post(t, tc.c, u, tc.token, withSource(tc.source, "ev-"+tc.name)); code != tc.code {
+				t.Fatalf("status %d (%s), want %d", code, body, tc.code)
+			}
+		})
+	}
+	if w.Durable() != 3 {
+		t.Fatalf("durable %d, want 3", w.Durable())
+	}
+	f, err := wal.NewFollower(w.Dir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var sources []string
+	for range 3 {
+		_, e, err := f.Next(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, e.Source)
+	}
+	if sources[0] != gwID || sources[1] != gwID || sources[2] != "dev-proxy" {
+		t.Fatalf("stored sources %q", sources)
+	}
+	resp, err := tok.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m bytes.Buffer
+	m.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(m.String(), `meshwarden_audit_rejected_total{reason="source_mismatch"} 3`) {
+		t.Fatalf("metrics lack 3 source_mismatch rejections:\n%s", m.String())
+	}
+}
+
+func TestSameEventIDTwiceReturnsTheOriginalSeq(t *testing.T) {
+	addr, w := start(t, Config{Tokens: []string{"s3cret"}})
+	u := "http://" + addr + audit.IngestPath
+	if code, body := post(t, http.DefaultClient, u, "s3cret", batchJSON(3, 0)); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	// A sender retrying after a lost ack: ids t1, t2 again, plus new t3.
+	code, body := post(t, http.DefaultClient, u, "s3cret", batchJSON(3, 1))
+	var ack audit.Ack
+	if code != 200 || json.Unmarshal(body, &ack) != nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	if ack.Accepted != 1 || ack.FirstSeq != 4 || ack.LastSeq != 4 || len(ack.Duplicates) != 2 ||
+		ack.Duplicates[0] != (audit.Duplicate{ID: "t1-1-intent", Seq: 2}) || ack.Duplicates[1] != (audit.Duplicate{ID: "t2-1-intent", Seq: 3}) {
+		t.Fatalf("ack %s", body)
+	}
+	if w.Durable() != 4 {
+		t.Fatalf("durable %d, want 4: a repeated id was stored twice", w.Durable())
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m bytes.Buffer
+	m.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(m.String(), "meshwarden_audit_duplicates_total 2") {
+		t.Fatalf("metrics lack meshwarden_audit_duplicates_total 2")
 	}
 }

@@ -241,6 +241,9 @@ func (x *Exporter) session(ctx context.Context) error {
 	_, err = js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
 		Name: x.cfg.Stream, Subjects: []string{x.cfg.Subject, x.cfg.CheckpointSubject}, Storage: jetstream.FileStorage,
 		Duplicates: 2 * time.Minute,
+		// The stream is the external witness of the trail: nobody may delete
+		// or purge its messages (the checkpoints that expose a truncation).
+		DenyDelete: true, DenyPurge: true,
 	})
 	cancel()
 	if err != nil {

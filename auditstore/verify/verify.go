@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 )
@@ -38,11 +41,42 @@ type Report struct {
 	Head        string
 	Checkpoints int // signed checkpoints that verified and match the chain
 	LastSigned  wal.Checkpoint
+	// MerkleChecked counts checkpoints whose signed Merkle root was
+	// recomputed from the records and matched.
+	MerkleChecked int
+	// Held lists the guarantees that were proven; NeedWitness lists what
+	// this directory alone cannot prove (said plainly in the output).
+	Held, NeedWitness []string
 	// Warnings are not failures, e.g. an incomplete last record left by a
 	// crash the collector has not yet recovered (it is beyond every signed
 	// checkpoint, so it was never acknowledged... or is being written now).
 	Warnings []string
 	Problem  *Problem
+}
+
+// Options tune [Verify]. The zero value is the strict default.
+type Options struct {
+	// Extra are signed checkpoints kept elsewhere (files given to
+	// --checkpoints), merged with the directory's own.
+	Extra []wal.Checkpoint
+	// Witness are the checkpoints an external witness holds (JetStream);
+	// WitnessName names it in the output. WitnessChecked says a witness was
+	// consulted (even if it holds nothing yet); WitnessSkipped explains why
+	// one that was asked for could not be.
+	Witness        []wal.Checkpoint
+	WitnessName    string
+	WitnessChecked bool
+	WitnessSkipped string
+	// AllowUnsignedTail accepts records that no signed checkpoint covers
+	// (including a trail with no checkpoint at all), as a warning.
+	AllowUnsignedTail bool
+	// MaxUnsignedAge is how old the first record after the last signed
+	// checkpoint may be before the unsigned tail is a failure (the collector
+	// signs every second by default, so an older tail means it stopped
+	// signing, or the trail was forged). Default 5 minutes.
+	MaxUnsignedAge time.Duration
+	// Now is the time to measure that age against. Default time.Now().
+	Now time.Time
 }
 
 // OK reports whether the trail verified.
@@ -70,14 +104,20 @@ func (r *Report) Format(w io.Writer) {
 	if r.LastSigned.Seq > 0 {
 		fmt.Fprintf(w, "      %d signed checkpoint(s) match; last signed at seq %d\n", r.Checkpoints, r.LastSigned.Seq)
 	} else {
-		fmt.Fprintf(w, "      no signed checkpoint yet: truncation cannot be ruled out\n")
+		fmt.Fprintf(w, "      no signed checkpoint (allowed by --allow-unsigned-tail): truncation and forgery cannot be ruled out\n")
+	}
+	for _, s := range r.Held {
+		fmt.Fprintf(w, "  %-14s %s\n", "held:", s)
+	}
+	for _, s := range r.NeedWitness {
+		fmt.Fprintf(w, "  %-14s %s\n", "needs witness:", s)
 	}
 }
 
 // Dir verifies the WAL in dir against pub. It returns an error only when it
 // cannot read the directory; a broken trail is a Report with a Problem.
 func Dir(ctx context.Context, dir string, pub ed25519.PublicKey) (*Report, error) {
-	return DirWith(ctx, dir, pub, nil)
+	return Verify(ctx, dir, pub, Options{})
 }
 
 // DirWith is Dir with extra signed checkpoints from elsewhere (e.g. the
@@ -85,26 +125,79 @@ func Dir(ctx context.Context, dir string, pub ed25519.PublicKey) (*Report, error
 // own: deleting checkpoints from the collector's disk then no longer hides a
 // truncation.
 func DirWith(ctx context.Context, dir string, pub ed25519.PublicKey, extra []wal.Checkpoint) (*Report, error) {
+	return Verify(ctx, dir, pub, Options{Extra: extra})
+}
+
+type anchor struct {
+	c       wal.Checkpoint
+	witness bool
+}
+
+// Verify checks the trail in dir and fails closed: records that no signed
+// checkpoint covers, a trail that does not start at seq 1 or at a signed
+// retention start, and an unsigned tail older than opt.MaxUnsignedAge are
+// failures unless opt allows them.
+func Verify(ctx context.Context, dir string, pub ed25519.PublicKey, opt Options) (*Report, error) {
+	if opt.MaxUnsignedAge <= 0 {
+		opt.MaxUnsignedAge = 5 * time.Minute
+	}
+	if opt.Now.IsZero() {
+		opt.Now = time.Now()
+	}
+	nv, err := wal.NewNoteVerifier(pub)
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{}
 	cps, err := wal.ReadCheckpoints(dir)
 	if err != nil {
 		return nil, err
 	}
-	cps = append(cps, extra...)
-	bySeq := map[uint64]wal.Checkpoint{}
-	var last wal.Checkpoint
-	for _, c := range cps {
+	var all []anchor
+	for _, c := range append(cps, opt.Extra...) {
+		all = append(all, anchor{c: c})
+	}
+	for _, c := range opt.Witness {
+		all = append(all, anchor{c: c, witness: true})
+	}
+	bySeq := map[uint64]anchor{}
+	starts := map[uint64]bool{}
+	var last, lastWitness wal.Checkpoint
+	for _, a := range all {
+		c := a.c
 		if err := c.VerifySig(pub); err != nil {
 			rep.Problem = &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: err.Error()}
 			return rep, nil
 		}
-		if prev, ok := bySeq[c.Seq]; ok && prev.Hash != c.Hash {
-			rep.Problem = &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: "two signed checkpoints disagree about this record's hash"}
+		if c.Note != "" {
+			if err := c.OpenNote(nv); err != nil {
+				rep.Problem = &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: err.Error()}
+				return rep, nil
+			}
+		}
+		if prev, ok := bySeq[c.Seq]; ok && prev.c.Hash != c.Hash {
+			kind, why := "checkpoint", "two signed checkpoints disagree about this record's hash"
+			if prev.witness != a.witness {
+				w, l := c, prev.c
+				if prev.witness {
+					w, l = prev.c, c
+				}
+				kind, why = "witness", fmt.Sprintf("the witness %s holds head %s at seq %d, the local checkpoints hold head %s at seq %d: one of them was rewritten", opt.WitnessName, w.Hash, w.Seq, l.Hash, l.Seq)
+			}
+			rep.Problem = &Problem{Kind: kind, Segment: c.Segment, Seq: c.Seq, Reason: why}
 			return rep, nil
 		}
-		bySeq[c.Seq] = c
+		if _, ok := bySeq[c.Seq]; !ok || a.witness {
+			bySeq[c.Seq] = a
+		}
+		if c.Start > 0 {
+			starts[c.Start] = true
+		}
 		if c.Seq >= last.Seq {
 			last = c
+		}
+		if a.witness && c.Seq >= lastWitness.Seq {
+			lastWitness = c
 		}
 	}
 	rep.LastSigned = last
@@ -122,31 +215,42 @@ func DirWith(ctx context.Context, dir string, pub ed25519.PublicKey, extra []wal
 	first := segs[0].FirstSeq
 	rep.FirstSeq = first
 	prev := ""
-	if first > 1 {
-		c, ok := bySeq[first-1]
+	var tree *wal.Frontier
+	if first == 1 {
+		tree = &wal.Frontier{}
+	} else {
+		a, ok := bySeq[first-1]
 		if !ok {
 			rep.Problem = &Problem{Kind: "unanchored", Segment: segs[0].Name, Seq: first,
 				Reason: fmt.Sprintf("the trail starts at seq %d but no signed checkpoint at seq %d anchors it: earlier records were deleted outside retention", first, first-1)}
 			return rep, nil
 		}
-		prev = c.Hash
+		if !starts[first] {
+			rep.Problem = &Problem{Kind: "unanchored", Segment: segs[0].Name, Seq: first,
+				Reason: fmt.Sprintf("the trail starts at seq %d but no signed retention statement says it starts there: records %d..%d were deleted outside retention (restore them)", first, 1, first-1)}
+			return rep, nil
+		}
+		prev = a.c.Hash
+		if f, err := wal.FrontierAt(a.c); err == nil {
+			tree = &f
+		}
 	}
-	next := first
+	v := &walker{next: first, prev: prev, bySeq: bySeq, lastSigned: last.Seq, rep: rep, tree: tree, witnessName: opt.WitnessName}
 	var endSeg string
 	var endOff int64
 	for si, s := range segs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if s.FirstSeq != next {
-			kind, why := "missing", fmt.Sprintf("segment starts at seq %d but the previous record was seq %d: records %d..%d are missing (segment deleted?)", s.FirstSeq, next-1, next, s.FirstSeq-1)
-			if s.FirstSeq < next {
-				kind, why = "inserted", fmt.Sprintf("segment starts at seq %d, overlapping records already seen up to seq %d", s.FirstSeq, next-1)
+		if s.FirstSeq != v.next {
+			kind, why := "missing", fmt.Sprintf("segment starts at seq %d but the previous record was seq %d: records %d..%d are missing (segment deleted?)", s.FirstSeq, v.next-1, v.next, s.FirstSeq-1)
+			if s.FirstSeq < v.next {
+				kind, why = "inserted", fmt.Sprintf("segment starts at seq %d, overlapping records already seen up to seq %d", s.FirstSeq, v.next-1)
 			}
 			rep.Problem = &Problem{Kind: kind, Segment: s.Name, Seq: s.FirstSeq, Reason: why}
 			return rep, nil
 		}
-		p, err := verifySegment(s, si == len(segs)-1, &next, &prev, bySeq, last.Seq, rep)
+		p, err := v.segment(s, si == len(segs)-1)
 		if err != nil {
 			return nil, err
 		}
@@ -159,18 +263,79 @@ func DirWith(ctx context.Context, dir string, pub ed25519.PublicKey, extra []wal
 			endOff = fi
 		}
 	}
-	rep.Head = prev
-	if rep.LastSeq > last.Seq && last.Seq > 0 {
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("records %d..%d come after the last signed checkpoint (seq %d): their chain is intact, but until a checkpoint signs them an attacker could have appended or cut them", last.Seq+1, rep.LastSeq, last.Seq))
-	}
+	rep.Head = v.prev
 	if rep.LastSeq < last.Seq {
-		rep.Problem = &Problem{Kind: "truncated", Segment: endSeg, Offset: endOff, Seq: rep.LastSeq + 1,
-			Reason: fmt.Sprintf("the trail ends at seq %d but a signed checkpoint covers seq %d: records %d..%d were removed", rep.LastSeq, last.Seq, rep.LastSeq+1, last.Seq)}
+		why := fmt.Sprintf("the trail ends at seq %d but a signed checkpoint covers seq %d: records %d..%d were removed", rep.LastSeq, last.Seq, rep.LastSeq+1, last.Seq)
+		if lastWitness.Seq == last.Seq && lastWitness.Seq > 0 {
+			why += fmt.Sprintf(" (the witness %s holds head %s at seq %d; the local trail's head is seq %d)", opt.WitnessName, lastWitness.Hash, lastWitness.Seq, rep.LastSeq)
+		}
+		rep.Problem = &Problem{Kind: "truncated", Segment: endSeg, Offset: endOff, Seq: rep.LastSeq + 1, Reason: why}
+		return rep, nil
+	}
+	if rep.Records > 0 && last.Seq == 0 {
+		if !opt.AllowUnsignedTail {
+			rep.Problem = &Problem{Kind: "unsigned", Segment: segs[0].Name, Seq: first,
+				Reason: fmt.Sprintf("%d records but no signed checkpoint covers any of them: anyone can write such a trail (a forgery re-chained from scratch looks the same); restore checkpoints.jsonl, or pass --allow-unsigned-tail to accept an unproven trail", rep.Records)}
+			return rep, nil
+		}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("no signed checkpoint covers any of the %d records (accepted by --allow-unsigned-tail)", rep.Records))
+	} else if rep.LastSeq > last.Seq {
+		age := opt.Now.Sub(time.Unix(0, v.firstUnsignedTS))
+		if v.firstUnsignedTS == 0 {
+			age = opt.Now.Sub(time.Unix(0, last.Time))
+		}
+		msg := fmt.Sprintf("records %d..%d come after the last signed checkpoint (seq %d) and the first of them is %s old: their chain is intact, but until a checkpoint signs them they could have been appended or cut", last.Seq+1, rep.LastSeq, last.Seq, age.Round(time.Second))
+		if age > opt.MaxUnsignedAge && !opt.AllowUnsignedTail {
+			rep.Problem = &Problem{Kind: "unsigned-tail", Segment: endSeg, Seq: last.Seq + 1,
+				Reason: msg + fmt.Sprintf("; that is older than %s, so the collector stopped signing or the tail was forged (restart the collector to sign it, or pass --allow-unsigned-tail)", opt.MaxUnsignedAge)}
+			return rep, nil
+		}
+		rep.Warnings = append(rep.Warnings, msg)
+	}
+	rep.Held = append(rep.Held, fmt.Sprintf("records %d..%d unaltered, in order, none missing or inserted (CRC + hash chain)", first, rep.LastSeq))
+	if first == 1 {
+		rep.Held = append(rep.Held, "the trail starts at seq 1")
+	} else {
+		rep.Held = append(rep.Held, fmt.Sprintf("the trail starts at seq %d, where a signed retention statement says it does", first))
+	}
+	if last.Seq > 0 {
+		rep.Held = append(rep.Held, fmt.Sprintf("nothing up to seq %d was cut or rewritten (signed checkpoints, last at %s)", last.Seq, time.Unix(0, last.Time).UTC().Format(time.RFC3339)))
+	}
+	if rep.MerkleChecked > 0 {
+		rep.Held = append(rep.Held, fmt.Sprintf("%d signed Merkle root(s) recomputed from the records (inclusion proofs: meshwarden audit prove)", rep.MerkleChecked))
+	}
+	switch {
+	case opt.WitnessChecked && lastWitness.Seq > 0:
+		rep.Held = append(rep.Held, fmt.Sprintf("the witness %s agrees up to seq %d: deleting segments together with their checkpoints would have been caught", opt.WitnessName, lastWitness.Seq))
+		if rep.LastSeq > lastWitness.Seq {
+			rep.NeedWitness = append(rep.NeedWitness, fmt.Sprintf("records %d..%d are not at the witness yet (it receives checkpoints once their records are exported)", lastWitness.Seq+1, rep.LastSeq))
+		}
+	case opt.WitnessChecked:
+		rep.NeedWitness = append(rep.NeedWitness, fmt.Sprintf("the witness %s holds no checkpoint of this trail yet", opt.WitnessName))
+	case opt.WitnessSkipped != "":
+		rep.NeedWitness = append(rep.NeedWitness, "witness NOT checked: "+opt.WitnessSkipped+"; deleting the newest segments together with their checkpoints is not ruled out")
+	default:
+		rep.NeedWitness = append(rep.NeedWitness, "no witness checked (--witness): deleting the newest segments together with their checkpoints is not ruled out")
+	}
+	if rep.LastSeq > last.Seq {
+		rep.NeedWitness = append(rep.NeedWitness, fmt.Sprintf("records after seq %d are not signed yet: their removal cannot be detected by anyone", last.Seq))
 	}
 	return rep, nil
 }
 
-func verifySegment(s wal.Segment, lastSeg bool, next *uint64, prev *string, bySeq map[uint64]wal.Checkpoint, lastSigned uint64, rep *Report) (*Problem, error) {
+type walker struct {
+	next            uint64
+	prev            string
+	bySeq           map[uint64]anchor
+	lastSigned      uint64
+	rep             *Report
+	tree            *wal.Frontier
+	witnessName     string
+	firstUnsignedTS int64
+}
+
+func (v *walker) segment(s wal.Segment, lastSeg bool) (*Problem, error) {
+	next, prev, bySeq, lastSigned, rep := &v.next, &v.prev, v.bySeq, v.lastSigned, v.rep
 	r, err := wal.OpenSegment(s.Path, 0)
 	if err != nil {
 		return nil, err
@@ -220,11 +385,27 @@ func verifySegment(s wal.Segment, lastSeg bool, next *uint64, prev *string, bySe
 			}
 			return bad(kind, err.Error()), nil
 		}
-		if c, ok := bySeq[e.Seq]; ok {
+		if v.tree != nil {
+			v.tree.Add(tlog.RecordHash(rec.Payload))
+		}
+		if a, ok := bySeq[e.Seq]; ok {
+			c := a.c
 			if c.Hash != e.Hash {
+				if a.witness {
+					return bad("witness", fmt.Sprintf("the witness %s holds head %s at seq %d, the local trail has head %s there: the local chain was rewritten from here on, or the witness is another log", v.witnessName, c.Hash, e.Seq, e.Hash)), nil
+				}
 				return bad("modified", fmt.Sprintf("the record's hash differs from the signed checkpoint at seq %d: the chain was rewritten from here on", e.Seq)), nil
 			}
+			if c.Root != "" && v.tree != nil {
+				if got := v.tree.Root().String(); got != c.Root {
+					return bad("modified", fmt.Sprintf("the Merkle root over records up to seq %d is %s, the signed checkpoint says %s: records were altered", e.Seq, got, c.Root)), nil
+				}
+				rep.MerkleChecked++
+			}
 			rep.Checkpoints++
+		}
+		if e.Seq == lastSigned+1 {
+			v.firstUnsignedTS = e.Timestamp
 		}
 		*prev = e.Hash
 		*next = e.Seq + 1

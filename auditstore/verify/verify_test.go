@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/audit"
@@ -27,6 +28,7 @@ type rawRec struct {
 type trail struct {
 	dir  string
 	pub  ed25519.PublicKey
+	priv ed25519.PrivateKey
 	segs []wal.Segment
 	recs map[string][]rawRec // by segment name
 	at   map[uint64]struct {
@@ -63,7 +65,9 @@ func build(t *testing.T, n int, signed bool) *trail {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return index(t, dir, pub)
+	tr := index(t, dir, pub)
+	tr.priv = priv
+	return tr
 }
 
 func index(t *testing.T, dir string, pub ed25519.PublicKey) *trail {
@@ -302,12 +306,32 @@ func TestVerifyCheckpointAnchors(t *testing.T) {
 			t.Fatalf("re-chained rewrite not caught at seq %d: %+v", k, rep.Problem)
 		}
 	})
-	t.Run("retained tail verifies from a checkpoint", func(t *testing.T) {
+	t.Run("first segment deleted although a checkpoint anchors the next", func(t *testing.T) {
+		// Found in review: this passed as "OK … seq 34..". A rotation
+		// checkpoint anchors the chain, but only a signed retention
+		// statement may move the start of the trail.
 		tr := build(t, 60, true)
-		os.Remove(tr.segs[0].Path) // what retention does
+		os.Remove(tr.segs[0].Path)
 		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
-		if !rep.OK() || rep.FirstSeq != tr.segs[1].FirstSeq {
-			t.Fatalf("retained trail should verify from seq %d: %+v", tr.segs[1].FirstSeq, rep.Problem)
+		if rep.OK() || rep.Problem.Kind != "unanchored" || rep.Problem.Seq != tr.segs[1].FirstSeq {
+			t.Fatalf("deleted first segment not caught: %+v", rep.Problem)
+		}
+	})
+	t.Run("retention verifies from its signed start", func(t *testing.T) {
+		dir := t.TempDir()
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		w, err := wal.Open(context.Background(), wal.Options{Dir: dir, SegmentSize: 2048, Signer: priv, RetainSegments: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			w.Append(context.Background(), []audit.Event{{ID: fmt.Sprintf("t%d-1-intent", i), Phase: audit.PhaseIntent, OpType: "X", Subject: "s", Resource: "r", Timestamp: 1, TraceID: "t"}})
+		}
+		w.Close()
+		segs, _ := wal.ListSegments(dir)
+		rep, _ := Dir(context.Background(), dir, pub)
+		if segs[0].FirstSeq == 1 || !rep.OK() || rep.FirstSeq != segs[0].FirstSeq || rep.MerkleChecked == 0 {
+			t.Fatalf("retained trail should verify from seq %d with Merkle roots: %+v %+v", segs[0].FirstSeq, rep.Problem, rep)
 		}
 	})
 	t.Run("first segment deleted without a checkpoint", func(t *testing.T) {
@@ -348,4 +372,152 @@ func TestExternalCheckpointsCatchTruncationWithDeletedLog(t *testing.T) {
 	if rep.OK() || rep.Problem.Kind != "truncated" || rep.Problem.Seq != last.FirstSeq {
 		t.Fatalf("external checkpoints did not expose the truncation: %+v", rep.Problem)
 	}
+}
+
+// rechain rewrites every record from seq k on (changing the subject of k)
+// and fixes every link, as a forger with write access would.
+func (tr *trail) rechain(t *testing.T, k uint64) {
+	t.Helper()
+	prev := ""
+	for _, sg := range tr.segs {
+		recs := tr.recs[sg.Name]
+		for i := range recs {
+			e := recs[i].e
+			if e.Seq < k {
+				prev = e.Hash
+				continue
+			}
+			if e.Seq == k {
+				e.Subject = "spiffe://dc1/ns/default/svc/mallory"
+			}
+			prev = e.Chain(prev)
+			recs[i].b = wal.EncodeRecord(nil, &e)
+			recs[i].e = e
+		}
+		tr.write(t, sg.Name, recs)
+	}
+}
+
+func format(r *Report) string {
+	var b bytes.Buffer
+	r.Format(&b)
+	return b.String()
+}
+
+func TestVerifyFailsClosed(t *testing.T) {
+	t.Run("complete forgery without checkpoints", func(t *testing.T) {
+		// Found in review: re-chain with one subject changed, delete
+		// checkpoints.jsonl, and verify said OK.
+		tr := build(t, 30, true)
+		tr.rechain(t, 5)
+		os.Remove(filepath.Join(tr.dir, wal.CheckpointFile))
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if rep.OK() || rep.Problem.Kind != "unsigned" {
+			t.Fatalf("forgery passed:\n%s", format(rep))
+		}
+	})
+	t.Run("checkpoint log deleted from an honest trail", func(t *testing.T) {
+		tr := build(t, 30, true)
+		os.Remove(filepath.Join(tr.dir, wal.CheckpointFile))
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if rep.OK() || rep.Problem.Kind != "unsigned" {
+			t.Fatalf("trail without checkpoints passed:\n%s", format(rep))
+		}
+		rep, _ = Verify(context.Background(), tr.dir, tr.pub, Options{AllowUnsignedTail: true})
+		if !rep.OK() || len(rep.Warnings) == 0 || !strings.Contains(format(rep), "cannot be ruled out") {
+			t.Fatalf("--allow-unsigned-tail should accept it with a warning:\n%s", format(rep))
+		}
+	})
+	t.Run("unsigned tail older than the bound", func(t *testing.T) {
+		tr := build(t, 30, true)
+		w, err := wal.Open(context.Background(), wal.Options{Dir: tr.dir, SegmentSize: 2048}) // no signer: nothing signs the tail
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		w.Append(context.Background(), []audit.Event{{ID: "late-1-intent", Phase: audit.PhaseIntent, OpType: "X", Subject: "s", Resource: "r", Timestamp: ts.UnixNano(), TraceID: "late"}})
+		w.Close()
+		rep, _ := Verify(context.Background(), tr.dir, tr.pub, Options{Now: ts.Add(10 * time.Minute)})
+		if rep.OK() || rep.Problem.Kind != "unsigned-tail" || rep.Problem.Seq != 31 {
+			t.Fatalf("stale unsigned tail passed:\n%s", format(rep))
+		}
+		rep, _ = Verify(context.Background(), tr.dir, tr.pub, Options{Now: ts.Add(10 * time.Second)})
+		if !rep.OK() || !strings.Contains(format(rep), "records after seq 30 are not signed yet") {
+			t.Fatalf("a fresh unsigned tail should pass, saying it is unsigned:\n%s", format(rep))
+		}
+		rep, _ = Verify(context.Background(), tr.dir, tr.pub, Options{Now: ts.Add(time.Hour), AllowUnsignedTail: true})
+		if !rep.OK() {
+			t.Fatalf("--allow-unsigned-tail:\n%s", format(rep))
+		}
+	})
+	t.Run("OK output says what held and what needs a witness", func(t *testing.T) {
+		tr := build(t, 30, true)
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		out := format(rep)
+		if !rep.OK() || rep.MerkleChecked == 0 || !strings.Contains(out, "held:") || !strings.Contains(out, "needs witness: no witness checked") {
+			t.Fatalf("report:\n%s", out)
+		}
+	})
+	t.Run("checkpoint note altered", func(t *testing.T) {
+		tr := build(t, 30, true)
+		p := filepath.Join(tr.dir, wal.CheckpointFile)
+		cps, _ := wal.ReadCheckpoints(tr.dir)
+		cps[0].Root = cps[1].Root
+		var b []byte
+		for _, c := range cps {
+			line, _ := json.Marshal(c)
+			b = append(append(b, line...), '\n')
+		}
+		os.WriteFile(p, b, 0o640)
+		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
+		if rep.OK() || rep.Problem.Kind != "checkpoint" {
+			t.Fatalf("altered root passed:\n%s", format(rep))
+		}
+	})
+}
+
+func TestWitness(t *testing.T) {
+	t.Run("deleting the last segment and its checkpoints is caught", func(t *testing.T) {
+		tr := build(t, 60, true)
+		witness, _ := wal.ReadCheckpoints(tr.dir)
+		last := tr.segs[len(tr.segs)-1]
+		os.Remove(last.Path)
+		var keep []byte
+		for _, c := range witness {
+			if c.Seq < last.FirstSeq {
+				line, _ := json.Marshal(c)
+				keep = append(append(keep, line...), '\n')
+			}
+		}
+		os.WriteFile(filepath.Join(tr.dir, wal.CheckpointFile), keep, 0o640)
+		rep, _ := Verify(context.Background(), tr.dir, tr.pub, Options{Witness: witness, WitnessName: "nats://w", WitnessChecked: true})
+		if rep.OK() || rep.Problem.Kind != "truncated" || !strings.Contains(rep.Problem.Reason, "witness nats://w holds head") {
+			t.Fatalf("witness did not expose the truncation:\n%s", format(rep))
+		}
+	})
+	t.Run("a disagreeing witness fails naming both heads", func(t *testing.T) {
+		tr := build(t, 30, true)
+		// A witness fed by a rewritten collector that holds the real key:
+		// same seqs, other heads, valid signatures.
+		cps, _ := wal.ReadCheckpoints(tr.dir)
+		var witness []wal.Checkpoint
+		for i, c := range cps {
+			c.Note, c.Root, c.Frontier = "", "", nil
+			c.Hash = fmt.Sprintf("%064x", i+1)
+			c.Sign(tr.priv)
+			witness = append(witness, c)
+		}
+		rep, _ := Verify(context.Background(), tr.dir, tr.pub, Options{Witness: witness, WitnessName: "nats://w", WitnessChecked: true})
+		if rep.OK() || rep.Problem.Kind != "witness" || !strings.Contains(rep.Problem.Reason, witness[0].Hash) || !strings.Contains(rep.Problem.Reason, "local") {
+			t.Fatalf("disagreeing witness:\n%s", format(rep))
+		}
+	})
+	t.Run("an agreeing witness is reported as held", func(t *testing.T) {
+		tr := build(t, 30, true)
+		witness, _ := wal.ReadCheckpoints(tr.dir)
+		rep, _ := Verify(context.Background(), tr.dir, tr.pub, Options{Witness: witness, WitnessName: "nats://w", WitnessChecked: true})
+		if !rep.OK() || !strings.Contains(format(rep), "the witness nats://w agrees up to seq 30") {
+			t.Fatalf("report:\n%s", format(rep))
+		}
+	})
 }

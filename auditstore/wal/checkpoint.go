@@ -28,12 +28,31 @@ type Checkpoint struct {
 	Hash    string `json:"hash"`
 	Time    int64  `json:"time"`              // Unix nanoseconds at the collector
 	Segment string `json:"segment,omitempty"` // informational, not signed
-	Sig     string `json:"sig"`               // base64 Ed25519 over SignedBytes
+	// Start, when set, makes this a retention statement: the collector
+	// deleted the records before Start by policy, and the trail now starts
+	// there. A trail that does not start at seq 1 must start at a signed
+	// Start, or verify fails.
+	Start uint64 `json:"start,omitempty"`
+	Sig   string `json:"sig"` // base64 Ed25519 over SignedBytes
+	// Root is the RFC 6962 Merkle tree hash (base64, as tlog prints it) over
+	// records 1..Seq; Frontier (hex, unsigned) is the tree's right edge, from
+	// which the collector resumes after retention deleted older segments.
+	Root     string   `json:"root,omitempty"`
+	Frontier []string `json:"frontier,omitempty"`
+	// Note is the same statement as a C2SP signed note (tlog checkpoint:
+	// origin, size, root, one meshwarden-chain extension line), readable by
+	// any tool built on golang.org/x/mod/sumdb/note.
+	Note string `json:"note,omitempty"`
 }
 
 // SignedBytes is the exact message the signature covers.
 func (c *Checkpoint) SignedBytes() []byte {
 	b := []byte("meshwarden-audit-checkpoint-v1\n")
+	if c.Start > 0 {
+		b = []byte("meshwarden-audit-checkpoint-v2\nstart ")
+		b = strconv.AppendUint(b, c.Start, 10)
+		b = append(b, '\n')
+	}
 	b = strconv.AppendUint(b, c.Seq, 10)
 	b = append(b, '\n')
 	b = append(b, c.Hash...)

@@ -27,6 +27,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/meshwarden/meshwarden/internal/audit"
 )
 
@@ -38,11 +41,19 @@ type Options struct {
 	// past it. Default 64 MiB.
 	SegmentSize int64
 	// CheckpointEvery writes a signed checkpoint after this many records.
-	// Default 10000.
+	// Default 1000.
 	CheckpointEvery uint64
 	// CheckpointInterval writes a signed checkpoint at least this often while
-	// records arrive. Default 5s.
+	// records arrive. Default 1s. Together with CheckpointEvery it bounds the
+	// unsigned tail that `audit verify` cannot prove complete.
 	CheckpointInterval time.Duration
+	// DisableMerkle stops computing the RFC 6962 Merkle tree over records
+	// (checkpoints then carry no root and no signed note). For benchmarks.
+	DisableMerkle bool
+	// DedupWindow is how many recent event ids the log remembers: an event
+	// whose id is among them is not stored again, and its original seq is
+	// returned in the Ack. Default 262144; negative disables.
+	DedupWindow int
 	// Signer signs checkpoints. Without it no checkpoints are written, and
 	// retention never deletes anything (verification could not be anchored).
 	Signer ed25519.PrivateKey
@@ -63,6 +74,7 @@ type Options struct {
 // Stats are cumulative counters since Open.
 type Stats struct {
 	Events, Commits, Syncs, Bytes, Rotations, Checkpoints, Deleted uint64
+	Duplicates                                                     uint64
 	SyncNanos                                                      uint64
 	RecoveredTruncatedBytes                                        int64
 	Head                                                           uint64
@@ -91,10 +103,14 @@ type WAL struct {
 	err       error
 	buf       []byte
 	h         hash.Hash
+	frontier  Frontier
+	merkle    bool
+	nsigner   note.Signer
+	ids       *idWindow
 
 	durable atomic.Uint64
 	st      struct {
-		events, commits, syncs, bytes, rotations, checkpoints, deleted, syncNanos atomic.Uint64
+		events, commits, syncs, bytes, rotations, checkpoints, deleted, syncNanos, dups atomic.Uint64
 	}
 	truncated int64
 }
@@ -123,10 +139,13 @@ func Open(ctx context.Context, opt Options) (*WAL, error) {
 		opt.SegmentSize = 64 << 20
 	}
 	if opt.CheckpointEvery == 0 {
-		opt.CheckpointEvery = 10000
+		opt.CheckpointEvery = 1000
 	}
 	if opt.CheckpointInterval <= 0 {
-		opt.CheckpointInterval = 5 * time.Second
+		opt.CheckpointInterval = time.Second
+	}
+	if opt.DedupWindow == 0 {
+		opt.DedupWindow = 1 << 18
 	}
 	if opt.MaxBatchEvents <= 0 {
 		opt.MaxBatchEvents = 65536
@@ -140,8 +159,22 @@ func Open(ctx context.Context, opt Options) (*WAL, error) {
 	w := &WAL{
 		opt: opt, reqs: make(chan *request, 4096), done: make(chan struct{}),
 		changed: make(chan struct{}), ckptSeqs: map[uint64]bool{}, h: sha256.New(),
+		merkle: !opt.DisableMerkle,
+	}
+	if opt.DedupWindow > 0 {
+		w.ids = newIDWindow(opt.DedupWindow)
+	}
+	if opt.Signer != nil && w.merkle {
+		ns, err := NewNoteSigner(opt.Signer)
+		if err != nil {
+			return nil, err
+		}
+		w.nsigner = ns
 	}
 	if err := w.recover(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.rebuild(ctx); err != nil {
 		return nil, err
 	}
 	go w.run()
@@ -344,7 +377,7 @@ func (w *WAL) Stats() Stats {
 	return Stats{
 		Events: w.st.events.Load(), Commits: w.st.commits.Load(), Syncs: w.st.syncs.Load(),
 		Bytes: w.st.bytes.Load(), Rotations: w.st.rotations.Load(), Checkpoints: w.st.checkpoints.Load(),
-		Deleted: w.st.deleted.Load(), SyncNanos: w.st.syncNanos.Load(),
+		Deleted: w.st.deleted.Load(), SyncNanos: w.st.syncNanos.Load(), Duplicates: w.st.dups.Load(),
 		RecoveredTruncatedBytes: w.truncated, Head: w.durable.Load(),
 	}
 }
@@ -442,6 +475,16 @@ func (w *WAL) commit(batch []*request) {
 		r.ack.FirstSeq = head + 1
 		for i := range r.events {
 			e := &r.events[i]
+			var key idKey
+			if w.ids != nil {
+				k, s, ok := w.ids.lookup(e.ID)
+				if ok {
+					e.Seq, e.PrevHash, e.Hash = s, "", ""
+					r.ack.Duplicates = append(r.ack.Duplicates, audit.Duplicate{ID: e.ID, Seq: s})
+					continue
+				}
+				key = k
+			}
 			head++
 			e.Seq, e.PrevHash = head, prev
 			start := len(buf)
@@ -474,9 +517,19 @@ func (w *WAL) commit(batch []*request) {
 					return
 				}
 				buf = append(buf[:0], buf[start:]...)
+				start = 0
+			}
+			if w.merkle {
+				w.frontier.Add(tlog.RecordHash(buf[start+headerSize:]))
+			}
+			if w.ids != nil {
+				w.ids.insert(key, head)
 			}
 		}
-		r.ack.LastSeq, r.ack.Hash, r.ack.Accepted = head, prev, len(r.events)
+		r.ack.LastSeq, r.ack.Hash, r.ack.Accepted = head, prev, len(r.events)-len(r.ack.Duplicates)
+		if r.ack.Accepted == 0 {
+			r.ack.FirstSeq, r.ack.LastSeq = 0, 0
+		}
 	}
 	if err := w.write(buf, head, prev); err != nil {
 		w.fail(batch, err)
@@ -485,7 +538,8 @@ func (w *WAL) commit(batch []*request) {
 	w.buf = buf[:0]
 	w.st.commits.Add(1)
 	for _, r := range batch {
-		w.st.events.Add(uint64(len(r.events)))
+		w.st.events.Add(uint64(r.ack.Accepted))
+		w.st.dups.Add(uint64(len(r.ack.Duplicates)))
 		close(r.done)
 	}
 	w.mu.Lock()
@@ -504,7 +558,7 @@ func (w *WAL) headAt(batch []*request, seq uint64, fallback string) string {
 	}
 	for _, r := range batch {
 		for i := range r.events {
-			if r.events[i].Seq == seq {
+			if r.events[i].Seq == seq && r.events[i].Hash != "" {
 				return r.events[i].Hash
 			}
 		}
@@ -559,21 +613,39 @@ func (w *WAL) checkpoint() {
 	if w.opt.Signer == nil || w.ckptFile == nil || w.head == 0 || w.ckptSeqs[w.head] {
 		return
 	}
-	c := Checkpoint{Seq: w.head, Hash: w.headHash, Time: time.Now().UnixNano(), Segment: w.segName}
+	if w.writeCheckpoint(0) {
+		w.ckptSeqs[w.head] = true
+	}
+}
+
+// writeCheckpoint signs the head (with start > 0: a retention statement
+// that the trail now starts at start) and durably appends it.
+func (w *WAL) writeCheckpoint(start uint64) bool {
+	c := Checkpoint{Seq: w.head, Hash: w.headHash, Time: time.Now().UnixNano(), Segment: w.segName, Start: start}
+	if w.merkle && w.frontier.Size == w.head {
+		c.Root = w.frontier.Root().String()
+		c.Frontier = w.frontier.encode()
+		if w.nsigner != nil {
+			if err := c.signNote(w.nsigner); err != nil {
+				w.opt.Logf("audit wal: %v", err)
+				return false
+			}
+		}
+	}
 	c.Sign(w.opt.Signer)
 	line, _ := json.Marshal(&c)
 	line = append(line, '\n')
 	if _, err := w.ckptFile.Write(line); err != nil {
 		w.opt.Logf("audit wal: write checkpoint: %v", err)
-		return
+		return false
 	}
 	if err := w.ckptFile.Sync(); err != nil {
 		w.opt.Logf("audit wal: sync checkpoint: %v", err)
-		return
+		return false
 	}
-	w.ckptSeqs[c.Seq] = true
 	w.lastCkpt, w.lastCkptT = c.Seq, time.Now()
 	w.st.checkpoints.Add(1)
+	return true
 }
 
 // retain deletes the oldest closed segments beyond RetainSegments or older
@@ -603,6 +675,11 @@ func (w *WAL) retain(now time.Time) {
 			return
 		}
 		if w.opt.ExportedSeq != nil && w.opt.ExportedSeq() < lastSeq {
+			return
+		}
+		// Say, signed, where the trail starts from now on before deleting,
+		// so verify can tell retention from someone deleting segments.
+		if !w.writeCheckpoint(next.FirstSeq) {
 			return
 		}
 		if err := os.Remove(s.Path); err != nil {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
@@ -40,7 +41,7 @@ type controlPlaneFlags struct {
 	debounce                                                         time.Duration
 	register, mtls, intentions                                       bool
 	logs                                                             logFlags
-	changelog                                                        string
+	changelog, changelogKey                                          string
 	consulTokenFile, publicAddr                                      string
 	insecureDev, metricsPublic                                       bool
 	authTTL, authGrace                                               time.Duration
@@ -147,6 +148,7 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	f.logs.register(fl)
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
+	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
 	return cmd
 }
 
@@ -358,6 +360,13 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		cl, err := policies.OpenChangeLog(f.changelog)
 		if err != nil {
 			return fmt.Errorf("--changelog: %w", err)
+		}
+		if f.changelogKey != "" {
+			k, err := wal.LoadPrivateKey(f.changelogKey)
+			if err != nil {
+				return fmt.Errorf("--changelog-key: %w", err)
+			}
+			cl.SetSigner(k)
 		}
 		cfg.RecordChange = func(ctx context.Context, c controlplane.PolicyChange) error {
 			who := c.Identity

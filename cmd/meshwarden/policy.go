@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/spf13/cobra"
 
+	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -285,7 +286,7 @@ func defaultChangeLog() string {
 }
 
 func newPolicyApplyCmd() *cobra.Command {
-	var plane, changelog string
+	var plane, changelog, changelogKey string
 	var po auth.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "apply DIR",
@@ -295,8 +296,10 @@ POST /v1/policies:apply and prints the accepted revision, or the errors the
 plane rejected it with (the last good set keeps serving). Every accepted set
 is recorded — who (the principal the plane authenticated from your token,
 never a name you type), when, the revision and the diff — in the plane's
-change log and in a local hash-chained one (--changelog). Your token needs
-mesh:write.`,
+change log and in a local hash-chained one (--changelog); with
+--changelog-key each change is followed by an Ed25519-signed checkpoint in
+<changelog>.checkpoints, which 'meshwarden policy log --pubkey' verifies.
+Your token needs mesh:write.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if plane == "" {
@@ -312,6 +315,13 @@ mesh:write.`,
 			log, err := policies.OpenChangeLog(changelog)
 			if err != nil {
 				return err
+			}
+			if changelogKey != "" {
+				k, err := wal.LoadPrivateKey(changelogKey)
+				if err != nil {
+					return fmt.Errorf("--changelog-key: %w", err)
+				}
+				log.SetSigner(k)
 			}
 			c, err := planeClient(plane, po)
 			if err != nil {
@@ -344,6 +354,7 @@ mesh:write.`,
 	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL)")
 	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
+	cmd.Flags().StringVar(&changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint after the change")
 	return cmd
 }
 
@@ -417,14 +428,28 @@ func newPolicyStatusCmd() *cobra.Command {
 }
 
 func newPolicyLogCmd() *cobra.Command {
-	var changelog string
-	var showDiff bool
+	var changelog, pubkey string
+	var showDiff, allowUnsigned bool
 	cmd := &cobra.Command{
 		Use:   "log",
-		Short: "Verify the change log's hash chain and list the applied sets",
-		Args:  cobra.NoArgs,
+		Short: "Verify the change log's hash chain (and, with --pubkey, its signed checkpoints) and list the applied sets",
+		Long: `Log verifies the change log's hash chain and lists the applied sets. With
+--pubkey it also verifies the signed checkpoints in <changelog>.checkpoints
+and fails closed: a rewritten and re-chained log, a log cut short, and
+changes no signed checkpoint covers are errors (--allow-unsigned-tail turns
+the last into a warning).`,
+		Example: `  meshwarden policy log --changelog changes.jsonl --pubkey policy.pub`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			recs, err := policies.ReadChangeLog(changelog)
+			var signed *policies.ChangeLogReport
+			if err == nil && pubkey != "" {
+				k, kerr := wal.LoadPublicKey(pubkey)
+				if kerr != nil {
+					return fmt.Errorf("--pubkey: %w", kerr)
+				}
+				signed, err = policies.VerifyChangeLog(changelog, k, allowUnsigned)
+			}
 			out := cmd.OutOrStdout()
 			for _, r := range recs {
 				fmt.Fprintf(out, "#%d %s %s revision %.16s from %s (hash %.16s)\n", r.Seq,
@@ -436,11 +461,20 @@ func newPolicyLogCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "OK: %d change(s), chain verified\n", len(recs))
+			if signed != nil {
+				for _, w := range signed.Warnings {
+					fmt.Fprintf(out, "warning: %s\n", w)
+				}
+				fmt.Fprintf(out, "OK: %d change(s), chain verified, %d signed checkpoint(s) match, last at change #%d\n", len(recs), signed.Checkpoints, signed.LastSigned)
+				return nil
+			}
+			fmt.Fprintf(out, "OK: %d change(s), chain verified (signatures not checked: give --pubkey)\n", len(recs))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
+	cmd.Flags().StringVar(&pubkey, "pubkey", "", "Ed25519 public key `file` (PEM) that verifies the change log's signed checkpoints")
+	cmd.Flags().BoolVar(&allowUnsigned, "allow-unsigned-tail", false, "with --pubkey: accept changes no signed checkpoint covers, as a warning")
 	cmd.Flags().BoolVar(&showDiff, "diff", false, "print each change's diff")
 	return cmd
 }

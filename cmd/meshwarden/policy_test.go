@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/policies"
 )
 
@@ -131,6 +132,23 @@ func TestPolicyApplyAndLog(t *testing.T) {
 	if err != nil || !strings.Contains(out, "#1 ") || !strings.Contains(out, "alice") || !strings.Contains(out, "OK: 1 change(s), chain verified") {
 		t.Errorf("log: %v\n%s", err, out)
 	}
+	// Signed: --changelog-key on apply, --pubkey on log; fails closed.
+	keyDir := t.TempDir()
+	if err := wal.GenerateKey(filepath.Join(keyDir, "p.key"), filepath.Join(keyDir, "p.pub")); err != nil {
+		t.Fatal(err)
+	}
+	slog := filepath.Join(t.TempDir(), "signed.jsonl")
+	if _, _, err := runCLI(t, "policy", "apply", examples, "--plane", plane, "--insecure", "--changelog", slog, "--changelog-key", filepath.Join(keyDir, "p.key")); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := runCLI(t, "policy", "log", "--changelog", slog, "--pubkey", filepath.Join(keyDir, "p.pub")); err != nil || !strings.Contains(out, "1 signed checkpoint(s) match") {
+		t.Errorf("signed log: %v\n%s", err, out)
+	}
+	os.Remove(slog + policies.CheckpointSuffix)
+	if _, _, err := runCLI(t, "policy", "log", "--changelog", slog, "--pubkey", filepath.Join(keyDir, "p.pub")); err == nil || !strings.Contains(err.Error(), "not covered by a signed checkpoint") {
+		t.Errorf("signed log without its checkpoints verified: %v", err)
+	}
+
 	b, _ := os.ReadFile(log)
 	os.WriteFile(log, bytes.Replace(b, []byte(`(alice)`), []byte(`(mallory)`), 1), 0o600)
 	if _, _, err := runCLI(t, "policy", "log", "--changelog", log); err == nil || !strings.Contains(err.Error(), "altered") {

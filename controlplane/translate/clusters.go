@@ -34,10 +34,13 @@ func adsSource() *corev3.ConfigSource {
 func (s *Shared) buildExtraClusters(cat *ir.Catalog) {
 	if s.opts.AuditCollector != "" {
 		s.clusters = append(s.clusters, dnsCluster(ir.AuditClusterName, s.opts.AuditCollector, false))
-		s.meshOf = append(s.meshOf, "")
+		s.meshOf = append(s.meshOf, meshIf(s.opts.MTLS, ir.CollectorServiceName))
 	} else if svc := cat.Services[ir.CollectorServiceName]; svc != nil {
 		s.clusters = append(s.clusters, edsCluster(ir.AuditClusterName))
-		s.meshOf = append(s.meshOf, "")
+		// With mTLS the proxy sends audit batches with its own SDS leaf and
+		// checks the collector's SPIFFE id: the collector binds each record
+		// to that identity, and no shared token travels in xDS.
+		s.meshOf = append(s.meshOf, meshIf(s.opts.MTLS, ir.CollectorServiceName))
 		s.endpoints = append(s.endpoints, loadAssignment(ir.AuditClusterName, svc, nil))
 	}
 	if s.opts.OTLPEndpoint != "" {
@@ -52,6 +55,13 @@ func (s *Shared) buildExtraClusters(cat *ir.Catalog) {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("module base URL: %v: Envoy cannot fetch filters", err))
 		}
 	}
+}
+
+func meshIf(on bool, service string) string {
+	if on {
+		return service
+	}
+	return ""
 }
 
 func edsCluster(name string) *clusterv3.Cluster {
@@ -145,7 +155,11 @@ func (s *Shared) mtlsClusters(leaf string) []types.Resource {
 			out[i] = r
 			continue
 		}
-		c := edsCluster(r.(*clusterv3.Cluster).GetName())
+		orig := r.(*clusterv3.Cluster)
+		c := edsCluster(orig.GetName())
+		if orig.GetType() != clusterv3.Cluster_EDS {
+			c = proto.Clone(orig).(*clusterv3.Cluster)
+		}
 		c.TransportSocket = s.upstreamTLS(leaf, s.meshOf[i])
 		if err := c.ValidateAll(); err != nil {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("cluster %s with leaf %s: %v", c.GetName(), leaf, err))

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshwarden/meshwarden/internal/redact"
 )
 
 // TypeOrder is the order resource types appear in dumps.
@@ -126,6 +128,7 @@ func (s *Snapshot) Dump() (map[string]any, error) {
 			if err != nil {
 				return nil, fmt.Errorf("marshal %s: %w", t.key, err)
 			}
+			b = redact.Token(b) // the dev-only collector token never shows in a dump
 			var v any
 			if err := yaml.Unmarshal(b, &v); err != nil {
 				return nil, err

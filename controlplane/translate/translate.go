@@ -120,6 +120,14 @@ func NodeFromMetadata(id, cluster string, meta map[string]string) (Node, error) 
 }
 
 // leafSecret is the SDS name of the node's own certificate.
+// service is the Consul service whose identity (leaf) the node holds.
+func (n Node) service() string {
+	if n.Gateway {
+		return ir.GatewayNodeCluster
+	}
+	return n.Service
+}
+
 func (n Node) leafSecret() string {
 	if n.Gateway {
 		return ir.LeafSecretName(ir.GatewayNodeCluster)

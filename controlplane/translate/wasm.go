@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -45,6 +46,16 @@ func (s *Shared) buildFilters(ps *ir.PolicySet) error {
 		}
 		if s.opts.ModuleBaseURL == "" {
 			return fmt.Errorf("%s: filter %q needs a module base URL: set --module-base-url", f.Source, f.Name)
+		}
+		if s.opts.MTLS && f.Name == "audit" {
+			cfg, dropped, err := dropAuditToken(f.Config)
+			if err != nil {
+				return fmt.Errorf("%s: filter %q configuration: %w", f.Source, f.Name, err)
+			}
+			if dropped {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("%s: the audit collector token is not sent to proxies with mTLS on (the %s cluster authenticates with each proxy's own certificate); remove collector.token", f.Source, ir.AuditClusterName))
+			}
+			f.Config = cfg
 		}
 		byName[f.Name] = f
 	}
@@ -97,7 +108,16 @@ func (s *Shared) extensionConfigs(n Node) ([]types.Resource, error) {
 	var out []types.Resource
 	for _, f := range s.filtersFor(n) {
 		sha := moduleFor(f, n.ID)
-		cfg, err := anypb.New(wrapperspb.String(string(f.Config)))
+		conf := f.Config
+		if s.opts.MTLS && f.Name == "audit" {
+			// The collector binds each record to the sender's certificate,
+			// so the record names that SPIFFE id, not the node id.
+			var err error
+			if conf, err = setJSONField(conf, "source", SPIFFEID(s.opts.TrustDomain, s.opts.Datacenter, n.service())); err != nil {
+				return nil, fmt.Errorf("filter %s configuration: %w", f.Name, err)
+			}
+		}
+		cfg, err := anypb.New(wrapperspb.String(string(conf)))
 		if err != nil {
 			return nil, fmt.Errorf("filter %s configuration: %w", f.Name, err)
 		}
@@ -153,4 +173,44 @@ func (s *Shared) NodeKey(n Node) string {
 		}
 	}
 	return k
+}
+
+// dropAuditToken removes collector.token from an audit filter configuration:
+// with mTLS no shared secret travels in xDS.
+func dropAuditToken(cfg json.RawMessage) (json.RawMessage, bool, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(cfg, &m); err != nil {
+		return nil, false, err
+	}
+	var col map[string]json.RawMessage
+	if raw, ok := m["collector"]; !ok || json.Unmarshal(raw, &col) != nil {
+		return cfg, false, nil
+	}
+	if _, ok := col["token"]; !ok {
+		return cfg, false, nil
+	}
+	delete(col, "token")
+	b, err := json.Marshal(col)
+	if err != nil {
+		return nil, false, err
+	}
+	m["collector"] = b
+	out, err := json.Marshal(m)
+	return out, true, err
+}
+
+// setJSONField sets the top-level member key of a JSON object to the string v.
+func setJSONField(cfg json.RawMessage, key, v string) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(cfg) > 0 {
+		if err := json.Unmarshal(cfg, &m); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	m[key] = b
+	return json.Marshal(m)
 }

@@ -34,4 +34,14 @@ type Ack struct {
 	LastSeq  uint64 `json:"last_seq"`
 	// Hash is the chain head after the batch.
 	Hash string `json:"hash"`
+	// Duplicates lists the events of the batch whose id the collector had
+	// already stored: they were not stored again, and Seq is where the first
+	// copy is. Accepted, FirstSeq and LastSeq count only new records.
+	Duplicates []Duplicate `json:"duplicates,omitempty"`
+}
+
+// Duplicate names an event id that was already in the chain, and its seq.
+type Duplicate struct {
+	ID  string `json:"id"`
+	Seq uint64 `json:"seq"`
 }

@@ -1,0 +1,19 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestToken(t *testing.T) {
+	for _, in := range []string{
+		`{"collector":{"token":"s3cret","cluster":"mw-audit"}}`,
+		`{"value":"{\"collector\":{\"token\":\"s3cret\"}}"}`,
+		`{"value":"{\\\"token\\\": \\\"s3cret\\\"}"}`,
+	} {
+		out := string(Token([]byte(in)))
+		if strings.Contains(out, "s3cret") || !strings.Contains(out, "[redacted]") {
+			t.Errorf("%s -> %s", in, out)
+		}
+	}
+}
