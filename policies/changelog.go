@@ -23,7 +23,8 @@ const OpPolicyApply = "POLICY_APPLY"
 
 // Change is one applied policy set, as given to [ChangeLog.Append].
 type Change struct {
-	// Identity is who applied the set (--identity, or the OS user).
+	// Identity is who applied the set: the principal the plane
+	// authenticated, or for the plane's own directory reloads the plane.
 	Identity string
 	// Time is when the set was applied.
 	Time time.Time
@@ -83,7 +84,7 @@ func (l *ChangeLog) Append(ctx context.Context, c Change) (*ChangeRecord, error)
 		return nil, err
 	}
 	if c.Identity == "" {
-		return nil, errors.New("change record: identity is empty: give --identity or run as a named OS user")
+		return nil, errors.New("change record: identity is empty: the plane names who applied the set")
 	}
 	if c.Time.IsZero() {
 		c.Time = time.Now()
