@@ -123,7 +123,11 @@ func (p *Proc) Kill() {
 // WaitHTTP polls url until it answers 200 or ctx ends; it fails early if the
 // process exits.
 func (p *Proc) WaitHTTP(ctx context.Context, url string) error {
-	client := &http.Client{Timeout: time.Second}
+	return p.WaitHTTPClient(ctx, &http.Client{Timeout: time.Second}, url)
+}
+
+// WaitHTTPClient is WaitHTTP with the given client (e.g. for HTTPS).
+func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url string) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {

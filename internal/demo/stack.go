@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/consulagent"
 	"github.com/meshwarden/meshwarden/internal/ir"
@@ -156,16 +157,20 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	}
 	s.step("OTLP trace sink at http://%s/v1/traces", s.OTLPAddr)
 
-	if err := s.StartCollector(ctx); err != nil {
-		return err
-	}
-	s.step("audit collector at http://%s (WAL in %s)", s.CollectorAddr, s.AuditDir)
-
 	if s.opts.MTLS {
 		if err := s.prepareMTLS(ctx); err != nil {
 			return err
 		}
 	}
+	if err := s.StartCollector(ctx); err != nil {
+		return err
+	}
+	if s.opts.MTLS && !s.opts.InsecurePlane {
+		s.step("audit collector at https://%s (mTLS: Connect leaf of %s; admits %s and the access step's ledger sidecar; WAL in %s)", s.CollectorAddr, ir.CollectorServiceName, s.GatewayID, s.AuditDir)
+	} else {
+		s.step("audit collector at http://%s (WAL in %s)", s.CollectorAddr, s.AuditDir)
+	}
+
 	for _, v := range []string{"v1", "v2"} {
 		u, err := s.startUpstream(ctx, "payments", v)
 		if err != nil {
@@ -366,16 +371,60 @@ func (s *Stack) StartCollector(ctx context.Context) error {
 	if s.CollectorTokenFile != "" {
 		env = append(env, "CONSUL_HTTP_TOKEN_FILE="+s.CollectorTokenFile)
 	}
-	p, err := StartProcEnv("collector", s.opts.Log, env, s.opts.Binary, "audit", "collector",
+	args := []string{"audit", "collector",
 		"--dir", s.AuditDir, "--key", key, "--token-file", token, "--listen", listen,
-		"--consul", s.Consul.Addr(), "--checkpoint-interval", "1s")
+		"--consul", s.Consul.Addr(), "--checkpoint-interval", "1s"}
+	tlsArgs, probe, err := s.collectorTLS(ctx)
+	if err != nil {
+		return err
+	}
+	args = append(args, tlsArgs...)
+	p, err := StartProcEnv("collector", s.opts.Log, env, s.opts.Binary, args...)
 	if err != nil {
 		return err
 	}
 	s.Collector, s.CollectorAddr = p, listen
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if probe != nil {
+		return p.WaitHTTPClient(wctx, probe, "https://"+listen+"/healthz")
+	}
 	return p.WaitHTTP(wctx, "http://"+listen+"/healthz")
+}
+
+// collectorTLS returns, with mTLS, the collector's TLS flags — its Consul
+// Connect leaf (service meshwarden-audit) and the Connect roots, admitting
+// the gateway and the access step's ledger sidecar by SPIFFE id: the audit
+// filter then sends over mTLS with each proxy's own leaf and no shared
+// token — and a client for its readiness probe. Without mTLS: none.
+func (s *Stack) collectorTLS(ctx context.Context) ([]string, *http.Client, error) {
+	if !s.opts.MTLS || s.opts.InsecurePlane || s.GatewayID == "" {
+		return nil, nil, nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	leaf, _, err := s.ConsulAPI.Agent().ConnectCALeaf(ir.CollectorServiceName, (&api.QueryOptions{}).WithContext(qctx))
+	if err != nil {
+		return nil, nil, fmt.Errorf("collector leaf: %w", err)
+	}
+	cert, key := filepath.Join(s.opts.WorkDir, "collector.crt"), filepath.Join(s.opts.WorkDir, "collector.key")
+	if err := os.WriteFile(cert, []byte(leaf.CertPEM), 0o644); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(key, []byte(leaf.PrivateKeyPEM), 0o600); err != nil {
+		return nil, nil, err
+	}
+	ledger := strings.TrimSuffix(s.GatewayID, ir.GatewayNodeCluster) + "ledger"
+	probeTLS, err := auth.PlaneTLS(s.CAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The probe checks the chain only (the collector is not the plane).
+	probeTLS.VerifyConnection = nil
+	probeTLS.InsecureSkipVerify = true //nolint:gosec // local readiness probe of our own child process
+	return []string{"--tls-cert", cert, "--tls-key", key, "--client-ca", s.CAFile,
+			"--allow-spiffe", s.GatewayID, "--allow-spiffe", ledger},
+		&http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: probeTLS}}, nil
 }
 
 // Replica is a control plane replica after the first.
