@@ -16,6 +16,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
 )
 
 // maxPolicyBody bounds POST /v1/policies:* bodies.
@@ -43,7 +44,7 @@ type Status struct {
 
 // NodeStatus is one entry of GET /v1/nodes.
 type NodeStatus struct {
-	NodeInfo
+	xdsnode.Info
 	Streams     int    `json:"streams"`
 	Version     string `json:"version,omitempty"`
 	GoodVersion string `json:"good_version,omitempty"`
@@ -87,7 +88,7 @@ func (s *Server) Nodes() []NodeStatus {
 	out := make([]NodeStatus, 0, len(s.nodes))
 	for _, id := range sortedKeys(s.nodes) {
 		ns := s.nodes[id]
-		n := NodeStatus{NodeInfo: ns.info, Streams: ns.streams}
+		n := NodeStatus{Info: ns.info, Streams: ns.streams}
 		if ns.current != nil {
 			n.Version = ns.current.GetVersion(anyType)
 		}

@@ -27,8 +27,8 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // plane is a running control plane on a real Consul agent for one test.

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -41,8 +43,8 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // securePlane is the plane as `meshwarden controlplane` runs it by
@@ -110,7 +112,7 @@ func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 		changes: make(chan controlplane.PolicyChange, 8)}
 	for name, spec := range map[string]consulagent.TokenSpec{
 		"plane":    {Description: "plane", Rules: auth.PlaneTokenRules},
-		"gateway":  {Description: "gateway", Services: []string{ir.GatewayNodeCluster}},
+		"gateway":  {Description: "gateway", Services: []string{meshnames.GatewayNodeCluster}},
 		"payments": {Description: "payments sidecar", Services: []string{"payments"}},
 		"operator": {Description: "ops-alice", Rules: auth.OperatorTokenRules},
 		"reader":   {Description: "auditor-bob", Rules: `operator = "read"` + "\n" + `mesh = "read"`},
@@ -158,7 +160,7 @@ func servePlane(t testing.TB, p *securePlane, o planeOpts) *securePlane {
 	runCtx, stop := context.WithCancel(context.Background())
 	mdone := make(chan struct{})
 	go func() { defer close(mdone); _ = p.m.Run(runCtx) }()
-	if _, err := p.m.Wait(ctx, ir.PlaneServiceName); err != nil {
+	if _, err := p.m.Wait(ctx, meshnames.PlaneServiceName); err != nil {
 		t.Fatalf("the plane's own leaf with auth.PlaneTokenRules: %v", err)
 	}
 	if o.insecure {
@@ -190,7 +192,7 @@ func servePlane(t testing.TB, p *securePlane, o planeOpts) *securePlane {
 	}
 	opts := p.s.GRPCServerOptions()
 	if !o.insecure {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(p.m.OptionalClientTLSConfig(ir.PlaneServiceName))))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(p.m.OptionalClientTLSConfig(meshnames.PlaneServiceName))))
 	}
 	g := grpc.NewServer(opts...)
 	p.s.Register(g)
@@ -202,7 +204,7 @@ func servePlane(t testing.TB, p *securePlane, o planeOpts) *securePlane {
 		t.Fatal(err)
 	}
 	admin := &http.Server{Handler: p.s.AdminHandler(false), ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: &tls.Config{GetCertificate: p.m.GetCertificate(ir.PlaneServiceName)}}
+		TLSConfig: &tls.Config{GetCertificate: p.m.GetCertificate(meshnames.PlaneServiceName)}}
 	go func() { _ = admin.ServeTLS(alis, "", "") }()
 	t.Cleanup(func() { admin.Close(); g.Stop(); stop(); <-pdone; <-mdone })
 	p.xds, p.admin = lis.Addr().String(), "https://"+alis.Addr().String()
@@ -266,7 +268,7 @@ func wantCode(t *testing.T, err error, code codes.Code, what string) {
 	}
 }
 
-func gw(id string) *corev3.Node { return &corev3.Node{Id: id, Cluster: ir.GatewayNodeCluster} }
+func gw(id string) *corev3.Node { return &corev3.Node{Id: id, Cluster: meshnames.GatewayNodeCluster} }
 
 // secretsOf decodes an SDS response.
 func secretsOf(t *testing.T, r *discovery.DiscoveryResponse) map[string]*tlsv3.Secret {
@@ -286,7 +288,7 @@ func secretsOf(t *testing.T, r *discovery.DiscoveryResponse) map[string]*tlsv3.S
 // ADS server and checks that each now fails to get a key.
 func TestAuthXDS(t *testing.T) {
 	p := startSecurePlane(t)
-	leafGW, leafPay := ir.LeafSecretName(ir.GatewayNodeCluster), ir.LeafSecretName("payments")
+	leafGW, leafPay := meshnames.LeafSecretName(meshnames.GatewayNodeCluster), meshnames.LeafSecretName("payments")
 
 	t.Run("plaintext client against the TLS port", func(t *testing.T) {
 		conn, err := grpc.NewClient(p.xds, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -326,7 +328,7 @@ func TestAuthXDS(t *testing.T) {
 		}
 	})
 	t.Run("own leaf and the trust bundle only", func(t *testing.T) {
-		st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-1"), resource.SecretType, leafGW, ir.RootsSecretName)
+		st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-1"), resource.SecretType, leafGW, meshnames.RootsSecretName)
 		deadline := time.Now().Add(20 * time.Second)
 		var got map[string]*tlsv3.Secret
 		for len(got) < 2 && time.Now().Before(deadline) {
@@ -335,9 +337,9 @@ func TestAuthXDS(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = secretsOf(t, r)
-			_ = st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leafGW, ir.RootsSecretName}, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
+			_ = st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leafGW, meshnames.RootsSecretName}, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
 		}
-		if got[leafGW] == nil || got[ir.RootsSecretName] == nil || len(got) != 2 {
+		if got[leafGW] == nil || got[meshnames.RootsSecretName] == nil || len(got) != 2 {
 			t.Fatalf("gateway got secrets %v, want exactly its leaf and the roots", keys(got))
 		}
 		// The same stream now asks for payments' leaf: refused and counted.
@@ -452,8 +454,8 @@ func TestAuthAdmin(t *testing.T) {
 	// Connect a gateway so there is a node (with its leaf) to dump; the
 	// leaf is issued on the node's first request and arrives in a later
 	// response.
-	leaf := ir.LeafSecretName(ir.GatewayNodeCluster)
-	st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-1"), resource.SecretType, leaf, ir.RootsSecretName)
+	leaf := meshnames.LeafSecretName(meshnames.GatewayNodeCluster)
+	st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-1"), resource.SecretType, leaf, meshnames.RootsSecretName)
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		r, err := st.Recv()
 		if err != nil {
@@ -465,7 +467,7 @@ func TestAuthAdmin(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the gateway's leaf did not arrive within 20s")
 		}
-		_ = st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leaf, ir.RootsSecretName}, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
+		_ = st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leaf, meshnames.RootsSecretName}, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
 	}
 	client := func(token string) *http.Client {
 		if token == "" { // TLS to the right plane, but no credential
@@ -602,7 +604,7 @@ func TestAuthForeignCA(t *testing.T) {
 	}
 	cfg.Certificates = []tls.Certificate{foreign}
 	_, err = firstResponse(p.stream(t, []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, "",
-		&corev3.Node{Id: "pay-evil", Cluster: "payments"}, resource.SecretType, ir.LeafSecretName("payments")))
+		&corev3.Node{Id: "pay-evil", Cluster: "payments"}, resource.SecretType, meshnames.LeafSecretName("payments")))
 	wantCode(t, err, codes.Unavailable, "client certificate of another CA")
 
 	// A client that trusts another CA does not accept the plane.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -19,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
-	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 // TokenMetadata is the gRPC metadata key (and HTTP header) that carries a
@@ -243,7 +244,7 @@ func (s *Server) authorizeRequest(ctx context.Context, id int64, node *corev3.No
 	if service == "" {
 		cluster := node.GetCluster()
 		if cluster == "" || node.GetId() == "" {
-			return status.Error(codes.InvalidArgument, "the first request must carry node.id and node.cluster (the service this proxy fronts, or "+ir.GatewayNodeCluster+" for a gateway)")
+			return status.Error(codes.InvalidArgument, "the first request must carry node.id and node.cluster (the service this proxy fronts, or "+meshnames.GatewayNodeCluster+" for a gateway)")
 		}
 		var err error
 		if sa.secret != "" {
@@ -266,10 +267,10 @@ func (s *Server) authorizeRequest(ctx context.Context, id int64, node *corev3.No
 	}
 	if typeURL == resource.SecretType {
 		for _, n := range names {
-			if n != ir.LeafSecretName(service) && n != ir.RootsSecretName {
+			if n != meshnames.LeafSecretName(service) && n != meshnames.RootsSecretName {
 				s.m.secretsRefused.Inc()
 				s.log.Warn("secret request refused", "principal", sa.principal.String(), "node", nodeID, "service", service, "secret", n)
-				return status.Errorf(codes.PermissionDenied, "secret %q is not this proxy's: a proxy of %q receives only %q and %q", n, service, ir.LeafSecretName(service), ir.RootsSecretName)
+				return status.Errorf(codes.PermissionDenied, "secret %q is not this proxy's: a proxy of %q receives only %q and %q", n, service, meshnames.LeafSecretName(service), meshnames.RootsSecretName)
 			}
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -13,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 // parseBootstrap decodes YAML strictly (unknown fields are errors) into
@@ -60,7 +61,7 @@ func TestEnvoyYAML(t *testing.T) {
 		if a := b.GetAdmin().GetAddress().GetSocketAddress().GetAddress(); a != "127.0.0.1" {
 			t.Fatalf("admin on %q, want loopback", a)
 		}
-		if b.GetNode().GetCluster() == ir.GatewayNodeCluster {
+		if b.GetNode().GetCluster() == meshnames.GatewayNodeCluster {
 			t.Fatal("envoy.yaml is the sidecar bootstrap")
 		}
 	})
@@ -77,7 +78,7 @@ func TestEnvoyYAML(t *testing.T) {
 		}
 		vc := tlsCtx.GetCommonTlsContext().GetValidationContext()
 		if vc.GetTrustedCa().GetFilename() == "" || len(vc.GetMatchTypedSubjectAltNames()) != 1 ||
-			vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetSuffix() != "/svc/"+ir.PlaneServiceName {
+			vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetSuffix() != "/svc/"+meshnames.PlaneServiceName {
 			t.Fatalf("validation context %v: want the mesh CA and the plane's SPIFFE id", vc)
 		}
 		md := b.GetDynamicResources().GetAdsConfig().GetGrpcServices()[0].GetInitialMetadata()

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // FuzzPipeline feeds arbitrary policy files through the plane's pipeline:

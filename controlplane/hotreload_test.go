@@ -16,7 +16,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 )
 
 // TestPolicyDirAndModuleHotReload: a policy file dropped in --policy-dir is
@@ -38,7 +38,7 @@ func TestPolicyDirAndModuleHotReload(t *testing.T) {
 		return hex.EncodeToString(sum[:])
 	}
 	sha1 := writeModule("\x00asm\x01\x00\x00\x00 build one")
-	mods := modules.New(filtersDir, nil)
+	mods := moduleserver.New(filtersDir, nil)
 	p := startPlane(t, func(c *Config) { c.PolicyDir = policyDir; c.Modules = mods })
 	register(t, p.consul, "echo-1", "echo", 9001, map[string]string{"version": "v2"}, api.HealthPassing)
 	ads := dialADS(t, p.addr, "web-1", "web", nil)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // ErrNoLoader says the server was built without a policy loader.

@@ -6,9 +6,9 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/hashicorp/consul/api"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/hashicorp/consul/api"
 )
 
 // Registration is the plane's entry in Consul.
@@ -17,7 +17,7 @@ type Registration struct {
 	ID     string
 }
 
-// RegisterInConsul registers the plane as ir.PlaneServiceName at xdsAddr
+// RegisterInConsul registers the plane as meshnames.PlaneServiceName at xdsAddr
 // with an HTTP health check on http://<probeAddr>/healthz, and meta
 // admin_addr. Call Deregister on graceful stop.
 func RegisterInConsul(ctx context.Context, client *api.Client, xdsAddr, adminAddr, probeAddr string) (*Registration, error) {
@@ -46,10 +46,10 @@ func RegisterInConsul(ctx context.Context, client *api.Client, xdsAddr, adminAdd
 	if phost == "" || phost == "0.0.0.0" || phost == "::" {
 		phost = "127.0.0.1"
 	}
-	id := fmt.Sprintf("%s-%s-%d", ir.PlaneServiceName, host, port)
+	id := fmt.Sprintf("%s-%s-%d", meshnames.PlaneServiceName, host, port)
 	reg := &api.AgentServiceRegistration{
 		ID:      id,
-		Name:    ir.PlaneServiceName,
+		Name:    meshnames.PlaneServiceName,
 		Address: host,
 		Port:    port,
 		Meta:    map[string]string{"admin_addr": net.JoinHostPort(ahost, aport)},

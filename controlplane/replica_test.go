@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -18,7 +20,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // routeLoader reads each file as "service=<name> weight=<v2 percent>" and
@@ -85,7 +87,7 @@ func (p *securePlane) apply(t *testing.T, files map[string]string, ifRevision st
 func (p *securePlane) nodeVersion(t *testing.T, id, rev string) string {
 	t.Helper()
 	waitUntil(t, 15*time.Second, "replica serves "+rev[:12], func() bool { return p.s.PolicyRevision() == rev })
-	st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], &corev3.Node{Id: id, Cluster: ir.GatewayNodeCluster}, resource.ClusterType)
+	st := p.stream(t, p.tlsDial(t), p.tokens["gateway"], &corev3.Node{Id: id, Cluster: meshnames.GatewayNodeCluster}, resource.ClusterType)
 	r, err := st.Recv()
 	if err != nil {
 		t.Fatal(err)

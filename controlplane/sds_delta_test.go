@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -17,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
 )
 
 // rotatingSecrets is a SecretSource whose leaf content changes on rotate.
@@ -27,14 +29,14 @@ type rotatingSecrets struct {
 	changed chan struct{}
 }
 
-func (r *rotatingSecrets) Secrets(n NodeInfo) ([]*tlsv3.Secret, error) {
+func (r *rotatingSecrets) Secrets(n xdsnode.Info) ([]*tlsv3.Secret, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	leaf := &tlsv3.Secret{Name: ir.LeafSecretName(n.Cluster), Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+	leaf := &tlsv3.Secret{Name: meshnames.LeafSecretName(n.Cluster), Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "chain-" + r.gen}},
 		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "key-" + r.gen}},
 	}}}
-	roots := &tlsv3.Secret{Name: ir.RootsSecretName, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+	roots := &tlsv3.Secret{Name: meshnames.RootsSecretName, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "roots"}},
 	}}}
 	return []*tlsv3.Secret{leaf, roots}, nil
@@ -70,7 +72,7 @@ func TestSDSAndMTLS(t *testing.T) {
 			if err := a.UnmarshalTo(&s); err != nil {
 				t.Fatal(err)
 			}
-			if s.GetName() == ir.LeafSecretName("web") {
+			if s.GetName() == meshnames.LeafSecretName("web") {
 				return s.GetTlsCertificate().GetCertificateChain().GetInlineString()
 			}
 		}
@@ -92,8 +94,8 @@ func TestSDSAndMTLS(t *testing.T) {
 			}
 			cv := up.GetCommonTlsContext().GetCombinedValidationContext()
 			san := cv.GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
-			return up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() == ir.LeafSecretName("web") &&
-				cv.GetValidationContextSdsSecretConfig().GetName() == ir.RootsSecretName &&
+			return up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() == meshnames.LeafSecretName("web") &&
+				cv.GetValidationContextSdsSecretConfig().GetName() == meshnames.RootsSecretName &&
 				len(san) == 1 && san[0].GetMatcher().GetExact() == "spiffe://example.consul/ns/default/dc/dc1/svc/echo"
 		}
 		return false

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -27,10 +29,11 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
-	"github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // PolicyLoader turns policy files (name → content) into a validated policy
@@ -55,7 +58,7 @@ type Config struct {
 	// package intentions). Run starts it.
 	Intentions *intentions.Watcher
 	// Modules is the module server whose builds fill empty filter hashes.
-	Modules *modules.Server
+	Modules *moduleserver.Server
 	// Policies is the initial policy set (nil: none).
 	Policies *ir.PolicySet
 	// LoadPolicies parses policy files for POST /v1/policies:* and the
@@ -141,7 +144,7 @@ type Server struct {
 }
 
 type nodeState struct {
-	info     NodeInfo
+	info     xdsnode.Info
 	tnode    translate.Node
 	err      error
 	streams  int
@@ -489,8 +492,8 @@ func (s *Server) publishLocked(ctx context.Context, id string) {
 const anyType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 // nodeInfo converts an xDS node.
-func nodeInfo(n *corev3.Node) NodeInfo {
-	info := NodeInfo{ID: n.GetId(), Cluster: n.GetCluster(), Metadata: map[string]string{}}
+func nodeInfo(n *corev3.Node) xdsnode.Info {
+	info := xdsnode.Info{ID: n.GetId(), Cluster: n.GetCluster(), Metadata: map[string]string{}}
 	for k, v := range n.GetMetadata().GetFields() {
 		switch x := v.GetKind().(type) {
 		case *structpb.Value_StringValue:
@@ -501,7 +504,7 @@ func nodeInfo(n *corev3.Node) NodeInfo {
 			info.Metadata[k] = strconv.FormatBool(x.BoolValue)
 		}
 	}
-	info.Gateway = info.Cluster == ir.GatewayNodeCluster
+	info.Gateway = info.Cluster == meshnames.GatewayNodeCluster
 	if !info.Gateway {
 		info.Service = info.Cluster
 	}

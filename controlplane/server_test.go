@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 func register(t testing.TB, c *api.Client, id, name string, port int, meta map[string]string, status string) {
@@ -278,13 +280,13 @@ func TestRegisterInConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "plane passing in consul", func() bool {
-		entries, _, err := p.consul.Health().Service(ir.PlaneServiceName, "", true, nil)
+		entries, _, err := p.consul.Health().Service(meshnames.PlaneServiceName, "", true, nil)
 		return err == nil && len(entries) == 1 && entries[0].Service.Meta["admin_addr"] == adminAddr
 	})
 	if err := reg.Deregister(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	entries, _, err := p.consul.Health().Service(ir.PlaneServiceName, "", false, nil)
+	entries, _, err := p.consul.Health().Service(meshnames.PlaneServiceName, "", false, nil)
 	if err != nil || len(entries) != 0 {
 		t.Fatalf("after deregister: %d entries, err %v", len(entries), err)
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // StoreStatus is the policy store's part of GET /v1/status.

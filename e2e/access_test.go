@@ -20,9 +20,9 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
-	"github.com/meshwarden/meshwarden/internal/demo"
 )
 
 // accessPolicy is the ledger service's AccessPolicy in the test's policy dir.

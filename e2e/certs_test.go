@@ -23,9 +23,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 )
 
 // startStackOpts is startStack with every option the caller wants.

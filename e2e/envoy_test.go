@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/internal/testenv/proc"
+
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 )
 
 // MinEnvoyVersion is the oldest Envoy whose proxy-wasm-cpp-host runs
@@ -40,11 +42,11 @@ func TestEnvoySidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, xdsPort, _ := net.SplitHostPort(st.PlaneXDS)
-	adminAddr, _ := demo.FreeAddr()
+	adminAddr, _ := proc.FreeAddr()
 	_, adminPort, _ := net.SplitHostPort(adminAddr)
-	outAddr, _ := demo.FreeAddr()
+	outAddr, _ := proc.FreeAddr()
 	_, outPort, _ := net.SplitHostPort(outAddr)
-	inAddr, _ := demo.FreeAddr()
+	inAddr, _ := proc.FreeAddr()
 	_, inPort, _ := net.SplitHostPort(inAddr)
 	boot := string(raw)
 	token, err := st.ServiceToken(ctx0(t), "web")
@@ -61,7 +63,7 @@ func TestEnvoySidecar(t *testing.T) {
 	if err := os.WriteFile(bootPath, []byte(boot), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := demo.StartProc("envoy", nil, envoy, "-c", bootPath, "--base-id", inPort)
+	p, err := proc.Start("envoy", nil, envoy, "-c", bootPath, "--base-id", inPort)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 )
 
 // TestFailoverReplicaKilledUnderLoad runs two plane replicas; the gateway

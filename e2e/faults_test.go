@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 )
 
 // planeStatus is the part of the plane's /v1/status the tests read.

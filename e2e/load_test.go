@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 )
 
 // loader sends requests through the gateway at a steady rate until stopped,

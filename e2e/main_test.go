@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/internal/demo"
 )
 
 // env is built once per test binary by TestMain.

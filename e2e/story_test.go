@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 )
 
 // TestDemoStory asserts what `make demo` shows.

@@ -11,7 +11,7 @@ import (
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
-	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
 // TestBodiesThroughFilters streams request bodies through the conformance
@@ -33,7 +33,7 @@ func TestBodiesThroughFilters(t *testing.T) {
 	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
 		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("echo")}}}}}
 	plane.set("gw-body", httpListener(t, gw.port(), "r", "conf"), rc,
-		wasmExt(t, "conf", ms.URL+"/conf.wasm", modules.Sum(wasm), false),
+		wasmExt(t, "conf", ms.URL+"/conf.wasm", modulefetch.Sum(wasm), false),
 		edsCluster("echo", nil), cla("echo", lbEndpoint(echo.Listener.Addr().String(), 0)))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
@@ -20,8 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshwarden/meshwarden/gateway/modules"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
 var auditWasm struct {
@@ -100,14 +101,14 @@ func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
 	t.Cleanup(upstream.Close)
 
 	cfg := `{"rules":[{"methods":["POST"],"path":{"exact":"/v1/transfers"},"opType":"FUND_TRANSFER","level":"critical","failClosed":true}],` +
-		`"redact":{"bodyFields":["card.number"]},"collector":{"cluster":"` + ir.AuditClusterName + `","token":"t"},"failClosedTimeoutMs":2000}`
+		`"redact":{"bodyFields":["card.number"]},"collector":{"cluster":"` + meshnames.AuditClusterName + `","token":"t"},"failClosedTimeoutMs":2000}`
 	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: "mw.audit", RootId: "audit", FailurePolicy: wasmv3.FailurePolicy_FAIL_CLOSED,
 		Configuration: mustAny(t, wrapperspb.String(cfg)),
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "mw.audit", Runtime: "envoy.wasm.runtime.v8",
 			Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
 				HttpUri: &core.HttpUri{Uri: ms.URL + "/audit.wasm", HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "mw-modules"},
 					Timeout: durationpb.New(5 * time.Second)},
-				Sha256: modules.Sum(wasm)}}}}}}}
+				Sha256: modulefetch.Sum(wasm)}}}}}}}
 	ext := &core.TypedExtensionConfig{Name: "mw.audit", TypedConfig: mustAny(t, w)}
 
 	plane := startPlane(t)
@@ -115,9 +116,9 @@ func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
 	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
 		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
 	plane.set("gw-failclosed", httpListener(t, gw.port(), "r", "mw.audit"), rc, ext,
-		edsCluster("app", nil), edsCluster(ir.AuditClusterName, nil),
+		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
 		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
-		cla(ir.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
+		cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
 	post := func() (int, string) {

@@ -18,7 +18,7 @@ import (
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
-	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
 type guestBuild struct {
@@ -116,7 +116,7 @@ func configDump(t *testing.T, admin string) ConfigDump {
 
 func TestFiltersFromECDS(t *testing.T) {
 	wasm := headersGuest(t)
-	sha := modules.Sum(wasm)
+	sha := modulefetch.Sum(wasm)
 	ms := startModuleServer(t)
 	ms.put("/headers.wasm", wasm)
 	plane := startPlane(t)
@@ -240,12 +240,12 @@ func TestTrustedFilterRunsWithoutDeadline(t *testing.T) {
 	ms.put("/noop.wasm", noop)
 	plane := startPlane(t)
 	stable := startUpstream(t, "stable")
-	gw := startGateway(t, plane, "gw-trusted", func(c *Config) { c.WasmTrustedSHA256 = []string{modules.Sum(headers)} })
+	gw := startGateway(t, plane, "gw-trusted", func(c *Config) { c.WasmTrustedSHA256 = []string{modulefetch.Sum(headers)} })
 	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
 		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")}}}}}
 	plane.set("gw-trusted", httpListener(t, gw.port(), "r", "mw-headers", "mw-noop"), rc,
-		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modules.Sum(headers), false),
-		wasmExt(t, "mw-noop", ms.URL+"/noop.wasm", modules.Sum(noop), false),
+		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(headers), false),
+		wasmExt(t, "mw-noop", ms.URL+"/noop.wasm", modulefetch.Sum(noop), false),
 		edsCluster("stable", nil), cla("stable", lbEndpoint(stable.addr(), 0)))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -32,10 +34,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/gateway/xdsclient"
-	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 // Config configures a Gateway.
@@ -124,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Listener == nil {
 		return nil, errors.New("gateway: no listener: bind the proxy address first (--listen)")
 	}
-	if cfg.Service == ir.GatewayNodeCluster {
+	if cfg.Service == meshnames.GatewayNodeCluster {
 		return nil, fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service (--service) empty for an edge gateway", cfg.Service)
 	}
 	if cfg.DrainTimeout <= 0 {
@@ -159,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)
 	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline, TrustedSHA256: cfg.WasmTrustedSHA256}
-	fetcher := &modules.Fetcher{}
+	fetcher := &modulefetch.Fetcher{}
 	if cfg.CacheDir != "" {
 		rtCfg.CacheDir = cfg.CacheDir + "/compiled"
 		fetcher.Dir = cfg.CacheDir + "/modules"
@@ -169,7 +170,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.rt = rt
-	nodeCluster := ir.GatewayNodeCluster
+	nodeCluster := meshnames.GatewayNodeCluster
 	md := map[string]any{"listen_port": strconv.Itoa(g.port)}
 	if cfg.Service != "" {
 		nodeCluster = cfg.Service

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -15,8 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshwarden/meshwarden/internal/dye"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
 )
 
 // laneRoutes routes lane "canary" (header x-mw-dye) to canary and splits
@@ -25,7 +26,7 @@ func laneRoutes(name string) *route.RouteConfiguration {
 	return &route.RouteConfiguration{Name: name, VirtualHosts: []*route.VirtualHost{{
 		Name: "shop", Domains: []string{"shop.example", "*.shop.example"},
 		Routes: []*route.Route{
-			{Name: "lane-canary", Match: prefixMatch("/", &route.HeaderMatcher{Name: dye.Header,
+			{Name: "lane-canary", Match: prefixMatch("/", &route.HeaderMatcher{Name: dyeing.Header,
 				HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{StringMatch: &matcher.StringMatcher{
 					MatchPattern: &matcher.StringMatcher_Exact{Exact: "canary"}}}}), Action: routeTo("canary")},
 			{Name: "split", Match: prefixMatch("/"), Action: &route.Route_Route{Route: &route.RouteAction{
@@ -49,13 +50,13 @@ func TestRoutingByLaneAndWeight(t *testing.T) {
 
 	// The node announced itself as a gateway with its listen port.
 	n := plane.node.Load()
-	if n.GetCluster() != ir.GatewayNodeCluster || n.GetMetadata().GetFields()["listen_port"].GetStringValue() == "" {
-		t.Fatalf("node = %v, want cluster %s and listen_port metadata", n, ir.GatewayNodeCluster)
+	if n.GetCluster() != meshnames.GatewayNodeCluster || n.GetMetadata().GetFields()["listen_port"].GetStringValue() == "" {
+		t.Fatalf("node = %v, want cluster %s and listen_port metadata", n, meshnames.GatewayNodeCluster)
 	}
 	c := &http.Client{}
 	t.Run("lane header steers to canary", func(t *testing.T) {
 		for range 20 {
-			code, body, _ := get(t, c, gw.url+"/cart", "Host", "shop.example", dye.Header, "canary")
+			code, body, _ := get(t, c, gw.url+"/cart", "Host", "shop.example", dyeing.Header, "canary")
 			if code != 200 || body != "canary" {
 				t.Fatalf("got %d %q, want 200 canary", code, body)
 			}
@@ -77,7 +78,7 @@ func TestRoutingByLaneAndWeight(t *testing.T) {
 		}
 	})
 	t.Run("wildcard domain and unknown host", func(t *testing.T) {
-		if code, body, _ := get(t, c, gw.url+"/", "Host", "eu.shop.example", dye.Header, "canary"); code != 200 || body != "canary" {
+		if code, body, _ := get(t, c, gw.url+"/", "Host", "eu.shop.example", dyeing.Header, "canary"); code != 200 || body != "canary" {
 			t.Fatalf("wildcard domain: %d %q", code, body)
 		}
 		if code, _, _ := get(t, c, gw.url+"/", "Host", "other.example"); code != http.StatusNotFound {

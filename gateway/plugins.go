@@ -12,7 +12,7 @@ import (
 	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshwarden/meshwarden/gateway/modules"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
 
@@ -24,7 +24,7 @@ import (
 // /config_dump and the metrics.
 type pluginManager struct {
 	rt      *wasmhost.Runtime
-	fetch   *modules.Fetcher
+	fetch   *modulefetch.Fetcher
 	caller  wasmhost.HTTPCaller
 	log     *slog.Logger
 	props   map[string][]byte
@@ -48,7 +48,7 @@ type filterStatus struct {
 	CallDeadline *bool `json:"call_deadline,omitempty"`
 }
 
-func newPluginManager(rt *wasmhost.Runtime, f *modules.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
+func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
 	return &pluginManager{rt: rt, fetch: f, caller: caller, log: log, props: props, onError: onError,
 		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{}}
 }
@@ -119,7 +119,7 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 	} else {
 		wasm, err = dataSource(code.GetLocal())
 		if err == nil && cfg.CodeSHA256 == "" {
-			cfg.CodeSHA256 = modules.Sum(wasm)
+			cfg.CodeSHA256 = modulefetch.Sum(wasm)
 		}
 	}
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -28,8 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshwarden/meshwarden/gateway/modules"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
 func h2Cluster(t testing.TB, name string) *cluster.Cluster {
@@ -88,7 +89,7 @@ func TestProtocols(t *testing.T) {
 			{Name: "ws", Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Path{Path: "/ws"}}, Action: routeTo("ws")},
 		}}}}
 	plane.set("gw-proto", httpListener(t, gw.port(), "r", "mw-headers"), rc,
-		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modules.Sum(wasm), false),
+		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(wasm), false),
 		h2Cluster(t, "grpc"), edsCluster("ws", nil),
 		cla("grpc", lbEndpoint(grpcUp.Listener.Addr().String(), 0)), cla("ws", lbEndpoint(wsUp.Listener.Addr().String(), 0)))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
@@ -187,7 +188,7 @@ func leafSecret(name string, certPEM, keyPEM []byte) *tlsv3.Secret {
 }
 
 func rootsSecret(caPEM []byte) *tlsv3.Secret {
-	return &tlsv3.Secret{Name: ir.RootsSecretName, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+	return &tlsv3.Secret{Name: meshnames.RootsSecretName, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 		TrustedCa: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: caPEM}}}}}
 }
 
@@ -199,7 +200,7 @@ func sds(name string) *tlsv3.SdsSecretConfig {
 // it live, and calls an mTLS upstream whose SPIFFE id is verified.
 func TestTLSFromSDS(t *testing.T) {
 	pki := newPKI(t)
-	gwLeaf := ir.LeafSecretName("gateway")
+	gwLeaf := meshnames.LeafSecretName("gateway")
 	upCert, upKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/api")
 	upPair, _ := tls.X509KeyPair(upCert, upKey)
 	pool := x509.NewCertPool()
@@ -224,7 +225,7 @@ func TestTLSFromSDS(t *testing.T) {
 	lst.FilterChains[0].TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls",
 		ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
 			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(gwLeaf)},
-				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(ir.RootsSecretName)}}})}}
+				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(meshnames.RootsSecretName)}}})}}
 	secure := func(san string) *cluster.Cluster {
 		return edsCluster("api", func(c *cluster.Cluster) {
 			c.TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls",
@@ -233,7 +234,7 @@ func TestTLSFromSDS(t *testing.T) {
 						ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 							DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
 								SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: san}}}}},
-							ValidationContextSdsSecretConfig: sds(ir.RootsSecretName)}}}})}}
+							ValidationContextSdsSecretConfig: sds(meshnames.RootsSecretName)}}}})}}
 		})
 	}
 	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
@@ -302,14 +303,14 @@ func TestPeerIdentityAndCallout(t *testing.T) {
 	lst.FilterChains[0].TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls",
 		ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
 			RequireClientCertificate: wrapperspb.Bool(true),
-			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(ir.LeafSecretName("gateway"))},
-				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(ir.RootsSecretName)}}})}}
+			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(meshnames.LeafSecretName("gateway"))},
+				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(meshnames.RootsSecretName)}}})}}
 	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
 		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("upstream")}}}}}
 	gwCert, gwKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/gateway")
-	plane.set("gw-peer", lst, rc, wasmExt(t, "conf", ms.URL+"/conf.wasm", modules.Sum(wasm), false),
+	plane.set("gw-peer", lst, rc, wasmExt(t, "conf", ms.URL+"/conf.wasm", modulefetch.Sum(wasm), false),
 		edsCluster("upstream", nil), cla("upstream", lbEndpoint(up.addr(), 0)),
-		leafSecret(ir.LeafSecretName("gateway"), gwCert, gwKey), rootsSecret(pki.caPEM))
+		leafSecret(meshnames.LeafSecretName("gateway"), gwCert, gwKey), rootsSecret(pki.caPEM))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
 	pool := x509.NewCertPool()

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -30,9 +32,9 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/gateway/modules"
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 const testTD = "11111111-2222-3333-4444-555555555555.consul"
@@ -234,11 +236,11 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	ms.put("/audit.wasm", wasm)
 	var (
 		mu     sync.Mutex
-		events []mwaudit.Event
+		events []auditevent.Event
 		hits   int
 	)
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b mwaudit.Batch
+		var b auditevent.Batch
 		if err := decodeJSON(r.Body, &b); err == nil {
 			mu.Lock()
 			events = append(events, b.Events...)
@@ -255,14 +257,14 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 
-	cfg := `{"rules":[{"methods":["POST"],"path":{"exact":"/v1/transfers"},"opType":"FUND_TRANSFER"}],"collector":{"cluster":"` + ir.AuditClusterName + `"},"batch":{"flushIntervalMs":50}}`
+	cfg := `{"rules":[{"methods":["POST"],"path":{"exact":"/v1/transfers"},"opType":"FUND_TRANSFER"}],"collector":{"cluster":"` + meshnames.AuditClusterName + `"},"batch":{"flushIntervalMs":50}}`
 	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: "mw.audit", RootId: "audit", FailurePolicy: wasmv3.FailurePolicy_FAIL_CLOSED,
 		Configuration: mustAny(t, wrapperspb.String(cfg)),
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "mw.audit", Runtime: "envoy.wasm.runtime.v8",
 			Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
 				HttpUri: &core.HttpUri{Uri: ms.URL + "/audit.wasm", HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "mw-modules"},
 					Timeout: durationpb.New(5 * time.Second)},
-				Sha256: modules.Sum(wasm)}}}}}}}
+				Sha256: modulefetch.Sum(wasm)}}}}}}}
 	ext := &core.TypedExtensionConfig{Name: "mw.audit", TypedConfig: mustAny(t, w)}
 
 	plane := startPlane(t)
@@ -278,9 +280,9 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	l.FilterChains[0].Filters[0].ConfigType = &listener.Filter_TypedConfig{TypedConfig: mustAny(t, h)}
 	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
 		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
-	plane.set("gw-rbac", l, rc, ext, edsCluster("app", nil), edsCluster(ir.AuditClusterName, nil),
+	plane.set("gw-rbac", l, rc, ext, edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
 		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
-		cla(ir.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
+		cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
 	code, body, _ := get(t, http.DefaultClient, gw.url+"/v1/balance?x=1", "x-mw-subject", "alice")
@@ -292,7 +294,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 		t.Errorf("a denied request reached the upstream")
 	}
 	mu.Unlock()
-	var ev mwaudit.Event
+	var ev auditevent.Event
 	eventually(t, 10*time.Second, "the ACCESS_DENIED record", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -304,7 +306,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 		}
 		return false
 	})
-	if ev.Subject != "anonymous" || ev.Resource != ir.GatewayNodeCluster+"#none" || ev.Status != 403 || ev.Path != "/v1/balance" || ev.Method != "GET" {
+	if ev.Subject != "anonymous" || ev.Resource != meshnames.GatewayNodeCluster+"#none" || ev.Status != 403 || ev.Path != "/v1/balance" || ev.Method != "GET" {
 		t.Errorf("record = %+v", ev)
 	}
 	// A gRPC call is refused as Envoy refuses it: trailers-only
@@ -389,7 +391,7 @@ func TestRBACSidecarModeAnnouncesService(t *testing.T) {
 	if h := up.last.Load(); h == nil || h.Get("X-Forwarded-Client-Cert") != "" {
 		t.Errorf("the upstream saw x-forwarded-client-cert: %v", h)
 	}
-	if _, err := New(context.Background(), Config{Listener: gw.g.cfg.Listener, Service: ir.GatewayNodeCluster}); err == nil {
-		t.Errorf("Service %q accepted: it is the edge gateway's cluster", ir.GatewayNodeCluster)
+	if _, err := New(context.Background(), Config{Listener: gw.g.cfg.Listener, Service: meshnames.GatewayNodeCluster}); err == nil {
+		t.Errorf("Service %q accepted: it is the edge gateway's cluster", meshnames.GatewayNodeCluster)
 	}
 }

@@ -21,12 +21,12 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
-	cpmodules "github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
-	"github.com/meshwarden/meshwarden/internal/dye"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // TestRealPlaneOnRealConsul feeds the gateway from the real control plane
@@ -80,7 +80,7 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 	})
 	t.Run("lane canary goes to v2", func(t *testing.T) {
 		for range 20 {
-			if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary"); code != 200 || body != "v2" {
+			if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dyeing.Header, "canary"); code != 200 || body != "v2" {
 				t.Fatalf("%d %q, want v2", code, body)
 			}
 		}
@@ -101,7 +101,7 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 20*time.Second, "canary lane without healthy v2", func() bool {
-			code, _, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary")
+			code, _, _ := get(t, c, gw.url+"/a", "Host", "shop", dyeing.Header, "canary")
 			return code == http.StatusServiceUnavailable
 		})
 		hits := v2.hits.Load()
@@ -117,13 +117,13 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 20*time.Second, "v2 healthy again", func() bool {
-			_, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary")
+			_, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dyeing.Header, "canary")
 			return body == "v2"
 		})
 		gs.Stop()
 		eventually(t, 10*time.Second, "disconnect", func() bool { return !gw.g.xds.Connected() })
 		for range 30 {
-			if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dye.Header, "canary"); code != 200 || body != "v2" {
+			if code, body, _ := get(t, c, gw.url+"/a", "Host", "shop", dyeing.Header, "canary"); code != 200 || body != "v2" {
 				t.Fatalf("lane during the outage: %d %q", code, body)
 			}
 			if code, _, _ := get(t, c, gw.url+"/a", "Host", "shop"); code != 200 {
@@ -141,12 +141,12 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 		t.Skip("starts a Consul agent and builds the dye filter")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "dye.wasm"), "../filters/dye/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "dyeing.wasm"), "../filters/dye/wasm")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build dye filter: %v\n%s", err, out)
 	}
-	ms := cpmodules.New(dir, nil)
+	ms := moduleserver.New(dir, nil)
 	if _, err := ms.Scan(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,8 +223,8 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 			t.Fatalf("x-beta with baggage: %d %q, want v2", code, body)
 		}
 		bg := tracectx.ParseBaggage((*v2.last.Load()).Get("Baggage"))
-		if lane, _ := bg.Get(dye.BaggageKey); lane != "canary" {
-			t.Fatalf("upstream saw baggage %q: want the filter's %s=canary (the lane must survive the hop)", bg.String(), dye.BaggageKey)
+		if lane, _ := bg.Get(dyeing.BaggageKey); lane != "canary" {
+			t.Fatalf("upstream saw baggage %q: want the filter's %s=canary (the lane must survive the hop)", bg.String(), dyeing.BaggageKey)
 		}
 		if app, _ := bg.Get("app"); app != "shop" {
 			t.Fatalf("upstream saw baggage %q: the caller's app=shop member was lost", bg.String())

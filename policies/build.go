@@ -14,8 +14,8 @@ import (
 	"github.com/meshwarden/meshwarden/filters/audit"
 	"github.com/meshwarden/meshwarden/filters/dye"
 	"github.com/meshwarden/meshwarden/filters/trace"
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // builder turns decoded documents into the IR, checking what spans fields
@@ -254,7 +254,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 		p := indexPath("spec.subsets", i)
 		if _, named := d.positions[p+".name"]; !named {
 			// Reported as a missing required field.
-		} else if err := mwdye.CheckLane(ss.Name); err != nil {
+		} else if err := dyeing.CheckLane(ss.Name); err != nil {
 			d.errPath(p+".name", "%v", err)
 		} else if j, dup := subsets[ss.Name]; dup {
 			d.errPath(p+".name", "subset %q is already defined at spec.subsets[%d]: give each subset its own name", ss.Name, j)
@@ -272,7 +272,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 	lanes := map[string]int{}
 	for i, l := range s.Lanes {
 		p := indexPath("spec.lanes", i)
-		if err := mwdye.CheckLane(l.Lane); err != nil {
+		if err := dyeing.CheckLane(l.Lane); err != nil {
 			d.errPath(p+".lane", "%v", err)
 		}
 		if _, ok := subsets[l.Subset]; !ok && l.Subset != "" {
@@ -410,7 +410,7 @@ func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessPolicy, bool) {
 			}
 		}
 		for j, l := range r.Lanes {
-			if err := mwdye.CheckLane(l); err != nil {
+			if err := dyeing.CheckLane(l); err != nil {
 				d.errPath(indexPath(rp+".lanes", j), "%v", err)
 			}
 		}

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // OpPolicyApply is the op_type of a change record.
@@ -40,13 +40,13 @@ type Change struct {
 	Diff string
 }
 
-// ChangeRecord is one line of the change log: an audit.Event chained like
+// ChangeRecord is one line of the change log: an auditevent.Event chained like
 // every audit record (hash = SHA-256(prev_hash || canonical(event))), plus
 // the diff text, which the event commits to by its body_digest
 // ("sha256:<hex of Diff>"). The audit store can take the events over as
 // they are.
 type ChangeRecord struct {
-	audit.Event
+	auditevent.Event
 	Diff string `json:"diff"`
 }
 
@@ -118,11 +118,11 @@ func (l *ChangeLog) Append(ctx context.Context, c Change) (*ChangeRecord, error)
 	}
 	sum := sha256.Sum256([]byte(c.Diff))
 	r := &ChangeRecord{
-		Event: audit.Event{
+		Event: auditevent.Event{
 			ID:         "policy-" + rev + "-" + strconv.FormatUint(seq, 10),
 			Seq:        seq,
-			Phase:      audit.PhaseOutcome,
-			Level:      audit.LevelNotice,
+			Phase:      auditevent.PhaseOutcome,
+			Level:      auditevent.LevelNotice,
 			OpType:     OpPolicyApply,
 			Subject:    c.Identity,
 			Resource:   "policyset:" + c.Revision,

@@ -23,7 +23,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // MaxFileBytes bounds one policy file; larger files are rejected unread.

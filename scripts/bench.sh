@@ -33,7 +33,7 @@ run abi          go test -run '^$' -bench Map -benchmem -count 3 ./filters/proxy
 run wasmhost     go test -run '^$' -bench . -benchmem -count 3 ./gateway/wasmhost/
 run filters      go test -run '^$' -bench 'EngineApply|ParseTraceparent|BaggageValue' -benchmem ./filters/dye/ ./internal/tracectx/
 run filters      go test -run '^$' -bench 'BenchmarkHost' -benchtime 3000x -count 2 ./filters/trace/
-run gateway      go run ./gateway/bench -duration 5s -rounds 3 -conc 32 -rate 1000 -filters-dir bin/filters
+run gateway      go run ./tools/gatewaybench -duration 5s -rounds 3 -conc 32 -rate 1000 -filters-dir bin/filters
 run controlplane go test -run '^$' -bench ConsulChange -benchtime 300x -count 2 ./controlplane
 run controlplane go test -run '^$' -bench 'XDSConnect|ChangeFanout' -benchtime 100x -count 2 ./controlplane
 run controlplane go test -run '^$' -bench . -benchtime 5x -count 2 ./controlplane/translate

@@ -2,7 +2,7 @@
 # Builds the Pebble ACME test CA pinned in tools/pebble/go.mod once, from the
 # Go module proxy, into $MESHWARDEN_CACHE (default $HOME/.cache/meshwarden),
 # and prints its path. Later calls reuse the cached binary. Tests find it
-# through MESHWARDEN_PEBBLE or this cache path (internal/pebbleagent).
+# through MESHWARDEN_PEBBLE or this cache path (internal/testenv/pebbleagent).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(awk '{ if ($1=="require") { $1=""; $0=$0 } } $1=="github.com/letsencrypt/pebble/v2"{print $2}' "$root/tools/pebble/go.mod")"

@@ -27,7 +27,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/verify"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/auditstore/witness"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // NewCommand returns the `audit` command with its subcommands.
@@ -40,11 +40,11 @@ in a hash-chained, fsynced write-ahead log with Ed25519-signed checkpoints,
 and exports them to NATS JetStream. Auditors verify a trail with only the
 public key.
 
-  meshwarden audit keygen --out audit.key --pub audit.pub
-  meshwarden audit collector --dir /var/lib/meshwarden/audit --key audit.key --token-file token
-  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub --witness nats://127.0.0.1:4222
+  meshwarden audit keygen --out auditevent.key --pub auditevent.pub
+  meshwarden audit collector --dir /var/lib/meshwarden/audit --key auditevent.key --token-file token
+  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey auditevent.pub --witness nats://127.0.0.1:4222
   meshwarden audit prove --dir /var/lib/meshwarden/audit --seq 42 > proof.json
-  meshwarden audit verify-proof --pubkey audit.pub proof.json
+  meshwarden audit verify-proof --pubkey auditevent.pub proof.json
   meshwarden audit query --dir D --op-type FUND_TRANSFER --from 2026-11-25T00:00:00Z
   meshwarden audit tail --dir D -f`,
 	}
@@ -77,14 +77,14 @@ func newAuditCollectorCmd() *cobra.Command {
 		Long: `Run the audit collector: a separate process, so its failure domain and its
 fsync load stay apart from the control plane and the gateway.
 
-Senders POST an audit.Batch (JSON) to ` + audit.IngestPath + `. A sender is accepted
-if it presents the shared token in the ` + audit.TokenHeader + ` header, or (with
+Senders POST an auditevent.Batch (JSON) to ` + auditevent.IngestPath + `. A sender is accepted
+if it presents the shared token in the ` + auditevent.TokenHeader + ` header, or (with
 --tls-cert/--tls-key/--client-ca) a client certificate whose SPIFFE id is
 listed in --allow-spiffe. Others get 401 (no/bad credentials) or 403 (a valid
 certificate whose SPIFFE id is not allowed).
 
 Each event gets its sequence number and hash-chain link, is written to the
-WAL in --dir, and the batch is answered 200 with an audit.Ack only after an
+WAL in --dir, and the batch is answered 200 with an auditevent.Ack only after an
 fsync (one fsync covers every batch waiting: group commit). An event whose id
 was stored before is not stored again: the Ack lists it under "duplicates"
 with its original seq. A sender with a certificate may only send records as
@@ -109,9 +109,9 @@ variable (never from the command line, where ps would show it).
 
 Also served: /metrics (Prometheus), /healthz. SIGINT/SIGTERM stop it
 gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
-		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub
+		Example: `  meshwarden audit keygen --out auditevent.key --pub auditevent.pub
   echo s3cret > token
-  meshwarden audit collector --dir ./audit-data --key audit.key --token-file token \
+  meshwarden audit collector --dir ./audit-data --key auditevent.key --token-file token \
       --listen 127.0.0.1:7480 --nats nats://127.0.0.1:4222 --consul 127.0.0.1:8500`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCollector(cmd.Context(), f, cmd.ErrOrStderr()) },
@@ -243,7 +243,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 			return err
 		}
 	}
-	logger.Printf("serving %s on %s", audit.IngestPath, ln.Addr())
+	logger.Printf("serving %s on %s", auditevent.IngestPath, ln.Addr())
 	err = srv.Serve(ctx, ln)
 	logger.Printf("stopped (head seq %d)", w.Durable())
 	return err
@@ -291,8 +291,8 @@ delete and purge): an unreachable witness is a failure unless
 heads. Checkpoints kept elsewhere as files can be added with --checkpoints.
 
 It is safe to run against a live collector's directory.`,
-		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub
-  meshwarden audit verify --dir ./audit-data --pubkey audit.pub --witness nats://127.0.0.1:4222`,
+		Example: `  meshwarden audit verify --dir ./audit-data --pubkey auditevent.pub
+  meshwarden audit verify --dir ./audit-data --pubkey auditevent.pub --witness nats://127.0.0.1:4222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runVerify(cmd.Context(), f, cmd.OutOrStdout()) },
 	}
@@ -391,8 +391,8 @@ func buildFilter(from, to string, f *query.Filter) error {
 	return nil
 }
 
-func printRecord(w io.Writer) func(*audit.Event, []byte) error {
-	return func(_ *audit.Event, raw []byte) error {
+func printRecord(w io.Writer) func(*auditevent.Event, []byte) error {
+	return func(_ *auditevent.Event, raw []byte) error {
 		if _, err := w.Write(raw); err != nil {
 			return err
 		}
@@ -421,7 +421,7 @@ func newAuditQueryCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fn := printRecord(out)
 			if count {
-				fn = func(*audit.Event, []byte) error { return nil }
+				fn = func(*auditevent.Event, []byte) error { return nil }
 			}
 			n, err := query.Scan(cmd.Context(), dir, f, fn)
 			if count {
@@ -469,7 +469,7 @@ func newAuditKeygenCmd() *cobra.Command {
 		Long: `Keygen writes a new Ed25519 private key (PKCS#8 PEM, mode 0600) for the
 collector's --key and its public key (PKIX PEM) for auditors' verify --pubkey.
 It refuses to overwrite existing files.`,
-		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub`,
+		Example: `  meshwarden audit keygen --out auditevent.key --pub auditevent.pub`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pub == "" {
@@ -483,7 +483,7 @@ It refuses to overwrite existing files.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "audit.key", "private key file to create")
+	cmd.Flags().StringVar(&out, "out", "auditevent.key", "private key file to create")
 	cmd.Flags().StringVar(&pub, "pub", "", "public key file to create (default: <out>.pub)")
 	return cmd
 }
@@ -552,7 +552,7 @@ func newAuditVerifyProofCmd() *cobra.Command {
 stdin): the checkpoint's signature with --pubkey, then either that the record
 hashes into the signed tree at its seq (inclusion), or that the later signed
 tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
-		Example: `  meshwarden audit verify-proof --pubkey audit.pub proof.json`,
+		Example: `  meshwarden audit verify-proof --pubkey auditevent.pub proof.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pub == "" {

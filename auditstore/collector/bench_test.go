@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // BenchmarkIngestHTTP is the load run: many concurrent senders POST batches
@@ -37,7 +37,7 @@ func startBench(b *testing.B) (*wal.WAL, string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
-	return w, "http://" + ln.Addr().String() + audit.IngestPath, func() { cancel(); <-done; w.Close() }
+	return w, "http://" + ln.Addr().String() + auditevent.IngestPath, func() { cancel(); <-done; w.Close() }
 }
 
 func report(b *testing.B, w *wal.WAL, el time.Duration, lat []time.Duration) {
@@ -52,7 +52,7 @@ func report(b *testing.B, w *wal.WAL, el time.Duration, lat []time.Duration) {
 
 func post1(b *testing.B, client *http.Client, url string, body []byte) bool {
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set(audit.TokenHeader, "t")
+	req.Header.Set(auditevent.TokenHeader, "t")
 	resp, err := client.Do(req)
 	if err != nil {
 		b.Error(err)
@@ -138,7 +138,7 @@ func BenchmarkIngestHTTP(b *testing.B) {
 			go func() { done <- s.Serve(ctx, ln) }()
 			defer func() { cancel(); <-done; w.Close() }()
 			body := batchJSON(tc.batch, 0)
-			url := "http://" + ln.Addr().String() + audit.IngestPath
+			url := "http://" + ln.Addr().String() + auditevent.IngestPath
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: tc.senders, MaxConnsPerHost: tc.senders}}
 			batches := b.N/tc.batch + 1
 			work := make(chan struct{}, batches)
@@ -156,7 +156,7 @@ func BenchmarkIngestHTTP(b *testing.B) {
 					var local []time.Duration
 					for range work {
 						req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-						req.Header.Set(audit.TokenHeader, "t")
+						req.Header.Set(auditevent.TokenHeader, "t")
 						t0 := time.Now()
 						resp, err := client.Do(req)
 						if err != nil {

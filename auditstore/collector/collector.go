@@ -20,20 +20,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // Config configures a collector server.
 type Config struct {
 	// WAL stores the records. Required; the server does not close it.
 	WAL *wal.WAL
-	// Tokens are accepted in the audit.TokenHeader header. Empty: tokens are
+	// Tokens are accepted in the auditevent.TokenHeader header. Empty: tokens are
 	// not accepted (then TLS with AllowSPIFFE is the only way in).
 	Tokens []string
 	// TLS, when set, serves HTTPS. Set ClientCAs there to accept client
@@ -51,7 +52,7 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
-// Server serves audit.IngestPath, /metrics and /healthz.
+// Server serves auditevent.IngestPath, /metrics and /healthz.
 type Server struct {
 	cfg  Config
 	reg  *prometheus.Registry
@@ -70,7 +71,7 @@ const tokenSender = "token"
 
 // bindSource sets or checks e.Source against the authenticated sender and
 // returns why the event is refused, or "".
-func bindSource(e *audit.Event, who string) string {
+func bindSource(e *auditevent.Event, who string) string {
 	if who == tokenSender {
 		if strings.HasPrefix(e.Source, "spiffe://") {
 			return fmt.Sprintf("source %q is a SPIFFE id, but the sender authenticated with the shared token: send over mTLS with that identity's certificate", e.Source)
@@ -121,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_wal_rotations_total", Help: "Segment rotations."}, st(func(x wal.Stats) float64 { return float64(x.Rotations) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_wal_head_seq", Help: "Highest durable sequence number."}, st(func(x wal.Stats) float64 { return float64(x.Head) })),
 	)
-	s.mux.HandleFunc(audit.IngestPath, s.ingest)
+	s.mux.HandleFunc(auditevent.IngestPath, s.ingest)
 	s.mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	return s, nil
@@ -170,7 +171,7 @@ func (s *Server) authenticate(r *http.Request) (string, int) {
 		}
 		return "", http.StatusForbidden
 	}
-	tok := r.Header.Get(audit.TokenHeader)
+	tok := r.Header.Get(auditevent.TokenHeader)
 	if tok == "" {
 		return "", http.StatusUnauthorized
 	}
@@ -199,7 +200,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(code), code)
 		return
 	}
-	var b audit.Batch
+	var b auditevent.Batch
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err := dec.Decode(&b); err != nil {
 		var tooBig *http.MaxBytesError
@@ -247,7 +248,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	s.events.Add(float64(ack.Accepted))
 	s.dups.Add(float64(len(ack.Duplicates)))
 	s.ackLat.Observe(time.Since(start).Seconds())
-	w.Header().Set("Content-Type", audit.ContentType)
+	w.Header().Set("Content-Type", auditevent.ContentType)
 	out, _ := json.Marshal(ack)
 	w.Write(out)
 }
@@ -277,7 +278,7 @@ func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 }
 
 // RegisterConsul registers the collector in the local Consul agent as
-// ir.CollectorServiceName with an HTTP health check on /healthz, and returns
+// meshnames.CollectorServiceName with an HTTP health check on /healthz, and returns
 // a function that deregisters it.
 func RegisterConsul(c *api.Client, addr net.Addr, useTLS bool) (func() error, error) {
 	host, portS, err := net.SplitHostPort(addr.String())
@@ -289,22 +290,22 @@ func RegisterConsul(c *api.Client, addr net.Addr, useTLS bool) (func() error, er
 	if useTLS {
 		scheme = "https"
 	}
-	id := ir.CollectorServiceName + "-" + host + "-" + portS
+	id := meshnames.CollectorServiceName + "-" + host + "-" + portS
 	advertise, checkHost := host, host
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		// Listening on all interfaces: let Consul advertise the node's address.
 		advertise, checkHost = "", "127.0.0.1"
 	}
 	reg := &api.AgentServiceRegistration{
-		ID: id, Name: ir.CollectorServiceName, Address: advertise, Port: port,
-		Meta: map[string]string{"ingest_path": audit.IngestPath, "scheme": scheme},
+		ID: id, Name: meshnames.CollectorServiceName, Address: advertise, Port: port,
+		Meta: map[string]string{"ingest_path": auditevent.IngestPath, "scheme": scheme},
 		Check: &api.AgentServiceCheck{
 			HTTP: scheme + "://" + net.JoinHostPort(checkHost, portS) + "/healthz", TLSSkipVerify: useTLS,
 			Interval: "5s", Timeout: "2s", DeregisterCriticalServiceAfter: "1m",
 		},
 	}
 	if err := c.Agent().ServiceRegister(reg); err != nil {
-		return nil, fmt.Errorf("register %s in consul: %w", ir.CollectorServiceName, err)
+		return nil, fmt.Errorf("register %s in consul: %w", meshnames.CollectorServiceName, err)
 	}
 	return func() error { return c.Agent().ServiceDeregister(id) }, nil
 }

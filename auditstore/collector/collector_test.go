@@ -22,16 +22,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
-	"github.com/meshwarden/meshwarden/internal/consulagent/consultest"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
 func batchJSON(n, from int) []byte {
-	b := audit.Batch{Sender: "test"}
+	b := auditevent.Batch{Sender: "test"}
 	for i := range n {
-		b.Events = append(b.Events, audit.Event{ID: fmt.Sprintf("t%d-1-intent", from+i), Phase: audit.PhaseIntent,
+		b.Events = append(b.Events, auditevent.Event{ID: fmt.Sprintf("t%d-1-intent", from+i), Phase: auditevent.PhaseIntent,
 			OpType: "FUND_TRANSFER", Timestamp: time.Now().UnixNano(), Seq: 999, Hash: "forged"})
 	}
 	out, _ := json.Marshal(b)
@@ -106,7 +107,7 @@ func post(t *testing.T, c *http.Client, url, token string, body []byte) (int, []
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if token != "" {
-		req.Header.Set(audit.TokenHeader, token)
+		req.Header.Set(auditevent.TokenHeader, token)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -120,7 +121,7 @@ func post(t *testing.T, c *http.Client, url, token string, body []byte) (int, []
 
 func TestTokenAuthAndAck(t *testing.T) {
 	addr, w := start(t, Config{Tokens: []string{"s3cret"}, MaxBodyBytes: 64 << 10})
-	u := "http://" + addr + audit.IngestPath
+	u := "http://" + addr + auditevent.IngestPath
 	for _, tc := range []struct {
 		name  string
 		token string
@@ -145,7 +146,7 @@ func TestTokenAuthAndAck(t *testing.T) {
 		t.Fatalf("durable head %d, want 3 (only the good batch is stored)", got)
 	}
 	code, body := post(t, http.DefaultClient, u, "s3cret", batchJSON(2, 3))
-	var ack audit.Ack
+	var ack auditevent.Ack
 	if code != 200 || json.Unmarshal(body, &ack) != nil || ack.FirstSeq != 4 || ack.LastSeq != 5 || ack.Accepted != 2 || len(ack.Hash) != 64 {
 		t.Fatalf("ack %d %s, want seq 4..5 (sender-supplied seq/hash ignored)", code, body)
 	}
@@ -170,7 +171,7 @@ func TestMTLSSpiffeAllowList(t *testing.T) {
 		TLS:         &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: p.caPool, ClientAuth: tls.VerifyClientCertIfGiven},
 		AllowSPIFFE: []string{"spiffe://dc1/ns/default/svc/gateway"},
 	})
-	u := "https://" + addr + audit.IngestPath
+	u := "https://" + addr + auditevent.IngestPath
 	client := func(cert *tls.Certificate) *http.Client {
 		cfg := &tls.Config{RootCAs: p.caPool}
 		if cert != nil {
@@ -229,19 +230,19 @@ func TestRegistersInConsul(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		svcs, _, err := c.Health().Service(ir.CollectorServiceName, "", true, nil)
+		svcs, _, err := c.Health().Service(meshnames.CollectorServiceName, "", true, nil)
 		if err == nil && len(svcs) == 1 && svcs[0].Service.Port == a.Port {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never became healthy in consul: %v %v", ir.CollectorServiceName, svcs, err)
+			t.Fatalf("%s never became healthy in consul: %v %v", meshnames.CollectorServiceName, svcs, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err := dereg(); err != nil {
 		t.Fatal(err)
 	}
-	svcs, _, _ := c.Catalog().Service(ir.CollectorServiceName, "", nil)
+	svcs, _, _ := c.Catalog().Service(meshnames.CollectorServiceName, "", nil)
 	if len(svcs) != 0 {
 		t.Fatalf("still registered after deregistration: %d", len(svcs))
 	}
@@ -271,7 +272,7 @@ func TestServerTLSFromFiles(t *testing.T) {
 	}
 	addr, w := start(t, Config{TLS: cfg, AllowSPIFFE: []string{"spiffe://dc1/ns/default/svc/gateway"}, Tokens: []string{"tok"}})
 	gw := p.leaf(t, "spiffe://dc1/ns/default/svc/gateway", false)
-	u := "https://" + addr + audit.IngestPath
+	u := "https://" + addr + auditevent.IngestPath
 	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{gw}}}}
 	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool}}}
 	if code, body := post(t, withCert, u, "", batchJSON(1, 0)); code != 200 {
@@ -294,12 +295,12 @@ func TestSourceIsBoundToTheAuthenticatedSender(t *testing.T) {
 		AllowSPIFFE: []string{gwID, "spiffe://dc1/ns/default/svc/web"},
 		Tokens:      []string{"dev"},
 	})
-	u := "https://" + addr + audit.IngestPath
+	u := "https://" + addr + auditevent.IngestPath
 	gw := p.leaf(t, gwID, false)
 	mtls := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{gw}}}}
 	tok := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.caPool}}}
 	withSource := func(src, id string) []byte {
-		b, _ := json.Marshal(audit.Batch{Events: []audit.Event{{ID: id, Phase: audit.PhaseOutcome, OpType: "FUND_TRANSFER", Subject: "bob", Source: src, Timestamp: 1}}})
+		b, _ := json.Marshal(auditevent.Batch{Events: []auditevent.Event{{ID: id, Phase: auditevent.PhaseOutcome, OpType: "FUND_TRANSFER", Subject: "bob", Source: src, Timestamp: 1}}})
 		return b
 	}
 	for _, tc := range []struct {
@@ -355,18 +356,18 @@ func TestSourceIsBoundToTheAuthenticatedSender(t *testing.T) {
 
 func TestSameEventIDTwiceReturnsTheOriginalSeq(t *testing.T) {
 	addr, w := start(t, Config{Tokens: []string{"s3cret"}})
-	u := "http://" + addr + audit.IngestPath
+	u := "http://" + addr + auditevent.IngestPath
 	if code, body := post(t, http.DefaultClient, u, "s3cret", batchJSON(3, 0)); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
 	// A sender retrying after a lost ack: ids t1, t2 again, plus new t3.
 	code, body := post(t, http.DefaultClient, u, "s3cret", batchJSON(3, 1))
-	var ack audit.Ack
+	var ack auditevent.Ack
 	if code != 200 || json.Unmarshal(body, &ack) != nil {
 		t.Fatalf("%d %s", code, body)
 	}
 	if ack.Accepted != 1 || ack.FirstSeq != 4 || ack.LastSeq != 4 || len(ack.Duplicates) != 2 ||
-		ack.Duplicates[0] != (audit.Duplicate{ID: "t1-1-intent", Seq: 2}) || ack.Duplicates[1] != (audit.Duplicate{ID: "t2-1-intent", Seq: 3}) {
+		ack.Duplicates[0] != (auditevent.Duplicate{ID: "t1-1-intent", Seq: 2}) || ack.Duplicates[1] != (auditevent.Duplicate{ID: "t2-1-intent", Seq: 3}) {
 		t.Fatalf("ack %s", body)
 	}
 	if w.Durable() != 4 {

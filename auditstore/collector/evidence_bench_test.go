@@ -18,7 +18,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/export"
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // BenchmarkIngestEvidence measures durable ingest over HTTP side by side in
@@ -67,13 +67,13 @@ func BenchmarkIngestEvidence(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- s.Serve(ctx, ln) }()
 			defer func() { cancel(); <-done; bg.Wait(); w.Close() }()
-			url := "http://" + ln.Addr().String() + audit.IngestPath
+			url := "http://" + ln.Addr().String() + auditevent.IngestPath
 			batches := b.N/batch + 1
 			bodies := make(chan []byte, batches)
 			for i := range batches {
-				bt := audit.Batch{Sender: "bench"}
+				bt := auditevent.Batch{Sender: "bench"}
 				for j := range batch {
-					bt.Events = append(bt.Events, audit.Event{ID: fmt.Sprintf("%032x-%d-intent", i, j), Phase: audit.PhaseIntent,
+					bt.Events = append(bt.Events, auditevent.Event{ID: fmt.Sprintf("%032x-%d-intent", i, j), Phase: auditevent.PhaseIntent,
 						OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
 						Timestamp: time.Now().UnixNano(), TraceID: fmt.Sprintf("%032x", i), Method: "POST", Path: "/v1/transfers"})
 				}
@@ -92,7 +92,7 @@ func BenchmarkIngestEvidence(b *testing.B) {
 					var local []time.Duration
 					for body := range bodies {
 						req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-						req.Header.Set(audit.TokenHeader, "t")
+						req.Header.Set(auditevent.TokenHeader, "t")
 						t0 := time.Now()
 						resp, err := client.Do(req)
 						if err != nil {

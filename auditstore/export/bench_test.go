@@ -8,7 +8,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // BenchmarkExportBacklog measures how fast the exporter drains a WAL backlog
@@ -30,9 +30,9 @@ func benchExport(b *testing.B, full bool) {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i += 1000 {
-		var evs []audit.Event
+		var evs []auditevent.Event
 		for j := i; j < min(i+1000, b.N); j++ {
-			evs = append(evs, audit.Event{ID: fmt.Sprintf("t%08d-1-intent", j), Phase: audit.PhaseIntent, OpType: "PAY",
+			evs = append(evs, auditevent.Event{ID: fmt.Sprintf("t%08d-1-intent", j), Phase: auditevent.PhaseIntent, OpType: "PAY",
 				Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42", Timestamp: int64(1 + j)})
 		}
 		if _, err := w.Append(context.Background(), evs); err != nil {

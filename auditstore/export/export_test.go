@@ -16,15 +16,15 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 func appendN(t *testing.T, w *wal.WAL, from, n int) {
 	t.Helper()
 	for i := 0; i < n; i += 100 {
-		var evs []audit.Event
+		var evs []auditevent.Event
 		for j := i; j < min(i+100, n); j++ {
-			evs = append(evs, audit.Event{ID: fmt.Sprintf("t%06d-1-intent", from+j), Phase: audit.PhaseIntent, OpType: "PAY", Timestamp: int64(1 + from + j)})
+			evs = append(evs, auditevent.Event{ID: fmt.Sprintf("t%06d-1-intent", from+j), Phase: auditevent.PhaseIntent, OpType: "PAY", Timestamp: int64(1 + from + j)})
 		}
 		if _, err := w.Append(context.Background(), evs); err != nil {
 			t.Fatal(err)

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 var bin string
@@ -55,7 +55,7 @@ type env struct {
 func newEnv(t *testing.T) env {
 	t.Helper()
 	d := t.TempDir()
-	e := env{dir: filepath.Join(d, "wal"), key: filepath.Join(d, "audit.key"), pub: filepath.Join(d, "audit.pub"), token: filepath.Join(d, "token")}
+	e := env{dir: filepath.Join(d, "wal"), key: filepath.Join(d, "auditevent.key"), pub: filepath.Join(d, "auditevent.pub"), token: filepath.Join(d, "token")}
 	if out, err := exec.Command(bin, "audit", "keygen", "--out", e.key, "--pub", e.pub).CombinedOutput(); err != nil {
 		t.Fatalf("keygen: %v\n%s", err, out)
 	}
@@ -138,12 +138,12 @@ func (p *proc) stop(t *testing.T) {
 var idSeq atomic.Uint64
 
 func batch(n int) ([]byte, []string) {
-	b := audit.Batch{Sender: "faulttest"}
+	b := auditevent.Batch{Sender: "faulttest"}
 	ids := make([]string, n)
 	for i := range n {
 		k := idSeq.Add(1)
 		ids[i] = fmt.Sprintf("%032x-%d-intent", k, k)
-		b.Events = append(b.Events, audit.Event{ID: ids[i], Phase: audit.PhaseIntent, Level: audit.LevelCritical,
+		b.Events = append(b.Events, auditevent.Event{ID: ids[i], Phase: auditevent.PhaseIntent, Level: auditevent.LevelCritical,
 			OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
 			Timestamp: time.Now().UnixNano(), TraceID: fmt.Sprintf("%032x", k), Method: "POST", Path: "/v1/transfers"})
 	}
@@ -154,17 +154,17 @@ func batch(n int) ([]byte, []string) {
 var client = &http.Client{Timeout: 5 * time.Second}
 
 // send posts one batch; it returns the ack and true only on a 200.
-func send(addr string, body []byte) (audit.Ack, bool) {
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+audit.IngestPath, bytes.NewReader(body))
-	req.Header.Set(audit.TokenHeader, "fault-token")
+func send(addr string, body []byte) (auditevent.Ack, bool) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+auditevent.IngestPath, bytes.NewReader(body))
+	req.Header.Set(auditevent.TokenHeader, "fault-token")
 	resp, err := client.Do(req)
 	if err != nil {
-		return audit.Ack{}, false
+		return auditevent.Ack{}, false
 	}
 	defer resp.Body.Close()
-	var ack audit.Ack
+	var ack auditevent.Ack
 	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&ack) != nil {
-		return audit.Ack{}, false
+		return auditevent.Ack{}, false
 	}
 	return ack, true
 }
@@ -175,7 +175,7 @@ type acked struct {
 	ids map[string]uint64
 }
 
-func (a *acked) add(ack audit.Ack, ids []string) {
+func (a *acked) add(ack auditevent.Ack, ids []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i, id := range ids {
@@ -315,7 +315,7 @@ func TestVerifyCLICatchesTamperedSegments(t *testing.T) {
 	type rec struct {
 		off int64
 		b   []byte
-		e   audit.Event
+		e   auditevent.Event
 	}
 	read := func(path string) []rec {
 		r, _ := wal.OpenSegment(path, 0)

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 func trail(t *testing.T, n int) (string, ed25519.PublicKey, []wal.Checkpoint) {
@@ -21,9 +21,9 @@ func trail(t *testing.T, n int) (string, ed25519.PublicKey, []wal.Checkpoint) {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i += 5 {
-		var evs []audit.Event
+		var evs []auditevent.Event
 		for j := i; j < min(i+5, n); j++ {
-			evs = append(evs, audit.Event{ID: fmt.Sprintf("t%d-1-outcome", j), Phase: audit.PhaseOutcome, OpType: "FUND_TRANSFER",
+			evs = append(evs, auditevent.Event{ID: fmt.Sprintf("t%d-1-outcome", j), Phase: auditevent.PhaseOutcome, OpType: "FUND_TRANSFER",
 				Subject: "alice", Resource: "account/42", Timestamp: int64(j + 1), TraceID: fmt.Sprintf("t%d", j), Status: 200})
 		}
 		if _, err := w.Append(context.Background(), evs); err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // Filter selects records; zero fields match everything.
@@ -22,7 +22,7 @@ type Filter struct {
 }
 
 // Match reports whether e passes f.
-func (f Filter) Match(e *audit.Event) bool {
+func (f Filter) Match(e *auditevent.Event) bool {
 	switch {
 	case !f.From.IsZero() && e.Timestamp < f.From.UnixNano():
 		return false
@@ -41,7 +41,7 @@ func (f Filter) Match(e *audit.Event) bool {
 // Scan calls fn for every record in dir matching f, in sequence order, and
 // returns the number matched. A corrupt record stops the scan with an error
 // (run audit verify to locate it).
-func Scan(ctx context.Context, dir string, f Filter, fn func(e *audit.Event, raw []byte) error) (int, error) {
+func Scan(ctx context.Context, dir string, f Filter, fn func(e *auditevent.Event, raw []byte) error) (int, error) {
 	fl, err := wal.NewFollower(dir, 1)
 	if err != nil {
 		return 0, err
@@ -71,9 +71,9 @@ func Scan(ctx context.Context, dir string, f Filter, fn func(e *audit.Event, raw
 
 // Tail calls fn for the last n records matching f, then, if follow is set,
 // for every new matching record until ctx ends, polling every interval.
-func Tail(ctx context.Context, dir string, f Filter, n int, follow bool, interval time.Duration, fn func(e *audit.Event, raw []byte) error) error {
+func Tail(ctx context.Context, dir string, f Filter, n int, follow bool, interval time.Duration, fn func(e *auditevent.Event, raw []byte) error) error {
 	type item struct {
-		e   audit.Event
+		e   auditevent.Event
 		raw []byte
 	}
 	ring := make([]item, 0, n)

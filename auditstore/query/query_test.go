@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 func TestScanFilters(t *testing.T) {
@@ -17,13 +17,13 @@ func TestScanFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
-	var evs []audit.Event
+	var evs []auditevent.Event
 	for i := range 30 {
 		op := "READ"
 		if i%3 == 0 {
 			op = "FUND_TRANSFER"
 		}
-		evs = append(evs, audit.Event{ID: fmt.Sprintf("t%02d-1-intent", i), Phase: audit.PhaseIntent, OpType: op,
+		evs = append(evs, auditevent.Event{ID: fmt.Sprintf("t%02d-1-intent", i), Phase: auditevent.PhaseIntent, OpType: op,
 			Subject: fmt.Sprintf("spiffe://dc1/ns/default/svc/s%d", i%2), TraceID: fmt.Sprintf("t%02d", i),
 			Timestamp: base.Add(time.Duration(i) * time.Minute).UnixNano()})
 	}
@@ -47,7 +47,7 @@ func TestScanFilters(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var last uint64
-			n, err := Scan(context.Background(), dir, tc.f, func(e *audit.Event, _ []byte) error {
+			n, err := Scan(context.Background(), dir, tc.f, func(e *auditevent.Event, _ []byte) error {
 				if e.Seq <= last {
 					t.Fatalf("out of order: %d after %d", e.Seq, last)
 				}
@@ -60,7 +60,7 @@ func TestScanFilters(t *testing.T) {
 		})
 	}
 	var got []string
-	if err := Tail(context.Background(), dir, Filter{OpType: "READ"}, 3, false, 0, func(e *audit.Event, _ []byte) error {
+	if err := Tail(context.Background(), dir, Filter{OpType: "READ"}, 3, false, 0, func(e *auditevent.Event, _ []byte) error {
 		got = append(got, e.ID)
 		return nil
 	}); err != nil {

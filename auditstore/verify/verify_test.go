@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 type rawRec struct {
 	off int64
 	b   []byte // header + payload
-	e   audit.Event
+	e   auditevent.Event
 }
 
 type trail struct {
@@ -52,9 +52,9 @@ func build(t *testing.T, n int, signed bool) *trail {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i += 3 {
-		var evs []audit.Event
+		var evs []auditevent.Event
 		for j := i; j < min(i+3, n); j++ {
-			evs = append(evs, audit.Event{ID: fmt.Sprintf("trace%04d-1-intent", j+1), Phase: audit.PhaseIntent,
+			evs = append(evs, auditevent.Event{ID: fmt.Sprintf("trace%04d-1-intent", j+1), Phase: auditevent.PhaseIntent,
 				OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
 				Timestamp: int64(1_700_000_000_000_000_000 + j), TraceID: fmt.Sprintf("trace%04d", j+1)})
 		}
@@ -325,7 +325,7 @@ func TestVerifyCheckpointAnchors(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 20 {
-			w.Append(context.Background(), []audit.Event{{ID: fmt.Sprintf("t%d-1-intent", i), Phase: audit.PhaseIntent, OpType: "X", Subject: "s", Resource: "r", Timestamp: 1, TraceID: "t"}})
+			w.Append(context.Background(), []auditevent.Event{{ID: fmt.Sprintf("t%d-1-intent", i), Phase: auditevent.PhaseIntent, OpType: "X", Subject: "s", Resource: "r", Timestamp: 1, TraceID: "t"}})
 		}
 		w.Close()
 		segs, _ := wal.ListSegments(dir)
@@ -435,7 +435,7 @@ func TestVerifyFailsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		w.Append(context.Background(), []audit.Event{{ID: "late-1-intent", Phase: audit.PhaseIntent, OpType: "X", Subject: "s", Resource: "r", Timestamp: ts.UnixNano(), TraceID: "late"}})
+		w.Append(context.Background(), []auditevent.Event{{ID: "late-1-intent", Phase: auditevent.PhaseIntent, OpType: "X", Subject: "s", Resource: "r", Timestamp: ts.UnixNano(), TraceID: "late"}})
 		w.Close()
 		rep, _ := Verify(context.Background(), tr.dir, tr.pub, Options{Now: ts.Add(10 * time.Minute)})
 		if rep.OK() || rep.Problem.Kind != "unsigned-tail" || rep.Problem.Seq != 31 {

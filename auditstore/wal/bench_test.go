@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // BenchmarkAppend measures durable throughput and per-batch ack latency of
@@ -36,7 +36,7 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer w.Close()
-			template := make([]audit.Event, tc.batch)
+			template := make([]auditevent.Event, tc.batch)
 			for i := range template {
 				template[i] = ev(i)
 			}
@@ -54,7 +54,7 @@ func BenchmarkAppend(b *testing.B) {
 			for range tc.senders {
 				wg.Go(func() {
 					local := make([]time.Duration, 0, batches/tc.senders+1)
-					evs := make([]audit.Event, tc.batch)
+					evs := make([]auditevent.Event, tc.batch)
 					for range work {
 						copy(evs, template)
 						for i := range evs {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // Follower reads records in sequence order across segments, starting at a
@@ -67,14 +67,14 @@ func (f *Follower) open() error {
 // Next returns the next record if it is complete on disk and its sequence
 // is at most limit; otherwise io.EOF (poll again later). Records before the
 // requested start are skipped.
-func (f *Follower) Next(limit uint64) (Record, audit.Event, error) {
+func (f *Follower) Next(limit uint64) (Record, auditevent.Event, error) {
 	for {
 		if f.next > limit {
-			return Record{}, audit.Event{}, io.EOF
+			return Record{}, auditevent.Event{}, io.EOF
 		}
 		if f.r == nil {
 			if err := f.open(); err != nil {
-				return Record{}, audit.Event{}, err
+				return Record{}, auditevent.Event{}, err
 			}
 		}
 		rec, err := f.r.Next()
@@ -82,32 +82,32 @@ func (f *Follower) Next(limit uint64) (Record, audit.Event, error) {
 			// Move on only if the next segment exists and this one is done.
 			segs, lerr := ListSegments(f.dir)
 			if lerr != nil {
-				return Record{}, audit.Event{}, lerr
+				return Record{}, auditevent.Event{}, lerr
 			}
 			moved := false
 			for _, s := range segs {
 				if s.FirstSeq == f.next && s.Name != f.seg.Name {
 					if err == io.ErrUnexpectedEOF {
-						return Record{}, audit.Event{}, fmt.Errorf("%w: segment %s ends in the middle of a record but a later segment exists", ErrCorrupt, f.seg.Name)
+						return Record{}, auditevent.Event{}, fmt.Errorf("%w: segment %s ends in the middle of a record but a later segment exists", ErrCorrupt, f.seg.Name)
 					}
 					f.r.Close()
 					r, oerr := OpenSegment(s.Path, 0)
 					if oerr != nil {
-						return Record{}, audit.Event{}, oerr
+						return Record{}, auditevent.Event{}, oerr
 					}
 					f.seg, f.r, moved = s, r, true
 					break
 				}
 			}
 			if !moved {
-				return Record{}, audit.Event{}, io.EOF
+				return Record{}, auditevent.Event{}, io.EOF
 			}
 			continue
 		}
 		if err != nil {
-			return Record{}, audit.Event{}, err
+			return Record{}, auditevent.Event{}, err
 		}
-		var e audit.Event
+		var e auditevent.Event
 		ok := false
 		if f.light {
 			e, ok = decodeMeta(rec.Payload)
@@ -138,8 +138,8 @@ func (f *Follower) SetLight(light bool) { f.light = light }
 
 // decodeMeta extracts seq, id and hash from a canonical payload:
 // {"id":"…","seq":N,…,"hash":"<64 hex>"}.
-func decodeMeta(p []byte) (audit.Event, bool) {
-	var e audit.Event
+func decodeMeta(p []byte) (auditevent.Event, bool) {
+	var e auditevent.Event
 	const pre = `{"id":"`
 	if !bytes.HasPrefix(p, []byte(pre)) {
 		return e, false

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 func TestFrontierAgreesWithTlog(t *testing.T) {
@@ -94,7 +94,7 @@ func TestDuplicateIDReturnsOriginalSeqAcrossReopen(t *testing.T) {
 		t.Fatalf("first ack %+v", first)
 	}
 	// Same ids again plus one new one, and one repeated inside the batch.
-	evs := []audit.Event{ev(2), ev(100), ev(100), ev(4)}
+	evs := []auditevent.Event{ev(2), ev(100), ev(100), ev(4)}
 	ack, err := w.Append(context.Background(), evs)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestDuplicateIDReturnsOriginalSeqAcrossReopen(t *testing.T) {
 	}
 	w.Close()
 	w = openT(t, Options{Dir: dir, Signer: key(t)})
-	ack, err = w.Append(context.Background(), []audit.Event{ev(1)})
+	ack, err = w.Append(context.Background(), []auditevent.Event{ev(1)})
 	if err != nil {
 		t.Fatal(err)
 	}

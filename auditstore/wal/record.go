@@ -14,7 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // Record framing on disk:
@@ -38,7 +38,7 @@ var ErrCorrupt = errors.New("corrupt record")
 
 // EncodeRecord appends the framed, canonical record of e (which must already
 // be chained: PrevHash and Hash set) to b.
-func EncodeRecord(b []byte, e *audit.Event) []byte {
+func EncodeRecord(b []byte, e *auditevent.Event) []byte {
 	start := len(b)
 	b = append(b, make([]byte, headerSize)...)
 	b = appendPayload(b, e)
@@ -49,17 +49,17 @@ func EncodeRecord(b []byte, e *audit.Event) []byte {
 }
 
 // appendPayload appends canonical(e) with ,"hash":"…" before the closing brace.
-func appendPayload(b []byte, e *audit.Event) []byte {
+func appendPayload(b []byte, e *auditevent.Event) []byte {
 	b = e.AppendCanonical(b)
 	b = b[:len(b)-1]
 	b = append(b, `,"hash":`...)
-	b = audit.AppendJSONString(b, e.Hash)
+	b = auditevent.AppendJSONString(b, e.Hash)
 	return append(b, '}')
 }
 
 // DecodeEvent parses a record payload.
-func DecodeEvent(payload []byte) (audit.Event, error) {
-	var e audit.Event
+func DecodeEvent(payload []byte) (auditevent.Event, error) {
+	var e auditevent.Event
 	if err := json.Unmarshal(payload, &e); err != nil {
 		return e, fmt.Errorf("%w: payload is not an audit event: %v", ErrCorrupt, err)
 	}
@@ -204,7 +204,7 @@ func crc32c(p []byte) uint32 { return crc32.Checksum(p, crcTable) }
 // encoding already does so when hashing, but a decoded record must re-encode
 // to the very bytes that were hashed, so the stored event must hold valid
 // UTF-8 (what encoding/json yields for HTTP senders anyway).
-func sanitize(e *audit.Event) {
+func sanitize(e *auditevent.Event) {
 	for _, p := range []*string{&e.ID, (*string)(&e.Phase), (*string)(&e.Level), &e.OpType, &e.Subject, &e.Resource,
 		&e.TraceID, &e.Dye, &e.Tenant, &e.Method, &e.Path, &e.BodyDigest, &e.Source} {
 		if !utf8.ValidString(*p) {
@@ -226,7 +226,7 @@ func sanitize(e *audit.Event) {
 
 // encodedSizeBound returns the record size of e, computed exactly only when
 // a cheap upper bound (every byte escaped to six) could exceed the limit.
-func encodedSizeBound(e *audit.Event) int {
+func encodedSizeBound(e *auditevent.Event) int {
 	n := len(e.ID) + len(e.Phase) + len(e.Level) + len(e.OpType) + len(e.Subject) + len(e.Resource) +
 		len(e.TraceID) + len(e.Dye) + len(e.Tenant) + len(e.Method) + len(e.Path) + len(e.BodyDigest) +
 		len(e.Source) + len(e.PrevHash) + 64

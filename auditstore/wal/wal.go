@@ -30,7 +30,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // Options configure a WAL. Zero values take the documented defaults.
@@ -116,8 +116,8 @@ type WAL struct {
 }
 
 type request struct {
-	events []audit.Event
-	ack    audit.Ack
+	events []auditevent.Event
+	ack    auditevent.Ack
 	err    error
 	done   chan struct{}
 }
@@ -328,34 +328,34 @@ func syncDir(dir string) error {
 // them, and returns once they are fsynced. The returned Ack describes them.
 // If ctx ends first, Append returns ctx's error: the events may or may not
 // be stored, and must be treated as not acknowledged.
-func (w *WAL) Append(ctx context.Context, events []audit.Event) (audit.Ack, error) {
+func (w *WAL) Append(ctx context.Context, events []auditevent.Event) (auditevent.Ack, error) {
 	if len(events) == 0 {
-		return audit.Ack{}, nil
+		return auditevent.Ack{}, nil
 	}
 	for i := range events {
 		sanitize(&events[i])
 		if n := encodedSizeBound(&events[i]); n > MaxRecordSize {
-			return audit.Ack{}, fmt.Errorf("%w: event %d (%s) encodes to %d bytes, more than %d: capture fewer headers", ErrTooLarge, i, events[i].ID, n, MaxRecordSize)
+			return auditevent.Ack{}, fmt.Errorf("%w: event %d (%s) encodes to %d bytes, more than %d: capture fewer headers", ErrTooLarge, i, events[i].ID, n, MaxRecordSize)
 		}
 	}
 	r := &request{events: events, done: make(chan struct{})}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return audit.Ack{}, ErrClosed
+		return auditevent.Ack{}, ErrClosed
 	}
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
 		w.mu.RUnlock()
-		return audit.Ack{}, ctx.Err()
+		return auditevent.Ack{}, ctx.Err()
 	}
 	w.mu.RUnlock()
 	select {
 	case <-r.done:
 		return r.ack, r.err
 	case <-ctx.Done():
-		return audit.Ack{}, ctx.Err()
+		return auditevent.Ack{}, ctx.Err()
 	}
 }
 
@@ -480,7 +480,7 @@ func (w *WAL) commit(batch []*request) {
 				k, s, ok := w.ids.lookup(e.ID)
 				if ok {
 					e.Seq, e.PrevHash, e.Hash = s, "", ""
-					r.ack.Duplicates = append(r.ack.Duplicates, audit.Duplicate{ID: e.ID, Seq: s})
+					r.ack.Duplicates = append(r.ack.Duplicates, auditevent.Duplicate{ID: e.ID, Seq: s})
 					continue
 				}
 				key = k

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
-func ev(i int) audit.Event {
-	return audit.Event{ID: fmt.Sprintf("trace%06d-1-intent", i), Phase: audit.PhaseIntent, Level: audit.LevelCritical,
+func ev(i int) auditevent.Event {
+	return auditevent.Event{ID: fmt.Sprintf("trace%06d-1-intent", i), Phase: auditevent.PhaseIntent, Level: auditevent.LevelCritical,
 		OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
 		Timestamp: int64(1_700_000_000_000_000_000 + i), TraceID: fmt.Sprintf("trace%06d", i), Method: "POST", Path: "/v1/transfers"}
 }
@@ -41,9 +41,9 @@ func openT(t testing.TB, o Options) *WAL {
 	return w
 }
 
-func appendN(t testing.TB, w *WAL, from, n int) audit.Ack {
+func appendN(t testing.TB, w *WAL, from, n int) auditevent.Ack {
 	t.Helper()
-	evs := make([]audit.Event, n)
+	evs := make([]auditevent.Event, n)
 	for i := range evs {
 		evs[i] = ev(from + i)
 	}
@@ -55,14 +55,14 @@ func appendN(t testing.TB, w *WAL, from, n int) audit.Ack {
 }
 
 // readAll returns every event in dir, checking the chain links as it goes.
-func readAll(t testing.TB, dir string) []audit.Event {
+func readAll(t testing.TB, dir string) []auditevent.Event {
 	t.Helper()
 	f, err := NewFollower(dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []audit.Event
+	var out []auditevent.Event
 	prev := ""
 	for {
 		_, e, err := f.Next(math.MaxUint64)
@@ -102,10 +102,10 @@ func TestAppendAssignsSeqAndChainsAcrossReopen(t *testing.T) {
 	if len(got) != 5 || got[3].PrevHash != a1.Hash || got[4].Hash != a2.Hash {
 		t.Fatalf("reopened chain does not continue: %d records", len(got))
 	}
-	// The WAL's inline hashing must agree with audit.Event.ComputeHash.
+	// The WAL's inline hashing must agree with auditevent.Event.ComputeHash.
 	for _, e := range got {
 		if e.ComputeHash() != e.Hash {
-			t.Fatalf("seq %d: stored hash differs from audit.ComputeHash", e.Seq)
+			t.Fatalf("seq %d: stored hash differs from auditevent.ComputeHash", e.Seq)
 		}
 	}
 }
@@ -117,11 +117,11 @@ func TestTornTailIsTruncatedOnOpen(t *testing.T) {
 	}{
 		{"half a header", func(t *testing.T, p string, _ int64) { appendBytes(t, p, []byte{0x10, 0}) }},
 		{"half a payload", func(t *testing.T, p string, _ int64) {
-			rec := EncodeRecord(nil, &audit.Event{ID: "x", Hash: "y"})
+			rec := EncodeRecord(nil, &auditevent.Event{ID: "x", Hash: "y"})
 			appendBytes(t, p, rec[:len(rec)-5])
 		}},
 		{"bad crc", func(t *testing.T, p string, _ int64) {
-			rec := EncodeRecord(nil, &audit.Event{ID: "x", Hash: "y"})
+			rec := EncodeRecord(nil, &auditevent.Event{ID: "x", Hash: "y"})
 			rec[len(rec)-2] ^= 0xff
 			appendBytes(t, p, rec)
 		}},
@@ -185,7 +185,7 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 	for s := range senders {
 		wg.Go(func() {
 			for i := range per {
-				if _, err := w.Append(context.Background(), []audit.Event{ev(s*per + i)}); err != nil {
+				if _, err := w.Append(context.Background(), []auditevent.Event{ev(s*per + i)}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -288,7 +288,7 @@ func TestStoredRecordsRehashToTheirHash(t *testing.T) {
 	e.Path = "/bad\xff\xfeutf8?q=<x>&y=\u2028"
 	e.Headers = map[string]string{"x-bad\xff": "v\x01\xc3", "b": "2"}
 	e.Redacted = []string{"authorization", "\xffcard"}
-	if _, err := w.Append(context.Background(), []audit.Event{e}); err != nil {
+	if _, err := w.Append(context.Background(), []auditevent.Event{e}); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -347,7 +347,7 @@ func TestOversizedEventIsRejectedAndTheWALGoesOn(t *testing.T) {
 	defer w.Close()
 	big := ev(1)
 	big.Headers = map[string]string{"x-big": strings.Repeat("<", MaxRecordSize/4)}
-	if _, err := w.Append(context.Background(), []audit.Event{ev(0), big}); !errors.Is(err, ErrTooLarge) {
+	if _, err := w.Append(context.Background(), []auditevent.Event{ev(0), big}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized event: err %v, want ErrTooLarge", err)
 	}
 	if ack := appendN(t, w, 2, 1); ack.FirstSeq != 1 {

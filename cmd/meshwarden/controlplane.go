@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,10 +30,10 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
-	"github.com/meshwarden/meshwarden/controlplane/modules"
+	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
 
@@ -140,10 +142,10 @@ on loopback only; the plane logs a warning at start.`,
 	fl.StringVar(&f.policyDir, "policy-dir", "", "directory of policy files, reloaded on change (~1s); empty: policies only via POST /v1/policies:apply")
 	fl.StringVar(&f.filtersDir, "filters-dir", envOr("MESHWARDEN_FILTERS_DIR", "bin/filters"), "directory of built <name>.wasm filters served by sha256 (rescanned on change; make filters)")
 	fl.StringVar(&f.moduleBaseURL, "module-base-url", "", "URL proxies fetch modules from, sha256 appended (default http://<public-addr>/modules/)")
-	fl.StringVar(&f.auditCollector, "audit-collector", "", "host:port of the audit collector for cluster "+ir.AuditClusterName+" (default: Consul service "+ir.CollectorServiceName+")")
-	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "host:port of the OTLP/HTTP collector for cluster "+ir.OTLPClusterName+" (empty: no cluster)")
+	fl.StringVar(&f.auditCollector, "audit-collector", "", "host:port of the audit collector for cluster "+meshnames.AuditClusterName+" (default: Consul service "+meshnames.CollectorServiceName+")")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "host:port of the OTLP/HTTP collector for cluster "+meshnames.OTLPClusterName+" (empty: no cluster)")
 	fl.DurationVar(&f.debounce, "debounce", 20*time.Millisecond, "quiet time that coalesces bursts of changes before snapshots are rebuilt (bursts cut at 5x)")
-	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+ir.PlaneServiceName+" with a /healthz check (deregistered on stop)")
+	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+meshnames.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	f.logs.register(fl)
@@ -293,7 +295,7 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mods := modules.New(f.filtersDir, log)
+	mods := moduleserver.New(f.filtersDir, log)
 	cfg := controlplane.Config{
 		Consul:       client,
 		Modules:      mods,
@@ -394,16 +396,16 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		// The plane's own identity: its Connect leaf, renewed by the manager
 		// and served from the next handshake on.
 		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := m.Wait(wctx, ir.PlaneServiceName)
+		_, err := m.Wait(wctx, meshnames.PlaneServiceName)
 		wcancel()
 		if err != nil {
-			return fmt.Errorf("the plane's own certificate (Consul Connect leaf for %s): %w; its token needs service:write on %s", ir.PlaneServiceName, err, ir.PlaneServiceName)
+			return fmt.Errorf("the plane's own certificate (Consul Connect leaf for %s): %w; its token needs service:write on %s", meshnames.PlaneServiceName, err, meshnames.PlaneServiceName)
 		}
 		// A client certificate is optional (tokens are the usual
 		// credential); one that is sent must chain to the mesh CA.
-		xdsTLS := m.OptionalClientTLSConfig(ir.PlaneServiceName)
+		xdsTLS := m.OptionalClientTLSConfig(meshnames.PlaneServiceName)
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(xdsTLS)))
-		adminTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: m.GetCertificate(ir.PlaneServiceName)}
+		adminTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: m.GetCertificate(meshnames.PlaneServiceName)}
 	}
 	g := grpc.NewServer(append(grpcOpts, plane.GRPCServerOptions()...)...)
 	plane.Register(g)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 )
 
 func newDemoCmd() *cobra.Command {

@@ -8,14 +8,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
-	"github.com/meshwarden/meshwarden/gateway/modules"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
 type gatewayFlags struct {
@@ -58,7 +59,7 @@ filter stuck in a loop fails its request instead of hanging it. The deadline
 costs about 1-2 µs per call into the filter. For modules you reviewed and
 built yourself, list them with --wasm-trusted-sha256 or --wasm-trusted-dir:
 those run without it, every other module keeps it. /config_dump shows
-call_deadline per filter. --wasm-no-call-deadline drops it for all modules.
+call_deadline per filter. --wasm-no-call-deadline drops it for all modulefetch.
 
 Admin (--admin-addr, loopback only unless --admin-remote; unauthenticated like
 Envoy's admin, its config dump holds no private key or token):
@@ -80,7 +81,7 @@ by --drain-timeout).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.xdsAddr, "xds-address", "127.0.0.1:18000", "control plane ADS address (host:port), or several replicas' separated by commas: the gateway uses one and fails over to another, serving its last config meanwhile")
 	fl.StringVar(&f.plane.CAFile, "xds-ca-file", os.Getenv("MESHWARDEN_XDS_CA_FILE"), "PEM roots of the mesh CA the plane's certificate must chain to (Consul Connect's roots; $MESHWARDEN_XDS_CA_FILE)")
-	fl.StringVar(&f.plane.TokenFile, "token-file", os.Getenv("CONSUL_HTTP_TOKEN_FILE"), "file holding this gateway's Consul ACL token, re-read on every connect; it needs service:write on "+ir.GatewayNodeCluster+" ($CONSUL_HTTP_TOKEN_FILE, or the token itself in $CONSUL_HTTP_TOKEN)")
+	fl.StringVar(&f.plane.TokenFile, "token-file", os.Getenv("CONSUL_HTTP_TOKEN_FILE"), "file holding this gateway's Consul ACL token, re-read on every connect; it needs service:write on "+meshnames.GatewayNodeCluster+" ($CONSUL_HTTP_TOKEN_FILE, or the token itself in $CONSUL_HTTP_TOKEN)")
 	fl.BoolVar(&f.plane.Insecure, "xds-insecure", false, "DEVELOPMENT ONLY: plaintext, anonymous xDS to a --insecure-dev plane on loopback")
 	fl.StringVar(&f.nodeID, "node-id", "", "xDS node id (default gateway-<hostname>)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "proxy listen address; its port is sent as listen_port")
@@ -114,7 +115,7 @@ func trustedModules(dir string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--wasm-trusted-dir: %w", err)
 		}
-		sums[f] = modules.Sum(b)
+		sums[f] = modulefetch.Sum(b)
 	}
 	return sums, nil
 }

@@ -17,11 +17,11 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
+	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
-	"github.com/meshwarden/meshwarden/policies/preview"
 )
 
 func newPolicyCmd() *cobra.Command {

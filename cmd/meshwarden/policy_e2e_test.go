@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -22,8 +24,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/policies"
 )
 
@@ -138,7 +139,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: &corev3.Node{Id: "gw-1", Cluster: ir.GatewayNodeCluster}}); err != nil {
+	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: &corev3.Node{Id: "gw-1", Cluster: meshnames.GatewayNodeCluster}}); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

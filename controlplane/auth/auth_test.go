@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
-	"github.com/meshwarden/meshwarden/internal/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 )
 
 func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 // ClientOptions say how a proxy or the CLI reaches the plane.
@@ -105,11 +105,11 @@ func PlaneTLS(caFile string) (*tls.Config, error) {
 				return fmt.Errorf("the plane's certificate does not chain to the CA file %s: %w", caFile, err)
 			}
 			for _, u := range leaf.URIs {
-				if u.Scheme == "spiffe" && strings.HasSuffix(u.Path, "/svc/"+ir.PlaneServiceName) {
+				if u.Scheme == "spiffe" && strings.HasSuffix(u.Path, "/svc/"+meshnames.PlaneServiceName) {
 					return nil
 				}
 			}
-			return fmt.Errorf("the server's certificate is not the control plane's (no SPIFFE id ending in /svc/%s)", ir.PlaneServiceName)
+			return fmt.Errorf("the server's certificate is not the control plane's (no SPIFFE id ending in /svc/%s)", meshnames.PlaneServiceName)
 		},
 	}, nil
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/meshwarden/meshwarden/internal/pebbleagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/pebbleagent"
 )
 
 // syncBuffer is a goroutine-safe log sink.

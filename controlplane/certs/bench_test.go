@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
 )
 
 func benchManager(b *testing.B) (*Manager, *FileCA) {
@@ -110,7 +110,7 @@ func BenchmarkGetCertificate(b *testing.B) {
 // BenchmarkSecrets builds one node's SDS secrets (leaf and roots).
 func BenchmarkSecrets(b *testing.B) {
 	m, _ := benchManager(b)
-	node := controlplane.NodeInfo{ID: "web-1", Cluster: "web", Service: "web"}
+	node := xdsnode.Info{ID: "web-1", Cluster: "web", Service: "web"}
 	b.ReportAllocs()
 	for b.Loop() {
 		if s, err := m.Secrets(node); err != nil || len(s) != 2 {

@@ -21,12 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/meshwarden/meshwarden/controlplane"
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // startConsul runs a real dev agent for the life of t. The harness leaves
@@ -151,7 +153,7 @@ func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
 		t.Fatalf("leaf does not chain to Consul's active root: %v", err)
 	}
 
-	secrets, err := m.Secrets(controlplane.NodeInfo{ID: "web-1", Cluster: "web", Service: "web"})
+	secrets, err := m.Secrets(xdsnode.Info{ID: "web-1", Cluster: "web", Service: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +164,8 @@ func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
 			t.Fatalf("secret %s fails Envoy's validation: %v", s.GetName(), err)
 		}
 	}
-	if !byName[ir.LeafSecretName("web")] || !byName[ir.RootsSecretName] || len(secrets) != 2 {
-		t.Fatalf("secrets = %v, want %s and %s", byName, ir.LeafSecretName("web"), ir.RootsSecretName)
+	if !byName[meshnames.LeafSecretName("web")] || !byName[meshnames.RootsSecretName] || len(secrets) != 2 {
+		t.Fatalf("secrets = %v, want %s and %s", byName, meshnames.LeafSecretName("web"), meshnames.RootsSecretName)
 	}
 	for _, s := range secrets {
 		if tc := s.GetTlsCertificate(); tc != nil {
@@ -407,7 +409,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 		return true
 	})
 	// The SDS validation_context carries both roots during the rotation.
-	secrets, err := m.Secrets(controlplane.NodeInfo{ID: "web-1", Cluster: "web", Service: "web"})
+	secrets, err := m.Secrets(xdsnode.Info{ID: "web-1", Cluster: "web", Service: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +427,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 		hasNew = hasNew || r.Equal(newRoot)
 	}
 	if !hasOld || !hasNew {
-		t.Fatalf("SDS %s holds %d roots (old %v, new %v), want the old and the new", ir.RootsSecretName, len(inBundle), hasOld, hasNew)
+		t.Fatalf("SDS %s holds %d roots (old %v, new %v), want the old and the new", meshnames.RootsSecretName, len(inBundle), hasOld, hasNew)
 	}
 	oldOnly := x509.NewCertPool()
 	oldOnly.AddCert(oldRoot)

@@ -21,8 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/controlplane"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // writeCA writes a fresh self-signed CA into dir and returns its paths and
@@ -216,7 +218,7 @@ func TestSecretsValidateAndLiveSwap(t *testing.T) {
 	m := runManager(t, Options{Issuer: fca})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := m.Wait(ctx, ir.GatewayNodeCluster); err != nil {
+	if _, err := m.Wait(ctx, meshnames.GatewayNodeCluster); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -224,11 +226,11 @@ func TestSecretsValidateAndLiveSwap(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Changed did not fire after issuance")
 	}
-	secrets, err := m.Secrets(controlplane.NodeInfo{ID: "gw-1", Cluster: ir.GatewayNodeCluster, Gateway: true})
+	secrets, err := m.Secrets(xdsnode.Info{ID: "gw-1", Cluster: meshnames.GatewayNodeCluster, Gateway: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(secrets) != 2 || secrets[0].GetName() != ir.LeafSecretName(ir.GatewayNodeCluster) || secrets[1].GetName() != ir.RootsSecretName {
+	if len(secrets) != 2 || secrets[0].GetName() != meshnames.LeafSecretName(meshnames.GatewayNodeCluster) || secrets[1].GetName() != meshnames.RootsSecretName {
 		t.Fatalf("secrets = %v", secrets)
 	}
 	for _, s := range secrets {
@@ -236,15 +238,15 @@ func TestSecretsValidateAndLiveSwap(t *testing.T) {
 			t.Fatalf("secret %s: %v", s.GetName(), err)
 		}
 	}
-	get := m.GetCertificate(ir.GatewayNodeCluster)
+	get := m.GetCertificate(meshnames.GatewayNodeCluster)
 	before, _ := get(&tls.ClientHelloInfo{})
 	// A manual re-issue (as a renewal would) is served at the next handshake.
-	c, err := fca.Issue(ctx, ir.GatewayNodeCluster)
+	c, err := fca.Issue(ctx, meshnames.GatewayNodeCluster)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.mu.RLock()
-	e := m.leaves[ir.GatewayNodeCluster]
+	e := m.leaves[meshnames.GatewayNodeCluster]
 	m.mu.RUnlock()
 	if err := m.install(ctx, e, c); err != nil {
 		t.Fatal(err)

@@ -3,24 +3,23 @@ package certs
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-
-	"github.com/meshwarden/meshwarden/controlplane"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/controlplane/xdsnode"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
-// Secrets implements controlplane.SecretSource: it returns the node's SDS
-// secrets, ir.LeafSecretName(S) (tls_certificate: chain and key) once
-// issued and ir.RootsSecretName (validation_context: every root of the
+// Secrets implements the plane's SecretSource: it returns the node's SDS
+// secrets, meshnames.LeafSecretName(S) (tls_certificate: chain and key) once
+// issued and meshnames.RootsSecretName (validation_context: every root of the
 // trust bundle) once read. S is the service a sidecar fronts, or
-// ir.GatewayNodeCluster for a gateway. An untracked service is tracked
+// meshnames.GatewayNodeCluster for a gateway. An untracked service is tracked
 // from now on; its leaf appears on a later call, announced by Changed.
-func (m *Manager) Secrets(node controlplane.NodeInfo) ([]*tlsv3.Secret, error) {
+func (m *Manager) Secrets(node xdsnode.Info) ([]*tlsv3.Secret, error) {
 	return m.SecretsFor(NodeService(node)), nil
 }
 
 // NodeService returns the service whose leaf node presents: node.Service
 // for a sidecar, node.Cluster for a gateway or when Service is unset.
-func NodeService(node controlplane.NodeInfo) string {
+func NodeService(node xdsnode.Info) string {
 	if node.Gateway || node.Service == "" {
 		return node.Cluster
 	}
@@ -38,7 +37,7 @@ func (m *Manager) SecretsFor(services ...string) []*tlsv3.Secret {
 	}
 	if roots := m.Roots(); len(roots) > 0 {
 		out = append(out, &tlsv3.Secret{
-			Name: ir.RootsSecretName,
+			Name: meshnames.RootsSecretName,
 			Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 				TrustedCa: inline(EncodePEM(roots)),
 			}},
@@ -50,7 +49,7 @@ func (m *Manager) SecretsFor(services ...string) []*tlsv3.Secret {
 // LeafSecret returns c as the tls_certificate secret of service.
 func LeafSecret(service string, c *Certificate) *tlsv3.Secret {
 	return &tlsv3.Secret{
-		Name: ir.LeafSecretName(service),
+		Name: meshnames.LeafSecretName(service),
 		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inline(c.ChainPEM),
 			PrivateKey:       inline(c.Key),
@@ -61,5 +60,3 @@ func LeafSecret(service string, c *Certificate) *tlsv3.Secret {
 func inline(b []byte) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: append([]byte(nil), b...)}}
 }
-
-var _ controlplane.SecretSource = (*Manager)(nil)

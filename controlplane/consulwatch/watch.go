@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // Options configure a Watcher. Zero values mean the defaults.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {

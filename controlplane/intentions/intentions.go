@@ -38,7 +38,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // SourceName is the ir.AccessPolicy.Name of policies made from intentions.

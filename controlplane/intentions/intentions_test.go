@@ -9,8 +9,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/internal/consulagent"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 func entry(dest string, sources ...*api.SourceIntention) *api.ServiceIntentionsConfigEntry {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // bigCatalog has services services of endpoints instances each, half v1 and

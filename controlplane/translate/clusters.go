@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -16,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 const connectTimeout = 5 * time.Second
@@ -33,23 +35,23 @@ func adsSource() *corev3.ConfigSource {
 // per-service EDS clusters come from translateService).
 func (s *Shared) buildExtraClusters(cat *ir.Catalog) {
 	if s.opts.AuditCollector != "" {
-		s.clusters = append(s.clusters, dnsCluster(ir.AuditClusterName, s.opts.AuditCollector, false))
-		s.meshOf = append(s.meshOf, meshIf(s.opts.MTLS, ir.CollectorServiceName))
-	} else if svc := cat.Services[ir.CollectorServiceName]; svc != nil {
-		s.clusters = append(s.clusters, edsCluster(ir.AuditClusterName))
+		s.clusters = append(s.clusters, dnsCluster(meshnames.AuditClusterName, s.opts.AuditCollector, false))
+		s.meshOf = append(s.meshOf, meshIf(s.opts.MTLS, meshnames.CollectorServiceName))
+	} else if svc := cat.Services[meshnames.CollectorServiceName]; svc != nil {
+		s.clusters = append(s.clusters, edsCluster(meshnames.AuditClusterName))
 		// With mTLS the proxy sends audit batches with its own SDS leaf and
 		// checks the collector's SPIFFE id: the collector binds each record
 		// to that identity, and no shared token travels in xDS.
-		s.meshOf = append(s.meshOf, meshIf(s.opts.MTLS, ir.CollectorServiceName))
-		s.endpoints = append(s.endpoints, loadAssignment(ir.AuditClusterName, svc, nil))
+		s.meshOf = append(s.meshOf, meshIf(s.opts.MTLS, meshnames.CollectorServiceName))
+		s.endpoints = append(s.endpoints, loadAssignment(meshnames.AuditClusterName, svc, nil))
 	}
 	if s.opts.OTLPEndpoint != "" {
-		s.clusters = append(s.clusters, dnsCluster(ir.OTLPClusterName, s.opts.OTLPEndpoint, false))
+		s.clusters = append(s.clusters, dnsCluster(meshnames.OTLPClusterName, s.opts.OTLPEndpoint, false))
 		s.meshOf = append(s.meshOf, "")
 	}
 	if s.opts.ModuleBaseURL != "" {
 		if hp, err := hostPortOfURL(s.opts.ModuleBaseURL); err == nil {
-			s.clusters = append(s.clusters, dnsCluster(ir.ModulesClusterName, hp, false))
+			s.clusters = append(s.clusters, dnsCluster(meshnames.ModulesClusterName, hp, false))
 			s.meshOf = append(s.meshOf, "")
 		} else {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("module base URL: %v: Envoy cannot fetch filters", err))
@@ -189,7 +191,7 @@ func (s *Shared) upstreamTLS(leaf, service string) *corev3.TransportSocket {
 							}},
 						}},
 					},
-					ValidationContextSdsSecretConfig: sdsSecret(ir.RootsSecretName),
+					ValidationContextSdsSecretConfig: sdsSecret(meshnames.RootsSecretName),
 				},
 			},
 		},

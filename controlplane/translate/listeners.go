@@ -3,6 +3,8 @@ package translate
 import (
 	"fmt"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -12,8 +14,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/meshwarden/meshwarden/internal/ir"
 )
 
 // WasmTypeURL is the type of the ECDS resources the HTTP filters discover.
@@ -54,7 +54,7 @@ func (s *Shared) inboundListener(n Node) (types.Resource, error) {
 			CommonTlsContext: &tlsv3.CommonTlsContext{
 				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(n.leafSecret())},
 				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-					ValidationContextSdsSecretConfig: sdsSecret(ir.RootsSecretName),
+					ValidationContextSdsSecretConfig: sdsSecret(meshnames.RootsSecretName),
 				},
 			},
 		}

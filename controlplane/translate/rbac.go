@@ -14,8 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/meshwarden/meshwarden/internal/dye"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // Names of the access filters on a sidecar's inbound listener. Deny rules
@@ -126,7 +126,7 @@ func (s *Shared) rbacPolicy(r ir.AccessRule) (*rbacv3.Policy, error) {
 	if len(r.Lanes) > 0 {
 		var or []*rbacv3.Permission
 		for _, l := range r.Lanes {
-			or = append(or, headerPermission(dye.Header, l))
+			or = append(or, headerPermission(dyeing.Header, l))
 		}
 		conds = append(conds, orPermissions(or))
 	}

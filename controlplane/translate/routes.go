@@ -6,8 +6,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshwarden/meshwarden/internal/dye"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // retryOn is the set of failures a route policy's retries cover.
@@ -35,7 +35,7 @@ func serviceRoutes(svc string, r *ir.Route, prefix, rewrite string) []*routev3.R
 	}
 	var out []*routev3.Route
 	for _, l := range r.Lanes {
-		hs := []*routev3.HeaderMatcher{exactHeader(dye.Header, l.Lane)}
+		hs := []*routev3.HeaderMatcher{exactHeader(dyeing.Header, l.Lane)}
 		for _, k := range sortedKeys(l.Headers) {
 			hs = append(hs, exactHeader(k, l.Headers[k]))
 		}

@@ -21,12 +21,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // Defaults for node metadata that is absent.
@@ -66,13 +68,13 @@ type Options struct {
 	// current build, used when ir.Filter.SHA256 is empty.
 	ModuleSHA256 map[string]string
 	// AuditCollector is host:port of the audit collector; empty means the
-	// healthy instances of ir.CollectorServiceName in Consul, if any.
+	// healthy instances of meshnames.CollectorServiceName in Consul, if any.
 	AuditCollector string
 	// OTLPEndpoint is host:port of the OTLP/HTTP collector; empty means no
 	// OTLP cluster.
 	OTLPEndpoint string
 	// MTLS makes listeners and upstream clusters use SDS secrets
-	// (ir.LeafSecretName, ir.RootsSecretName).
+	// (meshnames.LeafSecretName, meshnames.RootsSecretName).
 	MTLS bool
 	// TrustDomain and Datacenter form the SPIFFE ids matched on upstream
 	// certificates: spiffe://<TrustDomain>/ns/default/dc/<Datacenter>/svc/<svc>.
@@ -95,9 +97,9 @@ type Node struct {
 func NodeFromMetadata(id, cluster string, meta map[string]string) (Node, error) {
 	n := Node{ID: id}
 	if cluster == "" {
-		return n, errors.New("node.cluster is empty: set it to the service the sidecar fronts, or to " + ir.GatewayNodeCluster + " for a gateway")
+		return n, errors.New("node.cluster is empty: set it to the service the sidecar fronts, or to " + meshnames.GatewayNodeCluster + " for a gateway")
 	}
-	if cluster == ir.GatewayNodeCluster {
+	if cluster == meshnames.GatewayNodeCluster {
 		n.Gateway = true
 	} else {
 		n.Service = cluster
@@ -123,16 +125,16 @@ func NodeFromMetadata(id, cluster string, meta map[string]string) (Node, error) 
 // service is the Consul service whose identity (leaf) the node holds.
 func (n Node) service() string {
 	if n.Gateway {
-		return ir.GatewayNodeCluster
+		return meshnames.GatewayNodeCluster
 	}
 	return n.Service
 }
 
 func (n Node) leafSecret() string {
 	if n.Gateway {
-		return ir.LeafSecretName(ir.GatewayNodeCluster)
+		return meshnames.LeafSecretName(meshnames.GatewayNodeCluster)
 	}
-	return ir.LeafSecretName(n.Service)
+	return meshnames.LeafSecretName(n.Service)
 }
 
 func (n Node) port(p, def uint32) uint32 {
@@ -255,7 +257,7 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 func upstreamNames(cat *ir.Catalog) []string {
 	var out []string
 	for _, n := range cat.ServiceNames() {
-		if n == "consul" || n == ir.PlaneServiceName {
+		if n == "consul" || n == meshnames.PlaneServiceName {
 			continue
 		}
 		out = append(out, n)

@@ -3,7 +3,9 @@ package translate
 import (
 	"testing"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 func TestNodeFromMetadata(t *testing.T) {
@@ -16,7 +18,7 @@ func TestNodeFromMetadata(t *testing.T) {
 	}{
 		{"sidecar defaults", "web", nil, Node{ID: "n", Service: "web"}, false},
 		{"sidecar ports", "web", map[string]string{"inbound_port": "21001", "local_app_port": "9000"}, Node{ID: "n", Service: "web", InboundPort: 21001, LocalAppPort: 9000}, false},
-		{"gateway", ir.GatewayNodeCluster, map[string]string{"listen_port": "8443"}, Node{ID: "n", Gateway: true, ListenPort: 8443}, false},
+		{"gateway", meshnames.GatewayNodeCluster, map[string]string{"listen_port": "8443"}, Node{ID: "n", Gateway: true, ListenPort: 8443}, false},
 		{"bad port", "web", map[string]string{"outbound_port": "70000"}, Node{}, true},
 		{"zero port", "web", map[string]string{"inbound_port": "0"}, Node{}, true},
 		{"no cluster", "", nil, Node{}, true},

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
@@ -17,7 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // WasmRuntime is the Wasm runtime Envoy runs the modules in.
@@ -53,7 +55,7 @@ func (s *Shared) buildFilters(ps *ir.PolicySet) error {
 				return fmt.Errorf("%s: filter %q configuration: %w", f.Source, f.Name, err)
 			}
 			if dropped {
-				s.Warnings = append(s.Warnings, fmt.Sprintf("%s: the audit collector token is not sent to proxies with mTLS on (the %s cluster authenticates with each proxy's own certificate); remove collector.token", f.Source, ir.AuditClusterName))
+				s.Warnings = append(s.Warnings, fmt.Sprintf("%s: the audit collector token is not sent to proxies with mTLS on (the %s cluster authenticates with each proxy's own certificate); remove collector.token", f.Source, meshnames.AuditClusterName))
 			}
 			f.Config = cfg
 		}
@@ -137,7 +139,7 @@ func (s *Shared) extensionConfigs(n Node) ([]types.Resource, error) {
 				Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
 					HttpUri: &corev3.HttpUri{
 						Uri:              strings.TrimSuffix(s.opts.ModuleBaseURL, "/") + "/" + sha,
-						HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: ir.ModulesClusterName},
+						HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: meshnames.ModulesClusterName},
 						Timeout:          durationpb.New(10 * time.Second),
 					},
 					Sha256: sha,

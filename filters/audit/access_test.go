@@ -7,7 +7,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/proxywasm/proxytest"
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 func startNativeWith(t *testing.T, cfg string, props map[string]string) (*proxytest.HostEmulator, func()) {
@@ -71,7 +71,7 @@ func TestAccessDeniedRecorded(t *testing.T) {
 			host.CallOnResponseHeaders(id, resp, false)
 			host.CompleteHttpContext(id)
 			host.Tick()
-			var got []mwaudit.Event
+			var got []auditevent.Event
 			for _, c := range host.GetCallouts() {
 				got = append(got, decodeBatch(t, c).Events...)
 			}
@@ -86,7 +86,7 @@ func TestAccessDeniedRecorded(t *testing.T) {
 			}
 			ev := got[0]
 			if ev.OpType != OpAccessDenied || ev.Subject != caller || ev.Resource != "payments#none" || ev.Status != wantStatus ||
-				ev.Method != "GET" || ev.Path != "/v1/balance" || ev.Dye != "canary" || ev.Phase != mwaudit.PhaseOutcome || ev.Level != mwaudit.LevelNotice {
+				ev.Method != "GET" || ev.Path != "/v1/balance" || ev.Dye != "canary" || ev.Phase != auditevent.PhaseOutcome || ev.Level != auditevent.LevelNotice {
 				t.Errorf("record = %+v", ev)
 			}
 		})

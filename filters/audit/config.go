@@ -1,5 +1,5 @@
 // Package audit is Meshwarden's audit-capture filter. It matches sensitive
-// operations by method and path, builds internal/audit.Event records (subject,
+// operations by method and path, builds internal/auditevent.Event records (subject,
 // resource, redacted headers, SHA-256 body digest, status, latency) and
 // delivers them in batches to the audit collector. Fail-closed operations are
 // held until the collector acknowledges an "intent" record.
@@ -15,8 +15,9 @@ import (
 	"fmt"
 	"strings"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // Defaults applied by SetDefaults.
@@ -122,9 +123,9 @@ type Collector struct {
 	Cluster string `json:"cluster,omitempty"`
 	// Authority is the :authority of the requests (default: Cluster).
 	Authority string `json:"authority,omitempty"`
-	// Path is the ingest path (default internal/audit.IngestPath).
+	// Path is the ingest path (default internal/auditevent.IngestPath).
 	Path string `json:"path,omitempty"`
-	// Token is sent in internal/audit.TokenHeader.
+	// Token is sent in internal/auditevent.TokenHeader.
 	Token string `json:"token,omitempty"`
 	// TimeoutMs bounds each batch request (default 2000).
 	TimeoutMs int `json:"timeoutMs,omitempty"`
@@ -177,13 +178,13 @@ func (c *Config) SetDefaults() {
 		c.FailClosedTimeoutMs = DefaultFailClosedTimeout
 	}
 	if c.Collector.Cluster == "" {
-		c.Collector.Cluster = ir.AuditClusterName
+		c.Collector.Cluster = meshnames.AuditClusterName
 	}
 	if c.Collector.Authority == "" {
 		c.Collector.Authority = c.Collector.Cluster
 	}
 	if c.Collector.Path == "" {
-		c.Collector.Path = mwaudit.IngestPath
+		c.Collector.Path = auditevent.IngestPath
 	}
 	if c.Collector.TimeoutMs == 0 {
 		c.Collector.TimeoutMs = DefaultCollectorTimeout
@@ -199,7 +200,7 @@ func (c *Config) SetDefaults() {
 	}
 	for i := range c.Rules {
 		if c.Rules[i].Level == "" {
-			c.Rules[i].Level = string(mwaudit.LevelInfo)
+			c.Rules[i].Level = string(auditevent.LevelInfo)
 		}
 	}
 }
@@ -268,8 +269,8 @@ func (r *Rule) validate(p string) error {
 	if r.OpType == "" {
 		return fieldErr(p+".opType", "is empty: name the operation, e.g. FUND_TRANSFER")
 	}
-	switch mwaudit.Level(r.Level) {
-	case "", mwaudit.LevelInfo, mwaudit.LevelNotice, mwaudit.LevelCritical:
+	switch auditevent.Level(r.Level) {
+	case "", auditevent.LevelInfo, auditevent.LevelNotice, auditevent.LevelCritical:
 	default:
 		return fieldErr(p+".level", "%q is not a level: use info, notice or critical", r.Level)
 	}

@@ -5,11 +5,11 @@ import (
 	"encoding/hex"
 	"strings"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // alwaysRedacted headers never leave the proxy, whatever the config says.
-var alwaysRedacted = [...]string{"authorization", "cookie", "proxy-authorization", mwaudit.TokenHeader}
+var alwaysRedacted = [...]string{"authorization", "cookie", "proxy-authorization", auditevent.TokenHeader}
 
 // Engine applies a validated Config. It is immutable and safe to share.
 type Engine struct {
@@ -108,15 +108,15 @@ type RequestInfo struct {
 
 // NewEvent builds the record of a request matched by rule i: everything but
 // the id, phase, timestamp, body digest, status and latency.
-func (e *Engine) NewEvent(i int, ri *RequestInfo) mwaudit.Event {
+func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 	r := &e.rules[i]
 	hdr := ri.Header
 	if hdr == nil {
 		hdr = func(string) string { return "" }
 	}
 	path, query, _ := strings.Cut(ri.Path, "?")
-	ev := mwaudit.Event{
-		Level:    mwaudit.Level(r.Level),
+	ev := auditevent.Event{
+		Level:    auditevent.Level(r.Level),
 		OpType:   r.OpType,
 		Subject:  e.subject(ri, hdr),
 		Resource: r.resource.expand(ri.Method, path, query, hdr),
@@ -183,7 +183,7 @@ func (e *Engine) BodyFieldsConfigured() bool { return len(e.bodyFields) > 0 }
 // fields are redacted before hashing, so a low-entropy secret (a PIN) cannot
 // be recovered from the digest by guessing; when a truncated or non-JSON
 // body cannot be redacted, no digest is recorded and Redacted says "body".
-func (e *Engine) DigestBody(ev *mwaudit.Event, body []byte, complete bool) {
+func (e *Engine) DigestBody(ev *auditevent.Event, body []byte, complete bool) {
 	ev.BodyTruncated = !complete
 	if len(body) == 0 && complete {
 		return
@@ -207,12 +207,12 @@ func (e *Engine) DigestBody(ev *mwaudit.Event, body []byte, complete bool) {
 	ev.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// AppendBatch appends the wire JSON of an internal/audit.Batch whose
+// AppendBatch appends the wire JSON of an internal/auditevent.Batch whose
 // events are already canonically encoded (Event.AppendCanonical, which is
 // valid JSON with the wire field names).
 func AppendBatch(b []byte, sender string, events [][]byte) []byte {
 	b = append(b, `{"sender":`...)
-	b = mwaudit.AppendJSONString(b, sender)
+	b = auditevent.AppendJSONString(b, sender)
 	b = append(b, `,"events":[`...)
 	for i, ev := range events {
 		if i > 0 {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 const testConfig = `{
@@ -136,7 +136,7 @@ func TestRedactJSON(t *testing.T) {
 func TestDigestBody(t *testing.T) {
 	e := mustEngine(t)
 	body := []byte(`{"pin":"1234","amount":5}`)
-	var ev mwaudit.Event
+	var ev auditevent.Event
 	e.DigestBody(&ev, body, true)
 	sum := sha256.Sum256([]byte(`{"pin":"[REDACTED]","amount":5}`))
 	if ev.BodyDigest != "sha256:"+hex.EncodeToString(sum[:]) || ev.BodyTruncated {
@@ -145,13 +145,13 @@ func TestDigestBody(t *testing.T) {
 	if strings.Join(ev.Redacted, ",") != "body:pin" {
 		t.Errorf("Redacted = %v", ev.Redacted)
 	}
-	var tr mwaudit.Event
+	var tr auditevent.Event
 	e.DigestBody(&tr, body[:10], false)
 	if tr.BodyDigest != "" || !tr.BodyTruncated || strings.Join(tr.Redacted, ",") != "body" {
 		t.Errorf("truncated body with field redaction: %+v; want no digest, truncated, redacted body", tr)
 	}
 	plain := NewEngine(&Config{Rules: []Rule{{OpType: "X", Path: PathMatch{Prefix: "/"}}}})
-	var pe mwaudit.Event
+	var pe auditevent.Event
 	plain.DigestBody(&pe, []byte("abc"), false)
 	sum = sha256.Sum256([]byte("abc"))
 	if pe.BodyDigest != "sha256:"+hex.EncodeToString(sum[:]) || !pe.BodyTruncated {
@@ -160,15 +160,15 @@ func TestDigestBody(t *testing.T) {
 }
 
 func TestAppendBatchDecodes(t *testing.T) {
-	evs := []mwaudit.Event{
-		{ID: "a-1-intent", Phase: mwaudit.PhaseIntent, OpType: "X", Timestamp: 1, Headers: map[string]string{"k": "v<>"}},
-		{ID: "a-1-outcome", Phase: mwaudit.PhaseOutcome, OpType: "X", Timestamp: 2, Status: 201, LatencyNS: 7, Redacted: []string{"body:pin"}},
+	evs := []auditevent.Event{
+		{ID: "a-1-intent", Phase: auditevent.PhaseIntent, OpType: "X", Timestamp: 1, Headers: map[string]string{"k": "v<>"}},
+		{ID: "a-1-outcome", Phase: auditevent.PhaseOutcome, OpType: "X", Timestamp: 2, Status: 201, LatencyNS: 7, Redacted: []string{"body:pin"}},
 	}
 	var enc [][]byte
 	for i := range evs {
 		enc = append(enc, evs[i].AppendCanonical(nil))
 	}
-	var got mwaudit.Batch
+	var got auditevent.Batch
 	if err := json.Unmarshal(AppendBatch(nil, "node\"1", enc), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func BenchmarkRecord(b *testing.B) {
 	for b.Loop() {
 		i := e.Match("PUT", "/v1/accounts/ACC-7/limits")
 		ev := e.NewEvent(i, &RequestInfo{Method: "PUT", Path: "/v1/accounts/ACC-7/limits", Header: get, PeerIdentity: "spiffe://bank.example/ns/edge/sa/gw", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"})
-		ev.Phase, ev.ID, ev.Timestamp, ev.Status, ev.LatencyNS = mwaudit.PhaseOutcome, "4bf92f3577b34da6a3ce929d0e0e4736-0011223344556677-outcome", 1, 200, 5
+		ev.Phase, ev.ID, ev.Timestamp, ev.Status, ev.LatencyNS = auditevent.PhaseOutcome, "4bf92f3577b34da6a3ce929d0e0e4736-0011223344556677-outcome", 1, 200, 5
 		_ = ev.AppendCanonical(make([]byte, 0, 1024))
 	}
 }

@@ -22,7 +22,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/filters/audit"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // shared is the .wasm built once per test binary and compiled once in one
@@ -82,7 +82,7 @@ func compiled(tb testing.TB) (*wasmhost.Runtime, *wasmhost.Module) {
 // audit.Batch, checks the token and answers per its mode.
 type receiver struct {
 	mu     sync.Mutex
-	events []mwaudit.Event
+	events []auditevent.Event
 	status int           // answer status (200 by default)
 	delay  time.Duration // before answering
 	token  string
@@ -103,15 +103,15 @@ func newReceiver(t testing.TB, token string) *receiver {
 				return
 			}
 		}
-		var b mwaudit.Batch
+		var b auditevent.Batch
 		err := json.NewDecoder(req.Body).Decode(&b)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		switch {
-		case req.URL.Path != mwaudit.IngestPath || req.Method != http.MethodPost:
+		case req.URL.Path != auditevent.IngestPath || req.Method != http.MethodPost:
 			r.bad = append(r.bad, "wrong endpoint "+req.Method+" "+req.URL.Path)
-		case req.Header.Get(mwaudit.TokenHeader) != r.token:
-			r.bad = append(r.bad, "wrong token "+req.Header.Get(mwaudit.TokenHeader))
+		case req.Header.Get(auditevent.TokenHeader) != r.token:
+			r.bad = append(r.bad, "wrong token "+req.Header.Get(auditevent.TokenHeader))
 		case err != nil:
 			r.bad = append(r.bad, "bad batch: "+err.Error())
 		}
@@ -125,7 +125,7 @@ func newReceiver(t testing.TB, token string) *receiver {
 			return
 		}
 		r.events = append(r.events, b.Events...)
-		_ = json.NewEncoder(w).Encode(mwaudit.Ack{Accepted: len(b.Events)})
+		_ = json.NewEncoder(w).Encode(auditevent.Ack{Accepted: len(b.Events)})
 	}))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -138,12 +138,12 @@ func (r *receiver) set(status int, delay time.Duration) {
 }
 
 // waitFor polls until n events with phase arrived, or fails after 10s.
-func (r *receiver) waitFor(t testing.TB, phase mwaudit.Phase, n int) []mwaudit.Event {
+func (r *receiver) waitFor(t testing.TB, phase auditevent.Phase, n int) []auditevent.Event {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r.mu.Lock()
-		var got []mwaudit.Event
+		var got []auditevent.Event
 		for _, e := range r.events {
 			if e.Phase == phase {
 				got = append(got, e)
@@ -241,7 +241,7 @@ func TestHostFailClosedAcked(t *testing.T) {
 		t.Fatalf("body: %v %q (%v), want continue with the body unchanged", res.Action, res.Body, res.Err)
 	}
 	// The intent was acknowledged before the request went on.
-	intent := rcv.waitFor(t, mwaudit.PhaseIntent, 1)[0]
+	intent := rcv.waitFor(t, auditevent.PhaseIntent, 1)[0]
 	sum := sha256.Sum256([]byte(strings.NewReplacer(`"4111111111111111"`, audit.Redacted, `"1234"`, audit.Redacted).Replace(transferBody)))
 	checks := map[string][2]string{
 		"op_type":   {intent.OpType, "FUND_TRANSFER"},
@@ -266,7 +266,7 @@ func TestHostFailClosedAcked(t *testing.T) {
 		t.Fatalf("response: %v", r.Action)
 	}
 	s.Close()
-	out := rcv.waitFor(t, mwaudit.PhaseOutcome, 1)[0]
+	out := rcv.waitFor(t, auditevent.PhaseOutcome, 1)[0]
 	if out.Status != 201 || out.LatencyNS <= 0 || out.BodyDigest != intent.BodyDigest || out.Timestamp < intent.Timestamp {
 		t.Errorf("outcome = %+v", out)
 	}
@@ -340,11 +340,11 @@ func TestHostOutcomeBatched(t *testing.T) {
 	// shared queue belongs to the host, so records that earlier tests'
 	// plugins left queued are delivered too (as after a config reload):
 	// look at this test's operation only.
-	var got []mwaudit.Event
+	var got []auditevent.Event
 	ids := map[string]bool{}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(ids) < n && time.Now().Before(deadline) {
-		for _, e := range rcv.waitFor(t, mwaudit.PhaseOutcome, 1) {
+		for _, e := range rcv.waitFor(t, auditevent.PhaseOutcome, 1) {
 			if e.OpType == "LIMIT_CHANGE" && !ids[e.ID] {
 				ids[e.ID] = true
 				got = append(got, e)
@@ -363,7 +363,7 @@ func TestHostOutcomeBatched(t *testing.T) {
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	for _, e := range rcv.events {
-		if e.Phase == mwaudit.PhaseIntent {
+		if e.Phase == auditevent.PhaseIntent {
 			t.Errorf("non-fail-closed rule sent an intent record: %+v", e)
 		}
 	}

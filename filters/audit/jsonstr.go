@@ -5,19 +5,19 @@ import (
 	"strconv"
 	"unsafe"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
-// appendJSONString is mwaudit.AppendJSONString with a fast path for the
+// appendJSONString is auditevent.AppendJSONString with a fast path for the
 // common string that needs no escaping: it is checked 8 bytes at a time and
 // copied whole. In the wasm guest a byte-at-a-time loop costs ≈ 6–15 ns per
 // byte (≈ 1 µs for a 70-byte SPIFFE id), the word check ≈ 2 ns per byte
 // (docs/bench/filters.md). Any string with a byte that needs escaping (or
-// any non-ASCII byte) goes to mwaudit.AppendJSONString, so the output is
+// any non-ASCII byte) goes to auditevent.AppendJSONString, so the output is
 // byte for byte the same.
 func appendJSONString(b []byte, s string) []byte {
 	if !jsonClean(s) {
-		return mwaudit.AppendJSONString(b, s)
+		return auditevent.AppendJSONString(b, s)
 	}
 	b = append(b, '"')
 	b = append(b, s...)
@@ -62,10 +62,10 @@ func clean8(x uint64) bool {
 	return bad&msb == 0
 }
 
-// appendCanonical is mwaudit.Event.AppendCanonical, byte for byte (pinned by
+// appendCanonical is auditevent.Event.AppendCanonical, byte for byte (pinned by
 // TestAppendCanonicalSameBytes), with appendJSONString's fast path: in the
 // wasm guest the record encoding dominated the stream's last callback.
-func appendCanonical(b []byte, e *mwaudit.Event) []byte {
+func appendCanonical(b []byte, e *auditevent.Event) []byte {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, e.ID)
 	b = append(b, `,"seq":`...)

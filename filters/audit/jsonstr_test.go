@@ -4,16 +4,16 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // TestAppendJSONStringSameBytes checks the fast path against
-// mwaudit.AppendJSONString: every single byte value at every offset of a
+// auditevent.AppendJSONString: every single byte value at every offset of a
 // word, and random strings over a small alphabet rich in special bytes.
 func TestAppendJSONStringSameBytes(t *testing.T) {
 	check := func(s string) {
 		t.Helper()
-		if got, want := string(appendJSONString([]byte("x"), s)), string(mwaudit.AppendJSONString([]byte("x"), s)); got != want {
+		if got, want := string(appendJSONString([]byte("x"), s)), string(auditevent.AppendJSONString([]byte("x"), s)); got != want {
 			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	}
@@ -39,15 +39,15 @@ func TestAppendJSONStringSameBytes(t *testing.T) {
 }
 
 // TestAppendCanonicalSameBytes pins appendCanonical to
-// mwaudit.Event.AppendCanonical (the hash chain is over those bytes).
+// auditevent.Event.AppendCanonical (the hash chain is over those bytes).
 func TestAppendCanonicalSameBytes(t *testing.T) {
-	evs := []mwaudit.Event{
+	evs := []auditevent.Event{
 		{},
-		{ID: "4bf92f3577b34da6a3ce929d0e0e4736-0123456789abcdef-outcome", Seq: 7, Phase: mwaudit.PhaseOutcome, Level: "info", OpType: "LIMIT_CHANGE",
+		{ID: "4bf92f3577b34da6a3ce929d0e0e4736-0123456789abcdef-outcome", Seq: 7, Phase: auditevent.PhaseOutcome, Level: "info", OpType: "LIMIT_CHANGE",
 			Subject: "spiffe://bank.example/ns/mesh/sa/gw", Resource: "account/ACC-1", Timestamp: 1764059000123456789,
 			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Dye: "stable", Tenant: "retail", Method: "PUT", Path: "/v1/accounts/ACC-1/limits",
 			Status: 200, LatencyNS: 123456, Source: "gw-test-1", PrevHash: "abc", Hash: "ignored"},
-		{ID: "x", Phase: mwaudit.PhaseIntent, Subject: "a\"b\\c<d>&e\n\u2028é\xff", Timestamp: -5, Status: -1, LatencyNS: -2,
+		{ID: "x", Phase: auditevent.PhaseIntent, Subject: "a\"b\\c<d>&e\n\u2028é\xff", Timestamp: -5, Status: -1, LatencyNS: -2,
 			Redacted: []string{"header:authorization", "body:card.pin"}, Headers: map[string]string{"x-b": "2", "x-a": "1<", "x-c": ""},
 			BodyDigest: "sha256:00", BodyTruncated: true},
 	}

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
@@ -103,10 +103,10 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	}
 	p.headers = [][2]string{
 		{":method", "POST"}, {":path", cfg.Collector.Path}, {":authority", cfg.Collector.Authority},
-		{"content-type", mwaudit.ContentType},
+		{"content-type", auditevent.ContentType},
 	}
 	if cfg.Collector.Token != "" {
-		p.headers = append(p.headers, [2]string{mwaudit.TokenHeader, cfg.Collector.Token})
+		p.headers = append(p.headers, [2]string{auditevent.TokenHeader, cfg.Collector.Token})
 	}
 	p.b = batcher{
 		queued: cfg.Batch.QueueName != "", queueID: qid, max: cfg.Batch.BufferEvents, batch: cfg.Batch.MaxEvents,
@@ -158,7 +158,7 @@ type httpContext struct {
 	proxywasm.DefaultHttpContext
 	p       *pluginContext
 	rule    int // -1: not audited
-	ev      mwaudit.Event
+	ev      auditevent.Event
 	nonce   string
 	startNS int64
 	status  int
@@ -220,8 +220,8 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	}
 	ri.PeerIdentity = peer
 	ri.TraceID = traceID(get)
-	ri.Dye = get(mwdye.Header)
-	ri.Tenant = get(mwdye.TenantHeader)
+	ri.Dye = get(dyeing.Header)
+	ri.Tenant = get(dyeing.TenantHeader)
 	h.ev = h.p.engine.NewEvent(i, ri)
 	h.ev.Source = h.p.source
 	var n [8]byte
@@ -301,8 +301,8 @@ func (h *httpContext) requestComplete() proxywasm.Action {
 		return proxywasm.ActionContinue
 	}
 	intent := h.ev
-	intent.Phase = mwaudit.PhaseIntent
-	intent.ID = h.id(mwaudit.PhaseIntent)
+	intent.Phase = auditevent.PhaseIntent
+	intent.ID = h.id(auditevent.PhaseIntent)
 	intent.Timestamp = h.startNS
 	body := AppendBatch(nil, h.p.source, [][]byte{appendCanonical(nil, &intent)})
 	_, err := proxywasm.DispatchHttpCall(h.p.cfg.Collector.Cluster, h.p.headers, body, nil,
@@ -331,11 +331,11 @@ func (h *httpContext) deny(reason string) {
 	h.p.denied.Increment(1)
 	proxywasm.LogWarnf("audit: refused %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
 	b := []byte(`{"error":"audit_unavailable","message":`)
-	b = mwaudit.AppendJSONString(b, "this operation requires an acknowledged audit record and the audit collector did not acknowledge it ("+reason+" or no answer in time); the request was not forwarded: retry later")
+	b = auditevent.AppendJSONString(b, "this operation requires an acknowledged audit record and the audit collector did not acknowledge it ("+reason+" or no answer in time); the request was not forwarded: retry later")
 	b = append(b, `,"op_type":`...)
-	b = mwaudit.AppendJSONString(b, h.ev.OpType)
+	b = auditevent.AppendJSONString(b, h.ev.OpType)
 	b = append(b, `,"audit_id":`...)
-	b = mwaudit.AppendJSONString(b, h.id(mwaudit.PhaseIntent))
+	b = auditevent.AppendJSONString(b, h.id(auditevent.PhaseIntent))
 	b = append(b, '}')
 	if err := proxywasm.SendHttpResponse(503, [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
 		proxywasm.LogErrorf("audit: cannot send the 503: %v", err)
@@ -369,8 +369,8 @@ func (h *httpContext) OnHttpStreamDone() {
 		return
 	}
 	out := h.ev
-	out.Phase = mwaudit.PhaseOutcome
-	out.ID = h.id(mwaudit.PhaseOutcome)
+	out.Phase = auditevent.PhaseOutcome
+	out.ID = h.id(auditevent.PhaseOutcome)
 	now := proxywasm.GetCurrentTime().UnixNano()
 	out.Timestamp = now
 	out.Status = h.status
@@ -395,10 +395,10 @@ func (h *httpContext) recordAccessDenied(status int) {
 		peer = "anonymous"
 	}
 	now := proxywasm.GetCurrentTime().UnixNano()
-	ev := mwaudit.Event{
-		Phase: mwaudit.PhaseOutcome, Level: mwaudit.LevelNotice, OpType: OpAccessDenied,
+	ev := auditevent.Event{
+		Phase: auditevent.PhaseOutcome, Level: auditevent.LevelNotice, OpType: OpAccessDenied,
 		Subject: peer, Resource: h.p.target + "#" + rule,
-		Timestamp: now, TraceID: traceID(get), Dye: get(mwdye.Header), Tenant: get(mwdye.TenantHeader),
+		Timestamp: now, TraceID: traceID(get), Dye: get(dyeing.Header), Tenant: get(dyeing.TenantHeader),
 		Method: get(":method"), Path: path, Status: status, Source: h.p.source,
 	}
 	var n [8]byte
@@ -407,14 +407,14 @@ func (h *httpContext) recordAccessDenied(status int) {
 	if t == "" {
 		t = "notrace"
 	}
-	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(mwaudit.PhaseOutcome)
+	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(auditevent.PhaseOutcome)
 	h.p.accessDenied.Increment(1)
 	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &ev))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the
 // per-request sequence: unique without coordination between instances).
-func (h *httpContext) id(ph mwaudit.Phase) string {
+func (h *httpContext) id(ph auditevent.Phase) string {
 	t := h.ev.TraceID
 	if t == "" {
 		t = "notrace"

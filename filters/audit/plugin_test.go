@@ -9,7 +9,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/proxywasm/proxytest"
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 func startNative(t *testing.T, cfg string) (*proxytest.HostEmulator, func()) {
@@ -24,9 +24,9 @@ func startNative(t *testing.T, cfg string) (*proxytest.HostEmulator, func()) {
 	return host, reset
 }
 
-func decodeBatch(t *testing.T, c proxytest.HttpCalloutAttribute) mwaudit.Batch {
+func decodeBatch(t *testing.T, c proxytest.HttpCalloutAttribute) auditevent.Batch {
 	t.Helper()
-	var b mwaudit.Batch
+	var b auditevent.Batch
 	if err := json.Unmarshal(c.Body, &b); err != nil {
 		t.Fatalf("callout body is not a Batch: %v\n%s", err, c.Body)
 	}
@@ -34,7 +34,7 @@ func decodeBatch(t *testing.T, c proxytest.HttpCalloutAttribute) mwaudit.Batch {
 	for _, h := range c.Headers {
 		hs[h[0]] = h[1]
 	}
-	if c.Upstream != "mw-audit" || hs[":path"] != mwaudit.IngestPath || hs[":method"] != "POST" || hs[mwaudit.TokenHeader] != "s3cret" {
+	if c.Upstream != "mw-audit" || hs[":path"] != auditevent.IngestPath || hs[":method"] != "POST" || hs[auditevent.TokenHeader] != "s3cret" {
 		t.Errorf("callout to %s with headers %v", c.Upstream, hs)
 	}
 	return b
@@ -70,7 +70,7 @@ func TestPluginNativeFailClosed(t *testing.T) {
 				t.Fatalf("%d callouts, want one intent", len(calls))
 			}
 			b := decodeBatch(t, calls[0])
-			if len(b.Events) != 1 || b.Events[0].Phase != mwaudit.PhaseIntent || b.Events[0].Subject != "bob" || b.Events[0].Resource != "transfer/K1" || b.Events[0].BodyDigest == "" {
+			if len(b.Events) != 1 || b.Events[0].Phase != auditevent.PhaseIntent || b.Events[0].Subject != "bob" || b.Events[0].Resource != "transfer/K1" || b.Events[0].BodyDigest == "" {
 				t.Errorf("intent batch = %+v", b)
 			}
 			if calls[0].TimeoutMillis != DefaultFailClosedTimeout {
@@ -103,7 +103,7 @@ func TestPluginNativeFailClosed(t *testing.T) {
 			if tt.wantReply {
 				wantStatus = 503
 			}
-			if len(out) != 1 || out[0].Phase != mwaudit.PhaseOutcome || out[0].Status != wantStatus {
+			if len(out) != 1 || out[0].Phase != auditevent.PhaseOutcome || out[0].Status != wantStatus {
 				t.Errorf("outcome = %+v", out)
 			}
 		})

@@ -1,6 +1,6 @@
 // Package dye is Meshwarden's header-dyeing (traffic colouring) filter. It
-// gives every request a lane (internal/dye.Header, mirrored into the W3C
-// baggage member internal/dye.BaggageKey) chosen by first-match-wins rules,
+// gives every request a lane (internal/dyeing.Header, mirrored into the W3C
+// baggage member internal/dyeing.BaggageKey) chosen by first-match-wins rules,
 // sticky percentage splits and a default lane; it strips dyes that arrive from
 // untrusted peers, scopes lanes to tenants, and in egress mode restores the
 // lane header from baggage.
@@ -17,7 +17,7 @@ import (
 	"net/netip"
 	"strings"
 
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
 )
 
 // Modes of the filter.
@@ -130,7 +130,7 @@ type Trust struct {
 // Tenant says where a request's tenant comes from: first the peer identity
 // mapping, then the header.
 type Tenant struct {
-	// Header carries the tenant (default internal/dye.TenantHeader). It is
+	// Header carries the tenant (default internal/dyeing.TenantHeader). It is
 	// read from trusted peers only, unless TrustHeader is set.
 	Header string `json:"header,omitempty"`
 	// TrustHeader reads Header from any peer: set it only when an
@@ -184,7 +184,7 @@ func (c *Config) SetDefaults() {
 		c.Mode = ModeIngress
 	}
 	if c.Tenant.Header == "" {
-		c.Tenant.Header = mwdye.TenantHeader
+		c.Tenant.Header = dyeing.TenantHeader
 	}
 }
 
@@ -194,7 +194,7 @@ func (c *Config) Validate() error {
 		return fieldErr("mode", "%q is not a mode: use %q or %q", c.Mode, ModeIngress, ModeEgress)
 	}
 	if c.DefaultLane != "" {
-		if err := mwdye.CheckLane(c.DefaultLane); err != nil {
+		if err := dyeing.CheckLane(c.DefaultLane); err != nil {
 			return fieldErr("defaultLane", "%v", err)
 		}
 	}
@@ -237,7 +237,7 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for i, ls := range c.Lanes {
 		p := fmt.Sprintf("lanes[%d]", i)
-		if err := mwdye.CheckLane(ls.Lane); err != nil {
+		if err := dyeing.CheckLane(ls.Lane); err != nil {
 			return fieldErr(p+".lane", "%v", err)
 		}
 		if seen[ls.Lane] {
@@ -264,14 +264,14 @@ func (r *Rule) validate(p string) error {
 		return fieldErr(p, "sets neither lane nor split: add one")
 	}
 	if r.Lane != "" {
-		if err := mwdye.CheckLane(r.Lane); err != nil {
+		if err := dyeing.CheckLane(r.Lane); err != nil {
 			return fieldErr(p+".lane", "%v", err)
 		}
 	}
 	var sum uint32
 	for j, s := range r.Split {
 		if s.Lane != "" {
-			if err := mwdye.CheckLane(s.Lane); err != nil {
+			if err := dyeing.CheckLane(s.Lane); err != nil {
 				return fieldErr(fmt.Sprintf("%s.split[%d].lane", p, j), "%v", err)
 			}
 		}

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"strings"
 
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
@@ -102,7 +102,7 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 	var bagTenant, bv string
 	var hadBagTenant, hasBaggage bool
 	if bagHeader != "" {
-		bagTenant, hadBagTenant, bv, hasBaggage = tracectx.BaggageValue2(bagHeader, mwdye.BaggageTenantKey, mwdye.BaggageKey)
+		bagTenant, hadBagTenant, bv, hasBaggage = tracectx.BaggageValue2(bagHeader, dyeing.BaggageTenantKey, dyeing.BaggageKey)
 	}
 
 	// Tenant: identity mapping first, then the header when allowed, then
@@ -118,12 +118,12 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 	}
 
 	// A carried dye counts only from a trusted peer.
-	hv, hasHeader := req.Header(mwdye.Header)
+	hv, hasHeader := req.Header(dyeing.Header)
 	if d.Trusted {
 		switch {
-		case hasHeader && mwdye.ValidLane(hv) && e.allowed(hv, d.Tenant):
+		case hasHeader && dyeing.ValidLane(hv) && e.allowed(hv, d.Tenant):
 			d.Lane, d.By = hv, "header"
-		case hasBaggage && mwdye.ValidLane(bv) && e.allowed(bv, d.Tenant):
+		case hasBaggage && dyeing.ValidLane(bv) && e.allowed(bv, d.Tenant):
 			d.Lane, d.By = bv, "baggage"
 		}
 	} else if hasHeader || hasBaggage {
@@ -261,9 +261,9 @@ func (vm *ValueMatch) matches(v string, ok bool) bool {
 // write puts the decision on the request.
 func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye bool, bagDye string, hadBagTenant bool, bagTenant string) {
 	if d.Lane != "" {
-		req.SetHeader(mwdye.Header, d.Lane)
+		req.SetHeader(dyeing.Header, d.Lane)
 	} else {
-		req.RemoveHeader(mwdye.Header)
+		req.RemoveHeader(dyeing.Header)
 	}
 	if d.Tenant != "" {
 		req.SetHeader(e.cfg.Tenant.Header, d.Tenant)
@@ -279,14 +279,14 @@ func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye 
 	}
 	bg := tracectx.ParseBaggage(bagHeader)
 	if wantTenant {
-		bg.Set(mwdye.BaggageTenantKey, d.Tenant)
+		bg.Set(dyeing.BaggageTenantKey, d.Tenant)
 	} else {
-		bg.Delete(mwdye.BaggageTenantKey)
+		bg.Delete(dyeing.BaggageTenantKey)
 	}
 	if wantDye {
-		bg.Set(mwdye.BaggageKey, d.Lane)
+		bg.Set(dyeing.BaggageKey, d.Lane)
 	} else {
-		bg.Delete(mwdye.BaggageKey)
+		bg.Delete(dyeing.BaggageKey)
 	}
 	if bg.Len() == 0 {
 		req.RemoveHeader(tracectx.BaggageHeader)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
 )
 
 // mapReq is a Request over a map, for the engine's table tests.
@@ -74,7 +74,7 @@ func TestEngineApply(t *testing.T) {
 			if d.Lane != tt.lane || d.By != tt.by || d.Tenant != tt.tenant || d.Stripped != tt.stripped {
 				t.Errorf("decision = %+v, want lane %q by %q tenant %q stripped %v", d, tt.lane, tt.by, tt.tenant, tt.stripped)
 			}
-			if got := tt.req[mwdye.Header]; got != tt.lane {
+			if got := tt.req[dyeing.Header]; got != tt.lane {
 				t.Errorf("lane header = %q, want %q", got, tt.lane)
 			}
 			if got := tt.req["x-mw-tenant"]; got != tt.tenant {
@@ -149,8 +149,8 @@ func TestEgressRestoresLaneFromBaggage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := e.Apply(tt.req, Peer{}, nil)
-			if d.Lane != tt.lane || tt.req[mwdye.Header] != tt.lane {
-				t.Errorf("lane = %q header %q, want %q", d.Lane, tt.req[mwdye.Header], tt.lane)
+			if d.Lane != tt.lane || tt.req[dyeing.Header] != tt.lane {
+				t.Errorf("lane = %q header %q, want %q", d.Lane, tt.req[dyeing.Header], tt.lane)
 			}
 			if tt.lane != "" && !strings.Contains(tt.req["baggage"], "mw-dye="+tt.lane) {
 				t.Errorf("baggage = %q lost the lane", tt.req["baggage"])
@@ -186,7 +186,7 @@ func TestParseConfigErrors(t *testing.T) {
 			}
 		})
 	}
-	if c, err := ParseConfig(nil); err != nil || c.Mode != ModeIngress || c.Tenant.Header != mwdye.TenantHeader {
+	if c, err := ParseConfig(nil); err != nil || c.Mode != ModeIngress || c.Tenant.Header != dyeing.TenantHeader {
 		t.Errorf("empty config = %+v, %v; want defaults", c, err)
 	}
 }

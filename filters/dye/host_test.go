@@ -15,8 +15,8 @@ import (
 	"testing"
 
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // shared is the .wasm built once per test binary and compiled once in one
@@ -149,10 +149,10 @@ func TestHostIngressExample(t *testing.T) {
 			if res := s.OnRequestHeaders(h, true); res.Action != wasmhost.Continue {
 				t.Fatalf("action = %v err %v", res.Action, res.Err)
 			}
-			if v, _ := h.Get(mwdye.Header); v != tt.lane {
+			if v, _ := h.Get(dyeing.Header); v != tt.lane {
 				t.Errorf("lane = %q, want %q (headers %v)", v, tt.lane, h.Pairs)
 			}
-			if v, _ := h.Get(mwdye.TenantHeader); v != tt.tenant {
+			if v, _ := h.Get(dyeing.TenantHeader); v != tt.tenant {
 				t.Errorf("tenant = %q, want %q", v, tt.tenant)
 			}
 			if bg, _ := h.Get("baggage"); !strings.Contains(bg, "mw-dye="+tt.lane) {
@@ -176,7 +176,7 @@ func TestHostEgressExample(t *testing.T) {
 	}
 	defer s.Close()
 	s.OnRequestHeaders(h, true)
-	if v, _ := h.Get(mwdye.Header); v != "canary" {
+	if v, _ := h.Get(dyeing.Header); v != "canary" {
 		t.Fatalf("egress lane header = %q, want canary restored from baggage", v)
 	}
 }
@@ -196,7 +196,7 @@ func TestHostRouteSeesDye(t *testing.T) {
 		DefaultSubset: "v1",
 	}
 	pick := func(h *wasmhost.Headers) string {
-		lane, _ := h.Get(mwdye.Header)
+		lane, _ := h.Get(dyeing.Header)
 		for _, l := range route.Lanes {
 			if l.Lane == lane {
 				return l.Subset

@@ -80,7 +80,7 @@ func BenchmarkABIOverhead(b *testing.B) {
 	for _, bc := range []struct {
 		name, raw, sdk, key string
 	}{
-		{"noop", "../../gateway/wasmhost/testdata/guests/noop", "../noop/wasm", ""},
+		{"noop", "../../gateway/wasmhost/testdata/guests/noop", "../internal/testguests/noop/wasm", ""},
 		{"headers", "../../gateway/wasmhost/testdata/guests/headers", "./testdata/benchheaders", "x-mw-lane"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/meshwarden/meshwarden/internal/ir"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
 // Defaults applied by SetDefaults.
@@ -124,7 +124,7 @@ func (c *Config) SetDefaults() {
 		c.Sampling.Ratio = &one
 	}
 	if c.Collector.Cluster == "" {
-		c.Collector.Cluster = ir.OTLPClusterName
+		c.Collector.Cluster = meshnames.OTLPClusterName
 	}
 	if c.Collector.Authority == "" {
 		c.Collector.Authority = c.Collector.Cluster

@@ -19,11 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
+
 	"github.com/meshwarden/meshwarden/filters"
 	"github.com/meshwarden/meshwarden/filters/trace"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
-	"github.com/meshwarden/meshwarden/internal/demo"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
@@ -77,7 +78,7 @@ func compiled(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) 
 	out := filepath.Join(shared.dir, name+".wasm")
 	src := "../" + name + "/wasm"
 	if name == "bundle" {
-		src = "./bundle/wasm"
+		src = "../bundle/wasm"
 	}
 	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, src)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
@@ -189,14 +190,14 @@ func exampleConfig(tb testing.TB) []byte {
 	return out
 }
 
-func otlpSink(tb testing.TB) (*demo.OTLPSink, *wasmhost.NetHTTPCaller) {
-	sink := demo.NewOTLPSink(1000)
+func otlpSink(tb testing.TB) (*otlpsink.Sink, *wasmhost.NetHTTPCaller) {
+	sink := otlpsink.New(1000)
 	srv := httptest.NewServer(sink)
 	tb.Cleanup(srv.Close)
 	return sink, &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": srv.URL}}
 }
 
-func waitSpans(t testing.TB, sink *demo.OTLPSink, traceID string, n int) []demo.Span {
+func waitSpans(t testing.TB, sink *otlpsink.Sink, traceID string, n int) []otlpsink.Span {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -249,7 +250,7 @@ func TestHostPropagatesAndExports(t *testing.T) {
 			}
 			s.OnResponseHeaders(wasmhost.NewHeaders(":status", "201"), true)
 			s.Close()
-			var span demo.Span
+			var span otlpsink.Span
 			deadline := time.Now().Add(10 * time.Second)
 			for span.SpanID != sc.SpanID.String() {
 				for _, sp := range waitSpans(t, sink, sc.TraceID.String(), 1) {
@@ -306,11 +307,11 @@ func chainConfigs(tb testing.TB, tickMs int) map[string][]byte {
 // auditSink accepts audit batches and keeps the events.
 type auditSink struct {
 	mu     sync.Mutex
-	events []mwaudit.Event
+	events []auditevent.Event
 }
 
 func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var b mwaudit.Batch
+	var b auditevent.Batch
 	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
 		http.Error(w, err.Error(), 400)
 		return
@@ -318,18 +319,18 @@ func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.events = append(a.events, b.Events...)
 	a.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(mwaudit.Ack{Accepted: len(b.Events)})
+	_ = json.NewEncoder(w).Encode(auditevent.Ack{Accepted: len(b.Events)})
 }
 
-func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
+func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *auditSink) {
 	return newChainIn(tb, false, false, tickMs)
 }
 
 // newChainIn builds the chain from the three filter modules, or from the
 // bundle module (one module, root id per filter).
-func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *demo.OTLPSink, *auditSink) {
+func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *auditSink) {
 	tb.Helper()
-	sink := demo.NewOTLPSink(100000)
+	sink := otlpsink.New(100000)
 	osrv := httptest.NewServer(sink)
 	tb.Cleanup(osrv.Close)
 	as := &auditSink{}
@@ -468,7 +469,7 @@ func BenchmarkHostEach(b *testing.B) {
 	for _, m := range modes {
 		for _, name := range filters.Order() {
 			b.Run(name+"/"+m.name, func(b *testing.B) {
-				sink := demo.NewOTLPSink(100000)
+				sink := otlpsink.New(100000)
 				osrv := httptest.NewServer(sink)
 				defer osrv.Close()
 				asrv := httptest.NewServer(&auditSink{})

@@ -4,16 +4,16 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	mwaudit "github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // TestAppendJSONStringSameBytes checks the fast path against
-// mwaudit.AppendJSONString: every single byte value at every offset of a
+// auditevent.AppendJSONString: every single byte value at every offset of a
 // word, and random strings over a small alphabet rich in special bytes.
 func TestAppendJSONStringSameBytes(t *testing.T) {
 	check := func(s string) {
 		t.Helper()
-		if got, want := string(appendJSONString([]byte("x"), s)), string(mwaudit.AppendJSONString([]byte("x"), s)); got != want {
+		if got, want := string(appendJSONString([]byte("x"), s)), string(auditevent.AppendJSONString([]byte("x"), s)); got != want {
 			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
-	mwdye "github.com/meshwarden/meshwarden/internal/dye"
+	"github.com/meshwarden/meshwarden/internal/dyeing"
 )
 
 // Metric names the filter defines.
@@ -160,7 +160,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 		path = path[:q]
 	}
 	s.Path = path
-	s.Lane, _ = req.Header(mwdye.Header)
+	s.Lane, _ = req.Header(dyeing.Header)
 	s.Peer, _ = proxywasm.GetPropertyString(propPeerURISAN)
 	s.PeerAddr, _ = proxywasm.GetPropertyString(propSourceAddr)
 	return proxywasm.ActionContinue

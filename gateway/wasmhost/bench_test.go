@@ -106,10 +106,10 @@ func BenchmarkRequest(b *testing.B) {
 		{"noop/no-deadline", "noop", true},
 		{"headers/no-deadline", "headers", true},
 		// The product's example filters, written with filters/proxywasm.
-		{"sdk-noop", "../../filters/noop/wasm", false},
-		{"sdk-headers", "../../filters/headers/wasm", false},
-		{"sdk-noop/no-deadline", "../../filters/noop/wasm", true},
-		{"sdk-headers/no-deadline", "../../filters/headers/wasm", true},
+		{"sdk-noop", "../../filters/internal/testguests/noop/wasm", false},
+		{"sdk-headers", "../../filters/internal/testguests/headers/wasm", false},
+		{"sdk-noop/no-deadline", "../../filters/internal/testguests/noop/wasm", true},
+		{"sdk-headers/no-deadline", "../../filters/internal/testguests/headers/wasm", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := newRuntime(b, RuntimeConfig{NoCallDeadline: bc.noDeadline})

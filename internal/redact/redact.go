@@ -1,5 +1,5 @@
 // Package redact hides secrets in what the plane and the gateway print.
-// It is kept out of internal/audit, which the wasm filters import, so the
+// It is kept out of internal/auditevent, which the wasm filters import, so the
 // filters do not link the regexp engine.
 package redact
 

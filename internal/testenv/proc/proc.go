@@ -1,0 +1,159 @@
+package proc
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Proc is a child process of the demo or an e2e test: its output is kept
+// (last lines, for error messages) and optionally copied with a prefix.
+type Proc struct {
+	Name string
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	mu    sync.Mutex
+	lines []string
+	err   error
+}
+
+// Start starts bin with args. Output lines go to log (if non-nil) with
+// "[name] " in front. The process is killed if the parent dies.
+func Start(name string, log io.Writer, bin string, args ...string) (*Proc, error) {
+	return StartEnv(name, log, nil, bin, args...)
+}
+
+// StartEnv is Start with extra environment variables (KEY=value)
+// on top of this process's environment.
+func StartEnv(name string, log io.Writer, env []string, bin string, args ...string) (*Proc, error) {
+	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.lines = append(p.lines, line)
+			if len(p.lines) > 200 {
+				p.lines = p.lines[len(p.lines)-200:]
+			}
+			p.mu.Unlock()
+			if log != nil {
+				fmt.Fprintf(log, "[%s] %s\n", name, line)
+			}
+		}
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Tail returns the last n output lines.
+func (p *Proc) Tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.lines
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// Stop sends SIGTERM and waits up to grace, then SIGKILLs.
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
+
+// Kill sends SIGKILL (kill -9) to the process group and waits.
+func (p *Proc) Kill() {
+	if p.Exited() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// WaitHTTP polls url until it answers 200 or ctx ends; it fails early if the
+// process exits.
+func (p *Proc) WaitHTTP(ctx context.Context, url string) error {
+	return p.WaitHTTPClient(ctx, &http.Client{Timeout: time.Second}, url)
+}
+
+// WaitHTTPClient is WaitHTTP with the given client (e.g. for HTTPS).
+func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before %s answered 200:\n%s", p.Name, url, p.Tail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %s did not answer 200 in time (%w); last output:\n%s", p.Name, url, ctx.Err(), p.Tail(30))
+		case <-tick.C:
+		}
+	}
+}
+
+// FreeAddr returns a free 127.0.0.1:port.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

@@ -1,0 +1,427 @@
+// Command loadtest measures the control plane at fleet scale, as a
+// platform team would see it: a real Consul agent (ACLs on), the plane as
+// its own process (bin/meshwarden, one or more replicas), and N simulated
+// sidecars, each with its own TLS connection, its Consul token and an ADS
+// stream (state of the world or delta), all on loopback:
+//
+//	go run ./tools/planeload -n 1000 -changes 20
+//	go run ./tools/planeload -n 5000 -replicas 2 -delta 0.5
+//
+// It reports the connect storm (all N streams have their first EDS
+// response), Consul change -> EDS received by every proxy (p50/p99 over
+// proxies and changes), the plane's resident memory per proxy and its CPU
+// per change. The sidecars share the plane's host: 2 cores here, so the
+// load generator competes with the plane, which makes the figures
+// pessimistic.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshwarden/meshwarden/internal/testenv/proc"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+)
+
+type options struct {
+	n, replicas, changes, services int
+	delta                          float64
+	bin, filters, profile, heap    string
+	debounce                       time.Duration
+	storm                          time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 1000, "simulated sidecars (each its own TLS connection and ADS stream)")
+	flag.IntVar(&o.replicas, "replicas", 1, "control plane replicas; sidecars are spread over them")
+	flag.IntVar(&o.changes, "changes", 20, "Consul health flips to time")
+	flag.IntVar(&o.services, "services", 50, "services in the catalog (2 instances each)")
+	flag.Float64Var(&o.delta, "delta", 0, "fraction of sidecars using delta xDS (the rest state of the world)")
+	flag.StringVar(&o.bin, "bin", "bin/meshwarden", "the meshwarden binary (make cli)")
+	flag.StringVar(&o.filters, "filters-dir", "bin/filters", "built filters (make filters)")
+	flag.DurationVar(&o.debounce, "debounce", 20*time.Millisecond, "the plane's --debounce")
+	flag.DurationVar(&o.storm, "storm-timeout", 2*time.Minute, "bound on the connect storm")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write the first plane's CPU profile during the changes to this file")
+	flag.StringVar(&o.heap, "heapprofile", "", "write the first plane's heap profile after the connect storm to this file")
+	flag.Parse()
+	if err := run(context.Background(), o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	work, err := os.MkdirTemp("", "mw-loadtest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	agent, err := consulagent.Start(ctx, consulagent.Options{ManagementToken: consulagent.NewToken()})
+	if err != nil {
+		return err
+	}
+	defer agent.Stop()
+	mgmt, err := agent.Client()
+	if err != nil {
+		return err
+	}
+	planeTok, _, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "plane", Rules: auth.PlaneTokenRules})
+	if err != nil {
+		return err
+	}
+	sideTok, _, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "payments sidecars", Services: []string{"payments"}})
+	if err != nil {
+		return err
+	}
+	opTok, _, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "loadtest operator", Rules: auth.OperatorTokenRules})
+	if err != nil {
+		return err
+	}
+	planeTokFile := filepath.Join(work, "plane.token")
+	if err := os.WriteFile(planeTokFile, []byte(planeTok), 0o600); err != nil {
+		return err
+	}
+	for i := range o.services {
+		for _, v := range []string{"v1", "v2"} {
+			id := fmt.Sprintf("svc%d-%s", i, v)
+			if err := mgmt.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: fmt.Sprintf("svc%d", i), Address: "127.0.0.1",
+				Port: 20000 + i, Meta: map[string]string{"version": v},
+				Check: &api.AgentServiceCheck{CheckID: "check:" + id, TTL: "30m", Status: api.HealthPassing}}); err != nil {
+				return err
+			}
+		}
+	}
+
+	var planes []*proc.Proc
+	var xds, admins []string
+	defer func() {
+		for _, p := range planes {
+			p.Stop(10 * time.Second)
+		}
+	}()
+	for r := range o.replicas {
+		var addrs [3]string
+		for i := range addrs {
+			if addrs[i], err = proc.FreeAddr(); err != nil {
+				return err
+			}
+		}
+		p, err := proc.Start(fmt.Sprintf("plane-%d", r+1), nil, o.bin, "controlplane", "--consul", agent.Addr(),
+			"--xds-addr", addrs[0], "--admin-addr", addrs[1], "--public-addr", addrs[2], "--consul-token-file", planeTokFile,
+			"--filters-dir", o.filters, "--debounce", o.debounce.String(), "--changelog=", "--register=false")
+		if err != nil {
+			return err
+		}
+		planes = append(planes, p)
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = p.WaitHTTP(wctx, "http://"+addrs[2]+"/readyz")
+		cancel()
+		if err != nil {
+			return fmt.Errorf("plane %d: %w\n%s", r+1, err, p.Tail(20))
+		}
+		xds, admins = append(xds, addrs[0]), append(admins, addrs[1])
+	}
+	roots, _, err := mgmt.Agent().ConnectCARoots(nil)
+	if err != nil {
+		return err
+	}
+	caFile := filepath.Join(work, "ca.pem")
+	var pem strings.Builder
+	for _, r := range roots.Roots {
+		pem.WriteString(r.RootCertPEM + "\n")
+	}
+	if err := os.WriteFile(caFile, []byte(pem.String()), 0o644); err != nil {
+		return err
+	}
+	tlsCfg, err := auth.PlaneTLS(caFile)
+	if err != nil {
+		return err
+	}
+	rss0 := rssKB(planes)
+	fmt.Printf("plane: %d replica(s), RSS %d MB before any proxy; catalog %d services x 2 instances\n", o.replicas, rss0/1024, o.services)
+
+	// The connect storm: every sidecar at once.
+	fleet := &fleet{updates: make(chan update, o.n*4)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for i := range o.n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			delta := float64(i) < o.delta*float64(o.n)
+			if err := fleet.sidecar(ctx, i, xds[i%len(xds)], tlsCfg, sideTok, delta); err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+			}
+		}()
+	}
+	ready := 0
+	stormDeadline := time.After(o.storm)
+	for ready < o.n-int(failed.Load()) {
+		select {
+		case u := <-fleet.updates:
+			if u.first {
+				ready++
+			}
+		case <-stormDeadline:
+			return fmt.Errorf("connect storm: %d of %d sidecars have their first EDS after %s (%d failed: %v)", ready, o.n, o.storm, failed.Load(), firstErr.Load())
+		}
+	}
+	storm := time.Since(start)
+	if failed.Load() > 0 {
+		return fmt.Errorf("%d sidecars failed to connect: %v", failed.Load(), firstErr.Load())
+	}
+	time.Sleep(2 * time.Second) // let the plane settle before reading its memory
+	rss1 := rssKB(planes)
+	if o.heap != "" {
+		if err := fetchProfile(ctx, admins[0], caFile, opTok, o.heap, 0); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+	}
+	fmt.Printf("connect storm: %d sidecars (%d delta) have EDS after %s; plane RSS %d MB (%.1f KB per proxy)\n",
+		o.n, int(o.delta*float64(o.n)), storm.Round(time.Millisecond), rss1/1024, float64(rss1-rss0)/float64(o.n))
+
+	// Consul changes: flip one instance's health, wait for every sidecar.
+	var lats []time.Duration
+	var last []time.Duration
+	profDone := make(chan error, 1)
+	if o.profile != "" {
+		go func() {
+			profDone <- fetchProfile(ctx, admins[0], caFile, opTok, o.profile, time.Duration(o.changes)*400*time.Millisecond)
+		}()
+	} else {
+		profDone <- nil
+	}
+	cpu0 := cpuTicks(planes)
+	critical := map[string]bool{}
+	for c := range o.changes {
+		drain(fleet.updates)
+		id := fmt.Sprintf("check:svc%d-v2", c%o.services)
+		critical[id] = !critical[id]
+		st := api.HealthPassing
+		if critical[id] {
+			st = api.HealthCritical
+		}
+		t0 := time.Now()
+		if err := mgmt.Agent().UpdateTTL(id, "loadtest", st); err != nil {
+			return err
+		}
+		seen := make(map[int]bool, o.n)
+		timeout := time.After(30 * time.Second)
+		for len(seen) < o.n {
+			select {
+			case u := <-fleet.updates:
+				if u.at.After(t0) && !seen[u.id] {
+					seen[u.id] = true
+					lats = append(lats, u.at.Sub(t0))
+				}
+			case <-timeout:
+				return fmt.Errorf("change %d: %d of %d sidecars got it within 30s", c, len(seen), o.n)
+			}
+		}
+		last = append(last, time.Since(t0))
+		time.Sleep(200 * time.Millisecond) // health of one instance at a time
+	}
+	cpu := cpuTicks(planes) - cpu0
+	if err := <-profDone; err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	sort.Slice(last, func(i, j int) bool { return last[i] < last[j] })
+	q := func(d []time.Duration, f float64) time.Duration {
+		return d[int(f*float64(len(d)-1))].Round(time.Millisecond)
+	}
+	fmt.Printf("consul change -> EDS at a sidecar (%d changes x %d sidecars): p50 %s, p99 %s, max %s\n", o.changes, o.n, q(lats, .5), q(lats, .99), q(lats, 1))
+	fmt.Printf("consul change -> EDS at the last sidecar: p50 %s, p99 %s\n", q(last, .5), q(last, .99))
+	fmt.Printf("plane CPU per change: %.0f ms (%.1f µs per proxy push); RSS %d MB\n",
+		float64(cpu)*10/float64(o.changes), float64(cpu)*10000/float64(o.changes*o.n), rssKB(planes)/1024)
+	return nil
+}
+
+type update struct {
+	id    int
+	first bool
+	at    time.Time
+}
+
+type fleet struct{ updates chan update }
+
+// sidecar keeps one simulated sidecar's stream open, ACKing every response
+// and reporting each EDS response.
+func (f *fleet) sidecar(ctx context.Context, i int, addr string, tlsCfg *tls.Config, token string, delta bool) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg.Clone())))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-consul-token", token)
+	node := &corev3.Node{Id: "sim-" + strconv.Itoa(i), Cluster: "payments"}
+	ads := discovery.NewAggregatedDiscoveryServiceClient(conn)
+	first := true
+	report := func() {
+		select {
+		case f.updates <- update{id: i, first: first, at: time.Now()}:
+		default:
+		}
+		first = false
+	}
+	if delta {
+		st, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			return err
+		}
+		for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
+			if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}}); err != nil {
+				return err
+			}
+		}
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return ignoreEnd(ctx, err)
+			}
+			if r.GetTypeUrl() == resource.EndpointType {
+				report()
+			}
+			if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}); err != nil {
+				return ignoreEnd(ctx, err)
+			}
+		}
+	}
+	st, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
+		if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
+			return err
+		}
+	}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			return ignoreEnd(ctx, err)
+		}
+		if r.GetTypeUrl() == resource.EndpointType {
+			report()
+		}
+		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+			return ignoreEnd(ctx, err)
+		}
+	}
+}
+
+func ignoreEnd(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func drain(ch chan update) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// rssKB sums the planes' resident memory (VmRSS, KB).
+func rssKB(ps []*proc.Proc) int64 {
+	var sum int64
+	for _, p := range ps {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// cpuTicks sums the planes' user+system CPU in clock ticks (1/100 s).
+func cpuTicks(ps []*proc.Proc) int64 {
+	var sum int64
+	for _, p := range ps {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 13 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			k, _ := strconv.ParseInt(f[12], 10, 64)
+			sum += u + k
+		}
+	}
+	return sum
+}
+
+// fetchProfile saves the plane's CPU profile over d, or its heap profile
+// when d is 0.
+func fetchProfile(ctx context.Context, admin, caFile, token, file string, d time.Duration) error {
+	hc, err := auth.ClientOptions{CAFile: caFile, Token: token}.HTTPClient()
+	if err != nil {
+		return err
+	}
+	hc.Timeout = d + time.Minute
+	url := fmt.Sprintf("https://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(d.Seconds())))
+	if d == 0 {
+		url = fmt.Sprintf("https://%s/debug/pprof/heap?gc=1", admin)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	out, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	_, err = io.Copy(out, resp.Body)
+	return err
+}
