@@ -79,74 +79,11 @@ func TestAccessEnforcedOverMTLS(t *testing.T) {
 	}
 	writePolicy(false)
 
-	// The ledger app, plain HTTP on loopback behind its sidecar.
-	appLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ledger-app "+r.URL.Path)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = app.Serve(appLn) }()
-	t.Cleanup(func() { _ = app.Close() })
+	appPort := startLedgerApp(t)
+	gw, sideAddr, reg := startLedgerSidecar(ctx, t, st, appPort)
 
-	// The ledger sidecar: the Go gateway in sidecar mode.
-	sideLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	ledgerToken, err := st.ServiceToken(ctx, "ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dial, err := auth.ClientOptions{CAFile: st.CAFile, Token: ledgerToken}.DialOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(ctx, gateway.Config{XDSAddress: st.PlaneXDS, XDSDialOptions: dial, NodeID: "ledger-sidecar-1", Listener: sideLn,
-		CacheDir: t.TempDir(), Registry: reg, Service: "ledger", LocalAppPort: appLn.Addr().(*net.TCPAddr).Port,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gctx, gcancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(gctx) }()
-	t.Cleanup(func() {
-		gcancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("the sidecar did not stop within 15s")
-		}
-	})
-
-	root := activeConnectRoot(t, st.ConsulAPI)
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
-	client := func(service string) *http.Client {
-		leaf := agentLeaf(t, st.ConsulAPI, service)
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-			Certificates: []tls.Certificate{*leaf.TLS()},
-			// SPIFFE leaves carry no DNS name: verify the chain against
-			// the Connect root, not a host name.
-			InsecureSkipVerify: true,
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				if len(raw) == 0 {
-					return errors.New("no server certificate")
-				}
-				c, err := x509.ParseCertificate(raw[0])
-				if err != nil {
-					return err
-				}
-				_, err = c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-				return err
-			},
-		}}}
-	}
-	orders, intruder := client("orders"), client("intruder")
-	url := "https://" + sideLn.Addr().String() + "/v1/ledger/entries"
+	orders, intruder := meshClient(t, st, "orders"), meshClient(t, st, "intruder")
+	url := "https://" + sideAddr + "/v1/ledger/entries"
 	call := func(c *http.Client) (int, string) {
 		resp, err := c.Get(url)
 		if err != nil {
@@ -235,6 +172,83 @@ func TestAccessEnforcedOverMTLS(t *testing.T) {
 			return code == http.StatusOK, body
 		})
 	})
+}
+
+// startLedgerApp starts the ledger app, plain HTTP on loopback behind its
+// sidecar, and returns its port.
+func startLedgerApp(t *testing.T) int {
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ledger-app "+r.URL.Path)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = app.Serve(appLn) }()
+	t.Cleanup(func() { _ = app.Close() })
+	return appLn.Addr().(*net.TCPAddr).Port
+}
+
+// startLedgerSidecar runs the Go gateway in sidecar mode for service
+// "ledger", with the ledger's own Consul token, and returns it, its
+// listening address and its metrics registry.
+func startLedgerSidecar(ctx context.Context, t *testing.T, st *demo.Stack, appPort int) (*gateway.Gateway, string, *prometheus.Registry) {
+	sideLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	ledgerToken, err := st.ServiceToken(ctx, "ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial, err := auth.ClientOptions{CAFile: st.CAFile, Token: ledgerToken}.DialOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(ctx, gateway.Config{XDSAddress: st.PlaneXDS, XDSDialOptions: dial, NodeID: "ledger-sidecar-1", Listener: sideLn,
+		CacheDir: t.TempDir(), Registry: reg, Service: "ledger", LocalAppPort: appPort,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, gcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(gctx) }()
+	t.Cleanup(func() {
+		gcancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("the sidecar did not stop within 15s")
+		}
+	})
+	return gw, sideLn.Addr().String(), reg
+}
+
+// meshClient is an HTTPS client presenting service's Consul Connect leaf and
+// trusting the active Connect root.
+func meshClient(t *testing.T, st *demo.Stack, service string) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AddCert(activeConnectRoot(t, st.ConsulAPI))
+	leaf := agentLeaf(t, st.ConsulAPI, service)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{*leaf.TLS()},
+		// SPIFFE leaves carry no DNS name: verify the chain against
+		// the Connect root, not a host name.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("no server certificate")
+			}
+			c, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			_, err = c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			return err
+		},
+	}}}
 }
 
 // accessCount sums meshwarden_gateway_access_decisions_total for decision.

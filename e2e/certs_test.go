@@ -318,33 +318,7 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	// The path is mTLS end to end and admits only the gateway.
-	r, err := c.Do(ctx, http.MethodGet, "/hello", nil, nil)
-	if err != nil || r.Status != http.StatusOK || r.Echo.TLS == nil {
-		t.Fatalf("first request through the gateway: status %d, tls %+v, err %v, body %.200s", r.Status, r.Echo.TLS, err, r.Body)
-	}
-	if r.Echo.TLS.ClientID != st.GatewayID {
-		t.Fatalf("upstream saw client %q, want the gateway %q", r.Echo.TLS.ClientID, st.GatewayID)
-	}
-	up := st.Upstreams[0]
-	eventually(t, 30*time.Second, "leaves with the short LeafCertTTL", func() (bool, string) {
-		l := up.Certificate().Lifetime()
-		return l <= 5*time.Minute, fmt.Sprintf("upstream leaf lifetime %s (did something reset Consul's LeafCertTTL?)", l)
-	})
-	if _, err := dialUpstream(up, nil); err == nil {
-		t.Fatal("the upstream answered a client without a certificate")
-	}
-	if _, err := dialUpstream(up, agentLeaf(t, st.ConsulAPI, "intruder")); err == nil {
-		t.Fatal("the upstream answered a client with another service's SPIFFE id")
-	}
-	if _, err := dialUpstream(up, agentLeaf(t, st.ConsulAPI, "meshwarden-gateway")); err != nil {
-		t.Fatalf("the upstream refused the gateway's leaf: %v", err)
-	}
-	// (A client without a certificate fails in crypto/tls before the SPIFFE
-	// check; the intruder reaches it and is counted.)
-	if h := up.Handshakes(); h.Rejected < 1 {
-		t.Fatalf("upstream counted %d refused handshakes, want >= 1 (the intruder)", h.Rejected)
-	}
+	requireMTLSOnlyGateway(ctx, t, st, c)
 	oldRoot := activeConnectRoot(t, st.ConsulAPI)
 
 	load := startLoader(c, http.MethodGet, "/hello", 100, func(id string) map[string]string {
@@ -429,6 +403,47 @@ func TestCertRotationUnderLoad(t *testing.T) {
 		t.Fatalf("the upstreams refused %d handshakes, want 1 (the intruder's)", refused)
 	}
 
+	requireAllOnNewRoot(t, st, probe, clientsBefore, serversBefore, newRoot)
+}
+
+// requireMTLSOnlyGateway checks that the gateway -> upstream path is mTLS
+// end to end and admits only the gateway's SPIFFE id, on short-lived leaves.
+func requireMTLSOnlyGateway(ctx context.Context, t *testing.T, st *demo.Stack, c *demo.Client) {
+	t.Helper()
+	// The path is mTLS end to end and admits only the gateway.
+	r, err := c.Do(ctx, http.MethodGet, "/hello", nil, nil)
+	if err != nil || r.Status != http.StatusOK || r.Echo.TLS == nil {
+		t.Fatalf("first request through the gateway: status %d, tls %+v, err %v, body %.200s", r.Status, r.Echo.TLS, err, r.Body)
+	}
+	if r.Echo.TLS.ClientID != st.GatewayID {
+		t.Fatalf("upstream saw client %q, want the gateway %q", r.Echo.TLS.ClientID, st.GatewayID)
+	}
+	up := st.Upstreams[0]
+	eventually(t, 30*time.Second, "leaves with the short LeafCertTTL", func() (bool, string) {
+		l := up.Certificate().Lifetime()
+		return l <= 5*time.Minute, fmt.Sprintf("upstream leaf lifetime %s (did something reset Consul's LeafCertTTL?)", l)
+	})
+	if _, err := dialUpstream(up, nil); err == nil {
+		t.Fatal("the upstream answered a client without a certificate")
+	}
+	if _, err := dialUpstream(up, agentLeaf(t, st.ConsulAPI, "intruder")); err == nil {
+		t.Fatal("the upstream answered a client with another service's SPIFFE id")
+	}
+	if _, err := dialUpstream(up, agentLeaf(t, st.ConsulAPI, "meshwarden-gateway")); err != nil {
+		t.Fatalf("the upstream refused the gateway's leaf: %v", err)
+	}
+	// (A client without a certificate fails in crypto/tls before the SPIFFE
+	// check; the intruder reaches it and is counted.)
+	if h := up.Handshakes(); h.Rejected < 1 {
+		t.Fatalf("upstream counted %d refused handshakes, want >= 1 (the intruder)", h.Rejected)
+	}
+}
+
+// requireAllOnNewRoot checks that, after a root rotation, no connection
+// uses a certificate from before it and that both sides of every gateway ->
+// upstream connection present leaves chaining to newRoot.
+func requireAllOnNewRoot(t *testing.T, st *demo.Stack, probe *tlsProbe, clientsBefore, serversBefore map[string]bool, newRoot *x509.Certificate) {
+	t.Helper()
 	// Old certificates are no longer served or presented.
 	for _, e := range probe.lastN(40) {
 		if clientsBefore[e.ClientSerial] || serversBefore[e.ServerSerial] {

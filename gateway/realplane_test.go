@@ -141,7 +141,7 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 		t.Skip("starts a Consul agent and builds the dye filter")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "dyeing.wasm"), "../filters/dye/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "dye.wasm"), "../filters/dye/wasm")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build dye filter: %v\n%s", err, out)

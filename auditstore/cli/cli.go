@@ -40,11 +40,11 @@ in a hash-chained, fsynced write-ahead log with Ed25519-signed checkpoints,
 and exports them to NATS JetStream. Auditors verify a trail with only the
 public key.
 
-  meshwarden audit keygen --out auditevent.key --pub auditevent.pub
-  meshwarden audit collector --dir /var/lib/meshwarden/audit --key auditevent.key --token-file token
-  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey auditevent.pub --witness nats://127.0.0.1:4222
+  meshwarden audit keygen --out audit.key --pub audit.pub
+  meshwarden audit collector --dir /var/lib/meshwarden/audit --key audit.key --token-file token
+  meshwarden audit verify --dir /var/lib/meshwarden/audit --pubkey audit.pub --witness nats://127.0.0.1:4222
   meshwarden audit prove --dir /var/lib/meshwarden/audit --seq 42 > proof.json
-  meshwarden audit verify-proof --pubkey auditevent.pub proof.json
+  meshwarden audit verify-proof --pubkey audit.pub proof.json
   meshwarden audit query --dir D --op-type FUND_TRANSFER --from 2026-11-25T00:00:00Z
   meshwarden audit tail --dir D -f`,
 	}
@@ -109,9 +109,9 @@ variable (never from the command line, where ps would show it).
 
 Also served: /metrics (Prometheus), /healthz. SIGINT/SIGTERM stop it
 gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
-		Example: `  meshwarden audit keygen --out auditevent.key --pub auditevent.pub
+		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub
   echo s3cret > token
-  meshwarden audit collector --dir ./audit-data --key auditevent.key --token-file token \
+  meshwarden audit collector --dir ./audit-data --key audit.key --token-file token \
       --listen 127.0.0.1:7480 --nats nats://127.0.0.1:4222 --consul 127.0.0.1:8500`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCollector(cmd.Context(), f, cmd.ErrOrStderr()) },
@@ -291,8 +291,8 @@ delete and purge): an unreachable witness is a failure unless
 heads. Checkpoints kept elsewhere as files can be added with --checkpoints.
 
 It is safe to run against a live collector's directory.`,
-		Example: `  meshwarden audit verify --dir ./audit-data --pubkey auditevent.pub
-  meshwarden audit verify --dir ./audit-data --pubkey auditevent.pub --witness nats://127.0.0.1:4222`,
+		Example: `  meshwarden audit verify --dir ./audit-data --pubkey audit.pub
+  meshwarden audit verify --dir ./audit-data --pubkey audit.pub --witness nats://127.0.0.1:4222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runVerify(cmd.Context(), f, cmd.OutOrStdout()) },
 	}
@@ -469,7 +469,7 @@ func newAuditKeygenCmd() *cobra.Command {
 		Long: `Keygen writes a new Ed25519 private key (PKCS#8 PEM, mode 0600) for the
 collector's --key and its public key (PKIX PEM) for auditors' verify --pubkey.
 It refuses to overwrite existing files.`,
-		Example: `  meshwarden audit keygen --out auditevent.key --pub auditevent.pub`,
+		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pub == "" {
@@ -483,7 +483,7 @@ It refuses to overwrite existing files.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "auditevent.key", "private key file to create")
+	cmd.Flags().StringVar(&out, "out", "audit.key", "private key file to create")
 	cmd.Flags().StringVar(&pub, "pub", "", "public key file to create (default: <out>.pub)")
 	return cmd
 }
@@ -552,7 +552,7 @@ func newAuditVerifyProofCmd() *cobra.Command {
 stdin): the checkpoint's signature with --pubkey, then either that the record
 hashes into the signed tree at its seq (inclusion), or that the later signed
 tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
-		Example: `  meshwarden audit verify-proof --pubkey auditevent.pub proof.json`,
+		Example: `  meshwarden audit verify-proof --pubkey audit.pub proof.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pub == "" {

@@ -7,12 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
@@ -30,69 +26,6 @@ func appendN(t *testing.T, w *wal.WAL, from, n int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// StreamSeqs returns how many messages the stream holds and the set of
-// Mw-Audit-Seq values seen.
-func streamSeqs(t *testing.T, url, stream, subject string) (int, map[uint64]int) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = info
-	total := subjectCount(t, url, subject)
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[uint64]int{}
-	for len(seen) < total || sum(seen) < total {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			v, _ := strconv.ParseUint(m.Headers().Get("Mw-Audit-Seq"), 10, 64)
-			seen[v]++
-			n++
-		}
-		if n == 0 {
-			break
-		}
-	}
-	return total, seen
-}
-
-func sum(m map[uint64]int) (n int) {
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 func TestExportSurvivesOutageAndResumes(t *testing.T) {
@@ -114,23 +47,23 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	go func() { done <- x.Run(ctx) }()
 
 	appendN(t, w, 0, 1000)
-	waitFor(t, "export of 1000", 20*time.Second, func() bool { return x.Exported() == 1000 })
+	natstest.WaitFor(t, "export of 1000", 20*time.Second, func() bool { return x.Exported() == 1000 })
 
 	ns.Stop()
 	appendN(t, w, 1000, 1500) // ingest goes on while JetStream is down
-	waitFor(t, "the exporter to notice the outage", 20*time.Second, func() bool { return x.Failures() > 0 })
+	natstest.WaitFor(t, "the exporter to notice the outage", 20*time.Second, func() bool { return x.Failures() > 0 })
 	if x.Exported() != 1000 {
 		t.Fatalf("cursor moved to %d while JetStream was down", x.Exported())
 	}
 	ns.Restart()
-	waitFor(t, "export to catch up to 2500", 30*time.Second, func() bool { return x.Exported() == 2500 })
+	natstest.WaitFor(t, "export to catch up to 2500", 30*time.Second, func() bool { return x.Exported() == 2500 })
 	cancel()
 	<-done
 
 	if c, _ := ReadCursor(dir); c != 2500 {
 		t.Fatalf("persisted cursor %d, want 2500", c)
 	}
-	total, seen := streamSeqs(t, ns.URL(), "MESHWARDEN_AUDIT", "meshwarden.audit.events")
+	total, seen := natstest.StreamSeqs(t, ns.URL(), natstest.EventsSubject)
 	if total != 2500 || len(seen) != 2500 {
 		t.Fatalf("stream holds %d messages, %d distinct seqs; want 2500 and 2500", total, len(seen))
 	}
@@ -143,7 +76,7 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	if len(cps) < 5 {
 		t.Fatalf("%d checkpoints, want ≥5 (every 500 of 2500 records)", len(cps))
 	}
-	waitFor(t, "checkpoints in JetStream", 10*time.Second, func() bool { return subjectCount(t, ns.URL(), "meshwarden.audit.checkpoints") >= len(cps)-1 })
+	natstest.WaitFor(t, "checkpoints in JetStream", 10*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), "meshwarden.audit.checkpoints") >= len(cps)-1 })
 
 	// A crash after publishing but before saving the cursor re-sends; the
 	// Nats-Msg-Id makes JetStream drop the copies.
@@ -157,32 +90,10 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	x2.Follow(w.Durable, w.Changed)
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() { done <- x2.Run(ctx2) }()
-	waitFor(t, "re-export", 20*time.Second, func() bool { return x2.Exported() == 2500 })
+	natstest.WaitFor(t, "re-export", 20*time.Second, func() bool { return x2.Exported() == 2500 })
 	cancel2()
 	<-done
-	if total, _ := streamSeqs(t, ns.URL(), "MESHWARDEN_AUDIT", "meshwarden.audit.events"); total != 2500 {
+	if total, _ := natstest.StreamSeqs(t, ns.URL(), natstest.EventsSubject); total != 2500 {
 		t.Fatalf("after re-sending 700 records the stream holds %d, want 2500 (dedup by Nats-Msg-Id)", total)
 	}
-}
-
-// subjectCount is how many messages the audit stream holds on subject.
-func subjectCount(t *testing.T, url, subject string) int {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return -1
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, "MESHWARDEN_AUDIT")
-	if err != nil {
-		return -1
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return -1
-	}
-	return int(info.State.Subjects[subject])
 }

@@ -103,7 +103,7 @@ func TestWitnessCLIAndProofs(t *testing.T) {
 	e := newEnv(t)
 	p := e.start(t, "--nats", ns.URL(), "--segment-size", "65536", "--checkpoint-interval", "200ms")
 	head := sendBatches(t, p, 40, 25)
-	waitFor(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
+	natstest.WaitFor(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
 	p.stop(t)
 
 	out, code := run(t, "audit", "verify", "--dir", e.dir, "--pubkey", e.pub, "--witness", ns.URL())
@@ -184,7 +184,7 @@ func TestKill9WhilePublishingToTheWitness(t *testing.T) {
 		before := a.len()
 		stop := make(chan struct{})
 		wg := load(p.addr, 8, 20, a, stop)
-		waitFor(t, "acks under load", 30*time.Second, func() bool { return a.len() >= before+2000 })
+		natstest.WaitFor(t, "acks under load", 30*time.Second, func() bool { return a.len() >= before+2000 })
 		// The exporter is publishing records and checkpoints right now.
 		p.kill9(t)
 		close(stop)
@@ -193,7 +193,7 @@ func TestKill9WhilePublishingToTheWitness(t *testing.T) {
 	}
 	p := e.start(t, args...)
 	head := sendBatches(t, p, 1, 5)
-	waitFor(t, "the witness to catch up with the head", 60*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
+	natstest.WaitFor(t, "the witness to catch up with the head", 60*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
 	p.stop(t)
 	got := stored(t, e.dir)
 	lost := 0

@@ -55,7 +55,7 @@ type env struct {
 func newEnv(t *testing.T) env {
 	t.Helper()
 	d := t.TempDir()
-	e := env{dir: filepath.Join(d, "wal"), key: filepath.Join(d, "auditevent.key"), pub: filepath.Join(d, "auditevent.pub"), token: filepath.Join(d, "token")}
+	e := env{dir: filepath.Join(d, "wal"), key: filepath.Join(d, "audit.key"), pub: filepath.Join(d, "audit.pub"), token: filepath.Join(d, "token")}
 	if out, err := exec.Command(bin, "audit", "keygen", "--out", e.key, "--pub", e.pub).CombinedOutput(); err != nil {
 		t.Fatalf("keygen: %v\n%s", err, out)
 	}

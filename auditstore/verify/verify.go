@@ -133,6 +133,15 @@ type anchor struct {
 	witness bool
 }
 
+// anchors are the signed checkpoints a trail is verified against: the
+// collector's own, extra copies, and the witness's.
+type anchors struct {
+	bySeq       map[uint64]anchor
+	starts      map[uint64]bool
+	last        wal.Checkpoint // the newest signed checkpoint
+	lastWitness wal.Checkpoint // the newest one the witness holds
+}
+
 // Verify checks the trail in dir and fails closed: records that no signed
 // checkpoint covers, a trail that does not start at seq 1 or at a signed
 // retention start, and an unsigned tail older than opt.MaxUnsignedAge are
@@ -144,62 +153,16 @@ func Verify(ctx context.Context, dir string, pub ed25519.PublicKey, opt Options)
 	if opt.Now.IsZero() {
 		opt.Now = time.Now()
 	}
-	nv, err := wal.NewNoteVerifier(pub)
-	if err != nil {
-		return nil, err
-	}
 	rep := &Report{}
-	cps, err := wal.ReadCheckpoints(dir)
+	an, problem, err := collectAnchors(dir, pub, opt)
 	if err != nil {
 		return nil, err
 	}
-	var all []anchor
-	for _, c := range append(cps, opt.Extra...) {
-		all = append(all, anchor{c: c})
+	if problem != nil {
+		rep.Problem = problem
+		return rep, nil
 	}
-	for _, c := range opt.Witness {
-		all = append(all, anchor{c: c, witness: true})
-	}
-	bySeq := map[uint64]anchor{}
-	starts := map[uint64]bool{}
-	var last, lastWitness wal.Checkpoint
-	for _, a := range all {
-		c := a.c
-		if err := c.VerifySig(pub); err != nil {
-			rep.Problem = &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: err.Error()}
-			return rep, nil
-		}
-		if c.Note != "" {
-			if err := c.OpenNote(nv); err != nil {
-				rep.Problem = &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: err.Error()}
-				return rep, nil
-			}
-		}
-		if prev, ok := bySeq[c.Seq]; ok && prev.c.Hash != c.Hash {
-			kind, why := "checkpoint", "two signed checkpoints disagree about this record's hash"
-			if prev.witness != a.witness {
-				w, l := c, prev.c
-				if prev.witness {
-					w, l = prev.c, c
-				}
-				kind, why = "witness", fmt.Sprintf("the witness %s holds head %s at seq %d, the local checkpoints hold head %s at seq %d: one of them was rewritten", opt.WitnessName, w.Hash, w.Seq, l.Hash, l.Seq)
-			}
-			rep.Problem = &Problem{Kind: kind, Segment: c.Segment, Seq: c.Seq, Reason: why}
-			return rep, nil
-		}
-		if _, ok := bySeq[c.Seq]; !ok || a.witness {
-			bySeq[c.Seq] = a
-		}
-		if c.Start > 0 {
-			starts[c.Start] = true
-		}
-		if c.Seq >= last.Seq {
-			last = c
-		}
-		if a.witness && c.Seq >= lastWitness.Seq {
-			lastWitness = c
-		}
-	}
+	last := an.last
 	rep.LastSigned = last
 	segs, err := wal.ListSegments(dir)
 	if err != nil {
@@ -214,69 +177,154 @@ func Verify(ctx context.Context, dir string, pub ed25519.PublicKey, opt Options)
 	}
 	first := segs[0].FirstSeq
 	rep.FirstSeq = first
+	v, problem := startWalker(segs[0], an, rep, opt)
+	if problem != nil {
+		rep.Problem = problem
+		return rep, nil
+	}
+	endSeg, endOff, problem, err := v.walk(ctx, segs)
+	if err != nil {
+		return nil, err
+	}
+	if problem != nil {
+		rep.Problem = problem
+		return rep, nil
+	}
+	rep.Head = v.prev
+	if p := checkEnd(rep, an, v, segs[0].Name, endSeg, endOff, opt); p != nil {
+		rep.Problem = p
+		return rep, nil
+	}
+	state(rep, an, first, opt)
+	return rep, nil
+}
+
+// collectAnchors reads and checks every signed checkpoint: each signature
+// and note, and that no two disagree about one record's hash (naming the
+// witness when it is one of the two).
+func collectAnchors(dir string, pub ed25519.PublicKey, opt Options) (*anchors, *Problem, error) {
+	nv, err := wal.NewNoteVerifier(pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	cps, err := wal.ReadCheckpoints(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var all []anchor
+	for _, c := range append(cps, opt.Extra...) {
+		all = append(all, anchor{c: c})
+	}
+	for _, c := range opt.Witness {
+		all = append(all, anchor{c: c, witness: true})
+	}
+	an := &anchors{bySeq: map[uint64]anchor{}, starts: map[uint64]bool{}}
+	for _, a := range all {
+		c := a.c
+		if err := c.VerifySig(pub); err != nil {
+			return nil, &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: err.Error()}, nil
+		}
+		if c.Note != "" {
+			if err := c.OpenNote(nv); err != nil {
+				return nil, &Problem{Kind: "checkpoint", Segment: c.Segment, Seq: c.Seq, Reason: err.Error()}, nil
+			}
+		}
+		if prev, ok := an.bySeq[c.Seq]; ok && prev.c.Hash != c.Hash {
+			kind, why := "checkpoint", "two signed checkpoints disagree about this record's hash"
+			if prev.witness != a.witness {
+				w, l := c, prev.c
+				if prev.witness {
+					w, l = prev.c, c
+				}
+				kind, why = "witness", fmt.Sprintf("the witness %s holds head %s at seq %d, the local checkpoints hold head %s at seq %d: one of them was rewritten", opt.WitnessName, w.Hash, w.Seq, l.Hash, l.Seq)
+			}
+			return nil, &Problem{Kind: kind, Segment: c.Segment, Seq: c.Seq, Reason: why}, nil
+		}
+		if _, ok := an.bySeq[c.Seq]; !ok || a.witness {
+			an.bySeq[c.Seq] = a
+		}
+		if c.Start > 0 {
+			an.starts[c.Start] = true
+		}
+		if c.Seq >= an.last.Seq {
+			an.last = c
+		}
+		if a.witness && c.Seq >= an.lastWitness.Seq {
+			an.lastWitness = c
+		}
+	}
+	return an, nil, nil
+}
+
+// startWalker anchors the walk at the trail's first segment: seq 1, or a
+// later seq that a signed checkpoint and a signed retention statement both
+// vouch for.
+func startWalker(firstSeg wal.Segment, an *anchors, rep *Report, opt Options) (*walker, *Problem) {
+	first := firstSeg.FirstSeq
 	prev := ""
 	var tree *wal.Frontier
 	if first == 1 {
 		tree = &wal.Frontier{}
 	} else {
-		a, ok := bySeq[first-1]
+		a, ok := an.bySeq[first-1]
 		if !ok {
-			rep.Problem = &Problem{Kind: "unanchored", Segment: segs[0].Name, Seq: first,
+			return nil, &Problem{Kind: "unanchored", Segment: firstSeg.Name, Seq: first,
 				Reason: fmt.Sprintf("the trail starts at seq %d but no signed checkpoint at seq %d anchors it: earlier records were deleted outside retention", first, first-1)}
-			return rep, nil
 		}
-		if !starts[first] {
-			rep.Problem = &Problem{Kind: "unanchored", Segment: segs[0].Name, Seq: first,
+		if !an.starts[first] {
+			return nil, &Problem{Kind: "unanchored", Segment: firstSeg.Name, Seq: first,
 				Reason: fmt.Sprintf("the trail starts at seq %d but no signed retention statement says it starts there: records %d..%d were deleted outside retention (restore them)", first, 1, first-1)}
-			return rep, nil
 		}
 		prev = a.c.Hash
 		if f, err := wal.FrontierAt(a.c); err == nil {
 			tree = &f
 		}
 	}
-	v := &walker{next: first, prev: prev, bySeq: bySeq, lastSigned: last.Seq, rep: rep, tree: tree, witnessName: opt.WitnessName}
-	var endSeg string
-	var endOff int64
+	return &walker{next: first, prev: prev, bySeq: an.bySeq, lastSigned: an.last.Seq, rep: rep, tree: tree, witnessName: opt.WitnessName}, nil
+}
+
+// walk reads every segment in order, checking that each starts where the
+// previous ended. It returns where the trail ends (segment, size).
+func (v *walker) walk(ctx context.Context, segs []wal.Segment) (endSeg string, endOff int64, _ *Problem, _ error) {
 	for si, s := range segs {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return "", 0, nil, err
 		}
 		if s.FirstSeq != v.next {
 			kind, why := "missing", fmt.Sprintf("segment starts at seq %d but the previous record was seq %d: records %d..%d are missing (segment deleted?)", s.FirstSeq, v.next-1, v.next, s.FirstSeq-1)
 			if s.FirstSeq < v.next {
 				kind, why = "inserted", fmt.Sprintf("segment starts at seq %d, overlapping records already seen up to seq %d", s.FirstSeq, v.next-1)
 			}
-			rep.Problem = &Problem{Kind: kind, Segment: s.Name, Seq: s.FirstSeq, Reason: why}
-			return rep, nil
+			return "", 0, &Problem{Kind: kind, Segment: s.Name, Seq: s.FirstSeq, Reason: why}, nil
 		}
 		p, err := v.segment(s, si == len(segs)-1)
-		if err != nil {
-			return nil, err
-		}
-		if p != nil {
-			rep.Problem = p
-			return rep, nil
+		if err != nil || p != nil {
+			return "", 0, p, err
 		}
 		endSeg = s.Name
 		if fi, err := statSize(s.Path); err == nil {
 			endOff = fi
 		}
 	}
-	rep.Head = v.prev
+	return endSeg, endOff, nil, nil
+}
+
+// checkEnd fails a trail that ends before its newest signed checkpoint
+// (truncated), that no checkpoint signs at all, or whose unsigned tail is
+// older than opt.MaxUnsignedAge — unless opt allows unsigned records.
+func checkEnd(rep *Report, an *anchors, v *walker, firstSeg, endSeg string, endOff int64, opt Options) *Problem {
+	last, lastWitness := an.last, an.lastWitness
 	if rep.LastSeq < last.Seq {
 		why := fmt.Sprintf("the trail ends at seq %d but a signed checkpoint covers seq %d: records %d..%d were removed", rep.LastSeq, last.Seq, rep.LastSeq+1, last.Seq)
 		if lastWitness.Seq == last.Seq && lastWitness.Seq > 0 {
 			why += fmt.Sprintf(" (the witness %s holds head %s at seq %d; the local trail's head is seq %d)", opt.WitnessName, lastWitness.Hash, lastWitness.Seq, rep.LastSeq)
 		}
-		rep.Problem = &Problem{Kind: "truncated", Segment: endSeg, Offset: endOff, Seq: rep.LastSeq + 1, Reason: why}
-		return rep, nil
+		return &Problem{Kind: "truncated", Segment: endSeg, Offset: endOff, Seq: rep.LastSeq + 1, Reason: why}
 	}
 	if rep.Records > 0 && last.Seq == 0 {
 		if !opt.AllowUnsignedTail {
-			rep.Problem = &Problem{Kind: "unsigned", Segment: segs[0].Name, Seq: first,
+			return &Problem{Kind: "unsigned", Segment: firstSeg, Seq: rep.FirstSeq,
 				Reason: fmt.Sprintf("%d records but no signed checkpoint covers any of them: anyone can write such a trail (a forgery re-chained from scratch looks the same); restore checkpoints.jsonl, or pass --allow-unsigned-tail to accept an unproven trail", rep.Records)}
-			return rep, nil
 		}
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("no signed checkpoint covers any of the %d records (accepted by --allow-unsigned-tail)", rep.Records))
 	} else if rep.LastSeq > last.Seq {
@@ -286,12 +334,17 @@ func Verify(ctx context.Context, dir string, pub ed25519.PublicKey, opt Options)
 		}
 		msg := fmt.Sprintf("records %d..%d come after the last signed checkpoint (seq %d) and the first of them is %s old: their chain is intact, but until a checkpoint signs them they could have been appended or cut", last.Seq+1, rep.LastSeq, last.Seq, age.Round(time.Second))
 		if age > opt.MaxUnsignedAge && !opt.AllowUnsignedTail {
-			rep.Problem = &Problem{Kind: "unsigned-tail", Segment: endSeg, Seq: last.Seq + 1,
+			return &Problem{Kind: "unsigned-tail", Segment: endSeg, Seq: last.Seq + 1,
 				Reason: msg + fmt.Sprintf("; that is older than %s, so the collector stopped signing or the tail was forged (restart the collector to sign it, or pass --allow-unsigned-tail)", opt.MaxUnsignedAge)}
-			return rep, nil
 		}
 		rep.Warnings = append(rep.Warnings, msg)
 	}
+	return nil
+}
+
+// state fills in which guarantees held and which need an external witness.
+func state(rep *Report, an *anchors, first uint64, opt Options) {
+	last, lastWitness := an.last, an.lastWitness
 	rep.Held = append(rep.Held, fmt.Sprintf("records %d..%d unaltered, in order, none missing or inserted (CRC + hash chain)", first, rep.LastSeq))
 	if first == 1 {
 		rep.Held = append(rep.Held, "the trail starts at seq 1")
@@ -320,7 +373,6 @@ func Verify(ctx context.Context, dir string, pub ed25519.PublicKey, opt Options)
 	if rep.LastSeq > last.Seq {
 		rep.NeedWitness = append(rep.NeedWitness, fmt.Sprintf("records after seq %d are not signed yet: their removal cannot be detected by anyone", last.Seq))
 	}
-	return rep, nil
 }
 
 type walker struct {

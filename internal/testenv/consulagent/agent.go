@@ -5,8 +5,6 @@
 package consulagent
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,11 +16,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 )
 
 // Options configure an agent. The zero value is a dev agent on free ports.
@@ -51,10 +48,7 @@ type Ports struct{ HTTP, SerfLAN, SerfWAN, Server, GRPC int }
 // Agent is a running Consul agent.
 type Agent struct {
 	opts  Options
-	cmd   *exec.Cmd
-	done  chan struct{}
-	mu    sync.Mutex
-	err   error
+	proc  *proc.Proc
 	Ports Ports
 }
 
@@ -119,7 +113,7 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 		opts.Binary = b
 	}
 	if opts.Ports == (Ports{}) {
-		ps, err := freePorts(5)
+		ps, err := proc.FreePorts(5)
 		if err != nil {
 			return nil, err
 		}
@@ -164,60 +158,30 @@ func (a *Agent) start(ctx context.Context) error {
 	} else {
 		args = append(args, "-dev")
 	}
-	cmd := exec.Command(a.opts.Binary, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	var out bytes.Buffer
-	w := io.Writer(&out)
-	if a.opts.Log != nil {
-		w = io.MultiWriter(&out, a.opts.Log)
+	child, err := proc.StartSpec(proc.Spec{Name: "consul", Bin: a.opts.Binary, Args: args, Log: a.opts.Log, RawLog: true})
+	if err != nil {
+		return err
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start consul %s: %w", a.opts.Binary, err)
-	}
-	a.cmd = cmd
-	a.done = make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		a.mu.Lock()
-		a.err = err
-		a.mu.Unlock()
-		close(a.done)
-	}()
+	a.proc = child
 	client, err := a.Client()
 	if err != nil {
 		return err
 	}
-	deadline := time.NewTimer(60 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	// The catalog accepts writes once the agent has a leader and has
+	// synced itself.
+	err = child.WaitReady(ctx, 60*time.Second, 50*time.Millisecond, func(context.Context) bool {
 		leader, err := client.Status().Leader()
-		if err == nil && leader != "" {
-			// The catalog accepts writes once the agent has synced itself.
-			if _, _, err := client.Catalog().Nodes(nil); err == nil {
-				return nil
-			}
+		if err != nil || leader == "" {
+			return false
 		}
-		select {
-		case <-a.done:
-			return fmt.Errorf("consul exited before it was ready: %v\n%s", a.exitErr(), lastLines(out.String(), 20))
-		case <-ctx.Done():
-			a.Stop()
-			return fmt.Errorf("waiting for consul: %w", ctx.Err())
-		case <-deadline.C:
-			a.Stop()
-			return fmt.Errorf("consul did not elect a leader within 60s\n%s", lastLines(out.String(), 20))
-		case <-tick.C:
-		}
+		_, _, err = client.Catalog().Nodes(nil)
+		return err == nil
+	})
+	if err != nil {
+		a.Stop()
+		return fmt.Errorf("start consul: %w", err)
 	}
-}
-
-func (a *Agent) exitErr() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
+	return nil
 }
 
 // Addr is the HTTP API address, host:port.
@@ -237,38 +201,26 @@ func (a *Agent) Client() (*api.Client, error) {
 
 // Stop terminates the agent (SIGTERM, then SIGKILL after 5s) and waits.
 func (a *Agent) Stop() {
-	if a.cmd == nil || a.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.done
+	if a.proc != nil {
+		a.proc.Stop(5 * time.Second)
 	}
 }
 
 // Pause stops the agent's process without killing it (SIGSTOP): it keeps
 // its sockets open and answers nothing, as a hung agent does.
 func (a *Agent) Pause() error {
-	if a.cmd == nil || a.cmd.Process == nil {
+	if a.proc == nil {
 		return errors.New("consul agent is not running")
 	}
-	return syscall.Kill(-a.cmd.Process.Pid, syscall.SIGSTOP)
+	return a.proc.Pause()
 }
 
 // Resume continues a paused agent (SIGCONT).
 func (a *Agent) Resume() error {
-	if a.cmd == nil || a.cmd.Process == nil {
+	if a.proc == nil {
 		return errors.New("consul agent is not running")
 	}
-	return syscall.Kill(-a.cmd.Process.Pid, syscall.SIGCONT)
+	return a.proc.Resume()
 }
 
 // Restart stops the agent and starts it again on the same ports. With a
@@ -276,35 +228,4 @@ func (a *Agent) Resume() error {
 func (a *Agent) Restart(ctx context.Context) error {
 	a.Stop()
 	return a.start(ctx)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func lastLines(s string, n int) string {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -10,7 +10,6 @@
 package pebbleagent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -33,9 +32,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 )
 
 // Options configure a Pebble instance.
@@ -64,16 +63,11 @@ type Ports struct{ ACME, Management int }
 
 // Agent is a running Pebble.
 type Agent struct {
-	opts    Options
-	Ports   Ports
-	ownDir  bool
-	caPool  *x509.CertPool
-	cmd     *exec.Cmd
-	done    chan struct{}
-	mu      sync.Mutex
-	err     error
-	out     bytes.Buffer
-	outLock sync.Mutex
+	opts   Options
+	Ports  Ports
+	ownDir bool
+	caPool *x509.CertPool
+	proc   *proc.Proc
 }
 
 // ErrNoBinary says no pebble binary could be found.
@@ -153,7 +147,7 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, Ports: opts.Ports}
 	if a.Ports == (Ports{}) || opts.TLSPort == 0 {
-		ps, err := freePorts(3)
+		ps, err := proc.FreePorts(3)
 		if err != nil {
 			return nil, err
 		}
@@ -243,86 +237,42 @@ func (a *Agent) writeConfig() error {
 }
 
 func (a *Agent) start(ctx context.Context) error {
-	cmd := exec.Command(a.opts.Binary, "-config", filepath.Join(a.opts.Dir, "pebble-config.json"))
-	cmd.Env = append(os.Environ(),
-		"PEBBLE_VA_NOSLEEP=1",      // validate at once, no random delay
-		"PEBBLE_WFE_NONCEREJECT=0", // no deliberate badNonce errors
-		"PEBBLE_AUTHZREUSE=0",      // every order is validated anew
-	)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w := io.Writer(lockedWriter{a})
-	if a.opts.Log != nil {
-		w = io.MultiWriter(w, a.opts.Log)
+	child, err := proc.StartSpec(proc.Spec{
+		Name: "pebble", Bin: a.opts.Binary, Args: []string{"-config", filepath.Join(a.opts.Dir, "pebble-config.json")},
+		Env: []string{
+			"PEBBLE_VA_NOSLEEP=1",      // validate at once, no random delay
+			"PEBBLE_WFE_NONCEREJECT=0", // no deliberate badNonce errors
+			"PEBBLE_AUTHZREUSE=0",      // every order is validated anew
+		},
+		Log: a.opts.Log, RawLog: true,
+	})
+	if err != nil {
+		return err
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start pebble %s: %w", a.opts.Binary, err)
-	}
-	a.cmd = cmd
-	a.done = make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		a.mu.Lock()
-		a.err = err
-		a.mu.Unlock()
-		close(a.done)
-	}()
+	a.proc = child
 	client := a.HTTPClient()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	err = child.WaitReady(ctx, 30*time.Second, 25*time.Millisecond, func(ctx context.Context) bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.DirectoryURL(), nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
 		}
-		select {
-		case <-a.done:
-			return fmt.Errorf("pebble exited before it was ready: %v\n%s", a.exitErr(), a.output())
-		case <-ctx.Done():
-			a.Stop()
-			return fmt.Errorf("waiting for pebble: %w", ctx.Err())
-		case <-deadline.C:
-			a.Stop()
-			return fmt.Errorf("pebble did not answer within 30s\n%s", a.output())
-		case <-tick.C:
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if err != nil {
+		a.Stop()
+		return fmt.Errorf("start pebble: %w", err)
 	}
-}
-
-type lockedWriter struct{ a *Agent }
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.a.outLock.Lock()
-	defer l.a.outLock.Unlock()
-	return l.a.out.Write(p)
-}
-
-func (a *Agent) output() string {
-	a.outLock.Lock()
-	defer a.outLock.Unlock()
-	sc := bufio.NewScanner(strings.NewReader(a.out.String()))
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
+	return nil
 }
 
 // Output returns the last lines Pebble printed (for test failure messages).
-func (a *Agent) Output() string { return a.output() }
-
-func (a *Agent) exitErr() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
+func (a *Agent) Output() string {
+	if a.proc == nil {
+		return ""
+	}
+	return a.proc.Tail(30)
 }
 
 // DirectoryURL is the ACME directory.
@@ -379,20 +329,8 @@ func (a *Agent) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 // Stop terminates Pebble (SIGTERM, then SIGKILL after 5s) and waits. The
 // agent can be started again with Restart.
 func (a *Agent) Stop() {
-	if a.cmd == nil || a.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.done
+	if a.proc != nil {
+		a.proc.Stop(5 * time.Second)
 	}
 }
 
@@ -413,23 +351,4 @@ func (a *Agent) cleanup() {
 	if a.ownDir {
 		_ = os.RemoveAll(a.opts.Dir)
 	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -1,3 +1,8 @@
+// Package proc is the one process supervisor of the test environments and
+// the demo: it starts a child in its own process group (killed if the parent
+// dies), keeps its last output lines for error messages, optionally copies
+// them to a log, waits for readiness with a bound, and stops it with a grace
+// period. The Consul and Pebble harnesses and the demo's stack all use it.
 package proc
 
 import (
@@ -27,18 +32,39 @@ type Proc struct {
 	err   error
 }
 
+// Spec describes a child process.
+type Spec struct {
+	// Name names the process in errors and log prefixes.
+	Name string
+	// Bin and Args are the command line.
+	Bin  string
+	Args []string
+	// Env holds extra KEY=value variables on top of this process's.
+	Env []string
+	// Log, if non-nil, receives every output line, with "[Name] " in front
+	// unless RawLog.
+	Log    io.Writer
+	RawLog bool
+}
+
 // Start starts bin with args. Output lines go to log (if non-nil) with
 // "[name] " in front. The process is killed if the parent dies.
 func Start(name string, log io.Writer, bin string, args ...string) (*Proc, error) {
-	return StartEnv(name, log, nil, bin, args...)
+	return StartSpec(Spec{Name: name, Bin: bin, Args: args, Log: log})
 }
 
 // StartEnv is Start with extra environment variables (KEY=value)
 // on top of this process's environment.
 func StartEnv(name string, log io.Writer, env []string, bin string, args ...string) (*Proc, error) {
-	cmd := exec.Command(bin, args...)
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
+	return StartSpec(Spec{Name: name, Bin: bin, Args: args, Env: env, Log: log})
+}
+
+// StartSpec starts the process spec describes.
+func StartSpec(spec Spec) (*Proc, error) {
+	name, log, bin := spec.Name, spec.Log, spec.Bin
+	cmd := exec.Command(bin, spec.Args...)
+	if len(spec.Env) > 0 {
+		cmd.Env = append(os.Environ(), spec.Env...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
@@ -58,7 +84,11 @@ func StartEnv(name string, log io.Writer, env []string, bin string, args ...stri
 				p.lines = p.lines[len(p.lines)-200:]
 			}
 			p.mu.Unlock()
-			if log != nil {
+			switch {
+			case log == nil:
+			case spec.RawLog:
+				fmt.Fprintln(log, line)
+			default:
 				fmt.Fprintf(log, "[%s] %s\n", name, line)
 			}
 		}
@@ -84,6 +114,55 @@ func (p *Proc) Exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// Done is closed when the process has ended.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit error once it has ended (nil before, or on a
+// clean exit).
+func (p *Proc) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Pause stops the process group without killing it (SIGSTOP): it keeps its
+// sockets open and answers nothing, as a hung process does.
+func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process group (SIGCONT).
+func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Proc) signal(sig syscall.Signal) error {
+	if p.Exited() {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// WaitReady polls ready every interval until it reports true. It fails,
+// naming the process and quoting its last output, if the process exits
+// first, if ctx ends, or after timeout.
+func (p *Proc) WaitReady(ctx context.Context, timeout, interval time.Duration, ready func(context.Context) bool) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if ready(ctx) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.Err(), p.Tail(20))
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", p.Name, ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("%s was not ready within %s\n%s", p.Name, timeout, p.Tail(20))
+		case <-tick.C:
+		}
 	}
 }
 
@@ -146,6 +225,27 @@ func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url stri
 		case <-tick.C:
 		}
 	}
+}
+
+// FreePorts returns n distinct free ports on 127.0.0.1 (held open together
+// while choosing, so they differ).
+func FreePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // FreeAddr returns a free 127.0.0.1:port.
