@@ -1,12 +1,10 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/auditstore/internal/loadgen"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
@@ -43,28 +42,9 @@ func startBench(b *testing.B) (*wal.WAL, string, func()) {
 func report(b *testing.B, w *wal.WAL, el time.Duration, lat []time.Duration) {
 	slices.Sort(lat)
 	st := w.Stats()
-	b.ReportMetric(float64(st.Events)/el.Seconds(), "events/s")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ack-ms")
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ack-ms")
+	loadgen.Report(b, st.Events, el, lat)
 	b.ReportMetric(float64(st.Events)/float64(max(st.Syncs, 1)), "events/fsync")
 	b.ReportMetric(float64(st.SyncNanos)/float64(max(st.Syncs, 1))/1e6, "fsync-ms")
-}
-
-func post1(b *testing.B, client *http.Client, url string, body []byte) bool {
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set(auditevent.TokenHeader, "t")
-	resp, err := client.Do(req)
-	if err != nil {
-		b.Error(err)
-		return false
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b.Errorf("status %d", resp.StatusCode)
-		return false
-	}
-	return true
 }
 
 // BenchmarkIngestHTTPRate is the open-loop load run: batches are scheduled
@@ -96,7 +76,8 @@ func BenchmarkIngestHTTPRate(b *testing.B) {
 						if d := time.Until(j.at); d > 0 {
 							time.Sleep(d)
 						}
-						if !post1(b, client, url, body) {
+						if err := loadgen.Post(client, url, "t", body); err != nil {
+							b.Error(err)
 							return
 						}
 						local = append(local, time.Since(j.at))
@@ -123,67 +104,15 @@ func BenchmarkIngestHTTPRate(b *testing.B) {
 func BenchmarkIngestHTTP(b *testing.B) {
 	for _, tc := range []struct{ senders, batch int }{{32, 1}, {8, 50}, {16, 50}, {64, 20}} {
 		b.Run(fmt.Sprintf("senders=%d/batch=%d", tc.senders, tc.batch), func(b *testing.B) {
-			_, k, _ := ed25519.GenerateKey(rand.Reader)
-			w, err := wal.Open(context.Background(), wal.Options{Dir: b.TempDir(), Signer: k})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := New(Config{WAL: w, Tokens: []string{"t"}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ln, _ := net.Listen("tcp", "127.0.0.1:0")
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- s.Serve(ctx, ln) }()
-			defer func() { cancel(); <-done; w.Close() }()
+			w, url, stop := startBench(b)
+			defer stop()
 			body := batchJSON(tc.batch, 0)
-			url := "http://" + ln.Addr().String() + auditevent.IngestPath
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: tc.senders, MaxConnsPerHost: tc.senders}}
-			batches := b.N/tc.batch + 1
-			work := make(chan struct{}, batches)
-			for range batches {
-				work <- struct{}{}
-			}
-			close(work)
-			var mu sync.Mutex
-			lat := make([]time.Duration, 0, batches)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range tc.senders {
-				wg.Go(func() {
-					var local []time.Duration
-					for range work {
-						req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-						req.Header.Set(auditevent.TokenHeader, "t")
-						t0 := time.Now()
-						resp, err := client.Do(req)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != 200 {
-							b.Errorf("status %d", resp.StatusCode)
-							return
-						}
-						local = append(local, time.Since(t0))
-					}
-					mu.Lock()
-					lat = append(lat, local...)
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			slices.Sort(lat)
+			el, lat := loadgen.Closed(b, tc.senders, b.N/tc.batch+1, func() func(int) error {
+				return func(int) error { return loadgen.Post(client, url, "t", body) }
+			})
 			st := w.Stats()
-			b.ReportMetric(float64(st.Events)/el.Seconds(), "events/s")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ack-ms")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ack-ms")
+			loadgen.Report(b, st.Events, el, lat)
 			b.ReportMetric(float64(st.Events)/float64(max(st.Syncs, 1)), "events/fsync")
 		})
 	}

@@ -1,21 +1,19 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/internal/loadgen"
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -69,7 +67,7 @@ func BenchmarkIngestEvidence(b *testing.B) {
 			defer func() { cancel(); <-done; bg.Wait(); w.Close() }()
 			url := "http://" + ln.Addr().String() + auditevent.IngestPath
 			batches := b.N/batch + 1
-			bodies := make(chan []byte, batches)
+			bodies := make([][]byte, batches)
 			for i := range batches {
 				bt := auditevent.Batch{Sender: "bench"}
 				for j := range batch {
@@ -77,49 +75,14 @@ func BenchmarkIngestEvidence(b *testing.B) {
 						OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
 						Timestamp: time.Now().UnixNano(), TraceID: fmt.Sprintf("%032x", i), Method: "POST", Path: "/v1/transfers"})
 				}
-				body, _ := json.Marshal(bt)
-				bodies <- body
+				bodies[i], _ = json.Marshal(bt)
 			}
-			close(bodies)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, MaxConnsPerHost: senders}}
-			var mu sync.Mutex
-			lat := make([]time.Duration, 0, batches)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range senders {
-				wg.Go(func() {
-					var local []time.Duration
-					for body := range bodies {
-						req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-						req.Header.Set(auditevent.TokenHeader, "t")
-						t0 := time.Now()
-						resp, err := client.Do(req)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != 200 {
-							b.Errorf("status %d", resp.StatusCode)
-							return
-						}
-						local = append(local, time.Since(t0))
-					}
-					mu.Lock()
-					lat = append(lat, local...)
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			slices.Sort(lat)
+			el, lat := loadgen.Closed(b, senders, batches, func() func(int) error {
+				return func(i int) error { return loadgen.Post(client, url, "t", bodies[i]) }
+			})
 			st := w.Stats()
-			b.ReportMetric(float64(st.Events)/el.Seconds(), "events/s")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ack-ms")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ack-ms")
+			loadgen.Report(b, st.Events, el, lat)
 			b.ReportMetric(float64(st.Checkpoints), "checkpoints")
 		})
 	}

@@ -3,13 +3,11 @@ package wal
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/meshwarden/meshwarden/auditstore/internal/loadgen"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
@@ -40,46 +38,19 @@ func BenchmarkAppend(b *testing.B) {
 			for i := range template {
 				template[i] = ev(i)
 			}
-			batches := b.N/tc.batch + 1
-			var mu sync.Mutex
-			lat := make([]time.Duration, 0, batches)
-			work := make(chan struct{}, batches)
-			for range batches {
-				work <- struct{}{}
-			}
-			close(work)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range tc.senders {
-				wg.Go(func() {
-					local := make([]time.Duration, 0, batches/tc.senders+1)
-					evs := make([]auditevent.Event, tc.batch)
-					for range work {
-						copy(evs, template)
-						for i := range evs {
-							evs[i].ID = "e" + strconv.FormatUint(ids.Add(1), 10)
-						}
-						t0 := time.Now()
-						if _, err := w.Append(context.Background(), evs); err != nil {
-							b.Error(err)
-							return
-						}
-						local = append(local, time.Since(t0))
+			el, lat := loadgen.Closed(b, tc.senders, b.N/tc.batch+1, func() func(int) error {
+				evs := make([]auditevent.Event, tc.batch)
+				return func(int) error {
+					copy(evs, template)
+					for i := range evs {
+						evs[i].ID = "e" + strconv.FormatUint(ids.Add(1), 10)
 					}
-					mu.Lock()
-					lat = append(lat, local...)
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			slices.Sort(lat)
+					_, err := w.Append(context.Background(), evs)
+					return err
+				}
+			})
 			st := w.Stats()
-			b.ReportMetric(float64(st.Events)/el.Seconds(), "events/s")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ack-ms")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ack-ms")
+			loadgen.Report(b, st.Events, el, lat)
 			b.ReportMetric(float64(st.Events)/float64(max(st.Syncs, 1)), "events/fsync")
 		})
 	}
