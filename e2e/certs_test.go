@@ -2,13 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -181,34 +177,20 @@ func activeConnectRoot(t *testing.T, c *api.Client) *x509.Certificate {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	list, _, err := c.Connect().CARoots((&api.QueryOptions{}).WithContext(ctx))
+	root, _, err := consulagent.ActiveRoot(ctx, c)
 	if err != nil {
-		t.Fatalf("Connect CA roots: %v", err)
+		t.Fatal(err)
 	}
-	for _, r := range list.Roots {
-		if r.ID == list.ActiveRootID {
-			cs, err := certs.ParsePEMCertificates([]byte(r.RootCertPEM))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cs[0]
-		}
-	}
-	t.Fatal("Consul lists no active root")
-	return nil
+	return root
 }
 
 func newCAKey(t *testing.T) string {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := consulagent.NewCAKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	return k
 }
 
 // agentLeaf returns the Consul agent's current leaf for service (the same

@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/filters"
@@ -84,33 +82,7 @@ func TestMain(m *testing.M) {
 // startStack brings up a full stack for one test.
 func startStack(t *testing.T, mtls bool) *demo.Stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("e2e needs Consul and child processes; run without -short")
-	}
-	logf, err := os.Create(filepath.Join(t.TempDir(), "stack.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := demo.NewStack(demo.StackOptions{
-		Binary: testEnv.binary, FiltersDir: testEnv.filtersDir, PolicyDir: testEnv.policyDir,
-		WorkDir: t.TempDir(), Log: logf, MTLS: mtls,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := st.Start(ctx); err != nil {
-		logf.Close()
-		b, _ := os.ReadFile(logf.Name())
-		t.Fatalf("stack: %v\n--- stack log (tail) ---\n%s", err, tail(string(b), 4000))
-	}
-	t.Cleanup(func() {
-		st.Stop()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("--- stack log (tail) ---\n%s", tail(string(b), 6000))
-		}
-	})
-	return st
+	return startStackOpts(t, demo.StackOptions{MTLS: mtls})
 }
 
 func tail(s string, n int) string {

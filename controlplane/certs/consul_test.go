@@ -2,12 +2,8 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -78,35 +74,21 @@ func setCAConfig(t *testing.T, c *api.Client, fields map[string]any) {
 // newRootKey returns a fresh EC private key, PEM-encoded, for a root rotation.
 func newRootKey(t *testing.T) string {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := consulagent.NewCAKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	return k
 }
 
-// activeRoot returns Consul's active root certificate.
+// activeRoot returns Consul's active root certificate and trust domain.
 func activeRoot(t *testing.T, c *api.Client) (*x509.Certificate, string) {
 	t.Helper()
-	list, _, err := c.Connect().CARoots(nil)
+	root, td, err := consulagent.ActiveRoot(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range list.Roots {
-		if r.ID == list.ActiveRootID {
-			cs, err := ParsePEMCertificates([]byte(r.RootCertPEM))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cs[0], list.TrustDomain
-		}
-	}
-	t.Fatal("no active root")
-	return nil, ""
+	return root, td
 }
 
 func startConsulManager(t *testing.T, c *api.Client, opts Options) *Manager {

@@ -2,6 +2,12 @@ package consulagent
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,4 +46,42 @@ func SetCAConfig(ctx context.Context, c *api.Client, fields map[string]any) erro
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// NewCAKey returns a fresh EC P-256 private key, PEM-encoded, as Consul's
+// CA configuration takes it: setting it as PrivateKey rotates the root.
+func NewCAKey() (string, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("generate CA key: %w", err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return "", fmt.Errorf("encode CA key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})), nil
+}
+
+// ActiveRoot returns Consul Connect's active root certificate and the
+// trust domain.
+func ActiveRoot(ctx context.Context, c *api.Client) (*x509.Certificate, string, error) {
+	list, _, err := c.Connect().CARoots((&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, "", fmt.Errorf("connect CA roots: %w", err)
+	}
+	for _, r := range list.Roots {
+		if r.ID != list.ActiveRootID {
+			continue
+		}
+		b, _ := pem.Decode([]byte(r.RootCertPEM))
+		if b == nil {
+			return nil, "", fmt.Errorf("active root %s: no PEM certificate", r.ID)
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, "", fmt.Errorf("active root %s: %w", r.ID, err)
+		}
+		return cert, list.TrustDomain, nil
+	}
+	return nil, "", errors.New("consul lists no active root")
 }
