@@ -2,6 +2,7 @@ package translate
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -182,7 +183,7 @@ func (s *Shared) NodeKey(n Node) string {
 func dropAuditToken(cfg json.RawMessage) (json.RawMessage, bool, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(cfg, &m); err != nil {
-		return nil, false, err
+		return nil, false, errors.New("must be a JSON object (e.g. {\"rules\": [...], \"collector\": {...}}); see filters/audit/README.md")
 	}
 	var col map[string]json.RawMessage
 	if raw, ok := m["collector"]; !ok || json.Unmarshal(raw, &col) != nil {
