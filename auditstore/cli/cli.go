@@ -359,36 +359,90 @@ func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
 func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.Filter) {
 	fl := cmd.Flags()
 	fl.StringVar(dir, "dir", "", "WAL directory (required)")
-	fl.StringVar(from, "from", "", "only records at or after this time (RFC 3339, or Unix nanoseconds)")
-	fl.StringVar(to, "to", "", "only records before this time (RFC 3339, or Unix nanoseconds)")
-	fl.StringVar(&f.OpType, "op-type", "", "only this op_type, e.g. FUND_TRANSFER")
+	fl.StringVar(from, "from", "", "only records at or after this time: RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03, UTC midnight), a duration ago (90m), or Unix nanoseconds")
+	fl.StringVar(to, "to", "", "only records before this time (same forms as --from)")
+	fl.StringVar(&f.OpType, "op-type", "", "only this op_type, any case (FUND_TRANSFER, fund_transfer)")
 	fl.StringVar(&f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
 	fl.StringVar(&f.TraceID, "trace-id", "", "only this W3C trace id")
 }
 
-func parseTime(s string) (time.Time, error) {
+// parseTime reads a --from/--to value: RFC 3339, a date (UTC), a duration
+// before now, or Unix nanoseconds.
+func parseTime(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Unix(0, n), nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return t, fmt.Errorf("time %q: use RFC 3339 (2026-11-25T09:00:00Z) or Unix nanoseconds", s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
 	}
-	return t, nil
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimPrefix(s, "-")); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-25T09:00:00Z), a date (2026-11-25), a duration ago (90m, 24h) or Unix nanoseconds", s)
 }
 
 func buildFilter(from, to string, f *query.Filter) error {
 	var err error
-	if f.From, err = parseTime(from); err != nil {
+	now := time.Now()
+	if f.From, err = parseTime(from, now); err != nil {
 		return fmt.Errorf("--from: %w", err)
 	}
-	if f.To, err = parseTime(to); err != nil {
+	if f.To, err = parseTime(to, now); err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return fmt.Errorf("--from %s is not before --to %s: no record can match", f.From.UTC().Format(time.RFC3339), f.To.UTC().Format(time.RFC3339))
+	}
 	return nil
+}
+
+// recordPrinter returns the printer for --output: json (the stored record,
+// one object per line) or text (one readable line per record).
+func recordPrinter(w io.Writer, output string) (func(*auditevent.Event, []byte) error, error) {
+	switch output {
+	case "json":
+		return printRecord(w), nil
+	case "text":
+		return func(e *auditevent.Event, _ []byte) error {
+			_, err := fmt.Fprintln(w, formatRecord(e))
+			return err
+		}, nil
+	default:
+		return nil, fmt.Errorf("--output %q: use text or json", output)
+	}
+}
+
+// formatRecord is one readable line: time (UTC, ms), seq, level, op type,
+// phase, subject, method and path, resource, status and latency, lane, id
+// (which starts with the trace id).
+func formatRecord(e *auditevent.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s seq=%d %-8s %s %s subject=%s %s %s", time.Unix(0, e.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z"),
+		e.Seq, e.Level, e.OpType, e.Phase, orDash(e.Subject), e.Method, e.Path)
+	if e.Resource != "" {
+		fmt.Fprintf(&b, " resource=%s", e.Resource)
+	}
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " status=%d latency=%s", e.Status, time.Duration(e.LatencyNS).Round(time.Microsecond))
+	}
+	if e.Dye != "" {
+		fmt.Fprintf(&b, " lane=%s", e.Dye)
+	}
+	fmt.Fprintf(&b, " id=%s", e.ID)
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printRecord(w io.Writer) func(*auditevent.Event, []byte) error {
@@ -405,6 +459,7 @@ func newAuditQueryCmd() *cobra.Command {
 	var dir, from, to string
 	var f query.Filter
 	var count bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "query",
 		Short: "Print stored records matching filters, one JSON object per line",
@@ -419,7 +474,10 @@ func newAuditQueryCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fn := printRecord(out)
+			fn, err := recordPrinter(out, output)
+			if err != nil {
+				return err
+			}
 			if count {
 				fn = func(*auditevent.Event, []byte) error { return nil }
 			}
@@ -432,6 +490,7 @@ func newAuditQueryCmd() *cobra.Command {
 	}
 	addFilterFlags(cmd, &dir, &from, &to, &f)
 	cmd.Flags().BoolVar(&count, "count", false, "print only the number of matching records")
+	cmd.Flags().StringVarP(&output, "output", "o", "json", "json (the stored records, one per line) or text (one readable line each)")
 	return cmd
 }
 
@@ -440,11 +499,13 @@ func newAuditTailCmd() *cobra.Command {
 	var f query.Filter
 	var n int
 	var follow bool
+	var output string
 	cmd := &cobra.Command{
-		Use:     "tail",
-		Short:   "Print the last records, and with -f follow new ones as they are stored",
-		Example: `  meshwarden audit tail --dir ./audit-data -n 20 -f --op-type FUND_TRANSFER`,
-		Args:    cobra.NoArgs,
+		Use:   "tail",
+		Short: "Print the last records, and with -f follow new ones as they are stored",
+		Example: `  meshwarden audit tail --dir ./audit-data -n 20 -f --op-type fund_transfer
+  meshwarden audit tail --dir ./audit-data --from 1h -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return errors.New("--dir is required")
@@ -452,12 +513,17 @@ func newAuditTailCmd() *cobra.Command {
 			if err := buildFilter(from, to, &f); err != nil {
 				return err
 			}
-			return query.Tail(cmd.Context(), dir, f, n, follow, 200*time.Millisecond, printRecord(cmd.OutOrStdout()))
+			fn, err := recordPrinter(cmd.OutOrStdout(), output)
+			if err != nil {
+				return err
+			}
+			return query.Tail(cmd.Context(), dir, f, n, follow, 200*time.Millisecond, fn)
 		},
 	}
 	addFilterFlags(cmd, &dir, &from, &to, &f)
 	cmd.Flags().IntVarP(&n, "lines", "n", 10, "how many of the last matching records to print first")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing records as they arrive, until interrupted")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (one readable line per record) or json (the stored records)")
 	return cmd
 }
 
@@ -478,8 +544,7 @@ It refuses to overwrite existing files.`,
 			if err := wal.GenerateKey(out, pub); err != nil {
 				return err
 			}
-			b, _ := json.Marshal(map[string]string{"private_key": out, "public_key": pub})
-			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (private: the collector's --key; keep it secret)\nwrote %s (public: give it to auditors for audit verify --pubkey)\n", out, pub)
 			return nil
 		},
 	}

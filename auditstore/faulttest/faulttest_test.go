@@ -425,7 +425,11 @@ func TestQueryAndTailCLI(t *testing.T) {
 	}{
 		{[]string{"query", "--count"}, "7"},
 		{[]string{"query", "--count", "--op-type", "FUND_TRANSFER"}, "7"},
+		{[]string{"query", "--count", "--op-type", "fund_transfer"}, "7"},
 		{[]string{"query", "--count", "--op-type", "OTHER"}, "0"},
+		{[]string{"query", "--count", "--from", time.Now().UTC().Format(time.DateOnly)}, "7"},
+		{[]string{"query", "--count", "--from", "1h"}, "7"},
+		{[]string{"query", "--count", "--to", "1h"}, "0"},
 		{[]string{"query", "--count", "--trace-id", trace}, "1"},
 		{[]string{"query", "--count", "--from", time.Now().Add(time.Hour).Format(time.RFC3339)}, "0"},
 		{[]string{"query", "--count", "--to", time.Now().Add(time.Hour).Format(time.RFC3339), "--subject", "spiffe://dc1/ns/default/svc/web"}, "7"},
@@ -442,8 +446,17 @@ func TestQueryAndTailCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[1], ids[6]) || !strings.Contains(lines[0], ids[5]) {
-		t.Fatalf("tail -n 2 printed:\n%s", out)
+	if len(lines) != 2 || !strings.Contains(lines[1], ids[6]) || !strings.Contains(lines[0], ids[5]) ||
+		!strings.Contains(lines[1], " FUND_TRANSFER intent subject=spiffe://dc1/ns/default/svc/web POST ") || strings.HasPrefix(lines[1], "{") {
+		t.Fatalf("tail -n 2 printed (want one readable line per record):\n%s", out)
+	}
+	out, err = exec.Command(bin, "audit", "tail", "--dir", e.dir, "-n", "1", "-o", "json").Output()
+	var rec struct{ ID string }
+	if err != nil || json.Unmarshal(out, &rec) != nil || rec.ID != ids[6] {
+		t.Fatalf("tail -o json printed %q (%v), want the stored record of %s", out, err, ids[6])
+	}
+	if out, err := exec.Command(bin, "audit", "query", "--dir", e.dir, "--from", "yesterday").CombinedOutput(); err == nil || !strings.Contains(string(out), "a date (2026-11-25)") {
+		t.Fatalf("query --from yesterday: %q %v, want an error naming the accepted forms", out, err)
 	}
 	// tail -f prints the earlier records, then those stored after it started
 	// (whichever side of its first scan they land on, each exactly once).

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
@@ -16,7 +17,7 @@ import (
 // Filter selects records; zero fields match everything.
 type Filter struct {
 	From, To time.Time // on Event.Timestamp; From inclusive, To exclusive
-	OpType   string
+	OpType   string    // any case
 	Subject  string
 	TraceID  string
 }
@@ -28,7 +29,7 @@ func (f Filter) Match(e *auditevent.Event) bool {
 		return false
 	case !f.To.IsZero() && e.Timestamp >= f.To.UnixNano():
 		return false
-	case f.OpType != "" && e.OpType != f.OpType:
+	case f.OpType != "" && !strings.EqualFold(e.OpType, f.OpType):
 		return false
 	case f.Subject != "" && e.Subject != f.Subject:
 		return false
