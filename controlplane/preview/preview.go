@@ -121,6 +121,12 @@ func Compare(current, candidate map[string]Resources) *Report {
 	return r
 }
 
+// secretsPrefix marks SDS secrets. They come from the certificate manager,
+// not from policies: a translation has none, a running node has its leaf
+// and roots, and applying policies never removes them. The diff leaves
+// them out rather than report them as removed.
+const secretsPrefix = "secrets/"
+
 func compareNode(id string, old, cur Resources) NodeDiff {
 	nd := NodeDiff{Node: id, Changes: []Change{}}
 	keys := map[string]bool{}
@@ -129,6 +135,11 @@ func compareNode(id string, old, cur Resources) NodeDiff {
 	}
 	for k := range cur {
 		keys[k] = true
+	}
+	for k := range keys {
+		if strings.HasPrefix(k, secretsPrefix) {
+			delete(keys, k)
+		}
 	}
 	names := make([]string, 0, len(keys))
 	for k := range keys {
@@ -176,6 +187,9 @@ func (r *Report) Format(w io.Writer) error {
 			fmt.Fprintf(&b, "--- %s %s\n", c.Op, c.Resource)
 			b.WriteString(c.Diff)
 		}
+	}
+	if len(r.Nodes) > 0 {
+		b.WriteString("(SDS secrets are not compared: certificates change them, policies do not)\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -318,3 +318,18 @@ func TestFromDumpNames(t *testing.T) {
 	_ = os.Getenv
 	_ = filepath.Join
 }
+
+// TestCompareLeavesSecretsOut: a node's current secrets (its leaf and the
+// roots) are not in a translation; the diff must not call them removed.
+func TestCompareLeavesSecretsOut(t *testing.T) {
+	cur := map[string]Resources{"gw": {"secrets/mw-roots": "roots", "secrets/mw-leaf:gw": "leaf", "clusters/a": "x"}}
+	cand := map[string]Resources{"gw": {"clusters/a": "x", "clusters/b": "y"}}
+	rep := Compare(cur, cand)
+	if len(rep.Nodes) != 1 || len(rep.Nodes[0].Changes) != 1 || rep.Nodes[0].Changes[0].Resource != "clusters/b" || rep.Nodes[0].Unchanged != 1 {
+		t.Fatalf("changes %+v, want only clusters/b added and clusters/a unchanged", rep.Nodes)
+	}
+	var out strings.Builder
+	if err := rep.Format(&out); err != nil || strings.Contains(out.String(), "removed secrets/") || !strings.Contains(out.String(), "SDS secrets are not compared") {
+		t.Fatalf("format: %v\n%s", err, out.String())
+	}
+}
