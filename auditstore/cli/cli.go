@@ -28,6 +28,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/auditstore/witness"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 )
 
 // NewCommand returns the `audit` command with its subcommands.
@@ -143,7 +144,7 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error {
 	logger := log.New(stderr, "audit collector: ", log.LstdFlags|log.Lmicroseconds)
 	if f.dir == "" || f.key == "" {
-		return errors.New("--dir and --key are required (make a key with `meshwarden audit keygen`)")
+		return exitcode.Usagef("--dir and --key are required (make a key with `meshwarden audit keygen`)")
 	}
 	key, err := wal.LoadPrivateKey(f.key)
 	if err != nil {
@@ -313,7 +314,7 @@ It is safe to run against a live collector's directory.`,
 
 func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
 	if f.dir == "" || f.pub == "" {
-		return errors.New("--dir and --pubkey are required")
+		return exitcode.Usagef("--dir and --pubkey are required")
 	}
 	k, err := wal.LoadPublicKey(f.pub)
 	if err != nil {
@@ -338,7 +339,7 @@ func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
 			fmt.Fprintf(out, "warning: %v; going on without it (--skip-unreachable-witness)\n", err)
 		case err != nil:
 			fmt.Fprintf(out, "FAIL  witness\n  reason: %v\n", err)
-			return fmt.Errorf("audit trail in %s not verified: %w (pass --skip-unreachable-witness to verify without it)", f.dir, err)
+			return exitcode.Finding(fmt.Errorf("audit trail in %s not verified: %w (pass --skip-unreachable-witness to verify without it)", f.dir, err))
 		default:
 			opt.Witness, opt.WitnessChecked = cps, true
 		}
@@ -351,7 +352,7 @@ func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
 		rep.Format(out)
 	}
 	if !rep.OK() {
-		return fmt.Errorf("audit trail in %s failed verification: %s", f.dir, rep.Problem.Kind)
+		return exitcode.Finding(fmt.Errorf("audit trail in %s failed verification: %s", f.dir, rep.Problem.Kind))
 	}
 	return nil
 }
@@ -468,7 +469,7 @@ func newAuditQueryCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
-				return errors.New("--dir is required")
+				return exitcode.Usagef("--dir is required")
 			}
 			if err := buildFilter(from, to, &f); err != nil {
 				return err
@@ -508,7 +509,7 @@ func newAuditTailCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
-				return errors.New("--dir is required")
+				return exitcode.Usagef("--dir is required")
 			}
 			if err := buildFilter(from, to, &f); err != nil {
 				return err
@@ -577,19 +578,19 @@ public key. Proofs need every record from seq 1 (not after retention).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
-				return errors.New("--dir is required")
+				return exitcode.Usagef("--dir is required")
 			}
 			var v any
 			var err error
 			switch {
 			case seq > 0 && (from > 0 || to > 0):
-				return errors.New("give either --seq (inclusion) or --from and --to (consistency), not both")
+				return exitcode.Usagef("give either --seq (inclusion) or --from and --to (consistency), not both")
 			case seq > 0:
 				v, err = proof.ProveRecord(cmd.Context(), dir, seq, at)
 			case from > 0 && to > 0:
 				v, err = proof.ProveConsistency(cmd.Context(), dir, from, to)
 			default:
-				return errors.New("give --seq N for an inclusion proof, or --from A --to B for a consistency proof")
+				return exitcode.Usagef("give --seq N for an inclusion proof, or --from A --to B for a consistency proof")
 			}
 			if err != nil {
 				return err
@@ -621,7 +622,7 @@ tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pub == "" {
-				return errors.New("--pubkey is required")
+				return exitcode.Usagef("--pubkey is required")
 			}
 			k, err := wal.LoadPublicKey(pub)
 			if err != nil {
@@ -649,7 +650,7 @@ tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
 				old, cur, err := proof.CheckConsistency(k, &p)
 				if err != nil {
 					fmt.Fprintf(out, "FAIL  %v\n", err)
-					return fmt.Errorf("consistency proof does not hold: %w", err)
+					return exitcode.Finding(fmt.Errorf("consistency proof does not hold: %w", err))
 				}
 				fmt.Fprintf(out, "OK    the signed tree of %d records extends the signed tree of %d records\n", cur.Size, old.Size)
 				fmt.Fprintf(out, "      roots %s -> %s\n", old.Root, cur.Root)
@@ -662,7 +663,7 @@ tree extends the earlier one (consistency). It exits 1 on any mismatch.`,
 			tr, err := proof.CheckInclusion(k, &p)
 			if err != nil {
 				fmt.Fprintf(out, "FAIL  %v\n", err)
-				return fmt.Errorf("inclusion proof does not hold: %w", err)
+				return exitcode.Finding(fmt.Errorf("inclusion proof does not hold: %w", err))
 			}
 			fmt.Fprintf(out, "OK    record %d is in the signed tree of %d records (root %s)\n", p.Seq, tr.Size, tr.Root)
 			fmt.Fprintf(out, "      record: %s\n", p.Record)

@@ -9,18 +9,54 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/spf13/cobra"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRootCmd().ExecuteContext(ctx); err != nil {
+	err := newRootCmd().ExecuteContext(ctx)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "meshwarden:", err)
-		os.Exit(1)
 	}
+	stop()
+	os.Exit(exitStatus(err))
+}
+
+// exitStatus maps err to the documented exit statuses (package exitcode):
+// cobra's own complaints about unknown commands are usage errors too.
+func exitStatus(err error) int {
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		return exitcode.Usage
+	}
+	return exitcode.Of(err)
+}
+
+// markUsageErrors makes flag-parsing and argument-count errors of every
+// command usage errors (exit 2), naming the command's --help.
+func markUsageErrors(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitcode.Usagef("%w (see '%s --help')", err, c.CommandPath())
+	})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return exitcode.Usagef("%w (see '%s --help')", err, cmd.CommandPath())
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }
 
 func newRootCmd() *cobra.Command {
@@ -36,7 +72,12 @@ Start here:
   meshwarden controlplane --help      serve xDS from Consul and policy files
   meshwarden gateway --help           run the edge gateway
   meshwarden policy validate DIR      check policy files before applying them
-  meshwarden audit verify --dir DIR   prove an audit trail was not altered`,
+  meshwarden audit verify --dir DIR   prove an audit trail was not altered
+
+Exit status: 0 success; 1 a check found something (audit verify failed,
+policy validate found errors, policy diff --exit-code found changes);
+2 usage (unknown command or flag, missing argument); 3 the command could
+not do its job (a file, Consul or the plane could not be read or reached).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// An unknown subcommand gets "did you mean".
@@ -50,6 +91,7 @@ Start here:
 		newAuditCmd(),
 		newDemoCmd(),
 	)
+	markUsageErrors(root)
 	return root
 }
 

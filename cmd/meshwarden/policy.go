@@ -20,6 +20,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -115,7 +116,7 @@ carries is an error; a service not in Consul is a warning).`,
 				printDiagnostics(out, diags)
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %d error(s): the policy set would be rejected", args[0], len(diags.Errors))
+				return exitcode.Finding(fmt.Errorf("%s: %d error(s): the policy set would be rejected", args[0], len(diags.Errors)))
 			}
 			if format != "json" {
 				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d warning(s)\n",
@@ -131,6 +132,7 @@ carries is an error; a service not in Consul is a warning).`,
 
 func newPolicyDiffCmd() *cobra.Command {
 	var plane, consul, base, format string
+	var exitCode bool
 	var po auth.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "diff DIR",
@@ -149,7 +151,9 @@ services without an AccessPolicy; both modes include them — the plane its
 intentions in force, a local diff those read once from --consul — so the diff
 shows the effect of both sources.
 
-Exit status is 0 whether or not something changes; errors exit non-zero.`,
+Exit status: 0 whether or not something changes, or with --exit-code 0 when
+nothing changes and 1 when something does (as git diff --exit-code);
+2 for usage errors, 3 when the plane or Consul cannot be reached.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -161,7 +165,7 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 				}
 				if _, diags, err := policies.LoadFiles(files, nil); err != nil {
 					printDiagnostics(cmd.ErrOrStderr(), diags)
-					return fmt.Errorf("%s has errors: fix them before previewing", args[0])
+					return exitcode.Finding(fmt.Errorf("%s has errors: fix them before previewing", args[0]))
 				}
 				c, err := planeClient(plane, po)
 				if err != nil {
@@ -182,7 +186,7 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 				cand, diags, err := policies.LoadDir(args[0], cat)
 				if err != nil {
 					printDiagnostics(cmd.ErrOrStderr(), diags)
-					return fmt.Errorf("%s has errors: fix them before previewing", args[0])
+					return exitcode.Finding(fmt.Errorf("%s has errors: fix them before previewing", args[0]))
 				}
 				cur := &ir.PolicySet{}
 				if base != "" {
@@ -190,7 +194,7 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 					cur, bd, err = policies.LoadDir(base, cat)
 					if err != nil {
 						printDiagnostics(cmd.ErrOrStderr(), bd)
-						return fmt.Errorf("--base %s has errors", base)
+						return exitcode.Finding(fmt.Errorf("--base %s has errors", base))
 					}
 				}
 				// Consul intentions apply to the services without an
@@ -217,14 +221,21 @@ Exit status is 0 whether or not something changes; errors exit non-zero.`,
 				}
 				rep = preview.Compare(before, after)
 			}
+			var err error
 			if format == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				err = enc.Encode(rep)
+			} else {
+				err = rep.Format(cmd.OutOrStdout())
 			}
-			return rep.Format(cmd.OutOrStdout())
+			if err == nil && exitCode && rep.Changed() {
+				err = exitcode.Finding(errors.New("the policy set would change the configuration above"))
+			}
+			return err
 		},
 	}
+	cmd.Flags().BoolVar(&exitCode, "exit-code", false, "exit 1 when something would change, 0 when nothing would (for CI gates)")
 	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL); needs a token with mesh:read")
 	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&consul, "consul", "", "Consul HTTP address, for a local diff without --plane")
