@@ -236,7 +236,7 @@ nothing changes and 1 when something does (as git diff --exit-code);
 		},
 	}
 	cmd.Flags().BoolVar(&exitCode, "exit-code", false, "exit 1 when something would change, 0 when nothing would (for CI gates)")
-	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL); needs a token with mesh:read")
+	cmd.Flags().StringVar(&plane, "plane", os.Getenv("MESHWARDEN_PLANE"), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs a token with mesh:read. Without it the diff is local")
 	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&consul, "consul", "", "Consul HTTP address, for a local diff without --plane")
 	cmd.Flags().StringVar(&base, "base", "", "policy directory to compare against, for a local diff without --plane")
@@ -260,6 +260,14 @@ func planeFlags(cmd *cobra.Command, o *auth.ClientOptions) {
 	fl.StringVar(&o.CAFile, "ca-file", os.Getenv("MESHWARDEN_CA_FILE"), "PEM roots of the mesh CA the plane's certificate chains to (Consul Connect's roots; $MESHWARDEN_CA_FILE)")
 	fl.StringVar(&o.TokenFile, "token-file", os.Getenv("CONSUL_HTTP_TOKEN_FILE"), "file holding your Consul ACL token ($CONSUL_HTTP_TOKEN_FILE, or the token itself in $CONSUL_HTTP_TOKEN)")
 	fl.BoolVar(&o.Insecure, "insecure", false, "DEVELOPMENT ONLY: plain HTTP, no token, to a --insecure-dev plane on loopback")
+}
+
+// defaultPlane is $MESHWARDEN_PLANE, else the plane's default --admin-addr.
+func defaultPlane() string {
+	if p := os.Getenv("MESHWARDEN_PLANE"); p != "" {
+		return p
+	}
+	return "127.0.0.1:18001"
 }
 
 // planeClient returns an authenticated client of the plane's admin API.
@@ -314,7 +322,7 @@ Your token needs mesh:write.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if plane == "" {
-				return errors.New("apply needs --plane: the control plane's admin address")
+				return exitcode.Usagef("apply needs --plane: the control plane's admin address")
 			}
 			files, err := policies.ReadDir(args[0])
 			if err != nil {
@@ -362,7 +370,7 @@ Your token needs mesh:write.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL)")
+	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE)")
 	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&changelog, "changelog", defaultChangeLog(), "hash-chained change log (JSONL)")
 	cmd.Flags().StringVar(&changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint after the change")
@@ -378,7 +386,7 @@ func newPolicyStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if plane == "" {
-				return errors.New("status needs --plane: the control plane's admin address")
+				return exitcode.Usagef("status needs --plane: the control plane's admin address")
 			}
 			c, err := planeClient(plane, po)
 			if err != nil {
@@ -432,7 +440,7 @@ func newPolicyStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", "", "control plane admin address (host:port or https URL); needs operator:read")
+	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs operator:read")
 	planeFlags(cmd, &po)
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json (the plane's status document)")
 	return cmd
