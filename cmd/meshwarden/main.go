@@ -90,6 +90,8 @@ not do its job (a file, Consul or the plane could not be read or reached).`,
 		newPolicyCmd(),
 		newAuditCmd(),
 		newDemoCmd(),
+		newProxyStatusCmd(),
+		newProxyConfigCmd(),
 	)
 	markUsageErrors(root)
 	return root

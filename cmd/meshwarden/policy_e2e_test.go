@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -168,6 +170,25 @@ func TestPolicyEndToEnd(t *testing.T) {
 		}
 	}
 
+	if _, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure", "--exit-code"); exitcode.Of(err) != exitcode.Findings {
+		t.Errorf("diff --exit-code with changes: %v (exit %d), want exit 1", err, exitcode.Of(err))
+	}
+
+	// proxy-status lists the gateway; it never ACKs in this test, so it is
+	// not SYNCED and the command says so with exit 1.
+	out, _, err = runCLI(t, "proxy-status", "--plane", plane, "--insecure")
+	if exitcode.Of(err) != exitcode.Findings || !strings.Contains(out, "NODE ") || !regexp.MustCompile(`(?m)^gw-1\s+meshwarden-gateway\s+gateway\s+1\s+NOT ACKED\s`).MatchString(out) {
+		t.Errorf("proxy-status: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "proxy-config", "gw-1", "clusters", "--plane", plane, "--insecure", "-o", "json")
+	var clusters []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &clusters) != nil || len(clusters) == 0 || clusters[0]["name"] == nil {
+		t.Errorf("proxy-config gw-1 clusters: %v\n%.500s", err, out)
+	}
+	if _, _, err := runCLI(t, "proxy-config", "gw-1", "listenerz", "--plane", plane, "--insecure"); exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "use listeners, routes") {
+		t.Errorf("proxy-config with a bad kind: %v", err)
+	}
+
 	log := filepath.Join(t.TempDir(), "changes.jsonl")
 	out, _, err = runCLI(t, "policy", "apply", examples, "--plane", plane, "--insecure", "--changelog", log)
 	if err != nil {
@@ -188,7 +209,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 		t.Fatalf("change record: %v %+v", err, recs)
 	}
 	poll(t, "the applied set on the node", func() bool {
-		out, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure")
+		out, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure", "--exit-code")
 		return err == nil && strings.Contains(out, "=== node gw-1: 0 changed, 0 added, 0 removed")
 	})
 

@@ -249,6 +249,38 @@ func (c *PlaneClient) Status(ctx context.Context) (json.RawMessage, error) {
 	return b, nil
 }
 
+// NodeStatus is one node as GET /v1/nodes reports it.
+type NodeStatus struct {
+	ID          string `json:"id"`
+	Cluster     string `json:"cluster"`
+	Gateway     bool   `json:"gateway"`
+	Service     string `json:"service,omitempty"`
+	Streams     int    `json:"streams"`
+	Version     string `json:"version,omitempty"`
+	GoodVersion string `json:"good_version,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// NodeStatuses returns every node the plane serves, as GET /v1/nodes
+// reports them (needs operator:read).
+func (c *PlaneClient) NodeStatuses(ctx context.Context) ([]NodeStatus, error) {
+	b, err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeStatus
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("GET /v1/nodes: want a list of nodes: %w", err)
+	}
+	return out, nil
+}
+
+// ConfigDumpYAML returns a node's current resources as the plane renders
+// them (YAML; secrets redacted; needs mesh:read).
+func (c *PlaneClient) ConfigDumpYAML(ctx context.Context, node string) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, "/v1/config_dump?node="+url.QueryEscape(node), nil, nil)
+}
+
 func fileBody(files map[string][]byte) map[string]string {
 	m := make(map[string]string, len(files))
 	for k, v := range files {
