@@ -26,6 +26,8 @@ type Span struct {
 // Sink is a minimal OTLP/HTTP trace receiver (POST /v1/traces, protobuf
 // or JSON) that keeps spans in memory, so the demo and the e2e tests can show
 // and assert one request's trace across hops without an external collector.
+// GET lists what it holds, for people: /v1/traces lists the traces (id,
+// spans, root name, duration), /v1/traces?trace_id=ID one trace's spans.
 type Sink struct {
 	mu    sync.Mutex
 	spans []Span
@@ -37,8 +39,14 @@ func New(max int) *Sink { return &Sink{max: max} }
 
 // ServeHTTP implements the OTLP/HTTP traces endpoint.
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "POST OTLP trace batches to /v1/traces", http.StatusMethodNotAllowed)
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodGet, http.MethodHead:
+		s.serveList(w, r)
+		return
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "POST OTLP trace batches to /v1/traces; GET lists the traces", http.StatusMethodNotAllowed)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
@@ -85,6 +93,73 @@ func (s *Sink) Spans(traceID string) []Span {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].StartNS < out[j].StartNS })
 	return out
+}
+
+// TraceSummary is one trace in the sink's GET listing.
+type TraceSummary struct {
+	TraceID    string  `json:"trace_id"`
+	Spans      int     `json:"spans"`
+	Root       string  `json:"root"`
+	Services   string  `json:"services"`
+	StartNS    uint64  `json:"start_unix_nano"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+// Traces summarises every trace the sink holds, newest first.
+func (s *Sink) Traces() []TraceSummary {
+	s.mu.Lock()
+	byTrace := map[string][]Span{}
+	for _, sp := range s.spans {
+		byTrace[sp.TraceID] = append(byTrace[sp.TraceID], sp)
+	}
+	s.mu.Unlock()
+	out := make([]TraceSummary, 0, len(byTrace))
+	for id, spans := range byTrace {
+		t := TraceSummary{TraceID: id, Spans: len(spans), StartNS: spans[0].StartNS}
+		var end uint64
+		services := map[string]bool{}
+		for _, sp := range spans {
+			if sp.ParentID == "" {
+				t.Root = sp.Name
+			}
+			t.StartNS = min(t.StartNS, sp.StartNS)
+			end = max(end, sp.EndNS)
+			services[sp.Service] = true
+		}
+		if t.Root == "" {
+			t.Root = spans[0].Name + " (root not received)"
+		}
+		names := make([]string, 0, len(services))
+		for n := range services {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		t.Services = strings.Join(names, ",")
+		if end > t.StartNS {
+			t.DurationMS = float64(end-t.StartNS) / 1e6
+		}
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartNS > out[j].StartNS })
+	return out
+}
+
+func (s *Sink) serveList(w http.ResponseWriter, r *http.Request) {
+	var v any
+	if id := r.URL.Query().Get("trace_id"); id != "" {
+		spans := s.Spans(id)
+		if len(spans) == 0 {
+			http.Error(w, "no spans of trace "+id+" (GET without trace_id lists the traces held)", http.StatusNotFound)
+			return
+		}
+		v = spans
+	} else {
+		v = s.Traces()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 func decodeOTLPProto(body []byte) ([]Span, error) {
