@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/filters/audit"
-	"github.com/meshwarden/meshwarden/filters/dye"
-	"github.com/meshwarden/meshwarden/filters/trace"
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
+	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
+	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/ir"
 )
@@ -137,28 +138,6 @@ func (b *builder) build(docs []*doc) {
 	sort.Slice(b.ps.Access, func(i, j int) bool { return b.ps.Access[i].Service < b.ps.Access[j].Service })
 }
 
-// fieldError is the shape of the filters' FieldError types.
-func fieldErrorOf(err error) (field, reason string, ok bool) {
-	var d *dye.FieldError
-	var a *audit.FieldError
-	var t *trace.FieldError
-	switch {
-	case errors.As(err, &d):
-		return d.Field, d.Reason, true
-	case errors.As(err, &a):
-		return a.Field, a.Reason, true
-	case errors.As(err, &t):
-		return t.Field, t.Reason, true
-	}
-	return "", "", false
-}
-
-// validator is what every filter Config provides.
-type validator interface {
-	SetDefaults()
-	Validate() error
-}
-
 // filterConfig validates a filter policy with the filter's own rules and
 // returns it as an ir.Filter whose Config is the user's JSON (without
 // defaults: the filter applies them).
@@ -175,11 +154,11 @@ func (b *builder) filterConfig(name string, x *doc) (ir.Filter, bool) {
 		x.dec.errPath("spec", "cannot decode: %v", err)
 		return ir.Filter{}, false
 	}
-	v := tmp.(validator)
+	v := tmp.(kitconfig.Config)
 	v.SetDefaults()
 	if err := v.Validate(); err != nil {
-		if field, reason, ok := fieldErrorOf(err); ok {
-			x.dec.errPath("spec."+field, "%s", reason)
+		if fe := (*kitconfig.FieldError)(nil); errors.As(err, &fe) {
+			x.dec.errPath("spec."+fe.Field, "%s", fe.Reason)
 		} else {
 			x.dec.errPath("spec", "%v", err)
 		}
@@ -189,11 +168,11 @@ func (b *builder) filterConfig(name string, x *doc) (ir.Filter, bool) {
 	var perr error
 	switch name {
 	case "dye":
-		_, perr = dye.ParseConfig(raw)
+		_, perr = dyeconfig.ParseConfig(raw)
 	case "audit":
-		_, perr = audit.ParseConfig(raw)
+		_, perr = auditconfig.ParseConfig(raw)
 	case "trace":
-		_, perr = trace.ParseConfig(raw)
+		_, perr = traceconfig.ParseConfig(raw)
 	}
 	if perr != nil {
 		x.dec.errPath("spec", "the %s filter rejects this configuration: %v", name, perr)
@@ -283,7 +262,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 		}
 		lanes[l.Lane] = i
 		for h := range l.Headers {
-			if !validHeaderName(h) {
+			if !kitconfig.ValidHeaderName(h) {
 				d.errPath(childPath(p+".headers", h), "%q is not a header name: use lowercase letters, digits and '-'", h)
 			}
 		}
@@ -660,17 +639,4 @@ func checkService(s string) error {
 		}
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
