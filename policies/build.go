@@ -97,21 +97,10 @@ func (b *builder) build(docs []*doc) {
 		b.ps.Filters = append(b.ps.Filters, f)
 	}
 
-	routes := map[string]*doc{}
-	for _, x := range byKind[KindCanaryRoute] {
-		spec := x.spec.Interface().(*CanaryRouteSpec)
-		r, ok := b.route(x, spec)
-		if !ok {
-			continue
-		}
-		if first, dup := routes[r.Service]; dup {
-			x.dec.errPath("spec.service", "service %q already has a CanaryRoute at %s: keep one route per service", r.Service, first.source())
-			continue
-		}
-		routes[r.Service] = x
-		b.ps.Routes = append(b.ps.Routes, r)
-	}
-	sort.Slice(b.ps.Routes, func(i, j int) bool { return b.ps.Routes[i].Service < b.ps.Routes[j].Service })
+	b.ps.Routes = onePerService(byKind[KindCanaryRoute],
+		func(x *doc) (ir.Route, bool) { return b.route(x, x.spec.Interface().(*CanaryRouteSpec)) },
+		func(r ir.Route) string { return r.Service },
+		"service %q already has a CanaryRoute at %s: keep one route per service")
 
 	certs := byKind[KindCertificatePolicy]
 	for _, x := range certs[min(len(certs), 1):] {
@@ -121,21 +110,33 @@ func (b *builder) build(docs []*doc) {
 		b.certs(certs[0], certs[0].spec.Interface().(*CertificatePolicySpec))
 	}
 
-	access := map[string]*doc{}
-	for _, x := range byKind[KindAccessPolicy] {
-		spec := x.spec.Interface().(*AccessPolicySpec)
-		rule, ok := b.access(x, spec)
+	b.ps.Access = onePerService(byKind[KindAccessPolicy],
+		func(x *doc) (ir.AccessPolicy, bool) { return b.access(x, x.spec.Interface().(*AccessPolicySpec)) },
+		func(p ir.AccessPolicy) string { return p.Service },
+		"service %q already has an AccessPolicy at %s: list every allowed caller in one document")
+}
+
+// onePerService builds each document of a kind that allows one per service
+// and returns what was built, sorted by service; a second document for a
+// service is an error (dupFormat takes the service and the first document).
+func onePerService[T any](docs []*doc, build func(*doc) (T, bool), service func(T) string, dupFormat string) []T {
+	var out []T
+	first := map[string]*doc{}
+	for _, x := range docs {
+		r, ok := build(x)
 		if !ok {
 			continue
 		}
-		if first, dup := access[rule.Service]; dup {
-			x.dec.errPath("spec.service", "service %q already has an AccessPolicy at %s: list every allowed caller in one document", rule.Service, first.source())
+		svc := service(r)
+		if f, dup := first[svc]; dup {
+			x.dec.errPath("spec.service", dupFormat, svc, f.source())
 			continue
 		}
-		access[rule.Service] = x
-		b.ps.Access = append(b.ps.Access, rule)
+		first[svc] = x
+		out = append(out, r)
 	}
-	sort.Slice(b.ps.Access, func(i, j int) bool { return b.ps.Access[i].Service < b.ps.Access[j].Service })
+	sort.Slice(out, func(i, j int) bool { return service(out[i]) < service(out[j]) })
+	return out
 }
 
 // filterConfig validates a filter policy with the filter's own rules and
