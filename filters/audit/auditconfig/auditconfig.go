@@ -150,33 +150,15 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // SetDefaults fills the fields whose zero value means "default".
 func (c *Config) SetDefaults() {
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.FailClosedTimeoutMs == 0 {
-		c.FailClosedTimeoutMs = DefaultFailClosedTimeout
-	}
-	if c.Collector.Cluster == "" {
-		c.Collector.Cluster = meshnames.AuditClusterName
-	}
-	if c.Collector.Authority == "" {
-		c.Collector.Authority = c.Collector.Cluster
-	}
-	if c.Collector.Path == "" {
-		c.Collector.Path = auditevent.IngestPath
-	}
-	if c.Collector.TimeoutMs == 0 {
-		c.Collector.TimeoutMs = DefaultCollectorTimeout
-	}
-	if c.Batch.MaxEvents == 0 {
-		c.Batch.MaxEvents = DefaultBatchSize
-	}
-	if c.Batch.FlushIntervalMs == 0 {
-		c.Batch.FlushIntervalMs = DefaultFlushIntervalMs
-	}
-	if c.Batch.BufferEvents == 0 {
-		c.Batch.BufferEvents = DefaultBufferEvents
-	}
+	kitconfig.Default(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	kitconfig.Default(&c.FailClosedTimeoutMs, DefaultFailClosedTimeout)
+	kitconfig.Default(&c.Collector.Cluster, meshnames.AuditClusterName)
+	kitconfig.Default(&c.Collector.Authority, c.Collector.Cluster)
+	kitconfig.Default(&c.Collector.Path, auditevent.IngestPath)
+	kitconfig.Default(&c.Collector.TimeoutMs, DefaultCollectorTimeout)
+	kitconfig.Default(&c.Batch.MaxEvents, DefaultBatchSize)
+	kitconfig.Default(&c.Batch.FlushIntervalMs, DefaultFlushIntervalMs)
+	kitconfig.Default(&c.Batch.BufferEvents, DefaultBufferEvents)
 	for i := range c.Rules {
 		if c.Rules[i].Level == "" {
 			c.Rules[i].Level = string(auditevent.LevelInfo)

@@ -158,12 +158,8 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // SetDefaults fills the fields whose zero value means "default".
 func (c *Config) SetDefaults() {
-	if c.Mode == "" {
-		c.Mode = ModeIngress
-	}
-	if c.Tenant.Header == "" {
-		c.Tenant.Header = dyeing.TenantHeader
-	}
+	kitconfig.Default(&c.Mode, ModeIngress)
+	kitconfig.Default(&c.Tenant.Header, dyeing.TenantHeader)
 }
 
 // Validate checks the configuration and names the field at fault.

@@ -64,6 +64,14 @@ func Parse[T any, PT interface {
 	return (*T)(c), nil
 }
 
+// Default sets *field to def when it holds its zero value ("default").
+func Default[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
 // CheckIdentity checks a peer identity of a filter configuration: a SPIFFE
 // id, or a prefix of one ending in "/*".
 func CheckIdentity(id string) error {

@@ -90,37 +90,19 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // SetDefaults fills the fields whose zero value means "default".
 func (c *Config) SetDefaults() {
-	if c.ServiceName == "" {
-		c.ServiceName = DefaultServiceName
-	}
-	if c.SpanKind == "" {
-		c.SpanKind = "server"
-	}
+	kitconfig.Default(&c.ServiceName, DefaultServiceName)
+	kitconfig.Default(&c.SpanKind, "server")
 	if c.Sampling.Ratio == nil {
 		one := 1.0
 		c.Sampling.Ratio = &one
 	}
-	if c.Collector.Cluster == "" {
-		c.Collector.Cluster = meshnames.OTLPClusterName
-	}
-	if c.Collector.Authority == "" {
-		c.Collector.Authority = c.Collector.Cluster
-	}
-	if c.Collector.Path == "" {
-		c.Collector.Path = DefaultPath
-	}
-	if c.Collector.TimeoutMs == 0 {
-		c.Collector.TimeoutMs = DefaultTimeoutMs
-	}
-	if c.Batch.MaxSpans == 0 {
-		c.Batch.MaxSpans = DefaultBatchSize
-	}
-	if c.Batch.FlushIntervalMs == 0 {
-		c.Batch.FlushIntervalMs = DefaultFlushIntervalMs
-	}
-	if c.Batch.BufferSpans == 0 {
-		c.Batch.BufferSpans = DefaultBufferSpans
-	}
+	kitconfig.Default(&c.Collector.Cluster, meshnames.OTLPClusterName)
+	kitconfig.Default(&c.Collector.Authority, c.Collector.Cluster)
+	kitconfig.Default(&c.Collector.Path, DefaultPath)
+	kitconfig.Default(&c.Collector.TimeoutMs, DefaultTimeoutMs)
+	kitconfig.Default(&c.Batch.MaxSpans, DefaultBatchSize)
+	kitconfig.Default(&c.Batch.FlushIntervalMs, DefaultFlushIntervalMs)
+	kitconfig.Default(&c.Batch.BufferSpans, DefaultBufferSpans)
 	if c.AcceptB3 == nil {
 		t := true
 		c.AcceptB3 = &t
