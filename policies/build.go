@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/filters/audit"
-	"github.com/meshwarden/meshwarden/filters/dye"
-	"github.com/meshwarden/meshwarden/filters/trace"
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
+	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
+	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/ir"
 )
@@ -96,21 +97,10 @@ func (b *builder) build(docs []*doc) {
 		b.ps.Filters = append(b.ps.Filters, f)
 	}
 
-	routes := map[string]*doc{}
-	for _, x := range byKind[KindCanaryRoute] {
-		spec := x.spec.Interface().(*CanaryRouteSpec)
-		r, ok := b.route(x, spec)
-		if !ok {
-			continue
-		}
-		if first, dup := routes[r.Service]; dup {
-			x.dec.errPath("spec.service", "service %q already has a CanaryRoute at %s: keep one route per service", r.Service, first.source())
-			continue
-		}
-		routes[r.Service] = x
-		b.ps.Routes = append(b.ps.Routes, r)
-	}
-	sort.Slice(b.ps.Routes, func(i, j int) bool { return b.ps.Routes[i].Service < b.ps.Routes[j].Service })
+	b.ps.Routes = onePerService(byKind[KindCanaryRoute],
+		func(x *doc) (ir.Route, bool) { return b.route(x, x.spec.Interface().(*CanaryRouteSpec)) },
+		func(r ir.Route) string { return r.Service },
+		"service %q already has a CanaryRoute at %s: keep one route per service")
 
 	certs := byKind[KindCertificatePolicy]
 	for _, x := range certs[min(len(certs), 1):] {
@@ -120,43 +110,33 @@ func (b *builder) build(docs []*doc) {
 		b.certs(certs[0], certs[0].spec.Interface().(*CertificatePolicySpec))
 	}
 
-	access := map[string]*doc{}
-	for _, x := range byKind[KindAccessPolicy] {
-		spec := x.spec.Interface().(*AccessPolicySpec)
-		rule, ok := b.access(x, spec)
+	b.ps.Access = onePerService(byKind[KindAccessPolicy],
+		func(x *doc) (ir.AccessPolicy, bool) { return b.access(x, x.spec.Interface().(*AccessPolicySpec)) },
+		func(p ir.AccessPolicy) string { return p.Service },
+		"service %q already has an AccessPolicy at %s: list every allowed caller in one document")
+}
+
+// onePerService builds each document of a kind that allows one per service
+// and returns what was built, sorted by service; a second document for a
+// service is an error (dupFormat takes the service and the first document).
+func onePerService[T any](docs []*doc, build func(*doc) (T, bool), service func(T) string, dupFormat string) []T {
+	var out []T
+	first := map[string]*doc{}
+	for _, x := range docs {
+		r, ok := build(x)
 		if !ok {
 			continue
 		}
-		if first, dup := access[rule.Service]; dup {
-			x.dec.errPath("spec.service", "service %q already has an AccessPolicy at %s: list every allowed caller in one document", rule.Service, first.source())
+		svc := service(r)
+		if f, dup := first[svc]; dup {
+			x.dec.errPath("spec.service", dupFormat, svc, f.source())
 			continue
 		}
-		access[rule.Service] = x
-		b.ps.Access = append(b.ps.Access, rule)
+		first[svc] = x
+		out = append(out, r)
 	}
-	sort.Slice(b.ps.Access, func(i, j int) bool { return b.ps.Access[i].Service < b.ps.Access[j].Service })
-}
-
-// fieldError is the shape of the filters' FieldError types.
-func fieldErrorOf(err error) (field, reason string, ok bool) {
-	var d *dye.FieldError
-	var a *audit.FieldError
-	var t *trace.FieldError
-	switch {
-	case errors.As(err, &d):
-		return d.Field, d.Reason, true
-	case errors.As(err, &a):
-		return a.Field, a.Reason, true
-	case errors.As(err, &t):
-		return t.Field, t.Reason, true
-	}
-	return "", "", false
-}
-
-// validator is what every filter Config provides.
-type validator interface {
-	SetDefaults()
-	Validate() error
+	sort.Slice(out, func(i, j int) bool { return service(out[i]) < service(out[j]) })
+	return out
 }
 
 // filterConfig validates a filter policy with the filter's own rules and
@@ -175,11 +155,11 @@ func (b *builder) filterConfig(name string, x *doc) (ir.Filter, bool) {
 		x.dec.errPath("spec", "cannot decode: %v", err)
 		return ir.Filter{}, false
 	}
-	v := tmp.(validator)
+	v := tmp.(kitconfig.Config)
 	v.SetDefaults()
 	if err := v.Validate(); err != nil {
-		if field, reason, ok := fieldErrorOf(err); ok {
-			x.dec.errPath("spec."+field, "%s", reason)
+		if fe := (*kitconfig.FieldError)(nil); errors.As(err, &fe) {
+			x.dec.errPath("spec."+fe.Field, "%s", fe.Reason)
 		} else {
 			x.dec.errPath("spec", "%v", err)
 		}
@@ -189,11 +169,11 @@ func (b *builder) filterConfig(name string, x *doc) (ir.Filter, bool) {
 	var perr error
 	switch name {
 	case "dye":
-		_, perr = dye.ParseConfig(raw)
+		_, perr = dyeconfig.ParseConfig(raw)
 	case "audit":
-		_, perr = audit.ParseConfig(raw)
+		_, perr = auditconfig.ParseConfig(raw)
 	case "trace":
-		_, perr = trace.ParseConfig(raw)
+		_, perr = traceconfig.ParseConfig(raw)
 	}
 	if perr != nil {
 		x.dec.errPath("spec", "the %s filter rejects this configuration: %v", name, perr)
@@ -283,7 +263,7 @@ func (b *builder) route(x *doc, s *CanaryRouteSpec) (ir.Route, bool) {
 		}
 		lanes[l.Lane] = i
 		for h := range l.Headers {
-			if !validHeaderName(h) {
+			if !kitconfig.ValidHeaderName(h) {
 				d.errPath(childPath(p+".headers", h), "%q is not a header name: use lowercase letters, digits and '-'", h)
 			}
 		}
@@ -660,17 +640,4 @@ func checkService(s string) error {
 		}
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

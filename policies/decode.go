@@ -226,50 +226,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 	if _, null := n.(*ast.NullNode); null {
 		return // an empty value leaves the zero value, as if the key were absent
 	}
-	switch {
-	case t == durationType:
-		s, ok := n.(*ast.StringNode)
-		if !ok {
-			d.errAt(n, path, "expected %s, got %s: give a number with a unit, e.g. \"%ss\"", describeType(t), describeNode(n), n.GetToken().Value)
-			return
-		}
-		dur, err := time.ParseDuration(s.Value)
-		if err != nil {
-			d.errAt(n, path, "%q is not a duration: use a number with a unit (ms, s, m, h), e.g. \"15s\"", s.Value)
-			return
-		}
-		if dur < 0 {
-			d.errAt(n, path, "duration %q is negative: give a positive duration", s.Value)
-			return
-		}
-		v.SetInt(int64(dur))
-		return
-	case t == rawMessageType:
-		b, err := json.Marshal(d.generic(n, path))
-		if err != nil {
-			d.errAt(n, path, "cannot convert to JSON: %v", err)
-			return
-		}
-		v.SetBytes(b)
-		return
-	case reflect.PointerTo(t).Implements(textUnmarshaler) && t.Kind() != reflect.Struct:
-		s, ok := scalarString(n)
-		if !ok {
-			d.errAt(n, path, "expected a string, got %s", describeNode(n))
-			return
-		}
-		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-			d.errAt(n, path, "%v", err)
-		}
-		return
-	case reflect.PointerTo(t).Implements(jsonUnmarshaler):
-		b, err := json.Marshal(d.generic(n, path))
-		if err == nil {
-			err = v.Addr().Interface().(json.Unmarshaler).UnmarshalJSON(b)
-		}
-		if err != nil {
-			d.errAt(n, path, "%v", err)
-		}
+	if d.decodeSpecial(n, v, path) {
 		return
 	}
 	switch t.Kind() {
@@ -286,27 +243,9 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 	case reflect.Map:
 		d.decodeMap(n, v, path)
 	case reflect.Slice:
-		seq, ok := n.(*ast.SequenceNode)
-		if !ok {
-			d.errAt(n, path, "expected a list, got %s: start each item on its own line with \"- \"", describeNode(n))
-			return
-		}
-		s := reflect.MakeSlice(t, len(seq.Values), len(seq.Values))
-		for i, item := range seq.Values {
-			d.decode(item, s.Index(i), indexPath(path, i))
-		}
-		v.Set(s)
+		d.decodeSlice(n, v, path)
 	case reflect.String:
-		switch s := n.(type) {
-		case *ast.StringNode:
-			v.SetString(s.Value)
-		case *ast.LiteralNode:
-			v.SetString(s.Value.Value)
-		case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
-			d.errAt(n, path, "expected a string, got %s: quote it, e.g. \"%s\"", describeNode(n), n.GetToken().Value)
-		default:
-			d.errAt(n, path, "expected a string, got %s", describeNode(n))
-		}
+		d.decodeString(n, v, path)
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
 		if !ok {
@@ -315,65 +254,164 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 		}
 		v.SetBool(b.Value)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		i, ok := n.(*ast.IntegerNode)
-		if !ok {
-			d.errAt(n, path, "expected %s, got %s", describeType(t), describeNode(n))
-			return
-		}
-		var x int64
-		switch val := i.Value.(type) {
-		case int64:
-			x = val
-		case uint64:
-			if val > math.MaxInt64 {
-				d.errAt(n, path, "%d is too large for this field", val)
-				return
-			}
-			x = int64(val)
-		}
-		if v.OverflowInt(x) {
-			d.errAt(n, path, "%d is out of range for this field", x)
-			return
-		}
-		v.SetInt(x)
+		d.decodeInt(n, v, path)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		i, ok := n.(*ast.IntegerNode)
-		if !ok {
-			d.errAt(n, path, "expected %s, got %s", describeType(t), describeNode(n))
-			return
-		}
-		var x uint64
-		switch val := i.Value.(type) {
-		case int64:
-			if val < 0 {
-				d.errAt(n, path, "%d is negative: give a number of 0 or more", val)
-				return
-			}
-			x = uint64(val)
-		case uint64:
-			x = val
-		}
-		if v.OverflowUint(x) {
-			d.errAt(n, path, "%d is out of range for this field", x)
-			return
-		}
-		v.SetUint(x)
+		d.decodeUint(n, v, path)
 	case reflect.Float32, reflect.Float64:
-		switch f := n.(type) {
-		case *ast.FloatNode:
-			v.SetFloat(f.Value)
-		case *ast.IntegerNode:
-			switch val := f.Value.(type) {
-			case int64:
-				v.SetFloat(float64(val))
-			case uint64:
-				v.SetFloat(float64(val))
-			}
-		default:
-			d.errAt(n, path, "expected a number, got %s", describeNode(n))
-		}
+		d.decodeFloat(n, v, path)
 	default:
 		d.errAt(n, path, "internal: cannot decode into %s", t)
+	}
+}
+
+// decodeSpecial decodes the types that have their own syntax (durations,
+// raw JSON, text and JSON unmarshalers) and reports whether v was one.
+func (d *decoder) decodeSpecial(n ast.Node, v reflect.Value, path string) bool {
+	t := v.Type()
+	switch {
+	case t == durationType:
+		d.decodeDuration(n, v, path)
+	case t == rawMessageType:
+		b, err := json.Marshal(d.generic(n, path))
+		if err != nil {
+			d.errAt(n, path, "cannot convert to JSON: %v", err)
+			return true
+		}
+		v.SetBytes(b)
+	case reflect.PointerTo(t).Implements(textUnmarshaler) && t.Kind() != reflect.Struct:
+		s, ok := scalarString(n)
+		if !ok {
+			d.errAt(n, path, "expected a string, got %s", describeNode(n))
+			return true
+		}
+		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			d.errAt(n, path, "%v", err)
+		}
+	case reflect.PointerTo(t).Implements(jsonUnmarshaler):
+		b, err := json.Marshal(d.generic(n, path))
+		if err == nil {
+			err = v.Addr().Interface().(json.Unmarshaler).UnmarshalJSON(b)
+		}
+		if err != nil {
+			d.errAt(n, path, "%v", err)
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// decodeDuration decodes a time.Duration written with a unit, e.g. "15s".
+func (d *decoder) decodeDuration(n ast.Node, v reflect.Value, path string) {
+	s, ok := n.(*ast.StringNode)
+	if !ok {
+		d.errAt(n, path, "expected %s, got %s: give a number with a unit, e.g. \"%ss\"", describeType(v.Type()), describeNode(n), n.GetToken().Value)
+		return
+	}
+	dur, err := time.ParseDuration(s.Value)
+	if err != nil {
+		d.errAt(n, path, "%q is not a duration: use a number with a unit (ms, s, m, h), e.g. \"15s\"", s.Value)
+		return
+	}
+	if dur < 0 {
+		d.errAt(n, path, "duration %q is negative: give a positive duration", s.Value)
+		return
+	}
+	v.SetInt(int64(dur))
+}
+
+// decodeSlice decodes a YAML sequence into a slice.
+func (d *decoder) decodeSlice(n ast.Node, v reflect.Value, path string) {
+	seq, ok := n.(*ast.SequenceNode)
+	if !ok {
+		d.errAt(n, path, "expected a list, got %s: start each item on its own line with \"- \"", describeNode(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
+	for i, item := range seq.Values {
+		d.decode(item, s.Index(i), indexPath(path, i))
+	}
+	v.Set(s)
+}
+
+// decodeString decodes a string; a number or boolean must be quoted.
+func (d *decoder) decodeString(n ast.Node, v reflect.Value, path string) {
+	switch s := n.(type) {
+	case *ast.StringNode:
+		v.SetString(s.Value)
+	case *ast.LiteralNode:
+		v.SetString(s.Value.Value)
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
+		d.errAt(n, path, "expected a string, got %s: quote it, e.g. \"%s\"", describeNode(n), n.GetToken().Value)
+	default:
+		d.errAt(n, path, "expected a string, got %s", describeNode(n))
+	}
+}
+
+// decodeInt decodes a signed integer that fits v.
+func (d *decoder) decodeInt(n ast.Node, v reflect.Value, path string) {
+	i, ok := n.(*ast.IntegerNode)
+	if !ok {
+		d.errAt(n, path, "expected %s, got %s", describeType(v.Type()), describeNode(n))
+		return
+	}
+	var x int64
+	switch val := i.Value.(type) {
+	case int64:
+		x = val
+	case uint64:
+		if val > math.MaxInt64 {
+			d.errAt(n, path, "%d is too large for this field", val)
+			return
+		}
+		x = int64(val)
+	}
+	if v.OverflowInt(x) {
+		d.errAt(n, path, "%d is out of range for this field", x)
+		return
+	}
+	v.SetInt(x)
+}
+
+// decodeUint decodes an unsigned integer that fits v.
+func (d *decoder) decodeUint(n ast.Node, v reflect.Value, path string) {
+	i, ok := n.(*ast.IntegerNode)
+	if !ok {
+		d.errAt(n, path, "expected %s, got %s", describeType(v.Type()), describeNode(n))
+		return
+	}
+	var x uint64
+	switch val := i.Value.(type) {
+	case int64:
+		if val < 0 {
+			d.errAt(n, path, "%d is negative: give a number of 0 or more", val)
+			return
+		}
+		x = uint64(val)
+	case uint64:
+		x = val
+	}
+	if v.OverflowUint(x) {
+		d.errAt(n, path, "%d is out of range for this field", x)
+		return
+	}
+	v.SetUint(x)
+}
+
+// decodeFloat decodes a number, integer or not.
+func (d *decoder) decodeFloat(n ast.Node, v reflect.Value, path string) {
+	switch f := n.(type) {
+	case *ast.FloatNode:
+		v.SetFloat(f.Value)
+	case *ast.IntegerNode:
+		switch val := f.Value.(type) {
+		case int64:
+			v.SetFloat(float64(val))
+		case uint64:
+			v.SetFloat(float64(val))
+		}
+	default:
+		d.errAt(n, path, "expected a number, got %s", describeNode(n))
 	}
 }
 

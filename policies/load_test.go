@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/filters/audit"
-	"github.com/meshwarden/meshwarden/filters/dye"
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
 )
 
 // TestExamples loads policies/examples (the demo's policies) against the
@@ -32,7 +32,7 @@ func TestExamples(t *testing.T) {
 		}
 	})
 	t.Run("dye: canary by header and 10% sticky split", func(t *testing.T) {
-		c, err := dye.ParseConfig(ps.Filters[0].Config)
+		c, err := dyeconfig.ParseConfig(ps.Filters[0].Config)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func TestExamples(t *testing.T) {
 		}
 	})
 	t.Run("audit: POST /v1/transfers fail-closed", func(t *testing.T) {
-		c, err := audit.ParseConfig(ps.Filters[1].Config)
+		c, err := auditconfig.ParseConfig(ps.Filters[1].Config)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,10 +28,10 @@ func fieldDocs(t *testing.T) FieldDocs {
 	const mod = "github.com/meshwarden/meshwarden/"
 	docs := FieldDocs{}
 	for pkg, files := range map[string][]string{
-		"policies":      {"types.go"},
-		"filters/dye":   {"../filters/dye/config.go"},
-		"filters/audit": {"../filters/audit/config.go"},
-		"filters/trace": {"../filters/trace/config.go"},
+		"policies":                  {"types.go"},
+		"filters/dye/dyeconfig":     {"../filters/dye/dyeconfig/dyeconfig.go"},
+		"filters/audit/auditconfig": {"../filters/audit/auditconfig/auditconfig.go"},
+		"filters/trace/traceconfig": {"../filters/trace/traceconfig/traceconfig.go"},
 	} {
 		for _, file := range files {
 			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments)

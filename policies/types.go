@@ -4,9 +4,9 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/meshwarden/meshwarden/filters/audit"
-	"github.com/meshwarden/meshwarden/filters/dye"
-	"github.com/meshwarden/meshwarden/filters/trace"
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
+	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 )
 
 // APIVersion is the only apiVersion policy documents may carry.
@@ -181,11 +181,11 @@ func Kinds() []string {
 func SpecType(kind string) reflect.Type {
 	switch kind {
 	case KindDyePolicy:
-		return reflect.TypeOf(dye.Config{})
+		return reflect.TypeOf(dyeconfig.Config{})
 	case KindAuditPolicy:
-		return reflect.TypeOf(audit.Config{})
+		return reflect.TypeOf(auditconfig.Config{})
 	case KindTracePolicy:
-		return reflect.TypeOf(trace.Config{})
+		return reflect.TypeOf(traceconfig.Config{})
 	case KindCanaryRoute:
 		return reflect.TypeOf(CanaryRouteSpec{})
 	case KindFilterRelease:

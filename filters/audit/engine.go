@@ -1,3 +1,11 @@
+// Package audit is Meshwarden's audit-capture filter. It matches sensitive
+// operations by method and path, builds internal/auditevent.Event records (subject,
+// resource, redacted headers, SHA-256 body digest, status, latency) and
+// delivers them in batches to the audit collector. Fail-closed operations are
+// held until the collector acknowledges an "intent" record.
+//
+// Its configuration is the pure package filters/audit/auditconfig; this
+// package is the engine (plain Go, tested natively) and the proxy-wasm plugin.
 package audit
 
 import (
@@ -5,28 +13,29 @@ import (
 	"encoding/hex"
 	"strings"
 
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // alwaysRedacted headers never leave the proxy, whatever the config says.
 var alwaysRedacted = [...]string{"authorization", "cookie", "proxy-authorization", auditevent.TokenHeader}
 
-// Engine applies a validated Config. It is immutable and safe to share.
+// Engine applies a validated auditconfig.Config. It is immutable and safe to share.
 type Engine struct {
-	cfg        *Config
+	cfg        *auditconfig.Config
 	rules      []compiledRule
 	redactHdr  map[string]bool
 	bodyFields [][]string
 }
 
 type compiledRule struct {
-	*Rule
+	*auditconfig.Rule
 	segs     []string // pattern segments
-	resource template
+	resource auditconfig.Template
 }
 
 // NewEngine compiles cfg, which must have passed Validate.
-func NewEngine(cfg *Config) *Engine {
+func NewEngine(cfg *auditconfig.Config) *Engine {
 	e := &Engine{cfg: cfg, redactHdr: map[string]bool{}}
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
@@ -34,7 +43,7 @@ func NewEngine(cfg *Config) *Engine {
 		if r.Path.Pattern != "" {
 			cr.segs = strings.Split(r.Path.Pattern[1:], "/")
 		}
-		cr.resource, _ = parseTemplate(r.Resource)
+		cr.resource, _ = auditconfig.ParseTemplate(r.Resource)
 		e.rules = append(e.rules, cr)
 	}
 	for _, h := range alwaysRedacted {
@@ -50,7 +59,7 @@ func NewEngine(cfg *Config) *Engine {
 }
 
 // Config returns the engine's configuration.
-func (e *Engine) Config() *Config { return e.cfg }
+func (e *Engine) Config() *auditconfig.Config { return e.cfg }
 
 // Match returns the index of the first rule matching method and path (the
 // query is ignored), or -1.
@@ -69,7 +78,7 @@ func (e *Engine) Match(method, path string) int {
 }
 
 // Rule returns rule i.
-func (e *Engine) Rule(i int) *Rule { return e.rules[i].Rule }
+func (e *Engine) Rule(i int) *auditconfig.Rule { return e.rules[i].Rule }
 
 func (r *compiledRule) matchPath(p string) bool {
 	switch {
@@ -119,7 +128,7 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 		Level:    auditevent.Level(r.Level),
 		OpType:   r.OpType,
 		Subject:  e.subject(ri, hdr),
-		Resource: r.resource.expand(ri.Method, path, query, hdr),
+		Resource: r.resource.Expand(ri.Method, path, query, hdr),
 		TraceID:  ri.TraceID,
 		Dye:      ri.Dye,
 		Tenant:   ri.Tenant,
@@ -160,12 +169,12 @@ func (e *Engine) subject(ri *RequestInfo, hdr func(string) string) string {
 }
 
 // SubjectHeader is the identity-bearing request header: subject.header, or
-// DefaultSubjectHeader when none is configured.
+// auditconfig.DefaultSubjectHeader when none is configured.
 func (e *Engine) SubjectHeader() string {
 	if e.cfg.Subject.Header != "" {
 		return e.cfg.Subject.Header
 	}
-	return DefaultSubjectHeader
+	return auditconfig.DefaultSubjectHeader
 }
 
 // TrustsPeer reports whether peer (an authenticated SPIFFE id) may set the

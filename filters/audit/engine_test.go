@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
@@ -26,7 +27,7 @@ const testConfig = `{
 
 func mustEngine(t testing.TB) *Engine {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(testConfig))
+	cfg, err := auditconfig.ParseConfig([]byte(testConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestDigestBody(t *testing.T) {
 	if tr.BodyDigest != "" || !tr.BodyTruncated || strings.Join(tr.Redacted, ",") != "body" {
 		t.Errorf("truncated body with field redaction: %+v; want no digest, truncated, redacted body", tr)
 	}
-	plain := NewEngine(&Config{Rules: []Rule{{OpType: "X", Path: PathMatch{Prefix: "/"}}}})
+	plain := NewEngine(&auditconfig.Config{Rules: []auditconfig.Rule{{OpType: "X", Path: auditconfig.PathMatch{Prefix: "/"}}}})
 	var pe auditevent.Event
 	plain.DigestBody(&pe, []byte("abc"), false)
 	sum = sha256.Sum256([]byte("abc"))
@@ -174,30 +175,6 @@ func TestAppendBatchDecodes(t *testing.T) {
 	}
 	if got.Sender != "node\"1" || len(got.Events) != 2 || got.Events[1].Status != 201 || got.Events[0].Headers["k"] != "v<>" || got.Events[1].Redacted[0] != "body:pin" {
 		t.Errorf("decoded batch = %+v", got)
-	}
-}
-
-func TestParseConfigErrors(t *testing.T) {
-	tests := []struct{ name, in, want string }{
-		{"no rules", `{}`, "rules: is empty"},
-		{"unknown field", `{"rules":[], "extra":1}`, `unknown field "extra"`},
-		{"no op type", `{"rules":[{"path":{"prefix":"/"}}]}`, "rules[0].opType: is empty"},
-		{"two path kinds", `{"rules":[{"opType":"X","path":{"prefix":"/","exact":"/a"}}]}`, "rules[0].path: must set exactly one"},
-		{"bad pattern", `{"rules":[{"opType":"X","path":{"pattern":"/a/**/b"}}]}`, "rules[0].path.pattern"},
-		{"bad level", `{"rules":[{"opType":"X","level":"loud","path":{"prefix":"/"}}]}`, "rules[0].level"},
-		{"bad template", `{"rules":[{"opType":"X","path":{"prefix":"/"},"resource":"a/{path.x}"}]}`, "rules[0].resource"},
-		{"unknown var", `{"rules":[{"opType":"X","path":{"prefix":"/"},"resource":"{user}"}]}`, "rules[0].resource: {user} is not a template variable"},
-		{"bad body field", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"redact":{"bodyFields":["a..b"]}}`, "redact.bodyFields[0]"},
-		{"buffer below batch", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"batch":{"maxEvents":50,"bufferEvents":10}}`, "batch.bufferEvents"},
-		{"trusted peers without header", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"subject":{"trustedPeers":["spiffe://a/*"]}}`, "subject.trustedPeers"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tt.in))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
-			}
-		})
 	}
 }
 

@@ -8,75 +8,24 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshwarden/meshwarden/filters/audit"
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
-// shared is the .wasm built once per test binary and compiled once in one
-// runtime (with a disk compilation cache in the same temporary directory).
-var shared struct {
-	once sync.Once
-	dir  string
-	rt   *wasmhost.Runtime
-	mod  *wasmhost.Module
-	err  error
-}
+// guests builds ./wasm once per test binary and compiles it once.
+var guests kittest.Guests
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared.rt != nil {
-		_ = shared.rt.Close(context.Background())
-	}
-	if shared.dir != "" {
-		_ = os.RemoveAll(shared.dir)
-	}
-	os.Exit(code)
-}
-
-// compiled builds ./wasm with the standard toolchain
-// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared) and compiles it.
-func compiled(tb testing.TB) (*wasmhost.Runtime, *wasmhost.Module) {
-	tb.Helper()
-	shared.once.Do(func() {
-		ctx := context.Background()
-		if shared.dir, shared.err = os.MkdirTemp("", "audit-wasm-"); shared.err != nil {
-			return
-		}
-		out := filepath.Join(shared.dir, "audit.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			shared.err = fmt.Errorf("build audit.wasm: %v\n%s", err, msg)
-			return
-		}
-		wasm, err := os.ReadFile(out)
-		if err != nil {
-			shared.err = err
-			return
-		}
-		if shared.rt, shared.err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(shared.dir, "cache")}); shared.err != nil {
-			return
-		}
-		shared.mod, shared.err = shared.rt.Compile(ctx, wasm)
-	})
-	if shared.err != nil {
-		tb.Fatal(shared.err)
-	}
-	return shared.rt, shared.mod
-}
+func TestMain(m *testing.M) { guests.Main(m) }
 
 // receiver is a test collector speaking the wire format: it decodes
 // audit.Batch, checks the token and answers per its mode.
@@ -164,30 +113,11 @@ func (r *receiver) waitFor(t testing.TB, phase auditevent.Phase, n int) []audite
 	}
 }
 
-type logSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logSink) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
-	return nil
-}
-func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logSink) WithGroup(string) slog.Handler      { return l }
-
 // exampleConfig loads testdata/example.json (the README's example) with the
 // timings shortened for tests.
 func exampleConfig(t testing.TB, failClosedMs int) []byte {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/example.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := audit.ParseConfig(raw)
+	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, "testdata/example.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,23 +130,15 @@ func exampleConfig(t testing.TB, failClosedMs int) []byte {
 	return out
 }
 
-func hostPlugin(t testing.TB, config []byte, rcv *receiver, logs *logSink) (*wasmhost.Plugin, error) {
+func hostPlugin(t testing.TB, config []byte, rcv *receiver, logs *kittest.LogSink) (*wasmhost.Plugin, error) {
 	t.Helper()
-	ctx := context.Background()
-	rt, mod := compiled(t)
-	cfg := wasmhost.PluginConfig{Name: "audit", Configuration: config, PoolSize: runtime.GOMAXPROCS(0),
+	rt, mod := guests.Compiled(t, "./wasm")
+	cfg := wasmhost.PluginConfig{Name: "audit", Configuration: config,
 		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}
 	if rcv != nil {
 		cfg.HTTPCaller = &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-audit": rcv.srv.URL}}
 	}
-	if logs != nil {
-		cfg.Logger = slog.New(logs)
-	}
-	p, err := rt.NewPlugin(ctx, mod, cfg)
-	if err == nil {
-		t.Cleanup(p.Close)
-	}
-	return p, err
+	return kittest.Start(t, rt, mod, cfg, logs)
 }
 
 const transferBody = `{"amount":100,"currency":"EUR","card":{"number":"4111111111111111"},"pin":"1234"}`
@@ -370,14 +292,8 @@ func TestHostOutcomeBatched(t *testing.T) {
 }
 
 func TestHostRefusesBadConfig(t *testing.T) {
-	logs := &logSink{}
-	_, err := hostPlugin(t, []byte(`{"rules":[{"path":{"prefix":"/"},"opType":"X","level":"loud"}]}`), nil, logs)
-	if err == nil {
-		t.Fatal("plugin started with an invalid level")
-	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	if !strings.Contains(strings.Join(logs.msgs, "\n"), "rules[0].level") {
-		t.Errorf("logs do not name the field: %v", logs.msgs)
-	}
+	kittest.Refuses(t, "rules[0].level", func(logs *kittest.LogSink) error {
+		_, err := hostPlugin(t, []byte(`{"rules":[{"path":{"prefix":"/"},"opType":"X","level":"loud"}]}`), nil, logs)
+		return err
+	})
 }

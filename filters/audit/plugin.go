@@ -1,13 +1,13 @@
 package audit
 
 import (
-	crand "crypto/rand"
 	"encoding/hex"
-	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/kit"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
@@ -36,26 +36,21 @@ const accessDeniedPrefix = "rbac_access_denied_matched_policy["
 
 var propCodeDetails = []string{"response", "code_details"}
 
-// propPeerURISAN is the property holding the peer's SPIFFE id.
-var propPeerURISAN = []string{"connection", "uri_san_peer_certificate"}
-
 // NewVMContext returns the audit filter's VM context; the wasm main package
 // passes it to proxywasm.SetVMContext.
-func NewVMContext() proxywasm.VMContext { return &vmContext{} }
+func NewVMContext() proxywasm.VMContext { return kit.NewVMContext(NewPluginContext) }
 
-type vmContext struct {
-	proxywasm.DefaultVMContext
-}
-
-func (*vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return &pluginContext{} }
+// NewPluginContext returns a plugin context of this filter, for modules
+// that bundle several filters and pick one by root id.
+func NewPluginContext() proxywasm.PluginContext { return &pluginContext{} }
 
 type pluginContext struct {
 	proxywasm.DefaultPluginContext
 	engine  *Engine
-	cfg     *Config
+	cfg     *auditconfig.Config
 	source  string
 	headers [][2]string // of every collector request
-	b       batcher
+	b       kit.Batcher
 	denied  proxywasm.MetricCounter
 	// accessDenied counts ACCESS_DENIED records; stripped counts subject
 	// headers removed from untrusted peers.
@@ -71,34 +66,18 @@ type pluginContext struct {
 // the plugin with a log line naming the field), registers the shared queue
 // and starts the flush tick.
 func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
-	data, err := proxywasm.GetPluginConfiguration()
-	if err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrEmpty) {
-		proxywasm.LogCriticalf("audit: cannot read the plugin configuration: %v", err)
-		return proxywasm.OnPluginStartStatusFailed
-	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		proxywasm.LogCriticalf("audit: refusing to start: %v", err)
+	cfg, ok := kit.LoadConfig("audit", auditconfig.ParseConfig)
+	if !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.cfg, p.engine = cfg, NewEngine(cfg)
-	var seed [32]byte
-	if _, err := crand.Read(seed[:]); err != nil {
-		proxywasm.LogCriticalf("audit: refusing to start: no randomness for request nonces: %v", err)
+	if p.rnd, ok = kit.NewChaCha8("audit", "request nonces"); !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
-	p.rnd = rand.NewChaCha8(seed)
 	p.source = cfg.Source
 	if p.source == "" {
 		if v, err := proxywasm.GetProperty([]string{"node", "id"}); err == nil {
 			p.source = string(v)
-		}
-	}
-	var qid uint32
-	if cfg.Batch.QueueName != "" {
-		if qid, err = proxywasm.RegisterSharedQueue(cfg.Batch.QueueName); err != nil {
-			proxywasm.LogCriticalf("audit: refusing to start: cannot register shared queue %q (batch.queueName): %v", cfg.Batch.QueueName, err)
-			return proxywasm.OnPluginStartStatusFailed
 		}
 	}
 	p.headers = [][2]string{
@@ -108,14 +87,15 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	if cfg.Collector.Token != "" {
 		p.headers = append(p.headers, [2]string{auditevent.TokenHeader, cfg.Collector.Token})
 	}
-	p.b = batcher{
-		queued: cfg.Batch.QueueName != "", queueID: qid, max: cfg.Batch.BufferEvents, batch: cfg.Batch.MaxEvents,
-		cluster: cfg.Collector.Cluster, headers: p.headers, timeout: uint32(cfg.Collector.TimeoutMs),
-		encode:   func(dst []byte, items [][]byte) []byte { return AppendBatch(dst, p.source, items) },
-		enqueued: proxywasm.DefineCounterMetric(MetricEnqueued),
-		sent:     proxywasm.DefineCounterMetric(MetricSent),
-		dropped:  proxywasm.DefineCounterMetric(MetricDropped),
-		failures: proxywasm.DefineCounterMetric(MetricSendFailures),
+	ok = p.b.Start(kit.BatcherConfig{
+		Filter: "audit", Items: "records",
+		QueueName: cfg.Batch.QueueName, Buffer: cfg.Batch.BufferEvents, Batch: cfg.Batch.MaxEvents,
+		Cluster: cfg.Collector.Cluster, Headers: p.headers, TimeoutMs: cfg.Collector.TimeoutMs,
+		Encode:   func(dst []byte, items [][]byte) []byte { return AppendBatch(dst, p.source, items) },
+		Enqueued: MetricEnqueued, Sent: MetricSent, Dropped: MetricDropped, Failures: MetricSendFailures,
+	})
+	if !ok {
+		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.denied = proxywasm.DefineCounterMetric(MetricDenied)
 	p.accessDenied = proxywasm.DefineCounterMetric(MetricAccessDenied)
@@ -123,8 +103,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	if v, err := proxywasm.GetProperty([]string{"node", "cluster"}); err == nil {
 		p.target = string(v)
 	}
-	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(cfg.Batch.FlushIntervalMs)); err != nil {
-		proxywasm.LogCriticalf("audit: refusing to start: cannot set the flush tick: %v", err)
+	if !kit.StartTick("audit", "flush", cfg.Batch.FlushIntervalMs) {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	proxywasm.LogInfof("audit: started with %d rules, collector cluster %q", len(cfg.Rules), cfg.Collector.Cluster)
@@ -132,25 +111,11 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 }
 
 // OnTick drains the shared queue (if configured) and sends a batch.
-func (p *pluginContext) OnTick() {
-	p.b.drain()
-	p.b.flush()
-}
+func (p *pluginContext) OnTick() { p.b.Tick() }
 
-// OnQueueReady is called by the host after every enqueue. Draining one
-// item per notification would add a dequeue (a hostcall and a guest
-// allocation) to every request, so the queue is drained here only once a
-// full batch may be waiting, and otherwise on the tick.
-func (p *pluginContext) OnQueueReady(uint32) {
-	p.b.notified++
-	if p.b.notified < p.b.batch {
-		return
-	}
-	p.b.drain()
-	if len(p.b.buf) >= p.b.batch {
-		p.b.flush()
-	}
-}
+// OnQueueReady drains the shared queue once a full batch may be waiting
+// (kit.Batcher.QueueReady).
+func (p *pluginContext) OnQueueReady(uint32) { p.b.QueueReady() }
 
 func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
 
@@ -189,7 +154,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	if sh := h.p.engine.SubjectHeader(); get(sh) != "" {
 		// An identity-bearing header counts only from a trusted peer;
 		// anyone else's copy is removed before the upstream sees it.
-		peer, _ = proxywasm.GetPropertyString(propPeerURISAN)
+		peer, _ = proxywasm.GetPropertyString(kit.PropPeerURISAN)
 		peerRead = true
 		if !h.p.engine.TrustsPeer(peer) {
 			if err := proxywasm.RemoveHttpRequestHeader(sh); err != nil {
@@ -216,7 +181,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 		Header: get,
 	}
 	if !peerRead {
-		peer, _ = proxywasm.GetPropertyString(propPeerURISAN)
+		peer, _ = proxywasm.GetPropertyString(kit.PropPeerURISAN)
 	}
 	ri.PeerIdentity = peer
 	ri.TraceID = traceID(get)
@@ -308,7 +273,7 @@ func (h *httpContext) requestComplete() proxywasm.Action {
 	_, err := proxywasm.DispatchHttpCall(h.p.cfg.Collector.Cluster, h.p.headers, body, nil,
 		uint32(h.p.cfg.FailClosedTimeoutMs), func(_, _, _ int) {
 			h.waiting = false
-			if st := callStatus(); st != 200 {
+			if st := kit.CallStatus(); st != 200 {
 				h.deny("the audit collector answered " + strconv.Itoa(st))
 				return
 			}
@@ -375,7 +340,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
-	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &out))
+	h.p.b.Add(appendCanonical(h.p.b.ItemBuf(), &out))
 }
 
 // recordAccessDenied queues an ACCESS_DENIED record when the 403 (for gRPC:
@@ -390,7 +355,7 @@ func (h *httpContext) recordAccessDenied(status int) {
 	rule = strings.TrimSuffix(rule, "]")
 	get := func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v }
 	path, _, _ := strings.Cut(get(":path"), "?")
-	peer, _ := proxywasm.GetPropertyString(propPeerURISAN)
+	peer, _ := proxywasm.GetPropertyString(kit.PropPeerURISAN)
 	if peer == "" {
 		peer = "anonymous"
 	}
@@ -409,7 +374,7 @@ func (h *httpContext) recordAccessDenied(status int) {
 	}
 	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(auditevent.PhaseOutcome)
 	h.p.accessDenied.Increment(1)
-	h.p.b.add(appendCanonical(h.p.b.itemBuf(), &ev))
+	h.p.b.Add(appendCanonical(h.p.b.ItemBuf(), &ev))
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the
@@ -438,11 +403,6 @@ func traceID(get func(string) string) string {
 }
 
 var (
-	_ proxywasm.VMContext     = (*vmContext)(nil)
 	_ proxywasm.PluginContext = (*pluginContext)(nil)
 	_ proxywasm.HttpContext   = (*httpContext)(nil)
 )
-
-// NewPluginContext returns a plugin context of this filter, for modules
-// that bundle several filters and pick one by root id.
-func NewPluginContext() proxywasm.PluginContext { return &pluginContext{} }

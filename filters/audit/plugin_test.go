@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/proxywasm/proxytest"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -73,7 +75,7 @@ func TestPluginNativeFailClosed(t *testing.T) {
 			if len(b.Events) != 1 || b.Events[0].Phase != auditevent.PhaseIntent || b.Events[0].Subject != "bob" || b.Events[0].Resource != "transfer/K1" || b.Events[0].BodyDigest == "" {
 				t.Errorf("intent batch = %+v", b)
 			}
-			if calls[0].TimeoutMillis != DefaultFailClosedTimeout {
+			if calls[0].TimeoutMillis != auditconfig.DefaultFailClosedTimeout {
 				t.Errorf("intent timeout = %d", calls[0].TimeoutMillis)
 			}
 			host.CallOnHttpCallResponse(calls[0].CalloutID, tt.answer, nil, nil)
@@ -162,16 +164,7 @@ func TestPluginNativeBufferDropsAndRetries(t *testing.T) {
 }
 
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
-	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).
-		WithPluginConfiguration([]byte(`{"rules":[{"path":{"prefix":"/"}}]}`)))
-	defer reset()
-	host.StartVM()
-	if host.StartPlugin() != proxywasm.OnPluginStartStatusFailed {
-		t.Fatal("plugin started without opType")
-	}
-	if logs := strings.Join(host.GetCriticalLogs(), "\n"); !strings.Contains(logs, "rules[0].opType") {
-		t.Errorf("critical logs do not name the field: %q", logs)
-	}
+	kittest.RefusesConfig(t, NewVMContext(), `{"rules":[{"path":{"prefix":"/"}}]}`, "rules[0].opType")
 }
 
 func TestPluginNativeBodyBoundAndTrailers(t *testing.T) {

@@ -11,18 +11,15 @@ package bundle
 import (
 	"github.com/meshwarden/meshwarden/filters/audit"
 	"github.com/meshwarden/meshwarden/filters/dye"
+	"github.com/meshwarden/meshwarden/filters/kit"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/trace"
 )
 
 // NewVMContext returns the bundle's VM context.
-func NewVMContext() proxywasm.VMContext { return &vmContext{} }
-
-type vmContext struct {
-	proxywasm.DefaultVMContext
+func NewVMContext() proxywasm.VMContext {
+	return kit.NewVMContext(func() proxywasm.PluginContext { return &dispatch{} })
 }
-
-func (*vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return &dispatch{} }
 
 // dispatch becomes the filter its root id names at OnPluginStart and then
 // forwards every callback to it.
@@ -47,7 +44,4 @@ func (d *dispatch) OnPluginStart(size int) proxywasm.OnPluginStartStatus {
 	return d.PluginContext.OnPluginStart(size)
 }
 
-var (
-	_ proxywasm.VMContext     = (*vmContext)(nil)
-	_ proxywasm.PluginContext = (*dispatch)(nil)
-)
+var _ proxywasm.PluginContext = (*dispatch)(nil)

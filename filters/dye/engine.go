@@ -1,8 +1,19 @@
+// Package dye is Meshwarden's header-dyeing (traffic colouring) filter. It
+// gives every request a lane (internal/dyeing.Header, mirrored into the W3C
+// baggage member internal/dyeing.BaggageKey) chosen by first-match-wins rules,
+// sticky percentage splits and a default lane; it strips dyes that arrive from
+// untrusted peers, scopes lanes to tenants, and in egress mode restores the
+// lane header from baggage.
+//
+// Its configuration is the pure package filters/dye/dyeconfig; this package
+// is the engine (plain Go, tested natively) and the proxy-wasm plugin.
 package dye
 
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
 
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
@@ -43,17 +54,17 @@ type Decision struct {
 	Trusted bool
 }
 
-// Engine applies a validated Config to requests. It is immutable and safe
-// to share.
+// Engine applies a validated dyeconfig.Config to requests. It is immutable
+// and safe to share.
 type Engine struct {
-	cfg        *Config
+	cfg        *dyeconfig.Config
 	cidrs      []netip.Prefix
 	laneScopes []laneScope // few: a scan beats a map lookup in the guest
 	ruleBy     []string    // "rule:<name or index>", precomputed
 }
 
 // NewEngine compiles cfg, which must have passed Validate.
-func NewEngine(cfg *Config) *Engine {
+func NewEngine(cfg *dyeconfig.Config) *Engine {
 	e := &Engine{cfg: cfg}
 	for _, s := range cfg.Trust.SourceCIDRs {
 		if p, err := netip.ParsePrefix(s); err == nil {
@@ -74,12 +85,12 @@ func NewEngine(cfg *Config) *Engine {
 }
 
 // Config returns the engine's configuration.
-func (e *Engine) Config() *Config { return e.cfg }
+func (e *Engine) Config() *dyeconfig.Config { return e.cfg }
 
 // NeedsPeer reports which peer facts the configuration uses, so the filter
 // reads only those from the host.
 func (e *Engine) NeedsPeer() (identity, address bool) {
-	if e.cfg.Mode == ModeEgress {
+	if e.cfg.Mode == dyeconfig.ModeEgress {
 		identity = len(e.cfg.Tenant.Identities) > 0
 	} else {
 		identity = len(e.cfg.Trust.PeerIdentities) > 0 || len(e.cfg.Tenant.Identities) > 0
@@ -87,7 +98,7 @@ func (e *Engine) NeedsPeer() (identity, address bool) {
 	for i := range e.cfg.Rules {
 		identity = identity || len(e.cfg.Rules[i].Match.PeerIdentities) > 0
 	}
-	return identity, e.cfg.Mode != ModeEgress && len(e.cidrs) > 0
+	return identity, e.cfg.Mode != dyeconfig.ModeEgress && len(e.cidrs) > 0
 }
 
 // Apply decides the request's lane and tenant and writes them to its
@@ -96,7 +107,7 @@ func (e *Engine) NeedsPeer() (identity, address bool) {
 // for splits without a sticky key.
 func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 	var d Decision
-	d.Trusted = e.cfg.Mode == ModeEgress || e.trusted(peer)
+	d.Trusted = e.cfg.Mode == dyeconfig.ModeEgress || e.trusted(peer)
 	bagHeader, _ := req.Header(tracectx.BaggageHeader)
 	// The two members this filter reads, in one pass over the header.
 	var bagTenant, bv string
@@ -109,10 +120,10 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 	// (from trusted peers) baggage.
 	if t, ok := e.tenantOf(peer.Identity); ok {
 		d.Tenant = t
-	} else if v, ok := req.Header(e.cfg.Tenant.Header); ok && (d.Trusted || e.cfg.Tenant.TrustHeader) && checkTenant(v) == nil {
+	} else if v, ok := req.Header(e.cfg.Tenant.Header); ok && (d.Trusted || e.cfg.Tenant.TrustHeader) && dyeconfig.CheckTenant(v) == nil {
 		d.Tenant = v
 	} else if d.Trusted && bagHeader != "" {
-		if hadBagTenant && checkTenant(bagTenant) == nil {
+		if hadBagTenant && dyeconfig.CheckTenant(bagTenant) == nil {
 			d.Tenant = bagTenant
 		}
 	}
@@ -168,7 +179,7 @@ func (e *Engine) decide(req Request, peer Peer, tenant string, rnd func() uint32
 
 // pick chooses a split arm: by a stable FNV-1a hash of the sticky key, or
 // by rnd when there is none.
-func (e *Engine) pick(r *Rule, req Request, rnd func() uint32) string {
+func (e *Engine) pick(r *dyeconfig.Rule, req Request, rnd func() uint32) string {
 	var bucket uint32
 	key, ok := "", false
 	if k := r.StickyKey; k != nil {
@@ -210,7 +221,7 @@ func StickyBucket(rule, key string) uint32 {
 	return h % 100
 }
 
-func (e *Engine) match(m *Match, req Request, peer Peer) bool {
+func (e *Engine) match(m *dyeconfig.Match, req Request, peer Peer) bool {
 	if len(m.Methods) > 0 {
 		meth, _ := req.Header(":method")
 		if !contains(m.Methods, meth) {
@@ -224,19 +235,19 @@ func (e *Engine) match(m *Match, req Request, peer Peer) bool {
 	}
 	for _, vm := range m.Headers {
 		v, ok := req.Header(vm.Name)
-		if !vm.matches(v, ok) {
+		if !valueMatches(&vm, v, ok) {
 			return false
 		}
 	}
 	for _, vm := range m.Cookies {
 		v, ok := cookie(req, vm.Name)
-		if !vm.matches(v, ok) {
+		if !valueMatches(&vm, v, ok) {
 			return false
 		}
 	}
 	for _, vm := range m.QueryParams {
 		v, ok := queryParam(query, vm.Name)
-		if !vm.matches(v, ok) {
+		if !valueMatches(&vm, v, ok) {
 			return false
 		}
 	}
@@ -246,7 +257,7 @@ func (e *Engine) match(m *Match, req Request, peer Peer) bool {
 	return true
 }
 
-func (vm *ValueMatch) matches(v string, ok bool) bool {
+func valueMatches(vm *dyeconfig.ValueMatch, v string, ok bool) bool {
 	switch {
 	case !ok:
 		return false

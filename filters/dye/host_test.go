@@ -4,116 +4,31 @@ package dye_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
-// shared is the .wasm built once per test binary and compiled once in one
-// runtime (with a disk compilation cache in the same temporary directory).
-var shared struct {
-	once sync.Once
-	dir  string
-	rt   *wasmhost.Runtime
-	mod  *wasmhost.Module
-	err  error
-}
+// guests builds ./wasm once per test binary and compiles it once.
+var guests kittest.Guests
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared.rt != nil {
-		_ = shared.rt.Close(context.Background())
-	}
-	if shared.dir != "" {
-		_ = os.RemoveAll(shared.dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { guests.Main(m) }
 
-// compiled builds ./wasm with the standard toolchain
-// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared) and compiles it.
-func compiled(tb testing.TB) (*wasmhost.Runtime, *wasmhost.Module) {
+// hostPlugin starts the dye filter built as .wasm in the gateway's host.
+func hostPlugin(tb testing.TB, config []byte, logs *kittest.LogSink) (*wasmhost.Plugin, error) {
 	tb.Helper()
-	shared.once.Do(func() {
-		ctx := context.Background()
-		if shared.dir, shared.err = os.MkdirTemp("", "dye-wasm-"); shared.err != nil {
-			return
-		}
-		out := filepath.Join(shared.dir, "dye.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			shared.err = fmt.Errorf("build dye.wasm: %v\n%s", err, msg)
-			return
-		}
-		wasm, err := os.ReadFile(out)
-		if err != nil {
-			shared.err = err
-			return
-		}
-		if shared.rt, shared.err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(shared.dir, "cache")}); shared.err != nil {
-			return
-		}
-		shared.mod, shared.err = shared.rt.Compile(ctx, wasm)
-	})
-	if shared.err != nil {
-		tb.Fatal(shared.err)
-	}
-	return shared.rt, shared.mod
-}
-
-type logSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logSink) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
-	return nil
-}
-func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logSink) WithGroup(string) slog.Handler      { return l }
-func (l *logSink) all() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.msgs, "\n")
-}
-
-func hostPlugin(tb testing.TB, config []byte, logs *logSink) (*wasmhost.Plugin, error) {
-	tb.Helper()
-	ctx := context.Background()
-	rt, mod := compiled(tb)
-	cfg := wasmhost.PluginConfig{Name: "dye", Configuration: config, PoolSize: runtime.GOMAXPROCS(0)}
-	if logs != nil {
-		cfg.Logger = slog.New(logs)
-	}
-	p, err := rt.NewPlugin(ctx, mod, cfg)
-	if err == nil {
-		tb.Cleanup(p.Close)
-	}
-	return p, err
+	rt, mod := guests.Compiled(tb, "./wasm")
+	return kittest.Start(tb, rt, mod, wasmhost.PluginConfig{Name: "dye", Configuration: config}, logs)
 }
 
 func readExample(tb testing.TB, name string) []byte {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
+	return kittest.ReadFile(tb, filepath.Join("testdata", name))
 }
 
 // TestHostIngressExample runs the README's ingress example as .wasm in the
@@ -230,14 +145,10 @@ func TestHostRouteSeesDye(t *testing.T) {
 // TestHostRefusesBadConfig checks that a bad configuration stops the plugin
 // with a log line naming the field.
 func TestHostRefusesBadConfig(t *testing.T) {
-	logs := &logSink{}
-	_, err := hostPlugin(t, []byte(`{"rules":[{"lane":"Canary"}]}`), logs)
-	if err == nil {
-		t.Fatal("plugin started with an invalid lane")
-	}
-	if !strings.Contains(logs.all(), "rules[0].lane") {
-		t.Errorf("logs do not name the field:\n%s\nerr: %v", logs.all(), err)
-	}
+	kittest.Refuses(t, "rules[0].lane", func(logs *kittest.LogSink) error {
+		_, err := hostPlugin(t, []byte(`{"rules":[{"lane":"Canary"}]}`), logs)
+		return err
+	})
 }
 
 func BenchmarkHostDye(b *testing.B) {

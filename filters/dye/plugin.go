@@ -3,29 +3,24 @@ package dye
 import (
 	crand "crypto/rand"
 	"encoding/binary"
-	"errors"
 	"math/rand/v2"
 
+	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
+	"github.com/meshwarden/meshwarden/filters/kit"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
-// Property paths the filter reads.
-var (
-	propPeerURISAN  = []string{"connection", "uri_san_peer_certificate"}
-	propSourcePrinc = []string{"source", "principal"}
-	propSourceAddr  = []string{"source", "address"}
-)
+// propSourcePrinc is the peer identity as Istio-style hosts name it.
+var propSourcePrinc = []string{"source", "principal"}
 
 // NewVMContext returns the dye filter's VM context; the wasm main package
 // passes it to proxywasm.SetVMContext.
-func NewVMContext() proxywasm.VMContext { return &vmContext{} }
+func NewVMContext() proxywasm.VMContext { return kit.NewVMContext(NewPluginContext) }
 
-type vmContext struct {
-	proxywasm.DefaultVMContext
-}
-
-func (*vmContext) NewPluginContext(uint32) proxywasm.PluginContext {
-	return &pluginContext{}
+// NewPluginContext returns a plugin context of this filter, for modules
+// that bundle several filters and pick one by root id.
+func NewPluginContext() proxywasm.PluginContext {
+	return &pluginContext{req: kit.HostRequest{Filter: "dye"}}
 }
 
 type pluginContext struct {
@@ -37,20 +32,14 @@ type pluginContext struct {
 	dyed, stripped proxywasm.MetricCounter
 	// req is the request view of the stream being handled (one at a time:
 	// the guest is single-threaded and a callback never yields).
-	req hostRequest
+	req kit.HostRequest
 }
 
 // OnPluginStart parses and validates the configuration; a bad one refuses
 // the plugin with a log line naming the field.
 func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
-	data, err := proxywasm.GetPluginConfiguration()
-	if err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrEmpty) {
-		proxywasm.LogCriticalf("dye: cannot read the plugin configuration: %v", err)
-		return proxywasm.OnPluginStartStatusFailed
-	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		proxywasm.LogCriticalf("dye: refusing to start: %v", err)
+	cfg, ok := kit.LoadConfig("dye", dyeconfig.ParseConfig)
+	if !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.engine = NewEngine(cfg)
@@ -76,7 +65,7 @@ type httpContext struct {
 // OnHttpRequestHeaders decides the lane and writes it to the request
 // headers before the router runs, so route matching sees it.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	d := h.p.engine.Apply(h.p.req.load(), h.p.peer(), h.p.draw)
+	d := h.p.engine.Apply(h.p.req.Load(), h.p.peer(), h.p.draw)
 	if d.Lane != "" {
 		h.p.dyed.Increment(1)
 	}
@@ -95,7 +84,7 @@ func (p *pluginContext) peer() Peer {
 	var peer Peer
 	needID, needAddr := p.engine.NeedsPeer()
 	if needID {
-		if v, err := proxywasm.GetPropertyString(propPeerURISAN); err == nil && v != "" {
+		if v, err := proxywasm.GetPropertyString(kit.PropPeerURISAN); err == nil && v != "" {
 			peer.Identity = v
 		} else if v, err := proxywasm.GetPropertyString(propSourcePrinc); err == nil && v != "" {
 			peer.Identity = v
@@ -108,62 +97,12 @@ func (p *pluginContext) peer() Peer {
 }
 
 func loadSourceAddress() string {
-	v, _ := proxywasm.GetPropertyString(propSourceAddr)
+	v, _ := proxywasm.GetPropertyString(kit.PropSourceAddress)
 	return v
 }
 
-// hostRequest is the Request of the current stream: the headers are read
-// with one hostcall and looked up locally; writes go to the host.
-type hostRequest struct{ hs [][2]string }
-
-// load reads the current stream's request headers into r and returns r.
-func (r *hostRequest) load() *hostRequest {
-	r.hs, _ = proxywasm.GetHttpRequestHeaders()
-	return r
-}
-
-func (r *hostRequest) Header(name string) (string, bool) {
-	for _, h := range r.hs {
-		if h[0] == name {
-			return h[1], h[1] != ""
-		}
-	}
-	return "", false
-}
-
-func (r *hostRequest) SetHeader(name, value string) {
-	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
-		proxywasm.LogErrorf("dye: cannot set header %s: %v", name, err)
-		return
-	}
-	for i := range r.hs {
-		if r.hs[i][0] == name {
-			r.hs[i][1] = value
-			return
-		}
-	}
-	r.hs = append(r.hs, [2]string{name, value})
-}
-
-func (r *hostRequest) RemoveHeader(name string) {
-	if _, ok := r.Header(name); !ok {
-		return
-	}
-	_ = proxywasm.RemoveHttpRequestHeader(name)
-	for i := range r.hs {
-		if r.hs[i][0] == name {
-			r.hs[i][1] = ""
-		}
-	}
-}
-
 var (
-	_ proxywasm.VMContext     = (*vmContext)(nil)
 	_ proxywasm.PluginContext = (*pluginContext)(nil)
 	_ proxywasm.HttpContext   = (*httpContext)(nil)
-	_ Request                 = (*hostRequest)(nil)
+	_ Request                 = (*kit.HostRequest)(nil)
 )
-
-// NewPluginContext returns a plugin context of this filter, for modules
-// that bundle several filters and pick one by root id.
-func NewPluginContext() proxywasm.PluginContext { return &pluginContext{} }

@@ -3,9 +3,9 @@
 package dye
 
 import (
-	"strings"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/proxywasm/proxytest"
 )
@@ -60,14 +60,5 @@ func TestPluginNative(t *testing.T) {
 }
 
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
-	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).
-		WithPluginConfiguration([]byte(`{"defaultLane":"No_Lane"}`)))
-	defer reset()
-	host.StartVM()
-	if host.StartPlugin() != proxywasm.OnPluginStartStatusFailed {
-		t.Fatal("plugin started with an invalid default lane")
-	}
-	if logs := strings.Join(host.GetCriticalLogs(), "\n"); !strings.Contains(logs, "defaultLane") {
-		t.Errorf("critical logs do not name the field: %q", logs)
-	}
+	kittest.RefusesConfig(t, NewVMContext(), `{"defaultLane":"No_Lane"}`, "defaultLane")
 }

@@ -3,30 +3,12 @@ package proxywasm_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
-
-// buildPkg builds the wasm main package pkg (relative to this directory).
-func buildPkg(tb testing.TB, pkg string) []byte {
-	tb.Helper()
-	out := filepath.Join(tb.TempDir(), "m.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("build %s: %v\n%s", pkg, err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
 
 func benchPlugin(b *testing.B, rt *wasmhost.Runtime, name string, wasm []byte) *wasmhost.Plugin {
 	b.Helper()
@@ -89,8 +71,8 @@ func BenchmarkABIOverhead(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = rt.Close(context.Background()) })
-			raw := benchPlugin(b, rt, "raw", buildPkg(b, bc.raw))
-			sdk := benchPlugin(b, rt, "sdk", buildPkg(b, bc.sdk))
+			raw := benchPlugin(b, rt, "raw", kittest.MustBuild(b, bc.raw))
+			sdk := benchPlugin(b, rt, "sdk", kittest.MustBuild(b, bc.sdk))
 			for range 100 { // warm both instances
 				oneRequest(b, raw, bc.key)
 				oneRequest(b, sdk, bc.key)

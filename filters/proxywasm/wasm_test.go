@@ -6,14 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
 
@@ -22,90 +19,30 @@ import (
 // gateway/wasmhost: they check the wasm side of the package (imports,
 // exports, serialization, pinning) that native tests cannot reach.
 
-var (
-	guestOnce sync.Once
-	guestWasm []byte
-	guestErr  error
+// guests builds testdata/abiguest once per test binary; each test compiles
+// it in a runtime of its own, through a compilation cache they share.
+var guests kittest.Guests
 
-	// cacheDir is wazero's compilation cache shared by every test's runtime:
-	// the module is compiled once, then loaded from disk.
-	cacheDir string
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "proxywasm-cache-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cacheDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { guests.Main(m) }
 
 func abiguest(t *testing.T) []byte {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a wasm module")
 	}
-	guestOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "abiguest-")
-		if err != nil {
-			guestErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "abiguest.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/abiguest")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			guestErr = fmt.Errorf("build testdata/abiguest: %v\n%s", err, msg)
-			return
-		}
-		guestWasm, guestErr = os.ReadFile(out)
-	})
-	if guestErr != nil {
-		t.Fatal(guestErr)
-	}
-	return guestWasm
-}
-
-type logs struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logs) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
-	return nil
-}
-func (l *logs) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logs) WithGroup(string) slog.Handler      { return l }
-func (l *logs) contains(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
+	return guests.Wasm(t, "./testdata/abiguest")
 }
 
 type fixture struct {
 	rt   *wasmhost.Runtime
 	p    *wasmhost.Plugin
-	logs *logs
+	logs *kittest.LogSink
 }
 
 func newFixture(t *testing.T, config string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: cacheDir})
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: guests.CacheDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +56,7 @@ func newFixture(t *testing.T, config string) *fixture {
 		fmt.Fprintf(w, "hello %s from=%s", r.URL.Path, r.Header.Get("x-from"))
 	}))
 	t.Cleanup(srv.Close)
-	l := &logs{}
+	l := &kittest.LogSink{}
 	p, err := rt.NewPlugin(ctx, mod, wasmhost.PluginConfig{
 		Name:            "abiguest",
 		Configuration:   []byte(config),
@@ -194,11 +131,11 @@ func TestWasmHostcalls(t *testing.T) {
 			}
 		})
 	}
-	if !f.logs.contains("abiguest: started with cfg-1") {
+	if !f.logs.Contains("abiguest: started with cfg-1") {
 		t.Error("the info log of OnPluginStart did not reach the host")
 	}
 	for _, m := range []string{"abiguest warn", "abiguest error x", "abiguest debug 1"} {
-		if !f.logs.contains(m) {
+		if !f.logs.Contains(m) {
 			t.Errorf("log %q did not reach the host", m)
 		}
 	}
@@ -230,7 +167,7 @@ func TestWasmResponseAndStreamDone(t *testing.T) {
 		}
 	}
 	s.Close()
-	if !f.logs.contains("done (headers)") {
+	if !f.logs.Contains("done (headers)") {
 		t.Error("OnHttpStreamDone did not run at the end of the stream (proxy_on_log)")
 	}
 }
@@ -334,7 +271,7 @@ func TestWasmPanicFailsClosed(t *testing.T) {
 
 func TestWasmPluginStartFails(t *testing.T) {
 	ctx := context.Background()
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: cacheDir})
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: guests.CacheDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,11 @@
+// Package trace is Meshwarden's trace-propagation filter. It reads W3C
+// traceparent/tracestate/baggage (and B3 single or multi headers), starts a
+// new trace when none valid arrives, gives each hop its own child span id,
+// samples parent-based with a ratio for new traces, and exports one span per
+// request as OTLP/HTTP JSON batches.
+//
+// Its configuration is the pure package filters/trace/traceconfig; this
+// package is the engine (plain Go, tested natively) and the proxy-wasm plugin.
 package trace
 
 import (
@@ -6,6 +14,8 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/meshwarden/meshwarden/filters/kit"
+	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
@@ -19,14 +29,14 @@ type Request interface {
 	RemoveHeader(name string)
 }
 
-// Engine applies a validated Config. It is immutable and safe to share.
+// Engine applies a validated traceconfig.Config. It is immutable and safe to share.
 type Engine struct {
-	cfg       *Config
+	cfg       *traceconfig.Config
 	threshold uint64 // sampled when the trace id's low 63 bits are below it
 }
 
 // NewEngine compiles cfg, which must have passed Validate.
-func NewEngine(cfg *Config) *Engine {
+func NewEngine(cfg *traceconfig.Config) *Engine {
 	e := &Engine{cfg: cfg}
 	r := 1.0
 	if cfg.Sampling.Ratio != nil {
@@ -44,7 +54,7 @@ func NewEngine(cfg *Config) *Engine {
 }
 
 // Config returns the engine's configuration.
-func (e *Engine) Config() *Config { return e.cfg }
+func (e *Engine) Config() *traceconfig.Config { return e.cfg }
 
 // Hop is the trace context of one request through this proxy.
 type Hop struct {
@@ -182,7 +192,7 @@ func (e *Engine) AppendSpanJSON(b []byte, s *Span) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, s.Name)
+	b = kit.AppendJSONString(b, s.Name)
 	kind := 2 // SPAN_KIND_SERVER
 	if e.cfg.SpanKind == "client" {
 		kind = 3
@@ -244,9 +254,9 @@ func appendStrAttr(b []byte, k, v string, first bool) []byte {
 		b = append(b, ',')
 	}
 	b = append(b, `{"key":`...)
-	b = appendJSONString(b, k)
+	b = kit.AppendJSONString(b, k)
 	b = append(b, `,"value":{"stringValue":`...)
-	b = appendJSONString(b, v)
+	b = kit.AppendJSONString(b, v)
 	return append(b, "}}"...)
 }
 

@@ -6,180 +6,58 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
-
 	"github.com/meshwarden/meshwarden/filters"
-	"github.com/meshwarden/meshwarden/filters/trace"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
+	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
-// shared holds the filters built once per test binary and compiled once in
-// one runtime.
-var shared struct {
-	mu   sync.Mutex
-	dir  string
-	rt   *wasmhost.Runtime
-	mods map[string]*wasmhost.Module
-	// fast is a second runtime with NoCallDeadline, for benchmarks.
-	fast     *wasmhost.Runtime
-	fastMods map[string]*wasmhost.Module
-}
+// guests builds the filters once per test binary and compiles each once per
+// runtime.
+var guests kittest.Guests
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared.rt != nil {
-		_ = shared.rt.Close(context.Background())
-	}
-	if shared.fast != nil {
-		_ = shared.fast.Close(context.Background())
-	}
-	if shared.dir != "" {
-		_ = os.RemoveAll(shared.dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { guests.Main(m) }
 
-// compiled builds ../<name>/wasm with the standard toolchain
-// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared) and compiles it.
-func compiled(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) {
-	tb.Helper()
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	ctx := context.Background()
-	if shared.rt == nil {
-		dir, err := os.MkdirTemp("", "filters-wasm-")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		shared.dir = dir
-		if shared.rt, err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(dir, "cache")}); err != nil {
-			tb.Fatal(err)
-		}
-		shared.mods = map[string]*wasmhost.Module{}
-	}
-	if m := shared.mods[name]; m != nil {
-		return shared.rt, m
-	}
-	out := filepath.Join(shared.dir, name+".wasm")
-	src := "../" + name + "/wasm"
-	if name == "bundle" {
-		src = "../bundle/wasm"
-	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, src)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("build %s.wasm: %v\n%s", name, err, msg)
-	}
-	wasm, err := os.ReadFile(out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := shared.rt.Compile(ctx, wasm)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	shared.mods[name] = m
-	return shared.rt, m
-}
-
-// compiledFast is compiled for a runtime without per-call deadlines
-// (wasmhost.RuntimeConfig.NoCallDeadline), the gateway's option for trusted,
-// reviewed filters.
-func compiledFast(tb testing.TB, name string) (*wasmhost.Runtime, *wasmhost.Module) {
-	tb.Helper()
-	compiled(tb, name) // builds the .wasm
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	ctx := context.Background()
-	if shared.fast == nil {
-		var err error
-		if shared.fast, err = wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(shared.dir, "cache-fast"), NoCallDeadline: true}); err != nil {
-			tb.Fatal(err)
-		}
-		shared.fastMods = map[string]*wasmhost.Module{}
-	}
-	if m := shared.fastMods[name]; m != nil {
-		return shared.fast, m
-	}
-	wasm, err := os.ReadFile(filepath.Join(shared.dir, name+".wasm"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := shared.fast.Compile(ctx, wasm)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	shared.fastMods[name] = m
-	return shared.fast, m
-}
-
-type logSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logSink) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
-	return nil
-}
-func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logSink) WithGroup(string) slog.Handler      { return l }
-
-func newPlugin(tb testing.TB, name string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
+func newPlugin(tb testing.TB, name string, config []byte, caller wasmhost.HTTPCaller, logs *kittest.LogSink) (*wasmhost.Plugin, error) {
 	return newPluginIn(tb, false, name, config, caller, logs)
 }
 
-func newPluginIn(tb testing.TB, fast bool, name string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
+func newPluginIn(tb testing.TB, fast bool, name string, config []byte, caller wasmhost.HTTPCaller, logs *kittest.LogSink) (*wasmhost.Plugin, error) {
 	return newPluginFrom(tb, fast, name, name, "", config, caller, logs)
 }
 
 // newPluginFrom starts plugin name from module (a filter or "bundle") with
-// the given root id.
-func newPluginFrom(tb testing.TB, fast bool, module, name, rootID string, config []byte, caller wasmhost.HTTPCaller, logs *logSink) (*wasmhost.Plugin, error) {
+// the given root id; fast uses the runtime without per-call deadlines
+// (wasmhost.RuntimeConfig.NoCallDeadline), the gateway's option for trusted,
+// reviewed filters.
+func newPluginFrom(tb testing.TB, fast bool, module, name, rootID string, config []byte, caller wasmhost.HTTPCaller, logs *kittest.LogSink) (*wasmhost.Plugin, error) {
 	tb.Helper()
-	rt, mod := compiled(tb, module)
+	compiled := guests.Compiled
 	if fast {
-		rt, mod = compiledFast(tb, module)
+		compiled = guests.CompiledFast
 	}
-	cfg := wasmhost.PluginConfig{Name: name, RootID: rootID, Configuration: config, PoolSize: runtime.GOMAXPROCS(0), HTTPCaller: caller,
-		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}
-	if logs != nil {
-		cfg.Logger = slog.New(logs)
-	}
-	p, err := rt.NewPlugin(context.Background(), mod, cfg)
-	if err == nil {
-		tb.Cleanup(p.Close)
-	}
-	return p, err
+	rt, mod := compiled(tb, "../"+module+"/wasm")
+	return kittest.Start(tb, rt, mod, wasmhost.PluginConfig{Name: name, RootID: rootID, Configuration: config, HTTPCaller: caller,
+		Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}, logs)
 }
 
 // exampleConfig loads testdata/example.json (the README's example) with
 // sampling at 1 and a short tick for tests.
 func exampleConfig(tb testing.TB) []byte {
 	tb.Helper()
-	raw, err := os.ReadFile("testdata/example.json")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := trace.ParseConfig(raw)
+	cfg, err := traceconfig.ParseConfig(kittest.ReadFile(tb, "testdata/example.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -280,15 +158,10 @@ func TestHostPropagatesAndExports(t *testing.T) {
 }
 
 func TestHostRefusesBadConfig(t *testing.T) {
-	logs := &logSink{}
-	if _, err := newPlugin(t, "trace", []byte(`{"sampling":{"ratio":2}}`), nil, logs); err == nil {
-		t.Fatal("plugin started with ratio 2")
-	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	if !strings.Contains(strings.Join(logs.msgs, "\n"), "sampling.ratio") {
-		t.Errorf("logs do not name the field: %v", logs.msgs)
-	}
+	kittest.Refuses(t, "sampling.ratio", func(logs *kittest.LogSink) error {
+		_, err := newPlugin(t, "trace", []byte(`{"sampling":{"ratio":2}}`), nil, logs)
+		return err
+	})
 }
 
 // chainConfigs are the three filters' configurations for the chain test and

@@ -2,42 +2,13 @@ package noop_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 )
-
-// buildModule compiles ./filters/internal/testguests/<name>/wasm with the standard toolchain
-// and returns the module bytes.
-func buildModule(t *testing.T, name string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./filters/internal/testguests/"+name+"/wasm")
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s to wasm: %v\n%s", name, err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test file")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
-}
 
 // wantExports are the functions every module built on package proxywasm must
 // export: the ABI marker, the allocator, the reactor entry point and every
@@ -77,7 +48,7 @@ func TestModuleExports(t *testing.T) {
 			ctx := context.Background()
 			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 			defer rt.Close(ctx)
-			cm, err := rt.CompileModule(ctx, buildModule(t, name))
+			cm, err := rt.CompileModule(ctx, kittest.MustBuild(t, "../"+name+"/wasm"))
 			if err != nil {
 				t.Fatalf("compile %s: %v", name, err)
 			}

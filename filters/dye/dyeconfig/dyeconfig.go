@@ -1,22 +1,15 @@
-// Package dye is Meshwarden's header-dyeing (traffic colouring) filter. It
-// gives every request a lane (internal/dyeing.Header, mirrored into the W3C
-// baggage member internal/dyeing.BaggageKey) chosen by first-match-wins rules,
-// sticky percentage splits and a default lane; it strips dyes that arrive from
-// untrusted peers, scopes lanes to tenants, and in egress mode restores the
-// lane header from baggage.
-//
-// This file holds the configuration schema only. It imports no ABI package,
-// so the policy loader and the control plane decode and validate the same
-// type the filter runs with.
-package dye
+// Package dyeconfig is the configuration of the dye filter (filters/dye):
+// its schema, defaults, strict parsing and validation. It imports no ABI
+// package, so the policy loader and the control plane decode and validate
+// the same type the filter runs with, without linking guest code.
+package dyeconfig
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 )
 
@@ -160,32 +153,13 @@ type LaneScope struct {
 // errors), applies defaults and validates it. Empty input is the default
 // configuration.
 func ParseConfig(data []byte) (*Config, error) {
-	c := &Config{}
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("dye config: %w", err)
-		}
-		if dec.More() {
-			return nil, fmt.Errorf("dye config: trailing data after the JSON object: remove it")
-		}
-	}
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return kitconfig.Parse[Config]("dye", data)
 }
 
 // SetDefaults fills the fields whose zero value means "default".
 func (c *Config) SetDefaults() {
-	if c.Mode == "" {
-		c.Mode = ModeIngress
-	}
-	if c.Tenant.Header == "" {
-		c.Tenant.Header = dyeing.TenantHeader
-	}
+	kitconfig.Default(&c.Mode, ModeIngress)
+	kitconfig.Default(&c.Tenant.Header, dyeing.TenantHeader)
 }
 
 // Validate checks the configuration and names the field at fault.
@@ -213,7 +187,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, id := range c.Trust.PeerIdentities {
-		if err := checkIdentity(id); err != nil {
+		if err := kitconfig.CheckIdentity(id); err != nil {
 			return fieldErr(fmt.Sprintf("trust.peerIdentities[%d]", i), "%v", err)
 		}
 	}
@@ -222,15 +196,15 @@ func (c *Config) Validate() error {
 			return fieldErr(fmt.Sprintf("trust.sourceCIDRs[%d]", i), "%q is not a CIDR: write it like 10.0.0.0/8 or fd00::/8", s)
 		}
 	}
-	if c.Tenant.Header != "" && !validHeaderName(c.Tenant.Header) {
-		return fieldErr("tenant.header", "%q is not a header name: use lowercase letters, digits and '-'", c.Tenant.Header)
+	if c.Tenant.Header != "" && !kitconfig.ValidHeaderName(c.Tenant.Header) {
+		return fieldErr("tenant.header", kitconfig.HeaderNameReason, c.Tenant.Header)
 	}
 	for i, ti := range c.Tenant.Identities {
 		p := fmt.Sprintf("tenant.identities[%d]", i)
-		if err := checkIdentity(ti.Peer); err != nil {
+		if err := kitconfig.CheckIdentity(ti.Peer); err != nil {
 			return fieldErr(p+".peer", "%v", err)
 		}
-		if err := checkTenant(ti.Tenant); err != nil {
+		if err := CheckTenant(ti.Tenant); err != nil {
 			return fieldErr(p+".tenant", "%v", err)
 		}
 	}
@@ -248,7 +222,7 @@ func (c *Config) Validate() error {
 			return fieldErr(p+".tenants", "is empty: name at least one tenant, or remove the entry to open the lane to all")
 		}
 		for j, t := range ls.Tenants {
-			if err := checkTenant(t); err != nil {
+			if err := CheckTenant(t); err != nil {
 				return fieldErr(fmt.Sprintf("%s.tenants[%d]", p, j), "%v", err)
 			}
 		}
@@ -290,8 +264,8 @@ func (r *Rule) validate(p string) error {
 			return fieldErr(p+".stickyKey", "is set without a split: remove it or add split")
 		case (k.Header == "") == (k.Cookie == ""):
 			return fieldErr(p+".stickyKey", "must set exactly one of header and cookie")
-		case k.Header != "" && !validHeaderName(k.Header):
-			return fieldErr(p+".stickyKey.header", "%q is not a header name: use lowercase letters, digits and '-'", k.Header)
+		case k.Header != "" && !kitconfig.ValidHeaderName(k.Header):
+			return fieldErr(p+".stickyKey.header", kitconfig.HeaderNameReason, k.Header)
 		}
 	}
 	m := &r.Match
@@ -304,8 +278,8 @@ func (r *Rule) validate(p string) error {
 			if vm.Name == "" {
 				return fieldErr(q+".name", "is empty: name the value to match")
 			}
-			if list.name == "headers" && !validHeaderName(vm.Name) {
-				return fieldErr(q+".name", "%q is not a header name: use lowercase letters, digits and '-'", vm.Name)
+			if list.name == "headers" && !kitconfig.ValidHeaderName(vm.Name) {
+				return fieldErr(q+".name", kitconfig.HeaderNameReason, vm.Name)
 			}
 			if vm.Exact != "" && vm.Prefix != "" {
 				return fieldErr(q, "sets both exact and prefix: keep one")
@@ -316,46 +290,30 @@ func (r *Rule) validate(p string) error {
 		return fieldErr(p+".match.pathPrefix", "%q must start with '/'", m.PathPrefix)
 	}
 	for j, meth := range m.Methods {
-		if meth == "" || strings.ToUpper(meth) != meth {
-			return fieldErr(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q: write methods in upper case, e.g. POST", meth)
+		if !kitconfig.ValidMethod(meth) {
+			return fieldErr(fmt.Sprintf("%s.match.methods[%d]", p, j), kitconfig.MethodReason, meth)
 		}
 	}
 	for j, id := range m.PeerIdentities {
-		if err := checkIdentity(id); err != nil {
+		if err := kitconfig.CheckIdentity(id); err != nil {
 			return fieldErr(fmt.Sprintf("%s.match.peerIdentities[%d]", p, j), "%v", err)
 		}
 	}
 	for j, t := range r.Tenants {
-		if err := checkTenant(t); err != nil {
+		if err := CheckTenant(t); err != nil {
 			return fieldErr(fmt.Sprintf("%s.tenants[%d]", p, j), "%v", err)
 		}
 	}
 	return nil
 }
 
-// FieldError is a configuration error at one field path.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return "dye config: " + e.Field + ": " + e.Reason }
-
+// fieldErr returns a kitconfig.FieldError of the dye filter.
 func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return kitconfig.Errorf("dye", field, format, args...)
 }
 
-func checkIdentity(id string) error {
-	if !strings.HasPrefix(id, "spiffe://") || len(id) <= len("spiffe://") {
-		return fmt.Errorf("%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, or end it in /* for a prefix", id)
-	}
-	if i := strings.IndexByte(id, '*'); i >= 0 && (i != len(id)-1 || !strings.HasSuffix(id, "/*")) {
-		return fmt.Errorf("%q: '*' is allowed only as a final /* segment", id)
-	}
-	return nil
-}
-
-func checkTenant(t string) error {
+// CheckTenant checks a tenant name: 1-63 letters, digits, '-', '_' or '.'.
+func CheckTenant(t string) error {
 	if t == "" || len(t) > 63 {
 		return fmt.Errorf("%q is not a tenant name: use 1-63 letters, digits, '-', '_' or '.'", t)
 	}
@@ -366,17 +324,4 @@ func checkTenant(t string) error {
 		}
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

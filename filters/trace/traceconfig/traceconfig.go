@@ -1,20 +1,12 @@
-// Package trace is Meshwarden's trace-propagation filter. It reads W3C
-// traceparent/tracestate/baggage (and B3 single or multi headers), starts a
-// new trace when none valid arrives, gives each hop its own child span id,
-// samples parent-based with a ratio for new traces, and exports one span per
-// request as OTLP/HTTP JSON batches.
-//
-// This file holds the configuration schema only. It imports no ABI package,
-// so the policy loader and the control plane decode and validate the same
-// type the filter runs with.
-package trace
+// Package traceconfig is the configuration of the trace filter
+// (filters/trace): its schema, defaults, strict parsing and validation. It
+// imports no ABI package, so the policy loader and the control plane decode
+// and validate the same type the filter runs with, without linking guest
+// code.
+package traceconfig
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"strings"
-
+	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
@@ -93,57 +85,24 @@ type Batch struct {
 // errors), applies defaults and validates it. Empty input is the default
 // configuration.
 func ParseConfig(data []byte) (*Config, error) {
-	c := &Config{}
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("trace config: %w", err)
-		}
-		if dec.More() {
-			return nil, fmt.Errorf("trace config: trailing data after the JSON object: remove it")
-		}
-	}
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return kitconfig.Parse[Config]("trace", data)
 }
 
 // SetDefaults fills the fields whose zero value means "default".
 func (c *Config) SetDefaults() {
-	if c.ServiceName == "" {
-		c.ServiceName = DefaultServiceName
-	}
-	if c.SpanKind == "" {
-		c.SpanKind = "server"
-	}
+	kitconfig.Default(&c.ServiceName, DefaultServiceName)
+	kitconfig.Default(&c.SpanKind, "server")
 	if c.Sampling.Ratio == nil {
 		one := 1.0
 		c.Sampling.Ratio = &one
 	}
-	if c.Collector.Cluster == "" {
-		c.Collector.Cluster = meshnames.OTLPClusterName
-	}
-	if c.Collector.Authority == "" {
-		c.Collector.Authority = c.Collector.Cluster
-	}
-	if c.Collector.Path == "" {
-		c.Collector.Path = DefaultPath
-	}
-	if c.Collector.TimeoutMs == 0 {
-		c.Collector.TimeoutMs = DefaultTimeoutMs
-	}
-	if c.Batch.MaxSpans == 0 {
-		c.Batch.MaxSpans = DefaultBatchSize
-	}
-	if c.Batch.FlushIntervalMs == 0 {
-		c.Batch.FlushIntervalMs = DefaultFlushIntervalMs
-	}
-	if c.Batch.BufferSpans == 0 {
-		c.Batch.BufferSpans = DefaultBufferSpans
-	}
+	kitconfig.Default(&c.Collector.Cluster, meshnames.OTLPClusterName)
+	kitconfig.Default(&c.Collector.Authority, c.Collector.Cluster)
+	kitconfig.Default(&c.Collector.Path, DefaultPath)
+	kitconfig.Default(&c.Collector.TimeoutMs, DefaultTimeoutMs)
+	kitconfig.Default(&c.Batch.MaxSpans, DefaultBatchSize)
+	kitconfig.Default(&c.Batch.FlushIntervalMs, DefaultFlushIntervalMs)
+	kitconfig.Default(&c.Batch.BufferSpans, DefaultBufferSpans)
 	if c.AcceptB3 == nil {
 		t := true
 		c.AcceptB3 = &t
@@ -158,32 +117,16 @@ func (c *Config) Validate() error {
 	if r := c.Sampling.Ratio; r != nil && !(*r >= 0 && *r <= 1) {
 		return fieldErr("sampling.ratio", "%v is out of range: use 0 to 1, e.g. 0.1 for 10%%", *r)
 	}
-	if c.Collector.Path != "" && !strings.HasPrefix(c.Collector.Path, "/") {
-		return fieldErr("collector.path", "%q must start with '/'", c.Collector.Path)
+	d := kitconfig.Delivery{
+		Path: c.Collector.Path, TimeoutMs: c.Collector.TimeoutMs,
+		MaxItems: c.Batch.MaxSpans, MaxItemsField: "batch.maxSpans", DefaultMaxItems: DefaultBatchSize,
+		FlushIntervalMs: c.Batch.FlushIntervalMs,
+		BufferItems:     c.Batch.BufferSpans, BufferItemsField: "batch.bufferSpans",
 	}
-	if c.Collector.TimeoutMs < 0 || c.Collector.TimeoutMs > 60000 {
-		return fieldErr("collector.timeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.Collector.TimeoutMs)
-	}
-	if c.Batch.MaxSpans < 0 || c.Batch.MaxSpans > 10000 {
-		return fieldErr("batch.maxSpans", "%d is out of range: use 1 to 10000 (0 means 128)", c.Batch.MaxSpans)
-	}
-	if c.Batch.FlushIntervalMs < 0 || (c.Batch.FlushIntervalMs > 0 && c.Batch.FlushIntervalMs < 10) || c.Batch.FlushIntervalMs > 600000 {
-		return fieldErr("batch.flushIntervalMs", "%d is out of range: use 10 to 600000 (0 means 1000)", c.Batch.FlushIntervalMs)
-	}
-	if c.Batch.BufferSpans < 0 || (c.Batch.BufferSpans > 0 && c.Batch.BufferSpans < c.Batch.MaxSpans) {
-		return fieldErr("batch.bufferSpans", "%d must be at least batch.maxSpans (%d)", c.Batch.BufferSpans, c.Batch.MaxSpans)
-	}
-	return nil
+	return d.Validate("trace")
 }
 
-// FieldError is a configuration error at one field path.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return "trace config: " + e.Field + ": " + e.Reason }
-
+// fieldErr returns a kitconfig.FieldError of the trace filter.
 func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return kitconfig.Errorf("trace", field, format, args...)
 }

@@ -1,9 +1,11 @@
-package audit
+package auditconfig
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
 )
 
 // tmplPart is one piece of a resource template: literal text or a variable.
@@ -14,12 +16,12 @@ type tmplPart struct {
 	name string
 }
 
-// template is a parsed resource template.
-type template []tmplPart
+// Template is a parsed resource template (Rule.Resource).
+type Template []tmplPart
 
-// parseTemplate parses "account/{path.2}"-style templates.
-func parseTemplate(s string) (template, error) {
-	var t template
+// ParseTemplate parses "account/{path.2}"-style templates.
+func ParseTemplate(s string) (Template, error) {
+	var t Template
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '{')
 		if i < 0 {
@@ -49,7 +51,7 @@ func parseTemplate(s string) (template, error) {
 			t = append(t, tmplPart{kind: 'p', idx: n})
 		case strings.HasPrefix(v, "header.") && len(v) > 7:
 			name := v[7:]
-			if !validHeaderName(name) {
+			if !kitconfig.ValidHeaderName(name) {
 				return nil, fmt.Errorf("{%s}: %q is not a lowercase header name", v, name)
 			}
 			t = append(t, tmplPart{kind: 'h', name: name})
@@ -62,8 +64,8 @@ func parseTemplate(s string) (template, error) {
 	return t, nil
 }
 
-// expand renders the template for a request.
-func (t template) expand(method, path, query string, hdr func(string) string) string {
+// Expand renders the template for a request.
+func (t Template) Expand(method, path, query string, hdr func(string) string) string {
 	var b strings.Builder
 	for _, p := range t {
 		switch p.kind {

@@ -1,4 +1,4 @@
-package audit
+package kit
 
 import (
 	"strconv"
@@ -6,7 +6,7 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
-// batcher collects encoded items in a bounded buffer in the root context
+// Batcher collects encoded items in a bounded buffer in the root context
 // and sends them in batches with dispatch_http_call, one batch in flight at a
 // time; a full batch answered 200 is followed at once by the next. A failed
 // batch goes back to the front of the buffer and is retried on the next
@@ -17,8 +17,14 @@ import (
 // configured, HTTP contexts enqueue to that proxy-wasm shared queue instead,
 // and the root drains it on ticks, so one buffer serves several instances —
 // at the price of a host notification per item (docs/bench/filters.md).
-type batcher struct {
-	queued   bool // items go through the shared queue queueID
+//
+// A Batcher lives in a plugin context: Start it in OnPluginStart, Add from
+// HTTP contexts, and call Tick and QueueReady from the plugin's OnTick and
+// OnQueueReady.
+type Batcher struct {
+	filter   string // names the filter in log lines, e.g. "audit"
+	items    string // names the items in log lines, e.g. "records"
+	queued   bool   // items go through the shared queue queueID
 	queueID  uint32
 	notified int // queue notifications since the last drain
 	buf      [][]byte
@@ -42,13 +48,81 @@ type batcher struct {
 	enqueued, sent, dropped, failures proxywasm.MetricCounter
 }
 
+// BatcherConfig configures a Batcher.
+type BatcherConfig struct {
+	// Filter names the filter in log lines ("audit"); Items names what it
+	// sends ("records").
+	Filter, Items string
+	// QueueName, when set, is the proxy-wasm shared queue the items go
+	// through (the configuration's batch.queueName).
+	QueueName string
+	// Buffer bounds the items waiting; Batch is the most sent at once.
+	Buffer, Batch int
+	// Cluster, Headers and TimeoutMs make each batch's dispatch_http_call.
+	Cluster   string
+	Headers   [][2]string
+	TimeoutMs int
+	// Encode appends the batch body of items to dst.
+	Encode func(dst []byte, items [][]byte) []byte
+	// The names of the counters of items enqueued, sent and dropped, and of
+	// failed batches.
+	Enqueued, Sent, Dropped, Failures string
+}
+
+// Start registers the shared queue (when one is named) and defines the
+// counters. A queue that cannot be registered is logged as a refusal to
+// start and Start returns false: the plugin must fail its start.
+func (b *Batcher) Start(c BatcherConfig) bool {
+	var qid uint32
+	if c.QueueName != "" {
+		var err error
+		if qid, err = proxywasm.RegisterSharedQueue(c.QueueName); err != nil {
+			proxywasm.LogCriticalf("%s: refusing to start: cannot register shared queue %q (batch.queueName): %v", c.Filter, c.QueueName, err)
+			return false
+		}
+	}
+	*b = Batcher{
+		filter: c.Filter, items: c.Items,
+		queued: c.QueueName != "", queueID: qid, max: c.Buffer, batch: c.Batch,
+		cluster: c.Cluster, headers: c.Headers, timeout: uint32(c.TimeoutMs),
+		encode:   c.Encode,
+		enqueued: proxywasm.DefineCounterMetric(c.Enqueued),
+		sent:     proxywasm.DefineCounterMetric(c.Sent),
+		dropped:  proxywasm.DefineCounterMetric(c.Dropped),
+		failures: proxywasm.DefineCounterMetric(c.Failures),
+	}
+	return true
+}
+
+// Tick drains the shared queue (if any) and sends a batch: the plugin's
+// OnTick.
+func (b *Batcher) Tick() {
+	b.drain()
+	b.flush()
+}
+
+// QueueReady is the plugin's OnQueueReady: the host calls it after every
+// enqueue. Draining one item per notification would add a dequeue (a
+// hostcall and a guest allocation) to every request, so the queue is drained
+// here only once a full batch may be waiting, and otherwise on the tick.
+func (b *Batcher) QueueReady() {
+	b.notified++
+	if b.notified < b.batch {
+		return
+	}
+	b.drain()
+	if len(b.buf) >= b.batch {
+		b.flush()
+	}
+}
+
 // itemCap is the capacity of a new item buffer: one encoded item fits.
 const itemCap = 768
 
-// itemBuf returns an empty buffer to encode one item into, reusing the
+// ItemBuf returns an empty buffer to encode one item into, reusing the
 // buffer of an item already sent when there is one: the per-request path
 // allocates nothing in the steady state.
-func (b *batcher) itemBuf() []byte {
+func (b *Batcher) ItemBuf() []byte {
 	if n := len(b.free); n > 0 {
 		x := b.free[n-1]
 		b.free[n-1] = nil
@@ -58,8 +132,8 @@ func (b *batcher) itemBuf() []byte {
 	return make([]byte, 0, itemCap)
 }
 
-// recycle keeps item buffers for itemBuf, up to batch of them.
-func (b *batcher) recycle(items [][]byte) {
+// recycle keeps item buffers for ItemBuf, up to batch of them.
+func (b *Batcher) recycle(items [][]byte) {
 	for _, it := range items {
 		if len(b.free) >= b.batch {
 			return
@@ -70,8 +144,8 @@ func (b *batcher) recycle(items [][]byte) {
 	}
 }
 
-// add takes one encoded item from an HTTP context.
-func (b *batcher) add(data []byte) {
+// Add takes one encoded item from an HTTP context.
+func (b *Batcher) Add(data []byte) {
 	if b.queued {
 		err := proxywasm.EnqueueSharedQueue(b.queueID, data)
 		b.recycle([][]byte{data}) // the host copied it
@@ -90,7 +164,7 @@ func (b *batcher) add(data []byte) {
 }
 
 // drain moves every queued item into the buffer.
-func (b *batcher) drain() {
+func (b *Batcher) drain() {
 	b.notified = 0
 	if !b.queued {
 		return
@@ -109,7 +183,7 @@ func (b *batcher) drain() {
 }
 
 // flush sends one batch if none is in flight.
-func (b *batcher) flush() {
+func (b *Batcher) flush() {
 	if b.inflight > 0 || len(b.buf) == 0 {
 		return
 	}
@@ -121,7 +195,7 @@ func (b *batcher) flush() {
 	b.buf = b.buf[:rest]
 	_, err := proxywasm.DispatchHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
 		b.inflight = 0
-		st := callStatus()
+		st := CallStatus()
 		if st == 200 {
 			b.sent.Increment(uint64(len(items)))
 			b.recycle(items)
@@ -130,12 +204,12 @@ func (b *batcher) flush() {
 			}
 			return
 		}
-		proxywasm.LogWarnf("audit: collector answered %d to a batch of %d records; retrying on the next tick", st, len(items))
+		proxywasm.LogWarnf("%s: collector answered %d to a batch of %d %s; retrying on the next tick", b.filter, st, len(items), b.items)
 		b.failures.Increment(1)
 		b.requeue(items)
 	})
 	if err != nil {
-		proxywasm.LogWarnf("audit: cannot send a batch to cluster %q: %v; retrying on the next tick", b.cluster, err)
+		proxywasm.LogWarnf("%s: cannot send a batch to cluster %q: %v; retrying on the next tick", b.filter, b.cluster, err)
 		b.failures.Increment(1)
 		b.requeue(items)
 		return
@@ -144,7 +218,7 @@ func (b *batcher) flush() {
 }
 
 // requeue puts items back in front, dropping what exceeds the bound.
-func (b *batcher) requeue(items [][]byte) {
+func (b *Batcher) requeue(items [][]byte) {
 	room := b.max - len(b.buf)
 	if room < len(items) {
 		if room < 0 {
@@ -156,8 +230,8 @@ func (b *batcher) requeue(items [][]byte) {
 	b.buf = append(items, b.buf...)
 }
 
-// callStatus returns the :status of the current http call response, or 0.
-func callStatus() int {
+// CallStatus returns the :status of the current http call response, or 0.
+func CallStatus() int {
 	hs, err := proxywasm.GetHttpCallResponseHeaders()
 	if err != nil {
 		return 0

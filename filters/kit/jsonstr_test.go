@@ -1,4 +1,4 @@
-package trace
+package kit
 
 import (
 	"math/rand/v2"
@@ -13,8 +13,8 @@ import (
 func TestAppendJSONStringSameBytes(t *testing.T) {
 	check := func(s string) {
 		t.Helper()
-		if got, want := string(appendJSONString([]byte("x"), s)), string(auditevent.AppendJSONString([]byte("x"), s)); got != want {
-			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
+		if got, want := string(AppendJSONString([]byte("x"), s)), string(auditevent.AppendJSONString([]byte("x"), s)); got != want {
+			t.Fatalf("AppendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	}
 	base := []byte("spiffe://bank.example/ns/mesh/sa/gw")

@@ -1,23 +1,17 @@
-// Package audit is Meshwarden's audit-capture filter. It matches sensitive
-// operations by method and path, builds internal/auditevent.Event records (subject,
-// resource, redacted headers, SHA-256 body digest, status, latency) and
-// delivers them in batches to the audit collector. Fail-closed operations are
-// held until the collector acknowledges an "intent" record.
-//
-// This file holds the configuration schema only. It imports no ABI package,
-// so the policy loader and the control plane decode and validate the same
-// type the filter runs with.
-package audit
+// Package auditconfig is the configuration of the audit filter
+// (filters/audit): its schema, defaults, strict parsing and validation, and
+// the resource templates it names. It imports no ABI package, so the policy
+// loader and the control plane decode and validate the same type the filter
+// runs with, without linking guest code.
+package auditconfig
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	"github.com/meshwarden/meshwarden/internal/meshnames"
-
+	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
 // Defaults applied by SetDefaults.
@@ -151,53 +145,20 @@ type Batch struct {
 // ParseConfig decodes a JSON configuration strictly (unknown fields are
 // errors), applies defaults and validates it.
 func ParseConfig(data []byte) (*Config, error) {
-	c := &Config{}
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("audit config: %w", err)
-		}
-		if dec.More() {
-			return nil, fmt.Errorf("audit config: trailing data after the JSON object: remove it")
-		}
-	}
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return kitconfig.Parse[Config]("audit", data)
 }
 
 // SetDefaults fills the fields whose zero value means "default".
 func (c *Config) SetDefaults() {
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.FailClosedTimeoutMs == 0 {
-		c.FailClosedTimeoutMs = DefaultFailClosedTimeout
-	}
-	if c.Collector.Cluster == "" {
-		c.Collector.Cluster = meshnames.AuditClusterName
-	}
-	if c.Collector.Authority == "" {
-		c.Collector.Authority = c.Collector.Cluster
-	}
-	if c.Collector.Path == "" {
-		c.Collector.Path = auditevent.IngestPath
-	}
-	if c.Collector.TimeoutMs == 0 {
-		c.Collector.TimeoutMs = DefaultCollectorTimeout
-	}
-	if c.Batch.MaxEvents == 0 {
-		c.Batch.MaxEvents = DefaultBatchSize
-	}
-	if c.Batch.FlushIntervalMs == 0 {
-		c.Batch.FlushIntervalMs = DefaultFlushIntervalMs
-	}
-	if c.Batch.BufferEvents == 0 {
-		c.Batch.BufferEvents = DefaultBufferEvents
-	}
+	kitconfig.Default(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	kitconfig.Default(&c.FailClosedTimeoutMs, DefaultFailClosedTimeout)
+	kitconfig.Default(&c.Collector.Cluster, meshnames.AuditClusterName)
+	kitconfig.Default(&c.Collector.Authority, c.Collector.Cluster)
+	kitconfig.Default(&c.Collector.Path, auditevent.IngestPath)
+	kitconfig.Default(&c.Collector.TimeoutMs, DefaultCollectorTimeout)
+	kitconfig.Default(&c.Batch.MaxEvents, DefaultBatchSize)
+	kitconfig.Default(&c.Batch.FlushIntervalMs, DefaultFlushIntervalMs)
+	kitconfig.Default(&c.Batch.BufferEvents, DefaultBufferEvents)
 	for i := range c.Rules {
 		if c.Rules[i].Level == "" {
 			c.Rules[i].Level = string(auditevent.LevelInfo)
@@ -215,11 +176,11 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.Subject.Header != "" && !validHeaderName(c.Subject.Header) {
-		return fieldErr("subject.header", "%q is not a header name: use lowercase letters, digits and '-'", c.Subject.Header)
+	if c.Subject.Header != "" && !kitconfig.ValidHeaderName(c.Subject.Header) {
+		return fieldErr("subject.header", kitconfig.HeaderNameReason, c.Subject.Header)
 	}
 	for i, id := range c.Subject.TrustedPeers {
-		if err := checkIdentity(id); err != nil {
+		if err := kitconfig.CheckIdentity(id); err != nil {
 			return fieldErr(fmt.Sprintf("subject.trustedPeers[%d]", i), "%v", err)
 		}
 	}
@@ -227,8 +188,8 @@ func (c *Config) Validate() error {
 		return fieldErr("subject.trustedPeers", "is set without subject.header: name the header the trusted peers set")
 	}
 	for i, h := range c.Redact.Headers {
-		if !validHeaderName(h) {
-			return fieldErr(fmt.Sprintf("redact.headers[%d]", i), "%q is not a header name: use lowercase letters, digits and '-'", h)
+		if !kitconfig.ValidHeaderName(h) {
+			return fieldErr(fmt.Sprintf("redact.headers[%d]", i), kitconfig.HeaderNameReason, h)
 		}
 	}
 	for i, f := range c.Redact.BodyFields {
@@ -237,8 +198,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, h := range c.CaptureHeaders {
-		if !validHeaderName(h) {
-			return fieldErr(fmt.Sprintf("captureHeaders[%d]", i), "%q is not a header name: use lowercase letters, digits and '-'", h)
+		if !kitconfig.ValidHeaderName(h) {
+			return fieldErr(fmt.Sprintf("captureHeaders[%d]", i), kitconfig.HeaderNameReason, h)
 		}
 	}
 	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 16<<20 {
@@ -247,22 +208,13 @@ func (c *Config) Validate() error {
 	if c.FailClosedTimeoutMs < 0 || c.FailClosedTimeoutMs > 60000 {
 		return fieldErr("failClosedTimeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.FailClosedTimeoutMs)
 	}
-	if c.Collector.Path != "" && !strings.HasPrefix(c.Collector.Path, "/") {
-		return fieldErr("collector.path", "%q must start with '/'", c.Collector.Path)
+	d := kitconfig.Delivery{
+		Path: c.Collector.Path, TimeoutMs: c.Collector.TimeoutMs,
+		MaxItems: c.Batch.MaxEvents, MaxItemsField: "batch.maxEvents", DefaultMaxItems: DefaultBatchSize,
+		FlushIntervalMs: c.Batch.FlushIntervalMs,
+		BufferItems:     c.Batch.BufferEvents, BufferItemsField: "batch.bufferEvents",
 	}
-	if c.Collector.TimeoutMs < 0 || c.Collector.TimeoutMs > 60000 {
-		return fieldErr("collector.timeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.Collector.TimeoutMs)
-	}
-	if c.Batch.MaxEvents < 0 || c.Batch.MaxEvents > 10000 {
-		return fieldErr("batch.maxEvents", "%d is out of range: use 1 to 10000 (0 means 100)", c.Batch.MaxEvents)
-	}
-	if c.Batch.FlushIntervalMs < 0 || (c.Batch.FlushIntervalMs > 0 && c.Batch.FlushIntervalMs < 10) || c.Batch.FlushIntervalMs > 600000 {
-		return fieldErr("batch.flushIntervalMs", "%d is out of range: use 10 to 600000 (0 means 1000)", c.Batch.FlushIntervalMs)
-	}
-	if c.Batch.BufferEvents < 0 || (c.Batch.BufferEvents > 0 && c.Batch.BufferEvents < c.Batch.MaxEvents) {
-		return fieldErr("batch.bufferEvents", "%d must be at least batch.maxEvents (%d)", c.Batch.BufferEvents, c.Batch.MaxEvents)
-	}
-	return nil
+	return d.Validate("audit")
 }
 
 func (r *Rule) validate(p string) error {
@@ -275,8 +227,8 @@ func (r *Rule) validate(p string) error {
 		return fieldErr(p+".level", "%q is not a level: use info, notice or critical", r.Level)
 	}
 	for j, m := range r.Methods {
-		if m == "" || strings.ToUpper(m) != m {
-			return fieldErr(fmt.Sprintf("%s.methods[%d]", p, j), "%q: write methods in upper case, e.g. POST", m)
+		if !kitconfig.ValidMethod(m) {
+			return fieldErr(fmt.Sprintf("%s.methods[%d]", p, j), kitconfig.MethodReason, m)
 		}
 	}
 	pm := r.Path
@@ -303,43 +255,13 @@ func (r *Rule) validate(p string) error {
 			}
 		}
 	}
-	if _, err := parseTemplate(r.Resource); err != nil {
+	if _, err := ParseTemplate(r.Resource); err != nil {
 		return fieldErr(p+".resource", "%v", err)
 	}
 	return nil
 }
 
-// FieldError is a configuration error at one field path.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return "audit config: " + e.Field + ": " + e.Reason }
-
+// fieldErr returns a kitconfig.FieldError of the audit filter.
 func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
-}
-
-func checkIdentity(id string) error {
-	if !strings.HasPrefix(id, "spiffe://") || len(id) <= len("spiffe://") {
-		return fmt.Errorf("%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, or end it in /* for a prefix", id)
-	}
-	if i := strings.IndexByte(id, '*'); i >= 0 && (i != len(id)-1 || !strings.HasSuffix(id, "/*")) {
-		return fmt.Errorf("%q: '*' is allowed only as a final /* segment", id)
-	}
-	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return kitconfig.Errorf("audit", field, format, args...)
 }

@@ -1,4 +1,4 @@
-package trace
+package kit
 
 import (
 	"unsafe"
@@ -6,14 +6,14 @@ import (
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
-// appendJSONString is auditevent.AppendJSONString with a fast path for the
+// AppendJSONString is auditevent.AppendJSONString with a fast path for the
 // common string that needs no escaping: it is checked 8 bytes at a time and
 // copied whole. In the wasm guest a byte-at-a-time loop costs ≈ 6–15 ns per
 // byte (≈ 1 µs for a 70-byte SPIFFE id), the word check ≈ 2 ns per byte
 // (docs/bench/filters.md). Any string with a byte that needs escaping (or
 // any non-ASCII byte) goes to auditevent.AppendJSONString, so the output is
 // byte for byte the same.
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	if !jsonClean(s) {
 		return auditevent.AppendJSONString(b, s)
 	}

@@ -1,0 +1,76 @@
+package kit
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"math/rand/v2"
+
+	"github.com/meshwarden/meshwarden/filters/proxywasm"
+)
+
+// Property paths the filters read.
+var (
+	// PropPeerURISAN holds the peer's SPIFFE id (the URI SAN of its
+	// certificate) in Envoy and the gateway.
+	PropPeerURISAN = []string{"connection", "uri_san_peer_certificate"}
+	// PropSourceAddress holds the peer's address, "ip:port".
+	PropSourceAddress = []string{"source", "address"}
+)
+
+// NewVMContext returns a VM context whose plugin contexts newPlugin makes:
+// the VM context of every filter (and of the bundle), which keep their state
+// in the plugin context.
+func NewVMContext(newPlugin func() proxywasm.PluginContext) proxywasm.VMContext {
+	return &vmContext{newPlugin: newPlugin}
+}
+
+type vmContext struct {
+	proxywasm.DefaultVMContext
+	newPlugin func() proxywasm.PluginContext
+}
+
+func (v *vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return v.newPlugin() }
+
+// LoadConfig reads the plugin configuration and parses it with parse (the
+// filter's config package's ParseConfig), in OnPluginStart. A configuration
+// that cannot be read or parsed is logged at critical level, naming the
+// filter and the field, and LoadConfig returns false: the plugin must fail
+// its start.
+func LoadConfig[T any](filter string, parse func([]byte) (T, error)) (T, bool) {
+	var zero T
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrEmpty) {
+		proxywasm.LogCriticalf("%s: cannot read the plugin configuration: %v", filter, err)
+		return zero, false
+	}
+	cfg, err := parse(data)
+	if err != nil {
+		proxywasm.LogCriticalf("%s: refusing to start: %v", filter, err)
+		return zero, false
+	}
+	return cfg, true
+}
+
+// NewChaCha8 returns a ChaCha8 stream seeded once from crypto/rand, so that
+// ids cost no random_get hostcall per request. Without randomness it logs
+// that the filter refuses to start (it needs it for purpose) and returns
+// false.
+func NewChaCha8(filter, purpose string) (*rand.ChaCha8, bool) {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		proxywasm.LogCriticalf("%s: refusing to start: no randomness for %s: %v", filter, purpose, err)
+		return nil, false
+	}
+	return rand.NewChaCha8(seed), true
+}
+
+// StartTick sets the plugin's tick period; a host that refuses is logged as
+// a refusal to start (the tick is named, e.g. "flush") and StartTick returns
+// false.
+func StartTick(filter, name string, ms int) bool {
+	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(ms)); err != nil {
+		proxywasm.LogCriticalf("%s: refusing to start: cannot set the %s tick: %v", filter, name, err)
+		return false
+	}
+	return true
+}

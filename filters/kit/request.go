@@ -1,0 +1,76 @@
+package kit
+
+import "github.com/meshwarden/meshwarden/filters/proxywasm"
+
+// HostRequest is the request of the stream being handled, as the filters'
+// engines see it: the headers are read with one hostcall (Load) and looked
+// up locally; writes go to the host and to the local copy. A plugin context
+// keeps one and reloads it per stream (one stream at a time: the guest is
+// single-threaded and a callback never yields).
+type HostRequest struct {
+	// Filter names the filter in log lines.
+	Filter string
+	hs     [][2]string
+}
+
+// Load reads the current stream's request headers into r and returns r.
+func (r *HostRequest) Load() *HostRequest {
+	r.hs, _ = proxywasm.GetHttpRequestHeaders()
+	return r
+}
+
+// Header returns the first line of a header; a line emptied by SetHeader or
+// RemoveHeader counts as absent.
+func (r *HostRequest) Header(name string) (string, bool) {
+	for _, h := range r.hs {
+		if h[0] == name {
+			return h[1], h[1] != ""
+		}
+	}
+	return "", false
+}
+
+// Values returns every non-empty line of a header, in order.
+func (r *HostRequest) Values(name string) []string {
+	var out []string
+	for _, h := range r.hs {
+		if h[0] == name && h[1] != "" {
+			out = append(out, h[1])
+		}
+	}
+	return out
+}
+
+// SetHeader replaces every line of a header with one.
+func (r *HostRequest) SetHeader(name, value string) {
+	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
+		proxywasm.LogErrorf("%s: cannot set header %s: %v", r.Filter, name, err)
+		return
+	}
+	set := false
+	for i := range r.hs {
+		if r.hs[i][0] == name {
+			if set { // the host replaced every line with one
+				r.hs[i][1] = ""
+				continue
+			}
+			r.hs[i][1], set = value, true
+		}
+	}
+	if !set {
+		r.hs = append(r.hs, [2]string{name, value})
+	}
+}
+
+// RemoveHeader removes every line of a header.
+func (r *HostRequest) RemoveHeader(name string) {
+	if _, ok := r.Header(name); !ok {
+		return
+	}
+	_ = proxywasm.RemoveHttpRequestHeader(name)
+	for i := range r.hs {
+		if r.hs[i][0] == name {
+			r.hs[i][1] = ""
+		}
+	}
+}
