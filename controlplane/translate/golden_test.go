@@ -139,6 +139,16 @@ type goldenResult struct {
 
 func (r goldenResult) rejected() bool { return r.errorCount > 0 }
 
+// goldenRun is one case in progress: its messages and output files.
+type goldenRun struct {
+	t   *testing.T
+	gi  *goldenInput
+	res goldenResult
+	msg bytes.Buffer
+}
+
+func (r *goldenRun) say(format string, a ...any) { fmt.Fprintf(&r.msg, format+"\n", a...) }
+
 // runGolden runs one case. Its messages.txt holds every user-facing line,
 // in pipeline order: the loader's diagnostics, the translator's error or
 // warnings, each node's version or error. Each accepted node gets
@@ -146,112 +156,140 @@ func (r goldenResult) rejected() bool { return r.errorCount > 0 }
 // IR in ir.yaml.
 func runGolden(t *testing.T, gi *goldenInput) goldenResult {
 	t.Helper()
-	res := goldenResult{files: map[string][]byte{}}
-	var msg bytes.Buffer
-	say := func(format string, a ...any) { fmt.Fprintf(&msg, format+"\n", a...) }
-	defer func() { res.files["messages.txt"] = msg.Bytes() }()
-
-	cat := &ir.Catalog{Services: map[string]*ir.Service{}}
-	for name, ins := range gi.Catalog {
-		cat.Services[name] = &ir.Service{Name: name, Instances: ins}
+	r := &goldenRun{t: t, gi: gi, res: goldenResult{files: map[string][]byte{}}}
+	defer func() { r.res.files["messages.txt"] = r.msg.Bytes() }()
+	cat, opts := r.catalog(), r.options()
+	ps := r.load(cat) // 1. policy files → IR (the loader), or IR as given
+	if ps == nil {
+		return r.res
 	}
-	opts := goldenDefaults()
-	if len(gi.Options) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(gi.Options))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&opts); err != nil {
-			t.Fatalf("options: %v", err)
-		}
-	}
-
-	// 1. Policy files → IR (the loader), or IR as given.
-	var ps *ir.PolicySet
-	switch {
-	case gi.IR != nil:
-		if len(gi.Policies) > 0 || len(gi.PolicyFiles) > 0 {
-			t.Fatal("give either ir or policies/policyFiles, not both")
-		}
-		ps = gi.IR
-		say("policies: given as IR (not through the loader)")
-	default:
-		files := map[string][]byte{}
-		for n, c := range gi.Policies {
-			files[n] = []byte(c)
-		}
-		for _, p := range gi.PolicyFiles {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files[filepath.Base(p)] = b
-		}
-		loaded, diags, err := policies.LoadFiles(files, cat)
-		if err != nil && !diags.HasErrors() {
-			t.Fatalf("loader failed without diagnostics: %v", err)
-		}
-		if diags.HasErrors() {
-			say("policies: rejected, %d error(s)", len(diags.Errors))
-		} else {
-			say("policies: accepted, %d file(s)", len(files))
-		}
-		for _, l := range diags.All() {
-			say("  %s", l)
-		}
-		if diags.HasErrors() {
-			res.errorCount += len(diags.Errors)
-			return res
-		}
-		ps = loaded
-	}
-
-	// 2. Consul intentions, merged as the plane merges them.
-	if len(gi.Intentions) > 0 {
-		entries := make([]api.ConfigEntry, len(gi.Intentions))
-		for i, e := range gi.Intentions {
-			entries[i] = e
-		}
-		fromIntentions, warnings := intentions.Translate(entries)
-		merged, notes := intentions.Merge(ps, fromIntentions)
-		say("intentions: %d access policies", len(fromIntentions))
-		for _, w := range append(warnings, notes...) {
-			say("  warning: %s", w)
-		}
-		ps = merged
-	}
+	ps = r.mergeIntentions(ps) // 2. Consul intentions, merged as the plane does
 	irYAML, err := yaml.Marshal(ps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.files["ir.yaml"] = irYAML
-
-	// 3. Translation of what every node shares.
-	shared, err := Build(cat, ps, opts)
-	if err == nil {
-		if verr := shared.Validate(); verr != nil {
-			t.Errorf("shared resources fail Envoy validation: %v", verr)
-		}
-	}
-	if err != nil {
-		say("translate: rejected")
-		for _, l := range strings.Split(err.Error(), "\n") {
-			say("  %s", l)
-		}
-		res.errorCount++
-		return res
-	}
-
-	if len(shared.Warnings) == 0 {
-		say("translate: accepted")
-	} else {
-		say("translate: accepted, %d warning(s)", len(shared.Warnings))
-	}
-	for _, w := range shared.Warnings {
-		say("  warning: %s", w)
+	r.res.files["ir.yaml"] = irYAML
+	shared := r.build(cat, ps, opts) // 3. what every node shares
+	if shared == nil {
+		return r.res
 	}
 	nWarn := len(shared.Warnings)
+	keys := r.nodes(cat, shared, opts) // 4. per node
+	// ForNode may add warnings (an mTLS cluster variant that fails validation).
+	for _, w := range shared.Warnings[nWarn:] {
+		r.say("  warning (node resources): %s", w)
+	}
+	r.noPrivateKeys(keys)
+	return r.res
+}
 
-	// 4. Per node.
-	nodes := gi.Nodes
+func (r *goldenRun) catalog() *ir.Catalog {
+	cat := &ir.Catalog{Services: map[string]*ir.Service{}}
+	for name, ins := range r.gi.Catalog {
+		cat.Services[name] = &ir.Service{Name: name, Instances: ins}
+	}
+	return cat
+}
+
+func (r *goldenRun) options() Options {
+	opts := goldenDefaults()
+	if len(r.gi.Options) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(r.gi.Options))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&opts); err != nil {
+			r.t.Fatalf("options: %v", err)
+		}
+	}
+	return opts
+}
+
+// load returns the case's policy set, or nil when the loader rejects it.
+func (r *goldenRun) load(cat *ir.Catalog) *ir.PolicySet {
+	gi := r.gi
+	if gi.IR != nil {
+		if len(gi.Policies) > 0 || len(gi.PolicyFiles) > 0 {
+			r.t.Fatal("give either ir or policies/policyFiles, not both")
+		}
+		r.say("policies: given as IR (not through the loader)")
+		return gi.IR
+	}
+	files := map[string][]byte{}
+	for n, c := range gi.Policies {
+		files[n] = []byte(c)
+	}
+	for _, p := range gi.PolicyFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		files[filepath.Base(p)] = b
+	}
+	loaded, diags, err := policies.LoadFiles(files, cat)
+	if err != nil && !diags.HasErrors() {
+		r.t.Fatalf("loader failed without diagnostics: %v", err)
+	}
+	if diags.HasErrors() {
+		r.say("policies: rejected, %d error(s)", len(diags.Errors))
+	} else {
+		r.say("policies: accepted, %d file(s)", len(files))
+	}
+	for _, l := range diags.All() {
+		r.say("  %s", l)
+	}
+	if diags.HasErrors() {
+		r.res.errorCount += len(diags.Errors)
+		return nil
+	}
+	return loaded
+}
+
+func (r *goldenRun) mergeIntentions(ps *ir.PolicySet) *ir.PolicySet {
+	if len(r.gi.Intentions) == 0 {
+		return ps
+	}
+	entries := make([]api.ConfigEntry, len(r.gi.Intentions))
+	for i, e := range r.gi.Intentions {
+		entries[i] = e
+	}
+	fromIntentions, warnings := intentions.Translate(entries)
+	merged, notes := intentions.Merge(ps, fromIntentions)
+	r.say("intentions: %d access policies", len(fromIntentions))
+	for _, w := range append(warnings, notes...) {
+		r.say("  warning: %s", w)
+	}
+	return merged
+}
+
+// build translates what every node shares, or returns nil when the
+// translator refuses.
+func (r *goldenRun) build(cat *ir.Catalog, ps *ir.PolicySet, opts Options) *Shared {
+	shared, err := Build(cat, ps, opts)
+	if err != nil {
+		r.say("translate: rejected")
+		for _, l := range strings.Split(err.Error(), "\n") {
+			r.say("  %s", l)
+		}
+		r.res.errorCount++
+		return nil
+	}
+	if verr := shared.Validate(); verr != nil {
+		r.t.Errorf("shared resources fail Envoy validation: %v", verr)
+	}
+	if len(shared.Warnings) == 0 {
+		r.say("translate: accepted")
+	} else {
+		r.say("translate: accepted, %d warning(s)", len(shared.Warnings))
+	}
+	for _, w := range shared.Warnings {
+		r.say("  warning: %s", w)
+	}
+	return shared
+}
+
+// nodes translates and checks every node of the case and returns the
+// private keys of their leaves (which no golden may hold).
+func (r *goldenRun) nodes(cat *ir.Catalog, shared *Shared, opts Options) []string {
+	nodes := r.gi.Nodes
 	if len(nodes) == 0 {
 		svc := "web"
 		if names := upstreamNames(cat); len(names) > 0 {
@@ -263,63 +301,70 @@ func runGolden(t *testing.T, gi *goldenInput) goldenResult {
 	for _, gn := range nodes {
 		n, err := NodeFromMetadata(gn.ID, gn.Cluster, gn.Metadata)
 		if err != nil {
-			say("node %s: rejected: %v", gn.ID, err)
-			res.errorCount++
+			r.say("node %s: rejected: %v", gn.ID, err)
+			r.res.errorCount++
 			continue
 		}
 		var secrets []types.Resource
 		if opts.MTLS {
-			secrets = goldenSecrets(t, opts, n)
+			secrets = goldenSecrets(r.t, opts, n)
 			keys = append(keys, goldenKeyPEM(n.service()))
 		}
 		snap, err := shared.ForNode(n, secrets)
 		if err != nil {
-			say("node %s: rejected: %v", gn.ID, err)
-			res.errorCount++
+			r.say("node %s: rejected: %v", gn.ID, err)
+			r.res.errorCount++
 			continue
 		}
-		if err := snap.Validate(); err != nil {
-			t.Errorf("node %s: resources fail Envoy validation (ValidateAll): %v", gn.ID, err)
+		r.node(gn.ID, n, snap)
+	}
+	return keys
+}
+
+// node checks one node's snapshot with Envoy's validation and writes its
+// resources per type.
+func (r *goldenRun) node(id string, n Node, snap *Snapshot) {
+	t := r.t
+	if err := snap.Validate(); err != nil {
+		t.Errorf("node %s: resources fail Envoy validation (ValidateAll): %v", id, err)
+	}
+	if err := snap.ValidateNode(); err != nil {
+		t.Errorf("node %s: ValidateNode: %v", id, err)
+	}
+	if err := snap.CacheSnapshotConsistent(); err != nil {
+		t.Errorf("node %s: snapshot not consistent: %v", id, err)
+	}
+	d, err := snap.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts []string
+	for _, to := range typeOrder {
+		list, ok := d[to.key]
+		if !ok {
+			continue
 		}
-		if err := snap.ValidateNode(); err != nil {
-			t.Errorf("node %s: ValidateNode: %v", gn.ID, err)
-		}
-		if err := snap.CacheSnapshotConsistent(); err != nil {
-			t.Errorf("node %s: snapshot not consistent: %v", gn.ID, err)
-		}
-		d, err := snap.Dump()
+		b, err := yaml.Marshal(list)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var counts []string
-		for _, to := range typeOrder {
-			list, ok := d[to.key]
-			if !ok {
-				continue
-			}
-			b, err := yaml.Marshal(list)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.files[gn.ID+"/"+to.key+".yaml"] = b
-			counts = append(counts, fmt.Sprintf("%s %d", to.key, len(list.([]any))))
-		}
-		say("node %s: %s, version %s (%s)", gn.ID, kindOf(n), snap.Version, strings.Join(counts, ", "))
+		r.res.files[id+"/"+to.key+".yaml"] = b
+		counts = append(counts, fmt.Sprintf("%s %d", to.key, len(list.([]any))))
 	}
-	// ForNode may add warnings (an mTLS cluster variant that fails validation).
-	for _, w := range shared.Warnings[nWarn:] {
-		say("  warning (node resources): %s", w)
-	}
-	// No private key may reach a golden (they are shown, diffed, logged).
-	for name, b := range res.files {
+	r.say("node %s: %s, version %s (%s)", id, kindOf(n), snap.Version, strings.Join(counts, ", "))
+}
+
+// noPrivateKeys fails the case if any output holds a private key (goldens
+// are shown, diffed, logged).
+func (r *goldenRun) noPrivateKeys(keys []string) {
+	for name, b := range r.res.files {
 		for _, k := range keys {
 			if bytes.Contains(b, []byte(k)) || bytes.Contains(b, []byte("PRIVATE KEY")) ||
 				bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString([]byte(k))[:40])) {
-				t.Errorf("%s holds a private key: secrets must be redacted", name)
+				r.t.Errorf("%s holds a private key: secrets must be redacted", name)
 			}
 		}
 	}
-	return res
 }
 
 func kindOf(n Node) string {
