@@ -1,4 +1,4 @@
-// Package modules is the control plane's content-addressed Wasm module
+// Package moduleserver is the control plane's content-addressed Wasm module
 // server. It serves every *.wasm in a directory by the sha256 of its bytes:
 //
 //	GET /modules/<sha256>   the module (application/wasm); 404 if unknown

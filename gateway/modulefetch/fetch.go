@@ -1,4 +1,4 @@
-// Package modules fetches proxy-wasm modules named by Envoy's remote data
+// Package modulefetch fetches proxy-wasm modules named by Envoy's remote data
 // sources (vm_config.code.remote: an http_uri and a sha256), verifies their
 // sha256 and keeps them in an on-disk cache keyed by that hash, so a restart
 // or a module server outage does not stop a gateway from loading a module it
