@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +26,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -264,28 +263,7 @@ func (c *adsClient) vhosts(route string) map[string]bool {
 
 func itoa(p uint32) string { return strconv.FormatUint(uint64(p), 10) }
 
-// startConsul starts a real dev agent. consulagent leaves Consul's gRPC-TLS
-// port at its fixed default (8503), so two agents on this machine (other
-// packages' tests run concurrently) collide; retry that one failure for a
-// bounded time instead of failing.
 func startConsul(t testing.TB) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		a, err := consulagent.Start(ctx, consulagent.Options{})
-		cancel()
-		if err == nil {
-			t.Cleanup(a.Stop)
-			c, err := a.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return a, c
-		}
-		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
-			t.Fatalf("consul: %v", err)
-		}
-		time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
-	}
+	return consultest.Start(t)
 }

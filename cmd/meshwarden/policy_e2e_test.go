@@ -27,36 +27,14 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/policies"
 )
 
-// startPolicyConsul starts a real dev agent. consulagent leaves Consul's
-// gRPC-TLS port at the -dev default (8503), so agents started at the same
-// moment by other packages' tests collide; only that error is retried,
-// a bounded number of times.
+// startPolicyConsul starts a real dev agent for the life of t.
 func startPolicyConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	var last error
-	for attempt := 0; attempt < 30; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		a, err := consulagent.Start(ctx, consulagent.Options{})
-		cancel()
-		if err == nil {
-			t.Cleanup(a.Stop)
-			c, err := a.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return a, c
-		}
-		last = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-		time.Sleep(2 * time.Second)
-	}
-	t.Fatalf("consul: %v", last)
-	return nil, nil
+	return consultest.Start(t)
 }
 
 // poll calls f every 50ms until it returns true or 30s pass.

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -39,26 +40,7 @@ func startConsul(t *testing.T) *api.Client {
 
 func startConsulAgent(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for {
-		a, err := consulagent.Start(ctx, consulagent.Options{})
-		if err == nil {
-			t.Cleanup(a.Stop)
-			c, err := a.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return a, c
-		}
-		if !strings.Contains(err.Error(), "address already in use") || ctx.Err() != nil {
-			t.Fatalf("consul: %v", err)
-		}
-		t.Logf("consul start collided on a fixed port; retrying")
-		if !sleep(ctx, 500*time.Millisecond) {
-			t.Fatalf("consul: %v", err)
-		}
-	}
+	return consultest.Start(t)
 }
 
 // setCAConfig rewrites the Connect CA configuration of the built-in

@@ -9,31 +9,13 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
 func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		a, err := consulagent.Start(ctx, consulagent.Options{})
-		cancel()
-		if err == nil {
-			t.Cleanup(a.Stop)
-			c, err := a.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return a, c
-		}
-		// consulagent leaves the gRPC-TLS port at 8503; agents of other
-		// packages' tests collide on it. Retry that failure only.
-		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
-			t.Fatalf("consul: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return consultest.Start(t)
 }
 
 func waitCatalog(t *testing.T, w *Watcher, what string, ok func(*ir.Catalog) bool) {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -132,27 +133,7 @@ func TestIntentionWatcherFollowsConsul(t *testing.T) {
 	}
 }
 
-// startConsul starts a real dev agent, retrying only the gRPC-TLS port
-// collision (consulagent leaves it at 8503, so agents of other packages'
-// tests started at the same moment collide), for a bounded time.
 func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		a, err := consulagent.Start(ctx, consulagent.Options{})
-		cancel()
-		if err == nil {
-			t.Cleanup(a.Stop)
-			c, err := a.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return a, c
-		}
-		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
-			t.Fatalf("consul: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return consultest.Start(t)
 }

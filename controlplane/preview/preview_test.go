@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -25,33 +25,10 @@ var testOpts = translate.Options{ModuleBaseURL: "http://127.0.0.1:18000/modules/
 	"dye": strings.Repeat("1", 64), "audit": strings.Repeat("2", 64), "trace": strings.Repeat("3", 64),
 }}
 
-// startConsul starts a real dev agent. consulagent does not pin Consul's
-// gRPC-TLS port, which -dev defaults to 8503, so two agents started at once
-// on this machine (other packages' tests) collide; the start is retried a
-// bounded number of times on that error only.
 func startConsul(t *testing.T) *api.Client {
 	t.Helper()
-	var last error
-	for attempt := 0; attempt < 30; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		a, err := consulagent.Start(ctx, consulagent.Options{})
-		cancel()
-		if err == nil {
-			t.Cleanup(a.Stop)
-			c, err := a.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
-		last = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-		time.Sleep(2 * time.Second)
-	}
-	t.Fatalf("consul: %v", last)
-	return nil
+	_, c := consultest.Start(t)
+	return c
 }
 
 // registerPayments registers payments v1 (meta) and v2 (meta) and orders in

@@ -5,6 +5,7 @@ package consultest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,12 +20,23 @@ func Start(t testing.TB) (*consulagent.Agent, *api.Client) {
 	return StartWith(t, consulagent.Options{})
 }
 
-// StartWith runs an agent with opts for the life of t.
+// StartWith runs an agent with opts for the life of t. Free ports are
+// chosen, then released for Consul to bind: an agent another test package
+// started at the same moment may take one first, so that one error ("address
+// already in use") is retried, a bounded number of times.
 func StartWith(t testing.TB, opts consulagent.Options) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	a, err := consulagent.Start(ctx, opts)
+	var a *consulagent.Agent
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		a, err = consulagent.Start(ctx, opts)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil {
 		t.Fatalf("consul: %v", err)
 	}
