@@ -29,9 +29,6 @@ func OrderedChain(byName map[string]*Plugin, order []string) (*Chain, error) {
 	return c, nil
 }
 
-// Plugins returns the plugins in request order.
-func (c *Chain) Plugins() []*Plugin { return append([]*Plugin(nil), c.plugins...) }
-
 // ChainStream is one HTTP stream through every plugin of a chain.
 type ChainStream struct {
 	streams []*Stream

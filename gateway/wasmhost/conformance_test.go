@@ -121,8 +121,8 @@ func TestConformanceRequestHeaders(t *testing.T) {
 		}
 	})
 	t.Run("guest metrics", func(t *testing.T) {
-		byName := map[string]MetricSnapshot{}
-		for _, m := range p.r.GuestMetrics() {
+		byName := map[string]metricSnapshot{}
+		for _, m := range p.r.guestMetrics() {
 			byName[m.Name] = m
 		}
 		if byName["conf_requests"].Value < int64(len(tests)) || byName["conf_gauge"].Value != 40 ||
