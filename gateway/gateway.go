@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,7 +108,6 @@ type Gateway struct {
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
 	tracing bool // false: no spans, W3C headers pass through untouched
-	rp      *httputil.ReverseProxy
 
 	buildMu   sync.Mutex
 	lastBuild string // the last build outcome when it was not a swap
@@ -200,7 +198,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.xds = xc
-	g.rp = g.reverseProxy()
 	return g, nil
 }
 
