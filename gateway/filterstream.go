@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
@@ -224,12 +223,7 @@ func requestToHeaders(r *http.Request) *wasmhost.Headers {
 	}
 	h.Pairs = append(h.Pairs, [2]string{":method", r.Method}, [2]string{":path", r.URL.RequestURI()},
 		[2]string{":authority", r.Host}, [2]string{":scheme", scheme})
-	for k, vs := range r.Header {
-		lk := strings.ToLower(k)
-		for _, v := range vs {
-			h.Pairs = append(h.Pairs, [2]string{lk, v})
-		}
-	}
+	h.AddHTTP(r.Header)
 	return h
 }
 
@@ -256,12 +250,7 @@ func applyRequestHeaders(r *http.Request, h *wasmhost.Headers) {
 func responseToHeaders(resp *http.Response) *wasmhost.Headers {
 	h := &wasmhost.Headers{Pairs: make([][2]string, 0, len(resp.Header)+1)}
 	h.Pairs = append(h.Pairs, [2]string{":status", strconv.Itoa(resp.StatusCode)})
-	for k, vs := range resp.Header {
-		lk := strings.ToLower(k)
-		for _, v := range vs {
-			h.Pairs = append(h.Pairs, [2]string{lk, v})
-		}
-	}
+	h.AddHTTP(resp.Header)
 	return h
 }
 
@@ -281,11 +270,7 @@ func applyResponseHeaders(resp *http.Response, h *wasmhost.Headers) {
 
 func headersFrom(h http.Header) *wasmhost.Headers {
 	out := &wasmhost.Headers{}
-	for k, vs := range h {
-		for _, v := range vs {
-			out.Pairs = append(out.Pairs, [2]string{strings.ToLower(k), v})
-		}
-	}
+	out.AddHTTP(h)
 	return out
 }
 

@@ -422,12 +422,7 @@ func (g *Gateway) acquire() *model {
 func (g *Gateway) clusterLive(name string) *clusterLive {
 	g.liveMu.Lock()
 	defer g.liveMu.Unlock()
-	l := g.live[name]
-	if l == nil {
-		l = &clusterLive{eps: map[string]*epState{}}
-		g.live[name] = l
-	}
-	return l
+	return getOrAdd(g.live, name, func() *clusterLive { return &clusterLive{eps: map[string]*epState{}} })
 }
 
 func (g *Gateway) transport(spec *clusterSpec) *upstreamTransport {

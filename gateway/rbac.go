@@ -259,15 +259,7 @@ func compilePermission(p *rbacv3.Permission) (permFn, error) {
 }
 
 func compilePermissions(ps []*rbacv3.Permission) ([]permFn, error) {
-	out := make([]permFn, 0, len(ps))
-	for _, p := range ps {
-		f, err := compilePermission(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, nil
+	return compileAll(ps, compilePermission)
 }
 
 func compilePrincipal(p *rbacv3.Principal) (principalFn, error) {
@@ -323,9 +315,14 @@ func compilePrincipal(p *rbacv3.Principal) (principalFn, error) {
 }
 
 func compilePrincipals(ps []*rbacv3.Principal) ([]principalFn, error) {
-	out := make([]principalFn, 0, len(ps))
-	for _, p := range ps {
-		f, err := compilePrincipal(p)
+	return compileAll(ps, compilePrincipal)
+}
+
+// compileAll compiles every item, stopping at the first error.
+func compileAll[T any, F any](items []T, compile func(T) (F, error)) ([]F, error) {
+	out := make([]F, 0, len(items))
+	for _, it := range items {
+		f, err := compile(it)
 		if err != nil {
 			return nil, err
 		}
