@@ -114,13 +114,7 @@ func TestSDKGuest(t *testing.T) {
 		}
 		defer s.Close()
 		h := reqHeaders("x-test", "body")
-		if res := s.OnRequestHeaders(h, false); res.Action != Buffer {
-			t.Fatalf("headers %v %v", res.Action, res.Err)
-		}
-		if res := s.OnRequestBody([]byte("ab"), false); res.Action != Buffer {
-			t.Fatalf("chunk 1 %v", res.Action)
-		}
-		res := s.OnRequestBody([]byte("c"), true)
+		res := bufferedRequest(t, s, h, "ab", "c")
 		if res.Action != Continue || string(res.Body) != "<ABC>" {
 			t.Fatalf("chunk 2 %v %q", res.Action, res.Body)
 		}
