@@ -147,6 +147,15 @@ func anyOf[F ~func(*accessRequest) bool](fs []F, ar *accessRequest) bool {
 	return false
 }
 
+func allOf[F ~func(*accessRequest) bool](fs []F, ar *accessRequest) bool {
+	for _, f := range fs {
+		if !f(ar) {
+			return false
+		}
+	}
+	return true
+}
+
 // compileRBACFilter compiles an RBAC HTTP filter config.
 func compileRBACFilter(name string, cfg *rbacfilter.RBAC) (*rbacFilterRT, error) {
 	if cfg.GetMatcher() != nil || cfg.GetShadowMatcher() != nil {
@@ -234,14 +243,7 @@ func compilePermission(p *rbacv3.Permission) (permFn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(ar *accessRequest) bool {
-			for _, f := range fs {
-				if !f(ar) {
-					return false
-				}
-			}
-			return true
-		}, nil
+		return func(ar *accessRequest) bool { return allOf(fs, ar) }, nil
 	case *rbacv3.Permission_OrRules:
 		fs, err := compilePermissions(r.OrRules.GetRules())
 		if err != nil {
@@ -296,14 +298,7 @@ func compilePrincipal(p *rbacv3.Principal) (principalFn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(ar *accessRequest) bool {
-			for _, f := range fs {
-				if !f(ar) {
-					return false
-				}
-			}
-			return true
-		}, nil
+		return func(ar *accessRequest) bool { return allOf(fs, ar) }, nil
 	case *rbacv3.Principal_NotId:
 		f, err := compilePrincipal(id.NotId)
 		if err != nil {
