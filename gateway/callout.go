@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -69,22 +68,10 @@ func (c *callout) Call(ctx context.Context, name string, req wasmhost.HTTPCallRe
 		return wasmhost.HTTPCallResponse{}, fmt.Errorf("http call to %s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	out, err := wasmhost.ReadHTTPCallResponse(resp)
 	if err != nil {
 		return wasmhost.HTTPCallResponse{}, fmt.Errorf("http call to %s: %w", name, err)
 	}
 	cl.observe(ep, resp.StatusCode, nil, time.Now())
-	out := wasmhost.HTTPCallResponse{Body: body}
-	out.Headers = append(out.Headers, [2]string{":status", fmt.Sprint(resp.StatusCode)})
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			out.Headers = append(out.Headers, [2]string{strings.ToLower(k), v})
-		}
-	}
-	for k, vs := range resp.Trailer {
-		for _, v := range vs {
-			out.Trailers = append(out.Trailers, [2]string{strings.ToLower(k), v})
-		}
-	}
 	return out, nil
 }

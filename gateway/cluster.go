@@ -226,12 +226,7 @@ type clusterLive struct {
 func (l *clusterLive) endpoint(addr string) *epState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := l.eps[addr]
-	if st == nil {
-		st = &epState{addr: addr}
-		l.eps[addr] = st
-	}
-	return st
+	return getOrAdd(l.eps, addr, func() *epState { return &epState{addr: addr} })
 }
 
 func endpointsOf(cla *endpoint.ClusterLoadAssignment, live *clusterLive) ([]endpointRef, int, error) {
@@ -511,4 +506,15 @@ func (h *secretHolder) roots(name string) *x509.CertPool {
 		return s.roots
 	}
 	return nil
+}
+
+// getOrAdd returns m[k], adding mk() first when it is absent. The caller
+// holds m's lock.
+func getOrAdd[K comparable, V any](m map[K]*V, k K, mk func() *V) *V {
+	v := m[k]
+	if v == nil {
+		v = mk()
+		m[k] = v
+	}
+	return v
 }

@@ -4,9 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,46 +12,20 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
-var auditWasm struct {
-	once sync.Once
-	b    []byte
-	err  error
-}
-
 // buildAuditFilter builds the real filters/audit module once per test binary.
 func buildAuditFilter(t *testing.T) []byte {
 	t.Helper()
-	auditWasm.once.Do(func() {
-		dir, err := os.MkdirTemp("", "gw-audit-")
-		if err != nil {
-			auditWasm.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "audit.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../filters/audit/wasm")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			auditWasm.err = err
-			t.Logf("%s", msg)
-			return
-		}
-		auditWasm.b, auditWasm.err = os.ReadFile(out)
-	})
-	if auditWasm.err != nil {
-		t.Fatalf("build the audit filter: %v", auditWasm.err)
+	wasm, err := guests.Build("filters/audit", "../filters/audit/wasm")
+	if err != nil {
+		t.Fatalf("build the audit filter: %v", err)
 	}
-	return auditWasm.b
+	return wasm
 }
 
 // TestFailClosedAuditHoldsRequestUntilAck: a fail-closed audited POST with
@@ -102,14 +73,7 @@ func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
 
 	cfg := `{"rules":[{"methods":["POST"],"path":{"exact":"/v1/transfers"},"opType":"FUND_TRANSFER","level":"critical","failClosed":true}],` +
 		`"redact":{"bodyFields":["card.number"]},"collector":{"cluster":"` + meshnames.AuditClusterName + `","token":"t"},"failClosedTimeoutMs":2000}`
-	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: "mw.audit", RootId: "audit", FailurePolicy: wasmv3.FailurePolicy_FAIL_CLOSED,
-		Configuration: mustAny(t, wrapperspb.String(cfg)),
-		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "mw.audit", Runtime: "envoy.wasm.runtime.v8",
-			Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
-				HttpUri: &core.HttpUri{Uri: ms.URL + "/audit.wasm", HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "mw-modules"},
-					Timeout: durationpb.New(5 * time.Second)},
-				Sha256: modulefetch.Sum(wasm)}}}}}}}
-	ext := &core.TypedExtensionConfig{Name: "mw.audit", TypedConfig: mustAny(t, w)}
+	ext := wasmFilterExt(t, "mw.audit", "audit", ms.URL+"/audit.wasm", modulefetch.Sum(wasm), wasmv3.FailurePolicy_FAIL_CLOSED, cfg)
 
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-failclosed", nil)

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,19 +15,12 @@ import (
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
-type guestBuild struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
-var (
-	guestsMu sync.Mutex
-	guests   = map[string]*guestBuild{}
-)
+// guests builds the test guests and filters once per test binary.
+var guests = guestbuild.New("")
 
 // headersGuest builds gateway/wasmhost's "headers" test guest (it copies
 // x-mw-dye into x-mw-lane, default "stable", and adds x-mw-filtered to
@@ -40,33 +30,11 @@ func headersGuest(t testing.TB) []byte { return testGuest(t, "headers") }
 // testGuest builds gateway/wasmhost/testdata/guests/<name> once per test binary.
 func testGuest(t testing.TB, name string) []byte {
 	t.Helper()
-	guestsMu.Lock()
-	b := guests[name]
-	if b == nil {
-		b = &guestBuild{}
-		guests[name] = b
+	wasm, err := guests.Build(name, "./wasmhost/testdata/guests/"+name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	guestsMu.Unlock()
-	b.once.Do(func() {
-		dir, err := os.MkdirTemp("", "gw-guest-")
-		if err != nil {
-			b.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, name+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasmhost/testdata/guests/"+name)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("build %s guest: %v\n%s", name, err, msg)
-			return
-		}
-		b.wasm, b.err = os.ReadFile(out)
-	})
-	if b.err != nil {
-		t.Fatal(b.err)
-	}
-	return b.wasm
+	return wasm
 }
 
 // moduleServer serves modules by path and counts fetches.

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,7 +42,8 @@ import (
 type Config struct {
 	// XDSAddress is the control plane's ADS address (host:port). Required.
 	XDSAddress string
-	// NodeID is the xDS node id; empty means "gateway-<hostname>".
+	// NodeID is the xDS node id; empty means "gateway-<listener port>" (the
+	// CLI's default is "gateway-<hostname>").
 	NodeID string
 	// Listener is the bound listening socket for proxied traffic. Its port is
 	// sent as node metadata listen_port. Required.
@@ -92,7 +92,9 @@ type Config struct {
 	XDSMinBackoff, XDSMaxBackoff time.Duration
 }
 
-// Gateway is a running edge gateway. Create it with New, run it with Run.
+// Gateway is an edge gateway (or inbound sidecar). Its lifecycle: New
+// (defaults, Validate, prepare) → Start → Shutdown or Close; Run is Start,
+// wait for ctx, Shutdown.
 type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
@@ -109,7 +111,6 @@ type Gateway struct {
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
 	tracing bool // false: no spans, W3C headers pass through untouched
-	rp      *httputil.ReverseProxy
 
 	buildMu   sync.Mutex
 	lastBuild string // the last build outcome when it was not a swap
@@ -118,16 +119,34 @@ type Gateway struct {
 	trs       map[string]*upstreamTransport
 	retryOnce sync.Once
 	retryC    chan struct{}
+
+	// Lifecycle: Start sets srv, admin and stopXDS; Shutdown undoes them.
+	baseCtx      context.Context // New's ctx without its cancellation, for Close
+	srv, admin   *http.Server
+	errc         chan error // a server's failure
+	stopXDS      context.CancelFunc
+	bg           sync.WaitGroup // the xDS client and the retry loop
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
-// New validates cfg and prepares a Gateway; it starts nothing.
-func New(ctx context.Context, cfg Config) (*Gateway, error) {
+// Validate reports a configuration the gateway cannot run with, saying what
+// to change.
+func (cfg Config) Validate() error {
 	if cfg.Listener == nil {
-		return nil, errors.New("gateway: no listener: bind the proxy address first (--listen)")
+		return errors.New("gateway: no listener: bind the proxy address first (--listen)")
 	}
 	if cfg.Service == meshnames.GatewayNodeCluster {
-		return nil, fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service (--service) empty for an edge gateway", cfg.Service)
+		return fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service (--service) empty for an edge gateway", cfg.Service)
 	}
+	return nil
+}
+
+// withDefaults returns cfg with every unset field that has a default set:
+// DrainTimeout 10s, MaxBufferBytes 1 MiB, a discarding Logger, a private
+// Registry, NodeID "gateway-<listener port>". TracerProvider stays nil: nil
+// means no spans.
+func (cfg Config) withDefaults() Config {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
@@ -140,22 +159,34 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	tracing := cfg.TracerProvider != nil
-	if !tracing {
-		cfg.TracerProvider = noop.NewTracerProvider()
-	}
-	if cfg.NodeID == "" {
+	if cfg.NodeID == "" && cfg.Listener != nil {
 		cfg.NodeID = "gateway-" + strconv.Itoa(portOf(cfg.Listener.Addr()))
+	}
+	return cfg
+}
+
+// New validates cfg, applies its defaults and prepares a Gateway: the wasm
+// runtime and the xDS client. It starts nothing; Start (or Run) does.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	tracing := cfg.TracerProvider != nil
+	tp := cfg.TracerProvider
+	if !tracing {
+		tp = noop.NewTracerProvider()
 	}
 	g := &Gateway{
 		cfg: cfg, log: cfg.Logger, port: portOf(cfg.Listener.Addr()),
 		live: map[string]*clusterLive{}, trs: map[string]*upstreamTransport{},
-		tracer: cfg.TracerProvider.Tracer("github.com/meshwarden/meshwarden/gateway"),
+		tracer: tp.Tracer("github.com/meshwarden/meshwarden/gateway"),
 		// Trace context only: the baggage header belongs to the caller and
 		// the filters (the dye filter writes the lane into it), so the
 		// gateway must not re-inject the baggage it saw before they ran.
 		prop:   propagation.TraceContext{},
 		retryC: make(chan struct{}, 1), tracing: tracing,
+		baseCtx: context.WithoutCancel(ctx), errc: make(chan error, 2),
 	}
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)
@@ -200,7 +231,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.xds = xc
-	g.rp = g.reverseProxy()
 	return g, nil
 }
 
@@ -210,56 +240,89 @@ func (g *Gateway) Addr() net.Addr { return g.cfg.Listener.Addr() }
 // Ready reports whether a first complete configuration is serving.
 func (g *Gateway) Ready() bool { return g.ready.Load() && !g.drain.Load() }
 
-// Run serves until ctx ends, then drains: it stops accepting, lets requests
-// in flight finish (bounded by DrainTimeout) and releases the filters.
+// Run serves until ctx ends or a server fails, then shuts down gracefully:
+// Start, wait, Shutdown. It returns the server's failure, if any.
 func (g *Gateway) Run(ctx context.Context) error {
-	srv := &http.Server{
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-g.errc:
+	}
+	_ = g.Shutdown(context.WithoutCancel(ctx))
+	return runErr
+}
+
+// Start starts serving in the background: the xDS client, the module retry
+// loop, the proxy on Config.Listener and the admin server on
+// Config.AdminListener. It returns at once; the gateway turns Ready once the
+// first complete configuration arrives. The xDS client keeps ctx's values but
+// runs until Shutdown, so that configuration still arrives while draining.
+// A server that fails is reported by Run; call Start once.
+func (g *Gateway) Start(ctx context.Context) error {
+	if g.srv != nil {
+		return errors.New("gateway: already started")
+	}
+	g.srv = &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		Protocols:         new(http.Protocols),
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
-	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetHTTP2(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
-	var admin *http.Server
-	errc := make(chan error, 3)
+	g.srv.Protocols.SetHTTP1(true)
+	g.srv.Protocols.SetHTTP2(true)
+	g.srv.Protocols.SetUnencryptedHTTP2(true)
 	xctx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = g.xds.Run(xctx) }()
-	go func() { defer wg.Done(); g.retryLoop(xctx) }()
-	go func() {
-		if err := srv.Serve(&tlsSwitchListener{Listener: g.cfg.Listener, g: g}); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("gateway: serve: %w", err)
-		}
-	}()
+	g.stopXDS = stopXDS
+	g.bg.Add(2)
+	go func() { defer g.bg.Done(); _ = g.xds.Run(xctx) }()
+	go func() { defer g.bg.Done(); g.retryLoop(xctx) }()
+	go g.serve(g.srv, &tlsSwitchListener{Listener: g.cfg.Listener, g: g}, "serve")
 	if g.cfg.AdminListener != nil {
-		admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := admin.Serve(g.cfg.AdminListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("gateway: admin: %w", err)
-			}
-		}()
+		g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go g.serve(g.admin, g.cfg.AdminListener, "admin")
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+	return nil
+}
+
+// serve runs one server and reports its failure on g.errc.
+func (g *Gateway) serve(srv *http.Server, lis net.Listener, what string) {
+	if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		g.errc <- fmt.Errorf("gateway: %s: %w", what, err)
 	}
+}
+
+// Shutdown drains and releases the gateway: it turns unready, stops
+// accepting, lets requests in flight finish (bounded by DrainTimeout and
+// ctx), stops the xDS client, and releases the filters, the upstream pools
+// and the wasm runtime. Later calls return the first call's result.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.shutdownOnce.Do(func() { g.shutdownErr = g.shutdown(ctx) })
+	return g.shutdownErr
+}
+
+// Close is Shutdown with no bound but DrainTimeout.
+func (g *Gateway) Close() error { return g.Shutdown(g.baseCtx) }
+
+func (g *Gateway) shutdown(ctx context.Context) error {
 	g.drain.Store(true)
-	g.log.Info("draining", "timeout", g.cfg.DrainTimeout)
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.DrainTimeout)
-	defer cancel()
-	if err := srv.Shutdown(dctx); err != nil {
-		g.log.Warn("drain incomplete; closing the remaining connections", "err", err)
-		_ = srv.Close()
+	var err error
+	if g.srv != nil {
+		g.log.Info("draining", "timeout", g.cfg.DrainTimeout)
+		dctx, cancel := context.WithTimeout(ctx, g.cfg.DrainTimeout)
+		defer cancel()
+		if serr := g.srv.Shutdown(dctx); serr != nil {
+			g.log.Warn("drain incomplete; closing the remaining connections", "err", serr)
+			err = g.srv.Close()
+		}
+		g.stopXDS()
+		g.bg.Wait()
 	}
-	stopXDS()
-	wg.Wait()
-	if admin != nil {
-		_ = admin.Close()
+	if g.admin != nil {
+		_ = g.admin.Close()
 	}
 	g.plugins.closeAll()
 	g.liveMu.Lock()
@@ -267,8 +330,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		t.close()
 	}
 	g.liveMu.Unlock()
-	_ = g.rt.Close(context.WithoutCancel(ctx))
-	return runErr
+	return errors.Join(err, g.rt.Close(context.WithoutCancel(ctx)))
 }
 
 // rebuild builds a model from the store and publishes it if complete.
@@ -360,12 +422,7 @@ func (g *Gateway) acquire() *model {
 func (g *Gateway) clusterLive(name string) *clusterLive {
 	g.liveMu.Lock()
 	defer g.liveMu.Unlock()
-	l := g.live[name]
-	if l == nil {
-		l = &clusterLive{eps: map[string]*epState{}}
-		g.live[name] = l
-	}
-	return l
+	return getOrAdd(g.live, name, func() *clusterLive { return &clusterLive{eps: map[string]*epState{}} })
 }
 
 func (g *Gateway) transport(spec *clusterSpec) *upstreamTransport {

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +185,50 @@ func TestHealthOutlierAndRetries(t *testing.T) {
 	}
 	if h := sick.hits.Load(); h == 0 || h > 3 {
 		t.Fatalf("sick endpoint got %d requests, want 1..3 before its ejection", h)
+	}
+}
+
+func TestConfigLifecycle(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // substring of the error, "" for none
+	}{
+		{"no listener", Config{}, "no listener"},
+		{"service is the gateway's own cluster", Config{Listener: lis, Service: meshnames.GatewayNodeCluster}, "edge gateway's own cluster"},
+		{"edge gateway", Config{Listener: lis}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	d := Config{Listener: lis}.withDefaults()
+	if d.DrainTimeout != 10*time.Second || d.MaxBufferBytes != 1<<20 || d.Logger == nil || d.Registry == nil ||
+		d.NodeID != "gateway-"+strconv.Itoa(portOf(lis.Addr())) || d.TracerProvider != nil {
+		t.Fatalf("withDefaults() = %+v", d)
+	}
+	g, err := New(t.Context(), Config{Listener: lis, XDSAddress: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(t.Context()); err == nil {
+		t.Fatal("a second Start succeeded")
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if g.Ready() {
+		t.Fatal("ready after Close")
 	}
 }

@@ -202,8 +202,15 @@ func wasmExt(t testing.TB, name, uri, sha string, failOpen bool) *core.TypedExte
 	if failOpen {
 		pol = wasmv3.FailurePolicy_FAIL_OPEN
 	}
-	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: name, RootId: name, FailurePolicy: pol,
-		Configuration: mustAny(t, wrapperspb.String("{}")),
+	return wasmFilterExt(t, name, name, uri, sha, pol, "{}")
+}
+
+// wasmFilterExt is the ECDS resource of a wasm filter as the plane sends it:
+// name (also its vm_id), root id, the module's URI and sha256 on the module
+// server, the fail policy and the plugin configuration.
+func wasmFilterExt(t testing.TB, name, rootID, uri, sha string, pol wasmv3.FailurePolicy, conf string) *core.TypedExtensionConfig {
+	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: name, RootId: rootID, FailurePolicy: pol,
+		Configuration: mustAny(t, wrapperspb.String(conf)),
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: name, Runtime: "envoy.wasm.runtime.v8",
 			Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
 				HttpUri: &core.HttpUri{Uri: uri, HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "mw-modules"},

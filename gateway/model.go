@@ -17,6 +17,7 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -70,77 +71,130 @@ func (w *warmingError) Error() string {
 // build assembles a model from the store's resources. A missing referenced
 // resource yields a *warmingError (not a NACK: it may still arrive).
 func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Message, versions map[string]string) (*model, error) {
-	m := &model{versions: versions, clusters: map[string]*clusterRT{}, secrets: map[string]*secret{}}
-	var missing []string
-	for name, r := range res[resource.SecretType] {
-		s, err := parseSecret(r.(*tlsv3.Secret))
-		if err != nil {
-			return nil, fmt.Errorf("secret %q: %w", name, err)
-		}
-		m.secrets[name] = s
+	b := &modelBuilder{g: g, res: res, m: &model{versions: versions, clusters: map[string]*clusterRT{}, secrets: map[string]*secret{}}}
+	if err := b.secrets(); err != nil {
+		return nil, err
 	}
-	needSecret := func(names ...string) {
-		for _, n := range names {
-			if n != "" && m.secrets[n] == nil {
-				missing = append(missing, "secret "+n)
-			}
-		}
-	}
-
-	// Listener: the one bound to our port, or the only one.
-	l, err := g.pickListener(res[resource.ListenerType])
+	lrt, h, err := b.listener()
 	if err != nil {
 		return nil, err
 	}
+	if err := b.clusters(); err != nil {
+		return nil, err
+	}
+	slots, err := b.filterSlots(lrt, h)
+	if err != nil {
+		return nil, err
+	}
+	if len(b.missing) > 0 {
+		slices.Sort(b.missing)
+		return nil, &warmingError{missing: slices.Compact(b.missing)}
+	}
+	b.startFilters(ctx, lrt, slots)
+	b.m.listener = lrt
+	return b.m, nil
+}
+
+// modelBuilder holds one build's inputs, the model so far and what it still
+// waits for.
+type modelBuilder struct {
+	g       *Gateway
+	res     map[string]map[string]proto.Message
+	m       *model
+	missing []string
+}
+
+// filterSlot is one wasm filter of the listener, in order.
+type filterSlot struct {
+	name string
+	w    *wasmfilter.Wasm
+}
+
+func (b *modelBuilder) secrets() error {
+	for name, r := range b.res[resource.SecretType] {
+		s, err := parseSecret(r.(*tlsv3.Secret))
+		if err != nil {
+			return fmt.Errorf("secret %q: %w", name, err)
+		}
+		b.m.secrets[name] = s
+	}
+	return nil
+}
+
+func (b *modelBuilder) needSecret(names ...string) {
+	for _, n := range names {
+		if n != "" && b.m.secrets[n] == nil {
+			b.missing = append(b.missing, "secret "+n)
+		}
+	}
+}
+
+// listener compiles the listener bound to our port (or the only one): its
+// downstream TLS and its routes.
+func (b *modelBuilder) listener() (*listenerRT, *hcm.HttpConnectionManager, error) {
+	l, err := b.g.pickListener(b.res[resource.ListenerType])
+	if err != nil {
+		return nil, nil, err
+	}
 	if l == nil {
-		return nil, &warmingError{missing: []string{"a listener"}}
+		return nil, nil, &warmingError{missing: []string{"a listener"}}
 	}
 	fc := l.GetFilterChains()[0]
 	h, err := httpConnManager(fc)
 	if err != nil {
-		return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+		return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
 	}
 	lrt := &listenerRT{name: l.GetName()}
 	if dtc, _ := downstreamTLS(fc); dtc != nil {
-		ctc := dtc.GetCommonTlsContext()
-		spec := &downstreamTLSSpec{requireClient: dtc.GetRequireClientCertificate().GetValue(), alpn: ctc.GetAlpnProtocols()}
-		if c := ctc.GetTlsCertificateSdsSecretConfigs(); len(c) > 0 {
-			spec.certSecret = c[0].GetName()
+		if lrt.tls, err = b.downstreamTLSSpec(l.GetName(), dtc); err != nil {
+			return nil, nil, err
 		}
-		if v := ctc.GetValidationContextSdsSecretConfig(); v != nil {
-			spec.rootsSecret = v.GetName()
-		} else if cv := ctc.GetCombinedValidationContext(); cv != nil {
-			spec.rootsSecret = cv.GetValidationContextSdsSecretConfig().GetName()
-		}
-		if spec.certSecret == "" {
-			return nil, fmt.Errorf("listener %q: downstream TLS needs tls_certificate_sds_secret_configs", l.GetName())
-		}
-		needSecret(spec.certSecret, spec.rootsSecret)
-		lrt.tls = spec
 	}
 	if rds := h.GetRds(); rds != nil {
-		rc, ok := res[resource.RouteType][rds.GetRouteConfigName()]
+		rc, ok := b.res[resource.RouteType][rds.GetRouteConfigName()]
 		if !ok {
-			missing = append(missing, "route "+rds.GetRouteConfigName())
+			b.missing = append(b.missing, "route "+rds.GetRouteConfigName())
 		} else if lrt.routes, err = compileRouteConfig(rc.(*route.RouteConfiguration)); err != nil {
-			return nil, fmt.Errorf("route %q: %w", rds.GetRouteConfigName(), err)
+			return nil, nil, fmt.Errorf("route %q: %w", rds.GetRouteConfigName(), err)
 		}
 	} else if lrt.routes, err = compileRouteConfig(h.GetRouteConfig()); err != nil {
-		return nil, fmt.Errorf("listener %q route_config: %w", l.GetName(), err)
+		return nil, nil, fmt.Errorf("listener %q route_config: %w", l.GetName(), err)
 	}
+	return lrt, h, nil
+}
 
-	// Clusters and their endpoints.
-	for name, r := range res[resource.ClusterType] {
+func (b *modelBuilder) downstreamTLSSpec(listenerName string, dtc *tlsv3.DownstreamTlsContext) (*downstreamTLSSpec, error) {
+	ctc := dtc.GetCommonTlsContext()
+	spec := &downstreamTLSSpec{requireClient: dtc.GetRequireClientCertificate().GetValue(), alpn: ctc.GetAlpnProtocols()}
+	if c := ctc.GetTlsCertificateSdsSecretConfigs(); len(c) > 0 {
+		spec.certSecret = c[0].GetName()
+	}
+	if v := ctc.GetValidationContextSdsSecretConfig(); v != nil {
+		spec.rootsSecret = v.GetName()
+	} else if cv := ctc.GetCombinedValidationContext(); cv != nil {
+		spec.rootsSecret = cv.GetValidationContextSdsSecretConfig().GetName()
+	}
+	if spec.certSecret == "" {
+		return nil, fmt.Errorf("listener %q: downstream TLS needs tls_certificate_sds_secret_configs", listenerName)
+	}
+	b.needSecret(spec.certSecret, spec.rootsSecret)
+	return spec, nil
+}
+
+// clusters compiles every cluster with its endpoints.
+func (b *modelBuilder) clusters() error {
+	g := b.g
+	for name, r := range b.res[resource.ClusterType] {
 		c := r.(*cluster.Cluster)
 		spec, err := clusterSpecOf(c)
 		if err != nil {
-			return nil, fmt.Errorf("cluster %q: %w", name, err)
+			return fmt.Errorf("cluster %q: %w", name, err)
 		}
 		cla := c.GetLoadAssignment()
 		if c.GetType() == cluster.Cluster_EDS {
-			e, ok := res[resource.EndpointType][edsName(c)]
+			e, ok := b.res[resource.EndpointType][edsName(c)]
 			if !ok {
-				missing = append(missing, "endpoints "+edsName(c))
+				b.missing = append(b.missing, "endpoints "+edsName(c))
 				continue
 			}
 			cla = e.(*endpoint.ClusterLoadAssignment)
@@ -148,25 +202,25 @@ func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Mes
 		live := g.clusterLive(name)
 		eps, healthy, err := endpointsOf(cla, live)
 		if err != nil {
-			return nil, fmt.Errorf("cluster %q: %w", name, err)
+			return fmt.Errorf("cluster %q: %w", name, err)
 		}
 		if spec.tls != nil {
-			needSecret(spec.tls.certSecret, spec.tls.rootsSecret)
+			b.needSecret(spec.tls.certSecret, spec.tls.rootsSecret)
 		}
-		m.clusters[name] = &clusterRT{spec: spec, endpoints: eps, healthyN: healthy, live: live, tr: g.transport(spec)}
+		b.m.clusters[name] = &clusterRT{spec: spec, endpoints: eps, healthyN: healthy, live: live, tr: g.transport(spec)}
 	}
+	return nil
+}
 
-	// Filters, in the listener's order (which the plane takes from
-	// filters/order.txt).
+// filterSlots lists the listener's wasm filters in its order (which the
+// plane takes from filters/order.txt), their config from ECDS or inline;
+// RBAC filters go to lrt.access.
+func (b *modelBuilder) filterSlots(lrt *listenerRT, h *hcm.HttpConnectionManager) ([]filterSlot, error) {
 	hfs, err := httpFilters(h)
 	if err != nil {
-		return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+		return nil, fmt.Errorf("listener %q: %w", lrt.name, err)
 	}
-	type slot struct {
-		name string
-		w    *wasmfilter.Wasm
-	}
-	var slots []slot
+	var slots []filterSlot
 	for _, f := range hfs {
 		if f.disabled {
 			continue
@@ -177,26 +231,29 @@ func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Mes
 		}
 		w := f.inline
 		if f.ecds {
-			if r, ok := res[resource.ExtensionConfigType][f.name]; ok {
+			if r, ok := b.res[resource.ExtensionConfigType][f.name]; ok {
 				if w, err = wasmOf(r.(*core.TypedExtensionConfig).GetTypedConfig()); err != nil {
 					return nil, fmt.Errorf("extension config %q: %w", f.name, err)
 				}
 			} else if f.fallback != nil {
 				w = f.fallback
 			} else {
-				missing = append(missing, "extension config "+f.name)
+				b.missing = append(b.missing, "extension config "+f.name)
 				continue
 			}
 		}
-		slots = append(slots, slot{f.name, w})
+		slots = append(slots, filterSlot{f.name, w})
 	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, &warmingError{missing: slices.Compact(missing)}
-	}
+	return slots, nil
+}
+
+// startFilters resolves each slot to a running plugin (or the last known
+// good one) and builds the chain; a fail-closed filter with none blocks the
+// listener.
+func (b *modelBuilder) startFilters(ctx context.Context, lrt *listenerRT, slots []filterSlot) {
 	var plugins []*wasmhost.Plugin
 	for _, s := range slots {
-		p, failClosed := g.plugins.resolve(ctx, s.name, s.w)
+		p, failClosed := b.g.plugins.resolve(ctx, s.name, s.w)
 		switch {
 		case p != nil:
 			plugins = append(plugins, p)
@@ -208,9 +265,7 @@ func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Mes
 	if len(plugins) > 0 {
 		lrt.chain = wasmhost.NewChain(plugins...)
 	}
-	m.plugins = plugins
-	m.listener = lrt
-	return m, nil
+	b.m.plugins = plugins
 }
 
 // pickListener returns the listener whose port is the gateway's, else the

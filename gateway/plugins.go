@@ -78,11 +78,7 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	st := pm.status[name]
-	if st == nil {
-		st = &filterStatus{Name: name}
-		pm.status[name] = st
-	}
+	st := getOrAdd(pm.status, name, func() *filterStatus { return &filterStatus{Name: name} })
 	st.SHA256 = wantSHA
 	if err == nil {
 		pm.byKey[key] = p

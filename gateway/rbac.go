@@ -147,6 +147,15 @@ func anyOf[F ~func(*accessRequest) bool](fs []F, ar *accessRequest) bool {
 	return false
 }
 
+func allOf[F ~func(*accessRequest) bool](fs []F, ar *accessRequest) bool {
+	for _, f := range fs {
+		if !f(ar) {
+			return false
+		}
+	}
+	return true
+}
+
 // compileRBACFilter compiles an RBAC HTTP filter config.
 func compileRBACFilter(name string, cfg *rbacfilter.RBAC) (*rbacFilterRT, error) {
 	if cfg.GetMatcher() != nil || cfg.GetShadowMatcher() != nil {
@@ -234,14 +243,7 @@ func compilePermission(p *rbacv3.Permission) (permFn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(ar *accessRequest) bool {
-			for _, f := range fs {
-				if !f(ar) {
-					return false
-				}
-			}
-			return true
-		}, nil
+		return func(ar *accessRequest) bool { return allOf(fs, ar) }, nil
 	case *rbacv3.Permission_OrRules:
 		fs, err := compilePermissions(r.OrRules.GetRules())
 		if err != nil {
@@ -259,15 +261,7 @@ func compilePermission(p *rbacv3.Permission) (permFn, error) {
 }
 
 func compilePermissions(ps []*rbacv3.Permission) ([]permFn, error) {
-	out := make([]permFn, 0, len(ps))
-	for _, p := range ps {
-		f, err := compilePermission(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, nil
+	return compileAll(ps, compilePermission)
 }
 
 func compilePrincipal(p *rbacv3.Principal) (principalFn, error) {
@@ -304,14 +298,7 @@ func compilePrincipal(p *rbacv3.Principal) (principalFn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(ar *accessRequest) bool {
-			for _, f := range fs {
-				if !f(ar) {
-					return false
-				}
-			}
-			return true
-		}, nil
+		return func(ar *accessRequest) bool { return allOf(fs, ar) }, nil
 	case *rbacv3.Principal_NotId:
 		f, err := compilePrincipal(id.NotId)
 		if err != nil {
@@ -323,9 +310,14 @@ func compilePrincipal(p *rbacv3.Principal) (principalFn, error) {
 }
 
 func compilePrincipals(ps []*rbacv3.Principal) ([]principalFn, error) {
-	out := make([]principalFn, 0, len(ps))
-	for _, p := range ps {
-		f, err := compilePrincipal(p)
+	return compileAll(ps, compilePrincipal)
+}
+
+// compileAll compiles every item, stopping at the first error.
+func compileAll[T any, F any](items []T, compile func(T) (F, error)) ([]F, error) {
+	out := make([]F, 0, len(items))
+	for _, it := range items {
+		f, err := compile(it)
 		if err != nil {
 			return nil, err
 		}

@@ -23,13 +23,10 @@ import (
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbacfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
@@ -258,14 +255,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	t.Cleanup(upstream.Close)
 
 	cfg := `{"rules":[{"methods":["POST"],"path":{"exact":"/v1/transfers"},"opType":"FUND_TRANSFER"}],"collector":{"cluster":"` + meshnames.AuditClusterName + `"},"batch":{"flushIntervalMs":50}}`
-	w := &wasmfilter.Wasm{Config: &wasmv3.PluginConfig{Name: "mw.audit", RootId: "audit", FailurePolicy: wasmv3.FailurePolicy_FAIL_CLOSED,
-		Configuration: mustAny(t, wrapperspb.String(cfg)),
-		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "mw.audit", Runtime: "envoy.wasm.runtime.v8",
-			Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
-				HttpUri: &core.HttpUri{Uri: ms.URL + "/audit.wasm", HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "mw-modules"},
-					Timeout: durationpb.New(5 * time.Second)},
-				Sha256: modulefetch.Sum(wasm)}}}}}}}
-	ext := &core.TypedExtensionConfig{Name: "mw.audit", TypedConfig: mustAny(t, w)}
+	ext := wasmFilterExt(t, "mw.audit", "audit", ms.URL+"/audit.wasm", modulefetch.Sum(wasm), wasmv3.FailurePolicy_FAIL_CLOSED, cfg)
 
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-rbac", nil)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,13 +38,7 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 	_, consul := consultest.Start(t)
 	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
 	reg := func(id string, u *namedUpstream, version, status string) {
-		_, port, _ := net.SplitHostPort(u.addr())
-		p, _ := strconv.Atoi(port)
-		if err := consul.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: "shop", Address: "127.0.0.1", Port: p,
-			Meta:  map[string]string{"version": version},
-			Check: &api.AgentServiceCheck{CheckID: "check:" + id, TTL: "10m", Status: status}}); err != nil {
-			t.Fatal(err)
-		}
+		registerShop(t, consul, id, u, version, status)
 	}
 	reg("shop-1", v1, "v1", api.HealthPassing)
 	reg("shop-2", v2, "v2", api.HealthPassing)
@@ -59,17 +52,7 @@ func TestRealPlaneOnRealConsul(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	cp.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	cpDone := make(chan struct{})
-	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
-	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
+	lis, gs := serveRealPlane(t, cp)
 
 	gw := startGateway(t, &planeServer{t: t, addr: lis.Addr().String()}, "gw-real", nil)
 	eventually(t, 30*time.Second, "readiness from the real plane", gw.g.Ready)
@@ -141,10 +124,12 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 		t.Skip("starts a Consul agent and builds the dye filter")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "dye.wasm"), "../filters/dye/wasm")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build dye filter: %v\n%s", err, out)
+	wasm, err := guests.Build("filters/dye", "../filters/dye/wasm")
+	if err != nil {
+		t.Fatalf("build dye filter: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dye.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	ms := moduleserver.New(dir, nil)
 	if _, err := ms.Scan(); err != nil {
@@ -156,14 +141,8 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 	_, consul := consultest.Start(t)
 	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
 	for i, u := range []*namedUpstream{v1, v2} {
-		_, port, _ := net.SplitHostPort(u.addr())
-		p, _ := strconv.Atoi(port)
 		version := "v" + strconv.Itoa(i+1)
-		if err := consul.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "shop-" + version, Name: "shop", Address: "127.0.0.1", Port: p,
-			Meta:  map[string]string{"version": version},
-			Check: &api.AgentServiceCheck{CheckID: "check:" + version, TTL: "10m", Status: api.HealthPassing}}); err != nil {
-			t.Fatal(err)
-		}
+		registerShop(t, consul, "shop-"+version, u, version, api.HealthPassing)
 	}
 	dyeConf := `{"mode":"ingress","rules":[{"name":"beta","match":{"headers":[{"name":"x-beta","exact":"1"}]},"lane":"canary"}]}`
 	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond, InsecureNoAuth: true, Modules: ms,
@@ -178,17 +157,7 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	cp.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	cpDone := make(chan struct{})
-	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
-	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
+	lis, _ := serveRealPlane(t, cp)
 
 	// Tracing on: the gateway's own spans must not undo what the filters
 	// wrote into the W3C headers (the lane rides in baggage as mw-dye).
@@ -233,4 +202,36 @@ func TestRealPlaneDeliversFilters(t *testing.T) {
 			t.Fatalf("undyed: %d %q, want v1", code, body)
 		}
 	}
+}
+
+// registerShop registers u as instance id of service "shop" with meta
+// version and a TTL check in status.
+func registerShop(t *testing.T, consul *api.Client, id string, u *namedUpstream, version, status string) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(u.addr())
+	p, _ := strconv.Atoi(port)
+	if err := consul.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: "shop", Address: "127.0.0.1", Port: p,
+		Meta:  map[string]string{"version": version},
+		Check: &api.AgentServiceCheck{CheckID: "check:" + id, TTL: "10m", Status: status}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serveRealPlane serves cp's ADS on a loopback port and runs it until the
+// test ends; it returns the listener and the gRPC server (stop it for an
+// outage).
+func serveRealPlane(t *testing.T, cp *controlplane.Server) (net.Listener, *grpc.Server) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	cp.Register(gs)
+	go func() { _ = gs.Serve(lis) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cpDone := make(chan struct{})
+	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
+	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
+	return lis, gs
 }

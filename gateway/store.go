@@ -365,27 +365,27 @@ func httpFilters(h *hcm.HttpConnectionManager) ([]httpFilter, error) {
 }
 
 func downstreamTLS(fc *listener.FilterChain) (*tlsv3.DownstreamTlsContext, error) {
-	ts := fc.GetTransportSocket()
-	if ts == nil {
-		return nil, nil
-	}
-	var d tlsv3.DownstreamTlsContext
-	if err := ts.GetTypedConfig().UnmarshalTo(&d); err != nil {
-		return nil, fmt.Errorf("transport_socket is not a DownstreamTlsContext: %w", err)
-	}
-	return &d, nil
+	return transportTLS[tlsv3.DownstreamTlsContext](fc.GetTransportSocket(), "a DownstreamTlsContext")
 }
 
 func upstreamTLS(c *cluster.Cluster) (*tlsv3.UpstreamTlsContext, error) {
-	ts := c.GetTransportSocket()
+	return transportTLS[tlsv3.UpstreamTlsContext](c.GetTransportSocket(), "an UpstreamTlsContext")
+}
+
+// transportTLS decodes a transport socket's TLS context (nil without a
+// transport socket); what names the expected type in the error.
+func transportTLS[T any, PT interface {
+	*T
+	proto.Message
+}](ts *core.TransportSocket, what string) (*T, error) {
 	if ts == nil {
 		return nil, nil
 	}
-	var u tlsv3.UpstreamTlsContext
-	if err := ts.GetTypedConfig().UnmarshalTo(&u); err != nil {
-		return nil, fmt.Errorf("transport_socket is not an UpstreamTlsContext: %w", err)
+	var v T
+	if err := ts.GetTypedConfig().UnmarshalTo(PT(&v)); err != nil {
+		return nil, fmt.Errorf("transport_socket is not %s: %w", what, err)
 	}
-	return &u, nil
+	return &v, nil
 }
 
 // secretNames lists the SDS secrets a TLS context references.

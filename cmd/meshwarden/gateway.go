@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
@@ -127,56 +129,18 @@ func defaultGatewayCache() string {
 	return ""
 }
 
+// runGateway wires the flags into the gateway's lifecycle: a Config (its
+// listeners bound, the plane's credentials, tracing), then gateway.New
+// (defaults and Validate), then Run (Start, serve until ctx ends, graceful
+// Shutdown).
 func runGateway(ctx context.Context, f gatewayFlags) error {
 	log, err := f.logs.logger(os.Stderr)
 	if err != nil {
 		return err
 	}
-	if f.nodeID == "" {
-		host, _ := os.Hostname()
-		f.nodeID = "gateway-" + host
-	}
-	trusted := f.trustedSHA
-	if f.trustedDir != "" {
-		sums, err := trustedModules(f.trustedDir)
-		if err != nil {
-			return err
-		}
-		for name, sum := range sums {
-			log.Info("wasm module trusted: no per-callback deadline", "file", name, "sha256", sum)
-			trusted = append(trusted, sum)
-		}
-	}
-	lis, err := net.Listen("tcp", f.listen)
+	cfg, err := f.config(log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
-	}
-	if f.plane.TokenFile == "" {
-		f.plane.Token = os.Getenv("CONSUL_HTTP_TOKEN")
-	}
-	if err := f.plane.Validate(f.xdsAddr); err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	dial, err := f.plane.DialOptions()
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	if f.plane.Insecure {
-		log.Warn("INSECURE DEVELOPMENT MODE: xDS is plaintext and anonymous (--xds-insecure)")
-	}
-	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
-		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort}
-	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if f.adminAddr != "" && !f.adminRemote && !isLoopback(f.adminAddr) {
-		lis.Close()
-		return fmt.Errorf("--admin-addr %s is not loopback: the gateway's admin port is unauthenticated; listen on 127.0.0.1, or pass --admin-remote and protect it yourself", f.adminAddr)
-	}
-	if f.adminAddr != "" {
-		if cfg.AdminListener, err = net.Listen("tcp", f.adminAddr); err != nil {
-			lis.Close()
-			return fmt.Errorf("listen on %s: %w: choose a free --admin-addr", f.adminAddr, err)
-		}
+		return err
 	}
 	if f.otlpEndpoint != "" {
 		tp, err := gateway.NewOTLPTracerProvider(ctx, f.otlpEndpoint, "meshwarden-gateway")
@@ -194,6 +158,88 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 	if err != nil {
 		return err
 	}
-	log.Info("gateway starting", "listen", lis.Addr(), "xds", f.xdsAddr, "node", f.nodeID, "admin", f.adminAddr)
+	log.Info("gateway starting", "listen", cfg.Listener.Addr(), "xds", f.xdsAddr, "node", cfg.NodeID, "admin", f.adminAddr)
 	return g.Run(ctx)
+}
+
+// config turns the flags into a gateway.Config with its listeners bound.
+func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
+	if f.nodeID == "" {
+		host, _ := os.Hostname()
+		f.nodeID = "gateway-" + host
+	}
+	trusted, err := f.trustedSums(log)
+	if err != nil {
+		return gateway.Config{}, err
+	}
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return gateway.Config{}, fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
+	}
+	dial, err := f.planeDialOptions(log)
+	if err != nil {
+		return gateway.Config{}, err
+	}
+	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
+		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort}
+	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.AdminListener, err = f.adminListener(); err != nil {
+		lis.Close()
+		return gateway.Config{}, err
+	}
+	return cfg, nil
+}
+
+// trustedSums returns --wasm-trusted-sha256 and the sums of the modules in
+// --wasm-trusted-dir.
+func (f *gatewayFlags) trustedSums(log *slog.Logger) ([]string, error) {
+	trusted := f.trustedSHA
+	if f.trustedDir == "" {
+		return trusted, nil
+	}
+	sums, err := trustedModules(f.trustedDir)
+	if err != nil {
+		return nil, err
+	}
+	for name, sum := range sums {
+		log.Info("wasm module trusted: no per-callback deadline", "file", name, "sha256", sum)
+		trusted = append(trusted, sum)
+	}
+	return trusted, nil
+}
+
+// planeDialOptions checks the plane's credentials and returns the ADS
+// connection's gRPC options.
+func (f *gatewayFlags) planeDialOptions(log *slog.Logger) ([]grpc.DialOption, error) {
+	if f.plane.TokenFile == "" {
+		f.plane.Token = os.Getenv("CONSUL_HTTP_TOKEN")
+	}
+	if err := f.plane.Validate(f.xdsAddr); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	dial, err := f.plane.DialOptions()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if f.plane.Insecure {
+		log.Warn("INSECURE DEVELOPMENT MODE: xDS is plaintext and anonymous (--xds-insecure)")
+	}
+	return dial, nil
+}
+
+// adminListener binds --admin-addr (nil when empty), loopback only unless
+// --admin-remote.
+func (f *gatewayFlags) adminListener() (net.Listener, error) {
+	if f.adminAddr == "" {
+		return nil, nil
+	}
+	if !f.adminRemote && !isLoopback(f.adminAddr) {
+		return nil, fmt.Errorf("--admin-addr %s is not loopback: the gateway's admin port is unauthenticated; listen on 127.0.0.1, or pass --admin-remote and protect it yourself", f.adminAddr)
+	}
+	lis, err := net.Listen("tcp", f.adminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w: choose a free --admin-addr", f.adminAddr, err)
+	}
+	return lis, nil
 }

@@ -56,16 +56,16 @@ const (
 	streamResponse streamType = 1
 )
 
-// MetricType is the kind of a guest-defined metric (proxy_metric_type_t).
-type MetricType uint32
+// metricType is the kind of a guest-defined metric (proxy_metric_type_t).
+type metricType uint32
 
 const (
-	// MetricCounter is a monotonically increasing metric.
-	MetricCounter MetricType = 0
-	// MetricGauge is a metric that can go up and down.
-	MetricGauge MetricType = 1
-	// MetricHistogram records a distribution of values.
-	MetricHistogram MetricType = 2
+	// metricCounter is a monotonically increasing metric.
+	metricCounter metricType = 0
+	// metricGauge is a metric that can go up and down.
+	metricGauge metricType = 1
+	// metricHistogram records a distribution of values.
+	metricHistogram metricType = 2
 )
 
 // actionContinue is the proxy_action_t that lets the stream go on; every other

@@ -175,7 +175,7 @@ func BenchmarkRequestParallel(b *testing.B) {
 // warmPool starts every instance of the pool so that lazy start-up (≈ 2.5 ms
 // each) is not measured.
 func warmPool(b *testing.B, p *Plugin, n int) {
-	if err := p.Warm(context.Background(), n); err != nil {
+	if err := p.warm(context.Background(), n); err != nil {
 		b.Fatal(err)
 	}
 	if got := p.Stats().Instances; got != int64(n) {

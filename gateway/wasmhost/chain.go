@@ -29,9 +29,6 @@ func OrderedChain(byName map[string]*Plugin, order []string) (*Chain, error) {
 	return c, nil
 }
 
-// Plugins returns the plugins in request order.
-func (c *Chain) Plugins() []*Plugin { return append([]*Plugin(nil), c.plugins...) }
-
 // ChainStream is one HTTP stream through every plugin of a chain.
 type ChainStream struct {
 	streams []*Stream
@@ -162,21 +159,29 @@ func (cs *ChainStream) each(reverse bool, start int, call func(int, *Stream) Res
 			res = fr
 			return false
 		}
-		r := call(pos, s)
-		if r.Err != nil && res.Err == nil {
-			res.Err = r.Err
-		}
-		if r.Action != Continue {
-			err := res.Err
-			res = r
-			if res.Err == nil {
-				res.Err = err
-			}
-			return false
-		}
-		return true
+		var stop bool
+		res, stop = res.merge(call(pos, s))
+		return !stop
 	})
 	return res
+}
+
+// merge folds one plugin's result r into the chain's res: the first error
+// sticks; a result other than Continue stops the chain and becomes its
+// result, keeping that first error.
+func (res Result) merge(r Result) (Result, bool) {
+	if r.Err != nil && res.Err == nil {
+		res.Err = r.Err
+	}
+	if r.Action != Continue {
+		err := res.Err
+		res = r
+		if res.Err == nil {
+			res.Err = err
+		}
+		return res, true
+	}
+	return res, false
 }
 
 func (cs *ChainStream) body(reverse bool, chunk []byte, call func(*Stream, []byte) Result) Result {
@@ -187,15 +192,8 @@ func (cs *ChainStream) body(reverse bool, chunk []byte, call func(*Stream, []byt
 			return false
 		}
 		r := call(s, res.Body)
-		if r.Err != nil && res.Err == nil {
-			res.Err = r.Err
-		}
-		if r.Action != Continue {
-			err := res.Err
-			res = r
-			if res.Err == nil {
-				res.Err = err
-			}
+		var stop bool
+		if res, stop = res.merge(r); stop {
 			return false
 		}
 		res.Body = r.Body

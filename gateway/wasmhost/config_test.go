@@ -188,10 +188,10 @@ func TestEvict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Evict(context.Background(), a.SHA256()); err != nil {
+	if err := r.evict(context.Background(), a.SHA256()); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Evict(context.Background(), "unknown"); err != nil {
+	if err := r.evict(context.Background(), "unknown"); err != nil {
 		t.Fatal(err)
 	}
 	b, err := r.Compile(context.Background(), wasm)

@@ -121,8 +121,8 @@ func TestConformanceRequestHeaders(t *testing.T) {
 		}
 	})
 	t.Run("guest metrics", func(t *testing.T) {
-		byName := map[string]MetricSnapshot{}
-		for _, m := range p.r.GuestMetrics() {
+		byName := map[string]metricSnapshot{}
+		for _, m := range p.r.guestMetrics() {
 			byName[m.Name] = m
 		}
 		if byName["conf_requests"].Value < int64(len(tests)) || byName["conf_gauge"].Value != 40 ||
@@ -397,13 +397,7 @@ func TestHeldHeadersReleasedByBody(t *testing.T) {
 		}
 		defer s.Close()
 		h := reqHeaders("x-test", "hold-headers")
-		if res := s.OnRequestHeaders(h, false); res.Action != Buffer || res.Err != nil {
-			t.Fatalf("headers: %v %v", res.Action, res.Err)
-		}
-		if res := s.OnRequestBody([]byte("ab"), false); res.Action != Buffer {
-			t.Fatalf("chunk 1: %v", res.Action)
-		}
-		res := s.OnRequestBody([]byte("cd"), true)
+		res := bufferedRequest(t, s, h, "ab", "cd")
 		if res.Action != Continue || string(res.Body) != "abcd" {
 			t.Fatalf("chunk 2: %v %q", res.Action, res.Body)
 		}

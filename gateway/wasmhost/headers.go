@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"encoding/binary"
+	"net/http"
 	"strings"
 )
 
@@ -52,6 +53,17 @@ func (h *Headers) Values(key string) []string {
 // Add appends a pair.
 func (h *Headers) Add(key, value string) {
 	h.Pairs = append(h.Pairs, [2]string{strings.ToLower(key), value})
+}
+
+// AddHTTP appends every value of a net/http header, its name lowercased as
+// proxy-wasm header maps carry names.
+func (h *Headers) AddHTTP(hdr http.Header) {
+	for k, vs := range hdr {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			h.Pairs = append(h.Pairs, [2]string{lk, v})
+		}
+	}
 }
 
 // Set replaces every value of key with value, keeping the position of the

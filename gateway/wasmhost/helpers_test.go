@@ -7,29 +7,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
 )
 
-// guestBuilds caches each test guest's .wasm for the whole test binary run:
+// builds caches each test guest's .wasm for the whole test binary run:
 // building one takes seconds.
-type guestBuilds struct {
-	dir  string
-	mu   sync.Mutex
-	once map[string]*guestBuild
-}
-
-type guestBuild struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
-var builds = &guestBuilds{once: map[string]*guestBuild{}}
+var (
+	buildDir string
+	builds   *guestbuild.Cache
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "wasmhost-guests-")
@@ -37,7 +29,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	builds.dir = dir
+	buildDir, builds = dir, guestbuild.New(dir)
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
@@ -54,28 +46,11 @@ func guest(tb testing.TB, name string) []byte {
 // once per test binary run, cached under key.
 func guestPkg(tb testing.TB, key, pkg string) []byte {
 	tb.Helper()
-	name := key
-	builds.mu.Lock()
-	b := builds.once[name]
-	if b == nil {
-		b = &guestBuild{}
-		builds.once[name] = b
+	wasm, err := builds.Build(key, pkg)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	builds.mu.Unlock()
-	b.once.Do(func() {
-		out := filepath.Join(builds.dir, strings.ReplaceAll(name, "/", "_")+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("build guest %s: %v\n%s", name, err, msg)
-			return
-		}
-		b.wasm, b.err = os.ReadFile(out)
-	})
-	if b.err != nil {
-		tb.Fatal(b.err)
-	}
-	return b.wasm
+	return wasm
 }
 
 // newRuntime returns a compiler-mode runtime with its cache in a temp dir.
@@ -84,7 +59,7 @@ func newRuntime(tb testing.TB, cfg RuntimeConfig) *Runtime {
 	if cfg.CacheDir == "" {
 		// One compilation cache for the whole test binary: each guest is
 		// compiled once (≈ 0.5 s), then loaded from disk.
-		cfg.CacheDir = filepath.Join(builds.dir, "compilation-cache")
+		cfg.CacheDir = filepath.Join(buildDir, "compilation-cache")
 	}
 	r, err := NewRuntime(context.Background(), cfg)
 	if err != nil {
@@ -174,4 +149,18 @@ func request(tb testing.TB, p *Plugin, info StreamInfo, h *Headers) Result {
 	}
 	defer s.Close()
 	return s.OnRequestHeaders(h, true)
+}
+
+// bufferedRequest sends h without end of stream, then the body in two
+// chunks, expecting the guest to hold the headers and the first chunk; it
+// returns the result of the last chunk.
+func bufferedRequest(tb testing.TB, s *Stream, h *Headers, first, last string) Result {
+	tb.Helper()
+	if res := s.OnRequestHeaders(h, false); res.Action != Buffer || res.Err != nil {
+		tb.Fatalf("headers: %v %v", res.Action, res.Err)
+	}
+	if res := s.OnRequestBody([]byte(first), false); res.Action != Buffer {
+		tb.Fatalf("chunk 1: %v", res.Action)
+	}
+	return s.OnRequestBody([]byte(last), true)
 }

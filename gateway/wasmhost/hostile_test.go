@@ -16,7 +16,7 @@ func TestHostileGuests(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{MemoryLimitPages: 512}) // 32 MiB
 	tests := []struct {
 		mode     string
-		kind     string // GuestError kind; "" = no failure
+		kind     string // guestError kind; "" = no failure
 		body     bool   // misbehave in the body callback, after headers continued
 		replaced bool   // the instance is discarded
 	}{
@@ -165,7 +165,7 @@ func TestConcurrentStreamsThroughPool(t *testing.T) {
 				res := s.OnRequestHeaders(h, true)
 				s.Close()
 				if v, _ := h.Get("x-mw-lane"); res.Action != Continue || v != lane {
-					errs <- &GuestError{Plugin: "headers", Kind: "mismatch", Err: context.Canceled}
+					errs <- &guestError{Plugin: "headers", Kind: "mismatch", Err: context.Canceled}
 					return
 				}
 			}
@@ -185,7 +185,7 @@ func TestConcurrentStreamsThroughPool(t *testing.T) {
 func TestWarm(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 3})
-	if err := p.Warm(context.Background(), 10); err != nil {
+	if err := p.warm(context.Background(), 10); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.Stats().Instances; got != 3 {
@@ -272,7 +272,7 @@ func TestTrapsUnderConcurrency(t *testing.T) {
 				s.Close()
 				out <- outcome{trap, res}
 				if n := p.Stats().Instances; n > 2 {
-					out <- outcome{false, Result{Action: Reset, Err: &GuestError{Kind: "pool", Err: context.Canceled}}}
+					out <- outcome{false, Result{Action: Reset, Err: &guestError{Kind: "pool", Err: context.Canceled}}}
 				}
 			}
 		}()

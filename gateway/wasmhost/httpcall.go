@@ -91,20 +91,25 @@ func (c *NetHTTPCaller) Call(ctx context.Context, cluster string, req HTTPCallRe
 		return HTTPCallResponse{}, fmt.Errorf("http call to %s: %w", cluster, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	out, err := ReadHTTPCallResponse(resp)
 	if err != nil {
 		return HTTPCallResponse{}, fmt.Errorf("http call to %s: read body: %w", cluster, err)
 	}
-	out := HTTPCallResponse{Body: body, Headers: [][2]string{{":status", strconv.Itoa(resp.StatusCode)}}}
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			out.Headers = append(out.Headers, [2]string{strings.ToLower(k), v})
-		}
-	}
-	for k, vs := range resp.Trailer {
-		for _, v := range vs {
-			out.Trailers = append(out.Trailers, [2]string{strings.ToLower(k), v})
-		}
-	}
 	return out, nil
+}
+
+// ReadHTTPCallResponse reads resp as a guest sees it in
+// proxy_on_http_call_response: ":status" and the headers with lowercase
+// names, the body (at most 16 MiB) and the trailers. For HTTPCaller
+// implementations; the caller closes resp.Body.
+func ReadHTTPCallResponse(resp *http.Response) (HTTPCallResponse, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return HTTPCallResponse{}, err
+	}
+	h := Headers{Pairs: [][2]string{{":status", strconv.Itoa(resp.StatusCode)}}}
+	h.AddHTTP(resp.Header)
+	var t Headers
+	t.AddHTTP(resp.Trailer)
+	return HTTPCallResponse{Headers: h.Pairs, Body: body, Trailers: t.Pairs}, nil
 }

@@ -78,10 +78,10 @@ type event struct {
 
 type instKey struct{}
 
-// GuestError reports a failed callback into a plugin: a trap (including a
+// guestError reports a failed callback into a plugin: a trap (including a
 // guest panic or running out of memory), a deadline, a paused stream that was
 // never resumed, or a broken ABI contract.
-type GuestError struct {
+type guestError struct {
 	Plugin   string
 	Callback string
 	Kind     string // "trap", "timeout", "pause-timeout", "limit", "abi"
@@ -89,14 +89,14 @@ type GuestError struct {
 }
 
 // Error implements error.
-func (e *GuestError) Error() string {
+func (e *guestError) Error() string {
 	return fmt.Sprintf("wasm plugin %q: %s in %s: %v", e.Plugin, e.Kind, e.Callback, e.Err)
 }
 
 // Unwrap returns the underlying wazero error.
-func (e *GuestError) Unwrap() error { return e.Err }
+func (e *guestError) Unwrap() error { return e.Err }
 
-var _ error = (*GuestError)(nil)
+var _ error = (*guestError)(nil)
 
 var errDead = errors.New("instance is no longer usable")
 
@@ -115,7 +115,10 @@ func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 		calls:   map[uint32]*pendingCall{},
 		notify:  make(chan struct{}, 1),
 	}
-	cctx, cancel := context.WithCancel(context.Background())
+	// An instance outlives the stream that started it and the plugin's own
+	// cancellation (streams still open keep theirs): only its deadline
+	// cancels it.
+	cctx, cancel := context.WithCancel(context.WithoutCancel(p.ctx))
 	in.ctx, in.cancel = context.WithValue(cctx, instKey{}, in), cancel
 	fn := mod.ExportedFunction
 	in.f = exports{
@@ -174,7 +177,7 @@ func (in *instance) boot() error {
 			return err
 		}
 		if uint32(ok) == 0 {
-			return &GuestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_vm_start", Kind: "abi", Err: errors.New("the guest rejected the vm configuration (returned false)")}
+			return &guestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_vm_start", Kind: "abi", Err: errors.New("the guest rejected the vm configuration (returned false)")}
 		}
 	}
 	if in.f.onConfigure != nil {
@@ -183,7 +186,7 @@ func (in *instance) boot() error {
 			return err
 		}
 		if uint32(ok) == 0 {
-			return &GuestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_configure", Kind: "abi", Err: errors.New("the guest rejected the plugin configuration (returned false)")}
+			return &guestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_configure", Kind: "abi", Err: errors.New("the guest rejected the plugin configuration (returned false)")}
 		}
 	}
 	return nil
@@ -196,7 +199,7 @@ func (in *instance) call(name string, fn api.Function, args ...uint64) (uint64, 
 		return 0, nil
 	}
 	if in.dead.Load() {
-		return 0, &GuestError{Plugin: in.p.cfg.Name, Callback: name, Kind: "trap", Err: errDead}
+		return 0, &guestError{Plugin: in.p.cfg.Name, Callback: name, Kind: "trap", Err: errDead}
 	}
 	copy(in.stack[:], args)
 	start := time.Since(in.p.epoch)
@@ -213,7 +216,7 @@ func (in *instance) call(name string, fn api.Function, args ...uint64) (uint64, 
 		} else {
 			in.p.stats.traps.Add(1)
 		}
-		ge := &GuestError{Plugin: in.p.cfg.Name, Callback: name, Kind: kind, Err: err}
+		ge := &guestError{Plugin: in.p.cfg.Name, Callback: name, Kind: kind, Err: err}
 		in.p.cfg.Logger.Warn("wasm guest failed; discarding the instance", "plugin", in.p.cfg.Name, "callback", name, "kind", kind, "err", err)
 		return 0, ge
 	}
@@ -330,7 +333,7 @@ func (in *instance) close() {
 		pc.cancel()
 	}
 	in.cancel()
-	_ = in.mod.Close(context.Background())
+	_ = in.mod.Close(context.WithoutCancel(in.ctx))
 }
 
 type apiFunc = api.Function

@@ -64,7 +64,9 @@ func (r *Runtime) NewPlugin(ctx context.Context, mod *Module, cfg PluginConfig) 
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
+	// The plugin outlives the call that configures it: it keeps ctx's values,
+	// not its cancellation.
+	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	go p.background()
 	p.slots <- struct{}{}
 	in, err := p.spawn(ctx)
@@ -348,9 +350,9 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Warm starts instances until the pool holds n (at most PoolSize), so that
+// warm starts instances until the pool holds n (at most PoolSize), so that
 // requests do not pay an instance start-up (≈ 2.5 ms) on the hot path.
-func (p *Plugin) Warm(ctx context.Context, n int) error {
+func (p *Plugin) warm(ctx context.Context, n int) error {
 	n = min(n, p.cfg.PoolSize)
 	for int(p.stats.instances.Load()) < n {
 		select {

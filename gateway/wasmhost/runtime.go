@@ -2,7 +2,6 @@ package wasmhost
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // RuntimeConfig configures a Runtime.
@@ -126,12 +124,12 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		rc = rc.WithCompilationCache(cache)
 	}
 	var err error
-	if r.rt, err = r.newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline)); err != nil {
+	if r.rt, err = newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline)); err != nil {
 		_ = r.Close(ctx)
 		return nil, err
 	}
 	if len(r.trusted) > 0 && !cfg.NoCallDeadline {
-		if r.fast, err = r.newWazero(ctx, rc.WithCloseOnContextDone(false)); err != nil {
+		if r.fast, err = newWazero(ctx, rc.WithCloseOnContextDone(false)); err != nil {
 			_ = r.Close(ctx)
 			return nil, err
 		}
@@ -140,19 +138,14 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 }
 
 // newWazero returns a wazero runtime with the WASI and proxy-wasm host
-// modules instantiated. Envoy exposes WASI under both names: current SDKs
-// import wasi_snapshot_preview1, older ones (Rust, emscripten) wasi_unstable.
-func (r *Runtime) newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+// modules instantiated.
+func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	for _, name := range []string{wasi_snapshot_preview1.ModuleName, "wasi_unstable"} {
-		b := rt.NewHostModuleBuilder(name)
-		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
-		if _, err := b.Instantiate(ctx); err != nil {
-			_ = rt.Close(ctx)
-			return nil, fmt.Errorf("instantiate %s: %w", name, err)
-		}
+	if err := instantiateWASI(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, err
 	}
-	if _, err := r.envModule(rt).Instantiate(ctx); err != nil {
+	if _, err := envModule(rt).Instantiate(ctx); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("instantiate proxy-wasm host module: %w", err)
 	}
@@ -227,23 +220,11 @@ func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module
 	return m, nil
 }
 
-func newModuleConfig(name string, stderr *logWriter) wazero.ModuleConfig {
-	return wazero.NewModuleConfig().
-		WithName(name).
-		WithStartFunctions(). // _initialize or _start are called by the host
-		WithSysWalltime().
-		WithSysNanotime().
-		WithSysNanosleep().
-		WithRandSource(rand.Reader).
-		WithStdout(stderr).
-		WithStderr(stderr)
-}
-
-// Evict forgets the compiled module with this sha256 and releases its code,
+// evict forgets the compiled module with this sha256 and releases its code,
 // so a module no longer configured does not stay in memory. Close the
 // plugins built on it first: they cannot start new instances afterwards.
 // Evicting an unknown sha256 is not an error.
-func (r *Runtime) Evict(ctx context.Context, sha256 string) error {
+func (r *Runtime) evict(ctx context.Context, sha256 string) error {
 	r.mu.Lock()
 	e := r.modules[sha256]
 	delete(r.modules, sha256)

@@ -99,8 +99,8 @@ func TestSDKGuest(t *testing.T) {
 		if !sink.has("sdk warn 7") || !sink.has(`sdk plugin started with "tick"`) {
 			t.Fatalf("logs: %v", sink.msgs)
 		}
-		m := map[string]MetricSnapshot{}
-		for _, s := range r.GuestMetrics() {
+		m := map[string]metricSnapshot{}
+		for _, s := range r.guestMetrics() {
 			m[s.Name] = s
 		}
 		if m["sdk_done"].Value == 0 || m["sdk_hist"].Count == 0 || m["sdk_gauge"].Value != 3 {
@@ -114,13 +114,7 @@ func TestSDKGuest(t *testing.T) {
 		}
 		defer s.Close()
 		h := reqHeaders("x-test", "body")
-		if res := s.OnRequestHeaders(h, false); res.Action != Buffer {
-			t.Fatalf("headers %v %v", res.Action, res.Err)
-		}
-		if res := s.OnRequestBody([]byte("ab"), false); res.Action != Buffer {
-			t.Fatalf("chunk 1 %v", res.Action)
-		}
-		res := s.OnRequestBody([]byte("c"), true)
+		res := bufferedRequest(t, s, h, "ab", "c")
 		if res.Action != Continue || string(res.Body) != "<ABC>" {
 			t.Fatalf("chunk 2 %v %q", res.Action, res.Body)
 		}

@@ -144,7 +144,7 @@ type metricStore struct {
 
 type metric struct {
 	name  string
-	typ   MetricType
+	typ   metricType
 	value atomic.Int64
 	count atomic.Uint64
 	sum   atomic.Uint64
@@ -152,8 +152,8 @@ type metric struct {
 
 func newMetricStore() *metricStore { return &metricStore{byName: map[string]uint32{}} }
 
-func (m *metricStore) define(typ MetricType, name string) (uint32, status) {
-	if typ > MetricHistogram || name == "" {
+func (m *metricStore) define(typ metricType, name string) (uint32, status) {
+	if typ > metricHistogram || name == "" {
 		return 0, statusBadArgument
 	}
 	m.mu.Lock()
@@ -184,7 +184,7 @@ func (m *metricStore) increment(id uint32, delta int64) status {
 	switch {
 	case mt == nil:
 		return statusNotFound
-	case mt.typ == MetricCounter && delta < 0, mt.typ == MetricHistogram:
+	case mt.typ == metricCounter && delta < 0, mt.typ == metricHistogram:
 		return statusBadArgument
 	}
 	mt.value.Add(delta)
@@ -197,16 +197,16 @@ func (m *metricStore) record(id uint32, v uint64) status {
 		return statusNotFound
 	}
 	switch mt.typ {
-	case MetricCounter: // Envoy only moves a counter forward
+	case metricCounter: // Envoy only moves a counter forward
 		for {
 			cur := mt.value.Load()
 			if int64(v) <= cur || mt.value.CompareAndSwap(cur, int64(v)) {
 				break
 			}
 		}
-	case MetricGauge:
+	case metricGauge:
 		mt.value.Store(int64(v))
-	case MetricHistogram:
+	case metricHistogram:
 		mt.count.Add(1)
 		mt.sum.Add(v)
 	}
@@ -218,29 +218,29 @@ func (m *metricStore) get(id uint32) (uint64, status) {
 	switch {
 	case mt == nil:
 		return 0, statusNotFound
-	case mt.typ == MetricHistogram:
+	case mt.typ == metricHistogram:
 		return 0, statusBadArgument
 	}
 	return uint64(mt.value.Load()), statusOK
 }
 
-// MetricSnapshot is the value of one guest-defined metric.
-type MetricSnapshot struct {
+// metricSnapshot is the value of one guest-defined metric.
+type metricSnapshot struct {
 	Name string
-	Type MetricType
+	Type metricType
 	// Value is the counter or gauge value.
 	Value int64
 	// Count and Sum summarise a histogram.
 	Count, Sum uint64
 }
 
-// GuestMetrics returns the current value of every metric guests defined.
-func (r *Runtime) GuestMetrics() []MetricSnapshot {
+// guestMetrics returns the current value of every metric guests defined.
+func (r *Runtime) guestMetrics() []metricSnapshot {
 	r.metrics.mu.RLock()
 	defer r.metrics.mu.RUnlock()
-	out := make([]MetricSnapshot, 0, len(r.metrics.list))
+	out := make([]metricSnapshot, 0, len(r.metrics.list))
 	for _, mt := range r.metrics.list {
-		out = append(out, MetricSnapshot{Name: mt.name, Type: mt.typ, Value: mt.value.Load(), Count: mt.count.Load(), Sum: mt.sum.Load()})
+		out = append(out, metricSnapshot{Name: mt.name, Type: mt.typ, Value: mt.value.Load(), Count: mt.count.Load(), Sum: mt.sum.Load()})
 	}
 	return out
 }

@@ -291,7 +291,7 @@ func (s *Stream) wait(dir streamType) error {
 			return nil
 		}
 		if in.dead.Load() {
-			return &GuestError{Plugin: s.p.cfg.Name, Callback: "paused stream", Kind: "trap", Err: errDead}
+			return &guestError{Plugin: s.p.cfg.Name, Callback: "paused stream", Kind: "trap", Err: errDead}
 		}
 		delivered, err := in.drainEvents()
 		if err != nil {
@@ -321,7 +321,7 @@ func (s *Stream) wait(dir streamType) error {
 		case <-in.notify:
 		case <-tickC:
 		case <-deadline.C:
-			return &GuestError{Plugin: s.p.cfg.Name, Callback: "paused stream", Kind: "pause-timeout",
+			return &guestError{Plugin: s.p.cfg.Name, Callback: "paused stream", Kind: "pause-timeout",
 				Err: errors.New("the guest paused the stream and did not resume it within PauseTimeout")}
 		case <-s.ctx.Done():
 			return s.ctx.Err()

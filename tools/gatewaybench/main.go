@@ -104,62 +104,97 @@ func main() {
 
 type target struct{ name, url string }
 
+// run sets the bench up (upstream, sinks, modules, an in-process plane, the
+// proxies), measures every target and prints the report.
 func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDir string) error {
-	tmp, err := os.MkdirTemp("", "gw-bench-")
+	b, err := newBench(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	upstream := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	defer b.close()
+	if err := b.loadModules(filtersDir); err != nil {
+		return err
+	}
+	if err := b.startPlane(); err != nil {
+		return err
+	}
+	targets, nginxNote, err := b.targets()
+	if err != nil {
+		return err
+	}
+	rps, lats := measure(ctx, targets, d, rounds, conc, rate)
+	fmt.Printf("go run ./tools/gatewaybench -duration %s -rounds %d -conc %d -rate %d   (GOMAXPROCS=%d, %s)\n\n",
+		d, rounds, conc, rate, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	printTargets(targets, rps, lats)
+	if nginxNote != "" {
+		fmt.Println("\n" + nginxNote)
+	}
+	return printFilterCost(b.reg)
+}
+
+// bench is the set-up every target shares: one upstream, one sink for the
+// audit and trace batches, the filter modules and their server, and an
+// in-process go-control-plane ADS server.
+type bench struct {
+	ctx      context.Context
+	tmp      string
+	upstream string // the upstream's address
+	sink     string // the audit/trace sink's address
+	mods     map[string][]byte
+	hdr      []byte // the small header test guest (control rows)
+	modAddr  string
+	cache    cachev3.SnapshotCache
+	plane    net.Listener
+	reg      *prometheus.Registry // the chain gateway's, read by the report
+	closers  []func()
+}
+
+func newBench(ctx context.Context) (*bench, error) {
+	tmp, err := os.MkdirTemp("", "gw-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{ctx: ctx, tmp: tmp, mods: map[string][]byte{}, reg: prometheus.NewRegistry()}
+	b.onClose(func() { os.RemoveAll(tmp) })
+	b.upstream = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"ok":true,"service":"upstream"}`)
 	}))
-	sink := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.sink = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(200)
 	}))
-	upURL, _ := url.Parse("http://" + upstream)
-	bare := httputil.NewSingleHostReverseProxy(upURL)
-	bare.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
-	bareAddr := serve(bare)
+	return b, nil
+}
 
-	// Modules and the plane.
+// onClose registers f to run at close, last registered first.
+func (b *bench) onClose(f func()) { b.closers = append(b.closers, f) }
+
+func (b *bench) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+}
+
+// loadModules reads (or builds) the product filters and the header test
+// guest, and serves them.
+func (b *bench) loadModules(filtersDir string) error {
 	if filtersDir == "" {
-		filtersDir = filepath.Join(tmp, "filters")
+		filtersDir = filepath.Join(b.tmp, "filters")
 		if err := buildFilters(filtersDir); err != nil {
 			return err
 		}
 	}
-	mods := map[string][]byte{}
 	for _, name := range filters.Order() {
-		b, err := os.ReadFile(filepath.Join(filtersDir, name+".wasm"))
+		w, err := os.ReadFile(filepath.Join(filtersDir, name+".wasm"))
 		if err != nil {
 			return fmt.Errorf("filter %s: %w (run make filters or pass -filters-dir)", name, err)
 		}
-		mods["/"+name+".wasm"] = b
+		b.mods["/"+name+".wasm"] = w
 	}
-	modAddr := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := mods[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = w.Write(b)
-	}))
-	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	gs := grpc.NewServer()
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, cache, nil))
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() { _ = gs.Serve(pl) }()
-	defer gs.Stop()
-
-	reg := prometheus.NewRegistry()
 	// Control: three copies of wasmhost's small header test guest.
-	hdrDir := filepath.Join(tmp, "hdr")
+	hdrDir := filepath.Join(b.tmp, "hdr")
 	if err := buildGuest(hdrDir); err != nil {
 		return err
 	}
@@ -167,90 +202,144 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 	if err != nil {
 		return err
 	}
-	mods["/headers.wasm"] = hdr
-	// trusted: the product modules are listed by sha256 (--wasm-trusted-*),
-	// so they run without the per-callback deadline.
-	startGW := func(node string, withFilters, trusted bool, chain ...string) (string, error) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
+	b.hdr = hdr
+	b.mods["/headers.wasm"] = hdr
+	b.modAddr = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, ok := b.mods[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
 		}
-		port := lis.Addr().(*net.TCPAddr).Port
-		var ext []types.Resource
-		var names []string
-		if len(chain) > 0 {
-			for _, name := range chain {
-				names = append(names, name)
-				ext = append(ext, wasmExt(name, "http://"+modAddr+"/headers.wasm", modulefetch.Sum(hdr), "{}"))
-			}
-		} else if withFilters {
-			for _, name := range filters.Order() {
-				names = append(names, name)
-				ext = append(ext, wasmExt(name, "http://"+modAddr+"/"+name+".wasm", modulefetch.Sum(mods["/"+name+".wasm"]), filterConfigs[name]))
-			}
-		}
-		rs := append(ext, httpListener(port, names), routes(),
-			edsCluster("upstream"), edsCluster(meshnames.AuditClusterName), edsCluster(meshnames.OTLPClusterName),
-			cla("upstream", upstream), cla(meshnames.AuditClusterName, sink), cla(meshnames.OTLPClusterName, sink))
-		byType := map[resource.Type][]types.Resource{}
-		for _, r := range rs {
-			a, _ := anypb.New(r.(proto.Message))
-			byType[a.GetTypeUrl()] = append(byType[a.GetTypeUrl()], r)
-		}
-		snap, err := cachev3.NewSnapshot("1", byType)
-		if err != nil {
-			return "", err
-		}
-		if err := cache.SetSnapshot(ctx, node, snap); err != nil {
-			return "", err
-		}
-		g, err := gateway.New(ctx, gateway.Config{XDSAddress: pl.Addr().String(), NodeID: node, Listener: lis, Registry: regFor(withFilters && !trusted, reg), WasmTrustedSHA256: trustedSums(trusted, mods),
-			CacheDir: filepath.Join(tmp, node), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-		if err != nil {
-			return "", err
-		}
-		go func() { _ = g.Run(ctx) }()
-		deadline := time.Now().Add(60 * time.Second)
-		for !g.Ready() {
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("gateway %s not ready in 60s", node)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return lis.Addr().String(), nil
-	}
-	plainAddr, err := startGW("bench-plain", false, false)
+		_, _ = w.Write(m)
+	}))
+	return nil
+}
+
+// startPlane starts the in-process ADS server with its snapshot cache.
+func (b *bench) startPlane() error {
+	b.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	gs := grpc.NewServer()
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(b.ctx, b.cache, nil))
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	chainAddr, err := startGW("bench-chain", true, false)
-	if err != nil {
-		return err
-	}
-	fastAddr, err := startGW("bench-chain-trusted", true, true)
-	if err != nil {
-		return err
-	}
-	hdrAddr, err := startGW("bench-headers", false, false, "h1", "h2", "h3")
-	if err != nil {
-		return err
-	}
+	b.plane = pl
+	go func() { _ = gs.Serve(pl) }()
+	b.onClose(gs.Stop)
+	return nil
+}
+
+// targets starts every proxy and lists the rows: direct, bare
+// ReverseProxy, the gateways, and nginx when installed (else a note why not).
+func (b *bench) targets() ([]target, string, error) {
+	upURL, _ := url.Parse("http://" + b.upstream)
+	bare := httputil.NewSingleHostReverseProxy(upURL)
+	bare.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	targets := []target{
-		{"direct (no proxy)", "http://" + upstream + "/"},
-		{"bare httputil.ReverseProxy", "http://" + bareAddr + "/"},
-		{"gateway, no filters", "http://" + plainAddr + "/"},
-		{"gateway, dye+audit+trace", "http://" + chainAddr + "/"},
-		{"gateway, dye+audit+trace, trusted by sha256 (no call deadline)", "http://" + fastAddr + "/"},
-		{"gateway, 3× small header filter (control)", "http://" + hdrAddr + "/"},
+		{"direct (no proxy)", "http://" + b.upstream + "/"},
+		{"bare httputil.ReverseProxy", "http://" + serve(bare) + "/"},
+	}
+	for _, gw := range []struct {
+		row, node            string
+		withFilters, trusted bool
+		chain                []string
+	}{
+		{"gateway, no filters", "bench-plain", false, false, nil},
+		{"gateway, dye+audit+trace", "bench-chain", true, false, nil},
+		{"gateway, dye+audit+trace, trusted by sha256 (no call deadline)", "bench-chain-trusted", true, true, nil},
+		{"gateway, 3× small header filter (control)", "bench-headers", false, false, []string{"h1", "h2", "h3"}},
+	} {
+		addr, err := b.startGateway(gw.node, gw.withFilters, gw.trusted, gw.chain...)
+		if err != nil {
+			return nil, "", err
+		}
+		targets = append(targets, target{gw.row, "http://" + addr + "/"})
 	}
 	nginxNote := "nginx: not installed (apt-get install -y nginx), row skipped"
-	if stop, addr, err := startNginx(tmp, upstream); err == nil {
-		defer stop()
+	if stop, addr, err := startNginx(b.tmp, b.upstream); err == nil {
+		b.onClose(stop)
 		targets = append(targets, target{"nginx (Debian) proxy_pass, keepalive", "http://" + addr + "/"})
 		nginxNote = ""
 	} else if !strings.Contains(err.Error(), "not found") {
 		nginxNote = "nginx: " + err.Error()
 	}
+	return targets, nginxNote, nil
+}
+
+// startGateway publishes node's configuration and starts a gateway for it:
+// the product chain withFilters, or chain copies of the header guest.
+// trusted: the product modules are listed by sha256 (--wasm-trusted-*), so
+// they run without the per-callback deadline.
+func (b *bench) startGateway(node string, withFilters, trusted bool, chain ...string) (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	if err := b.publish(node, lis.Addr().(*net.TCPAddr).Port, withFilters, chain); err != nil {
+		return "", err
+	}
+	g, err := gateway.New(b.ctx, gateway.Config{XDSAddress: b.plane.Addr().String(), NodeID: node, Listener: lis,
+		Registry: regFor(withFilters && !trusted, b.reg), WasmTrustedSHA256: trustedSums(trusted, b.mods),
+		CacheDir: filepath.Join(b.tmp, node), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return "", err
+	}
+	if err := g.Start(b.ctx); err != nil {
+		return "", err
+	}
+	b.onClose(func() { _ = g.Close() })
+	deadline := time.Now().Add(60 * time.Second)
+	for !g.Ready() {
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("gateway %s not ready in 60s", node)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return lis.Addr().String(), nil
+}
+
+// publish sets node's snapshot: a listener on port with the filters, the
+// route to the upstream, and the upstream, audit and OTLP clusters.
+func (b *bench) publish(node string, port int, withFilters bool, chain []string) error {
+	var ext []types.Resource
+	var names []string
+	if len(chain) > 0 {
+		for _, name := range chain {
+			names = append(names, name)
+			ext = append(ext, wasmExt(name, "http://"+b.modAddr+"/headers.wasm", modulefetch.Sum(b.hdr), "{}"))
+		}
+	} else if withFilters {
+		for _, name := range filters.Order() {
+			names = append(names, name)
+			ext = append(ext, wasmExt(name, "http://"+b.modAddr+"/"+name+".wasm", modulefetch.Sum(b.mods["/"+name+".wasm"]), filterConfigs[name]))
+		}
+	}
+	rs := append(ext, httpListener(port, names), routes(),
+		edsCluster("upstream"), edsCluster(meshnames.AuditClusterName), edsCluster(meshnames.OTLPClusterName),
+		cla("upstream", b.upstream), cla(meshnames.AuditClusterName, b.sink), cla(meshnames.OTLPClusterName, b.sink))
+	byType := map[resource.Type][]types.Resource{}
+	for _, r := range rs {
+		a, _ := anypb.New(r.(proto.Message))
+		byType[a.GetTypeUrl()] = append(byType[a.GetTypeUrl()], r)
+	}
+	snap, err := cachev3.NewSnapshot("1", byType)
+	if err != nil {
+		return err
+	}
+	return b.cache.SetSnapshot(b.ctx, node, snap)
+}
+
+// latency is one target's open-loop result.
+type latency struct {
+	p50, p99, max time.Duration
+	errs          int
+}
+
+// measure warms every target up, then runs rounds of the closed-loop
+// throughput measurement (interleaved) and one open-loop latency
+// measurement per target.
+func measure(ctx context.Context, targets []target, d time.Duration, rounds, conc, rate int) ([][]float64, []latency) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
 	// Warm up every target (pools, wasm instances).
 	for _, t := range targets {
@@ -266,17 +355,17 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 			rps[i] = append(rps[i], float64(n)/d.Seconds())
 		}
 	}
-	type lat struct {
-		p50, p99, max time.Duration
-		errs          int
-	}
-	lats := make([]lat, len(targets))
+	lats := make([]latency, len(targets))
 	for i, t := range targets {
 		ds, errs := openLoop(ctx, client, t.url, rate, d)
-		lats[i] = lat{pct(ds, 50), pct(ds, 99), pct(ds, 100), errs}
+		lats[i] = latency{pct(ds, 50), pct(ds, 99), pct(ds, 100), errs}
 	}
-	fmt.Printf("go run ./tools/gatewaybench -duration %s -rounds %d -conc %d -rate %d   (GOMAXPROCS=%d, %s)\n\n",
-		d, rounds, conc, rate, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	return rps, lats
+}
+
+// printTargets prints the main table: throughput against the bare
+// ReverseProxy (row 1), latency at the fixed rate against direct (row 0).
+func printTargets(targets []target, rps [][]float64, lats []latency) {
 	fmt.Println("| target | req/s (closed loop, median of rounds) | × bare ReverseProxy | p50 @ rate | p99 @ rate | added p99 vs direct | errors @ rate |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	med := func(xs []float64) float64 { s := slices.Clone(xs); slices.Sort(s); return s[len(s)/2] }
@@ -285,10 +374,11 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 			lats[i].p50.Round(time.Microsecond), lats[i].p99.Round(time.Microsecond),
 			(lats[i].p99 - lats[0].p99).Round(time.Microsecond), lats[i].errs)
 	}
-	if nginxNote != "" {
-		fmt.Println("\n" + nginxNote)
-	}
-	// Per-filter cost as the wasm host measured it (every callback of the run).
+}
+
+// printFilterCost prints the per-filter cost as the wasm host measured it
+// (every callback of the run), from the chain gateway's registry.
+func printFilterCost(reg *prometheus.Registry) error {
 	mfs, err := reg.Gather()
 	if err != nil {
 		return err
