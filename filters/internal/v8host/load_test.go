@@ -8,7 +8,7 @@ import (
 	"github.com/meshwarden/meshwarden/filters/internal/v8host"
 )
 
-// loadRequests is the sustained loop: an audited, dyed, traced PUT and an
+// loadInput is the sustained loop: an audited, dyed, traced PUT and an
 // unaudited GET, alternating in blocks, n requests in all.
 func loadInput(t testing.TB, n int, poll string) v8host.Input {
 	peer := map[string]string{"connection.uri_san_peer_certificate": "spiffe://bank.example/ns/mesh/sa/gw", "source.address": "10.1.2.3:4000"}
