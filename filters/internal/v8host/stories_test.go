@@ -12,8 +12,9 @@ import (
 	"testing"
 
 	"github.com/meshwarden/meshwarden/filters/audit"
+	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/filters/internal/v8host"
-	"github.com/meshwarden/meshwarden/filters/trace"
+	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
@@ -87,7 +88,7 @@ func TestDyeStories(t *testing.T) {
 // auditConfig is the audit README example with test timings.
 func auditConfig(t testing.TB, failClosedMs int) string {
 	t.Helper()
-	cfg, err := audit.ParseConfig([]byte(readFile(t, "../../audit/testdata/example.json")))
+	cfg, err := auditconfig.ParseConfig([]byte(readFile(t, "../../audit/testdata/example.json")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func TestAuditStories(t *testing.T) {
 // traceConfig is the trace README example at ratio 1 with a short tick.
 func traceConfig(t testing.TB) string {
 	t.Helper()
-	cfg, err := trace.ParseConfig([]byte(readFile(t, "../../trace/testdata/example.json")))
+	cfg, err := traceconfig.ParseConfig([]byte(readFile(t, "../../trace/testdata/example.json")))
 	if err != nil {
 		t.Fatal(err)
 	}
