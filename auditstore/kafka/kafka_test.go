@@ -542,3 +542,7 @@ func TestTraceContext(t *testing.T) {
 		}
 	}
 }
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
