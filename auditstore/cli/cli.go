@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/collector"
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/kafka"
 	"github.com/meshwarden/meshwarden/auditstore/proof"
 	"github.com/meshwarden/meshwarden/auditstore/query"
 	"github.com/meshwarden/meshwarden/auditstore/verify"
@@ -38,8 +40,8 @@ func NewCommand() *cobra.Command {
 		Short: "Run the audit collector; verify, tail and query audit trails",
 		Long: `The audit collector stores the records the audit filter and the gateway send
 in a hash-chained, fsynced write-ahead log with Ed25519-signed checkpoints,
-and exports them to NATS JetStream. Auditors verify a trail with only the
-public key.
+and exports them to NATS JetStream and/or Kafka. Auditors verify a trail with
+only the public key.
 
   meshwarden audit keygen --out audit.key --pub audit.pub
   meshwarden audit collector --dir /var/lib/meshwarden/audit --key audit.key --token-file token
@@ -67,7 +69,17 @@ type collectorFlags struct {
 	consulAddr                       string
 	natsURL, natsStream, natsSubject string
 	natsCkptSubject                  string
+	kafka                            kafkaFlags
 	maxBody                          int64
+}
+
+type kafkaFlags struct {
+	brokers                    []string
+	topic, ckptTopic           string
+	noCreate                   bool
+	tls                        bool
+	tlsCA, tlsCert, tlsKey     string
+	saslMech, saslUser, saslPW string
 }
 
 func newAuditCollectorCmd() *cobra.Command {
@@ -100,6 +112,21 @@ statement of where the trail now starts before it deletes a segment. With
 --nats every checkpoint is also published to JetStream (a stream denying
 delete and purge), the witness 'audit verify --witness' reads.
 
+Export to Kafka (--kafka-brokers; on its own or together with --nats): every
+record, in seq order, to partition 0 of --kafka-topic (one partition keeps
+the hash chain in order), with an idempotent producer and acks=all; key
+"<seq>-<hash prefix>", headers Mw-Audit-Seq, Mw-Audit-Id and the W3C
+traceparent/tracestate. Signed checkpoints go to --kafka-checkpoint-topic
+once the records they cover are in Kafka. The cursor (kafka.cursor in --dir)
+moves only after Kafka acknowledged; after an outage or a restart the
+exporter resumes from it, so a record may arrive twice but never goes
+missing: consumers skip a Mw-Audit-Seq they already have. Retention deletes
+no segment that either exporter still needs. TLS: --kafka-tls (system roots)
+or --kafka-tls-ca, and --kafka-tls-cert/--kafka-tls-key for brokers that
+require client certificates. SASL: --kafka-sasl-mechanism (SCRAM-SHA-512,
+SCRAM-SHA-256, or PLAIN with TLS only), --kafka-sasl-user, the password from
+--kafka-sasl-password-file or MESHWARDEN_KAFKA_PASSWORD.
+
 The shared token is for development without mTLS: with mTLS the control
 plane gives proxies no token (the mw-audit cluster uses each proxy's own
 certificate) — run the collector with --tls-cert/--tls-key, --client-ca and
@@ -113,7 +140,12 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 		Example: `  meshwarden audit keygen --out audit.key --pub audit.pub
   echo s3cret > token
   meshwarden audit collector --dir ./audit-data --key audit.key --token-file token \
-      --listen 127.0.0.1:7480 --nats nats://127.0.0.1:4222 --consul 127.0.0.1:8500`,
+      --listen 127.0.0.1:7480 --nats nats://127.0.0.1:4222 --consul 127.0.0.1:8500
+
+  # the same, exporting to Kafka over TLS with SCRAM instead of (or beside) --nats
+  MESHWARDEN_KAFKA_PASSWORD=... meshwarden audit collector --dir ./audit-data --key audit.key \
+      --token-file token --kafka-brokers kafka-1:9093,kafka-2:9093 --kafka-tls-ca kafka-ca.pem \
+      --kafka-sasl-mechanism SCRAM-SHA-512 --kafka-sasl-user meshwarden-audit`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCollector(cmd.Context(), f, cmd.ErrOrStderr()) },
 	}
@@ -137,8 +169,71 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.natsStream, "nats-stream", "MESHWARDEN_AUDIT", "JetStream stream to create/use")
 	fl.StringVar(&f.natsSubject, "nats-subject", "meshwarden.audit.events", "subject records are published on")
 	fl.StringVar(&f.natsCkptSubject, "nats-checkpoint-subject", "meshwarden.audit.checkpoints", "subject signed checkpoints are published on (a copy of the truncation evidence off this disk)")
+	fl.StringSliceVar(&f.kafka.brokers, "kafka-brokers", nil, "export to Kafka: seed brokers as host:port, comma separated or repeated (e.g. 127.0.0.1:9092)")
+	fl.StringVar(&f.kafka.topic, "kafka-topic", kafka.DefaultTopic, "Kafka topic records are produced to (partition 0, in seq order)")
+	fl.StringVar(&f.kafka.ckptTopic, "kafka-checkpoint-topic", kafka.DefaultCheckpointTopic, "Kafka topic signed checkpoints are produced to (created with retention.ms=-1)")
+	fl.BoolVar(&f.kafka.noCreate, "kafka-no-create-topics", false, "do not create missing Kafka topics (then they must exist; one partition is enough)")
+	fl.BoolVar(&f.kafka.tls, "kafka-tls", false, "connect to Kafka over TLS, verifying brokers with the system roots (implied by --kafka-tls-ca)")
+	fl.StringVar(&f.kafka.tlsCA, "kafka-tls-ca", "", "CA bundle `file` (PEM) that verifies the Kafka brokers; turns TLS on")
+	fl.StringVar(&f.kafka.tlsCert, "kafka-tls-cert", "", "client certificate `file` (PEM) for brokers that require one (with --kafka-tls-key)")
+	fl.StringVar(&f.kafka.tlsKey, "kafka-tls-key", "", "private key `file` (PEM) of --kafka-tls-cert")
+	fl.StringVar(&f.kafka.saslMech, "kafka-sasl-mechanism", "", "SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256, or PLAIN (TLS only)")
+	fl.StringVar(&f.kafka.saslUser, "kafka-sasl-user", "", "SASL user name")
+	fl.StringVar(&f.kafka.saslPW, "kafka-sasl-password-file", "", "`file` holding the SASL password (or set MESHWARDEN_KAFKA_PASSWORD; never on the command line)")
 	fl.Int64Var(&f.maxBody, "max-batch-bytes", 8<<20, "largest accepted batch body")
 	return cmd
+}
+
+// kafkaConfig turns the --kafka-* flags into an exporter configuration, or
+// nil when --kafka-brokers is not set. Flags that only make sense with a
+// broker are refused without one, so a typo cannot silently turn export off.
+func kafkaConfig(f collectorFlags) (*kafka.Config, error) {
+	k := f.kafka
+	if len(k.brokers) == 0 {
+		var set []string
+		for name, on := range map[string]bool{
+			"--kafka-topic": k.topic != kafka.DefaultTopic, "--kafka-checkpoint-topic": k.ckptTopic != kafka.DefaultCheckpointTopic,
+			"--kafka-no-create-topics": k.noCreate, "--kafka-tls": k.tls, "--kafka-tls-ca": k.tlsCA != "", "--kafka-tls-cert": k.tlsCert != "",
+			"--kafka-tls-key": k.tlsKey != "", "--kafka-sasl-mechanism": k.saslMech != "", "--kafka-sasl-user": k.saslUser != "",
+			"--kafka-sasl-password-file": k.saslPW != "",
+		} {
+			if on {
+				set = append(set, name)
+			}
+		}
+		if len(set) > 0 {
+			sort.Strings(set)
+			return nil, fmt.Errorf("%s given without --kafka-brokers: add --kafka-brokers host:port to export to Kafka", strings.Join(set, ", "))
+		}
+		return nil, nil
+	}
+	cfg := &kafka.Config{Dir: f.dir, Brokers: k.brokers, Topic: k.topic, CheckpointTopic: k.ckptTopic, CreateTopics: !k.noCreate}
+	if k.tls || k.tlsCA != "" || k.tlsCert != "" || k.tlsKey != "" {
+		tc, err := kafka.ClientTLS(k.tlsCA, k.tlsCert, k.tlsKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	if k.saslMech == "" && (k.saslUser != "" || k.saslPW != "") {
+		return nil, fmt.Errorf("--kafka-sasl-user/--kafka-sasl-password-file need --kafka-sasl-mechanism (%s)", strings.Join(kafka.SASLMechanisms, ", "))
+	}
+	if k.saslMech != "" {
+		pw := strings.TrimSpace(os.Getenv("MESHWARDEN_KAFKA_PASSWORD"))
+		if k.saslPW != "" {
+			b, err := os.ReadFile(k.saslPW)
+			if err != nil {
+				return nil, fmt.Errorf("read --kafka-sasl-password-file: %w", err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		m, err := kafka.SASL(k.saslMech, k.saslUser, pw, cfg.TLS != nil)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SASL = m
+	}
+	return cfg, nil
 }
 
 func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error {
@@ -169,13 +264,31 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 			return err
 		}
 	}
+	kcfg, err := kafkaConfig(f)
+	if err != nil {
+		return err
+	}
+	var kx *kafka.Exporter
+	if kcfg != nil {
+		kcfg.Logf = logger.Printf
+		if kx, err = kafka.New(*kcfg); err != nil {
+			return err
+		}
+	}
 	wopt := wal.Options{
 		Dir: f.dir, SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
 		Signer: key, RetainSegments: f.retainSegments, RetainAge: f.retainAge, Logf: logger.Printf,
 	}
+	// Retention keeps every segment an exporter has not delivered: with
+	// both on, the slower cursor counts.
+	var cursors []func() uint64
 	if exp != nil {
-		wopt.ExportedSeq = exp.Exported
+		cursors = append(cursors, exp.Exported)
 	}
+	if kx != nil {
+		cursors = append(cursors, kx.Exported)
+	}
+	wopt.ExportedSeq = wal.MinExported(cursors...)
 	w, err := wal.Open(ctx, wopt)
 	if err != nil {
 		return err
@@ -215,6 +328,23 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 			defer wg.Done()
 			if err := exp.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
 				logger.Printf("exporter stopped: %v", err)
+			}
+		}()
+	}
+	if kx != nil {
+		kx.Follow(w.Durable, w.Changed)
+		srv.Registry().MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_kafka_cursor_seq", Help: "Last sequence acknowledged by Kafka (kafka.cursor)."}, func() float64 { return float64(kx.Exported()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_failures_total", Help: "Kafka export sessions abandoned (broker unreachable, produce refused, acks stalled)."}, func() float64 { return float64(kx.Failures()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_acked_total", Help: "Records acknowledged by Kafka, re-sends included."}, func() float64 { return float64(kx.Acked()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_checkpoints_total", Help: "Signed checkpoints acknowledged by Kafka."}, func() float64 { return float64(kx.CheckpointsExported()) }),
+		)
+		logger.Printf("exporting to kafka %s topic %s (checkpoints: %s) from seq %d", strings.Join(kcfg.Brokers, ","), kcfg.Topic, kcfg.CheckpointTopic, kx.Exported()+1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := kx.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
+				logger.Printf("kafka exporter stopped: %v", err)
 			}
 		}()
 	}

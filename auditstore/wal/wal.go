@@ -62,7 +62,9 @@ type Options struct {
 	// RetainAge deletes closed segments older than this (0: no limit).
 	RetainAge time.Duration
 	// ExportedSeq, if set, reports the highest sequence the exporter has
-	// delivered; segments holding later records are never deleted.
+	// delivered; segments holding later records are never deleted. With
+	// several exporters (JetStream and Kafka), pass [MinExported] of their
+	// cursors so the slowest one counts.
 	ExportedSeq func() uint64
 	// MaxBatchEvents bounds how many events one group commit gathers.
 	// Default 65536.

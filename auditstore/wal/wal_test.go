@@ -406,3 +406,33 @@ func TestDecodeMetaMatchesFullDecode(t *testing.T) {
 		t.Fatal("decodeMeta accepted a non-canonical payload")
 	}
 }
+
+func TestMinExportedKeepsWhatTheSlowestExporterLacks(t *testing.T) {
+	if MinExported() != nil || MinExported(nil, nil) != nil {
+		t.Fatal("MinExported of no cursors must be nil (no exporter)")
+	}
+	one := func() uint64 { return 7 }
+	if got := MinExported(nil, one)(); got != 7 {
+		t.Fatalf("one cursor: %d, want 7", got)
+	}
+	dir := t.TempDir()
+	var nats, kafka uint64 = math.MaxUint64, 0 // JetStream has everything, Kafka nothing
+	var mu sync.Mutex
+	get := func(p *uint64) func() uint64 { return func() uint64 { mu.Lock(); defer mu.Unlock(); return *p } }
+	w := openT(t, Options{Dir: dir, Signer: key(t), SegmentSize: 4096, RetainSegments: 2,
+		ExportedSeq: MinExported(get(&nats), get(&kafka))})
+	for i := range 40 {
+		appendN(t, w, i*5, 5)
+	}
+	if w.Stats().Deleted != 0 {
+		t.Fatal("retention deleted segments one exporter (Kafka, cursor 0) has not delivered")
+	}
+	mu.Lock()
+	kafka = math.MaxUint64
+	mu.Unlock()
+	appendN(t, w, 200, 60)
+	w.Close()
+	if w.Stats().Deleted == 0 {
+		t.Fatal("retention deleted nothing once both exporters caught up")
+	}
+}
