@@ -23,13 +23,13 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/export"
 	"github.com/meshwarden/meshwarden/auditstore/internal/kafkatest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
-	"github.com/meshwarden/meshwarden/internal/audit"
+	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
 // traceOf gives record i its trace situation: a W3C trace id (i%4==0), a
 // captured traceparent + tracestate (1), a 64-bit B3 id (2), none (3).
-func eventN(i int) audit.Event {
-	e := audit.Event{ID: fmt.Sprintf("t%06d-1-intent", i), Phase: audit.PhaseIntent, OpType: "PAY",
+func eventN(i int) auditevent.Event {
+	e := auditevent.Event{ID: fmt.Sprintf("t%06d-1-intent", i), Phase: auditevent.PhaseIntent, OpType: "PAY",
 		Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42", Timestamp: int64(1 + i)}
 	tid := fmt.Sprintf("4bf92f3577b34da6a3ce929d%08x", i)
 	switch i % 4 {
@@ -47,7 +47,7 @@ func eventN(i int) audit.Event {
 func appendN(t testing.TB, w *wal.WAL, from, n int) {
 	t.Helper()
 	for i := 0; i < n; i += 100 {
-		var evs []audit.Event
+		var evs []auditevent.Event
 		for j := i; j < min(i+100, n); j++ {
 			evs = append(evs, eventN(from+j))
 		}
@@ -511,7 +511,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func TestTraceContext(t *testing.T) {
 	hash := strings.Repeat("ab", 32)
-	enc := func(e audit.Event) []byte {
+	enc := func(e auditevent.Event) []byte {
 		e.Seq, e.Hash = 1, hash
 		b := e.AppendCanonical(nil)
 		return append(b[:len(b)-1], []byte(`,"hash":"`+hash+`"}`)...)
@@ -519,22 +519,22 @@ func TestTraceContext(t *testing.T) {
 	tid := "4bf92f3577b34da6a3ce929d0e0e4736"
 	for _, c := range []struct {
 		name   string
-		e      audit.Event
+		e      auditevent.Event
 		tp, ts string
 	}{
-		{"w3c id", audit.Event{TraceID: tid}, "00-" + tid + "-abababababababab-00", ""},
-		{"upper-case id", audit.Event{TraceID: strings.ToUpper(tid)}, "00-" + tid + "-abababababababab-00", ""},
-		{"b3 64-bit", audit.Event{TraceID: "a3ce929d0e0e4736"}, "00-0000000000000000a3ce929d0e0e4736-abababababababab-00", ""},
-		{"captured", audit.Event{TraceID: tid, Headers: map[string]string{"traceparent": "00-" + tid + "-00f067aa0ba902b7-01", "tracestate": "a=b"}},
+		{"w3c id", auditevent.Event{TraceID: tid}, "00-" + tid + "-abababababababab-00", ""},
+		{"upper-case id", auditevent.Event{TraceID: strings.ToUpper(tid)}, "00-" + tid + "-abababababababab-00", ""},
+		{"b3 64-bit", auditevent.Event{TraceID: "a3ce929d0e0e4736"}, "00-0000000000000000a3ce929d0e0e4736-abababababababab-00", ""},
+		{"captured", auditevent.Event{TraceID: tid, Headers: map[string]string{"traceparent": "00-" + tid + "-00f067aa0ba902b7-01", "tracestate": "a=b"}},
 			"00-" + tid + "-00f067aa0ba902b7-01", "a=b"},
-		{"captured for another trace", audit.Event{TraceID: tid, Headers: map[string]string{"traceparent": "00-11111111111111111111111111111111-00f067aa0ba902b7-01"}},
+		{"captured for another trace", auditevent.Event{TraceID: tid, Headers: map[string]string{"traceparent": "00-11111111111111111111111111111111-00f067aa0ba902b7-01"}},
 			"00-" + tid + "-abababababababab-00", ""},
-		{"captured malformed", audit.Event{TraceID: tid, Headers: map[string]string{"traceparent": "00-" + tid + "-0000000000000000-01"}},
+		{"captured malformed", auditevent.Event{TraceID: tid, Headers: map[string]string{"traceparent": "00-" + tid + "-0000000000000000-01"}},
 			"00-" + tid + "-abababababababab-00", ""},
-		{"none", audit.Event{}, "", ""},
-		{"all zero", audit.Event{TraceID: strings.Repeat("0", 32)}, "", ""},
-		{"not hex", audit.Event{TraceID: strings.Repeat("z", 32)}, "", ""},
-		{"trace_id look-alike in an earlier field", audit.Event{Subject: `x","trace_id":"` + tid, TraceID: ""}, "", ""},
+		{"none", auditevent.Event{}, "", ""},
+		{"all zero", auditevent.Event{TraceID: strings.Repeat("0", 32)}, "", ""},
+		{"not hex", auditevent.Event{TraceID: strings.Repeat("z", 32)}, "", ""},
+		{"trace_id look-alike in an earlier field", auditevent.Event{Subject: `x","trace_id":"` + tid, TraceID: ""}, "", ""},
 	} {
 		tp, ts := TraceContext(enc(c.e), hash)
 		if tp != c.tp || ts != c.ts {
