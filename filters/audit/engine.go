@@ -134,15 +134,15 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 	}
 	path, query, _ := strings.Cut(ri.Path, "?")
 	ev := auditevent.Event{
-		Level:    auditevent.Level(r.Level),
-		OpType:   r.OpType,
-		Subject:  e.subject(ri, hdr),
-		TraceID:  ri.TraceID,
-		Dye:      ri.Dye,
-		Tenant:   ri.Tenant,
-		Method:   ri.Method,
-		Path:     path,
-		Source:   e.cfg.Source,
+		Level:   auditevent.Level(r.Level),
+		OpType:  r.OpType,
+		Subject: e.subject(ri, hdr),
+		TraceID: ri.TraceID,
+		Dye:     ri.Dye,
+		Tenant:  ri.Tenant,
+		Method:  ri.Method,
+		Path:    path,
+		Source:  e.cfg.Source,
 	}
 	for _, h := range e.cfg.CaptureHeaders {
 		v := hdr(h)
