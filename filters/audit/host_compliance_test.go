@@ -170,3 +170,84 @@ func TestHostKeyRotation(t *testing.T) {
 		t.Errorf("key ids across the rotation: %q", ids)
 	}
 }
+
+// BenchmarkHostCompliance is the transfer rule's cost per request as .wasm
+// in the gateway's host (1 KiB body), with and without the compliance
+// settings; the outcome records go to a test collector.
+func BenchmarkHostCompliance(b *testing.B) {
+	body := []byte(`{"memo":"` + strings.Repeat("Invoice 2026-11 for consulting, ref 88213, paid in full. ", 15) + `",` + hostTransfer[1:])
+	for _, tc := range []struct {
+		name  string
+		strip bool
+	}{{"without", true}, {"with", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg, _ := auditconfig.ParseConfig(kittest.ReadFile(b, "testdata/compliance.json"))
+			if tc.strip {
+				cfg.Rules[0].Fields, cfg.Rules[0].PII, cfg.Rules[0].Tags = nil, nil, nil
+			}
+			raw, _ := json.Marshal(cfg)
+			rcv := newReceiver(b, "change-me")
+			p, err := benchPlugin(b, raw, rcv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				s, _ := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+				s.OnRequestHeaders(wasmhost.NewHeaders(":method", "POST", ":path", "/v1/transfers?account=ACC-99887766", "x-customer-email", "jane.roe@example.com"), false)
+				if r := s.OnRequestBody(body, true); r.Action != wasmhost.Continue {
+					b.Fatal(r.Action)
+				}
+				s.OnResponseHeaders(wasmhost.NewHeaders(":status", "201"), true)
+				s.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkHostDetectPerKiB is the PII scan's cost per KiB as .wasm: a
+// flag rule scanning a 64 KiB body, minus the same request unscanned.
+func BenchmarkHostDetectPerKiB(b *testing.B) {
+	memo := strings.Repeat("Invoice 2026-11 for consulting, ref 88213, paid in full. ", 64<<10/58)
+	body := []byte(`{"memo":"` + memo + `","text":"contact eve@example.org"}`)
+	for _, tc := range []struct {
+		name string
+		pii  bool
+	}{{"unscanned", false}, {"scanned", true}} {
+		b.Run(tc.name+"/64KiB", func(b *testing.B) {
+			cfg, _ := auditconfig.ParseConfig(kittest.ReadFile(b, "testdata/compliance.json"))
+			cfg.MaxBodyBytes = 128 << 10
+			if tc.pii {
+				cfg.Rules[2].PII.MaxScanBytes = 128 << 10
+			} else {
+				cfg.Rules[2].PII = nil
+			}
+			raw, _ := json.Marshal(cfg)
+			rcv := newReceiver(b, "change-me")
+			p, err := benchPlugin(b, raw, rcv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				s, _ := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+				s.OnRequestHeaders(wasmhost.NewHeaders(":method", "POST", ":path", "/v1/notes"), false)
+				if r := s.OnRequestBody(body, true); r.Action != wasmhost.Continue {
+					b.Fatal(r.Action)
+				}
+				s.OnResponseHeaders(wasmhost.NewHeaders(":status", "201"), true)
+				s.Close()
+			}
+		})
+	}
+}
+
+// benchPlugin is hostPlugin in a runtime without per-call deadlines, as the
+// gateway's benchmarks run (docs/BENCHMARKS.md: deadlines cost 2–4×).
+func benchPlugin(b *testing.B, config []byte, rcv *receiver) (*wasmhost.Plugin, error) {
+	rt, mod := guests.CompiledFast(b, "./wasm")
+	cfg := wasmhost.PluginConfig{Name: "audit", Configuration: config,
+		Properties: map[string][]byte{"node.id": []byte("gw-bench")},
+		HTTPCaller: &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-audit": rcv.srv.URL}}}
+	return kittest.Start(b, rt, mod, cfg, nil)
+}
