@@ -52,7 +52,7 @@ only the public key.
   meshwarden audit tail --dir D -f`,
 	}
 	cmd.AddCommand(newAuditCollectorCmd(), newAuditVerifyCmd(), newAuditQueryCmd(), newAuditTailCmd(), newAuditKeygenCmd(),
-		newAuditProveCmd(), newAuditVerifyProofCmd())
+		newAuditProveCmd(), newAuditVerifyProofCmd(), newAuditReportCmd())
 	return cmd
 }
 
@@ -495,6 +495,7 @@ func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.
 	fl.StringVar(&f.OpType, "op-type", "", "only this op_type, any case (FUND_TRANSFER, fund_transfer)")
 	fl.StringVar(&f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
 	fl.StringVar(&f.TraceID, "trace-id", "", "only this W3C trace id")
+	fl.StringVar(&f.Tag, "tag", "", "only records carrying this compliance tag (pci, gdpr, region=eu)")
 }
 
 // parseTime reads a --from/--to value: RFC 3339, a date (UTC), a duration
@@ -565,6 +566,18 @@ func formatRecord(e *auditevent.Event) string {
 	if e.Dye != "" {
 		fmt.Fprintf(&b, " lane=%s", e.Dye)
 	}
+	if len(e.Tags) > 0 {
+		fmt.Fprintf(&b, " tags=%s", strings.Join(e.Tags, ","))
+	}
+	if len(e.Fields) > 0 {
+		fmt.Fprintf(&b, " masked=%d", len(e.Fields))
+	}
+	if len(e.PII) > 0 {
+		fmt.Fprintf(&b, " pii=%s(%s)", strings.Join(e.PII, ","), e.PIIAction)
+	}
+	if e.Blocked != "" {
+		fmt.Fprintf(&b, " blocked=%s", e.Blocked)
+	}
 	fmt.Fprintf(&b, " id=%s", e.ID)
 	return b.String()
 }
@@ -595,7 +608,8 @@ func newAuditQueryCmd() *cobra.Command {
 		Use:   "query",
 		Short: "Print stored records matching filters, one JSON object per line",
 		Example: `  meshwarden audit query --dir ./audit-data --op-type FUND_TRANSFER --from 2026-11-25T08:00:00Z --to 2026-11-25T09:00:00Z
-  meshwarden audit query --dir ./audit-data --trace-id 4bf92f3577b34da6a3ce929d0e0e4736`,
+  meshwarden audit query --dir ./audit-data --trace-id 4bf92f3577b34da6a3ce929d0e0e4736
+  meshwarden audit query --dir ./audit-data --tag pci --from 24h -o text`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {

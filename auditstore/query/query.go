@@ -20,6 +20,7 @@ type Filter struct {
 	OpType   string    // any case
 	Subject  string
 	TraceID  string
+	Tag      string // a compliance tag the record carries (pci, region=eu)
 }
 
 // Match reports whether e passes f.
@@ -35,8 +36,19 @@ func (f Filter) Match(e *auditevent.Event) bool {
 		return false
 	case f.TraceID != "" && e.TraceID != f.TraceID:
 		return false
+	case f.Tag != "" && !hasTag(e, f.Tag):
+		return false
 	}
 	return true
+}
+
+func hasTag(e *auditevent.Event, tag string) bool {
+	for _, t := range e.Tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
 }
 
 // Scan calls fn for every record in dir matching f, in sequence order, and

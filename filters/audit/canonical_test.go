@@ -18,6 +18,9 @@ func TestAppendCanonicalSameBytes(t *testing.T) {
 		{ID: "x", Phase: auditevent.PhaseIntent, Subject: "a\"b\\c<d>&e\n\u2028é\xff", Timestamp: -5, Status: -1, LatencyNS: -2,
 			Redacted: []string{"header:authorization", "body:card.pin"}, Headers: map[string]string{"x-b": "2", "x-a": "1<", "x-c": ""},
 			BodyDigest: "sha256:00", BodyTruncated: true},
+		{ID: "y", Phase: auditevent.PhaseOutcome, Timestamp: 1, Tags: []string{"pci", "region=eu"},
+			Fields: map[string]string{"query:iban": "hmac-sha256:00", "body:card.number": "************1111"}, KeyID: "k1",
+			PII: []string{"card@body"}, PIIAction: "block", Blocked: "pii:card"},
 	}
 	for i := range evs {
 		if got, want := string(appendCanonical([]byte("p"), &evs[i])), string(evs[i].AppendCanonical([]byte("p"))); got != want {

@@ -9,8 +9,6 @@
 package audit
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
@@ -26,17 +24,25 @@ type Engine struct {
 	rules      []compiledRule
 	redactHdr  map[string]bool
 	bodyFields [][]string
+	// key and keyID are the current HMAC key of the hash action (nil
+	// without hashKeys). The key never leaves the engine.
+	key   []byte
+	keyID string
 }
 
 type compiledRule struct {
 	*auditconfig.Rule
 	segs     []string // pattern segments
 	resource auditconfig.Template
+	comp     *ruleCompliance // nil: no tags, field actions or PII detection
 }
 
 // NewEngine compiles cfg, which must have passed Validate.
 func NewEngine(cfg *auditconfig.Config) *Engine {
 	e := &Engine{cfg: cfg, redactHdr: map[string]bool{}}
+	if k := cfg.CurrentKey(); k != nil {
+		e.key, e.keyID = k.DecodedSecret(), k.ID
+	}
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
 		cr := compiledRule{Rule: r}
@@ -45,6 +51,9 @@ func NewEngine(cfg *auditconfig.Config) *Engine {
 		}
 		cr.resource, _ = auditconfig.ParseTemplate(r.Resource)
 		e.rules = append(e.rules, cr)
+	}
+	for i := range e.rules {
+		e.rules[i].comp = e.compileCompliance(i)
 	}
 	for _, h := range alwaysRedacted {
 		e.redactHdr[h] = true
@@ -125,16 +134,15 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 	}
 	path, query, _ := strings.Cut(ri.Path, "?")
 	ev := auditevent.Event{
-		Level:    auditevent.Level(r.Level),
-		OpType:   r.OpType,
-		Subject:  e.subject(ri, hdr),
-		Resource: r.resource.Expand(ri.Method, path, query, hdr),
-		TraceID:  ri.TraceID,
-		Dye:      ri.Dye,
-		Tenant:   ri.Tenant,
-		Method:   ri.Method,
-		Path:     path,
-		Source:   e.cfg.Source,
+		Level:   auditevent.Level(r.Level),
+		OpType:  r.OpType,
+		Subject: e.subject(ri, hdr),
+		TraceID: ri.TraceID,
+		Dye:     ri.Dye,
+		Tenant:  ri.Tenant,
+		Method:  ri.Method,
+		Path:    path,
+		Source:  e.cfg.Source,
 	}
 	for _, h := range e.cfg.CaptureHeaders {
 		v := hdr(h)
@@ -150,6 +158,10 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 		}
 		ev.Headers[h] = v
 	}
+	if r.comp != nil {
+		hdr, query = e.applyCompliance(r.comp, &ev, hdr, query)
+	}
+	ev.Resource = r.resource.Expand(ri.Method, path, query, hdr)
 	return ev
 }
 
@@ -187,33 +199,15 @@ func (e *Engine) TrustsPeer(peer string) bool {
 // BodyFieldsConfigured reports whether JSON body fields are redacted.
 func (e *Engine) BodyFieldsConfigured() bool { return len(e.bodyFields) > 0 }
 
-// DigestBody sets ev's body digest from body. complete says body is the
-// whole request body; when it is not, BodyTruncated is set. Configured JSON
-// fields are redacted before hashing, so a low-entropy secret (a PIN) cannot
-// be recovered from the digest by guessing; when a truncated or non-JSON
-// body cannot be redacted, no digest is recorded and Redacted says "body".
+// DigestBody sets ev's body digest from body with the global redaction
+// only (ProcessBody with no rule). complete says body is the whole request
+// body; when it is not, BodyTruncated is set. Configured JSON fields are
+// redacted before hashing, so a low-entropy secret (a PIN) cannot be
+// recovered from the digest by guessing; when a truncated or non-JSON body
+// cannot be redacted, Redacted says "body" and the digest is keyed (with
+// hashKeys) or absent.
 func (e *Engine) DigestBody(ev *auditevent.Event, body []byte, complete bool) {
-	ev.BodyTruncated = !complete
-	if len(body) == 0 && complete {
-		return
-	}
-	if len(e.bodyFields) > 0 {
-		if !complete {
-			ev.Redacted = append(ev.Redacted, "body")
-			return
-		}
-		red, fields, ok := RedactJSON(body, e.bodyFields)
-		if !ok {
-			ev.Redacted = append(ev.Redacted, "body")
-			return
-		}
-		for _, f := range fields {
-			ev.Redacted = append(ev.Redacted, "body:"+f)
-		}
-		body = red
-	}
-	sum := sha256.Sum256(body)
-	ev.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
+	e.ProcessBody(-1, ev, body, complete)
 }
 
 // AppendBatch appends the wire JSON of an internal/auditevent.Batch whose

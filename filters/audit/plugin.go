@@ -23,6 +23,11 @@ const (
 	MetricDenied       = "mw_audit_failclosed_denied_total"
 	MetricAccessDenied = "mw_audit_access_denied_total"
 	MetricStripped     = "mw_audit_subject_stripped_total"
+	// MetricPIIDetected counts audited requests in which a PII detector
+	// (or the scan limit) fired; MetricPIIBlocked those the filter refused
+	// for compliance (PII, scan limit, a body it could not mask).
+	MetricPIIDetected = "mw_audit_pii_detected_total"
+	MetricPIIBlocked  = "mw_audit_pii_blocked_total"
 )
 
 // OpAccessDenied is the op_type of the record the filter writes when the
@@ -55,6 +60,8 @@ type pluginContext struct {
 	// accessDenied counts ACCESS_DENIED records; stripped counts subject
 	// headers removed from untrusted peers.
 	accessDenied, stripped proxywasm.MetricCounter
+	// piiDetected and piiBlocked count compliance outcomes.
+	piiDetected, piiBlocked proxywasm.MetricCounter
 	// target is the service this proxy fronts (node.cluster).
 	target string
 	// rnd makes the request nonces: a ChaCha8 stream seeded once from
@@ -100,6 +107,8 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	p.denied = proxywasm.DefineCounterMetric(MetricDenied)
 	p.accessDenied = proxywasm.DefineCounterMetric(MetricAccessDenied)
 	p.stripped = proxywasm.DefineCounterMetric(MetricStripped)
+	p.piiDetected = proxywasm.DefineCounterMetric(MetricPIIDetected)
+	p.piiBlocked = proxywasm.DefineCounterMetric(MetricPIIBlocked)
 	if v, err := proxywasm.GetProperty([]string{"node", "cluster"}); err == nil {
 		p.target = string(v)
 	}
@@ -192,16 +201,49 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	var n [8]byte
 	_, _ = h.p.rnd.Read(n[:])
 	h.nonce = hex.EncodeToString(n[:])
+	if reason := h.p.engine.ScanRequest(i, &h.ev, path, hs); reason != "" {
+		h.block(reason, h.p.engine.PIIBlockStatus(i))
+		return proxywasm.ActionPause
+	}
+	h.forwardRewrite(get, endOfStream)
 	if endOfStream {
 		h.bodyDone = true
 		return h.requestComplete()
 	}
-	if h.failClosed() || h.p.engine.BodyFieldsConfigured() {
+	if h.p.engine.HoldHeaders(i) {
 		// Hold the headers: a fail-closed request must not reach the
-		// upstream before its ack; a redacted digest needs the whole body.
+		// upstream before its ack; a redacted digest, a rewritten body and
+		// a PII block need the whole body first.
 		return proxywasm.ActionPause
 	}
 	return proxywasm.ActionContinue
+}
+
+// forwardRewrite applies the rule's forward field actions to the headers
+// and query going upstream, and drops content-length when the body will be
+// rewritten (its length changes).
+func (h *httpContext) forwardRewrite(get func(string) string, endOfStream bool) {
+	set, remove, path := h.p.engine.ForwardRewrite(h.rule, get)
+	for _, kv := range set {
+		if err := proxywasm.ReplaceHttpRequestHeader(kv[0], kv[1]); err != nil {
+			proxywasm.LogWarnf("audit: cannot rewrite header %s: %v", kv[0], err)
+		}
+	}
+	for _, n := range remove {
+		if err := proxywasm.RemoveHttpRequestHeader(n); err != nil {
+			proxywasm.LogWarnf("audit: cannot remove header %s: %v", n, err)
+		}
+	}
+	if path != "" {
+		if err := proxywasm.ReplaceHttpRequestHeader(":path", path); err != nil {
+			proxywasm.LogWarnf("audit: cannot rewrite the query: %v", err)
+		}
+	}
+	if !endOfStream && h.p.engine.ForwardsBody(h.rule) {
+		if err := proxywasm.RemoveHttpRequestHeader("content-length"); err != nil {
+			proxywasm.LogWarnf("audit: cannot drop content-length before a body rewrite: %v", err)
+		}
+	}
 }
 
 // OnHttpRequestBody buffers the body up to maxBodyBytes, then digests it.
@@ -216,7 +258,9 @@ func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) proxywas
 	if !endOfStream && bodySize < max {
 		return proxywasm.ActionPause // keep buffering
 	}
-	h.digest(bodySize, endOfStream)
+	if h.digest(bodySize, endOfStream) {
+		return proxywasm.ActionPause
+	}
 	return h.requestComplete()
 }
 
@@ -231,7 +275,9 @@ func (h *httpContext) OnHttpRequestTrailers(int) proxywasm.Action {
 	} else {
 		size = 0
 	}
-	h.digest(size, true)
+	if h.digest(size, true) {
+		return proxywasm.ActionPause
+	}
 	return h.requestComplete()
 }
 
@@ -242,7 +288,10 @@ func (h *httpContext) held() proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
-func (h *httpContext) digest(bodySize int, endOfStream bool) {
+// digest scans, transforms and digests the buffered body, rewrites it
+// when the policy forwards field actions, and reports whether the request
+// was refused.
+func (h *httpContext) digest(bodySize int, endOfStream bool) bool {
 	h.bodyDone = true
 	max := h.p.cfg.MaxBodyBytes
 	n := min(bodySize, max)
@@ -254,7 +303,54 @@ func (h *httpContext) digest(bodySize int, endOfStream bool) {
 		}
 		body = b
 	}
-	h.p.engine.DigestBody(&h.ev, body, endOfStream && bodySize <= max)
+	out := h.p.engine.ProcessBody(h.rule, &h.ev, body, endOfStream && bodySize <= max)
+	if out.Block != "" {
+		h.block(out.Block, out.Status)
+		return true
+	}
+	if out.Forward != nil {
+		if err := proxywasm.ReplaceHttpRequestBody(out.Forward); err != nil {
+			// The clear body must not go upstream.
+			proxywasm.LogErrorf("audit: cannot rewrite the request body: %v", err)
+			h.block(BlockBodyNotJSON, 500)
+			return true
+		}
+	}
+	return false
+}
+
+// block refuses the request for compliance with a local reply; the
+// outcome record (status, blocked reason, detections) follows. The reply
+// and the log name the reason and the detectors, never a value.
+func (h *httpContext) block(reason string, status int) {
+	h.denied = true
+	h.status = status
+	h.ev.Blocked = reason
+	h.p.piiBlocked.Increment(1)
+	proxywasm.LogWarnf("audit: blocked %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
+	var msg string
+	switch {
+	case strings.HasPrefix(reason, "pii:"):
+		msg = "the request carries personal data (" + strings.TrimPrefix(reason, "pii:") + ") that this operation does not accept: remove it and retry"
+	case reason == BlockScanLimit:
+		msg = "the request body is larger than this operation scans for personal data: send a smaller body"
+	case reason == BlockBodyTooLarge:
+		msg = "the request body is larger than this operation can mask before forwarding: send a smaller body"
+	default:
+		msg = "the request body must be JSON so that its protected fields can be masked before forwarding"
+	}
+	b := []byte(`{"error":"compliance_blocked","reason":`)
+	b = auditevent.AppendJSONString(b, reason)
+	b = append(b, `,"message":`...)
+	b = auditevent.AppendJSONString(b, msg)
+	b = append(b, `,"op_type":`...)
+	b = auditevent.AppendJSONString(b, h.ev.OpType)
+	b = append(b, `,"audit_id":`...)
+	b = auditevent.AppendJSONString(b, h.id(auditevent.PhaseOutcome))
+	b = append(b, '}')
+	if err := proxywasm.SendHttpResponse(uint32(status), [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
+		proxywasm.LogErrorf("audit: cannot send the %d: %v", status, err)
+	}
 }
 
 func (h *httpContext) failClosed() bool { return h.p.engine.Rule(h.rule).FailClosed }
@@ -340,6 +436,9 @@ func (h *httpContext) OnHttpStreamDone() {
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
+	if len(out.PII) > 0 {
+		h.p.piiDetected.Increment(1)
+	}
 	h.p.b.Add(appendCanonical(h.p.b.ItemBuf(), &out))
 }
 

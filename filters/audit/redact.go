@@ -18,22 +18,34 @@ const Redacted = `"[REDACTED]"`
 // element. It returns the new body, the dotted paths redacted (sorted, each
 // once) and false when body is not valid JSON.
 func RedactJSON(body []byte, paths [][]string) ([]byte, []string, bool) {
+	return TransformJSON(body, paths, func(int, []byte) []byte { return []byte(Redacted) })
+}
+
+// TransformJSON replaces the value at each matching field path with
+// fn(index of the path, the value's raw JSON), as RedactJSON does with
+// "[REDACTED]". It returns the new body (body itself when nothing matched),
+// the dotted paths found (sorted, each once) and false when body is not
+// valid JSON — then nothing is transformed, never half of it.
+func TransformJSON(body []byte, paths [][]string, fn func(path int, raw []byte) []byte) ([]byte, []string, bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	type span struct{ start, end int64 }
+	type span struct {
+		start, end int64
+		path       int
+	}
 	var spans []span
 	found := map[string]bool{}
 	var stack []string // keys of the enclosing objects; "" for arrays
 	var inObject []bool
 	expectKey := false
-	match := func() string {
+	match := func() (string, int) {
 		var keys []string
 		for _, k := range stack {
 			if k != "\x00" {
 				keys = append(keys, k)
 			}
 		}
-		for _, p := range paths {
+		for pi, p := range paths {
 			if len(p) == len(keys) {
 				ok := true
 				for i := range p {
@@ -43,11 +55,11 @@ func RedactJSON(body []byte, paths [][]string) ([]byte, []string, bool) {
 					}
 				}
 				if ok {
-					return strings.Join(p, ".")
+					return strings.Join(p, "."), pi
 				}
 			}
 		}
-		return ""
+		return "", -1
 	}
 	// skipValue consumes one value whose first token was just read.
 	var err error
@@ -78,14 +90,14 @@ func RedactJSON(body []byte, paths [][]string) ([]byte, []string, bool) {
 			afterValue(&stack, inObject, &expectKey)
 			continue
 		}
-		if name := match(); name != "" {
+		if name, pi := match(); name != "" {
 			start := valueStart(body, off)
 			if d, ok := tok.(json.Delim); ok {
 				if err = skipRest(dec, d); err != nil {
 					break
 				}
 			}
-			spans = append(spans, span{start, dec.InputOffset()})
+			spans = append(spans, span{start, dec.InputOffset(), pi})
 			found[name] = true
 			afterValue(&stack, inObject, &expectKey)
 			continue
@@ -108,7 +120,7 @@ func RedactJSON(body []byte, paths [][]string) ([]byte, []string, bool) {
 	var last int64
 	for _, s := range spans {
 		out = append(out, body[last:s.start]...)
-		out = append(out, Redacted...)
+		out = append(out, fn(s.path, body[s.start:s.end])...)
 		last = s.end
 	}
 	out = append(out, body[last:]...)

@@ -81,6 +81,32 @@ type Event struct {
 	Source   string `json:"source,omitempty"`
 	PrevHash string `json:"prev_hash,omitempty"`
 	Hash     string `json:"hash,omitempty"`
+
+	// The compliance fields (issue 21). They follow prev_hash in the
+	// canonical form and are written only when set, so the canonical bytes
+	// (and hashes) of records that predate them are unchanged.
+
+	// Tags are the compliance tags of the rule that matched (pci, gdpr,
+	// region=eu), from policy.
+	Tags []string `json:"tags,omitempty"`
+	// Fields holds what the filter's field actions wrote in place of a
+	// value, keyed "header:NAME", "query:NAME" or "body:PATH": a masked
+	// value (************1234), a keyed hash (hmac-sha256:<hex>, key KeyID)
+	// or [REDACTED]. Clear values never appear here.
+	Fields map[string]string `json:"fields,omitempty"`
+	// KeyID names the HMAC key of the keyed hashes in Fields (and of a
+	// keyed BodyDigest), so an auditor holding that key can re-derive them.
+	KeyID string `json:"key_id,omitempty"`
+	// PII lists what the detectors found, "DETECTOR@WHERE" (card@body,
+	// email@header:x-contact, iban@query:acct), plus "scan-limit@body"
+	// when the body was longer than the scan bound.
+	PII []string `json:"pii,omitempty"`
+	// PIIAction is the policy's action on detections: flag, mask-in-audit
+	// or block.
+	PIIAction string `json:"pii_action,omitempty"`
+	// Blocked says why the filter refused the request (pii:card,
+	// scan-limit, body-not-maskable); empty when it was forwarded.
+	Blocked string `json:"blocked,omitempty"`
 }
 
 // ErrInvalid marks an event that cannot be accepted.
@@ -147,7 +173,62 @@ func (e *Event) AppendCanonical(b []byte) []byte {
 	b = strconv.AppendBool(b, e.BodyTruncated)
 	b = appendStrField(b, "source", e.Source, false)
 	b = appendStrField(b, "prev_hash", e.PrevHash, false)
+	b = e.AppendCompliance(b)
 	return append(b, '}')
+}
+
+// AppendCompliance appends the compliance members (tags, fields, key_id,
+// pii, pii_action, blocked), each only when set, each preceded by a comma.
+// It is the tail of the canonical form, shared with the audit filter's own
+// encoder. Appending nothing for an event without them keeps older records'
+// canonical bytes, so their hashes still verify.
+func (e *Event) AppendCompliance(b []byte) []byte {
+	if len(e.Tags) > 0 {
+		b = appendStrList(b, "tags", e.Tags)
+	}
+	if len(e.Fields) > 0 {
+		b = append(b, `,"fields":{`...)
+		keys := make([]string, 0, len(e.Fields))
+		for k := range e.Fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, k)
+			b = append(b, ':')
+			b = AppendJSONString(b, e.Fields[k])
+		}
+		b = append(b, '}')
+	}
+	if e.KeyID != "" {
+		b = appendStrField(b, "key_id", e.KeyID, false)
+	}
+	if len(e.PII) > 0 {
+		b = appendStrList(b, "pii", e.PII)
+	}
+	if e.PIIAction != "" {
+		b = appendStrField(b, "pii_action", e.PIIAction, false)
+	}
+	if e.Blocked != "" {
+		b = appendStrField(b, "blocked", e.Blocked, false)
+	}
+	return b
+}
+
+func appendStrList(b []byte, k string, list []string) []byte {
+	b = append(b, `,"`...)
+	b = append(b, k...)
+	b = append(b, `":[`...)
+	for i, s := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 // ComputeHash returns hex(SHA-256(prevHash || canonical(e))) with e.PrevHash

@@ -100,3 +100,71 @@ func BenchmarkChain(b *testing.B) {
 		prev = e.Chain(prev)
 	}
 }
+
+// TestCanonicalAppendCompatible pins the canonical bytes and hash of a record
+// written before the compliance fields existed: they must not change, or
+// every stored chain would fail verification.
+func TestCanonicalAppendCompatible(t *testing.T) {
+	e := sample()
+	e.Seq, e.PrevHash = 3, "00ff"
+	const want = `{"id":"4bf92f3577b34da6a3ce929d0e0e4736-1-intent","seq":3,"phase":"intent","level":"critical","op_type":"FUND_TRANSFER","subject":"spiffe://dc1/ns/default/svc/web","resource":"account/42","timestamp":1700000000000000000,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","dye":"canary","tenant":"","method":"POST","path":"/v1/transfers?x=\u003cy\u003e\u0026z","status":0,"latency":0,"redacted":["authorization","body.card"],"headers":{"x-a":"1\n\"q\"","x-b":"2"},"body_digest":"sha256:00","body_truncated":false,"source":"","prev_hash":"00ff"}`
+	if got := string(e.AppendCanonical(nil)); got != want {
+		t.Fatalf("canonical form of a pre-compliance record changed:\n got %s\nwant %s", got, want)
+	}
+	if got := e.ComputeHash(); got != "478fa1a42495e2df23fd063f5d17e702d8107ef9bbaecb579f3493ac6b2307b0" {
+		t.Fatalf("hash of a pre-compliance record changed: %s", got)
+	}
+}
+
+func complianceSample() Event {
+	e := sample()
+	e.Tags = []string{"pci", "region=eu"}
+	e.Fields = map[string]string{"body:card.number": "************1111", "query:account": "hmac-sha256:ab12"}
+	e.KeyID = "k2026-11"
+	e.PII = []string{"card@body", "email@header:x-contact"}
+	e.PIIAction = "flag"
+	e.Blocked = "pii:card"
+	return e
+}
+
+// TestComplianceFieldsChained checks the compliance fields are in the
+// canonical form (after prev_hash, fields sorted), survive the JSON round
+// trip the collector does, and are covered by the hash.
+func TestComplianceFieldsChained(t *testing.T) {
+	e := complianceSample()
+	c := string(e.AppendCanonical(nil))
+	const tail = `,"prev_hash":"","tags":["pci","region=eu"],"fields":{"body:card.number":"************1111","query:account":"hmac-sha256:ab12"},"key_id":"k2026-11","pii":["card@body","email@header:x-contact"],"pii_action":"flag","blocked":"pii:card"}`
+	if !strings.HasSuffix(c, tail) {
+		t.Fatalf("canonical tail:\n got %s\nwant …%s", c, tail)
+	}
+	var back Event
+	if err := json.Unmarshal([]byte(c), &back); err != nil {
+		t.Fatal(err)
+	}
+	if string(back.AppendCanonical(nil)) != c {
+		t.Fatalf("JSON round trip changed the canonical form:\n%s\n%s", back.AppendCanonical(nil), c)
+	}
+	e.Chain("")
+	for name, mut := range map[string]func(*Event){
+		"tags":       func(e *Event) { e.Tags = []string{"gdpr"} },
+		"tags gone":  func(e *Event) { e.Tags = nil },
+		"fields":     func(e *Event) { e.Fields = map[string]string{"body:card.number": "4111111111111111"} },
+		"key_id":     func(e *Event) { e.KeyID = "k2026-10" },
+		"pii":        func(e *Event) { e.PII = e.PII[:1] },
+		"pii_action": func(e *Event) { e.PIIAction = "mask-in-audit" },
+		"blocked":    func(e *Event) { e.Blocked = "" },
+	} {
+		m := e
+		m.Fields = map[string]string{}
+		for k, v := range e.Fields {
+			m.Fields[k] = v
+		}
+		mut(&m)
+		if err := m.VerifyLink(""); err == nil {
+			t.Errorf("%s: altering it was not detected", name)
+		}
+	}
+	if err := e.VerifyLink(""); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -50,6 +50,16 @@ type Config struct {
 	FailClosedTimeoutMs int `json:"failClosedTimeoutMs,omitempty"`
 	// Source names this proxy in the records (default: the node id).
 	Source string `json:"source,omitempty"`
+	// Fields are field actions applied to every audited request, after
+	// the matching rule's own.
+	Fields []FieldAction `json:"fields,omitempty"`
+	// PII is the detection of personal data for rules without their own.
+	PII *PII `json:"pii,omitempty"`
+	// HashKeys are the HMAC-SHA256 keys of the hash action. The first is
+	// current: every new hash uses it and records name its id. Keep the
+	// previous key next in the list during a rotation (ids stay unique);
+	// the auditor keeps every id's key to re-derive older records.
+	HashKeys []HashKey `json:"hashKeys,omitempty"`
 }
 
 // Rule matches sensitive operations and says how to record them.
@@ -71,6 +81,14 @@ type Rule struct {
 	// FailClosed holds the request until the collector acknowledges its
 	// intent record; no ack in time means 503 and nothing is forwarded.
 	FailClosed bool `json:"failClosed,omitempty"`
+	// Tags are compliance tags (pci, gdpr, region=eu) written into every
+	// record of the rule.
+	Tags []string `json:"tags,omitempty"`
+	// Fields are field actions (redact, mask, hash) for this rule.
+	Fields []FieldAction `json:"fields,omitempty"`
+	// PII is this rule's detection of personal data (replaces the global
+	// pii).
+	PII *PII `json:"pii,omitempty"`
 }
 
 // PathMatch matches a path. Exactly one field is set.
@@ -164,6 +182,7 @@ func (c *Config) SetDefaults() {
 			c.Rules[i].Level = string(auditevent.LevelInfo)
 		}
 	}
+	c.setComplianceDefaults()
 }
 
 // Validate checks the configuration and names the field at fault.
@@ -207,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FailClosedTimeoutMs < 0 || c.FailClosedTimeoutMs > 60000 {
 		return fieldErr("failClosedTimeoutMs", "%d is out of range: use 1 to 60000 (0 means 2000)", c.FailClosedTimeoutMs)
+	}
+	if err := c.validateCompliance(); err != nil {
+		return err
 	}
 	d := kitconfig.Delivery{
 		Path: c.Collector.Path, TimeoutMs: c.Collector.TimeoutMs,
