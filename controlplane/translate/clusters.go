@@ -144,12 +144,14 @@ func sdsSecret(name string) *tlsv3.SdsSecretConfig {
 
 // mtlsClusters returns the shared clusters with an UpstreamTlsContext that
 // presents leaf; clusters are cached per leaf (every sidecar of one service
-// shares them).
-func (s *Shared) mtlsClusters(leaf string) []types.Resource {
+// shares them). A cluster that fails Envoy's validation with the leaf
+// fails the node's snapshot (the caller keeps the node's last good one)
+// rather than being sent to be NACKed.
+func (s *Shared) mtlsClusters(leaf string) ([]types.Resource, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.byLeaf[leaf]; ok {
-		return c
+		return c, nil
 	}
 	out := make([]types.Resource, len(s.clusters))
 	for i, r := range s.clusters {
@@ -164,7 +166,7 @@ func (s *Shared) mtlsClusters(leaf string) []types.Resource {
 		}
 		c.TransportSocket = s.upstreamTLS(leaf, s.meshOf[i])
 		if err := c.ValidateAll(); err != nil {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("cluster %s with leaf %s: %v", c.GetName(), leaf, err))
+			return nil, fmt.Errorf("cluster %s with leaf %s: %w", c.GetName(), leaf, err)
 		}
 		out[i] = c
 	}
@@ -172,7 +174,7 @@ func (s *Shared) mtlsClusters(leaf string) []types.Resource {
 		s.byLeaf = map[string][]types.Resource{}
 	}
 	s.byLeaf[leaf] = out
-	return out
+	return out, nil
 }
 
 // upstreamTLS presents the caller's leaf and checks the upstream's SPIFFE id.

@@ -281,7 +281,10 @@ func (s *Shared) ForNode(n Node, secrets []types.Resource) (*Snapshot, error) {
 	var listeners, routes, clusters []types.Resource
 	clusters = s.clusters
 	if s.opts.MTLS {
-		clusters = s.mtlsClusters(n.leafSecret())
+		var err error
+		if clusters, err = s.mtlsClusters(n.leafSecret()); err != nil {
+			return nil, err
+		}
 	}
 	if n.Gateway {
 		l, err := s.gatewayListener(n)
