@@ -69,6 +69,7 @@ type collectorFlags struct {
 	consulAddr                       string
 	natsURL, natsStream, natsSubject string
 	natsCkptSubject                  string
+	natsCkptOnly                     bool
 	kafka                            kafkaFlags
 	maxBody                          int64
 }
@@ -109,8 +110,10 @@ statement as a C2SP signed note over the RFC 6962 Merkle tree of all records
 — is written every --checkpoint-every records, every --checkpoint-interval,
 at each segment rotation and at shutdown; retention writes a signed
 statement of where the trail now starts before it deletes a segment. With
---nats every checkpoint is also published to JetStream (a stream denying
-delete and purge), the witness 'audit verify --witness' reads.
+--nats every record and every checkpoint is also published to JetStream (a
+stream denying delete and purge), the witness 'audit verify --witness'
+reads; --nats-checkpoints-only publishes just the checkpoints (a witness
+without the per-record export cost; retention then does not wait for NATS).
 
 Export to Kafka (--kafka-brokers; on its own or together with --nats): every
 record, in seq order, to partition 0 of --kafka-topic (one partition keeps
@@ -168,6 +171,7 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.natsURL, "nats", "", "export to this NATS JetStream server (e.g. nats://127.0.0.1:4222)")
 	fl.StringVar(&f.natsStream, "nats-stream", "MESHWARDEN_AUDIT", "JetStream stream to create/use")
 	fl.StringVar(&f.natsSubject, "nats-subject", "meshwarden.audit.events", "subject records are published on")
+	fl.BoolVar(&f.natsCkptOnly, "nats-checkpoints-only", false, "publish only the signed checkpoints to --nats (a witness), not every record")
 	fl.StringVar(&f.natsCkptSubject, "nats-checkpoint-subject", "meshwarden.audit.checkpoints", "subject signed checkpoints are published on (a copy of the truncation evidence off this disk)")
 	fl.StringSliceVar(&f.kafka.brokers, "kafka-brokers", nil, "export to Kafka: seed brokers as host:port, comma separated or repeated (e.g. 127.0.0.1:9092)")
 	fl.StringVar(&f.kafka.topic, "kafka-topic", kafka.DefaultTopic, "Kafka topic records are produced to (partition 0, in seq order)")
@@ -241,6 +245,9 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if f.dir == "" || f.key == "" {
 		return exitcode.Usagef("--dir and --key are required (make a key with `meshwarden audit keygen`)")
 	}
+	if f.natsCkptOnly && f.natsURL == "" {
+		return exitcode.Usagef("--nats-checkpoints-only needs --nats (the JetStream server that witnesses the checkpoints)")
+	}
 	key, err := wal.LoadPrivateKey(f.key)
 	if err != nil {
 		return err
@@ -260,7 +267,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	}
 	var exp *export.Exporter
 	if f.natsURL != "" {
-		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, Logf: logger.Printf}); err != nil {
+		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, CheckpointsOnly: f.natsCkptOnly, Logf: logger.Printf}); err != nil {
 			return err
 		}
 	}
@@ -282,7 +289,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	// Retention keeps every segment an exporter has not delivered: with
 	// both on, the slower cursor counts.
 	var cursors []func() uint64
-	if exp != nil {
+	if exp != nil && !f.natsCkptOnly {
 		cursors = append(cursors, exp.Exported)
 	}
 	if kx != nil {
@@ -320,9 +327,12 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if exp != nil {
 		exp.Follow(w.Durable, w.Changed)
 		srv.Registry().MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_export_cursor_seq", Help: "Last sequence acknowledged by JetStream."}, func() float64 { return float64(exp.Exported()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_export_failures_total", Help: "Export outages."}, func() float64 { return float64(exp.Failures()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_witness_seq", Help: "Seq of the newest signed checkpoint JetStream (the witness) acknowledged."}, func() float64 { return float64(exp.Witnessed()) }),
 		)
+		if !f.natsCkptOnly { // records are exported: their cursor matters (MeshwardenAuditExportLag)
+			srv.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_export_cursor_seq", Help: "Last sequence acknowledged by JetStream."}, func() float64 { return float64(exp.Exported()) }))
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -24,17 +24,23 @@ import (
 // before) and on (Merkle tree + signed notes + event-id dedup), each without
 // and with the exporter publishing records and signed checkpoints to an
 // in-process JetStream server (the witness; on this machine it shares the
-// two cores with the collector and the load generator). Every event has a
-// distinct id.
+// two cores with the collector and the load generator), or publishing only
+// the checkpoints (--nats-checkpoints-only). Every event has a distinct id.
 //
 //	go test -run '^$' -bench BenchmarkIngestEvidence -benchtime 200000x ./auditstore/collector/
 func BenchmarkIngestEvidence(b *testing.B) {
 	const senders, batch = 8, 50
 	for _, tc := range []struct {
-		name        string
-		on, witness bool
-	}{{"off", false, false}, {"merkle+dedup", true, false}, {"off+jetstream", false, true}, {"merkle+dedup+jetstream-witness", true, true}} {
-		on, witness := tc.on, tc.witness
+		name              string
+		on, witness, ckpt bool
+	}{
+		{"off", false, false, false},
+		{"merkle+dedup", true, false, false},
+		{"merkle+dedup+checkpoint-witness", true, true, true},
+		{"off+jetstream", false, true, false},
+		{"merkle+dedup+jetstream-witness", true, true, false},
+	} {
+		on, witness, ckpt := tc.on, tc.witness, tc.ckpt
 		b.Run("evidence="+tc.name, func(b *testing.B) {
 			_, k, _ := ed25519.GenerateKey(rand.Reader)
 			dir := b.TempDir()
@@ -50,7 +56,7 @@ func BenchmarkIngestEvidence(b *testing.B) {
 			var bg sync.WaitGroup
 			if witness {
 				ns := natstest.Start(b)
-				x, err := export.New(export.Config{Dir: dir, URL: ns.URL()})
+				x, err := export.New(export.Config{Dir: dir, URL: ns.URL(), CheckpointsOnly: ckpt})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -53,6 +53,12 @@ type Config struct {
 	Durable func() uint64
 	// Changed wakes the exporter when records arrive (WAL.Changed). Nil: poll.
 	Changed func() <-chan struct{}
+	// CheckpointsOnly publishes only the signed checkpoints (the witness),
+	// not the records: the truncation evidence leaves the collector's disk
+	// at a cost of one message per checkpoint instead of one per record.
+	// The records then live only in the WAL (and Kafka, if configured), so
+	// retention does not wait for this exporter.
+	CheckpointsOnly bool
 	// NATSOptions are extra connection options (credentials, TLS).
 	NATSOptions []nats.Option
 	// Logf receives outage notes. Default: discard.
@@ -64,10 +70,12 @@ type Config struct {
 // Exporter publishes WAL records to JetStream.
 type Exporter struct {
 	cfg       Config
-	ckptDone  int // checkpoint lines exported (session goroutine only)
+	ckptDone  int   // checkpoint lines exported (session goroutine only)
+	ckptSize  int64 // size of the checkpoint log when it was last read in full
 	exported  atomic.Uint64
 	published atomic.Uint64
 	failures  atomic.Uint64
+	witnessed atomic.Uint64
 }
 
 // New loads the cursor and returns an exporter; call Run.
@@ -107,6 +115,9 @@ func (x *Exporter) Exported() uint64 { return x.exported.Load() }
 
 // Published counts publish acknowledgements (including re-sends).
 func (x *Exporter) Published() uint64 { return x.published.Load() }
+
+// Witnessed is the seq of the newest checkpoint JetStream acknowledged.
+func (x *Exporter) Witnessed() uint64 { return x.witnessed.Load() }
 
 // Failures counts outages (connection or publish failures).
 func (x *Exporter) Failures() uint64 { return x.failures.Load() }
@@ -174,12 +185,30 @@ func writeCount(p string, seq uint64) error {
 
 // exportCheckpoints publishes the checkpoints whose records are exported.
 func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream) error {
+	st, err := os.Stat(filepath.Join(x.cfg.Dir, wal.CheckpointFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat checkpoint log: %w", err)
+	}
+	if st.Size() == x.ckptSize && x.cfg.CheckpointsOnly {
+		return nil // nothing new: the log only grows
+	}
 	cps, err := wal.ReadCheckpoints(x.cfg.Dir)
 	if err != nil {
 		return err
 	}
+	if x.cfg.CheckpointsOnly {
+		x.ckptSize = st.Size()
+	}
 	done := x.ckptDone
-	for done < len(cps) && cps[done].Seq <= x.Exported() {
+	if done > 0 && done <= len(cps) {
+		x.witnessed.Store(cps[done-1].Seq)
+	}
+	// A checkpoint leaves once the records it covers did, unless only the
+	// checkpoints are published (the WAL writes one only over durable records).
+	for done < len(cps) && (x.cfg.CheckpointsOnly || cps[done].Seq <= x.Exported()) {
 		c := cps[done]
 		data, _ := json.Marshal(&c)
 		m := nats.NewMsg(x.cfg.CheckpointSubject)
@@ -192,6 +221,7 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream
 			return fmt.Errorf("publish checkpoint seq %d: %w", c.Seq, err)
 		}
 		done++
+		x.witnessed.Store(c.Seq)
 	}
 	if done != x.ckptDone {
 		if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
@@ -248,6 +278,9 @@ func (x *Exporter) session(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		return fmt.Errorf("create jetstream stream %s: %w", x.cfg.Stream, err)
+	}
+	if x.cfg.CheckpointsOnly {
+		return x.witnessCheckpoints(ctx, nc, js)
 	}
 	f, err := wal.NewFollower(x.cfg.Dir, x.Exported()+1)
 	if err != nil {
@@ -330,6 +363,26 @@ func (x *Exporter) session(ctx context.Context) error {
 				return err
 			}
 			lastCkpt = time.Now()
+		}
+	}
+}
+
+// witnessCheckpoints publishes new checkpoints as the WAL writes them (it
+// looks every 100 ms, reading the log only when it grew) until an error or
+// ctx ends.
+func (x *Exporter) witnessCheckpoints(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
+	x.ckptSize = -1 // read in full once per session
+	for {
+		if err := x.exportCheckpoints(ctx, js); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if nc.IsClosed() {
+			return errors.New("nats connection closed")
 		}
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/auditstore/witness"
@@ -138,20 +141,7 @@ func TestWitnessCLIAndProofs(t *testing.T) {
 	})
 
 	t.Run("last segment and its checkpoints deleted", func(t *testing.T) {
-		d := filepath.Join(t.TempDir(), "copy")
-		exec.Command("cp", "-a", e.dir, d).Run()
-		segs, _ := wal.ListSegments(d)
-		last := segs[len(segs)-1]
-		os.Remove(last.Path)
-		cps, _ := wal.ReadCheckpoints(d)
-		var keep []byte
-		for _, c := range cps {
-			if c.Seq < last.FirstSeq {
-				line, _ := json.Marshal(c)
-				keep = append(append(keep, line...), '\n')
-			}
-		}
-		os.WriteFile(filepath.Join(d, wal.CheckpointFile), keep, 0o640)
+		d := cutLastSegment(t, e.dir)
 		if out, code := verifyCLI(t, e, d); code != 0 || !strings.Contains(out, "needs witness: no witness checked") {
 			t.Fatalf("without a witness the cut is invisible, and the output must say so (exit %d):\n%s", code, out)
 		}
@@ -210,6 +200,78 @@ func TestKill9WhilePublishingToTheWitness(t *testing.T) {
 		t.Fatalf("verify --witness after kill -9 (exit %d):\n%s", code, out)
 	}
 	t.Logf("%d acknowledged, 0 lost, witness at seq %d", len(a.ids), head)
+}
+
+// cutLastSegment copies dir and deletes, in the copy, the newest segment
+// together with every checkpoint that covers it: a truncation only a
+// witness can see. It returns the copy.
+func cutLastSegment(t *testing.T, dir string) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", dir, d).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	segs, _ := wal.ListSegments(d)
+	if len(segs) < 2 {
+		t.Fatalf("want several segments, have %d", len(segs))
+	}
+	last := segs[len(segs)-1]
+	os.Remove(last.Path)
+	cps, _ := wal.ReadCheckpoints(d)
+	var keep []byte
+	for _, c := range cps {
+		if c.Seq < last.FirstSeq {
+			line, _ := json.Marshal(c)
+			keep = append(append(keep, line...), '\n')
+		}
+	}
+	os.WriteFile(filepath.Join(d, wal.CheckpointFile), keep, 0o640)
+	return d
+}
+
+// TestCheckpointsOnlyWitness: with --nats-checkpoints-only the witness holds
+// the signed checkpoints and no record, and still catches a truncation.
+func TestCheckpointsOnlyWitness(t *testing.T) {
+	if out, code := run(t, "audit", "collector", "--dir", t.TempDir(), "--key", "k", "--nats-checkpoints-only"); code != 2 || !strings.Contains(out, "--nats-checkpoints-only needs --nats") {
+		t.Fatalf("flag without --nats accepted (exit %d):\n%s", code, out)
+	}
+	ns := natstest.Start(t)
+	e := newEnv(t)
+	p := e.start(t, "--nats", ns.URL(), "--nats-checkpoints-only", "--segment-size", "65536", "--checkpoint-interval", "200ms")
+	head := sendBatches(t, p, 40, 25)
+	natstest.WaitFor(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
+	p.stop(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(ctx, "MESHWARDEN_AUDIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects["meshwarden.audit.events"]; n != 0 {
+		t.Fatalf("checkpoints-only published %d records", n)
+	}
+	if n := info.State.Subjects["meshwarden.audit.checkpoints"]; n == 0 {
+		t.Fatalf("no checkpoint published: %v", info.State.Subjects)
+	}
+
+	if out, code := run(t, "audit", "verify", "--dir", e.dir, "--pubkey", e.pub, "--witness", ns.URL()); code != 0 || !strings.Contains(out, "agrees up to seq "+itoa(head)) {
+		t.Fatalf("verify --witness (exit %d):\n%s", code, out)
+	}
+	d := cutLastSegment(t, e.dir)
+	if out, code := run(t, "audit", "verify", "--dir", d, "--pubkey", e.pub, "--witness", ns.URL()); code != 1 || !strings.Contains(out, "FAIL  truncated") {
+		t.Fatalf("truncation not caught by the checkpoints-only witness (exit %d):\n%s", code, out)
+	}
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	auditcli "github.com/meshwarden/meshwarden/auditstore/cli"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 )
 
 func main() {
@@ -22,6 +23,6 @@ func main() {
 	root.AddCommand(auditcli.NewCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "meshwarden:", err)
-		os.Exit(1)
+		os.Exit(exitcode.Of(err))
 	}
 }
