@@ -131,7 +131,7 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 		p, err := proc.Start(fmt.Sprintf("plane-%d", r+1), nil, o.bin, "controlplane", "--consul", agent.Addr(),
-			"--xds-addr", addrs[0], "--admin-addr", addrs[1], "--public-addr", addrs[2], "--consul-token-file", planeTokFile,
+			"--xds-address", addrs[0], "--admin-addr", addrs[1], "--public-addr", addrs[2], "--consul-token-file", planeTokFile,
 			"--filters-dir", o.filters, "--debounce", o.debounce.String(), "--changelog=", "--register=false")
 		if err != nil {
 			return err
