@@ -9,16 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/auditstore/collector"
@@ -241,7 +237,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if f.dir == "" || f.key == "" {
 		return exitcode.Usagef("--dir and --key are required (make a key with `meshwarden audit keygen`)")
 	}
-	key, err := wal.LoadPrivateKey(f.key)
+	kcfg, err := kafkaConfig(f)
 	if err != nil {
 		return err
 	}
@@ -249,135 +245,18 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if t := strings.TrimSpace(os.Getenv("MESHWARDEN_AUDIT_TOKEN")); t != "" {
 		tokens = append(tokens, t)
 	}
-	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return fmt.Errorf("read --token-file: %w", err)
-		}
-		if t := strings.TrimSpace(string(b)); t != "" {
-			tokens = append(tokens, t)
-		}
-	}
-	var exp *export.Exporter
+	var ncfg *export.Config
 	if f.natsURL != "" {
-		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, Logf: logger.Printf}); err != nil {
-			return err
-		}
+		ncfg = &export.Config{URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject}
 	}
-	kcfg, err := kafkaConfig(f)
-	if err != nil {
-		return err
-	}
-	var kx *kafka.Exporter
-	if kcfg != nil {
-		kcfg.Logf = logger.Printf
-		if kx, err = kafka.New(*kcfg); err != nil {
-			return err
-		}
-	}
-	wopt := wal.Options{
-		Dir: f.dir, SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
-		Signer: key, RetainSegments: f.retainSegments, RetainAge: f.retainAge, Logf: logger.Printf,
-	}
-	// Retention keeps every segment an exporter has not delivered: with
-	// both on, the slower cursor counts.
-	var cursors []func() uint64
-	if exp != nil {
-		cursors = append(cursors, exp.Exported)
-	}
-	if kx != nil {
-		cursors = append(cursors, kx.Exported)
-	}
-	wopt.ExportedSeq = wal.MinExported(cursors...)
-	w, err := wal.Open(ctx, wopt)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := w.Close(); err != nil {
-			logger.Printf("close wal: %v", err)
-		}
-	}()
-	st := w.Stats()
-	logger.Printf("wal %s: head seq %d (recovery truncated %d torn bytes)", f.dir, st.Head, st.RecoveredTruncatedBytes)
-	cfg := collector.Config{WAL: w, Tokens: tokens, AllowSPIFFE: f.allowSPIFFE, MaxBodyBytes: f.maxBody, Registry: prometheus.NewRegistry()}
-	if f.tlsCert != "" || f.tlsKey != "" {
-		if cfg.TLS, err = collector.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
-			return err
-		}
-	}
-	srv, err := collector.New(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen on --listen %s: %w", f.listen, err)
-	}
-	var wg sync.WaitGroup
-	ectx, ecancel := context.WithCancel(ctx)
-	defer func() { ecancel(); wg.Wait() }()
-	if exp != nil {
-		exp.Follow(w.Durable, w.Changed)
-		srv.Registry().MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_export_cursor_seq", Help: "Last sequence acknowledged by JetStream."}, func() float64 { return float64(exp.Exported()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_export_failures_total", Help: "Export outages."}, func() float64 { return float64(exp.Failures()) }),
-		)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := exp.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Printf("exporter stopped: %v", err)
-			}
-		}()
-	}
-	if kx != nil {
-		kx.Follow(w.Durable, w.Changed)
-		srv.Registry().MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_kafka_cursor_seq", Help: "Last sequence acknowledged by Kafka (kafka.cursor)."}, func() float64 { return float64(kx.Exported()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_failures_total", Help: "Kafka export sessions abandoned (broker unreachable, produce refused, acks stalled)."}, func() float64 { return float64(kx.Failures()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_acked_total", Help: "Records acknowledged by Kafka, re-sends included."}, func() float64 { return float64(kx.Acked()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_checkpoints_total", Help: "Signed checkpoints acknowledged by Kafka."}, func() float64 { return float64(kx.CheckpointsExported()) }),
-		)
-		logger.Printf("exporting to kafka %s topic %s (checkpoints: %s) from seq %d", strings.Join(kcfg.Brokers, ","), kcfg.Topic, kcfg.CheckpointTopic, kx.Exported()+1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := kx.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Printf("kafka exporter stopped: %v", err)
-			}
-		}()
-	}
-	if f.consulAddr != "" {
-		cc := api.DefaultConfig() // CONSUL_HTTP_TOKEN(_FILE) for registration with ACLs on
-		cc.Address = f.consulAddr
-		c, err := api.NewClient(cc)
-		if err != nil {
-			return fmt.Errorf("consul client: %w", err)
-		}
-		dereg, err := collector.RegisterConsul(c, ln.Addr(), cfg.TLS != nil)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := dereg(); err != nil {
-				logger.Printf("deregister from consul: %v", err)
-			}
-		}()
-	}
-	if f.addrFile != "" {
-		tmp := f.addrFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(ln.Addr().String()), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, f.addrFile); err != nil {
-			return err
-		}
-	}
-	logger.Printf("serving %s on %s", auditevent.IngestPath, ln.Addr())
-	err = srv.Serve(ctx, ln)
-	logger.Printf("stopped (head seq %d)", w.Durable())
-	return err
+	return collector.Run(ctx, collector.RunConfig{
+		Dir: f.dir, KeyFile: f.key, Listen: f.listen, AddrFile: f.addrFile,
+		Tokens: tokens, TokenFile: f.tokenFile,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, ClientCA: f.clientCA, AllowSPIFFE: f.allowSPIFFE,
+		SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
+		RetainSegments: f.retainSegments, RetainAge: f.retainAge, MaxBodyBytes: f.maxBody,
+		ConsulAddress: f.consulAddr, NATS: ncfg, Kafka: kcfg, Logf: logger.Printf,
+	})
 }
 
 type verifyFlags struct {
