@@ -520,3 +520,6 @@ func (p *Process) release() {
 	}
 	p.bg.Wait()
 }
+
+// The certificates manager serves SDS secrets to the plane directly.
+var _ SecretSource = (*certs.Manager)(nil)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane"
-	"github.com/meshwarden/meshwarden/controlplane/certs"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
@@ -180,9 +179,6 @@ func loadPolicies(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, erro
 	}
 	return ps, nil
 }
-
-// The certificates manager serves SDS secrets to the plane directly.
-var _ controlplane.SecretSource = (*certs.Manager)(nil)
 
 // isLoopback reports whether a listen address is on a loopback interface.
 func isLoopback(addr string) bool { return controlplane.IsLoopback(addr) }
