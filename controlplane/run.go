@@ -24,6 +24,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 	"github.com/meshwarden/meshwarden/ir"
 )
@@ -205,15 +206,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return err
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-p.errc:
-	}
-	if err := p.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return lifecycle.Serve(ctx, p)
 }
 
 // Start applies cfg's defaults, validates it, connects to Consul, binds the
@@ -523,3 +516,5 @@ func (p *Process) release() {
 
 // The certificates manager serves SDS secrets to the plane directly.
 var _ SecretSource = (*certs.Manager)(nil)
+
+var _ lifecycle.Service = (*Process)(nil)

@@ -17,6 +17,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/kafka"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 )
 
 // RunConfig is a whole collector process: its WAL, signing key, senders'
@@ -80,18 +81,20 @@ func (c RunConfig) Validate() error {
 
 // Process is a running collector. Start makes one; Close stops it.
 type Process struct {
-	cfg     RunConfig
-	logf    func(string, ...any)
-	wal     *wal.WAL
-	srv     *Server
-	ln      net.Listener
-	nats    *export.Exporter
-	kafka   *kafka.Exporter
-	dereg   func() error
-	cancel  context.CancelFunc // stops the server and the exporters
-	bg      sync.WaitGroup     // the exporters
-	served  chan error         // Serve's result
-	serving bool               // Serve owns (and closes) ln
+	cfg      RunConfig
+	logf     func(string, ...any)
+	wal      *wal.WAL
+	srv      *Server
+	ln       net.Listener
+	nats     *export.Exporter
+	kafka    *kafka.Exporter
+	dereg    func() error
+	cancel   context.CancelFunc // stops the server and the exporters
+	bg       sync.WaitGroup     // the exporters
+	errc     chan error         // Serve's failure, for Err
+	done     chan struct{}      // closed when Serve has returned
+	serveErr error              // Serve's result, set before done closes
+	serving  bool               // Serve owns (and closes) ln
 
 	closeOnce sync.Once
 	closeErr  error
@@ -105,16 +108,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return err
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-p.served:
-		p.served <- runErr // for Close
-	}
-	if err := p.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return lifecycle.Serve(ctx, p)
 }
 
 // Start applies cfg's defaults, validates it, opens the WAL, binds the
@@ -125,7 +119,7 @@ func Start(ctx context.Context, cfg RunConfig) (_ *Process, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Process{cfg: cfg, logf: cfg.Logf, served: make(chan error, 1)}
+	p := &Process{cfg: cfg, logf: cfg.Logf, errc: make(chan error, 1), done: make(chan struct{})}
 	ctx, p.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -143,7 +137,13 @@ func Start(ctx context.Context, cfg RunConfig) (_ *Process, err error) {
 	}
 	p.logf("serving %s on %s", auditevent.IngestPath, p.ln.Addr())
 	p.serving = true
-	go func() { p.served <- p.srv.Serve(ctx, p.ln) }()
+	go func() {
+		p.serveErr = p.srv.Serve(ctx, p.ln)
+		if p.serveErr != nil {
+			p.errc <- p.serveErr
+		}
+		close(p.done)
+	}()
 	return p, nil
 }
 
@@ -288,6 +288,9 @@ func (p *Process) writeAddrFile() error {
 	return os.Rename(tmp, p.cfg.AddrFile)
 }
 
+// Err reports the server's failure while the collector runs.
+func (p *Process) Err() <-chan error { return p.errc }
+
 // Addr returns the bound listen address.
 func (p *Process) Addr() net.Addr { return p.ln.Addr() }
 
@@ -297,7 +300,8 @@ func (p *Process) Addr() net.Addr { return p.ln.Addr() }
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
 		p.cancel()
-		p.closeErr = <-p.served
+		<-p.done
+		p.closeErr = p.serveErr
 		p.logf("stopped (head seq %d)", p.wal.Durable())
 		p.release()
 	})
@@ -324,3 +328,5 @@ func (p *Process) release() {
 		}
 	}
 }
+
+var _ lifecycle.Service = (*Process)(nil)

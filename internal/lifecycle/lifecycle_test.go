@@ -1,0 +1,49 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+type fake struct {
+	errc     chan error
+	closeErr error
+	closed   int
+}
+
+func (f *fake) Err() <-chan error { return f.errc }
+func (f *fake) Close() error      { f.closed++; return f.closeErr }
+
+func TestServe(t *testing.T) {
+	failure, closeFailure := errors.New("server failed"), errors.New("close failed")
+	for _, tc := range []struct {
+		name           string
+		fail, closeErr error
+		cancel         bool
+		want           error
+	}{
+		{name: "ctx ends", cancel: true},
+		{name: "ctx ends, close fails", cancel: true, closeErr: closeFailure, want: closeFailure},
+		{name: "server fails", fail: failure, want: failure},
+		{name: "server and close fail: the first failure wins", fail: failure, closeErr: closeFailure, want: failure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fake{errc: make(chan error, 1), closeErr: tc.closeErr}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel {
+				cancel()
+			}
+			if tc.fail != nil {
+				f.errc <- tc.fail
+			}
+			if err := Serve(ctx, f); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("Serve: %v, want %v", err, tc.want)
+			}
+			if f.closed != 1 {
+				t.Fatalf("Close called %d times, want 1", f.closed)
+			}
+		})
+	}
+}
