@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
@@ -94,18 +94,9 @@ func TestPolicyEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go func() { _ = g.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
+	lis, _ := planetest.Serve(t, s)
 	admin := httptest.NewServer(s.AdminHandler(true))
-	t.Cleanup(func() { admin.Close(); g.Stop(); cancel(); <-done })
+	t.Cleanup(admin.Close)
 	plane := strings.TrimPrefix(admin.URL, "http://")
 
 	// A gateway node connects over ADS.

@@ -80,15 +80,7 @@ func startConsulManager(t *testing.T, c *api.Client, opts Options) *Manager {
 		opts.MinRefresh = 300 * time.Millisecond
 	}
 	opts.RetryInterval, opts.MaxRetryInterval = 100*time.Millisecond, time.Second
-	m, err := NewManager(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	return m
+	return runManager(t, opts)
 }
 
 func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {

@@ -12,9 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,16 +54,17 @@ func writeCA(t testing.TB, dir, cn string) (string, string, *x509.Certificate) {
 	return cf, kf, c
 }
 
-func runManager(t *testing.T, opts Options) *Manager {
-	t.Helper()
+// runManager runs a Manager with opts until tb ends.
+func runManager(tb testing.TB, opts Options) *Manager {
+	tb.Helper()
 	m, err := NewManager(opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	tb.Cleanup(func() { stop(); <-done })
 	return m
 }
 
@@ -317,23 +316,10 @@ func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.ServerTLSConfig("web", AllowSPIFFE(gw.SPIFFEID)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	cfg := m.ClientTLSConfig("gateway", AllowSPIFFE(web.SPIFFEID))
-	clients := []*http.Client{
-		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}},
-		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}},
-	}
+	addr, clients := mtlsUpstream(t, m, web, gw)
 	stop := make(chan struct{})
 	var res loadResult
-	wg := runLoad("https://"+ln.Addr().String()+"/", clients, 4, stop, &res)
+	wg := runLoad("https://"+addr+"/", clients, 4, stop, &res)
 
 	waitFor(t, 10*time.Second, "a renewal under load", func() bool { return m.Certificate("web").Serial() != web.Serial() })
 	cf2, kf2, ca2 := writeCA(t, t.TempDir(), "ca-two")
