@@ -17,7 +17,6 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
-	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
 
@@ -168,18 +167,6 @@ func envOr(key, def string) string {
 	return def
 }
 
-// loadPolicies adapts policies.LoadFiles to the plane's loader.
-func loadPolicies(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, error) {
-	ps, diags, err := policies.LoadFiles(files, cat)
-	if err != nil {
-		return nil, err
-	}
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	return ps, nil
-}
-
 // isLoopback reports whether a listen address is on a loopback interface.
 func isLoopback(addr string) bool { return controlplane.IsLoopback(addr) }
 
@@ -192,7 +179,7 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		ConsulAddress: f.consul, ConsulTokenFile: f.consulTokenFile,
 		XDSAddress: f.xdsAddr, AdminAddress: f.adminAddr, PublicAddress: f.publicAddr,
 		FiltersDir: f.filtersDir, ModuleBaseURL: f.moduleBaseURL,
-		PolicyDir: f.policyDir, LoadPolicies: loadPolicies,
+		PolicyDir: f.policyDir, LoadPolicies: policies.LoadSet,
 		AuditCollector: f.auditCollector, OTLPEndpoint: f.otlpEndpoint,
 		Debounce: f.debounce, Register: f.register, Intentions: f.intentions, MTLS: f.mtls,
 		InsecureDev: f.insecureDev, MetricsPublic: f.metricsPublic,

@@ -83,7 +83,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	s, err := controlplane.New(controlplane.Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
-		LoadPolicies: loadPolicies,
+		LoadPolicies: policies.LoadSet,
 		Translate: translate.Options{ModuleBaseURL: "http://127.0.0.1:1/modules/",
 			ModuleSHA256: map[string]string{"dye": sha("1"), "audit": sha("2"), "trace": sha("3")}},
 		Watch: consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
