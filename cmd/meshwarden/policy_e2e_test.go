@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -35,32 +34,6 @@ import (
 func startPolicyConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
 	return consultest.Start(t)
-}
-
-// poll calls f every 50ms until it returns true or 30s pass.
-func poll(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if v != nil {
-		_ = json.Unmarshal(b, v)
-	}
-	return resp.StatusCode
 }
 
 // TestPolicyEndToEnd runs the policy CLI against a real control plane on a
@@ -120,8 +93,8 @@ func TestPolicyEndToEnd(t *testing.T) {
 			}
 		}
 	}()
-	poll(t, "the gateway's config_dump", func() bool { return getJSON(t, admin.URL+"/v1/config_dump?node=gw-1", nil) == 200 })
-	poll(t, "payments in the plane's catalog", func() bool { return s.Watcher().Catalog().Services["payments"] != nil })
+	probe.Until(t, "the gateway's config_dump", 30*time.Second, func() bool { return probe.GetJSON(t, admin.URL+"/v1/config_dump?node=gw-1", nil) == 200 })
+	probe.Until(t, "payments in the plane's catalog", 30*time.Second, func() bool { return s.Watcher().Catalog().Services["payments"] != nil })
 
 	consulAddr := "127.0.0.1:" + itoa(agent.Ports.HTTP)
 	out, _, err := runCLI(t, "policy", "validate", examples, "--consul", consulAddr)
@@ -169,7 +142,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 		t.Errorf("apply output:\n%s", out)
 	}
 	var st controlplane.Status
-	getJSON(t, admin.URL+"/v1/status", &st)
+	probe.GetJSON(t, admin.URL+"/v1/status", &st)
 	if st.PolicyRevision != rev {
 		t.Errorf("plane serves revision %q, want %q", st.PolicyRevision, rev)
 	}
@@ -177,7 +150,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	if err != nil || len(recs) != 1 || !strings.Contains(recs[0].Diff, "clusters/payments~v2") {
 		t.Fatalf("change record: %v %+v", err, recs)
 	}
-	poll(t, "the applied set on the node", func() bool {
+	probe.Until(t, "the applied set on the node", 30*time.Second, func() bool {
 		out, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure", "--exit-code")
 		return err == nil && strings.Contains(out, "=== node gw-1: 0 changed, 0 added, 0 removed")
 	})
