@@ -366,15 +366,34 @@ func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
 	return nil
 }
 
-func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.Filter) {
+// filterFlags select records: the WAL directory and the filters shared by
+// query, tail and report.
+type filterFlags struct {
+	dir, from, to string
+	f             query.Filter
+}
+
+func (ff *filterFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(dir, "dir", "", "WAL directory (required)")
-	fl.StringVar(from, "from", "", "only records at or after this time: RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03, UTC midnight), a duration ago (90m), or Unix nanoseconds")
-	fl.StringVar(to, "to", "", "only records before this time (same forms as --from)")
-	fl.StringVar(&f.OpType, "op-type", "", "only this op_type, any case (FUND_TRANSFER, fund_transfer)")
-	fl.StringVar(&f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
-	fl.StringVar(&f.TraceID, "trace-id", "", "only this W3C trace id")
-	fl.StringVar(&f.Tag, "tag", "", "only records carrying this compliance tag (pci, gdpr, region=eu)")
+	fl.StringVar(&ff.dir, "dir", "", "WAL directory (required)")
+	fl.StringVar(&ff.from, "from", "", "only records at or after this time: RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03, UTC midnight), a duration ago (90m), or Unix nanoseconds")
+	fl.StringVar(&ff.to, "to", "", "only records before this time (same forms as --from)")
+	fl.StringVar(&ff.f.OpType, "op-type", "", "only this op_type, any case (FUND_TRANSFER, fund_transfer)")
+	fl.StringVar(&ff.f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
+	fl.StringVar(&ff.f.TraceID, "trace-id", "", "only this W3C trace id")
+	fl.StringVar(&ff.f.Tag, "tag", "", "only records carrying this compliance tag (pci, gdpr, region=eu)")
+}
+
+// filter checks that --dir is given and returns the filter the flags describe.
+func (ff *filterFlags) filter() (query.Filter, error) {
+	if ff.dir == "" {
+		return query.Filter{}, exitcode.Usagef("--dir is required")
+	}
+	f := ff.f
+	if err := buildFilter(ff.from, ff.to, &f); err != nil {
+		return query.Filter{}, err
+	}
+	return f, nil
 }
 
 // parseTime reads a --from/--to value: RFC 3339, a date (UTC), a duration
@@ -479,8 +498,7 @@ func printRecord(w io.Writer) func(*auditevent.Event, []byte) error {
 }
 
 func newAuditQueryCmd() *cobra.Command {
-	var dir, from, to string
-	var f query.Filter
+	var ff filterFlags
 	var count bool
 	var output string
 	cmd := &cobra.Command{
@@ -491,10 +509,8 @@ func newAuditQueryCmd() *cobra.Command {
   meshwarden audit query --dir ./audit-data --tag pci --from 24h -o text`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return exitcode.Usagef("--dir is required")
-			}
-			if err := buildFilter(from, to, &f); err != nil {
+			f, err := ff.filter()
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -505,22 +521,21 @@ func newAuditQueryCmd() *cobra.Command {
 			if count {
 				fn = func(*auditevent.Event, []byte) error { return nil }
 			}
-			n, err := query.Scan(cmd.Context(), dir, f, fn)
+			n, err := query.Scan(cmd.Context(), ff.dir, f, fn)
 			if count {
 				fmt.Fprintln(out, n)
 			}
 			return err
 		},
 	}
-	addFilterFlags(cmd, &dir, &from, &to, &f)
+	ff.register(cmd)
 	cmd.Flags().BoolVar(&count, "count", false, "print only the number of matching records")
 	cmd.Flags().StringVarP(&output, "output", "o", "json", "json (the stored records, one per line) or text (one readable line each)")
 	return cmd
 }
 
 func newAuditTailCmd() *cobra.Command {
-	var dir, from, to string
-	var f query.Filter
+	var ff filterFlags
 	var n int
 	var follow bool
 	var output string
@@ -531,20 +546,18 @@ func newAuditTailCmd() *cobra.Command {
   meshwarden audit tail --dir ./audit-data --from 1h -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return exitcode.Usagef("--dir is required")
-			}
-			if err := buildFilter(from, to, &f); err != nil {
+			f, err := ff.filter()
+			if err != nil {
 				return err
 			}
 			fn, err := recordPrinter(cmd.OutOrStdout(), output)
 			if err != nil {
 				return err
 			}
-			return query.Tail(cmd.Context(), dir, f, n, follow, 200*time.Millisecond, fn)
+			return query.Tail(cmd.Context(), ff.dir, f, n, follow, 200*time.Millisecond, fn)
 		},
 	}
-	addFilterFlags(cmd, &dir, &from, &to, &f)
+	ff.register(cmd)
 	cmd.Flags().IntVarP(&n, "lines", "n", 10, "how many of the last matching records to print first")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing records as they arrive, until interrupted")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (one readable line per record) or json (the stored records)")
