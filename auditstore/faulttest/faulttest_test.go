@@ -246,15 +246,7 @@ func stored(t *testing.T, dir string) map[string]uint64 {
 
 func verifyCLI(t *testing.T, e env, dir string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, "audit", "verify", "--dir", dir, "--pubkey", e.pub)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	return run(t, "audit", "verify", "--dir", dir, "--pubkey", e.pub)
 }
 
 func TestKill9UnderLoadLosesNoAcknowledgedRecord(t *testing.T) {
