@@ -331,14 +331,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	m := startConsulManager(t, c, Options{MinRefresh: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	web, err := m.Wait(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := m.Wait(ctx, "gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
+	web, gw := waitLeaves(ctx, t, m)
 	if web.Lifetime() > 5*time.Minute {
 		t.Fatalf("leaf lifetime %s: the short LeafCertTTL did not apply", web.Lifetime())
 	}

@@ -54,6 +54,20 @@ func writeCA(t testing.TB, dir, cn string) (string, string, *x509.Certificate) {
 	return cf, kf, c
 }
 
+// waitLeaves waits for the leaves of "web" and "gateway", the two ends of
+// the rotation tests' mTLS load.
+func waitLeaves(ctx context.Context, t *testing.T, m *Manager) (web, gw *Certificate) {
+	t.Helper()
+	var err error
+	if web, err = m.Wait(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if gw, err = m.Wait(ctx, "gateway"); err != nil {
+		t.Fatal(err)
+	}
+	return web, gw
+}
+
 // runManager runs a Manager with opts until tb ends.
 func runManager(tb testing.TB, opts Options) *Manager {
 	tb.Helper()
@@ -308,14 +322,7 @@ func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 69500 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	web, err := m.Wait(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := m.Wait(ctx, "gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
+	web, gw := waitLeaves(ctx, t, m)
 	addr, clients := mtlsUpstream(t, m, web, gw)
 	stop := make(chan struct{})
 	var res loadResult
