@@ -202,11 +202,7 @@ type Process struct {
 // Run starts the plane, serves until ctx ends or a server fails, then stops
 // it gracefully. It returns the failure, if any.
 func Run(ctx context.Context, cfg RunConfig) error {
-	p, err := Start(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	return lifecycle.Serve(ctx, p)
+	return lifecycle.Run(ctx, func(ctx context.Context) (*Process, error) { return Start(ctx, cfg) })
 }
 
 // Start applies cfg's defaults, validates it, connects to Consul, binds the

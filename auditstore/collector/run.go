@@ -104,11 +104,7 @@ type Process struct {
 // stops it gracefully: in-flight batches are acknowledged and a final
 // checkpoint is written.
 func Run(ctx context.Context, cfg RunConfig) error {
-	p, err := Start(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	return lifecycle.Serve(ctx, p)
+	return lifecycle.Run(ctx, func(ctx context.Context) (*Process, error) { return Start(ctx, cfg) })
 }
 
 // Start applies cfg's defaults, validates it, opens the WAL, binds the

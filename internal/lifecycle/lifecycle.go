@@ -14,6 +14,16 @@ type Service interface {
 	Close() error
 }
 
+// Run starts a service and serves it: start, then Serve. A failed start
+// returns its error and leaves nothing running (start's contract).
+func Run[S Service](ctx context.Context, start func(context.Context) (S, error)) error {
+	s, err := start(ctx)
+	if err != nil {
+		return err
+	}
+	return Serve(ctx, s)
+}
+
 // Serve waits until ctx ends or s fails, then closes s. It returns the
 // failure, or else Close's error.
 func Serve(ctx context.Context, s Service) error {

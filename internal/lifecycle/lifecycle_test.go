@@ -47,3 +47,16 @@ func TestServe(t *testing.T) {
 		})
 	}
 }
+
+func TestRunStartFails(t *testing.T) {
+	refused := errors.New("refused")
+	err := Run(context.Background(), func(context.Context) (*fake, error) { return nil, refused })
+	if !errors.Is(err, refused) {
+		t.Fatalf("Run: %v, want the start error", err)
+	}
+	f := &fake{errc: make(chan error, 1)}
+	f.errc <- refused
+	if err := Run(context.Background(), func(context.Context) (*fake, error) { return f, nil }); !errors.Is(err, refused) || f.closed != 1 {
+		t.Fatalf("Run: %v with %d closes, want the failure and one Close", err, f.closed)
+	}
+}

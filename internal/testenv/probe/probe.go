@@ -14,7 +14,13 @@ import (
 // Get fetches url and returns its status and body; a transport error fails tb.
 func Get(tb testing.TB, url string) (int, []byte) {
 	tb.Helper()
-	resp, err := http.Get(url)
+	return GetWith(tb, http.DefaultClient, url)
+}
+
+// GetWith is Get through client c (TLS, timeouts).
+func GetWith(tb testing.TB, c *http.Client, url string) (int, []byte) {
+	tb.Helper()
+	resp, err := c.Get(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
