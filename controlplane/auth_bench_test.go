@@ -3,7 +3,6 @@ package controlplane_test
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/hashicorp/consul/api"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -119,19 +119,7 @@ func benchFanout(b *testing.B, o planeOpts, n int) {
 		}
 	}
 	drain()
-	var lat []time.Duration
-	healthy := true
-	b.ResetTimer()
-	for b.Loop() {
-		healthy = !healthy
-		status := api.HealthCritical
-		if healthy {
-			status = api.HealthPassing
-		}
-		start := time.Now()
-		if err := p.mgmt.Agent().UpdateTTL("check:echo-1", "bench", status); err != nil {
-			b.Fatal(err)
-		}
+	planetest.FlipHealth(b, p.mgmt.Agent(), "check:echo-1", func(bool) {
 		for _, ch := range chans {
 			select {
 			case <-ch:
@@ -139,12 +127,6 @@ func benchFanout(b *testing.B, o planeOpts, n int) {
 				b.Fatal("a sidecar did not get the change within 10s")
 			}
 		}
-		lat = append(lat, time.Since(start))
 		drain()
-	}
-	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
+	})
 }

@@ -2,11 +2,11 @@ package controlplane
 
 import (
 	"slices"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 )
 
 // BenchmarkConsulChangeToSnapshotSent measures, on a real Consul agent, the
@@ -32,30 +32,10 @@ func benchChange(b *testing.B, debounce time.Duration) {
 		eps, _ := c.endpoints("echo")
 		return len(eps) == 1
 	})
-	var lat []time.Duration
-	healthy := true
-	b.ResetTimer()
-	for b.Loop() {
-		healthy = !healthy
-		status := api.HealthCritical
-		if healthy {
-			status = api.HealthPassing
-		}
-		start := time.Now()
-		if err := p.consul.Agent().UpdateTTL("check:echo-1", "bench", status); err != nil {
-			b.Fatal(err)
-		}
-		want := healthy
+	planetest.FlipHealth(b, p.consul.Agent(), "check:echo-1", func(healthy bool) {
 		ads.waitFor("endpoint change", func(c *adsClient) bool {
 			eps, ok := c.endpoints("echo")
-			return ok && slices.Equal(eps, []string{"127.0.0.1:9001"}) == want
+			return ok && slices.Equal(eps, []string{"127.0.0.1:9001"}) == healthy
 		})
-		lat = append(lat, time.Since(start))
-	}
-	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
-	b.ReportMetric(q(1), "max-ms")
+	})
 }

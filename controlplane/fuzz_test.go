@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/ir"
+	"github.com/meshwarden/meshwarden/policies"
 )
 
 // FuzzPipeline feeds arbitrary policy files through the plane's pipeline:
@@ -36,7 +37,7 @@ func FuzzPipeline(f *testing.F) {
 	}
 	nodes := []translate.Node{{ID: "s1", Service: "payments"}, {ID: "gw", Gateway: true}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ps, err := loadForTest(map[string][]byte{"fuzz.yaml": data}, cat)
+		ps, err := policies.LoadSet(map[string][]byte{"fuzz.yaml": data}, cat)
 		if err != nil {
 			return
 		}

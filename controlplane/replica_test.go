@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -97,13 +98,7 @@ func (p *securePlane) nodeVersion(t *testing.T, id, rev string) string {
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	probe.Until(t, what, d, cond)
 }
 
 // TestReplicaApplyReachesEveryReplica: a set applied on one replica is in

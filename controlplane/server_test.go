@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -294,25 +295,14 @@ func TestRegisterInConsul(t *testing.T) {
 
 func waitUntil(t testing.TB, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	probe.Until(t, what, 20*time.Second, ok)
 }
 
 func get(t testing.TB, url string, code int) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != code {
-		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, b, code)
+	got, b := probe.Get(t, url)
+	if got != code {
+		t.Fatalf("GET %s: %d %s, want %d", url, got, b, code)
 	}
 	return string(b)
 }

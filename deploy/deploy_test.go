@@ -9,11 +9,12 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,7 +99,7 @@ func TestDashboardQueriesParse(t *testing.T) {
 	pt := promtool(t)
 	var b strings.Builder
 	b.WriteString("groups:\n  - name: dashboard\n    rules:\n")
-	titles := sortedKeys(dashboardExprs(t))
+	titles := slices.Sorted(maps.Keys(dashboardExprs(t)))
 	exprs := dashboardExprs(t)
 	for i, title := range titles {
 		q, _ := json.Marshal(exprs[title])
@@ -122,7 +123,7 @@ func TestMetricsExist(t *testing.T) {
 			used[m] = append(used[m], f)
 		}
 	}
-	for _, m := range sortedKeys(used) {
+	for _, m := range slices.Sorted(maps.Keys(used)) {
 		base := m
 		for _, suf := range []string{"_bucket", "_sum", "_count"} {
 			if b, ok := strings.CutSuffix(m, suf); ok && defined[b] {
@@ -233,13 +234,4 @@ func read(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
@@ -222,16 +222,5 @@ func registerShop(t *testing.T, consul *api.Client, id string, u *namedUpstream,
 // outage).
 func serveRealPlane(t *testing.T, cp *controlplane.Server) (net.Listener, *grpc.Server) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	cp.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	cpDone := make(chan struct{})
-	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
-	t.Cleanup(func() { gs.Stop(); cancel(); <-cpDone })
-	return lis, gs
+	return planetest.Serve(t, cp)
 }

@@ -9,16 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/auditstore/collector"
@@ -248,7 +244,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if f.natsCkptOnly && f.natsURL == "" {
 		return exitcode.Usagef("--nats-checkpoints-only needs --nats (the JetStream server that witnesses the checkpoints)")
 	}
-	key, err := wal.LoadPrivateKey(f.key)
+	kcfg, err := kafkaConfig(f)
 	if err != nil {
 		return err
 	}
@@ -256,138 +252,18 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if t := strings.TrimSpace(os.Getenv("MESHWARDEN_AUDIT_TOKEN")); t != "" {
 		tokens = append(tokens, t)
 	}
-	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return fmt.Errorf("read --token-file: %w", err)
-		}
-		if t := strings.TrimSpace(string(b)); t != "" {
-			tokens = append(tokens, t)
-		}
-	}
-	var exp *export.Exporter
+	var ncfg *export.Config
 	if f.natsURL != "" {
-		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, CheckpointsOnly: f.natsCkptOnly, Logf: logger.Printf}); err != nil {
-			return err
-		}
+		ncfg = &export.Config{URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, CheckpointsOnly: f.natsCkptOnly}
 	}
-	kcfg, err := kafkaConfig(f)
-	if err != nil {
-		return err
-	}
-	var kx *kafka.Exporter
-	if kcfg != nil {
-		kcfg.Logf = logger.Printf
-		if kx, err = kafka.New(*kcfg); err != nil {
-			return err
-		}
-	}
-	wopt := wal.Options{
-		Dir: f.dir, SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
-		Signer: key, RetainSegments: f.retainSegments, RetainAge: f.retainAge, Logf: logger.Printf,
-	}
-	// Retention keeps every segment an exporter has not delivered: with
-	// both on, the slower cursor counts.
-	var cursors []func() uint64
-	if exp != nil && !f.natsCkptOnly {
-		cursors = append(cursors, exp.Exported)
-	}
-	if kx != nil {
-		cursors = append(cursors, kx.Exported)
-	}
-	wopt.ExportedSeq = wal.MinExported(cursors...)
-	w, err := wal.Open(ctx, wopt)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := w.Close(); err != nil {
-			logger.Printf("close wal: %v", err)
-		}
-	}()
-	st := w.Stats()
-	logger.Printf("wal %s: head seq %d (recovery truncated %d torn bytes)", f.dir, st.Head, st.RecoveredTruncatedBytes)
-	cfg := collector.Config{WAL: w, Tokens: tokens, AllowSPIFFE: f.allowSPIFFE, MaxBodyBytes: f.maxBody, Registry: prometheus.NewRegistry()}
-	if f.tlsCert != "" || f.tlsKey != "" {
-		if cfg.TLS, err = collector.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
-			return err
-		}
-	}
-	srv, err := collector.New(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen on --listen %s: %w", f.listen, err)
-	}
-	var wg sync.WaitGroup
-	ectx, ecancel := context.WithCancel(ctx)
-	defer func() { ecancel(); wg.Wait() }()
-	if exp != nil {
-		exp.Follow(w.Durable, w.Changed)
-		srv.Registry().MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_export_failures_total", Help: "Export outages."}, func() float64 { return float64(exp.Failures()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_witness_seq", Help: "Seq of the newest signed checkpoint JetStream (the witness) acknowledged."}, func() float64 { return float64(exp.Witnessed()) }),
-		)
-		if !f.natsCkptOnly { // records are exported: their cursor matters (MeshwardenAuditExportLag)
-			srv.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_export_cursor_seq", Help: "Last sequence acknowledged by JetStream."}, func() float64 { return float64(exp.Exported()) }))
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := exp.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Printf("exporter stopped: %v", err)
-			}
-		}()
-	}
-	if kx != nil {
-		kx.Follow(w.Durable, w.Changed)
-		srv.Registry().MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshwarden_audit_kafka_cursor_seq", Help: "Last sequence acknowledged by Kafka (kafka.cursor)."}, func() float64 { return float64(kx.Exported()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_failures_total", Help: "Kafka export sessions abandoned (broker unreachable, produce refused, acks stalled)."}, func() float64 { return float64(kx.Failures()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_acked_total", Help: "Records acknowledged by Kafka, re-sends included."}, func() float64 { return float64(kx.Acked()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_checkpoints_total", Help: "Signed checkpoints acknowledged by Kafka."}, func() float64 { return float64(kx.CheckpointsExported()) }),
-		)
-		logger.Printf("exporting to kafka %s topic %s (checkpoints: %s) from seq %d", strings.Join(kcfg.Brokers, ","), kcfg.Topic, kcfg.CheckpointTopic, kx.Exported()+1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := kx.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Printf("kafka exporter stopped: %v", err)
-			}
-		}()
-	}
-	if f.consulAddr != "" {
-		cc := api.DefaultConfig() // CONSUL_HTTP_TOKEN(_FILE) for registration with ACLs on
-		cc.Address = f.consulAddr
-		c, err := api.NewClient(cc)
-		if err != nil {
-			return fmt.Errorf("consul client: %w", err)
-		}
-		dereg, err := collector.RegisterConsul(c, ln.Addr(), cfg.TLS != nil)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := dereg(); err != nil {
-				logger.Printf("deregister from consul: %v", err)
-			}
-		}()
-	}
-	if f.addrFile != "" {
-		tmp := f.addrFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(ln.Addr().String()), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, f.addrFile); err != nil {
-			return err
-		}
-	}
-	logger.Printf("serving %s on %s", auditevent.IngestPath, ln.Addr())
-	err = srv.Serve(ctx, ln)
-	logger.Printf("stopped (head seq %d)", w.Durable())
-	return err
+	return collector.Run(ctx, collector.RunConfig{
+		Dir: f.dir, KeyFile: f.key, Listen: f.listen, AddrFile: f.addrFile,
+		Tokens: tokens, TokenFile: f.tokenFile,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, ClientCA: f.clientCA, AllowSPIFFE: f.allowSPIFFE,
+		SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
+		RetainSegments: f.retainSegments, RetainAge: f.retainAge, MaxBodyBytes: f.maxBody,
+		ConsulAddress: f.consulAddr, NATS: ncfg, Kafka: kcfg, Logf: logger.Printf,
+	})
 }
 
 type verifyFlags struct {
@@ -497,15 +373,34 @@ func runVerify(ctx context.Context, f verifyFlags, out io.Writer) error {
 	return nil
 }
 
-func addFilterFlags(cmd *cobra.Command, dir *string, from, to *string, f *query.Filter) {
+// filterFlags select records: the WAL directory and the filters shared by
+// query, tail and report.
+type filterFlags struct {
+	dir, from, to string
+	f             query.Filter
+}
+
+func (ff *filterFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(dir, "dir", "", "WAL directory (required)")
-	fl.StringVar(from, "from", "", "only records at or after this time: RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03, UTC midnight), a duration ago (90m), or Unix nanoseconds")
-	fl.StringVar(to, "to", "", "only records before this time (same forms as --from)")
-	fl.StringVar(&f.OpType, "op-type", "", "only this op_type, any case (FUND_TRANSFER, fund_transfer)")
-	fl.StringVar(&f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
-	fl.StringVar(&f.TraceID, "trace-id", "", "only this W3C trace id")
-	fl.StringVar(&f.Tag, "tag", "", "only records carrying this compliance tag (pci, gdpr, region=eu)")
+	fl.StringVar(&ff.dir, "dir", "", "WAL directory (required)")
+	fl.StringVar(&ff.from, "from", "", "only records at or after this time: RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03, UTC midnight), a duration ago (90m), or Unix nanoseconds")
+	fl.StringVar(&ff.to, "to", "", "only records before this time (same forms as --from)")
+	fl.StringVar(&ff.f.OpType, "op-type", "", "only this op_type, any case (FUND_TRANSFER, fund_transfer)")
+	fl.StringVar(&ff.f.Subject, "subject", "", "only this subject (SPIFFE id or JWT subject)")
+	fl.StringVar(&ff.f.TraceID, "trace-id", "", "only this W3C trace id")
+	fl.StringVar(&ff.f.Tag, "tag", "", "only records carrying this compliance tag (pci, gdpr, region=eu)")
+}
+
+// filter checks that --dir is given and returns the filter the flags describe.
+func (ff *filterFlags) filter() (query.Filter, error) {
+	if ff.dir == "" {
+		return query.Filter{}, exitcode.Usagef("--dir is required")
+	}
+	f := ff.f
+	if err := buildFilter(ff.from, ff.to, &f); err != nil {
+		return query.Filter{}, err
+	}
+	return f, nil
 }
 
 // parseTime reads a --from/--to value: RFC 3339, a date (UTC), a duration
@@ -610,8 +505,7 @@ func printRecord(w io.Writer) func(*auditevent.Event, []byte) error {
 }
 
 func newAuditQueryCmd() *cobra.Command {
-	var dir, from, to string
-	var f query.Filter
+	var ff filterFlags
 	var count bool
 	var output string
 	cmd := &cobra.Command{
@@ -622,10 +516,8 @@ func newAuditQueryCmd() *cobra.Command {
   meshwarden audit query --dir ./audit-data --tag pci --from 24h -o text`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return exitcode.Usagef("--dir is required")
-			}
-			if err := buildFilter(from, to, &f); err != nil {
+			f, err := ff.filter()
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -636,22 +528,21 @@ func newAuditQueryCmd() *cobra.Command {
 			if count {
 				fn = func(*auditevent.Event, []byte) error { return nil }
 			}
-			n, err := query.Scan(cmd.Context(), dir, f, fn)
+			n, err := query.Scan(cmd.Context(), ff.dir, f, fn)
 			if count {
 				fmt.Fprintln(out, n)
 			}
 			return err
 		},
 	}
-	addFilterFlags(cmd, &dir, &from, &to, &f)
+	ff.register(cmd)
 	cmd.Flags().BoolVar(&count, "count", false, "print only the number of matching records")
 	cmd.Flags().StringVarP(&output, "output", "o", "json", "json (the stored records, one per line) or text (one readable line each)")
 	return cmd
 }
 
 func newAuditTailCmd() *cobra.Command {
-	var dir, from, to string
-	var f query.Filter
+	var ff filterFlags
 	var n int
 	var follow bool
 	var output string
@@ -662,20 +553,18 @@ func newAuditTailCmd() *cobra.Command {
   meshwarden audit tail --dir ./audit-data --from 1h -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return exitcode.Usagef("--dir is required")
-			}
-			if err := buildFilter(from, to, &f); err != nil {
+			f, err := ff.filter()
+			if err != nil {
 				return err
 			}
 			fn, err := recordPrinter(cmd.OutOrStdout(), output)
 			if err != nil {
 				return err
 			}
-			return query.Tail(cmd.Context(), dir, f, n, follow, 200*time.Millisecond, fn)
+			return query.Tail(cmd.Context(), ff.dir, f, n, follow, 200*time.Millisecond, fn)
 		},
 	}
-	addFilterFlags(cmd, &dir, &from, &to, &f)
+	ff.register(cmd)
 	cmd.Flags().IntVarP(&n, "lines", "n", 10, "how many of the last matching records to print first")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing records as they arrive, until interrupted")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (one readable line per record) or json (the stored records)")

@@ -15,8 +15,7 @@ import (
 )
 
 func newAuditReportCmd() *cobra.Command {
-	var dir, from, to string
-	var f query.Filter
+	var ff filterFlags
 	var output string
 	cmd := &cobra.Command{
 		Use:   "report",
@@ -32,16 +31,14 @@ under each. Run audit verify on the same directory to prove the trail intact.`,
   meshwarden audit report --dir ./audit-data --from 720h --tag pci -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return exitcode.Usagef("--dir is required")
-			}
-			if err := buildFilter(from, to, &f); err != nil {
+			f, err := ff.filter()
+			if err != nil {
 				return err
 			}
 			if output != "text" && output != "json" {
 				return exitcode.Usagef("--output %q: use text or json", output)
 			}
-			rep, err := query.BuildReport(cmd.Context(), dir, f)
+			rep, err := query.BuildReport(cmd.Context(), ff.dir, f)
 			if err != nil {
 				return err
 			}
@@ -60,10 +57,10 @@ under each. Run audit verify on the same directory to prove the trail intact.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(rep)
 			}
-			return writeReport(cmd.OutOrStdout(), dir, rep)
+			return writeReport(cmd.OutOrStdout(), ff.dir, rep)
 		},
 	}
-	addFilterFlags(cmd, &dir, &from, &to, &f)
+	ff.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (for people) or json")
 	return cmd
 }

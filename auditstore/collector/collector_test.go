@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -119,6 +120,13 @@ func post(t *testing.T, c *http.Client, url, token string, body []byte) (int, []
 	return resp.StatusCode, b.Bytes()
 }
 
+// metricsText returns the body of the collector's /metrics at url.
+func metricsText(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	_, b := probe.GetWith(t, c, url)
+	return string(b)
+}
+
 func TestTokenAuthAndAck(t *testing.T) {
 	addr, w := start(t, Config{Tokens: []string{"s3cret"}, MaxBodyBytes: 64 << 10})
 	u := "http://" + addr + auditevent.IngestPath
@@ -150,15 +158,9 @@ func TestTokenAuthAndAck(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &ack) != nil || ack.FirstSeq != 4 || ack.LastSeq != 5 || ack.Accepted != 2 || len(ack.Hash) != 64 {
 		t.Fatalf("ack %d %s, want seq 4..5 (sender-supplied seq/hash ignored)", code, body)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m bytes.Buffer
-	m.ReadFrom(resp.Body)
-	resp.Body.Close()
+	m := metricsText(t, http.DefaultClient, "http://"+addr+"/metrics")
 	for _, want := range []string{`meshwarden_audit_events_acked_total 5`, `meshwarden_audit_rejected_total{reason="unauthenticated"} 2`, `meshwarden_audit_wal_head_seq 5`} {
-		if !strings.Contains(m.String(), want) {
+		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
@@ -342,15 +344,9 @@ func TestSourceIsBoundToTheAuthenticatedSender(t *testing.T) {
 	if sources[0] != gwID || sources[1] != gwID || sources[2] != "dev-proxy" {
 		t.Fatalf("stored sources %q", sources)
 	}
-	resp, err := tok.Get("https://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m bytes.Buffer
-	m.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(m.String(), `meshwarden_audit_rejected_total{reason="source_mismatch"} 3`) {
-		t.Fatalf("metrics lack 3 source_mismatch rejections:\n%s", m.String())
+	m := metricsText(t, tok, "https://"+addr+"/metrics")
+	if !strings.Contains(m, `meshwarden_audit_rejected_total{reason="source_mismatch"} 3`) {
+		t.Fatalf("metrics lack 3 source_mismatch rejections:\n%s", m)
 	}
 }
 
@@ -373,14 +369,7 @@ func TestSameEventIDTwiceReturnsTheOriginalSeq(t *testing.T) {
 	if w.Durable() != 4 {
 		t.Fatalf("durable %d, want 4: a repeated id was stored twice", w.Durable())
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m bytes.Buffer
-	m.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(m.String(), "meshwarden_audit_duplicates_total 2") {
+	if m := metricsText(t, http.DefaultClient, "http://"+addr+"/metrics"); !strings.Contains(m, "meshwarden_audit_duplicates_total 2") {
 		t.Fatalf("metrics lack meshwarden_audit_duplicates_total 2")
 	}
 }

@@ -14,13 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 )
 
@@ -138,18 +138,8 @@ func ReadCursor(dir string) (uint64, error) {
 }
 
 func readCount(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read export cursor: %w", err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 63)
-	if err != nil {
-		return 0, fmt.Errorf("export cursor %s is corrupt (%v): delete it to re-export everything (JetStream dedups within its window)", path, err)
-	}
-	return int(v), nil
+	v, err := cursorfile.Read(path, "export cursor", "delete it to re-export everything (JetStream dedups within its window)")
+	return int(v), err
 }
 
 func (x *Exporter) saveCursor(seq uint64) error {
@@ -160,27 +150,8 @@ func (x *Exporter) saveCursor(seq uint64) error {
 	return nil
 }
 
-func writeCount(p string, seq uint64) error {
-	tmp := p + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write export cursor: %w", err)
-	}
-	if _, err := f.WriteString(strconv.FormatUint(seq, 10) + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write export cursor: %w", err)
-	}
-	return nil
+func writeCount(p string, v uint64) error {
+	return cursorfile.Write(p, v, "export cursor")
 }
 
 // exportCheckpoints publishes the checkpoints whose records are exported.

@@ -154,6 +154,21 @@ func batch(n int) ([]byte, []string) {
 var client = &http.Client{Timeout: 5 * time.Second}
 
 // send posts one batch; it returns the ack and true only on a 200.
+// sendN sends batches of 50 events to p and returns how many it sent,
+// failing t on the first batch not acknowledged.
+func sendN(t *testing.T, p *proc, batches int) int {
+	t.Helper()
+	n := 0
+	for range batches {
+		body, ids := batch(50)
+		if _, ok := send(p.addr, body); !ok {
+			t.Fatalf("send failed:\n%s", p.stderr.String())
+		}
+		n += len(ids)
+	}
+	return n
+}
+
 func send(addr string, body []byte) (auditevent.Ack, bool) {
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+auditevent.IngestPath, bytes.NewReader(body))
 	req.Header.Set(auditevent.TokenHeader, "fault-token")
@@ -231,15 +246,7 @@ func stored(t *testing.T, dir string) map[string]uint64 {
 
 func verifyCLI(t *testing.T, e env, dir string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, "audit", "verify", "--dir", dir, "--pubkey", e.pub)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	return run(t, "audit", "verify", "--dir", dir, "--pubkey", e.pub)
 }
 
 func TestKill9UnderLoadLosesNoAcknowledgedRecord(t *testing.T) {

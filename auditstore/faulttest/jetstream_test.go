@@ -12,25 +12,14 @@ func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
 	e := newEnv(t)
 	args := []string{"--nats", ns.URL(), "--segment-size", "131072"}
 	p := e.start(t, args...)
-	sendN := func(p *proc, batches int) int {
-		n := 0
-		for range batches {
-			body, ids := batch(50)
-			if _, ok := send(p.addr, body); !ok {
-				t.Fatalf("send failed:\n%s", p.stderr.String())
-			}
-			n += len(ids)
-		}
-		return n
-	}
-	total := sendN(p, 40) // 2000
+	total := sendN(t, p, 40) // 2000
 	natstest.WaitFor(t, "2000 records in JetStream", 30*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
 
-	ns.Stop()               // JetStream outage
-	total += sendN(p, 40)   // the collector keeps acknowledging
-	p.kill9(t)              // and even crashes during the outage
-	p = e.start(t, args...) // restarts; its exporter resumes from the persisted cursor
-	total += sendN(p, 20)   // 5000
+	ns.Stop()                // JetStream outage
+	total += sendN(t, p, 40) // the collector keeps acknowledging
+	p.kill9(t)               // and even crashes during the outage
+	p = e.start(t, args...)  // restarts; its exporter resumes from the persisted cursor
+	total += sendN(t, p, 20) // 5000
 	ns.Restart()
 	natstest.WaitFor(t, "5000 records in JetStream", 60*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
 	p.stop(t)

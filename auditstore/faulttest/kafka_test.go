@@ -58,26 +58,15 @@ func TestKafkaDownThenUpThroughTheCLI(t *testing.T) {
 	e := newEnv(t)
 	args := []string{"--kafka-brokers", k.Addr(), "--segment-size", "131072"}
 	p := e.start(t, args...)
-	sendN := func(p *proc, batches int) int {
-		n := 0
-		for range batches {
-			body, ids := batch(50)
-			if _, ok := send(p.addr, body); !ok {
-				t.Fatalf("send failed:\n%s", p.stderr.String())
-			}
-			n += len(ids)
-		}
-		return n
-	}
-	total := sendN(p, 10) // 500
+	total := sendN(t, p, 10) // 500
 	if got := kafkaSeqs(t, k.Addr(), total); len(got) != total {
 		t.Fatalf("Kafka holds %d distinct seqs, want %d", len(got), total)
 	}
-	k.Stop()                // Kafka outage
-	total += sendN(p, 10)   // the collector keeps acknowledging
-	p.kill9(t)              // and crashes during the outage
-	p = e.start(t, args...) // restarts; the exporter resumes from kafka.cursor
-	total += sendN(p, 10)   // 1500
+	k.Stop()                 // Kafka outage
+	total += sendN(t, p, 10) // the collector keeps acknowledging
+	p.kill9(t)               // and crashes during the outage
+	p = e.start(t, args...)  // restarts; the exporter resumes from kafka.cursor
+	total += sendN(t, p, 10) // 1500
 	k.Restart()
 	seen := kafkaSeqs(t, k.Addr(), total)
 	p.stop(t)

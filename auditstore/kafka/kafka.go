@@ -59,7 +59,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -72,6 +71,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 )
 
@@ -251,41 +251,11 @@ func ReadCursor(dir string) (uint64, error) {
 }
 
 func readCount(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read kafka export cursor: %w", err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 63)
-	if err != nil {
-		return 0, fmt.Errorf("kafka export cursor %s is corrupt (%v): delete it to re-export everything (consumers de-duplicate by Mw-Audit-Seq)", path, err)
-	}
-	return v, nil
+	return cursorfile.Read(path, "kafka export cursor", "delete it to re-export everything (consumers de-duplicate by Mw-Audit-Seq)")
 }
 
 func writeCount(p string, v uint64) error {
-	tmp := p + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write kafka export cursor: %w", err)
-	}
-	if _, err := f.WriteString(strconv.FormatUint(v, 10) + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write kafka export cursor: %w", err)
-	}
-	return nil
+	return cursorfile.Write(p, v, "kafka export cursor")
 }
 
 func (x *Exporter) saveCursor(seq uint64) error {

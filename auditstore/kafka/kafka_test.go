@@ -24,6 +24,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/internal/kafkatest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // traceOf gives record i its trace situation: a W3C trace id (i%4==0), a
@@ -59,13 +60,7 @@ func appendN(t testing.TB, w *wal.WAL, from, n int) {
 
 func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	probe.Until(t, what, d, ok)
 }
 
 func openWAL(t *testing.T, dir string, opt wal.Options) *wal.WAL {

@@ -30,7 +30,9 @@ func TestInsecureOnlyOnLoopback(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"controlplane", "--insecure-dev", "--xds-addr", "0.0.0.0:0", "--consul", "127.0.0.1:1"}, "--insecure-dev serves anonymous plaintext and is refused on --xds-addr 0.0.0.0:0"},
+		{[]string{"controlplane", "--insecure-dev", "--xds-address", "0.0.0.0:0", "--consul", "127.0.0.1:1"}, "--insecure-dev serves anonymous plaintext and is refused on --xds-address 0.0.0.0:0"},
+		// The deprecated spelling still sets the same address.
+		{[]string{"controlplane", "--insecure-dev", "--xds-addr", "0.0.0.0:0", "--consul", "127.0.0.1:1"}, "--insecure-dev serves anonymous plaintext and is refused on --xds-address 0.0.0.0:0"},
 		{[]string{"controlplane", "--insecure-dev", "--admin-addr", "10.0.0.1:18001", "--consul", "127.0.0.1:1"}, "refused on --admin-addr"},
 		{[]string{"gateway", "--xds-insecure", "--xds-address", "10.1.2.3:18000", "--listen", "127.0.0.1:0", "--admin-addr", ""}, "an insecure (plaintext, anonymous) connection is refused to 10.1.2.3:18000"},
 		{[]string{"gateway", "--xds-address", "127.0.0.1:18000", "--listen", "127.0.0.1:0", "--admin-addr", "", "--xds-ca-file", ""}, "no CA file"},
@@ -82,5 +84,22 @@ func TestLogFlags(t *testing.T) {
 		if _, _, err := runCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("meshwarden %v: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestControlPlaneHelpValueNames: flag value names in --help are words a
+// user types, not a quoted command line; the old --xds-addr stays hidden.
+func TestControlPlaneHelpValueNames(t *testing.T) {
+	out, _, err := runCLI(t, "controlplane", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--changelog file", "--xds-address string"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("controlplane --help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "--xds-addr ") || strings.Contains(out, "meshwarden policy log --changelog FILE`") {
+		t.Errorf("controlplane --help shows the deprecated --xds-addr or a quoted command as a value name:\n%s", out)
 	}
 }

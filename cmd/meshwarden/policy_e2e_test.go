@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
@@ -35,32 +34,6 @@ import (
 func startPolicyConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
 	return consultest.Start(t)
-}
-
-// poll calls f every 50ms until it returns true or 30s pass.
-func poll(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if v != nil {
-		_ = json.Unmarshal(b, v)
-	}
-	return resp.StatusCode
 }
 
 // TestPolicyEndToEnd runs the policy CLI against a real control plane on a
@@ -83,7 +56,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	s, err := controlplane.New(controlplane.Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
-		LoadPolicies: loadPolicies,
+		LoadPolicies: policies.LoadSet,
 		Translate: translate.Options{ModuleBaseURL: "http://127.0.0.1:1/modules/",
 			ModuleSHA256: map[string]string{"dye": sha("1"), "audit": sha("2"), "trace": sha("3")}},
 		Watch: consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
@@ -94,18 +67,9 @@ func TestPolicyEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go func() { _ = g.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
+	lis, _ := planetest.Serve(t, s)
 	admin := httptest.NewServer(s.AdminHandler(true))
-	t.Cleanup(func() { admin.Close(); g.Stop(); cancel(); <-done })
+	t.Cleanup(admin.Close)
 	plane := strings.TrimPrefix(admin.URL, "http://")
 
 	// A gateway node connects over ADS.
@@ -129,8 +93,8 @@ func TestPolicyEndToEnd(t *testing.T) {
 			}
 		}
 	}()
-	poll(t, "the gateway's config_dump", func() bool { return getJSON(t, admin.URL+"/v1/config_dump?node=gw-1", nil) == 200 })
-	poll(t, "payments in the plane's catalog", func() bool { return s.Watcher().Catalog().Services["payments"] != nil })
+	probe.Until(t, "the gateway's config_dump", 30*time.Second, func() bool { return probe.GetJSON(t, admin.URL+"/v1/config_dump?node=gw-1", nil) == 200 })
+	probe.Until(t, "payments in the plane's catalog", 30*time.Second, func() bool { return s.Watcher().Catalog().Services["payments"] != nil })
 
 	consulAddr := "127.0.0.1:" + itoa(agent.Ports.HTTP)
 	out, _, err := runCLI(t, "policy", "validate", examples, "--consul", consulAddr)
@@ -178,7 +142,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 		t.Errorf("apply output:\n%s", out)
 	}
 	var st controlplane.Status
-	getJSON(t, admin.URL+"/v1/status", &st)
+	probe.GetJSON(t, admin.URL+"/v1/status", &st)
 	if st.PolicyRevision != rev {
 		t.Errorf("plane serves revision %q, want %q", st.PolicyRevision, rev)
 	}
@@ -186,7 +150,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 	if err != nil || len(recs) != 1 || !strings.Contains(recs[0].Diff, "clusters/payments~v2") {
 		t.Fatalf("change record: %v %+v", err, recs)
 	}
-	poll(t, "the applied set on the node", func() bool {
+	probe.Until(t, "the applied set on the node", 30*time.Second, func() bool {
 		out, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure", "--exit-code")
 		return err == nil && strings.Contains(out, "=== node gw-1: 0 changed, 0 added, 0 removed")
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshwarden/meshwarden/internal/testenv/pebbleagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // syncBuffer is a goroutine-safe log sink.
@@ -89,13 +90,7 @@ func startACME(t *testing.T, validity time.Duration) *acmeEnv {
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	probe.Until(t, what, within, cond)
 }
 
 func TestACMEIssueAndRenewAgainstPebble(t *testing.T) {

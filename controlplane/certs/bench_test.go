@@ -18,14 +18,7 @@ func benchManager(b *testing.B) (*Manager, *FileCA) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := NewManager(Options{Issuer: fca})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	b.Cleanup(func() { stop(); <-done })
+	m := runManager(b, Options{Issuer: fca})
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, n := range []string{"web", "gateway"} {

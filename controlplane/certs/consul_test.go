@@ -80,15 +80,7 @@ func startConsulManager(t *testing.T, c *api.Client, opts Options) *Manager {
 		opts.MinRefresh = 300 * time.Millisecond
 	}
 	opts.RetryInterval, opts.MaxRetryInterval = 100*time.Millisecond, time.Second
-	m, err := NewManager(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	return m
+	return runManager(t, opts)
 }
 
 func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
@@ -272,6 +264,61 @@ func servedLeaf(t *testing.T, m *Manager, addr string) *x509.Certificate {
 	return conn.ConnectionState().PeerCertificates[0]
 }
 
+// mtlsUpstream serves "ok" over mTLS with web's live certificate, admitting
+// only the gateway's SPIFFE id, and returns its address and two gateway
+// clients: one reusing connections, one handshaking on every request.
+func mtlsUpstream(t *testing.T, m *Manager, web, gw *Certificate) (string, []*http.Client) {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.ServerTLSConfig("web", AllowSPIFFE(gw.SPIFFEID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	clientCfg := m.ClientTLSConfig("gateway", AllowSPIFFE(web.SPIFFEID))
+	clients := []*http.Client{
+		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientCfg, MaxIdleConnsPerHost: 4}},
+		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientCfg, DisableKeepAlives: true}},
+	}
+	for _, cl := range clients {
+		t.Cleanup(cl.CloseIdleConnections)
+	}
+	return ln.Addr().String(), clients
+}
+
+// holdsRoots reports whether roots hold oldRoot and newRoot.
+func holdsRoots(roots []*x509.Certificate, oldRoot, newRoot *x509.Certificate) (hasOld, hasNew bool) {
+	for _, r := range roots {
+		hasOld = hasOld || r.Equal(oldRoot)
+		hasNew = hasNew || r.Equal(newRoot)
+	}
+	return hasOld, hasNew
+}
+
+// checkSDSRoots fails t unless the trust bundle web's sidecar gets over SDS
+// holds both the old and the new root.
+func checkSDSRoots(t *testing.T, m *Manager, oldRoot, newRoot *x509.Certificate) {
+	t.Helper()
+	secrets, err := m.Secrets(xdsnode.Info{ID: "web-1", Cluster: "web", Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inBundle []*x509.Certificate
+	for _, s := range secrets {
+		if vc := s.GetValidationContext(); vc != nil {
+			if inBundle, err = ParsePEMCertificates(vc.GetTrustedCa().GetInlineBytes()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if hasOld, hasNew := holdsRoots(inBundle, oldRoot, newRoot); !hasOld || !hasNew {
+		t.Fatalf("SDS %s holds %d roots (old %v, new %v), want the old and the new", meshnames.RootsSecretName, len(inBundle), hasOld, hasNew)
+	}
+}
+
 func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a Consul agent and a load loop")
@@ -284,40 +331,14 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	m := startConsulManager(t, c, Options{MinRefresh: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	web, err := m.Wait(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := m.Wait(ctx, "gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
+	web, gw := waitLeaves(ctx, t, m)
 	if web.Lifetime() > 5*time.Minute {
 		t.Fatalf("leaf lifetime %s: the short LeafCertTTL did not apply", web.Lifetime())
 	}
 	oldRoot, _ := activeRoot(t, c)
 
-	// The upstream: mTLS with web's live certificate, admitting only the
-	// gateway's SPIFFE id.
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.ServerTLSConfig("web", AllowSPIFFE(gw.SPIFFEID)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	addr := ln.Addr().String()
+	addr, clients := mtlsUpstream(t, m, web, gw)
 	url := "https://" + addr + "/"
-	clientCfg := m.ClientTLSConfig("gateway", AllowSPIFFE(web.SPIFFEID))
-	clients := []*http.Client{
-		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientCfg, MaxIdleConnsPerHost: 4}},
-		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientCfg, DisableKeepAlives: true}},
-	}
-	for _, cl := range clients {
-		t.Cleanup(cl.CloseIdleConnections)
-	}
 
 	stop := make(chan struct{})
 	var res loadResult
@@ -358,12 +379,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	onlyNew.AddCert(newRoot)
 	sawBoth := false
 	waitFor(t, 60*time.Second, "both leaves re-issued under the new root", func() bool {
-		roots := m.Roots()
-		hasOld, hasNew := false, false
-		for _, r := range roots {
-			hasOld = hasOld || r.Equal(oldRoot)
-			hasNew = hasNew || r.Equal(newRoot)
-		}
+		hasOld, hasNew := holdsRoots(m.Roots(), oldRoot, newRoot)
 		sawBoth = sawBoth || (hasOld && hasNew)
 		for _, n := range []string{"web", "gateway"} {
 			if m.Certificate(n).Verify(onlyNew, time.Now()) != nil {
@@ -373,26 +389,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 		return true
 	})
 	// The SDS validation_context carries both roots during the rotation.
-	secrets, err := m.Secrets(xdsnode.Info{ID: "web-1", Cluster: "web", Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inBundle []*x509.Certificate
-	for _, s := range secrets {
-		if vc := s.GetValidationContext(); vc != nil {
-			if inBundle, err = ParsePEMCertificates(vc.GetTrustedCa().GetInlineBytes()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	hasOld, hasNew := false, false
-	for _, r := range inBundle {
-		hasOld = hasOld || r.Equal(oldRoot)
-		hasNew = hasNew || r.Equal(newRoot)
-	}
-	if !hasOld || !hasNew {
-		t.Fatalf("SDS %s holds %d roots (old %v, new %v), want the old and the new", meshnames.RootsSecretName, len(inBundle), hasOld, hasNew)
-	}
+	checkSDSRoots(t, m, oldRoot, newRoot)
 	oldOnly := x509.NewCertPool()
 	oldOnly.AddCert(oldRoot)
 	t.Logf("after the rotation: web's chain has %d intermediates; verifies against the old root alone: %v",

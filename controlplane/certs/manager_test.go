@@ -12,9 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,16 +54,31 @@ func writeCA(t testing.TB, dir, cn string) (string, string, *x509.Certificate) {
 	return cf, kf, c
 }
 
-func runManager(t *testing.T, opts Options) *Manager {
+// waitLeaves waits for the leaves of "web" and "gateway", the two ends of
+// the rotation tests' mTLS load.
+func waitLeaves(ctx context.Context, t *testing.T, m *Manager) (web, gw *Certificate) {
 	t.Helper()
+	var err error
+	if web, err = m.Wait(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if gw, err = m.Wait(ctx, "gateway"); err != nil {
+		t.Fatal(err)
+	}
+	return web, gw
+}
+
+// runManager runs a Manager with opts until tb ends.
+func runManager(tb testing.TB, opts Options) *Manager {
+	tb.Helper()
 	m, err := NewManager(opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	tb.Cleanup(func() { stop(); <-done })
 	return m
 }
 
@@ -309,31 +322,11 @@ func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 69500 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	web, err := m.Wait(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := m.Wait(ctx, "gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.ServerTLSConfig("web", AllowSPIFFE(gw.SPIFFEID)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	cfg := m.ClientTLSConfig("gateway", AllowSPIFFE(web.SPIFFEID))
-	clients := []*http.Client{
-		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}},
-		{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}},
-	}
+	web, gw := waitLeaves(ctx, t, m)
+	addr, clients := mtlsUpstream(t, m, web, gw)
 	stop := make(chan struct{})
 	var res loadResult
-	wg := runLoad("https://"+ln.Addr().String()+"/", clients, 4, stop, &res)
+	wg := runLoad("https://"+addr+"/", clients, 4, stop, &res)
 
 	waitFor(t, 10*time.Second, "a renewal under load", func() bool { return m.Certificate("web").Serial() != web.Serial() })
 	cf2, kf2, ca2 := writeCA(t, t.TempDir(), "ca-two")

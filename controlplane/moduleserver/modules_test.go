@@ -4,27 +4,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
-
-func get(t *testing.T, url string) (int, []byte) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
 
 func TestServeByHash(t *testing.T) {
 	dir := t.TempDir()
@@ -55,7 +44,7 @@ func TestServeByHash(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := get(t, srv.URL+tc.path)
+			code, body := probe.Get(t, srv.URL+tc.path)
 			if code != tc.code {
 				t.Fatalf("status %d, want %d", code, tc.code)
 			}
@@ -66,7 +55,7 @@ func TestServeByHash(t *testing.T) {
 	}
 
 	t.Run("list", func(t *testing.T) {
-		_, body := get(t, srv.URL+"/modules/")
+		_, body := probe.Get(t, srv.URL+"/modules/")
 		var m map[string]string
 		if err := json.Unmarshal(body, &m); err != nil {
 			t.Fatal(err)
@@ -93,7 +82,7 @@ func TestServeByHash(t *testing.T) {
 		if got := s.SHA256s()["dye"]; got != sum(v2) {
 			t.Fatalf("dye sha = %s, want %s", got, sum(v2))
 		}
-		if code, _ := get(t, srv.URL+"/modules/"+sum(v1)); code != 200 {
+		if code, _ := probe.Get(t, srv.URL+"/modules/"+sum(v1)); code != 200 {
 			t.Fatalf("old build: status %d", code)
 		}
 		if changed, _ := s.Scan(); changed {

@@ -74,38 +74,85 @@ func main() {
 	}
 }
 
+// bench is one run's shared state: Consul, its tokens, the planes.
+type bench struct {
+	o                    options
+	work                 string
+	agent                *consulagent.Agent
+	mgmt                 *api.Client
+	planeTokFile, caFile string
+	sideTok, opTok       string
+	planes               []*proc.Proc
+	xds, admins          []string
+	fleet                *fleet
+}
+
 func run(ctx context.Context, o options) error {
 	work, err := os.MkdirTemp("", "mw-loadtest-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
+	b := &bench{o: o, work: work}
+	defer b.stop()
+	if err := b.startConsul(ctx); err != nil {
+		return err
+	}
+	if err := b.startPlanes(ctx); err != nil {
+		return err
+	}
+	tlsCfg, err := b.planeTLS()
+	if err != nil {
+		return err
+	}
+	rss0 := rssKB(b.planes)
+	fmt.Printf("plane: %d replica(s), RSS %d MB before any proxy; catalog %d services x 2 instances\n", o.replicas, rss0/1024, o.services)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := b.connectStorm(ctx, tlsCfg, rss0); err != nil {
+		return err
+	}
+	return b.timeChanges(ctx)
+}
+
+// stop stops the planes, then Consul.
+func (b *bench) stop() {
+	for _, p := range b.planes {
+		p.Stop(10 * time.Second)
+	}
+	if b.agent != nil {
+		b.agent.Stop()
+	}
+}
+
+// startConsul starts a Consul agent with ACLs, makes the tokens of the
+// plane, the sidecars and the operator, and registers the catalog.
+func (b *bench) startConsul(ctx context.Context) error {
 	agent, err := consulagent.Start(ctx, consulagent.Options{ManagementToken: consulagent.NewToken()})
 	if err != nil {
 		return err
 	}
-	defer agent.Stop()
+	b.agent = agent
 	mgmt, err := agent.Client()
 	if err != nil {
 		return err
 	}
+	b.mgmt = mgmt
 	planeTok, _, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "plane", Rules: auth.PlaneTokenRules})
 	if err != nil {
 		return err
 	}
-	sideTok, _, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "payments sidecars", Services: []string{"payments"}})
-	if err != nil {
+	if b.sideTok, _, err = consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "payments sidecars", Services: []string{"payments"}}); err != nil {
 		return err
 	}
-	opTok, _, err := consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "loadtest operator", Rules: auth.OperatorTokenRules})
-	if err != nil {
+	if b.opTok, _, err = consulagent.CreateToken(ctx, mgmt, consulagent.TokenSpec{Description: "loadtest operator", Rules: auth.OperatorTokenRules}); err != nil {
 		return err
 	}
-	planeTokFile := filepath.Join(work, "plane.token")
-	if err := os.WriteFile(planeTokFile, []byte(planeTok), 0o600); err != nil {
+	b.planeTokFile = filepath.Join(b.work, "plane.token")
+	if err := os.WriteFile(b.planeTokFile, []byte(planeTok), 0o600); err != nil {
 		return err
 	}
-	for i := range o.services {
+	for i := range b.o.services {
 		for _, v := range []string{"v1", "v2"} {
 			id := fmt.Sprintf("svc%d-%s", i, v)
 			if err := mgmt.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: fmt.Sprintf("svc%d", i), Address: "127.0.0.1",
@@ -115,59 +162,60 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
+	return nil
+}
 
-	var planes []*proc.Proc
-	var xds, admins []string
-	defer func() {
-		for _, p := range planes {
-			p.Stop(10 * time.Second)
-		}
-	}()
-	for r := range o.replicas {
+// startPlanes starts the replicas on free ports and waits until each is ready.
+func (b *bench) startPlanes(ctx context.Context) error {
+	for r := range b.o.replicas {
 		var addrs [3]string
 		for i := range addrs {
+			var err error
 			if addrs[i], err = proc.FreeAddr(); err != nil {
 				return err
 			}
 		}
-		p, err := proc.Start(fmt.Sprintf("plane-%d", r+1), nil, o.bin, "controlplane", "--consul", agent.Addr(),
-			"--xds-addr", addrs[0], "--admin-addr", addrs[1], "--public-addr", addrs[2], "--consul-token-file", planeTokFile,
-			"--filters-dir", o.filters, "--debounce", o.debounce.String(), "--changelog=", "--register=false")
+		p, err := proc.Start(fmt.Sprintf("plane-%d", r+1), nil, b.o.bin, "controlplane", "--consul", b.agent.Addr(),
+			"--xds-address", addrs[0], "--admin-addr", addrs[1], "--public-addr", addrs[2], "--consul-token-file", b.planeTokFile,
+			"--filters-dir", b.o.filters, "--debounce", b.o.debounce.String(), "--changelog=", "--register=false")
 		if err != nil {
 			return err
 		}
-		planes = append(planes, p)
+		b.planes = append(b.planes, p)
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err = p.WaitHTTP(wctx, "http://"+addrs[2]+"/readyz")
 		cancel()
 		if err != nil {
 			return fmt.Errorf("plane %d: %w\n%s", r+1, err, p.Tail(20))
 		}
-		xds, admins = append(xds, addrs[0]), append(admins, addrs[1])
+		b.xds, b.admins = append(b.xds, addrs[0]), append(b.admins, addrs[1])
 	}
-	roots, _, err := mgmt.Agent().ConnectCARoots(nil)
+	return nil
+}
+
+// planeTLS writes Consul Connect's roots to a CA file and returns the
+// sidecars' TLS configuration for the plane.
+func (b *bench) planeTLS() (*tls.Config, error) {
+	roots, _, err := b.mgmt.Agent().ConnectCARoots(nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	caFile := filepath.Join(work, "ca.pem")
+	b.caFile = filepath.Join(b.work, "ca.pem")
 	var pem strings.Builder
 	for _, r := range roots.Roots {
 		pem.WriteString(r.RootCertPEM + "\n")
 	}
-	if err := os.WriteFile(caFile, []byte(pem.String()), 0o644); err != nil {
-		return err
+	if err := os.WriteFile(b.caFile, []byte(pem.String()), 0o644); err != nil {
+		return nil, err
 	}
-	tlsCfg, err := auth.PlaneTLS(caFile)
-	if err != nil {
-		return err
-	}
-	rss0 := rssKB(planes)
-	fmt.Printf("plane: %d replica(s), RSS %d MB before any proxy; catalog %d services x 2 instances\n", o.replicas, rss0/1024, o.services)
+	return auth.PlaneTLS(b.caFile)
+}
 
-	// The connect storm: every sidecar at once.
-	fleet := &fleet{updates: make(chan update, o.n*4)}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// connectStorm connects every sidecar at once and waits for each one's
+// first EDS.
+func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64) error {
+	o := b.o
+	b.fleet = &fleet{updates: make(chan update, o.n*4)}
 	start := time.Now()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -177,7 +225,7 @@ func run(ctx context.Context, o options) error {
 		go func() {
 			defer wg.Done()
 			delta := float64(i) < o.delta*float64(o.n)
-			if err := fleet.sidecar(ctx, i, xds[i%len(xds)], tlsCfg, sideTok, delta); err != nil {
+			if err := b.fleet.sidecar(ctx, i, b.xds[i%len(b.xds)], tlsCfg, b.sideTok, delta); err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err)
 			}
@@ -187,7 +235,7 @@ func run(ctx context.Context, o options) error {
 	stormDeadline := time.After(o.storm)
 	for ready < o.n-int(failed.Load()) {
 		select {
-		case u := <-fleet.updates:
+		case u := <-b.fleet.updates:
 			if u.first {
 				ready++
 			}
@@ -200,30 +248,35 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("%d sidecars failed to connect: %v", failed.Load(), firstErr.Load())
 	}
 	time.Sleep(2 * time.Second) // let the plane settle before reading its memory
-	rss1 := rssKB(planes)
+	rss1 := rssKB(b.planes)
 	if o.heap != "" {
-		if err := fetchProfile(ctx, admins[0], caFile, opTok, o.heap, 0); err != nil {
+		if err := fetchProfile(ctx, b.admins[0], b.caFile, b.opTok, o.heap, 0); err != nil {
 			return fmt.Errorf("heap profile: %w", err)
 		}
 	}
 	fmt.Printf("connect storm: %d sidecars (%d delta) have EDS after %s; plane RSS %d MB (%.1f KB per proxy)\n",
 		o.n, int(o.delta*float64(o.n)), storm.Round(time.Millisecond), rss1/1024, float64(rss1-rss0)/float64(o.n))
+	return nil
+}
 
-	// Consul changes: flip one instance's health, wait for every sidecar.
+// timeChanges flips one instance's health in Consul per change and times
+// until every sidecar has the new EDS.
+func (b *bench) timeChanges(ctx context.Context) error {
+	o := b.o
 	var lats []time.Duration
 	var last []time.Duration
 	profDone := make(chan error, 1)
 	if o.profile != "" {
 		go func() {
-			profDone <- fetchProfile(ctx, admins[0], caFile, opTok, o.profile, time.Duration(o.changes)*400*time.Millisecond)
+			profDone <- fetchProfile(ctx, b.admins[0], b.caFile, b.opTok, o.profile, time.Duration(o.changes)*400*time.Millisecond)
 		}()
 	} else {
 		profDone <- nil
 	}
-	cpu0 := cpuTicks(planes)
+	cpu0 := cpuTicks(b.planes)
 	critical := map[string]bool{}
 	for c := range o.changes {
-		drain(fleet.updates)
+		drain(b.fleet.updates)
 		id := fmt.Sprintf("check:svc%d-v2", c%o.services)
 		critical[id] = !critical[id]
 		st := api.HealthPassing
@@ -231,14 +284,14 @@ func run(ctx context.Context, o options) error {
 			st = api.HealthCritical
 		}
 		t0 := time.Now()
-		if err := mgmt.Agent().UpdateTTL(id, "loadtest", st); err != nil {
+		if err := b.mgmt.Agent().UpdateTTL(id, "loadtest", st); err != nil {
 			return err
 		}
 		seen := make(map[int]bool, o.n)
 		timeout := time.After(30 * time.Second)
 		for len(seen) < o.n {
 			select {
-			case u := <-fleet.updates:
+			case u := <-b.fleet.updates:
 				if u.at.After(t0) && !seen[u.id] {
 					seen[u.id] = true
 					lats = append(lats, u.at.Sub(t0))
@@ -250,7 +303,7 @@ func run(ctx context.Context, o options) error {
 		last = append(last, time.Since(t0))
 		time.Sleep(200 * time.Millisecond) // health of one instance at a time
 	}
-	cpu := cpuTicks(planes) - cpu0
+	cpu := cpuTicks(b.planes) - cpu0
 	if err := <-profDone; err != nil {
 		return fmt.Errorf("cpu profile: %w", err)
 	}
@@ -262,7 +315,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("consul change -> EDS at a sidecar (%d changes x %d sidecars): p50 %s, p99 %s, max %s\n", o.changes, o.n, q(lats, .5), q(lats, .99), q(lats, 1))
 	fmt.Printf("consul change -> EDS at the last sidecar: p50 %s, p99 %s\n", q(last, .5), q(last, .99))
 	fmt.Printf("plane CPU per change: %.0f ms (%.1f µs per proxy push); RSS %d MB\n",
-		float64(cpu)*10/float64(o.changes), float64(cpu)*10000/float64(o.changes*o.n), rssKB(planes)/1024)
+		float64(cpu)*10/float64(o.changes), float64(cpu)*10000/float64(o.changes*o.n), rssKB(b.planes)/1024)
 	return nil
 }
 

@@ -135,6 +135,41 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	}, nil)
 	fmt.Fprintf(out, "  %d default-lane users send x-mw-dye: canary (and baggage mw-dye=canary) -> %s\n", len(plain), fmtSplit(sum.Spoofed))
 
+	auditStory(ctx, st, c, sum, out)
+
+	fmt.Fprintln(out, "\n== 5. Trace: one request across hops")
+	tid := make([]byte, 16)
+	_, _ = rand.Read(tid)
+	sum.TraceID = hex.EncodeToString(tid)
+	tp := "00-" + sum.TraceID + "-" + ClientSpanID + "-01"
+	r, err = c.Do(ctx, http.MethodGet, "/hello", map[string]string{"traceparent": tp, "x-canary": "true"}, nil)
+	if err == nil {
+		fmt.Fprintf(out, "  sent traceparent %s\n  upstream received traceparent %s\n", tp, r.Echo.Headers["traceparent"])
+	}
+	// The trace filter's span for the hop, and the gateway's server and client spans.
+	waitFor(ctx, 8*time.Second, func() bool { return len(st.Sink.Spans(sum.TraceID)) >= 3 })
+	sum.TraceSpans = st.Sink.Spans(sum.TraceID)
+	printTrace(out, sum.TraceSpans)
+
+	fmt.Fprintln(out, "\n== 6. Certificates")
+	printCerts(ctx, out, st)
+
+	if !st.opts.InsecurePlane {
+		fmt.Fprintln(out, "\n== 7. Zero trust: the plane answers only to credentials Consul vouches for")
+		sum.Trust = printTrust(ctx, out, st)
+	}
+	if st.opts.MTLS {
+		fmt.Fprintln(out, "\n== 8. Access: an AccessPolicy decides who may call a service")
+		sum.Access = accessStory(ctx, st, out)
+	}
+
+	printSummary(out, sum, users)
+	return sum, nil
+}
+
+// auditStory sends transfers the audit filter records fail-closed, shows
+// the collector's records and verifies the trail.
+func auditStory(ctx context.Context, st *Stack, c *Client, sum *Summary, out io.Writer) {
 	fmt.Fprintln(out, "\n== 4. Audit: POST /v1/transfers is FUND_TRANSFER, fail-closed")
 	for i := range 5 {
 		body := fmt.Sprintf(`{"from":"acct-1","to":"acct-2","amount":%d,"card":{"number":"4111111111111111"}}`, 100+i)
@@ -156,6 +191,27 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	q, _ := runCmd(ctx, st.opts.Binary, "audit", "query", "--dir", st.AuditDir, "--op-type", "FUND_TRANSFER")
 	sum.AuditRecords, _ = countAuditRecords(ctx, st)
 	fmt.Fprintf(out, "  records in the collector's WAL: %d (an intent before forwarding, an outcome after):\n", sum.AuditRecords)
+	printAuditRecords(out, q)
+	// The collector signs a checkpoint each --checkpoint-interval (1s here).
+	// Verify fails closed on records no checkpoint covers yet, so wait until
+	// it passes with every record signed (it says what held and what only a
+	// witness could add).
+	var v string
+	var verr error
+	waitFor(ctx, 5*time.Second, func() bool {
+		v, verr = runCmd(ctx, st.opts.Binary, "audit", "verify", "--dir", st.AuditDir, "--pubkey", st.AuditPubKey)
+		return verr == nil && !strings.Contains(v, "not signed yet")
+	})
+	sum.VerifyOutput, sum.VerifyOK = v, verr == nil
+	fmt.Fprintf(out, "  $ meshwarden audit verify --dir %s --pubkey %s\n", st.AuditDir, st.AuditPubKey)
+	for _, line := range strings.Split(strings.TrimSpace(v), "\n") {
+		fmt.Fprintf(out, "    %s\n", line)
+	}
+}
+
+// printAuditRecords prints the first records of an `audit query` output
+// (JSON lines) as a table.
+func printAuditRecords(out io.Writer, q string) {
 	fmt.Fprintf(out, "    %-4s %-8s %-14s %-8s %-20s %-6s %-7s %s\n", "seq", "phase", "op_type", "subject", "request", "status", "dye", "hash")
 	for i, line := range strings.Split(strings.TrimSpace(q), "\n") {
 		var ev struct {
@@ -187,48 +243,10 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 		}
 		fmt.Fprintf(out, "    %-4d %-8s %-14s %-8s %-20s %-6s %-7s %.16s…\n", ev.Seq, ev.Phase, ev.OpType, ev.Subject, ev.Method+" "+ev.Path, status, orDash(ev.Dye), ev.Hash)
 	}
-	// The collector signs a checkpoint each --checkpoint-interval (1s here).
-	// Verify fails closed on records no checkpoint covers yet, so wait until
-	// it passes with every record signed (it says what held and what only a
-	// witness could add).
-	var v string
-	var verr error
-	waitFor(ctx, 5*time.Second, func() bool {
-		v, verr = runCmd(ctx, st.opts.Binary, "audit", "verify", "--dir", st.AuditDir, "--pubkey", st.AuditPubKey)
-		return verr == nil && !strings.Contains(v, "not signed yet")
-	})
-	sum.VerifyOutput, sum.VerifyOK = v, verr == nil
-	fmt.Fprintf(out, "  $ meshwarden audit verify --dir %s --pubkey %s\n", st.AuditDir, st.AuditPubKey)
-	for _, line := range strings.Split(strings.TrimSpace(v), "\n") {
-		fmt.Fprintf(out, "    %s\n", line)
-	}
+}
 
-	fmt.Fprintln(out, "\n== 5. Trace: one request across hops")
-	tid := make([]byte, 16)
-	_, _ = rand.Read(tid)
-	sum.TraceID = hex.EncodeToString(tid)
-	tp := "00-" + sum.TraceID + "-" + ClientSpanID + "-01"
-	r, err = c.Do(ctx, http.MethodGet, "/hello", map[string]string{"traceparent": tp, "x-canary": "true"}, nil)
-	if err == nil {
-		fmt.Fprintf(out, "  sent traceparent %s\n  upstream received traceparent %s\n", tp, r.Echo.Headers["traceparent"])
-	}
-	// The trace filter's span for the hop, and the gateway's server and client spans.
-	waitFor(ctx, 8*time.Second, func() bool { return len(st.Sink.Spans(sum.TraceID)) >= 3 })
-	sum.TraceSpans = st.Sink.Spans(sum.TraceID)
-	printTrace(out, sum.TraceSpans)
-
-	fmt.Fprintln(out, "\n== 6. Certificates")
-	printCerts(ctx, out, st)
-
-	if !st.opts.InsecurePlane {
-		fmt.Fprintln(out, "\n== 7. Zero trust: the plane answers only to credentials Consul vouches for")
-		sum.Trust = printTrust(ctx, out, st)
-	}
-	if st.opts.MTLS {
-		fmt.Fprintln(out, "\n== 8. Access: an AccessPolicy decides who may call a service")
-		sum.Access = accessStory(ctx, st, out)
-	}
-
+// printSummary prints the story's figures in a few lines.
+func printSummary(out io.Writer, sum *Summary, users int) {
 	fmt.Fprintln(out, "\n== Summary")
 	fmt.Fprintf(out, "  opt-in canary -> v2: %d/20; sticky split: %d/%d users on canary, %d lane changes; spoofed dye honoured: %d/%d\n",
 		sum.OptIn.ByVersion["v2"], countLane(sum.Users, "canary"), users, sum.StickyMismatch, sum.Spoofed.ByVersion["v2"], sum.SpoofUsers)
@@ -241,7 +259,6 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	if a := sum.Access; a != nil {
 		fmt.Fprintf(out, "  access: listed caller %d, unlisted caller %d, ACCESS_DENIED recorded %s\n", a.Listed, a.Unlisted, okStr(a.Record != ""))
 	}
-	return sum, nil
 }
 
 func okStr(ok bool) string {

@@ -477,7 +477,7 @@ func (s *Stack) XDSAddresses() string {
 
 func (s *Stack) startPlaneAt(ctx context.Context, name, xds, admin, public string) (*proc.Proc, error) {
 	args := []string{"controlplane",
-		"--consul", s.Consul.Addr(), "--xds-addr", xds, "--admin-addr", admin, "--public-addr", public,
+		"--consul", s.Consul.Addr(), "--xds-address", xds, "--admin-addr", admin, "--public-addr", public,
 		"--policy-dir", s.PolicyDir, "--filters-dir", s.opts.FiltersDir,
 		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr,
 		"--changelog", filepath.Join(s.opts.WorkDir, "policy-changes.jsonl")}

@@ -2,7 +2,6 @@ package otlpsink
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +11,8 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 func TestOTLPSinkJSONAndProto(t *testing.T) {
@@ -48,30 +49,15 @@ func TestOTLPSinkJSONAndProto(t *testing.T) {
 		t.Fatalf("bad payload must be 400: %v %v", err, resp)
 	}
 	var list []TraceSummary
-	if code := getJSON(t, srv.URL+"/v1/traces", &list); code != 200 || len(list) != 1 || list[0].TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+	if code := probe.GetJSON(t, srv.URL+"/v1/traces", &list); code != 200 || len(list) != 1 || list[0].TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" ||
 		list[0].Spans != 2 || list[0].Root != "GET /x" || list[0].Services != "gateway,mw-trace" || list[0].DurationMS != 0.0001 {
 		t.Fatalf("GET /v1/traces: %d %+v", code, list)
 	}
 	var one []Span
-	if code := getJSON(t, srv.URL+"/v1/traces?trace_id=4bf92f3577b34da6a3ce929d0e0e4736", &one); code != 200 || len(one) != 2 || one[0].Name != "GET /x" {
+	if code := probe.GetJSON(t, srv.URL+"/v1/traces?trace_id=4bf92f3577b34da6a3ce929d0e0e4736", &one); code != 200 || len(one) != 2 || one[0].Name != "GET /x" {
 		t.Fatalf("GET one trace: %d %+v", code, one)
 	}
-	if code := getJSON(t, srv.URL+"/v1/traces?trace_id=00000000000000000000000000000001", nil); code != 404 {
+	if code := probe.GetJSON(t, srv.URL+"/v1/traces?trace_id=00000000000000000000000000000001", nil); code != 404 {
 		t.Fatalf("GET an unknown trace: %d, want 404", code)
 	}
-}
-
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if v != nil && resp.StatusCode == 200 {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return resp.StatusCode
 }

@@ -251,15 +251,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	a.proc = child
 	client := a.HTTPClient()
-	err = child.WaitReady(ctx, 30*time.Second, 25*time.Millisecond, func(ctx context.Context) bool {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.DirectoryURL(), nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	err = child.WaitReady(ctx, 30*time.Second, 25*time.Millisecond, proc.HTTPOK(client, a.DirectoryURL()))
 	if err != nil {
 		a.Stop()
 		return fmt.Errorf("start pebble: %w", err)

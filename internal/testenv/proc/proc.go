@@ -207,15 +207,12 @@ func (p *Proc) WaitHTTP(ctx context.Context, url string) error {
 
 // WaitHTTPClient is WaitHTTP with the given client (e.g. for HTTPS).
 func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url string) error {
+	ok := HTTPOK(client, url)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if ok(ctx) {
+			return nil
 		}
 		select {
 		case <-p.done:
@@ -224,6 +221,23 @@ func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url stri
 			return fmt.Errorf("%s: %s did not answer 200 in time (%w); last output:\n%s", p.Name, url, ctx.Err(), p.Tail(30))
 		case <-tick.C:
 		}
+	}
+}
+
+// HTTPOK returns a readiness check for WaitReady: a GET of url through
+// client answers 200.
+func HTTPOK(client *http.Client, url string) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}
 }
 

@@ -114,15 +114,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	err = s.p.WaitReady(ctx, 60*time.Second, 100*time.Millisecond, func(ctx context.Context) bool {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+"/-/ready", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	err = s.p.WaitReady(ctx, 60*time.Second, 100*time.Millisecond, proc.HTTPOK(client, "http://"+s.Addr+"/-/ready"))
 	if err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("start prometheus: %w", err)
