@@ -37,6 +37,8 @@ type plane struct {
 	consul *api.Client
 	addr   string
 	admin  *httptest.Server
+	// stop stops the plane (also at the test's end).
+	stop func()
 }
 
 // jsonLoader is the test's policy loader: each file is an ir.PolicySet in
@@ -61,6 +63,14 @@ func jsonLoader(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
 func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	t.Helper()
 	agent, client := startConsul(t)
+	p := startPlaneOn(t, client, mutate)
+	p.agent = agent
+	return p
+}
+
+// startPlaneOn starts a plane on an agent already running (a restart).
+func startPlaneOn(t testing.TB, client *api.Client, mutate func(*Config)) *plane {
+	t.Helper()
 	cfg := Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
@@ -89,13 +99,15 @@ func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
 	admin := httptest.NewServer(s.AdminHandler(true))
-	t.Cleanup(func() {
+	stop := func() {
 		admin.Close()
 		g.Stop()
 		cancel()
 		<-done
-	})
-	return &plane{s: s, agent: agent, consul: client, addr: lis.Addr().String(), admin: admin}
+	}
+	p := &plane{s: s, consul: client, addr: lis.Addr().String(), admin: admin, stop: sync.OnceFunc(stop)}
+	t.Cleanup(p.stop)
+	return p
 }
 
 func consulOpts() consulwatch.Options {
