@@ -334,3 +334,129 @@ func TestRolloutEmptyResultIsInconclusive(t *testing.T) {
 		t.Fatalf("decisions %s", got)
 	}
 }
+
+// TestRolloutConflictOnOneServiceRefused: a second rollout of a target
+// already being rolled out is refused and moves nothing.
+func TestRolloutConflictOnOneServiceRefused(t *testing.T) {
+	first := paymentsRollout("first", 20, 100)
+	first.Steps[0].Approval = true // holds the target
+	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{first}}
+	p := startRolloutPlane(t, nil, ps)
+	p.waitPhase(t, "first", rollout.AwaitingApproval)
+	applySet(t, p, &ir.PolicySet{Revision: "r2", Routes: ps.Routes, Rollouts: []ir.Rollout{first, paymentsRollout("second", 50, 100)}})
+	r := p.waitPhase(t, "second", rollout.Refused)
+	if !strings.Contains(r.State.Reason, "already being rolled out by first") || r.Override != nil || p.canaryWeight() != 0 {
+		t.Fatalf("refusal %q override %v weight %d", r.State.Reason, r.Override, p.canaryWeight())
+	}
+}
+
+// TestRolloutManualEditPauses: someone edits the CanaryRoute during a
+// rollout: the edit is in force and the rollout pauses; promote resumes.
+func TestRolloutManualEditPauses(t *testing.T) {
+	rule := paymentsRollout("payments-v2", 20, 40, 100)
+	rule.Steps[1].Approval = true
+	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	p := startRolloutPlane(t, nil, ps)
+	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	edited := paymentsRoute(ir.WeightedSubset{Subset: "v1", Weight: 95}, ir.WeightedSubset{Subset: "v2", Weight: 5})
+	applySet(t, p, &ir.PolicySet{Revision: "r2", Routes: []ir.Route{edited}, Rollouts: ps.Rollouts})
+	r := p.waitPhase(t, "payments-v2", rollout.Paused)
+	if !strings.Contains(r.State.Reason, "edited outside the rollout") || p.canaryWeight() != 5 || r.Override != nil {
+		t.Fatalf("reason %q, weight %d (want the edit's 5)", r.State.Reason, p.canaryWeight())
+	}
+	// Resuming returns to the approval gate (the edit stays in force until
+	// the step is approved), the second promote approves it.
+	r, err := p.s.RolloutCommand(context.Background(), "payments-v2", "promote", "alice")
+	if err != nil || r.State.Phase != rollout.AwaitingApproval || p.canaryWeight() != 5 {
+		t.Fatalf("resume: %v %v weight %d", r.State.Phase, err, p.canaryWeight())
+	}
+	if _, err := p.s.RolloutCommand(context.Background(), "payments-v2", "promote", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "resumed at the step's weight", func() bool { return p.canaryWeight() == 40 })
+	if !strings.Contains(p.log.actions(), "pause,resume,await-approval,resume,step") {
+		t.Fatalf("decisions %s", p.log.actions())
+	}
+}
+
+// TestRolloutResumesAfterPlaneRestart: the state lives in Consul KV; a new
+// plane on the same Consul continues the rollout where it was.
+func TestRolloutResumesAfterPlaneRestart(t *testing.T) {
+	rule := paymentsRollout("payments-v2", 30, 60, 100)
+	rule.Steps[1].Approval = true
+	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	p := startRolloutPlane(t, nil, ps)
+	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	started := p.record(t, "payments-v2").Started
+	p.stop()
+	q := startRolloutPlane(t, p.consul, ps)
+	waitUntil(t, "restarted plane serves the rollout's weight", func() bool { return q.canaryWeight() == 30 })
+	r := q.record(t, "payments-v2")
+	if r.State.Phase != rollout.AwaitingApproval || !r.Started.Equal(started) {
+		t.Fatalf("after restart: %s started %v, want AwaitingApproval from %v", r.State.Phase, r.Started, started)
+	}
+	if q.log.actions() != "" {
+		t.Fatalf("a restarted plane must not start over: %s", q.log.actions())
+	}
+	if _, err := q.s.RolloutCommand(context.Background(), "payments-v2", "promote", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	q.waitPhase(t, "payments-v2", rollout.Promoted)
+}
+
+// TestRolloutAdminAPI: list, promote and abort over the admin API; an
+// abort moves traffic back.
+func TestRolloutAdminAPI(t *testing.T) {
+	rule := paymentsRollout("payments-v2", 30, 100)
+	rule.Steps[1].Approval = true
+	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	p := startRolloutPlane(t, nil, ps)
+	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	var recs []RolloutRecord
+	getJSON(t, p.admin.URL+"/v1/rollouts", &recs)
+	if len(recs) != 1 || recs[0].Target != "CanaryRoute/payments" || recs[0].State.Weight != 30 {
+		t.Fatalf("GET /v1/rollouts: %+v", recs)
+	}
+	post := func(path string, code int) {
+		t.Helper()
+		resp, err := p.admin.Client().Post(p.admin.URL+path, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != code {
+			t.Fatalf("POST %s: %d, want %d", path, resp.StatusCode, code)
+		}
+	}
+	post("/v1/rollouts/nope/promote", 404)
+	post("/v1/rollouts/payments-v2/sideways", 409)
+	post("/v1/rollouts/payments-v2/abort", 200)
+	r := p.waitPhase(t, "payments-v2", rollout.Aborted)
+	if p.canaryWeight() != 0 || !strings.Contains(r.State.Reason, "insecure-dev") {
+		t.Fatalf("abort: weight %d reason %q", p.canaryWeight(), r.State.Reason)
+	}
+	post("/v1/rollouts/payments-v2/abort", 409)
+}
+
+// TestRollbackOfFilterRelease: a rollout of a FilterRelease moves its
+// rolloutPercent and puts it back on breach.
+func TestRollbackOfFilterRelease(t *testing.T) {
+	f := ir.Filter{Name: "dye", Config: json.RawMessage(`{}`), SHA256: strings.Repeat("a", 64), PreviousSHA256: strings.Repeat("b", 64), RolloutPercent: 0, Source: "test"}
+	rule := ir.Rollout{Name: "dye-next", Filter: "dye", Interval: 100 * time.Millisecond, FailureLimit: 1, HealthTimeout: 2 * time.Second,
+		Steps:   []ir.RolloutStep{{Weight: 25}, {Weight: 100}},
+		Metrics: []ir.RolloutMetric{{Name: "filter-errors", Query: `errors{filter="{{service}}"}`, Max: max01()}}}
+	ps := &ir.PolicySet{Revision: "r1", Filters: []ir.Filter{f}, Rollouts: []ir.Rollout{rule}}
+	p := startRolloutPlane(t, nil, ps)
+	percent := func() uint32 { return p.s.withIntentions(p.s.currentPolicy()).Filters[0].RolloutPercent }
+	p.prom.set(0.2, false, nil)
+	p.waitPhase(t, "dye-next", rollout.RollingBack)
+	if percent() != 0 {
+		t.Fatalf("rolloutPercent %d after rollback, want 0", percent())
+	}
+	p.log.mu.Lock()
+	q := p.log.evs[2].Decision.Evidence[0].Query
+	p.log.mu.Unlock()
+	if q != `errors{filter="dye"}` || !strings.Contains(p.log.actions(), "step,analysis:fail,rollback") {
+		t.Fatalf("query %q decisions %s", q, p.log.actions())
+	}
+}
