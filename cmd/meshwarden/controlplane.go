@@ -48,6 +48,8 @@ type controlPlaneFlags struct {
 	insecureDev, metricsPublic                                       bool
 	authTTL, authGrace                                               time.Duration
 	policyStore, policyKVPrefix, replica                             string
+	prometheusURL, rolloutKVPrefix                                   string
+	rollouts                                                         bool
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -148,6 +150,9 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+meshnames.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
+	fl.StringVar(&f.prometheusURL, "prometheus-url", os.Getenv("MESHWARDEN_PROMETHEUS_URL"), "Prometheus server the Rollout policies' analyses query, e.g. http://127.0.0.1:9090 ($MESHWARDEN_PROMETHEUS_URL); empty: every analysis is inconclusive, so rollouts pause and say why")
+	fl.BoolVar(&f.rollouts, "rollouts", true, "run the Rollout policies of the set in force (meshwarden rollout status|promote|abort|history)")
+	fl.StringVar(&f.rolloutKVPrefix, "rollout-kv-prefix", controlplane.DefaultRolloutPrefix, "Consul KV prefix of the rollouts' state (a restarted plane or another replica resumes from it)")
 	f.logs.register(fl)
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
 	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
@@ -355,6 +360,8 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		cfg.Secrets = m
 		cfg.Translate.TrustDomain, cfg.Translate.Datacenter = roots.TrustDomain, dc
 	}
+	var changeLog *policies.ChangeLog
+	planeRef := &planeHolder{}
 	if f.changelog != "" {
 		if err := os.MkdirAll(filepath.Dir(f.changelog), 0o755); err != nil {
 			return fmt.Errorf("--changelog: %w", err)
@@ -370,6 +377,7 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 			}
 			cl.SetSigner(k)
 		}
+		changeLog = cl
 		cfg.RecordChange = func(ctx context.Context, c controlplane.PolicyChange) error {
 			who := c.Identity
 			if who == "" {
@@ -383,10 +391,14 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 			return err
 		}
 	}
+	if err := rolloutConfig(&cfg, f, changeLog, planeRef); err != nil {
+		return err
+	}
 	plane, err := controlplane.New(cfg)
 	if err != nil {
 		return err
 	}
+	planeRef.s = plane
 
 	var grpcOpts []grpc.ServerOption
 	adminTLS := (*tls.Config)(nil)
