@@ -1,0 +1,349 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
+	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/rollout"
+	"github.com/meshwarden/meshwarden/internal/testenv/promagent"
+)
+
+// traffic sends requests through the gateway at a steady rate and keeps,
+// per request, when it ended, which version answered and its status.
+type traffic struct {
+	mu     sync.Mutex
+	events []hit
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type hit struct {
+	at      time.Time
+	version string
+	status  int
+}
+
+func startTraffic(c *demo.Client, rps int, hdr map[string]string) *traffic {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &traffic{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(tr.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		tick := time.NewTicker(time.Second / time.Duration(rps))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer rcancel()
+				r, err := c.Do(rctx, http.MethodGet, "/pay", hdr, nil)
+				h := hit{at: time.Now(), status: r.Status}
+				if err != nil {
+					h.status = -1
+				}
+				if v := r.Header.Get("x-served-by"); v != "" {
+					h.version = strings.TrimPrefix(v, "payments-")
+				}
+				tr.mu.Lock()
+				tr.events = append(tr.events, h)
+				tr.mu.Unlock()
+			}()
+		}
+	}()
+	return tr
+}
+
+func (tr *traffic) stop() { tr.cancel(); <-tr.done }
+
+// since returns the hits that ended after t.
+func (tr *traffic) since(t time.Time) []hit {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []hit
+	for _, h := range tr.events {
+		if h.at.After(t) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// rolloutStatus asks the plane through the CLI, as an operator would.
+func rolloutStatus(t *testing.T, st *demo.Stack, name string) (controlplane.RolloutRecord, string) {
+	t.Helper()
+	args := append([]string{"rollout", "status", name, "--format", "json"}, st.PlaneFlags()...)
+	out, err := exec.Command(testEnv.binary, args...).CombinedOutput()
+	if err != nil {
+		return controlplane.RolloutRecord{}, fmt.Sprintf("%v: %s", err, out)
+	}
+	var recs []controlplane.RolloutRecord
+	if err := json.Unmarshal(out, &recs); err != nil || len(recs) != 1 {
+		return controlplane.RolloutRecord{}, fmt.Sprintf("%v: %s", err, out)
+	}
+	return recs[0], string(recs[0].State.Phase) + ": " + recs[0].State.Reason
+}
+
+func waitRollout(t *testing.T, st *demo.Stack, name string, want rollout.Phase, within time.Duration) controlplane.RolloutRecord {
+	t.Helper()
+	var rec controlplane.RolloutRecord
+	eventually(t, within, name+" "+string(want), func() (bool, string) {
+		var msg string
+		rec, msg = rolloutStatus(t, st, name)
+		return rec.State.Phase == want, msg
+	})
+	return rec
+}
+
+func writePolicy(t *testing.T, st *demo.Stack, file, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(st.PolicyDir, file), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// canaryRollout is the Rollout policy of the e2e and the demo: 20 → 50 →
+// 100 % of undyed payments traffic to v2, analysed every second on a 5s
+// window (the shipped recording rule's 1m window suits 15s scrapes; here
+// Prometheus scrapes every 500ms), health checked on the recording rule.
+func canaryRollout(name string) string {
+	return fmt.Sprintf(`apiVersion: meshwarden.io/v1alpha1
+kind: Rollout
+metadata: {name: %s}
+spec:
+  canaryRoute: {service: payments, subset: v2}
+  steps: [{weight: 20, pause: 3s}, {weight: 50, pause: 2s}, {weight: 100}]
+  analysis:
+    interval: 1s
+    failureLimit: 2
+    inconclusiveLimit: 5
+    metrics:
+      - name: error-rate
+        query: (sum(rate(meshwarden_gateway_requests_total{cluster="{{service}}~{{subset}}",code=~"5.."}[5s])) or vector(0)) / sum(rate(meshwarden_gateway_requests_total{cluster="{{service}}~{{subset}}"}[5s]))
+        max: 0.01
+  stepTimeout: 30s
+  rollback:
+    healthTimeout: 20s
+    health:
+      - name: stable-error-rate
+        query: meshwarden:gateway_cluster_error_ratio:rate1m{cluster="payments~v1"}
+        max: 0.01
+`, name)
+}
+
+// TestRolloutOnRealPrometheus runs rollouts on the whole product: real
+// Consul, the plane (with --prometheus-url), the gateway, two upstream
+// versions and a real Prometheus scraping the gateway and the plane with
+// the shipped recording rules.
+func TestRolloutOnRealPrometheus(t *testing.T) {
+	if _, err := promagent.FindBinary(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	st := startStackOpts(t, demo.StackOptions{Prometheus: true, PrometheusScrape: 500 * time.Millisecond,
+		PrometheusRules: []string{filepath.Join(repoRoot(), "deploy", "prometheus", "meshwarden.rules.yml")}})
+	c := st.NewClient()
+	tr := startTraffic(c, 50, undyedUser(t, c))
+	t.Cleanup(tr.stop)
+	t.Run("RolloutPromotesGoodV2", func(t *testing.T) { rolloutGoodV2(t, st, tr) })
+	t.Run("RollbackBadV2", func(t *testing.T) { rollbackBadV2(t, st, tr) })
+	t.Run("RollbackBadFilterRelease", func(t *testing.T) { rollbackBadRelease(t, st) })
+}
+
+// undyedUser finds a user id the demo's DyePolicy leaves out of its
+// sticky 10 %% canary lane, so that its traffic follows the route's weights.
+func undyedUser(t *testing.T, c *demo.Client) map[string]string {
+	t.Helper()
+	for i := range 50 {
+		hdr := map[string]string{"x-user-id": fmt.Sprintf("rollout-user-%d", i)}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := c.Do(ctx, http.MethodGet, "/pay", hdr, nil)
+		cancel()
+		if err == nil && r.Status == 200 && r.Echo.Headers["x-mw-dye"] == "" {
+			return hdr
+		}
+	}
+	t.Fatal("no user id outside the canary lane in 50 tries")
+	return nil
+}
+
+func rolloutGoodV2(t *testing.T, st *demo.Stack, tr *traffic) {
+	start := time.Now()
+	writePolicy(t, st, "rollout.yaml", canaryRollout("payments-v2-good"))
+	rec := waitRollout(t, st, "payments-v2-good", rollout.Promoted, 45*time.Second)
+	t.Logf("good v2 promoted in %s: %d decisions", time.Since(start).Round(100*time.Millisecond), len(rec.History))
+	var v1, v2, failed int
+	eventually(t, 10*time.Second, "all traffic on v2", func() (bool, string) {
+		hits := tr.since(time.Now().Add(-time.Second))
+		v1, v2, failed = 0, 0, 0
+		for _, h := range hits {
+			switch {
+			case h.status != 200:
+				failed++
+			case h.version == "v1":
+				v1++
+			case h.version == "v2":
+				v2++
+			}
+		}
+		return v1 == 0 && v2 > 10, fmt.Sprintf("last second: v1 %d, v2 %d, failed %d", v1, v2, failed)
+	})
+	for _, h := range tr.since(start) {
+		if h.status != 200 {
+			t.Fatalf("a healthy rollout failed a request: %+v", h)
+		}
+	}
+}
+
+func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
+	v2 := st.Upstreams[1]
+	v2.SetFailPercent(50)
+	defer v2.SetFailPercent(0)
+	start := time.Now()
+	// Replacing the promoted rollout's document drops its hold on the
+	// route (the files say v1) and starts the new one from 0 %.
+	writePolicy(t, st, "rollout.yaml", canaryRollout("payments-v2-bad"))
+	rec := waitRollout(t, st, "payments-v2-bad", rollout.RolledBack, 45*time.Second)
+	var firstFail, rolledBack time.Time
+	var breaches, peak int
+	for _, d := range rec.History {
+		t.Logf("  %s %-10s step %d weight %3d%% %s %s", d.Time.Format("15:04:05.000"), d.Action, d.Step+1, d.Weight, d.Result, d.Reason)
+		if d.Action == "step" {
+			peak = max(peak, d.Weight)
+		}
+		if d.Action == "analysis" && d.Result == "fail" && d.Reason == "" {
+			breaches++
+		}
+		if d.Action == "rollback" {
+			rolledBack = d.Time
+		}
+	}
+	if rolledBack.IsZero() || breaches != 2 {
+		t.Fatalf("want a rollback after exactly failureLimit (2) failed analyses, got %d: %+v", breaches, rec.History)
+	}
+	var lastV2 time.Time
+	failed := 0
+	for _, h := range tr.since(start) {
+		if h.status != 200 {
+			failed++
+			if firstFail.IsZero() {
+				firstFail = h.at
+			}
+		}
+		if h.version == "v2" && h.at.After(lastV2) {
+			lastV2 = h.at
+		}
+	}
+	// Traffic moved: nothing reaches v2 a bounded time after the decision,
+	// and nothing fails afterwards.
+	time.Sleep(2 * time.Second)
+	t.Logf("decision → last request on v2: %s", lastV2.Sub(rolledBack).Round(10*time.Millisecond))
+	for _, h := range tr.since(rolledBack.Add(1500 * time.Millisecond)) {
+		if h.status != 200 || h.version != "v1" {
+			t.Fatalf("after the rollback (+1.5s) a request went to %q with status %d", h.version, h.status)
+		}
+	}
+	intervals := rolledBack.Sub(firstFail).Seconds() / 1.0
+	t.Logf("decision latency: first failed request → rollback decision %s (%.1f analysis intervals); decision → last request on v2 %s; %d requests failed in all",
+		rolledBack.Sub(firstFail).Round(10*time.Millisecond), intervals, lastV2.Sub(rolledBack).Round(10*time.Millisecond), failed)
+	if intervals > 6 {
+		t.Errorf("rollback took %.1f intervals after the first failure; want within 6 (failureLimit 2 + scrape and rule delay)", intervals)
+	}
+	// The budget: v2 at its peak share failing half its requests from the
+	// first failure to the decision (+0.5s to move), at 50 req/s.
+	if budget := int((rolledBack.Sub(firstFail).Seconds()+0.5)*50*float64(peak)/100*0.5) + 5; failed > budget {
+		t.Errorf("%d requests failed, more than the analysis budget %d", failed, budget)
+	}
+}
+
+func rollbackBadRelease(t *testing.T, st *demo.Stack) {
+	good, err := os.ReadFile(filepath.Join(testEnv.filtersDir, "dye.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodSum := sha256.Sum256(good)
+	garbage := make([]byte, 4096)
+	_, _ = rand.Read(garbage)
+	copy(garbage, "\x00asm\x01\x00\x00\x00") // a wasm header, then noise: fails to compile
+	broken := filepath.Join(testEnv.filtersDir, "rollout-broken.wasm")
+	if err := os.WriteFile(broken, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(broken) })
+	badSum := sha256.Sum256(garbage)
+	writePolicy(t, st, "rollout.yaml", fmt.Sprintf(`apiVersion: meshwarden.io/v1alpha1
+kind: FilterRelease
+metadata: {name: dye-next}
+spec:
+  filter: dye
+  sha256: %s
+  previousSha256: %s
+  rolloutPercent: 0
+---
+apiVersion: meshwarden.io/v1alpha1
+kind: Rollout
+metadata: {name: dye-next}
+spec:
+  filterRelease: {filter: dye}
+  steps: [{rolloutPercent: 100, pause: 6s}]
+  analysis:
+    interval: 1s
+    metrics:
+      - name: module-errors
+        query: sum(increase(meshwarden_gateway_filter_module_errors_total{filter="mw.dye"}[20s])) or vector(0)
+        max: 0
+  rollback:
+    healthTimeout: 20s
+    health:
+      - name: stable-error-rate
+        query: meshwarden:gateway_cluster_error_ratio:rate1m{cluster="payments~v1"}
+        max: 0.01
+`, hex.EncodeToString(badSum[:]), hex.EncodeToString(goodSum[:])))
+	rec := waitRollout(t, st, "dye-next", rollout.RolledBack, 45*time.Second)
+	if rec.State.Weight != 0 || !strings.Contains(fmt.Sprint(rec.History), "module-errors") {
+		t.Fatalf("rolled back to %d%%: %+v", rec.State.Weight, rec.History)
+	}
+	eventually(t, 15*time.Second, "the gateway runs the previous dye build again", func() (bool, string) {
+		var d struct {
+			Filters []struct {
+				Name, SHA256, State string
+			} `json:"filters"`
+		}
+		resp, err := http.Get("http://" + st.GatewayAdmin + "/config_dump")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+			return false, err.Error()
+		}
+		for _, f := range d.Filters {
+			if f.Name == "mw.dye" {
+				return f.SHA256 == hex.EncodeToString(goodSum[:]) && f.State != "last_known_good", fmt.Sprintf("%+v", f)
+			}
+		}
+		return false, "no mw.dye"
+	})
+}
