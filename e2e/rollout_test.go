@@ -122,35 +122,6 @@ func writePolicy(t *testing.T, st *demo.Stack, file, content string) {
 	}
 }
 
-// canaryRollout is the Rollout policy of the e2e and the demo: 20 → 50 →
-// 100 % of undyed payments traffic to v2, analysed every second on a 5s
-// window (the shipped recording rule's 1m window suits 15s scrapes; here
-// Prometheus scrapes every 500ms), health checked on the recording rule.
-func canaryRollout(name string) string {
-	return fmt.Sprintf(`apiVersion: meshwarden.io/v1alpha1
-kind: Rollout
-metadata: {name: %s}
-spec:
-  canaryRoute: {service: payments, subset: v2}
-  steps: [{weight: 20, pause: 3s}, {weight: 50, pause: 2s}, {weight: 100}]
-  analysis:
-    interval: 1s
-    failureLimit: 2
-    inconclusiveLimit: 5
-    metrics:
-      - name: error-rate
-        query: (sum(rate(meshwarden_gateway_requests_total{cluster="{{service}}~{{subset}}",code=~"5.."}[5s])) or vector(0)) / sum(rate(meshwarden_gateway_requests_total{cluster="{{service}}~{{subset}}"}[5s]))
-        max: 0.01
-  stepTimeout: 30s
-  rollback:
-    healthTimeout: 20s
-    health:
-      - name: stable-error-rate
-        query: meshwarden:gateway_cluster_error_ratio:rate1m{cluster="payments~v1"}
-        max: 0.01
-`, name)
-}
-
 // TestRolloutOnRealPrometheus runs rollouts on the whole product: real
 // Consul, the plane (with --prometheus-url), the gateway, two upstream
 // versions and a real Prometheus scraping the gateway and the plane with
@@ -165,33 +136,20 @@ func TestRolloutOnRealPrometheus(t *testing.T) {
 	st := startStackOpts(t, demo.StackOptions{Prometheus: true, PrometheusScrape: 500 * time.Millisecond,
 		PrometheusRules: []string{filepath.Join(repoRoot(), "deploy", "prometheus", "meshwarden.rules.yml")}})
 	c := st.NewClient()
-	tr := startTraffic(c, 50, undyedUser(t, c))
+	hdr, err := demo.UndyedUser(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := startTraffic(c, 50, hdr)
 	t.Cleanup(tr.stop)
 	t.Run("RolloutPromotesGoodV2", func(t *testing.T) { rolloutGoodV2(t, st, tr) })
 	t.Run("RollbackBadV2", func(t *testing.T) { rollbackBadV2(t, st, tr) })
 	t.Run("RollbackBadFilterRelease", func(t *testing.T) { rollbackBadRelease(t, st) })
 }
 
-// undyedUser finds a user id the demo's DyePolicy leaves out of its
-// sticky 10 %% canary lane, so that its traffic follows the route's weights.
-func undyedUser(t *testing.T, c *demo.Client) map[string]string {
-	t.Helper()
-	for i := range 50 {
-		hdr := map[string]string{"x-user-id": fmt.Sprintf("rollout-user-%d", i)}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := c.Do(ctx, http.MethodGet, "/pay", hdr, nil)
-		cancel()
-		if err == nil && r.Status == 200 && r.Echo.Headers["x-mw-dye"] == "" {
-			return hdr
-		}
-	}
-	t.Fatal("no user id outside the canary lane in 50 tries")
-	return nil
-}
-
 func rolloutGoodV2(t *testing.T, st *demo.Stack, tr *traffic) {
 	start := time.Now()
-	writePolicy(t, st, "rollout.yaml", canaryRollout("payments-v2-good"))
+	writePolicy(t, st, "rollout.yaml", demo.RolloutPolicy("payments-v2-good"))
 	rec := waitRollout(t, st, "payments-v2-good", rollout.Promoted, 45*time.Second)
 	t.Logf("good v2 promoted in %s: %d decisions", time.Since(start).Round(100*time.Millisecond), len(rec.History))
 	var v1, v2, failed int
@@ -219,12 +177,18 @@ func rolloutGoodV2(t *testing.T, st *demo.Stack, tr *traffic) {
 
 func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
 	v2 := st.Upstreams[1]
-	v2.SetFailPercent(50)
-	defer v2.SetFailPercent(0)
 	start := time.Now()
 	// Replacing the promoted rollout's document drops its hold on the
-	// route (the files say v1) and starts the new one from 0 %.
-	writePolicy(t, st, "rollout.yaml", canaryRollout("payments-v2-bad"))
+	// route (the files say v1) and starts the new one from 0 %; v2 turns
+	// bad once it has its first share.
+	writePolicy(t, st, "rollout.yaml", demo.RolloutPolicy("payments-v2-bad"))
+	eventually(t, 20*time.Second, "payments-v2-bad at its first step", func() (bool, string) {
+		rec, msg := rolloutStatus(t, st, "payments-v2-bad")
+		return rec.State.Weight == 20, msg
+	})
+	v2.SetFailPercent(50)
+	defer v2.SetFailPercent(0)
+	breach := time.Now()
 	rec := waitRollout(t, st, "payments-v2-bad", rollout.RolledBack, 45*time.Second)
 	var firstFail, rolledBack time.Time
 	var breaches, peak int
@@ -265,15 +229,15 @@ func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
 			t.Fatalf("after the rollback (+1.5s) a request went to %q with status %d", h.version, h.status)
 		}
 	}
-	intervals := rolledBack.Sub(firstFail).Seconds() / 1.0
-	t.Logf("decision latency: first failed request → rollback decision %s (%.1f analysis intervals); decision → last request on v2 %s; %d requests failed in all",
-		rolledBack.Sub(firstFail).Round(10*time.Millisecond), intervals, lastV2.Sub(rolledBack).Round(10*time.Millisecond), failed)
-	if intervals > 6 {
-		t.Errorf("rollback took %.1f intervals after the first failure; want within 6 (failureLimit 2 + scrape and rule delay)", intervals)
+	intervals := rolledBack.Sub(breach).Seconds() / 1.0
+	t.Logf("decision latency: v2 failing → rollback decision %s (%.1f analysis intervals; first failed request seen %s after the breach); decision → last request on v2 %s; %d requests failed in all",
+		rolledBack.Sub(breach).Round(10*time.Millisecond), intervals, firstFail.Sub(breach).Round(10*time.Millisecond), lastV2.Sub(rolledBack).Round(10*time.Millisecond), failed)
+	if intervals > 5 {
+		t.Errorf("rollback took %.1f intervals after v2 began failing; want within 5 (failureLimit 2 + scrape delay)", intervals)
 	}
 	// The budget: v2 at its peak share failing half its requests from the
 	// first failure to the decision (+0.5s to move), at 50 req/s.
-	if budget := int((rolledBack.Sub(firstFail).Seconds()+0.5)*50*float64(peak)/100*0.5) + 5; failed > budget {
+	if budget := int((rolledBack.Sub(breach).Seconds()+0.5)*50*float64(peak)/100*0.5) + 5; failed > budget {
 		t.Errorf("%d requests failed, more than the analysis budget %d", failed, budget)
 	}
 }
