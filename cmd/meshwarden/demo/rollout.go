@@ -74,8 +74,8 @@ type steady struct {
 	mu       sync.Mutex
 	failed   int
 	lastFail time.Time
-	stop      context.CancelFunc
-	done      chan struct{}
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 func startSteady(c *Client, rps int, hdr map[string]string) *steady {
