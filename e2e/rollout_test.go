@@ -115,6 +115,38 @@ func waitRollout(t *testing.T, st *demo.Stack, name string, want rollout.Phase, 
 	return rec
 }
 
+// watchRouteVersion polls the gateway's config_dump every 10ms and, when
+// the returned func is called, stops and returns when its accepted route
+// version changed.
+func watchRouteVersion(t *testing.T, st *demo.Stack) func() []time.Time {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []time.Time, 1)
+	go func() {
+		var out []time.Time
+		last := ""
+		for ctx.Err() == nil {
+			var d struct {
+				Versions map[string]string `json:"versions"`
+			}
+			if resp, err := http.Get("http://" + st.GatewayAdmin + "/config_dump"); err == nil {
+				_ = json.NewDecoder(resp.Body).Decode(&d)
+				resp.Body.Close()
+			}
+			v := d.Versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"]
+			if v != "" && v != last {
+				if last != "" {
+					out = append(out, time.Now())
+				}
+				last = v
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		done <- out
+	}()
+	return func() []time.Time { cancel(); return <-done }
+}
+
 func writePolicy(t *testing.T, st *demo.Stack, file, content string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(st.PolicyDir, file), []byte(content), 0o644); err != nil {
@@ -186,10 +218,12 @@ func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
 		rec, msg := rolloutStatus(t, st, "payments-v2-bad")
 		return rec.State.Weight == 20, msg
 	})
+	routes := watchRouteVersion(t, st)
 	v2.SetFailPercent(50)
 	defer v2.SetFailPercent(0)
 	breach := time.Now()
 	rec := waitRollout(t, st, "payments-v2-bad", rollout.RolledBack, 45*time.Second)
+	changes := routes()
 	var firstFail, rolledBack time.Time
 	var breaches, peak int
 	for _, d := range rec.History {
@@ -229,6 +263,17 @@ func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
 			t.Fatalf("after the rollback (+1.5s) a request went to %q with status %d", h.version, h.status)
 		}
 	}
+	var applied time.Time
+	for _, c := range changes {
+		if c.After(rolledBack) {
+			applied = c
+			break
+		}
+	}
+	if applied.IsZero() {
+		t.Fatalf("the gateway's routes did not change after the rollback decision (%v)", changes)
+	}
+	t.Logf("decision → the gateway runs the new routes: %s", applied.Sub(rolledBack).Round(time.Millisecond))
 	intervals := rolledBack.Sub(breach).Seconds() / 1.0
 	t.Logf("decision latency: v2 failing → rollback decision %s (%.1f analysis intervals; first failed request seen %s after the breach); decision → last request on v2 %s; %d requests failed in all",
 		rolledBack.Sub(breach).Round(10*time.Millisecond), intervals, firstFail.Sub(breach).Round(10*time.Millisecond), lastV2.Sub(rolledBack).Round(10*time.Millisecond), failed)
