@@ -21,13 +21,19 @@ func (c *rolloutController) overlay(ps *ir.PolicySet) *ir.PolicySet {
 		return nil
 	}
 	c.mu.Lock()
-	var active []*RolloutRecord
+	// One override per target: the latest started rollout's (an ended
+	// one may still hold its last share until the files change).
+	byTarget := map[string]*RolloutRecord{}
 	for _, r := range c.committed {
-		if r.Override != nil {
-			active = append(active, r)
+		if o := byTarget[r.Target]; r.Override != nil && (o == nil || r.Started.After(o.Started)) {
+			byTarget[r.Target] = r
 		}
 	}
 	c.mu.Unlock()
+	active := make([]*RolloutRecord, 0, len(byTarget))
+	for _, r := range byTarget {
+		active = append(active, r)
+	}
 	if len(active) == 0 {
 		return ps
 	}

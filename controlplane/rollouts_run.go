@@ -54,6 +54,10 @@ func (c *rolloutController) advance(ctx context.Context, now time.Time, ps *ir.P
 		return
 	}
 	r.rule = rule
+	if r.State.Phase == rollout.Refused && holder(recs, r) == nil {
+		c.start(ctx, now, rule, gen, r, recs, base, share, ok) // the target is free now
+		return
+	}
 	if r.State.Phase.Terminal() {
 		if r.Override != nil && (!ok || base != r.Base) { // the files took over
 			r.Override, r.Base = nil, base
@@ -98,13 +102,11 @@ func (c *rolloutController) start(ctx context.Context, now time.Time, rule ir.Ro
 	if old != nil {
 		r.index, r.History = old.index, old.History
 	}
-	for _, o := range recs {
-		if o.Name != r.Name && o.Target == r.Target && !o.State.Phase.Terminal() {
-			r.State = rollout.State{Phase: rollout.Refused, StepSince: now,
-				Reason: fmt.Sprintf("%s is already being rolled out by %s (%s): refused; finish or abort that one (meshwarden rollout abort %s), then re-apply", r.Target, o.Name, o.State.Phase, o.Name)}
-			_ = c.commit(ctx, r, []rollout.Decision{{Time: now, Action: "refuse", Reason: r.State.Reason}}, "controlplane")
-			return
-		}
+	if o := holder(recs, r); o != nil {
+		r.State = rollout.State{Phase: rollout.Refused, StepSince: now,
+			Reason: fmt.Sprintf("%s is already being rolled out by %s (%s): refused; this one starts once that one ends (meshwarden rollout abort %s ends it now)", r.Target, o.Name, o.State.Phase, o.Name)}
+		_ = c.commit(ctx, r, []rollout.Decision{{Time: now, Action: "refuse", Reason: r.State.Reason}}, "controlplane")
+		return
 	}
 	if !ok {
 		r.State = rollout.State{Phase: rollout.Paused, StepSince: now, Reason: r.Target + " is not in the policy set: the rollout waits"}
@@ -118,6 +120,16 @@ func (c *rolloutController) start(ctx context.Context, now time.Time, rule ir.Ro
 	}
 	r.State = st
 	_ = c.commit(ctx, r, ds, "controlplane")
+}
+
+// holder is the other rollout in progress on r's target, if any.
+func holder(recs map[string]*RolloutRecord, r *RolloutRecord) *RolloutRecord {
+	for _, o := range recs {
+		if o.Name != r.Name && o.Target == r.Target && !o.State.Phase.Terminal() {
+			return o
+		}
+	}
+	return nil
 }
 
 // supersededWhileActive notes (once) that the policy changed while its

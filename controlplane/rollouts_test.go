@@ -348,6 +348,14 @@ func TestRolloutConflictOnOneServiceRefused(t *testing.T) {
 	if !strings.Contains(r.State.Reason, "already being rolled out by first") || r.Override != nil || p.canaryWeight() != 0 {
 		t.Fatalf("refusal %q override %v weight %d", r.State.Reason, r.Override, p.canaryWeight())
 	}
+	// Once the first ends, the second starts by itself.
+	if _, err := p.s.RolloutCommand(context.Background(), "first", "abort", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitPhase(t, "second", rollout.Promoted)
+	if p.canaryWeight() != 100 {
+		t.Fatalf("second rollout promoted, v2 at %d%%", p.canaryWeight())
+	}
 }
 
 // TestRolloutManualEditPauses: someone edits the CanaryRoute during a

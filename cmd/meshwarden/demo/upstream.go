@@ -260,7 +260,8 @@ func (u *Upstream) closeStale(next http.Handler) http.Handler {
 
 func (u *Upstream) echo(w http.ResponseWriter, r *http.Request) {
 	n := u.served.Add(1)
-	if pct := int64(u.failPercent.Load()); pct > 0 && n%100 < pct {
+	// Spread evenly: request n fails when n*pct/100 steps up.
+	if pct := int64(u.failPercent.Load()); pct > 0 && n*pct/100 != (n-1)*pct/100 {
 		w.Header().Set("x-served-by", u.Service+"-"+u.Version)
 		http.Error(w, "injected failure ("+strconv.FormatInt(pct, 10)+"% of requests)", http.StatusServiceUnavailable)
 		return
