@@ -260,7 +260,11 @@ func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
 	t.Logf("decision → last request on v2: %s", lastV2.Sub(rolledBack).Round(10*time.Millisecond))
 	for _, h := range tr.since(rolledBack.Add(1500 * time.Millisecond)) {
 		if h.status != 200 || h.version != "v1" {
-			t.Fatalf("after the rollback (+1.5s) a request went to %q with status %d", h.version, h.status)
+			var rel []string
+			for _, c := range changes {
+				rel = append(rel, c.Sub(rolledBack).Round(time.Millisecond).String())
+			}
+			t.Fatalf("%s after the rollback a request went to %q with status %d (gateway route changes at %v from the decision)", h.at.Sub(rolledBack).Round(time.Millisecond), h.version, h.status, rel)
 		}
 	}
 	var applied time.Time

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -84,8 +85,8 @@ type Upstream struct {
 	served      atomic.Int64
 }
 
-// SetFailPercent makes pct % of requests (0..100, spread evenly) answer
-// 503, as a bad release would.
+// SetFailPercent makes pct % of requests (0..100, at random) answer 503,
+// as a bad release would.
 func (u *Upstream) SetFailPercent(pct int) { u.failPercent.Store(int32(pct)) }
 
 // Served counts requests answered (errors included).
@@ -259,9 +260,9 @@ func (u *Upstream) closeStale(next http.Handler) http.Handler {
 }
 
 func (u *Upstream) echo(w http.ResponseWriter, r *http.Request) {
-	n := u.served.Add(1)
-	// Spread evenly: request n fails when n*pct/100 steps up.
-	if pct := int64(u.failPercent.Load()); pct > 0 && n*pct/100 != (n-1)*pct/100 {
+	u.served.Add(1)
+	// At random, as a bad build fails: a retry may or may not succeed.
+	if pct := int64(u.failPercent.Load()); pct > 0 && rand.Int64N(100) < pct {
 		w.Header().Set("x-served-by", u.Service+"-"+u.Version)
 		http.Error(w, "injected failure ("+strconv.FormatInt(pct, 10)+"% of requests)", http.StatusServiceUnavailable)
 		return
