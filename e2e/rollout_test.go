@@ -281,8 +281,11 @@ func rollbackBadV2(t *testing.T, st *demo.Stack, tr *traffic) {
 	intervals := rolledBack.Sub(breach).Seconds() / 1.0
 	t.Logf("decision latency: v2 failing → rollback decision %s (%.1f analysis intervals; first failed request seen %s after the breach); decision → last request on v2 %s; %d requests failed in all",
 		rolledBack.Sub(breach).Round(10*time.Millisecond), intervals, firstFail.Sub(breach).Round(10*time.Millisecond), lastV2.Sub(rolledBack).Round(10*time.Millisecond), failed)
-	if intervals > 5 {
-		t.Errorf("rollback took %.1f intervals after v2 began failing; want within 5 (failureLimit 2 + scrape delay)", intervals)
+	// failureLimit (2) intervals, plus the scrape and the two scrapes a
+	// new 5xx counter series needs before rate() sees it, plus the
+	// retries (2) that hide some failures: bounded by 8.
+	if intervals > 8 {
+		t.Errorf("rollback took %.1f intervals after v2 began failing; want within 8", intervals)
 	}
 	// The budget: v2 at its peak share failing half its requests from the
 	// first failure to the decision (+0.5s to move), at 50 req/s.
