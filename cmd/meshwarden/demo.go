@@ -94,7 +94,7 @@ this command.`,
 			if err != nil {
 				return err
 			}
-			if r := sum.Rollout; withProm && (r == nil || r.Good != rollout.Promoted || r.Bad != rollout.RolledBack) {
+			if r := sum.Rollout; withProm && (r == nil || r.Good != rollout.Promoted || r.Bad != rollout.RolledBack || r.GoodFailed != 0 || r.FailedAfter != 0) {
 				return fmt.Errorf("the progressive-delivery chapter did not hold (see above)")
 			}
 			if sum.OptIn.ByVersion["v2"] != 20 || !sum.VerifyOK || sum.StickyMismatch != 0 || sum.Transfers != 5 {

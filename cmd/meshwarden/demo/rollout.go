@@ -51,9 +51,11 @@ type RolloutResult struct {
 	// GoodFailed and BadFailed count failed requests during each rollout.
 	GoodFailed, BadFailed int
 	// DecisionLatency is from the bad v2 starting to fail (at its first
-	// step's share) to the rollback decision; MoveLatency from the
-	// decision to the last failed request (traffic off v2).
-	DecisionLatency, MoveLatency time.Duration
+	// step's share) to the rollback decision.
+	DecisionLatency time.Duration
+	// FailedAfter counts requests that failed more than 500ms after the
+	// rollback decision (traffic still on v2): 0 when it moved.
+	FailedAfter int
 }
 
 // UndyedUser finds a user id the demo's DyePolicy leaves out of its sticky
@@ -71,11 +73,10 @@ func UndyedUser(ctx context.Context, c *Client) (map[string]string, error) {
 
 // steady sends rps requests per second and counts failures until stopped.
 type steady struct {
-	mu       sync.Mutex
-	failed   int
-	lastFail time.Time
-	stop     context.CancelFunc
-	done     chan struct{}
+	mu    sync.Mutex
+	fails []time.Time
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 func startSteady(c *Client, rps int, hdr map[string]string) *steady {
@@ -101,8 +102,7 @@ func startSteady(c *Client, rps int, hdr map[string]string) *steady {
 				r, err := c.Do(rctx, http.MethodGet, "/pay", hdr, nil)
 				if err != nil || r.Status != 200 {
 					s.mu.Lock()
-					s.lastFail = time.Now()
-					s.failed++
+					s.fails = append(s.fails, time.Now())
 					s.mu.Unlock()
 				}
 			}()
@@ -111,10 +111,10 @@ func startSteady(c *Client, rps int, hdr map[string]string) *steady {
 	return s
 }
 
-func (s *steady) end() (int, time.Time) {
+func (s *steady) end() []time.Time {
 	s.stop()
 	<-s.done
-	return s.failed, s.lastFail
+	return s.fails
 }
 
 // rolloutStory is the progressive-delivery chapter: a good v2 promoted to
@@ -153,22 +153,29 @@ func rolloutStory(ctx context.Context, st *Stack, out io.Writer) (*RolloutResult
 		}
 		// The bad version starts failing once it has its first share.
 		if _, err := waitRolloutPhase(ctx, st, run.name, rollout.Progressing, 20*time.Second); err != nil {
-			load.end()
+			_ = load.end()
 			return res, err
 		}
 		v2.SetFailPercent(run.fail)
 		breach := time.Now()
 		rec, err := waitRolloutPhase(ctx, st, run.name, run.want, 45*time.Second)
 		time.Sleep(500 * time.Millisecond) // requests in flight end
-		failed, lastFail := load.end()
+		fails := load.end()
 		v2.SetFailPercent(0)
+		failed := len(fails)
 		*run.failed = failed
 		if rec != nil {
 			*run.phase = rec.State.Phase
 			printDecisions(out, rec.History)
 			for _, d := range rec.History {
-				if d.Action == "rollback" && run.fail > 0 {
-					res.DecisionLatency, res.MoveLatency = d.Time.Sub(breach), lastFail.Sub(d.Time)
+				if d.Action != "rollback" || run.fail == 0 {
+					continue
+				}
+				res.DecisionLatency = d.Time.Sub(breach)
+				for _, f := range fails {
+					if f.After(d.Time.Add(500 * time.Millisecond)) {
+						res.FailedAfter++
+					}
 				}
 			}
 		}
@@ -177,8 +184,8 @@ func rolloutStory(ctx context.Context, st *Stack, out io.Writer) (*RolloutResult
 		}
 		fmt.Fprintf(out, "     => %s; %d of the requests failed\n", rec.State.Phase, failed)
 	}
-	fmt.Fprintf(out, "  v2 failing → rollback decision: %s; decision → last failed request (traffic back on v1): %s\n",
-		res.DecisionLatency.Round(10*time.Millisecond), res.MoveLatency.Round(10*time.Millisecond))
+	fmt.Fprintf(out, "  v2 failing → rollback decision: %s; requests failed later than 0.5s after it: %d (traffic is back on v1)\n",
+		res.DecisionLatency.Round(10*time.Millisecond), res.FailedAfter)
 	fmt.Fprintf(out, "  every decision is in the plane's signed change log: meshwarden rollout history --changelog %s\n", filepath.Join(st.opts.WorkDir, "policy-changes.jsonl"))
 	return res, nil
 }

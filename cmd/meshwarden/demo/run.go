@@ -252,8 +252,8 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 		fmt.Fprintf(out, "  access: listed caller %d, unlisted caller %d, ACCESS_DENIED recorded %s\n", a.Listed, a.Unlisted, okStr(a.Record != ""))
 	}
 	if r := sum.Rollout; r != nil {
-		fmt.Fprintf(out, "  rollouts: good v2 %s (%d failed), bad v2 %s (%d failed; rollback decided %s after v2 began failing, traffic off v2 %s later)\n",
-			r.Good, r.GoodFailed, r.Bad, r.BadFailed, r.DecisionLatency.Round(10*time.Millisecond), r.MoveLatency.Round(10*time.Millisecond))
+		fmt.Fprintf(out, "  rollouts: good v2 %s (%d failed), bad v2 %s (%d failed; rollback decided %s after v2 began failing, %d failed after it)\n",
+			r.Good, r.GoodFailed, r.Bad, r.BadFailed, r.DecisionLatency.Round(10*time.Millisecond), r.FailedAfter)
 	}
 	return sum, nil
 }
