@@ -99,7 +99,6 @@ type rolloutController struct {
 	mu    sync.Mutex
 	// committed are the records as last stored: the overlay reads them.
 	committed map[string]*RolloutRecord
-	storeErr  string
 	// loaded: the records were read at least once (a set without Rollout
 	// documents and no records needs no further reads).
 	loaded bool
@@ -204,16 +203,6 @@ func (c *rolloutController) store(ctx context.Context, r *RolloutRecord) (bool, 
 	return ok, nil
 }
 
-func (c *rolloutController) setStoreErr(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err == nil {
-		c.storeErr = ""
-		return
-	}
-	c.storeErr = err.Error()
-}
-
 // tick reconciles the Rollout policies in force with the stored records
 // and advances each.
 func (c *rolloutController) tick(ctx context.Context, now time.Time) {
@@ -227,7 +216,6 @@ func (c *rolloutController) tick(ctx context.Context, now time.Time) {
 		return
 	}
 	recs, err := c.load(ctx)
-	c.setStoreErr(err)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.s.log.Warn("rollouts not advanced: their state is unreadable", "err", err)
@@ -297,7 +285,6 @@ func (c *rolloutController) commit(ctx context.Context, r *RolloutRecord, ds []r
 	r.History = append(r.History, ds...)
 	ok, err := c.store(ctx, r)
 	if err != nil {
-		c.setStoreErr(err)
 		c.s.log.Error("rollout state not stored; the decision is retried on the next tick", "rollout", r.Name, "err", err)
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -466,5 +467,46 @@ func TestRollbackOfFilterRelease(t *testing.T) {
 	p.log.mu.Unlock()
 	if q != `errors{filter="dye"}` || !strings.Contains(p.log.actions(), "step,analysis:fail,rollback") {
 		t.Fatalf("query %q decisions %s", q, p.log.actions())
+	}
+}
+
+// TestRolloutPausesWhenPrometheusIsUnreachable: the real Prometheus client
+// against an address nothing listens on: the rollout pauses, traffic stays
+// at the step's weight, and the reason names the connection error.
+func TestRolloutPausesWhenPrometheusIsUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	q, err := rollout.NewPrometheus("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 20, 100)}}
+	p := &rolloutPlane{log: &eventLog{}}
+	p.plane = startPlane(t, func(c *Config) {
+		c.Policies, c.LoadPolicies = ps, wholeLoader
+		c.Rollouts = RolloutOptions{Querier: q, Record: p.log.record, Tick: 20 * time.Millisecond}
+	})
+	r := p.waitPhase(t, "payments-v2", rollout.Paused)
+	if !strings.Contains(r.State.Reason, "connection refused") || !strings.Contains(r.State.Reason, addr) || p.canaryWeight() != 20 {
+		t.Fatalf("reason %q, weight %d", r.State.Reason, p.canaryWeight())
+	}
+}
+
+// TestRolloutWithoutPrometheusSaysSo: a plane started without
+// --prometheus-url pauses rollouts and says what to add.
+func TestRolloutWithoutPrometheusSaysSo(t *testing.T) {
+	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 20, 100)}}
+	p := &rolloutPlane{log: &eventLog{}}
+	p.plane = startPlane(t, func(c *Config) {
+		c.Policies, c.LoadPolicies = ps, wholeLoader
+		c.Rollouts = RolloutOptions{Tick: 20 * time.Millisecond}
+	})
+	r := p.waitPhase(t, "payments-v2", rollout.Paused)
+	if !strings.Contains(r.State.Reason, "--prometheus-url") {
+		t.Fatalf("reason %q", r.State.Reason)
 	}
 }
