@@ -166,7 +166,15 @@ func (p *rolloutPlane) waitPhase(t *testing.T, name string, want rollout.Phase) 
 	var r *RolloutRecord
 	waitUntil(t, name+" "+string(want), func() bool {
 		r = p.record(t, name)
-		return r != nil && r.State.Phase == want
+		if r == nil || r.State.Phase != want {
+			return false
+		}
+		// Stored; and what the overlay serves follows it.
+		c := p.s.rollouts
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		m := c.committed[name]
+		return m != nil && m.State.Phase == want
 	})
 	return r
 }
