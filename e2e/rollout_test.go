@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
 	"github.com/meshwarden/meshwarden/internal/testenv/promagent"
 )
@@ -175,6 +176,7 @@ func TestRolloutOnRealPrometheus(t *testing.T) {
 	tr := startTraffic(c, 50, hdr)
 	t.Cleanup(tr.stop)
 	t.Run("RolloutPromotesGoodV2", func(t *testing.T) { rolloutGoodV2(t, st, tr) })
+	t.Run("RolloutAPIAuthenticated", func(t *testing.T) { rolloutAPIAuth(t, st) })
 	t.Run("RollbackBadV2", func(t *testing.T) { rollbackBadV2(t, st, tr) })
 	t.Run("RollbackBadFilterRelease", func(t *testing.T) { rollbackBadRelease(t, st) })
 }
@@ -204,6 +206,35 @@ func rolloutGoodV2(t *testing.T, st *demo.Stack, tr *traffic) {
 		if h.status != 200 {
 			t.Fatalf("a healthy rollout failed a request: %+v", h)
 		}
+	}
+}
+
+// rolloutAPIAuth: the rollout endpoints answer only to a Consul token
+// with the right; the operator's abort of a finished rollout says why not.
+func rolloutAPIAuth(t *testing.T, st *demo.Stack) {
+	cfg, err := auth.PlaneTLS(st.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/rollouts"},
+		{http.MethodPost, "/v1/rollouts/payments-v2-good/abort"},
+	} {
+		req, _ := http.NewRequest(c.method, st.AdminURL(c.path), nil)
+		resp, err := anon.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("anonymous %s %s: %d, want 401", c.method, c.path, resp.StatusCode)
+		}
+	}
+	args := append([]string{"rollout", "abort", "payments-v2-good"}, st.PlaneFlags()...)
+	out, err := exec.Command(testEnv.binary, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already Promoted") {
+		t.Errorf("operator abort of a promoted rollout: %v\n%s", err, out)
 	}
 }
 
