@@ -97,6 +97,8 @@ Admin API (--admin-addr, HTTPS, token in X-Consul-Token or Authorization: Bearer
   POST /v1/policies:translate           mesh:read      {"file.yaml": "..."} -> per-node resources
   POST /v1/policies:apply               mesh:write     applied whole or rejected whole; the change
                                                        log records the token's accessor id
+  GET  /v1/rollouts                     operator:read  every Rollout's phase, step, weight, decisions
+  POST /v1/rollouts/NAME/promote|abort  mesh:write     approve / resume / abort (meshwarden rollout)
 Public (--public-addr, plain HTTP, anonymous by design):
   GET  /healthz /readyz                 probes
   GET  /modules/ , /modules/<sha256>    the filter modules; proxies check the sha256 pinned in
@@ -110,6 +112,12 @@ equal), and the history of every applied set is kept, hash-chained, under
 <prefix>/history/. Two applies racing: one wins, the other gets 409 with the
 revision in force. Proxies list several plane addresses (gateway:
 --xds-address a,b; envoy.yaml: several endpoints) and fail over.
+
+Rollouts: the plane runs every Rollout policy in force, analysing each step
+with PromQL against --prometheus-url (without it every analysis is
+inconclusive and rollouts pause, saying so). Their state lives in Consul KV
+(--rollout-kv-prefix), so a restarted plane resumes them; every decision is
+logged, counted and appended, with its evidence, to --changelog.
 
 --insecure-dev turns all of this off (plaintext, anonymous) for development
 on loopback only; the plane logs a warning at start.`,
