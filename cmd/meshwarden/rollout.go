@@ -62,6 +62,12 @@ func (o *rolloutCLI) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.plane, "plane", defaultPlane(), "the control plane's admin address ($MESHWARDEN_PLANE)")
 	cmd.Flags().StringVar(&o.format, "format", "text", "text or json")
 	planeFlags(cmd, &o.po)
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if o.format != "text" && o.format != "json" {
+			return exitcode.Usagef("--format %q: use text or json", o.format)
+		}
+		return nil
+	}
 }
 
 func newRolloutStatusCmd() *cobra.Command {

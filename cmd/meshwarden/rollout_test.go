@@ -103,6 +103,9 @@ func TestRolloutCLIOnARealPlane(t *testing.T) {
 	if err != nil || len(recs) == 0 || recs[len(recs)-1].OpType != policies.OpRolloutDecision || recs[len(recs)-1].Resource != "rollout:payments-v2" {
 		t.Fatalf("change log records: %v %+v", err, recs)
 	}
+	if out, err = cli("rollout", "status", "--format", "yaml"); err == nil || !strings.Contains(out+err.Error(), "use text or json") {
+		t.Fatalf("--format yaml: %v\n%s", err, out)
+	}
 	if out, err = cli("rollout", "abort", "nope"); err == nil || !strings.Contains(out+err.Error(), "meshwarden rollout status lists them") {
 		t.Fatalf("abort of an unknown rollout: %v\n%s", err, out)
 	}
