@@ -85,6 +85,10 @@ type RolloutRecord struct {
 	rule  ir.Rollout
 }
 
+// kvTimeout bounds every Consul KV call of the controller: a hung agent
+// delays rollouts, it does not stop them for good.
+const kvTimeout = 5 * time.Second
+
 // maxHistory bounds the decisions kept per record (the change log keeps
 // them all).
 const maxHistory = 200
@@ -169,6 +173,8 @@ func (c *rolloutController) key(name string) string { return c.opts.KVPrefix + "
 
 // load reads every record from Consul KV.
 func (c *rolloutController) load(ctx context.Context) (map[string]*RolloutRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
 	pairs, _, err := c.kv.List(c.opts.KVPrefix+"/", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("read rollout state from Consul KV %s/: %w", c.opts.KVPrefix, err)
@@ -196,6 +202,8 @@ func (c *rolloutController) store(ctx context.Context, r *RolloutRecord) (bool, 
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
 	ok, _, err := c.kv.CAS(&api.KVPair{Key: c.key(r.Name), Value: b, ModifyIndex: r.index}, (&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		return false, fmt.Errorf("write rollout state to Consul KV: %w", err)
