@@ -155,6 +155,18 @@ func (noPrometheus) Query(context.Context, string) ([]float64, error) {
 	return nil, errors.New("no Prometheus configured: start the plane with --prometheus-url")
 }
 
+// preload reads the stored records before the plane publishes anything,
+// so a restarted plane serves the rollouts' shares from its first
+// snapshot on (not the files' split for a moment).
+func (c *rolloutController) preload(ctx context.Context) {
+	recs, err := c.load(ctx)
+	if err != nil {
+		c.s.log.Warn("rollout state unreadable at start; rollouts resume once Consul KV answers", "err", err)
+		return
+	}
+	c.replaceCommitted(recs)
+}
+
 // run advances every rollout each Tick until ctx ends.
 func (c *rolloutController) run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Tick)
@@ -216,7 +228,15 @@ func (c *rolloutController) store(ctx context.Context, r *RolloutRecord) (bool, 
 func (c *rolloutController) tick(ctx context.Context, now time.Time) {
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
-	ps := c.s.currentPolicy()
+	ps, ready := c.s.policyReady()
+	if !ready {
+		// No policy set in force yet (a plane starting): every stored
+		// rollout would look removed. Serve the stored shares, wait.
+		if recs, err := c.load(ctx); err == nil {
+			c.replaceCommitted(recs)
+		}
+		return
+	}
 	c.mu.Lock()
 	idle := c.loaded && len(c.committed) == 0 && (ps == nil || len(ps.Rollouts) == 0)
 	c.mu.Unlock()

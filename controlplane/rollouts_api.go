@@ -191,6 +191,15 @@ func (s *Server) rolloutRoutes(mux *http.ServeMux) {
 	}))
 }
 
+// policyReady is the policy set in force and whether it is the one to
+// act on: false while the plane still waits for its first set (policy
+// directory or store), when no set is in force yet.
+func (s *Server) policyReady() (*ir.PolicySet, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy, !s.awaitPolicies && s.policy != nil
+}
+
 // currentPolicy is the policy set in force.
 func (s *Server) currentPolicy() *ir.PolicySet {
 	s.mu.Lock()

@@ -246,6 +246,9 @@ func (s *Server) Kick() {
 // Run watches Consul (and the policy dir, modules and secrets) and keeps
 // every node's snapshot current until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if s.rollouts != nil {
+		s.rollouts.preload(ctx)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)

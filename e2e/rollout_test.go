@@ -148,6 +148,54 @@ func watchRouteVersion(t *testing.T, st *demo.Stack) func() []time.Time {
 	return func() []time.Time { cancel(); return <-done }
 }
 
+// rolloutPlaneKilled: the plane is killed -9 while a rollout waits at an
+// approval gate; traffic keeps its split meanwhile, the restarted plane
+// serves the rollout's share from its first snapshot, resumes the same
+// rollout (not a new one) and a promote finishes it.
+func rolloutPlaneKilled(t *testing.T, st *demo.Stack, tr *traffic) {
+	policy := strings.Replace(demo.RolloutPolicy("payments-v2-restart"), "steps: [{weight: 20, pause: 3s}, {weight: 50, pause: 2s}, {weight: 100}]",
+		"steps: [{weight: 20}, {weight: 50, approval: true}, {weight: 100}]", 1)
+	if !strings.Contains(policy, "approval: true") {
+		t.Fatal("the demo's Rollout policy changed: update this test")
+	}
+	writePolicy(t, st, "rollout.yaml", policy)
+	t.Cleanup(func() { os.Remove(filepath.Join(st.PolicyDir, "rollout.yaml")) })
+	before := waitRollout(t, st, "payments-v2-restart", rollout.AwaitingApproval, 30*time.Second)
+	killed := time.Now()
+	st.Plane.Kill()
+	time.Sleep(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.StartPlane(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := waitRollout(t, st, "payments-v2-restart", rollout.AwaitingApproval, 30*time.Second)
+	if !after.Started.Equal(before.Started) || after.State.Weight != 50-30 || len(after.History) != len(before.History) {
+		t.Fatalf("after the restart: started %v (was %v), weight %d, %d decisions (was %d): want the same rollout, untouched",
+			after.Started, before.Started, after.State.Weight, len(after.History), len(before.History))
+	}
+	time.Sleep(time.Second) // the gateway reconnects and gets its snapshot
+	// Every second from the kill on, v2 kept its 20 %.
+	hits := tr.since(killed)
+	for sec := 0; sec < int(time.Since(killed).Seconds())-1; sec++ {
+		from, to := killed.Add(time.Duration(sec)*time.Second), killed.Add(time.Duration(sec+1)*time.Second)
+		v2 := 0
+		for _, h := range hits {
+			if h.at.After(from) && h.at.Before(to) && h.version == "v2" {
+				v2++
+			}
+		}
+		if v2 == 0 {
+			t.Errorf("second %d after the kill: no request reached v2 (the rollout's 20%% was lost)", sec)
+		}
+	}
+	args := append([]string{"rollout", "promote", "payments-v2-restart"}, st.PlaneFlags()...)
+	if out, err := exec.Command(testEnv.binary, args...).CombinedOutput(); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	waitRollout(t, st, "payments-v2-restart", rollout.Promoted, 30*time.Second)
+}
+
 func writePolicy(t *testing.T, st *demo.Stack, file, content string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(st.PolicyDir, file), []byte(content), 0o644); err != nil {
@@ -179,6 +227,7 @@ func TestRolloutOnRealPrometheus(t *testing.T) {
 	t.Run("RolloutAPIAuthenticated", func(t *testing.T) { rolloutAPIAuth(t, st) })
 	t.Run("RollbackBadV2", func(t *testing.T) { rollbackBadV2(t, st, tr) })
 	t.Run("RollbackBadFilterRelease", func(t *testing.T) { rollbackBadRelease(t, st) })
+	t.Run("RolloutResumesAfterPlaneKilled", func(t *testing.T) { rolloutPlaneKilled(t, st, tr) })
 }
 
 func rolloutGoodV2(t *testing.T, st *demo.Stack, tr *traffic) {
