@@ -117,6 +117,30 @@ func (s *steady) end() []time.Time {
 	return s.fails
 }
 
+// rolloutChapter runs chapter 9 when the stack has a Prometheus (nil
+// otherwise).
+func rolloutChapter(ctx context.Context, st *Stack, out io.Writer) *RolloutResult {
+	if st.Prometheus == nil {
+		return nil
+	}
+	fmt.Fprintln(out, "\n== 9. Progressive delivery: metric-gated canary, automatic rollback")
+	r, err := rolloutStory(ctx, st, out)
+	if err != nil {
+		fmt.Fprintf(out, "  rollout chapter failed: %v\n", err)
+	}
+	return r
+}
+
+// summary prints the chapter's line of the demo's summary (nothing for a
+// nil result).
+func (r *RolloutResult) summary(out io.Writer) {
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(out, "  rollouts: good v2 %s (%d failed), bad v2 %s (%d failed; rollback decided %s after v2 began failing, %d failed after it)\n",
+		r.Good, r.GoodFailed, r.Bad, r.BadFailed, r.DecisionLatency.Round(10*time.Millisecond), r.FailedAfter)
+}
+
 // rolloutStory is the progressive-delivery chapter: a good v2 promoted to
 // 100 %, then a bad v2 (half its requests fail) rolled back, with every
 // decision and its evidence printed.

@@ -230,14 +230,7 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 		fmt.Fprintln(out, "\n== 8. Access: an AccessPolicy decides who may call a service")
 		sum.Access = accessStory(ctx, st, out)
 	}
-	if st.Prometheus != nil {
-		fmt.Fprintln(out, "\n== 9. Progressive delivery: metric-gated canary, automatic rollback")
-		r, err := rolloutStory(ctx, st, out)
-		sum.Rollout = r
-		if err != nil {
-			fmt.Fprintf(out, "  rollout chapter failed: %v\n", err)
-		}
-	}
+	sum.Rollout = rolloutChapter(ctx, st, out)
 
 	fmt.Fprintln(out, "\n== Summary")
 	fmt.Fprintf(out, "  opt-in canary -> v2: %d/20; sticky split: %d/%d users on canary, %d lane changes; spoofed dye honoured: %d/%d\n",
@@ -251,10 +244,7 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	if a := sum.Access; a != nil {
 		fmt.Fprintf(out, "  access: listed caller %d, unlisted caller %d, ACCESS_DENIED recorded %s\n", a.Listed, a.Unlisted, okStr(a.Record != ""))
 	}
-	if r := sum.Rollout; r != nil {
-		fmt.Fprintf(out, "  rollouts: good v2 %s (%d failed), bad v2 %s (%d failed; rollback decided %s after v2 began failing, %d failed after it)\n",
-			r.Good, r.GoodFailed, r.Bad, r.BadFailed, r.DecisionLatency.Round(10*time.Millisecond), r.FailedAfter)
-	}
+	sum.Rollout.summary(out)
 	return sum, nil
 }
 
