@@ -14,7 +14,7 @@ FUZZTIME  ?= 10s
 export MESHWARDEN_CACHE := $(CACHE)
 export MESHWARDEN_FILTERS_DIR := $(CURDIR)/$(BIN)/filters
 
-.PHONY: all build filters cli consul pebble test test-unit fuzz check demo bench clean help
+.PHONY: all build filters cli consul pebble prometheus test test-unit fuzz check demo bench clean help
 
 all: build
 
@@ -38,7 +38,13 @@ consul: ## Build the Consul agent once (cached under $(CACHE))
 pebble: ## Build the Pebble ACME test CA once (cached under $(CACHE))
 	@scripts/ensure-pebble.sh >/dev/null
 
-test: consul pebble filters ## Run every test (unit, wasm conformance, real Consul, e2e) and brief fuzzing
+prometheus: ## Install Debian's prometheus (rollout tests, demo chapter 9, promtool rule tests) if missing
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ echo "installing Debian's prometheus (apt-get)"; SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null || \
+		  { echo "could not install prometheus: run apt-get install prometheus (the rollout e2e and demo chapter 9 are skipped without it)"; }; }
+
+test: consul pebble prometheus filters ## Run every test (unit, wasm conformance, real Consul, e2e) and brief fuzzing
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -55,7 +61,7 @@ check: filters ## gofmt, vet, go mod tidy, wasm build: fails on any diff
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	@echo check: ok
 
-demo: consul build ## Bring everything up and show dyed, audited, traced traffic
+demo: consul prometheus build ## Bring everything up and show dyed, audited, traced traffic (and rollouts, with Debian's prometheus)
 	$(BIN)/meshwarden demo --bin-dir $(BIN)
 
 bench: filters ## Regenerate the figures in docs/BENCHMARKS.md

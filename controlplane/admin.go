@@ -128,6 +128,8 @@ func (s *Server) ConfigDump(id string) ([]byte, error) {
 //	operator:read   GET /v1/status, GET /v1/nodes, GET /metrics
 //	mesh:read       GET /v1/config_dump, POST /v1/policies:translate
 //	mesh:write      POST /v1/policies:apply
+//	operator:read   GET /v1/rollouts
+//	mesh:write      POST /v1/rollouts/{name}/promote, .../abort
 //
 // The change log records the token's accessor id and description. Serve it
 // over TLS (cmd/meshwarden does, with the plane's mesh certificate).
@@ -222,6 +224,7 @@ func (s *Server) AdminHandler(metricsPublic bool) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"applied": true, "revision": ps.Revision, "warnings": warnings, "applied_by": who.String()})
 	}))
+	s.rolloutRoutes(mux)
 	return mux
 }
 

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
-	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
@@ -38,6 +37,8 @@ type plane struct {
 	consul *api.Client
 	addr   string
 	admin  *httptest.Server
+	// stop stops the plane (also at the test's end).
+	stop func()
 }
 
 // jsonLoader is the test's policy loader: each file is an ir.PolicySet in
@@ -62,6 +63,14 @@ func jsonLoader(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
 func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	t.Helper()
 	agent, client := startConsul(t)
+	p := startPlaneOn(t, client, mutate)
+	p.agent = agent
+	return p
+}
+
+// startPlaneOn starts a plane on an agent already running (a restart).
+func startPlaneOn(t testing.TB, client *api.Client, mutate func(*Config)) *plane {
+	t.Helper()
 	cfg := Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
@@ -79,10 +88,26 @@ func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, _ := planetest.Serve(t, s)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	s.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
 	admin := httptest.NewServer(s.AdminHandler(true))
-	t.Cleanup(admin.Close)
-	return &plane{s: s, agent: agent, consul: client, addr: lis.Addr().String(), admin: admin}
+	stop := func() {
+		admin.Close()
+		g.Stop()
+		cancel()
+		<-done
+	}
+	p := &plane{s: s, consul: client, addr: lis.Addr().String(), admin: admin, stop: sync.OnceFunc(stop)}
+	t.Cleanup(p.stop)
+	return p
 }
 
 func consulOpts() consulwatch.Options {

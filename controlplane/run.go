@@ -91,6 +91,9 @@ type RunConfig struct {
 	// Replica names this replica in the store's records (--replica). Default
 	// <hostname>/<xDS address>.
 	Replica string
+	// Rollouts configures the Rollout controller (--prometheus-url,
+	// --rollouts, --rollout-kv-prefix).
+	Rollouts RolloutOptions
 	// StopTimeout bounds Close: deregistration, draining streams and the HTTP
 	// servers. Default 5s.
 	StopTimeout time.Duration
@@ -296,6 +299,7 @@ func (p *Process) newServer(ctx context.Context) error {
 		Modules:      p.mods,
 		LoadPolicies: p.cfg.LoadPolicies,
 		RecordChange: p.cfg.RecordChange,
+		Rollouts:     p.cfg.Rollouts,
 		PolicyDir:    p.cfg.PolicyDir,
 		Store:        store,
 		Replica:      p.cfg.Replica,

@@ -99,6 +99,8 @@ type Config struct {
 	Log *slog.Logger
 	// Registry receives the plane's metrics; nil means a private registry.
 	Registry *prometheus.Registry
+	// Rollouts configures the controller that runs Rollout policies.
+	Rollouts RolloutOptions
 }
 
 // Server is the control plane: watcher, translator, snapshot cache, ADS
@@ -141,6 +143,8 @@ type Server struct {
 	storeSet    *policystore.Set // the store's set as last seen or written
 	storeErr    string
 	storeLoaded chan struct{} // closed after the store's first read
+
+	rollouts *rolloutController // nil when Rollouts.Disabled
 }
 
 type nodeState struct {
@@ -214,6 +218,9 @@ func New(cfg Config) (*Server, error) {
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
 	s.m = newMetrics(cfg.Registry, s)
 	s.xds = server.NewServer(context.Background(), s.cache, s.callbacks())
+	if !cfg.Rollouts.Disabled {
+		s.rollouts = newRolloutController(s, cfg.Rollouts)
+	}
 	return s, nil
 }
 
@@ -239,6 +246,9 @@ func (s *Server) Kick() {
 // Run watches Consul (and the policy dir, modules and secrets) and keeps
 // every node's snapshot current until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if s.rollouts != nil {
+		s.rollouts.preload(ctx)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
@@ -261,6 +271,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.PolicyDir != "" && s.cfg.LoadPolicies != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.watchPolicyDir(ctx, time.Second) }()
+	}
+	if s.rollouts != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.rollouts.run(ctx) }()
 	}
 	var secretsChanged <-chan struct{}
 	if s.cfg.Secrets != nil {
@@ -323,8 +337,12 @@ func (s *Server) options() translate.Options {
 }
 
 // withIntentions merges the Consul intentions in force into ps (an
-// AccessPolicy wins for its service).
+// AccessPolicy wins for its service), and applies the shares of the
+// rollouts in progress to their targets.
 func (s *Server) withIntentions(ps *ir.PolicySet) *ir.PolicySet {
+	if s.rollouts != nil {
+		ps = s.rollouts.overlay(ps)
+	}
 	if s.cfg.Intentions == nil {
 		return ps
 	}

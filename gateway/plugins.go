@@ -66,6 +66,13 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 	pm.mu.Lock()
 	if p := pm.byKey[key]; p != nil {
 		pm.lkg[name] = p
+		// Back on a build that runs (e.g. a release rolled back after a
+		// broken one): the status says so again.
+		if st := pm.status[name]; st != nil && st.State != "running" {
+			if cfg, err := wasmhost.PluginConfigFromProto(w.GetConfig()); err == nil {
+				st.SHA256, st.State, st.LastError, st.RunningSHA = cfg.CodeSHA256, "running", "", cfg.CodeSHA256
+			}
+		}
 		pm.mu.Unlock()
 		return p, false
 	}

@@ -34,6 +34,9 @@ type PolicySet struct {
 	// Access lists who may call which service, one policy per service,
 	// sorted by Service; a service without one admits every caller.
 	Access []AccessPolicy
+	// Rollouts are progressive deliveries of a CanaryRoute's subset or a
+	// FilterRelease, one per target, sorted by Name.
+	Rollouts []Rollout `json:",omitempty"`
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -305,4 +308,49 @@ func (r *Route) Validate() error {
 		at("defaultSubset %q is not defined in subsets", r.DefaultSubset)
 	}
 	return errors.Join(errs...)
+}
+
+// Rollout moves a canary through Steps, judged at every Interval by
+// Prometheus queries, and rolls back on breach. Exactly one of Service
+// (a CanaryRoute's canary Subset) or Filter (a FilterRelease) is set.
+type Rollout struct {
+	Name string
+	// Service, Subset and StableSubset: a CanaryRoute target. The canary
+	// Subset gets each step's weight, StableSubset the rest.
+	Service, Subset, StableSubset string
+	// Filter: a FilterRelease target; each step sets its RolloutPercent.
+	Filter string
+	Steps  []RolloutStep
+	// Analysis: every Interval, Metrics must all pass; FailureLimit
+	// failures roll back; InconclusiveLimit analyses in a row without an
+	// answer pause (OnInconclusive "pause") or roll back ("rollback").
+	Interval          time.Duration
+	FailureLimit      int
+	InconclusiveLimit int
+	OnInconclusive    string
+	QueryTimeout      time.Duration
+	Metrics           []RolloutMetric
+	// Health are the checks after a rollback (empty: Metrics), within
+	// HealthTimeout; else Webhook (if set) is called and the rollout
+	// escalates.
+	Health        []RolloutMetric
+	StepTimeout   time.Duration
+	HealthTimeout time.Duration
+	Webhook       string
+	Source        string
+}
+
+// RolloutStep is one stage: the canary's share (weight or rolloutPercent),
+// how long it holds (Pause), and whether a person must approve it first.
+type RolloutStep struct {
+	Weight   int
+	Pause    time.Duration
+	Approval bool
+}
+
+// RolloutMetric is one PromQL check: healthy while Min <= value <= Max.
+type RolloutMetric struct {
+	Name     string
+	Query    string
+	Min, Max *float64
 }

@@ -114,6 +114,8 @@ func (b *builder) build(docs []*doc) {
 		func(x *doc) (ir.AccessPolicy, bool) { return b.access(x, x.spec.Interface().(*AccessPolicySpec)) },
 		func(p ir.AccessPolicy) string { return p.Service },
 		"service %q already has an AccessPolicy at %s: list every allowed caller in one document")
+
+	b.rollouts(byKind[KindRollout])
 }
 
 // onePerService builds each document of a kind that allows one per service

@@ -36,9 +36,16 @@ type Change struct {
 	// "api" for sets posted to the plane.
 	Source string
 	// Diff is the readable change (unified diff of the xDS resources or of
-	// the files).
+	// the files), or for a rollout decision its JSON with the evidence.
 	Diff string
+	// OpType, Resource and Method default to POLICY_APPLY,
+	// policyset:<Revision> and APPLY; a rollout decision is
+	// ROLLOUT_DECISION, rollout:<name>, its action.
+	OpType, Resource, Method string
 }
+
+// OpRolloutDecision is the op_type of a rollout decision's record.
+const OpRolloutDecision = "ROLLOUT_DECISION"
 
 // ChangeRecord is one line of the change log: an auditevent.Event chained like
 // every audit record (hash = SHA-256(prev_hash || canonical(event))), plus
@@ -117,17 +124,21 @@ func (l *ChangeLog) Append(ctx context.Context, c Change) (*ChangeRecord, error)
 		rev = rev[:16]
 	}
 	sum := sha256.Sum256([]byte(c.Diff))
+	op, res, method := OpPolicyApply, "policyset:"+c.Revision, "APPLY"
+	if c.OpType != "" {
+		op, res, method = c.OpType, c.Resource, c.Method
+	}
 	r := &ChangeRecord{
 		Event: auditevent.Event{
 			ID:         "policy-" + rev + "-" + strconv.FormatUint(seq, 10),
 			Seq:        seq,
 			Phase:      auditevent.PhaseOutcome,
 			Level:      auditevent.LevelNotice,
-			OpType:     OpPolicyApply,
+			OpType:     op,
 			Subject:    c.Identity,
-			Resource:   "policyset:" + c.Revision,
+			Resource:   res,
 			Timestamp:  c.Time.UnixNano(),
-			Method:     "APPLY",
+			Method:     method,
 			Path:       c.Source,
 			Headers:    map[string]string{"previous_revision": c.Previous},
 			BodyDigest: "sha256:" + hex.EncodeToString(sum[:]),

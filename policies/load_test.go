@@ -91,6 +91,9 @@ func TestExamples(t *testing.T) {
 		if ps.Filters[0].RolloutPercent != 25 || ps.Filters[0].PreviousSHA256 == "" || len(ps.Access) != 1 {
 			t.Errorf("release/access not applied: %+v %+v", ps.Filters[0], ps.Access)
 		}
+		if len(ps.Rollouts) != 1 || ps.Rollouts[0].StableSubset != "v1" || len(ps.Rollouts[0].Steps) != 3 || !ps.Rollouts[0].Steps[1].Approval {
+			t.Errorf("rollout example: %+v", ps.Rollouts)
+		}
 	})
 }
 

@@ -21,6 +21,7 @@ const (
 	KindFilterRelease     = "FilterRelease"
 	KindCertificatePolicy = "CertificatePolicy"
 	KindAccessPolicy      = "AccessPolicy"
+	KindRollout           = "Rollout"
 )
 
 // Document is one YAML document of a policy file, Kubernetes-shaped.
@@ -171,7 +172,7 @@ func filterKind(filter string) string {
 
 // Kinds returns every kind name, sorted.
 func Kinds() []string {
-	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindTracePolicy}
+	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindRollout, KindTracePolicy}
 }
 
 // SpecType returns the Go type a kind's spec decodes into, or nil for an
@@ -194,6 +195,8 @@ func SpecType(kind string) reflect.Type {
 		return reflect.TypeOf(CertificatePolicySpec{})
 	case KindAccessPolicy:
 		return reflect.TypeOf(AccessPolicySpec{})
+	case KindRollout:
+		return reflect.TypeOf(RolloutSpec{})
 	}
 	return nil
 }

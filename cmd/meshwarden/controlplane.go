@@ -31,6 +31,8 @@ type controlPlaneFlags struct {
 	insecureDev, metricsPublic                                       bool
 	authTTL, authGrace                                               time.Duration
 	policyStore, policyKVPrefix, replica                             string
+	prometheusURL, rolloutKVPrefix                                   string
+	rollouts                                                         bool
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -78,6 +80,8 @@ Admin API (--admin-addr, HTTPS, token in X-Consul-Token or Authorization: Bearer
   POST /v1/policies:translate           mesh:read      {"file.yaml": "..."} -> per-node resources
   POST /v1/policies:apply               mesh:write     applied whole or rejected whole; the change
                                                        log records the token's accessor id
+  GET  /v1/rollouts                     operator:read  every Rollout's phase, step, weight, decisions
+  POST /v1/rollouts/NAME/promote|abort  mesh:write     approve / resume / abort (meshwarden rollout)
 Public (--public-addr, plain HTTP, anonymous by design):
   GET  /healthz /readyz                 probes
   GET  /modules/ , /modules/<sha256>    the filter modules; proxies check the sha256 pinned in
@@ -91,6 +95,12 @@ equal), and the history of every applied set is kept, hash-chained, under
 <prefix>/history/. Two applies racing: one wins, the other gets 409 with the
 revision in force. Proxies list several plane addresses (gateway:
 --xds-address a,b; envoy.yaml: several endpoints) and fail over.
+
+Rollouts: the plane runs every Rollout policy in force, analysing each step
+with PromQL against --prometheus-url (without it every analysis is
+inconclusive and rollouts pause, saying so). Their state lives in Consul KV
+(--rollout-kv-prefix), so a restarted plane resumes them; every decision is
+logged, counted and appended, with its evidence, to --changelog.
 
 --insecure-dev turns all of this off (plaintext, anonymous) for development
 on loopback only; the plane logs a warning at start.`,
@@ -133,6 +143,9 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+meshnames.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
+	fl.StringVar(&f.prometheusURL, "prometheus-url", os.Getenv("MESHWARDEN_PROMETHEUS_URL"), "Prometheus server the Rollout policies' analyses query, e.g. http://127.0.0.1:9090 ($MESHWARDEN_PROMETHEUS_URL); empty: every analysis is inconclusive, so rollouts pause and say why")
+	fl.BoolVar(&f.rollouts, "rollouts", true, "run the Rollout policies of the set in force (meshwarden rollout status|promote|abort|history)")
+	fl.StringVar(&f.rolloutKVPrefix, "rollout-kv-prefix", controlplane.DefaultRolloutPrefix, "Consul KV prefix of the rollouts' state (a restarted plane or another replica resumes from it)")
 	f.logs.register(fl)
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log `file` recording every applied policy set (who, when, revision, diff); read it with 'meshwarden policy log --changelog FILE'; --changelog= disables")
 	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
@@ -191,16 +204,23 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 	if err := cfg.WithDefaults().Validate(); err != nil {
 		return err
 	}
-	if cfg.RecordChange, err = changeRecorder(f.changelog, f.changelogKey); err != nil {
+	cl, err := openChangeLog(f.changelog, f.changelogKey)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		cfg.RecordChange = changeRecorder(cl)
+	}
+	if err := rolloutConfig(&cfg, f, cl); err != nil {
 		return err
 	}
 	return controlplane.Run(ctx, cfg)
 }
 
-// changeRecorder opens the policy change log at path (none when path is
+// openChangeLog opens the policy change log at path (none when path is
 // empty), signing a checkpoint after every change with the key in keyFile
-// when it is set, and returns the plane's RecordChange hook.
-func changeRecorder(path, keyFile string) (func(context.Context, controlplane.PolicyChange) error, error) {
+// when it is set.
+func openChangeLog(path, keyFile string) (*policies.ChangeLog, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -218,6 +238,12 @@ func changeRecorder(path, keyFile string) (func(context.Context, controlplane.Po
 		}
 		cl.SetSigner(k)
 	}
+	return cl, nil
+}
+
+// changeRecorder is the plane's RecordChange hook: every applied policy set
+// appended to cl with who applied it.
+func changeRecorder(cl *policies.ChangeLog) func(context.Context, controlplane.PolicyChange) error {
 	return func(ctx context.Context, c controlplane.PolicyChange) error {
 		who := c.Identity
 		if who == "" {
@@ -229,5 +255,5 @@ func changeRecorder(path, keyFile string) (func(context.Context, controlplane.Po
 		_, err := cl.Append(ctx, policies.Change{Identity: who, Time: time.Now(), Revision: c.Set.Revision,
 			Previous: c.Previous, Source: c.Source, Diff: filesDiff(c.Before, c.After)})
 		return err
-	}, nil
+	}
 }

@@ -4,16 +4,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
+	"github.com/meshwarden/meshwarden/controlplane/rollout"
+	"github.com/meshwarden/meshwarden/internal/testenv/promagent"
 )
 
 func newDemoCmd() *cobra.Command {
 	var (
 		binDir, policyDir, workDir string
 		stay, keep, mtls, verbose  bool
+		prom                       bool
 		users                      int
 	)
 	cmd := &cobra.Command{
@@ -27,7 +31,9 @@ in Consul with meta version=v1 and version=v2.
 It then sends traffic through the gateway and prints what happened: the lane
 split (opt-in canary to v2, a sticky 10% of users), dye anti-spoofing, audit
 records of POST /v1/transfers and 'audit verify', one request's trace across
-hops, and the certificates in use. With --stay it keeps running and prints the
+hops, the certificates in use, and (with Prometheus installed) a metric-gated
+rollout: a good v2 promoted to 100 % and a bad one rolled back automatically,
+every decision printed with its evidence. With --stay it keeps running and prints the
 URLs to try; Ctrl-C stops every process it started.
 
 'make demo' builds the filters and this binary, builds Consul once, and runs
@@ -70,15 +76,26 @@ this command.`,
 				defer log.Close()
 				fmt.Fprintf(out, "(process logs: %s%s)\n", log.Name(), map[bool]string{true: "", false: ", removed at exit; --keep keeps them"}[keep])
 			}
+			withProm := false
+			if prom {
+				if _, err := promagent.FindBinary(); err != nil {
+					fmt.Fprintf(out, "(no progressive-delivery chapter: %v)\n", err)
+				} else {
+					withProm = true
+				}
+			}
 			sum, err := demo.Run(cmd.Context(), demo.Options{
 				Stack: demo.StackOptions{
 					Binary: self, FiltersDir: filters, PolicyDir: policyDir, WorkDir: workDir,
-					Log: log, MTLS: mtls,
+					Log: log, MTLS: mtls, Prometheus: withProm, PrometheusScrape: 500 * time.Millisecond,
 				},
 				Out: out, Stay: stay, Users: users,
 			})
 			if err != nil {
 				return err
+			}
+			if r := sum.Rollout; withProm && (r == nil || r.Good != rollout.Promoted || r.Bad != rollout.RolledBack || r.GoodFailed != 0 || r.FailedAfter != 0) {
+				return fmt.Errorf("the progressive-delivery chapter did not hold (see above)")
 			}
 			if sum.OptIn.ByVersion["v2"] != 20 || !sum.VerifyOK || sum.StickyMismatch != 0 || sum.Transfers != 5 {
 				return fmt.Errorf("the demo's story did not hold (see above)")
@@ -94,6 +111,7 @@ this command.`,
 	fl.BoolVar(&keep, "keep", false, "keep the work dir (WAL, logs) at exit")
 	fl.BoolVar(&mtls, "mtls", true, "mTLS gateway -> upstreams with Consul Connect certificates (SDS to the gateway, Connect-native upstreams); --mtls=false for plain HTTP")
 	fl.BoolVar(&verbose, "verbose", false, "copy every process's output to stderr")
+	fl.BoolVar(&prom, "prometheus", true, "run the progressive-delivery chapter with a real Prometheus (Debian's prometheus package, or $MESHWARDEN_PROMETHEUS); skipped with a note when none is installed")
 	fl.IntVar(&users, "users", 200, "distinct users in the sticky-split demonstration")
 	return cmd
 }

@@ -31,7 +31,8 @@ func newPolicyCmd() *cobra.Command {
 		Short: "Validate, diff and apply policy files",
 		Long: `Policy files are YAML documents (apiVersion meshwarden.io/v1alpha1) in one
 directory: DyePolicy, AuditPolicy, TracePolicy, CanaryRoute, FilterRelease,
-CertificatePolicy and AccessPolicy. See policies/README.md.
+CertificatePolicy, AccessPolicy and Rollout (progressive delivery, steered
+with meshwarden rollout). See policies/README.md.
 
   meshwarden policy validate policies/ --consul 127.0.0.1:8500
   meshwarden policy diff policies/ --plane 127.0.0.1:18001

@@ -67,6 +67,11 @@ type Analysis struct {
 	// (query error, no data) pause the rollout (default 3). They never
 	// count as success.
 	InconclusiveLimit int `json:"inconclusiveLimit,omitempty"`
+	// OnInconclusive is what InconclusiveLimit does: "pause" (default)
+	// or "rollback".
+	OnInconclusive string `json:"onInconclusive,omitempty"`
+	// QueryTimeout bounds each query (default 10s).
+	QueryTimeout time.Duration `json:"queryTimeout,omitempty"`
 	// Metrics are the checks; all must pass.
 	Metrics []Metric `json:"metrics"`
 	// Health are the checks after a rollback, when the canary has no
@@ -163,11 +168,12 @@ const (
 	RollingBack      Phase = "RollingBack" // breach: traffic back, checking health
 	RolledBack       Phase = "RolledBack"  // back and healthy
 	Escalated        Phase = "Escalated"   // back but not healthy within HealthTimeout
+	Refused          Phase = "Refused"     // never started (conflict); nothing moved
 )
 
 // Terminal reports whether nothing more happens in p.
 func (p Phase) Terminal() bool {
-	return p == Promoted || p == Aborted || p == RolledBack || p == Escalated
+	return p == Promoted || p == Aborted || p == RolledBack || p == Escalated || p == Refused
 }
 
 // State is what to persist between ticks.
@@ -296,6 +302,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, st State) (State, []De
 		}
 	case "inconclusive":
 		st.Inconclusive++
+		if st.Inconclusive >= e.Spec.inconclusiveLimit() && e.Spec.Analysis.OnInconclusive == "rollback" {
+			return e.rollback(ctx, now, st, ds, fmt.Sprintf("%d analyses in a row without an answer (%s); onInconclusive: rollback", st.Inconclusive, failed(ev)))
+		}
 		if st.Inconclusive >= e.Spec.inconclusiveLimit() {
 			st.Phase = Paused
 			st.Reason = fmt.Sprintf("%d analyses in a row without an answer (%s): paused, traffic stays at %d%%; fix the metrics or Prometheus, then meshwarden rollout promote (resume) or abort", st.Inconclusive, failed(ev), st.Weight)
@@ -328,7 +337,7 @@ func (e *Engine) analyse(ctx context.Context, metrics []Metric) (string, []Evide
 	for _, m := range metrics {
 		q := e.expand(m.Query)
 		x := Evidence{Metric: m.Name, Query: q, Threshold: threshold(m)}
-		vals, err := e.Querier.Query(ctx, q)
+		vals, err := e.query(ctx, q)
 		switch {
 		case err != nil:
 			x.Result, x.Error = "inconclusive", err.Error()
@@ -349,6 +358,16 @@ func (e *Engine) analyse(ctx context.Context, metrics []Metric) (string, []Evide
 		ev = append(ev, x)
 	}
 	return result, ev
+}
+
+func (e *Engine) query(ctx context.Context, q string) ([]float64, error) {
+	to := e.Spec.Analysis.QueryTimeout
+	if to <= 0 {
+		to = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, to)
+	defer cancel()
+	return e.Querier.Query(ctx, q)
 }
 
 func (e *Engine) expand(q string) string {

@@ -48,6 +48,8 @@ type Summary struct {
 	Trust *Trust
 	// Access is the access step (with MTLS only): nil without mTLS.
 	Access *AccessResult
+	// Rollout is the progressive-delivery step (with Prometheus only).
+	Rollout *RolloutResult
 }
 
 // Run brings the stack up, tells its story and (unless Stay) stops it.
@@ -162,6 +164,7 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 		fmt.Fprintln(out, "\n== 8. Access: an AccessPolicy decides who may call a service")
 		sum.Access = accessStory(ctx, st, out)
 	}
+	sum.Rollout = rolloutChapter(ctx, st, out)
 
 	printSummary(out, sum, users)
 	return sum, nil

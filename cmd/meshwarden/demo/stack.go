@@ -17,6 +17,7 @@ import (
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
+	"github.com/meshwarden/meshwarden/internal/testenv/promagent"
 
 	"github.com/hashicorp/consul/api"
 
@@ -63,6 +64,13 @@ type StackOptions struct {
 	// anonymous xDS and admin) on a Consul without ACLs: only for
 	// comparing against the secure default (benchmarks).
 	InsecurePlane bool
+	// Prometheus runs a real Prometheus (Debian's package) scraping the
+	// gateway and the plane every PrometheusScrape (default 1s), with
+	// PrometheusRules loaded, and gives the plane --prometheus-url so
+	// Rollout policies are analysed against it.
+	Prometheus       bool
+	PrometheusScrape time.Duration
+	PrometheusRules  []string
 }
 
 // Stack is the whole product running on this machine: a real Consul agent,
@@ -107,6 +115,8 @@ type Stack struct {
 	GatewayAddr     string
 	GatewayAdmin    string
 	OTLPAddr        string
+	// Prometheus is the server StackOptions.Prometheus started.
+	Prometheus *promagent.Server
 
 	sinkSrv *http.Server
 }
@@ -195,11 +205,16 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	if s.PlaneXDS, err = proc.FreeAddr(); err != nil {
 		return err
 	}
+	if err := s.startPrometheus(ctx); err != nil {
+		return err
+	}
 	if s.PlaneAdmin, err = proc.FreeAddr(); err != nil {
 		return err
 	}
-	if s.PlanePublic, err = proc.FreeAddr(); err != nil {
-		return err
+	if s.PlanePublic == "" {
+		if s.PlanePublic, err = proc.FreeAddr(); err != nil {
+			return err
+		}
 	}
 	if err := s.StartPlane(ctx); err != nil {
 		return err
@@ -216,8 +231,10 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	if s.GatewayAddr, err = proc.FreeAddr(); err != nil {
 		return err
 	}
-	if s.GatewayAdmin, err = proc.FreeAddr(); err != nil {
-		return err
+	if s.GatewayAdmin == "" {
+		if s.GatewayAdmin, err = proc.FreeAddr(); err != nil {
+			return err
+		}
 	}
 	if err := s.StartGateway(ctx); err != nil {
 		return err
@@ -484,6 +501,10 @@ func (s *Stack) startPlaneAt(ctx context.Context, name, xds, admin, public strin
 	if s.opts.MTLS {
 		args = append(args, "--mtls")
 	}
+	if s.Prometheus != nil {
+		// Prometheus scrapes the plane's anonymous port (deploy/prometheus).
+		args = append(args, "--prometheus-url", s.Prometheus.URL(), "--metrics-public")
+	}
 	if s.opts.InsecurePlane {
 		args = append(args, "--insecure-dev")
 	} else {
@@ -544,6 +565,40 @@ func (s *Stack) Stop() {
 	if s.Consul != nil {
 		s.Consul.Stop()
 	}
+	if s.Prometheus != nil {
+		s.Prometheus.Stop()
+	}
+}
+
+// startPrometheus starts Prometheus (StackOptions.Prometheus) scraping the
+// gateway's admin port and the plane's public port, both chosen here.
+func (s *Stack) startPrometheus(ctx context.Context) error {
+	if !s.opts.Prometheus {
+		return nil
+	}
+	var err error
+	if s.GatewayAdmin, err = proc.FreeAddr(); err != nil {
+		return err
+	}
+	if s.PlanePublic == "" {
+		if s.PlanePublic, err = proc.FreeAddr(); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(s.opts.WorkDir, "prometheus")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	s.Prometheus, err = promagent.Start(ctx, promagent.Options{ScrapeInterval: s.opts.PrometheusScrape, RuleFiles: s.opts.PrometheusRules,
+		Dir: dir, Targets: []promagent.Target{
+			{Job: "meshwarden-gateway", Addrs: []string{s.GatewayAdmin}},
+			{Job: "meshwarden-controlplane", Addrs: []string{s.PlanePublic}},
+		}})
+	if err != nil {
+		return fmt.Errorf("prometheus: %w", err)
+	}
+	s.step("Prometheus at %s scraping the gateway (%s) and the plane (%s)", s.Prometheus.URL(), s.GatewayAdmin, s.PlanePublic)
+	return nil
 }
 
 func runCmd(ctx context.Context, bin string, args ...string) (string, error) {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -78,7 +79,18 @@ type Upstream struct {
 	lastClient  atomic.Pointer[x509.Certificate]
 	lastRejectM sync.Mutex
 	lastReject  string
+
+	// failPercent of requests answer 503 (a bad version, for rollouts).
+	failPercent atomic.Int32
+	served      atomic.Int64
 }
+
+// SetFailPercent makes pct % of requests (0..100, at random) answer 503,
+// as a bad release would.
+func (u *Upstream) SetFailPercent(pct int) { u.failPercent.Store(int32(pct)) }
+
+// Served counts requests answered (errors included).
+func (u *Upstream) Served() int64 { return u.served.Load() }
 
 // StartUpstream listens on a free loopback port and serves plain HTTP.
 func StartUpstream(service, version string) (*Upstream, error) {
@@ -248,6 +260,13 @@ func (u *Upstream) closeStale(next http.Handler) http.Handler {
 }
 
 func (u *Upstream) echo(w http.ResponseWriter, r *http.Request) {
+	u.served.Add(1)
+	// At random, as a bad build fails: a retry may or may not succeed.
+	if pct := int64(u.failPercent.Load()); pct > 0 && rand.Int64N(100) < pct {
+		w.Header().Set("x-served-by", u.Service+"-"+u.Version)
+		http.Error(w, "injected failure ("+strconv.FormatInt(pct, 10)+"% of requests)", http.StatusServiceUnavailable)
+		return
+	}
 	e := Echo{Service: u.Service, Version: u.Version, Method: r.Method, Path: r.URL.Path, Headers: map[string]string{}}
 	for k, v := range r.Header {
 		lk := strings.ToLower(k)
