@@ -34,6 +34,10 @@ type PolicySet struct {
 	// Access lists who may call which service, one policy per service,
 	// sorted by Service; a service without one admits every caller.
 	Access []AccessPolicy
+	// Resilience lists timeouts, retries, outlier detection, circuit
+	// breakers, rate limits, faults and mirroring per service, sorted by
+	// Service (see resilience.go).
+	Resilience []Resilience `json:",omitempty"`
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -227,6 +231,7 @@ func (p *PolicySet) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, p.validateResilience()...)
 	return errors.Join(errs...)
 }
 

@@ -114,6 +114,12 @@ func (b *builder) build(docs []*doc) {
 		func(x *doc) (ir.AccessPolicy, bool) { return b.access(x, x.spec.Interface().(*AccessPolicySpec)) },
 		func(p ir.AccessPolicy) string { return p.Service },
 		"service %q already has an AccessPolicy at %s: list every allowed caller in one document")
+
+	b.checkResilienceRoutes(byKind[KindResiliencePolicy])
+	b.ps.Resilience = onePerService(byKind[KindResiliencePolicy],
+		func(x *doc) (ir.Resilience, bool) { return b.resilience(x, x.spec.Interface().(*ResiliencePolicySpec)) },
+		func(r ir.Resilience) string { return r.Service },
+		"service %q already has a ResiliencePolicy at %s: merge them into one document")
 }
 
 // onePerService builds each document of a kind that allows one per service

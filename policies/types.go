@@ -171,7 +171,7 @@ func filterKind(filter string) string {
 
 // Kinds returns every kind name, sorted.
 func Kinds() []string {
-	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindTracePolicy}
+	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindResiliencePolicy, KindTracePolicy}
 }
 
 // SpecType returns the Go type a kind's spec decodes into, or nil for an
@@ -194,6 +194,8 @@ func SpecType(kind string) reflect.Type {
 		return reflect.TypeOf(CertificatePolicySpec{})
 	case KindAccessPolicy:
 		return reflect.TypeOf(AccessPolicySpec{})
+	case KindResiliencePolicy:
+		return reflect.TypeOf(ResiliencePolicySpec{})
 	}
 	return nil
 }
