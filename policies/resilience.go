@@ -224,8 +224,8 @@ func (b *builder) resilienceSettings(d *decoder, path string, s ResilienceSettin
 	if rs := s.Retries; rs != nil {
 		p := path + ".retries"
 		rt := &ir.Retry{Attempts: rs.Attempts, PerTryTimeout: rs.PerTryTimeout, StatusCodes: rs.StatusCodes, BudgetPercent: 20, MinConcurrency: 3}
-		if _, set := d.positions[p+".attempts"]; set && rs.Attempts == 0 {
-			d.errPath(p+".attempts", "must be 1-10: remove retries to disable them")
+		if _, set := d.positions[p+".attempts"]; set && (rs.Attempts == 0 || rs.Attempts > 10) {
+			d.errPath(p+".attempts", "%d is out of range: use 1-10, or remove retries to disable them", rs.Attempts)
 		}
 		if s.Timeout > 0 && rs.PerTryTimeout > s.Timeout {
 			d.errPath(p+".perTryTimeout", "%s is longer than the timeout %s: a try could never time out on its own", rs.PerTryTimeout, s.Timeout)
@@ -260,6 +260,9 @@ func (b *builder) resilienceSettings(d *decoder, path string, s ResilienceSettin
 		od := &ir.Outlier{Consecutive5xx: o.Consecutive5xx, Interval: o.Interval, BaseEjectionTime: o.BaseEjectionTime, MaxEjectionTime: o.MaxEjectionTime, MaxEjectionPercent: o.MaxEjectionPercent}
 		if _, set := d.positions[path+".outlierDetection.consecutive5xx"]; set && o.Consecutive5xx == 0 {
 			d.errPath(path+".outlierDetection.consecutive5xx", "must be at least 1: remove outlierDetection to disable it")
+		}
+		if o.MaxEjectionPercent > 100 {
+			d.errPath(path+".outlierDetection.maxEjectionPercent", "%d is over 100: it is a percentage of the endpoints", o.MaxEjectionPercent)
 		}
 		if o.MaxEjectionTime > 0 && o.BaseEjectionTime > o.MaxEjectionTime {
 			d.errPath(path+".outlierDetection.maxEjectionTime", "%s is shorter than baseEjectionTime %s", o.MaxEjectionTime, o.BaseEjectionTime)
