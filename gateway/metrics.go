@@ -59,7 +59,7 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 			[]string{"cluster", "event"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
-		m.xdsVersion, m.xdsConnected, m.swaps, m.access, m.resilience, &filterCollector{g: g}, &certCollector{g: g})
+		m.xdsVersion, m.xdsConnected, m.swaps, m.access, m.resilience, &filterCollector{g: g}, &saturationCollector{g: g}, &certCollector{g: g})
 	return m
 }
 

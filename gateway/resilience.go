@@ -25,6 +25,7 @@ import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -363,4 +364,40 @@ func checkBuiltinFilter(a *anypb.Any) error {
 		return errors.New("a listener-wide delay or abort is not supported by the gateway: configure it per route (typed_per_filter_config)")
 	}
 	return nil
+}
+
+// saturationCollector exports each cluster's pool saturation at scrape
+// time: the highest of active requests / max_requests, connections /
+// max_connections and pending / max_pending_requests (Envoy's default
+// 1024 for a limit that is not set). The plane's health score reads it.
+type saturationCollector struct{ g *Gateway }
+
+var saturationDesc = prometheus.NewDesc("meshwarden_gateway_upstream_saturation",
+	"Pool saturation per cluster (0-1): the highest of active requests, connections and pending requests over their circuit breaker limits (1024 when unset).",
+	[]string{"cluster"}, nil)
+
+// Describe implements prometheus.Collector.
+func (c *saturationCollector) Describe(ch chan<- *prometheus.Desc) { ch <- saturationDesc }
+
+// Collect implements prometheus.Collector.
+func (c *saturationCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.g.acquire()
+	if m == nil {
+		return
+	}
+	defer m.refs.Add(-1)
+	for name, cl := range m.clusters {
+		ch <- prometheus.MustNewConstMetric(saturationDesc, prometheus.GaugeValue, cl.saturation(), name)
+	}
+}
+
+func (c *clusterRT) saturation() float64 {
+	ratio := func(n, limit int64) float64 {
+		if limit <= 0 {
+			limit = 1024
+		}
+		return min(1, float64(n)/float64(limit))
+	}
+	l, s := c.live, c.spec
+	return max(ratio(l.requests.Load(), s.maxRequests), ratio(l.conns.Load(), s.maxConnections), ratio(l.pending.Load(), s.maxPending))
 }

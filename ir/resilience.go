@@ -107,6 +107,9 @@ type Mirror struct {
 // HealthWeights weigh the health score's signals; they sum to 1.
 type HealthWeights struct {
 	Latency, Errors, Throughput, Saturation float64
+	// LatencyTarget is the p95 that counts as fully bad; zero means the
+	// route's timeout.
+	LatencyTarget time.Duration `json:",omitempty"`
 }
 
 // For returns the settings of subset ("" for the service), overrides laid

@@ -133,6 +133,9 @@ type HealthWeightsSpec struct {
 	Errors     float64 `json:"errors"`
 	Throughput float64 `json:"throughput"`
 	Saturation float64 `json:"saturation"`
+	// LatencyTarget is the p95 latency that counts as fully bad, e.g.
+	// "250ms" (default: the route's timeout).
+	LatencyTarget time.Duration `json:"latencyTarget,omitempty"`
 }
 
 // retryConditions are the retry_on values the gateway and Envoy both obey.
@@ -210,7 +213,7 @@ func (b *builder) resilience(x *doc, s *ResiliencePolicySpec) (ir.Resilience, bo
 		if w.Latency < 0 || w.Errors < 0 || w.Throughput < 0 || w.Saturation < 0 || sum < 0.999 || sum > 1.001 {
 			d.errPath("spec.healthWeights", "weights must be 0-1 and sum to 1 (they sum to %g)", sum)
 		}
-		r.Health = &ir.HealthWeights{Latency: w.Latency, Errors: w.Errors, Throughput: w.Throughput, Saturation: w.Saturation}
+		r.Health = &ir.HealthWeights{Latency: w.Latency, Errors: w.Errors, Throughput: w.Throughput, Saturation: w.Saturation, LatencyTarget: w.LatencyTarget}
 	}
 	return r, len(b.diags.Errors) == before
 }
