@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
@@ -99,6 +100,9 @@ type Config struct {
 	Log *slog.Logger
 	// Registry receives the plane's metrics; nil means a private registry.
 	Registry *prometheus.Registry
+	// Health scores every service subset from the metrics of the proxies
+	// it scrapes (package health); zero Targets turns scoring off.
+	Health health.Config
 }
 
 // Server is the control plane: watcher, translator, snapshot cache, ADS
@@ -112,6 +116,7 @@ type Server struct {
 	tcache  *translate.Cache
 	m       *metrics
 	kick    chan struct{}
+	health  *health.Scorer // nil when scoring is off
 
 	mu     sync.Mutex
 	policy *ir.PolicySet
@@ -213,6 +218,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
 	s.m = newMetrics(cfg.Registry, s)
+	if len(cfg.Health.Targets) > 0 {
+		hc := cfg.Health
+		hc.Policy = s.currentPolicy
+		if hc.Logger == nil {
+			hc.Logger = cfg.Log.With("component", "health")
+		}
+		s.health = health.New(hc)
+		cfg.Registry.MustRegister(s.health)
+	}
 	s.xds = server.NewServer(context.Background(), s.cache, s.callbacks())
 	return s, nil
 }
@@ -247,6 +261,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); _ = s.watcher.Run(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.recheckStreams(ctx) }()
+	if s.health != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.health.Run(ctx) }()
+	}
 	if s.cfg.Modules != nil {
 		if _, err := s.cfg.Modules.Scan(); err != nil {
 			s.log.Warn("module scan failed", "err", err)
@@ -627,4 +645,20 @@ func errorDetail(code int32, msg string) error {
 		return nil
 	}
 	return statusErr{fmt.Sprintf("code %d: %s", code, msg)}
+}
+
+// currentPolicy is the policy set in force (for the health scorer).
+func (s *Server) currentPolicy() *ir.PolicySet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy
+}
+
+// Health returns the subset health scores; ok is false when scoring is
+// off (no --health-scrape targets).
+func (s *Server) Health() (st health.Status, ok bool) {
+	if s.health == nil {
+		return health.Status{}, false
+	}
+	return s.health.Status(), true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
@@ -327,5 +328,61 @@ func TestResilienceOutlierDetection(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("after ejection got %d, want 200 from the healthy endpoint", resp.StatusCode)
 		}
+	}
+}
+
+// TestResilienceHealthScoreFromGateway scores subsets from a real
+// gateway's /metrics: v1 healthy, v2 failing every request and slow.
+func TestResilienceHealthScoreFromGateway(t *testing.T) {
+	v1 := newUpstream(t, "v1", nil)
+	v2 := newUpstream(t, "v2", func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(120 * time.Millisecond)
+		w.WriteHeader(http.StatusBadGateway)
+	})
+	policy := `apiVersion: meshwarden.io/v1alpha1
+kind: CanaryRoute
+metadata: {name: shop}
+spec:
+  service: shop
+  subsets:
+    - {name: v1, selector: {version: v1}}
+    - {name: v2, selector: {version: v2}}
+  lanes:
+    - {lane: canary, subset: v2}
+  defaultSubset: v1
+---
+` + resilienceHead + "  healthWeights: {latency: 0.3, errors: 0.5, throughput: 0.1, saturation: 0.1, latencyTarget: 100ms}\n"
+	gw, _ := resilienceSetup(t, policy, map[string][]*upstream{"shop": {v1, v2}})
+	ps, _, err := policies.LoadFiles(map[string][]byte{"p.yaml": []byte(policy)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := health.New(health.Config{Targets: []string{gw.admin + "/metrics"}, Interval: time.Minute, Threshold: 0.7,
+		Policy: func() *ir.PolicySet { return ps }})
+	c := &http.Client{Timeout: 10 * time.Second}
+	traffic := func() {
+		for range 10 {
+			get(t, c, gw.url+"/", "Host", "shop")
+			get(t, c, gw.url+"/", "Host", "shop", "x-mw-dye", "canary")
+		}
+	}
+	traffic()
+	sc.Probe(context.Background())
+	traffic()
+	sc.Probe(context.Background())
+	scores := map[string]health.Score{}
+	for _, s := range sc.Status().Scores {
+		scores[s.Subset] = s
+	}
+	good, bad := scores["v1"], scores["v2"]
+	if good.Service != "shop" || good.Unhealthy || good.Score < 0.9 {
+		t.Fatalf("v1 score %+v, want healthy", good)
+	}
+	// 1 - (0.3*1 + 0.5*1 + 0.1*0 + 0.1*0) = 0.2
+	if !bad.Unhealthy || bad.Signals.ErrorRate != 1 || bad.Signals.P95Seconds < 0.1 || bad.Score > 0.25 {
+		t.Fatalf("v2 score %+v, want about 0.2 and unhealthy", bad)
+	}
+	if sc.ProbeInterval() != 15*time.Second {
+		t.Fatalf("probe interval %v, want the fast 15s (1m/4) while v2 is unhealthy", sc.ProbeInterval())
 	}
 }

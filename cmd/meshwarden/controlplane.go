@@ -29,6 +29,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
@@ -48,6 +49,9 @@ type controlPlaneFlags struct {
 	insecureDev, metricsPublic                                       bool
 	authTTL, authGrace                                               time.Duration
 	policyStore, policyKVPrefix, replica                             string
+	healthScrape                                                     []string
+	healthInterval, healthFast                                       time.Duration
+	healthThreshold                                                  float64
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -90,6 +94,7 @@ Who may talk to the plane (Consul's ACL system decides; it must be on):
 Admin API (--admin-addr, HTTPS, token in X-Consul-Token or Authorization: Bearer):
   GET  /v1/status                       operator:read  consul index, staleness, revision, last rejection
   GET  /v1/nodes                        operator:read  connected proxies
+  GET  /v1/health                       operator:read  subset health scores (with --health-scrape)
   GET  /metrics                         operator:read  (or anonymous with --metrics-public)
   GET  /v1/config_dump?node=ID          mesh:read      a proxy's resources as YAML, keys redacted
   POST /v1/policies:translate           mesh:read      {"file.yaml": "..."} -> per-node resources
@@ -148,6 +153,10 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+meshnames.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
+	fl.StringArrayVar(&f.healthScrape, "health-scrape", nil, "a proxy's Prometheus /metrics URL to score subset health from (repeat per gateway), e.g. http://127.0.0.1:9901/metrics; see `meshwarden health --help`")
+	fl.DurationVar(&f.healthInterval, "health-interval", 15*time.Second, "health scrape interval while every subset scores at or above --health-threshold")
+	fl.DurationVar(&f.healthFast, "health-fast-interval", 0, "health scrape interval while a subset is unhealthy (adaptive probing; default --health-interval/4)")
+	fl.Float64Var(&f.healthThreshold, "health-threshold", 0.7, "score (0-1) below which a subset is unhealthy")
 	f.logs.register(fl)
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
 	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
@@ -315,6 +324,7 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 			AuditCollector: f.auditCollector,
 			OTLPEndpoint:   f.otlpEndpoint,
 		},
+		Health: health.Config{Targets: f.healthScrape, Interval: f.healthInterval, FastInterval: f.healthFast, Threshold: f.healthThreshold},
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel below

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -416,6 +417,7 @@ func newPolicyStatusCmd() *cobra.Command {
 					Node  string    `json:"node"`
 					Error string    `json:"error"`
 				} `json:"last_rejection"`
+				Health *health.Status `json:"health"`
 			}
 			if err := json.Unmarshal(b, &st); err != nil {
 				return fmt.Errorf("the plane's status is not JSON: %w", err)
@@ -436,6 +438,10 @@ func newPolicyStatusCmd() *cobra.Command {
 				fmt.Fprintf(out, ":\n  %s\n", strings.ReplaceAll(r.Error, "\n", "\n  "))
 			} else {
 				fmt.Fprintln(out, "last rejection: none")
+			}
+			if st.Health != nil {
+				fmt.Fprintln(out, "subset health:")
+				printHealth(out, st.Health)
 			}
 			return nil
 		},
