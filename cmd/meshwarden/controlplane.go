@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -34,6 +35,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -153,7 +155,7 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.register, "register", true, "register the plane in Consul as "+meshnames.PlaneServiceName+" with a /healthz check (deregistered on stop)")
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
-	fl.StringArrayVar(&f.healthScrape, "health-scrape", nil, "a proxy's Prometheus /metrics URL to score subset health from (repeat per gateway), e.g. http://127.0.0.1:9901/metrics; see `meshwarden health --help`")
+	fl.StringArrayVar(&f.healthScrape, "health-scrape", nil, "a proxy's Prometheus /metrics `URL` to score subset health from (repeat per gateway), e.g. http://127.0.0.1:9901/metrics; see 'meshwarden health --help'")
 	fl.DurationVar(&f.healthInterval, "health-interval", 15*time.Second, "health scrape interval while every subset scores at or above --health-threshold")
 	fl.DurationVar(&f.healthFast, "health-fast-interval", 0, "health scrape interval while a subset is unhealthy (adaptive probing; default --health-interval/4)")
 	fl.Float64Var(&f.healthThreshold, "health-threshold", 0.7, "score (0-1) below which a subset is unhealthy")
@@ -238,6 +240,9 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		if _, _, err := net.SplitHostPort(hp); err != nil {
 			return fmt.Errorf("%s %q: give host:port, e.g. 127.0.0.1:4318: %w", name, hp, err)
 		}
+	}
+	if err := checkHealthFlags(f); err != nil {
+		return exitcode.Usagef("%v", err)
 	}
 	if f.insecureDev {
 		for name, addr := range map[string]string{"--xds-addr": f.xdsAddr, "--admin-addr": f.adminAddr, "--public-addr": f.publicAddr} {
@@ -483,4 +488,21 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 	_ = admin.Shutdown(stopCtx)
 	_ = public.Shutdown(stopCtx)
 	return runErr
+}
+
+// checkHealthFlags refuses health settings that could not work.
+func checkHealthFlags(f controlPlaneFlags) error {
+	for _, u := range f.healthScrape {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("--health-scrape %q: give an http(s) URL of a proxy's metrics, e.g. http://127.0.0.1:9901/metrics", u)
+		}
+	}
+	if f.healthThreshold <= 0 || f.healthThreshold > 1 {
+		return fmt.Errorf("--health-threshold %g: give a score between 0 and 1, e.g. 0.7", f.healthThreshold)
+	}
+	if f.healthInterval < 100*time.Millisecond || f.healthFast < 0 || f.healthFast > f.healthInterval {
+		return fmt.Errorf("--health-interval %s / --health-fast-interval %s: the interval must be at least 100ms and the fast one no longer", f.healthInterval, f.healthFast)
+	}
+	return nil
 }
