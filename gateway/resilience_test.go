@@ -386,3 +386,45 @@ spec:
 		t.Fatalf("probe interval %v, want the fast 15s (1m/4) while v2 is unhealthy", sc.ProbeInterval())
 	}
 }
+
+// TestResilienceRetryBudget: four requests fail at once; a 0% budget with
+// minConcurrency 1 lets about one retry through, where the policy's
+// three attempts each would make 16 tries.
+func TestResilienceRetryBudget(t *testing.T) {
+	var arrived atomic.Int64
+	barrier := make(chan struct{})
+	u := newUpstream(t, "v1", func(n int64, w http.ResponseWriter, _ *http.Request) {
+		switch a := arrived.Add(1); {
+		case a == 4:
+			close(barrier)
+		case a > 4:
+			// A retry holds its budget slot a while, so the other
+			// requests' failures find the budget spent.
+			time.Sleep(300 * time.Millisecond)
+		}
+		select { // the four first tries fail together
+		case <-barrier:
+		case <-time.After(3 * time.Second):
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	gw, res := resilienceSetup(t, resilienceHead+"  retries: {attempts: 3, on: [5xx], budgetPercent: 0, minConcurrency: 1}\n", map[string][]*upstream{"shop": {u}})
+	if rb := findCluster(t, res, "shop").GetCircuitBreakers().GetThresholds()[0].GetRetryBudget(); rb.GetMinRetryConcurrency().GetValue() != 1 || rb.GetBudgetPercent().GetValue() != 0 {
+		t.Fatalf("retry budget not emitted: %v", rb)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _, _ := get(t, c, gw.url+"/", "Host", "shop"); code != http.StatusServiceUnavailable {
+				t.Errorf("got %d, want the upstream's 503", code)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := u.hits.Load(); n != 5 {
+		t.Fatalf("upstream saw %d tries, want 5 (4 first tries + the budget's one retry; 7 or more with the default 3 concurrent retries)", n)
+	}
+}

@@ -134,7 +134,9 @@ func applyClusterResilience(c *clusterv3.Cluster, rs *ir.Resilience, subset stri
 		th.MaxConnections, th.MaxPendingRequests = u32(b.MaxConnections), u32(b.MaxPendingRequests)
 		th.MaxRequests, th.MaxRetries = u32(b.MaxRequests), u32(b.MaxRetries)
 	}
-	if rt := set.Retry; rt != nil && rt.BudgetPercent > 0 {
+	if rt := set.Retry; rt != nil {
+		// Always a budget with retries: budgetPercent 0 leaves
+		// minConcurrency as the cap on concurrent retries.
 		th.RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
 			BudgetPercent:       &typev3.Percent{Value: rt.BudgetPercent},
 			MinRetryConcurrency: wrapperspb.UInt32(rt.MinConcurrency),
