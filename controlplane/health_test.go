@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshwarden/meshwarden/controlplane/health"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // TestResilienceHealthAdminAPI runs the plane with a health scrape target
@@ -33,6 +34,11 @@ func TestResilienceHealthAdminAPI(t *testing.T) {
 	defer proxy.Close()
 	p := startPlane(t, func(c *Config) {
 		c.Health = health.Config{Targets: []string{proxy.URL}, Interval: 40 * time.Millisecond, FastInterval: 20 * time.Millisecond, Threshold: 0.9}
+		c.Policies = &ir.PolicySet{
+			Routes: []ir.Route{{Service: "shop", Subsets: []ir.Subset{{Name: "v2", Selector: map[string]string{"version": "v2"}}}, Source: "t:1"}},
+			Resilience: []ir.Resilience{{Service: "shop", Source: "t:2",
+				ResilienceSettings: ir.ResilienceSettings{Outlier: &ir.Outlier{Consecutive5xx: 5, Consecutive5xxUnhealthy: 1}}}},
+		}
 	})
 	var st health.Status
 	deadline := time.Now().Add(10 * time.Second)
@@ -49,6 +55,15 @@ func TestResilienceHealthAdminAPI(t *testing.T) {
 	}
 	if st.ProbeInterval != 20*time.Millisecond {
 		t.Fatalf("probe interval %v with an unhealthy subset, want the fast 20ms", st.ProbeInterval)
+	}
+	// The unhealthy subset's ejection is tightened in what the plane
+	// translates; the policy in force is untouched.
+	eff := p.s.withIntentions(p.s.currentPolicy())
+	if o := eff.Resilience[0].For("v2").Outlier; o == nil || o.Consecutive5xx != 1 {
+		t.Fatalf("effective outlier detection of shop/v2: %+v, want consecutive5xx 1", o)
+	}
+	if o := p.s.currentPolicy().Resilience[0].For("v2").Outlier; o.Consecutive5xx != 5 {
+		t.Fatalf("the policy in force was modified: %+v", o)
 	}
 	var status struct {
 		Health *health.Status `json:"health"`

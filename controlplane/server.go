@@ -221,6 +221,7 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Health.Targets) > 0 {
 		hc := cfg.Health
 		hc.Policy = s.currentPolicy
+		hc.OnChange = s.Kick
 		if hc.Logger == nil {
 			hc.Logger = cfg.Log.With("component", "health")
 		}
@@ -342,7 +343,12 @@ func (s *Server) options() translate.Options {
 
 // withIntentions merges the Consul intentions in force into ps (an
 // AccessPolicy wins for its service).
+// It also applies the health score: subsets scored unhealthy get their
+// policy's outlierDetection.consecutive5xxWhenUnhealthy.
 func (s *Server) withIntentions(ps *ir.PolicySet) *ir.PolicySet {
+	if s.health != nil {
+		ps = ir.TightenUnhealthy(ps, s.health.Unhealthy())
+	}
 	if s.cfg.Intentions == nil {
 		return ps
 	}

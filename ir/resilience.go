@@ -70,6 +70,9 @@ type Outlier struct {
 	BaseEjectionTime   time.Duration
 	MaxEjectionTime    time.Duration
 	MaxEjectionPercent uint32
+	// Consecutive5xxUnhealthy replaces Consecutive5xx while the plane
+	// scores the subset unhealthy (zero: the score does not change it).
+	Consecutive5xxUnhealthy uint32 `json:",omitempty"`
 }
 
 // Breaker is a cluster's circuit breaker thresholds; zero means Envoy's
@@ -232,4 +235,57 @@ func (r *Route) hasSubset(name string) bool {
 		}
 	}
 	return false
+}
+
+// TightenUnhealthy returns ps with the outlier detection of every subset in
+// unhealthy (keyed service → subset, "" for the all-instances cluster)
+// switched to its Consecutive5xxUnhealthy, when the policy sets one. ps is
+// not modified; it is returned as is when nothing changes.
+func TightenUnhealthy(ps *PolicySet, unhealthy map[string]map[string]bool) *PolicySet {
+	if ps == nil || len(unhealthy) == 0 {
+		return ps
+	}
+	var out *PolicySet
+	for i := range ps.Resilience {
+		r := ps.Resilience[i]
+		changed := false
+		for subset := range unhealthy[r.Service] {
+			o := r.For(subset).Outlier
+			if o == nil || o.Consecutive5xxUnhealthy == 0 || o.Consecutive5xxUnhealthy == o.Consecutive5xx {
+				continue
+			}
+			tight := *o
+			tight.Consecutive5xx = o.Consecutive5xxUnhealthy
+			if !changed {
+				r.Subsets = append([]SubsetResilience(nil), r.Subsets...)
+				changed = true
+			}
+			if subset == "" {
+				r.Outlier = &tight
+				continue
+			}
+			found := false
+			for j := range r.Subsets {
+				if r.Subsets[j].Subset == subset {
+					r.Subsets[j].Outlier, found = &tight, true
+				}
+			}
+			if !found {
+				r.Subsets = append(r.Subsets, SubsetResilience{Subset: subset, ResilienceSettings: ResilienceSettings{Outlier: &tight}})
+			}
+		}
+		if !changed {
+			continue
+		}
+		if out == nil {
+			cp := *ps
+			cp.Resilience = append([]Resilience(nil), ps.Resilience...)
+			out = &cp
+		}
+		out.Resilience[i] = r
+	}
+	if out == nil {
+		return ps
+	}
+	return out
 }

@@ -86,6 +86,10 @@ type OutlierSpec struct {
 	MaxEjectionTime time.Duration `json:"maxEjectionTime,omitempty"`
 	// MaxEjectionPercent of endpoints may be ejected at once (default 10).
 	MaxEjectionPercent uint32 `json:"maxEjectionPercent,omitempty" mw:"max=100"`
+	// Consecutive5xxWhenUnhealthy replaces consecutive5xx while the plane
+	// scores the subset below its health threshold (--health-scrape):
+	// the health score tightens ejection. Default: no change.
+	Consecutive5xxWhenUnhealthy uint32 `json:"consecutive5xxWhenUnhealthy,omitempty"`
 }
 
 // CircuitBreakerSpec caps the load on one cluster.
@@ -260,7 +264,11 @@ func (b *builder) resilienceSettings(d *decoder, path string, s ResilienceSettin
 		out.Retry = rt
 	}
 	if o := s.OutlierDetection; o != nil {
-		od := &ir.Outlier{Consecutive5xx: o.Consecutive5xx, Interval: o.Interval, BaseEjectionTime: o.BaseEjectionTime, MaxEjectionTime: o.MaxEjectionTime, MaxEjectionPercent: o.MaxEjectionPercent}
+		od := &ir.Outlier{Consecutive5xx: o.Consecutive5xx, Interval: o.Interval, BaseEjectionTime: o.BaseEjectionTime, MaxEjectionTime: o.MaxEjectionTime, MaxEjectionPercent: o.MaxEjectionPercent,
+			Consecutive5xxUnhealthy: o.Consecutive5xxWhenUnhealthy}
+		if c := o.Consecutive5xxWhenUnhealthy; c > 0 && (o.Consecutive5xx == 0 && c > 5 || o.Consecutive5xx > 0 && c > o.Consecutive5xx) {
+			d.errPath(path+".outlierDetection.consecutive5xxWhenUnhealthy", "%d is more than consecutive5xx: it should eject sooner, not later", c)
+		}
 		if _, set := d.positions[path+".outlierDetection.consecutive5xx"]; set && o.Consecutive5xx == 0 {
 			d.errPath(path+".outlierDetection.consecutive5xx", "must be at least 1: remove outlierDetection to disable it")
 		}

@@ -37,7 +37,9 @@ taking deltas between two scrapes:
 score = 1 - (weighted sum of the four, each 0-1). The weights are the
 service's ResiliencePolicy healthWeights (0.25 each by default). Below
 --health-threshold (default 0.7) a subset is UNHEALTHY and the plane scrapes
-at --health-fast-interval until it recovers (adaptive probing). The same
+at --health-fast-interval until it recovers (adaptive probing), and its cluster
+gets the policy's outlierDetection.consecutive5xxWhenUnhealthy (ejection
+tightened while unhealthy). The same
 scores are the metric meshwarden_controlplane_subset_health_score{service,subset}
 and appear in 'meshwarden policy status'.
 

@@ -63,6 +63,10 @@ type Config struct {
 	Threshold float64
 	// Policy returns the policy set in force (weights, timeouts); may be nil.
 	Policy func() *ir.PolicySet
+	// OnChange is called (without locks held) when the set of unhealthy
+	// subsets changes; the plane rebuilds, so a policy's
+	// outlierDetection.consecutive5xxWhenUnhealthy takes effect.
+	OnChange func()
 	// Client scrapes; nil means a client with a 5s timeout.
 	Client *http.Client
 	Logger *slog.Logger
@@ -183,7 +187,7 @@ func (s *Scorer) Probe(ctx context.Context) {
 		ps = s.cfg.Policy()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	before := s.unhealthyKeyLocked()
 	s.errs, s.last = errs, cur.at
 	if s.prev != nil {
 		s.update(s.prev, cur, ps)
@@ -195,6 +199,52 @@ func (s *Scorer) Probe(ctx context.Context) {
 			s.interval = s.cfg.FastInterval
 		}
 	}
+	changed := s.unhealthyKeyLocked() != before
+	s.mu.Unlock()
+	if changed {
+		s.cfg.Logger.Info("unhealthy subsets changed", "unhealthy", s.unhealthyKey())
+		if s.cfg.OnChange != nil {
+			s.cfg.OnChange()
+		}
+	}
+}
+
+// Unhealthy returns the subsets scored below the threshold, service →
+// subset ("" for the all-instances cluster).
+func (s *Scorer) Unhealthy() map[string]map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[string]map[string]bool
+	for _, sc := range s.scores {
+		if !sc.Unhealthy {
+			continue
+		}
+		if out == nil {
+			out = map[string]map[string]bool{}
+		}
+		if out[sc.Service] == nil {
+			out[sc.Service] = map[string]bool{}
+		}
+		out[sc.Service][sc.Subset] = true
+	}
+	return out
+}
+
+func (s *Scorer) unhealthyKey() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unhealthyKeyLocked()
+}
+
+func (s *Scorer) unhealthyKeyLocked() string {
+	var keys []string
+	for c, sc := range s.scores {
+		if sc.Unhealthy {
+			keys = append(keys, c)
+		}
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
 }
 
 func (s *Scorer) scrape(ctx context.Context, target string, into *sample) error {
