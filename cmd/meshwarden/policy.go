@@ -120,8 +120,8 @@ carries is an error; a service not in Consul is a warning).`,
 				return exitcode.Finding(fmt.Errorf("%s: %d error(s): the policy set would be rejected", args[0], len(diags.Errors)))
 			}
 			if format != "json" {
-				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d warning(s)\n",
-					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(diags.Warnings))
+				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d resilience policy(ies), %d warning(s)\n",
+					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(ps.Resilience), len(diags.Warnings))
 			}
 			return nil
 		},
