@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
@@ -156,9 +157,19 @@ func compileRateLimit(a *anypb.Any) (*tokenBucket, error) {
 		return nil, nil // no bucket: the filter does nothing on this route
 	}
 	// Envoy enforces only the share in filter_enabled and filter_enforced
-	// (absent means 0%); the gateway supports all or nothing.
-	if fractionOf(l.GetFilterEnabled().GetDefaultValue()) < 1 || l.GetFilterEnabled() == nil ||
-		fractionOf(l.GetFilterEnforced().GetDefaultValue()) < 1 || l.GetFilterEnforced() == nil {
+	// (absent means 0%: the filter does nothing); the gateway supports
+	// all or nothing, and refuses a share in between.
+	share := func(p *corev3.RuntimeFractionalPercent) float64 {
+		if p == nil {
+			return 0
+		}
+		return fractionOf(p.GetDefaultValue())
+	}
+	enabled, enforced := share(l.GetFilterEnabled()), share(l.GetFilterEnforced())
+	if enabled > 0 && enabled < 1 || enforced > 0 && enforced < 1 {
+		return nil, errors.New("filter_enabled / filter_enforced below 100% are not supported by the gateway: use 0% or 100%")
+	}
+	if enabled == 0 || enforced == 0 {
 		return nil, nil
 	}
 	if tb.GetFillInterval().AsDuration() <= 0 {

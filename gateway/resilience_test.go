@@ -7,15 +7,23 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	commonfaultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -427,4 +435,39 @@ func TestResilienceRetryBudget(t *testing.T) {
 	if n := u.hits.Load(); n != 5 {
 		t.Fatalf("upstream saw %d tries, want 5 (4 first tries + the budget's one retry; 7 or more with the default 3 concurrent retries)", n)
 	}
+}
+
+// TestResilienceUnsupportedRefused: what the gateway cannot obey is a NACK
+// with the reason, never silently ignored.
+func TestResilienceUnsupportedRefused(t *testing.T) {
+	half := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 50}}
+	all := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100}}
+	bucket := &typev3.TokenBucket{MaxTokens: 1, FillInterval: durationpb.New(time.Second)}
+	routeWith := func(cfg map[string]*anypb.Any, mirrors ...*route.RouteAction_RequestMirrorPolicy) *route.Route {
+		return &route.Route{Name: "r", Match: prefixMatch("/"), TypedPerFilterConfig: cfg,
+			Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: "c"}, RequestMirrorPolicies: mirrors}}}
+	}
+	for _, tc := range []struct {
+		name, want string
+		r          *route.Route
+	}{
+		{"partial rate limit share", "below 100%", routeWith(map[string]*anypb.Any{localRateLimitFilter: mustAny(t, &lrlv3.LocalRateLimit{StatPrefix: "x", TokenBucket: bucket, FilterEnabled: half, FilterEnforced: all})})},
+		{"percentage delay", "only fixed_delay", routeWith(map[string]*anypb.Any{faultFilter: mustAny(t, &faultv3.HTTPFault{Delay: &commonfaultv3.FaultDelay{
+			FaultDelaySecifier: &commonfaultv3.FaultDelay_HeaderDelay_{HeaderDelay: &commonfaultv3.FaultDelay_HeaderDelay{}}}})})},
+		{"grpc abort", "only abort.http_status", routeWith(map[string]*anypb.Any{faultFilter: mustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_GrpcStatus{GrpcStatus: 14}}})})},
+		{"cluster_header mirror", "cluster_header", routeWith(nil, &route.RouteAction_RequestMirrorPolicy{ClusterHeader: "x-mirror"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := compileRoute(tc.r)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("listener-wide bucket", func(t *testing.T) {
+		err := checkBuiltinFilter(mustAny(t, &lrlv3.LocalRateLimit{StatPrefix: "x", TokenBucket: bucket}))
+		if err == nil || !strings.Contains(err.Error(), "per route") {
+			t.Fatalf("err %v", err)
+		}
+	})
 }
