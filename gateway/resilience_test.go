@@ -22,11 +22,15 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/hashicorp/consul/api"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -470,4 +474,78 @@ func TestResilienceUnsupportedRefused(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+}
+
+// TestResilienceRealPlaneOnRealConsul: a ResiliencePolicy served by the
+// real plane watching a real Consul agent shows in the plane's config dump
+// of the gateway (the rate limit, the v2 subset's circuit breaker) and the
+// gateway enforces the rate limit.
+func TestResilienceRealPlaneOnRealConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Consul agent")
+	}
+	_, consul := consultest.Start(t)
+	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
+	registerShop(t, consul, "shop-1", v1, "v1", api.HealthPassing)
+	registerShop(t, consul, "shop-2", v2, "v2", api.HealthPassing)
+	files := map[string][]byte{"shop.yaml": []byte(`apiVersion: meshwarden.io/v1alpha1
+kind: CanaryRoute
+metadata: {name: shop}
+spec:
+  service: shop
+  subsets:
+    - {name: v1, selector: {version: v1}}
+    - {name: v2, selector: {version: v2}}
+  lanes:
+    - {lane: canary, subset: v2}
+  defaultSubset: v1
+---
+apiVersion: meshwarden.io/v1alpha1
+kind: ResiliencePolicy
+metadata: {name: shop}
+spec:
+  service: shop
+  rateLimit: {requests: 5, interval: 1h}
+  subsets:
+    - subset: v2
+      circuitBreaker: {maxRequests: 1}
+`)}
+	ps, _, err := policies.LoadFiles(files, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := controlplane.New(controlplane.Config{Consul: consul, Debounce: 5 * time.Millisecond, InsecureNoAuth: true,
+		Watch:    consulwatch.Options{WaitTime: 30 * time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Policies: ps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, _ := serveRealPlane(t, cp)
+	gw := startGateway(t, &planeServer{t: t, addr: lis.Addr().String()}, "gw-res-real", nil)
+	eventually(t, 30*time.Second, "readiness from the real plane", gw.g.Ready)
+	var dump []byte
+	eventually(t, 30*time.Second, "the gateway's config dump", func() bool {
+		dump, err = cp.ConfigDump("gw-res-real")
+		return err == nil && strings.Contains(string(dump), "shop~v2")
+	})
+	for _, want := range []string{"envoy.filters.http.local_ratelimit", "max_tokens: 5", "max_requests: 1"} {
+		if !strings.Contains(string(dump), want) {
+			t.Fatalf("the plane's resources lack %q", want)
+		}
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	ok := 0
+	for range 7 {
+		code, _, _ := get(t, c, gw.url+"/", "Host", "shop")
+		switch code {
+		case 200:
+			ok++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("got %d, want 200 or 429", code)
+		}
+	}
+	if ok != 5 {
+		t.Fatalf("%d of 7 requests admitted, want the bucket's 5", ok)
+	}
 }
