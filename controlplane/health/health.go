@@ -189,10 +189,15 @@ func (s *Scorer) Probe(ctx context.Context) {
 	s.mu.Lock()
 	before := s.unhealthyKeyLocked()
 	s.errs, s.last = errs, cur.at
-	if s.prev != nil {
-		s.update(s.prev, cur, ps)
+	// A failed target makes the sums incomparable with the previous
+	// scrape: skip this round and keep the last scores (the status shows
+	// the errors).
+	if len(errs) == 0 {
+		if s.prev != nil {
+			s.update(s.prev, cur, ps)
+		}
+		s.prev = cur
 	}
-	s.prev = cur
 	s.interval = s.cfg.Interval
 	for _, sc := range s.scores {
 		if sc.Unhealthy {
@@ -345,6 +350,12 @@ func (s *Scorer) update(prev, cur *sample, ps *ir.PolicySet) {
 		score = math.Round(min(1, max(0, score))*1000) / 1000
 		s.scores[c] = Score{Service: svc, Subset: subset, Score: score, Signals: sig, Weights: w, Badness: bad,
 			LatencyTarget: target, Unhealthy: score < s.cfg.Threshold, At: cur.at}
+	}
+	for c := range s.scores {
+		if _, ok := cur.total[c]; !ok { // the cluster is gone (or its proxy restarted)
+			delete(s.scores, c)
+			delete(s.baseline, c)
+		}
 	}
 }
 

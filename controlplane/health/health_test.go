@@ -113,6 +113,50 @@ func registryWith(c prometheus.Collector) *prometheus.Registry {
 	return r
 }
 
+// TestResilienceHealthScrapeFailureKeepsScores: a failed scrape is not a
+// window (its sums would be wrong); scores stay until a good scrape, and a
+// cluster that is gone loses its score.
+func TestResilienceHealthScrapeFailureKeepsScores(t *testing.T) {
+	p := newProxyMetrics(t)
+	up := true
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		p.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer flaky.Close()
+	s := New(Config{Targets: []string{flaky.URL}})
+	ctx := context.Background()
+	p.serve("shop~v1", 10, "200", time.Millisecond)
+	s.Probe(ctx)
+	p.serve("shop~v1", 10, "503", time.Millisecond)
+	s.Probe(ctx)
+	if sc := scoreOf(t, s, "shop", "v1"); sc.Signals.ErrorRate != 1 {
+		t.Fatalf("score before the outage %+v", sc)
+	}
+	up = false
+	s.Probe(ctx)
+	if st := s.Status(); len(st.ScrapeErrors) != 1 || len(st.Scores) != 1 {
+		t.Fatalf("during the outage: %+v", st)
+	}
+	up = true
+	p.serve("shop~v1", 10, "200", time.Millisecond)
+	s.Probe(ctx)
+	// The window runs from the last good scrape: 10 good requests.
+	if sc := scoreOf(t, s, "shop", "v1"); sc.Signals.ErrorRate != 0 || sc.Signals.Requests != 10 {
+		t.Fatalf("after the outage %+v", sc.Signals)
+	}
+	p.requests.Reset()
+	p.latency.Reset()
+	p.serve("shop~v2", 1, "200", time.Millisecond)
+	s.Probe(ctx)
+	if st := s.Status(); len(st.Scores) != 0 && st.Scores[0].Subset == "v1" {
+		t.Fatalf("a cluster that is gone kept its score: %+v", st.Scores)
+	}
+}
+
 func TestResilienceHealthScrapeFailure(t *testing.T) {
 	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))
 	defer dead.Close()
