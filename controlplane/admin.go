@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -40,6 +41,8 @@ type Status struct {
 	// Intentions is the Consul intentions source (absent when not
 	// watched): its index, last success, staleness and translation notes.
 	Intentions *intentions.Status `json:"intentions,omitempty"`
+	// Health is the subset health scores (absent when scoring is off).
+	Health *health.Status `json:"health,omitempty"`
 }
 
 // NodeStatus is one entry of GET /v1/nodes.
@@ -54,6 +57,9 @@ type NodeStatus struct {
 // Status returns the plane's status.
 func (s *Server) Status() Status {
 	st := Status{Consul: s.watcher.Status()}
+	if hs, ok := s.Health(); ok {
+		st.Health = &hs
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg.Intentions != nil {
@@ -125,7 +131,7 @@ func (s *Server) ConfigDump(id string) ([]byte, error) {
 // (unless metricsPublic), plus /healthz and /readyz. Every /v1 call needs
 // a Consul ACL token (X-Consul-Token or Authorization: Bearer) with:
 //
-//	operator:read   GET /v1/status, GET /v1/nodes, GET /metrics
+//	operator:read   GET /v1/status, GET /v1/nodes, GET /v1/health, GET /metrics
 //	mesh:read       GET /v1/config_dump, POST /v1/policies:translate
 //	mesh:write      POST /v1/policies:apply
 //	operator:read   GET /v1/rollouts
@@ -160,6 +166,14 @@ func (s *Server) AdminHandler(metricsPublic bool) http.Handler {
 	}))
 	mux.HandleFunc("GET /v1/status", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
 		writeJSON(w, http.StatusOK, s.Status())
+	}))
+	mux.HandleFunc("GET /v1/health", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
+		hs, ok := s.Health()
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "health scoring is off: start the plane with --health-scrape URL (a proxy's /metrics)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, hs)
 	}))
 	mux.HandleFunc("GET /v1/nodes", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
 		writeJSON(w, http.StatusOK, s.Nodes())

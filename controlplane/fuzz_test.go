@@ -24,6 +24,12 @@ func FuzzPipeline(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("apiVersion: meshwarden.io/v1alpha1\nkind: CanaryRoute\nmetadata: {name: x}\nspec: {service: payments}\n"))
+	// A CanaryRoute and a ResiliencePolicy with every setting, in one file.
+	if canary, err := os.ReadFile("../policies/examples/canary-payments.yaml"); err == nil {
+		if res, err := os.ReadFile("../policies/examples/extra/resilience-payments.yaml"); err == nil {
+			f.Add(append(append(canary, []byte("\n---\n")...), res...))
+		}
+	}
 	cat := &ir.Catalog{Services: map[string]*ir.Service{
 		"payments": {Name: "payments", Instances: []ir.Instance{
 			{ID: "p1", Address: "10.0.0.1", Port: 8080, Meta: map[string]string{"version": "v1"}, Healthy: true},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
@@ -91,6 +92,9 @@ type RunConfig struct {
 	// Replica names this replica in the store's records (--replica). Default
 	// <hostname>/<xDS address>.
 	Replica string
+	// Health scores subsets from the proxies' metrics (--health-scrape,
+	// --health-interval, --health-fast-interval, --health-threshold).
+	Health health.Config
 	// Rollouts configures the Rollout controller (--prometheus-url,
 	// --rollouts, --rollout-kv-prefix).
 	Rollouts RolloutOptions
@@ -300,6 +304,7 @@ func (p *Process) newServer(ctx context.Context) error {
 		LoadPolicies: p.cfg.LoadPolicies,
 		RecordChange: p.cfg.RecordChange,
 		Rollouts:     p.cfg.Rollouts,
+		Health:       p.cfg.Health,
 		PolicyDir:    p.cfg.PolicyDir,
 		Store:        store,
 		Replica:      p.cfg.Replica,

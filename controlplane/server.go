@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
@@ -101,6 +102,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Rollouts configures the controller that runs Rollout policies.
 	Rollouts RolloutOptions
+	// Health scores every service subset from the metrics of the proxies
+	// it scrapes (package health); zero Targets turns scoring off.
+	Health health.Config
 }
 
 // Server is the control plane: watcher, translator, snapshot cache, ADS
@@ -114,6 +118,7 @@ type Server struct {
 	tcache  *translate.Cache
 	m       *metrics
 	kick    chan struct{}
+	health  *health.Scorer // nil when scoring is off
 
 	mu     sync.Mutex
 	policy *ir.PolicySet
@@ -217,6 +222,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{cfg.Log})
 	s.m = newMetrics(cfg.Registry, s)
+	if len(cfg.Health.Targets) > 0 {
+		hc := cfg.Health
+		hc.Policy = s.currentPolicy
+		hc.OnChange = s.Kick
+		if hc.Logger == nil {
+			hc.Logger = cfg.Log.With("component", "health")
+		}
+		s.health = health.New(hc)
+		cfg.Registry.MustRegister(s.health)
+	}
 	s.xds = server.NewServer(context.Background(), s.cache, s.callbacks())
 	if !cfg.Rollouts.Disabled {
 		s.rollouts = newRolloutController(s, cfg.Rollouts)
@@ -257,6 +272,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); _ = s.watcher.Run(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.recheckStreams(ctx) }()
+	if s.health != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.health.Run(ctx) }()
+	}
 	if s.cfg.Modules != nil {
 		if _, err := s.cfg.Modules.Scan(); err != nil {
 			s.log.Warn("module scan failed", "err", err)
@@ -337,11 +356,16 @@ func (s *Server) options() translate.Options {
 }
 
 // withIntentions merges the Consul intentions in force into ps (an
-// AccessPolicy wins for its service), and applies the shares of the
-// rollouts in progress to their targets.
+// AccessPolicy wins for its service), applies the shares of the rollouts
+// in progress to their targets, and applies the health score: subsets
+// scored unhealthy get their policy's
+// outlierDetection.consecutive5xxWhenUnhealthy.
 func (s *Server) withIntentions(ps *ir.PolicySet) *ir.PolicySet {
 	if s.rollouts != nil {
 		ps = s.rollouts.overlay(ps)
+	}
+	if s.health != nil {
+		ps = ir.TightenUnhealthy(ps, s.health.Unhealthy())
 	}
 	if s.cfg.Intentions == nil {
 		return ps
@@ -645,4 +669,13 @@ func errorDetail(code int32, msg string) error {
 		return nil
 	}
 	return statusErr{fmt.Sprintf("code %d: %s", code, msg)}
+}
+
+// Health returns the subset health scores; ok is false when scoring is
+// off (no --health-scrape targets).
+func (s *Server) Health() (st health.Status, ok bool) {
+	if s.health == nil {
+		return health.Status{}, false
+	}
+	return s.health.Status(), true
 }

@@ -48,7 +48,9 @@ type clusterSpec struct {
 	outlier        *outlierSpec
 	budgetPercent  float64
 	minRetryConc   int64
-	key            string
+	// Circuit breakers (resilience.go); zero means no limit.
+	maxRequests, maxConnections, maxPending int64
+	key                                     string
 }
 
 type upstreamTLSSpec struct {
@@ -133,6 +135,9 @@ func clusterSpecOf(c *cluster.Cluster) (*clusterSpec, error) {
 		} else if th.GetMaxRetries() != nil {
 			s.minRetryConc = int64(th.GetMaxRetries().GetValue())
 		}
+		s.maxRequests = int64(th.GetMaxRequests().GetValue())
+		s.maxConnections = int64(th.GetMaxConnections().GetValue())
+		s.maxPending = int64(th.GetMaxPendingRequests().GetValue())
 	}
 	utc, err := upstreamTLS(c)
 	if err != nil {
@@ -219,8 +224,12 @@ type clusterLive struct {
 	rr            atomic.Uint64
 	active        atomic.Int64
 	activeRetries atomic.Int64
-	mu            sync.Mutex
-	eps           map[string]*epState
+	// requests, conns and pending feed the circuit breakers; connFreed
+	// wakes a pending request (resilience.go).
+	requests, conns, pending atomic.Int64
+	connFreed                chan struct{}
+	mu                       sync.Mutex
+	eps                      map[string]*epState
 }
 
 func (l *clusterLive) endpoint(addr string) *epState {

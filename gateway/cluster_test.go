@@ -6,7 +6,7 @@ import (
 )
 
 func testCluster(lb lbKind, outlier *outlierSpec, addrs ...string) *clusterRT {
-	live := &clusterLive{eps: map[string]*epState{}}
+	live := &clusterLive{eps: map[string]*epState{}, connFreed: make(chan struct{}, 1)}
 	c := &clusterRT{spec: &clusterSpec{name: "c", lb: lb, outlier: outlier, minRetryConc: 2, budgetPercent: -1}, live: live}
 	for _, a := range addrs {
 		c.endpoints = append(c.endpoints, endpointRef{st: live.endpoint(a), healthy: true})

@@ -422,7 +422,9 @@ func (g *Gateway) acquire() *model {
 func (g *Gateway) clusterLive(name string) *clusterLive {
 	g.liveMu.Lock()
 	defer g.liveMu.Unlock()
-	return getOrAdd(g.live, name, func() *clusterLive { return &clusterLive{eps: map[string]*epState{}} })
+	return getOrAdd(g.live, name, func() *clusterLive {
+		return &clusterLive{eps: map[string]*epState{}, connFreed: make(chan struct{}, 1)}
+	})
 }
 
 func (g *Gateway) transport(spec *clusterSpec) *upstreamTransport {

@@ -25,6 +25,7 @@ type metrics struct {
 	xdsConnected prometheus.Gauge
 	swaps        prometheus.Counter
 	access       *prometheus.CounterVec
+	resilience   *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
@@ -53,9 +54,12 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 		access: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_gateway_access_decisions_total",
 			Help: "RBAC decisions by filter, matched rule (\"none\": no rule matched) and decision: allowed, denied (enforced), would_allow, would_deny (shadow rules, dry-run)."},
 			[]string{"filter", "rule", "decision"}),
+		resilience: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_gateway_resilience_events_total",
+			Help: "Resilience policy actions by cluster and event: overflow (circuit breaker, 503), rate_limited (429), fault_delay, fault_abort, mirror_sent, mirror_dropped."},
+			[]string{"cluster", "event"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
-		m.xdsVersion, m.xdsConnected, m.swaps, m.access, &filterCollector{g: g}, &certCollector{g: g})
+		m.xdsVersion, m.xdsConnected, m.swaps, m.access, m.resilience, &filterCollector{g: g}, &saturationCollector{g: g}, &certCollector{g: g})
 	return m
 }
 

@@ -36,6 +36,8 @@ type model struct {
 	secrets  map[string]*secret
 	plugins  []*wasmhost.Plugin
 	refs     atomic.Int64
+	// mirrorSlots bounds the shadow requests in flight (resilience.go).
+	mirrorSlots chan struct{}
 }
 
 type listenerRT struct {
@@ -52,6 +54,9 @@ type listenerRT struct {
 	// not fetch, verify or start, and no earlier version runs): every request
 	// gets a local 503, as Envoy does for a fail-closed plugin.
 	blocked string
+	// rateLimit and fault say the listener runs the local rate limit and
+	// fault filters, so routes' per-filter configuration of them applies.
+	rateLimit, fault bool
 }
 
 type downstreamTLSSpec struct {
@@ -71,7 +76,7 @@ func (w *warmingError) Error() string {
 // build assembles a model from the store's resources. A missing referenced
 // resource yields a *warmingError (not a NACK: it may still arrive).
 func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Message, versions map[string]string) (*model, error) {
-	b := &modelBuilder{g: g, res: res, m: &model{versions: versions, clusters: map[string]*clusterRT{}, secrets: map[string]*secret{}}}
+	b := &modelBuilder{g: g, res: res, m: &model{versions: versions, clusters: map[string]*clusterRT{}, secrets: map[string]*secret{}, mirrorSlots: make(chan struct{}, maxMirrorsInFlight)}}
 	if err := b.secrets(); err != nil {
 		return nil, err
 	}
@@ -227,6 +232,14 @@ func (b *modelBuilder) filterSlots(lrt *listenerRT, h *hcm.HttpConnectionManager
 		}
 		if f.rbac != nil {
 			lrt.access = append(lrt.access, f.rbac)
+			continue
+		}
+		switch f.builtin {
+		case localRateLimitFilter:
+			lrt.rateLimit = true
+			continue
+		case faultFilter:
+			lrt.fault = true
 			continue
 		}
 		w := f.inline

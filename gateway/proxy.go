@@ -92,7 +92,7 @@ func (x *exchange) serve() {
 		return
 	}
 	x.startSpan(time.Now())
-	if !x.selectRoute() {
+	if !x.selectRoute() || !x.applyResilience() {
 		return
 	}
 	x.forward()
@@ -250,6 +250,12 @@ func (x *exchange) selectRoute() bool {
 // forward proxies the request to the route's cluster under the route's
 // timeout, through the exchange's own reverse proxy.
 func (x *exchange) forward() {
+	release, ok := x.cluster.admitRequest()
+	if !ok {
+		x.overflow(x.w)
+		return
+	}
+	defer release()
 	ctx := x.ctx
 	if x.route.timeout > 0 && !isUpgrade(x.r) {
 		var cancel context.CancelFunc
@@ -349,6 +355,8 @@ func (x *exchange) errorHandler(w http.ResponseWriter, _ *http.Request, err erro
 	case errors.Is(err, errBodyLimit):
 		x.status = http.StatusRequestEntityTooLarge
 		http.Error(w, err.Error(), x.status)
+	case errors.Is(err, errOverflow):
+		x.overflow(w)
 	case errors.Is(err, errNoHealthy):
 		x.status = http.StatusServiceUnavailable
 		http.Error(w, "gateway: no healthy upstream", x.status)

@@ -64,6 +64,12 @@ type compiledRoute struct {
 	retry         *retryPolicy
 	prefixRewrite string
 	hostRewrite   string
+
+	// Resilience (resilience.go): per-route rate limit and fault
+	// injection, and request mirrors.
+	rateLimit *tokenBucket
+	fault     *faultRT
+	mirrors   []mirrorRT
 }
 
 type weightedCluster struct {
@@ -218,6 +224,9 @@ func compileRoute(r *route.Route) (*compiledRoute, error) {
 		cr.direct = d
 	default:
 		return nil, fmt.Errorf("route action %T is not supported by the gateway: use route or direct_response", r.GetAction())
+	}
+	if err := compileRouteResilience(cr, r); err != nil {
+		return nil, err
 	}
 	return cr, nil
 }

@@ -17,6 +17,8 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	rbacfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	wasmfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
@@ -302,6 +304,9 @@ type httpFilter struct {
 	optional bool             // is_optional
 	disabled bool             // disabled: skipped
 	rbac     *rbacFilterRT    // an envoy.filters.http.rbac (typed_config)
+	// builtin is localRateLimitFilter or faultFilter: a filter configured
+	// per route (resilience.go).
+	builtin string
 }
 
 func httpFilters(h *hcm.HttpConnectionManager) ([]httpFilter, error) {
@@ -328,6 +333,19 @@ func httpFilters(h *hcm.HttpConnectionManager) ([]httpFilter, error) {
 				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
 			}
 			hf.rbac, sawRBAC = rt, true
+			out = append(out, hf)
+			continue
+		}
+		if tc := f.GetTypedConfig(); tc != nil && (tc.MessageIs(&lrlv3.LocalRateLimit{}) || tc.MessageIs(&faultv3.HTTPFault{})) {
+			// Configured per route only: a listener-wide bucket or fault
+			// is not supported, and refusing it beats ignoring it.
+			if err := checkBuiltinFilter(tc); err != nil {
+				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
+			}
+			hf.builtin = localRateLimitFilter
+			if tc.MessageIs(&faultv3.HTTPFault{}) {
+				hf.builtin = faultFilter
+			}
 			out = append(out, hf)
 			continue
 		}

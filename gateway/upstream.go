@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -36,6 +37,9 @@ func (x *exchange) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		tried = append(tried, ep)
 		resp, err := x.attempt(req, tr, ep)
+		if errors.Is(err, errOverflow) {
+			return nil, err // a local refusal: not the endpoint's fault, not retried
+		}
 		status := 0
 		if resp != nil {
 			status = resp.StatusCode
@@ -81,12 +85,24 @@ func (x *exchange) attempt(req *http.Request, tr *http.Transport, ep *epState) (
 	if g.tracing {
 		g.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	}
+	releaseConn, err := c.acquireConn(ctx)
+	if err != nil {
+		if timer != nil {
+			timer.Stop()
+		}
+		cancel()
+		if g.tracing {
+			span.End()
+		}
+		return nil, err
+	}
 	ep.active.Add(1)
 	resp, err := tr.RoundTrip(out)
 	if timer != nil {
 		timer.Stop()
 	}
 	done := func() {
+		releaseConn()
 		ep.active.Add(-1)
 		cancel()
 		if g.tracing {
@@ -102,6 +118,7 @@ func (x *exchange) attempt(req *http.Request, tr *http.Transport, ep *epState) (
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The upgraded connection outlives the exchange; the span ends here.
+		releaseConn()
 		ep.active.Add(-1)
 		if g.tracing {
 			span.End()

@@ -37,6 +37,10 @@ type PolicySet struct {
 	// Rollouts are progressive deliveries of a CanaryRoute's subset or a
 	// FilterRelease, one per target, sorted by Name.
 	Rollouts []Rollout `json:",omitempty"`
+	// Resilience lists timeouts, retries, outlier detection, circuit
+	// breakers, rate limits, faults and mirroring per service, sorted by
+	// Service (see resilience.go).
+	Resilience []Resilience `json:",omitempty"`
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -230,6 +234,7 @@ func (p *PolicySet) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, p.validateResilience()...)
 	return errors.Join(errs...)
 }
 

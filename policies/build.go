@@ -116,6 +116,11 @@ func (b *builder) build(docs []*doc) {
 		"service %q already has an AccessPolicy at %s: list every allowed caller in one document")
 
 	b.rollouts(byKind[KindRollout])
+	b.checkResilienceRoutes(byKind[KindResiliencePolicy])
+	b.ps.Resilience = onePerService(byKind[KindResiliencePolicy],
+		func(x *doc) (ir.Resilience, bool) { return b.resilience(x, x.spec.Interface().(*ResiliencePolicySpec)) },
+		func(r ir.Resilience) string { return r.Service },
+		"service %q already has a ResiliencePolicy at %s: merge them into one document")
 }
 
 // onePerService builds each document of a kind that allows one per service

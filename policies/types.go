@@ -172,7 +172,7 @@ func filterKind(filter string) string {
 
 // Kinds returns every kind name, sorted.
 func Kinds() []string {
-	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindRollout, KindTracePolicy}
+	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindResiliencePolicy, KindRollout, KindTracePolicy}
 }
 
 // SpecType returns the Go type a kind's spec decodes into, or nil for an
@@ -197,6 +197,8 @@ func SpecType(kind string) reflect.Type {
 		return reflect.TypeOf(AccessPolicySpec{})
 	case KindRollout:
 		return reflect.TypeOf(RolloutSpec{})
+	case KindResiliencePolicy:
+		return reflect.TypeOf(ResiliencePolicySpec{})
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -16,7 +17,9 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/policies"
 )
 
@@ -33,6 +36,9 @@ type controlPlaneFlags struct {
 	policyStore, policyKVPrefix, replica                             string
 	prometheusURL, rolloutKVPrefix                                   string
 	rollouts                                                         bool
+	healthScrape                                                     []string
+	healthInterval, healthFast                                       time.Duration
+	healthThreshold                                                  float64
 }
 
 func newControlPlaneCmd() *cobra.Command {
@@ -75,6 +81,7 @@ Who may talk to the plane (Consul's ACL system decides; it must be on):
 Admin API (--admin-addr, HTTPS, token in X-Consul-Token or Authorization: Bearer):
   GET  /v1/status                       operator:read  consul index, staleness, revision, last rejection
   GET  /v1/nodes                        operator:read  connected proxies
+  GET  /v1/health                       operator:read  subset health scores (with --health-scrape)
   GET  /metrics                         operator:read  (or anonymous with --metrics-public)
   GET  /v1/config_dump?node=ID          mesh:read      a proxy's resources as YAML, keys redacted
   POST /v1/policies:translate           mesh:read      {"file.yaml": "..."} -> per-node resources
@@ -146,6 +153,10 @@ on loopback only; the plane logs a warning at start.`,
 	fl.StringVar(&f.prometheusURL, "prometheus-url", os.Getenv("MESHWARDEN_PROMETHEUS_URL"), "Prometheus server the Rollout policies' analyses query, e.g. http://127.0.0.1:9090 ($MESHWARDEN_PROMETHEUS_URL); empty: every analysis is inconclusive, so rollouts pause and say why")
 	fl.BoolVar(&f.rollouts, "rollouts", true, "run the Rollout policies of the set in force (meshwarden rollout status|promote|abort|history)")
 	fl.StringVar(&f.rolloutKVPrefix, "rollout-kv-prefix", controlplane.DefaultRolloutPrefix, "Consul KV prefix of the rollouts' state (a restarted plane or another replica resumes from it)")
+	fl.StringArrayVar(&f.healthScrape, "health-scrape", nil, "a proxy's Prometheus /metrics `URL` to score subset health from (repeat per gateway), e.g. http://127.0.0.1:9901/metrics; see 'meshwarden health --help'")
+	fl.DurationVar(&f.healthInterval, "health-interval", 15*time.Second, "health scrape interval while every subset scores at or above --health-threshold")
+	fl.DurationVar(&f.healthFast, "health-fast-interval", 0, "health scrape interval while a subset is unhealthy (adaptive probing; default --health-interval/4)")
+	fl.Float64Var(&f.healthThreshold, "health-threshold", 0.7, "score (0-1) below which a subset is unhealthy")
 	f.logs.register(fl)
 	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log `file` recording every applied policy set (who, when, revision, diff); read it with 'meshwarden policy log --changelog FILE'; --changelog= disables")
 	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
@@ -198,7 +209,11 @@ func runControlPlane(ctx context.Context, f controlPlaneFlags) error {
 		InsecureDev: f.insecureDev, MetricsPublic: f.metricsPublic,
 		AuthTTL: f.authTTL, AuthGrace: f.authGrace,
 		PolicyStore: f.policyStore, PolicyKVPrefix: f.policyKVPrefix, Replica: f.replica,
-		Log: log,
+		Health: health.Config{Targets: f.healthScrape, Interval: f.healthInterval, FastInterval: f.healthFast, Threshold: f.healthThreshold},
+		Log:    log,
+	}
+	if err := checkHealthFlags(f); err != nil {
+		return exitcode.Usagef("%v", err)
 	}
 	// Refuse a bad configuration before the change log is created.
 	if err := cfg.WithDefaults().Validate(); err != nil {
@@ -256,4 +271,21 @@ func changeRecorder(cl *policies.ChangeLog) func(context.Context, controlplane.P
 			Previous: c.Previous, Source: c.Source, Diff: filesDiff(c.Before, c.After)})
 		return err
 	}
+}
+
+// checkHealthFlags refuses health settings that could not work.
+func checkHealthFlags(f controlPlaneFlags) error {
+	for _, u := range f.healthScrape {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("--health-scrape %q: give an http(s) URL of a proxy's metrics, e.g. http://127.0.0.1:9901/metrics", u)
+		}
+	}
+	if f.healthThreshold <= 0 || f.healthThreshold > 1 {
+		return fmt.Errorf("--health-threshold %g: give a score between 0 and 1, e.g. 0.7", f.healthThreshold)
+	}
+	if f.healthInterval < 100*time.Millisecond || f.healthFast < 0 || f.healthFast > f.healthInterval {
+		return fmt.Errorf("--health-interval %s / --health-fast-interval %s: the interval must be at least 100ms and the fast one no longer", f.healthInterval, f.healthFast)
+	}
+	return nil
 }

@@ -93,6 +93,7 @@ not do its job (a file, Consul or the plane could not be read or reached).`,
 		newDemoCmd(),
 		newProxyStatusCmd(),
 		newProxyConfigCmd(),
+		newHealthCmd(),
 	)
 	markUsageErrors(root)
 	return root

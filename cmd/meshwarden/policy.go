@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/intentions"
 	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
@@ -120,8 +121,8 @@ carries is an error; a service not in Consul is a warning).`,
 				return exitcode.Finding(fmt.Errorf("%s: %d error(s): the policy set would be rejected", args[0], len(diags.Errors)))
 			}
 			if format != "json" {
-				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d warning(s)\n",
-					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(diags.Warnings))
+				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d resilience policy(ies), %d warning(s)\n",
+					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(ps.Resilience), len(diags.Warnings))
 			}
 			return nil
 		},
@@ -417,6 +418,7 @@ func newPolicyStatusCmd() *cobra.Command {
 					Node  string    `json:"node"`
 					Error string    `json:"error"`
 				} `json:"last_rejection"`
+				Health *health.Status `json:"health"`
 			}
 			if err := json.Unmarshal(b, &st); err != nil {
 				return fmt.Errorf("the plane's status is not JSON: %w", err)
@@ -437,6 +439,10 @@ func newPolicyStatusCmd() *cobra.Command {
 				fmt.Fprintf(out, ":\n  %s\n", strings.ReplaceAll(r.Error, "\n", "\n  "))
 			} else {
 				fmt.Fprintln(out, "last rejection: none")
+			}
+			if st.Health != nil {
+				fmt.Fprintln(out, "subset health:")
+				printHealth(out, st.Health)
 			}
 			return nil
 		},

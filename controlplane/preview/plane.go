@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshwarden/meshwarden/controlplane/health"
 )
 
 // maxResponse bounds what is read from the plane.
@@ -294,4 +296,17 @@ func truncate(b []byte) string {
 		return string(b[:200]) + "…"
 	}
 	return string(b)
+}
+
+// Health returns the subset health scores (GET /v1/health, operator:read).
+func (c *PlaneClient) Health(ctx context.Context) (*health.Status, error) {
+	b, err := c.do(ctx, http.MethodGet, "/v1/health", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var st health.Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("the plane's /v1/health is not JSON: %w", err)
+	}
+	return &st, nil
 }

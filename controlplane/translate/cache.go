@@ -2,11 +2,13 @@ package translate
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"hash/fnv"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -44,8 +46,8 @@ type serviceEntry struct {
 
 // entry returns the cached entry of service if its fingerprint matches, or
 // translates it afresh (and caches it).
-func (c *Cache) entry(name string, svc *ir.Service, r *ir.Route) (*serviceEntry, error) {
-	key := fingerprint(name, svc, r)
+func (c *Cache) entry(name string, svc *ir.Service, r *ir.Route, rs *ir.Resilience) (*serviceEntry, error) {
+	key := fingerprint(name, svc, r, rs)
 	if c != nil {
 		c.mu.Lock()
 		e, ok := c.entries[name]
@@ -54,7 +56,7 @@ func (c *Cache) entry(name string, svc *ir.Service, r *ir.Route) (*serviceEntry,
 			return e, nil
 		}
 	}
-	e, err := translateService(name, svc, r)
+	e, err := translateService(name, svc, r, rs)
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +88,12 @@ func (c *Cache) retain(names []string) {
 }
 
 // translateService builds one service's resources and their digest.
-func translateService(name string, svc *ir.Service, r *ir.Route) (*serviceEntry, error) {
+func translateService(name string, svc *ir.Service, r *ir.Route, rs *ir.Resilience) (*serviceEntry, error) {
 	e := &serviceEntry{}
 	add := func(cluster string, sel map[string]string) {
-		e.clusters = append(e.clusters, edsCluster(cluster))
+		c := edsCluster(cluster)
+		applyClusterResilience(c, rs, strings.TrimPrefix(strings.TrimPrefix(cluster, name), "~"))
+		e.clusters = append(e.clusters, c)
 		e.meshOf = append(e.meshOf, name)
 		e.endpoints = append(e.endpoints, loadAssignment(cluster, svc, sel))
 	}
@@ -102,9 +106,9 @@ func translateService(name string, svc *ir.Service, r *ir.Route) (*serviceEntry,
 	e.vhost = &routev3.VirtualHost{
 		Name:    name,
 		Domains: []string{name, name + ".service.consul", name + ":*", name + ".service.consul:*"},
-		Routes:  serviceRoutes(name, r, "/", ""),
+		Routes:  serviceRoutes(name, r, rs, "/", ""),
 	}
-	e.byPath = serviceRoutes(name, r, "/"+name+"/", "/")
+	e.byPath = serviceRoutes(name, r, rs, "/"+name+"/", "/")
 	h := sha256.New()
 	for _, group := range [][]types.Resource{e.clusters, e.endpoints, {e.vhost}} {
 		if err := hashAll(h, group); err != nil {
@@ -155,7 +159,7 @@ func hashAll(h hash.Hash, rs []types.Resource) error {
 // fingerprint hashes everything translateService reads. It appends the
 // fields to one buffer and hashes it once (fmt-free: it runs for every
 // service on every build).
-func fingerprint(name string, svc *ir.Service, r *ir.Route) uint64 {
+func fingerprint(name string, svc *ir.Service, r *ir.Route, rs *ir.Resilience) uint64 {
 	buf := make([]byte, 0, 256)
 	str := func(s string) {
 		buf = append(buf, s...)
@@ -199,6 +203,12 @@ func fingerprint(name string, svc *ir.Service, r *ir.Route) uint64 {
 		str(r.DefaultSubset)
 		num(int64(r.Timeout))
 		num(int64(r.Retries))
+	}
+	if rs != nil {
+		// Rare and small: JSON is precise enough and cannot miss a field.
+		js, _ := json.Marshal(rs)
+		str("resilience")
+		str(string(js))
 	}
 	if svc != nil {
 		for _, in := range svc.Instances {

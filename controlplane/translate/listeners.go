@@ -101,6 +101,7 @@ func (s *Shared) hcm(stat string, n Node, routes func(*hcmv3.HttpConnectionManag
 		})
 	}
 	h.HttpFilters = append(h.HttpFilters, extra...)
+	h.HttpFilters = append(h.HttpFilters, resilienceFilters(s.policy)...)
 	router, _ := anypb.New(&routerv3.Router{})
 	h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{
 		Name:       wellknown.Router,

@@ -15,7 +15,8 @@ const retryOn = "connect-failure,reset,5xx"
 
 // serviceRoutes returns the routes to svc under prefix: one per lane rule
 // (lane header match, first wins), then the default (weighted or single).
-func serviceRoutes(svc string, r *ir.Route, prefix, rewrite string) []*routev3.Route {
+// rs (may be nil) lays the resilience policy over them (resilience.go).
+func serviceRoutes(svc string, r *ir.Route, rs *ir.Resilience, prefix, rewrite string) []*routev3.Route {
 	if r == nil {
 		r = &ir.Route{Service: svc}
 	}
@@ -23,13 +24,15 @@ func serviceRoutes(svc string, r *ir.Route, prefix, rewrite string) []*routev3.R
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	action := func() *routev3.RouteAction {
+	action := func(subset string) *routev3.RouteAction {
 		a := &routev3.RouteAction{Timeout: durationpb.New(timeout), PrefixRewrite: rewrite}
 		if r.Retries > 0 {
 			a.RetryPolicy = &routev3.RetryPolicy{RetryOn: retryOn, NumRetries: wrapperspb.UInt32(r.Retries)}
 		}
+		applyRouteResilience(a, rs, subset)
 		return a
 	}
+	perFilter := routeFilterConfig(rs)
 	match := func(headers []*routev3.HeaderMatcher) *routev3.RouteMatch {
 		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}, Headers: headers}
 	}
@@ -39,15 +42,20 @@ func serviceRoutes(svc string, r *ir.Route, prefix, rewrite string) []*routev3.R
 		for _, k := range sortedKeys(l.Headers) {
 			hs = append(hs, exactHeader(k, l.Headers[k]))
 		}
-		a := action()
+		a := action(l.Subset)
 		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: ClusterName(svc, l.Subset)}
 		out = append(out, &routev3.Route{
-			Name:   svc + "/lane/" + l.Lane,
-			Match:  match(hs),
-			Action: &routev3.Route_Route{Route: a},
+			Name:                 svc + "/lane/" + l.Lane,
+			Match:                match(hs),
+			Action:               &routev3.Route_Route{Route: a},
+			TypedPerFilterConfig: perFilter,
 		})
 	}
-	a := action()
+	whole := r.DefaultSubset // the subset the default route sends everything to
+	if len(r.Weights) > 0 {
+		whole = ""
+	}
+	a := action(whole)
 	if len(r.Weights) > 0 {
 		wc := &routev3.WeightedCluster{}
 		for _, w := range r.Weights {
@@ -63,9 +71,10 @@ func serviceRoutes(svc string, r *ir.Route, prefix, rewrite string) []*routev3.R
 		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: ClusterName(svc, r.DefaultSubset)}
 	}
 	out = append(out, &routev3.Route{
-		Name:   svc + "/default",
-		Match:  match(nil),
-		Action: &routev3.Route_Route{Route: a},
+		Name:                 svc + "/default",
+		Match:                match(nil),
+		Action:               &routev3.Route_Route{Route: a},
+		TypedPerFilterConfig: perFilter,
 	})
 	return out
 }

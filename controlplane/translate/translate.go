@@ -212,12 +212,17 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 		}
 	}
 	s.Warnings = append(s.Warnings, accessWarnings(ps, known)...)
+	s.Warnings = append(s.Warnings, resilienceWarnings(ps, known)...)
+	resilience := map[string]*ir.Resilience{}
+	for i := range ps.Resilience {
+		resilience[ps.Resilience[i].Service] = &ps.Resilience[i]
+	}
 	h := sha256.New()
 	vhosts := make([]*routev3.VirtualHost, 0, len(names)+1)
 	var byPath []*routev3.Route
 	s.entries = make([]*serviceEntry, 0, len(names))
 	for _, name := range names {
-		e, err := cache.entry(name, cat.Services[name], routes[name])
+		e, err := cache.entry(name, cat.Services[name], routes[name], resilience[name])
 		if err != nil {
 			return nil, err
 		}

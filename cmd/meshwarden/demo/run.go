@@ -79,6 +79,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		fmt.Fprintf(out, "  plane admin    https://%s/v1/status  /v1/nodes  /metrics  (Consul ACL token required)\n", st.PlaneAdmin)
 		fmt.Fprintf(out, "    as an operator: curl -s --cacert %s -H \"X-Consul-Token: $(cat %s)\" https://%s/v1/status\n", st.CAFile, st.OperatorTokenFile, st.PlaneAdmin)
 		fmt.Fprintf(out, "                    meshwarden policy status %s\n", strings.Join(st.PlaneFlags(), " "))
+		fmt.Fprintf(out, "                    meshwarden health %s   # subset health scores\n", strings.Join(st.PlaneFlags(), " "))
 		fmt.Fprintf(out, "    anonymous:      curl -s -o /dev/null -w '%%{http_code}\\n' --cacert %s https://%s/v1/status   # 401\n", st.CAFile, st.PlaneAdmin)
 		fmt.Fprintf(out, "  consul         http://%s/v1/catalog/services\n", st.Consul.Addr())
 		fmt.Fprintf(out, "  audit          meshwarden audit tail --dir %s\n", st.AuditDir)

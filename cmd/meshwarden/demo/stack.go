@@ -216,6 +216,16 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	// The gateway's addresses come first: the plane scores subset health
+	// from the gateway's /metrics (--health-scrape).
+	if s.GatewayAddr, err = proc.FreeAddr(); err != nil {
+		return err
+	}
+	if s.GatewayAdmin == "" { // startPrometheus chose it to scrape
+		if s.GatewayAdmin, err = proc.FreeAddr(); err != nil {
+			return err
+		}
+	}
 	if err := s.StartPlane(ctx); err != nil {
 		return err
 	}
@@ -227,14 +237,6 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 
 	if err := s.startReplicas(ctx); err != nil {
 		return err
-	}
-	if s.GatewayAddr, err = proc.FreeAddr(); err != nil {
-		return err
-	}
-	if s.GatewayAdmin == "" {
-		if s.GatewayAdmin, err = proc.FreeAddr(); err != nil {
-			return err
-		}
 	}
 	if err := s.StartGateway(ctx); err != nil {
 		return err
@@ -497,7 +499,8 @@ func (s *Stack) startPlaneAt(ctx context.Context, name, xds, admin, public strin
 		"--consul", s.Consul.Addr(), "--xds-address", xds, "--admin-addr", admin, "--public-addr", public,
 		"--policy-dir", s.PolicyDir, "--filters-dir", s.opts.FiltersDir,
 		"--audit-collector", s.CollectorAddr, "--otlp-endpoint", s.OTLPAddr,
-		"--changelog", filepath.Join(s.opts.WorkDir, "policy-changes.jsonl")}
+		"--changelog", filepath.Join(s.opts.WorkDir, "policy-changes.jsonl"),
+		"--health-scrape", "http://" + s.GatewayAdmin + "/metrics"}
 	if s.opts.MTLS {
 		args = append(args, "--mtls")
 	}
