@@ -55,7 +55,7 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 			[]string{"filter", "rule", "decision"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
-		m.xdsVersion, m.xdsConnected, m.swaps, m.access, &filterCollector{g: g}, &certCollector{g: g})
+		m.xdsVersion, m.xdsConnected, m.swaps, m.access, &filterCollector{g: g}, &certCollector{g: g}, &guestCollector{g: g})
 	return m
 }
 
