@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
@@ -53,6 +54,11 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 		access: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_gateway_access_decisions_total",
 			Help: "RBAC decisions by filter, matched rule (\"none\": no rule matched) and decision: allowed, denied (enforced), would_allow, would_deny (shadow rules, dry-run)."},
 			[]string{"filter", "rule", "decision"}),
+	}
+	for _, t := range []string{resource.ListenerType, resource.RouteType, resource.ClusterType,
+		resource.EndpointType, resource.SecretType, resource.ExtensionConfigType} {
+		m.xdsAcks.WithLabelValues(t) // zero from the start, per type
+		m.xdsNacks.WithLabelValues(t)
 	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
 		m.xdsVersion, m.xdsConnected, m.swaps, m.access, &filterCollector{g: g}, &certCollector{g: g}, &guestCollector{g: g})
