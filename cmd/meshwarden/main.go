@@ -40,7 +40,7 @@ func exitStatus(err error) int {
 // command usage errors (exit 2), naming the command's --help.
 func markUsageErrors(root *cobra.Command) {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exitcode.Usagef("%w (see '%s --help')", err, c.CommandPath())
+		return exitcode.Usagef("%w%s (see '%s --help')", err, suggestFlag(c, err), c.CommandPath())
 	})
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
