@@ -85,4 +85,3 @@ func TestEveryCommandSuggestsFlags(t *testing.T) {
 		t.Fatalf("checked %d flags: the walk is broken", checked)
 	}
 }
-
