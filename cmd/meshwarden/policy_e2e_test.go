@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,17 @@ func TestPolicyEndToEnd(t *testing.T) {
 
 	if _, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure", "--exit-code"); exitcode.Of(err) != exitcode.Findings {
 		t.Errorf("diff --exit-code with changes: %v (exit %d), want exit 1", err, exitcode.Of(err))
+	}
+
+	// version names the client's build and, asked, the plane's.
+	out, _, err = runCLI(t, "version", "--plane", plane, "--insecure")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); err != nil || len(lines) != 2 ||
+		!strings.HasPrefix(lines[1], "plane "+plane+": meshwarden ") || !strings.Contains(lines[1], runtime.Version()) {
+		t.Errorf("version with the plane: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "version", "--plane", "127.0.0.1:1", "--insecure")
+	if err != nil || !strings.Contains(out, "plane 127.0.0.1:1: unreachable: ") {
+		t.Errorf("version with no plane: %v\n%s", err, out)
 	}
 
 	// proxy-status lists the gateway; it never ACKs in this test, so it is
