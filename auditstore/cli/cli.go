@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"os"
 	"sort"
@@ -31,6 +30,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/witness"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
+	"github.com/meshwarden/meshwarden/internal/logflags"
 )
 
 // NewCommand returns the `audit` command with its subcommands.
@@ -71,6 +71,7 @@ type collectorFlags struct {
 	natsCkptSubject                  string
 	kafka                            kafkaFlags
 	maxBody                          int64
+	logs                             logflags.Flags
 }
 
 type kafkaFlags struct {
@@ -181,6 +182,7 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.kafka.saslUser, "kafka-sasl-user", "", "SASL user name")
 	fl.StringVar(&f.kafka.saslPW, "kafka-sasl-password-file", "", "`file` holding the SASL password (or set MESHWARDEN_KAFKA_PASSWORD; never on the command line)")
 	fl.Int64Var(&f.maxBody, "max-batch-bytes", 8<<20, "largest accepted batch body")
+	f.logs.RegisterLogging(fl)
 	return cmd
 }
 
@@ -237,7 +239,12 @@ func kafkaConfig(f collectorFlags) (*kafka.Config, error) {
 }
 
 func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error {
-	logger := log.New(stderr, "audit collector: ", log.LstdFlags|log.Lmicroseconds)
+	logger, err := f.logs.Logger(stderr)
+	if err != nil {
+		return exitcode.Usagef("%w", err)
+	}
+	logger = logger.With("component", "audit-collector")
+	logf := logflags.Printf(logger)
 	if f.dir == "" || f.key == "" {
 		return exitcode.Usagef("--dir and --key are required (make a key with `meshwarden audit keygen`)")
 	}
@@ -260,7 +267,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	}
 	var exp *export.Exporter
 	if f.natsURL != "" {
-		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, Logf: logger.Printf}); err != nil {
+		if exp, err = export.New(export.Config{Dir: f.dir, URL: f.natsURL, Stream: f.natsStream, Subject: f.natsSubject, CheckpointSubject: f.natsCkptSubject, Logf: logf}); err != nil {
 			return err
 		}
 	}
@@ -270,14 +277,14 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	}
 	var kx *kafka.Exporter
 	if kcfg != nil {
-		kcfg.Logf = logger.Printf
+		kcfg.Logf = logf
 		if kx, err = kafka.New(*kcfg); err != nil {
 			return err
 		}
 	}
 	wopt := wal.Options{
 		Dir: f.dir, SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
-		Signer: key, RetainSegments: f.retainSegments, RetainAge: f.retainAge, Logf: logger.Printf,
+		Signer: key, RetainSegments: f.retainSegments, RetainAge: f.retainAge, Logf: logf,
 	}
 	// Retention keeps every segment an exporter has not delivered: with
 	// both on, the slower cursor counts.
@@ -295,11 +302,11 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	}
 	defer func() {
 		if err := w.Close(); err != nil {
-			logger.Printf("close wal: %v", err)
+			logger.Error("close wal", "err", err)
 		}
 	}()
 	st := w.Stats()
-	logger.Printf("wal %s: head seq %d (recovery truncated %d torn bytes)", f.dir, st.Head, st.RecoveredTruncatedBytes)
+	logger.Info("wal opened", "dir", f.dir, "head_seq", st.Head, "recovery_truncated_bytes", st.RecoveredTruncatedBytes)
 	cfg := collector.Config{WAL: w, Tokens: tokens, AllowSPIFFE: f.allowSPIFFE, MaxBodyBytes: f.maxBody, Registry: prometheus.NewRegistry()}
 	if f.tlsCert != "" || f.tlsKey != "" {
 		if cfg.TLS, err = collector.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
@@ -327,7 +334,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 		go func() {
 			defer wg.Done()
 			if err := exp.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Printf("exporter stopped: %v", err)
+				logger.Error("exporter stopped", "err", err)
 			}
 		}()
 	}
@@ -339,12 +346,12 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_acked_total", Help: "Records acknowledged by Kafka, re-sends included."}, func() float64 { return float64(kx.Acked()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_checkpoints_total", Help: "Signed checkpoints acknowledged by Kafka."}, func() float64 { return float64(kx.CheckpointsExported()) }),
 		)
-		logger.Printf("exporting to kafka %s topic %s (checkpoints: %s) from seq %d", strings.Join(kcfg.Brokers, ","), kcfg.Topic, kcfg.CheckpointTopic, kx.Exported()+1)
+		logger.Info("exporting to kafka", "brokers", strings.Join(kcfg.Brokers, ","), "topic", kcfg.Topic, "checkpoint_topic", kcfg.CheckpointTopic, "from_seq", kx.Exported()+1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := kx.Run(ectx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Printf("kafka exporter stopped: %v", err)
+				logger.Error("kafka exporter stopped", "err", err)
 			}
 		}()
 	}
@@ -361,7 +368,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 		}
 		defer func() {
 			if err := dereg(); err != nil {
-				logger.Printf("deregister from consul: %v", err)
+				logger.Error("deregister from consul", "err", err)
 			}
 		}()
 	}
@@ -374,9 +381,9 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 			return err
 		}
 	}
-	logger.Printf("serving %s on %s", auditevent.IngestPath, ln.Addr())
+	logger.Info("serving", "path", auditevent.IngestPath, "addr", ln.Addr().String())
 	err = srv.Serve(ctx, ln)
-	logger.Printf("stopped (head seq %d)", w.Durable())
+	logger.Info("stopped", "head_seq", w.Durable())
 	return err
 }
 

@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
+	"github.com/meshwarden/meshwarden/internal/logflags"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -15,6 +18,7 @@ func newDemoCmd() *cobra.Command {
 		binDir, policyDir, workDir string
 		stay, keep, mtls, verbose  bool
 		users                      int
+		logs                       logflags.Flags
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -31,12 +35,16 @@ hops, and the certificates in use. With --stay it keeps running and prints the
 URLs to try; Ctrl-C stops every process it started.
 
 'make demo' builds the filters and this binary, builds Consul once, and runs
-this command.`,
+this command. --log-format and --log-level are handed to every process it
+starts (the story itself is plain text on stdout).`,
 		Example: `  make demo
   meshwarden demo --bin-dir bin --stay
   meshwarden demo --policy-dir ./my-policies --keep --work-dir /tmp/mw`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := logs.Handler(io.Discard); err != nil {
+				return exitcode.Usagef("%w", err)
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find the meshwarden binary: %w", err)
@@ -73,7 +81,7 @@ this command.`,
 			sum, err := demo.Run(cmd.Context(), demo.Options{
 				Stack: demo.StackOptions{
 					Binary: self, FiltersDir: filters, PolicyDir: policyDir, WorkDir: workDir,
-					Log: log, MTLS: mtls,
+					Log: log, MTLS: mtls, Logs: logs,
 				},
 				Out: out, Stay: stay, Users: users,
 			})
@@ -95,5 +103,6 @@ this command.`,
 	fl.BoolVar(&mtls, "mtls", true, "mTLS gateway -> upstreams with Consul Connect certificates (SDS to the gateway, Connect-native upstreams); --mtls=false for plain HTTP")
 	fl.BoolVar(&verbose, "verbose", false, "copy every process's output to stderr")
 	fl.IntVar(&users, "users", 200, "distinct users in the sticky-split demonstration")
+	logs.RegisterFormatLevel(fl) // passed to every process it starts
 	return cmd
 }
