@@ -93,7 +93,7 @@ by --drain-timeout).`,
 	fl.BoolVar(&f.adminRemote, "admin-remote", false, "allow --admin-addr off loopback: the admin port is unauthenticated, as Envoy's is (its config dump holds no keys or tokens); put it behind your own access control")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token /debug/pprof/ on the admin port requires (re-read per request); empty: profiles refused")
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultGatewayCache(), "module and compilation cache directory")
-	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint (host:port or URL); empty: no spans")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint: host:port (plaintext) or URL (https: TLS); empty: $OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else no spans. Headers, certificates, insecure, timeout: the standard OTEL_EXPORTER_OTLP_* variables")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
 	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
@@ -145,7 +145,8 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 	if err != nil {
 		return err
 	}
-	if f.otlpEndpoint != "" {
+	if f.otlpEndpoint != "" || gateway.OTLPFromEnv() {
+		routeOTelErrors(log)
 		tp, err := gateway.NewOTLPTracerProvider(ctx, f.otlpEndpoint, "meshwarden-gateway")
 		if err != nil {
 			return err
