@@ -90,6 +90,7 @@ not do its job (a file, Consul or the plane could not be read or reached).`,
 		newDemoCmd(),
 		newProxyStatusCmd(),
 		newProxyConfigCmd(),
+		newTraceCmd(),
 	)
 	markUsageErrors(root)
 	return root

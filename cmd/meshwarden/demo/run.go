@@ -80,6 +80,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		fmt.Fprintf(out, "    anonymous:      curl -s -o /dev/null -w '%%{http_code}\\n' --cacert %s https://%s/v1/status   # 401\n", st.CAFile, st.PlaneAdmin)
 		fmt.Fprintf(out, "  consul         http://%s/v1/catalog/services\n", st.Consul.Addr())
 		fmt.Fprintf(out, "  audit          meshwarden audit tail --dir %s\n", st.AuditDir)
+		fmt.Fprintf(out, "  traces         meshwarden trace list --sink http://%s\n", st.OTLPAddr)
+		fmt.Fprintf(out, "                 meshwarden trace show %s --sink http://%s\n", sum.TraceID, st.OTLPAddr)
 		<-ctx.Done()
 		fmt.Fprintln(out, "\n== Stopping")
 	}
@@ -215,7 +217,7 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	// The trace filter's span for the hop, and the gateway's server and client spans.
 	waitFor(ctx, 8*time.Second, func() bool { return len(st.Sink.Spans(sum.TraceID)) >= 3 })
 	sum.TraceSpans = st.Sink.Spans(sum.TraceID)
-	printTrace(out, sum.TraceSpans)
+	PrintTrace(out, sum.TraceSpans)
 
 	fmt.Fprintln(out, "\n== 6. Certificates")
 	printCerts(ctx, out, st)
@@ -307,7 +309,10 @@ func countAuditRecords(ctx context.Context, st *Stack) (int, error) {
 	return n, nil
 }
 
-func printTrace(out io.Writer, spans []otlpsink.Span) {
+// PrintTrace prints spans as a tree (children under their parent, a span
+// whose parent was not received as a root), one line per span: name,
+// service, span and parent id, duration and the lane/status attributes.
+func PrintTrace(out io.Writer, spans []otlpsink.Span) {
 	if len(spans) == 0 {
 		fmt.Fprintln(out, "  no spans arrived at the OTLP sink")
 		return
