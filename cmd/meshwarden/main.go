@@ -91,6 +91,7 @@ not do its job (a file, Consul or the plane could not be read or reached).`,
 		newProxyStatusCmd(),
 		newProxyConfigCmd(),
 		newTraceCmd(),
+		newPreflightCmd(),
 	)
 	markUsageErrors(root)
 	return root
