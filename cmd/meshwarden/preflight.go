@@ -27,10 +27,10 @@ import (
 // starts: Consul, the plane, its credential and certificate, the collector.
 type preflightFlags struct {
 	consul, xdsAddr, caFile, tokenFile, service string
-	collector, collectorCA, format                string
-	insecure                                      bool
-	minValidity, timeout                          time.Duration
-	skip                                          []string
+	collector, collectorCA, format              string
+	insecure                                    bool
+	minValidity, timeout                        time.Duration
+	skip                                        []string
 }
 
 // checkResult is one line of the report.

@@ -160,4 +160,3 @@ func deadAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
-
