@@ -30,6 +30,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /debug/pprof/", g.profilesHandler())
+	mux.Handle("GET /healthz/ready", g.readyForAppHandler())
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
