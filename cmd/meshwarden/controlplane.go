@@ -149,7 +149,7 @@ on loopback only; the plane logs a warning at start.`,
 	fl.BoolVar(&f.intentions, "intentions", true, "enforce Consul intentions (config entries service-intentions, watched) as access policy for services without an AccessPolicy document; /v1/status shows their staleness")
 	fl.BoolVar(&f.mtls, "mtls", false, "serve leaf certificates and roots from Consul Connect's CA over SDS; inbound listeners require client certificates, upstreams check SPIFFE ids")
 	f.logs.register(fl)
-	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with `meshwarden policy log --changelog FILE`; --changelog= disables")
+	fl.StringVar(&f.changelog, "changelog", defaultChangeLog(), "hash-chained log recording every applied policy set (who, when, revision, diff); read it with 'meshwarden policy log --changelog FILE'; --changelog= disables")
 	fl.StringVar(&f.changelogKey, "changelog-key", "", "Ed25519 private key `file` (PEM, 'meshwarden audit keygen') that signs a checkpoint of the change log after every change; verify with `meshwarden policy log --pubkey`")
 	return cmd
 }
