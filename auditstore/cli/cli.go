@@ -238,6 +238,25 @@ func kafkaConfig(f collectorFlags) (*kafka.Config, error) {
 	return cfg, nil
 }
 
+// senderTokens returns the shared sender tokens: $MESHWARDEN_AUDIT_TOKEN
+// and the content of --token-file.
+func senderTokens(tokenFile string) ([]string, error) {
+	var tokens []string
+	if t := strings.TrimSpace(os.Getenv("MESHWARDEN_AUDIT_TOKEN")); t != "" {
+		tokens = append(tokens, t)
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --token-file: %w", err)
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			tokens = append(tokens, t)
+		}
+	}
+	return tokens, nil
+}
+
 func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error {
 	logger, err := f.logs.Logger(stderr)
 	if err != nil {
@@ -252,18 +271,9 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var tokens []string
-	if t := strings.TrimSpace(os.Getenv("MESHWARDEN_AUDIT_TOKEN")); t != "" {
-		tokens = append(tokens, t)
-	}
-	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return fmt.Errorf("read --token-file: %w", err)
-		}
-		if t := strings.TrimSpace(string(b)); t != "" {
-			tokens = append(tokens, t)
-		}
+	tokens, err := senderTokens(f.tokenFile)
+	if err != nil {
+		return err
 	}
 	var exp *export.Exporter
 	if f.natsURL != "" {
