@@ -78,7 +78,7 @@ Exit status 0 when every check passes; 1 naming the checks that failed;
 	fl.StringVar(&f.service, "service", meshnames.GatewayNodeCluster, "the service the proxy runs as (its token needs service:write on it)")
 	fl.DurationVar(&f.minValidity, "min-cert-validity", time.Hour, "fail when the proxy's leaf certificate expires sooner than this")
 	fl.StringVar(&f.collector, "audit-collector", "", "audit collector address (host:port or URL); empty: the healthy meshwarden-audit instances in Consul")
-	fl.StringVar(&f.collectorCA, "audit-ca-file", "", "PEM roots that verify an https collector")
+	fl.StringVar(&f.collectorCA, "audit-ca-file", "", "PEM roots that verify an https collector (default: --xds-ca-file, for a collector serving a Connect leaf with SPIFFE id …/svc/meshwarden-audit)")
 	fl.StringSliceVar(&f.skip, "skip", nil, "checks to leave out: "+strings.Join(preflightChecks, ", "))
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "deadline of all the checks together")
 	fl.StringVarP(&f.format, "output", "o", "text", "text or json")
@@ -253,7 +253,7 @@ func (f preflightFlags) checkCredential(ctx context.Context, c *api.Client, clie
 	if err := authn.Authorize(ctx, token, auth.ServiceWrite(f.service)); err != nil {
 		return fail("%v: give the token service:write on %s, e.g. consul acl token create -service-identity %s", err, f.service, f.service)
 	}
-	cred.OK, cred.Detail = true, fmt.Sprintf("token %s holds service:write on %s", p, f.service)
+	cred.OK, cred.Detail = true, fmt.Sprintf("%s holds service:write on %s", p, f.service)
 	leaf, _, err := c.Agent().ConnectCALeaf(f.service, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		cert.Detail = fmt.Sprintf("leaf certificate of %s: %v", f.service, err)
@@ -316,7 +316,11 @@ func (f preflightFlags) checkCollector(ctx context.Context, c *api.Client, clien
 			return r
 		}
 	}
-	hc, err := collectorClient(f.collectorCA)
+	ca := f.collectorCA
+	if ca == "" {
+		ca = f.caFile // a collector with a Connect leaf chains to the mesh CA
+	}
+	hc, err := collectorClient(ca)
 	if err != nil {
 		r.Detail = err.Error()
 		return r
@@ -334,20 +338,43 @@ func (f preflightFlags) checkCollector(ctx context.Context, c *api.Client, clien
 	return r
 }
 
+// collectorClient verifies an https collector as a proxy does: its
+// certificate chains to caFile and either carries the SPIFFE id of
+// meshwarden-audit (a Connect leaf, which names no host) or matches the
+// host name dialled.
 func collectorClient(caFile string) (*http.Client, error) {
-	tr := &http.Transport{}
-	if caFile != "" {
-		b, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--audit-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("--audit-ca-file %s holds no PEM certificate", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return &http.Client{}, nil
 	}
-	return &http.Client{Transport: tr}, nil
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file for the collector: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true, //nolint:gosec // verified below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("the collector sent no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			leaf := cs.PeerCertificates[0]
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				return fmt.Errorf("the collector's certificate does not chain to %s: %w", caFile, err)
+			}
+			for _, u := range leaf.URIs {
+				if u.Scheme == "spiffe" && strings.HasSuffix(u.Path, "/svc/"+meshnames.CollectorServiceName) {
+					return nil
+				}
+			}
+			return leaf.VerifyHostname(cs.ServerName)
+		}}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, nil
 }
 
 func getOK(ctx context.Context, hc *http.Client, u string) error {

@@ -7,6 +7,8 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +53,31 @@ func serveLeaf(t *testing.T, c *api.Client, service string) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// serveHealthTLS serves GET /healthz over TLS with the Connect leaf of
+// service, as a collector run with a Connect certificate does.
+func serveHealthTLS(t *testing.T, c *api.Client, service string) string {
+	t.Helper()
+	leaf, _, err := c.Agent().ConnectCALeaf(service, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair([]byte(leaf.CertPEM), []byte(leaf.PrivateKeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // startCollector runs a real audit collector on loopback.
@@ -117,6 +144,12 @@ func TestPreflightOnRealConsul(t *testing.T) {
 		t.Fatalf("all present: %v\n%s", err, out)
 	}
 	deadCollector := startCollector(t)
+	collTLS, otherTLS := serveHealthTLS(t, mgmt, meshnames.CollectorServiceName), serveHealthTLS(t, mgmt, "payments")
+	// A collector with a Connect leaf (no host names) is verified with the
+	// mesh CA and its SPIFFE id.
+	if out, _, err := runCLI(t, append(base, "--xds-address", plane, "--token-file", gwToken, "--audit-collector", collTLS)...); err != nil || !strings.Contains(out, collTLS+"/healthz: healthy") {
+		t.Fatalf("TLS collector with its Connect leaf: %v\n%s", err, out)
+	}
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -133,6 +166,8 @@ func TestPreflightOnRealConsul(t *testing.T) {
 			"certificate", "less than --min-cert-validity"},
 		{"no collector", []string{"--xds-address", plane, "--token-file", gwToken, "--audit-collector", deadAddr(t)}, "audit", "connection refused"},
 		{"no collector registered in Consul", []string{"--xds-address", plane, "--token-file", gwToken, "--skip", "plane"}, "audit", "no healthy meshwarden-audit instance"},
+		{"a TLS collector whose certificate is another service's", []string{"--xds-address", plane, "--token-file", gwToken, "--audit-collector", otherTLS},
+			"audit", "x509"},
 		{"Consul down", []string{"--consul", deadAddr(t), "--xds-address", plane, "--token-file", gwToken, "--audit-collector", deadCollector, "--skip", "credential,certificate"},
 			"consul", "start the agent"},
 	} {
