@@ -92,6 +92,7 @@ not do its job (a file, Consul or the plane could not be read or reached).`,
 		newProxyConfigCmd(),
 		newTraceCmd(),
 		newPreflightCmd(),
+		newProfileCmd(),
 	)
 	markUsageErrors(root)
 	return root

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -162,6 +163,14 @@ func TestPolicyEndToEnd(t *testing.T) {
 	out, _, err = runCLI(t, "version", "--plane", "127.0.0.1:1", "--insecure")
 	if err != nil || !strings.Contains(out, "plane 127.0.0.1:1: unreachable: ") {
 		t.Errorf("version with no plane: %v\n%s", err, out)
+	}
+
+	// profile fetches the plane's goroutine profile through its admin API.
+	prof := filepath.Join(t.TempDir(), "goroutine.pb.gz")
+	if _, _, err := runCLI(t, "profile", "goroutine", "--plane", plane, "--insecure", "-o", prof); err != nil {
+		t.Errorf("profile goroutine from the plane: %v", err)
+	} else if b, _ := os.ReadFile(prof); len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("plane goroutine profile: %d bytes, want gzip", len(b))
 	}
 
 	// proxy-status lists the gateway; it never ACKs in this test, so it is

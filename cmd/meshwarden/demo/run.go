@@ -73,7 +73,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Stay {
 		fmt.Fprintf(out, "\n== Staying up (Ctrl-C stops every process the demo started)\n")
 		fmt.Fprintf(out, "  try: curl -s -H 'Host: payments' -H 'x-canary: true' http://%s/hello\n", st.GatewayAddr)
-		fmt.Fprintf(out, "  gateway admin  http://%s/config_dump  /metrics\n", st.GatewayAdmin)
+		fmt.Fprintf(out, "  gateway admin  http://%s/config_dump  /metrics  /healthz/ready\n", st.GatewayAdmin)
+		if tok, err := st.GatewayAdminTokenFile(); err == nil {
+			fmt.Fprintf(out, "    profiles:     meshwarden profile heap --gateway http://%s --admin-token-file %s -o heap.pb.gz\n", st.GatewayAdmin, tok)
+		}
 		fmt.Fprintf(out, "  plane admin    https://%s/v1/status  /v1/nodes  /metrics  (Consul ACL token required)\n", st.PlaneAdmin)
 		fmt.Fprintf(out, "    as an operator: curl -s --cacert %s -H \"X-Consul-Token: $(cat %s)\" https://%s/v1/status\n", st.CAFile, st.OperatorTokenFile, st.PlaneAdmin)
 		fmt.Fprintf(out, "                    meshwarden policy status %s\n", strings.Join(st.PlaneFlags(), " "))

@@ -522,6 +522,11 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 	} else {
 		args = append(args, "--xds-ca-file", s.CAFile, "--token-file", s.GatewayTokenFile)
 	}
+	adminToken, err := s.GatewayAdminTokenFile()
+	if err != nil {
+		return err
+	}
+	args = append(args, "--admin-token-file", adminToken)
 	args = append(args, s.opts.Logs.Args()...)
 	p, err := proc.Start("gateway", s.opts.Log, s.opts.Binary, args...)
 	if err != nil {
