@@ -78,9 +78,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			fmt.Fprintf(out, "    profiles:     meshwarden profile heap --gateway http://%s --admin-token-file %s -o heap.pb.gz\n", st.GatewayAdmin, tok)
 		}
 		fmt.Fprintf(out, "  plane admin    https://%s/v1/status  /v1/nodes  /metrics  (Consul ACL token required)\n", st.PlaneAdmin)
-		fmt.Fprintf(out, "    as an operator: curl -s --cacert %s -H \"X-Consul-Token: $(cat %s)\" https://%s/v1/status\n", st.CAFile, st.OperatorTokenFile, st.PlaneAdmin)
+		fmt.Fprintf(out, "    as an operator: meshwarden version %s\n", strings.Join(st.PlaneFlags(), " "))
 		fmt.Fprintf(out, "                    meshwarden policy status %s\n", strings.Join(st.PlaneFlags(), " "))
-		fmt.Fprintf(out, "    anonymous:      curl -s -o /dev/null -w '%%{http_code}\\n' --cacert %s https://%s/v1/status   # 401\n", st.CAFile, st.PlaneAdmin)
+		// The plane's certificate names it only by SPIFFE id, which curl
+		// cannot check (meshwarden's clients do): -k only to show the 401.
+		fmt.Fprintf(out, "    anonymous:      curl -sk -o /dev/null -w '%%{http_code}\\n' https://%s/v1/status   # 401 (-k: curl cannot check a SPIFFE id)\n", st.PlaneAdmin)
 		fmt.Fprintf(out, "  consul         http://%s/v1/catalog/services\n", st.Consul.Addr())
 		fmt.Fprintf(out, "  audit          meshwarden audit tail --dir %s\n", st.AuditDir)
 		fmt.Fprintf(out, "  traces         meshwarden trace list --sink http://%s\n", st.OTLPAddr)
