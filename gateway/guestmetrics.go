@@ -27,6 +27,9 @@ func (c *guestCollector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (c *guestCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.g.rt == nil { // New failed before the runtime existed
+		return
+	}
 	seen := map[string]bool{}
 	for _, m := range c.g.rt.GuestMetrics() {
 		name := promName(m.Name)
