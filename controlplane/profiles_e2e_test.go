@@ -1,6 +1,7 @@
 package controlplane_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"runtime"
@@ -54,6 +55,21 @@ func TestProfilesBehindAdminAuth(t *testing.T) {
 		if code != 200 || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
 			t.Errorf("operator %s: %d, %d bytes, want 200 and a gzip'd profile", path, code, len(body))
 		}
+	}
+	// The plane's build (meshwarden version --plane) is in its status,
+	// for operator:read only.
+	if code, _ := get("", "/v1/status"); code != 401 {
+		t.Errorf("anonymous status: %d, want 401", code)
+	}
+	code, body := get(p.tokens["operator"], "/v1/status")
+	var st struct {
+		Build struct {
+			Version   string `json:"version"`
+			GoVersion string `json:"go_version"`
+		} `json:"build"`
+	}
+	if err := json.Unmarshal(body, &st); code != 200 || err != nil || st.Build.Version == "" || st.Build.GoVersion != runtime.Version() {
+		t.Errorf("status build: %d %+v %v: want the plane's version and %s", code, st.Build, err, runtime.Version())
 	}
 	if code, body := get(p.tokens["operator"], "/debug/pprof/block?debug=1"); code != 200 || !strings.Contains(string(body), "--- contention:") {
 		t.Errorf("block profile as text: %d %.200q", code, body)
