@@ -9,6 +9,10 @@ FILTERS   := $(shell grep -v '^\#' filters/order.txt | grep -v '^$$')
 WASM      := $(addprefix $(BIN)/filters/,$(addsuffix .wasm,$(FILTERS)))
 TEST_TIMEOUT ?= 30m
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The commit goes in with -X too: GOFLAGS may carry -buildvcs=false (it does
+# on the build machine), which leaves the go command's vcs.* stamp out.
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/meshwarden/meshwarden/internal/buildinfo
 FUZZTIME  ?= 10s
 
 export MESHWARDEN_CACHE := $(CACHE)
@@ -30,7 +34,7 @@ $(BIN)/filters/%.wasm: FORCE
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@ ./filters/$*/wasm
 
 cli: ## Build bin/meshwarden
-	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/meshwarden ./cmd/meshwarden
+	$(GO) build -trimpath -ldflags "-X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)" -o $(BIN)/meshwarden ./cmd/meshwarden
 
 consul: ## Build the Consul agent once (cached under $(CACHE))
 	@scripts/ensure-consul.sh >/dev/null

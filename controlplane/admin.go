@@ -3,6 +3,7 @@ package controlplane
 import (
 	"encoding/json"
 	"errors"
+	"github.com/meshwarden/meshwarden/internal/buildinfo"
 	"io"
 	"net/http"
 	"net/http/pprof"
@@ -25,6 +26,8 @@ const maxPolicyBody = 8 << 20
 
 // Status is GET /v1/status.
 type Status struct {
+	// Build is the plane binary's version, commit and Go toolchain.
+	Build          buildinfo.Info     `json:"build"`
 	Consul         consulwatch.Status `json:"consul"`
 	PolicyRevision string             `json:"policy_revision"`
 	Nodes          int                `json:"nodes"`
@@ -56,7 +59,7 @@ type NodeStatus struct {
 
 // Status returns the plane's status.
 func (s *Server) Status() Status {
-	st := Status{Consul: s.watcher.Status()}
+	st := Status{Build: buildinfo.Get(), Consul: s.watcher.Status()}
 	if hs, ok := s.Health(); ok {
 		st.Health = &hs
 	}

@@ -4,8 +4,14 @@ import (
 	"fmt"
 	"time"
 
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// xdsTypes are the type URLs the plane serves: their per-type series exist
+// at zero from the start, so alerts and rates see them before an event.
+var xdsTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType,
+	resource.EndpointType, resource.SecretType, resource.ExtensionConfigType}
 
 type metrics struct {
 	nacks            *prometheus.CounterVec
@@ -63,6 +69,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 		for _, result := range []string{"ok", "unauthenticated", "denied", "unavailable"} {
 			m.auth.WithLabelValues(surface, result)
 		}
+	}
+	for _, t := range xdsTypes {
+		m.nacks.WithLabelValues(t)
+		m.responses.WithLabelValues(t)
 	}
 	reg.MustRegister(m.auth, m.revoked, m.secretsRefused)
 	reg.MustRegister(m.nacks, m.responses, m.snapshots, m.translateErrors, m.policyRejections, m.translateSeconds,

@@ -112,12 +112,13 @@ func TestDashboardQueriesParse(t *testing.T) {
 	run(t, dir, pt, "check", "rules", "dashboard.rules.yml")
 }
 
-// TestMetricsExist: every meshwarden_* series the rules and the dashboard
-// query is defined in the product's Go source (histogram suffixes aside).
+// TestMetricsExist: every meshwarden_* series (and mw_* series the wasm
+// filters define) the rules and the dashboard query is defined in the
+// product's Go source (histogram suffixes aside).
 func TestMetricsExist(t *testing.T) {
 	defined := definedMetrics(t)
 	used := map[string][]string{}
-	name := regexp.MustCompile(`meshwarden_[a-z0-9_]+`)
+	name := regexp.MustCompile(`\b(?:meshwarden|mw)_[a-z0-9_]+`)
 	for _, f := range []string{"prometheus/meshwarden.rules.yml", "grafana/meshwarden.json"} {
 		for _, m := range name.FindAllString(read(t, f), -1) {
 			used[m] = append(used[m], f)
@@ -140,7 +141,7 @@ func TestMetricsExist(t *testing.T) {
 // repository's non-test Go files.
 func definedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	lit := regexp.MustCompile(`"(meshwarden_[a-z0-9_]+)"`)
+	lit := regexp.MustCompile(`"((?:meshwarden|mw)_[a-z0-9_]+)"`)
 	out := map[string]bool{}
 	err := filepath.WalkDir("..", func(p string, d os.DirEntry, err error) error {
 		if err != nil {

@@ -11,7 +11,8 @@ import (
 	"github.com/meshwarden/meshwarden/internal/redact"
 )
 
-// adminHandler serves /healthz, /readyz, /metrics and /config_dump.
+// adminHandler serves /healthz, /readyz, /metrics, /config_dump and,
+// authenticated, /debug/pprof/.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -28,6 +29,8 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /debug/pprof/", g.profilesHandler())
+	mux.Handle("GET /healthz/ready", g.readyForAppHandler())
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -90,6 +90,9 @@ type Config struct {
 	LocalAppPort int
 	// XDSMinBackoff/XDSMaxBackoff bound the reconnect delay (defaults 100ms/5s).
 	XDSMinBackoff, XDSMaxBackoff time.Duration
+	// ProfileTokenFile holds the bearer token that /debug/pprof/ on the
+	// admin port requires (profiles.go); empty refuses profiles.
+	ProfileTokenFile string
 }
 
 // Gateway is an edge gateway (or inbound sidecar). Its lifecycle: New

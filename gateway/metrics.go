@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
@@ -58,8 +59,13 @@ func newMetrics(g *Gateway, reg *prometheus.Registry) *metrics {
 			Help: "Resilience policy actions by cluster and event: overflow (circuit breaker, 503), rate_limited (429), fault_delay, fault_abort, mirror_sent, mirror_dropped."},
 			[]string{"cluster", "event"}),
 	}
+	for _, t := range []string{resource.ListenerType, resource.RouteType, resource.ClusterType,
+		resource.EndpointType, resource.SecretType, resource.ExtensionConfigType} {
+		m.xdsAcks.WithLabelValues(t) // zero from the start, per type
+		m.xdsNacks.WithLabelValues(t)
+	}
 	reg.MustRegister(m.requests, m.latency, m.retries, m.ejections, m.moduleErrors, m.xdsAcks, m.xdsNacks,
-		m.xdsVersion, m.xdsConnected, m.swaps, m.access, m.resilience, &filterCollector{g: g}, &saturationCollector{g: g}, &certCollector{g: g})
+		m.xdsVersion, m.xdsConnected, m.swaps, m.access, m.resilience, &filterCollector{g: g}, &saturationCollector{g: g}, &certCollector{g: g}, &guestCollector{g: g})
 	return m
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"sort"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/witness"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
+	"github.com/meshwarden/meshwarden/internal/logflags"
 )
 
 // NewCommand returns the `audit` command with its subcommands.
@@ -68,6 +68,7 @@ type collectorFlags struct {
 	natsCkptOnly                     bool
 	kafka                            kafkaFlags
 	maxBody                          int64
+	logs                             logflags.Flags
 }
 
 type kafkaFlags struct {
@@ -181,6 +182,7 @@ gracefully: in-flight batches are acknowledged, a final checkpoint written.`,
 	fl.StringVar(&f.kafka.saslUser, "kafka-sasl-user", "", "SASL user name")
 	fl.StringVar(&f.kafka.saslPW, "kafka-sasl-password-file", "", "`file` holding the SASL password (or set MESHWARDEN_KAFKA_PASSWORD; never on the command line)")
 	fl.Int64Var(&f.maxBody, "max-batch-bytes", 8<<20, "largest accepted batch body")
+	f.logs.RegisterLogging(fl)
 	return cmd
 }
 
@@ -237,7 +239,11 @@ func kafkaConfig(f collectorFlags) (*kafka.Config, error) {
 }
 
 func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error {
-	logger := log.New(stderr, "audit collector: ", log.LstdFlags|log.Lmicroseconds)
+	logger, err := f.logs.Logger(stderr)
+	if err != nil {
+		return exitcode.Usagef("%w", err)
+	}
+	logger = logger.With("component", "audit-collector")
 	if f.dir == "" || f.key == "" {
 		return exitcode.Usagef("--dir and --key are required (make a key with `meshwarden audit keygen`)")
 	}
@@ -262,7 +268,7 @@ func runCollector(ctx context.Context, f collectorFlags, stderr io.Writer) error
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, ClientCA: f.clientCA, AllowSPIFFE: f.allowSPIFFE,
 		SegmentSize: f.segmentSize, CheckpointEvery: f.checkpointEvery, CheckpointInterval: f.checkpointInterval,
 		RetainSegments: f.retainSegments, RetainAge: f.retainAge, MaxBodyBytes: f.maxBody,
-		ConsulAddress: f.consulAddr, NATS: ncfg, Kafka: kcfg, Logf: logger.Printf,
+		ConsulAddress: f.consulAddr, NATS: ncfg, Kafka: kcfg, Log: logger,
 	})
 }
 

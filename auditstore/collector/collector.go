@@ -112,6 +112,12 @@ func New(cfg Config) (*Server, error) {
 	s.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_audit_rejected_total", Help: "Requests rejected, by reason."}, []string{"reason"})
 	s.ackLat = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshwarden_audit_ack_seconds", Help: "Time from request to durable acknowledgement.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1}})
+	for _, r := range []string{"ok", "error"} {
+		s.batches.WithLabelValues(r) // every documented series from the start, at zero
+	}
+	for _, r := range []string{"unauthenticated", "spiffe_not_allowed", "too_large", "bad_batch", "invalid_event", "source_mismatch"} {
+		s.rejected.WithLabelValues(r)
+	}
 	w := cfg.WAL
 	st := func(f func(wal.Stats) float64) func() float64 { return func() float64 { return f(w.Stats()) } }
 	s.reg.MustRegister(s.batches, s.events, s.rejected, s.ackLat, s.dups,

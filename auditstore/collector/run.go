@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/lifecycle"
+	"github.com/meshwarden/meshwarden/internal/logflags"
 )
 
 // RunConfig is a whole collector process: its WAL, signing key, senders'
@@ -55,8 +57,8 @@ type RunConfig struct {
 	NATS *export.Config
 	// Kafka, when set, exports to Kafka (--kafka-*); its Dir and Logf are filled in.
 	Kafka *kafka.Config
-	// Logf receives the collector's log lines. Default: discarded.
-	Logf func(format string, args ...any)
+	// Log receives the collector's logs. Default: discarded.
+	Log *slog.Logger
 }
 
 // WithDefaults returns c with every unset field that has a default set.
@@ -64,8 +66,8 @@ func (c RunConfig) WithDefaults() RunConfig {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7480"
 	}
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -82,7 +84,8 @@ func (c RunConfig) Validate() error {
 // Process is a running collector. Start makes one; Close stops it.
 type Process struct {
 	cfg      RunConfig
-	logf     func(string, ...any)
+	log      *slog.Logger
+	logf     func(string, ...any) // for the WAL and the exporters
 	wal      *wal.WAL
 	srv      *Server
 	ln       net.Listener
@@ -115,7 +118,7 @@ func Start(ctx context.Context, cfg RunConfig) (_ *Process, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Process{cfg: cfg, logf: cfg.Logf, errc: make(chan error, 1), done: make(chan struct{})}
+	p := &Process{cfg: cfg, log: cfg.Log, logf: logflags.Printf(cfg.Log), errc: make(chan error, 1), done: make(chan struct{})}
 	ctx, p.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -131,7 +134,7 @@ func Start(ctx context.Context, cfg RunConfig) (_ *Process, err error) {
 	if err := p.writeAddrFile(); err != nil {
 		return nil, err
 	}
-	p.logf("serving %s on %s", auditevent.IngestPath, p.ln.Addr())
+	p.log.Info("serving", "path", auditevent.IngestPath, "addr", p.ln.Addr().String())
 	p.serving = true
 	go func() {
 		p.serveErr = p.srv.Serve(ctx, p.ln)
@@ -182,7 +185,7 @@ func (p *Process) openWAL(ctx context.Context) error {
 		return err
 	}
 	st := p.wal.Stats()
-	p.logf("wal %s: head seq %d (recovery truncated %d torn bytes)", p.cfg.Dir, st.Head, st.RecoveredTruncatedBytes)
+	p.log.Info("wal opened", "dir", p.cfg.Dir, "head_seq", st.Head, "recovery_truncated_bytes", st.RecoveredTruncatedBytes)
 	return nil
 }
 
@@ -260,7 +263,7 @@ func (p *Process) export(ctx context.Context) {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshwarden_audit_kafka_checkpoints_total", Help: "Signed checkpoints acknowledged by Kafka."}, func() float64 { return float64(x.CheckpointsExported()) }),
 		)
 		k := p.cfg.Kafka
-		p.logf("exporting to kafka %s topic %s (checkpoints: %s) from seq %d", strings.Join(k.Brokers, ","), k.Topic, k.CheckpointTopic, x.Exported()+1)
+		p.log.Info("exporting to kafka", "brokers", strings.Join(k.Brokers, ","), "topic", k.Topic, "checkpoint_topic", k.CheckpointTopic, "from_seq", x.Exported()+1)
 		p.runExporter(ctx, "kafka exporter", x.Run)
 	}
 }
@@ -270,7 +273,7 @@ func (p *Process) runExporter(ctx context.Context, what string, run func(context
 	go func() {
 		defer p.bg.Done()
 		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			p.logf("%s stopped: %v", what, err)
+			p.log.Error(what+" stopped", "err", err)
 		}
 	}()
 }
@@ -301,7 +304,7 @@ func (p *Process) Close() error {
 		p.cancel()
 		<-p.done
 		p.closeErr = p.serveErr
-		p.logf("stopped (head seq %d)", p.wal.Durable())
+		p.log.Info("stopped", "head_seq", p.wal.Durable())
 		p.release()
 	})
 	return p.closeErr
@@ -317,13 +320,13 @@ func (p *Process) release() {
 	p.bg.Wait()
 	if p.dereg != nil {
 		if err := p.dereg(); err != nil {
-			p.logf("deregister from consul: %v", err)
+			p.log.Error("deregister from consul", "err", err)
 		}
 		p.dereg = nil
 	}
 	if p.wal != nil {
 		if err := p.wal.Close(); err != nil {
-			p.logf("close wal: %v", err)
+			p.log.Error("close wal", "err", err)
 		}
 	}
 }

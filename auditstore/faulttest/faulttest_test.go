@@ -255,7 +255,7 @@ func TestKill9UnderLoadLosesNoAcknowledgedRecord(t *testing.T) {
 	const rounds = 3
 	for round := range rounds {
 		p := e.start(t, "--segment-size", "262144", "--checkpoint-every", "500")
-		if round > 0 && !strings.Contains(p.stderr.String(), "head seq") {
+		if round > 0 && !strings.Contains(p.stderr.String(), "head_seq=") {
 			t.Fatalf("round %d: no recovery line:\n%s", round, p.stderr.String())
 		}
 		before := a.len()

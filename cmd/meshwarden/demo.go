@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
+	"github.com/meshwarden/meshwarden/internal/exitcode"
+	"github.com/meshwarden/meshwarden/internal/logflags"
 	"github.com/meshwarden/meshwarden/internal/testenv/promagent"
 )
 
@@ -19,6 +22,7 @@ func newDemoCmd() *cobra.Command {
 		stay, keep, mtls, verbose  bool
 		prom                       bool
 		users                      int
+		logs                       logflags.Flags
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -37,12 +41,16 @@ every decision printed with its evidence. With --stay it keeps running and print
 URLs to try; Ctrl-C stops every process it started.
 
 'make demo' builds the filters and this binary, builds Consul once, and runs
-this command.`,
+this command. --log-format and --log-level are handed to every process it
+starts (the story itself is plain text on stdout).`,
 		Example: `  make demo
   meshwarden demo --bin-dir bin --stay
   meshwarden demo --policy-dir ./my-policies --keep --work-dir /tmp/mw`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := logs.Handler(io.Discard); err != nil {
+				return exitcode.Usagef("%w", err)
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find the meshwarden binary: %w", err)
@@ -87,7 +95,7 @@ this command.`,
 			sum, err := demo.Run(cmd.Context(), demo.Options{
 				Stack: demo.StackOptions{
 					Binary: self, FiltersDir: filters, PolicyDir: policyDir, WorkDir: workDir,
-					Log: log, MTLS: mtls, Prometheus: withProm, PrometheusScrape: 500 * time.Millisecond,
+					Log: log, MTLS: mtls, Logs: logs, Prometheus: withProm, PrometheusScrape: 500 * time.Millisecond,
 				},
 				Out: out, Stay: stay, Users: users,
 			})
@@ -113,5 +121,6 @@ this command.`,
 	fl.BoolVar(&verbose, "verbose", false, "copy every process's output to stderr")
 	fl.BoolVar(&prom, "prometheus", true, "run the progressive-delivery chapter with a real Prometheus (Debian's prometheus package, or $MESHWARDEN_PROMETHEUS); skipped with a note when none is installed")
 	fl.IntVar(&users, "users", 200, "distinct users in the sticky-split demonstration")
+	logs.RegisterFormatLevel(fl) // passed to every process it starts
 	return cmd
 }

@@ -31,6 +31,7 @@ type gatewayFlags struct {
 	trustedDir                                                          string
 	plane                                                               auth.ClientOptions
 	adminRemote                                                         bool
+	adminTokenFile                                                      string
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -65,7 +66,8 @@ call_deadline per filter. --wasm-no-call-deadline drops it for all modulefetch.
 
 Admin (--admin-addr, loopback only unless --admin-remote; unauthenticated like
 Envoy's admin, its config dump holds no private key or token):
-/healthz /readyz /metrics /config_dump.
+/healthz /readyz /metrics /config_dump; /debug/pprof/ (CPU, heap, goroutine,
+mutex, block) only with Authorization: Bearer <token of --admin-token-file>.
 SIGTERM or Ctrl-C drains: stop accepting, finish requests in flight (bounded
 by --drain-timeout).`,
 		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000 \
@@ -89,8 +91,9 @@ by --drain-timeout).`,
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "proxy listen address; its port is sent as listen_port")
 	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:19000", "admin address, loopback only unless --admin-remote (empty disables)")
 	fl.BoolVar(&f.adminRemote, "admin-remote", false, "allow --admin-addr off loopback: the admin port is unauthenticated, as Envoy's is (its config dump holds no keys or tokens); put it behind your own access control")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token /debug/pprof/ on the admin port requires (re-read per request); empty: profiles refused")
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultGatewayCache(), "module and compilation cache directory")
-	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint (host:port or URL); empty: no spans")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint: host:port (plaintext) or URL (https: TLS); empty: $OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else no spans. Headers, certificates, insecure, timeout: the standard OTEL_EXPORTER_OTLP_* variables")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
 	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
@@ -142,7 +145,8 @@ func runGateway(ctx context.Context, f gatewayFlags) error {
 	if err != nil {
 		return err
 	}
-	if f.otlpEndpoint != "" {
+	if f.otlpEndpoint != "" || gateway.OTLPFromEnv() {
+		routeOTelErrors(log)
 		tp, err := gateway.NewOTLPTracerProvider(ctx, f.otlpEndpoint, "meshwarden-gateway")
 		if err != nil {
 			return err
@@ -182,7 +186,8 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort}
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort,
+		ProfileTokenFile: f.adminTokenFile}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.AdminListener, err = f.adminListener(); err != nil {
 		lis.Close()

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -40,7 +38,7 @@ func exitStatus(err error) int {
 // command usage errors (exit 2), naming the command's --help.
 func markUsageErrors(root *cobra.Command) {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exitcode.Usagef("%w (see '%s --help')", err, c.CommandPath())
+		return exitcode.Usagef("%w%s (see '%s --help')", err, suggestFlag(c, err), c.CommandPath())
 	})
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -94,46 +92,10 @@ not do its job (a file, Consul or the plane could not be read or reached).`,
 		newProxyStatusCmd(),
 		newProxyConfigCmd(),
 		newHealthCmd(),
+		newTraceCmd(),
+		newPreflightCmd(),
+		newProfileCmd(),
 	)
 	markUsageErrors(root)
 	return root
-}
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, the commit it was built from and the Go toolchain",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), versionString())
-		},
-	}
-}
-
-// versionString is "meshwarden <version> (commit <rev>[, modified], <time>) <go> <os>/<arch>",
-// from the build stamp the go command records (vcs.* settings).
-func versionString() string {
-	s := "meshwarden " + version
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return s
-	}
-	set := map[string]string{}
-	for _, kv := range bi.Settings {
-		set[kv.Key] = kv.Value
-	}
-	if rev := set["vcs.revision"]; rev != "" {
-		s += " (commit " + rev[:min(12, len(rev))]
-		if set["vcs.modified"] == "true" {
-			s += ", modified"
-		}
-		if t := set["vcs.time"]; t != "" {
-			s += ", " + t
-		}
-		s += ")"
-	}
-	return s + " " + bi.GoVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/meshwarden/meshwarden/internal/logflags"
 )
 
 func TestHelpListsSubcommands(t *testing.T) {
@@ -64,7 +66,7 @@ func TestVersionAndSuggestions(t *testing.T) {
 // TestLogFlags: JSON logs are one object per line; bad values say what to give.
 func TestLogFlags(t *testing.T) {
 	var buf bytes.Buffer
-	l, err := (&logFlags{format: "json", level: "warn"}).logger(&buf)
+	l, err := (&logFlags{logflags.Flags{Format: "json", Level: "warn"}}).logger(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}

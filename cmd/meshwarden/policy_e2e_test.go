@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +116,25 @@ func TestPolicyEndToEnd(t *testing.T) {
 
 	if _, _, err := runCLI(t, "policy", "diff", examples, "--plane", plane, "--insecure", "--exit-code"); exitcode.Of(err) != exitcode.Findings {
 		t.Errorf("diff --exit-code with changes: %v (exit %d), want exit 1", err, exitcode.Of(err))
+	}
+
+	// version names the client's build and, asked, the plane's.
+	out, _, err = runCLI(t, "version", "--plane", plane, "--insecure")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); err != nil || len(lines) != 2 ||
+		!strings.HasPrefix(lines[1], "plane "+plane+": meshwarden ") || !strings.Contains(lines[1], runtime.Version()) {
+		t.Errorf("version with the plane: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "version", "--plane", "127.0.0.1:1", "--insecure")
+	if err != nil || !strings.Contains(out, "plane 127.0.0.1:1: unreachable: ") {
+		t.Errorf("version with no plane: %v\n%s", err, out)
+	}
+
+	// profile fetches the plane's goroutine profile through its admin API.
+	prof := filepath.Join(t.TempDir(), "goroutine.pb.gz")
+	if _, _, err := runCLI(t, "profile", "goroutine", "--plane", plane, "--insecure", "-o", prof); err != nil {
+		t.Errorf("profile goroutine from the plane: %v", err)
+	} else if b, _ := os.ReadFile(prof); len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("plane goroutine profile: %d bytes, want gzip", len(b))
 	}
 
 	// proxy-status lists the gateway; it never ACKs in this test, so it is

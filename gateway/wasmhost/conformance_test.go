@@ -121,13 +121,16 @@ func TestConformanceRequestHeaders(t *testing.T) {
 		}
 	})
 	t.Run("guest metrics", func(t *testing.T) {
-		byName := map[string]metricSnapshot{}
-		for _, m := range p.r.guestMetrics() {
+		byName := map[string]GuestMetric{}
+		for _, m := range p.r.GuestMetrics() {
 			byName[m.Name] = m
 		}
 		if byName["conf_requests"].Value < int64(len(tests)) || byName["conf_gauge"].Value != 40 ||
 			byName["conf_hist"].Count == 0 || byName["conf_hist"].Sum < 7 || byName["conf_logged"].Value < int64(len(tests)) {
 			t.Fatalf("guest metrics = %+v", byName)
+		}
+		if m := byName["conf_requests"]; m.Plugin != p.Config().Name || m.Kind != "counter" || byName["conf_hist"].Kind != "histogram" {
+			t.Fatalf("conf_requests = %+v, want plugin %q, kind counter", m, p.Config().Name)
 		}
 		st := p.Stats()
 		if st.Calls == 0 || st.Traps != 0 || st.Latency.Sum <= 0 {

@@ -20,7 +20,7 @@ func proxyDefineMetric(in *instance, args []uint64) status {
 	if !in.writable(args, 3, 4) {
 		return statusInvalidMemoryAccess
 	}
-	id, st := in.p.r.metrics.define(metricType(arg(args, 0)), string(name))
+	id, st := in.p.r.metrics.define(metricType(arg(args, 0)), string(name), in.p.cfg.Name)
 	if st != statusOK {
 		return st
 	}

@@ -99,8 +99,8 @@ func TestSDKGuest(t *testing.T) {
 		if !sink.has("sdk warn 7") || !sink.has(`sdk plugin started with "tick"`) {
 			t.Fatalf("logs: %v", sink.msgs)
 		}
-		m := map[string]metricSnapshot{}
-		for _, s := range r.guestMetrics() {
+		m := map[string]GuestMetric{}
+		for _, s := range r.GuestMetrics() {
 			m[s.Name] = s
 		}
 		if m["sdk_done"].Value == 0 || m["sdk_hist"].Count == 0 || m["sdk_gauge"].Value != 3 {

@@ -143,16 +143,17 @@ type metricStore struct {
 }
 
 type metric struct {
-	name  string
-	typ   metricType
-	value atomic.Int64
-	count atomic.Uint64
-	sum   atomic.Uint64
+	name   string
+	plugin string // the plugin that defined it first
+	typ    metricType
+	value  atomic.Int64
+	count  atomic.Uint64
+	sum    atomic.Uint64
 }
 
 func newMetricStore() *metricStore { return &metricStore{byName: map[string]uint32{}} }
 
-func (m *metricStore) define(typ metricType, name string) (uint32, status) {
+func (m *metricStore) define(typ metricType, name, plugin string) (uint32, status) {
 	if typ > metricHistogram || name == "" {
 		return 0, statusBadArgument
 	}
@@ -164,7 +165,7 @@ func (m *metricStore) define(typ metricType, name string) (uint32, status) {
 		}
 		return id, statusOK
 	}
-	m.list = append(m.list, &metric{name: name, typ: typ})
+	m.list = append(m.list, &metric{name: name, plugin: plugin, typ: typ})
 	id := uint32(len(m.list))
 	m.byName[name] = id
 	return id, statusOK
@@ -224,23 +225,40 @@ func (m *metricStore) get(id uint32) (uint64, status) {
 	return uint64(mt.value.Load()), statusOK
 }
 
-// metricSnapshot is the value of one guest-defined metric.
-type metricSnapshot struct {
-	Name string
-	Type metricType
+// GuestMetric is the value of one metric a guest defined with
+// proxy_define_metric. Metrics are host-wide by name, as Envoy's are: two
+// plugins defining one name share it, and Plugin names the first.
+type GuestMetric struct {
+	Name   string
+	Plugin string
+	// Kind is "counter", "gauge" or "histogram".
+	Kind string
 	// Value is the counter or gauge value.
 	Value int64
-	// Count and Sum summarise a histogram.
+	// Count and Sum summarise a histogram (the host keeps no buckets).
 	Count, Sum uint64
 }
 
-// guestMetrics returns the current value of every metric guests defined.
-func (r *Runtime) guestMetrics() []metricSnapshot {
+// GuestMetrics returns the current value of every metric guests defined,
+// in definition order. A guest defines its metrics when it starts, so they
+// are there (at zero) before the first request.
+func (r *Runtime) GuestMetrics() []GuestMetric {
 	r.metrics.mu.RLock()
 	defer r.metrics.mu.RUnlock()
-	out := make([]metricSnapshot, 0, len(r.metrics.list))
+	out := make([]GuestMetric, 0, len(r.metrics.list))
 	for _, mt := range r.metrics.list {
-		out = append(out, metricSnapshot{Name: mt.name, Type: mt.typ, Value: mt.value.Load(), Count: mt.count.Load(), Sum: mt.sum.Load()})
+		out = append(out, GuestMetric{Name: mt.name, Plugin: mt.plugin, Kind: mt.typ.kind(),
+			Value: mt.value.Load(), Count: mt.count.Load(), Sum: mt.sum.Load()})
 	}
 	return out
+}
+
+func (t metricType) kind() string {
+	switch t {
+	case metricCounter:
+		return "counter"
+	case metricGauge:
+		return "gauge"
+	}
+	return "histogram"
 }

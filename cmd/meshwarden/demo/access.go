@@ -106,6 +106,7 @@ func accessStory(ctx context.Context, st *Stack, out io.Writer) *AccessResult {
 		}
 		args = append(args, "--xds-ca-file", st.CAFile, "--token-file", tokFile)
 	}
+	args = append(args, st.opts.Logs.Args()...)
 	side, err := proc.Start("ledger-sidecar", st.opts.Log, st.opts.Binary, args...)
 	if err != nil {
 		return fail(err)

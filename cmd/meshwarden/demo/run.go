@@ -75,14 +75,21 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Stay {
 		fmt.Fprintf(out, "\n== Staying up (Ctrl-C stops every process the demo started)\n")
 		fmt.Fprintf(out, "  try: curl -s -H 'Host: payments' -H 'x-canary: true' http://%s/hello\n", st.GatewayAddr)
-		fmt.Fprintf(out, "  gateway admin  http://%s/config_dump  /metrics\n", st.GatewayAdmin)
+		fmt.Fprintf(out, "  gateway admin  http://%s/config_dump  /metrics  /healthz/ready\n", st.GatewayAdmin)
+		if tok, err := st.GatewayAdminTokenFile(); err == nil {
+			fmt.Fprintf(out, "    profiles:     meshwarden profile heap --gateway http://%s --admin-token-file %s -o heap.pb.gz\n", st.GatewayAdmin, tok)
+		}
 		fmt.Fprintf(out, "  plane admin    https://%s/v1/status  /v1/nodes  /metrics  (Consul ACL token required)\n", st.PlaneAdmin)
-		fmt.Fprintf(out, "    as an operator: curl -s --cacert %s -H \"X-Consul-Token: $(cat %s)\" https://%s/v1/status\n", st.CAFile, st.OperatorTokenFile, st.PlaneAdmin)
+		fmt.Fprintf(out, "    as an operator: meshwarden version %s\n", strings.Join(st.PlaneFlags(), " "))
 		fmt.Fprintf(out, "                    meshwarden policy status %s\n", strings.Join(st.PlaneFlags(), " "))
 		fmt.Fprintf(out, "                    meshwarden health %s   # subset health scores\n", strings.Join(st.PlaneFlags(), " "))
-		fmt.Fprintf(out, "    anonymous:      curl -s -o /dev/null -w '%%{http_code}\\n' --cacert %s https://%s/v1/status   # 401\n", st.CAFile, st.PlaneAdmin)
+		// The plane's certificate names it only by SPIFFE id, which curl
+		// cannot check (meshwarden's clients do): -k only to show the 401.
+		fmt.Fprintf(out, "    anonymous:      curl -sk -o /dev/null -w '%%{http_code}\\n' https://%s/v1/status   # 401 (-k: curl cannot check a SPIFFE id)\n", st.PlaneAdmin)
 		fmt.Fprintf(out, "  consul         http://%s/v1/catalog/services\n", st.Consul.Addr())
 		fmt.Fprintf(out, "  audit          meshwarden audit tail --dir %s\n", st.AuditDir)
+		fmt.Fprintf(out, "  traces         meshwarden trace list --sink http://%s\n", st.OTLPAddr)
+		fmt.Fprintf(out, "                 meshwarden trace show %s --sink http://%s\n", sum.TraceID, st.OTLPAddr)
 		<-ctx.Done()
 		fmt.Fprintln(out, "\n== Stopping")
 	}
@@ -152,7 +159,7 @@ func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, 
 	// The trace filter's span for the hop, and the gateway's server and client spans.
 	waitFor(ctx, 8*time.Second, func() bool { return len(st.Sink.Spans(sum.TraceID)) >= 3 })
 	sum.TraceSpans = st.Sink.Spans(sum.TraceID)
-	printTrace(out, sum.TraceSpans)
+	PrintTrace(out, sum.TraceSpans)
 
 	fmt.Fprintln(out, "\n== 6. Certificates")
 	printCerts(ctx, out, st)
@@ -328,7 +335,10 @@ func countAuditRecords(ctx context.Context, st *Stack) (int, error) {
 	return n, nil
 }
 
-func printTrace(out io.Writer, spans []otlpsink.Span) {
+// PrintTrace prints spans as a tree (children under their parent, a span
+// whose parent was not received as a root), one line per span: name,
+// service, span and parent id, duration and the lane/status attributes.
+func PrintTrace(out io.Writer, spans []otlpsink.Span) {
 	if len(spans) == 0 {
 		fmt.Fprintln(out, "  no spans arrived at the OTLP sink")
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshwarden/meshwarden/internal/logflags"
 	"io"
 	"log/slog"
 	"net"
@@ -41,6 +42,9 @@ type StackOptions struct {
 	Log io.Writer
 	// Progress receives one line per step; nil discards it.
 	Progress io.Writer
+	// Logs are the log format and level of every process the stack starts
+	// (passed as --log-format/--log-level) and of its in-process upstreams.
+	Logs logflags.Flags
 	// MTLS brings the stack up with mutual TLS: the plane serves Consul
 	// Connect certificates over SDS (--mtls), the gateway presents its leaf
 	// to the upstreams and checks their SPIFFE ids, and the upstreams are
@@ -314,7 +318,11 @@ func (s *Stack) startUpstream(ctx context.Context, service, version string) (*Up
 	if w == nil {
 		w = io.Discard
 	}
-	logger := slog.New(slog.NewTextHandler(w, nil)).With("proc", service+"-"+version)
+	h, err := s.opts.Logs.Handler(w)
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(h).With("proc", service+"-"+version)
 	return StartUpstreamMTLS(ctx, service, version, MTLSOptions{Consul: s.ConsulAPI, AllowClient: s.GatewayID, Logger: logger})
 }
 
@@ -402,6 +410,7 @@ func (s *Stack) StartCollector(ctx context.Context) error {
 		return err
 	}
 	args = append(args, tlsArgs...)
+	args = append(args, s.opts.Logs.Args()...)
 	p, err := proc.StartEnv("collector", s.opts.Log, env, s.opts.Binary, args...)
 	if err != nil {
 		return err
@@ -515,6 +524,7 @@ func (s *Stack) startPlaneAt(ctx context.Context, name, xds, admin, public strin
 		// of a revoked token finish quickly.
 		args = append(args, "--consul-token-file", s.PlaneTokenFile, "--auth-ttl", "2s")
 	}
+	args = append(args, s.opts.Logs.Args()...)
 	p, err := proc.Start(name, s.opts.Log, s.opts.Binary, args...)
 	if err != nil {
 		return nil, err
@@ -536,6 +546,12 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 	} else {
 		args = append(args, "--xds-ca-file", s.CAFile, "--token-file", s.GatewayTokenFile)
 	}
+	adminToken, err := s.GatewayAdminTokenFile()
+	if err != nil {
+		return err
+	}
+	args = append(args, "--admin-token-file", adminToken)
+	args = append(args, s.opts.Logs.Args()...)
 	p, err := proc.Start("gateway", s.opts.Log, s.opts.Binary, args...)
 	if err != nil {
 		return err

@@ -1,0 +1,9 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/meshwarden/meshwarden/internal/buildinfo"
+)
+
+func main() { fmt.Print(buildinfo.Get()) }
