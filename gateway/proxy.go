@@ -140,7 +140,7 @@ func (x *exchange) streamInfo(props map[string][]byte) wasmhost.StreamInfo {
 	r := x.r
 	info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, DestinationAddress: x.g.Addr().String(), Properties: props}
 	if r.TLS != nil {
-		info.TLSVersion = tls.VersionName(r.TLS.Version)
+		info.TLSVersion = envoyTLSVersion(r.TLS.Version)
 		if len(r.TLS.PeerCertificates) > 0 {
 			info.MTLS = true
 			if u := r.TLS.PeerCertificates[0].URIs; len(u) > 0 {
@@ -149,6 +149,23 @@ func (x *exchange) streamInfo(props map[string][]byte) wasmhost.StreamInfo {
 		}
 	}
 	return info
+}
+
+// envoyTLSVersion names a TLS version as Envoy's connection.tls_version
+// does (BoringSSL's SSL_get_version: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3), so
+// a filter reads the same value behind the gateway and in a sidecar.
+func envoyTLSVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return tls.VersionName(v)
 }
 
 // openFilters starts the request's stream through the listener's filter
