@@ -249,10 +249,11 @@ func (x *exchange) selectRoute() bool {
 	}
 	x.routeName = rt.name
 	x.route = rt
-	if rt.direct != nil {
-		x.status = rt.direct.status
-		x.w.WriteHeader(rt.direct.status)
-		_, _ = x.w.Write(rt.direct.body)
+	if d := rt.direct; d != nil {
+		// As Envoy's router: response_headers_to_add, then the filters'
+		// response callbacks with response.code_details direct_response.
+		h := &wasmhost.Headers{Pairs: append([][2]string{{":status", strconv.Itoa(d.status)}}, d.headers...)}
+		x.status = x.localResponse(h, d.body, "direct_response")
 		return false
 	}
 	x.clusterName = rt.pickCluster()
@@ -310,7 +311,7 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 // response.code_details names the matched rule, so the audit filter records
 // an ACCESS_DENIED event.
 func (x *exchange) denyAccess(d accessDecision) int {
-	w, r := x.w, x.r
+	r := x.r
 	caller := "an unauthenticated caller"
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		caller = certPrincipal(r.TLS.PeerCertificates[0])
@@ -324,8 +325,16 @@ func (x *exchange) denyAccess(d accessDecision) int {
 		body = nil
 		h.Pairs = [][2]string{{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "7"}, {"grpc-message", reason}}
 	}
+	return x.localResponse(h, body, accessDeniedDetails+d.rule+"]")
+}
+
+// localResponse answers with the proxy's own response (h holds :status),
+// run as in Envoy through the filters' response callbacks with
+// response.code_details set to details. It returns the status written.
+func (x *exchange) localResponse(h *wasmhost.Headers, body []byte, details string) int {
+	w := x.w
 	if x.fs != nil {
-		res := x.fs.deniedResponseHeaders(h, []byte(accessDeniedDetails+d.rule+"]"))
+		res := x.fs.deniedResponseHeaders(h, []byte(details))
 		if res.Action == wasmhost.Reply && res.Reply != nil {
 			return writeLocalReply(w, res.Reply)
 		}
@@ -334,7 +343,7 @@ func (x *exchange) denyAccess(d accessDecision) int {
 			body = res.Body
 		}
 	}
-	status := http.StatusForbidden
+	status := http.StatusOK
 	for _, kv := range h.Pairs {
 		if kv[0] == ":status" {
 			if n, err := strconv.Atoi(kv[1]); err == nil {

@@ -437,6 +437,8 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	st, _ := proxywasm.GetHttpResponseHeader(":status")
 	if st == "403" {
 		h.recordAccessDenied(403)
+	} else if st == "451" {
+		h.onResidencyRefusal(451)
 	} else if h.grpc && st == "200" {
 		if gs, _ := proxywasm.GetHttpResponseHeader("grpc-status"); gs == "7" { // PERMISSION_DENIED
 			h.recordAccessDenied(200)
@@ -480,28 +482,9 @@ func (h *httpContext) recordAccessDenied(status int) {
 		return
 	}
 	rule = strings.TrimSuffix(rule, "]")
-	get := func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v }
-	path, _, _ := strings.Cut(get(":path"), "?")
-	peer, _ := proxywasm.GetPropertyString(kit.PropPeerURISAN)
-	if peer == "" {
-		peer = "anonymous"
-	}
-	now := proxywasm.GetCurrentTime().UnixNano()
-	ev := auditevent.Event{
-		Phase: auditevent.PhaseOutcome, Level: auditevent.LevelNotice, OpType: OpAccessDenied,
-		Subject: peer, Resource: h.p.target + "#" + rule,
-		Timestamp: now, TraceID: traceID(get), Dye: get(dyeing.Header), Tenant: get(dyeing.TenantHeader),
-		Method: get(":method"), Path: path, Status: status, Source: h.p.source,
-	}
-	var n [8]byte
-	_, _ = h.p.rnd.Read(n[:])
-	t := ev.TraceID
-	if t == "" {
-		t = "notrace"
-	}
-	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(auditevent.PhaseOutcome)
+	ev := h.refusalEvent(OpAccessDenied, h.p.target+"#"+rule, status)
 	h.p.accessDenied.Increment(1)
-	h.p.b.Add(appendCanonical(h.p.b.ItemBuf(), &ev))
+	h.queueRefusal(&ev)
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the
