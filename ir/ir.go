@@ -34,6 +34,9 @@ type PolicySet struct {
 	// Access lists who may call which service, one policy per service,
 	// sorted by Service; a service without one admits every caller.
 	Access []AccessPolicy
+	// Compliance tags services and restricts where their traffic may go
+	// (compliance.go), one per service, sorted by Service.
+	Compliance []Compliance `json:",omitempty"`
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -171,6 +174,9 @@ type Instance struct {
 	Tags    []string
 	Meta    map[string]string
 	Healthy bool
+	// Datacenter and NodeMeta are the Consul node's (residency: Region).
+	Datacenter string            `json:",omitempty"`
+	NodeMeta   map[string]string `json:",omitempty"`
 }
 
 // Matches reports whether the instance carries every selector pair, in its
@@ -227,6 +233,7 @@ func (p *PolicySet) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, p.validateCompliance()...)
 	return errors.Join(errs...)
 }
 

@@ -114,6 +114,11 @@ func (b *builder) build(docs []*doc) {
 		func(x *doc) (ir.AccessPolicy, bool) { return b.access(x, x.spec.Interface().(*AccessPolicySpec)) },
 		func(p ir.AccessPolicy) string { return p.Service },
 		"service %q already has an AccessPolicy at %s: list every allowed caller in one document")
+
+	b.ps.Compliance = onePerService(byKind[KindCompliancePolicy],
+		func(x *doc) (ir.Compliance, bool) { return b.compliance(x, x.spec.Interface().(*CompliancePolicySpec)) },
+		func(c ir.Compliance) string { return c.Service },
+		"service %q already has a CompliancePolicy at %s: keep one per service")
 }
 
 // onePerService builds each document of a kind that allows one per service

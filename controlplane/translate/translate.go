@@ -217,7 +217,12 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 	var byPath []*routev3.Route
 	s.entries = make([]*serviceEntry, 0, len(names))
 	for _, name := range names {
-		e, err := cache.entry(name, cat.Services[name], routes[name])
+		c := ps.ComplianceFor(name)
+		svc, refused := s.residency(cat.Services[name], c)
+		e, err := cache.entry(name, svc, routes[name])
+		if err == nil && refused {
+			e, err = refusedEntry(e, name, c)
+		}
 		if err != nil {
 			return nil, err
 		}
