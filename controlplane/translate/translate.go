@@ -201,6 +201,10 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 	for i := range ps.Routes {
 		routes[ps.Routes[i].Service] = &ps.Routes[i]
 	}
+	comp := map[string]*ir.Compliance{}
+	for i := range ps.Compliance {
+		comp[ps.Compliance[i].Service] = &ps.Compliance[i]
+	}
 	names := upstreamNames(cat)
 	known := map[string]bool{}
 	for _, n := range names {
@@ -217,7 +221,7 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 	var byPath []*routev3.Route
 	s.entries = make([]*serviceEntry, 0, len(names))
 	for _, name := range names {
-		c := ps.ComplianceFor(name)
+		c := comp[name]
 		svc, refused := s.residency(cat.Services[name], c)
 		e, err := cache.entry(name, svc, routes[name])
 		if err == nil && refused {
