@@ -162,8 +162,8 @@ type AccessRuleSpec struct {
 type CompliancePolicySpec struct {
 	// Service is the Consul service whose traffic the policy covers.
 	Service string `json:"service" mw:"required"`
-	// Tags are compliance tags (pci, gdpr, region=eu), named in residency
-	// refusals and written into their audit records.
+	// Tags are compliance tags (pci, gdpr, region=eu), written into every
+	// audit record of the service's sidecars and into residency refusals.
 	Tags []string `json:"tags,omitempty"`
 	// Residency restricts where the service's traffic may go.
 	Residency *ResidencySpec `json:"residency,omitempty"`

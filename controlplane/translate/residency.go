@@ -14,6 +14,7 @@ package translate
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -116,6 +117,39 @@ func refusalRoute(routeName, prefix, svc string, c *ir.Compliance) *routev3.Rout
 		}},
 		ResponseHeadersToAdd: add,
 	}
+}
+
+// withServiceTags appends the tags of svc's CompliancePolicy to the audit
+// configuration's serviceTags, so every record the sidecar of svc writes
+// carries them. Without tags the configuration is returned unchanged.
+func (s *Shared) withServiceTags(conf json.RawMessage, svc string) (json.RawMessage, error) {
+	c := s.policy.ComplianceFor(svc)
+	if c == nil || len(c.Tags) == 0 {
+		return conf, nil
+	}
+	m := map[string]json.RawMessage{}
+	if len(conf) > 0 {
+		if err := json.Unmarshal(conf, &m); err != nil {
+			return nil, err
+		}
+	}
+	var tags []string
+	if raw, ok := m["serviceTags"]; ok {
+		if err := json.Unmarshal(raw, &tags); err != nil {
+			return nil, fmt.Errorf("serviceTags: %w", err)
+		}
+	}
+	for _, t := range c.Tags {
+		if !containsString(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	b, err := json.Marshal(tags)
+	if err != nil {
+		return nil, err
+	}
+	m["serviceTags"] = b
+	return json.Marshal(m)
 }
 
 func containsString(list []string, s string) bool {

@@ -58,7 +58,12 @@ func (h *httpContext) onResidencyRefusal(status int) {
 		return
 	}
 	ev := h.refusalEvent(OpResidencyRefused, h.p.target+"#"+meshnames.RefusedResidency, status)
-	ev.Blocked, ev.Tags = reason, tags
+	ev.Blocked = reason
+	for _, t := range tags {
+		if !containsStr(ev.Tags, t) {
+			ev.Tags = append(ev.Tags, t)
+		}
+	}
 	h.queueRefusal(&ev)
 }
 
@@ -72,6 +77,7 @@ func (h *httpContext) refusalEvent(op, resource string, status int) auditevent.E
 		peer = "anonymous"
 	}
 	return auditevent.Event{
+		Tags:  h.p.engine.WithServiceTags(nil),
 		Phase: auditevent.PhaseOutcome, Level: auditevent.LevelNotice, OpType: op,
 		Subject: peer, Resource: resource,
 		Timestamp: proxywasm.GetCurrentTime().UnixNano(), TraceID: traceID(get), Dye: get(dyeing.Header), Tenant: get(dyeing.TenantHeader),

@@ -52,3 +52,34 @@ func TestPluginNativeResidencyRefusal(t *testing.T) {
 		})
 	}
 }
+
+// TestPluginNativeServiceTags: serviceTags (set by the plane from the
+// sidecar's CompliancePolicy) follow the rule's tags in every record: an
+// audited request's, and an ACCESS_DENIED one's.
+func TestPluginNativeServiceTags(t *testing.T) {
+	cfg := `{"rules":[{"methods":["POST"],"path":{"prefix":"/v1/transfers"},"opType":"FUND_TRANSFER","tags":["pci"]}],"serviceTags":["pci","gdpr","region=eu"],"collector":{"cluster":"mw-audit","token":"change-me"}}`
+	tests := []struct {
+		name, method, details, status string
+		wantOp, wantTags              string
+	}{
+		{"audited transfer", "POST", "", "201", "FUND_TRANSFER", "pci,gdpr,region=eu"},
+		{"access denied", "GET", "rbac_access_denied_matched_policy[none]", "403", OpAccessDenied, "pci,gdpr,region=eu"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			props := map[string]string{"node.cluster": "payments"}
+			if tt.details != "" {
+				props["response.code_details"] = tt.details
+			}
+			host, reset := startNativeWith(t, cfg, props)
+			defer reset()
+			id := host.InitializeHttpContext()
+			host.CallOnRequestHeaders(id, [][2]string{{":method", tt.method}, {":path", "/v1/transfers"}}, true)
+			host.CallOnResponseHeaders(id, [][2]string{{":status", tt.status}}, true)
+			evs, raw := flushed(t, host, id)
+			if len(evs) != 1 || evs[0].OpType != tt.wantOp || strings.Join(evs[0].Tags, ",") != tt.wantTags {
+				t.Fatalf("records = %s", raw)
+			}
+		})
+	}
+}

@@ -40,6 +40,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"pii bad scope", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"pii":{"action":"block","scan":["cookies"]}}`, `pii.scan[0]: "cookies" is not a scan scope`},
 		{"pii status", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"pii":{"action":"block","blockStatus":503}}`, "pii.blockStatus: 503 is not a 4xx"},
 		{"pii cleartext", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"pii":{"action":"flag","cleartext":"deny"}}`, `pii.cleartext: "deny" is not an action for PII over a plaintext hop`},
+		{"service tag", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"serviceTags":["pci","no spaces"]}`, `serviceTags[1]: "no spaces" is not a tag`},
 		{"trusted peers without header", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"subject":{"trustedPeers":["spiffe://a/*"]}}`, "subject.trustedPeers"},
 	})
 }

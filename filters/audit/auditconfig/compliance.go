@@ -306,6 +306,11 @@ func (c *Config) validateCompliance() error {
 			return fieldErr(p+".secret", "is %d bytes decoded: use at least 32 random bytes", len(b))
 		}
 	}
+	for j, t := range c.ServiceTags {
+		if !tagRe.MatchString(t) {
+			return fieldErr(fmt.Sprintf("serviceTags[%d]", j), "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
+		}
+	}
 	if err := c.validateFields("fields", c.Fields); err != nil {
 		return err
 	}
