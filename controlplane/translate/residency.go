@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -70,12 +71,13 @@ func (s *Shared) residency(svc *ir.Service, c *ir.Compliance) (*ir.Service, bool
 // refusedEntry is e with every route of the service replaced by a 451
 // direct response naming the reason; its clusters (empty) stay, so the
 // cluster names routes and RBAC refer to keep existing.
-func refusedEntry(e *serviceEntry, name string, c *ir.Compliance) (*serviceEntry, error) {
+func (s *Shared) refusedEntry(e *serviceEntry, name string, c *ir.Compliance) (*serviceEntry, error) {
+	tags := s.serviceTags[name]
 	out := &serviceEntry{key: e.key, clusters: e.clusters, meshOf: e.meshOf, endpoints: e.endpoints}
 	vh := proto.Clone(e.vhost).(*routev3.VirtualHost)
-	vh.Routes = []*routev3.Route{refusalRoute(name+"/residency", "/", name, c)}
+	vh.Routes = []*routev3.Route{refusalRoute(name+"/residency", "/", name, c.Regions, tags)}
 	out.vhost = vh
-	out.byPath = []*routev3.Route{refusalRoute(name+"/residency-by-path", "/"+name+"/", name, c)}
+	out.byPath = []*routev3.Route{refusalRoute(name+"/residency-by-path", "/"+name+"/", name, c.Regions, tags)}
 	h := sha256.New()
 	for _, group := range [][]types.Resource{out.clusters, out.endpoints, {out.vhost}, {out.byPath[0]}} {
 		if err := hashAll(h, group); err != nil {
@@ -88,8 +90,8 @@ func refusedEntry(e *serviceEntry, name string, c *ir.Compliance) (*serviceEntry
 
 // refusalRoute answers every request under prefix with 451, a JSON reason
 // and the headers the audit filter records the refusal from.
-func refusalRoute(routeName, prefix, svc string, c *ir.Compliance) *routev3.Route {
-	regions := strings.Join(c.Regions, ",")
+func refusalRoute(routeName, prefix, svc string, allowed, tags []string) *routev3.Route {
+	regions := strings.Join(allowed, ",")
 	body := []byte(`{"error":"residency_refused","service":`)
 	body = auditevent.AppendJSONString(body, svc)
 	body = append(body, `,"allowed_regions":`...)
@@ -98,8 +100,8 @@ func refusalRoute(routeName, prefix, svc string, c *ir.Compliance) *routev3.Rout
 	body = auditevent.AppendJSONString(body, "no healthy instance of "+svc+" is in an allowed region ("+regions+"): the request was not sent elsewhere")
 	body = append(body, '}', '\n')
 	hdrs := [][2]string{{"content-type", "application/json"}, {meshnames.RefusedHeader, meshnames.RefusedResidency + ":" + regions}}
-	if len(c.Tags) > 0 {
-		hdrs = append(hdrs, [2]string{meshnames.ComplianceTagsHeader, strings.Join(c.Tags, ",")})
+	if len(tags) > 0 {
+		hdrs = append(hdrs, [2]string{meshnames.ComplianceTagsHeader, strings.Join(tags, ",")})
 	}
 	var add []*corev3.HeaderValueOption
 	for _, kv := range hdrs {
@@ -119,12 +121,52 @@ func refusalRoute(routeName, prefix, svc string, c *ir.Compliance) *routev3.Rout
 	}
 }
 
-// withServiceTags appends the tags of svc's CompliancePolicy to the audit
-// configuration's serviceTags, so every record the sidecar of svc writes
-// carries them. Without tags the configuration is returned unchanged.
+// tagRe is the audit filter's tag syntax.
+var tagRe = regexp.MustCompile(`^[A-Za-z0-9._:/=-]{1,64}$`)
+
+// collectServiceTags gathers each service's compliance tags: its
+// CompliancePolicy's, then those its instances list in the Consul service
+// meta meshnames.ComplianceTagsMeta (comma-separated; a tag that is not
+// valid is left out with a warning).
+func (s *Shared) collectServiceTags(cat *ir.Catalog, names []string, comp map[string]*ir.Compliance) {
+	s.serviceTags = map[string][]string{}
+	for _, name := range names {
+		var tags []string
+		if c := comp[name]; c != nil {
+			tags = append(tags, c.Tags...)
+		}
+		if svc := cat.Services[name]; svc != nil {
+			for _, in := range svc.Instances {
+				v := in.Meta[meshnames.ComplianceTagsMeta]
+				if v == "" {
+					continue
+				}
+				for _, t := range strings.Split(v, ",") {
+					t = strings.TrimSpace(t)
+					switch {
+					case t == "" || containsString(tags, t):
+					case !tagRe.MatchString(t):
+						s.Warnings = append(s.Warnings, fmt.Sprintf("consul: instance %s of %q: meta %s: %q is not a tag (letters, digits and . _ : / = -): left out",
+							in.ID, name, meshnames.ComplianceTagsMeta, t))
+					default:
+						tags = append(tags, t)
+					}
+				}
+			}
+		}
+		if len(tags) > 0 {
+			s.serviceTags[name] = tags
+		}
+	}
+}
+
+// withServiceTags appends svc's compliance tags (collectServiceTags) to
+// the audit configuration's serviceTags, so every record the sidecar of
+// svc writes carries them. Without tags the configuration is returned
+// unchanged.
 func (s *Shared) withServiceTags(conf json.RawMessage, svc string) (json.RawMessage, error) {
-	c := s.policy.ComplianceFor(svc)
-	if c == nil || len(c.Tags) == 0 {
+	add := s.serviceTags[svc]
+	if len(add) == 0 {
 		return conf, nil
 	}
 	m := map[string]json.RawMessage{}
@@ -139,7 +181,7 @@ func (s *Shared) withServiceTags(conf json.RawMessage, svc string) (json.RawMess
 			return nil, fmt.Errorf("serviceTags: %w", err)
 		}
 	}
-	for _, t := range c.Tags {
+	for _, t := range add {
 		if !containsString(tags, t) {
 			tags = append(tags, t)
 		}

@@ -167,6 +167,8 @@ type Shared struct {
 	filters []ir.Filter
 	// digest is the content hash of everything above.
 	digest []byte
+	// serviceTags are each service's compliance tags (residency.go).
+	serviceTags map[string][]string
 	// Warnings are user-facing notes (e.g. a route for a service Consul
 	// does not know); they do not stop translation.
 	Warnings []string
@@ -216,6 +218,7 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 		}
 	}
 	s.Warnings = append(s.Warnings, accessWarnings(ps, known)...)
+	s.collectServiceTags(cat, names, comp)
 	h := sha256.New()
 	vhosts := make([]*routev3.VirtualHost, 0, len(names)+1)
 	var byPath []*routev3.Route
@@ -225,7 +228,7 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 		svc, refused := s.residency(cat.Services[name], c)
 		e, err := cache.entry(name, svc, routes[name])
 		if err == nil && refused {
-			e, err = refusedEntry(e, name, c)
+			e, err = s.refusedEntry(e, name, c)
 		}
 		if err != nil {
 			return nil, err

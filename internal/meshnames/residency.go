@@ -12,6 +12,10 @@ const (
 	ComplianceTagsHeader = "x-mw-compliance-tags"
 	// RefusedResidency starts RefusedHeader for a residency refusal.
 	RefusedResidency = "residency"
+	// ComplianceTagsMeta is the Consul service meta key whose value
+	// (comma-separated) adds compliance tags to a service, beside its
+	// CompliancePolicy's.
+	ComplianceTagsMeta = "mw-compliance-tags"
 	// ResidencyRefusedStatus is the status of a residency refusal (451
 	// Unavailable For Legal Reasons).
 	ResidencyRefusedStatus = 451
