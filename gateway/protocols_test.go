@@ -329,6 +329,9 @@ func TestPeerIdentityAndCallout(t *testing.T) {
 		if got := h.Get("X-R-P-Connection.uri_san_peer_certificate"); got != "spiffe://test.mesh/ns/default/svc/client" {
 			t.Fatalf("filter saw peer %q (headers %v)", got, h)
 		}
+		if v, m := h.Get("X-R-P-Connection.tls_version"), h.Get("X-R-P-Connection.mtls"); v != "TLSv1.3" || m != "1:1" {
+			t.Errorf("filter saw connection.tls_version %q, connection.mtls %q; want Envoy's TLSv1.3 and 1:1", v, m)
+		}
 	})
 	t.Run("dispatch_http_call to a CDS cluster", func(t *testing.T) {
 		code, body, _ := get(t, c, base+"/c", "x-test", "call-reply")

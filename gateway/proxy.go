@@ -140,7 +140,7 @@ func (x *exchange) streamInfo(props map[string][]byte) wasmhost.StreamInfo {
 	r := x.r
 	info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, DestinationAddress: x.g.Addr().String(), Properties: props}
 	if r.TLS != nil {
-		info.TLSVersion = tls.VersionName(r.TLS.Version)
+		info.TLSVersion = envoyTLSVersion(r.TLS.Version)
 		if len(r.TLS.PeerCertificates) > 0 {
 			info.MTLS = true
 			if u := r.TLS.PeerCertificates[0].URIs; len(u) > 0 {
@@ -149,6 +149,23 @@ func (x *exchange) streamInfo(props map[string][]byte) wasmhost.StreamInfo {
 		}
 	}
 	return info
+}
+
+// envoyTLSVersion names a TLS version as Envoy's connection.tls_version
+// does (BoringSSL's SSL_get_version: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3), so
+// a filter reads the same value behind the gateway and in a sidecar.
+func envoyTLSVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return tls.VersionName(v)
 }
 
 // openFilters starts the request's stream through the listener's filter
@@ -232,10 +249,11 @@ func (x *exchange) selectRoute() bool {
 	}
 	x.routeName = rt.name
 	x.route = rt
-	if rt.direct != nil {
-		x.status = rt.direct.status
-		x.w.WriteHeader(rt.direct.status)
-		_, _ = x.w.Write(rt.direct.body)
+	if d := rt.direct; d != nil {
+		// As Envoy's router: response_headers_to_add, then the filters'
+		// response callbacks with response.code_details direct_response.
+		h := &wasmhost.Headers{Pairs: append([][2]string{{":status", strconv.Itoa(d.status)}}, d.headers...)}
+		x.status = x.localResponse(h, d.body, "direct_response")
 		return false
 	}
 	x.clusterName = rt.pickCluster()
@@ -299,7 +317,7 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 // response.code_details names the matched rule, so the audit filter records
 // an ACCESS_DENIED event.
 func (x *exchange) denyAccess(d accessDecision) int {
-	w, r := x.w, x.r
+	r := x.r
 	caller := "an unauthenticated caller"
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		caller = certPrincipal(r.TLS.PeerCertificates[0])
@@ -313,8 +331,16 @@ func (x *exchange) denyAccess(d accessDecision) int {
 		body = nil
 		h.Pairs = [][2]string{{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "7"}, {"grpc-message", reason}}
 	}
+	return x.localResponse(h, body, accessDeniedDetails+d.rule+"]")
+}
+
+// localResponse answers with the proxy's own response (h holds :status),
+// run as in Envoy through the filters' response callbacks with
+// response.code_details set to details. It returns the status written.
+func (x *exchange) localResponse(h *wasmhost.Headers, body []byte, details string) int {
+	w := x.w
 	if x.fs != nil {
-		res := x.fs.deniedResponseHeaders(h, []byte(accessDeniedDetails+d.rule+"]"))
+		res := x.fs.deniedResponseHeaders(h, []byte(details))
 		if res.Action == wasmhost.Reply && res.Reply != nil {
 			return writeLocalReply(w, res.Reply)
 		}
@@ -323,7 +349,7 @@ func (x *exchange) denyAccess(d accessDecision) int {
 			body = res.Body
 		}
 	}
-	status := http.StatusForbidden
+	status := http.StatusOK
 	for _, kv := range h.Pairs {
 		if kv[0] == ":status" {
 			if n, err := strconv.Atoi(kv[1]); err == nil {

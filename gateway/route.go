@@ -78,8 +78,9 @@ type weightedCluster struct {
 }
 
 type directResponse struct {
-	status int
-	body   []byte
+	status  int
+	body    []byte
+	headers [][2]string // the route's response_headers_to_add
 }
 
 type retryPolicy struct {
@@ -220,6 +221,11 @@ func compileRoute(r *route.Route) (*compiledRoute, error) {
 				return nil, fmt.Errorf("direct_response body: %w", err)
 			}
 			d.body = body
+		}
+		for _, o := range r.GetResponseHeadersToAdd() {
+			if hv := o.GetHeader(); hv != nil && hv.GetKey() != "" {
+				d.headers = append(d.headers, [2]string{strings.ToLower(hv.GetKey()), hv.GetValue()})
+			}
 		}
 		cr.direct = d
 	default:

@@ -41,6 +41,9 @@ type PolicySet struct {
 	// breakers, rate limits, faults and mirroring per service, sorted by
 	// Service (see resilience.go).
 	Resilience []Resilience `json:",omitempty"`
+	// Compliance tags services and restricts where their traffic may go
+	// (compliance.go), one per service, sorted by Service.
+	Compliance []Compliance `json:",omitempty"`
 }
 
 // Route says how traffic to one service is split into subsets.
@@ -178,6 +181,9 @@ type Instance struct {
 	Tags    []string
 	Meta    map[string]string
 	Healthy bool
+	// Datacenter and NodeMeta are the Consul node's (residency: Region).
+	Datacenter string            `json:",omitempty"`
+	NodeMeta   map[string]string `json:",omitempty"`
 }
 
 // Matches reports whether the instance carries every selector pair, in its
@@ -235,6 +241,7 @@ func (p *PolicySet) Validate() error {
 		}
 	}
 	errs = append(errs, p.validateResilience()...)
+	errs = append(errs, p.validateCompliance()...)
 	return errors.Join(errs...)
 }
 

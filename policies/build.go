@@ -121,6 +121,10 @@ func (b *builder) build(docs []*doc) {
 		func(x *doc) (ir.Resilience, bool) { return b.resilience(x, x.spec.Interface().(*ResiliencePolicySpec)) },
 		func(r ir.Resilience) string { return r.Service },
 		"service %q already has a ResiliencePolicy at %s: merge them into one document")
+	b.ps.Compliance = onePerService(byKind[KindCompliancePolicy],
+		func(x *doc) (ir.Compliance, bool) { return b.compliance(x, x.spec.Interface().(*CompliancePolicySpec)) },
+		func(c ir.Compliance) string { return c.Service },
+		"service %q already has a CompliancePolicy at %s: keep one per service")
 }
 
 // onePerService builds each document of a kind that allows one per service

@@ -22,6 +22,7 @@ const (
 	KindCertificatePolicy = "CertificatePolicy"
 	KindAccessPolicy      = "AccessPolicy"
 	KindRollout           = "Rollout"
+	KindCompliancePolicy  = "CompliancePolicy"
 )
 
 // Document is one YAML document of a policy file, Kubernetes-shaped.
@@ -157,6 +158,31 @@ type AccessRuleSpec struct {
 	Lanes []string `json:"lanes,omitempty"`
 }
 
+// CompliancePolicySpec tags a service for compliance and, with residency,
+// keeps its traffic in the allowed regions. One per service.
+type CompliancePolicySpec struct {
+	// Service is the Consul service whose traffic the policy covers.
+	Service string `json:"service" mw:"required"`
+	// Tags are compliance tags (pci, gdpr, region=eu), written into every
+	// audit record of the service's sidecars and into residency refusals.
+	Tags []string `json:"tags,omitempty"`
+	// Residency restricts where the service's traffic may go.
+	Residency *ResidencySpec `json:"residency,omitempty"`
+}
+
+// ResidencySpec is a residency rule: proxies receive only the service's
+// instances in an allowed region, and answer 451 with the reason (and the
+// audit filter records it) when none is left.
+type ResidencySpec struct {
+	// Regions are the allowed regions, matched against the instance's
+	// Consul node meta (regionKey), else its datacenter.
+	Regions []string `json:"regions" mw:"required"`
+	// RegionKey is the node meta key naming a node's region (default
+	// region). Service meta is not trusted for this: any registrant could
+	// claim a region.
+	RegionKey string `json:"regionKey,omitempty"`
+}
+
 // filterKinds maps a filter name to the kind that configures it.
 func filterKind(filter string) string {
 	switch filter {
@@ -172,7 +198,7 @@ func filterKind(filter string) string {
 
 // Kinds returns every kind name, sorted.
 func Kinds() []string {
-	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindDyePolicy, KindFilterRelease, KindResiliencePolicy, KindRollout, KindTracePolicy}
+	return []string{KindAccessPolicy, KindAuditPolicy, KindCanaryRoute, KindCertificatePolicy, KindCompliancePolicy, KindDyePolicy, KindFilterRelease, KindResiliencePolicy, KindRollout, KindTracePolicy}
 }
 
 // SpecType returns the Go type a kind's spec decodes into, or nil for an
@@ -199,6 +225,8 @@ func SpecType(kind string) reflect.Type {
 		return reflect.TypeOf(RolloutSpec{})
 	case KindResiliencePolicy:
 		return reflect.TypeOf(ResiliencePolicySpec{})
+	case KindCompliancePolicy:
+		return reflect.TypeOf(CompliancePolicySpec{})
 	}
 	return nil
 }

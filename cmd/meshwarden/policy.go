@@ -32,8 +32,9 @@ func newPolicyCmd() *cobra.Command {
 		Short: "Validate, diff and apply policy files",
 		Long: `Policy files are YAML documents (apiVersion meshwarden.io/v1alpha1) in one
 directory: DyePolicy, AuditPolicy, TracePolicy, CanaryRoute, FilterRelease,
-CertificatePolicy, AccessPolicy and Rollout (progressive delivery, steered
-with meshwarden rollout). See policies/README.md.
+CertificatePolicy, AccessPolicy, ResiliencePolicy, Rollout (progressive
+delivery, steered with meshwarden rollout) and CompliancePolicy (service
+tags, residency). See policies/README.md.
 
   meshwarden policy validate policies/ --consul 127.0.0.1:8500
   meshwarden policy diff policies/ --plane 127.0.0.1:18001
@@ -121,8 +122,8 @@ carries is an error; a service not in Consul is a warning).`,
 				return exitcode.Finding(fmt.Errorf("%s: %d error(s): the policy set would be rejected", args[0], len(diags.Errors)))
 			}
 			if format != "json" {
-				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d resilience policy(ies), %d warning(s)\n",
-					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(ps.Resilience), len(diags.Warnings))
+				fmt.Fprintf(out, "OK: %d file(s), revision %s: %d route(s), %d filter(s), %d access rule(s), %d resilience policy(ies), %d compliance policy(ies), %d rollout(s), %d warning(s)\n",
+					len(ps.Sources), ps.Revision[:16], len(ps.Routes), len(ps.Filters), len(ps.Access), len(ps.Resilience), len(ps.Compliance), len(ps.Rollouts), len(diags.Warnings))
 			}
 			return nil
 		},

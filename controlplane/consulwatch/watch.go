@@ -336,7 +336,7 @@ func toInstances(entries []*api.ServiceEntry) []ir.Instance {
 			Healthy: e.Checks.AggregatedStatus() == api.HealthPassing,
 		}
 		if e.Node != nil {
-			in.Node = e.Node.Node
+			in.Node, in.Datacenter, in.NodeMeta = e.Node.Node, e.Node.Datacenter, maps.Clone(e.Node.Meta)
 		}
 		out = append(out, in)
 	}

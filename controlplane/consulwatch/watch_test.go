@@ -52,14 +52,15 @@ func TestWatcherOnRealConsul(t *testing.T) {
 		action func() error
 		ok     func(*ir.Catalog) bool
 	}{
-		{"registered with tags, meta and node address; warning is not healthy", nil, func(cat *ir.Catalog) bool {
+		{"registered with tags, meta, node address and datacenter; warning is not healthy", nil, func(cat *ir.Catalog) bool {
 			s := cat.Services["echo"]
 			if s == nil || len(s.Instances) != 1 {
 				return false
 			}
 			in := s.Instances[0]
 			return in.Address == "127.0.0.1" && in.Port == 9001 && !in.Healthy && in.Meta["version"] == "v2" &&
-				in.Matches(map[string]string{"lane": "canary", "version": "v2"}) && cat.Index > 0
+				in.Matches(map[string]string{"lane": "canary", "version": "v2"}) && cat.Index > 0 &&
+				in.Datacenter == "dc1" && in.Region(ir.DefaultRegionKey) == "dc1" // no region node meta: the datacenter
 		}},
 		{"passing makes it healthy", func() error {
 			return c.Agent().UpdateTTL("ttl-echo-1", "", api.HealthPassing)

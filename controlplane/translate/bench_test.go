@@ -80,6 +80,43 @@ func BenchmarkTranslate(b *testing.B) {
 	}
 }
 
+// BenchmarkTranslateResidency is BenchmarkTranslate with a residency rule
+// on every service (half the endpoints' nodes in eu-west, half in
+// us-east): the cost of filtering endpoints by region.
+func BenchmarkTranslateResidency(b *testing.B) {
+	const n = 10000
+	for _, residency := range []bool{false, true} {
+		b.Run(fmt.Sprintf("residency=%v/services=%d/endpoints=%d", residency, n, n*5), func(b *testing.B) {
+			cat, ps := bigCatalog(n, 5)
+			for _, svc := range cat.Services {
+				for j := range svc.Instances {
+					region := "eu-west"
+					if j%2 == 1 {
+						region = "us-east"
+					}
+					svc.Instances[j].Datacenter, svc.Instances[j].NodeMeta = "dc1", map[string]string{"region": region}
+				}
+				if residency {
+					ps.Compliance = append(ps.Compliance, ir.Compliance{Service: svc.Name, Tags: []string{"gdpr"}, Regions: []string{"eu-west"}, RegionKey: "region"})
+				}
+			}
+			opts := Options{ModuleBaseURL: "http://127.0.0.1:18001/modules/"}
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				shared, err := Build(cat, ps, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := shared.ForNode(Node{ID: "gw-1", Gateway: true}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
 // BenchmarkValidate measures ValidateAll over one sidecar snapshot of 1k
 // services (the plane validates every snapshot before publishing it).
 func BenchmarkValidate(b *testing.B) {

@@ -167,6 +167,8 @@ type Shared struct {
 	filters []ir.Filter
 	// digest is the content hash of everything above.
 	digest []byte
+	// serviceTags are each service's compliance tags (residency.go).
+	serviceTags map[string][]string
 	// Warnings are user-facing notes (e.g. a route for a service Consul
 	// does not know); they do not stop translation.
 	Warnings []string
@@ -201,6 +203,10 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 	for i := range ps.Routes {
 		routes[ps.Routes[i].Service] = &ps.Routes[i]
 	}
+	comp := map[string]*ir.Compliance{}
+	for i := range ps.Compliance {
+		comp[ps.Compliance[i].Service] = &ps.Compliance[i]
+	}
 	names := upstreamNames(cat)
 	known := map[string]bool{}
 	for _, n := range names {
@@ -217,12 +223,18 @@ func BuildCached(cache *Cache, cat *ir.Catalog, ps *ir.PolicySet, opts Options) 
 	for i := range ps.Resilience {
 		resilience[ps.Resilience[i].Service] = &ps.Resilience[i]
 	}
+	s.collectServiceTags(cat, names, comp)
 	h := sha256.New()
 	vhosts := make([]*routev3.VirtualHost, 0, len(names)+1)
 	var byPath []*routev3.Route
 	s.entries = make([]*serviceEntry, 0, len(names))
 	for _, name := range names {
-		e, err := cache.entry(name, cat.Services[name], routes[name], resilience[name])
+		c := comp[name]
+		svc, refused := s.residency(cat.Services[name], c)
+		e, err := cache.entry(name, svc, routes[name], resilience[name])
+		if err == nil && refused {
+			e, err = s.refusedEntry(e, name, c)
+		}
 		if err != nil {
 			return nil, err
 		}

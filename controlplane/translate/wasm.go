@@ -120,6 +120,12 @@ func (s *Shared) extensionConfigs(n Node) ([]types.Resource, error) {
 				return nil, fmt.Errorf("filter %s configuration: %w", f.Name, err)
 			}
 		}
+		if f.Name == "audit" && !n.Gateway {
+			var err error
+			if conf, err = s.withServiceTags(conf, n.service()); err != nil {
+				return nil, fmt.Errorf("filter %s configuration: %w", f.Name, err)
+			}
+		}
 		cfg, err := anypb.New(wrapperspb.String(string(conf)))
 		if err != nil {
 			return nil, fmt.Errorf("filter %s configuration: %w", f.Name, err)

@@ -38,6 +38,8 @@ type ruleCompliance struct {
 	det                                   *Detector
 	scanBody, scanQuery, scanHeaders      bool
 	maskInAudit, blockPII, blockOversized bool
+	// cleartextFlag / cleartextBlock: pii.cleartext.
+	cleartextFlag, cleartextBlock bool
 }
 
 type fieldAct struct {
@@ -90,6 +92,8 @@ func (e *Engine) compileCompliance(i int) *ruleCompliance {
 		rc.maskInAudit = pii.Action == auditconfig.PIIMaskInAudit
 		rc.blockPII = pii.Action == auditconfig.PIIBlock
 		rc.blockOversized = pii.TooLarge == auditconfig.PIIBlock
+		rc.cleartextFlag = pii.Cleartext == auditconfig.PIIFlag
+		rc.cleartextBlock = pii.Cleartext == auditconfig.PIIBlock
 	}
 	return rc
 }
@@ -373,12 +377,49 @@ func blockReason(pii []string) string {
 	var names []string
 	for _, p := range pii {
 		n, _, _ := strings.Cut(p, "@")
-		if n != "scan-limit" && !containsStr(names, n) {
+		if n != "scan-limit" && n != "cleartext" && !containsStr(names, n) {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
 	return "pii:" + strings.Join(names, ",")
+}
+
+// BlockCleartext starts the reason of a cleartext block:
+// cleartext-pii:<detectors>.
+const BlockCleartext = "cleartext-pii"
+
+// cleartextDetection marks a record whose PII arrived over a plaintext hop.
+const cleartextDetection = "cleartext@connection"
+
+// ChecksCleartext reports whether rule i has a cleartext setting, so the
+// filter reads connection.mtls only for such rules.
+func (e *Engine) ChecksCleartext(i int) bool {
+	rc := e.rules[i].comp
+	return rc != nil && (rc.cleartextFlag || rc.cleartextBlock)
+}
+
+// CheckCleartext applies rule i's cleartext setting to a record whose
+// detections are in ev.PII: when the hop is not mTLS and PII was detected,
+// flag adds cleartext@connection and block returns the reason
+// (cleartext-pii:<detectors>) and its status (426). Call it after every
+// scan; it returns "" to go on.
+func (e *Engine) CheckCleartext(i int, ev *auditevent.Event, mtls bool) (string, int) {
+	rc := e.rules[i].comp
+	if mtls || rc == nil || !(rc.cleartextFlag || rc.cleartextBlock) {
+		return "", 0
+	}
+	reason := blockReason(ev.PII)
+	if reason == "pii:" {
+		return "", 0 // nothing detected (or only the scan limit)
+	}
+	if !containsStr(ev.PII, cleartextDetection) {
+		ev.PII = append(ev.PII, cleartextDetection)
+	}
+	if rc.cleartextBlock {
+		return BlockCleartext + strings.TrimPrefix(reason, "pii"), auditconfig.CleartextBlockStatus
+	}
+	return "", 0
 }
 
 // BodyOutcome is what ProcessBody decided about a request body.

@@ -161,8 +161,20 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 	if r.comp != nil {
 		hdr, query = e.applyCompliance(r.comp, &ev, hdr, query)
 	}
+	ev.Tags = e.WithServiceTags(ev.Tags)
 	ev.Resource = r.resource.Expand(ri.Method, path, query, hdr)
 	return ev
+}
+
+// WithServiceTags returns tags followed by the configuration's
+// serviceTags not already in it (tags itself when there are none).
+func (e *Engine) WithServiceTags(tags []string) []string {
+	for _, t := range e.cfg.ServiceTags {
+		if !contains(tags, t) {
+			tags = append(tags[:len(tags):len(tags)], t)
+		}
+	}
+	return tags
 }
 
 // subject is the subject header when the peer is trusted to set it, else

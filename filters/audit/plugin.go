@@ -143,6 +143,8 @@ type httpContext struct {
 	// grpc: the request is gRPC, so a local denial is a trailers-only
 	// response (:status 200, grpc-status 7) rather than a 403.
 	grpc bool
+	// mtls is connection.mtls, read once (mtlsRead) by checkCleartext.
+	mtls, mtlsRead bool
 }
 
 // OnHttpRequestHeaders matches the request against the rules.
@@ -203,6 +205,9 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	h.nonce = hex.EncodeToString(n[:])
 	if reason := h.p.engine.ScanRequest(i, &h.ev, path, hs); reason != "" {
 		h.block(reason, h.p.engine.PIIBlockStatus(i))
+		return proxywasm.ActionPause
+	}
+	if h.checkCleartext() {
 		return proxywasm.ActionPause
 	}
 	h.forwardRewrite(get, endOfStream)
@@ -308,6 +313,9 @@ func (h *httpContext) digest(bodySize int, endOfStream bool) bool {
 		h.block(out.Block, out.Status)
 		return true
 	}
+	if h.checkCleartext() {
+		return true
+	}
 	if out.Forward != nil {
 		if err := proxywasm.ReplaceHttpRequestBody(out.Forward); err != nil {
 			// The clear body must not go upstream.
@@ -315,6 +323,24 @@ func (h *httpContext) digest(bodySize int, endOfStream bool) bool {
 			h.block(BlockBodyNotJSON, 500)
 			return true
 		}
+	}
+	return false
+}
+
+// checkCleartext applies the rule's pii.cleartext setting to what was
+// detected so far, reading connection.mtls once per request, and reports
+// whether the request was refused.
+func (h *httpContext) checkCleartext() bool {
+	e := h.p.engine
+	if !e.ChecksCleartext(h.rule) {
+		return false
+	}
+	if !h.mtlsRead {
+		h.mtls, h.mtlsRead = kit.DownstreamMTLS(), true
+	}
+	if reason, status := e.CheckCleartext(h.rule, &h.ev, h.mtls); reason != "" {
+		h.block(reason, status)
+		return true
 	}
 	return false
 }
@@ -332,6 +358,8 @@ func (h *httpContext) block(reason string, status int) {
 	switch {
 	case strings.HasPrefix(reason, "pii:"):
 		msg = "the request carries personal data (" + strings.TrimPrefix(reason, "pii:") + ") that this operation does not accept: remove it and retry"
+	case strings.HasPrefix(reason, BlockCleartext):
+		msg = "the request carries personal data (" + strings.TrimPrefix(reason, BlockCleartext+":") + ") over a connection that is not mTLS: this operation accepts it only over mTLS"
 	case reason == BlockScanLimit:
 		msg = "the request body is larger than this operation scans for personal data: send a smaller body"
 	case reason == BlockBodyTooLarge:
@@ -409,6 +437,8 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	st, _ := proxywasm.GetHttpResponseHeader(":status")
 	if st == "403" {
 		h.recordAccessDenied(403)
+	} else if st == "451" {
+		h.onResidencyRefusal(451)
 	} else if h.grpc && st == "200" {
 		if gs, _ := proxywasm.GetHttpResponseHeader("grpc-status"); gs == "7" { // PERMISSION_DENIED
 			h.recordAccessDenied(200)
@@ -452,28 +482,9 @@ func (h *httpContext) recordAccessDenied(status int) {
 		return
 	}
 	rule = strings.TrimSuffix(rule, "]")
-	get := func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v }
-	path, _, _ := strings.Cut(get(":path"), "?")
-	peer, _ := proxywasm.GetPropertyString(kit.PropPeerURISAN)
-	if peer == "" {
-		peer = "anonymous"
-	}
-	now := proxywasm.GetCurrentTime().UnixNano()
-	ev := auditevent.Event{
-		Phase: auditevent.PhaseOutcome, Level: auditevent.LevelNotice, OpType: OpAccessDenied,
-		Subject: peer, Resource: h.p.target + "#" + rule,
-		Timestamp: now, TraceID: traceID(get), Dye: get(dyeing.Header), Tenant: get(dyeing.TenantHeader),
-		Method: get(":method"), Path: path, Status: status, Source: h.p.source,
-	}
-	var n [8]byte
-	_, _ = h.p.rnd.Read(n[:])
-	t := ev.TraceID
-	if t == "" {
-		t = "notrace"
-	}
-	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(auditevent.PhaseOutcome)
+	ev := h.refusalEvent(OpAccessDenied, h.p.target+"#"+rule, status)
 	h.p.accessDenied.Increment(1)
-	h.p.b.Add(appendCanonical(h.p.b.ItemBuf(), &ev))
+	h.queueRefusal(&ev)
 }
 
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the

@@ -15,7 +15,17 @@ var (
 	PropPeerURISAN = []string{"connection", "uri_san_peer_certificate"}
 	// PropSourceAddress holds the peer's address, "ip:port".
 	PropSourceAddress = []string{"source", "address"}
+	// PropMTLS is Envoy's connection.mtls: one byte, 1 when the downstream
+	// connection is TLS and the peer presented a certificate.
+	PropMTLS = []string{"connection", "mtls"}
 )
+
+// DownstreamMTLS reports whether the request arrived over mTLS
+// (connection.mtls); a host that does not know says no.
+func DownstreamMTLS() bool {
+	b, err := proxywasm.GetProperty(PropMTLS)
+	return err == nil && len(b) > 0 && b[0] != 0
+}
 
 // NewVMContext returns a VM context whose plugin contexts newPlugin makes:
 // the VM context of every filter (and of the bundle), which keep their state

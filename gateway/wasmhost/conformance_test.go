@@ -37,7 +37,7 @@ func TestConformanceRequestHeaders(t *testing.T) {
 	_, p, sink := conformance(t, nil)
 	info := StreamInfo{
 		SourceAddress: "10.0.0.7:4242", DestinationAddress: "10.0.0.1:8443",
-		PeerURISAN: "spiffe://mesh/ns/default/sa/web", PeerPrincipal: "CN=web", MTLS: true,
+		PeerURISAN: "spiffe://mesh/ns/default/sa/web", PeerPrincipal: "CN=web", MTLS: true, TLSVersion: "TLSv1.3",
 		RouteName: "r1", Properties: map[string][]byte{"custom.prop": []byte("custom")},
 	}
 	tests := []struct {
@@ -58,7 +58,7 @@ func TestConformanceRequestHeaders(t *testing.T) {
 			"x-r-p-plugin_name":                         "conf", "x-r-p-plugin_root_id": "conf-root", "x-r-p-plugin_vm_id": "vm-a",
 			"x-r-p-node.id": "gw-1", "x-r-p-request.path": "/p?q=1", "x-r-p-request.method": "GET",
 			"x-r-p-request.host": "example.test", "x-r-p-request.headers.x-test": "properties",
-			"x-r-p-route_name": "r1", "x-r-p-custom.prop": "custom", "x-r-p-connection.mtls": "1:1",
+			"x-r-p-route_name": "r1", "x-r-p-custom.prop": "custom", "x-r-p-connection.mtls": "1:1", "x-r-p-connection.tls_version": "TLSv1.3",
 			"x-r-set-prop": "0", "x-r-get-set-prop": "0:value", "x-r-p-missing": "1",
 		}, nil},
 		{"call-bad", nil, map[string]string{"x-r-call-bad": "2,2"}, nil},

@@ -60,6 +60,11 @@ type Config struct {
 	// previous key next in the list during a rotation (ids stay unique);
 	// the auditor keeps every id's key to re-derive older records.
 	HashKeys []HashKey `json:"hashKeys,omitempty"`
+	// ServiceTags are compliance tags written into every record this
+	// proxy writes, after the rule's. The plane appends the tags of the
+	// CompliancePolicy of a sidecar's service, so every record of that
+	// service carries them.
+	ServiceTags []string `json:"serviceTags,omitempty"`
 }
 
 // Rule matches sensitive operations and says how to record them.

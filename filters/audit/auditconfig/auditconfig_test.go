@@ -39,6 +39,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"pii scan over bound", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"maxBodyBytes":1024,"pii":{"action":"flag","maxScanBytes":2048}}`, "pii.maxScanBytes: 2048 is out of range"},
 		{"pii bad scope", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"pii":{"action":"block","scan":["cookies"]}}`, `pii.scan[0]: "cookies" is not a scan scope`},
 		{"pii status", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"pii":{"action":"block","blockStatus":503}}`, "pii.blockStatus: 503 is not a 4xx"},
+		{"pii cleartext", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"pii":{"action":"flag","cleartext":"deny"}}`, `pii.cleartext: "deny" is not an action for PII over a plaintext hop`},
+		{"service tag", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"serviceTags":["pci","no spaces"]}`, `serviceTags[1]: "no spaces" is not a tag`},
 		{"trusted peers without header", `{"rules":[{"opType":"X","path":{"prefix":"/"}}],"subject":{"trustedPeers":["spiffe://a/*"]}}`, "subject.trustedPeers"},
 	})
 }

@@ -106,7 +106,16 @@ type PII struct {
 	TooLarge string `json:"tooLarge,omitempty"`
 	// BlockStatus is the status of a block (400–499, default 422).
 	BlockStatus int `json:"blockStatus,omitempty"`
+	// Cleartext is what happens when PII is detected in a request that
+	// did not arrive over mTLS (the connection.mtls property is false):
+	// "" (default) nothing, flag (the record lists cleartext@connection)
+	// or block (a local 426 reply, blocked cleartext-pii:<detectors>).
+	Cleartext string `json:"cleartext,omitempty"`
 }
+
+// CleartextBlockStatus is the status of a cleartext-pii block (426
+// Upgrade Required: retry over mTLS).
+const CleartextBlockStatus = 426
 
 // Pattern is a named regular expression detector.
 type Pattern struct {
@@ -224,6 +233,9 @@ func (p *PII) validate(at string, maxBody int) error {
 	if p.TooLarge != PIIFlag && p.TooLarge != PIIBlock {
 		return fieldErr(at+".tooLarge", "%q is not an action for a body too large to scan: use flag or block", p.TooLarge)
 	}
+	if p.Cleartext != "" && p.Cleartext != PIIFlag && p.Cleartext != PIIBlock {
+		return fieldErr(at+".cleartext", "%q is not an action for PII over a plaintext hop: use flag or block (or omit it)", p.Cleartext)
+	}
 	if p.BlockStatus < 400 || p.BlockStatus > 499 {
 		return fieldErr(at+".blockStatus", "%d is not a 4xx status: use 400 to 499 (0 means 422)", p.BlockStatus)
 	}
@@ -292,6 +304,11 @@ func (c *Config) validateCompliance() error {
 		}
 		if len(b) < 32 {
 			return fieldErr(p+".secret", "is %d bytes decoded: use at least 32 random bytes", len(b))
+		}
+	}
+	for j, t := range c.ServiceTags {
+		if !tagRe.MatchString(t) {
+			return fieldErr(fmt.Sprintf("serviceTags[%d]", j), "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
 		}
 	}
 	if err := c.validateFields("fields", c.Fields); err != nil {

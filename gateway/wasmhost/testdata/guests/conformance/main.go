@@ -161,7 +161,7 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		add("x-r-resp-map-in-request", st(s))
 	case "properties":
 		for _, p := range []string{"source.address", "destination.address", "connection.uri_san_peer_certificate",
-			"connection.subject_peer_certificate", "plugin_name", "plugin_root_id", "plugin_vm_id", "node.id",
+			"connection.subject_peer_certificate", "connection.tls_version", "plugin_name", "plugin_root_id", "plugin_vm_id", "node.id",
 			"request.path", "request.method", "request.host", "request.headers.x-test", "route_name", "custom.prop"} {
 			v, s := g.Property(strings.Split(p, ".")...)
 			if s != g.OK {
