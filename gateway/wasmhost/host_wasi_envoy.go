@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // WASIMode selects the WASI surface a guest gets (RuntimeConfig.WASI).
@@ -84,9 +85,12 @@ func instantiateEnvoyWASI(ctx context.Context, rt wazero.Runtime) error {
 			}), f.params, []api.ValueType{i32}).Export(f.name)
 		}
 		// proc_exit: Envoy logs it and fails the VM; here the module exits
-		// (wazero's sys.ExitError), which the host treats as a trap.
+		// and the call ends with wazero's sys.ExitError (as wazero's own
+		// proc_exit), which the host treats as a trap.
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, s []uint64) {
-			_ = m.CloseWithExitCode(ctx, uint32(s[0]))
+			code := uint32(s[0])
+			_ = m.CloseWithExitCode(ctx, code)
+			panic(sys.NewExitError(code))
 		}), i32s(1), nil).Export("proc_exit")
 		if _, err := b.Instantiate(ctx); err != nil {
 			return fmt.Errorf("instantiate %s: %w", name, err)
