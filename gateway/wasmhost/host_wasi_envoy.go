@@ -269,7 +269,7 @@ func checkEnvoyWASIImports(cm wazero.CompiledModule) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("imports %s, which Envoy's WASI does not offer, so Envoy would refuse to load it: build the guest without them (no os file access), or run the gateway with --wasm-wasi=full if it never runs in Envoy", strings.Join(missing, ", "))
+		return fmt.Errorf("imports %s, which Envoy's WASI does not offer, so Envoy would refuse to load it: build the guest without them (no os file access), or, if it never runs in Envoy, give it the full WASI (RuntimeConfig.WASI = full; gateway: --wasm-wasi=full)", strings.Join(missing, ", "))
 	}
 	return nil
 }
