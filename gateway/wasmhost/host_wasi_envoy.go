@@ -192,16 +192,23 @@ func wasiRandomGet(_ context.Context, m api.Module, a []uint64) uint32 {
 	return errnoSuccess
 }
 
+// maxPollSubscriptions bounds one poll_oneoff call (Go's runtime passes
+// one or two); it also keeps nsubs*48 from overflowing.
+const maxPollSubscriptions = 1024
+
 // wasiPollOneoff answers a call whose subscriptions are all clocks with one
 // event per subscription, after sleeping until the earliest relative
 // timeout (bounded by the call's context); a call with any fd_read or
 // fd_write subscription is ENOSYS, as in Envoy.
 func wasiPollOneoff(ctx context.Context, m api.Module, a []uint64) uint32 {
 	inPtr, outPtr, nsubs, neventsPtr := uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])
+	if nsubs == 0 || nsubs > maxPollSubscriptions {
+		return errnoInval
+	}
 	mem := m.Memory()
 	subs, ok := mem.Read(inPtr, nsubs*48)
-	if !ok || nsubs == 0 || nsubs > 1024 {
-		return errnoInval
+	if !ok {
+		return errnoFault
 	}
 	if _, ok := mem.Read(outPtr, nsubs*32); !ok {
 		return errnoFault
