@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
+	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
 
 // guests builds the test guests and filters once per test binary.
@@ -237,5 +238,44 @@ func TestTrustedFilterRunsWithoutDeadline(t *testing.T) {
 	}
 	if len(want) != 0 {
 		t.Errorf("filters missing from /config_dump: %v", want)
+	}
+}
+
+// TestWASIModeFlag: under the default Envoy WASI surface a filter that
+// imports a WASI function Envoy lacks (path_open) is refused with the
+// names and the way out; with WasmWASI "full" (--wasm-wasi=full) the same
+// module runs.
+func TestWASIModeFlag(t *testing.T) {
+	file := testGuest(t, "wasifile")
+	ms := startModuleServer(t)
+	ms.put("/file.wasm", file)
+	plane := startPlane(t)
+	stable := startUpstream(t, "stable")
+	for _, mode := range []wasmhost.WASIMode{"", wasmhost.WASIFull} {
+		node := "gw-wasi-" + string(mode)
+		gw := startGateway(t, plane, node, func(c *Config) { c.WasmWASI = mode })
+		rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+			Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")}}}}}
+		plane.set(node, httpListener(t, gw.port(), "r", "mw-file"), rc,
+			wasmExt(t, "mw-file", ms.URL+"/file.wasm", modulefetch.Sum(file), false),
+			edsCluster("stable", nil), cla("stable", lbEndpoint(stable.addr(), 0)))
+		if mode == "" {
+			eventually(t, 90*time.Second, "the refusal in /config_dump", func() bool {
+				for _, f := range configDump(t, gw.admin).Filters {
+					if f.Name == "mw-file" && strings.Contains(f.LastError, "wasi_snapshot_preview1.path_open") && strings.Contains(f.LastError, "--wasm-wasi=full") {
+						return true
+					}
+				}
+				return false
+			})
+			continue
+		}
+		eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+		if code, body, _ := get(t, &http.Client{}, gw.url+"/x"); code != 200 || body != "stable" {
+			t.Fatalf("full WASI: %d %q", code, body)
+		}
+		if got := (*stable.last.Load()).Get("X-Read-Error"); got == "" || got == "none" {
+			t.Fatalf("full WASI: upstream saw x-read-error=%q: the filter did not run", got)
+		}
 	}
 }

@@ -74,6 +74,11 @@ type Config struct {
 	// it (wasmhost.RuntimeConfig.TrustedSHA256). For modules you reviewed
 	// and built yourself, such as Meshwarden's own filters.
 	WasmTrustedSHA256 []string
+	// WasmWASI is the WASI surface filters get (wasmhost.RuntimeConfig.WASI):
+	// "" or "envoy" offers exactly Envoy's, so a filter that would fail in an
+	// Envoy sidecar is refused (NACKed) or fails here too; "full" offers
+	// wazero's complete WASI, for filters that never run in Envoy.
+	WasmWASI wasmhost.WASIMode
 	// XDSDialOptions are the gRPC options of the ADS connection: TLS and
 	// the proxy's credential (controlplane/auth.ClientOptions.DialOptions).
 	// Empty means plaintext, for a --insecure-dev plane.
@@ -193,7 +198,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)
-	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline, TrustedSHA256: cfg.WasmTrustedSHA256}
+	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline, TrustedSHA256: cfg.WasmTrustedSHA256, WASI: cfg.WasmWASI}
 	fetcher := &modulefetch.Fetcher{}
 	if cfg.CacheDir != "" {
 		rtCfg.CacheDir = cfg.CacheDir + "/compiled"

@@ -19,6 +19,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
+	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
 
 type gatewayFlags struct {
@@ -29,6 +30,7 @@ type gatewayFlags struct {
 	logs                                                                logFlags
 	trustedSHA                                                          []string
 	trustedDir                                                          string
+	wasi                                                                string
 	plane                                                               auth.ClientOptions
 	adminRemote                                                         bool
 	adminTokenFile                                                      string
@@ -62,7 +64,13 @@ filter stuck in a loop fails its request instead of hanging it. The deadline
 costs about 1-2 µs per call into the filter. For modules you reviewed and
 built yourself, list them with --wasm-trusted-sha256 or --wasm-trusted-dir:
 those run without it, every other module keeps it. /config_dump shows
-call_deadline per filter. --wasm-no-call-deadline drops it for all modulefetch.
+call_deadline per filter. --wasm-no-call-deadline drops it for all modules.
+
+Filters get exactly the WASI functions Envoy's host offers, with its answers
+(--wasm-wasi=envoy, the default): the same modules run in Envoy sidecars, so a
+filter that needs more (files, sockets) or that Envoy's poll_oneoff would
+crash is refused or fails here first, not in production. --wasm-wasi=full
+gives wazero's complete WASI, for filters that never run in Envoy.
 
 Admin (--admin-addr, loopback only unless --admin-remote; unauthenticated like
 Envoy's admin, its config dump holds no private key or token):
@@ -99,6 +107,7 @@ by --drain-timeout).`,
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
 	fl.StringSliceVar(&f.trustedSHA, "wasm-trusted-sha256", nil, "sha256 (hex) of a filter module to run without the per-callback deadline; repeatable")
 	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
+	fl.StringVar(&f.wasi, "wasm-wasi", string(wasmhost.WASIEnvoy), "WASI surface of the filters: envoy (exactly what Envoy's host offers; a module importing more is NACKed) or full (wazero's complete WASI, for filters that never run in Envoy)")
 	fl.StringVar(&f.service, "service", "", "run as the inbound sidecar of this Consul service (node.cluster=SERVICE, inbound_port=the --listen port): mTLS with its leaf, its AccessPolicy enforced as RBAC, traffic to the local app; empty: edge gateway")
 	fl.IntVar(&f.localAppPort, "local-app-port", 0, "with --service: the local app's port on 127.0.0.1 (default: the plane's, 8080)")
 	f.logs.register(fl)
@@ -176,6 +185,9 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	if err != nil {
 		return gateway.Config{}, err
 	}
+	if m := wasmhost.WASIMode(f.wasi); m != wasmhost.WASIEnvoy && m != wasmhost.WASIFull {
+		return gateway.Config{}, fmt.Errorf("--wasm-wasi %q: want envoy (Envoy's WASI surface) or full (wazero's complete WASI)", f.wasi)
+	}
 	lis, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return gateway.Config{}, fmt.Errorf("listen on %s: %w: choose a free --listen address", f.listen, err)
@@ -186,7 +198,7 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort,
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, WasmWASI: wasmhost.WASIMode(f.wasi), Service: f.service, LocalAppPort: f.localAppPort,
 		ProfileTokenFile: f.adminTokenFile}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.AdminListener, err = f.adminListener(); err != nil {

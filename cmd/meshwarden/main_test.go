@@ -40,6 +40,7 @@ func TestInsecureOnlyOnLoopback(t *testing.T) {
 		{[]string{"gateway", "--xds-address", "127.0.0.1:18000", "--listen", "127.0.0.1:0", "--admin-addr", "", "--xds-ca-file", ""}, "no CA file"},
 		{[]string{"policy", "status", "--plane", "10.0.0.1:18001", "--insecure"}, "an insecure (plaintext, anonymous) connection is refused"},
 		{[]string{"gateway", "--xds-insecure", "--listen", "127.0.0.1:0", "--admin-addr", "0.0.0.0:0"}, "--admin-addr 0.0.0.0:0 is not loopback"},
+		{[]string{"gateway", "--xds-insecure", "--listen", "127.0.0.1:0", "--admin-addr", "", "--wasm-wasi", "wasix"}, `--wasm-wasi "wasix": want envoy`},
 	} {
 		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
 			t.Setenv("MESHWARDEN_XDS_CA_FILE", "")

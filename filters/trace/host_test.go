@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -355,67 +354,5 @@ func BenchmarkHostEach(b *testing.B) {
 				benchRequests(b, func() { chainRequest(b, wasmhost.NewChain(p)) })
 			})
 		}
-	}
-}
-
-// TestHostW3CHeaderLines runs the W3C Trace Context test suite's
-// header-line cases through the real wasm host: two traceparent lines
-// restart the trace (and drop tracestate); several tracestate lines are
-// one list, sent on as one line, limits counted over all of them; a
-// repeated key keeps its first entry.
-func TestHostW3CHeaderLines(t *testing.T) {
-	p, err := newPlugin(t, "trace", exampleConfig(t), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	members := func(from, to int) string {
-		var m []string
-		for i := from; i < to; i++ {
-			m = append(m, fmt.Sprintf("bar%02d=bar%02d", i, i))
-		}
-		return strings.Join(m, ",")
-	}
-	tests := []struct {
-		name      string
-		hdr       []string
-		sameTrace bool
-		state     string // "" means no tracestate may be sent
-	}{
-		{"two traceparent lines restart the trace", []string{"traceparent", incoming, "traceparent", "00-12345678901234567890123456789012-1234567890123456-01", "tracestate", "foo=1"}, false, ""},
-		{"tracestate lines are one list", []string{"traceparent", incoming, "tracestate", "foo=1", "tracestate", "bar=2"}, true, "foo=1,bar=2"},
-		{"32 members over two lines kept", []string{"traceparent", incoming, "tracestate", members(0, 16), "tracestate", members(16, 32)}, true, members(0, 32)},
-		{"33 members over two lines dropped", []string{"traceparent", incoming, "tracestate", members(0, 16), "tracestate", members(16, 33)}, true, ""},
-		{"multi-tenant keys over lines", []string{"traceparent", incoming, "tracestate", "foo@bar=1", "tracestate", "bar@baz=2"}, true, "foo@bar=1,bar@baz=2"},
-		{"duplicated key keeps the first", []string{"traceparent", incoming, "tracestate", "foo=1,foo=2", "tracestate", "foo=3,bar=4"}, true, "foo=1,bar=4"},
-		{"one line passes through unchanged", []string{"traceparent", incoming, "tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"}, true, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := wasmhost.NewHeaders(append([]string{":method", "GET", ":path", "/"}, tt.hdr...)...)
-			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			s.OnRequestHeaders(h, true)
-			tps := h.Values("traceparent")
-			if len(tps) != 1 {
-				t.Fatalf("traceparent lines sent on: %q, want one", tps)
-			}
-			sc, err := tracectx.ParseTraceparent(tps[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			if same := sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736"; same != tt.sameTrace {
-				t.Errorf("trace %s continued=%v, want %v", sc.TraceID, same, tt.sameTrace)
-			}
-			states := h.Values("tracestate")
-			switch {
-			case tt.state == "" && len(states) != 0:
-				t.Errorf("tracestate sent on: %q, want none", states)
-			case tt.state != "" && (len(states) != 1 || states[0] != tt.state):
-				t.Errorf("tracestate sent on: %q, want one line %q", states, tt.state)
-			}
-		})
 	}
 }

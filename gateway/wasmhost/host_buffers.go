@@ -3,9 +3,9 @@ package wasmhost
 // bufferFuncs are the buffer hostcalls: bodies, configurations and the
 // HTTP call response.
 var bufferFuncs = []hostFunc{
-	{"proxy_get_buffer_bytes", i32s(5), proxyGetBufferBytes},
-	{"proxy_get_buffer_status", i32s(3), proxyGetBufferStatus},
-	{"proxy_set_buffer_bytes", i32s(5), proxySetBufferBytes},
+	{"proxy_get_buffer_bytes", i32s(5), enumArg0(maxBufferType, proxyGetBufferBytes)},
+	{"proxy_get_buffer_status", i32s(3), enumArg0(maxBufferType, proxyGetBufferStatus)},
+	{"proxy_set_buffer_bytes", i32s(5), enumArg0(maxBufferType, proxySetBufferBytes)},
 }
 
 // proxyGetBufferBytes(type, start, size, ptr_ptr, size_ptr) returns up to

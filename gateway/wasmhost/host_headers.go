@@ -8,13 +8,13 @@ import (
 // headerMapFuncs are the header map hostcalls: request and response headers
 // and trailers (writable) and the HTTP call response's (read-only).
 var headerMapFuncs = []hostFunc{
-	{"proxy_get_header_map_pairs", i32s(3), proxyGetHeaderMapPairs},
-	{"proxy_set_header_map_pairs", i32s(3), proxySetHeaderMapPairs},
-	{"proxy_get_header_map_value", i32s(5), proxyGetHeaderMapValue},
-	{"proxy_get_header_map_size", i32s(2), proxyGetHeaderMapSize},
-	{"proxy_add_header_map_value", i32s(5), proxyAddHeaderMapValue},
-	{"proxy_replace_header_map_value", i32s(5), proxyReplaceHeaderMapValue},
-	{"proxy_remove_header_map_value", i32s(3), proxyRemoveHeaderMapValue},
+	{"proxy_get_header_map_pairs", i32s(3), enumArg0(maxMapType, proxyGetHeaderMapPairs)},
+	{"proxy_set_header_map_pairs", i32s(3), enumArg0(maxMapType, proxySetHeaderMapPairs)},
+	{"proxy_get_header_map_value", i32s(5), enumArg0(maxMapType, proxyGetHeaderMapValue)},
+	{"proxy_get_header_map_size", i32s(2), enumArg0(maxMapType, proxyGetHeaderMapSize)},
+	{"proxy_add_header_map_value", i32s(5), enumArg0(maxMapType, proxyAddHeaderMapValue)},
+	{"proxy_replace_header_map_value", i32s(5), enumArg0(maxMapType, proxyReplaceHeaderMapValue)},
+	{"proxy_remove_header_map_value", i32s(3), enumArg0(maxMapType, proxyRemoveHeaderMapValue)},
 }
 
 // proxyGetHeaderMapPairs(type, ptr_ptr, size_ptr) returns a whole map,

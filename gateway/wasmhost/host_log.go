@@ -4,7 +4,7 @@ import "log/slog"
 
 // logFuncs are the logging hostcalls.
 var logFuncs = []hostFunc{
-	{"proxy_log", i32s(3), proxyLog},
+	{"proxy_log", i32s(3), enumArg0(maxLogLevel, proxyLog)},
 	{"proxy_get_log_level", i32s(1), proxyGetLogLevel},
 }
 

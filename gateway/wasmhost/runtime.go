@@ -38,6 +38,10 @@ type RuntimeConfig struct {
 	// Interpreter selects wazero's interpreter instead of its compiler. It is
 	// about 30× slower; use it only where the compiler is unsupported.
 	Interpreter bool
+	// WASI selects the WASI surface guests get: WASIEnvoy (the default,
+	// also for "") offers exactly Envoy's, so a guest that would fail in an
+	// Envoy sidecar fails here too; WASIFull offers wazero's complete WASI.
+	WASI WASIMode
 }
 
 // Runtime is a proxy-wasm host: one wazero runtime with the proxy-wasm and
@@ -55,6 +59,7 @@ type Runtime struct {
 	modules map[string]*moduleEntry
 
 	noDeadline bool
+	wasi       WASIMode
 
 	shared  *sharedData
 	queues  *sharedQueues
@@ -93,6 +98,12 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	if cfg.MemoryLimitPages == 0 {
 		cfg.MemoryLimitPages = 2048
 	}
+	if cfg.WASI == "" {
+		cfg.WASI = WASIEnvoy
+	}
+	if cfg.WASI != WASIEnvoy && cfg.WASI != WASIFull {
+		return nil, fmt.Errorf("wasm WASI mode %q: want %q (Envoy's WASI surface) or %q (wazero's complete WASI)", cfg.WASI, WASIEnvoy, WASIFull)
+	}
 	rc := wazero.NewRuntimeConfigCompiler()
 	if cfg.Interpreter {
 		rc = wazero.NewRuntimeConfigInterpreter()
@@ -100,6 +111,7 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	rc = rc.WithMemoryLimitPages(cfg.MemoryLimitPages)
 	r := &Runtime{
 		noDeadline: cfg.NoCallDeadline,
+		wasi:       cfg.WASI,
 		trusted:    map[string]bool{},
 		modules:    map[string]*moduleEntry{},
 		shared:     newSharedData(),
@@ -124,12 +136,12 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		rc = rc.WithCompilationCache(cache)
 	}
 	var err error
-	if r.rt, err = newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline)); err != nil {
+	if r.rt, err = newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline), cfg.WASI); err != nil {
 		_ = r.Close(ctx)
 		return nil, err
 	}
 	if len(r.trusted) > 0 && !cfg.NoCallDeadline {
-		if r.fast, err = newWazero(ctx, rc.WithCloseOnContextDone(false)); err != nil {
+		if r.fast, err = newWazero(ctx, rc.WithCloseOnContextDone(false), cfg.WASI); err != nil {
 			_ = r.Close(ctx)
 			return nil, err
 		}
@@ -139,9 +151,13 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 
 // newWazero returns a wazero runtime with the WASI and proxy-wasm host
 // modules instantiated.
-func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+func newWazero(ctx context.Context, rc wazero.RuntimeConfig, wasi WASIMode) (wazero.Runtime, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	if err := instantiateWASI(ctx, rt); err != nil {
+	instantiate := instantiateWASI
+	if wasi == WASIEnvoy {
+		instantiate = instantiateEnvoyWASI
+	}
+	if err := instantiate(ctx, rt); err != nil {
 		_ = rt.Close(ctx)
 		return nil, err
 	}
@@ -201,6 +217,12 @@ func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module
 	cm, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile wasm module %s: %w", key[:12], err)
+	}
+	if r.wasi == WASIEnvoy {
+		if err := checkEnvoyWASIImports(cm); err != nil {
+			_ = cm.Close(ctx)
+			return nil, fmt.Errorf("wasm module %s: %w", key[:12], err)
+		}
 	}
 	exports := cm.ExportedFunctions()
 	m := &Module{rt: rt, compiled: cm, sha256: key, size: len(wasm), deadline: deadline}

@@ -27,8 +27,9 @@ func (s *sharedData) get(vm, key string) ([]byte, uint32, bool) {
 	return v.data, v.cas, ok
 }
 
-// set stores value under key. A non-zero cas must match the current token, as
-// in Envoy; zero sets unconditionally.
+// set stores value under key. For a key that exists, a non-zero cas must
+// match its current token; zero sets unconditionally. A new key is set
+// whatever the cas, as proxy-wasm-cpp-host's SharedData::set does.
 func (s *sharedData) set(vm, key string, value []byte, cas uint32) status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -37,7 +38,7 @@ func (s *sharedData) set(vm, key string, value []byte, cas uint32) status {
 		m = map[string]sharedValue{}
 		s.byVM[vm] = m
 	}
-	if cur, ok := m[key]; cas != 0 && (!ok || cur.cas != cas) {
+	if cur, ok := m[key]; ok && cas != 0 && cur.cas != cas {
 		return statusCasMismatch
 	}
 	s.cas++
