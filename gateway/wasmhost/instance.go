@@ -144,6 +144,9 @@ func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 	if in.f.alloc == nil {
 		in.f.alloc = fn("malloc")
 	}
+	// Watched from its first call: start-up callbacks have the same
+	// deadline as request callbacks.
+	p.r.wd.watch(in)
 	if err := in.boot(); err != nil {
 		in.close()
 		return nil, err
@@ -328,6 +331,7 @@ func (in *instance) setContext(id uint32, s *Stream) {
 
 // close releases the module. It is safe to call more than once.
 func (in *instance) close() {
+	in.p.r.wd.forget(in)
 	in.dead.Store(true)
 	for _, pc := range in.calls {
 		pc.cancel()

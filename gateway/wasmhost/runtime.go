@@ -59,6 +59,8 @@ type Runtime struct {
 	shared  *sharedData
 	queues  *sharedQueues
 	metrics *metricStore
+
+	wd *watchdog // enforces CallTimeout on every call of every instance
 }
 
 type moduleEntry struct {
@@ -105,6 +107,7 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		shared:     newSharedData(),
 		queues:     newSharedQueues(),
 		metrics:    newMetricStore(),
+		wd:         newWatchdog(),
 	}
 	for _, sum := range cfg.TrustedSHA256 {
 		sum = strings.ToLower(strings.TrimSpace(sum))
@@ -159,6 +162,10 @@ func (r *Runtime) Close(ctx context.Context) error {
 		if rt != nil {
 			err = errors.Join(err, rt.Close(ctx))
 		}
+	}
+	if r.wd != nil {
+		r.wd.close()
+		r.wd = nil
 	}
 	if r.cache != nil {
 		if cerr := r.cache.Close(ctx); err == nil {

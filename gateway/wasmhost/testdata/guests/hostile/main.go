@@ -29,11 +29,32 @@ func onMemoryAllocate(size uint32) uint32 { return g.Alloc(size) }
 //go:wasmexport proxy_on_context_create
 func onContextCreate(id, parent uint32) { g.Unpin() }
 
+// Start-up misbehaviour is chosen by the configuration: a VM configuration
+// "loop" or "trap" misbehaves in proxy_on_vm_start, a plugin configuration
+// "loop" or "trap" in proxy_on_configure.
+
 //go:wasmexport proxy_on_vm_start
-func onVMStart(root, size uint32) uint32 { return 1 }
+func onVMStart(root, size uint32) uint32 { return startUp(6, size) }
 
 //go:wasmexport proxy_on_configure
-func onConfigure(root, size uint32) uint32 { return 1 }
+func onConfigure(root, size uint32) uint32 { return startUp(7, size) }
+
+func startUp(buffer, size uint32) uint32 {
+	if size == 0 {
+		return 1
+	}
+	var p, n uint32
+	if g.ProxyGetBufferBytes(buffer, 0, size, uint32(uintptr(unsafe.Pointer(&p))), uint32(uintptr(unsafe.Pointer(&n)))) != 0 {
+		return 0
+	}
+	switch string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(p))), n)) {
+	case "loop":
+		return uint32(spin())
+	case "trap":
+		panic("trap at start-up")
+	}
+	return 1
+}
 
 const bad = 0xFFFFFFF0
 
