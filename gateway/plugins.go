@@ -17,11 +17,17 @@ import (
 )
 
 // pluginManager turns wasm filter configs into running plugins. A plugin is
-// reused while its config is unchanged. When a new version fails to fetch,
-// verify or start, the last known good plugin of that filter keeps running;
-// without one, the filter's fail policy decides (fail open: skipped; fail
-// closed: the listener answers 503). Every outcome is recorded for
-// /config_dump and the metrics.
+// reused while its config is unchanged. A new version is fetched, compiled
+// and started in the background (startJob), never under the build: a build
+// waits for it at most startWait, and only when the filter has no last known
+// good plugin; otherwise the last known good keeps running until the new one
+// is ready, and its readiness triggers a rebuild (onReady). When a new
+// version fails to fetch, verify or start (a guest that traps or overruns
+// its CallTimeout in _initialize, proxy_on_vm_start or proxy_on_configure),
+// the last known good plugin of that filter keeps running; without one, the
+// filter's fail policy decides (fail open: skipped; fail closed: the
+// listener answers 503). Every outcome is recorded for /config_dump and the
+// metrics.
 type pluginManager struct {
 	rt      *wasmhost.Runtime
 	fetch   *modulefetch.Fetcher
@@ -29,17 +35,43 @@ type pluginManager struct {
 	log     *slog.Logger
 	props   map[string][]byte
 	onError func(filter string)
+	onReady func() // a background start finished: rebuild
 
-	mu     sync.Mutex
-	byKey  map[string]*wasmhost.Plugin
-	lkg    map[string]*wasmhost.Plugin // filter name → last known good
-	status map[string]*filterStatus
+	// startWait bounds how long a build waits for a filter with no last
+	// known good plugin to start.
+	startWait time.Duration
+	// callTimeout is every plugin's CallTimeout (zero: wasmhost's default).
+	callTimeout time.Duration
+
+	mu      sync.Mutex
+	closed  bool
+	byKey   map[string]*wasmhost.Plugin
+	lkg     map[string]*wasmhost.Plugin // filter name → last known good
+	status  map[string]*filterStatus
+	pending map[string]*startJob // config key → start in progress or failed
+}
+
+// startJob is one background start of a filter version.
+type startJob struct {
+	done     chan struct{} // closed when p/err are set
+	p        *wasmhost.Plugin
+	err      error
+	began    time.Time
+	failures int  // consecutive failed starts of this key, for the retry backoff
+	reported bool // the failure was recorded in the status and metrics
+}
+
+// retryAfter is the backoff before a failed start of the same version is
+// tried again: 3 s, doubling per failure, at most 5 min (a guest that loops
+// at start-up costs a core for its CallTimeout on every try).
+func (j *startJob) retryAfter() time.Duration {
+	return min(3*time.Second<<min(j.failures-1, 7), 5*time.Minute)
 }
 
 type filterStatus struct {
 	Name       string    `json:"name"`
 	SHA256     string    `json:"sha256,omitempty"`
-	State      string    `json:"state"` // running, last_known_good, fail_open_skipped, fail_closed
+	State      string    `json:"state"` // running, starting, last_known_good, fail_open_skipped, fail_closed
 	LastError  string    `json:"last_error,omitempty"`
 	ErrorAt    time.Time `json:"error_at,omitzero"`
 	RunningSHA string    `json:"running_sha256,omitempty"`
@@ -50,7 +82,9 @@ type filterStatus struct {
 
 func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
 	return &pluginManager{rt: rt, fetch: f, caller: caller, log: log, props: props, onError: onError,
-		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{}}
+		startWait: 10 * time.Second, onReady: func() {},
+		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{},
+		pending: map[string]*startJob{}}
 }
 
 func configKey(name string, w *wasmfilter.Wasm) string {
@@ -63,35 +97,128 @@ func configKey(name string, w *wasmfilter.Wasm) string {
 // filter fails closed.
 func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter.Wasm) (*wasmhost.Plugin, bool) {
 	key := configKey(name, w)
+	cfg, cfgErr := wasmhost.PluginConfigFromProto(w.GetConfig())
 	pm.mu.Lock()
 	if p := pm.byKey[key]; p != nil {
 		pm.lkg[name] = p
+		st := getOrAdd(pm.status, name, func() *filterStatus { return &filterStatus{Name: name} })
+		pm.setRunning(st, p, cfg.CodeSHA256)
 		pm.mu.Unlock()
 		return p, false
 	}
+	var job *startJob
+	if cfgErr == nil {
+		job = pm.startLocked(ctx, key, w, cfg)
+	}
+	hasLKG := pm.lkg[name] != nil
 	pm.mu.Unlock()
-	cfg, err := wasmhost.PluginConfigFromProto(w.GetConfig())
-	wantSHA := cfg.CodeSHA256
-	var p *wasmhost.Plugin
-	if err == nil {
-		p, err = pm.start(ctx, w, cfg)
+	if job != nil && !hasLKG {
+		t := time.NewTimer(pm.startWait)
+		select {
+		case <-job.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	st := getOrAdd(pm.status, name, func() *filterStatus { return &filterStatus{Name: name} })
-	st.SHA256 = wantSHA
-	if err == nil {
-		pm.byKey[key] = p
-		pm.lkg[name] = p
-		st.State, st.LastError, st.RunningSHA = "running", "", wantSHA
-		deadline := p.Module().CallDeadline()
-		st.CallDeadline = &deadline
-		return p, false
+	st.SHA256 = cfg.CodeSHA256
+	err := cfgErr
+	if job != nil {
+		select {
+		case <-job.done:
+			if job.err == nil {
+				pm.byKey[key] = job.p
+				pm.lkg[name] = job.p
+				delete(pm.pending, key)
+				pm.setRunning(st, job.p, cfg.CodeSHA256)
+				return job.p, false
+			}
+			err = job.err
+		default:
+			return pm.starting(st, name, cfg, job)
+		}
 	}
-	st.LastError, st.ErrorAt = err.Error(), time.Now()
-	pm.log.Error("wasm filter unavailable", "filter", name, "sha256", wantSHA, "err", err)
-	if pm.onError != nil {
-		pm.onError(name)
+	return pm.failed(st, name, cfg, err, job)
+}
+
+func (pm *pluginManager) setRunning(st *filterStatus, p *wasmhost.Plugin, sha string) {
+	st.State, st.LastError, st.RunningSHA = "running", "", sha
+	deadline := p.Module().CallDeadline()
+	st.CallDeadline = &deadline
+}
+
+// startLocked returns the start job of key, starting one if there is none or
+// the last one failed longer than its backoff ago. The start keeps ctx's
+// values, not its cancellation. pm.mu is held.
+func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) *startJob {
+	job := pm.pending[key]
+	failures := 0
+	if job != nil {
+		select {
+		case <-job.done:
+			if job.err == nil || time.Since(job.began) < job.retryAfter() {
+				return job
+			}
+			failures = job.failures
+		default:
+			return job // still starting
+		}
+	}
+	job = &startJob{done: make(chan struct{}), began: time.Now(), failures: failures}
+	pm.pending[key] = job
+	go func() {
+		p, err := pm.start(context.WithoutCancel(ctx), w, cfg)
+		pm.mu.Lock()
+		job.p, job.err = p, err
+		if err != nil {
+			job.failures++
+		}
+		closed := pm.closed
+		close(job.done)
+		pm.mu.Unlock()
+		if err != nil {
+			pm.log.Error("wasm filter version refused; the last known good (if any) keeps running", "filter", cfg.Name, "sha256", cfg.CodeSHA256, "err", err)
+		}
+		if closed && p != nil {
+			p.Close()
+			return
+		}
+		pm.onReady()
+	}()
+	return job
+}
+
+// starting records a version still starting after the build's wait. pm.mu
+// is held.
+func (pm *pluginManager) starting(st *filterStatus, name string, cfg wasmhost.PluginConfig, job *startJob) (*wasmhost.Plugin, bool) {
+	msg := fmt.Sprintf("starting since %s", job.began.UTC().Format(time.RFC3339))
+	if old := pm.lkg[name]; old != nil {
+		st.State, st.LastError = "last_known_good", "new version "+msg
+		return old, false
+	}
+	st.LastError, st.ErrorAt = "still "+msg+" (start-up callbacks are bounded by the plugin's call timeout)", time.Now()
+	st.RunningSHA, st.CallDeadline = "", nil
+	if cfg.FailOpen {
+		st.State = "fail_open_skipped"
+		return nil, false
+	}
+	st.State = "fail_closed"
+	return nil, true
+}
+
+// failed records a version that could not start. pm.mu is held.
+func (pm *pluginManager) failed(st *filterStatus, name string, cfg wasmhost.PluginConfig, err error, job *startJob) (*wasmhost.Plugin, bool) {
+	if job == nil || !job.reported {
+		st.LastError, st.ErrorAt = err.Error(), time.Now()
+		if pm.onError != nil {
+			pm.onError(name)
+		}
+		if job != nil {
+			job.reported = true
+		}
 	}
 	if old := pm.lkg[name]; old != nil {
 		st.State = "last_known_good"
@@ -126,6 +253,7 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	cfg.HTTPCaller = pm.caller
+	cfg.CallTimeout = pm.callTimeout
 	cfg.Logger = pm.log.With("filter", cfg.Name)
 	cfg.Properties = pm.props
 	// Tell guests the level the gateway logs at, so they skip building
@@ -204,6 +332,7 @@ func (pm *pluginManager) all() map[string]*wasmhost.Plugin {
 func (pm *pluginManager) closeAll() {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
+	pm.closed = true
 	for k, p := range pm.byKey {
 		p.Close()
 		delete(pm.byKey, k)

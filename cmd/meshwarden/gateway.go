@@ -23,7 +23,7 @@ import (
 
 type gatewayFlags struct {
 	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint, service string
-	drain                                                               time.Duration
+	drain, callTimeout                                                  time.Duration
 	maxBuffer, localAppPort                                             int
 	noCallDeadline                                                      bool
 	logs                                                                logFlags
@@ -93,6 +93,7 @@ by --drain-timeout).`,
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint (host:port or URL); empty: no spans")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
 	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
+	fl.DurationVar(&f.callTimeout, "wasm-call-timeout", time.Second, "deadline of every call into a filter module, start-up included (_initialize, proxy_on_vm_start, proxy_on_configure); a module that overruns it at start is refused and the last good version keeps serving")
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
 	fl.StringSliceVar(&f.trustedSHA, "wasm-trusted-sha256", nil, "sha256 (hex) of a filter module to run without the per-callback deadline; repeatable")
 	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
@@ -168,6 +169,9 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 		host, _ := os.Hostname()
 		f.nodeID = "gateway-" + host
 	}
+	if f.callTimeout <= 0 {
+		return gateway.Config{}, fmt.Errorf("--wasm-call-timeout %v: give a positive duration such as 1s", f.callTimeout)
+	}
 	trusted, err := f.trustedSums(log)
 	if err != nil {
 		return gateway.Config{}, err
@@ -182,7 +186,7 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, Service: f.service, LocalAppPort: f.localAppPort}
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, WasmCallTimeout: f.callTimeout, Service: f.service, LocalAppPort: f.localAppPort}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.AdminListener, err = f.adminListener(); err != nil {
 		lis.Close()

@@ -21,7 +21,6 @@ type Plugin struct {
 	cfg    PluginConfig
 	epoch  time.Time
 	stderr *logWriter
-	seq    atomic.Uint64
 
 	idle  chan *instance
 	slots chan struct{} // one token per live instance

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 )
@@ -60,7 +61,8 @@ type Runtime struct {
 	queues  *sharedQueues
 	metrics *metricStore
 
-	wd *watchdog // enforces CallTimeout on every call of every instance
+	wd  *watchdog     // enforces CallTimeout on every call of every instance
+	seq atomic.Uint64 // instance names, unique in the wazero runtimes
 }
 
 type moduleEntry struct {

@@ -71,3 +71,22 @@ func TestStartUpCallbacksBounded(t *testing.T) {
 		t.Fatalf("watchdog watches %d instances, want 1 (refused ones must be forgotten)", watched)
 	}
 }
+
+// TestTwoPluginsOfOneNameCoexist: a new version of a filter starts while
+// the last known good of the same name still runs (instance names are
+// unique in the runtime, not per plugin).
+func TestTwoPluginsOfOneNameCoexist(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	a := newPlugin(t, r, "hostile", PluginConfig{Name: "same", PoolSize: 1})
+	b := newPlugin(t, r, "noop", PluginConfig{Name: "same", PoolSize: 1})
+	for _, p := range []*Plugin{a, b} {
+		s, err := p.NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := s.OnRequestHeaders(reqHeaders(":path", "/"), true); res.Action != Continue {
+			t.Fatalf("%+v", res)
+		}
+		s.Close()
+	}
+}
