@@ -339,12 +339,21 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	if g.admin != nil {
 		_ = g.admin.Close()
 	}
-	g.plugins.closeAll()
+	wctx, cancel := context.WithTimeout(ctx, g.cfg.DrainTimeout)
+	defer cancel()
+	startsEnded := g.plugins.closeAll(wctx)
 	g.liveMu.Lock()
 	for _, t := range g.trs {
 		t.close()
 	}
 	g.liveMu.Unlock()
+	if !startsEnded {
+		// A filter version is still starting (a trusted module looping at
+		// start-up cannot be stopped): closing the runtime under it would
+		// crash; the process is ending anyway.
+		g.log.Warn("a wasm filter is still starting; its runtime is left to the process exit")
+		return err
+	}
 	return errors.Join(err, g.rt.Close(context.WithoutCancel(ctx)))
 }
 

@@ -49,6 +49,7 @@ type pluginManager struct {
 	lkg     map[string]*wasmhost.Plugin // filter name → last known good
 	status  map[string]*filterStatus
 	pending map[string]*startJob // config key → start in progress or failed
+	jobs    sync.WaitGroup       // running start jobs; closeAll waits for them
 }
 
 // startJob is one background start of a filter version.
@@ -169,7 +170,9 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 	}
 	job = &startJob{done: make(chan struct{}), began: time.Now(), failures: failures}
 	pm.pending[key] = job
+	pm.jobs.Add(1)
 	go func() {
+		defer pm.jobs.Done()
 		p, err := pm.start(context.WithoutCancel(ctx), w, cfg)
 		pm.mu.Lock()
 		job.p, job.err = p, err
@@ -329,12 +332,23 @@ func (pm *pluginManager) all() map[string]*wasmhost.Plugin {
 	return out
 }
 
-func (pm *pluginManager) closeAll() {
+// closeAll closes every plugin and waits, until ctx ends, for the starts
+// still running (they close what they start). It reports whether they all
+// ended: only then may the wasm runtime be closed under them.
+func (pm *pluginManager) closeAll(ctx context.Context) bool {
 	pm.mu.Lock()
-	defer pm.mu.Unlock()
 	pm.closed = true
 	for k, p := range pm.byKey {
 		p.Close()
 		delete(pm.byKey, k)
+	}
+	pm.mu.Unlock()
+	done := make(chan struct{})
+	go func() { pm.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -61,6 +61,11 @@ type Runtime struct {
 	queues  *sharedQueues
 	metrics *metricStore
 
+	// life orders Compile before Close: compiling in a closed wazero
+	// runtime panics inside wazero.
+	life   sync.RWMutex
+	closed bool
+
 	wd  *watchdog     // enforces CallTimeout on every call of every instance
 	seq atomic.Uint64 // instance names, unique in the wazero runtimes
 }
@@ -159,16 +164,19 @@ func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, er
 
 // Close releases every instance and compiled module of the runtime.
 func (r *Runtime) Close(ctx context.Context) error {
+	r.life.Lock()
+	defer r.life.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
 	var err error
 	for _, rt := range []wazero.Runtime{r.rt, r.fast} {
 		if rt != nil {
 			err = errors.Join(err, rt.Close(ctx))
 		}
 	}
-	if r.wd != nil {
-		r.wd.close()
-		r.wd = nil
-	}
+	r.wd.close()
 	if r.cache != nil {
 		if cerr := r.cache.Close(ctx); err == nil {
 			err = cerr
@@ -190,7 +198,15 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		r.modules[key] = e
 	}
 	r.mu.Unlock()
-	e.once.Do(func() { e.mod, e.err = r.compile(ctx, key, wasm) })
+	e.once.Do(func() {
+		r.life.RLock()
+		defer r.life.RUnlock()
+		if r.closed {
+			e.err = fmt.Errorf("compile wasm module %s: the wasm runtime is closed", key[:12])
+			return
+		}
+		e.mod, e.err = r.compile(ctx, key, wasm)
+	})
 	if e.err != nil {
 		r.mu.Lock()
 		delete(r.modules, key) // let a later call retry
