@@ -38,7 +38,7 @@ type pluginManager struct {
 	onReady func() // a background start finished: rebuild
 
 	// startWait bounds how long a build waits for a filter with no last
-	// known good plugin to start.
+	// known good plugin to start before it reports the model as warming.
 	startWait time.Duration
 	// callTimeout is every plugin's CallTimeout (zero: wasmhost's default).
 	callTimeout time.Duration
@@ -83,7 +83,7 @@ type filterStatus struct {
 
 func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
 	return &pluginManager{rt: rt, fetch: f, caller: caller, log: log, props: props, onError: onError,
-		startWait: 10 * time.Second, onReady: func() {},
+		startWait: time.Second, onReady: func() {},
 		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{},
 		pending: map[string]*startJob{}}
 }
@@ -94,9 +94,19 @@ func configKey(name string, w *wasmfilter.Wasm) string {
 	return name + "/" + hex.EncodeToString(s[:])
 }
 
-// resolve returns the plugin to run for filter name, or nil and whether the
-// filter fails closed.
-func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter.Wasm) (*wasmhost.Plugin, bool) {
+// resolution is what a build runs for one filter slot.
+type resolution struct {
+	p          *wasmhost.Plugin // nil: none to run
+	failClosed bool             // with p nil: the listener answers 503
+	starting   string           // with p nil: the version is still starting (the model warms)
+}
+
+// resolve returns the plugin to run for filter name. A version that is still
+// starting with no last known good to run meanwhile makes the model warm,
+// as Envoy's listener warms until its remote Wasm code is ready: the
+// serving model stays until the start ends (it is bounded by the plugin's
+// call timeout on every start-up callback).
+func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter.Wasm) resolution {
 	key := configKey(name, w)
 	cfg, cfgErr := wasmhost.PluginConfigFromProto(w.GetConfig())
 	pm.mu.Lock()
@@ -105,7 +115,7 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 		st := getOrAdd(pm.status, name, func() *filterStatus { return &filterStatus{Name: name} })
 		pm.setRunning(st, p, cfg.CodeSHA256)
 		pm.mu.Unlock()
-		return p, false
+		return resolution{p: p}
 	}
 	var job *startJob
 	if cfgErr == nil {
@@ -135,11 +145,11 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 				pm.lkg[name] = job.p
 				delete(pm.pending, key)
 				pm.setRunning(st, job.p, cfg.CodeSHA256)
-				return job.p, false
+				return resolution{p: job.p}
 			}
 			err = job.err
 		default:
-			return pm.starting(st, name, cfg, job)
+			return pm.starting(st, name, job)
 		}
 	}
 	return pm.failed(st, name, cfg, err, job)
@@ -196,24 +206,18 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 
 // starting records a version still starting after the build's wait. pm.mu
 // is held.
-func (pm *pluginManager) starting(st *filterStatus, name string, cfg wasmhost.PluginConfig, job *startJob) (*wasmhost.Plugin, bool) {
+func (pm *pluginManager) starting(st *filterStatus, name string, job *startJob) resolution {
 	msg := fmt.Sprintf("starting since %s", job.began.UTC().Format(time.RFC3339))
 	if old := pm.lkg[name]; old != nil {
 		st.State, st.LastError = "last_known_good", "new version "+msg
-		return old, false
+		return resolution{p: old}
 	}
-	st.LastError, st.ErrorAt = "still "+msg+" (start-up callbacks are bounded by the plugin's call timeout)", time.Now()
-	st.RunningSHA, st.CallDeadline = "", nil
-	if cfg.FailOpen {
-		st.State = "fail_open_skipped"
-		return nil, false
-	}
-	st.State = "fail_closed"
-	return nil, true
+	st.State, st.LastError, st.RunningSHA, st.CallDeadline = "starting", msg, "", nil
+	return resolution{starting: msg}
 }
 
 // failed records a version that could not start. pm.mu is held.
-func (pm *pluginManager) failed(st *filterStatus, name string, cfg wasmhost.PluginConfig, err error, job *startJob) (*wasmhost.Plugin, bool) {
+func (pm *pluginManager) failed(st *filterStatus, name string, cfg wasmhost.PluginConfig, err error, job *startJob) resolution {
 	if job == nil || !job.reported {
 		st.LastError, st.ErrorAt = err.Error(), time.Now()
 		if pm.onError != nil {
@@ -225,15 +229,15 @@ func (pm *pluginManager) failed(st *filterStatus, name string, cfg wasmhost.Plug
 	}
 	if old := pm.lkg[name]; old != nil {
 		st.State = "last_known_good"
-		return old, false
+		return resolution{p: old}
 	}
 	st.RunningSHA, st.CallDeadline = "", nil
 	if cfg.FailOpen {
 		st.State = "fail_open_skipped"
-		return nil, false
+		return resolution{}
 	}
 	st.State = "fail_closed"
-	return nil, true
+	return resolution{failClosed: true}
 }
 
 func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) (*wasmhost.Plugin, error) {

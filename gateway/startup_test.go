@@ -113,3 +113,39 @@ func TestStartUpHangDoesNotWedgeTheGateway(t *testing.T) {
 		t.Fatalf("after the refusals: serial %d code %d, want %d 200 through the last known good filters", s, code, serial2)
 	}
 }
+
+// TestStartingFilterWithoutKnownGoodWarms: a first version still starting
+// (here: looping in proxy_on_configure) makes the config warm — not ready,
+// /config_dump says why — until its start ends; refused at the call
+// timeout, its fail policy applies (fail closed: 503).
+func TestStartingFilterWithoutKnownGoodWarms(t *testing.T) {
+	hostile := testGuest(t, "hostile")
+	ms := startModuleServer(t)
+	ms.put("/hostile.wasm", hostile)
+	up := startUpstream(t, "app")
+	const callTimeout = 3 * time.Second
+	plane := startPlane(t)
+	gw := startGateway(t, plane, "gw-warm", func(c *Config) { c.WasmCallTimeout = callTimeout })
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	pushed := time.Now()
+	plane.set("gw-warm", httpListener(t, gw.port(), "r", "f-conf"), rc, edsCluster("app", nil), cla("app", lbEndpoint(up.addr(), 0)),
+		wasmFilterExt(t, "f-conf", "f-conf", ms.URL+"/hostile.wasm", modulefetch.Sum(hostile), wasmv3.FailurePolicy_FAIL_CLOSED, "loop"))
+	eventually(t, 30*time.Second, "warming on the starting filter", func() bool {
+		d := configDump(t, gw.admin)
+		return !d.Ready && strings.Contains(d.Pending, "wasm filter f-conf (starting since")
+	})
+	eventually(t, 60*time.Second, "refused, then served per the fail policy", gw.g.Ready)
+	if took := time.Since(pushed); took < callTimeout {
+		t.Fatalf("ready after %v, before the start-up could have timed out (%v)", took, callTimeout)
+	}
+	c := &http.Client{}
+	if code, _, _ := get(t, c, gw.url+"/"); code != http.StatusServiceUnavailable {
+		t.Fatalf("fail-closed filter refused at start: %d, want 503", code)
+	}
+	for _, f := range configDump(t, gw.admin).Filters {
+		if f.Name == "f-conf" && (f.State != "fail_closed" || !strings.Contains(f.LastError, "timeout in proxy_on_configure")) {
+			t.Fatalf("status %+v: want fail_closed with the proxy_on_configure timeout", f)
+		}
+	}
+}
