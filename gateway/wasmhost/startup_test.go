@@ -90,3 +90,33 @@ func TestTwoPluginsOfOneNameCoexist(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestRootCallbacksBounded: a guest looping in proxy_on_tick or in
+// proxy_on_http_call_response is stopped at its CallTimeout like any call:
+// the instance is discarded (a timeout is counted), and the runtime keeps
+// serving.
+func TestRootCallbacksBounded(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	for _, tc := range []struct{ callback, conf string }{
+		{"proxy_on_tick", "loop-tick"},
+		{"proxy_on_http_call_response", "loop-callout"},
+	} {
+		t.Run(tc.callback, func(t *testing.T) {
+			p := newPlugin(t, r, "hostile", PluginConfig{Name: "root-" + tc.conf, PoolSize: 1, CallTimeout: 200 * time.Millisecond,
+				Configuration: []byte(tc.conf), HTTPCaller: upstream(t)})
+			eventually(t, tc.callback+" timed out", 10*time.Second, func() bool {
+				st := p.Stats()
+				return st.Timeouts > 0 && st.Replaced > 0
+			})
+		})
+	}
+	p := newPlugin(t, r, "hostile", PluginConfig{Name: "healthy", PoolSize: 1})
+	s, err := p.NewStream(context.Background(), StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if res := s.OnRequestHeaders(reqHeaders(":path", "/"), true); res.Action != Continue {
+		t.Fatalf("healthy plugin beside the looping ones: %+v", res)
+	}
+}

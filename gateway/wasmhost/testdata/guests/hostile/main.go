@@ -50,10 +50,35 @@ func startUp(buffer, size uint32) uint32 {
 	switch string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(p))), n)) {
 	case "loop":
 		return uint32(spin())
+
 	case "trap":
 		panic("trap at start-up")
+	case "loop-tick":
+		tickLoop = true
+		g.SetTickPeriod(10)
+	case "loop-callout":
+		g.HTTPCall("upstream", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "upstream"}}, "", 5000)
 	}
 	return 1
+}
+
+// tickLoop (plugin configuration "loop-tick") makes proxy_on_tick loop.
+var tickLoop bool
+
+//go:wasmexport proxy_on_tick
+func onTick(root uint32) {
+	if tickLoop {
+		spin()
+	}
+}
+
+// proxy_on_http_call_response loops (for the call proxy_on_configure makes
+// with the plugin configuration "loop-callout").
+//
+//go:wasmexport proxy_on_http_call_response
+func onHTTPCallResponse(root, token, nh, bodySize, nt uint32) {
+	g.Unpin()
+	spin()
 }
 
 const bad = 0xFFFFFFF0
@@ -109,6 +134,7 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		g.AddHeader(g.RequestHeaders, "x-badalloc", strconv.Itoa(int(s)))
 	case "loop":
 		return uint32(spin())
+
 	case "bomb":
 		for {
 			hog = append(hog, make([]byte, 8<<20))
