@@ -56,12 +56,18 @@ the reason, and keeps serving the last good config while the plane is
 unreachable. Filter modules are fetched from the plane's module server,
 verified by sha256 and cached in --cache-dir.
 
-Every filter callback runs under a deadline (the plugin's CallTimeout), so a
-filter stuck in a loop fails its request instead of hanging it. The deadline
-costs about 1-2 µs per call into the filter. For modules you reviewed and
-built yourself, list them with --wasm-trusted-sha256 or --wasm-trusted-dir:
-those run without it, every other module keeps it. /config_dump shows
-call_deadline per filter. --wasm-no-call-deadline drops it for all modulefetch.
+Every call into a filter runs under a deadline (--wasm-call-timeout, 1s),
+start-up included (_initialize, proxy_on_vm_start, proxy_on_configure): a
+filter stuck in a loop fails its request instead of hanging it, and a new
+module version that hangs or traps at start is refused ("timeout in
+proxy_on_configure" in /config_dump .filters[].last_error and the log) while
+the last good version keeps serving. New versions start in the background:
+the rest of the same config (routes, clusters, rotated certificates) applies
+at once. The deadline costs about 1-2 µs per call into the filter. For
+modules you reviewed and built yourself, list them with --wasm-trusted-sha256
+or --wasm-trusted-dir: those run without it, every other module keeps it.
+/config_dump shows call_deadline per filter. --wasm-no-call-deadline drops it
+for all modules.
 
 Admin (--admin-addr, loopback only unless --admin-remote; unauthenticated like
 Envoy's admin, its config dump holds no private key or token):
