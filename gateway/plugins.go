@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -63,11 +64,20 @@ type startJob struct {
 }
 
 // retryAfter is the backoff before a failed start of the same version is
-// tried again: 3 s, doubling per failure, at most 5 min (a guest that loops
-// at start-up costs a core for its CallTimeout on every try).
+// tried again: 3 s after a fetch or compile failure (the module server may
+// come back); after the guest itself failed to start, 3 s doubling per
+// failure, at most 5 min (a guest that loops at start-up costs a core for
+// its CallTimeout on every try).
 func (j *startJob) retryAfter() time.Duration {
 	return min(3*time.Second<<min(j.failures-1, 7), 5*time.Minute)
 }
+
+// startUpError is a guest that failed to start (trap, timeout or refusal in
+// its start-up callbacks), as opposed to a fetch or compile failure.
+type startUpError struct{ err error }
+
+func (e *startUpError) Error() string { return e.err.Error() }
+func (e *startUpError) Unwrap() error { return e.err }
 
 type filterStatus struct {
 	Name       string    `json:"name"`
@@ -140,10 +150,8 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 	if job != nil {
 		select {
 		case <-job.done:
-			if job.err == nil {
-				pm.byKey[key] = job.p
+			if job.err == nil { // installed in byKey by the job
 				pm.lkg[name] = job.p
-				delete(pm.pending, key)
 				pm.setRunning(st, job.p, cfg.CodeSHA256)
 				return resolution{p: job.p}
 			}
@@ -186,8 +194,16 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 		p, err := pm.start(context.WithoutCancel(ctx), w, cfg)
 		pm.mu.Lock()
 		job.p, job.err = p, err
-		if err != nil {
-			job.failures++
+		var su *startUpError
+		if errors.As(err, &su) {
+			job.failures++ // the guest failed: back off
+		} else if err != nil {
+			job.failures = 1 // fetch or compile: retry every 3 s
+		} else if !pm.closed {
+			// In byKey at once, even if no build asks for this version
+			// again: unused() then closes it after the next swap.
+			pm.byKey[key] = p
+			delete(pm.pending, key)
 		}
 		closed := pm.closed
 		close(job.done)
@@ -275,7 +291,7 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 	}
 	p, err := pm.rt.NewPlugin(ctx, mod, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return nil, &startUpError{err: fmt.Errorf("start: %w", err)}
 	}
 	return p, nil
 }

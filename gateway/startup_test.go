@@ -97,7 +97,8 @@ func TestStartUpHangDoesNotWedgeTheGateway(t *testing.T) {
 		t.Fatalf("certificate rotated after %v: the build waited for the modules' start-up (call timeout %v)", took, callTimeout)
 	}
 	want := map[string]string{"f-init": "_initialize", "f-vm": "proxy_on_vm_start", "f-conf": "proxy_on_configure"}
-	eventually(t, 60*time.Second, "each hanging version refused with its callback named", func() bool {
+	// Generous: under -race on a loaded machine compiling a module takes a minute.
+	eventually(t, 150*time.Second, "each hanging version refused with its callback named", func() bool {
 		refused := 0
 		for _, f := range configDump(t, gw.admin).Filters {
 			if cb := want[f.Name]; cb != "" && f.State == "last_known_good" && strings.Contains(f.LastError, "timeout in "+cb) {
