@@ -59,8 +59,9 @@ type startJob struct {
 	p        *wasmhost.Plugin
 	err      error
 	began    time.Time
-	failures int  // consecutive failed starts of this key, for the retry backoff
-	reported bool // the failure was recorded in the status and metrics
+	ended    time.Time // set with p/err
+	failures int       // consecutive failed starts of this key, for the retry backoff
+	reported bool      // the failure was recorded in the status and metrics
 }
 
 // retryAfter is the backoff before a failed start of the same version is
@@ -170,7 +171,7 @@ func (pm *pluginManager) setRunning(st *filterStatus, p *wasmhost.Plugin, sha st
 }
 
 // startLocked returns the start job of key, starting one if there is none or
-// the last one failed longer than its backoff ago. The start keeps ctx's
+// the last one failed longer than its backoff ago (counted from its end). The start keeps ctx's
 // values, not its cancellation. pm.mu is held.
 func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) *startJob {
 	job := pm.pending[key]
@@ -178,7 +179,7 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 	if job != nil {
 		select {
 		case <-job.done:
-			if job.err == nil || time.Since(job.began) < job.retryAfter() {
+			if job.err == nil || time.Since(job.ended) < job.retryAfter() {
 				return job
 			}
 			failures = job.failures
@@ -193,7 +194,7 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 		defer pm.jobs.Done()
 		p, err := pm.start(context.WithoutCancel(ctx), w, cfg)
 		pm.mu.Lock()
-		job.p, job.err = p, err
+		job.p, job.err, job.ended = p, err, time.Now()
 		var su *startUpError
 		if errors.As(err, &su) {
 			job.failures++ // the guest failed: back off

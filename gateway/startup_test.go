@@ -150,3 +150,14 @@ func TestStartingFilterWithoutKnownGoodWarms(t *testing.T) {
 		}
 	}
 }
+
+func TestStartRetryBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		failures int
+		want     time.Duration
+	}{{1, 3 * time.Second}, {2, 6 * time.Second}, {3, 12 * time.Second}, {7, 192 * time.Second}, {8, 5 * time.Minute}, {50, 5 * time.Minute}} {
+		if got := (&startJob{failures: tc.failures}).retryAfter(); got != tc.want {
+			t.Errorf("%d failures: retry after %v, want %v", tc.failures, got, tc.want)
+		}
+	}
+}
