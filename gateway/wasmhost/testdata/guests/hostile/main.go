@@ -43,11 +43,11 @@ func startUp(buffer, size uint32) uint32 {
 	if size == 0 {
 		return 1
 	}
-	var p, n uint32
-	if g.ProxyGetBufferBytes(buffer, 0, size, uint32(uintptr(unsafe.Pointer(&p))), uint32(uintptr(unsafe.Pointer(&n)))) != 0 {
+	conf, st := g.Buffer(buffer, 0, size)
+	if st != g.OK {
 		return 0
 	}
-	switch string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(p))), n)) {
+	switch string(conf) {
 	case "loop":
 		return uint32(spin())
 
