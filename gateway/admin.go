@@ -63,9 +63,9 @@ func (g *Gateway) configDump() ConfigDump {
 	g.store.mu.Lock()
 	d.LastNack = g.store.lastNack
 	g.store.mu.Unlock()
-	g.buildMu.Lock()
-	d.Pending = g.lastBuild
-	g.buildMu.Unlock()
+	if lb := g.lastBuild.Load(); lb != nil {
+		d.Pending = *lb
+	}
 	if m := g.model.Load(); m != nil {
 		d.Serving = m.versions
 		d.Chain = m.listener.filterNames

@@ -79,6 +79,12 @@ type Config struct {
 	// Envoy sidecar is refused (NACKed) or fails here too; "full" offers
 	// wazero's complete WASI, for filters that never run in Envoy.
 	WasmWASI wasmhost.WASIMode
+	// WasmCallTimeout bounds every single call into a filter module,
+	// start-up callbacks included (_initialize, proxy_on_vm_start,
+	// proxy_on_configure): a module that overruns it at start is refused
+	// and the filter's last known good version keeps running. Zero means
+	// 1 s (wasmhost.PluginConfig.CallTimeout).
+	WasmCallTimeout time.Duration
 	// XDSDialOptions are the gRPC options of the ADS connection: TLS and
 	// the proxy's credential (controlplane/auth.ClientOptions.DialOptions).
 	// Empty means plaintext, for a --insecure-dev plane.
@@ -121,7 +127,8 @@ type Gateway struct {
 	tracing bool // false: no spans, W3C headers pass through untouched
 
 	buildMu   sync.Mutex
-	lastBuild string // the last build outcome when it was not a swap
+	lastBuild atomic.Pointer[string] // the last build outcome when it was not a swap; read without buildMu
+	readyC    chan struct{}          // a filter finished starting in the background: rebuild
 	liveMu    sync.Mutex
 	live      map[string]*clusterLive
 	trs       map[string]*upstreamTransport
@@ -193,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		// the filters (the dye filter writes the lane into it), so the
 		// gateway must not re-inject the baggage it saw before they ran.
 		prop:   propagation.TraceContext{},
-		retryC: make(chan struct{}, 1), tracing: tracing,
+		retryC: make(chan struct{}, 1), readyC: make(chan struct{}, 1), tracing: tracing,
 		baseCtx: context.WithoutCancel(ctx), errc: make(chan error, 2),
 	}
 	g.store = newStore(g)
@@ -225,6 +232,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.plugins = newPluginManager(rt, fetcher, (*callout)(g), g.log, props, func(name string) {
 		g.met.moduleErrors.WithLabelValues(name).Inc()
 	})
+	g.plugins.callTimeout = cfg.WasmCallTimeout
+	g.plugins.onReady = func() {
+		select {
+		case g.readyC <- struct{}{}:
+		default:
+		}
+	}
 	meta, _ := structpb.NewStruct(md)
 	xc, err := xdsclient.New(xdsclient.Config{
 		Target: cfg.XDSAddress,
@@ -285,9 +299,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.srv.Protocols.SetUnencryptedHTTP2(true)
 	xctx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
 	g.stopXDS = stopXDS
-	g.bg.Add(2)
+	g.bg.Add(3)
 	go func() { defer g.bg.Done(); _ = g.xds.Run(xctx) }()
 	go func() { defer g.bg.Done(); g.retryLoop(xctx) }()
+	go func() { defer g.bg.Done(); g.readyLoop(xctx) }()
 	go g.serve(g.srv, &tlsSwitchListener{Listener: g.cfg.Listener, g: g}, "serve")
 	if g.cfg.AdminListener != nil {
 		g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -332,12 +347,21 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	if g.admin != nil {
 		_ = g.admin.Close()
 	}
-	g.plugins.closeAll()
+	wctx, cancel := context.WithTimeout(ctx, g.cfg.DrainTimeout)
+	defer cancel()
+	startsEnded := g.plugins.closeAll(wctx)
 	g.liveMu.Lock()
 	for _, t := range g.trs {
 		t.close()
 	}
 	g.liveMu.Unlock()
+	if !startsEnded {
+		// A filter version is still starting (a trusted module looping at
+		// start-up cannot be stopped): closing the runtime under it would
+		// crash; the process is ending anyway.
+		g.log.Warn("a wasm filter is still starting; its runtime is left to the process exit")
+		return err
+	}
 	return errors.Join(err, g.rt.Close(context.WithoutCancel(ctx)))
 }
 
@@ -350,15 +374,15 @@ func (g *Gateway) rebuild(ctx context.Context) {
 	if err != nil {
 		var w *warmingError
 		if errors.As(err, &w) {
-			g.lastBuild = "warming: " + err.Error()
+			g.setLastBuild("warming: " + err.Error())
 			g.log.Debug("config warming", "missing", w.missing)
 		} else {
-			g.lastBuild = "rejected: " + err.Error()
+			g.setLastBuild("rejected: " + err.Error())
 			g.log.Error("config not applied; the last good one keeps serving", "err", err)
 		}
 		return
 	}
-	g.lastBuild = ""
+	g.setLastBuild("")
 	g.secrets.p.Store(&m.secrets)
 	old := g.model.Swap(m)
 	g.ready.Store(true)
@@ -371,6 +395,22 @@ func (g *Gateway) rebuild(ctx context.Context) {
 		select {
 		case g.retryC <- struct{}{}:
 		default:
+		}
+	}
+}
+
+func (g *Gateway) setLastBuild(s string) { g.lastBuild.Store(&s) }
+
+// readyLoop rebuilds when a filter version finished starting in the
+// background, so it replaces its last known good (or unblocks its listener)
+// without waiting for the next xDS push.
+func (g *Gateway) readyLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.readyC:
+			g.rebuild(ctx)
 		}
 	}
 }

@@ -96,6 +96,9 @@ func (g *Gateway) build(ctx context.Context, res map[string]map[string]proto.Mes
 		return nil, &warmingError{missing: slices.Compact(b.missing)}
 	}
 	b.startFilters(ctx, lrt, slots)
+	if len(b.missing) > 0 { // a filter version is starting with nothing to run meanwhile
+		return nil, &warmingError{missing: b.missing}
+	}
 	b.m.listener = lrt
 	return b.m, nil
 }
@@ -266,12 +269,14 @@ func (b *modelBuilder) filterSlots(lrt *listenerRT, h *hcm.HttpConnectionManager
 func (b *modelBuilder) startFilters(ctx context.Context, lrt *listenerRT, slots []filterSlot) {
 	var plugins []*wasmhost.Plugin
 	for _, s := range slots {
-		p, failClosed := b.g.plugins.resolve(ctx, s.name, s.w)
+		r := b.g.plugins.resolve(ctx, s.name, s.w)
 		switch {
-		case p != nil:
-			plugins = append(plugins, p)
+		case r.p != nil:
+			plugins = append(plugins, r.p)
 			lrt.filterNames = append(lrt.filterNames, s.name)
-		case failClosed && lrt.blocked == "":
+		case r.starting != "":
+			b.missing = append(b.missing, "wasm filter "+s.name+" ("+r.starting+")")
+		case r.failClosed && lrt.blocked == "":
 			lrt.blocked = s.name
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -17,11 +18,17 @@ import (
 )
 
 // pluginManager turns wasm filter configs into running plugins. A plugin is
-// reused while its config is unchanged. When a new version fails to fetch,
-// verify or start, the last known good plugin of that filter keeps running;
-// without one, the filter's fail policy decides (fail open: skipped; fail
-// closed: the listener answers 503). Every outcome is recorded for
-// /config_dump and the metrics.
+// reused while its config is unchanged. A new version is fetched, compiled
+// and started in the background (startJob), never under the build: a build
+// waits for it at most startWait, and only when the filter has no last known
+// good plugin; otherwise the last known good keeps running until the new one
+// is ready, and its readiness triggers a rebuild (onReady). When a new
+// version fails to fetch, verify or start (a guest that traps or overruns
+// its CallTimeout in _initialize, proxy_on_vm_start or proxy_on_configure),
+// the last known good plugin of that filter keeps running; without one, the
+// filter's fail policy decides (fail open: skipped; fail closed: the
+// listener answers 503). Every outcome is recorded for /config_dump and the
+// metrics.
 type pluginManager struct {
 	rt      *wasmhost.Runtime
 	fetch   *modulefetch.Fetcher
@@ -29,17 +36,54 @@ type pluginManager struct {
 	log     *slog.Logger
 	props   map[string][]byte
 	onError func(filter string)
+	onReady func() // a background start finished: rebuild
 
-	mu     sync.Mutex
-	byKey  map[string]*wasmhost.Plugin
-	lkg    map[string]*wasmhost.Plugin // filter name → last known good
-	status map[string]*filterStatus
+	// startWait bounds how long a build waits for a filter with no last
+	// known good plugin to start before it reports the model as warming.
+	startWait time.Duration
+	// callTimeout is every plugin's CallTimeout (zero: wasmhost's default).
+	callTimeout time.Duration
+
+	mu      sync.Mutex
+	closed  bool
+	byKey   map[string]*wasmhost.Plugin
+	lkg     map[string]*wasmhost.Plugin // filter name → last known good
+	status  map[string]*filterStatus
+	pending map[string]*startJob // config key → start in progress or failed
+	jobs    sync.WaitGroup       // running start jobs; closeAll waits for them
 }
+
+// startJob is one background start of a filter version.
+type startJob struct {
+	done     chan struct{} // closed when p/err are set
+	p        *wasmhost.Plugin
+	err      error
+	began    time.Time
+	ended    time.Time // set with p/err
+	failures int       // consecutive failed starts of this key, for the retry backoff
+	reported bool      // the failure was recorded in the status and metrics
+}
+
+// retryAfter is the backoff before a failed start of the same version is
+// tried again: 3 s after a fetch or compile failure (the module server may
+// come back); after the guest itself failed to start, 3 s doubling per
+// failure, at most 5 min (a guest that loops at start-up costs a core for
+// its CallTimeout on every try).
+func (j *startJob) retryAfter() time.Duration {
+	return min(3*time.Second<<min(j.failures-1, 7), 5*time.Minute)
+}
+
+// startUpError is a guest that failed to start (trap, timeout or refusal in
+// its start-up callbacks), as opposed to a fetch or compile failure.
+type startUpError struct{ err error }
+
+func (e *startUpError) Error() string { return e.err.Error() }
+func (e *startUpError) Unwrap() error { return e.err }
 
 type filterStatus struct {
 	Name       string    `json:"name"`
 	SHA256     string    `json:"sha256,omitempty"`
-	State      string    `json:"state"` // running, last_known_good, fail_open_skipped, fail_closed
+	State      string    `json:"state"` // running, starting, last_known_good, fail_open_skipped, fail_closed
 	LastError  string    `json:"last_error,omitempty"`
 	ErrorAt    time.Time `json:"error_at,omitzero"`
 	RunningSHA string    `json:"running_sha256,omitempty"`
@@ -50,7 +94,9 @@ type filterStatus struct {
 
 func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
 	return &pluginManager{rt: rt, fetch: f, caller: caller, log: log, props: props, onError: onError,
-		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{}}
+		startWait: time.Second, onReady: func() {},
+		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{},
+		pending: map[string]*startJob{}}
 }
 
 func configKey(name string, w *wasmfilter.Wasm) string {
@@ -59,58 +105,159 @@ func configKey(name string, w *wasmfilter.Wasm) string {
 	return name + "/" + hex.EncodeToString(s[:])
 }
 
-// resolve returns the plugin to run for filter name, or nil and whether the
-// filter fails closed.
-func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter.Wasm) (*wasmhost.Plugin, bool) {
+// resolution is what a build runs for one filter slot.
+type resolution struct {
+	p          *wasmhost.Plugin // nil: none to run
+	failClosed bool             // with p nil: the listener answers 503
+	starting   string           // with p nil: the version is still starting (the model warms)
+}
+
+// resolve returns the plugin to run for filter name. A version that is still
+// starting with no last known good to run meanwhile makes the model warm,
+// as Envoy's listener warms until its remote Wasm code is ready: the
+// serving model stays until the start ends (it is bounded by the plugin's
+// call timeout on every start-up callback).
+func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter.Wasm) resolution {
 	key := configKey(name, w)
+	cfg, cfgErr := wasmhost.PluginConfigFromProto(w.GetConfig())
 	pm.mu.Lock()
 	if p := pm.byKey[key]; p != nil {
 		pm.lkg[name] = p
 		// Back on a build that runs (e.g. a release rolled back after a
 		// broken one): the status says so again.
-		if st := pm.status[name]; st != nil && st.State != "running" {
-			if cfg, err := wasmhost.PluginConfigFromProto(w.GetConfig()); err == nil {
-				st.SHA256, st.State, st.LastError, st.RunningSHA = cfg.CodeSHA256, "running", "", cfg.CodeSHA256
-			}
-		}
+		st := getOrAdd(pm.status, name, func() *filterStatus { return &filterStatus{Name: name} })
+		st.SHA256 = cfg.CodeSHA256
+		pm.setRunning(st, p, cfg.CodeSHA256)
 		pm.mu.Unlock()
-		return p, false
+		return resolution{p: p}
 	}
+	var job *startJob
+	if cfgErr == nil {
+		job = pm.startLocked(ctx, key, w, cfg)
+	}
+	hasLKG := pm.lkg[name] != nil
 	pm.mu.Unlock()
-	cfg, err := wasmhost.PluginConfigFromProto(w.GetConfig())
-	wantSHA := cfg.CodeSHA256
-	var p *wasmhost.Plugin
-	if err == nil {
-		p, err = pm.start(ctx, w, cfg)
+	if job != nil && !hasLKG {
+		t := time.NewTimer(pm.startWait)
+		select {
+		case <-job.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	st := getOrAdd(pm.status, name, func() *filterStatus { return &filterStatus{Name: name} })
-	st.SHA256 = wantSHA
-	if err == nil {
-		pm.byKey[key] = p
-		pm.lkg[name] = p
-		st.State, st.LastError, st.RunningSHA = "running", "", wantSHA
-		deadline := p.Module().CallDeadline()
-		st.CallDeadline = &deadline
-		return p, false
+	st.SHA256 = cfg.CodeSHA256
+	err := cfgErr
+	if job != nil {
+		select {
+		case <-job.done:
+			if job.err == nil { // installed in byKey by the job
+				pm.lkg[name] = job.p
+				pm.setRunning(st, job.p, cfg.CodeSHA256)
+				return resolution{p: job.p}
+			}
+			err = job.err
+		default:
+			return pm.starting(st, name, job)
+		}
 	}
-	st.LastError, st.ErrorAt = err.Error(), time.Now()
-	pm.log.Error("wasm filter unavailable", "filter", name, "sha256", wantSHA, "err", err)
-	if pm.onError != nil {
-		pm.onError(name)
+	return pm.failed(st, name, cfg, err, job)
+}
+
+func (pm *pluginManager) setRunning(st *filterStatus, p *wasmhost.Plugin, sha string) {
+	st.State, st.LastError, st.RunningSHA = "running", "", sha
+	deadline := p.Module().CallDeadline()
+	st.CallDeadline = &deadline
+}
+
+// startLocked returns the start job of key, starting one if there is none or
+// the last one failed longer than its backoff ago (counted from its end). The start keeps ctx's
+// values, not its cancellation. pm.mu is held.
+func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) *startJob {
+	job := pm.pending[key]
+	failures := 0
+	if job != nil {
+		select {
+		case <-job.done:
+			if job.err == nil || time.Since(job.ended) < job.retryAfter() {
+				return job
+			}
+			failures = job.failures
+		default:
+			return job // still starting
+		}
+	}
+	job = &startJob{done: make(chan struct{}), began: time.Now(), failures: failures}
+	pm.pending[key] = job
+	pm.jobs.Add(1)
+	go func() {
+		defer pm.jobs.Done()
+		p, err := pm.start(context.WithoutCancel(ctx), w, cfg)
+		pm.mu.Lock()
+		job.p, job.err, job.ended = p, err, time.Now()
+		var su *startUpError
+		if errors.As(err, &su) {
+			job.failures++ // the guest failed: back off
+		} else if err != nil {
+			job.failures = 1 // fetch or compile: retry every 3 s
+		} else if !pm.closed {
+			// In byKey at once, even if no build asks for this version
+			// again: unused() then closes it after the next swap.
+			pm.byKey[key] = p
+			delete(pm.pending, key)
+		}
+		closed := pm.closed
+		close(job.done)
+		pm.mu.Unlock()
+		if err != nil {
+			pm.log.Error("wasm filter version refused; the last known good (if any) keeps running", "filter", cfg.Name, "sha256", cfg.CodeSHA256, "err", err)
+		}
+		if closed && p != nil {
+			p.Close()
+			return
+		}
+		pm.onReady()
+	}()
+	return job
+}
+
+// starting records a version still starting after the build's wait. pm.mu
+// is held.
+func (pm *pluginManager) starting(st *filterStatus, name string, job *startJob) resolution {
+	msg := fmt.Sprintf("starting since %s", job.began.UTC().Format(time.RFC3339))
+	if old := pm.lkg[name]; old != nil {
+		st.State, st.LastError = "last_known_good", "new version "+msg
+		return resolution{p: old}
+	}
+	st.State, st.LastError, st.RunningSHA, st.CallDeadline = "starting", msg, "", nil
+	return resolution{starting: msg}
+}
+
+// failed records a version that could not start. pm.mu is held.
+func (pm *pluginManager) failed(st *filterStatus, name string, cfg wasmhost.PluginConfig, err error, job *startJob) resolution {
+	if job == nil || !job.reported {
+		st.LastError, st.ErrorAt = err.Error(), time.Now()
+		if pm.onError != nil {
+			pm.onError(name)
+		}
+		if job != nil {
+			job.reported = true
+		}
 	}
 	if old := pm.lkg[name]; old != nil {
 		st.State = "last_known_good"
-		return old, false
+		return resolution{p: old}
 	}
 	st.RunningSHA, st.CallDeadline = "", nil
 	if cfg.FailOpen {
 		st.State = "fail_open_skipped"
-		return nil, false
+		return resolution{}
 	}
 	st.State = "fail_closed"
-	return nil, true
+	return resolution{failClosed: true}
 }
 
 func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) (*wasmhost.Plugin, error) {
@@ -133,6 +280,7 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	cfg.HTTPCaller = pm.caller
+	cfg.CallTimeout = pm.callTimeout
 	cfg.Logger = pm.log.With("filter", cfg.Name)
 	cfg.Properties = pm.props
 	// Tell guests the level the gateway logs at, so they skip building
@@ -147,7 +295,7 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 	}
 	p, err := pm.rt.NewPlugin(ctx, mod, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return nil, &startUpError{err: fmt.Errorf("start: %w", err)}
 	}
 	return p, nil
 }
@@ -208,11 +356,23 @@ func (pm *pluginManager) all() map[string]*wasmhost.Plugin {
 	return out
 }
 
-func (pm *pluginManager) closeAll() {
+// closeAll closes every plugin and waits, until ctx ends, for the starts
+// still running (they close what they start). It reports whether they all
+// ended: only then may the wasm runtime be closed under them.
+func (pm *pluginManager) closeAll(ctx context.Context) bool {
 	pm.mu.Lock()
-	defer pm.mu.Unlock()
+	pm.closed = true
 	for k, p := range pm.byKey {
 		p.Close()
 		delete(pm.byKey, k)
+	}
+	pm.mu.Unlock()
+	done := make(chan struct{})
+	go func() { pm.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -19,9 +19,10 @@ func (g *Gateway) appReady() (ok bool, reason string) {
 	case g.drain.Load():
 		return false, "draining"
 	case !g.ready.Load():
-		g.buildMu.Lock()
-		pending := g.lastBuild
-		g.buildMu.Unlock()
+		var pending string
+		if lb := g.lastBuild.Load(); lb != nil {
+			pending = *lb
+		}
 		if pending == "" {
 			pending = "nothing received from the plane yet"
 		}

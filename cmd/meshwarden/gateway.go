@@ -24,7 +24,7 @@ import (
 
 type gatewayFlags struct {
 	xdsAddr, nodeID, listen, adminAddr, cacheDir, otlpEndpoint, service string
-	drain                                                               time.Duration
+	drain, callTimeout                                                  time.Duration
 	maxBuffer, localAppPort                                             int
 	noCallDeadline                                                      bool
 	logs                                                                logFlags
@@ -59,12 +59,18 @@ the reason, and keeps serving the last good config while the plane is
 unreachable. Filter modules are fetched from the plane's module server,
 verified by sha256 and cached in --cache-dir.
 
-Every filter callback runs under a deadline (the plugin's CallTimeout), so a
-filter stuck in a loop fails its request instead of hanging it. The deadline
-costs about 1-2 µs per call into the filter. For modules you reviewed and
-built yourself, list them with --wasm-trusted-sha256 or --wasm-trusted-dir:
-those run without it, every other module keeps it. /config_dump shows
-call_deadline per filter. --wasm-no-call-deadline drops it for all modules.
+Every call into a filter runs under a deadline (--wasm-call-timeout, 1s),
+start-up included (_initialize, proxy_on_vm_start, proxy_on_configure): a
+filter stuck in a loop fails its request instead of hanging it, and a new
+module version that hangs or traps at start is refused ("timeout in
+proxy_on_configure" in /config_dump .filters[].last_error and the log) while
+the last good version keeps serving. New versions start in the background:
+the rest of the same config (routes, clusters, rotated certificates) applies
+at once. The deadline costs about 1-2 µs per call into the filter. For
+modules you reviewed and built yourself, list them with --wasm-trusted-sha256
+or --wasm-trusted-dir: those run without it, every other module keeps it.
+/config_dump shows call_deadline per filter. --wasm-no-call-deadline drops it
+for all modules.
 
 Filters get exactly the WASI functions Envoy's host offers, with its answers
 (--wasm-wasi=envoy, the default): the same modules run in Envoy sidecars, so a
@@ -104,6 +110,7 @@ by --drain-timeout).`,
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP trace endpoint: host:port (plaintext) or URL (https: TLS); empty: $OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else no spans. Headers, certificates, insecure, timeout: the standard OTEL_EXPORTER_OTLP_* variables")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "bound of the graceful drain on shutdown")
 	fl.IntVar(&f.maxBuffer, "max-buffer-bytes", 1<<20, "body bytes a filter may buffer per direction")
+	fl.DurationVar(&f.callTimeout, "wasm-call-timeout", time.Second, "deadline of every call into a filter module, start-up included (_initialize, proxy_on_vm_start, proxy_on_configure); a module that overruns it at start is refused and the last good version keeps serving")
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
 	fl.StringSliceVar(&f.trustedSHA, "wasm-trusted-sha256", nil, "sha256 (hex) of a filter module to run without the per-callback deadline; repeatable")
 	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
@@ -181,6 +188,9 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 		host, _ := os.Hostname()
 		f.nodeID = "gateway-" + host
 	}
+	if f.callTimeout <= 0 {
+		return gateway.Config{}, fmt.Errorf("--wasm-call-timeout %v: give a positive duration such as 1s", f.callTimeout)
+	}
 	trusted, err := f.trustedSums(log)
 	if err != nil {
 		return gateway.Config{}, err
@@ -198,8 +208,8 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, WasmWASI: wasmhost.WASIMode(f.wasi), Service: f.service, LocalAppPort: f.localAppPort,
-		ProfileTokenFile: f.adminTokenFile}
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, WasmWASI: wasmhost.WASIMode(f.wasi), WasmCallTimeout: f.callTimeout,
+		Service: f.service, LocalAppPort: f.localAppPort, ProfileTokenFile: f.adminTokenFile}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.AdminListener, err = f.adminListener(); err != nil {
 		lis.Close()

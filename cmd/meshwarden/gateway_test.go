@@ -30,3 +30,17 @@ func TestTrustedModulesFromDir(t *testing.T) {
 		t.Fatalf("sums = %v, want only dye.wasm with sha256 %x", sums, want)
 	}
 }
+
+func TestWasmCallTimeoutMustBePositive(t *testing.T) {
+	for _, d := range []string{"0s", "-1s"} {
+		f := gatewayFlags{listen: "127.0.0.1:0"}
+		cmd := newGatewayCmd()
+		if err := cmd.Flags().Set("wasm-call-timeout", d); err != nil {
+			t.Fatal(err)
+		}
+		f.callTimeout, _ = cmd.Flags().GetDuration("wasm-call-timeout")
+		if _, err := f.config(nil); err == nil || !strings.Contains(err.Error(), "--wasm-call-timeout") {
+			t.Fatalf("--wasm-call-timeout %s: err = %v, want one naming the flag", d, err)
+		}
+	}
+}

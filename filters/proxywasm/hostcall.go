@@ -316,7 +316,7 @@ func GetPropertyMap(path []string) ([][2]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := abi.DeserializeMap(b)
+	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
 	if err != nil {
 		return nil, fmt.Errorf("get property map %v: %w: %w", path, ErrParseFailure, err)
 	}
@@ -398,7 +398,7 @@ func getMap(mt abi.MapType) ([][2]string, error) {
 	if err := st.Err(); err != nil {
 		return nil, err
 	}
-	m, err := abi.DeserializeMap(b)
+	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrParseFailure, err)
 	}

@@ -101,7 +101,9 @@ var _ error = (*guestError)(nil)
 var errDead = errors.New("instance is no longer usable")
 
 func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
-	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.seq.Add(1))
+	// Instance names are unique in the wazero runtime, across plugins: a
+	// new version of a filter starts while its last known good runs.
+	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.r.seq.Add(1))
 	mod, err := p.mod.rt.InstantiateModule(ctx, p.mod.compiled, newModuleConfig(name, p.stderr))
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: instantiate: %w", p.cfg.Name, err)
@@ -144,6 +146,9 @@ func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 	if in.f.alloc == nil {
 		in.f.alloc = fn("malloc")
 	}
+	// Watched from its first call: start-up callbacks have the same
+	// deadline as request callbacks.
+	p.r.wd.watch(in)
 	if err := in.boot(); err != nil {
 		in.close()
 		return nil, err
@@ -328,6 +333,7 @@ func (in *instance) setContext(id uint32, s *Stream) {
 
 // close releases the module. It is safe to call more than once.
 func (in *instance) close() {
+	in.p.r.wd.forget(in)
 	in.dead.Store(true)
 	for _, pc := range in.calls {
 		pc.cancel()

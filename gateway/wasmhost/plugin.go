@@ -21,7 +21,6 @@ type Plugin struct {
 	cfg    PluginConfig
 	epoch  time.Time
 	stderr *logWriter
-	seq    atomic.Uint64
 
 	idle  chan *instance
 	slots chan struct{} // one token per live instance
@@ -211,8 +210,9 @@ func (p *Plugin) instances() []*instance {
 	return out
 }
 
-// background enforces callback deadlines and serves idle instances' root
-// contexts: ticks, queue notifications, HTTP call responses.
+// background serves idle instances' root contexts: ticks, queue
+// notifications, HTTP call responses. (The Runtime's watchdog enforces
+// callback deadlines.)
 func (p *Plugin) background() {
 	defer close(p.done)
 	period := p.cfg.CallTimeout / 4
@@ -231,10 +231,6 @@ func (p *Plugin) background() {
 		now := int64(time.Since(p.epoch))
 		next := now + int64(period)
 		for _, in := range p.instances() {
-			if s := in.callStart.Load(); p.mod.deadline && s != 0 && now-s > int64(p.cfg.CallTimeout) {
-				in.timedOut.Store(true)
-				in.cancel() // wazero closes the module at its next check
-			}
 			if !in.hasEvents() && !in.tickDue(now) {
 				if t := in.tickPeriod.Load(); t > 0 {
 					next = min(next, in.nextTick.Load())

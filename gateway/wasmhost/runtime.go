@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 )
@@ -64,6 +65,14 @@ type Runtime struct {
 	shared  *sharedData
 	queues  *sharedQueues
 	metrics *metricStore
+
+	// life orders Compile before Close: compiling in a closed wazero
+	// runtime panics inside wazero.
+	life   sync.RWMutex
+	closed bool
+
+	wd  *watchdog     // enforces CallTimeout on every call of every instance
+	seq atomic.Uint64 // instance names, unique in the wazero runtimes
 }
 
 type moduleEntry struct {
@@ -117,6 +126,7 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		shared:     newSharedData(),
 		queues:     newSharedQueues(),
 		metrics:    newMetricStore(),
+		wd:         newWatchdog(),
 	}
 	for _, sum := range cfg.TrustedSHA256 {
 		sum = strings.ToLower(strings.TrimSpace(sum))
@@ -170,12 +180,19 @@ func newWazero(ctx context.Context, rc wazero.RuntimeConfig, wasi WASIMode) (waz
 
 // Close releases every instance and compiled module of the runtime.
 func (r *Runtime) Close(ctx context.Context) error {
+	r.life.Lock()
+	defer r.life.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
 	var err error
 	for _, rt := range []wazero.Runtime{r.rt, r.fast} {
 		if rt != nil {
 			err = errors.Join(err, rt.Close(ctx))
 		}
 	}
+	r.wd.close()
 	if r.cache != nil {
 		if cerr := r.cache.Close(ctx); err == nil {
 			err = cerr
@@ -197,7 +214,15 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		r.modules[key] = e
 	}
 	r.mu.Unlock()
-	e.once.Do(func() { e.mod, e.err = r.compile(ctx, key, wasm) })
+	e.once.Do(func() {
+		r.life.RLock()
+		defer r.life.RUnlock()
+		if r.closed {
+			e.err = fmt.Errorf("compile wasm module %s: the wasm runtime is closed", key[:12])
+			return
+		}
+		e.mod, e.err = r.compile(ctx, key, wasm)
+	})
 	if e.err != nil {
 		r.mu.Lock()
 		delete(r.modules, key) // let a later call retry

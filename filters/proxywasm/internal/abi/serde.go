@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // SerializeMap encodes pairs the way ABI 0.2.1 passes header maps: a
@@ -40,6 +41,18 @@ var errMalformedMap = errors.New("malformed serialized header map")
 // empty input is an empty map. A truncated or inconsistent input is an error,
 // never a panic: the bytes come from the host.
 func DeserializeMap(b []byte) ([][2]string, error) {
+	return deserializeMap(b, false)
+}
+
+// DeserializeMapOwned is DeserializeMap for a buffer the caller owns and
+// never writes again (what Host returns: "returned byte slices belong to the
+// caller"): the keys and values point into b instead of a copy of it, which
+// saves one allocation and copy of the whole map per read.
+func DeserializeMapOwned(b []byte) ([][2]string, error) {
+	return deserializeMap(b, true)
+}
+
+func deserializeMap(b []byte, owned bool) ([][2]string, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
@@ -55,8 +68,14 @@ func DeserializeMap(b []byte) ([][2]string, error) {
 	}
 	out := make([][2]string, n)
 	data := b[4+8*n:]
-	// One string for all keys and values: a single allocation.
-	all := string(data)
+	// One string for all keys and values: a single allocation, or none when
+	// the buffer is ours.
+	var all string
+	if owned {
+		all = unsafe.String(unsafe.SliceData(data), len(data))
+	} else {
+		all = string(data)
+	}
 	off := 0
 	for i := range n {
 		kl := int(binary.LittleEndian.Uint32(b[4+8*i:]))

@@ -114,6 +114,10 @@ func FuzzDeserializeMap(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pairs, err := DeserializeMap(b) // must never panic
+		owned, oerr := DeserializeMapOwned(bytes.Clone(b))
+		if (err == nil) != (oerr == nil) || !slices.Equal(owned, pairs) {
+			t.Fatalf("owned parse differs: %q (%v) vs %q (%v)", owned, oerr, pairs, err)
+		}
 		if err != nil {
 			return
 		}
@@ -141,11 +145,31 @@ func BenchmarkSerializeMap(b *testing.B) {
 
 func BenchmarkDeserializeMap(b *testing.B) {
 	in := SerializeMap(benchHeaders)
-	b.SetBytes(int64(len(in)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DeserializeMap(in); err != nil {
-			b.Fatal(err)
+	for _, owned := range []bool{false, true} {
+		b.Run(map[bool]string{false: "copy", true: "owned"}[owned], func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := deserializeMap(in, owned); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestDeserializeMapOwnedSharesTheBuffer: the owned parse points into its
+// input (no copy), the other one does not.
+func TestDeserializeMapOwnedSharesTheBuffer(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		in := SerializeMap([][2]string{{"k", "v"}})
+		m, err := deserializeMap(in, owned)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in[len(in)-2] = 'w' // the value's byte
+		if shared := m[0][1] == "w"; shared != owned {
+			t.Fatalf("owned=%v: value %q after writing the input", owned, m[0][1])
 		}
 	}
 }

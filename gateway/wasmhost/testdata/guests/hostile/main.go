@@ -29,11 +29,57 @@ func onMemoryAllocate(size uint32) uint32 { return g.Alloc(size) }
 //go:wasmexport proxy_on_context_create
 func onContextCreate(id, parent uint32) { g.Unpin() }
 
+// Start-up misbehaviour is chosen by the configuration: a VM configuration
+// "loop" or "trap" misbehaves in proxy_on_vm_start, a plugin configuration
+// "loop" or "trap" in proxy_on_configure.
+
 //go:wasmexport proxy_on_vm_start
-func onVMStart(root, size uint32) uint32 { return 1 }
+func onVMStart(root, size uint32) uint32 { return startUp(6, size) }
 
 //go:wasmexport proxy_on_configure
-func onConfigure(root, size uint32) uint32 { return 1 }
+func onConfigure(root, size uint32) uint32 { return startUp(7, size) }
+
+func startUp(buffer, size uint32) uint32 {
+	if size == 0 {
+		return 1
+	}
+	conf, st := g.Buffer(buffer, 0, size)
+	if st != g.OK {
+		return 0
+	}
+	switch string(conf) {
+	case "loop":
+		return uint32(spin())
+
+	case "trap":
+		panic("trap at start-up")
+	case "loop-tick":
+		tickLoop = true
+		g.SetTickPeriod(10)
+	case "loop-callout":
+		g.HTTPCall("upstream", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "upstream"}}, "", 5000)
+	}
+	return 1
+}
+
+// tickLoop (plugin configuration "loop-tick") makes proxy_on_tick loop.
+var tickLoop bool
+
+//go:wasmexport proxy_on_tick
+func onTick(root uint32) {
+	if tickLoop {
+		spin()
+	}
+}
+
+// proxy_on_http_call_response loops (for the call proxy_on_configure makes
+// with the plugin configuration "loop-callout").
+//
+//go:wasmexport proxy_on_http_call_response
+func onHTTPCallResponse(root, token, nh, bodySize, nt uint32) {
+	g.Unpin()
+	spin()
+}
 
 const bad = 0xFFFFFFF0
 
@@ -88,6 +134,7 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		g.AddHeader(g.RequestHeaders, "x-badalloc", strconv.Itoa(int(s)))
 	case "loop":
 		return uint32(spin())
+
 	case "bomb":
 		for {
 			hog = append(hog, make([]byte, 8<<20))

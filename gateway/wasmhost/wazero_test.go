@@ -1,0 +1,99 @@
+package wasmhost
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// spinModule is a hand-assembled module: spin(n) counts n down in a loop;
+// probe() calls the host's env.probe.
+var spinModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x08, 0x02, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x00, 0x00, // types: (i32)->(), ()->()
+	0x02, 0x0d, 0x01, 0x03, 'e', 'n', 'v', 0x05, 'p', 'r', 'o', 'b', 'e', 0x00, 0x01, // import env.probe
+	0x03, 0x03, 0x02, 0x00, 0x01, // functions
+	0x07, 0x10, 0x02, 0x04, 's', 'p', 'i', 'n', 0x00, 0x01, 0x05, 'p', 'r', 'o', 'b', 'e', 0x00, 0x02, // exports
+	0x0a, 0x15, 0x02,
+	0x0e, 0x00, 0x03, 0x40, 0x20, 0x00, 0x41, 0x01, 0x6b, 0x22, 0x00, 0x0d, 0x00, 0x0b, 0x0b, // spin
+	0x04, 0x00, 0x10, 0x00, 0x0b, // probe
+}
+
+// TestWazeroTerminationFacts pins down the wazero behaviour the watchdog
+// relies on (RATIONALE-wasmhost.md, "Deadlines"); if an upgrade changes it,
+// this fails and the design can be revisited:
+//
+//  1. a module closed from another goroutine stops running code only when
+//     it was compiled with termination checks (WithCloseOnContextDone(true));
+//     without them the call runs to its end;
+//  2. with termination checks, wazero starts a goroutine on every call into
+//     the guest even when the context has no Done channel (upstream issue
+//     #2466, PR #2533), so a Done-less context does not make deadlines cheaper.
+func TestWazeroTerminationFacts(t *testing.T) {
+	const n = 20_000_000
+	ctx := context.Background()
+	for _, checks := range []bool{false, true} {
+		var inside int
+		watchers := func() int {
+			buf := make([]byte, 1<<20)
+			return strings.Count(string(buf[:runtime.Stack(buf, true)]), "created by github.com/tetratelabs/wazero/internal/wasm.(*ModuleInstance).CloseModuleOnCanceledOrTimeout")
+		}
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(checks))
+		defer rt.Close(ctx)
+		if _, err := rt.NewHostModuleBuilder("env").NewFunctionBuilder().
+			WithGoFunction(api.GoFunc(func(context.Context, []uint64) { inside = watchers() }), nil, nil).
+			Export("probe").Instantiate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cm, err := rt.CompileModule(ctx, spinModule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst := func(name string) api.Module {
+			m, err := rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+		// 2: goroutines during a call with a Done-less context.
+		// Other tests' runtimes may have watchers of their own alive (the
+		// count is process-wide): count only the ones this call adds.
+		m := inst("probe")
+		before := watchers()
+		if _, err := m.ExportedFunction("probe").Call(ctx); err != nil {
+			t.Fatal(err)
+		}
+		inside -= before
+		if want := map[bool]int{false: 0, true: 1}[checks]; inside != want {
+			t.Errorf("termination checks %v: %d wazero watcher goroutines during a call with a Done-less context, want %d", checks, inside, want)
+		}
+		// 1: closing from another goroutine.
+		full := time.Hour // the fastest of three uninterrupted runs
+		spin := inst("full").ExportedFunction("spin")
+		for range 3 {
+			start := time.Now()
+			if _, err := spin.Call(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			full = min(full, time.Since(start))
+		}
+		m = inst("closed")
+		timer := time.AfterFunc(time.Millisecond, func() { _ = m.CloseWithExitCode(ctx, 9) })
+		start := time.Now()
+		_, err = m.ExportedFunction("spin").Call(ctx, n)
+		took := time.Since(start)
+		timer.Stop()
+		if err == nil {
+			t.Fatalf("termination checks %v: a closed module's call returned no error", checks)
+		}
+		if interrupted := took < full/2; interrupted != checks {
+			t.Errorf("termination checks %v: closed after 1 ms, the call took %v of its %v: interrupted=%v, want %v", checks, took, full, interrupted, checks)
+		}
+	}
+}
