@@ -144,7 +144,7 @@ func load(files map[string][]byte, cat *ir.Catalog, dir string) (*ir.PolicySet, 
 		ps.Sources = append(ps.Sources, display(name))
 	}
 	if len(files) == 0 {
-		diags.add(Diagnostic{Severity: SeverityWarning, File: display("."), Message: "no policy files (*.yaml): the set is empty, so no filters, routes or access rules apply"})
+		diags.add(Diagnostic{Severity: SeverityWarning, File: display("."), Message: "no policy files (*.yaml) directly in this directory (subdirectories are not read; point at the one holding the files, e.g. policies/examples): the set is empty, so no filters, routes or access rules apply"})
 	}
 	b := &builder{diags: diags, cat: cat, ps: ps}
 	b.build(docs)
