@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/meshwarden/meshwarden/internal/didyoumean"
 )
 
 // pos is a 1-based line and column in a policy file.
@@ -623,31 +624,11 @@ func suggest(key string, names []string) string {
 		if strings.EqualFold(n, key) {
 			return n
 		}
-		if dist := levenshtein(strings.ToLower(key), strings.ToLower(n)); dist < bestD {
+		if dist := didyoumean.Distance(strings.ToLower(key), strings.ToLower(n)); dist < bestD {
 			best, bestD = n, dist
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // newOf returns a pointer to a new zero value of t.
