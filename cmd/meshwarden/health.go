@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -58,9 +57,7 @@ Exit status 1 when a subset is UNHEALTHY (for scripts), 0 otherwise.`,
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
+				if err := writeJSON(out, st); err != nil {
 					return err
 				}
 			} else {

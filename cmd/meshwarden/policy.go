@@ -110,9 +110,7 @@ carries is an error; a service not in Consul is a warning).`,
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if e := enc.Encode(diags); e != nil {
+				if e := writeJSON(out, diags); e != nil {
 					return e
 				}
 			} else {
@@ -226,9 +224,7 @@ nothing changes and 1 when something does (as git diff --exit-code);
 			}
 			var err error
 			if format == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				err = enc.Encode(rep)
+				err = writeJSON(cmd.OutOrStdout(), rep)
 			} else {
 				err = rep.Format(cmd.OutOrStdout())
 			}

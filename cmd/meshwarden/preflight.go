@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -106,9 +105,7 @@ func runPreflight(ctx context.Context, out io.Writer, f preflightFlags) error {
 		}
 	}
 	if f.format == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
+		if err := writeJSON(out, results); err != nil {
 			return err
 		}
 	} else {

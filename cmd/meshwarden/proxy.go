@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -48,9 +47,7 @@ Exit status 1 when any proxy is not SYNCED (for scripts), 0 otherwise.`,
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(nodes); err != nil {
+				if err := writeJSON(out, nodes); err != nil {
 					return err
 				}
 			} else if err := printProxyStatus(out, nodes); err != nil {
@@ -186,9 +183,7 @@ redacted. NODE is a node id as proxy-status lists it.`,
 
 func writeAs(w io.Writer, v any, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return writeJSON(w, v)
 	}
 	b, err := yaml.Marshal(v)
 	if err != nil {

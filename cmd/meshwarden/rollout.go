@@ -89,7 +89,7 @@ its last decisions.`,
 			}
 			out := cmd.OutOrStdout()
 			if o.format == "json" {
-				return writeIndented(out, recs)
+				return writeJSON(out, recs)
 			}
 			if len(recs) == 0 {
 				fmt.Fprintln(out, "no rollouts: apply a policy of kind Rollout (policies/README.md)")
@@ -198,7 +198,7 @@ and the rollout ends (Aborted). To start again, change the Rollout policy
 				return fmt.Errorf("rollout %s %s: %w", verb, args[0], err)
 			}
 			if o.format == "json" {
-				return writeIndented(cmd.OutOrStdout(), r)
+				return writeJSON(cmd.OutOrStdout(), r)
 			}
 			printRollout(cmd.OutOrStdout(), *r, false)
 			return nil
@@ -266,12 +266,6 @@ func historyFromChangeLog(out io.Writer, path string, args []string) error {
 	}
 	fmt.Fprintf(out, "OK: change log chain verified (%d records), %d rollout decision(s)\n", len(recs), n)
 	return nil
-}
-
-func writeIndented(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // rolloutRecorder records rollout decisions in the plane's change log:

@@ -42,9 +42,7 @@ refuses the credentials is reported on its line; the exit status stays 0
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
+				return writeJSON(out, r)
 			}
 			fmt.Fprintln(out, r.Client)
 			switch {
