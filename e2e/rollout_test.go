@@ -28,8 +28,7 @@ import (
 type traffic struct {
 	mu     sync.Mutex
 	events []hit
-	cancel context.CancelFunc
-	done   chan struct{}
+	stop   func()
 }
 
 type hit struct {
@@ -39,43 +38,22 @@ type hit struct {
 }
 
 func startTraffic(c *demo.Client, rps int, hdr map[string]string) *traffic {
-	ctx, cancel := context.WithCancel(context.Background())
-	tr := &traffic{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(tr.done)
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		tick := time.NewTicker(time.Second / time.Duration(rps))
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer rcancel()
-				r, err := c.Do(rctx, http.MethodGet, "/pay", hdr, nil)
-				h := hit{at: time.Now(), status: r.Status}
-				if err != nil {
-					h.status = -1
-				}
-				if v := r.Header.Get("x-served-by"); v != "" {
-					h.version = strings.TrimPrefix(v, "payments-")
-				}
-				tr.mu.Lock()
-				tr.events = append(tr.events, h)
-				tr.mu.Unlock()
-			}()
+	tr := &traffic{}
+	tr.stop = demo.Paced(rps, func(ctx context.Context) {
+		r, err := c.Do(ctx, http.MethodGet, "/pay", hdr, nil)
+		h := hit{at: time.Now(), status: r.Status}
+		if err != nil {
+			h.status = -1
 		}
-	}()
+		if v := r.Header.Get("x-served-by"); v != "" {
+			h.version = strings.TrimPrefix(v, "payments-")
+		}
+		tr.mu.Lock()
+		tr.events = append(tr.events, h)
+		tr.mu.Unlock()
+	})
 	return tr
 }
-
-func (tr *traffic) stop() { tr.cancel(); <-tr.done }
 
 // since returns the hits that ended after t.
 func (tr *traffic) since(t time.Time) []hit {

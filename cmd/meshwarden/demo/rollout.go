@@ -75,15 +75,35 @@ func UndyedUser(ctx context.Context, c *Client) (map[string]string, error) {
 type steady struct {
 	mu    sync.Mutex
 	fails []time.Time
-	stop  context.CancelFunc
-	done  chan struct{}
+	stop  func()
 }
 
 func startSteady(c *Client, rps int, hdr map[string]string) *steady {
+	s := &steady{}
+	s.stop = Paced(rps, func(ctx context.Context) {
+		r, err := c.Do(ctx, http.MethodGet, "/pay", hdr, nil)
+		if err != nil || r.Status != 200 {
+			s.mu.Lock()
+			s.fails = append(s.fails, time.Now())
+			s.mu.Unlock()
+		}
+	})
+	return s
+}
+
+func (s *steady) end() []time.Time {
+	s.stop()
+	return s.fails
+}
+
+// Paced calls each rps times a second, each call in its own goroutine with
+// a 10 s deadline, until the returned stop is called; stop waits for the
+// calls in flight.
+func Paced(rps int, each func(ctx context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &steady{stop: cancel, done: make(chan struct{})}
+	done := make(chan struct{})
 	go func() {
-		defer close(s.done)
+		defer close(done)
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		t := time.NewTicker(time.Second / time.Duration(rps))
@@ -94,27 +114,14 @@ func startSteady(c *Client, rps int, hdr map[string]string) *steady {
 				return
 			case <-t.C:
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer rcancel()
-				r, err := c.Do(rctx, http.MethodGet, "/pay", hdr, nil)
-				if err != nil || r.Status != 200 {
-					s.mu.Lock()
-					s.fails = append(s.fails, time.Now())
-					s.mu.Unlock()
-				}
-			}()
+				each(rctx)
+			})
 		}
 	}()
-	return s
-}
-
-func (s *steady) end() []time.Time {
-	s.stop()
-	<-s.done
-	return s.fails
+	return func() { cancel(); <-done }
 }
 
 // rolloutChapter runs chapter 9 when the stack has a Prometheus (nil
