@@ -343,34 +343,10 @@ func collectorClient(caFile string) (*http.Client, error) {
 	if caFile == "" {
 		return &http.Client{}, nil
 	}
-	b, err := os.ReadFile(caFile)
+	cfg, err := auth.ServiceTLS(caFile, meshnames.CollectorServiceName, "collector", true)
 	if err != nil {
 		return nil, fmt.Errorf("CA file for the collector: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true, //nolint:gosec // verified below
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("the collector sent no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			leaf := cs.PeerCertificates[0]
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-				return fmt.Errorf("the collector's certificate does not chain to %s: %w", caFile, err)
-			}
-			for _, u := range leaf.URIs {
-				if u.Scheme == "spiffe" && strings.HasSuffix(u.Path, "/svc/"+meshnames.CollectorServiceName) {
-					return nil
-				}
-			}
-			return leaf.VerifyHostname(cs.ServerName)
-		}}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, nil
 }
 

@@ -80,17 +80,26 @@ func (o ClientOptions) token() (string, error) {
 // handshake, so a refreshed bundle (after a Connect root rotation) takes
 // effect on the next connection without a restart.
 func PlaneTLS(caFile string) (*tls.Config, error) {
+	return ServiceTLS(caFile, meshnames.PlaneServiceName, "control plane", false)
+}
+
+// ServiceTLS returns a client config that trusts a mesh service: its
+// certificate chains to the roots in caFile (read again at every handshake)
+// and carries a SPIFFE id ending in /svc/<service>, or, with hostOK, names
+// the host dialled (a service with a certificate of its own). who names the
+// service in errors.
+func ServiceTLS(caFile, service, who string, hostOK bool) (*tls.Config, error) {
 	if _, err := readPool(caFile); err != nil {
 		return nil, err
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Verified in VerifyConnection: chain to the file's roots, SPIFFE id
-		// of the plane.
+		// of the service (or, with hostOK, the host name).
 		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the plane sent no certificate")
+				return fmt.Errorf("the %s sent no certificate", who)
 			}
 			pool, err := readPool(caFile)
 			if err != nil {
@@ -102,14 +111,17 @@ func PlaneTLS(caFile string) (*tls.Config, error) {
 			}
 			leaf := cs.PeerCertificates[0]
 			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-				return fmt.Errorf("the plane's certificate does not chain to the CA file %s: %w", caFile, err)
+				return fmt.Errorf("the %s's certificate does not chain to the CA file %s: %w", who, caFile, err)
 			}
 			for _, u := range leaf.URIs {
-				if u.Scheme == "spiffe" && strings.HasSuffix(u.Path, "/svc/"+meshnames.PlaneServiceName) {
+				if u.Scheme == "spiffe" && strings.HasSuffix(u.Path, "/svc/"+service) {
 					return nil
 				}
 			}
-			return fmt.Errorf("the server's certificate is not the control plane's (no SPIFFE id ending in /svc/%s)", meshnames.PlaneServiceName)
+			if hostOK {
+				return leaf.VerifyHostname(cs.ServerName)
+			}
+			return fmt.Errorf("the server's certificate is not the %s's (no SPIFFE id ending in /svc/%s)", who, service)
 		},
 	}, nil
 }
