@@ -15,22 +15,9 @@ import (
 func TestDocumentedSeriesFromStart(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	startPlane(t, func(c *Config) { c.Registry = reg })
-	names, err := metricdoc.Names("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(names) < 12 {
-		t.Fatalf("README documents %d series: the parser is broken: %v", len(names), names)
-	}
 	perConfig := map[string]string{
 		"meshwarden_controlplane_rollout_decisions_total": "per Rollout policy, action and result",
 		"meshwarden_controlplane_subset_health_score":     "per scored service subset (with --health-scrape)",
 	}
-	miss, err := metricdoc.Missing(reg, names, perConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(miss) > 0 {
-		t.Fatalf("documented but not exported by a fresh plane: %v (of %v)", miss, names)
-	}
+	metricdoc.Check(t, "plane", reg, "README.md", 12, perConfig)
 }

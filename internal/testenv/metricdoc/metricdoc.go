@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,4 +69,26 @@ func Missing(g prometheus.Gatherer, names []string, exempt map[string]string) ([
 		}
 	}
 	return out, nil
+}
+
+// Check fails tb unless g exports every series readme documents, except
+// those in exempt (name → why it cannot exist before its first event).
+// atLeast guards the parser: a README naming fewer series fails. what
+// names the component in the failure ("plane", "gateway", ...).
+func Check(tb testing.TB, what string, g prometheus.Gatherer, readme string, atLeast int, exempt map[string]string) {
+	tb.Helper()
+	names, err := Names(readme)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(names) < atLeast {
+		tb.Fatalf("%s documents %d series: the parser is broken: %v", readme, len(names), names)
+	}
+	miss, err := Missing(g, names, exempt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(miss) > 0 {
+		tb.Fatalf("documented but not exported by a fresh %s: %v (of %v)", what, miss, names)
+	}
 }
