@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
@@ -277,5 +279,70 @@ func TestWASIModeFlag(t *testing.T) {
 		if got := (*stable.last.Load()).Get("X-Read-Error"); got == "" || got == "none" {
 			t.Fatalf("full WASI: upstream saw x-read-error=%q: the filter did not run", got)
 		}
+	}
+}
+
+// TestRetiredPluginsWaitForEveryOlderModel holds a request's reference on a
+// model while two newer filter versions are swapped in quickly: retiring the
+// middle model must not close the plugins the held model still runs (a
+// request that started on it would find its filters closed: 503), and they
+// are closed once it is released. A new module URL for the same sha256 (a
+// failover to another plane replica) keeps the running plugin.
+func TestRetiredPluginsWaitForEveryOlderModel(t *testing.T) {
+	wasm := headersGuest(t)
+	sha := modulefetch.Sum(wasm)
+	ms := startModuleServer(t)
+	ms.put("/a.wasm", wasm)
+	ms.put("/b.wasm", wasm)
+	plane := startPlane(t)
+	up := startUpstream(t, "up")
+	gw := startGateway(t, plane, "gw-retire", nil)
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+	push := func(path, conf string) {
+		plane.set("gw-retire", httpListener(t, gw.port(), "r", "mw-headers"), rc,
+			wasmFilterExt(t, "mw-headers", "mw-headers", ms.URL+path, sha, wasmv3.FailurePolicy_FAIL_CLOSED, conf),
+			edsCluster("up", nil), cla("up", lbEndpoint(up.addr(), 0)))
+	}
+	push("/a.wasm", "{}")
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+	held := gw.g.acquire()
+	// Another plugin configuration: another plugin.
+	swapTo := func(conf string) *model {
+		prev := gw.g.model.Load()
+		push("/a.wasm", conf)
+		eventually(t, 60*time.Second, "the model with "+conf, func() bool {
+			m := gw.g.model.Load()
+			return len(m.plugins) == 1 && m.plugins[0] != prev.plugins[0]
+		})
+		return gw.g.model.Load()
+	}
+	mid := swapTo("{ }")
+	cur := swapTo("{  }")
+	live := func() map[*wasmhost.Plugin]bool {
+		out := map[*wasmhost.Plugin]bool{}
+		for _, p := range gw.g.plugins.all() {
+			out[p] = true
+		}
+		return out
+	}
+	eventually(t, 30*time.Second, "the middle version closed", func() bool { return !live()[mid.plugins[0]] })
+	for _, p := range append(held.plugins, cur.plugins...) {
+		if !live()[p] {
+			t.Fatalf("plugin %p of a model still in use was retired", p)
+		}
+	}
+	cs, err := held.listener.chain.NewStream(context.Background(), wasmhost.StreamInfo{})
+	if err != nil {
+		t.Fatalf("a request on the held model: %v", err)
+	}
+	cs.Close()
+	held.refs.Add(-1)
+	eventually(t, 30*time.Second, "the held model's plugins closed after its release", func() bool { return len(live()) == 1 })
+
+	push("/b.wasm", "{  }")
+	eventually(t, 30*time.Second, "the model with the new URL", func() bool { return gw.g.model.Load() != cur })
+	if p := gw.g.model.Load().plugins; len(p) != 1 || p[0] != cur.plugins[0] {
+		t.Fatalf("the same code at another URL restarted the filter: plugins %v, want %p", p, cur.plugins[0])
 	}
 }

@@ -127,6 +127,7 @@ type Gateway struct {
 	tracing bool // false: no spans, W3C headers pass through untouched
 
 	buildMu   sync.Mutex
+	retiring  map[*model]struct{}    // swapped-out models some request may still hold; under buildMu
 	lastBuild atomic.Pointer[string] // the last build outcome when it was not a swap; read without buildMu
 	readyC    chan struct{}          // a filter finished starting in the background: rebuild
 	liveMu    sync.Mutex
@@ -389,7 +390,11 @@ func (g *Gateway) rebuild(ctx context.Context) {
 	g.met.modelSwapped(m)
 	g.pruneTransports(m)
 	if old != nil {
-		go g.retire(old, m)
+		if g.retiring == nil {
+			g.retiring = map[*model]struct{}{}
+		}
+		g.retiring[old] = struct{}{}
+		go g.retire(old)
 	}
 	if g.plugins.failing() {
 		select {
@@ -435,19 +440,29 @@ func (g *Gateway) retryLoop(ctx context.Context) {
 	}
 }
 
-// retire closes the plugins only old used, once old's last request is done
-// (bounded: a stuck request cannot hold them for more than 5 minutes).
-func (g *Gateway) retire(old, cur *model) {
+// retire closes the plugins no model uses any more, once old's last request
+// is done (bounded: a stuck request cannot hold them for more than 5
+// minutes). Models swapped out before old may still be serving requests (a
+// burst of swaps retires several at once): their plugins are kept until
+// their own retire, so no request finds its filters closed.
+func (g *Gateway) retire(old *model) {
 	deadline := time.Now().Add(5 * time.Minute)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for old.refs.Load() > 0 && time.Now().Before(deadline) {
 		<-tick.C
 	}
-	if g.model.Load() != cur {
-		return // a newer model retires these; it knows the full set in use
+	// Under buildMu: a build in progress has resolved plugins it has not
+	// published yet.
+	g.buildMu.Lock()
+	delete(g.retiring, old)
+	keep := append([]*wasmhost.Plugin(nil), g.model.Load().plugins...)
+	for m := range g.retiring {
+		keep = append(keep, m.plugins...)
 	}
-	for _, p := range g.plugins.unused(cur.plugins) {
+	unused := g.plugins.unused(keep)
+	g.buildMu.Unlock()
+	for _, p := range unused {
 		p.Close()
 	}
 }

@@ -99,7 +99,17 @@ func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmh
 		pending: map[string]*startJob{}}
 }
 
+// configKey names a filter's running version: its name and its whole
+// configuration, except where remote code pinned by sha256 is fetched from.
+// Each plane replica serves modules at its own address, so a gateway that
+// fails over to another replica keeps its running plugins instead of
+// restarting every filter for the same code (Envoy likewise keys its VMs by
+// the code's hash, not by the URL).
 func configKey(name string, w *wasmfilter.Wasm) string {
+	if r := w.GetConfig().GetVmConfig().GetCode().GetRemote(); r.GetSha256() != "" && r.GetHttpUri() != nil {
+		w = proto.Clone(w).(*wasmfilter.Wasm)
+		w.GetConfig().GetVmConfig().GetCode().GetRemote().HttpUri = nil
+	}
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(w)
 	s := sha256.Sum256(b)
 	return name + "/" + hex.EncodeToString(s[:])
