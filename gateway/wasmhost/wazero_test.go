@@ -2,8 +2,10 @@ package wasmhost
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,12 +85,27 @@ func TestWazeroTerminationFacts(t *testing.T) {
 			}
 			full = min(full, time.Since(start))
 		}
-		m = inst("closed")
-		timer := time.AfterFunc(time.Millisecond, func() { _ = m.CloseWithExitCode(ctx, 9) })
-		start := time.Now()
-		_, err = m.ExportedFunction("spin").Call(ctx, n)
-		took := time.Since(start)
-		timer.Stop()
+		// The close must land while the call runs: on a loaded machine the
+		// timer may fire after a short call ended (then the call rightly
+		// returns no error), so retry a few times until it lands inside.
+		var took time.Duration
+		for attempt := 0; ; attempt++ {
+			m = inst(fmt.Sprintf("closed-%d", attempt))
+			var closedAt atomic.Int64
+			timer := time.AfterFunc(time.Millisecond, func() {
+				closedAt.Store(time.Now().UnixNano())
+				_ = m.CloseWithExitCode(ctx, 9)
+			})
+			start := time.Now()
+			_, err = m.ExportedFunction("spin").Call(ctx, n)
+			end := time.Now()
+			took = end.Sub(start)
+			timer.Stop()
+			if c := closedAt.Load(); (c == 0 || c > end.UnixNano()) && attempt < 5 {
+				continue // the close came after the call: try again
+			}
+			break
+		}
 		if err == nil {
 			t.Fatalf("termination checks %v: a closed module's call returned no error", checks)
 		}
