@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,4 +346,57 @@ func TestRetiredPluginsWaitForEveryOlderModel(t *testing.T) {
 	if p := gw.g.model.Load().plugins; len(p) != 1 || p[0] != cur.plugins[0] {
 		t.Fatalf("the same code at another URL restarted the filter: plugins %v, want %p", p, cur.plugins[0])
 	}
+}
+
+// TestFailedVersionForgottenWhenReplaced: the record of a version that could
+// not start is kept for its retry backoff only while builds ask for it; a
+// stream of broken releases does not accumulate.
+func TestFailedVersionForgottenWhenReplaced(t *testing.T) {
+	wasm := headersGuest(t)
+	sha := modulefetch.Sum(wasm)
+	ms := startModuleServer(t)
+	ms.put("/good.wasm", wasm)
+	plane := startPlane(t)
+	up := startUpstream(t, "up")
+	gw := startGateway(t, plane, "gw-forget", nil)
+	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
+		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+	push := func(path string) {
+		plane.set("gw-forget", httpListener(t, gw.port(), "r", "mw-headers"), rc,
+			wasmExt(t, "mw-headers", ms.URL+path, sha, false), edsCluster("up", nil), cla("up", lbEndpoint(up.addr(), 0)))
+	}
+	// failed returns the failure records kept, and whether one is for
+	// sha256 want.
+	failed := func(want string) (int, bool) {
+		pm := gw.g.plugins
+		pm.mu.Lock()
+		defer pm.mu.Unlock()
+		n, found := 0, false
+		for _, job := range pm.pending {
+			select {
+			case <-job.done:
+				if job.err != nil {
+					n++
+					found = found || strings.Contains(job.err.Error(), want)
+				}
+			default:
+			}
+		}
+		return n, found
+	}
+	push("/good.wasm")
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+	for i := range 3 {
+		// Same URL, other code: the sha256 check refuses it.
+		bad := strings.Repeat(strconv.Itoa(i), 64)
+		plane.set("gw-forget", httpListener(t, gw.port(), "r", "mw-headers"), rc,
+			wasmExt(t, "mw-headers", ms.URL+"/good.wasm", bad, false),
+			edsCluster("up", nil), cla("up", lbEndpoint(up.addr(), 0)))
+		eventually(t, 30*time.Second, "the broken release refused", func() bool { _, ok := failed(bad); return ok })
+		if n, _ := failed(bad); n != 1 {
+			t.Fatalf("after broken release %d: %d failure records kept, want 1 (the version builds ask for)", i+1, n)
+		}
+	}
+	push("/good.wasm")
+	eventually(t, 30*time.Second, "the failure records forgotten after the good release", func() bool { n, _ := failed(""); return n == 0 })
 }

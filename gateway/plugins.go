@@ -50,6 +50,7 @@ type pluginManager struct {
 	lkg     map[string]*wasmhost.Plugin // filter name → last known good
 	status  map[string]*filterStatus
 	pending map[string]*startJob // config key → start in progress or failed
+	latest  map[string]string    // filter name → the config key the last build asked for
 	jobs    sync.WaitGroup       // running start jobs; closeAll waits for them
 }
 
@@ -96,7 +97,7 @@ func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmh
 	return &pluginManager{rt: rt, fetch: f, caller: caller, log: log, props: props, onError: onError,
 		startWait: time.Second, onReady: func() {},
 		byKey: map[string]*wasmhost.Plugin{}, lkg: map[string]*wasmhost.Plugin{}, status: map[string]*filterStatus{},
-		pending: map[string]*startJob{}}
+		pending: map[string]*startJob{}, latest: map[string]string{}}
 }
 
 // configKey names a filter's running version: its name and its whole
@@ -131,6 +132,10 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 	key := configKey(name, w)
 	cfg, cfgErr := wasmhost.PluginConfigFromProto(w.GetConfig())
 	pm.mu.Lock()
+	if prev := pm.latest[name]; prev != key {
+		pm.forgetFailedLocked(prev)
+		pm.latest[name] = key
+	}
 	if p := pm.byKey[key]; p != nil {
 		pm.lkg[name] = p
 		// Back on a build that runs (e.g. a release rolled back after a
@@ -143,7 +148,7 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 	}
 	var job *startJob
 	if cfgErr == nil {
-		job = pm.startLocked(ctx, key, w, cfg)
+		job = pm.startLocked(ctx, name, key, w, cfg)
 	}
 	hasLKG := pm.lkg[name] != nil
 	pm.mu.Unlock()
@@ -186,7 +191,7 @@ func (pm *pluginManager) setRunning(st *filterStatus, p *wasmhost.Plugin, sha st
 // startLocked returns the start job of key, starting one if there is none or
 // the last one failed longer than its backoff ago (counted from its end). The start keeps ctx's
 // values, not its cancellation. pm.mu is held.
-func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) *startJob {
+func (pm *pluginManager) startLocked(ctx context.Context, name, key string, w *wasmfilter.Wasm, cfg wasmhost.PluginConfig) *startJob {
 	job := pm.pending[key]
 	failures := 0
 	if job != nil {
@@ -221,6 +226,9 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 		}
 		closed := pm.closed
 		close(job.done)
+		if pm.latest[name] != key {
+			pm.forgetFailedLocked(key) // no build asks for it any more
+		}
 		pm.mu.Unlock()
 		if err != nil {
 			pm.log.Error("wasm filter version refused; the last known good (if any) keeps running", "filter", cfg.Name, "sha256", cfg.CodeSHA256, "err", err)
@@ -232,6 +240,25 @@ func (pm *pluginManager) startLocked(ctx context.Context, key string, w *wasmfil
 		pm.onReady()
 	}()
 	return job
+}
+
+// forgetFailedLocked drops the record of a version that failed to start once
+// no build asks for it any more, so a stream of broken releases does not
+// accumulate. (A start still running is forgotten when it ends: by unused if it
+// succeeded, here if it failed.)
+// pm.mu is held.
+func (pm *pluginManager) forgetFailedLocked(key string) {
+	job := pm.pending[key]
+	if job == nil {
+		return
+	}
+	select {
+	case <-job.done:
+		if job.err != nil {
+			delete(pm.pending, key)
+		}
+	default:
+	}
 }
 
 // starting records a version still starting after the build's wait. pm.mu
