@@ -18,7 +18,7 @@ FUZZTIME  ?= 10s
 export MESHWARDEN_CACHE := $(CACHE)
 export MESHWARDEN_FILTERS_DIR := $(CURDIR)/$(BIN)/filters
 
-.PHONY: all build filters cli consul pebble prometheus test test-unit fuzz check demo bench clean help
+.PHONY: all build filters filters-sha256 cli consul pebble prometheus test test-unit fuzz check demo bench clean help
 
 all: build
 
@@ -27,11 +27,20 @@ help: ## Show targets
 
 build: filters cli ## Build the .wasm filters and the meshwarden CLI
 
-filters: $(WASM) ## Build the proxy-wasm filters with the standard Go toolchain
+filters: $(WASM) ## Build the proxy-wasm filters with the standard Go toolchain (reproducible: official builds)
 
+# -trimpath -buildvcs=false make the build reproducible: the same source and
+# toolchain give the same bytes anywhere, so filters/official.sha256 names
+# them and the gateway runs exactly those modules natively.
 $(BIN)/filters/%.wasm: FORCE
 	@mkdir -p $(@D)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@ ./filters/$*/wasm
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -o $@ ./filters/$*/wasm
+
+filters-sha256: filters ## Record the official builds' sha256 in filters/official.sha256 (after changing a filter)
+	@{ sed -n '/^#/p' filters/official.sha256; echo "go $$($(GO) env GOVERSION)"; \
+	  cd $(BIN)/filters && sha256sum $(addsuffix .wasm,$(FILTERS)); } > filters/official.sha256.new
+	@mv filters/official.sha256.new filters/official.sha256
+	@cat filters/official.sha256
 
 cli: ## Build bin/meshwarden
 	$(GO) build -trimpath -ldflags "-X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)" -o $(BIN)/meshwarden ./cmd/meshwarden
