@@ -247,12 +247,15 @@ func TestNativeFilterStartAndTicks(t *testing.T) {
 			t.Errorf("%s: NewPlugin error %v, want a refusal in proxy_on_configure", cfg, err)
 		}
 	}
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "tick", Configuration: []byte("tick"), VMID: "native-ticks"})
+	// A long CallTimeout makes the background loop's idle period long
+	// (CallTimeout/4 = 5 s): ticks must still come at their own 1 ms period,
+	// from the first one on (the instance sets it while booting).
+	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "tick", Configuration: []byte("tick"), VMID: "native-ticks", CallTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	eventually(t, "ticks to write shared data", 5*time.Second, func() bool {
+	eventually(t, "three ticks to write shared data", 2*time.Second, func() bool {
 		v, _, ok := r.shared.get("native-ticks", "native-test-ticks")
 		return ok && string(v) == "ttt"
 	})
