@@ -49,9 +49,13 @@ type (
 	PeerType = types.PeerType
 )
 
-// StatusOK is the status of a successful hostcall; the others are the
-// ABI's (see Status.Err).
-const StatusOK = abi.StatusOK
+// Statuses a Host returns most (the full set is the ABI's; see Status.Err).
+const (
+	StatusOK              = abi.StatusOK
+	StatusNotFound        = abi.StatusNotFound
+	StatusBadArgument     = abi.StatusBadArgument
+	StatusInternalFailure = abi.StatusInternalFailure
+)
 
 // NewVMContext is a filter's VM context constructor, e.g. dye.NewVMContext.
 type NewVMContext = func(*proxywasm.VM) proxywasm.VMContext
