@@ -46,13 +46,16 @@ func (p *nativeTestPlugin) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		panic("native test: panic in OnPluginStart")
 	}
 	p.requests = p.vm.DefineCounterMetric("native_test_requests_total")
-	if p.cfg == "tick" {
+	if p.cfg == "tick" || p.cfg == "panic-tick" {
 		_ = p.vm.SetTickPeriodMilliSeconds(1)
 	}
 	return proxywasm.OnPluginStartStatusOK
 }
 
 func (p *nativeTestPlugin) OnTick() {
+	if p.cfg == "panic-tick" {
+		panic("native test: panic in OnTick")
+	}
 	p.ticks++
 	_ = p.vm.SetSharedData("native-test-ticks", []byte(strings.Repeat("t", min(p.ticks, 3))), 0)
 }
@@ -85,6 +88,10 @@ func (s *nativeTestStream) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 				break
 			}
 		}
+	case "callout-panic":
+		_, _ = s.vm.DispatchHttpCall("upstream", [][2]string{{":method", "GET"}, {":path", "/call"}, {":authority", "up"}}, nil, nil, 5000,
+			func(int, int, int) { panic("native test: panic in a callout callback") })
+		return proxywasm.ActionPause
 	case "callout":
 		_, err := s.vm.DispatchHttpCall("upstream", [][2]string{{":method", "GET"}, {":path", "/call"}, {":authority", "up"}}, nil, nil, 5000,
 			func(n, size, _ int) {
@@ -219,6 +226,16 @@ func TestNativeFilterSemantics(t *testing.T) {
 			t.Errorf("the next request: %v %v", res.Action, res.Err)
 		}
 	})
+	t.Run("panic in a callout callback", func(t *testing.T) {
+		res := request(t, p, StreamInfo{}, reqHeaders("x-mode", "callout-panic"))
+		var ge *guestError
+		if res.Action != Reply || res.Reply.Status != 503 || !errors.As(res.Err, &ge) || ge.Kind != "trap" {
+			t.Fatalf("callout panic: %v %+v %v", res.Action, res.Reply, res.Err)
+		}
+		if res := request(t, p, StreamInfo{}, reqHeaders()); res.Action != Continue {
+			t.Errorf("the next request: %v %v", res.Action, res.Err)
+		}
+	})
 	t.Run("deadline checked on return", func(t *testing.T) {
 		res := request(t, p, StreamInfo{}, reqHeaders("x-mode", "sleep"))
 		var ge *guestError
@@ -259,6 +276,25 @@ func TestNativeFilterStartAndTicks(t *testing.T) {
 		v, _, ok := r.shared.get("native-ticks", "native-test-ticks")
 		return ok && string(v) == "ttt"
 	})
+}
+
+// TestNativePanicInTick: a native filter panicking in OnTick is a trap: the
+// instance is discarded (no more ticks from it) and the plugin keeps
+// serving requests on a fresh one.
+func TestNativePanicInTick(t *testing.T) {
+	r, mod := nativeRuntime(t)
+	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "panic-tick", Configuration: []byte("panic-tick"), PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	eventually(t, "the tick's panic to discard the instance", 5*time.Second, func() bool {
+		st := p.Stats()
+		return st.Traps >= 1 && st.Replaced >= 1
+	})
+	if res := request(t, p, StreamInfo{}, reqHeaders()); res.Action != Continue {
+		t.Errorf("a request after the panic: %v %v", res.Action, res.Err)
+	}
 }
 
 // TestNativeInstancesConcurrent runs many streams at once through a native
