@@ -154,7 +154,10 @@ var _ guestFunc = (*nativeExport)(nil)
 func (f *nativeExport) CallWithStack(_ context.Context, stack []uint64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = &nativePanic{value: r, stack: debug.Stack()}
+			err = &nativePanic{export: f.name, value: r}
+			// The stack is for the operator's log, not for the error that
+			// reaches /config_dump and the fail policy.
+			f.in.p.cfg.Logger.Error("native filter panicked", "plugin", f.in.p.cfg.Name, "callback", f.name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
 	f.fn(stack)
@@ -166,12 +169,12 @@ func (f *nativeExport) CallWithStack(_ context.Context, stack []uint64) (err err
 
 // nativePanic is a panic of a native filter, recovered as a trap.
 type nativePanic struct {
-	value any
-	stack []byte
+	export string
+	value  any
 }
 
 func (e *nativePanic) Error() string {
-	return fmt.Sprintf("native filter panicked: %v\n%s", e.value, e.stack)
+	return fmt.Sprintf("native filter panicked in %s: %v", e.export, e.value)
 }
 
 var errNativeDeadline = errors.New("native callback ran past its deadline (CallTimeout); native code is not interrupted, the instance is discarded when it returns")
@@ -185,7 +188,7 @@ func b2u64(b bool) uint64 {
 
 // newNativeInstance is newInstance for a native module: the same instance,
 // with a nullvm.VM for exports and a scratch buffer for memory.
-func newNativeInstance(ctx context.Context, p *Plugin) (*instance, error) {
+func newNativeInstance(_ context.Context, p *Plugin) (*instance, error) {
 	in := newInstanceState(p)
 	mem := &nativeMemory{buf: make([]byte, nativeMemoryBase, 4096)}
 	in.mem = mem
@@ -234,6 +237,5 @@ func newNativeInstance(ctx context.Context, p *Plugin) (*instance, error) {
 		in.close()
 		return nil, err
 	}
-	_ = ctx
 	return in, nil
 }
