@@ -108,12 +108,12 @@ var _ error = (*guestError)(nil)
 var errDead = errors.New("instance is no longer usable")
 
 func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
-	// Instance names are unique in the wazero runtime, across plugins: a
-	// new version of a filter starts while its last known good runs.
-	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.r.seq.Add(1))
 	if p.mod.native != nil {
 		return newNativeInstance(ctx, p)
 	}
+	// Instance names are unique in the wazero runtime, across plugins: a
+	// new version of a filter starts while its last known good runs.
+	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.r.seq.Add(1))
 	mod, err := p.mod.rt.InstantiateModule(ctx, p.mod.compiled, newModuleConfig(name, p.stderr))
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: instantiate: %w", p.cfg.Name, err)
