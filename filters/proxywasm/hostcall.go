@@ -308,7 +308,7 @@ func (vm *VM) GetProperty(path []string) ([]byte, error) {
 	}
 	// The host reads the path during the call only: one scratch buffer
 	// serves every call (the guest is single-threaded).
-	scratch := &vm.state().PathScratch
+	scratch := vm.state().PathScratch()
 	*scratch = abi.AppendPropertyPath((*scratch)[:0], path)
 	v, st := vm.host().GetProperty(*scratch)
 	return v, st.Err()

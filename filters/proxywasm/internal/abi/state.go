@@ -69,11 +69,15 @@ type State struct {
 	slotPtr, slotSize, slotAux uint32
 	slotU64                    uint64
 
-	// PathScratch holds the serialized property path of the GetProperty
+	// pathScratch holds the serialized property path of the GetProperty
 	// call under way: the host reads the path during the call only, so one
 	// buffer per VM serves every call.
-	PathScratch []byte
+	pathScratch []byte
 }
+
+// PathScratch returns the VM's buffer for serialized property paths. (A
+// method, not an exported field: proxywasm.VM has State's fields.)
+func (s *State) PathScratch() *[]byte { return &s.pathScratch }
 
 // NewState returns an empty registry whose hostcalls go to h (nil: every
 // hostcall fails with StatusInternalFailure).
