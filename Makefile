@@ -67,11 +67,13 @@ test-unit: ## Run the tests that need no Consul agent
 fuzz: ## Run each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for longer)
 	@scripts/fuzz.sh $(FUZZTIME)
 
-check: filters ## gofmt, vet, go mod tidy, wasm build: fails on any diff
+check: filters ## gofmt, vet, go mod tidy, wasm build, official filter hashes: fails on any diff
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./filters/... ./internal/auditevent/... ./internal/dyeing/...
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+	@cd $(BIN)/filters && sha256sum $(addsuffix .wasm,$(FILTERS)) | while read -r sum f; do \
+	  grep -q "^$$sum  $$f$$" $(CURDIR)/filters/official.sha256 || { echo "filters/official.sha256 is stale for $$f (built with $$($(GO) env GOVERSION)): run make filters-sha256 and commit it"; exit 1; }; done
 	@echo check: ok
 
 demo: consul prometheus build ## Bring everything up and show dyed, audited, traced traffic (and rollouts, with Debian's prometheus)
