@@ -72,8 +72,10 @@ check: filters ## gofmt, vet, go mod tidy, wasm build, official filter hashes: f
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./filters/... ./internal/auditevent/... ./internal/dyeing/...
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
-	@cd $(BIN)/filters && sha256sum $(addsuffix .wasm,$(FILTERS)) | while read -r sum f; do \
-	  grep -q "^$$sum  $$f$$" $(CURDIR)/filters/official.sha256 || { echo "filters/official.sha256 is stale for $$f (built with $$($(GO) env GOVERSION)): run make filters-sha256 and commit it"; exit 1; }; done
+	@goversion=$$($(GO) env GOVERSION); if ! grep -qx "go $$goversion" filters/official.sha256; then \
+	  echo "note: filters/official.sha256 records another Go toolchain than $$goversion: official hashes not checked"; \
+	else cd $(BIN)/filters && sha256sum $(addsuffix .wasm,$(FILTERS)) | while read -r sum f; do \
+	  grep -q "^$$sum  $$f$$" $(CURDIR)/filters/official.sha256 || { echo "filters/official.sha256 is stale for $$f: run make filters-sha256 and commit it"; exit 1; }; done; fi
 	@echo check: ok
 
 demo: consul prometheus build ## Bring everything up and show dyed, audited, traced traffic (and rollouts, with Debian's prometheus)
