@@ -18,7 +18,7 @@ FUZZTIME  ?= 10s
 export MESHWARDEN_CACHE := $(CACHE)
 export MESHWARDEN_FILTERS_DIR := $(CURDIR)/$(BIN)/filters
 
-.PHONY: all build filters cli consul pebble prometheus test test-unit fuzz check demo bench clean help
+.PHONY: all build filters filters-sha256 cli consul pebble prometheus test test-unit fuzz check demo bench clean help
 
 all: build
 
@@ -27,11 +27,20 @@ help: ## Show targets
 
 build: filters cli ## Build the .wasm filters and the meshwarden CLI
 
-filters: $(WASM) ## Build the proxy-wasm filters with the standard Go toolchain
+filters: $(WASM) ## Build the proxy-wasm filters with the standard Go toolchain (reproducible: official builds)
 
+# -trimpath -buildvcs=false make the build reproducible: the same source and
+# toolchain give the same bytes anywhere, so filters/official.sha256 names
+# them and the gateway runs exactly those modules natively.
 $(BIN)/filters/%.wasm: FORCE
 	@mkdir -p $(@D)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@ ./filters/$*/wasm
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -o $@ ./filters/$*/wasm
+
+filters-sha256: filters ## Record the official builds' sha256 in filters/official.sha256 (after changing a filter)
+	@{ sed -n '/^#/p' filters/official.sha256; echo "go $$($(GO) env GOVERSION)"; \
+	  cd $(BIN)/filters && sha256sum $(addsuffix .wasm,$(FILTERS)); } > filters/official.sha256.new
+	@mv filters/official.sha256.new filters/official.sha256
+	@cat filters/official.sha256
 
 cli: ## Build bin/meshwarden
 	$(GO) build -trimpath -ldflags "-X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)" -o $(BIN)/meshwarden ./cmd/meshwarden
@@ -58,11 +67,15 @@ test-unit: ## Run the tests that need no Consul agent
 fuzz: ## Run each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for longer)
 	@scripts/fuzz.sh $(FUZZTIME)
 
-check: filters ## gofmt, vet, go mod tidy, wasm build: fails on any diff
+check: filters ## gofmt, vet, go mod tidy, wasm build, official filter hashes: fails on any diff
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./filters/... ./internal/auditevent/... ./internal/dyeing/...
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+	@goversion=$$($(GO) env GOVERSION); if ! grep -qx "go $$goversion" filters/official.sha256; then \
+	  echo "note: filters/official.sha256 records another Go toolchain than $$goversion: official hashes not checked"; \
+	else cd $(BIN)/filters && sha256sum $(addsuffix .wasm,$(FILTERS)) | while read -r sum f; do \
+	  grep -q "^$$sum  $$f$$" $(CURDIR)/filters/official.sha256 || { echo "filters/official.sha256 is stale for $$f: run make filters-sha256 and commit it"; exit 1; }; done; fi
 	@echo check: ok
 
 demo: consul prometheus build ## Bring everything up and show dyed, audited, traced traffic (and rollouts, with Debian's prometheus)

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
+	"github.com/meshwarden/meshwarden/gateway/nativefilters"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/gateway/xdsclient"
 )
@@ -74,6 +75,12 @@ type Config struct {
 	// it (wasmhost.RuntimeConfig.TrustedSHA256). For modules you reviewed
 	// and built yourself, such as Meshwarden's own filters.
 	WasmTrustedSHA256 []string
+	// WasmNativeOff makes every filter module run in wazero. By default a
+	// module whose sha256 is the official build of a built-in filter
+	// (filters/official.sha256) runs natively: the same Go code, linked
+	// into the gateway (gateway/nativefilters). /config_dump shows each
+	// filter's runtime.
+	WasmNativeOff bool
 	// WasmWASI is the WASI surface filters get (wasmhost.RuntimeConfig.WASI):
 	// "" or "envoy" offers exactly Envoy's, so a filter that would fail in an
 	// Envoy sidecar is refused (NACKed) or fails here too; "full" offers
@@ -207,6 +214,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.store = newStore(g)
 	g.met = newMetrics(g, cfg.Registry)
 	rtCfg := wasmhost.RuntimeConfig{NoCallDeadline: cfg.WasmNoCallDeadline, TrustedSHA256: cfg.WasmTrustedSHA256, WASI: cfg.WasmWASI}
+	if !cfg.WasmNativeOff {
+		native, err := nativefilters.Builtin()
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		rtCfg.Native = native
+	}
 	fetcher := &modulefetch.Fetcher{}
 	if cfg.CacheDir != "" {
 		rtCfg.CacheDir = cfg.CacheDir + "/compiled"

@@ -91,6 +91,10 @@ type filterStatus struct {
 	// CallDeadline says whether the running module's callbacks are bounded
 	// (false for modules the operator trusted with --wasm-trusted-*).
 	CallDeadline *bool `json:"call_deadline,omitempty"`
+	// Runtime is how the running module runs: "native" (the official build
+	// of a built-in filter, its Go code linked into the gateway) or "wasm"
+	// (wazero).
+	Runtime string `json:"runtime,omitempty"`
 }
 
 func newPluginManager(rt *wasmhost.Runtime, f *modulefetch.Fetcher, caller wasmhost.HTTPCaller, log *slog.Logger, props map[string][]byte, onError func(string)) *pluginManager {
@@ -186,6 +190,7 @@ func (pm *pluginManager) setRunning(st *filterStatus, p *wasmhost.Plugin, sha st
 	st.State, st.LastError, st.RunningSHA = "running", "", sha
 	deadline := p.Module().CallDeadline()
 	st.CallDeadline = &deadline
+	st.Runtime = p.Module().Runtime()
 }
 
 // startLocked returns the start job of key, starting one if there is none or
@@ -269,7 +274,7 @@ func (pm *pluginManager) starting(st *filterStatus, name string, job *startJob) 
 		st.State, st.LastError = "last_known_good", "new version "+msg
 		return resolution{p: old}
 	}
-	st.State, st.LastError, st.RunningSHA, st.CallDeadline = "starting", msg, "", nil
+	st.State, st.LastError, st.RunningSHA, st.CallDeadline, st.Runtime = "starting", msg, "", nil, ""
 	return resolution{starting: msg}
 }
 
@@ -288,7 +293,7 @@ func (pm *pluginManager) failed(st *filterStatus, name string, cfg wasmhost.Plug
 		st.State = "last_known_good"
 		return resolution{p: old}
 	}
-	st.RunningSHA, st.CallDeadline = "", nil
+	st.RunningSHA, st.CallDeadline, st.Runtime = "", nil, ""
 	if cfg.FailOpen {
 		st.State = "fail_open_skipped"
 		return resolution{}

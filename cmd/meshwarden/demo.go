@@ -32,6 +32,9 @@ a Consul agent, the audit collector, the control plane (watching a copy of
 --policy-dir), the gateway, and two versions of a "payments" service registered
 in Consul with meta version=v1 and version=v2.
 
+It first prints how the gateway runs each filter: native (the official build
+of dye, audit or trace, as 'make filters' builds it: the same Go code linked
+into the gateway) or wasm (wazero; e.g. filters built another way).
 It then sends traffic through the gateway and prints what happened: the lane
 split (opt-in canary to v2, a sticky 10% of users), dye anti-spoofing, audit
 records of POST /v1/transfers and 'audit verify', one request's trace across

@@ -30,7 +30,7 @@ type gatewayFlags struct {
 	logs                                                                logFlags
 	trustedSHA                                                          []string
 	trustedDir                                                          string
-	wasi                                                                string
+	native, wasi                                                        string
 	plane                                                               auth.ClientOptions
 	adminRemote                                                         bool
 	adminTokenFile                                                      string
@@ -72,6 +72,18 @@ or --wasm-trusted-dir: those run without it, every other module keeps it.
 /config_dump shows call_deadline per filter. --wasm-no-call-deadline drops it
 for all modules.
 
+The built-in filters run natively (--wasm-native=on, the default): when the
+plane delivers a module whose sha256 is the official build of dye, audit or
+trace (the reproducible output of 'make filters' for this gateway's source,
+recorded in filters/official.sha256 and compiled into the gateway), the
+gateway runs the same Go code linked into itself instead of the wasm, several
+times faster, with the same ABI semantics (limits, properties, metrics,
+callouts, ticks, shared data and queues, fail policy; a panic is a trap).
+Any other module — another version, another toolchain, your own filter —
+runs in wazero. /config_dump shows .filters[].runtime (native|wasm).
+--wasm-native=off runs every module in wazero. A native filter cannot be
+interrupted mid-call: the deadline is checked when the call returns.
+
 Filters get exactly the WASI functions Envoy's host offers, with its answers
 (--wasm-wasi=envoy, the default): the same modules run in Envoy sidecars, so a
 filter that needs more (files, sockets) or that Envoy's poll_oneoff would
@@ -86,7 +98,9 @@ SIGTERM or Ctrl-C drains: stop accepting, finish requests in flight (bounded
 by --drain-timeout).`,
 		Example: `  meshwarden gateway --xds-address 127.0.0.1:18000 --listen 127.0.0.1:10000 \
     --xds-ca-file connect-ca.pem --token-file gateway.token
-  curl -s 127.0.0.1:19000/config_dump | jq .filters
+  curl -s 127.0.0.1:19000/config_dump | jq '.filters[] | {name, runtime}'
+  # run every filter module in wazero, even the official builds:
+  meshwarden gateway --xds-ca-file connect-ca.pem --token-file gateway.token --wasm-native=off
   # run the filters built by 'make filters' without per-callback deadlines:
   meshwarden gateway --xds-ca-file connect-ca.pem --token-file gateway.token --wasm-trusted-dir bin/filters
   # inbound sidecar of service ledger (no Envoy there): mTLS + its AccessPolicy;
@@ -114,6 +128,7 @@ by --drain-timeout).`,
 	fl.BoolVar(&f.noCallDeadline, "wasm-no-call-deadline", false, "drop the per-callback deadline of the wasm host (faster; only for reviewed filters)")
 	fl.StringSliceVar(&f.trustedSHA, "wasm-trusted-sha256", nil, "sha256 (hex) of a filter module to run without the per-callback deadline; repeatable")
 	fl.StringVar(&f.trustedDir, "wasm-trusted-dir", "", "trust every *.wasm in this directory as --wasm-trusted-sha256 does (e.g. bin/filters)")
+	fl.StringVar(&f.native, "wasm-native", "on", "on: run the official builds of the built-in filters (dye, audit, trace; sha256 in filters/official.sha256) natively, linked into the gateway; off: run every filter module in wazero")
 	fl.StringVar(&f.wasi, "wasm-wasi", string(wasmhost.WASIEnvoy), "WASI surface of the filters: envoy (exactly what Envoy's host offers; a module importing more is NACKed) or full (wazero's complete WASI, for filters that never run in Envoy)")
 	fl.StringVar(&f.service, "service", "", "run as the inbound sidecar of this Consul service (node.cluster=SERVICE, inbound_port=the --listen port): mTLS with its leaf, its AccessPolicy enforced as RBAC, traffic to the local app; empty: edge gateway")
 	fl.IntVar(&f.localAppPort, "local-app-port", 0, "with --service: the local app's port on 127.0.0.1 (default: the plane's, 8080)")
@@ -195,6 +210,9 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	if err != nil {
 		return gateway.Config{}, err
 	}
+	if f.native != "on" && f.native != "off" {
+		return gateway.Config{}, fmt.Errorf("--wasm-native %q: want on (official builds of the built-in filters run natively) or off (every module in wazero)", f.native)
+	}
 	if m := wasmhost.WASIMode(f.wasi); m != wasmhost.WASIEnvoy && m != wasmhost.WASIFull {
 		return gateway.Config{}, fmt.Errorf("--wasm-wasi %q: want envoy (Envoy's WASI surface) or full (wazero's complete WASI)", f.wasi)
 	}
@@ -208,7 +226,7 @@ func (f *gatewayFlags) config(log *slog.Logger) (gateway.Config, error) {
 	}
 	cfg := gateway.Config{XDSAddress: f.xdsAddr, XDSDialOptions: dial, NodeID: f.nodeID, Listener: lis, CacheDir: f.cacheDir,
 		DrainTimeout: f.drain, MaxBufferBytes: f.maxBuffer, Logger: log, Registry: prometheus.NewRegistry(),
-		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, WasmWASI: wasmhost.WASIMode(f.wasi), WasmCallTimeout: f.callTimeout,
+		WasmNoCallDeadline: f.noCallDeadline, WasmTrustedSHA256: trusted, WasmWASI: wasmhost.WASIMode(f.wasi), WasmCallTimeout: f.callTimeout, WasmNativeOff: f.native == "off",
 		Service: f.service, LocalAppPort: f.localAppPort, ProfileTokenFile: f.adminTokenFile}
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.AdminListener, err = f.adminListener(); err != nil {

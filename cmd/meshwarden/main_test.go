@@ -41,6 +41,7 @@ func TestInsecureOnlyOnLoopback(t *testing.T) {
 		{[]string{"policy", "status", "--plane", "10.0.0.1:18001", "--insecure"}, "an insecure (plaintext, anonymous) connection is refused"},
 		{[]string{"gateway", "--xds-insecure", "--listen", "127.0.0.1:0", "--admin-addr", "0.0.0.0:0"}, "--admin-addr 0.0.0.0:0 is not loopback"},
 		{[]string{"gateway", "--xds-insecure", "--listen", "127.0.0.1:0", "--admin-addr", "", "--wasm-wasi", "wasix"}, `--wasm-wasi "wasix": want envoy`},
+		{[]string{"gateway", "--xds-insecure", "--listen", "127.0.0.1:0", "--admin-addr", "", "--wasm-native", "yes"}, `--wasm-native "yes": want on`},
 	} {
 		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
 			t.Setenv("MESHWARDEN_XDS_CA_FILE", "")

@@ -12,7 +12,7 @@ import (
 
 func startNativeWith(t *testing.T, cfg string, props map[string]string) (*proxytest.HostEmulator, func()) {
 	t.Helper()
-	opt := proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).WithPluginConfiguration([]byte(cfg))
+	opt := proxytest.NewEmulatorOption().WithVMContext(NewVMContext).WithPluginConfiguration([]byte(cfg))
 	for k, v := range props {
 		opt = opt.WithProperty(splitDots(k), []byte(v))
 	}

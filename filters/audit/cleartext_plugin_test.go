@@ -39,7 +39,7 @@ func TestPluginNativeCleartext(t *testing.T) {
 	}
 	for _, tt := range CleartextCases {
 		t.Run(tt.Name, func(t *testing.T) {
-			opt := proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).WithPluginConfiguration(cfg)
+			opt := proxytest.NewEmulatorOption().WithVMContext(NewVMContext).WithPluginConfiguration(cfg)
 			if tt.MTLS {
 				opt = opt.WithProperty([]string{"connection", "mtls"}, []byte{1}).
 					WithProperty([]string{"connection", "uri_san_peer_certificate"}, []byte("spiffe://bank.example/ns/default/dc/dc1/svc/web"))

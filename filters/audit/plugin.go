@@ -42,15 +42,19 @@ const accessDeniedPrefix = "rbac_access_denied_matched_policy["
 var propCodeDetails = []string{"response", "code_details"}
 
 // NewVMContext returns the audit filter's VM context; the wasm main package
-// passes it to proxywasm.SetVMContext.
-func NewVMContext() proxywasm.VMContext { return kit.NewVMContext(NewPluginContext) }
+// passes it to proxywasm.SetVMContext with proxywasm.ModuleVM(); a native
+// host calls it with the VM of each instance.
+func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
+	return kit.NewVMContext(vm, NewPluginContext)
+}
 
 // NewPluginContext returns a plugin context of this filter, for modules
 // that bundle several filters and pick one by root id.
-func NewPluginContext() proxywasm.PluginContext { return &pluginContext{} }
+func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext { return &pluginContext{vm: vm} }
 
 type pluginContext struct {
 	proxywasm.DefaultPluginContext
+	vm      *proxywasm.VM // every hostcall goes through it
 	engine  *Engine
 	cfg     *auditconfig.Config
 	source  string
@@ -73,17 +77,17 @@ type pluginContext struct {
 // the plugin with a log line naming the field), registers the shared queue
 // and starts the flush tick.
 func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
-	cfg, ok := kit.LoadConfig("audit", auditconfig.ParseConfig)
+	cfg, ok := kit.LoadConfig(p.vm, "audit", auditconfig.ParseConfig)
 	if !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.cfg, p.engine = cfg, NewEngine(cfg)
-	if p.rnd, ok = kit.NewChaCha8("audit", "request nonces"); !ok {
+	if p.rnd, ok = kit.NewChaCha8(p.vm, "audit", "request nonces"); !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.source = cfg.Source
 	if p.source == "" {
-		if v, err := proxywasm.GetProperty([]string{"node", "id"}); err == nil {
+		if v, err := p.vm.GetProperty([]string{"node", "id"}); err == nil {
 			p.source = string(v)
 		}
 	}
@@ -95,6 +99,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		p.headers = append(p.headers, [2]string{auditevent.TokenHeader, cfg.Collector.Token})
 	}
 	ok = p.b.Start(kit.BatcherConfig{
+		VM:     p.vm,
 		Filter: "audit", Items: "records",
 		QueueName: cfg.Batch.QueueName, Buffer: cfg.Batch.BufferEvents, Batch: cfg.Batch.MaxEvents,
 		Cluster: cfg.Collector.Cluster, Headers: p.headers, TimeoutMs: cfg.Collector.TimeoutMs,
@@ -104,18 +109,18 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	if !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
-	p.denied = proxywasm.DefineCounterMetric(MetricDenied)
-	p.accessDenied = proxywasm.DefineCounterMetric(MetricAccessDenied)
-	p.stripped = proxywasm.DefineCounterMetric(MetricStripped)
-	p.piiDetected = proxywasm.DefineCounterMetric(MetricPIIDetected)
-	p.piiBlocked = proxywasm.DefineCounterMetric(MetricPIIBlocked)
-	if v, err := proxywasm.GetProperty([]string{"node", "cluster"}); err == nil {
+	p.denied = p.vm.DefineCounterMetric(MetricDenied)
+	p.accessDenied = p.vm.DefineCounterMetric(MetricAccessDenied)
+	p.stripped = p.vm.DefineCounterMetric(MetricStripped)
+	p.piiDetected = p.vm.DefineCounterMetric(MetricPIIDetected)
+	p.piiBlocked = p.vm.DefineCounterMetric(MetricPIIBlocked)
+	if v, err := p.vm.GetProperty([]string{"node", "cluster"}); err == nil {
 		p.target = string(v)
 	}
-	if !kit.StartTick("audit", "flush", cfg.Batch.FlushIntervalMs) {
+	if !kit.StartTick(p.vm, "audit", "flush", cfg.Batch.FlushIntervalMs) {
 		return proxywasm.OnPluginStartStatusFailed
 	}
-	proxywasm.LogInfof("audit: started with %d rules, collector cluster %q", len(cfg.Rules), cfg.Collector.Cluster)
+	p.vm.LogInfof("audit: started with %d rules, collector cluster %q", len(cfg.Rules), cfg.Collector.Cluster)
 	return proxywasm.OnPluginStartStatusOK
 }
 
@@ -150,7 +155,7 @@ type httpContext struct {
 // OnHttpRequestHeaders matches the request against the rules.
 func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	h.rule = -1
-	hs, _ := proxywasm.GetHttpRequestHeaders()
+	hs, _ := h.p.vm.GetHttpRequestHeaders()
 	get := func(n string) string {
 		for _, kv := range hs {
 			if kv[0] == n {
@@ -165,11 +170,11 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	if sh := h.p.engine.SubjectHeader(); get(sh) != "" {
 		// An identity-bearing header counts only from a trusted peer;
 		// anyone else's copy is removed before the upstream sees it.
-		peer, _ = proxywasm.GetPropertyString(kit.PropPeerURISAN)
+		peer, _ = h.p.vm.GetPropertyString(kit.PropPeerURISAN)
 		peerRead = true
 		if !h.p.engine.TrustsPeer(peer) {
-			if err := proxywasm.RemoveHttpRequestHeader(sh); err != nil {
-				proxywasm.LogWarnf("audit: cannot strip %s from an untrusted peer: %v", sh, err)
+			if err := h.p.vm.RemoveHttpRequestHeader(sh); err != nil {
+				h.p.vm.LogWarnf("audit: cannot strip %s from an untrusted peer: %v", sh, err)
 			}
 			h.p.stripped.Increment(1)
 			orig := get
@@ -186,13 +191,13 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 		return proxywasm.ActionContinue
 	}
 	h.rule = i
-	h.startNS = proxywasm.GetCurrentTime().UnixNano()
+	h.startNS = h.p.vm.GetCurrentTime().UnixNano()
 	ri := &RequestInfo{
 		Method: method, Path: path,
 		Header: get,
 	}
 	if !peerRead {
-		peer, _ = proxywasm.GetPropertyString(kit.PropPeerURISAN)
+		peer, _ = h.p.vm.GetPropertyString(kit.PropPeerURISAN)
 	}
 	ri.PeerIdentity = peer
 	ri.TraceID = traceID(get)
@@ -230,23 +235,23 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 func (h *httpContext) forwardRewrite(get func(string) string, endOfStream bool) {
 	set, remove, path := h.p.engine.ForwardRewrite(h.rule, get)
 	for _, kv := range set {
-		if err := proxywasm.ReplaceHttpRequestHeader(kv[0], kv[1]); err != nil {
-			proxywasm.LogWarnf("audit: cannot rewrite header %s: %v", kv[0], err)
+		if err := h.p.vm.ReplaceHttpRequestHeader(kv[0], kv[1]); err != nil {
+			h.p.vm.LogWarnf("audit: cannot rewrite header %s: %v", kv[0], err)
 		}
 	}
 	for _, n := range remove {
-		if err := proxywasm.RemoveHttpRequestHeader(n); err != nil {
-			proxywasm.LogWarnf("audit: cannot remove header %s: %v", n, err)
+		if err := h.p.vm.RemoveHttpRequestHeader(n); err != nil {
+			h.p.vm.LogWarnf("audit: cannot remove header %s: %v", n, err)
 		}
 	}
 	if path != "" {
-		if err := proxywasm.ReplaceHttpRequestHeader(":path", path); err != nil {
-			proxywasm.LogWarnf("audit: cannot rewrite the query: %v", err)
+		if err := h.p.vm.ReplaceHttpRequestHeader(":path", path); err != nil {
+			h.p.vm.LogWarnf("audit: cannot rewrite the query: %v", err)
 		}
 	}
 	if !endOfStream && h.p.engine.ForwardsBody(h.rule) {
-		if err := proxywasm.RemoveHttpRequestHeader("content-length"); err != nil {
-			proxywasm.LogWarnf("audit: cannot drop content-length before a body rewrite: %v", err)
+		if err := h.p.vm.RemoveHttpRequestHeader("content-length"); err != nil {
+			h.p.vm.LogWarnf("audit: cannot drop content-length before a body rewrite: %v", err)
 		}
 	}
 }
@@ -275,7 +280,7 @@ func (h *httpContext) OnHttpRequestTrailers(int) proxywasm.Action {
 		return h.held()
 	}
 	size := h.p.cfg.MaxBodyBytes + 1
-	if b, err := proxywasm.GetHttpRequestBody(0, size); err == nil {
+	if b, err := h.p.vm.GetHttpRequestBody(0, size); err == nil {
 		size = len(b)
 	} else {
 		size = 0
@@ -302,9 +307,9 @@ func (h *httpContext) digest(bodySize int, endOfStream bool) bool {
 	n := min(bodySize, max)
 	var body []byte
 	if n > 0 {
-		b, err := proxywasm.GetHttpRequestBody(0, n)
+		b, err := h.p.vm.GetHttpRequestBody(0, n)
 		if err != nil {
-			proxywasm.LogWarnf("audit: cannot read the request body: %v", err)
+			h.p.vm.LogWarnf("audit: cannot read the request body: %v", err)
 		}
 		body = b
 	}
@@ -317,9 +322,9 @@ func (h *httpContext) digest(bodySize int, endOfStream bool) bool {
 		return true
 	}
 	if out.Forward != nil {
-		if err := proxywasm.ReplaceHttpRequestBody(out.Forward); err != nil {
+		if err := h.p.vm.ReplaceHttpRequestBody(out.Forward); err != nil {
 			// The clear body must not go upstream.
-			proxywasm.LogErrorf("audit: cannot rewrite the request body: %v", err)
+			h.p.vm.LogErrorf("audit: cannot rewrite the request body: %v", err)
 			h.block(BlockBodyNotJSON, 500)
 			return true
 		}
@@ -336,7 +341,7 @@ func (h *httpContext) checkCleartext() bool {
 		return false
 	}
 	if !h.mtlsRead {
-		h.mtls, h.mtlsRead = kit.DownstreamMTLS(), true
+		h.mtls, h.mtlsRead = kit.DownstreamMTLS(h.p.vm), true
 	}
 	if reason, status := e.CheckCleartext(h.rule, &h.ev, h.mtls); reason != "" {
 		h.block(reason, status)
@@ -353,7 +358,7 @@ func (h *httpContext) block(reason string, status int) {
 	h.status = status
 	h.ev.Blocked = reason
 	h.p.piiBlocked.Increment(1)
-	proxywasm.LogWarnf("audit: blocked %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
+	h.p.vm.LogWarnf("audit: blocked %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
 	var msg string
 	switch {
 	case strings.HasPrefix(reason, "pii:"):
@@ -376,8 +381,8 @@ func (h *httpContext) block(reason string, status int) {
 	b = append(b, `,"audit_id":`...)
 	b = auditevent.AppendJSONString(b, h.id(auditevent.PhaseOutcome))
 	b = append(b, '}')
-	if err := proxywasm.SendHttpResponse(uint32(status), [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
-		proxywasm.LogErrorf("audit: cannot send the %d: %v", status, err)
+	if err := h.p.vm.SendHttpResponse(uint32(status), [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
+		h.p.vm.LogErrorf("audit: cannot send the %d: %v", status, err)
 	}
 }
 
@@ -394,15 +399,15 @@ func (h *httpContext) requestComplete() proxywasm.Action {
 	intent.ID = h.id(auditevent.PhaseIntent)
 	intent.Timestamp = h.startNS
 	body := AppendBatch(nil, h.p.source, [][]byte{appendCanonical(nil, &intent)})
-	_, err := proxywasm.DispatchHttpCall(h.p.cfg.Collector.Cluster, h.p.headers, body, nil,
+	_, err := h.p.vm.DispatchHttpCall(h.p.cfg.Collector.Cluster, h.p.headers, body, nil,
 		uint32(h.p.cfg.FailClosedTimeoutMs), func(_, _, _ int) {
 			h.waiting = false
-			if st := kit.CallStatus(); st != 200 {
+			if st := kit.CallStatus(h.p.vm); st != 200 {
 				h.deny("the audit collector answered " + strconv.Itoa(st))
 				return
 			}
-			if err := proxywasm.ResumeHttpRequest(); err != nil {
-				proxywasm.LogErrorf("audit: cannot resume the request after the ack: %v", err)
+			if err := h.p.vm.ResumeHttpRequest(); err != nil {
+				h.p.vm.LogErrorf("audit: cannot resume the request after the ack: %v", err)
 			}
 		})
 	if err != nil {
@@ -418,7 +423,7 @@ func (h *httpContext) deny(reason string) {
 	h.denied = true
 	h.status = 503
 	h.p.denied.Increment(1)
-	proxywasm.LogWarnf("audit: refused %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
+	h.p.vm.LogWarnf("audit: refused %s %s (%s): %s", h.ev.Method, h.ev.Path, h.ev.OpType, reason)
 	b := []byte(`{"error":"audit_unavailable","message":`)
 	b = auditevent.AppendJSONString(b, "this operation requires an acknowledged audit record and the audit collector did not acknowledge it ("+reason+" or no answer in time); the request was not forwarded: retry later")
 	b = append(b, `,"op_type":`...)
@@ -426,21 +431,21 @@ func (h *httpContext) deny(reason string) {
 	b = append(b, `,"audit_id":`...)
 	b = auditevent.AppendJSONString(b, h.id(auditevent.PhaseIntent))
 	b = append(b, '}')
-	if err := proxywasm.SendHttpResponse(503, [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
-		proxywasm.LogErrorf("audit: cannot send the 503: %v", err)
+	if err := h.p.vm.SendHttpResponse(503, [][2]string{{"content-type", "application/json"}}, b, -1); err != nil {
+		h.p.vm.LogErrorf("audit: cannot send the 503: %v", err)
 	}
 }
 
 // OnHttpResponseHeaders records the status, and an ACCESS_DENIED record
 // when the proxy's RBAC filter refused the request.
 func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
-	st, _ := proxywasm.GetHttpResponseHeader(":status")
+	st, _ := h.p.vm.GetHttpResponseHeader(":status")
 	if st == "403" {
 		h.recordAccessDenied(403)
 	} else if st == "451" {
 		h.onResidencyRefusal(451)
 	} else if h.grpc && st == "200" {
-		if gs, _ := proxywasm.GetHttpResponseHeader("grpc-status"); gs == "7" { // PERMISSION_DENIED
+		if gs, _ := h.p.vm.GetHttpResponseHeader("grpc-status"); gs == "7" { // PERMISSION_DENIED
 			h.recordAccessDenied(200)
 		}
 	}
@@ -448,7 +453,7 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 		h.status, _ = strconv.Atoi(st)
 		if h.ev.TraceID == "" {
 			// The trace filter, after this one, may have started a trace.
-			h.ev.TraceID = traceID(func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v })
+			h.ev.TraceID = traceID(func(n string) string { v, _ := h.p.vm.GetHttpRequestHeader(n); return v })
 		}
 	}
 	return proxywasm.ActionContinue
@@ -462,7 +467,7 @@ func (h *httpContext) OnHttpStreamDone() {
 	out := h.ev
 	out.Phase = auditevent.PhaseOutcome
 	out.ID = h.id(auditevent.PhaseOutcome)
-	now := proxywasm.GetCurrentTime().UnixNano()
+	now := h.p.vm.GetCurrentTime().UnixNano()
 	out.Timestamp = now
 	out.Status = h.status
 	out.LatencyNS = max(now-h.startNS, 1)
@@ -476,7 +481,7 @@ func (h *httpContext) OnHttpStreamDone() {
 // grpc-status 7) is the RBAC filter's (response.code_details names the
 // matched rule).
 func (h *httpContext) recordAccessDenied(status int) {
-	details, err := proxywasm.GetPropertyString(propCodeDetails)
+	details, err := h.p.vm.GetPropertyString(propCodeDetails)
 	rule, ok := strings.CutPrefix(details, accessDeniedPrefix)
 	if err != nil || !ok {
 		return

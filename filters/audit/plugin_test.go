@@ -16,7 +16,7 @@ import (
 
 func startNative(t *testing.T, cfg string) (*proxytest.HostEmulator, func()) {
 	t.Helper()
-	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(NewVMContext).
 		WithPluginConfiguration([]byte(cfg)).
 		WithProperty([]string{"connection", "uri_san_peer_certificate"}, []byte("spiffe://bank.example/ns/edge/sa/gw")))
 	if host.StartVM() != proxywasm.OnVMStartStatusOK || host.StartPlugin() != proxywasm.OnPluginStartStatusOK {
@@ -164,7 +164,7 @@ func TestPluginNativeBufferDropsAndRetries(t *testing.T) {
 }
 
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
-	kittest.RefusesConfig(t, NewVMContext(), `{"rules":[{"path":{"prefix":"/"}}]}`, "rules[0].opType")
+	kittest.RefusesConfig(t, NewVMContext, `{"rules":[{"path":{"prefix":"/"}}]}`, "rules[0].opType")
 }
 
 func TestPluginNativeBodyBoundAndTrailers(t *testing.T) {

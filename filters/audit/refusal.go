@@ -26,15 +26,15 @@ const codeDetailsDirect = "direct_response"
 // answered itself under a residency rule: the refused header's value and
 // the compliance tags. An upstream cannot forge it: the details must be
 // direct_response.
-func residencyRefusal() (reason string, tags []string, ok bool) {
-	reason, _ = proxywasm.GetHttpResponseHeader(meshnames.RefusedHeader)
+func residencyRefusal(vm *proxywasm.VM) (reason string, tags []string, ok bool) {
+	reason, _ = vm.GetHttpResponseHeader(meshnames.RefusedHeader)
 	if !strings.HasPrefix(reason, meshnames.RefusedResidency) {
 		return "", nil, false
 	}
-	if d, err := proxywasm.GetPropertyString(propCodeDetails); err != nil || d != codeDetailsDirect {
+	if d, err := vm.GetPropertyString(propCodeDetails); err != nil || d != codeDetailsDirect {
 		return "", nil, false
 	}
-	if t, _ := proxywasm.GetHttpResponseHeader(meshnames.ComplianceTagsHeader); t != "" {
+	if t, _ := vm.GetHttpResponseHeader(meshnames.ComplianceTagsHeader); t != "" {
 		tags = strings.Split(t, ",")
 	}
 	return reason, tags, true
@@ -44,7 +44,7 @@ func residencyRefusal() (reason string, tags []string, ok bool) {
 // reason and the service's tags, or queues a RESIDENCY_REFUSED record for
 // a request no rule audits: every refusal leaves a record.
 func (h *httpContext) onResidencyRefusal(status int) {
-	reason, tags, ok := residencyRefusal()
+	reason, tags, ok := residencyRefusal(h.p.vm)
 	if !ok {
 		return
 	}
@@ -70,9 +70,9 @@ func (h *httpContext) onResidencyRefusal(status int) {
 // refusalEvent is the outcome record of a request the proxy refused before
 // any audit rule saw it (ACCESS_DENIED, RESIDENCY_REFUSED).
 func (h *httpContext) refusalEvent(op, resource string, status int) auditevent.Event {
-	get := func(n string) string { v, _ := proxywasm.GetHttpRequestHeader(n); return v }
+	get := func(n string) string { v, _ := h.p.vm.GetHttpRequestHeader(n); return v }
 	path, _, _ := strings.Cut(get(":path"), "?")
-	peer, _ := proxywasm.GetPropertyString(kit.PropPeerURISAN)
+	peer, _ := h.p.vm.GetPropertyString(kit.PropPeerURISAN)
 	if peer == "" {
 		peer = "anonymous"
 	}
@@ -80,7 +80,7 @@ func (h *httpContext) refusalEvent(op, resource string, status int) auditevent.E
 		Tags:  h.p.engine.WithServiceTags(nil),
 		Phase: auditevent.PhaseOutcome, Level: auditevent.LevelNotice, OpType: op,
 		Subject: peer, Resource: resource,
-		Timestamp: proxywasm.GetCurrentTime().UnixNano(), TraceID: traceID(get), Dye: get(dyeing.Header), Tenant: get(dyeing.TenantHeader),
+		Timestamp: h.p.vm.GetCurrentTime().UnixNano(), TraceID: traceID(get), Dye: get(dyeing.Header), Tenant: get(dyeing.TenantHeader),
 		Method: get(":method"), Path: path, Status: status, Source: h.p.source,
 	}
 }

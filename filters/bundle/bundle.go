@@ -17,28 +17,29 @@ import (
 )
 
 // NewVMContext returns the bundle's VM context.
-func NewVMContext() proxywasm.VMContext {
-	return kit.NewVMContext(func() proxywasm.PluginContext { return &dispatch{} })
+func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
+	return kit.NewVMContext(vm, func(vm *proxywasm.VM) proxywasm.PluginContext { return &dispatch{vm: vm} })
 }
 
 // dispatch becomes the filter its root id names at OnPluginStart and then
 // forwards every callback to it.
 type dispatch struct {
 	proxywasm.PluginContext
+	vm *proxywasm.VM
 }
 
 // OnPluginStart picks the filter by the plugin_root_id property.
 func (d *dispatch) OnPluginStart(size int) proxywasm.OnPluginStartStatus {
-	root, err := proxywasm.GetProperty([]string{"plugin_root_id"})
+	root, err := d.vm.GetProperty([]string{"plugin_root_id"})
 	switch string(root) {
 	case "dye":
-		d.PluginContext = dye.NewPluginContext()
+		d.PluginContext = dye.NewPluginContext(d.vm)
 	case "audit":
-		d.PluginContext = audit.NewPluginContext()
+		d.PluginContext = audit.NewPluginContext(d.vm)
 	case "trace":
-		d.PluginContext = trace.NewPluginContext()
+		d.PluginContext = trace.NewPluginContext(d.vm)
 	default:
-		proxywasm.LogCriticalf("bundle: refusing to start: root_id %q (%v) names no filter: set the plugin's root_id to dye, audit or trace", root, err)
+		d.vm.LogCriticalf("bundle: refusing to start: root_id %q (%v) names no filter: set the plugin's root_id to dye, audit or trace", root, err)
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	return d.PluginContext.OnPluginStart(size)

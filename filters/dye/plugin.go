@@ -14,17 +14,21 @@ import (
 var propSourcePrinc = []string{"source", "principal"}
 
 // NewVMContext returns the dye filter's VM context; the wasm main package
-// passes it to proxywasm.SetVMContext.
-func NewVMContext() proxywasm.VMContext { return kit.NewVMContext(NewPluginContext) }
+// passes it to proxywasm.SetVMContext with proxywasm.ModuleVM(); a native
+// host calls it with the VM of each instance.
+func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
+	return kit.NewVMContext(vm, NewPluginContext)
+}
 
 // NewPluginContext returns a plugin context of this filter, for modules
 // that bundle several filters and pick one by root id.
-func NewPluginContext() proxywasm.PluginContext {
-	return &pluginContext{req: kit.HostRequest{Filter: "dye"}}
+func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
+	return &pluginContext{vm: vm, req: kit.HostRequest{Filter: "dye", VM: vm}}
 }
 
 type pluginContext struct {
 	proxywasm.DefaultPluginContext
+	vm     *proxywasm.VM // every hostcall goes through it
 	engine *Engine
 	rnd    *rand.Rand
 	draw   func() uint32 // uniform in [0, 100), from rnd
@@ -38,7 +42,7 @@ type pluginContext struct {
 // OnPluginStart parses and validates the configuration; a bad one refuses
 // the plugin with a log line naming the field.
 func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
-	cfg, ok := kit.LoadConfig("dye", dyeconfig.ParseConfig)
+	cfg, ok := kit.LoadConfig(p.vm, "dye", dyeconfig.ParseConfig)
 	if !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
@@ -47,9 +51,9 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	_, _ = crand.Read(seed[:])
 	p.rnd = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	p.draw = func() uint32 { return p.rnd.Uint32N(100) }
-	p.dyed = proxywasm.DefineCounterMetric("mw_dye_dyed_total")
-	p.stripped = proxywasm.DefineCounterMetric("mw_dye_stripped_total")
-	proxywasm.LogInfof("dye: started in %s mode with %d rules", cfg.Mode, len(cfg.Rules))
+	p.dyed = p.vm.DefineCounterMetric("mw_dye_dyed_total")
+	p.stripped = p.vm.DefineCounterMetric("mw_dye_stripped_total")
+	p.vm.LogInfof("dye: started in %s mode with %d rules", cfg.Mode, len(cfg.Rules))
 	return proxywasm.OnPluginStartStatusOK
 }
 
@@ -84,20 +88,20 @@ func (p *pluginContext) peer() Peer {
 	var peer Peer
 	needID, needAddr := p.engine.NeedsPeer()
 	if needID {
-		if v, err := proxywasm.GetPropertyString(kit.PropPeerURISAN); err == nil && v != "" {
+		if v, err := p.vm.GetPropertyString(kit.PropPeerURISAN); err == nil && v != "" {
 			peer.Identity = v
-		} else if v, err := proxywasm.GetPropertyString(propSourcePrinc); err == nil && v != "" {
+		} else if v, err := p.vm.GetPropertyString(propSourcePrinc); err == nil && v != "" {
 			peer.Identity = v
 		}
 	}
 	if needAddr {
-		peer.LoadAddress = loadSourceAddress // read only if the identity is not trusted
+		peer.LoadAddress = p.loadSourceAddress // read only if the identity is not trusted
 	}
 	return peer
 }
 
-func loadSourceAddress() string {
-	v, _ := proxywasm.GetPropertyString(kit.PropSourceAddress)
+func (p *pluginContext) loadSourceAddress() string {
+	v, _ := p.vm.GetPropertyString(kit.PropSourceAddress)
 	return v
 }
 

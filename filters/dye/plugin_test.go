@@ -20,7 +20,7 @@ func header(hs [][2]string, k string) string {
 }
 
 func TestPluginNative(t *testing.T) {
-	opt := proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).
+	opt := proxytest.NewEmulatorOption().WithVMContext(NewVMContext).
 		WithPluginConfiguration([]byte(testConfig)).
 		WithProperty([]string{"connection", "uri_san_peer_certificate"}, []byte("spiffe://bank.example/ns/retail/sa/web"))
 	host, reset := proxytest.NewHostEmulator(opt)
@@ -60,5 +60,5 @@ func TestPluginNative(t *testing.T) {
 }
 
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
-	kittest.RefusesConfig(t, NewVMContext(), `{"defaultLane":"No_Lane"}`, "defaultLane")
+	kittest.RefusesConfig(t, NewVMContext, `{"defaultLane":"No_Lane"}`, "defaultLane")
 }

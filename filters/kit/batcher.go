@@ -46,10 +46,13 @@ type Batcher struct {
 	body []byte
 
 	enqueued, sent, dropped, failures proxywasm.MetricCounter
+	vm                                *proxywasm.VM
 }
 
 // BatcherConfig configures a Batcher.
 type BatcherConfig struct {
+	// VM is the VM of the plugin context the batcher serves.
+	VM *proxywasm.VM
 	// Filter names the filter in log lines ("audit"); Items names what it
 	// sends ("records").
 	Filter, Items string
@@ -76,8 +79,8 @@ func (b *Batcher) Start(c BatcherConfig) bool {
 	var qid uint32
 	if c.QueueName != "" {
 		var err error
-		if qid, err = proxywasm.RegisterSharedQueue(c.QueueName); err != nil {
-			proxywasm.LogCriticalf("%s: refusing to start: cannot register shared queue %q (batch.queueName): %v", c.Filter, c.QueueName, err)
+		if qid, err = c.VM.RegisterSharedQueue(c.QueueName); err != nil {
+			c.VM.LogCriticalf("%s: refusing to start: cannot register shared queue %q (batch.queueName): %v", c.Filter, c.QueueName, err)
 			return false
 		}
 	}
@@ -85,11 +88,11 @@ func (b *Batcher) Start(c BatcherConfig) bool {
 		filter: c.Filter, items: c.Items,
 		queued: c.QueueName != "", queueID: qid, max: c.Buffer, batch: c.Batch,
 		cluster: c.Cluster, headers: c.Headers, timeout: uint32(c.TimeoutMs),
-		encode:   c.Encode,
-		enqueued: proxywasm.DefineCounterMetric(c.Enqueued),
-		sent:     proxywasm.DefineCounterMetric(c.Sent),
-		dropped:  proxywasm.DefineCounterMetric(c.Dropped),
-		failures: proxywasm.DefineCounterMetric(c.Failures),
+		encode: c.Encode, vm: c.VM,
+		enqueued: c.VM.DefineCounterMetric(c.Enqueued),
+		sent:     c.VM.DefineCounterMetric(c.Sent),
+		dropped:  c.VM.DefineCounterMetric(c.Dropped),
+		failures: c.VM.DefineCounterMetric(c.Failures),
 	}
 	return true
 }
@@ -147,7 +150,7 @@ func (b *Batcher) recycle(items [][]byte) {
 // Add takes one encoded item from an HTTP context.
 func (b *Batcher) Add(data []byte) {
 	if b.queued {
-		err := proxywasm.EnqueueSharedQueue(b.queueID, data)
+		err := b.vm.EnqueueSharedQueue(b.queueID, data)
 		b.recycle([][]byte{data}) // the host copied it
 		if err != nil {
 			b.dropped.Increment(1)
@@ -170,7 +173,7 @@ func (b *Batcher) drain() {
 		return
 	}
 	for {
-		data, err := proxywasm.DequeueSharedQueue(b.queueID)
+		data, err := b.vm.DequeueSharedQueue(b.queueID)
 		if err != nil || data == nil {
 			return
 		}
@@ -193,9 +196,9 @@ func (b *Batcher) flush() {
 	rest := copy(b.buf, b.buf[n:])
 	clear(b.buf[rest:])
 	b.buf = b.buf[:rest]
-	_, err := proxywasm.DispatchHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
+	_, err := b.vm.DispatchHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
 		b.inflight = 0
-		st := CallStatus()
+		st := CallStatus(b.vm)
 		if st == 200 {
 			b.sent.Increment(uint64(len(items)))
 			b.recycle(items)
@@ -204,12 +207,12 @@ func (b *Batcher) flush() {
 			}
 			return
 		}
-		proxywasm.LogWarnf("%s: collector answered %d to a batch of %d %s; retrying on the next tick", b.filter, st, len(items), b.items)
+		b.vm.LogWarnf("%s: collector answered %d to a batch of %d %s; retrying on the next tick", b.filter, st, len(items), b.items)
 		b.failures.Increment(1)
 		b.requeue(items)
 	})
 	if err != nil {
-		proxywasm.LogWarnf("%s: cannot send a batch to cluster %q: %v; retrying on the next tick", b.filter, b.cluster, err)
+		b.vm.LogWarnf("%s: cannot send a batch to cluster %q: %v; retrying on the next tick", b.filter, b.cluster, err)
 		b.failures.Increment(1)
 		b.requeue(items)
 		return
@@ -231,8 +234,8 @@ func (b *Batcher) requeue(items [][]byte) {
 }
 
 // CallStatus returns the :status of the current http call response, or 0.
-func CallStatus() int {
-	hs, err := proxywasm.GetHttpCallResponseHeaders()
+func CallStatus(vm *proxywasm.VM) int {
+	hs, err := vm.GetHttpCallResponseHeaders()
 	if err != nil {
 		return 0
 	}

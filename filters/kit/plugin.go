@@ -22,40 +22,41 @@ var (
 
 // DownstreamMTLS reports whether the request arrived over mTLS
 // (connection.mtls); a host that does not know says no.
-func DownstreamMTLS() bool {
-	b, err := proxywasm.GetProperty(PropMTLS)
+func DownstreamMTLS(vm *proxywasm.VM) bool {
+	b, err := vm.GetProperty(PropMTLS)
 	return err == nil && len(b) > 0 && b[0] != 0
 }
 
-// NewVMContext returns a VM context whose plugin contexts newPlugin makes:
-// the VM context of every filter (and of the bundle), which keep their state
-// in the plugin context.
-func NewVMContext(newPlugin func() proxywasm.PluginContext) proxywasm.VMContext {
-	return &vmContext{newPlugin: newPlugin}
+// NewVMContext returns a VM context whose plugin contexts newPlugin makes,
+// each with the VM vm: the VM context of every filter (and of the bundle),
+// which keep their state in the plugin context.
+func NewVMContext(vm *proxywasm.VM, newPlugin func(*proxywasm.VM) proxywasm.PluginContext) proxywasm.VMContext {
+	return &vmContext{vm: vm, newPlugin: newPlugin}
 }
 
 type vmContext struct {
 	proxywasm.DefaultVMContext
-	newPlugin func() proxywasm.PluginContext
+	vm        *proxywasm.VM
+	newPlugin func(*proxywasm.VM) proxywasm.PluginContext
 }
 
-func (v *vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return v.newPlugin() }
+func (v *vmContext) NewPluginContext(uint32) proxywasm.PluginContext { return v.newPlugin(v.vm) }
 
 // LoadConfig reads the plugin configuration and parses it with parse (the
 // filter's config package's ParseConfig), in OnPluginStart. A configuration
 // that cannot be read or parsed is logged at critical level, naming the
 // filter and the field, and LoadConfig returns false: the plugin must fail
 // its start.
-func LoadConfig[T any](filter string, parse func([]byte) (T, error)) (T, bool) {
+func LoadConfig[T any](vm *proxywasm.VM, filter string, parse func([]byte) (T, error)) (T, bool) {
 	var zero T
-	data, err := proxywasm.GetPluginConfiguration()
+	data, err := vm.GetPluginConfiguration()
 	if err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrEmpty) {
-		proxywasm.LogCriticalf("%s: cannot read the plugin configuration: %v", filter, err)
+		vm.LogCriticalf("%s: cannot read the plugin configuration: %v", filter, err)
 		return zero, false
 	}
 	cfg, err := parse(data)
 	if err != nil {
-		proxywasm.LogCriticalf("%s: refusing to start: %v", filter, err)
+		vm.LogCriticalf("%s: refusing to start: %v", filter, err)
 		return zero, false
 	}
 	return cfg, true
@@ -65,10 +66,10 @@ func LoadConfig[T any](filter string, parse func([]byte) (T, error)) (T, bool) {
 // ids cost no random_get hostcall per request. Without randomness it logs
 // that the filter refuses to start (it needs it for purpose) and returns
 // false.
-func NewChaCha8(filter, purpose string) (*rand.ChaCha8, bool) {
+func NewChaCha8(vm *proxywasm.VM, filter, purpose string) (*rand.ChaCha8, bool) {
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
-		proxywasm.LogCriticalf("%s: refusing to start: no randomness for %s: %v", filter, purpose, err)
+		vm.LogCriticalf("%s: refusing to start: no randomness for %s: %v", filter, purpose, err)
 		return nil, false
 	}
 	return rand.NewChaCha8(seed), true
@@ -77,9 +78,9 @@ func NewChaCha8(filter, purpose string) (*rand.ChaCha8, bool) {
 // StartTick sets the plugin's tick period; a host that refuses is logged as
 // a refusal to start (the tick is named, e.g. "flush") and StartTick returns
 // false.
-func StartTick(filter, name string, ms int) bool {
-	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(ms)); err != nil {
-		proxywasm.LogCriticalf("%s: refusing to start: cannot set the %s tick: %v", filter, name, err)
+func StartTick(vm *proxywasm.VM, filter, name string, ms int) bool {
+	if err := vm.SetTickPeriodMilliSeconds(uint32(ms)); err != nil {
+		vm.LogCriticalf("%s: refusing to start: cannot set the %s tick: %v", filter, name, err)
 		return false
 	}
 	return true

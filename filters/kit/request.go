@@ -10,12 +10,14 @@ import "github.com/meshwarden/meshwarden/filters/proxywasm"
 type HostRequest struct {
 	// Filter names the filter in log lines.
 	Filter string
-	hs     [][2]string
+	// VM is the VM of the plugin context that keeps the request.
+	VM *proxywasm.VM
+	hs [][2]string
 }
 
 // Load reads the current stream's request headers into r and returns r.
 func (r *HostRequest) Load() *HostRequest {
-	r.hs, _ = proxywasm.GetHttpRequestHeaders()
+	r.hs, _ = r.VM.GetHttpRequestHeaders()
 	return r
 }
 
@@ -43,8 +45,8 @@ func (r *HostRequest) Values(name string) []string {
 
 // SetHeader replaces every line of a header with one.
 func (r *HostRequest) SetHeader(name, value string) {
-	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
-		proxywasm.LogErrorf("%s: cannot set header %s: %v", r.Filter, name, err)
+	if err := r.VM.ReplaceHttpRequestHeader(name, value); err != nil {
+		r.VM.LogErrorf("%s: cannot set header %s: %v", r.Filter, name, err)
 		return
 	}
 	set := false
@@ -67,7 +69,7 @@ func (r *HostRequest) RemoveHeader(name string) {
 	if _, ok := r.Header(name); !ok {
 		return
 	}
-	_ = proxywasm.RemoveHttpRequestHeader(name)
+	_ = r.VM.RemoveHttpRequestHeader(name)
 	for i := range r.hs {
 		if r.hs[i][0] == name {
 			r.hs[i][1] = ""

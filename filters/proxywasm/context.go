@@ -62,9 +62,3 @@ var (
 	ErrParseFailure        = abi.ErrParseFailure
 	ErrInvalidMemoryAccess = abi.ErrInvalidMemoryAccess
 )
-
-// SetVMContext installs the filter's VM context. Call it from an init
-// function of the filter's main package: a c-shared module runs init (in
-// _initialize) but never main. The host's first callback
-// (proxy_on_context_create for the plugin context) needs it.
-func SetVMContext(ctx VMContext) { abi.SetVMContext(ctx) }

@@ -1,6 +1,7 @@
 // Package proxywasm is Meshwarden's proxy-wasm guest ABI (version 0.2.1) for
 // the standard Go toolchain. A filter is a main package that calls
-// SetVMContext from an init function and is built with
+// SetVMContext(newVMContext(ModuleVM())) from an init function and is built
+// with
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o filter.wasm ./filters/NAME/wasm
 //
@@ -17,7 +18,8 @@
 // feel at home: the contexts (VMContext → PluginContext → HttpContext), the
 // Default* embeddable no-op contexts, Action, and the hostcall errors are the
 // SDK's own types from its proxywasm/types package, re-exported here as
-// aliases; the hostcall functions have the SDK's names and signatures.
+// aliases; the hostcalls are methods of VM with the SDK's function names and
+// signatures.
 //
 // # Why not the SDK's ABI layer
 //
@@ -40,14 +42,17 @@
 //
 // # Testing
 //
-// Natively (without GOOS=wasip1) there are no wasm imports: hostcalls go to a
-// fake host installed by package proxytest, so filter logic is unit-tested
-// with plain go test. See proxytest.NewHostEmulator.
+// Natively (without GOOS=wasip1) there are no wasm imports: hostcalls go to
+// the host of the VM, a fake one in package proxytest, so filter logic is
+// unit-tested with plain go test. See proxytest.NewHostEmulator.
 //
-// # Global state
+// # No global state
 //
-// The callback registry (VM context, plugin and stream contexts, pending HTTP
-// callouts, pinned memory) is necessarily package-level: the host's callbacks
-// are exported functions without a receiver. It is one struct in internal/abi,
-// reset by proxytest for every emulator.
+// Every hostcall is a method of *VM, the handle of one VM (see VM). The
+// callback registry (VM context, plugin and stream contexts, pending HTTP
+// callouts, pinned memory) is one internal/abi.State per VM. A wasm module
+// has exactly one, reached by the exported callbacks, which have no
+// receiver; a native build has none at package level: hosts create one per
+// instance (package nullvm for the gateway's native execution, proxytest for
+// unit tests), so native instances run concurrently.
 package proxywasm

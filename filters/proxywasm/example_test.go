@@ -9,17 +9,24 @@ import (
 
 // laneVM is a tiny filter: it copies the plugin configuration into the
 // x-mw-dye request header and refuses requests to /admin locally.
-type laneVM struct{ proxywasm.DefaultVMContext }
+// Every hostcall goes through the VM handed to its constructor.
+type laneVM struct {
+	proxywasm.DefaultVMContext
+	vm *proxywasm.VM
+}
 
-func (*laneVM) NewPluginContext(uint32) proxywasm.PluginContext { return &lanePlugin{} }
+func newLaneVM(vm *proxywasm.VM) proxywasm.VMContext { return &laneVM{vm: vm} }
+
+func (v *laneVM) NewPluginContext(uint32) proxywasm.PluginContext { return &lanePlugin{vm: v.vm} }
 
 type lanePlugin struct {
 	proxywasm.DefaultPluginContext
+	vm   *proxywasm.VM
 	lane string
 }
 
 func (p *lanePlugin) OnPluginStart(int) proxywasm.OnPluginStartStatus {
-	cfg, err := proxywasm.GetPluginConfiguration()
+	cfg, err := p.vm.GetPluginConfiguration()
 	if err != nil {
 		return proxywasm.OnPluginStartStatusFailed
 	}
@@ -27,27 +34,30 @@ func (p *lanePlugin) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	return proxywasm.OnPluginStartStatusOK
 }
 
-func (p *lanePlugin) NewHttpContext(uint32) proxywasm.HttpContext { return &laneStream{lane: p.lane} }
+func (p *lanePlugin) NewHttpContext(uint32) proxywasm.HttpContext {
+	return &laneStream{vm: p.vm, lane: p.lane}
+}
 
 type laneStream struct {
 	proxywasm.DefaultHttpContext
+	vm   *proxywasm.VM
 	lane string
 }
 
 func (s *laneStream) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	if path, _ := proxywasm.GetHttpRequestHeader(":path"); path == "/admin" {
-		_ = proxywasm.SendHttpResponse(403, nil, []byte("forbidden"), -1)
+	if path, _ := s.vm.GetHttpRequestHeader(":path"); path == "/admin" {
+		_ = s.vm.SendHttpResponse(403, nil, []byte("forbidden"), -1)
 		return proxywasm.ActionPause
 	}
-	_ = proxywasm.ReplaceHttpRequestHeader("x-mw-dye", s.lane)
-	proxywasm.LogInfof("dyed %s", s.lane)
+	_ = s.vm.ReplaceHttpRequestHeader("x-mw-dye", s.lane)
+	s.vm.LogInfof("dyed %s", s.lane)
 	return proxywasm.ActionContinue
 }
 
 // A filter's logic tested natively: the emulator plays the host.
 func Example() {
 	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
-		WithVMContext(&laneVM{}).
+		WithVMContext(newLaneVM).
 		WithPluginConfiguration([]byte("canary")))
 	defer reset()
 	host.StartVM()

@@ -9,7 +9,21 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
 )
 
-func host() abi.Host { return abi.CurrentHost() }
+// VM is the handle a filter makes every hostcall through: one VM is one
+// proxy-wasm VM (a wasm instance, or one native instance in a host that
+// links the filter, see package nullvm). The host hands it to the filter's
+// VM context constructor; plugin and stream contexts keep it and call its
+// methods, which have the names and signatures of the SDK's package
+// functions (vm.GetHttpRequestHeader, vm.LogWarnf, vm.DispatchHttpCall, …).
+//
+// A VM is not safe for concurrent use, and needs none: the host runs one
+// callback of a VM at a time. In a wasm module there is exactly one VM
+// (ModuleVM); the package-level functions of the wasip1 build call it.
+type VM abi.State
+
+func (vm *VM) state() *abi.State { return (*abi.State)(vm) }
+
+func (vm *VM) host() abi.Host { return vm.state().Host() }
 
 // wholeBuffer is the max_size that reads a buffer to its end (hosts clamp it).
 const wholeBuffer = math.MaxInt32
@@ -18,37 +32,37 @@ const wholeBuffer = math.MaxInt32
 
 // GetVMConfiguration returns the VM configuration (vm_config.configuration).
 // It is available during VMContext.OnVMStart.
-func GetVMConfiguration() ([]byte, error) {
-	return getBuffer(abi.BufferVMConfiguration, 0, wholeBuffer)
+func (vm *VM) GetVMConfiguration() ([]byte, error) {
+	return vm.getBuffer(abi.BufferVMConfiguration, 0, wholeBuffer)
 }
 
 // GetPluginConfiguration returns the plugin configuration (configuration of
 // the PluginConfig). It is available during PluginContext.OnPluginStart.
-func GetPluginConfiguration() ([]byte, error) {
-	return getBuffer(abi.BufferPluginConfiguration, 0, wholeBuffer)
+func (vm *VM) GetPluginConfiguration() ([]byte, error) {
+	return vm.getBuffer(abi.BufferPluginConfiguration, 0, wholeBuffer)
 }
 
 // SetTickPeriodMilliSeconds makes the host call PluginContext.OnTick every
 // millSec milliseconds; 0 stops the ticks.
-func SetTickPeriodMilliSeconds(millSec uint32) error {
-	return host().SetTickPeriodMilliseconds(millSec).Err()
+func (vm *VM) SetTickPeriodMilliSeconds(millSec uint32) error {
+	return vm.host().SetTickPeriodMilliseconds(millSec).Err()
 }
 
 // SetEffectiveContext makes contextID the context of subsequent hostcalls,
 // e.g. to resume a paused stream from OnQueueReady or OnTick.
-func SetEffectiveContext(contextID uint32) error {
-	return host().SetEffectiveContext(contextID).Err()
+func (vm *VM) SetEffectiveContext(contextID uint32) error {
+	return vm.host().SetEffectiveContext(contextID).Err()
 }
 
 // PluginDone tells the host that a plugin context whose OnPluginDone returned
 // false has finished its work.
-func PluginDone() error { return host().Done().Err() }
+func (vm *VM) PluginDone() error { return vm.host().Done().Err() }
 
 // GetCurrentTime returns the host's wall clock
 // (proxy_get_current_time_nanoseconds). Hosts may freeze it for the
 // duration of a callback. On error it falls back to the WASI clock.
-func GetCurrentTime() time.Time {
-	ns, st := host().GetCurrentTimeNanoseconds()
+func (vm *VM) GetCurrentTime() time.Time {
+	ns, st := vm.host().GetCurrentTimeNanoseconds()
 	if st != abi.StatusOK {
 		return time.Now()
 	}
@@ -59,182 +73,184 @@ func GetCurrentTime() time.Time {
 
 // GetHttpRequestHeaders returns every request header, in order, as
 // (name, value) pairs. Pseudo-headers (":path", ":method", …) are included.
-func GetHttpRequestHeaders() ([][2]string, error) { return getMap(abi.MapRequestHeaders) }
+func (vm *VM) GetHttpRequestHeaders() ([][2]string, error) { return vm.getMap(abi.MapRequestHeaders) }
 
 // ReplaceHttpRequestHeaders replaces all request headers with headers.
-func ReplaceHttpRequestHeaders(headers [][2]string) error {
-	return setMap(abi.MapRequestHeaders, headers)
+func (vm *VM) ReplaceHttpRequestHeaders(headers [][2]string) error {
+	return vm.setMap(abi.MapRequestHeaders, headers)
 }
 
 // GetHttpRequestHeader returns the value of request header key
 // (ErrNotFound when absent).
-func GetHttpRequestHeader(key string) (string, error) {
-	return getMapValue(abi.MapRequestHeaders, key)
+func (vm *VM) GetHttpRequestHeader(key string) (string, error) {
+	return vm.getMapValue(abi.MapRequestHeaders, key)
 }
 
 // RemoveHttpRequestHeader removes every request header named key.
-func RemoveHttpRequestHeader(key string) error {
-	return host().RemoveHeaderMapValue(abi.MapRequestHeaders, key).Err()
+func (vm *VM) RemoveHttpRequestHeader(key string) error {
+	return vm.host().RemoveHeaderMapValue(abi.MapRequestHeaders, key).Err()
 }
 
 // ReplaceHttpRequestHeader sets request header key to value, replacing any
 // existing values (adding it when absent).
-func ReplaceHttpRequestHeader(key, value string) error {
-	return host().ReplaceHeaderMapValue(abi.MapRequestHeaders, key, value).Err()
+func (vm *VM) ReplaceHttpRequestHeader(key, value string) error {
+	return vm.host().ReplaceHeaderMapValue(abi.MapRequestHeaders, key, value).Err()
 }
 
 // AddHttpRequestHeader appends a request header, keeping existing values.
-func AddHttpRequestHeader(key, value string) error {
-	return host().AddHeaderMapValue(abi.MapRequestHeaders, key, value).Err()
+func (vm *VM) AddHttpRequestHeader(key, value string) error {
+	return vm.host().AddHeaderMapValue(abi.MapRequestHeaders, key, value).Err()
 }
 
 // GetHttpRequestBody returns up to maxSize bytes of the buffered request body
 // from start. Available in OnHttpRequestBody.
-func GetHttpRequestBody(start, maxSize int) ([]byte, error) {
-	return getBuffer(abi.BufferRequestBody, start, maxSize)
+func (vm *VM) GetHttpRequestBody(start, maxSize int) ([]byte, error) {
+	return vm.getBuffer(abi.BufferRequestBody, start, maxSize)
 }
 
 // AppendHttpRequestBody appends data to the buffered request body.
-func AppendHttpRequestBody(data []byte) error {
-	return host().SetBufferBytes(abi.BufferRequestBody, wholeBuffer, 0, data).Err()
+func (vm *VM) AppendHttpRequestBody(data []byte) error {
+	return vm.host().SetBufferBytes(abi.BufferRequestBody, wholeBuffer, 0, data).Err()
 }
 
 // PrependHttpRequestBody inserts data before the buffered request body.
-func PrependHttpRequestBody(data []byte) error {
-	return host().SetBufferBytes(abi.BufferRequestBody, 0, 0, data).Err()
+func (vm *VM) PrependHttpRequestBody(data []byte) error {
+	return vm.host().SetBufferBytes(abi.BufferRequestBody, 0, 0, data).Err()
 }
 
 // ReplaceHttpRequestBody replaces the buffered request body with data.
-func ReplaceHttpRequestBody(data []byte) error {
-	return host().SetBufferBytes(abi.BufferRequestBody, 0, wholeBuffer, data).Err()
+func (vm *VM) ReplaceHttpRequestBody(data []byte) error {
+	return vm.host().SetBufferBytes(abi.BufferRequestBody, 0, wholeBuffer, data).Err()
 }
 
 // GetHttpRequestTrailers returns every request trailer.
-func GetHttpRequestTrailers() ([][2]string, error) { return getMap(abi.MapRequestTrailers) }
+func (vm *VM) GetHttpRequestTrailers() ([][2]string, error) { return vm.getMap(abi.MapRequestTrailers) }
 
 // ReplaceHttpRequestTrailers replaces all request trailers.
-func ReplaceHttpRequestTrailers(trailers [][2]string) error {
-	return setMap(abi.MapRequestTrailers, trailers)
+func (vm *VM) ReplaceHttpRequestTrailers(trailers [][2]string) error {
+	return vm.setMap(abi.MapRequestTrailers, trailers)
 }
 
 // GetHttpRequestTrailer returns the value of request trailer key.
-func GetHttpRequestTrailer(key string) (string, error) {
-	return getMapValue(abi.MapRequestTrailers, key)
+func (vm *VM) GetHttpRequestTrailer(key string) (string, error) {
+	return vm.getMapValue(abi.MapRequestTrailers, key)
 }
 
 // RemoveHttpRequestTrailer removes request trailer key.
-func RemoveHttpRequestTrailer(key string) error {
-	return host().RemoveHeaderMapValue(abi.MapRequestTrailers, key).Err()
+func (vm *VM) RemoveHttpRequestTrailer(key string) error {
+	return vm.host().RemoveHeaderMapValue(abi.MapRequestTrailers, key).Err()
 }
 
 // ReplaceHttpRequestTrailer sets request trailer key to value.
-func ReplaceHttpRequestTrailer(key, value string) error {
-	return host().ReplaceHeaderMapValue(abi.MapRequestTrailers, key, value).Err()
+func (vm *VM) ReplaceHttpRequestTrailer(key, value string) error {
+	return vm.host().ReplaceHeaderMapValue(abi.MapRequestTrailers, key, value).Err()
 }
 
 // AddHttpRequestTrailer appends a request trailer.
-func AddHttpRequestTrailer(key, value string) error {
-	return host().AddHeaderMapValue(abi.MapRequestTrailers, key, value).Err()
+func (vm *VM) AddHttpRequestTrailer(key, value string) error {
+	return vm.host().AddHeaderMapValue(abi.MapRequestTrailers, key, value).Err()
 }
 
 // ResumeHttpRequest resumes a request paused by ActionPause
 // (proxy_continue_stream for the request).
-func ResumeHttpRequest() error { return host().ContinueStream(abi.StreamRequest).Err() }
+func (vm *VM) ResumeHttpRequest() error { return vm.host().ContinueStream(abi.StreamRequest).Err() }
 
 // CloseHttpRequest closes the request side of the stream
 // (proxy_close_stream for the request).
-func CloseHttpRequest() error { return host().CloseStream(abi.StreamRequest).Err() }
+func (vm *VM) CloseHttpRequest() error { return vm.host().CloseStream(abi.StreamRequest).Err() }
 
 // ---- HTTP response headers, body, trailers ----
 
 // GetHttpResponseHeaders returns every response header, in order.
-func GetHttpResponseHeaders() ([][2]string, error) { return getMap(abi.MapResponseHeaders) }
+func (vm *VM) GetHttpResponseHeaders() ([][2]string, error) { return vm.getMap(abi.MapResponseHeaders) }
 
 // ReplaceHttpResponseHeaders replaces all response headers with headers.
-func ReplaceHttpResponseHeaders(headers [][2]string) error {
-	return setMap(abi.MapResponseHeaders, headers)
+func (vm *VM) ReplaceHttpResponseHeaders(headers [][2]string) error {
+	return vm.setMap(abi.MapResponseHeaders, headers)
 }
 
 // GetHttpResponseHeader returns the value of response header key.
-func GetHttpResponseHeader(key string) (string, error) {
-	return getMapValue(abi.MapResponseHeaders, key)
+func (vm *VM) GetHttpResponseHeader(key string) (string, error) {
+	return vm.getMapValue(abi.MapResponseHeaders, key)
 }
 
 // RemoveHttpResponseHeader removes every response header named key.
-func RemoveHttpResponseHeader(key string) error {
-	return host().RemoveHeaderMapValue(abi.MapResponseHeaders, key).Err()
+func (vm *VM) RemoveHttpResponseHeader(key string) error {
+	return vm.host().RemoveHeaderMapValue(abi.MapResponseHeaders, key).Err()
 }
 
 // ReplaceHttpResponseHeader sets response header key to value.
-func ReplaceHttpResponseHeader(key, value string) error {
-	return host().ReplaceHeaderMapValue(abi.MapResponseHeaders, key, value).Err()
+func (vm *VM) ReplaceHttpResponseHeader(key, value string) error {
+	return vm.host().ReplaceHeaderMapValue(abi.MapResponseHeaders, key, value).Err()
 }
 
 // AddHttpResponseHeader appends a response header.
-func AddHttpResponseHeader(key, value string) error {
-	return host().AddHeaderMapValue(abi.MapResponseHeaders, key, value).Err()
+func (vm *VM) AddHttpResponseHeader(key, value string) error {
+	return vm.host().AddHeaderMapValue(abi.MapResponseHeaders, key, value).Err()
 }
 
 // GetHttpResponseBody returns up to maxSize bytes of the buffered response
 // body from start. Available in OnHttpResponseBody.
-func GetHttpResponseBody(start, maxSize int) ([]byte, error) {
-	return getBuffer(abi.BufferResponseBody, start, maxSize)
+func (vm *VM) GetHttpResponseBody(start, maxSize int) ([]byte, error) {
+	return vm.getBuffer(abi.BufferResponseBody, start, maxSize)
 }
 
 // AppendHttpResponseBody appends data to the buffered response body.
-func AppendHttpResponseBody(data []byte) error {
-	return host().SetBufferBytes(abi.BufferResponseBody, wholeBuffer, 0, data).Err()
+func (vm *VM) AppendHttpResponseBody(data []byte) error {
+	return vm.host().SetBufferBytes(abi.BufferResponseBody, wholeBuffer, 0, data).Err()
 }
 
 // PrependHttpResponseBody inserts data before the buffered response body.
-func PrependHttpResponseBody(data []byte) error {
-	return host().SetBufferBytes(abi.BufferResponseBody, 0, 0, data).Err()
+func (vm *VM) PrependHttpResponseBody(data []byte) error {
+	return vm.host().SetBufferBytes(abi.BufferResponseBody, 0, 0, data).Err()
 }
 
 // ReplaceHttpResponseBody replaces the buffered response body with data.
-func ReplaceHttpResponseBody(data []byte) error {
-	return host().SetBufferBytes(abi.BufferResponseBody, 0, wholeBuffer, data).Err()
+func (vm *VM) ReplaceHttpResponseBody(data []byte) error {
+	return vm.host().SetBufferBytes(abi.BufferResponseBody, 0, wholeBuffer, data).Err()
 }
 
 // GetHttpResponseTrailers returns every response trailer.
-func GetHttpResponseTrailers() ([][2]string, error) { return getMap(abi.MapResponseTrailers) }
+func (vm *VM) GetHttpResponseTrailers() ([][2]string, error) {
+	return vm.getMap(abi.MapResponseTrailers)
+}
 
 // ReplaceHttpResponseTrailers replaces all response trailers.
-func ReplaceHttpResponseTrailers(trailers [][2]string) error {
-	return setMap(abi.MapResponseTrailers, trailers)
+func (vm *VM) ReplaceHttpResponseTrailers(trailers [][2]string) error {
+	return vm.setMap(abi.MapResponseTrailers, trailers)
 }
 
 // GetHttpResponseTrailer returns the value of response trailer key.
-func GetHttpResponseTrailer(key string) (string, error) {
-	return getMapValue(abi.MapResponseTrailers, key)
+func (vm *VM) GetHttpResponseTrailer(key string) (string, error) {
+	return vm.getMapValue(abi.MapResponseTrailers, key)
 }
 
 // RemoveHttpResponseTrailer removes response trailer key.
-func RemoveHttpResponseTrailer(key string) error {
-	return host().RemoveHeaderMapValue(abi.MapResponseTrailers, key).Err()
+func (vm *VM) RemoveHttpResponseTrailer(key string) error {
+	return vm.host().RemoveHeaderMapValue(abi.MapResponseTrailers, key).Err()
 }
 
 // ReplaceHttpResponseTrailer sets response trailer key to value.
-func ReplaceHttpResponseTrailer(key, value string) error {
-	return host().ReplaceHeaderMapValue(abi.MapResponseTrailers, key, value).Err()
+func (vm *VM) ReplaceHttpResponseTrailer(key, value string) error {
+	return vm.host().ReplaceHeaderMapValue(abi.MapResponseTrailers, key, value).Err()
 }
 
 // AddHttpResponseTrailer appends a response trailer.
-func AddHttpResponseTrailer(key, value string) error {
-	return host().AddHeaderMapValue(abi.MapResponseTrailers, key, value).Err()
+func (vm *VM) AddHttpResponseTrailer(key, value string) error {
+	return vm.host().AddHeaderMapValue(abi.MapResponseTrailers, key, value).Err()
 }
 
 // ResumeHttpResponse resumes a response paused by ActionPause.
-func ResumeHttpResponse() error { return host().ContinueStream(abi.StreamResponse).Err() }
+func (vm *VM) ResumeHttpResponse() error { return vm.host().ContinueStream(abi.StreamResponse).Err() }
 
 // CloseHttpResponse closes the response side of the stream.
-func CloseHttpResponse() error { return host().CloseStream(abi.StreamResponse).Err() }
+func (vm *VM) CloseHttpResponse() error { return vm.host().CloseStream(abi.StreamResponse).Err() }
 
 // SendHttpResponse answers the request locally with statusCode, headers and
 // body instead of forwarding it; gRPCStatus is -1 for a non-gRPC response.
 // Return ActionPause from the current callback after calling it.
-func SendHttpResponse(statusCode uint32, headers [][2]string, body []byte, gRPCStatus int32) error {
-	return host().SendLocalResponse(statusCode, "", body, abi.SerializeMap(headers), gRPCStatus).Err()
+func (vm *VM) SendHttpResponse(statusCode uint32, headers [][2]string, body []byte, gRPCStatus int32) error {
+	return vm.host().SendLocalResponse(statusCode, "", body, abi.SerializeMap(headers), gRPCStatus).Err()
 }
 
 // ---- HTTP callouts ----
@@ -246,35 +262,39 @@ func SendHttpResponse(statusCode uint32, headers [][2]string, body []byte, gRPCS
 // with GetHttpCallResponseHeaders, GetHttpCallResponseBody and
 // GetHttpCallResponseTrailers. A stream context that dispatches a call usually
 // returns ActionPause and resumes in the callback.
-func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
+func (vm *VM) DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
 	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
 	if callBack == nil {
 		return 0, fmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
 	}
-	if !abi.InCallback() {
+	if !vm.state().InCallback() {
 		return 0, fmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
 	}
-	token, st := host().HTTPCall(cluster, abi.SerializeMap(headers), body, abi.SerializeMap(trailers), timeoutMillisecond)
+	token, st := vm.host().HTTPCall(cluster, abi.SerializeMap(headers), body, abi.SerializeMap(trailers), timeoutMillisecond)
 	if err := st.Err(); err != nil {
 		return 0, fmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)
 	}
-	abi.RegisterHTTPCallout(token, callBack)
+	vm.state().RegisterHTTPCallout(token, callBack)
 	return token, nil
 }
 
 // GetHttpCallResponseHeaders returns the headers of the response being
 // delivered to a DispatchHttpCall callback.
-func GetHttpCallResponseHeaders() ([][2]string, error) { return getMap(abi.MapHTTPCallHeaders) }
+func (vm *VM) GetHttpCallResponseHeaders() ([][2]string, error) {
+	return vm.getMap(abi.MapHTTPCallHeaders)
+}
 
 // GetHttpCallResponseBody returns up to maxSize bytes of the callout response
 // body from start.
-func GetHttpCallResponseBody(start, maxSize int) ([]byte, error) {
-	return getBuffer(abi.BufferHTTPCallBody, start, maxSize)
+func (vm *VM) GetHttpCallResponseBody(start, maxSize int) ([]byte, error) {
+	return vm.getBuffer(abi.BufferHTTPCallBody, start, maxSize)
 }
 
 // GetHttpCallResponseTrailers returns the callout response trailers.
-func GetHttpCallResponseTrailers() ([][2]string, error) { return getMap(abi.MapHTTPCallTrailers) }
+func (vm *VM) GetHttpCallResponseTrailers() ([][2]string, error) {
+	return vm.getMap(abi.MapHTTPCallTrailers)
+}
 
 // ---- properties ----
 
@@ -282,25 +302,23 @@ func GetHttpCallResponseTrailers() ([][2]string, error) { return getMap(abi.MapH
 // {"source", "address"}, {"connection", "uri_san_peer_certificate"},
 // {"plugin_name"}. Values are the host's encoding (strings as bytes,
 // integers little-endian).
-func GetProperty(path []string) ([]byte, error) {
+func (vm *VM) GetProperty(path []string) ([]byte, error) {
 	if len(path) == 0 {
 		return nil, fmt.Errorf("get property: empty path: %w", ErrBadArgument)
 	}
 	// The host reads the path during the call only: one scratch buffer
 	// serves every call (the guest is single-threaded).
-	pathScratch = abi.AppendPropertyPath(pathScratch[:0], path)
-	v, st := host().GetProperty(pathScratch)
+	scratch := vm.state().PathScratch()
+	*scratch = abi.AppendPropertyPath((*scratch)[:0], path)
+	v, st := vm.host().GetProperty(*scratch)
 	return v, st.Err()
 }
-
-// pathScratch holds the serialized path of the GetProperty call under way.
-var pathScratch []byte
 
 // GetPropertyString is GetProperty for a property whose value is text (an
 // address, an identity, a route name): the value is returned as a string
 // without copying it again out of the buffer the host filled.
-func GetPropertyString(path []string) (string, error) {
-	v, err := GetProperty(path)
+func (vm *VM) GetPropertyString(path []string) (string, error) {
+	v, err := vm.GetProperty(path)
 	if err != nil || len(v) == 0 {
 		return "", err
 	}
@@ -311,8 +329,8 @@ func GetPropertyString(path []string) (string, error) {
 
 // GetPropertyMap returns a property whose value is a serialized map (such as
 // {"request", "headers"}) as pairs.
-func GetPropertyMap(path []string) ([][2]string, error) {
-	b, err := GetProperty(path)
+func (vm *VM) GetPropertyMap(path []string) ([][2]string, error) {
+	b, err := vm.GetProperty(path)
 	if err != nil {
 		return nil, err
 	}
@@ -325,76 +343,76 @@ func GetPropertyMap(path []string) ([][2]string, error) {
 
 // SetProperty sets the property at path to data (e.g. filter state for
 // later filters in the chain).
-func SetProperty(path []string, data []byte) error {
+func (vm *VM) SetProperty(path []string, data []byte) error {
 	if len(path) == 0 {
 		return fmt.Errorf("set property: empty path: %w", ErrBadArgument)
 	}
-	return host().SetProperty(abi.SerializePropertyPath(path), data).Err()
+	return vm.host().SetProperty(abi.SerializePropertyPath(path), data).Err()
 }
 
 // ---- shared data ----
 
 // GetSharedData returns the value stored under key in the host's shared
 // key-value store and its CAS token (ErrNotFound when absent).
-func GetSharedData(key string) (value []byte, cas uint32, err error) {
-	v, c, st := host().GetSharedData(key)
+func (vm *VM) GetSharedData(key string) (value []byte, cas uint32, err error) {
+	v, c, st := vm.host().GetSharedData(key)
 	return v, c, st.Err()
 }
 
 // SetSharedData stores data under key. A non-zero cas makes the write
 // conditional: it fails with ErrCasMismatch when the value changed since the
 // GetSharedData that returned cas. cas 0 writes unconditionally.
-func SetSharedData(key string, data []byte, cas uint32) error {
-	return host().SetSharedData(key, data, cas).Err()
+func (vm *VM) SetSharedData(key string, data []byte, cas uint32) error {
+	return vm.host().SetSharedData(key, data, cas).Err()
 }
 
 // ---- shared queues ----
 
 // RegisterSharedQueue creates (or finds) the queue name owned by this VM and
 // returns its id. PluginContext.OnQueueReady is called when it gets data.
-func RegisterSharedQueue(name string) (queueID uint32, err error) {
-	id, st := host().RegisterSharedQueue(name)
+func (vm *VM) RegisterSharedQueue(name string) (queueID uint32, err error) {
+	id, st := vm.host().RegisterSharedQueue(name)
 	return id, st.Err()
 }
 
 // ResolveSharedQueue returns the id of the queue name registered by VM vmID.
-func ResolveSharedQueue(vmID, queueName string) (queueID uint32, err error) {
-	id, st := host().ResolveSharedQueue(vmID, queueName)
+func (vm *VM) ResolveSharedQueue(vmID, queueName string) (queueID uint32, err error) {
+	id, st := vm.host().ResolveSharedQueue(vmID, queueName)
 	return id, st.Err()
 }
 
 // EnqueueSharedQueue appends data to queue queueID.
-func EnqueueSharedQueue(queueID uint32, data []byte) error {
-	return host().EnqueueSharedQueue(queueID, data).Err()
+func (vm *VM) EnqueueSharedQueue(queueID uint32, data []byte) error {
+	return vm.host().EnqueueSharedQueue(queueID, data).Err()
 }
 
 // DequeueSharedQueue pops the oldest item of queue queueID (ErrEmpty when
 // there is none).
-func DequeueSharedQueue(queueID uint32) ([]byte, error) {
-	v, st := host().DequeueSharedQueue(queueID)
+func (vm *VM) DequeueSharedQueue(queueID uint32) ([]byte, error) {
+	v, st := vm.host().DequeueSharedQueue(queueID)
 	return v, st.Err()
 }
 
 // ---- foreign functions ----
 
 // CallForeignFunction calls a host-specific function by name.
-func CallForeignFunction(funcName string, param []byte) (ret []byte, err error) {
-	v, st := host().CallForeignFunction(funcName, param)
+func (vm *VM) CallForeignFunction(funcName string, param []byte) (ret []byte, err error) {
+	v, st := vm.host().CallForeignFunction(funcName, param)
 	return v, st.Err()
 }
 
 // ---- helpers ----
 
-func getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {
+func (vm *VM) getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {
 	if start < 0 || maxSize < 0 {
 		return nil, fmt.Errorf("read buffer: negative start %d or size %d: %w", start, maxSize, ErrBadArgument)
 	}
-	b, st := host().GetBufferBytes(bt, start, maxSize)
+	b, st := vm.host().GetBufferBytes(bt, start, maxSize)
 	return b, st.Err()
 }
 
-func getMap(mt abi.MapType) ([][2]string, error) {
-	b, st := host().GetHeaderMapPairs(mt)
+func (vm *VM) getMap(mt abi.MapType) ([][2]string, error) {
+	b, st := vm.host().GetHeaderMapPairs(mt)
 	if err := st.Err(); err != nil {
 		return nil, err
 	}
@@ -405,11 +423,11 @@ func getMap(mt abi.MapType) ([][2]string, error) {
 	return m, nil
 }
 
-func setMap(mt abi.MapType, pairs [][2]string) error {
-	return host().SetHeaderMapPairs(mt, abi.SerializeMap(pairs)).Err()
+func (vm *VM) setMap(mt abi.MapType, pairs [][2]string) error {
+	return vm.host().SetHeaderMapPairs(mt, abi.SerializeMap(pairs)).Err()
 }
 
-func getMapValue(mt abi.MapType, key string) (string, error) {
-	v, st := host().GetHeaderMapValue(mt, key)
+func (vm *VM) getMapValue(mt abi.MapType, key string) (string, error) {
+	v, st := vm.host().GetHeaderMapValue(mt, key)
 	return v, st.Err()
 }

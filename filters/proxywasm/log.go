@@ -21,49 +21,49 @@ const (
 
 // GetLogLevel returns the host's current log level, to skip building messages
 // the host would discard.
-func GetLogLevel() (LogLevel, error) {
-	l, st := host().GetLogLevel()
+func (vm *VM) GetLogLevel() (LogLevel, error) {
+	l, st := vm.host().GetLogLevel()
 	return l, st.Err()
 }
 
-func logAt(l LogLevel, msg string) { host().Log(l, msg) }
+func (vm *VM) logAt(l LogLevel, msg string) { vm.host().Log(l, msg) }
 
-func logfAt(l LogLevel, format string, args ...any) {
-	logAt(l, fmt.Sprintf(format, args...))
+func (vm *VM) logfAt(l LogLevel, format string, args ...any) {
+	vm.logAt(l, fmt.Sprintf(format, args...))
 }
 
 // LogTrace logs msg at trace level.
-func LogTrace(msg string) { logAt(abi.LogTrace, msg) }
+func (vm *VM) LogTrace(msg string) { vm.logAt(abi.LogTrace, msg) }
 
 // LogTracef formats and logs at trace level.
-func LogTracef(format string, args ...any) { logfAt(abi.LogTrace, format, args...) }
+func (vm *VM) LogTracef(format string, args ...any) { vm.logfAt(abi.LogTrace, format, args...) }
 
 // LogDebug logs msg at debug level.
-func LogDebug(msg string) { logAt(abi.LogDebug, msg) }
+func (vm *VM) LogDebug(msg string) { vm.logAt(abi.LogDebug, msg) }
 
 // LogDebugf formats and logs at debug level.
-func LogDebugf(format string, args ...any) { logfAt(abi.LogDebug, format, args...) }
+func (vm *VM) LogDebugf(format string, args ...any) { vm.logfAt(abi.LogDebug, format, args...) }
 
 // LogInfo logs msg at info level.
-func LogInfo(msg string) { logAt(abi.LogInfo, msg) }
+func (vm *VM) LogInfo(msg string) { vm.logAt(abi.LogInfo, msg) }
 
 // LogInfof formats and logs at info level.
-func LogInfof(format string, args ...any) { logfAt(abi.LogInfo, format, args...) }
+func (vm *VM) LogInfof(format string, args ...any) { vm.logfAt(abi.LogInfo, format, args...) }
 
 // LogWarn logs msg at warn level.
-func LogWarn(msg string) { logAt(abi.LogWarn, msg) }
+func (vm *VM) LogWarn(msg string) { vm.logAt(abi.LogWarn, msg) }
 
 // LogWarnf formats and logs at warn level.
-func LogWarnf(format string, args ...any) { logfAt(abi.LogWarn, format, args...) }
+func (vm *VM) LogWarnf(format string, args ...any) { vm.logfAt(abi.LogWarn, format, args...) }
 
 // LogError logs msg at error level.
-func LogError(msg string) { logAt(abi.LogError, msg) }
+func (vm *VM) LogError(msg string) { vm.logAt(abi.LogError, msg) }
 
 // LogErrorf formats and logs at error level.
-func LogErrorf(format string, args ...any) { logfAt(abi.LogError, format, args...) }
+func (vm *VM) LogErrorf(format string, args ...any) { vm.logfAt(abi.LogError, format, args...) }
 
 // LogCritical logs msg at critical level.
-func LogCritical(msg string) { logAt(abi.LogCritical, msg) }
+func (vm *VM) LogCritical(msg string) { vm.logAt(abi.LogCritical, msg) }
 
 // LogCriticalf formats and logs at critical level.
-func LogCriticalf(format string, args ...any) { logfAt(abi.LogCritical, format, args...) }
+func (vm *VM) LogCriticalf(format string, args ...any) { vm.logfAt(abi.LogCritical, format, args...) }

@@ -15,69 +15,76 @@ import (
 
 // hooks is a filter whose behaviour each test supplies; nil hooks continue.
 type hooks struct {
-	vmStart     func(size int) bool
-	pluginStart func(size int) bool
-	pluginDone  func() bool
-	tick        func()
-	queueReady  func(id uint32)
-	reqHeaders  func(id uint32, n int, eos bool) proxywasm.Action
-	reqBody     func(id uint32, n int, eos bool) proxywasm.Action
-	reqTrailers func(id uint32, n int) proxywasm.Action
-	respHeaders func(id uint32, n int, eos bool) proxywasm.Action
-	respBody    func(id uint32, n int, eos bool) proxywasm.Action
-	respTrailer func(id uint32, n int) proxywasm.Action
-	streamDone  func(id uint32)
+	vmStart     func(vm *proxywasm.VM, size int) bool
+	pluginStart func(vm *proxywasm.VM, size int) bool
+	pluginDone  func(vm *proxywasm.VM) bool
+	tick        func(vm *proxywasm.VM)
+	queueReady  func(vm *proxywasm.VM, id uint32)
+	reqHeaders  func(vm *proxywasm.VM, id uint32, n int, eos bool) proxywasm.Action
+	reqBody     func(vm *proxywasm.VM, id uint32, n int, eos bool) proxywasm.Action
+	reqTrailers func(vm *proxywasm.VM, id uint32, n int) proxywasm.Action
+	respHeaders func(vm *proxywasm.VM, id uint32, n int, eos bool) proxywasm.Action
+	respBody    func(vm *proxywasm.VM, id uint32, n int, eos bool) proxywasm.Action
+	respTrailer func(vm *proxywasm.VM, id uint32, n int) proxywasm.Action
+	streamDone  func(vm *proxywasm.VM, id uint32)
 }
 
-type hookVM struct{ h *hooks }
+type hookVM struct {
+	h  *hooks
+	vm *proxywasm.VM
+}
 
 func (v hookVM) OnVMStart(size int) proxywasm.OnVMStartStatus {
 	if v.h.vmStart != nil {
-		return proxywasm.OnVMStartStatus(v.h.vmStart(size))
+		return proxywasm.OnVMStartStatus(v.h.vmStart(v.vm, size))
 	}
 	return proxywasm.OnVMStartStatusOK
 }
 
-func (v hookVM) NewPluginContext(uint32) proxywasm.PluginContext { return &hookPlugin{h: v.h} }
+func (v hookVM) NewPluginContext(uint32) proxywasm.PluginContext {
+	return &hookPlugin{h: v.h, vm: v.vm}
+}
 
 type hookPlugin struct {
 	proxywasm.DefaultPluginContext
-	h *hooks
+	h  *hooks
+	vm *proxywasm.VM
 }
 
 func (p *hookPlugin) OnPluginStart(size int) proxywasm.OnPluginStartStatus {
 	if p.h.pluginStart != nil {
-		return proxywasm.OnPluginStartStatus(p.h.pluginStart(size))
+		return proxywasm.OnPluginStartStatus(p.h.pluginStart(p.vm, size))
 	}
 	return proxywasm.OnPluginStartStatusOK
 }
 
 func (p *hookPlugin) OnPluginDone() bool {
 	if p.h.pluginDone != nil {
-		return p.h.pluginDone()
+		return p.h.pluginDone(p.vm)
 	}
 	return true
 }
 
 func (p *hookPlugin) OnTick() {
 	if p.h.tick != nil {
-		p.h.tick()
+		p.h.tick(p.vm)
 	}
 }
 
 func (p *hookPlugin) OnQueueReady(id uint32) {
 	if p.h.queueReady != nil {
-		p.h.queueReady(id)
+		p.h.queueReady(p.vm, id)
 	}
 }
 
 func (p *hookPlugin) NewHttpContext(id uint32) proxywasm.HttpContext {
-	return &hookStream{h: p.h, id: id}
+	return &hookStream{h: p.h, vm: p.vm, id: id}
 }
 
 type hookStream struct {
 	proxywasm.DefaultHttpContext
 	h  *hooks
+	vm *proxywasm.VM
 	id uint32
 }
 
@@ -85,48 +92,53 @@ func (s *hookStream) OnHttpRequestHeaders(n int, eos bool) proxywasm.Action {
 	if s.h.reqHeaders == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.reqHeaders(s.id, n, eos)
+	return s.h.reqHeaders(s.vm, s.id, n, eos)
 }
 
 func (s *hookStream) OnHttpRequestBody(n int, eos bool) proxywasm.Action {
 	if s.h.reqBody == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.reqBody(s.id, n, eos)
+	return s.h.reqBody(s.vm, s.id, n, eos)
 }
 
 func (s *hookStream) OnHttpRequestTrailers(n int) proxywasm.Action {
 	if s.h.reqTrailers == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.reqTrailers(s.id, n)
+	return s.h.reqTrailers(s.vm, s.id, n)
 }
 
 func (s *hookStream) OnHttpResponseHeaders(n int, eos bool) proxywasm.Action {
 	if s.h.respHeaders == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.respHeaders(s.id, n, eos)
+	return s.h.respHeaders(s.vm, s.id, n, eos)
 }
 
 func (s *hookStream) OnHttpResponseBody(n int, eos bool) proxywasm.Action {
 	if s.h.respBody == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.respBody(s.id, n, eos)
+	return s.h.respBody(s.vm, s.id, n, eos)
 }
 
 func (s *hookStream) OnHttpResponseTrailers(n int) proxywasm.Action {
 	if s.h.respTrailer == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.respTrailer(s.id, n)
+	return s.h.respTrailer(s.vm, s.id, n)
 }
 
 func (s *hookStream) OnHttpStreamDone() {
 	if s.h.streamDone != nil {
-		s.h.streamDone(s.id)
+		s.h.streamDone(s.vm, s.id)
 	}
+}
+
+// hookFactory returns the constructor of h's VM context.
+func hookFactory(h *hooks) func(*proxywasm.VM) proxywasm.VMContext {
+	return func(vm *proxywasm.VM) proxywasm.VMContext { return hookVM{h: h, vm: vm} }
 }
 
 // start returns a started emulator running h.
@@ -135,7 +147,7 @@ func start(t *testing.T, h *hooks, opt *proxytest.EmulatorOption) *proxytest.Hos
 	if opt == nil {
 		opt = proxytest.NewEmulatorOption()
 	}
-	host, reset := proxytest.NewHostEmulator(opt.WithVMContext(hookVM{h: h}))
+	host, reset := proxytest.NewHostEmulator(opt.WithVMContext(hookFactory(h)))
 	t.Cleanup(reset)
 	if host.StartVM() != types.OnVMStartStatusOK {
 		t.Fatal("StartVM failed")
@@ -159,27 +171,28 @@ func TestLifecycleAndConfiguration(t *testing.T) {
 	var gotVM, gotPlugin string
 	var done bool
 	h := &hooks{
-		vmStart: func(size int) bool {
-			b, err := proxywasm.GetVMConfiguration()
+		vmStart: func(vm *proxywasm.VM, size int) bool {
+			b, err := vm.GetVMConfiguration()
 			gotVM = string(b)
 			return err == nil && len(b) == size
 		},
-		pluginStart: func(size int) bool {
-			b, err := proxywasm.GetPluginConfiguration()
+		pluginStart: func(vm *proxywasm.VM, size int) bool {
+			b, err := vm.GetPluginConfiguration()
 			gotPlugin = string(b)
 			return err == nil && len(b) == size
 		},
-		pluginDone: func() bool { return done },
+		pluginDone: func(vm *proxywasm.VM) bool { return done },
 	}
 	host := start(t, h, proxytest.NewEmulatorOption().
 		WithVMConfiguration([]byte("vm")).WithPluginConfiguration([]byte(`{"x":1}`)))
+	vm := host.VM()
 	if gotVM != "vm" || gotPlugin != `{"x":1}` {
 		t.Errorf("configurations = %q, %q", gotVM, gotPlugin)
 	}
 	if host.FinishVM() {
 		t.Error("FinishVM = true although OnPluginDone returned false")
 	}
-	must(t, proxywasm.PluginDone())
+	must(t, vm.PluginDone())
 	if !host.IsPluginDone() {
 		t.Error("PluginDone did not reach the host")
 	}
@@ -191,7 +204,7 @@ func TestLifecycleAndConfiguration(t *testing.T) {
 
 func TestPluginStartFailure(t *testing.T) {
 	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
-		WithVMContext(hookVM{h: &hooks{pluginStart: func(int) bool { return false }}}))
+		WithVMContext(hookFactory(&hooks{pluginStart: func(*proxywasm.VM, int) bool { return false }})))
 	defer reset()
 	if host.StartVM() != types.OnVMStartStatusOK {
 		t.Fatal("StartVM failed")
@@ -204,38 +217,38 @@ func TestPluginStartFailure(t *testing.T) {
 func TestRequestHeaders(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(t *testing.T)
+		edit func(t *testing.T, vm *proxywasm.VM)
 		want [][2]string
 	}{
-		{"untouched (names lower-cased by the host)", func(*testing.T) {}, [][2]string{
+		{"untouched (names lower-cased by the host)", func(*testing.T, *proxywasm.VM) {}, [][2]string{
 			{":method", "GET"}, {":path", "/a"}, {":authority", "svc"}, {"x-dup", "1"}, {"x-dup", "2"},
 		}},
-		{"add keeps existing values", func(t *testing.T) { must(t, proxywasm.AddHttpRequestHeader("X-Dup", "3")) }, [][2]string{
+		{"add keeps existing values", func(t *testing.T, vm *proxywasm.VM) { must(t, vm.AddHttpRequestHeader("X-Dup", "3")) }, [][2]string{
 			{":method", "GET"}, {":path", "/a"}, {":authority", "svc"}, {"x-dup", "1"}, {"x-dup", "2"}, {"x-dup", "3"},
 		}},
-		{"replace collapses duplicates", func(t *testing.T) { must(t, proxywasm.ReplaceHttpRequestHeader("x-dup", "9")) }, [][2]string{
+		{"replace collapses duplicates", func(t *testing.T, vm *proxywasm.VM) { must(t, vm.ReplaceHttpRequestHeader("x-dup", "9")) }, [][2]string{
 			{":method", "GET"}, {":path", "/a"}, {":authority", "svc"}, {"x-dup", "9"},
 		}},
-		{"replace adds when absent", func(t *testing.T) { must(t, proxywasm.ReplaceHttpRequestHeader("x-new", "v")) }, [][2]string{
+		{"replace adds when absent", func(t *testing.T, vm *proxywasm.VM) { must(t, vm.ReplaceHttpRequestHeader("x-new", "v")) }, [][2]string{
 			{":method", "GET"}, {":path", "/a"}, {":authority", "svc"}, {"x-dup", "1"}, {"x-dup", "2"}, {"x-new", "v"},
 		}},
-		{"remove drops every value", func(t *testing.T) { must(t, proxywasm.RemoveHttpRequestHeader("X-DUP")) }, [][2]string{
+		{"remove drops every value", func(t *testing.T, vm *proxywasm.VM) { must(t, vm.RemoveHttpRequestHeader("X-DUP")) }, [][2]string{
 			{":method", "GET"}, {":path", "/a"}, {":authority", "svc"},
 		}},
-		{"set pairs replaces the map", func(t *testing.T) {
-			must(t, proxywasm.ReplaceHttpRequestHeaders([][2]string{{":path", "/b"}, {"k", ""}}))
+		{"set pairs replaces the map", func(t *testing.T, vm *proxywasm.VM) {
+			must(t, vm.ReplaceHttpRequestHeaders([][2]string{{":path", "/b"}, {"k", ""}}))
 		}, [][2]string{{":path", "/b"}, {"k", ""}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var gotN int
 			var gotPairs [][2]string
-			host := start(t, &hooks{reqHeaders: func(_ uint32, n int, _ bool) proxywasm.Action {
+			host := start(t, &hooks{reqHeaders: func(vm *proxywasm.VM, _ uint32, n int, _ bool) proxywasm.Action {
 				gotN = n
 				var err error
-				gotPairs, err = proxywasm.GetHttpRequestHeaders()
+				gotPairs, err = vm.GetHttpRequestHeaders()
 				must(t, err)
-				tt.edit(t)
+				tt.edit(t, vm)
 				return proxywasm.ActionContinue
 			}}, nil)
 			id := host.InitializeHttpContext()
@@ -258,10 +271,10 @@ func TestGetHeaderValue(t *testing.T) {
 		err error
 	}
 	var path, dup, missing result
-	host := start(t, &hooks{reqHeaders: func(uint32, int, bool) proxywasm.Action {
-		path.v, path.err = proxywasm.GetHttpRequestHeader(":PATH")
-		dup.v, dup.err = proxywasm.GetHttpRequestHeader("x-dup")
-		missing.v, missing.err = proxywasm.GetHttpRequestHeader("x-missing")
+	host := start(t, &hooks{reqHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+		path.v, path.err = vm.GetHttpRequestHeader(":PATH")
+		dup.v, dup.err = vm.GetHttpRequestHeader("x-dup")
+		missing.v, missing.err = vm.GetHttpRequestHeader("x-missing")
 		return proxywasm.ActionContinue
 	}}, nil)
 	host.CallOnRequestHeaders(host.InitializeHttpContext(), baseRequest, true)
@@ -279,23 +292,23 @@ func TestGetHeaderValue(t *testing.T) {
 func TestResponseHeadersAndTrailers(t *testing.T) {
 	var reqTrailer string
 	host := start(t, &hooks{
-		reqTrailers: func(uint32, int) proxywasm.Action {
-			reqTrailer, _ = proxywasm.GetHttpRequestTrailer("grpc-x")
-			must(t, proxywasm.AddHttpRequestTrailer("x-req-trailer", "1"))
+		reqTrailers: func(vm *proxywasm.VM, _ uint32, _ int) proxywasm.Action {
+			reqTrailer, _ = vm.GetHttpRequestTrailer("grpc-x")
+			must(t, vm.AddHttpRequestTrailer("x-req-trailer", "1"))
 			return proxywasm.ActionContinue
 		},
-		respHeaders: func(uint32, int, bool) proxywasm.Action {
-			must(t, proxywasm.ReplaceHttpResponseHeader("x-served-by", "mw"))
-			must(t, proxywasm.RemoveHttpResponseHeader("server"))
-			must(t, proxywasm.AddHttpResponseHeader("x-a", "1"))
+		respHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+			must(t, vm.ReplaceHttpResponseHeader("x-served-by", "mw"))
+			must(t, vm.RemoveHttpResponseHeader("server"))
+			must(t, vm.AddHttpResponseHeader("x-a", "1"))
 			return proxywasm.ActionContinue
 		},
-		respTrailer: func(uint32, int) proxywasm.Action {
-			tr, err := proxywasm.GetHttpResponseTrailers()
+		respTrailer: func(vm *proxywasm.VM, _ uint32, _ int) proxywasm.Action {
+			tr, err := vm.GetHttpResponseTrailers()
 			must(t, err)
-			must(t, proxywasm.ReplaceHttpResponseTrailers(append(tr, [2]string{"x-count", "1"})))
-			must(t, proxywasm.ReplaceHttpResponseTrailer("grpc-status", "0"))
-			must(t, proxywasm.RemoveHttpResponseTrailer("x-drop"))
+			must(t, vm.ReplaceHttpResponseTrailers(append(tr, [2]string{"x-count", "1"})))
+			must(t, vm.ReplaceHttpResponseTrailer("grpc-status", "0"))
+			must(t, vm.RemoveHttpResponseTrailer("x-drop"))
 			return proxywasm.ActionContinue
 		},
 	}, nil)
@@ -322,34 +335,34 @@ func TestBodies(t *testing.T) {
 	tests := []struct {
 		name   string
 		chunks []string
-		edit   func(t *testing.T, body []byte)
+		edit   func(t *testing.T, vm *proxywasm.VM, body []byte)
 		want   string
 	}{
-		{"replace after buffering", []string{"ab", "cd", "ef"}, func(t *testing.T, b []byte) {
-			must(t, proxywasm.ReplaceHttpRequestBody([]byte(strings.ToUpper(string(b)))))
+		{"replace after buffering", []string{"ab", "cd", "ef"}, func(t *testing.T, vm *proxywasm.VM, b []byte) {
+			must(t, vm.ReplaceHttpRequestBody([]byte(strings.ToUpper(string(b)))))
 		}, "ABCDEF"},
-		{"append and prepend", []string{"mid"}, func(t *testing.T, _ []byte) {
-			must(t, proxywasm.AppendHttpRequestBody([]byte(">")))
-			must(t, proxywasm.PrependHttpRequestBody([]byte("<")))
+		{"append and prepend", []string{"mid"}, func(t *testing.T, vm *proxywasm.VM, _ []byte) {
+			must(t, vm.AppendHttpRequestBody([]byte(">")))
+			must(t, vm.PrependHttpRequestBody([]byte("<")))
 		}, "<mid>"},
-		{"untouched", []string{"x", "y"}, func(*testing.T, []byte) {}, "xy"},
+		{"untouched", []string{"x", "y"}, func(*testing.T, *proxywasm.VM, []byte) {}, "xy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var sizes []int
-			host := start(t, &hooks{reqBody: func(_ uint32, n int, eos bool) proxywasm.Action {
+			host := start(t, &hooks{reqBody: func(vm *proxywasm.VM, _ uint32, n int, eos bool) proxywasm.Action {
 				sizes = append(sizes, n)
 				if !eos {
 					return proxywasm.ActionPause
 				}
-				b, err := proxywasm.GetHttpRequestBody(0, n)
+				b, err := vm.GetHttpRequestBody(0, n)
 				must(t, err)
-				part, err := proxywasm.GetHttpRequestBody(1, 1)
+				part, err := vm.GetHttpRequestBody(1, 1)
 				must(t, err)
 				if len(b) > 1 && part[0] != b[1] {
 					t.Errorf("GetHttpRequestBody(1, 1) = %q, want %q", part, b[1:2])
 				}
-				tt.edit(t, b)
+				tt.edit(t, vm, b)
 				return proxywasm.ActionContinue
 			}}, nil)
 			id := host.InitializeHttpContext()
@@ -374,12 +387,12 @@ func TestBodies(t *testing.T) {
 }
 
 func TestResponseBody(t *testing.T) {
-	host := start(t, &hooks{respBody: func(_ uint32, n int, eos bool) proxywasm.Action {
-		b, err := proxywasm.GetHttpResponseBody(0, n)
+	host := start(t, &hooks{respBody: func(vm *proxywasm.VM, _ uint32, n int, eos bool) proxywasm.Action {
+		b, err := vm.GetHttpResponseBody(0, n)
 		must(t, err)
-		must(t, proxywasm.ReplaceHttpResponseBody(append([]byte("["), b...)))
-		must(t, proxywasm.AppendHttpResponseBody([]byte("]")))
-		must(t, proxywasm.PrependHttpResponseBody([]byte("!")))
+		must(t, vm.ReplaceHttpResponseBody(append([]byte("["), b...)))
+		must(t, vm.AppendHttpResponseBody([]byte("]")))
+		must(t, vm.PrependHttpResponseBody([]byte("!")))
 		return proxywasm.ActionContinue
 	}}, nil)
 	id := host.InitializeHttpContext()
@@ -390,8 +403,8 @@ func TestResponseBody(t *testing.T) {
 }
 
 func TestSendHttpResponse(t *testing.T) {
-	host := start(t, &hooks{reqHeaders: func(uint32, int, bool) proxywasm.Action {
-		must(t, proxywasm.SendHttpResponse(429, [][2]string{{"Retry-After", "1"}}, []byte("slow down"), -1))
+	host := start(t, &hooks{reqHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+		must(t, vm.SendHttpResponse(429, [][2]string{{"Retry-After", "1"}}, []byte("slow down"), -1))
 		return proxywasm.ActionPause
 	}}, nil)
 	id := host.InitializeHttpContext()
@@ -412,8 +425,8 @@ func TestSendHttpResponse(t *testing.T) {
 
 func TestSendHttpResponseBadStatus(t *testing.T) {
 	var err error
-	host := start(t, &hooks{reqHeaders: func(uint32, int, bool) proxywasm.Action {
-		err = proxywasm.SendHttpResponse(99, nil, nil, -1)
+	host := start(t, &hooks{reqHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+		err = vm.SendHttpResponse(99, nil, nil, -1)
 		return proxywasm.ActionContinue
 	}}, nil)
 	host.CallOnRequestHeaders(host.InitializeHttpContext(), baseRequest, true)
@@ -425,28 +438,28 @@ func TestSendHttpResponseBadStatus(t *testing.T) {
 func TestDispatchHttpCall(t *testing.T) {
 	var gotBody, gotStatus string
 	var calls int
-	h := &hooks{reqHeaders: func(uint32, int, bool) proxywasm.Action {
-		_, err := proxywasm.DispatchHttpCall("authz", [][2]string{
+	h := &hooks{reqHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+		_, err := vm.DispatchHttpCall("authz", [][2]string{
 			{":method", "POST"}, {":path", "/check"}, {":authority", "authz"},
 		}, []byte("req"), [][2]string{{"t", "1"}}, 250, func(numHeaders, bodySize, numTrailers int) {
 			calls++
-			b, err := proxywasm.GetHttpCallResponseBody(0, bodySize)
+			b, err := vm.GetHttpCallResponseBody(0, bodySize)
 			must(t, err)
 			gotBody = string(b)
-			hs, err := proxywasm.GetHttpCallResponseHeaders()
+			hs, err := vm.GetHttpCallResponseHeaders()
 			must(t, err)
 			if len(hs) != numHeaders {
 				t.Errorf("numHeaders %d, pairs %d", numHeaders, len(hs))
 			}
-			tr, err := proxywasm.GetHttpCallResponseTrailers()
+			tr, err := vm.GetHttpCallResponseTrailers()
 			must(t, err)
 			if len(tr) != numTrailers {
 				t.Errorf("numTrailers %d, pairs %d", numTrailers, len(tr))
 			}
 			gotStatus = hs[0][1]
 			// The dispatching stream is effective again: edit it and resume.
-			must(t, proxywasm.AddHttpRequestHeader("x-authz", gotStatus))
-			must(t, proxywasm.ResumeHttpRequest())
+			must(t, vm.AddHttpRequestHeader("x-authz", gotStatus))
+			must(t, vm.ResumeHttpRequest())
 		})
 		must(t, err)
 		return proxywasm.ActionPause
@@ -488,17 +501,18 @@ func TestDispatchHttpCall(t *testing.T) {
 
 func TestDispatchHttpCallBadArgument(t *testing.T) {
 	var err error
-	host := start(t, &hooks{reqHeaders: func(uint32, int, bool) proxywasm.Action {
-		_, err = proxywasm.DispatchHttpCall("c", [][2]string{{":method", "GET"}}, nil, nil, 10, func(int, int, int) {})
+	host := start(t, &hooks{reqHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+		_, err = vm.DispatchHttpCall("c", [][2]string{{":method", "GET"}}, nil, nil, 10, func(int, int, int) {})
 		return proxywasm.ActionContinue
 	}}, nil)
+	vm := host.VM()
 	host.CallOnRequestHeaders(host.InitializeHttpContext(), baseRequest, true)
 	if !errors.Is(err, proxywasm.ErrBadArgument) || !strings.Contains(err.Error(), `cluster "c"`) {
 		t.Errorf("err = %v, want ErrBadArgument naming the cluster", err)
 	}
 	// Outside any callback the response could not be routed: refused
 	// before anything is dispatched.
-	_, err = proxywasm.DispatchHttpCall("c", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "c"}}, nil, nil, 10, func(int, int, int) {})
+	_, err = vm.DispatchHttpCall("c", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "c"}}, nil, nil, 10, func(int, int, int) {})
 	if !errors.Is(err, proxywasm.ErrBadArgument) || len(host.GetCallouts()) != 0 {
 		t.Errorf("dispatch outside a callback: err = %v, %d callouts", err, len(host.GetCallouts()))
 	}
@@ -506,22 +520,23 @@ func TestDispatchHttpCallBadArgument(t *testing.T) {
 
 func TestSharedData(t *testing.T) {
 	host := start(t, &hooks{}, nil)
-	_, _, err := proxywasm.GetSharedData("k")
+	vm := host.VM()
+	_, _, err := vm.GetSharedData("k")
 	if !errors.Is(err, proxywasm.ErrNotFound) {
 		t.Fatalf("missing key: %v", err)
 	}
-	must(t, proxywasm.SetSharedData("k", []byte("v1"), 0))
-	v, cas, err := proxywasm.GetSharedData("k")
+	must(t, vm.SetSharedData("k", []byte("v1"), 0))
+	v, cas, err := vm.GetSharedData("k")
 	must(t, err)
 	if string(v) != "v1" || cas == 0 {
 		t.Fatalf("get = %q cas %d", v, cas)
 	}
 	host.PutSharedData("k", []byte("other vm")) // another VM wins the race
-	if err := proxywasm.SetSharedData("k", []byte("v2"), cas); !errors.Is(err, proxywasm.ErrCasMismatch) {
+	if err := vm.SetSharedData("k", []byte("v2"), cas); !errors.Is(err, proxywasm.ErrCasMismatch) {
 		t.Fatalf("stale CAS: err = %v, want ErrCasMismatch", err)
 	}
-	_, cas, _ = proxywasm.GetSharedData("k")
-	must(t, proxywasm.SetSharedData("k", []byte("v2"), cas))
+	_, cas, _ = vm.GetSharedData("k")
+	must(t, vm.SetSharedData("k", []byte("v2"), cas))
 	if got, _, _ := host.GetSharedDataValue("k"); string(got) != "v2" {
 		t.Errorf("value = %q, want v2", got)
 	}
@@ -531,14 +546,14 @@ func TestSharedQueues(t *testing.T) {
 	var got []string
 	var qid uint32
 	host := start(t, &hooks{
-		pluginStart: func(int) bool {
+		pluginStart: func(vm *proxywasm.VM, _ int) bool {
 			var err error
-			qid, err = proxywasm.RegisterSharedQueue("events")
+			qid, err = vm.RegisterSharedQueue("events")
 			return err == nil
 		},
-		queueReady: func(id uint32) {
+		queueReady: func(vm *proxywasm.VM, id uint32) {
 			for {
-				b, err := proxywasm.DequeueSharedQueue(id)
+				b, err := vm.DequeueSharedQueue(id)
 				if errors.Is(err, proxywasm.ErrEmpty) {
 					return
 				}
@@ -547,15 +562,16 @@ func TestSharedQueues(t *testing.T) {
 			}
 		},
 	}, proxytest.NewEmulatorOption().WithVMID("vm1"))
-	id, err := proxywasm.ResolveSharedQueue("vm1", "events")
+	vm := host.VM()
+	id, err := vm.ResolveSharedQueue("vm1", "events")
 	must(t, err)
 	if id != qid {
 		t.Errorf("resolved %d, registered %d", id, qid)
 	}
-	if _, err := proxywasm.ResolveSharedQueue("vm1", "nope"); !errors.Is(err, proxywasm.ErrNotFound) {
+	if _, err := vm.ResolveSharedQueue("vm1", "nope"); !errors.Is(err, proxywasm.ErrNotFound) {
 		t.Errorf("unknown queue: %v", err)
 	}
-	must(t, proxywasm.EnqueueSharedQueue(qid, []byte("a")))
+	must(t, vm.EnqueueSharedQueue(qid, []byte("a")))
 	if _, ok := host.EnqueueToQueue("vm1", "events", []byte("b")); !ok {
 		t.Fatal("the host cannot find the queue")
 	}
@@ -566,20 +582,21 @@ func TestSharedQueues(t *testing.T) {
 	if !slices.Equal(got, []string{"a", "b"}) || host.GetQueueSize(qid) != 0 {
 		t.Errorf("dequeued %q, %d left", got, host.GetQueueSize(qid))
 	}
-	if err := proxywasm.EnqueueSharedQueue(999, nil); !errors.Is(err, proxywasm.ErrNotFound) {
+	if err := vm.EnqueueSharedQueue(999, nil); !errors.Is(err, proxywasm.ErrNotFound) {
 		t.Errorf("enqueue to unknown queue: %v", err)
 	}
 }
 
 func TestMetrics(t *testing.T) {
 	host := start(t, &hooks{}, nil)
-	c := proxywasm.DefineCounterMetric("requests_total")
+	vm := host.VM()
+	c := vm.DefineCounterMetric("requests_total")
 	c.Increment(2)
 	c.Increment(3)
-	g := proxywasm.DefineGaugeMetric("inflight")
+	g := vm.DefineGaugeMetric("inflight")
 	g.Record(10)
 	g.Add(-4)
-	hm := proxywasm.DefineHistogramMetric("latency_us")
+	hm := vm.DefineHistogramMetric("latency_us")
 	hm.Record(7)
 	hm.Record(9)
 	if c.Value() != 5 || g.Value() != 6 || hm.Value() != 16 {
@@ -594,10 +611,10 @@ func TestMetrics(t *testing.T) {
 	if v, err := host.GetHistogramMetric("latency_us"); err != nil || !slices.Equal(v, []uint64{7, 9}) {
 		t.Errorf("histogram = %v, %v", v, err)
 	}
-	if again := proxywasm.DefineCounterMetric("requests_total"); again != c {
-		t.Errorf("redefining a counter returned a new id %d (was %d)", again, c)
+	if again := vm.DefineCounterMetric("requests_total"); again != c {
+		t.Errorf("redefining a counter returned a new id %d (was %d)", again.ID(), c.ID())
 	}
-	if _, err := proxywasm.DefineGaugeMetricErr("requests_total"); !errors.Is(err, proxywasm.ErrBadArgument) {
+	if _, err := vm.DefineGaugeMetricErr("requests_total"); !errors.Is(err, proxywasm.ErrBadArgument) {
 		t.Errorf("redefining a counter as a gauge: %v", err)
 	}
 }
@@ -606,22 +623,23 @@ func TestProperties(t *testing.T) {
 	host := start(t, &hooks{}, proxytest.NewEmulatorOption().
 		WithProperty([]string{"source", "address"}, []byte("10.0.0.1:80")).
 		WithProperty([]string{"request", "headers"}, []byte(nil)))
-	v, err := proxywasm.GetProperty([]string{"source", "address"})
+	vm := host.VM()
+	v, err := vm.GetProperty([]string{"source", "address"})
 	must(t, err)
 	if string(v) != "10.0.0.1:80" {
 		t.Errorf("source.address = %q", v)
 	}
-	if _, err := proxywasm.GetProperty([]string{"source", "port"}); !errors.Is(err, proxywasm.ErrNotFound) {
+	if _, err := vm.GetProperty([]string{"source", "port"}); !errors.Is(err, proxywasm.ErrNotFound) {
 		t.Errorf("missing property: %v", err)
 	}
-	if _, err := proxywasm.GetProperty(nil); !errors.Is(err, proxywasm.ErrBadArgument) {
+	if _, err := vm.GetProperty(nil); !errors.Is(err, proxywasm.ErrBadArgument) {
 		t.Errorf("empty path: %v", err)
 	}
-	must(t, proxywasm.SetProperty([]string{"filter_state", "mw.dye"}, []byte("canary")))
+	must(t, vm.SetProperty([]string{"filter_state", "mw.dye"}, []byte("canary")))
 	if got, ok := host.GetPropertyValue([]string{"filter_state", "mw.dye"}); !ok || string(got) != "canary" {
 		t.Errorf("set property = %q, %v", got, ok)
 	}
-	m, err := proxywasm.GetPropertyMap([]string{"request", "headers"})
+	m, err := vm.GetPropertyMap([]string{"request", "headers"})
 	if err != nil || len(m) != 0 {
 		t.Errorf("empty map property = %v, %v", m, err)
 	}
@@ -629,12 +647,13 @@ func TestProperties(t *testing.T) {
 
 func TestLogs(t *testing.T) {
 	host := start(t, &hooks{}, proxytest.NewEmulatorOption().WithLogLevel(proxywasm.LogLevelWarn))
-	proxywasm.LogTrace("t")
-	proxywasm.LogDebugf("d%d", 1)
-	proxywasm.LogInfo("i")
-	proxywasm.LogWarnf("w%s", "x")
-	proxywasm.LogError("e")
-	proxywasm.LogCriticalf("c%v", true)
+	vm := host.VM()
+	vm.LogTrace("t")
+	vm.LogDebugf("d%d", 1)
+	vm.LogInfo("i")
+	vm.LogWarnf("w%s", "x")
+	vm.LogError("e")
+	vm.LogCriticalf("c%v", true)
 	tests := []struct {
 		got  []string
 		want string
@@ -647,7 +666,7 @@ func TestLogs(t *testing.T) {
 			t.Errorf("level %d logs = %q, want [%q]", i, tt.got, tt.want)
 		}
 	}
-	if l, err := proxywasm.GetLogLevel(); err != nil || l != proxywasm.LogLevelWarn {
+	if l, err := vm.GetLogLevel(); err != nil || l != proxywasm.LogLevelWarn {
 		t.Errorf("log level = %v, %v", l, err)
 	}
 }
@@ -657,11 +676,11 @@ func TestTickAndStreamDone(t *testing.T) {
 	var doneIDs []uint32
 	var pathAtDone string
 	host := start(t, &hooks{
-		pluginStart: func(int) bool { return proxywasm.SetTickPeriodMilliSeconds(100) == nil },
-		tick:        func() { ticks++ },
-		streamDone: func(id uint32) {
+		pluginStart: func(vm *proxywasm.VM, _ int) bool { return vm.SetTickPeriodMilliSeconds(100) == nil },
+		tick:        func(*proxywasm.VM) { ticks++ },
+		streamDone: func(vm *proxywasm.VM, id uint32) {
 			doneIDs = append(doneIDs, id)
-			pathAtDone, _ = proxywasm.GetHttpRequestHeader(":path")
+			pathAtDone, _ = vm.GetHttpRequestHeader(":path")
 		},
 	}, nil)
 	if host.GetTickPeriod() != 100 {
@@ -682,16 +701,16 @@ func TestTickAndStreamDone(t *testing.T) {
 
 func TestCloseAndResume(t *testing.T) {
 	host := start(t, &hooks{
-		reqHeaders: func(uint32, int, bool) proxywasm.Action {
-			must(t, proxywasm.CloseHttpRequest())
+		reqHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+			must(t, vm.CloseHttpRequest())
 			return proxywasm.ActionPause
 		},
-		respHeaders: func(uint32, int, bool) proxywasm.Action {
-			must(t, proxywasm.ResumeHttpResponse())
+		respHeaders: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+			must(t, vm.ResumeHttpResponse())
 			return proxywasm.ActionPause
 		},
-		respBody: func(uint32, int, bool) proxywasm.Action {
-			must(t, proxywasm.CloseHttpResponse())
+		respBody: func(vm *proxywasm.VM, _ uint32, _ int, _ bool) proxywasm.Action {
+			must(t, vm.CloseHttpResponse())
 			return proxywasm.ActionContinue
 		},
 	}, nil)
@@ -710,28 +729,33 @@ func TestCloseAndResume(t *testing.T) {
 func TestGetCurrentTimeAndForeign(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	host := start(t, &hooks{}, proxytest.NewEmulatorOption().WithClock(func() time.Time { return at }))
-	if got := proxywasm.GetCurrentTime(); !got.Equal(at) {
+	vm := host.VM()
+	if got := vm.GetCurrentTime(); !got.Equal(at) {
 		t.Errorf("GetCurrentTime = %v, want %v", got, at)
 	}
 	host.RegisterForeignFunction("echo", func(b []byte) []byte { return append(b, '!') })
-	out, err := proxywasm.CallForeignFunction("echo", []byte("hi"))
+	out, err := vm.CallForeignFunction("echo", []byte("hi"))
 	if err != nil || string(out) != "hi!" {
 		t.Errorf("foreign = %q, %v", out, err)
 	}
-	if _, err := proxywasm.CallForeignFunction("nope", nil); !errors.Is(err, proxywasm.ErrNotFound) {
+	if _, err := vm.CallForeignFunction("nope", nil); !errors.Is(err, proxywasm.ErrNotFound) {
 		t.Errorf("unknown foreign function: %v", err)
 	}
 }
 
 func TestHostcallsWithoutHost(t *testing.T) {
-	// No emulator: every hostcall fails cleanly instead of crashing.
-	if _, err := proxywasm.GetHttpRequestHeaders(); !errors.Is(err, proxywasm.ErrInternalFailure) {
+	// A VM whose emulator was reset has no host: every hostcall fails
+	// cleanly instead of crashing.
+	host, reset := proxytest.NewHostEmulator(nil)
+	reset()
+	vm := host.VM()
+	if _, err := vm.GetHttpRequestHeaders(); !errors.Is(err, proxywasm.ErrInternalFailure) {
 		t.Errorf("GetHttpRequestHeaders without a host: %v", err)
 	}
-	if err := proxywasm.SetSharedData("k", nil, 0); !errors.Is(err, proxywasm.ErrInternalFailure) {
+	if err := vm.SetSharedData("k", nil, 0); !errors.Is(err, proxywasm.ErrInternalFailure) {
 		t.Errorf("SetSharedData without a host: %v", err)
 	}
-	if got := proxywasm.GetCurrentTime(); time.Since(got) > time.Minute {
+	if got := vm.GetCurrentTime(); time.Since(got) > time.Minute {
 		t.Errorf("GetCurrentTime without a host = %v, want the WASI clock", got)
 	}
 }
@@ -741,16 +765,16 @@ func TestHostcallsWithoutHost(t *testing.T) {
 func TestInterleavedStreams(t *testing.T) {
 	var done []uint32
 	host := start(t, &hooks{
-		reqHeaders: func(id uint32, _ int, _ bool) proxywasm.Action {
-			p, _ := proxywasm.GetHttpRequestHeader(":path")
-			must(t, proxywasm.AddHttpRequestHeader("x-ctx", fmt.Sprint(id)+p))
+		reqHeaders: func(vm *proxywasm.VM, id uint32, _ int, _ bool) proxywasm.Action {
+			p, _ := vm.GetHttpRequestHeader(":path")
+			must(t, vm.AddHttpRequestHeader("x-ctx", fmt.Sprint(id)+p))
 			return proxywasm.ActionContinue
 		},
-		respHeaders: func(id uint32, _ int, _ bool) proxywasm.Action {
-			must(t, proxywasm.AddHttpResponseHeader("x-ctx", fmt.Sprint(id)))
+		respHeaders: func(vm *proxywasm.VM, id uint32, _ int, _ bool) proxywasm.Action {
+			must(t, vm.AddHttpResponseHeader("x-ctx", fmt.Sprint(id)))
 			return proxywasm.ActionContinue
 		},
-		streamDone: func(id uint32) { done = append(done, id) },
+		streamDone: func(vm *proxywasm.VM, id uint32) { done = append(done, id) },
 	}, nil)
 	a, b, c := host.InitializeHttpContext(), host.InitializeHttpContext(), host.InitializeHttpContext()
 	host.CallOnRequestHeaders(b, [][2]string{{":path", "/b"}}, true)

@@ -21,13 +21,13 @@ import (
 // allocations per request, without wasm. The emulator's own allocations are
 // in the figures too (compare with the noop row).
 func BenchmarkNativeEach(b *testing.B) {
-	vms := map[string]func() proxywasm.VMContext{
-		"noop": func() proxywasm.VMContext { return &noopVM{} }, "dye": dye.NewVMContext, "audit": audit.NewVMContext, "trace": trace.NewVMContext,
+	vms := map[string]func(*proxywasm.VM) proxywasm.VMContext{
+		"noop": func(*proxywasm.VM) proxywasm.VMContext { return &noopVM{} }, "dye": dye.NewVMContext, "audit": audit.NewVMContext, "trace": trace.NewVMContext,
 	}
 	cfgs := chainConfigs(b, 100)
 	for _, name := range []string{"noop", "dye", "audit", "trace"} {
 		b.Run(name, func(b *testing.B) {
-			host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(vms[name]()).
+			host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(vms[name]).
 				WithPluginConfiguration(cfgs[name]).
 				WithProperty([]string{"connection", "uri_san_peer_certificate"}, []byte("spiffe://bank.example/ns/mesh/sa/gw")).
 				WithProperty([]string{"source", "address"}, []byte("10.1.2.3:4000")))

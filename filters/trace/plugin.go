@@ -20,17 +20,21 @@ const (
 )
 
 // NewVMContext returns the trace filter's VM context; the wasm main package
-// passes it to proxywasm.SetVMContext.
-func NewVMContext() proxywasm.VMContext { return kit.NewVMContext(NewPluginContext) }
+// passes it to proxywasm.SetVMContext with proxywasm.ModuleVM(); a native
+// host calls it with the VM of each instance.
+func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
+	return kit.NewVMContext(vm, NewPluginContext)
+}
 
 // NewPluginContext returns a plugin context of this filter, for modules
 // that bundle several filters and pick one by root id.
-func NewPluginContext() proxywasm.PluginContext {
-	return &pluginContext{req: kit.HostRequest{Filter: "trace"}}
+func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
+	return &pluginContext{vm: vm, req: kit.HostRequest{Filter: "trace", VM: vm}}
 }
 
 type pluginContext struct {
 	proxywasm.DefaultPluginContext
+	vm     *proxywasm.VM // every hostcall goes through it
 	engine *Engine
 	cfg    *traceconfig.Config
 	b      kit.Batcher
@@ -48,19 +52,20 @@ var propRouteName = []string{"route_name"}
 // OnPluginStart parses and validates the configuration (a bad one refuses
 // the plugin with a log line naming the field) and starts the export tick.
 func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
-	cfg, ok := kit.LoadConfig("trace", traceconfig.ParseConfig)
+	cfg, ok := kit.LoadConfig(p.vm, "trace", traceconfig.ParseConfig)
 	if !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.cfg, p.engine = cfg, NewEngine(cfg)
-	if p.rnd, ok = kit.NewChaCha8("trace", "trace ids"); !ok {
+	if p.rnd, ok = kit.NewChaCha8(p.vm, "trace", "trace ids"); !ok {
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	if cfg.DisableExport {
-		proxywasm.LogInfof("trace: started, export disabled")
+		p.vm.LogInfof("trace: started, export disabled")
 		return proxywasm.OnPluginStartStatusOK
 	}
 	ok = p.b.Start(kit.BatcherConfig{
+		VM:     p.vm,
 		Filter: "trace", Items: "spans",
 		QueueName: cfg.Batch.QueueName, Buffer: cfg.Batch.BufferSpans, Batch: cfg.Batch.MaxSpans,
 		Cluster: cfg.Collector.Cluster, TimeoutMs: cfg.Collector.TimeoutMs,
@@ -71,10 +76,10 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 		Encode:   func(dst []byte, items [][]byte) []byte { return p.engine.AppendExport(dst, items) },
 		Enqueued: MetricSpans, Sent: MetricExported, Dropped: MetricDropped, Failures: MetricSendFailures,
 	})
-	if !ok || !kit.StartTick("trace", "export", cfg.Batch.FlushIntervalMs) {
+	if !ok || !kit.StartTick(p.vm, "trace", "export", cfg.Batch.FlushIntervalMs) {
 		return proxywasm.OnPluginStartStatusFailed
 	}
-	proxywasm.LogInfof("trace: started, exporting to cluster %q path %s", cfg.Collector.Cluster, cfg.Collector.Path)
+	p.vm.LogInfof("trace: started, exporting to cluster %q path %s", cfg.Collector.Cluster, cfg.Collector.Path)
 	return proxywasm.OnPluginStartStatusOK
 }
 
@@ -109,7 +114,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	req := h.p.req.Load()
 	hop, err := h.p.engine.Start(req, h.p.rnd)
 	if err != nil {
-		proxywasm.LogErrorf("trace: no randomness for new ids: %v", err)
+		h.p.vm.LogErrorf("trace: no randomness for new ids: %v", err)
 		return proxywasm.ActionContinue
 	}
 	h.started, h.hop = true, hop
@@ -118,7 +123,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	}
 	s := &h.span
 	s.TraceID, s.SpanID, s.Parent = hop.Span.TraceID, hop.Span.SpanID, hop.Parent
-	s.StartNS = proxywasm.GetCurrentTime().UnixNano()
+	s.StartNS = h.p.vm.GetCurrentTime().UnixNano()
 	s.Method, _ = req.Header(":method")
 	path, _ := req.Header(":path")
 	if q := strings.IndexByte(path, '?'); q >= 0 {
@@ -126,18 +131,18 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	}
 	s.Path = path
 	s.Lane, _ = req.Header(dyeing.Header)
-	s.Peer, _ = proxywasm.GetPropertyString(kit.PropPeerURISAN)
-	s.PeerAddr, _ = proxywasm.GetPropertyString(kit.PropSourceAddress)
+	s.Peer, _ = h.p.vm.GetPropertyString(kit.PropPeerURISAN)
+	s.PeerAddr, _ = h.p.vm.GetPropertyString(kit.PropSourceAddress)
 	return proxywasm.ActionContinue
 }
 
 // OnHttpResponseHeaders records the status and the route chosen.
 func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	if h.span.StartNS != 0 {
-		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+		if v, err := h.p.vm.GetHttpResponseHeader(":status"); err == nil {
 			h.span.Status, _ = strconv.Atoi(v)
 		}
-		h.span.Route, _ = proxywasm.GetPropertyString(propRouteName)
+		h.span.Route, _ = h.p.vm.GetPropertyString(propRouteName)
 	}
 	return proxywasm.ActionContinue
 }
@@ -148,7 +153,7 @@ func (h *httpContext) OnHttpStreamDone() {
 		return
 	}
 	s := &h.span
-	s.EndNS = max(proxywasm.GetCurrentTime().UnixNano(), s.StartNS)
+	s.EndNS = max(h.p.vm.GetCurrentTime().UnixNano(), s.StartNS)
 	s.Name = s.Method
 	if s.Route != "" {
 		s.Name += " " + s.Route

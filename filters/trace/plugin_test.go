@@ -14,7 +14,7 @@ import (
 )
 
 func TestPluginNative(t *testing.T) {
-	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(NewVMContext()).
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(NewVMContext).
 		WithPluginConfiguration([]byte(`{"serviceName":"svc","batch":{"maxSpans":2}}`)))
 	defer reset()
 	if host.StartVM() != proxywasm.OnVMStartStatusOK || host.StartPlugin() != proxywasm.OnPluginStartStatusOK {
@@ -63,5 +63,5 @@ func TestPluginNative(t *testing.T) {
 }
 
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
-	kittest.RefusesConfig(t, NewVMContext(), `{"collector":{"path":"traces"}}`, "collector.path")
+	kittest.RefusesConfig(t, NewVMContext, `{"collector":{"path":"traces"}}`, "collector.path")
 }

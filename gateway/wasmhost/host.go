@@ -106,18 +106,18 @@ func (in *instance) read(ptr, size uint32) ([]byte, bool) {
 	if size == 0 {
 		return nil, true
 	}
-	return in.mod.Memory().Read(ptr, size)
+	return in.mem.Read(ptr, size)
 }
 
 func (in *instance) putU32(ptr, v uint32) status {
-	if !in.mod.Memory().WriteUint32Le(ptr, v) {
+	if !in.mem.WriteUint32Le(ptr, v) {
 		return statusInvalidMemoryAccess
 	}
 	return statusOK
 }
 
 func (in *instance) putU64(ptr uint32, v uint64) status {
-	if !in.mod.Memory().WriteUint64Le(ptr, v) {
+	if !in.mem.WriteUint64Le(ptr, v) {
 		return statusInvalidMemoryAccess
 	}
 	return statusOK
@@ -127,7 +127,7 @@ func (in *instance) putU64(ptr uint32, v uint64) status {
 // size to ptrPtr and sizePtr; fill writes the data into the allocation.
 // Views of guest memory taken before are stale after the allocator ran.
 func (in *instance) returnSlot(size int, ptrPtr, sizePtr uint32, fill func([]byte)) status {
-	mem := in.mod.Memory()
+	mem := in.mem
 	if _, ok := mem.Read(ptrPtr, 4); !ok {
 		return statusInvalidMemoryAccess
 	}
@@ -140,7 +140,7 @@ func (in *instance) returnSlot(size int, ptrPtr, sizePtr uint32, fill func([]byt
 		if p, ok = in.allocate(size); !ok {
 			return statusInternalFailure
 		}
-		view, ok := in.mod.Memory().Read(p, uint32(size)) // fresh view: memory may have grown
+		view, ok := in.mem.Read(p, uint32(size)) // fresh view: memory may have grown
 		if !ok {
 			return statusInvalidMemoryAccess
 		}

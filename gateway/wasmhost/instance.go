@@ -16,7 +16,8 @@ import (
 // loop) is the only caller into it.
 type instance struct {
 	p      *Plugin
-	mod    api.Module
+	mod    api.Module      // nil for a native instance
+	mem    guestMemory     // mod's memory, or a native instance's scratch
 	ctx    context.Context // carries the instance to hostcalls; cancelled on deadline
 	cancel context.CancelFunc
 
@@ -48,13 +49,19 @@ type instance struct {
 	notify chan struct{}
 }
 
+// guestFunc is an export of a guest: a wazero api.Function, or a
+// nativeExport of a native instance.
+type guestFunc interface {
+	CallWithStack(ctx context.Context, stack []uint64) error
+}
+
 type exports struct {
-	alloc                                                         api.Function
-	initialize, start                                             api.Function
-	onContextCreate, onVMStart, onConfigure, onTick, onQueueReady api.Function
-	onRequestHeaders, onRequestBody, onRequestTrailers            api.Function
-	onResponseHeaders, onResponseBody, onResponseTrailers         api.Function
-	onDone, onLog, onDelete, onHTTPCallResponse                   api.Function
+	alloc                                                         guestFunc
+	initialize, start                                             guestFunc
+	onContextCreate, onVMStart, onConfigure, onTick, onQueueReady guestFunc
+	onRequestHeaders, onRequestBody, onRequestTrailers            guestFunc
+	onResponseHeaders, onResponseBody, onResponseTrailers         guestFunc
+	onDone, onLog, onDelete, onHTTPCallResponse                   guestFunc
 }
 
 type pendingCall struct {
@@ -101,6 +108,9 @@ var _ error = (*guestError)(nil)
 var errDead = errors.New("instance is no longer usable")
 
 func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
+	if p.mod.native != nil {
+		return newNativeInstance(ctx, p)
+	}
 	// Instance names are unique in the wazero runtime, across plugins: a
 	// new version of a filter starts while its last known good runs.
 	name := fmt.Sprintf("%s#%d", p.cfg.Name, p.r.seq.Add(1))
@@ -108,20 +118,8 @@ func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: instantiate: %w", p.cfg.Name, err)
 	}
-	in := &instance{
-		p:       p,
-		mod:     mod,
-		rootID:  1,
-		nextID:  1,
-		streams: map[uint32]*Stream{},
-		calls:   map[uint32]*pendingCall{},
-		notify:  make(chan struct{}, 1),
-	}
-	// An instance outlives the stream that started it and the plugin's own
-	// cancellation (streams still open keep theirs): only its deadline
-	// cancels it.
-	cctx, cancel := context.WithCancel(context.WithoutCancel(p.ctx))
-	in.ctx, in.cancel = context.WithValue(cctx, instKey{}, in), cancel
+	in := newInstanceState(p)
+	in.mod, in.mem = mod, mod.Memory()
 	fn := mod.ExportedFunction
 	in.f = exports{
 		alloc:              fn("proxy_on_memory_allocate"),
@@ -154,6 +152,25 @@ func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+// newInstanceState returns an instance with its registries and context,
+// before its module (wasm or native) is attached.
+func newInstanceState(p *Plugin) *instance {
+	in := &instance{
+		p:       p,
+		rootID:  1,
+		nextID:  1,
+		streams: map[uint32]*Stream{},
+		calls:   map[uint32]*pendingCall{},
+		notify:  make(chan struct{}, 1),
+	}
+	// An instance outlives the stream that started it and the plugin's own
+	// cancellation (streams still open keep theirs): only its deadline
+	// cancels it.
+	cctx, cancel := context.WithCancel(context.WithoutCancel(p.ctx))
+	in.ctx, in.cancel = context.WithValue(cctx, instKey{}, in), cancel
+	return in
 }
 
 // boot runs the module's initialiser and the root context's start-up, as
@@ -199,7 +216,7 @@ func (in *instance) boot() error {
 
 // call invokes fn with args. A nil fn (an optional callback the module does
 // not export) returns 0. Any error marks the instance dead.
-func (in *instance) call(name string, fn api.Function, args ...uint64) (uint64, error) {
+func (in *instance) call(name string, fn guestFunc, args ...uint64) (uint64, error) {
 	if fn == nil {
 		return 0, nil
 	}
@@ -242,7 +259,7 @@ func (in *instance) allocate(size int) (uint32, bool) {
 	if p == 0 {
 		return 0, false
 	}
-	if _, ok := in.mod.Memory().Read(p, uint32(size)); !ok {
+	if _, ok := in.mem.Read(p, uint32(size)); !ok {
 		return 0, false
 	}
 	return p, true
@@ -339,7 +356,9 @@ func (in *instance) close() {
 		pc.cancel()
 	}
 	in.cancel()
-	_ = in.mod.Close(context.WithoutCancel(in.ctx))
+	if in.mod != nil {
+		_ = in.mod.Close(context.WithoutCancel(in.ctx))
+	}
 }
 
-type apiFunc = api.Function
+type apiFunc = guestFunc

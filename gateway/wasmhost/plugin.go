@@ -116,6 +116,12 @@ func (p *Plugin) spawn(ctx context.Context) (*instance, error) {
 	p.mu.Lock()
 	p.all[in] = struct{}{}
 	p.mu.Unlock()
+	if in.tickPeriod.Load() > 0 {
+		// The guest set its tick period while booting, before the
+		// background loop could see the instance: wake it now, or the first
+		// tick waits for the loop's idle period (CallTimeout/4).
+		p.kick()
+	}
 	return in, nil
 }
 
@@ -245,6 +251,12 @@ func (p *Plugin) background() {
 			in.mu.Unlock()
 			if dead {
 				p.discard(in)
+				continue
+			}
+			if in.tickPeriod.Load() > 0 {
+				// The tick just served set the next one: sleep until
+				// then, not for the loop's idle period.
+				next = min(next, in.nextTick.Load())
 			}
 		}
 		if !timer.Stop() {

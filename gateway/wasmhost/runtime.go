@@ -39,6 +39,10 @@ type RuntimeConfig struct {
 	// Interpreter selects wazero's interpreter instead of its compiler. It is
 	// about 30× slower; use it only where the compiler is unsupported.
 	Interpreter bool
+	// Native lists the filters the host links as Go code: a module whose
+	// sha256 is a NativeFilter's runs natively (nullvm), every other module
+	// in wazero. Empty: every module runs in wazero.
+	Native []NativeFilter
 	// WASI selects the WASI surface guests get: WASIEnvoy (the default,
 	// also for "") offers exactly Envoy's, so a guest that would fail in an
 	// Envoy sidecar fails here too; WASIFull offers wazero's complete WASI.
@@ -55,6 +59,9 @@ type Runtime struct {
 	cache wazero.CompilationCache
 
 	trusted map[string]bool // sha256 → run without per-call deadlines
+	native  map[string]*NativeFilter
+	// hostcalls are the hostFuncs native instances call.
+	hostcalls *hostcallTable
 
 	mu      sync.Mutex
 	modules map[string]*moduleEntry
@@ -83,8 +90,9 @@ type moduleEntry struct {
 
 // Module is a compiled proxy-wasm module.
 type Module struct {
-	rt       wazero.Runtime // the runtime that compiled it, and instantiates it
-	compiled wazero.CompiledModule
+	rt       wazero.Runtime        // the runtime that compiled it, and instantiates it
+	compiled wazero.CompiledModule // nil for a native module
+	native   *NativeFilter         // the filter linked in its place, or nil
 	sha256   string
 	abi      ABIVersion
 	size     int
@@ -128,6 +136,19 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		metrics:    newMetricStore(),
 		wd:         newWatchdog(),
 	}
+	var err error
+	if r.hostcalls, err = newHostcallTable(); err != nil {
+		return nil, err
+	}
+	r.native = map[string]*NativeFilter{}
+	for i := range cfg.Native {
+		nf := &cfg.Native[i]
+		sum := strings.ToLower(strings.TrimSpace(nf.SHA256))
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size || nf.New == nil || nf.Name == "" {
+			return nil, fmt.Errorf("native filter %q: want a name, a constructor and the 64 hex digits of its official build's sha256, got %q", nf.Name, nf.SHA256)
+		}
+		r.native[sum] = nf
+	}
 	for _, sum := range cfg.TrustedSHA256 {
 		sum = strings.ToLower(strings.TrimSpace(sum))
 		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
@@ -145,7 +166,6 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		r.cache = cache
 		rc = rc.WithCompilationCache(cache)
 	}
-	var err error
 	if r.rt, err = newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline), cfg.WASI); err != nil {
 		_ = r.Close(ctx)
 		return nil, err
@@ -232,6 +252,12 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 }
 
 func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module, error) {
+	if nf := r.native[key]; nf != nil {
+		// The official build of a filter the host links: nothing to compile.
+		// Its instances are bounded by the watchdog as wasm ones are (checked
+		// when a callback returns: native code is not interrupted).
+		return &Module{native: nf, sha256: key, abi: ABI021, size: len(wasm), deadline: true}, nil
+	}
 	rt, deadline := r.rt, !r.noDeadline
 	if r.trusted[key] {
 		deadline = false
@@ -280,7 +306,7 @@ func (r *Runtime) evict(ctx context.Context, sha256 string) error {
 		return nil
 	}
 	e.once.Do(func() { e.err = fmt.Errorf("wasm module %s was evicted", sha256) })
-	if e.mod == nil {
+	if e.mod == nil || e.mod.compiled == nil {
 		return nil
 	}
 	return e.mod.compiled.Close(ctx)

@@ -6,18 +6,26 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
 	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
+	"github.com/meshwarden/meshwarden/gateway/nativefilters"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
 
 // BenchmarkChain measures the product chain (dye → audit → trace) in the
 // wasm host alone, without HTTP: one request lifecycle as the gateway drives
 // it (stream, request headers, response headers, response body, close).
+//
+// Modes: native (the filters' Go code linked in, as the gateway runs the
+// official builds by default), deadline (wasm, per-call deadlines: the
+// gateway's wasm default) and no-deadline (wasm, deadlines off).
 //
 //	go test -run '^$' -bench Chain -benchtime 2000x ./tools/gatewaybench
 func BenchmarkChain(b *testing.B) {
@@ -31,13 +39,25 @@ func BenchmarkChain(b *testing.B) {
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
 	defer sink.Close()
 	caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{meshnames.AuditClusterName: sink.URL, meshnames.OTLPClusterName: sink.URL}}
-	for _, deadline := range []bool{true, false} {
-		name := "deadline"
-		if !deadline {
-			name = "no-deadline"
+	// native: the same modules' sha256 listed as native filters, so the
+	// chain runs the filters' Go code linked into this binary (the
+	// gateway's default for official builds; here any build of this source).
+	var native []wasmhost.NativeFilter
+	for name, ctor := range nativefilters.Constructors() {
+		wasm, err := os.ReadFile(filepath.Join(dir, name+".wasm"))
+		if err != nil {
+			b.Fatal(err)
 		}
+		native = append(native, wasmhost.NativeFilter{Name: name, SHA256: modulefetch.Sum(wasm), New: ctor})
+	}
+	for _, mode := range []string{"native", "deadline", "no-deadline"} {
+		name := mode
 		ctx := context.Background()
-		rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: filepath.Join(dir, "cache"), NoCallDeadline: !deadline})
+		rc := wasmhost.RuntimeConfig{CacheDir: filepath.Join(dir, "cache"), NoCallDeadline: mode == "no-deadline"}
+		if mode == "native" {
+			rc.Native = native
+		}
+		rt, err := wasmhost.NewRuntime(ctx, rc)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -66,10 +86,15 @@ func BenchmarkChain(b *testing.B) {
 				plugins = append(plugins, p)
 			}
 			chain := wasmhost.NewChain(plugins...)
+			if mode == "native" && cname != "dye+audit+trace" {
+				continue // the header guest has no native build
+			}
 			b.Run(cname+"/"+name, func(b *testing.B) {
 				body := []byte(`{"ok":true,"service":"upstream"}`)
 				b.ReportAllocs()
+				durs := make([]time.Duration, 0, b.N)
 				for b.Loop() {
+					t0 := time.Now()
 					cs, err := chain.NewStream(ctx, wasmhost.StreamInfo{SourceAddress: "127.0.0.1:5555", DestinationAddress: "127.0.0.1:10000"})
 					if err != nil {
 						b.Fatal(err)
@@ -84,6 +109,12 @@ func BenchmarkChain(b *testing.B) {
 					}
 					cs.OnResponseBody(body, true)
 					cs.Close()
+					durs = append(durs, time.Since(t0))
+				}
+				slices.Sort(durs)
+				if len(durs) > 0 {
+					b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds())/1e3, "p50-µs")
+					b.ReportMetric(float64(durs[len(durs)*99/100].Nanoseconds())/1e3, "p99-µs")
 				}
 			})
 		}

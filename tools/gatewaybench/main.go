@@ -147,6 +147,11 @@ type bench struct {
 	plane    net.Listener
 	reg      *prometheus.Registry // the chain gateway's, read by the report
 	closers  []func()
+	// chainRuntime is how the default gateway runs the chain: "native" when
+	// the modules are the official builds (filters/official.sha256), else
+	// "wasm". nativeOff is --wasm-native=off for the gateway being started.
+	chainRuntime string
+	nativeOff    bool
 }
 
 func newBench(ctx context.Context) (*bench, error) {
@@ -192,6 +197,16 @@ func (b *bench) loadModules(filtersDir string) error {
 			return fmt.Errorf("filter %s: %w (run make filters or pass -filters-dir)", name, err)
 		}
 		b.mods["/"+name+".wasm"] = w
+	}
+	o, err := filters.OfficialBuilds()
+	if err != nil {
+		return err
+	}
+	b.chainRuntime = "native"
+	for _, name := range filters.Order() {
+		if modulefetch.Sum(b.mods["/"+name+".wasm"]) != o.SHA256[name] {
+			b.chainRuntime = "wasm: " + name + ".wasm is not the official build (another toolchain than " + o.GoVersion + "?)"
+		}
 	}
 	// Control: three copies of wasmhost's small header test guest.
 	hdrDir := filepath.Join(b.tmp, "hdr")
@@ -241,15 +256,17 @@ func (b *bench) targets() ([]target, string, error) {
 		{"bare httputil.ReverseProxy", "http://" + serve(bare) + "/"},
 	}
 	for _, gw := range []struct {
-		row, node            string
-		withFilters, trusted bool
-		chain                []string
+		row, node                       string
+		withFilters, trusted, nativeOff bool
+		chain                           []string
 	}{
-		{"gateway, no filters", "bench-plain", false, false, nil},
-		{"gateway, dye+audit+trace", "bench-chain", true, false, nil},
-		{"gateway, dye+audit+trace, trusted by sha256 (no call deadline)", "bench-chain-trusted", true, true, nil},
-		{"gateway, 3× small header filter (control)", "bench-headers", false, false, []string{"h1", "h2", "h3"}},
+		{"gateway, no filters", "bench-plain", false, false, false, nil},
+		{"gateway, dye+audit+trace (default: " + b.chainRuntime + ")", "bench-chain", true, false, false, nil},
+		{"gateway, dye+audit+trace, wasm (--wasm-native=off)", "bench-chain-wasm", true, false, true, nil},
+		{"gateway, dye+audit+trace, wasm, trusted by sha256 (no call deadline)", "bench-chain-trusted", true, true, true, nil},
+		{"gateway, 3× small header filter (control)", "bench-headers", false, false, false, []string{"h1", "h2", "h3"}},
 	} {
+		b.nativeOff = gw.nativeOff
 		addr, err := b.startGateway(gw.node, gw.withFilters, gw.trusted, gw.chain...)
 		if err != nil {
 			return nil, "", err
@@ -280,7 +297,7 @@ func (b *bench) startGateway(node string, withFilters, trusted bool, chain ...st
 		return "", err
 	}
 	g, err := gateway.New(b.ctx, gateway.Config{XDSAddress: b.plane.Addr().String(), NodeID: node, Listener: lis,
-		Registry: regFor(withFilters && !trusted, b.reg), WasmTrustedSHA256: trustedSums(trusted, b.mods),
+		Registry: regFor(withFilters && !trusted && !b.nativeOff, b.reg), WasmTrustedSHA256: trustedSums(trusted, b.mods), WasmNativeOff: b.nativeOff,
 		CacheDir: filepath.Join(b.tmp, node), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return "", err
@@ -442,7 +459,8 @@ func buildFilters(dir string) error {
 		return err
 	}
 	for _, name := range filters.Order() {
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(dir, name+".wasm"), "./filters/"+name+"/wasm")
+		// make filters' flags: the official (reproducible) build.
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o", filepath.Join(dir, name+".wasm"), "./filters/"+name+"/wasm")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if out, err := cmd.CombinedOutput(); err != nil {

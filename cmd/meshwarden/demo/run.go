@@ -50,6 +50,10 @@ type Summary struct {
 	Access *AccessResult
 	// Rollout is the progressive-delivery step (with Prometheus only).
 	Rollout *RolloutResult
+	// FilterRuntimes is how the gateway runs each filter, from its
+	// /config_dump: "native" (the official build of a built-in filter, its
+	// Go code linked into the gateway) or "wasm" (wazero).
+	FilterRuntimes map[string]string
 }
 
 // Run brings the stack up, tells its story and (unless Stay) stops it.
@@ -96,6 +100,37 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	return sum, nil
 }
 
+// FilterRuntimes reads the gateway's /config_dump at admin (host:port) and
+// returns each running filter's runtime (native or wasm) by name.
+func FilterRuntimes(ctx context.Context, admin string) (map[string]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/config_dump", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("gateway config dump: %w", err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Filters []struct {
+			Name    string `json:"name"`
+			State   string `json:"state"`
+			Runtime string `json:"runtime"`
+		} `json:"filters"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		return nil, fmt.Errorf("gateway config dump: %w", err)
+	}
+	out := map[string]string{}
+	for _, f := range d.Filters {
+		if f.Runtime != "" {
+			out[f.Name] = f.Runtime
+		}
+	}
+	return out, nil
+}
+
 // ClientSpanID is the parent span id the demo's traced request carries, as
 // if a caller had started the trace.
 const ClientSpanID = "00f067aa0ba902b7"
@@ -105,6 +140,18 @@ const ClientSpanID = "00f067aa0ba902b7"
 func Story(ctx context.Context, st *Stack, users int, out io.Writer) (*Summary, error) {
 	c := st.NewClient()
 	sum := &Summary{}
+
+	if rts, err := FilterRuntimes(ctx, st.GatewayAdmin); err == nil {
+		sum.FilterRuntimes = rts
+		names := make([]string, 0, len(rts))
+		for n := range rts {
+			names = append(names, n+"="+rts[n])
+		}
+		sort.Strings(names)
+		fmt.Fprintf(out, "== The gateway's filters and how they run (native: the official build, its Go code linked in; wasm: wazero)\n  %s\n\n", strings.Join(names, "  "))
+	} else {
+		fmt.Fprintf(out, "== The gateway's filters: cannot read /config_dump: %v\n\n", err)
+	}
 
 	fmt.Fprintln(out, "== 1. Lanes: dyed traffic goes to payments v2")
 	sum.OptIn = c.Run(ctx, 20, "/hello", func(int) map[string]string { return map[string]string{"x-canary": "true"} }, nil)

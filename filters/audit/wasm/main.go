@@ -8,6 +8,6 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
-func init() { proxywasm.SetVMContext(audit.NewVMContext()) }
+func init() { proxywasm.SetVMContext(audit.NewVMContext(proxywasm.ModuleVM())) }
 
 func main() {}

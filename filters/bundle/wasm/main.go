@@ -9,6 +9,6 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
-func init() { proxywasm.SetVMContext(bundle.NewVMContext()) }
+func init() { proxywasm.SetVMContext(bundle.NewVMContext(proxywasm.ModuleVM())) }
 
 func main() {}

@@ -8,6 +8,6 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
-func init() { proxywasm.SetVMContext(dye.NewVMContext()) }
+func init() { proxywasm.SetVMContext(dye.NewVMContext(proxywasm.ModuleVM())) }
 
 func main() {}

@@ -12,7 +12,7 @@ import (
 
 // RefusesConfig checks, in the native emulator, that the plugin of vm
 // refuses to start with config and that its critical log names field.
-func RefusesConfig(t *testing.T, vm proxywasm.VMContext, config, field string) {
+func RefusesConfig(t *testing.T, vm func(*proxywasm.VM) proxywasm.VMContext, config, field string) {
 	t.Helper()
 	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(vm).
 		WithPluginConfiguration([]byte(config)))

@@ -3,13 +3,13 @@ package proxytest
 import (
 	"time"
 
-	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
 
 // EmulatorOption configures a HostEmulator. Each With method returns the
 // option itself so calls chain.
 type EmulatorOption struct {
-	vmContext    types.VMContext
+	newVMContext func(*proxywasm.VM) proxywasm.VMContext
 	pluginConfig []byte
 	vmConfig     []byte
 	vmID         string
@@ -24,11 +24,12 @@ func NewEmulatorOption() *EmulatorOption {
 	return &EmulatorOption{properties: map[string][]byte{}, now: time.Now}
 }
 
-// WithVMContext sets the filter's VMContext. It is required: NewHostEmulator
-// resets the guest registry, dropping whatever an init function installed
-// with proxywasm.SetVMContext.
-func (o *EmulatorOption) WithVMContext(ctx types.VMContext) *EmulatorOption {
-	o.vmContext = ctx
+// WithVMContext sets the constructor of the filter's VMContext (for the
+// built-in filters, their NewVMContext). It is required: NewHostEmulator
+// creates a VM for the emulator and calls newVMContext with it, as a native
+// host does for every instance.
+func (o *EmulatorOption) WithVMContext(newVMContext func(*proxywasm.VM) proxywasm.VMContext) *EmulatorOption {
+	o.newVMContext = newVMContext
 	return o
 }
 

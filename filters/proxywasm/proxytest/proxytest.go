@@ -5,7 +5,7 @@
 // callbacks as a host would, so filter logic is tested with plain go test:
 //
 //	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
-//		WithVMContext(&myVM{}).
+//		WithVMContext(myfilter.NewVMContext).
 //		WithPluginConfiguration([]byte(`{"lane":"canary"}`)))
 //	defer reset()
 //	if host.StartVM() != types.OnVMStartStatusOK { ... }
@@ -20,9 +20,8 @@
 // :method, :path and :authority; SetSharedData with a stale CAS fails with
 // ErrCasMismatch.
 //
-// The guest's callback registry is package-level (see package proxywasm), so
-// only one emulator is active at a time: NewHostEmulator waits until the
-// previous emulator's reset has been called. Always defer reset().
+// Every emulator has its own VM (its own guest registry), so emulators are
+// independent: tests may run them in parallel.
 package proxytest
 
 import (
@@ -30,8 +29,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
+	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 )
@@ -41,9 +40,6 @@ type LogLevel = abi.LogLevel
 
 // RootContextID is the id of the emulator's plugin (root) context.
 const RootContextID uint32 = 1
-
-// active serializes emulators: the guest registry they drive is global.
-var active sync.Mutex
 
 // LocalHttpResponse is a response a filter sent with SendHttpResponse.
 type LocalHttpResponse struct { //nolint:revive // SDK name.
@@ -103,6 +99,7 @@ type callResponse struct {
 // safe for concurrent use (neither is a wasm instance).
 type HostEmulator struct {
 	opt *EmulatorOption
+	s   *abi.State // the guest's registry: the VM of this emulator
 
 	nextID    uint32
 	effective uint32
@@ -128,7 +125,6 @@ func NewHostEmulator(opt *EmulatorOption) (host *HostEmulator, reset func()) {
 	if opt == nil {
 		opt = NewEmulatorOption()
 	}
-	active.Lock()
 	h := &HostEmulator{
 		opt:        opt,
 		nextID:     RootContextID + 1,
@@ -144,18 +140,19 @@ func NewHostEmulator(opt *EmulatorOption) (host *HostEmulator, reset func()) {
 	for k, v := range opt.properties {
 		h.properties[k] = bytes.Clone(v)
 	}
-	undo := abi.SetHost((*hostcalls)(h))
-	if opt.vmContext != nil {
-		abi.SetVMContext(opt.vmContext)
+	h.s = abi.NewState((*hostcalls)(h))
+	if opt.newVMContext != nil {
+		h.s.SetVMContext(opt.newVMContext(h.VM()))
 	}
-	var once sync.Once
 	return h, func() {
-		once.Do(func() {
-			undo()
-			active.Unlock()
-		})
+		// The VM is the emulator's own: dropping it frees the contexts.
+		h.s = abi.NewState(nil)
 	}
 }
+
+// VM returns the emulator's VM, the handle the filter's contexts make their
+// hostcalls through; a test can make hostcalls with it too.
+func (h *HostEmulator) VM() *proxywasm.VM { return (*proxywasm.VM)(h.s) }
 
 // run makes id the effective context for the duration of f, as a host does
 // around a callback.
@@ -173,8 +170,8 @@ func (h *HostEmulator) run(id uint32, f func()) {
 func (h *HostEmulator) StartVM() types.OnVMStartStatus {
 	var ok bool
 	h.run(RootContextID, func() {
-		abi.OnContextCreate(RootContextID, 0)
-		ok = abi.OnVMStart(RootContextID, len(h.opt.vmConfig))
+		h.s.OnContextCreate(RootContextID, 0)
+		ok = h.s.OnVMStart(RootContextID, len(h.opt.vmConfig))
 	})
 	return types.OnVMStartStatus(ok)
 }
@@ -182,7 +179,7 @@ func (h *HostEmulator) StartVM() types.OnVMStartStatus {
 // StartPlugin calls proxy_on_configure with the plugin configuration's size.
 func (h *HostEmulator) StartPlugin() types.OnPluginStartStatus {
 	var ok bool
-	h.run(RootContextID, func() { ok = abi.OnConfigure(RootContextID, len(h.opt.pluginConfig)) })
+	h.run(RootContextID, func() { ok = h.s.OnConfigure(RootContextID, len(h.opt.pluginConfig)) })
 	return types.OnPluginStartStatus(ok)
 }
 
@@ -191,10 +188,10 @@ func (h *HostEmulator) StartPlugin() types.OnPluginStartStatus {
 func (h *HostEmulator) FinishVM() bool {
 	var done bool
 	h.run(RootContextID, func() {
-		done = abi.OnDone(RootContextID)
+		done = h.s.OnDone(RootContextID)
 		if done {
-			abi.OnLog(RootContextID)
-			abi.OnDelete(RootContextID)
+			h.s.OnLog(RootContextID)
+			h.s.OnDelete(RootContextID)
 		}
 	})
 	return done
@@ -204,7 +201,7 @@ func (h *HostEmulator) FinishVM() bool {
 func (h *HostEmulator) IsPluginDone() bool { return h.pluginDone }
 
 // Tick calls proxy_on_tick, as the host does every tick period.
-func (h *HostEmulator) Tick() { h.run(RootContextID, func() { abi.OnTick(RootContextID) }) }
+func (h *HostEmulator) Tick() { h.run(RootContextID, func() { h.s.OnTick(RootContextID) }) }
 
 // GetTickPeriod returns the last period set with SetTickPeriodMilliSeconds.
 func (h *HostEmulator) GetTickPeriod() uint32 { return h.tickPeriod }
@@ -217,7 +214,7 @@ func (h *HostEmulator) InitializeHttpContext() (contextID uint32) {
 	id := h.nextID
 	h.nextID++
 	h.streams[id] = &httpStream{}
-	h.run(id, func() { abi.OnContextCreate(id, RootContextID) })
+	h.run(id, func() { h.s.OnContextCreate(id, RootContextID) })
 	return id
 }
 
@@ -234,7 +231,7 @@ func (h *HostEmulator) stream(id uint32) *httpStream {
 func (h *HostEmulator) CallOnRequestHeaders(contextID uint32, headers [][2]string, endOfStream bool) types.Action {
 	s := h.stream(contextID)
 	s.reqHeaders = lowerKeys(headers)
-	h.run(contextID, func() { s.action = abi.OnRequestHeaders(contextID, len(headers), endOfStream) })
+	h.run(contextID, func() { s.action = h.s.OnRequestHeaders(contextID, len(headers), endOfStream) })
 	return s.action
 }
 
@@ -249,7 +246,7 @@ func (h *HostEmulator) CallOnRequestBody(contextID uint32, body []byte, endOfStr
 	} else {
 		s.reqBody = bytes.Clone(body)
 	}
-	h.run(contextID, func() { s.action = abi.OnRequestBody(contextID, len(s.reqBody), endOfStream) })
+	h.run(contextID, func() { s.action = h.s.OnRequestBody(contextID, len(s.reqBody), endOfStream) })
 	s.reqBuffering = s.action == types.ActionPause
 	return s.action
 }
@@ -259,7 +256,7 @@ func (h *HostEmulator) CallOnRequestBody(contextID uint32, body []byte, endOfStr
 func (h *HostEmulator) CallOnRequestTrailers(contextID uint32, trailers [][2]string) types.Action {
 	s := h.stream(contextID)
 	s.reqTrailers = lowerKeys(trailers)
-	h.run(contextID, func() { s.action = abi.OnRequestTrailers(contextID, len(trailers)) })
+	h.run(contextID, func() { s.action = h.s.OnRequestTrailers(contextID, len(trailers)) })
 	return s.action
 }
 
@@ -268,7 +265,7 @@ func (h *HostEmulator) CallOnRequestTrailers(contextID uint32, trailers [][2]str
 func (h *HostEmulator) CallOnResponseHeaders(contextID uint32, headers [][2]string, endOfStream bool) types.Action {
 	s := h.stream(contextID)
 	s.respHeaders = lowerKeys(headers)
-	h.run(contextID, func() { s.action = abi.OnResponseHeaders(contextID, len(headers), endOfStream) })
+	h.run(contextID, func() { s.action = h.s.OnResponseHeaders(contextID, len(headers), endOfStream) })
 	return s.action
 }
 
@@ -280,7 +277,7 @@ func (h *HostEmulator) CallOnResponseBody(contextID uint32, body []byte, endOfSt
 	} else {
 		s.respBody = bytes.Clone(body)
 	}
-	h.run(contextID, func() { s.action = abi.OnResponseBody(contextID, len(s.respBody), endOfStream) })
+	h.run(contextID, func() { s.action = h.s.OnResponseBody(contextID, len(s.respBody), endOfStream) })
 	s.respBuffering = s.action == types.ActionPause
 	return s.action
 }
@@ -290,7 +287,7 @@ func (h *HostEmulator) CallOnResponseBody(contextID uint32, body []byte, endOfSt
 func (h *HostEmulator) CallOnResponseTrailers(contextID uint32, trailers [][2]string) types.Action {
 	s := h.stream(contextID)
 	s.respTrailers = lowerKeys(trailers)
-	h.run(contextID, func() { s.action = abi.OnResponseTrailers(contextID, len(trailers)) })
+	h.run(contextID, func() { s.action = h.s.OnResponseTrailers(contextID, len(trailers)) })
 	return s.action
 }
 
@@ -299,9 +296,9 @@ func (h *HostEmulator) CallOnResponseTrailers(contextID uint32, trailers [][2]st
 func (h *HostEmulator) CompleteHttpContext(contextID uint32) {
 	s := h.stream(contextID)
 	h.run(contextID, func() {
-		abi.OnDone(contextID)
-		abi.OnLog(contextID)
-		abi.OnDelete(contextID)
+		h.s.OnDone(contextID)
+		h.s.OnLog(contextID)
+		h.s.OnDelete(contextID)
 	})
 	s.done = true
 }
@@ -415,7 +412,7 @@ func (h *HostEmulator) CallOnHttpCallResponse(calloutID uint32, headers, trailer
 	h.callResp = &callResponse{headers: lowerKeys(headers), trailers: lowerKeys(trailers), body: bytes.Clone(body)}
 	defer func() { h.callResp = nil }()
 	h.run(RootContextID, func() {
-		abi.OnHTTPCallResponse(RootContextID, calloutID, len(headers), len(body), len(trailers))
+		h.s.OnHTTPCallResponse(RootContextID, calloutID, len(headers), len(body), len(trailers))
 	})
 }
 
@@ -466,7 +463,7 @@ func (h *HostEmulator) EnqueueToQueue(vmID, name string, data []byte) (uint32, b
 // CallOnQueueReady calls proxy_on_queue_ready for queueID, as the host does
 // after an enqueue.
 func (h *HostEmulator) CallOnQueueReady(queueID uint32) {
-	h.run(RootContextID, func() { abi.OnQueueReady(RootContextID, queueID) })
+	h.run(RootContextID, func() { h.s.OnQueueReady(RootContextID, queueID) })
 }
 
 func (h *HostEmulator) metricByName(name string, t abi.MetricType) (*metric, error) {

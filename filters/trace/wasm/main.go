@@ -8,6 +8,6 @@ import (
 	"github.com/meshwarden/meshwarden/filters/trace"
 )
 
-func init() { proxywasm.SetVMContext(trace.NewVMContext()) }
+func init() { proxywasm.SetVMContext(trace.NewVMContext(proxywasm.ModuleVM())) }
 
 func main() {}

@@ -20,14 +20,24 @@ const (
 	HeaderServedBy = "x-mw-served-by"
 )
 
+// NewVMContext returns the filter's VMContext, whose contexts make their
+// hostcalls through vm.
+func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext { return &VM{vm: vm} }
+
 // VM is the filter's VMContext.
-type VM struct{ proxywasm.DefaultVMContext }
+type VM struct {
+	proxywasm.DefaultVMContext
+	vm *proxywasm.VM
+}
 
 // NewPluginContext returns the plugin context.
-func (*VM) NewPluginContext(uint32) proxywasm.PluginContext { return &plugin{name: "headers"} }
+func (v *VM) NewPluginContext(uint32) proxywasm.PluginContext {
+	return &plugin{vm: v.vm, name: "headers"}
+}
 
 type plugin struct {
 	proxywasm.DefaultPluginContext
+	vm   *proxywasm.VM
 	name string
 }
 
@@ -37,33 +47,34 @@ func (p *plugin) OnPluginStart(size int) proxywasm.OnPluginStartStatus {
 	if size == 0 {
 		return proxywasm.OnPluginStartStatusOK
 	}
-	cfg, err := proxywasm.GetPluginConfiguration()
+	cfg, err := p.vm.GetPluginConfiguration()
 	if err != nil {
-		proxywasm.LogCritical("headers: read plugin configuration: " + err.Error())
+		p.vm.LogCritical("headers: read plugin configuration: " + err.Error())
 		return proxywasm.OnPluginStartStatusFailed
 	}
 	p.name = string(cfg)
 	return proxywasm.OnPluginStartStatusOK
 }
 
-func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{name: p.name} }
+func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{vm: p.vm, name: p.name} }
 
 type stream struct {
 	proxywasm.DefaultHttpContext
+	vm   *proxywasm.VM
 	name string
 }
 
 func (s *stream) OnHttpRequestHeaders(int, bool) proxywasm.Action {
-	_ = proxywasm.ReplaceHttpRequestHeader(HeaderStamp, s.name)
-	_ = proxywasm.RemoveHttpRequestHeader(HeaderRemove)
-	if path, err := proxywasm.GetHttpRequestHeader(":path"); err == nil {
-		_ = proxywasm.ReplaceHttpRequestHeader(HeaderPathLen, strconv.Itoa(len(path)))
+	_ = s.vm.ReplaceHttpRequestHeader(HeaderStamp, s.name)
+	_ = s.vm.RemoveHttpRequestHeader(HeaderRemove)
+	if path, err := s.vm.GetHttpRequestHeader(":path"); err == nil {
+		_ = s.vm.ReplaceHttpRequestHeader(HeaderPathLen, strconv.Itoa(len(path)))
 	}
 	return proxywasm.ActionContinue
 }
 
 func (s *stream) OnHttpResponseHeaders(int, bool) proxywasm.Action {
-	_ = proxywasm.AddHttpResponseHeader(HeaderServedBy, s.name)
+	_ = s.vm.AddHttpResponseHeader(HeaderServedBy, s.name)
 	return proxywasm.ActionContinue
 }
 

@@ -37,7 +37,7 @@ func TestHeadersFilter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
-				WithVMContext(&headers.VM{}).WithPluginConfiguration([]byte(tt.config)))
+				WithVMContext(headers.NewVMContext).WithPluginConfiguration([]byte(tt.config)))
 			defer reset()
 			if host.StartVM() != types.OnVMStartStatusOK || host.StartPlugin() != types.OnPluginStartStatusOK {
 				t.Fatal("start failed")

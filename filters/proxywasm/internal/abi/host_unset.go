@@ -1,8 +1,8 @@
 package abi
 
 // unsetHost answers every hostcall with StatusInternalFailure. It is the host
-// of a native build before proxytest installs one, so a filter's code run
-// outside a host fails with an error instead of a nil dereference.
+// of a State created with NewState(nil), so a filter's code run outside a
+// host fails with an error instead of a nil dereference.
 type unsetHost struct{}
 
 var _ Host = unsetHost{}

@@ -7,9 +7,6 @@ import (
 	"unsafe"
 )
 
-// defaultHost is the host of a wasm module: the imports.
-func defaultHost() Host { return wasmHost{} }
-
 // wasmHost implements Host with the //go:wasmimport hostcalls.
 //
 // Inputs are passed as addresses of Go memory; runtime.KeepAlive keeps each
@@ -40,8 +37,8 @@ func addr64(p *uint64) uint32 { return uint32(uintptr(unsafe.Pointer(p))) }
 
 // retSlots zeroes the pointer/size return slots and returns their addresses.
 func retSlots() (uint32, uint32) {
-	vm.slotPtr, vm.slotSize = 0, 0
-	return addr32(&vm.slotPtr), addr32(&vm.slotSize)
+	module.slotPtr, module.slotSize = 0, 0
+	return addr32(&module.slotPtr), addr32(&module.slotSize)
 }
 
 // take returns the size bytes the host wrote at ptr. When ptr is a buffer
@@ -51,16 +48,16 @@ func take(ptr, size uint32) []byte {
 	if size == 0 {
 		return nil
 	}
-	for i := len(vm.pinned) - 1; i >= 0; i-- {
-		b := vm.pinned[i]
+	for i := len(module.pinned) - 1; i >= 0; i-- {
+		b := module.pinned[i]
 		if bptr(b) == ptr && uint32(len(b)) >= size {
 			// The host is done writing: unpin now (the returned slice keeps
 			// the buffer alive), so a callback that loops over hostcalls
 			// does not accumulate pinned buffers.
-			last := len(vm.pinned) - 1
-			vm.pinned[i] = vm.pinned[last]
-			vm.pinned[last] = nil
-			vm.pinned = vm.pinned[:last]
+			last := len(module.pinned) - 1
+			module.pinned[i] = module.pinned[last]
+			module.pinned[last] = nil
+			module.pinned = module.pinned[:last]
 			return b[:size:size]
 		}
 	}
@@ -76,15 +73,15 @@ func (wasmHost) Log(level LogLevel, msg string) Status {
 }
 
 func (wasmHost) GetLogLevel() (LogLevel, Status) {
-	vm.slotAux = 0
-	st := proxyGetLogLevel(addr32(&vm.slotAux))
-	return LogLevel(vm.slotAux), Status(st)
+	module.slotAux = 0
+	st := proxyGetLogLevel(addr32(&module.slotAux))
+	return LogLevel(module.slotAux), Status(st)
 }
 
 func (wasmHost) GetCurrentTimeNanoseconds() (uint64, Status) {
-	vm.slotU64 = 0
-	st := proxyGetCurrentTimeNanoseconds(addr64(&vm.slotU64))
-	return vm.slotU64, Status(st)
+	module.slotU64 = 0
+	st := proxyGetCurrentTimeNanoseconds(addr64(&module.slotU64))
+	return module.slotU64, Status(st)
 }
 
 func (wasmHost) SetTickPeriodMilliseconds(ms uint32) Status {
@@ -104,7 +101,7 @@ func (wasmHost) GetProperty(path []byte) ([]byte, Status) {
 	if st != StatusOK {
 		return nil, st
 	}
-	return take(vm.slotPtr, vm.slotSize), st
+	return take(module.slotPtr, module.slotSize), st
 }
 
 func (wasmHost) SetProperty(path, value []byte) Status {
@@ -120,13 +117,13 @@ func (wasmHost) GetBufferBytes(bt BufferType, start, maxSize int) ([]byte, Statu
 	if st != StatusOK {
 		return nil, st
 	}
-	return take(vm.slotPtr, vm.slotSize), st
+	return take(module.slotPtr, module.slotSize), st
 }
 
 func (wasmHost) GetBufferStatus(bt BufferType) (int, Status) {
 	rp, rn := retSlots()
 	st := Status(proxyGetBufferStatus(uint32(bt), rn, rp))
-	return int(vm.slotSize), st
+	return int(module.slotSize), st
 }
 
 func (wasmHost) SetBufferBytes(bt BufferType, start, size int, value []byte) Status {
@@ -142,7 +139,7 @@ func (wasmHost) GetHeaderMapValue(mt MapType, key string) (string, Status) {
 	if st != StatusOK {
 		return "", st
 	}
-	b := take(vm.slotPtr, vm.slotSize)
+	b := take(module.slotPtr, module.slotSize)
 	if len(b) == 0 {
 		return "", st
 	}
@@ -156,7 +153,7 @@ func (wasmHost) GetHeaderMapPairs(mt MapType) ([]byte, Status) {
 	if st != StatusOK {
 		return nil, st
 	}
-	return take(vm.slotPtr, vm.slotSize), st
+	return take(module.slotPtr, module.slotSize), st
 }
 
 func (wasmHost) SetHeaderMapPairs(mt MapType, serialized []byte) Status {
@@ -186,9 +183,9 @@ func (wasmHost) RemoveHeaderMapValue(mt MapType, key string) Status {
 }
 
 func (wasmHost) GetHeaderMapSize(mt MapType) (int, Status) {
-	vm.slotAux = 0
-	st := proxyGetHeaderMapSize(uint32(mt), addr32(&vm.slotAux))
-	return int(vm.slotAux), Status(st)
+	module.slotAux = 0
+	st := proxyGetHeaderMapSize(uint32(mt), addr32(&module.slotAux))
+	return int(module.slotAux), Status(st)
 }
 
 func (wasmHost) SendLocalResponse(statusCode uint32, details string, body, headers []byte, grpcStatus int32) Status {
@@ -205,25 +202,25 @@ func (wasmHost) ContinueStream(s StreamType) Status { return Status(proxyContinu
 func (wasmHost) CloseStream(s StreamType) Status { return Status(proxyCloseStream(uint32(s))) }
 
 func (wasmHost) HTTPCall(upstream string, headers, body, trailers []byte, timeoutMs uint32) (uint32, Status) {
-	vm.slotAux = 0
+	module.slotAux = 0
 	st := proxyHTTPCall(sptr(upstream), uint32(len(upstream)), bptr(headers), uint32(len(headers)),
-		bptr(body), uint32(len(body)), bptr(trailers), uint32(len(trailers)), timeoutMs, addr32(&vm.slotAux))
+		bptr(body), uint32(len(body)), bptr(trailers), uint32(len(trailers)), timeoutMs, addr32(&module.slotAux))
 	runtime.KeepAlive(upstream)
 	runtime.KeepAlive(headers)
 	runtime.KeepAlive(body)
 	runtime.KeepAlive(trailers)
-	return vm.slotAux, Status(st)
+	return module.slotAux, Status(st)
 }
 
 func (wasmHost) GetSharedData(key string) ([]byte, uint32, Status) {
 	rp, rn := retSlots()
-	vm.slotAux = 0
-	st := Status(proxyGetSharedData(sptr(key), uint32(len(key)), rp, rn, addr32(&vm.slotAux)))
+	module.slotAux = 0
+	st := Status(proxyGetSharedData(sptr(key), uint32(len(key)), rp, rn, addr32(&module.slotAux)))
 	runtime.KeepAlive(key)
 	if st != StatusOK {
 		return nil, 0, st
 	}
-	return take(vm.slotPtr, vm.slotSize), vm.slotAux, st
+	return take(module.slotPtr, module.slotSize), module.slotAux, st
 }
 
 func (wasmHost) SetSharedData(key string, value []byte, cas uint32) Status {
@@ -234,18 +231,18 @@ func (wasmHost) SetSharedData(key string, value []byte, cas uint32) Status {
 }
 
 func (wasmHost) RegisterSharedQueue(name string) (uint32, Status) {
-	vm.slotAux = 0
-	st := proxyRegisterSharedQueue(sptr(name), uint32(len(name)), addr32(&vm.slotAux))
+	module.slotAux = 0
+	st := proxyRegisterSharedQueue(sptr(name), uint32(len(name)), addr32(&module.slotAux))
 	runtime.KeepAlive(name)
-	return vm.slotAux, Status(st)
+	return module.slotAux, Status(st)
 }
 
 func (wasmHost) ResolveSharedQueue(vmID, name string) (uint32, Status) {
-	vm.slotAux = 0
-	st := proxyResolveSharedQueue(sptr(vmID), uint32(len(vmID)), sptr(name), uint32(len(name)), addr32(&vm.slotAux))
+	module.slotAux = 0
+	st := proxyResolveSharedQueue(sptr(vmID), uint32(len(vmID)), sptr(name), uint32(len(name)), addr32(&module.slotAux))
 	runtime.KeepAlive(vmID)
 	runtime.KeepAlive(name)
-	return vm.slotAux, Status(st)
+	return module.slotAux, Status(st)
 }
 
 func (wasmHost) EnqueueSharedQueue(queueID uint32, value []byte) Status {
@@ -260,14 +257,14 @@ func (wasmHost) DequeueSharedQueue(queueID uint32) ([]byte, Status) {
 	if st != StatusOK {
 		return nil, st
 	}
-	return take(vm.slotPtr, vm.slotSize), st
+	return take(module.slotPtr, module.slotSize), st
 }
 
 func (wasmHost) DefineMetric(mt MetricType, name string) (uint32, Status) {
-	vm.slotAux = 0
-	st := proxyDefineMetric(uint32(mt), sptr(name), uint32(len(name)), addr32(&vm.slotAux))
+	module.slotAux = 0
+	st := proxyDefineMetric(uint32(mt), sptr(name), uint32(len(name)), addr32(&module.slotAux))
 	runtime.KeepAlive(name)
-	return vm.slotAux, Status(st)
+	return module.slotAux, Status(st)
 }
 
 func (wasmHost) IncrementMetric(metricID uint32, delta int64) Status {
@@ -279,9 +276,9 @@ func (wasmHost) RecordMetric(metricID uint32, value uint64) Status {
 }
 
 func (wasmHost) GetMetric(metricID uint32) (uint64, Status) {
-	vm.slotU64 = 0
-	st := proxyGetMetric(metricID, addr64(&vm.slotU64))
-	return vm.slotU64, Status(st)
+	module.slotU64 = 0
+	st := proxyGetMetric(metricID, addr64(&module.slotU64))
+	return module.slotU64, Status(st)
 }
 
 func (wasmHost) CallForeignFunction(name string, args []byte) ([]byte, Status) {
@@ -292,5 +289,5 @@ func (wasmHost) CallForeignFunction(name string, args []byte) ([]byte, Status) {
 	if st != StatusOK {
 		return nil, st
 	}
-	return take(vm.slotPtr, vm.slotSize), st
+	return take(module.slotPtr, module.slotSize), st
 }

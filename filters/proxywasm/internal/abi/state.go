@@ -28,11 +28,15 @@ type streamEntry struct {
 // the plugin and stream contexts by id, the pending HTTP callouts, the memory
 // pinned for the host, and the return slots hostcalls write into.
 //
-// A wasm module has exactly one of these, in the package variable vm: the
-// host's callbacks are plain exported functions with no receiver, so the
-// registry they reach is necessarily package-level. It is the one documented
-// exception to "no global mutable state"; keeping it in one struct makes it
-// resettable (Reset) for native tests.
+// One State is one VM. A wasm module has exactly one, the package variable
+// module of the wasip1 build: the host's callbacks are exported functions
+// with no receiver, so the registry they reach is necessarily package-level
+// there. A native build has no package-level State at all: a native host
+// (package nullvm, or proxytest) creates one per instance with NewState and
+// drives it through the On* methods, so instances run concurrently.
+//
+// A State is not safe for concurrent use: like a wasm instance, it runs one
+// callback at a time.
 type State struct {
 	host      Host
 	vmContext types.VMContext
@@ -64,43 +68,57 @@ type State struct {
 	// growing stack would move a stack slot after its address was passed.
 	slotPtr, slotSize, slotAux uint32
 	slotU64                    uint64
+
+	// pathScratch holds the serialized property path of the GetProperty
+	// call under way: the host reads the path during the call only, so one
+	// buffer per VM serves every call.
+	pathScratch []byte
 }
 
-// vm is the guest's one registry (see State).
-var vm = newState()
+// PathScratch returns the VM's buffer for serialized property paths. (A
+// method, not an exported field: proxywasm.VM has State's fields.)
+func (s *State) PathScratch() *[]byte { return &s.pathScratch }
 
-func newState() *State {
+// NewState returns an empty registry whose hostcalls go to h (nil: every
+// hostcall fails with StatusInternalFailure).
+func NewState(h Host) *State {
+	if h == nil {
+		h = unsetHost{}
+	}
 	return &State{
-		host:    defaultHost(),
+		host:    h,
 		streams: map[uint32]streamEntry{},
 	}
 }
 
-// CurrentHost returns the host hostcalls go to.
-func CurrentHost() Host { return vm.host }
+// Host returns the host hostcalls go to.
+func (s *State) Host() Host { return s.host }
 
-// SetVMContext installs the filter's VM context. Call it from main (or init).
-func SetVMContext(ctx types.VMContext) { vm.vmContext = ctx }
+// SetVMContext installs the filter's VM context.
+func (s *State) SetVMContext(ctx types.VMContext) { s.vmContext = ctx }
+
+// HasVMContext reports whether a VM context is installed.
+func (s *State) HasVMContext() bool { return s.vmContext != nil }
 
 // ActiveContextID returns the id of the context whose callback is running.
-func ActiveContextID() uint32 { return vm.active }
+func (s *State) ActiveContextID() uint32 { return s.active }
 
 // InCallback reports whether a callback of a known context is running, the
 // precondition of DispatchHttpCall (its response is routed to the
 // dispatching context's plugin).
-func InCallback() bool { return vm.plugin(vm.rootOf(vm.active)) != nil }
+func (s *State) InCallback() bool { return s.plugin(s.rootOf(s.active)) != nil }
 
 // RegisterHTTPCallout remembers cb for the response to token, dispatched from
 // the active context. Check InCallback before dispatching.
-func RegisterHTTPCallout(token uint32, cb HTTPCallback) {
-	p := vm.plugin(vm.rootOf(vm.active))
+func (s *State) RegisterHTTPCallout(token uint32, cb HTTPCallback) {
+	p := s.plugin(s.rootOf(s.active))
 	if p == nil {
 		return
 	}
 	if p.callouts == nil {
 		p.callouts = map[uint32]callout{}
 	}
-	p.callouts[token] = callout{contextID: vm.active, cb: cb}
+	p.callouts[token] = callout{contextID: s.active, cb: cb}
 }
 
 func (s *State) rootOf(id uint32) uint32 {
@@ -178,56 +196,56 @@ func (s *State) leave(prev uint32) {
 
 // Allocate is proxy_on_memory_allocate: it returns a zeroed buffer of size
 // bytes, pinned until the current top-level callback returns.
-func Allocate(size uint32) []byte {
+func (s *State) Allocate(size uint32) []byte {
 	if size == 0 {
 		size = 1
 	}
 	b := make([]byte, size)
-	vm.pinned = append(vm.pinned, b)
+	s.pinned = append(s.pinned, b)
 	return b
 }
 
 // OnContextCreate is proxy_on_context_create.
-func OnContextCreate(contextID, parentID uint32) {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
+func (s *State) OnContextCreate(contextID, parentID uint32) {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
 	if parentID == 0 {
-		if vm.vmContext == nil {
+		if s.vmContext == nil {
 			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from an init function of the main package (main is never called in a c-shared module)")
 		}
-		vm.plugins = append(vm.plugins, &pluginEntry{id: contextID, ctx: vm.vmContext.NewPluginContext(contextID)})
+		s.plugins = append(s.plugins, &pluginEntry{id: contextID, ctx: s.vmContext.NewPluginContext(contextID)})
 		return
 	}
-	p := vm.plugin(parentID)
+	p := s.plugin(parentID)
 	if p == nil {
 		panic("proxywasm: stream context created under an unknown plugin context")
 	}
 	if h := p.ctx.NewHttpContext(contextID); h != nil {
-		vm.addStream(contextID, streamEntry{rootID: parentID, http: h})
+		s.addStream(contextID, streamEntry{rootID: parentID, http: h})
 		return
 	}
 	if t := p.ctx.NewTcpContext(contextID); t != nil {
-		vm.addStream(contextID, streamEntry{rootID: parentID, tcp: t})
+		s.addStream(contextID, streamEntry{rootID: parentID, tcp: t})
 		return
 	}
 	panic("proxywasm: the plugin context returned neither an HttpContext nor a TcpContext")
 }
 
 // OnVMStart is proxy_on_vm_start.
-func OnVMStart(rootID uint32, vmConfigSize int) bool {
-	prev := vm.enter(rootID)
-	defer vm.leave(prev)
-	if vm.vmContext == nil {
+func (s *State) OnVMStart(rootID uint32, vmConfigSize int) bool {
+	prev := s.enter(rootID)
+	defer s.leave(prev)
+	if s.vmContext == nil {
 		return false
 	}
-	return bool(vm.vmContext.OnVMStart(vmConfigSize))
+	return bool(s.vmContext.OnVMStart(vmConfigSize))
 }
 
 // OnConfigure is proxy_on_configure.
-func OnConfigure(rootID uint32, pluginConfigSize int) bool {
-	prev := vm.enter(rootID)
-	defer vm.leave(prev)
-	p := vm.plugin(rootID)
+func (s *State) OnConfigure(rootID uint32, pluginConfigSize int) bool {
+	prev := s.enter(rootID)
+	defer s.leave(prev)
+	p := s.plugin(rootID)
 	if p == nil {
 		return false
 	}
@@ -235,39 +253,39 @@ func OnConfigure(rootID uint32, pluginConfigSize int) bool {
 }
 
 // OnTick is proxy_on_tick.
-func OnTick(rootID uint32) {
-	prev := vm.enter(rootID)
-	defer vm.leave(prev)
-	if p := vm.plugin(rootID); p != nil {
+func (s *State) OnTick(rootID uint32) {
+	prev := s.enter(rootID)
+	defer s.leave(prev)
+	if p := s.plugin(rootID); p != nil {
 		p.ctx.OnTick()
 	}
 }
 
 // OnQueueReady is proxy_on_queue_ready.
-func OnQueueReady(rootID, queueID uint32) {
-	prev := vm.enter(rootID)
-	defer vm.leave(prev)
-	if p := vm.plugin(rootID); p != nil {
+func (s *State) OnQueueReady(rootID, queueID uint32) {
+	prev := s.enter(rootID)
+	defer s.leave(prev)
+	if p := s.plugin(rootID); p != nil {
 		p.ctx.OnQueueReady(queueID)
 	}
 }
 
 // OnDone is proxy_on_done. Stream contexts are always done; a plugin context
 // answers with OnPluginDone (false: it calls PluginDone later).
-func OnDone(contextID uint32) bool {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if p := vm.plugin(contextID); p != nil {
+func (s *State) OnDone(contextID uint32) bool {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if p := s.plugin(contextID); p != nil {
 		return p.ctx.OnPluginDone()
 	}
 	return true
 }
 
 // OnLog is proxy_on_log: the end of a stream, headers still readable.
-func OnLog(contextID uint32) {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if s, ok := vm.stream(contextID); ok {
+func (s *State) OnLog(contextID uint32) {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if s, ok := s.stream(contextID); ok {
 		switch {
 		case s.http != nil:
 			s.http.OnHttpStreamDone()
@@ -278,12 +296,12 @@ func OnLog(contextID uint32) {
 }
 
 // OnDelete is proxy_on_delete: the context is forgotten.
-func OnDelete(contextID uint32) {
-	if _, ok := vm.stream(contextID); ok {
-		vm.deleteStream(contextID)
+func (s *State) OnDelete(contextID uint32) {
+	if _, ok := s.stream(contextID); ok {
+		s.deleteStream(contextID)
 		return
 	}
-	vm.deletePlugin(contextID)
+	s.deletePlugin(contextID)
 }
 
 func (s *State) http(id uint32) types.HttpContext {
@@ -297,60 +315,60 @@ func (s *State) tcp(id uint32) types.TcpContext {
 }
 
 // OnRequestHeaders is proxy_on_request_headers.
-func OnRequestHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if h := vm.http(contextID); h != nil {
+func (s *State) OnRequestHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if h := s.http(contextID); h != nil {
 		return h.OnHttpRequestHeaders(numHeaders, endOfStream)
 	}
 	return types.ActionContinue
 }
 
 // OnRequestBody is proxy_on_request_body.
-func OnRequestBody(contextID uint32, bodySize int, endOfStream bool) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if h := vm.http(contextID); h != nil {
+func (s *State) OnRequestBody(contextID uint32, bodySize int, endOfStream bool) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if h := s.http(contextID); h != nil {
 		return h.OnHttpRequestBody(bodySize, endOfStream)
 	}
 	return types.ActionContinue
 }
 
 // OnRequestTrailers is proxy_on_request_trailers.
-func OnRequestTrailers(contextID uint32, numTrailers int) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if h := vm.http(contextID); h != nil {
+func (s *State) OnRequestTrailers(contextID uint32, numTrailers int) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if h := s.http(contextID); h != nil {
 		return h.OnHttpRequestTrailers(numTrailers)
 	}
 	return types.ActionContinue
 }
 
 // OnResponseHeaders is proxy_on_response_headers.
-func OnResponseHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if h := vm.http(contextID); h != nil {
+func (s *State) OnResponseHeaders(contextID uint32, numHeaders int, endOfStream bool) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if h := s.http(contextID); h != nil {
 		return h.OnHttpResponseHeaders(numHeaders, endOfStream)
 	}
 	return types.ActionContinue
 }
 
 // OnResponseBody is proxy_on_response_body.
-func OnResponseBody(contextID uint32, bodySize int, endOfStream bool) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if h := vm.http(contextID); h != nil {
+func (s *State) OnResponseBody(contextID uint32, bodySize int, endOfStream bool) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if h := s.http(contextID); h != nil {
 		return h.OnHttpResponseBody(bodySize, endOfStream)
 	}
 	return types.ActionContinue
 }
 
 // OnResponseTrailers is proxy_on_response_trailers.
-func OnResponseTrailers(contextID uint32, numTrailers int) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if h := vm.http(contextID); h != nil {
+func (s *State) OnResponseTrailers(contextID uint32, numTrailers int) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if h := s.http(contextID); h != nil {
 		return h.OnHttpResponseTrailers(numTrailers)
 	}
 	return types.ActionContinue
@@ -360,11 +378,11 @@ func OnResponseTrailers(contextID uint32, numTrailers int) types.Action {
 // registered for token with the dispatching context made effective again.
 // Envoy passes the plugin (root) context, which owns the call; a stream
 // context id is accepted too and mapped to its plugin.
-func OnHTTPCallResponse(contextID, token uint32, numHeaders, bodySize, numTrailers int) {
-	rootID := vm.rootOf(contextID)
-	prev := vm.enter(rootID)
-	defer vm.leave(prev)
-	p := vm.plugin(rootID)
+func (s *State) OnHTTPCallResponse(contextID, token uint32, numHeaders, bodySize, numTrailers int) {
+	rootID := s.rootOf(contextID)
+	prev := s.enter(rootID)
+	defer s.leave(prev)
+	p := s.plugin(rootID)
 	if p == nil {
 		return
 	}
@@ -374,59 +392,59 @@ func OnHTTPCallResponse(contextID, token uint32, numHeaders, bodySize, numTraile
 	}
 	delete(p.callouts, token)
 	if c.contextID != rootID {
-		if _, alive := vm.stream(c.contextID); !alive {
+		if _, alive := s.stream(c.contextID); !alive {
 			return // the stream ended before the response came back
 		}
-		vm.host.SetEffectiveContext(c.contextID)
+		s.host.SetEffectiveContext(c.contextID)
 	}
-	vm.active = c.contextID
+	s.active = c.contextID
 	c.cb(numHeaders, bodySize, numTrailers)
 }
 
 // OnNewConnection is proxy_on_new_connection.
-func OnNewConnection(contextID uint32) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if t := vm.tcp(contextID); t != nil {
+func (s *State) OnNewConnection(contextID uint32) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if t := s.tcp(contextID); t != nil {
 		return t.OnNewConnection()
 	}
 	return types.ActionContinue
 }
 
 // OnDownstreamData is proxy_on_downstream_data.
-func OnDownstreamData(contextID uint32, size int, endOfStream bool) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if t := vm.tcp(contextID); t != nil {
+func (s *State) OnDownstreamData(contextID uint32, size int, endOfStream bool) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if t := s.tcp(contextID); t != nil {
 		return t.OnDownstreamData(size, endOfStream)
 	}
 	return types.ActionContinue
 }
 
 // OnDownstreamConnectionClose is proxy_on_downstream_connection_close.
-func OnDownstreamConnectionClose(contextID uint32, peer types.PeerType) {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if t := vm.tcp(contextID); t != nil {
+func (s *State) OnDownstreamConnectionClose(contextID uint32, peer types.PeerType) {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if t := s.tcp(contextID); t != nil {
 		t.OnDownstreamClose(peer)
 	}
 }
 
 // OnUpstreamData is proxy_on_upstream_data.
-func OnUpstreamData(contextID uint32, size int, endOfStream bool) types.Action {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if t := vm.tcp(contextID); t != nil {
+func (s *State) OnUpstreamData(contextID uint32, size int, endOfStream bool) types.Action {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if t := s.tcp(contextID); t != nil {
 		return t.OnUpstreamData(size, endOfStream)
 	}
 	return types.ActionContinue
 }
 
 // OnUpstreamConnectionClose is proxy_on_upstream_connection_close.
-func OnUpstreamConnectionClose(contextID uint32, peer types.PeerType) {
-	prev := vm.enter(contextID)
-	defer vm.leave(prev)
-	if t := vm.tcp(contextID); t != nil {
+func (s *State) OnUpstreamConnectionClose(contextID uint32, peer types.PeerType) {
+	prev := s.enter(contextID)
+	defer s.leave(prev)
+	if t := s.tcp(contextID); t != nil {
 		t.OnUpstreamClose(peer)
 	}
 }

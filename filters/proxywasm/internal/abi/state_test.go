@@ -19,6 +19,7 @@ func (h *effHost) SetEffectiveContext(id uint32) Status {
 
 type testVM struct {
 	types.DefaultVMContext
+	s       *State
 	streams map[uint32]*testStream
 }
 
@@ -30,13 +31,14 @@ type testPlugin struct {
 }
 
 func (p *testPlugin) NewHttpContext(id uint32) types.HttpContext {
-	s := &testStream{}
-	p.vm.streams[id] = s
-	return s
+	st := &testStream{s: p.vm.s}
+	p.vm.streams[id] = st
+	return st
 }
 
 type testStream struct {
 	types.DefaultHttpContext
+	s       *State
 	headers int
 	pinned  int // len(vm.pinned) seen inside the callback after allocating
 }
@@ -44,30 +46,29 @@ type testStream struct {
 func (s *testStream) OnHttpRequestHeaders(n int, _ bool) types.Action {
 	s.headers = n
 	// What the host does inside a hostcall: allocate guest memory, twice.
-	Allocate(16)
-	Allocate(0)
-	s.pinned = len(vm.pinned)
+	s.s.Allocate(16)
+	s.s.Allocate(0)
+	s.pinned = len(s.s.pinned)
 	return types.ActionPause
 }
 
-func setup(t *testing.T) (*testVM, *effHost) {
+func setup(t *testing.T) (*testVM, *effHost, *State) {
 	t.Helper()
 	h := &effHost{}
-	reset := SetHost(h)
-	t.Cleanup(reset)
-	v := &testVM{streams: map[uint32]*testStream{}}
-	SetVMContext(v)
-	OnContextCreate(1, 0)
-	if !OnVMStart(1, 0) || !OnConfigure(1, 0) {
+	vm := NewState(h)
+	v := &testVM{s: vm, streams: map[uint32]*testStream{}}
+	vm.SetVMContext(v)
+	vm.OnContextCreate(1, 0)
+	if !vm.OnVMStart(1, 0) || !vm.OnConfigure(1, 0) {
 		t.Fatal("start failed")
 	}
-	return v, h
+	return v, h, vm
 }
 
 func TestPinnedUntilCallbackReturns(t *testing.T) {
-	v, _ := setup(t)
-	OnContextCreate(2, 1)
-	if a := OnRequestHeaders(2, 7, true); a != types.ActionPause {
+	v, _, vm := setup(t)
+	vm.OnContextCreate(2, 1)
+	if a := vm.OnRequestHeaders(2, 7, true); a != types.ActionPause {
 		t.Fatalf("action %v", a)
 	}
 	if v.streams[2].headers != 7 {
@@ -82,19 +83,19 @@ func TestPinnedUntilCallbackReturns(t *testing.T) {
 }
 
 func TestStreamRegistry(t *testing.T) {
-	v, _ := setup(t)
+	v, _, vm := setup(t)
 	// Three live streams: the newest is "hot", the others spill to the map.
 	for _, id := range []uint32{2, 3, 4} {
-		OnContextCreate(id, 1)
+		vm.OnContextCreate(id, 1)
 	}
 	for _, id := range []uint32{3, 2, 4} {
-		OnRequestHeaders(id, int(id), false)
+		vm.OnRequestHeaders(id, int(id), false)
 		if v.streams[id].headers != int(id) {
 			t.Errorf("stream %d got numHeaders %d", id, v.streams[id].headers)
 		}
 	}
 	for _, id := range []uint32{4, 2} {
-		OnDelete(id)
+		vm.OnDelete(id)
 		if _, ok := vm.stream(id); ok {
 			t.Errorf("stream %d still registered after proxy_on_delete", id)
 		}
@@ -105,28 +106,28 @@ func TestStreamRegistry(t *testing.T) {
 	if vm.rootOf(3) != 1 || vm.rootOf(1) != 1 {
 		t.Error("rootOf is wrong")
 	}
-	OnDelete(1)
+	vm.OnDelete(1)
 	if vm.plugin(1) != nil {
 		t.Error("plugin 1 still registered after proxy_on_delete")
 	}
 }
 
 func TestHTTPCallResponseRouting(t *testing.T) {
-	_, h := setup(t)
-	OnContextCreate(2, 1)
+	_, h, vm := setup(t)
+	vm.OnContextCreate(2, 1)
 	var got []uint32
 	dispatch := func(ctx uint32) uint32 {
 		token := uint32(100 + ctx)
 		prev := vm.enter(ctx)
-		RegisterHTTPCallout(token, func(n, _, _ int) { got = append(got, ActiveContextID(), uint32(n)) })
+		vm.RegisterHTTPCallout(token, func(n, _, _ int) { got = append(got, vm.ActiveContextID(), uint32(n)) })
 		vm.leave(prev)
 		return token
 	}
 	t2 := dispatch(2)
 	t1 := dispatch(1)
-	OnHTTPCallResponse(1, t2, 3, 0, 0) // Envoy: the root context id
-	OnHTTPCallResponse(2, t1, 4, 0, 0) // a stream id is mapped to its plugin
-	OnHTTPCallResponse(1, t2, 5, 0, 0) // already answered: ignored
+	vm.OnHTTPCallResponse(1, t2, 3, 0, 0) // Envoy: the root context id
+	vm.OnHTTPCallResponse(2, t1, 4, 0, 0) // a stream id is mapped to its plugin
+	vm.OnHTTPCallResponse(1, t2, 5, 0, 0) // already answered: ignored
 	want := []uint32{2, 3, 1, 4}
 	if len(got) != len(want) {
 		t.Fatalf("callbacks saw %v, want %v", got, want)
@@ -140,10 +141,10 @@ func TestHTTPCallResponseRouting(t *testing.T) {
 		t.Errorf("effective contexts set %v, want [2] (the dispatching stream)", h.effective)
 	}
 	// A stream deleted before its response: the callback does not run.
-	OnContextCreate(3, 1)
+	vm.OnContextCreate(3, 1)
 	t3 := dispatch(3)
-	OnDelete(3)
-	OnHTTPCallResponse(1, t3, 1, 0, 0)
+	vm.OnDelete(3)
+	vm.OnHTTPCallResponse(1, t3, 1, 0, 0)
 	if len(got) != 4 {
 		t.Errorf("callback ran for a deleted stream: %v", got)
 	}

@@ -11,4 +11,4 @@ import (
 
 func main() {}
 
-func init() { proxywasm.SetVMContext(&headers.VM{}) }
+func init() { proxywasm.SetVMContext(headers.NewVMContext(proxywasm.ModuleVM())) }
