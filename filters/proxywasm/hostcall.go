@@ -1,12 +1,12 @@
 package proxywasm
 
 import (
-	"fmt"
 	"math"
 	"time"
 	"unsafe"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 func host() abi.Host { return abi.CurrentHost() }
@@ -250,14 +250,14 @@ func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers
 	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
 	if callBack == nil {
-		return 0, fmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
+		return 0, guestfmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
 	}
 	if !abi.InCallback() {
-		return 0, fmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
+		return 0, guestfmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
 	}
 	token, st := host().HTTPCall(cluster, abi.SerializeMap(headers), body, abi.SerializeMap(trailers), timeoutMillisecond)
 	if err := st.Err(); err != nil {
-		return 0, fmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)
+		return 0, guestfmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)
 	}
 	abi.RegisterHTTPCallout(token, callBack)
 	return token, nil
@@ -284,7 +284,7 @@ func GetHttpCallResponseTrailers() ([][2]string, error) { return getMap(abi.MapH
 // integers little-endian).
 func GetProperty(path []string) ([]byte, error) {
 	if len(path) == 0 {
-		return nil, fmt.Errorf("get property: empty path: %w", ErrBadArgument)
+		return nil, guestfmt.Errorf("get property: empty path: %w", ErrBadArgument)
 	}
 	// The host reads the path during the call only: one scratch buffer
 	// serves every call (the guest is single-threaded).
@@ -318,7 +318,7 @@ func GetPropertyMap(path []string) ([][2]string, error) {
 	}
 	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
 	if err != nil {
-		return nil, fmt.Errorf("get property map %v: %w: %w", path, ErrParseFailure, err)
+		return nil, guestfmt.Errorf("get property map %v: %w: %w", path, ErrParseFailure, err)
 	}
 	return m, nil
 }
@@ -327,7 +327,7 @@ func GetPropertyMap(path []string) ([][2]string, error) {
 // later filters in the chain).
 func SetProperty(path []string, data []byte) error {
 	if len(path) == 0 {
-		return fmt.Errorf("set property: empty path: %w", ErrBadArgument)
+		return guestfmt.Errorf("set property: empty path: %w", ErrBadArgument)
 	}
 	return host().SetProperty(abi.SerializePropertyPath(path), data).Err()
 }
@@ -387,7 +387,7 @@ func CallForeignFunction(funcName string, param []byte) (ret []byte, err error) 
 
 func getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {
 	if start < 0 || maxSize < 0 {
-		return nil, fmt.Errorf("read buffer: negative start %d or size %d: %w", start, maxSize, ErrBadArgument)
+		return nil, guestfmt.Errorf("read buffer: negative start %d or size %d: %w", start, maxSize, ErrBadArgument)
 	}
 	b, st := host().GetBufferBytes(bt, start, maxSize)
 	return b, st.Err()
@@ -400,7 +400,7 @@ func getMap(mt abi.MapType) ([][2]string, error) {
 	}
 	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrParseFailure, err)
+		return nil, guestfmt.Errorf("%w: %w", ErrParseFailure, err)
 	}
 	return m, nil
 }

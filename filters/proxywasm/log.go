@@ -1,9 +1,8 @@
 package proxywasm
 
 import (
-	"fmt"
-
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // LogLevel is a proxy-wasm log level.
@@ -29,7 +28,7 @@ func GetLogLevel() (LogLevel, error) {
 func logAt(l LogLevel, msg string) { host().Log(l, msg) }
 
 func logfAt(l LogLevel, format string, args ...any) {
-	logAt(l, fmt.Sprintf(format, args...))
+	logAt(l, guestfmt.Sprintf(format, args...))
 }
 
 // LogTrace logs msg at trace level.
