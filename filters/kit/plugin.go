@@ -1,11 +1,11 @@
 package kit
 
 import (
-	crand "crypto/rand"
 	"errors"
 	"math/rand/v2"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
+	"github.com/meshwarden/meshwarden/internal/guestcrypto"
 )
 
 // Property paths the filters read.
@@ -61,13 +61,14 @@ func LoadConfig[T any](filter string, parse func([]byte) (T, error)) (T, bool) {
 	return cfg, true
 }
 
-// NewChaCha8 returns a ChaCha8 stream seeded once from crypto/rand, so that
+// NewChaCha8 returns a ChaCha8 stream seeded once from guestcrypto.Read
+// (WASI random_get in the guest, crypto/rand natively), so that
 // ids cost no random_get hostcall per request. Without randomness it logs
 // that the filter refuses to start (it needs it for purpose) and returns
 // false.
 func NewChaCha8(filter, purpose string) (*rand.ChaCha8, bool) {
 	var seed [32]byte
-	if _, err := crand.Read(seed[:]); err != nil {
+	if err := guestcrypto.Read(seed[:]); err != nil {
 		proxywasm.LogCriticalf("%s: refusing to start: no randomness for %s: %v", filter, purpose, err)
 		return nil, false
 	}
