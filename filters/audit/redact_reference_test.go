@@ -184,3 +184,25 @@ func FuzzTransformJSONMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTransformJSON compares TransformJSON with its encoding/json
+// version on a payment body with two redacted fields.
+func BenchmarkTransformJSON(b *testing.B) {
+	body := []byte(`{"payment":{"amount":125.5,"currency":"EUR","card":{"number":"4111111111111111","exp":"12/29","cvv":"123"}},` +
+		`"payer":{"name":"Ann Example","iban":"DE89370400440532013000","address":{"street":"1 Main St","city":"Berlin"}},"items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}]}`)
+	paths := [][]string{{"payment", "card", "number"}, {"payment", "card", "cvv"}, {"payer", "iban"}}
+	fn := func(int, []byte) []byte { return []byte(Redacted) }
+	for _, c := range []struct {
+		name string
+		f    func([]byte, [][]string, func(int, []byte) []byte) ([]byte, []string, bool)
+	}{{"guestjson", TransformJSON}, {"encoding-json", transformJSONReference}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, names, ok := c.f(body, paths, fn); !ok || len(names) != 3 {
+					b.Fatalf("ok %v, names %v", ok, names)
+				}
+			}
+		})
+	}
+}

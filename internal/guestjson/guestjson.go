@@ -20,6 +20,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth is the deepest nesting accepted, as encoding/json's.
@@ -156,7 +157,14 @@ func (p *parser) number() (string, error) {
 // str consumes a string literal and returns its contents, decoded as
 // encoding/json decodes them (invalid UTF-8 and lone surrogates become
 // U+FFFD).
-func (p *parser) str() (string, error) {
+func (p *parser) str() (string, error) { return p.string(false) }
+
+// view is str for a string only looked at while the parser's input is
+// unchanged: one without escapes points into the input instead of being
+// copied (Walk's keys and skipped values).
+func (p *parser) view() (string, error) { return p.string(true) }
+
+func (p *parser) string(view bool) (string, error) {
 	d := p.data
 	if p.pos >= len(d) || d[p.pos] != '"' {
 		return "", p.unexpected("looking for beginning of string")
@@ -170,6 +178,9 @@ func (p *parser) str() (string, error) {
 			s := d[start:p.pos]
 			if utf8.Valid(s) {
 				p.pos++
+				if view {
+					return unsafe.String(unsafe.SliceData(s), len(s)), nil
+				}
 				return string(s), nil
 			}
 			break
@@ -325,7 +336,9 @@ func Valid(data []byte) bool {
 // optional whitespace (as encoding/json.Decoder reads them). For each value
 // it calls match with the keys of the objects enclosing it (array elements
 // add no key); when match returns true, the value is not looked into and
-// found is called with its keys and the span [start, end) of its text. Walk
+// found is called with its keys and the span [start, end) of its text. The
+// keys may point into data: they are valid during the call only (copy one
+// to keep it). Walk
 // returns false, having called found for a prefix only, when data is not
 // valid JSON; callers that transform must then change nothing.
 func Walk(data []byte, match func(keys []string) bool, found func(keys []string, start, end int)) bool {
@@ -366,9 +379,12 @@ func (p *parser) walk(keys []string, match func([]string) bool, found func([]str
 			p.depth--
 			return nil
 		}
+		// One slot for this object's keys, reused by every member (nested
+		// values append past it).
+		keys = append(keys, "")
 		for {
 			p.ws()
-			k, err := p.str()
+			k, err := p.view()
 			if err != nil {
 				return err
 			}
@@ -378,7 +394,8 @@ func (p *parser) walk(keys []string, match func([]string) bool, found func([]str
 			}
 			p.pos++
 			p.ws()
-			if err := p.walk(append(keys, k), match, found); err != nil {
+			keys[len(keys)-1] = k
+			if err := p.walk(keys, match, found); err != nil {
 				return err
 			}
 			p.ws()
@@ -422,7 +439,7 @@ func (p *parser) walk(keys []string, match func([]string) bool, found func([]str
 			return p.unexpected("after array element")
 		}
 	case c == '"':
-		_, err := p.str()
+		_, err := p.view()
 		return err
 	case c == 't':
 		return p.literal("true")
