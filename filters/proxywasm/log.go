@@ -27,6 +27,9 @@ func GetLogLevel() (LogLevel, error) {
 
 func logAt(l LogLevel, msg string) { host().Log(l, msg) }
 
+// logfAt formats with internal/guestfmt, which prints as fmt does for the
+// verbs guests use (%s %q %d %v %w %x, width, precision): fmt itself would
+// link os into every guest (issue 19, filters/README.md).
 func logfAt(l LogLevel, format string, args ...any) {
 	logAt(l, guestfmt.Sprintf(format, args...))
 }
