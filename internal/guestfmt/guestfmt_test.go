@@ -51,6 +51,8 @@ func TestSprintfMatchesFmt(t *testing.T) {
 		{"trailing %", nil},
 		{"%5.1f %g %v", []any{3.14159, 2.5, float32(0.1)}},
 		{"%v", []any{uint8(200)}},
+		{"%v %v %v %v %v %v", []any{1e20, 123456789.0, 1e-5, 0.0001, 1.5e300, -0.0}},
+		{"%v is out of range: use 0 to 1, e.g. 0.1 for 10%%", []any{1.5}},
 	}
 	for _, c := range cases {
 		want := fmt.Sprintf(c.format, c.args...)
