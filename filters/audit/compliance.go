@@ -1,16 +1,15 @@
 package audit
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"net/url"
 	"sort"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/guestcrypto"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
+	"github.com/meshwarden/meshwarden/internal/guestjson"
+	"github.com/meshwarden/meshwarden/internal/guesturl"
 )
 
 // Block reasons (Event.Blocked, besides "pii:<detectors>").
@@ -114,10 +113,10 @@ func (e *Engine) transform(a *fieldAct, v string) (string, bool) {
 
 // keyedHash is hmac-sha256:<current key id>:<hex HMAC-SHA256(key, b)>.
 func (e *Engine) keyedHash(b []byte) string {
-	m := hmac.New(sha256.New, e.key)
+	m := guestcrypto.NewHMAC(e.key)
 	m.Write(b)
-	var sum [sha256.Size]byte
-	return HashPrefix + e.keyID + ":" + hex.EncodeToString(m.Sum(sum[:0]))
+	var sum [guestcrypto.Size]byte
+	return HashPrefix + e.keyID + ":" + guestfmt.Hex(m.Sum(sum[:0]))
 }
 
 // maskRunes stars every character of *b but the last keep (all of them
@@ -223,7 +222,7 @@ func (e *Engine) rewriteQuery(rc *ruleCompliance, query string, found func(name,
 		var kv string
 		kv, rest, _ = strings.Cut(rest, "&")
 		name, raw, _ := strings.Cut(kv, "=")
-		dname, err := url.QueryUnescape(name)
+		dname, err := guesturl.QueryUnescape(name)
 		if err != nil {
 			dname = name
 		}
@@ -238,7 +237,7 @@ func (e *Engine) rewriteQuery(rc *ruleCompliance, query string, found func(name,
 			appendParam(&b, kv)
 			continue
 		}
-		v, err := url.QueryUnescape(raw)
+		v, err := guesturl.QueryUnescape(raw)
 		if err != nil {
 			v = raw
 		}
@@ -249,7 +248,7 @@ func (e *Engine) rewriteQuery(rc *ruleCompliance, query string, found func(name,
 		if forwardOnly && act.Action == auditconfig.ActionRedact {
 			continue
 		}
-		appendParam(&b, name+"="+url.QueryEscape(t))
+		appendParam(&b, name+"="+guesturl.QueryEscape(t))
 	}
 	return b.String()
 }
@@ -317,7 +316,7 @@ func (e *Engine) ScanRequest(i int, ev *auditevent.Event, rawPath string, header
 				var kv string
 				kv, rest, _ = strings.Cut(rest, "&")
 				name, raw, _ := strings.Cut(kv, "=")
-				v, err := url.QueryUnescape(raw)
+				v, err := guesturl.QueryUnescape(raw)
 				if err != nil {
 					v = raw
 				}
@@ -527,8 +526,8 @@ func (e *Engine) ProcessBody(i int, ev *auditevent.Event, body []byte, complete 
 			}
 		}
 	}
-	sum := sha256.Sum256(rec)
-	ev.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
+	sum := guestcrypto.Sum256(rec)
+	ev.BodyDigest = "sha256:" + guestfmt.Hex(sum[:])
 	if rc != nil && len(rc.fwdBody) > 0 && out.Block == "" {
 		fwd, _, ok := TransformJSON(body, rc.fwdBodyPaths, func(p int, raw []byte) []byte {
 			a := &rc.fwdBody[p]
@@ -546,8 +545,7 @@ func (e *Engine) ProcessBody(i int, ev *auditevent.Event, body []byte, complete 
 // any other value's text.
 func jsonValue(raw []byte) string {
 	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
+		if s, ok := guestjson.Unquote(raw); ok {
 			return s
 		}
 	}

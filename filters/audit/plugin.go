@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"encoding/hex"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
 
@@ -69,7 +69,7 @@ type pluginContext struct {
 	// target is the service this proxy fronts (node.cluster).
 	target string
 	// rnd makes the request nonces: a ChaCha8 stream seeded once from
-	// crypto/rand, so a request costs no random_get hostcall.
+	// guestcrypto.Read (WASI random_get in the guest), so a request costs no random_get hostcall.
 	rnd *rand.ChaCha8
 }
 
@@ -207,7 +207,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	h.ev.Source = h.p.source
 	var n [8]byte
 	_, _ = h.p.rnd.Read(n[:])
-	h.nonce = hex.EncodeToString(n[:])
+	h.nonce = guestfmt.Hex(n[:])
 	if reason := h.p.engine.ScanRequest(i, &h.ev, path, hs); reason != "" {
 		h.block(reason, h.p.engine.PIIBlockStatus(i))
 		return proxywasm.ActionPause

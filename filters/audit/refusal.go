@@ -1,13 +1,13 @@
 package audit
 
 import (
-	"encoding/hex"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/kit"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
@@ -93,6 +93,6 @@ func (h *httpContext) queueRefusal(ev *auditevent.Event) {
 	if t == "" {
 		t = "notrace"
 	}
-	ev.ID = t + "-" + hex.EncodeToString(n[:]) + "-" + string(auditevent.PhaseOutcome)
+	ev.ID = t + "-" + guestfmt.Hex(n[:]) + "-" + string(auditevent.PhaseOutcome)
 	h.p.b.Add(appendCanonical(h.p.b.ItemBuf(), ev))
 }

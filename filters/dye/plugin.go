@@ -1,13 +1,13 @@
 package dye
 
 import (
-	crand "crypto/rand"
 	"encoding/binary"
 	"math/rand/v2"
 
 	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
 	"github.com/meshwarden/meshwarden/filters/kit"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
+	"github.com/meshwarden/meshwarden/internal/guestcrypto"
 )
 
 // propSourcePrinc is the peer identity as Istio-style hosts name it.
@@ -48,7 +48,7 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	}
 	p.engine = NewEngine(cfg)
 	var seed [16]byte
-	_, _ = crand.Read(seed[:])
+	_ = guestcrypto.Read(seed[:])
 	p.rnd = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	p.draw = func() uint32 { return p.rnd.Uint32N(100) }
 	p.dyed = p.vm.DefineCounterMetric("mw_dye_dyed_total")

@@ -1,11 +1,11 @@
 package kit
 
 import (
-	crand "crypto/rand"
 	"errors"
 	"math/rand/v2"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
+	"github.com/meshwarden/meshwarden/internal/guestcrypto"
 )
 
 // Property paths the filters read.
@@ -62,13 +62,14 @@ func LoadConfig[T any](vm *proxywasm.VM, filter string, parse func([]byte) (T, e
 	return cfg, true
 }
 
-// NewChaCha8 returns a ChaCha8 stream seeded once from crypto/rand, so that
+// NewChaCha8 returns a ChaCha8 stream seeded once from guestcrypto.Read
+// (WASI random_get in the guest, crypto/rand natively), so that
 // ids cost no random_get hostcall per request. Without randomness it logs
 // that the filter refuses to start (it needs it for purpose) and returns
 // false.
 func NewChaCha8(vm *proxywasm.VM, filter, purpose string) (*rand.ChaCha8, bool) {
 	var seed [32]byte
-	if _, err := crand.Read(seed[:]); err != nil {
+	if err := guestcrypto.Read(seed[:]); err != nil {
 		vm.LogCriticalf("%s: refusing to start: no randomness for %s: %v", filter, purpose, err)
 		return nil, false
 	}

@@ -1,12 +1,12 @@
 package proxywasm
 
 import (
-	"fmt"
 	"math"
 	"time"
 	"unsafe"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // VM is the handle a filter makes every hostcall through: one VM is one
@@ -266,14 +266,14 @@ func (vm *VM) DispatchHttpCall(cluster string, headers [][2]string, body []byte,
 	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
 	if callBack == nil {
-		return 0, fmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
+		return 0, guestfmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
 	}
 	if !vm.state().InCallback() {
-		return 0, fmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
+		return 0, guestfmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
 	}
 	token, st := vm.host().HTTPCall(cluster, abi.SerializeMap(headers), body, abi.SerializeMap(trailers), timeoutMillisecond)
 	if err := st.Err(); err != nil {
-		return 0, fmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)
+		return 0, guestfmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)
 	}
 	vm.state().RegisterHTTPCallout(token, callBack)
 	return token, nil
@@ -304,7 +304,7 @@ func (vm *VM) GetHttpCallResponseTrailers() ([][2]string, error) {
 // integers little-endian).
 func (vm *VM) GetProperty(path []string) ([]byte, error) {
 	if len(path) == 0 {
-		return nil, fmt.Errorf("get property: empty path: %w", ErrBadArgument)
+		return nil, guestfmt.Errorf("get property: empty path: %w", ErrBadArgument)
 	}
 	// The host reads the path during the call only: one scratch buffer
 	// serves every call (the guest is single-threaded).
@@ -336,7 +336,7 @@ func (vm *VM) GetPropertyMap(path []string) ([][2]string, error) {
 	}
 	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
 	if err != nil {
-		return nil, fmt.Errorf("get property map %v: %w: %w", path, ErrParseFailure, err)
+		return nil, guestfmt.Errorf("get property map %v: %w: %w", path, ErrParseFailure, err)
 	}
 	return m, nil
 }
@@ -345,7 +345,7 @@ func (vm *VM) GetPropertyMap(path []string) ([][2]string, error) {
 // later filters in the chain).
 func (vm *VM) SetProperty(path []string, data []byte) error {
 	if len(path) == 0 {
-		return fmt.Errorf("set property: empty path: %w", ErrBadArgument)
+		return guestfmt.Errorf("set property: empty path: %w", ErrBadArgument)
 	}
 	return vm.host().SetProperty(abi.SerializePropertyPath(path), data).Err()
 }
@@ -405,7 +405,7 @@ func (vm *VM) CallForeignFunction(funcName string, param []byte) (ret []byte, er
 
 func (vm *VM) getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {
 	if start < 0 || maxSize < 0 {
-		return nil, fmt.Errorf("read buffer: negative start %d or size %d: %w", start, maxSize, ErrBadArgument)
+		return nil, guestfmt.Errorf("read buffer: negative start %d or size %d: %w", start, maxSize, ErrBadArgument)
 	}
 	b, st := vm.host().GetBufferBytes(bt, start, maxSize)
 	return b, st.Err()
@@ -418,7 +418,7 @@ func (vm *VM) getMap(mt abi.MapType) ([][2]string, error) {
 	}
 	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrParseFailure, err)
+		return nil, guestfmt.Errorf("%w: %w", ErrParseFailure, err)
 	}
 	return m, nil
 }

@@ -1,9 +1,8 @@
 package proxywasm
 
 import (
-	"fmt"
-
 	"github.com/meshwarden/meshwarden/filters/proxywasm/internal/abi"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // LogLevel is a proxy-wasm log level.
@@ -28,8 +27,11 @@ func (vm *VM) GetLogLevel() (LogLevel, error) {
 
 func (vm *VM) logAt(l LogLevel, msg string) { vm.host().Log(l, msg) }
 
+// logfAt formats with internal/guestfmt, which prints as fmt does for the
+// verbs guests use (%s %q %d %v %w %x, width, precision): fmt itself would
+// link os into every guest (issue 19, filters/README.md).
 func (vm *VM) logfAt(l LogLevel, format string, args ...any) {
-	vm.logAt(l, fmt.Sprintf(format, args...))
+	vm.logAt(l, guestfmt.Sprintf(format, args...))
 }
 
 // LogTrace logs msg at trace level.

@@ -71,7 +71,7 @@ type Hop struct {
 // Start extracts the incoming context, decides sampling, makes this hop's
 // child span and writes the outgoing traceparent (and tracestate, baggage
 // and, if configured, b3) to the request. rnd supplies randomness
-// (crypto/rand.Reader, backed by WASI's random_get in the guest).
+// (a stream seeded through guestcrypto.Read: WASI random_get in the guest).
 func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
 	var h Hop
 	parent, from := e.extract(req)

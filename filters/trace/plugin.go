@@ -39,7 +39,7 @@ type pluginContext struct {
 	cfg    *traceconfig.Config
 	b      kit.Batcher
 	// rnd makes trace and span ids: a ChaCha8 stream seeded once from
-	// crypto/rand, so a request costs no random_get hostcall.
+	// guestcrypto.Read (WASI random_get in the guest), so a request costs no random_get hostcall.
 	rnd *rand.ChaCha8
 	// req is the request view of the stream being handled (one at a time:
 	// the guest is single-threaded and a callback never yields).

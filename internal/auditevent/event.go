@@ -21,13 +21,13 @@
 package auditevent
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/meshwarden/meshwarden/internal/guestcrypto"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // Phase says which half of an audited exchange a record describes.
@@ -116,13 +116,13 @@ var ErrInvalid = errors.New("invalid audit event")
 func (e *Event) Validate() error {
 	switch {
 	case e.ID == "":
-		return fmt.Errorf("%w: id is empty", ErrInvalid)
+		return guestfmt.Errorf("%w: id is empty", ErrInvalid)
 	case e.Phase != PhaseIntent && e.Phase != PhaseOutcome:
-		return fmt.Errorf("%w: phase %q must be %q or %q", ErrInvalid, e.Phase, PhaseIntent, PhaseOutcome)
+		return guestfmt.Errorf("%w: phase %q must be %q or %q", ErrInvalid, e.Phase, PhaseIntent, PhaseOutcome)
 	case e.OpType == "":
-		return fmt.Errorf("%w: op_type is empty", ErrInvalid)
+		return guestfmt.Errorf("%w: op_type is empty", ErrInvalid)
 	case e.Timestamp <= 0:
-		return fmt.Errorf("%w: timestamp must be positive Unix nanoseconds", ErrInvalid)
+		return guestfmt.Errorf("%w: timestamp must be positive Unix nanoseconds", ErrInvalid)
 	}
 	return nil
 }
@@ -236,11 +236,11 @@ func appendStrList(b []byte, k string, list []string) []byte {
 func (e *Event) ComputeHash() string {
 	var buf [1024]byte
 	c := e.AppendCanonical(buf[:0])
-	h := sha256.New()
+	h := guestcrypto.NewSHA256()
 	h.Write([]byte(e.PrevHash))
 	h.Write(c)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	var sum [guestcrypto.Size]byte
+	return guestfmt.Hex(h.Sum(sum[:0]))
 }
 
 // Chain sets e.PrevHash to prev and e.Hash to the record's hash, and returns
@@ -254,10 +254,10 @@ func (e *Event) Chain(prev string) string {
 // VerifyLink reports whether e is correctly chained after prev.
 func (e *Event) VerifyLink(prev string) error {
 	if e.PrevHash != prev {
-		return fmt.Errorf("record %s (seq %d): prev_hash %.16s… does not match the previous record's hash %.16s…", e.ID, e.Seq, e.PrevHash, prev)
+		return guestfmt.Errorf("record %s (seq %d): prev_hash %.16s… does not match the previous record's hash %.16s…", e.ID, e.Seq, e.PrevHash, prev)
 	}
 	if got := e.ComputeHash(); got != e.Hash {
-		return fmt.Errorf("record %s (seq %d): hash %.16s… does not match its content (recomputed %.16s…): the record was altered", e.ID, e.Seq, e.Hash, got)
+		return guestfmt.Errorf("record %s (seq %d): hash %.16s… does not match its content (recomputed %.16s…): the record was altered", e.ID, e.Seq, e.Hash, got)
 	}
 	return nil
 }

@@ -15,8 +15,9 @@
 package dyeing
 
 import (
-	"fmt"
 	"regexp"
+
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 const (
@@ -44,7 +45,7 @@ func ValidLane(s string) bool { return laneRE.MatchString(s) }
 // CheckLane returns an error saying what to change when s is not a valid lane.
 func CheckLane(s string) error {
 	if !ValidLane(s) {
-		return fmt.Errorf("lane %q is not valid: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", s)
+		return guestfmt.Errorf("lane %q is not valid: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", s)
 	}
 	return nil
 }

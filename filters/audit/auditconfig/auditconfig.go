@@ -6,11 +6,11 @@
 package auditconfig
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
@@ -196,7 +196,7 @@ func (c *Config) Validate() error {
 		return fieldErr("rules", "is empty: add at least one rule, e.g. {\"methods\":[\"POST\"],\"path\":{\"prefix\":\"/v1/transfers\"},\"opType\":\"FUND_TRANSFER\"}")
 	}
 	for i := range c.Rules {
-		if err := c.Rules[i].validate(fmt.Sprintf("rules[%d]", i)); err != nil {
+		if err := c.Rules[i].validate(guestfmt.Sprintf("rules[%d]", i)); err != nil {
 			return err
 		}
 	}
@@ -205,7 +205,7 @@ func (c *Config) Validate() error {
 	}
 	for i, id := range c.Subject.TrustedPeers {
 		if err := kitconfig.CheckIdentity(id); err != nil {
-			return fieldErr(fmt.Sprintf("subject.trustedPeers[%d]", i), "%v", err)
+			return fieldErr(guestfmt.Sprintf("subject.trustedPeers[%d]", i), "%v", err)
 		}
 	}
 	if len(c.Subject.TrustedPeers) > 0 && c.Subject.Header == "" {
@@ -213,17 +213,17 @@ func (c *Config) Validate() error {
 	}
 	for i, h := range c.Redact.Headers {
 		if !kitconfig.ValidHeaderName(h) {
-			return fieldErr(fmt.Sprintf("redact.headers[%d]", i), kitconfig.HeaderNameReason, h)
+			return fieldErr(guestfmt.Sprintf("redact.headers[%d]", i), kitconfig.HeaderNameReason, h)
 		}
 	}
 	for i, f := range c.Redact.BodyFields {
 		if f == "" || strings.HasPrefix(f, ".") || strings.HasSuffix(f, ".") || strings.Contains(f, "..") {
-			return fieldErr(fmt.Sprintf("redact.bodyFields[%d]", i), "%q is not a field path: write names joined by dots, e.g. card.number", f)
+			return fieldErr(guestfmt.Sprintf("redact.bodyFields[%d]", i), "%q is not a field path: write names joined by dots, e.g. card.number", f)
 		}
 	}
 	for i, h := range c.CaptureHeaders {
 		if !kitconfig.ValidHeaderName(h) {
-			return fieldErr(fmt.Sprintf("captureHeaders[%d]", i), kitconfig.HeaderNameReason, h)
+			return fieldErr(guestfmt.Sprintf("captureHeaders[%d]", i), kitconfig.HeaderNameReason, h)
 		}
 	}
 	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 16<<20 {
@@ -255,7 +255,7 @@ func (r *Rule) validate(p string) error {
 	}
 	for j, m := range r.Methods {
 		if !kitconfig.ValidMethod(m) {
-			return fieldErr(fmt.Sprintf("%s.methods[%d]", p, j), kitconfig.MethodReason, m)
+			return fieldErr(guestfmt.Sprintf("%s.methods[%d]", p, j), kitconfig.MethodReason, m)
 		}
 	}
 	pm := r.Path

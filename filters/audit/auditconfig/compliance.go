@@ -2,11 +2,11 @@ package auditconfig
 
 import (
 	"encoding/base64"
-	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // Field actions (FieldAction.Action).
@@ -195,7 +195,7 @@ func (p *PII) validate(at string, maxBody int) error {
 	}
 	for i, d := range p.Detectors {
 		if !contains(BuiltinDetectors, d) {
-			return fieldErr(fmt.Sprintf("%s.detectors[%d]", at, i), "%q is not a detector: use %s, or add a pattern", d, strings.Join(BuiltinDetectors, ", "))
+			return fieldErr(guestfmt.Sprintf("%s.detectors[%d]", at, i), "%q is not a detector: use %s, or add a pattern", d, strings.Join(BuiltinDetectors, ", "))
 		}
 	}
 	seen := map[string]bool{}
@@ -203,7 +203,7 @@ func (p *PII) validate(at string, maxBody int) error {
 		seen[d] = true
 	}
 	for i, pt := range p.Patterns {
-		f := fmt.Sprintf("%s.patterns[%d]", at, i)
+		f := guestfmt.Sprintf("%s.patterns[%d]", at, i)
 		if !patNameRe.MatchString(pt.Name) {
 			return fieldErr(f+".name", "%q is not a detector name: use lowercase letters, digits and '-', e.g. customer-id", pt.Name)
 		}
@@ -224,7 +224,7 @@ func (p *PII) validate(at string, maxBody int) error {
 	}
 	for i, s := range p.Scan {
 		if s != ScanBody && s != ScanQuery && s != ScanHeaders {
-			return fieldErr(fmt.Sprintf("%s.scan[%d]", at, i), "%q is not a scan scope: use body, query or headers", s)
+			return fieldErr(guestfmt.Sprintf("%s.scan[%d]", at, i), "%q is not a scan scope: use body, query or headers", s)
 		}
 	}
 	if p.MaxScanBytes < 1 || p.MaxScanBytes > maxBody {
@@ -245,7 +245,7 @@ func (p *PII) validate(at string, maxBody int) error {
 func (c *Config) validateFields(at string, fs []FieldAction) error {
 	for i := range fs {
 		f := &fs[i]
-		p := fmt.Sprintf("%s[%d]", at, i)
+		p := guestfmt.Sprintf("%s[%d]", at, i)
 		n := 0
 		for _, s := range []string{f.Header, f.Query, f.Body} {
 			if s != "" {
@@ -289,7 +289,7 @@ func (c *Config) validateFields(at string, fs []FieldAction) error {
 func (c *Config) validateCompliance() error {
 	ids := map[string]bool{}
 	for i, k := range c.HashKeys {
-		p := fmt.Sprintf("hashKeys[%d]", i)
+		p := guestfmt.Sprintf("hashKeys[%d]", i)
 		if !keyIDRe.MatchString(k.ID) {
 			return fieldErr(p+".id", "%q is not a key id: use 1 to 64 letters, digits, '.', '_' or '-', e.g. pii-2026-12", k.ID)
 		}
@@ -308,7 +308,7 @@ func (c *Config) validateCompliance() error {
 	}
 	for j, t := range c.ServiceTags {
 		if !tagRe.MatchString(t) {
-			return fieldErr(fmt.Sprintf("serviceTags[%d]", j), "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
+			return fieldErr(guestfmt.Sprintf("serviceTags[%d]", j), "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
 		}
 	}
 	if err := c.validateFields("fields", c.Fields); err != nil {
@@ -321,10 +321,10 @@ func (c *Config) validateCompliance() error {
 	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
-		p := fmt.Sprintf("rules[%d]", i)
+		p := guestfmt.Sprintf("rules[%d]", i)
 		for j, t := range r.Tags {
 			if !tagRe.MatchString(t) {
-				return fieldErr(fmt.Sprintf("%s.tags[%d]", p, j), "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
+				return fieldErr(guestfmt.Sprintf("%s.tags[%d]", p, j), "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
 			}
 		}
 		if err := c.validateFields(p+".fields", r.Fields); err != nil {

@@ -1,11 +1,11 @@
 package auditconfig
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // tmplPart is one piece of a resource template: literal text or a variable.
@@ -26,7 +26,7 @@ func ParseTemplate(s string) (Template, error) {
 		i := strings.IndexByte(s, '{')
 		if i < 0 {
 			if strings.IndexByte(s, '}') >= 0 {
-				return nil, fmt.Errorf("unmatched '}' in template: write variables as {path.N}, {header.NAME}, {query.NAME} or {method}")
+				return nil, guestfmt.Errorf("unmatched '}' in template: write variables as {path.N}, {header.NAME}, {query.NAME} or {method}")
 			}
 			t = append(t, tmplPart{lit: s})
 			break
@@ -36,7 +36,7 @@ func ParseTemplate(s string) (Template, error) {
 		}
 		j := strings.IndexByte(s[i:], '}')
 		if j < 0 {
-			return nil, fmt.Errorf("unclosed '{' in template: write variables as {path.N}, {header.NAME}, {query.NAME} or {method}")
+			return nil, guestfmt.Errorf("unclosed '{' in template: write variables as {path.N}, {header.NAME}, {query.NAME} or {method}")
 		}
 		v := s[i+1 : i+j]
 		s = s[i+j+1:]
@@ -46,19 +46,19 @@ func ParseTemplate(s string) (Template, error) {
 		case strings.HasPrefix(v, "path."):
 			n, err := strconv.Atoi(v[5:])
 			if err != nil || n < 1 || n > 64 {
-				return nil, fmt.Errorf("{%s}: the path segment number must be 1 to 64", v)
+				return nil, guestfmt.Errorf("{%s}: the path segment number must be 1 to 64", v)
 			}
 			t = append(t, tmplPart{kind: 'p', idx: n})
 		case strings.HasPrefix(v, "header.") && len(v) > 7:
 			name := v[7:]
 			if !kitconfig.ValidHeaderName(name) {
-				return nil, fmt.Errorf("{%s}: %q is not a lowercase header name", v, name)
+				return nil, guestfmt.Errorf("{%s}: %q is not a lowercase header name", v, name)
 			}
 			t = append(t, tmplPart{kind: 'h', name: name})
 		case strings.HasPrefix(v, "query.") && len(v) > 6:
 			t = append(t, tmplPart{kind: 'q', name: v[6:]})
 		default:
-			return nil, fmt.Errorf("{%s} is not a template variable: use {path.N}, {header.NAME}, {query.NAME} or {method}", v)
+			return nil, guestfmt.Errorf("{%s} is not a template variable: use {path.N}, {header.NAME}, {query.NAME} or {method}", v)
 		}
 	}
 	return t, nil

@@ -5,12 +5,12 @@
 package dyeconfig
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/kit/kitconfig"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // Modes of the filter.
@@ -175,7 +175,7 @@ func (c *Config) Validate() error {
 	names := map[string]bool{}
 	for i := range c.Rules {
 		r := &c.Rules[i]
-		p := fmt.Sprintf("rules[%d]", i)
+		p := guestfmt.Sprintf("rules[%d]", i)
 		if r.Name != "" {
 			if names[r.Name] {
 				return fieldErr(p+".name", "%q is used by an earlier rule: give each rule its own name", r.Name)
@@ -188,19 +188,19 @@ func (c *Config) Validate() error {
 	}
 	for i, id := range c.Trust.PeerIdentities {
 		if err := kitconfig.CheckIdentity(id); err != nil {
-			return fieldErr(fmt.Sprintf("trust.peerIdentities[%d]", i), "%v", err)
+			return fieldErr(guestfmt.Sprintf("trust.peerIdentities[%d]", i), "%v", err)
 		}
 	}
 	for i, s := range c.Trust.SourceCIDRs {
 		if _, err := netip.ParsePrefix(s); err != nil {
-			return fieldErr(fmt.Sprintf("trust.sourceCIDRs[%d]", i), "%q is not a CIDR: write it like 10.0.0.0/8 or fd00::/8", s)
+			return fieldErr(guestfmt.Sprintf("trust.sourceCIDRs[%d]", i), "%q is not a CIDR: write it like 10.0.0.0/8 or fd00::/8", s)
 		}
 	}
 	if c.Tenant.Header != "" && !kitconfig.ValidHeaderName(c.Tenant.Header) {
 		return fieldErr("tenant.header", kitconfig.HeaderNameReason, c.Tenant.Header)
 	}
 	for i, ti := range c.Tenant.Identities {
-		p := fmt.Sprintf("tenant.identities[%d]", i)
+		p := guestfmt.Sprintf("tenant.identities[%d]", i)
 		if err := kitconfig.CheckIdentity(ti.Peer); err != nil {
 			return fieldErr(p+".peer", "%v", err)
 		}
@@ -210,7 +210,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, ls := range c.Lanes {
-		p := fmt.Sprintf("lanes[%d]", i)
+		p := guestfmt.Sprintf("lanes[%d]", i)
 		if err := dyeing.CheckLane(ls.Lane); err != nil {
 			return fieldErr(p+".lane", "%v", err)
 		}
@@ -223,7 +223,7 @@ func (c *Config) Validate() error {
 		}
 		for j, t := range ls.Tenants {
 			if err := CheckTenant(t); err != nil {
-				return fieldErr(fmt.Sprintf("%s.tenants[%d]", p, j), "%v", err)
+				return fieldErr(guestfmt.Sprintf("%s.tenants[%d]", p, j), "%v", err)
 			}
 		}
 	}
@@ -246,11 +246,11 @@ func (r *Rule) validate(p string) error {
 	for j, s := range r.Split {
 		if s.Lane != "" {
 			if err := dyeing.CheckLane(s.Lane); err != nil {
-				return fieldErr(fmt.Sprintf("%s.split[%d].lane", p, j), "%v", err)
+				return fieldErr(guestfmt.Sprintf("%s.split[%d].lane", p, j), "%v", err)
 			}
 		}
 		if s.Weight > 100 {
-			return fieldErr(fmt.Sprintf("%s.split[%d].weight", p, j), "%d is over 100: weights are percentages", s.Weight)
+			return fieldErr(guestfmt.Sprintf("%s.split[%d].weight", p, j), "%d is over 100: weights are percentages", s.Weight)
 		}
 		sum += s.Weight
 	}
@@ -274,7 +274,7 @@ func (r *Rule) validate(p string) error {
 		vms  []ValueMatch
 	}{{"headers", m.Headers}, {"cookies", m.Cookies}, {"queryParams", m.QueryParams}} {
 		for j, vm := range list.vms {
-			q := fmt.Sprintf("%s.match.%s[%d]", p, list.name, j)
+			q := guestfmt.Sprintf("%s.match.%s[%d]", p, list.name, j)
 			if vm.Name == "" {
 				return fieldErr(q+".name", "is empty: name the value to match")
 			}
@@ -291,17 +291,17 @@ func (r *Rule) validate(p string) error {
 	}
 	for j, meth := range m.Methods {
 		if !kitconfig.ValidMethod(meth) {
-			return fieldErr(fmt.Sprintf("%s.match.methods[%d]", p, j), kitconfig.MethodReason, meth)
+			return fieldErr(guestfmt.Sprintf("%s.match.methods[%d]", p, j), kitconfig.MethodReason, meth)
 		}
 	}
 	for j, id := range m.PeerIdentities {
 		if err := kitconfig.CheckIdentity(id); err != nil {
-			return fieldErr(fmt.Sprintf("%s.match.peerIdentities[%d]", p, j), "%v", err)
+			return fieldErr(guestfmt.Sprintf("%s.match.peerIdentities[%d]", p, j), "%v", err)
 		}
 	}
 	for j, t := range r.Tenants {
 		if err := CheckTenant(t); err != nil {
-			return fieldErr(fmt.Sprintf("%s.tenants[%d]", p, j), "%v", err)
+			return fieldErr(guestfmt.Sprintf("%s.tenants[%d]", p, j), "%v", err)
 		}
 	}
 	return nil
@@ -315,12 +315,12 @@ func fieldErr(field, format string, args ...any) error {
 // CheckTenant checks a tenant name: 1-63 letters, digits, '-', '_' or '.'.
 func CheckTenant(t string) error {
 	if t == "" || len(t) > 63 {
-		return fmt.Errorf("%q is not a tenant name: use 1-63 letters, digits, '-', '_' or '.'", t)
+		return guestfmt.Errorf("%q is not a tenant name: use 1-63 letters, digits, '-', '_' or '.'", t)
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%q is not a tenant name: use 1-63 letters, digits, '-', '_' or '.'", t)
+			return guestfmt.Errorf("%q is not a tenant name: use 1-63 letters, digits, '-', '_' or '.'", t)
 		}
 	}
 	return nil

@@ -23,6 +23,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"duplicate rule name", `{"rules": [{"name": "x", "lane": "a"}, {"name": "x", "lane": "b"}]}`, "rules[1].name"},
 		{"upper header", `{"rules": [{"lane": "a", "match": {"headers": [{"name": "X-Beta"}]}}]}`, "rules[0].match.headers[0].name"},
 		{"trailing", `{} {}`, "trailing data"},
+		{"stray brace", `{} }`, "trailing data"},
+		{"wrong type", `{"rules": [{"lane": "a", "match": {"methods": "POST"}}]}`, "dye config: json: rules[0].match.methods: want an array, got a string"},
+		{"not json", `{"mode": ingress}`, "dye config: json: invalid character 'i' looking for beginning of value (at byte 9)"},
 	})
 	if c, err := ParseConfig(nil); err != nil || c.Mode != ModeIngress || c.Tenant.Header != dyeing.TenantHeader {
 		t.Errorf("empty config = %+v, %v; want defaults", c, err)

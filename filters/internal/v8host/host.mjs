@@ -129,6 +129,7 @@ class VM {
     this.nextHttpToken = 1;
     this.stderr = '';
     this.stderrLines = [];
+    this.gcCycles = 0; // gctrace lines (GODEBUG=gctrace=1)
     this.fatalAt = null; // the lines before a fatal error
     this.fatalLines = []; // a fatal error's first lines
     this.allocated = 0;
@@ -641,6 +642,7 @@ function wasiImports(vm) {
         vm.stderr = lines.pop();
         for (const l of lines) {
           // Keep the first lines of a Go fatal error or panic, and the tail.
+          if (/^gc \d+ @/.test(l)) { vm.gcCycles++; continue; }
           if (vm.fatalLines.length === 0 && /^(fatal error:|panic:)/.test(l)) vm.fatalAt = vm.stderrLines.slice(-3);
           if (vm.fatalAt && vm.fatalLines.length < 12) vm.fatalLines.push(l);
           vm.stderrLines.push(l);
@@ -667,8 +669,20 @@ function wasiImports(vm) {
   W.fd_fdstat_set_flags = () => ENOSYS;
   W.fd_prestat_get = () => EBADF; // no preopened directories
   W.fd_prestat_dir_name = () => ENOSYS;
-  W.environ_get = () => ESUCCESS; // no environment variables configured
-  W.environ_sizes_get = (cp, sp) => (vm.setWord(cp, 0) && vm.setWord(sp, 0) ? ESUCCESS : EFAULT);
+  // environ: input.environ, as Envoy's vm_config.environment_variables
+  // (none by default): environ_sizes_get gives the count and the bytes of
+  // the NUL-terminated strings, environ_get writes the pointers and strings.
+  const env = (input.environ ?? []).map((e) => concat(enc.encode(e), new Uint8Array([0])));
+  W.environ_get = (ptrs, buf) => {
+    let p = buf >>> 0;
+    for (let i = 0; i < env.length; i++) {
+      if (!vm.setWord(ptrs + 4 * i, p) || !vm.setMemory(p, env[i])) return EFAULT;
+      p += env[i].length;
+    }
+    return ESUCCESS;
+  };
+  W.environ_sizes_get = (cp, sp) =>
+    (vm.setWord(cp, env.length) && vm.setWord(sp, env.reduce((n, e) => n + e.length, 0)) ? ESUCCESS : EFAULT);
   W.args_get = () => ESUCCESS;
   W.args_sizes_get = (cp, sp) => (vm.setWord(cp, 0) && vm.setWord(sp, 0) ? ESUCCESS : EFAULT);
   W.clock_time_get = (id, _precision, rp) => {
@@ -1012,6 +1026,7 @@ for (let i = 0; i < vms.length; i++) {
   rec.allocations = vm.allocations;
   rec.allocatedBytes = vm.allocated;
   rec.tickPeriodMs = vm.tickMs;
+  rec.gcCycles = vm.gcCycles;
   rec.metrics = {};
   for (const m of vm.metrics.values()) rec.metrics[m.name] = Number(m.value);
   rec.stderrTail = vm.stderrLines.concat(vm.stderr ? [vm.stderr] : []).slice(-20);

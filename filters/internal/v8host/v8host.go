@@ -83,6 +83,11 @@ type Input struct {
 	// hosts before proxy-wasm-cpp-host PR #533 that had poll_oneoff).
 	PollOneoff string `json:"pollOneoff,omitempty"`
 	LogLevel   int    `json:"logLevel,omitempty"`
+	// Environ is the environment every VM's WASI environ_get returns
+	// ("KEY=value" entries), as Envoy's vm_config.environment_variables
+	// provides it; empty by default, as in Envoy. GODEBUG=gctrace=1 makes
+	// the Go runtime report each GC cycle, counted in VMResult.GCCycles.
+	Environ []string `json:"environ,omitempty"`
 }
 
 // LocalReply is a proxy_send_local_response.
@@ -151,6 +156,9 @@ type VMResult struct {
 	TickPeriodMs   int              `json:"tickPeriodMs"`
 	Metrics        map[string]int64 `json:"metrics"`
 	StderrTail     []string         `json:"stderrTail"`
+	// GCCycles counts the Go runtime's gctrace lines ("gc N @…") on the
+	// VM's stderr: the GC cycles it ran, with GODEBUG=gctrace=1 in Environ.
+	GCCycles int `json:"gcCycles"`
 }
 
 // LogLine is one proxy_log or stdout/stderr line.

@@ -7,9 +7,10 @@ package kitconfig
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"strings"
+
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
+	"github.com/meshwarden/meshwarden/internal/guestjson"
 )
 
 // FieldError is a configuration error at one field path, e.g.
@@ -28,7 +29,7 @@ func (e *FieldError) Error() string { return e.Filter + " config: " + e.Field + 
 
 // Errorf returns a FieldError of filter at field, its reason formatted.
 func Errorf(filter, field, format string, args ...any) error {
-	return &FieldError{Filter: filter, Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &FieldError{Filter: filter, Field: field, Reason: guestfmt.Sprintf(format, args...)}
 }
 
 // Config is what every filter configuration provides.
@@ -39,8 +40,9 @@ type Config interface {
 	Validate() error
 }
 
-// Parse decodes a filter's JSON configuration strictly (unknown fields and
-// trailing data are errors), applies defaults and validates it. Empty input
+// Parse decodes a filter's JSON configuration strictly (unknown fields,
+// values of the wrong type and trailing data are errors, each naming the
+// field or byte at fault), applies defaults and validates it. Empty input
 // is the default configuration.
 func Parse[T any, PT interface {
 	*T
@@ -48,13 +50,10 @@ func Parse[T any, PT interface {
 }](filter string, data []byte) (*T, error) {
 	c := PT(new(T))
 	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("%s config: %w", filter, err)
-		}
-		if dec.More() {
-			return nil, fmt.Errorf("%s config: trailing data after the JSON object: remove it", filter)
+		// guestjson, not encoding/json: this code runs in the guests, which
+		// must not link fmt (filters/README.md).
+		if err := guestjson.Unmarshal(data, c); err != nil {
+			return nil, guestfmt.Errorf("%s config: %w", filter, err)
 		}
 	}
 	c.SetDefaults()
@@ -76,10 +75,10 @@ func Default[T comparable](field *T, def T) {
 // id, or a prefix of one ending in "/*".
 func CheckIdentity(id string) error {
 	if !strings.HasPrefix(id, "spiffe://") || len(id) <= len("spiffe://") {
-		return fmt.Errorf("%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, or end it in /* for a prefix", id)
+		return guestfmt.Errorf("%q is not a SPIFFE id: write spiffe://<trust-domain>/<path>, or end it in /* for a prefix", id)
 	}
 	if i := strings.IndexByte(id, '*'); i >= 0 && (i != len(id)-1 || !strings.HasSuffix(id, "/*")) {
-		return fmt.Errorf("%q: '*' is allowed only as a final /* segment", id)
+		return guestfmt.Errorf("%q: '*' is allowed only as a final /* segment", id)
 	}
 	return nil
 }

@@ -11,9 +11,10 @@ package abi
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // Status is a proxy_status_t, returned by every hostcall.
@@ -68,7 +69,7 @@ func (s Status) Err() error {
 	case StatusUnimplemented:
 		return types.ErrorUnimplemented
 	default:
-		return fmt.Errorf("unknown status %d returned by host: %w", uint32(s), types.ErrorInternalFailure)
+		return guestfmt.Errorf("unknown status %d returned by host: %w", uint32(s), types.ErrorInternalFailure)
 	}
 }
 
@@ -153,7 +154,7 @@ func (l LogLevel) String() string {
 	case LogCritical:
 		return "critical"
 	default:
-		return fmt.Sprintf("level(%d)", uint32(l))
+		return guestfmt.Sprintf("level(%d)", uint32(l))
 	}
 }
 

@@ -3,8 +3,9 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"unsafe"
+
+	"github.com/meshwarden/meshwarden/internal/guestfmt"
 )
 
 // SerializeMap encodes pairs the way ABI 0.2.1 passes header maps: a
@@ -57,14 +58,14 @@ func deserializeMap(b []byte, owned bool) ([][2]string, error) {
 		return nil, nil
 	}
 	if len(b) < 4 {
-		return nil, fmt.Errorf("%w: %d bytes, want at least 4", errMalformedMap, len(b))
+		return nil, guestfmt.Errorf("%w: %d bytes, want at least 4", errMalformedMap, len(b))
 	}
 	n := int(binary.LittleEndian.Uint32(b))
 	if n == 0 {
 		return nil, nil
 	}
 	if n > (len(b)-4)/8 {
-		return nil, fmt.Errorf("%w: %d entries do not fit in %d bytes", errMalformedMap, n, len(b))
+		return nil, guestfmt.Errorf("%w: %d entries do not fit in %d bytes", errMalformedMap, n, len(b))
 	}
 	out := make([][2]string, n)
 	data := b[4+8*n:]
@@ -81,7 +82,7 @@ func deserializeMap(b []byte, owned bool) ([][2]string, error) {
 		kl := int(binary.LittleEndian.Uint32(b[4+8*i:]))
 		vl := int(binary.LittleEndian.Uint32(b[8+8*i:]))
 		if kl < 0 || vl < 0 || kl > len(all)-off || vl > len(all)-off-kl || len(all)-off-kl-vl < 2 {
-			return nil, fmt.Errorf("%w: entry %d (key %d bytes, value %d bytes) overruns the data", errMalformedMap, i, kl, vl)
+			return nil, guestfmt.Errorf("%w: entry %d (key %d bytes, value %d bytes) overruns the data", errMalformedMap, i, kl, vl)
 		}
 		out[i][0] = all[off : off+kl]
 		off += kl + 1
