@@ -25,5 +25,5 @@ func main() {}
 func init() {
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
-	proxywasm.SetVMContext(&headers.VM{})
+	proxywasm.SetVMContext(headers.NewVMContext(proxywasm.ModuleVM()))
 }
