@@ -532,10 +532,27 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 	if len(rs) == 0 {
 		return nil
 	}
+	// Not ProduceSync: with the idempotent producer franz-go does not fail
+	// a record that is already on the wire when its context ends, so a
+	// broker that went away mid-request kept ProduceSync (and so the whole
+	// exporter, even its cancellation) waiting far beyond AckTimeout. The
+	// wait is bounded here; the session then ends and closing the client
+	// fails what is left.
 	pctx, cancel := context.WithTimeout(ctx, x.cfg.AckTimeout)
 	defer cancel()
-	if err := cl.ProduceSync(pctx, rs...).FirstErr(); err != nil {
-		return fmt.Errorf("produce checkpoints to %s: %w", x.cfg.CheckpointTopic, err)
+	res := make(chan error, len(rs)) // a late promise never blocks
+	for _, r := range rs {
+		cl.Produce(pctx, r, func(_ *kgo.Record, err error) { res <- err })
+	}
+	for range rs {
+		select {
+		case err := <-res:
+			if err != nil {
+				return fmt.Errorf("produce checkpoints to %s: %w", x.cfg.CheckpointTopic, err)
+			}
+		case <-pctx.Done():
+			return fmt.Errorf("produce checkpoints to %s: kafka acknowledged them not within %s: %w", x.cfg.CheckpointTopic, x.cfg.AckTimeout, pctx.Err())
+		}
 	}
 	done += len(rs)
 	if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
