@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshwarden/meshwarden/auditstore/internal/ckptlog"
 	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 )
@@ -73,7 +74,7 @@ type Exporter struct {
 	// ckpts follows the checkpoint log and pending holds the checkpoints
 	// read from it but not yet published, oldest first (session goroutine
 	// only; both are reset at the start of each session).
-	ckpts     ckptLog
+	ckpts     *ckptlog.Log
 	pending   []wal.Checkpoint
 	exported  atomic.Uint64
 	published atomic.Uint64
@@ -161,7 +162,7 @@ func writeCount(p string, v uint64) error {
 // It reads only what the WAL appended to the checkpoint log since the last
 // call.
 func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream) error {
-	lines, first, err := x.ckpts.next()
+	lines, first, err := x.ckpts.Next()
 	if err != nil {
 		return err
 	}
@@ -260,7 +261,7 @@ func (x *Exporter) session(ctx context.Context) error {
 	}
 	// Read the checkpoint log from its start once per session: what was
 	// read but not published before an outage is read again.
-	x.ckpts, x.pending = ckptLog{path: filepath.Join(x.cfg.Dir, wal.CheckpointFile)}, nil
+	x.ckpts, x.pending = ckptlog.New(filepath.Join(x.cfg.Dir, wal.CheckpointFile)), nil
 	if x.cfg.CheckpointsOnly {
 		return x.witnessCheckpoints(ctx, nc, js)
 	}

@@ -1,4 +1,7 @@
-package export
+// Package ckptlog follows a WAL's append-only checkpoint log
+// (checkpoints.jsonl) as it grows, for the exporters that publish the
+// signed checkpoints (JetStream, Kafka).
+package ckptlog
 
 import (
 	"bytes"
@@ -8,23 +11,26 @@ import (
 	"os"
 )
 
-// ckptLog follows an append-only checkpoint log (checkpoints.jsonl) as it
+// Log follows an append-only checkpoint log (checkpoints.jsonl) as it
 // grows: each call reads only the bytes appended since the previous one and
 // hands back only complete lines, so a log of years of checkpoints costs no
 // more to follow than a new one.
-type ckptLog struct {
+type Log struct {
 	path string
 	off  int64 // bytes consumed: the end of the last complete line read
 	n    int   // non-blank lines before off (the index of the next one)
 	buf  []byte
 }
 
-// next returns the complete non-blank lines appended since the last call
+// New follows the checkpoint log at path from its start.
+func New(path string) *Log { return &Log{path: path} }
+
+// Next returns the complete non-blank lines appended since the last call
 // and the index of the first of them (counting non-blank lines from the
 // start of the log, as [wal.ReadCheckpoints] counts checkpoints). The lines
 // are valid until the next call. A log that shrank (replaced by hand) is
 // read again from its start.
-func (l *ckptLog) next() ([][]byte, int, error) {
+func (l *Log) Next() ([][]byte, int, error) {
 	f, err := os.Open(l.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, l.n, nil

@@ -1,4 +1,4 @@
-package export
+package ckptlog
 
 import (
 	"os"
@@ -7,13 +7,13 @@ import (
 	"testing"
 )
 
-// TestCheckpointLogReadsOnlyWhatWasAppended: the exporter follows the
+// TestReadsOnlyWhatWasAppended: the exporters follow the
 // checkpoint log incrementally: each call returns only new complete lines
 // with their index among the non-blank lines, waits for a line still being
 // written, and starts over if the log shrank.
-func TestCheckpointLogReadsOnlyWhatWasAppended(t *testing.T) {
+func TestReadsOnlyWhatWasAppended(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "checkpoints.jsonl")
-	l := ckptLog{path: p}
+	l := New(p)
 	app := func(s string) {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
@@ -26,7 +26,7 @@ func TestCheckpointLogReadsOnlyWhatWasAppended(t *testing.T) {
 	}
 	step := func(want string, wantFirst int) {
 		t.Helper()
-		lines, first, err := l.next()
+		lines, first, err := l.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
