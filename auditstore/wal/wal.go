@@ -134,6 +134,12 @@ type request struct {
 // the closing brace becomes ,"hash":"<64 hex>"}.
 const recordOverhead = len(`,"hash":""`) + 2*sha256.Size
 
+// maxPayloadLen is the largest payload t's event can have as a record: at a
+// 20-digit seq (the most a uint64 has) after a 64-hex prev_hash.
+func maxPayloadLen(t auditevent.Template) int {
+	return t.ChainedLen(20, 2*sha256.Size) + recordOverhead
+}
+
 // ErrTooLarge is returned by Append for an event whose record would exceed
 // MaxRecordSize; nothing of that batch is stored.
 var ErrTooLarge = errors.New("audit event too large")
@@ -385,7 +391,7 @@ func (w *WAL) prepare(r *request) error {
 		spans[i] = span{start, len(buf)}
 		r.tmpls[i] = t
 		// The largest seq has 20 digits; prev_hash is 64 hex digits.
-		if n := t.ChainedLen(20, 2*sha256.Size) - 1 + recordOverhead; n > MaxRecordSize {
+		if n := maxPayloadLen(t); n > MaxRecordSize {
 			return fmt.Errorf("%w: event %d (%s) encodes to %d bytes, more than %d: capture fewer headers", ErrTooLarge, i, e.ID, n, MaxRecordSize)
 		}
 	}
