@@ -35,7 +35,7 @@ func TestDecodeBatchAsEncodingJSONDid(t *testing.T) {
 		"audit filter wire format": audit.AppendBatch(nil, "node-1", recs),
 		"other case, nulls, escapes": []byte(`{"Sender":"n","EVENTS":[{"Id":"a\u00fc-1-intent","phase":"intent","op_type":"X","timestamp":7,` +
 			`"headers":null,"redacted":null,"subject":"\ud83d\ude00 \"s\"","status":0}]}`),
-		"invalid UTF-8": []byte("{\"events\":[{\"id\":\"b\xff\xfe-1-intent\",\"phase\":\"intent\",\"op_type\":\"X\xc3\",\"timestamp\":7}]}"),
+		"invalid UTF-8":   []byte("{\"events\":[{\"id\":\"b\xff\xfe-1-intent\",\"phase\":\"intent\",\"op_type\":\"X\xc3\",\"timestamp\":7}]}"),
 		"unknown members": []byte(`{"events":[{"id":"c","phase":"intent","op_type":"X","timestamp":7,"future":{"a":[1,2]}}],"more":true}`),
 	}
 	for name, body := range bodies {
