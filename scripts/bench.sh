@@ -39,6 +39,7 @@ run controlplane go test -run '^$' -bench 'XDSConnect|ChangeFanout' -benchtime 1
 run controlplane go test -run '^$' -bench . -benchtime 5x -count 2 ./controlplane/translate
 run auditstore   go test -run '^$' -bench BenchmarkAppend -benchtime 200000x ./auditstore/wal/
 run auditstore   go test -run '^$' -bench BenchmarkIngestHTTP -benchtime 200000x ./auditstore/collector/
+run auditstore   go test -run '^$' -bench BenchmarkIngestEvidence -benchtime 300000x -count 3 ./auditstore/collector/
 run auditstore   go test -run '^$' -bench BenchmarkExportBacklog -benchtime 100000x ./auditstore/export/
 run certs        go test -run '^$' -bench . -benchtime 1s -count 6 ./controlplane/certs
 run policies     go test -run '^$' -bench . -benchtime 2s -count 3 ./policies

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,10 +40,10 @@ func startBench(b *testing.B) (*wal.WAL, string, func()) {
 	return w, "http://" + ln.Addr().String() + auditevent.IngestPath, func() { cancel(); <-done; w.Close() }
 }
 
-func report(b *testing.B, w *wal.WAL, el time.Duration, lat []time.Duration) {
-	slices.Sort(lat)
+func report(b *testing.B, w *wal.WAL, res loadgen.Result) {
+	slices.Sort(res.Lat)
 	st := w.Stats()
-	loadgen.Report(b, st.Events, el, lat)
+	loadgen.Report(b, st.Events, res)
 	b.ReportMetric(float64(st.Events)/float64(max(st.Syncs, 1)), "events/fsync")
 	b.ReportMetric(float64(st.SyncNanos)/float64(max(st.Syncs, 1))/1e6, "fsync-ms")
 }
@@ -60,11 +61,14 @@ func BenchmarkIngestHTTPRate(b *testing.B) {
 			const conns = 64
 			w, url, stop := startBench(b)
 			defer stop()
-			body := batchJSON(batch, 0)
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
 			batches := b.N/batch + 1
+			bodies := benchBodies(batches, batch)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
 			interval := time.Second * time.Duration(batch) / time.Duration(rate)
-			type job struct{ at time.Time }
+			type job struct {
+				at time.Time
+				i  int
+			}
 			jobs := make(chan job, batches)
 			var mu sync.Mutex
 			lat := make([]time.Duration, 0, batches)
@@ -76,7 +80,7 @@ func BenchmarkIngestHTTPRate(b *testing.B) {
 						if d := time.Until(j.at); d > 0 {
 							time.Sleep(d)
 						}
-						if err := loadgen.Post(client, url, "t", body); err != nil {
+						if err := loadgen.Post(client, url, "t", bodies[j.i]); err != nil {
 							b.Error(err)
 							return
 						}
@@ -88,15 +92,16 @@ func BenchmarkIngestHTTPRate(b *testing.B) {
 				})
 			}
 			b.ResetTimer()
+			cpu0 := loadgen.ProcessCPU()
 			start := time.Now()
 			for i := range batches {
-				jobs <- job{start.Add(time.Duration(i) * interval)}
+				jobs <- job{start.Add(time.Duration(i) * interval), i}
 			}
 			close(jobs)
 			wg.Wait()
-			el := time.Since(start)
+			res := loadgen.Result{Elapsed: time.Since(start), Lat: lat, CPU: loadgen.ProcessCPU() - cpu0}
 			b.StopTimer()
-			report(b, w, el, lat)
+			report(b, w, res)
 		})
 	}
 }
@@ -106,14 +111,30 @@ func BenchmarkIngestHTTP(b *testing.B) {
 		b.Run(fmt.Sprintf("senders=%d/batch=%d", tc.senders, tc.batch), func(b *testing.B) {
 			w, url, stop := startBench(b)
 			defer stop()
-			body := batchJSON(tc.batch, 0)
+			batches := b.N/tc.batch + 1
+			bodies := benchBodies(batches, tc.batch)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: tc.senders, MaxConnsPerHost: tc.senders}}
-			el, lat := loadgen.Closed(b, tc.senders, b.N/tc.batch+1, func() func(int) error {
-				return func(int) error { return loadgen.Post(client, url, "t", body) }
+			res := loadgen.Closed(b, tc.senders, batches, func() func(int) error {
+				return func(i int) error { return loadgen.Post(client, url, "t", bodies[i]) }
 			})
-			st := w.Stats()
-			loadgen.Report(b, st.Events, el, lat)
-			b.ReportMetric(float64(st.Events)/float64(max(st.Syncs, 1)), "events/fsync")
+			report(b, w, res)
 		})
 	}
+}
+
+// benchBodies returns n batch bodies of size events each, every event with
+// its own id (the collector stores an id it has seen once only), shaped like
+// the audit filter's intent records.
+func benchBodies(n, size int) [][]byte {
+	bodies := make([][]byte, n)
+	for i := range n {
+		bt := auditevent.Batch{Sender: "bench"}
+		for j := range size {
+			bt.Events = append(bt.Events, auditevent.Event{ID: fmt.Sprintf("%032x-%d-intent", i, j), Phase: auditevent.PhaseIntent,
+				OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
+				Timestamp: time.Now().UnixNano(), TraceID: fmt.Sprintf("%032x", i), Method: "POST", Path: "/v1/transfers"})
+		}
+		bodies[i], _ = json.Marshal(bt)
+	}
+	return bodies
 }

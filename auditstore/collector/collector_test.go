@@ -140,6 +140,9 @@ func TestTokenAuthAndAck(t *testing.T) {
 		{"wrong token", "nope", batchJSON(1, 0), http.StatusUnauthorized},
 		{"not json", "s3cret", []byte("{"), http.StatusBadRequest},
 		{"invalid event", "s3cret", []byte(`{"events":[{"id":"x","phase":"intent"}]}`), http.StatusBadRequest},
+		// A member given twice could be read differently by two parsers.
+		{"member twice", "s3cret", []byte(`{"events":[{"id":"d1","phase":"intent","op_type":"X","timestamp":1,"subject":"a","subject":"b"}]}`), http.StatusBadRequest},
+		{"data after the batch", "s3cret", append(batchJSON(1, 100), `{"events":[]}`...), http.StatusBadRequest},
 		{"batch too large", "s3cret", batchJSON(1000, 0), http.StatusRequestEntityTooLarge},
 		{"good", "s3cret", batchJSON(3, 0), http.StatusOK},
 	} {

@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/export"
 	"github.com/meshwarden/meshwarden/auditstore/internal/loadgen"
@@ -73,23 +70,13 @@ func BenchmarkIngestEvidence(b *testing.B) {
 			defer func() { cancel(); <-done; bg.Wait(); w.Close() }()
 			url := "http://" + ln.Addr().String() + auditevent.IngestPath
 			batches := b.N/batch + 1
-			bodies := make([][]byte, batches)
-			for i := range batches {
-				bt := auditevent.Batch{Sender: "bench"}
-				for j := range batch {
-					bt.Events = append(bt.Events, auditevent.Event{ID: fmt.Sprintf("%032x-%d-intent", i, j), Phase: auditevent.PhaseIntent,
-						OpType: "FUND_TRANSFER", Subject: "spiffe://dc1/ns/default/svc/web", Resource: "account/42",
-						Timestamp: time.Now().UnixNano(), TraceID: fmt.Sprintf("%032x", i), Method: "POST", Path: "/v1/transfers"})
-				}
-				bodies[i], _ = json.Marshal(bt)
-			}
+			bodies := benchBodies(batches, batch)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, MaxConnsPerHost: senders}}
-			el, lat := loadgen.Closed(b, senders, batches, func() func(int) error {
+			res := loadgen.Closed(b, senders, batches, func() func(int) error {
 				return func(i int) error { return loadgen.Post(client, url, "t", bodies[i]) }
 			})
-			st := w.Stats()
-			loadgen.Report(b, st.Events, el, lat)
-			b.ReportMetric(float64(st.Checkpoints), "checkpoints")
+			report(b, w, res)
+			b.ReportMetric(float64(w.Stats().Checkpoints), "checkpoints")
 		})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshwarden/meshwarden/auditstore/internal/ckptlog"
 	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 )
@@ -69,9 +69,13 @@ type Config struct {
 
 // Exporter publishes WAL records to JetStream.
 type Exporter struct {
-	cfg       Config
-	ckptDone  int   // checkpoint lines exported (session goroutine only)
-	ckptSize  int64 // size of the checkpoint log when it was last read in full
+	cfg      Config
+	ckptDone int // checkpoint lines exported (session goroutine only)
+	// ckpts follows the checkpoint log and pending holds the checkpoints
+	// read from it but not yet published, oldest first (session goroutine
+	// only; both are reset at the start of each session).
+	ckpts     *ckptlog.Log
+	pending   []wal.Checkpoint
 	exported  atomic.Uint64
 	published atomic.Uint64
 	failures  atomic.Uint64
@@ -155,32 +159,33 @@ func writeCount(p string, v uint64) error {
 }
 
 // exportCheckpoints publishes the checkpoints whose records are exported.
+// It reads only what the WAL appended to the checkpoint log since the last
+// call.
 func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream) error {
-	st, err := os.Stat(filepath.Join(x.cfg.Dir, wal.CheckpointFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stat checkpoint log: %w", err)
-	}
-	if st.Size() == x.ckptSize && x.cfg.CheckpointsOnly {
-		return nil // nothing new: the log only grows
-	}
-	cps, err := wal.ReadCheckpoints(x.cfg.Dir)
+	lines, first, err := x.ckpts.Next()
 	if err != nil {
 		return err
 	}
-	if x.cfg.CheckpointsOnly {
-		x.ckptSize = st.Size()
+	for i, line := range lines {
+		idx := first + i
+		if idx < x.ckptDone-1 {
+			continue // published in an earlier session
+		}
+		var c wal.Checkpoint
+		if err := json.Unmarshal(line, &c); err != nil {
+			return fmt.Errorf("%s checkpoint %d: %w", wal.CheckpointFile, idx+1, err)
+		}
+		if idx == x.ckptDone-1 {
+			x.witnessed.Store(c.Seq)
+			continue
+		}
+		x.pending = append(x.pending, c)
 	}
 	done := x.ckptDone
-	if done > 0 && done <= len(cps) {
-		x.witnessed.Store(cps[done-1].Seq)
-	}
 	// A checkpoint leaves once the records it covers did, unless only the
 	// checkpoints are published (the WAL writes one only over durable records).
-	for done < len(cps) && (x.cfg.CheckpointsOnly || cps[done].Seq <= x.Exported()) {
-		c := cps[done]
+	for len(x.pending) > 0 && (x.cfg.CheckpointsOnly || x.pending[0].Seq <= x.Exported()) {
+		c := x.pending[0]
 		data, _ := json.Marshal(&c)
 		m := nats.NewMsg(x.cfg.CheckpointSubject)
 		m.Data = data
@@ -192,7 +197,11 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream
 			return fmt.Errorf("publish checkpoint seq %d: %w", c.Seq, err)
 		}
 		done++
+		x.pending = x.pending[1:]
 		x.witnessed.Store(c.Seq)
+	}
+	if len(x.pending) == 0 {
+		x.pending = nil // let the published ones go
 	}
 	if done != x.ckptDone {
 		if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
@@ -250,6 +259,9 @@ func (x *Exporter) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create jetstream stream %s: %w", x.cfg.Stream, err)
 	}
+	// Read the checkpoint log from its start once per session: what was
+	// read but not published before an outage is read again.
+	x.ckpts, x.pending = ckptlog.New(filepath.Join(x.cfg.Dir, wal.CheckpointFile)), nil
 	if x.cfg.CheckpointsOnly {
 		return x.witnessCheckpoints(ctx, nc, js)
 	}
@@ -339,10 +351,9 @@ func (x *Exporter) session(ctx context.Context) error {
 }
 
 // witnessCheckpoints publishes new checkpoints as the WAL writes them (it
-// looks every 100 ms, reading the log only when it grew) until an error or
-// ctx ends.
+// looks every 100 ms, reading only what was appended to the log) until an
+// error or ctx ends.
 func (x *Exporter) witnessCheckpoints(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
-	x.ckptSize = -1 // read in full once per session
 	for {
 		if err := x.exportCheckpoints(ctx, js); err != nil {
 			return err

@@ -71,6 +71,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/internal/ckptlog"
 	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 )
@@ -143,6 +144,11 @@ type Config struct {
 type Exporter struct {
 	cfg      Config
 	ckptDone int // checkpoint lines exported (Run's goroutine only)
+	// ckptLog follows the checkpoint log; pending holds the checkpoints
+	// read from it but not yet produced, oldest first (Run's goroutine
+	// only; both reset at the start of each session).
+	ckptLog  *ckptlog.Log
+	pending  []wal.Checkpoint
 	exported atomic.Uint64
 	acked    atomic.Uint64
 	failures atomic.Uint64
@@ -363,6 +369,9 @@ type ack struct {
 // session runs one client until an error. progressed reports whether Kafka
 // acknowledged anything in it (which resets the backoff).
 func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err error) {
+	// Read the checkpoint log from its start once per session: what was
+	// read but not produced before an outage is read again.
+	x.ckptLog, x.pending = ckptlog.New(filepath.Join(x.cfg.Dir, wal.CheckpointFile)), nil
 	cl, err := x.client()
 	if err != nil {
 		return false, fmt.Errorf("kafka client: %w", err)
@@ -512,15 +521,27 @@ func (x *Exporter) take(a ack, next, last *uint64, inflight *int) error {
 }
 
 // exportCheckpoints produces the checkpoints whose records are exported.
+// It reads only what the WAL appended to the checkpoint log since the last
+// call.
 func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error {
-	cps, err := wal.ReadCheckpoints(x.cfg.Dir)
+	lines, first, err := x.ckptLog.Next()
 	if err != nil {
 		return err
 	}
+	for i, line := range lines {
+		if first+i < x.ckptDone {
+			continue // produced before
+		}
+		var c wal.Checkpoint
+		if err := json.Unmarshal(line, &c); err != nil {
+			return fmt.Errorf("%s checkpoint %d: %w", wal.CheckpointFile, first+i+1, err)
+		}
+		x.pending = append(x.pending, c)
+	}
 	done := x.ckptDone
 	var rs []*kgo.Record
-	for i := done; i < len(cps) && cps[i].Seq <= x.Exported(); i++ {
-		c := cps[i]
+	for i := 0; i < len(x.pending) && x.pending[i].Seq <= x.Exported(); i++ {
+		c := x.pending[i]
 		data, _ := json.Marshal(&c)
 		rs = append(rs, &kgo.Record{
 			Topic:   x.cfg.CheckpointTopic,
@@ -532,16 +553,37 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 	if len(rs) == 0 {
 		return nil
 	}
+	// Not ProduceSync: with the idempotent producer franz-go does not fail
+	// a record that is already on the wire when its context ends, so a
+	// broker that went away mid-request kept ProduceSync (and so the whole
+	// exporter, even its cancellation) waiting far beyond AckTimeout. The
+	// wait is bounded here; the session then ends and closing the client
+	// fails what is left.
 	pctx, cancel := context.WithTimeout(ctx, x.cfg.AckTimeout)
 	defer cancel()
-	if err := cl.ProduceSync(pctx, rs...).FirstErr(); err != nil {
-		return fmt.Errorf("produce checkpoints to %s: %w", x.cfg.CheckpointTopic, err)
+	res := make(chan error, len(rs)) // a late promise never blocks
+	for _, r := range rs {
+		cl.Produce(pctx, r, func(_ *kgo.Record, err error) { res <- err })
+	}
+	for range rs {
+		select {
+		case err := <-res:
+			if err != nil {
+				return fmt.Errorf("produce checkpoints to %s: %w", x.cfg.CheckpointTopic, err)
+			}
+		case <-pctx.Done():
+			return fmt.Errorf("produce checkpoints to %s: kafka acknowledged them not within %s: %w", x.cfg.CheckpointTopic, x.cfg.AckTimeout, pctx.Err())
+		}
 	}
 	done += len(rs)
 	if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
 		return err
 	}
 	x.ckptDone = done
+	x.pending = x.pending[len(rs):]
+	if len(x.pending) == 0 {
+		x.pending = nil // let the produced ones go
+	}
 	x.ckpts.Add(uint64(len(rs)))
 	return nil
 }

@@ -541,3 +541,60 @@ func TestTraceContext(t *testing.T) {
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// TestUnansweredCheckpointProduceIsBounded: a broker that takes the
+// checkpoint produce and never answers (as a broker that goes away in the
+// middle of the request looks) costs the exporter one AckTimeout, not the
+// client's own request timeouts: the session ends, is counted and logged,
+// cancellation still stops the exporter, and everything arrives once the
+// broker answers again. Before, ProduceSync waited on the unanswered
+// request, which is how TestBrokerOutageThenCatchUpLosesNothing hung now
+// and then (no failure counted for 30 s, the exporter deaf to cancel).
+func TestUnansweredCheckpointProduceIsBounded(t *testing.T) {
+	k := kafkatest.Start(t)
+	dir := t.TempDir()
+	w := openWAL(t, dir, wal.Options{CheckpointEvery: 100})
+	var l logs
+	x := newX(t, dir, k, &l, w)
+	x.cfg.AckTimeout = time.Second
+	// Produce names topics by id in newer versions: create the topic first
+	// to know it (the exporter finds it there).
+	if err := k.Kfake().CreateTopic(DefaultCheckpointTopic, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := k.Kfake().TopicInfo(DefaultCheckpointTopic).TopicID
+	var mu sync.Mutex
+	swallow := true
+	k.Kfake().ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.Kfake().KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			if swallow && (tp.Topic == DefaultCheckpointTopic || tp.TopicID == id) {
+				return nil, nil, true // taken, never answered
+			}
+		}
+		return nil, nil, false
+	})
+	stop := run(t, x)
+	appendN(t, w, 0, 300)
+	start := time.Now()
+	waitFor(t, "the unanswered checkpoint produce to end a session", 8*time.Second, func() bool { return x.Failures() > 0 })
+	if !l.has("produce checkpoints to " + DefaultCheckpointTopic) {
+		t.Fatalf("no log naming the checkpoint produce: %q", l.lines)
+	}
+	t.Logf("session abandoned %s after the records were appended (AckTimeout 1s)", time.Since(start).Round(time.Millisecond))
+	mu.Lock()
+	swallow = false
+	mu.Unlock()
+	waitFor(t, "records and checkpoints to catch up", 30*time.Second, func() bool {
+		return x.Exported() == 300 && x.CheckpointsExported() >= 3
+	})
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the exporter did not stop within 10s of cancel")
+	}
+}

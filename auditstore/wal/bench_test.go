@@ -38,7 +38,7 @@ func BenchmarkAppend(b *testing.B) {
 			for i := range template {
 				template[i] = ev(i)
 			}
-			el, lat := loadgen.Closed(b, tc.senders, b.N/tc.batch+1, func() func(int) error {
+			res := loadgen.Closed(b, tc.senders, b.N/tc.batch+1, func() func(int) error {
 				evs := make([]auditevent.Event, tc.batch)
 				return func(int) error {
 					copy(evs, template)
@@ -50,7 +50,7 @@ func BenchmarkAppend(b *testing.B) {
 				}
 			})
 			st := w.Stats()
-			loadgen.Report(b, st.Events, el, lat)
+			loadgen.Report(b, st.Events, res)
 			b.ReportMetric(float64(st.Events)/float64(max(st.Syncs, 1)), "events/fsync")
 		})
 	}

@@ -32,9 +32,14 @@ func newIDWindow(n int) *idWindow {
 		seqs: make(map[idKey]uint64, min(n, 1<<16)), ring: make([]idKey, n)}
 }
 
+// key is id's key. It only reads the seeds, so any goroutine may call it.
+func (w *idWindow) key(id string) idKey {
+	return idKey{maphash.String(w.s1, id), maphash.String(w.s2, id)}
+}
+
 // lookup returns id's key and, if the id is in the window, its seq.
 func (w *idWindow) lookup(id string) (idKey, uint64, bool) {
-	k := idKey{maphash.String(w.s1, id), maphash.String(w.s2, id)}
+	k := w.key(id)
 	s, ok := w.seqs[k]
 	return k, s, ok
 }

@@ -223,21 +223,3 @@ func sanitize(e *auditevent.Event) {
 		}
 	}
 }
-
-// encodedSizeBound returns the record size of e, computed exactly only when
-// a cheap upper bound (every byte escaped to six) could exceed the limit.
-func encodedSizeBound(e *auditevent.Event) int {
-	n := len(e.ID) + len(e.Phase) + len(e.Level) + len(e.OpType) + len(e.Subject) + len(e.Resource) +
-		len(e.TraceID) + len(e.Dye) + len(e.Tenant) + len(e.Method) + len(e.Path) + len(e.BodyDigest) +
-		len(e.Source) + len(e.PrevHash) + 64
-	for _, r := range e.Redacted {
-		n += len(r) + 3
-	}
-	for k, v := range e.Headers {
-		n += len(k) + len(v) + 6
-	}
-	if bound := 6*n + 1024; bound <= MaxRecordSize {
-		return bound
-	}
-	return len(appendPayload(nil, e)) + 64 + 12
-}

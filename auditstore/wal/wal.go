@@ -119,9 +119,25 @@ type WAL struct {
 
 type request struct {
 	events []auditevent.Event
-	ack    auditevent.Ack
-	err    error
-	done   chan struct{}
+	// tmpls[i] is events[i]'s canonical encoding without its chain
+	// position, and keys[i] its id's dedup key (nil without dedup): both
+	// computed by Append in the caller's goroutine, so the single writer
+	// only fills in seq and prev_hash and hashes.
+	tmpls []auditevent.Template
+	keys  []idKey
+	ack   auditevent.Ack
+	err   error
+	done  chan struct{}
+}
+
+// recordOverhead is what a record's payload adds to the canonical encoding:
+// the closing brace becomes ,"hash":"<64 hex>"}.
+const recordOverhead = len(`,"hash":""`) + 2*sha256.Size
+
+// maxPayloadLen is the largest payload t's event can have as a record: at a
+// 20-digit seq (the most a uint64 has) after a 64-hex prev_hash.
+func maxPayloadLen(t auditevent.Template) int {
+	return t.ChainedLen(20, 2*sha256.Size) + recordOverhead
 }
 
 // ErrTooLarge is returned by Append for an event whose record would exceed
@@ -334,13 +350,10 @@ func (w *WAL) Append(ctx context.Context, events []auditevent.Event) (auditevent
 	if len(events) == 0 {
 		return auditevent.Ack{}, nil
 	}
-	for i := range events {
-		sanitize(&events[i])
-		if n := encodedSizeBound(&events[i]); n > MaxRecordSize {
-			return auditevent.Ack{}, fmt.Errorf("%w: event %d (%s) encodes to %d bytes, more than %d: capture fewer headers", ErrTooLarge, i, events[i].ID, n, MaxRecordSize)
-		}
+	r := &request{events: events, done: make(chan struct{}), tmpls: make([]auditevent.Template, len(events))}
+	if err := w.prepare(r); err != nil {
+		return auditevent.Ack{}, err
 	}
-	r := &request{events: events, done: make(chan struct{})}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -359,6 +372,39 @@ func (w *WAL) Append(ctx context.Context, events []auditevent.Event) (auditevent
 	case <-ctx.Done():
 		return auditevent.Ack{}, ctx.Err()
 	}
+}
+
+// prepare sanitizes r's events, encodes their templates into one buffer,
+// computes their dedup keys and refuses the batch if a record would be
+// larger than MaxRecordSize. It runs in the caller's goroutine, so
+// concurrent requests encode in parallel.
+func (w *WAL) prepare(r *request) error {
+	type span struct{ start, end int }
+	spans := make([]span, len(r.events))
+	buf := make([]byte, 0, 512*len(r.events))
+	for i := range r.events {
+		e := &r.events[i]
+		sanitize(e)
+		start := len(buf)
+		var t auditevent.Template
+		buf, t = e.AppendTemplate(buf)
+		spans[i] = span{start, len(buf)}
+		r.tmpls[i] = t
+		// The largest seq has 20 digits; prev_hash is 64 hex digits.
+		if n := maxPayloadLen(t); n > MaxRecordSize {
+			return fmt.Errorf("%w: event %d (%s) encodes to %d bytes, more than %d: capture fewer headers", ErrTooLarge, i, e.ID, n, MaxRecordSize)
+		}
+	}
+	for i, sp := range spans {
+		r.tmpls[i].Bytes = buf[sp.start:sp.end:sp.end] // buf may have moved while growing
+	}
+	if w.ids != nil {
+		r.keys = make([]idKey, len(r.events))
+		for i := range r.events {
+			r.keys[i] = w.ids.key(r.events[i].ID)
+		}
+	}
+	return nil
 }
 
 // Durable returns the highest sequence number known to be on disk.
@@ -479,19 +525,18 @@ func (w *WAL) commit(batch []*request) {
 			e := &r.events[i]
 			var key idKey
 			if w.ids != nil {
-				k, s, ok := w.ids.lookup(e.ID)
-				if ok {
+				key = r.keys[i]
+				if s, ok := w.ids.seqs[key]; ok {
 					e.Seq, e.PrevHash, e.Hash = s, "", ""
 					r.ack.Duplicates = append(r.ack.Duplicates, auditevent.Duplicate{ID: e.ID, Seq: s})
 					continue
 				}
-				key = k
 			}
 			head++
 			e.Seq, e.PrevHash = head, prev
 			start := len(buf)
 			buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
-			buf = e.AppendCanonical(buf)
+			buf = r.tmpls[i].AppendChained(buf, head, prev)
 			w.h.Reset()
 			w.h.Write([]byte(prev))
 			w.h.Write(buf[start+headerSize:])

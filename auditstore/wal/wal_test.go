@@ -436,3 +436,17 @@ func TestMinExportedKeepsWhatTheSlowestExporterLacks(t *testing.T) {
 		t.Fatal("retention deleted nothing once both exporters caught up")
 	}
 }
+
+// TestMaxPayloadLenIsExact: the size Append checks before queueing a batch
+// is the record's payload at the largest seq, to the byte, so no record the
+// writer builds can be larger than what Append let through (the writer
+// would otherwise have to fail the log).
+func TestMaxPayloadLenIsExact(t *testing.T) {
+	for _, e := range []auditevent.Event{ev(0), {ID: "x", Phase: auditevent.PhaseIntent, OpType: "Ü", Timestamp: 1, Headers: map[string]string{"a": "<\x01>"}}} {
+		_, tmpl := e.AppendTemplate(nil)
+		e.Seq, e.PrevHash, e.Hash = 1<<64-1, strings.Repeat("a", 64), strings.Repeat("b", 64)
+		if got, want := maxPayloadLen(tmpl), len(EncodeRecord(nil, &e))-headerSize; got != want {
+			t.Fatalf("maxPayloadLen %d, the largest record's payload is %d bytes", got, want)
+		}
+	}
+}

@@ -130,9 +130,62 @@ func (e *Event) Validate() error {
 // AppendCanonical appends the canonical encoding of e, every field but Hash,
 // to b. The encoding is JSON with a fixed key order and sorted map keys.
 func (e *Event) AppendCanonical(b []byte) []byte {
-	b = append(b, '{')
-	b = appendStrField(b, "id", e.ID, true)
+	b = e.appendHead(b)
 	b = appendUintField(b, "seq", e.Seq)
+	b = e.appendMiddle(b)
+	b = appendStrField(b, "prev_hash", e.PrevHash, false)
+	return e.appendTail(b)
+}
+
+// Template is the canonical encoding of an event with its two chain
+// members, seq and prev_hash, left out, so that the costly part of the
+// encoding can be done before the event's place in the chain is known (in
+// parallel, by each request) and the chain position filled in later by
+// [Template.AppendChained] with two copies.
+type Template struct {
+	// Bytes is canonical(e) without the seq and prev_hash members.
+	Bytes []byte
+	// SeqAt and PrevAt are where those members go in Bytes.
+	SeqAt, PrevAt int
+}
+
+// AppendTemplate appends e's template to b and returns the grown slice and
+// the template (whose Bytes alias the appended part of b).
+func (e *Event) AppendTemplate(b []byte) ([]byte, Template) {
+	start := len(b)
+	b = e.appendHead(b)
+	seqAt := len(b) - start
+	b = e.appendMiddle(b)
+	prevAt := len(b) - start
+	b = e.appendTail(b)
+	return b, Template{Bytes: b[start:len(b):len(b)], SeqAt: seqAt, PrevAt: prevAt}
+}
+
+// AppendChained appends the canonical encoding of the template's event with
+// Seq = seq and PrevHash = prev: byte for byte what AppendCanonical gives.
+func (t Template) AppendChained(b []byte, seq uint64, prev string) []byte {
+	b = append(b, t.Bytes[:t.SeqAt]...)
+	b = appendUintField(b, "seq", seq)
+	b = append(b, t.Bytes[t.SeqAt:t.PrevAt]...)
+	b = appendStrField(b, "prev_hash", prev, false)
+	return append(b, t.Bytes[t.PrevAt:]...)
+}
+
+// ChainedLen is the length AppendChained appends for a seq of seqDigits
+// decimal digits and a prev hash of prevLen bytes that need no escaping.
+func (t Template) ChainedLen(seqDigits, prevLen int) int {
+	return len(t.Bytes) + len(`,"seq":`) + seqDigits + len(`,"prev_hash":""`) + prevLen
+}
+
+// appendHead is the canonical encoding up to the seq member: {"id":…
+func (e *Event) appendHead(b []byte) []byte {
+	b = append(b, '{')
+	return appendStrField(b, "id", e.ID, true)
+}
+
+// appendMiddle is the canonical encoding from phase up to the prev_hash
+// member.
+func (e *Event) appendMiddle(b []byte) []byte {
 	b = appendStrField(b, "phase", string(e.Phase), false)
 	b = appendStrField(b, "level", string(e.Level), false)
 	b = appendStrField(b, "op_type", e.OpType, false)
@@ -171,8 +224,11 @@ func (e *Event) AppendCanonical(b []byte) []byte {
 	b = appendStrField(b, "body_digest", e.BodyDigest, false)
 	b = append(b, `,"body_truncated":`...)
 	b = strconv.AppendBool(b, e.BodyTruncated)
-	b = appendStrField(b, "source", e.Source, false)
-	b = appendStrField(b, "prev_hash", e.PrevHash, false)
+	return appendStrField(b, "source", e.Source, false)
+}
+
+// appendTail is the canonical encoding after the prev_hash member.
+func (e *Event) appendTail(b []byte) []byte {
 	b = e.AppendCompliance(b)
 	return append(b, '}')
 }

@@ -2,6 +2,7 @@ package auditevent
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -166,5 +167,32 @@ func TestComplianceFieldsChained(t *testing.T) {
 	}
 	if err := e.VerifyLink(""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTemplateChainedIsCanonical: an event encoded ahead of its chain
+// position (the collector's request goroutines) and filled in later (its
+// single writer) gives exactly the canonical bytes, for every kind of
+// event, seq width and prev hash, and ChainedLen predicts their length.
+func TestTemplateChainedIsCanonical(t *testing.T) {
+	odd := sample()
+	odd.ID, odd.Subject, odd.Source = "ü-\u2028-\"q\"", "<svc>&", "spiffe://dc1/ns/x/svc/y"
+	odd.Headers = nil
+	for name, e := range map[string]Event{"sample": sample(), "compliance": complianceSample(), "empty": {}, "odd": odd} {
+		for _, seq := range []uint64{0, 1, 9, 10, 123456789, 1<<64 - 1} {
+			for _, prev := range []string{"", strings.Repeat("ab", 32)} {
+				_, tmpl := e.AppendTemplate([]byte("junk"))
+				got := tmpl.AppendChained([]byte("x"), seq, prev)[1:]
+				c := e
+				c.Seq, c.PrevHash = seq, prev
+				want := c.AppendCanonical(nil)
+				if string(got) != string(want) {
+					t.Fatalf("%s seq %d prev %q:\n got %s\nwant %s", name, seq, prev, got, want)
+				}
+				if n := tmpl.ChainedLen(len(strconv.FormatUint(seq, 10)), len(prev)); n != len(want) {
+					t.Fatalf("%s seq %d: ChainedLen %d, encoded %d bytes", name, seq, n, len(want))
+				}
+			}
+		}
 	}
 }
