@@ -71,6 +71,12 @@ func startPlane(t testing.TB, mutate func(*Config)) *plane {
 // startPlaneOn starts a plane on an agent already running (a restart).
 func startPlaneOn(t testing.TB, client *api.Client, mutate func(*Config)) *plane {
 	t.Helper()
+	return startPlaneCtx(t, t.Context(), client, mutate)
+}
+
+// startPlaneCtx is startPlaneOn with the context given to NewWithContext.
+func startPlaneCtx(t testing.TB, newCtx context.Context, client *api.Client, mutate func(*Config)) *plane {
+	t.Helper()
 	cfg := Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
@@ -84,7 +90,7 @@ func startPlaneOn(t testing.TB, client *api.Client, mutate func(*Config)) *plane
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg)
+	s, err := NewWithContext(newCtx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -176,7 +176,7 @@ func servePlane(t testing.TB, p *securePlane, o planeOpts) *securePlane {
 	if o.store {
 		store = policystore.New(client, "")
 	}
-	p.s, err = controlplane.New(controlplane.Config{
+	p.s, err = controlplane.NewWithContext(t.Context(), controlplane.Config{
 		Consul: client, Auth: authn, InsecureNoAuth: o.insecure, Secrets: p.m, Debounce: 5 * time.Millisecond, Registry: p.reg,
 		Store: store, Replica: "replica-" + consulagent.NewToken()[:8], LoadPolicies: loader,
 		RecordChange: func(_ context.Context, c controlplane.PolicyChange) error { p.changes <- c; return nil },

@@ -185,8 +185,20 @@ type Rejection struct {
 	Error   string    `json:"error"`
 }
 
-// New builds a server; call Run to start watching and Register to serve.
+// New is NewWithContext with no caller context, for callers that have none
+// (tests of other packages). Code that has a context passes it to
+// NewWithContext.
 func New(cfg Config) (*Server, error) {
+	return NewWithContext(context.Background(), cfg)
+}
+
+// NewWithContext builds a server; call Run to start watching and Register to
+// serve. The ADS server keeps ctx's values but not its cancellation: ending
+// the ADS streams is the job of whoever stops the gRPC server (Process.Shutdown
+// deregisters from Consul first, then lets the streams end with
+// GracefulStop), so a caller's cancelled ctx must not cut every proxy's
+// stream before the plane has left the catalogue.
+func NewWithContext(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Consul == nil {
 		return nil, errors.New("controlplane: Config.Consul is nil: pass a Consul API client")
 	}
@@ -232,7 +244,7 @@ func New(cfg Config) (*Server, error) {
 		s.health = health.New(hc)
 		cfg.Registry.MustRegister(s.health)
 	}
-	s.xds = server.NewServer(context.Background(), s.cache, s.callbacks())
+	s.xds = server.NewServer(context.WithoutCancel(ctx), s.cache, s.callbacks())
 	if !cfg.Rollouts.Disabled {
 		s.rollouts = newRolloutController(s, cfg.Rollouts)
 	}

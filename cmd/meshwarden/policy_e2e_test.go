@@ -55,7 +55,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 		}
 	}
 	sha := func(c string) string { return strings.Repeat(c, 64) }
-	s, err := controlplane.New(controlplane.Config{
+	s, err := controlplane.NewWithContext(t.Context(), controlplane.Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
 		LoadPolicies: policies.LoadSet,

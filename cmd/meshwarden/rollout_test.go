@@ -52,7 +52,7 @@ func TestRolloutCLIOnARealPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := controlplane.New(controlplane.Config{Consul: client, LoadPolicies: policies.LoadSet, InsecureNoAuth: true,
+	s, err := controlplane.NewWithContext(t.Context(), controlplane.Config{Consul: client, LoadPolicies: policies.LoadSet, InsecureNoAuth: true,
 		Watch:    consulwatch.Options{WaitTime: 5 * time.Second},
 		Rollouts: controlplane.RolloutOptions{Querier: zeroProm{}, Tick: 50 * time.Millisecond, Record: rolloutRecorder(cl)}})
 	if err != nil {
