@@ -110,6 +110,10 @@ type Config struct {
 // Server is the control plane: watcher, translator, snapshot cache, ADS
 // server and the bookkeeping behind the admin API.
 type Server struct {
+	// ctx is NewWithContext's ctx without its cancellation: the context of
+	// the ADS server and of the request callbacks, which get none of their
+	// own.
+	ctx     context.Context
 	cfg     Config
 	log     *slog.Logger
 	cache   cache.SnapshotCache
@@ -219,6 +223,7 @@ func NewWithContext(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Translate.MTLS = cfg.Translate.MTLS || cfg.Secrets != nil
 	s := &Server{
+		ctx:     context.WithoutCancel(ctx),
 		cfg:     cfg,
 		log:     cfg.Log,
 		watcher: consulwatch.New(cfg.Consul, cfg.Watch),
@@ -244,7 +249,7 @@ func NewWithContext(ctx context.Context, cfg Config) (*Server, error) {
 		s.health = health.New(hc)
 		cfg.Registry.MustRegister(s.health)
 	}
-	s.xds = server.NewServer(context.WithoutCancel(ctx), s.cache, s.callbacks())
+	s.xds = server.NewServer(s.ctx, s.cache, s.callbacks())
 	if !cfg.Rollouts.Disabled {
 		s.rollouts = newRolloutController(s, cfg.Rollouts)
 	}
