@@ -56,3 +56,19 @@ func Every(ctx context.Context, period time.Duration, fn func()) {
 		}
 	}
 }
+
+// Sleep waits d or until ctx ends, and reports whether ctx is still alive.
+// A d of zero or less does not wait.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -89,3 +89,24 @@ func TestEvery(t *testing.T) {
 		t.Fatalf("fn called %d more times after Every returned", m-n)
 	}
 }
+
+func TestSleep(t *testing.T) {
+	if !Sleep(t.Context(), time.Millisecond) {
+		t.Fatal("Sleep on a live ctx reported it ended")
+	}
+	if !Sleep(t.Context(), 0) {
+		t.Fatal("Sleep(0) on a live ctx reported it ended")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start := time.Now()
+	if Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep on an ended ctx reported it alive")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Sleep on an ended ctx waited %s", d)
+	}
+	if Sleep(ctx, 0) {
+		t.Fatal("Sleep(0) on an ended ctx reported it alive")
+	}
+}
