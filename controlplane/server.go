@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -415,7 +415,7 @@ func (s *Server) rebuild(ctx context.Context) {
 	s.buildErr = nil
 	s.setSharedLocked(shared)
 	s.built = time.Now()
-	for _, id := range sortedKeys(s.nodes) {
+	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
 		s.publishLocked(ctx, id)
 	}
 }
@@ -666,15 +666,6 @@ func (s *Server) request(ctx context.Context, stream int64, typeURL, version, no
 		}
 		ns.current, ns.snap = ns.good, ns.goodSnap
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 type statusErr struct{ msg string }
