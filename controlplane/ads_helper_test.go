@@ -62,7 +62,7 @@ func jsonLoader(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
 
 func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	t.Helper()
-	agent, client := startConsul(t)
+	agent, client := consultest.Start(t)
 	p := startPlaneOn(t, client, mutate)
 	p.agent = agent
 	return p
@@ -280,8 +280,3 @@ func (c *adsClient) vhosts(route string) map[string]bool {
 }
 
 func itoa(p uint32) string { return strconv.FormatUint(uint64(p), 10) }
-
-func startConsul(t testing.TB) (*consulagent.Agent, *api.Client) {
-	t.Helper()
-	return consultest.Start(t)
-}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -142,7 +143,7 @@ func TestADSOnRealConsul(t *testing.T) {
 // The context given to NewWithContext does not end the ADS streams: the
 // plane's Shutdown ends them after deregistering, not the caller's cancel.
 func TestNewContextCancelKeepsStreams(t *testing.T) {
-	agent, client := startConsul(t)
+	agent, client := consultest.Start(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	p := startPlaneCtx(t, ctx, client, nil)
 	p.agent = agent

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -46,7 +47,7 @@ spec:
 // decisions with their evidence from the plane and from the verified
 // change log, and an unknown rollout is an error that says what to do.
 func TestRolloutCLIOnARealPlane(t *testing.T) {
-	_, client := startPolicyConsul(t)
+	_, client := consultest.Start(t)
 	logPath := filepath.Join(t.TempDir(), "changes.jsonl")
 	cl, err := policies.OpenChangeLog(logPath)
 	if err != nil {

@@ -13,11 +13,6 @@ import (
 	"github.com/meshwarden/meshwarden/ir"
 )
 
-func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
-	t.Helper()
-	return consultest.Start(t)
-}
-
 // runWatcher runs w until the test ends.
 func runWatcher(t *testing.T, w *Watcher) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,7 +48,7 @@ func waitCatalog(t *testing.T, w *Watcher, what string, ok func(*ir.Catalog) boo
 }
 
 func TestWatcherOnRealConsul(t *testing.T) {
-	_, c := startConsul(t)
+	_, c := consultest.Start(t)
 	w := New(c, Options{WaitTime: 10 * time.Second})
 	runWatcher(t, w)
 
@@ -163,7 +158,7 @@ func TestRecoversAfterOutageWithoutChanges(t *testing.T) {
 // catalog stale once the silence outlasts a blocking query, and current
 // again once the agent answers.
 func TestStalenessHungAgent(t *testing.T) {
-	a, c := startConsul(t)
+	a, c := consultest.Start(t)
 	w := New(c, Options{WaitTime: time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	runWatcher(t, w)
 	t.Cleanup(func() { _ = a.Resume() }) // before the watcher stops
