@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -458,18 +458,11 @@ func fetchProfile(ctx context.Context, admin, caFile, token, file string, d time
 	if d == 0 {
 		url = fmt.Sprintf("https://%s/debug/pprof/heap?gc=1", admin)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpget.OK(ctx, hc, url)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
 	out, err := os.Create(file)
 	if err != nil {
 		return err

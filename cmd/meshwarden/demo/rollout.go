@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/lifecycle"
 )
 
@@ -242,11 +243,7 @@ func waitRolloutPhase(ctx context.Context, st *Stack, name string, want rollout.
 }
 
 func getRollout(ctx context.Context, hc *http.Client, url, name string) (*controlplane.RolloutRecord, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpget.Get(ctx, hc, url)
 	if err != nil {
 		return nil, err
 	}

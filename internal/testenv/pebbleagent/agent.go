@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 )
 
@@ -286,11 +287,7 @@ func (a *Agent) HTTPClient() *http.Client {
 // every start), from its management API.
 func (a *Agent) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	u := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Ports.Management)) + "/roots/0"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := a.HTTPClient().Do(req)
+	resp, err := httpget.Get(ctx, a.HTTPClient(), u)
 	if err != nil {
 		return nil, fmt.Errorf("pebble roots: %w", err)
 	}
