@@ -186,13 +186,7 @@ func TestKill9WhilePublishingToTheWitness(t *testing.T) {
 	natstest.WaitFor(t, "the witness to catch up with the head", 60*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
 	p.stop(t)
 	got := stored(t, e.dir)
-	lost := 0
-	for id, seq := range a.ids {
-		if s, ok := got[id]; !ok || s != seq {
-			lost++
-		}
-	}
-	if lost > 0 {
+	if lost := a.lostIn(t, got); lost > 0 {
 		t.Fatalf("%d of %d acknowledged records lost across kill -9 with the witness on", lost, len(a.ids))
 	}
 	out, code := run(t, "audit", "verify", "--dir", e.dir, "--pubkey", e.pub, "--witness", ns.URL())
