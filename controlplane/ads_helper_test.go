@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
@@ -94,22 +95,11 @@ func startPlaneCtx(t testing.TB, newCtx context.Context, client *api.Client, mut
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go func() { _ = g.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
+	lis, _, stopPlane := planetest.ServeStoppable(t, s)
 	admin := httptest.NewServer(s.AdminHandler(true))
 	stop := func() {
 		admin.Close()
-		g.Stop()
-		cancel()
-		<-done
+		stopPlane()
 	}
 	p := &plane{s: s, consul: client, addr: lis.Addr().String(), admin: admin, stop: sync.OnceFunc(stop)}
 	t.Cleanup(p.stop)
