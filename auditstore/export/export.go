@@ -70,9 +70,8 @@ type Config struct {
 // Exporter publishes WAL records to JetStream.
 type Exporter struct {
 	cfg       Config
-	ckptDone  int   // checkpoint lines exported (session goroutine only)
-	ckptSize  int64 // size of the checkpoint log when it was last read in full
-	exported  atomic.Uint64
+	cur       *cursorfile.Cursors // records and checkpoint lines exported
+	ckptSize  int64               // size of the checkpoint log when it was last read in full
 	published atomic.Uint64
 	failures  atomic.Uint64
 	witnessed atomic.Uint64
@@ -98,20 +97,15 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	x := &Exporter{cfg: cfg}
-	c, err := ReadCursor(cfg.Dir)
+	cur, err := cursorfile.Open(cfg.Dir, CursorFile, CheckpointCursorFile, cursorName, cursorFix)
 	if err != nil {
 		return nil, err
 	}
-	x.exported.Store(c)
-	if x.ckptDone, err = readCount(filepath.Join(cfg.Dir, CheckpointCursorFile)); err != nil {
-		return nil, err
-	}
-	return x, nil
+	return &Exporter{cfg: cfg, cur: cur}, nil
 }
 
 // Exported is the last sequence JetStream acknowledged (the cursor).
-func (x *Exporter) Exported() uint64 { return x.exported.Load() }
+func (x *Exporter) Exported() uint64 { return x.cur.Records() }
 
 // Published counts publish acknowledgements (including re-sends).
 func (x *Exporter) Published() uint64 { return x.published.Load() }
@@ -133,26 +127,14 @@ func MsgID(seq uint64, hash string) string {
 
 // ReadCursor returns the persisted cursor of dir (0 if none).
 func ReadCursor(dir string) (uint64, error) {
-	n, err := readCount(filepath.Join(dir, CursorFile))
-	return uint64(n), err
+	return cursorfile.Read(filepath.Join(dir, CursorFile), cursorName, cursorFix)
 }
 
-func readCount(path string) (int, error) {
-	v, err := cursorfile.Read(path, "export cursor", "delete it to re-export everything (JetStream dedups within its window)")
-	return int(v), err
-}
-
-func (x *Exporter) saveCursor(seq uint64) error {
-	if err := writeCount(filepath.Join(x.cfg.Dir, CursorFile), seq); err != nil {
-		return err
-	}
-	x.exported.Store(seq)
-	return nil
-}
-
-func writeCount(p string, v uint64) error {
-	return cursorfile.Write(p, v, "export cursor")
-}
+// cursorName and cursorFix name the cursors in errors.
+const (
+	cursorName = "export cursor"
+	cursorFix  = "delete it to re-export everything (JetStream dedups within its window)"
+)
 
 // exportCheckpoints publishes the checkpoints whose records are exported.
 func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream) error {
@@ -173,7 +155,7 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream
 	if x.cfg.CheckpointsOnly {
 		x.ckptSize = st.Size()
 	}
-	done := x.ckptDone
+	done := x.cur.Checkpoints()
 	if done > 0 && done <= len(cps) {
 		x.witnessed.Store(cps[done-1].Seq)
 	}
@@ -194,11 +176,10 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream
 		done++
 		x.witnessed.Store(c.Seq)
 	}
-	if done != x.ckptDone {
-		if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
+	if done != x.cur.Checkpoints() {
+		if err := x.cur.SetCheckpoints(done); err != nil {
 			return err
 		}
-		x.ckptDone = done
 	}
 	return nil
 }
@@ -326,7 +307,7 @@ func (x *Exporter) session(ctx context.Context) error {
 		}
 		last := queue[n-1].seq
 		queue = append(queue[:0], queue[n:]...)
-		if err := x.saveCursor(last); err != nil {
+		if err := x.cur.SetRecords(last); err != nil {
 			return err
 		}
 		if time.Since(lastCkpt) >= time.Second { // keep checkpoints flowing under constant load

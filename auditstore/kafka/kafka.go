@@ -142,8 +142,7 @@ type Config struct {
 // Exporter produces WAL records to Kafka.
 type Exporter struct {
 	cfg      Config
-	ckptDone int // checkpoint lines exported (Run's goroutine only)
-	exported atomic.Uint64
+	cur      *cursorfile.Cursors // records and checkpoint lines exported
 	acked    atomic.Uint64
 	failures atomic.Uint64
 	ckpts    atomic.Uint64
@@ -197,18 +196,11 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	x := &Exporter{cfg: cfg}
-	c, err := ReadCursor(cfg.Dir)
+	cur, err := cursorfile.Open(cfg.Dir, CursorFile, CheckpointCursorFile, cursorName, cursorFix)
 	if err != nil {
 		return nil, err
 	}
-	x.exported.Store(c)
-	n, err := readCount(filepath.Join(cfg.Dir, CheckpointCursorFile))
-	if err != nil {
-		return nil, err
-	}
-	x.ckptDone = int(n)
-	return x, nil
+	return &Exporter{cfg: cfg, cur: cur}, nil
 }
 
 // validTopic applies Kafka's topic name rules, so a typo fails at start and
@@ -227,7 +219,7 @@ func validTopic(t string) error {
 
 // Exported is the last sequence Kafka acknowledged and the exporter
 // persisted (the cursor). WAL retention keeps every segment after it.
-func (x *Exporter) Exported() uint64 { return x.exported.Load() }
+func (x *Exporter) Exported() uint64 { return x.cur.Records() }
 
 // Acked counts record acknowledgements (re-sends included).
 func (x *Exporter) Acked() uint64 { return x.acked.Load() }
@@ -247,24 +239,14 @@ func (x *Exporter) Follow(durable func() uint64, changed func() <-chan struct{})
 
 // ReadCursor returns the persisted Kafka cursor of dir (0 if none).
 func ReadCursor(dir string) (uint64, error) {
-	return readCount(filepath.Join(dir, CursorFile))
+	return cursorfile.Read(filepath.Join(dir, CursorFile), cursorName, cursorFix)
 }
 
-func readCount(path string) (uint64, error) {
-	return cursorfile.Read(path, "kafka export cursor", "delete it to re-export everything (consumers de-duplicate by Mw-Audit-Seq)")
-}
-
-func writeCount(p string, v uint64) error {
-	return cursorfile.Write(p, v, "kafka export cursor")
-}
-
-func (x *Exporter) saveCursor(seq uint64) error {
-	if err := writeCount(filepath.Join(x.cfg.Dir, CursorFile), seq); err != nil {
-		return err
-	}
-	x.exported.Store(seq)
-	return nil
-}
+// cursorName and cursorFix name the cursors in errors.
+const (
+	cursorName = "kafka export cursor"
+	cursorFix  = "delete it to re-export everything (consumers de-duplicate by Mw-Audit-Seq)"
+)
 
 // Run exports until ctx ends. Outages are retried with a backoff that
 // doubles from 100ms up to MaxBackoff, logging each; Run returns only ctx's
@@ -393,7 +375,7 @@ func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err 
 		if last == x.Exported() {
 			return nil
 		}
-		if err := x.saveCursor(last); err != nil {
+		if err := x.cur.SetRecords(last); err != nil {
 			return err
 		}
 		if !resumed {
@@ -517,7 +499,7 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 	if err != nil {
 		return err
 	}
-	done := x.ckptDone
+	done := x.cur.Checkpoints()
 	var rs []*kgo.Record
 	for i := done; i < len(cps) && cps[i].Seq <= x.Exported(); i++ {
 		c := cps[i]
@@ -538,10 +520,9 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 		return fmt.Errorf("produce checkpoints to %s: %w", x.cfg.CheckpointTopic, err)
 	}
 	done += len(rs)
-	if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
+	if err := x.cur.SetCheckpoints(done); err != nil {
 		return err
 	}
-	x.ckptDone = done
 	x.ckpts.Add(uint64(len(rs)))
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/internal/kafkatest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -310,7 +311,7 @@ func TestExportInOrderWithHeadersAndCheckpoints(t *testing.T) {
 			t.Fatalf("checkpoint header seq %d, body seq %d", s, c.Seq)
 		}
 	}
-	if n, _ := readCount(filepath.Join(dir, CheckpointCursorFile)); n != uint64(covered) {
+	if n, _ := cursorfile.Read(filepath.Join(dir, CheckpointCursorFile), cursorName, cursorFix); n != uint64(covered) {
 		t.Fatalf("checkpoint cursor %d, want %d", n, covered)
 	}
 }
