@@ -351,42 +351,48 @@ func (f *fleet) sidecar(ctx context.Context, i int, addr string, tlsCfg *tls.Con
 		if err != nil {
 			return err
 		}
-		for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
-			if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}}); err != nil {
-				return err
-			}
-		}
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				return ignoreEnd(ctx, err)
-			}
-			if r.GetTypeUrl() == resource.EndpointType {
-				report()
-			}
-			if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}); err != nil {
-				return ignoreEnd(ctx, err)
-			}
-		}
+		return ackLoop(ctx, st.Send, st.Recv,
+			func(typ string) *discovery.DeltaDiscoveryRequest {
+				return &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}}
+			},
+			func(r *discovery.DeltaDiscoveryResponse) (string, *discovery.DeltaDiscoveryRequest) {
+				return r.GetTypeUrl(), &discovery.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}
+			}, report)
 	}
 	st, err := ads.StreamAggregatedResources(ctx)
 	if err != nil {
 		return err
 	}
+	return ackLoop(ctx, st.Send, st.Recv,
+		func(typ string) *discovery.DiscoveryRequest {
+			return &discovery.DiscoveryRequest{Node: node, TypeUrl: typ}
+		},
+		func(r *discovery.DiscoveryResponse) (string, *discovery.DiscoveryRequest) {
+			return r.GetTypeUrl(), &discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}
+		}, report)
+}
+
+// ackLoop subscribes to CDS and EDS with subscribe, then answers every
+// response with its ACK (ack gives the response's type and the request),
+// calling report on each EDS response, until the stream ends. It serves
+// SotW and delta streams alike.
+func ackLoop[Req, Resp any](ctx context.Context, send func(*Req) error, recv func() (*Resp, error),
+	subscribe func(typeURL string) *Req, ack func(*Resp) (string, *Req), report func()) error {
 	for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
-		if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
+		if err := send(subscribe(typ)); err != nil {
 			return err
 		}
 	}
 	for {
-		r, err := st.Recv()
+		r, err := recv()
 		if err != nil {
 			return ignoreEnd(ctx, err)
 		}
-		if r.GetTypeUrl() == resource.EndpointType {
+		typ, req := ack(r)
+		if typ == resource.EndpointType {
 			report()
 		}
-		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+		if err := send(req); err != nil {
 			return ignoreEnd(ctx, err)
 		}
 	}
