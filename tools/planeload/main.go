@@ -219,7 +219,7 @@ func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr firstError
 	for i := range o.n {
 		wg.Add(1)
 		go func() {
@@ -227,7 +227,7 @@ func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64
 			delta := float64(i) < o.delta*float64(o.n)
 			if err := b.fleet.sidecar(ctx, i, b.xds[i%len(b.xds)], tlsCfg, b.sideTok, delta); err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.set(err)
 			}
 		}()
 	}
@@ -240,12 +240,12 @@ func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64
 				ready++
 			}
 		case <-stormDeadline:
-			return fmt.Errorf("connect storm: %d of %d sidecars have their first EDS after %s (%d failed: %v)", ready, o.n, o.storm, failed.Load(), firstErr.Load())
+			return fmt.Errorf("connect storm: %d of %d sidecars have their first EDS after %s (%d failed: %v)", ready, o.n, o.storm, failed.Load(), firstErr.get())
 		}
 	}
 	storm := time.Since(start)
 	if failed.Load() > 0 {
-		return fmt.Errorf("%d sidecars failed to connect: %v", failed.Load(), firstErr.Load())
+		return fmt.Errorf("%d sidecars failed to connect: %v", failed.Load(), firstErr.get())
 	}
 	time.Sleep(2 * time.Second) // let the plane settle before reading its memory
 	rss1 := rssKB(b.planes)
@@ -316,6 +316,19 @@ func (b *bench) timeChanges(ctx context.Context) error {
 	fmt.Printf("consul change -> EDS at the last sidecar: p50 %s, p99 %s\n", q(last, .5), q(last, .99))
 	fmt.Printf("plane CPU per change: %.0f ms (%.1f µs per proxy push); RSS %d MB\n",
 		float64(cpu)*10/float64(o.changes), float64(cpu)*10000/float64(o.changes*o.n), rssKB(b.planes)/1024)
+	return nil
+}
+
+// firstError keeps the first of errors reported from several goroutines.
+// (atomic.Value panics when errors of different types are stored.)
+type firstError struct{ p atomic.Pointer[error] }
+
+func (f *firstError) set(err error) { f.p.CompareAndSwap(nil, &err) }
+
+func (f *firstError) get() error {
+	if p := f.p.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
