@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
 func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
@@ -24,21 +25,7 @@ func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	a, err := consulagent.Start(ctx, consulagent.Options{ManagementToken: consulagent.NewToken()})
-	if errors.Is(err, consulagent.ErrNoBinary) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Stop)
-	c, err := a.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, c
+	return consultest.StartWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
 }
 
 func newAuth(t *testing.T, a *consulagent.Agent, now func() time.Time) *auth.Authenticator {
