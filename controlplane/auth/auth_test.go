@@ -106,16 +106,9 @@ func TestAuthRefusesConsulWithoutACLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
+	a, _ := consultest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	a, err := consulagent.Start(ctx, consulagent.Options{})
-	if errors.Is(err, consulagent.ErrNoBinary) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Stop)
 	au := newAuth(t, a, nil)
 	if err := au.CheckEnabled(ctx, ""); err == nil || !strings.Contains(err.Error(), "ACL system is disabled") {
 		t.Fatalf("CheckEnabled on a Consul without ACLs: %v", err)

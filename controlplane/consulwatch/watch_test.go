@@ -122,17 +122,7 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 // same catalog, the watcher must stop reporting stale promptly, not when a
 // blocking query on the old index finally times out.
 func TestRecoversAfterOutageWithoutChanges(t *testing.T) {
-	ctx0, cancel0 := context.WithTimeout(context.Background(), 60*time.Second)
-	a, err := consulagent.Start(ctx0, consulagent.Options{DataDir: t.TempDir()})
-	cancel0()
-	if err != nil {
-		t.Fatalf("consul: %v", err)
-	}
-	t.Cleanup(a.Stop)
-	c, err := a.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, c := consultest.StartWith(t, consulagent.Options{DataDir: t.TempDir()})
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 80, Address: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
