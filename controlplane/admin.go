@@ -3,12 +3,15 @@ package controlplane
 import (
 	"encoding/json"
 	"errors"
-	"github.com/meshwarden/meshwarden/internal/buildinfo"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/buildinfo"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -95,7 +98,7 @@ func (s *Server) Nodes() []NodeStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]NodeStatus, 0, len(s.nodes))
-	for _, id := range sortedKeys(s.nodes) {
+	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
 		ns := s.nodes[id]
 		n := NodeStatus{Info: ns.info, Streams: ns.streams}
 		if ns.current != nil {

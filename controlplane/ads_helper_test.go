@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
@@ -62,7 +63,7 @@ func jsonLoader(files map[string][]byte, _ *ir.Catalog) (*ir.PolicySet, error) {
 
 func startPlane(t testing.TB, mutate func(*Config)) *plane {
 	t.Helper()
-	agent, client := startConsul(t)
+	agent, client := consultest.Start(t)
 	p := startPlaneOn(t, client, mutate)
 	p.agent = agent
 	return p
@@ -70,6 +71,12 @@ func startPlane(t testing.TB, mutate func(*Config)) *plane {
 
 // startPlaneOn starts a plane on an agent already running (a restart).
 func startPlaneOn(t testing.TB, client *api.Client, mutate func(*Config)) *plane {
+	t.Helper()
+	return startPlaneCtx(t, t.Context(), client, mutate)
+}
+
+// startPlaneCtx is startPlaneOn with the context given to NewWithContext.
+func startPlaneCtx(t testing.TB, newCtx context.Context, client *api.Client, mutate func(*Config)) *plane {
 	t.Helper()
 	cfg := Config{
 		Consul:       client,
@@ -84,26 +91,15 @@ func startPlaneOn(t testing.TB, client *api.Client, mutate func(*Config)) *plane
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg)
+	s, err := NewWithContext(newCtx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go func() { _ = g.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
+	lis, _, stopPlane := planetest.ServeStoppable(t, s)
 	admin := httptest.NewServer(s.AdminHandler(true))
 	stop := func() {
 		admin.Close()
-		g.Stop()
-		cancel()
-		<-done
+		stopPlane()
 	}
 	p := &plane{s: s, consul: client, addr: lis.Addr().String(), admin: admin, stop: sync.OnceFunc(stop)}
 	t.Cleanup(p.stop)
@@ -274,8 +270,3 @@ func (c *adsClient) vhosts(route string) map[string]bool {
 }
 
 func itoa(p uint32) string { return strconv.FormatUint(uint64(p), 10) }
-
-func startConsul(t testing.TB) (*consulagent.Agent, *api.Client) {
-	t.Helper()
-	return consultest.Start(t)
-}

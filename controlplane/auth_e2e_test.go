@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -93,21 +93,9 @@ func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
+	agent, mgmt := consultest.StartWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	mgmtToken := consulagent.NewToken()
-	agent, err := consulagent.Start(ctx, consulagent.Options{ManagementToken: mgmtToken})
-	if errors.Is(err, consulagent.ErrNoBinary) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(agent.Stop)
-	mgmt, err := agent.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &securePlane{agent: agent, mgmt: mgmt, tokens: map[string]string{}, accessor: map[string]string{},
 		changes: make(chan controlplane.PolicyChange, 8)}
 	for name, spec := range map[string]consulagent.TokenSpec{
@@ -176,7 +164,7 @@ func servePlane(t testing.TB, p *securePlane, o planeOpts) *securePlane {
 	if o.store {
 		store = policystore.New(client, "")
 	}
-	p.s, err = controlplane.New(controlplane.Config{
+	p.s, err = controlplane.NewWithContext(t.Context(), controlplane.Config{
 		Consul: client, Auth: authn, InsecureNoAuth: o.insecure, Secrets: p.m, Debounce: 5 * time.Millisecond, Registry: p.reg,
 		Store: store, Replica: "replica-" + consulagent.NewToken()[:8], LoadPolicies: loader,
 		RecordChange: func(_ context.Context, c controlplane.PolicyChange) error { p.changes <- c; return nil },

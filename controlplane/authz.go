@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"time"
 
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -146,41 +146,38 @@ func (s *Server) recheckStreams(ctx context.Context) {
 	if s.cfg.Auth == nil {
 		return
 	}
-	t := time.NewTicker(s.cfg.Auth.TTL())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	lifecycle.Every(ctx, s.cfg.Auth.TTL(), func() { s.recheckStreamsOnce(ctx) })
+}
+
+// recheckStreamsOnce re-verifies every authenticated stream's credential
+// once and closes the streams whose credential no longer holds.
+func (s *Server) recheckStreamsOnce(ctx context.Context) {
+	s.authMu.Lock()
+	streams := make([]*streamAuth, 0, len(s.streamAuths))
+	for _, sa := range s.streamAuths {
+		if sa.secret != "" {
+			streams = append(streams, sa)
 		}
-		s.authMu.Lock()
-		streams := make([]*streamAuth, 0, len(s.streamAuths))
-		for _, sa := range s.streamAuths {
-			if sa.secret != "" {
-				streams = append(streams, sa)
+	}
+	s.authMu.Unlock()
+	verdict := map[string]error{}
+	for _, sa := range streams {
+		svc, node := sa.bound()
+		key := sa.secret + "\x00" + svc
+		err, seen := verdict[key]
+		if !seen {
+			_, err = s.cfg.Auth.Authenticate(ctx, sa.secret)
+			if err == nil && svc != "" {
+				err = s.cfg.Auth.Authorize(ctx, sa.secret, auth.ServiceWrite(svc))
 			}
+			verdict[key] = err
 		}
-		s.authMu.Unlock()
-		verdict := map[string]error{}
-		for _, sa := range streams {
-			svc, node := sa.bound()
-			key := sa.secret + "\x00" + svc
-			err, seen := verdict[key]
-			if !seen {
-				_, err = s.cfg.Auth.Authenticate(ctx, sa.secret)
-				if err == nil && svc != "" {
-					err = s.cfg.Auth.Authorize(ctx, sa.secret, auth.ServiceWrite(svc))
-				}
-				verdict[key] = err
-			}
-			if err == nil || ctx.Err() != nil {
-				continue
-			}
-			s.m.revoked.Inc()
-			s.log.Warn("xds stream closed: its credential no longer holds", "principal", sa.principal.String(), "node", node, "service", svc, "err", err)
-			sa.cancel(fmt.Errorf("stream closed: %w", err))
+		if err == nil || ctx.Err() != nil {
+			continue
 		}
+		s.m.revoked.Inc()
+		s.log.Warn("xds stream closed: its credential no longer holds", "principal", sa.principal.String(), "node", node, "service", svc, "err", err)
+		sa.cancel(fmt.Errorf("stream closed: %w", err))
 	}
 }
 

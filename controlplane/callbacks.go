@@ -8,51 +8,57 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 )
 
 // callbacks wires go-control-plane's stream events to the server: node
 // registration on first request, ACK/NACK bookkeeping, and cleanup.
+//
+// The SotW and the delta server each number their streams from 1, so the
+// plane keys delta streams by the negated id (deltaID): one key space for
+// its per-stream state (node, credential, bound service), where a SotW and
+// a delta stream never share a key.
 func (s *Server) callbacks() server.Callbacks {
 	return server.CallbackFuncs{
 		StreamOpenFunc:        func(ctx context.Context, id int64, _ string) error { return s.streamOpened(ctx, id) },
-		DeltaStreamOpenFunc:   func(ctx context.Context, id int64, _ string) error { return s.streamOpened(ctx, id) },
+		DeltaStreamOpenFunc:   func(ctx context.Context, id int64, _ string) error { return s.streamOpened(ctx, deltaID(id)) },
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.streamClosed(id); s.streamForgotten(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.streamClosed(id); s.streamForgotten(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.streamClosed(deltaID(id)); s.streamForgotten(deltaID(id)) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
-			if err := s.authorizeRequest(context.Background(), id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames()); err != nil {
-				return err
-			}
-			if err := s.nodeSeen(context.Background(), id, req.GetNode()); err != nil {
-				return err
-			}
-			var detail error
-			if e := req.GetErrorDetail(); e != nil {
-				detail = errorDetail(e.GetCode(), e.GetMessage())
-			}
-			s.request(context.Background(), id, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), detail)
-			return nil
+			return s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
-			if err := s.authorizeRequest(context.Background(), id, req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe()); err != nil {
-				return err
-			}
-			if err := s.nodeSeen(context.Background(), id, req.GetNode()); err != nil {
-				return err
-			}
-			var detail error
-			if e := req.GetErrorDetail(); e != nil {
-				detail = errorDetail(e.GetCode(), e.GetMessage())
-			}
-			s.request(context.Background(), id, req.GetTypeUrl(), "", req.GetResponseNonce(), detail)
-			return nil
+			return s.onRequest(deltaID(id), req.GetNode(), req.GetTypeUrl(), req.GetResourceNamesSubscribe(), "", req.GetResponseNonce(), req.GetErrorDetail())
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 			s.sent(id, resp.GetTypeUrl(), resp.GetVersionInfo())
 		},
 		StreamDeltaResponseFunc: func(id int64, req *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-			s.sent(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo())
+			s.sent(deltaID(id), resp.GetTypeUrl(), resp.GetSystemVersionInfo())
 		},
 	}
+}
+
+// deltaID is the plane's key of delta stream id (SotW streams keep theirs).
+func deltaID(id int64) int64 { return -id }
+
+// onRequest handles a SotW or delta request: it authorizes the stream for
+// the type and names, registers the node, and records the ACK or NACK
+// (version is "" on delta streams, which carry none). go-control-plane
+// gives request callbacks no context; they run under the plane's own.
+func (s *Server) onRequest(id int64, node *corev3.Node, typeURL string, names []string, version, nonce string, e *rpcstatus.Status) error {
+	if err := s.authorizeRequest(s.ctx, id, node, typeURL, names); err != nil {
+		return err
+	}
+	if err := s.nodeSeen(s.ctx, id, node); err != nil {
+		return err
+	}
+	var detail error
+	if e != nil {
+		detail = errorDetail(e.GetCode(), e.GetMessage())
+	}
+	s.request(s.ctx, id, typeURL, version, nonce, detail)
+	return nil
 }
 
 // sent counts a response handed to a stream.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -237,14 +238,5 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 		}
 	}
 	check()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			check()
-		}
-	}
+	lifecycle.Every(ctx, every, check)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -171,16 +172,8 @@ func (c *rolloutController) preload(ctx context.Context) {
 
 // run advances every rollout each Tick until ctx ends.
 func (c *rolloutController) run(ctx context.Context) {
-	t := time.NewTicker(c.opts.Tick)
-	defer t.Stop()
-	for {
-		c.tick(ctx, time.Now())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	c.tick(ctx, time.Now())
+	lifecycle.Every(ctx, c.opts.Tick, func() { c.tick(ctx, time.Now()) })
 }
 
 func (c *rolloutController) key(name string) string { return c.opts.KVPrefix + "/" + name }

@@ -337,7 +337,7 @@ func (p *Process) newServer(ctx context.Context) error {
 			return err
 		}
 	}
-	plane, err := New(cfg)
+	plane, err := NewWithContext(ctx, cfg)
 	if err != nil {
 		return err
 	}

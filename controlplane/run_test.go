@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
 // TestRunConfigValidate: a configuration the plane cannot run with is
@@ -46,7 +47,7 @@ func TestRunConfigValidate(t *testing.T) {
 // serves its probes and registers in Consul; Close deregisters it and
 // releases every port.
 func TestStartClose(t *testing.T) {
-	agent, client := startConsul(t)
+	agent, client := consultest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p, err := Start(ctx, RunConfig{

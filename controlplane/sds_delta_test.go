@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -125,26 +126,31 @@ func TestSDSAndMTLS(t *testing.T) {
 	ads.waitFor("rotated leaf", func(c *adsClient) bool { return leafChain(c) == "chain-2" })
 }
 
-// TestDeltaADS checks the incremental protocol on the same server.
-func TestDeltaADS(t *testing.T) {
-	p := startPlane(t, nil)
-	register(t, p.consul, "echo-1", "echo", 9001, nil, api.HealthPassing)
-	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// openDeltaCDS opens a delta ADS stream to addr for node web-delta (of
+// web), bounded by within, and subscribes to its clusters.
+func openDeltaCDS(t *testing.T, addr string, within time.Duration) discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(func() { cancel(); _ = conn.Close() })
 	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{
-		Node: &corev3.Node{Id: "web-delta", Cluster: "web"}, TypeUrl: resource.ClusterType,
-	}); err != nil {
+	if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "web-delta", Cluster: "web"}, TypeUrl: resource.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// TestDeltaADS checks the incremental protocol on the same server.
+func TestDeltaADS(t *testing.T) {
+	p := startPlane(t, nil)
+	register(t, p.consul, "echo-1", "echo", 9001, nil, api.HealthPassing)
+	stream := openDeltaCDS(t, p.addr, 30*time.Second)
 	seen := map[string]bool{}
 	registered := false
 	for !seen["billing"] {
@@ -165,5 +171,30 @@ func TestDeltaADS(t *testing.T) {
 	}
 	if !seen["echo"] || !seen[translate.LocalAppClusterName] {
 		t.Fatalf("delta clusters = %v", seen)
+	}
+}
+
+// TestSotWAndDeltaStreamsSideBySide: go-control-plane numbers SotW and
+// delta streams from 1 each, so a SotW and a delta stream share an id. The
+// plane keeps them apart: a delta proxy that connects after a SotW one gets
+// its own configuration.
+func TestSotWAndDeltaStreamsSideBySide(t *testing.T) {
+	p := startPlane(t, nil)
+	register(t, p.consul, "echo-1", "echo", 9001, nil, api.HealthPassing)
+	sotw := dialADS(t, p.addr, "web-1", "web", map[string]any{"local_app_port": "9300"})
+	sotw.waitFor("the SotW proxy's echo endpoint", func(c *adsClient) bool {
+		eps, _ := c.endpoints("echo")
+		return slices.Equal(eps, []string{"127.0.0.1:9001"})
+	})
+	resp, err := openDeltaCDS(t, p.addr, 15*time.Second).Recv()
+	if err != nil {
+		t.Fatalf("the delta proxy got no clusters while a SotW proxy is connected: %v", err)
+	}
+	names := map[string]bool{}
+	for _, r := range resp.GetResources() {
+		names[r.GetName()] = true
+	}
+	if !names["echo"] {
+		t.Fatalf("delta clusters = %v, want echo", names)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -110,6 +110,10 @@ type Config struct {
 // Server is the control plane: watcher, translator, snapshot cache, ADS
 // server and the bookkeeping behind the admin API.
 type Server struct {
+	// ctx is NewWithContext's ctx without its cancellation: the context of
+	// the ADS server and of the request callbacks, which get none of their
+	// own.
+	ctx     context.Context
 	cfg     Config
 	log     *slog.Logger
 	cache   cache.SnapshotCache
@@ -185,8 +189,20 @@ type Rejection struct {
 	Error   string    `json:"error"`
 }
 
-// New builds a server; call Run to start watching and Register to serve.
+// New is NewWithContext with no caller context, for callers that have none
+// (tests of other packages). Code that has a context passes it to
+// NewWithContext.
 func New(cfg Config) (*Server, error) {
+	return NewWithContext(context.Background(), cfg)
+}
+
+// NewWithContext builds a server; call Run to start watching and Register to
+// serve. The ADS server keeps ctx's values but not its cancellation: ending
+// the ADS streams is the job of whoever stops the gRPC server (Process.Shutdown
+// deregisters from Consul first, then lets the streams end with
+// GracefulStop), so a caller's cancelled ctx must not cut every proxy's
+// stream before the plane has left the catalogue.
+func NewWithContext(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Consul == nil {
 		return nil, errors.New("controlplane: Config.Consul is nil: pass a Consul API client")
 	}
@@ -207,6 +223,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Translate.MTLS = cfg.Translate.MTLS || cfg.Secrets != nil
 	s := &Server{
+		ctx:     context.WithoutCancel(ctx),
 		cfg:     cfg,
 		log:     cfg.Log,
 		watcher: consulwatch.New(cfg.Consul, cfg.Watch),
@@ -232,7 +249,7 @@ func New(cfg Config) (*Server, error) {
 		s.health = health.New(hc)
 		cfg.Registry.MustRegister(s.health)
 	}
-	s.xds = server.NewServer(context.Background(), s.cache, s.callbacks())
+	s.xds = server.NewServer(s.ctx, s.cache, s.callbacks())
 	if !cfg.Rollouts.Disabled {
 		s.rollouts = newRolloutController(s, cfg.Rollouts)
 	}
@@ -398,7 +415,7 @@ func (s *Server) rebuild(ctx context.Context) {
 	s.buildErr = nil
 	s.setSharedLocked(shared)
 	s.built = time.Now()
-	for _, id := range sortedKeys(s.nodes) {
+	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
 		s.publishLocked(ctx, id)
 	}
 }
@@ -649,15 +666,6 @@ func (s *Server) request(ctx context.Context, stream int64, typeURL, version, no
 		}
 		ns.current, ns.snap = ns.good, ns.goodSnap
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 type statusErr struct{ msg string }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -139,6 +140,28 @@ func TestADSOnRealConsul(t *testing.T) {
 // TestNACKKeepsLastGood has the client reject a new configuration and
 // checks the node is put back on its last accepted snapshot, the rejection
 // is counted and reported, and later good changes still flow.
+// The context given to NewWithContext does not end the ADS streams: the
+// plane's Shutdown ends them after deregistering, not the caller's cancel.
+func TestNewContextCancelKeepsStreams(t *testing.T) {
+	agent, client := consultest.Start(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	p := startPlaneCtx(t, ctx, client, nil)
+	p.agent = agent
+	register(t, p.consul, "echo-1", "echo", 9001, nil, api.HealthPassing)
+	ads := dialADS(t, p.addr, "web-1", "web", map[string]any{"local_app_port": "9300"})
+	ads.waitFor("echo endpoint 127.0.0.1:9001", func(c *adsClient) bool {
+		eps, _ := c.endpoints("echo")
+		return slices.Equal(eps, []string{"127.0.0.1:9001"})
+	})
+	cancel()
+	register(t, p.consul, "echo-2", "echo", 9002, nil, api.HealthPassing)
+	ads.waitFor("echo endpoints 9001 and 9002 after the cancel", func(c *adsClient) bool {
+		eps, _ := c.endpoints("echo")
+		slices.Sort(eps)
+		return slices.Equal(eps, []string{"127.0.0.1:9001", "127.0.0.1:9002"})
+	})
+}
+
 func TestNACKKeepsLastGood(t *testing.T) {
 	p := startPlane(t, nil)
 	register(t, p.consul, "echo-1", "echo", 9001, nil, api.HealthPassing)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -70,7 +71,7 @@ func (s *Server) watchStore(ctx context.Context) {
 			s.mu.Unlock()
 			s.log.Warn("policy store unreadable; the set in force keeps serving", "err", err)
 			index = 0
-			if !sleep(ctx, backoffDelay(attempt)) {
+			if !lifecycle.Sleep(ctx, backoffDelay(attempt)) {
 				return
 			}
 			attempt++
@@ -146,17 +147,6 @@ func (s *Server) storeStatusLocked() *StoreStatus {
 func backoffDelay(attempt int) time.Duration {
 	d := 50 * time.Millisecond << min(attempt, 7)
 	return min(d, 5*time.Second)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func orUnknown(s string) string {

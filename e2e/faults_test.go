@@ -65,6 +65,37 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, s
 	t.Fatalf("%s did not happen within %s; last: %s", what, d, last)
 }
 
+// dumpFilter is one filter in the gateway's config_dump.
+type dumpFilter struct {
+	Name       string `json:"name"`
+	SHA256     string `json:"sha256"`
+	State      string `json:"state"`
+	LastError  string `json:"last_error"`
+	RunningSHA string `json:"running_sha256"`
+}
+
+// gatewayFilter returns the filter called name in the gateway's
+// config_dump (nil when the dump failed or lacks it) and what was seen.
+func gatewayFilter(st *demo.Stack, name string) (*dumpFilter, string) {
+	var d struct {
+		Filters []dumpFilter `json:"filters"`
+	}
+	resp, err := http.Get("http://" + st.GatewayAdmin + "/config_dump")
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		return nil, err.Error()
+	}
+	for _, f := range d.Filters {
+		if f.Name == name {
+			return &f, fmt.Sprintf("%+v", f)
+		}
+	}
+	return nil, fmt.Sprintf("no %s in %+v", name, d.Filters)
+}
+
 // laneTarget returns the version that opt-in canary requests reach.
 func laneTarget(ctx context.Context, c *demo.Client) (string, error) {
 	r, err := c.Do(ctx, http.MethodGet, "/probe", map[string]string{"x-canary": "true"}, nil)
@@ -248,29 +279,8 @@ func faultBrokenRelease(ctx context.Context, t *testing.T, st *demo.Stack, c *de
 	// the last good build running, and says so in its config dump.
 	wantSHA := hex.EncodeToString(sum[:])
 	eventually(t, 30*time.Second, "gateway reports mw.dye on its last known good build", func() (bool, string) {
-		var d struct {
-			Filters []struct {
-				Name       string `json:"name"`
-				SHA256     string `json:"sha256"`
-				State      string `json:"state"`
-				LastError  string `json:"last_error"`
-				RunningSHA string `json:"running_sha256"`
-			} `json:"filters"`
-		}
-		resp, err := http.Get("http://" + st.GatewayAdmin + "/config_dump")
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-			return false, err.Error()
-		}
-		for _, f := range d.Filters {
-			if f.Name == "mw.dye" {
-				return f.SHA256 == wantSHA && f.State == "last_known_good" && f.LastError != "" && f.RunningSHA != wantSHA, fmt.Sprintf("%+v", f)
-			}
-		}
-		return false, fmt.Sprintf("no mw.dye in %+v", d.Filters)
+		f, msg := gatewayFilter(st, "mw.dye")
+		return f != nil && f.SHA256 == wantSHA && f.State == "last_known_good" && f.LastError != "" && f.RunningSHA != wantSHA, msg
 	})
 	l.stop()
 	if l.failed.Load() != 0 {

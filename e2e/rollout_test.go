@@ -400,24 +400,7 @@ spec:
 		t.Fatalf("rolled back to %d%%: %+v", rec.State.Weight, rec.History)
 	}
 	eventually(t, 15*time.Second, "the gateway runs the previous dye build again", func() (bool, string) {
-		var d struct {
-			Filters []struct {
-				Name, SHA256, State string
-			} `json:"filters"`
-		}
-		resp, err := http.Get("http://" + st.GatewayAdmin + "/config_dump")
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-			return false, err.Error()
-		}
-		for _, f := range d.Filters {
-			if f.Name == "mw.dye" {
-				return f.SHA256 == hex.EncodeToString(goodSum[:]) && f.State != "last_known_good", fmt.Sprintf("%+v", f)
-			}
-		}
-		return false, "no mw.dye"
+		f, msg := gatewayFilter(st, "mw.dye")
+		return f != nil && f.SHA256 == hex.EncodeToString(goodSum[:]) && f.State != "last_known_good", msg
 	})
 }

@@ -26,16 +26,7 @@ func (b *builder) compliance(x *doc, s *CompliancePolicySpec) (ir.Compliance, bo
 			b.warnMissingService(d, "spec.service", s.Service)
 		}
 	}
-	seen := map[string]string{}
-	for i, t := range s.Tags {
-		p := indexPath("spec.tags", i)
-		if !complianceTagRe.MatchString(t) {
-			d.errPath(p, "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu", t)
-		} else if first, dup := seen[t]; dup {
-			d.errPath(p, "tag %q is already listed at %s", t, first)
-		}
-		seen[t] = p
-	}
+	checkNames(d, "spec.tags", "tag", s.Tags, complianceTagRe, "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu")
 	if s.Residency == nil {
 		if len(s.Tags) == 0 && !d.failedUnder("spec.tags") {
 			d.errPath("spec", "has neither tags nor residency: tag the service (tags: [pci]) or restrict its regions (residency: {regions: [eu]})")
@@ -46,16 +37,7 @@ func (b *builder) compliance(x *doc, s *CompliancePolicySpec) (ir.Compliance, bo
 	if _, present := d.positions["spec.residency.regions"]; present && len(r.Regions) == 0 {
 		d.errPath("spec.residency.regions", "is empty: list the regions the service's traffic may go to, e.g. [eu-west, eu-central]")
 	}
-	regions := map[string]string{}
-	for i, reg := range r.Regions {
-		p := indexPath("spec.residency.regions", i)
-		if !regionRe.MatchString(reg) {
-			d.errPath(p, "%q is not a region: use 1 to 64 letters, digits, '.', '_' or '-' as in the node meta or datacenter name", reg)
-		} else if first, dup := regions[reg]; dup {
-			d.errPath(p, "region %q is already listed at %s", reg, first)
-		}
-		regions[reg] = p
-	}
+	checkNames(d, "spec.residency.regions", "region", r.Regions, regionRe, "%q is not a region: use 1 to 64 letters, digits, '.', '_' or '-' as in the node meta or datacenter name")
 	if r.RegionKey != "" && !metaKeyRe.MatchString(r.RegionKey) {
 		d.errPath("spec.residency.regionKey", "%q is not a Consul node meta key: use letters, digits, '_' and '-' (default region)", r.RegionKey)
 	}
@@ -104,4 +86,20 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// checkNames reports, at path[i], each name that does not match re (with
+// invalid, a format of the name) or repeats an earlier one ("<noun> %q is
+// already listed at <first path>").
+func checkNames(d *decoder, path, noun string, names []string, re *regexp.Regexp, invalid string) {
+	seen := map[string]string{}
+	for i, n := range names {
+		p := indexPath(path, i)
+		if !re.MatchString(n) {
+			d.errPath(p, invalid, n)
+		} else if first, dup := seen[n]; dup {
+			d.errPath(p, "%s %q is already listed at %s", noun, n, first)
+		}
+		seen[n] = p
+	}
 }

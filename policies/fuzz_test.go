@@ -1,24 +1,15 @@
 package policies
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/meshwarden/meshwarden/internal/testenv/fuzzseed"
 )
 
 // addSeeds adds every example and golden input to the corpus.
 func addSeeds(f *testing.F) {
-	for _, pat := range []string{"testdata/in/*.yaml", "examples/*.yaml", "examples/extra/*.yaml"} {
-		files, _ := filepath.Glob(pat)
-		for _, p := range files {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-		}
-	}
+	fuzzseed.AddFiles(f, "testdata/in/*.yaml", "examples/*.yaml", "examples/extra/*.yaml")
 }
 
 // FuzzLoadFiles feeds arbitrary bytes to the decoder and loader. It must

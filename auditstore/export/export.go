@@ -69,14 +69,13 @@ type Config struct {
 
 // Exporter publishes WAL records to JetStream.
 type Exporter struct {
-	cfg      Config
-	ckptDone int // checkpoint lines exported (session goroutine only)
+	cfg Config
+	cur *cursorfile.Cursors // records and checkpoint lines exported
 	// ckpts follows the checkpoint log and pending holds the checkpoints
 	// read from it but not yet published, oldest first (session goroutine
 	// only; both are reset at the start of each session).
 	ckpts     *ckptlog.Log
 	pending   []wal.Checkpoint
-	exported  atomic.Uint64
 	published atomic.Uint64
 	failures  atomic.Uint64
 	witnessed atomic.Uint64
@@ -102,20 +101,15 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	x := &Exporter{cfg: cfg}
-	c, err := ReadCursor(cfg.Dir)
+	cur, err := cursorfile.Open(cfg.Dir, CursorFile, CheckpointCursorFile, cursorName, cursorFix)
 	if err != nil {
 		return nil, err
 	}
-	x.exported.Store(c)
-	if x.ckptDone, err = readCount(filepath.Join(cfg.Dir, CheckpointCursorFile)); err != nil {
-		return nil, err
-	}
-	return x, nil
+	return &Exporter{cfg: cfg, cur: cur}, nil
 }
 
 // Exported is the last sequence JetStream acknowledged (the cursor).
-func (x *Exporter) Exported() uint64 { return x.exported.Load() }
+func (x *Exporter) Exported() uint64 { return x.cur.Records() }
 
 // Published counts publish acknowledgements (including re-sends).
 func (x *Exporter) Published() uint64 { return x.published.Load() }
@@ -137,26 +131,14 @@ func MsgID(seq uint64, hash string) string {
 
 // ReadCursor returns the persisted cursor of dir (0 if none).
 func ReadCursor(dir string) (uint64, error) {
-	n, err := readCount(filepath.Join(dir, CursorFile))
-	return uint64(n), err
+	return cursorfile.Read(filepath.Join(dir, CursorFile), cursorName, cursorFix)
 }
 
-func readCount(path string) (int, error) {
-	v, err := cursorfile.Read(path, "export cursor", "delete it to re-export everything (JetStream dedups within its window)")
-	return int(v), err
-}
-
-func (x *Exporter) saveCursor(seq uint64) error {
-	if err := writeCount(filepath.Join(x.cfg.Dir, CursorFile), seq); err != nil {
-		return err
-	}
-	x.exported.Store(seq)
-	return nil
-}
-
-func writeCount(p string, v uint64) error {
-	return cursorfile.Write(p, v, "export cursor")
-}
+// cursorName and cursorFix name the cursors in errors.
+const (
+	cursorName = "export cursor"
+	cursorFix  = "delete it to re-export everything (JetStream dedups within its window)"
+)
 
 // exportCheckpoints publishes the checkpoints whose records are exported.
 // It reads only what the WAL appended to the checkpoint log since the last
@@ -166,22 +148,23 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream
 	if err != nil {
 		return err
 	}
+	prev := x.cur.Checkpoints()
 	for i, line := range lines {
 		idx := first + i
-		if idx < x.ckptDone-1 {
+		if idx < prev-1 {
 			continue // published in an earlier session
 		}
 		var c wal.Checkpoint
 		if err := json.Unmarshal(line, &c); err != nil {
 			return fmt.Errorf("%s checkpoint %d: %w", wal.CheckpointFile, idx+1, err)
 		}
-		if idx == x.ckptDone-1 {
+		if idx == prev-1 {
 			x.witnessed.Store(c.Seq)
 			continue
 		}
 		x.pending = append(x.pending, c)
 	}
-	done := x.ckptDone
+	done := prev
 	// A checkpoint leaves once the records it covers did, unless only the
 	// checkpoints are published (the WAL writes one only over durable records).
 	for len(x.pending) > 0 && (x.cfg.CheckpointsOnly || x.pending[0].Seq <= x.Exported()) {
@@ -203,11 +186,10 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, js jetstream.JetStream
 	if len(x.pending) == 0 {
 		x.pending = nil // let the published ones go
 	}
-	if done != x.ckptDone {
-		if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
+	if done != x.cur.Checkpoints() {
+		if err := x.cur.SetCheckpoints(done); err != nil {
 			return err
 		}
-		x.ckptDone = done
 	}
 	return nil
 }
@@ -338,7 +320,7 @@ func (x *Exporter) session(ctx context.Context) error {
 		}
 		last := queue[n-1].seq
 		queue = append(queue[:0], queue[n:]...)
-		if err := x.saveCursor(last); err != nil {
+		if err := x.cur.SetRecords(last); err != nil {
 			return err
 		}
 		if time.Since(lastCkpt) >= time.Second { // keep checkpoints flowing under constant load

@@ -13,6 +13,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 func appendN(t *testing.T, w *wal.WAL, from, n int) {
@@ -47,23 +48,23 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	go func() { done <- x.Run(ctx) }()
 
 	appendN(t, w, 0, 1000)
-	natstest.WaitFor(t, "export of 1000", 20*time.Second, func() bool { return x.Exported() == 1000 })
+	probe.Until(t, "export of 1000", 20*time.Second, func() bool { return x.Exported() == 1000 })
 
 	ns.Stop()
 	appendN(t, w, 1000, 1500) // ingest goes on while JetStream is down
-	natstest.WaitFor(t, "the exporter to notice the outage", 20*time.Second, func() bool { return x.Failures() > 0 })
+	probe.Until(t, "the exporter to notice the outage", 20*time.Second, func() bool { return x.Failures() > 0 })
 	if x.Exported() != 1000 {
 		t.Fatalf("cursor moved to %d while JetStream was down", x.Exported())
 	}
 	ns.Restart()
-	natstest.WaitFor(t, "export to catch up to 2500", 30*time.Second, func() bool { return x.Exported() == 2500 })
+	probe.Until(t, "export to catch up to 2500", 30*time.Second, func() bool { return x.Exported() == 2500 })
 	cps, _ := wal.ReadCheckpoints(dir)
 	if len(cps) < 5 {
 		t.Fatalf("%d checkpoints, want ≥5 (every 500 of 2500 records)", len(cps))
 	}
 	// Checkpoints follow their records once the exporter is idle: wait while
 	// it still runs, not after cancelling it.
-	natstest.WaitFor(t, "checkpoints in JetStream", 10*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), "meshwarden.audit.checkpoints") >= len(cps) })
+	probe.Until(t, "checkpoints in JetStream", 10*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), "meshwarden.audit.checkpoints") >= len(cps) })
 	cancel()
 	<-done
 
@@ -92,7 +93,7 @@ func TestExportSurvivesOutageAndResumes(t *testing.T) {
 	x2.Follow(w.Durable, w.Changed)
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() { done <- x2.Run(ctx2) }()
-	natstest.WaitFor(t, "re-export", 20*time.Second, func() bool { return x2.Exported() == 2500 })
+	probe.Until(t, "re-export", 20*time.Second, func() bool { return x2.Exported() == 2500 })
 	cancel2()
 	<-done
 	if total, _ := natstest.StreamSeqs(t, ns.URL(), natstest.EventsSubject); total != 2500 {

@@ -17,6 +17,7 @@ import (
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/auditstore/witness"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // run runs the audit binary and returns its combined output and exit code.
@@ -106,7 +107,7 @@ func TestWitnessCLIAndProofs(t *testing.T) {
 	e := newEnv(t)
 	p := e.start(t, "--nats", ns.URL(), "--segment-size", "65536", "--checkpoint-interval", "200ms")
 	head := sendBatches(t, p, 40, 25)
-	natstest.WaitFor(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
+	probe.Until(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
 	p.stop(t)
 
 	out, code := run(t, "audit", "verify", "--dir", e.dir, "--pubkey", e.pub, "--witness", ns.URL())
@@ -174,7 +175,7 @@ func TestKill9WhilePublishingToTheWitness(t *testing.T) {
 		before := a.len()
 		stop := make(chan struct{})
 		wg := load(p.addr, 8, 20, a, stop)
-		natstest.WaitFor(t, "acks under load", 30*time.Second, func() bool { return a.len() >= before+2000 })
+		probe.Until(t, "acks under load", 30*time.Second, func() bool { return a.len() >= before+2000 })
 		// The exporter is publishing records and checkpoints right now.
 		p.kill9(t)
 		close(stop)
@@ -183,16 +184,10 @@ func TestKill9WhilePublishingToTheWitness(t *testing.T) {
 	}
 	p := e.start(t, args...)
 	head := sendBatches(t, p, 1, 5)
-	natstest.WaitFor(t, "the witness to catch up with the head", 60*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
+	probe.Until(t, "the witness to catch up with the head", 60*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
 	p.stop(t)
 	got := stored(t, e.dir)
-	lost := 0
-	for id, seq := range a.ids {
-		if s, ok := got[id]; !ok || s != seq {
-			lost++
-		}
-	}
-	if lost > 0 {
+	if lost := a.lostIn(t, got); lost > 0 {
 		t.Fatalf("%d of %d acknowledged records lost across kill -9 with the witness on", lost, len(a.ids))
 	}
 	out, code := run(t, "audit", "verify", "--dir", e.dir, "--pubkey", e.pub, "--witness", ns.URL())
@@ -239,7 +234,7 @@ func TestCheckpointsOnlyWitness(t *testing.T) {
 	e := newEnv(t)
 	p := e.start(t, "--nats", ns.URL(), "--nats-checkpoints-only", "--segment-size", "65536", "--checkpoint-interval", "200ms")
 	head := sendBatches(t, p, 40, 25)
-	natstest.WaitFor(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
+	probe.Until(t, "the witness to hold the head", 30*time.Second, func() bool { return witnessHead(t, ns.URL()) == head })
 	p.stop(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

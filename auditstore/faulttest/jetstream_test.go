@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/auditstore/internal/natstest"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
@@ -13,7 +14,7 @@ func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
 	args := []string{"--nats", ns.URL(), "--segment-size", "131072"}
 	p := e.start(t, args...)
 	total := sendN(t, p, 40) // 2000
-	natstest.WaitFor(t, "2000 records in JetStream", 30*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
+	probe.Until(t, "2000 records in JetStream", 30*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
 
 	ns.Stop()                // JetStream outage
 	total += sendN(t, p, 40) // the collector keeps acknowledging
@@ -21,7 +22,7 @@ func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
 	p = e.start(t, args...)  // restarts; its exporter resumes from the persisted cursor
 	total += sendN(t, p, 20) // 5000
 	ns.Restart()
-	natstest.WaitFor(t, "5000 records in JetStream", 60*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
+	probe.Until(t, "5000 records in JetStream", 60*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
 	p.stop(t)
 
 	n, seen := natstest.StreamSeqs(t, ns.URL(), natstest.EventsSubject)

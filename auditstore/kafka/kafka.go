@@ -142,14 +142,13 @@ type Config struct {
 
 // Exporter produces WAL records to Kafka.
 type Exporter struct {
-	cfg      Config
-	ckptDone int // checkpoint lines exported (Run's goroutine only)
+	cfg Config
+	cur *cursorfile.Cursors // records and checkpoint lines exported
 	// ckptLog follows the checkpoint log; pending holds the checkpoints
 	// read from it but not yet produced, oldest first (Run's goroutine
 	// only; both reset at the start of each session).
 	ckptLog  *ckptlog.Log
 	pending  []wal.Checkpoint
-	exported atomic.Uint64
 	acked    atomic.Uint64
 	failures atomic.Uint64
 	ckpts    atomic.Uint64
@@ -203,18 +202,11 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	x := &Exporter{cfg: cfg}
-	c, err := ReadCursor(cfg.Dir)
+	cur, err := cursorfile.Open(cfg.Dir, CursorFile, CheckpointCursorFile, cursorName, cursorFix)
 	if err != nil {
 		return nil, err
 	}
-	x.exported.Store(c)
-	n, err := readCount(filepath.Join(cfg.Dir, CheckpointCursorFile))
-	if err != nil {
-		return nil, err
-	}
-	x.ckptDone = int(n)
-	return x, nil
+	return &Exporter{cfg: cfg, cur: cur}, nil
 }
 
 // validTopic applies Kafka's topic name rules, so a typo fails at start and
@@ -233,7 +225,7 @@ func validTopic(t string) error {
 
 // Exported is the last sequence Kafka acknowledged and the exporter
 // persisted (the cursor). WAL retention keeps every segment after it.
-func (x *Exporter) Exported() uint64 { return x.exported.Load() }
+func (x *Exporter) Exported() uint64 { return x.cur.Records() }
 
 // Acked counts record acknowledgements (re-sends included).
 func (x *Exporter) Acked() uint64 { return x.acked.Load() }
@@ -253,24 +245,14 @@ func (x *Exporter) Follow(durable func() uint64, changed func() <-chan struct{})
 
 // ReadCursor returns the persisted Kafka cursor of dir (0 if none).
 func ReadCursor(dir string) (uint64, error) {
-	return readCount(filepath.Join(dir, CursorFile))
+	return cursorfile.Read(filepath.Join(dir, CursorFile), cursorName, cursorFix)
 }
 
-func readCount(path string) (uint64, error) {
-	return cursorfile.Read(path, "kafka export cursor", "delete it to re-export everything (consumers de-duplicate by Mw-Audit-Seq)")
-}
-
-func writeCount(p string, v uint64) error {
-	return cursorfile.Write(p, v, "kafka export cursor")
-}
-
-func (x *Exporter) saveCursor(seq uint64) error {
-	if err := writeCount(filepath.Join(x.cfg.Dir, CursorFile), seq); err != nil {
-		return err
-	}
-	x.exported.Store(seq)
-	return nil
-}
+// cursorName and cursorFix name the cursors in errors.
+const (
+	cursorName = "kafka export cursor"
+	cursorFix  = "delete it to re-export everything (consumers de-duplicate by Mw-Audit-Seq)"
+)
 
 // Run exports until ctx ends. Outages are retried with a backoff that
 // doubles from 100ms up to MaxBackoff, logging each; Run returns only ctx's
@@ -402,7 +384,7 @@ func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err 
 		if last == x.Exported() {
 			return nil
 		}
-		if err := x.saveCursor(last); err != nil {
+		if err := x.cur.SetRecords(last); err != nil {
 			return err
 		}
 		if !resumed {
@@ -528,8 +510,9 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 	if err != nil {
 		return err
 	}
+	done := x.cur.Checkpoints()
 	for i, line := range lines {
-		if first+i < x.ckptDone {
+		if first+i < done {
 			continue // produced before
 		}
 		var c wal.Checkpoint
@@ -538,7 +521,6 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 		}
 		x.pending = append(x.pending, c)
 	}
-	done := x.ckptDone
 	var rs []*kgo.Record
 	for i := 0; i < len(x.pending) && x.pending[i].Seq <= x.Exported(); i++ {
 		c := x.pending[i]
@@ -576,10 +558,9 @@ func (x *Exporter) exportCheckpoints(ctx context.Context, cl *kgo.Client) error 
 		}
 	}
 	done += len(rs)
-	if err := writeCount(filepath.Join(x.cfg.Dir, CheckpointCursorFile), uint64(done)); err != nil {
+	if err := x.cur.SetCheckpoints(done); err != nil {
 		return err
 	}
-	x.ckptDone = done
 	x.pending = x.pending[len(rs):]
 	if len(x.pending) == 0 {
 		x.pending = nil // let the produced ones go

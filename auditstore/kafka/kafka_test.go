@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/meshwarden/meshwarden/auditstore/export"
+	"github.com/meshwarden/meshwarden/auditstore/internal/cursorfile"
 	"github.com/meshwarden/meshwarden/auditstore/internal/kafkatest"
 	"github.com/meshwarden/meshwarden/auditstore/wal"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -96,6 +97,14 @@ func (l *logs) has(s string) bool {
 		}
 	}
 	return false
+}
+
+// runUntil runs x until it exported through seq, then stops it.
+func runUntil(t *testing.T, x *Exporter, seq uint64) {
+	t.Helper()
+	stop := run(t, x)
+	waitFor(t, fmt.Sprintf("export through seq %d", seq), 20*time.Second, func() bool { return x.Exported() == seq })
+	stop()
 }
 
 // run starts x in the background; the returned stop cancels it and waits.
@@ -302,7 +311,7 @@ func TestExportInOrderWithHeadersAndCheckpoints(t *testing.T) {
 			t.Fatalf("checkpoint header seq %d, body seq %d", s, c.Seq)
 		}
 	}
-	if n, _ := readCount(filepath.Join(dir, CheckpointCursorFile)); n != uint64(covered) {
+	if n, _ := cursorfile.Read(filepath.Join(dir, CheckpointCursorFile), cursorName, cursorFix); n != uint64(covered) {
 		t.Fatalf("checkpoint cursor %d, want %d", n, covered)
 	}
 }
@@ -312,19 +321,14 @@ func TestResumeFromCursorAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	w := openWAL(t, dir, wal.Options{})
 	appendN(t, w, 0, 500)
-	x := newX(t, dir, k, nil, w)
-	stop := run(t, x)
-	waitFor(t, "export of 500", 20*time.Second, func() bool { return x.Exported() == 500 })
-	stop()
+	runUntil(t, newX(t, dir, k, nil, w), 500)
 
 	appendN(t, w, 500, 700) // the collector goes on; the exporter restarts later
 	x2 := newX(t, dir, k, nil, w)
 	if x2.Exported() != 500 {
 		t.Fatalf("restarted exporter starts at cursor %d, want 500 (kafka.cursor)", x2.Exported())
 	}
-	stop2 := run(t, x2)
-	waitFor(t, "export of 1200", 20*time.Second, func() bool { return x2.Exported() == 1200 })
-	stop2()
+	runUntil(t, x2, 1200)
 	rs := consume(t, k.Addr(), DefaultTopic, 1200)
 	if len(rs) != 1200 {
 		t.Fatalf("topic holds %d records, want 1200: a restart re-sent or skipped records", len(rs))
@@ -409,17 +413,11 @@ func TestResentRecordsAreDuplicateFreeBySeq(t *testing.T) {
 	dir := t.TempDir()
 	w := openWAL(t, dir, wal.Options{})
 	appendN(t, w, 0, 1000)
-	x := newX(t, dir, k, nil, w)
-	stop := run(t, x)
-	waitFor(t, "export of 1000", 20*time.Second, func() bool { return x.Exported() == 1000 })
-	stop()
+	runUntil(t, newX(t, dir, k, nil, w), 1000)
 	if err := os.WriteFile(filepath.Join(dir, CursorFile), []byte("600\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	x2 := newX(t, dir, k, nil, w)
-	stop2 := run(t, x2)
-	waitFor(t, "re-export", 20*time.Second, func() bool { return x2.Exported() == 1000 })
-	stop2()
+	runUntil(t, newX(t, dir, k, nil, w), 1000) // re-exports 601..1000
 
 	rs := consume(t, k.Addr(), DefaultTopic, 1400)
 	if len(rs) != 1400 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/health"
+	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 )
 
@@ -47,21 +48,10 @@ Exit status 1 when a subset is UNHEALTHY (for scripts), 0 otherwise.`,
   meshwarden health --plane 127.0.0.1:18001 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := planeClient(plane, po)
+			st, err := showFromPlane(cmd, plane, po, format, (*preview.PlaneClient).Health,
+				func(out io.Writer, st *health.Status) error { printHealth(out, st); return nil })
 			if err != nil {
 				return err
-			}
-			st, err := c.Health(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if format == "json" {
-				if err := writeJSON(out, st); err != nil {
-					return err
-				}
-			} else {
-				printHealth(out, st)
 			}
 			n := 0
 			for _, sc := range st.Scores {

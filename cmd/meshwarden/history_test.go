@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/policystore"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
 // TestPolicyHistory lists the store's history and verifies its chain; an
@@ -17,7 +18,7 @@ func TestPolicyHistory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
-	a, client := startPolicyConsul(t)
+	a, client := consultest.Start(t)
 	ctx := context.Background()
 	store := policystore.New(client, "")
 	var base *policystore.Set

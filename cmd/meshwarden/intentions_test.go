@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
 // TestIntentionPolicyDiffShowsBothSources: a local `policy diff --consul`
@@ -14,7 +15,7 @@ import (
 // an AccessPolicy for a service that intentions governed shows the change
 // of its inbound RBAC and says the intentions are set aside.
 func TestIntentionPolicyDiffShowsBothSources(t *testing.T) {
-	a, c := startPolicyConsul(t)
+	a, c := consultest.Start(t)
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "ledger", ID: "ledger-1", Address: "127.0.0.1", Port: 9000}); err != nil {
 		t.Fatal(err)
 	}

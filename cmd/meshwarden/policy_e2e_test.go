@@ -27,16 +27,9 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
 	"github.com/meshwarden/meshwarden/controlplane/planetest"
 	"github.com/meshwarden/meshwarden/controlplane/translate"
-	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/policies"
 )
-
-// startPolicyConsul starts a real dev agent for the life of t.
-func startPolicyConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
-	t.Helper()
-	return consultest.Start(t)
-}
 
 // TestPolicyEndToEnd runs the policy CLI against a real control plane on a
 // real Consul agent with a connected gateway node: validate the examples
@@ -45,7 +38,7 @@ func startPolicyConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 // (nothing changes), and apply a bad set (rejected whole, last good set
 // kept, rejection visible in status).
 func TestPolicyEndToEnd(t *testing.T) {
-	agent, client := startPolicyConsul(t)
+	agent, client := consultest.Start(t)
 	for _, r := range []*api.AgentServiceRegistration{
 		{ID: "payments-1", Name: "payments", Address: "127.0.0.1", Port: 19001, Meta: map[string]string{"version": "v1"}},
 		{ID: "payments-2", Name: "payments", Address: "127.0.0.1", Port: 19002, Meta: map[string]string{"version": "v2"}},
@@ -55,7 +48,7 @@ func TestPolicyEndToEnd(t *testing.T) {
 		}
 	}
 	sha := func(c string) string { return strings.Repeat(c, 64) }
-	s, err := controlplane.New(controlplane.Config{
+	s, err := controlplane.NewWithContext(t.Context(), controlplane.Config{
 		Consul:       client,
 		Debounce:     5 * time.Millisecond,
 		LoadPolicies: policies.LoadSet,

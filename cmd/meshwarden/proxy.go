@@ -37,20 +37,8 @@ Exit status 1 when any proxy is not SYNCED (for scripts), 0 otherwise.`,
   meshwarden proxy-status --plane 10.0.0.5:18001 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := planeClient(plane, po)
+			nodes, err := showFromPlane(cmd, plane, po, format, (*preview.PlaneClient).NodeStatuses, printProxyStatus)
 			if err != nil {
-				return err
-			}
-			nodes, err := c.NodeStatuses(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if format == "json" {
-				if err := writeJSON(out, nodes); err != nil {
-					return err
-				}
-			} else if err := printProxyStatus(out, nodes); err != nil {
 				return err
 			}
 			if n := notSynced(nodes); n > 0 {

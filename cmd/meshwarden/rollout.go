@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 	"github.com/meshwarden/meshwarden/policies"
@@ -189,19 +190,16 @@ and the rollout ends (Aborted). To start again, change the Rollout policy
 		Example: "  meshwarden rollout " + verb + " payments-v2 --plane 127.0.0.1:18001 --ca-file connect-ca.pem --token-file alice.token",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := planeClient(o.plane, o.po)
-			if err != nil {
-				return err
-			}
-			r, err := c.RolloutCommand(cmd.Context(), args[0], verb)
-			if err != nil {
-				return fmt.Errorf("rollout %s %s: %w", verb, args[0], err)
-			}
-			if o.format == "json" {
-				return writeJSON(cmd.OutOrStdout(), r)
-			}
-			printRollout(cmd.OutOrStdout(), *r, false)
-			return nil
+			_, err := showFromPlane(cmd, o.plane, o.po, o.format,
+				func(c *preview.PlaneClient, ctx context.Context) (*controlplane.RolloutRecord, error) {
+					r, err := c.RolloutCommand(ctx, args[0], verb)
+					if err != nil {
+						return nil, fmt.Errorf("rollout %s %s: %w", verb, args[0], err)
+					}
+					return r, nil
+				},
+				func(out io.Writer, r *controlplane.RolloutRecord) error { printRollout(out, *r, false); return nil })
+			return err
 		},
 	}
 	o.flags(cmd)

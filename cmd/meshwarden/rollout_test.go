@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/consulwatch"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -46,13 +47,13 @@ spec:
 // decisions with their evidence from the plane and from the verified
 // change log, and an unknown rollout is an error that says what to do.
 func TestRolloutCLIOnARealPlane(t *testing.T) {
-	_, client := startPolicyConsul(t)
+	_, client := consultest.Start(t)
 	logPath := filepath.Join(t.TempDir(), "changes.jsonl")
 	cl, err := policies.OpenChangeLog(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := controlplane.New(controlplane.Config{Consul: client, LoadPolicies: policies.LoadSet, InsecureNoAuth: true,
+	s, err := controlplane.NewWithContext(t.Context(), controlplane.Config{Consul: client, LoadPolicies: policies.LoadSet, InsecureNoAuth: true,
 		Watch:    consulwatch.Options{WaitTime: 5 * time.Second},
 		Rollouts: controlplane.RolloutOptions{Querier: zeroProm{}, Tick: 50 * time.Millisecond, Record: rolloutRecorder(cl)}})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
 )
 
@@ -89,11 +90,7 @@ func getSink(ctx context.Context, sink string, q url.Values, v any) error {
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpget.Get(ctx, nil, u.String())
 	if err != nil {
 		return fmt.Errorf("trace sink %s: %w: is the demo running (meshwarden demo --stay)?", sink, err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
+	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
 func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
@@ -24,21 +25,7 @@ func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	a, err := consulagent.Start(ctx, consulagent.Options{ManagementToken: consulagent.NewToken()})
-	if errors.Is(err, consulagent.ErrNoBinary) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Stop)
-	c, err := a.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, c
+	return consultest.StartWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
 }
 
 func newAuth(t *testing.T, a *consulagent.Agent, now func() time.Time) *auth.Authenticator {
@@ -119,16 +106,9 @@ func TestAuthRefusesConsulWithoutACLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
 	}
+	a, _ := consultest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	a, err := consulagent.Start(ctx, consulagent.Options{})
-	if errors.Is(err, consulagent.ErrNoBinary) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Stop)
 	au := newAuth(t, a, nil)
 	if err := au.CheckEnabled(ctx, ""); err == nil || !strings.Contains(err.Error(), "ACL system is disabled") {
 		t.Fatalf("CheckEnabled on a Consul without ACLs: %v", err)

@@ -88,19 +88,27 @@ func startACME(t *testing.T, validity time.Duration) *acmeEnv {
 	return env
 }
 
+// startACMELeaf starts Pebble and a manager (6 s leaves) and waits for the
+// first "localhost" leaf.
+func startACMELeaf(ctx context.Context, t *testing.T) (*acmeEnv, *Certificate) {
+	t.Helper()
+	env := startACME(t, 6*time.Second)
+	first, err := env.mgr.Wait(ctx, "localhost")
+	if err != nil {
+		t.Fatalf("%v\npebble:\n%s", err, env.pebble.Output())
+	}
+	return env, first
+}
+
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	probe.Until(t, what, within, cond)
 }
 
 func TestACMEIssueAndRenewAgainstPebble(t *testing.T) {
-	env := startACME(t, 6*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	first, err := env.mgr.Wait(ctx, "localhost")
-	if err != nil {
-		t.Fatalf("%v\npebble:\n%s", err, env.pebble.Output())
-	}
+	env, first := startACMELeaf(ctx, t)
 	if len(first.Leaf.DNSNames) != 1 || first.Leaf.DNSNames[0] != "localhost" {
 		t.Fatalf("leaf DNS names = %v, want [localhost]", first.Leaf.DNSNames)
 	}
@@ -140,13 +148,9 @@ func TestACMEIssueAndRenewAgainstPebble(t *testing.T) {
 }
 
 func TestACMEOutageKeepsCertificateAndRaisesAlarm(t *testing.T) {
-	env := startACME(t, 6*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	first, err := env.mgr.Wait(ctx, "localhost")
-	if err != nil {
-		t.Fatalf("%v\npebble:\n%s", err, env.pebble.Output())
-	}
+	env, first := startACMELeaf(ctx, t)
 	env.pebble.Stop()
 
 	waitFor(t, 20*time.Second, "the readiness check to fail", func() bool { return env.mgr.Ready() != nil })

@@ -13,11 +13,7 @@ import (
 
 func benchManager(b *testing.B) (*Manager, *FileCA) {
 	b.Helper()
-	cf, kf, _ := writeCA(b, b.TempDir(), "bench-ca")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	fca := newTestCA(b, "bench-ca", 0).FileCA
 	m := runManager(b, Options{Issuer: fca})
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

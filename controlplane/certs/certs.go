@@ -21,9 +21,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 )
 
 // Issuer obtains certificates from one certificate authority.
@@ -138,28 +139,10 @@ func NewCertificate(name string, chainPEM, keyPEM []byte) (*Certificate, error) 
 	return c, nil
 }
 
-// ParsePEMCertificates parses every CERTIFICATE block of data.
+// ParsePEMCertificates parses every CERTIFICATE block of data
+// (pemcert.Certificates).
 func ParsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse certificate: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found: give PEM-encoded certificates")
-	}
-	return out, nil
+	return pemcert.Certificates(data)
 }
 
 // EncodePEM encodes certificates as concatenated PEM blocks.

@@ -34,13 +34,8 @@ import (
 // while that port is taken.
 func startConsul(t *testing.T) *api.Client {
 	t.Helper()
-	_, c := startConsulAgent(t)
+	_, c := consultest.Start(t)
 	return c
-}
-
-func startConsulAgent(t *testing.T) (*consulagent.Agent, *api.Client) {
-	t.Helper()
-	return consultest.Start(t)
 }
 
 // setCAConfig rewrites the Connect CA configuration of the built-in
@@ -428,7 +423,7 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 }
 
 func TestConsulOutageKeepsLeafAndRaisesAlarm(t *testing.T) {
-	agent, c := startConsulAgent(t)
+	agent, c := consultest.Start(t)
 	setCAConfig(t, c, map[string]any{"LeafCertTTL": "2m"})
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -315,7 +316,7 @@ func (m *Manager) leafLoop(ctx context.Context, e *entry) {
 				return
 			}
 			m.fail(e, err)
-			if !sleep(ctx, backoff) {
+			if !lifecycle.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, m.opts.MaxRetryInterval)
@@ -324,7 +325,7 @@ func (m *Manager) leafLoop(ctx context.Context, e *entry) {
 		backoff = m.opts.RetryInterval
 		cur = c
 		m.evaluate(e)
-		if !sleep(ctx, m.opts.MinRefresh) {
+		if !lifecycle.Sleep(ctx, m.opts.MinRefresh) {
 			return
 		}
 	}
@@ -491,7 +492,7 @@ func (m *Manager) rootsLoop(ctx context.Context) {
 				return
 			}
 			m.log.Warn("reading trust roots failed", "err", err)
-			if !sleep(ctx, backoff) {
+			if !lifecycle.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, m.opts.MaxRetryInterval)
@@ -499,7 +500,7 @@ func (m *Manager) rootsLoop(ctx context.Context) {
 		}
 		backoff = m.opts.RetryInterval
 		m.setRoots(roots)
-		if !sleep(ctx, next) {
+		if !lifecycle.Sleep(ctx, next) {
 			return
 		}
 	}
@@ -602,21 +603,6 @@ func (m *Manager) writeFile(name string, data []byte) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // ReadyHandler serves the readiness check: 200 "ok", or 503 with one line

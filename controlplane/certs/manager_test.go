@@ -54,6 +54,43 @@ func writeCA(t testing.TB, dir, cn string) (string, string, *x509.Certificate) {
 	return cf, kf, c
 }
 
+// testCA is a FileCA on a fresh CA written into a temporary dir, trust
+// domain mesh.test.
+type testCA struct {
+	*FileCA
+	certFile, keyFile string
+	root              *x509.Certificate
+}
+
+// newTestCA writes a CA named cn and opens it as a FileCA issuing leaves
+// for leafTTL (0: the default).
+func newTestCA(t testing.TB, cn string, leafTTL time.Duration) *testCA {
+	t.Helper()
+	cf, kf, root := writeCA(t, t.TempDir(), cn)
+	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: leafTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{FileCA: fca, certFile: cf, keyFile: kf, root: root}
+}
+
+// rotate writes a new CA named cn over the CA's files, reloads it and
+// returns the new root.
+func (c *testCA) rotate(t testing.TB, cn string) *x509.Certificate {
+	t.Helper()
+	cf, kf, root := writeCA(t, t.TempDir(), cn)
+	if err := os.Rename(cf, c.certFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(kf, c.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
 // waitLeaves waits for the leaves of "web" and "gateway", the two ends of
 // the rotation tests' mTLS load.
 func waitLeaves(ctx context.Context, t *testing.T, m *Manager) (web, gw *Certificate) {
@@ -83,12 +120,8 @@ func runManager(tb testing.TB, opts Options) *Manager {
 }
 
 func TestFileCAIssueRenewAndRootRotation(t *testing.T) {
-	dir := t.TempDir()
-	cf, kf, ca1 := writeCA(t, dir, "ca-one")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fca := newTestCA(t, "ca-one", 3*time.Second)
+	ca1 := fca.root
 	m := runManager(t, Options{Issuer: fca, RootsPoll: 50 * time.Millisecond, MinRefresh: 10 * time.Millisecond,
 		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 2 * time.Second}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -106,17 +139,7 @@ func TestFileCAIssueRenewAndRootRotation(t *testing.T) {
 	waitFor(t, 10*time.Second, "a file-CA renewal", func() bool { return m.Certificate("api").Serial() != first.Serial() })
 
 	// Rotate: new CA files, Reload. The bundle holds both roots.
-	cf2dir := t.TempDir()
-	cf2, kf2, ca2 := writeCA(t, cf2dir, "ca-two")
-	if err := os.Rename(cf2, cf); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(kf2, kf); err != nil {
-		t.Fatal(err)
-	}
-	if err := fca.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	ca2 := fca.rotate(t, "ca-two")
 	waitFor(t, 10*time.Second, "a leaf under the new root", func() bool {
 		p := x509.NewCertPool()
 		p.AddCert(ca2)
@@ -149,12 +172,7 @@ func TestRootGraceDropsOldRoot(t *testing.T) {
 }
 
 func TestAlarm(t *testing.T) {
-	dir := t.TempDir()
-	cf, kf, _ := writeCA(t, dir, "ca")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 90 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fca := newTestCA(t, "ca", 90*time.Minute)
 	c, err := fca.Issue(context.Background(), "svc")
 	if err != nil {
 		t.Fatal(err)
@@ -191,12 +209,7 @@ func TestAlarm(t *testing.T) {
 }
 
 func TestKeyNeverPrinted(t *testing.T) {
-	dir := t.TempDir()
-	cf, kf, _ := writeCA(t, dir, "ca")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fca := newTestCA(t, "ca", 0)
 	c, err := fca.Issue(context.Background(), "svc")
 	if err != nil {
 		t.Fatal(err)
@@ -222,12 +235,7 @@ func TestKeyNeverPrinted(t *testing.T) {
 }
 
 func TestSecretsValidateAndLiveSwap(t *testing.T) {
-	dir := t.TempDir()
-	cf, kf, _ := writeCA(t, dir, "ca")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fca := newTestCA(t, "ca", 0)
 	m := runManager(t, Options{Issuer: fca})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -271,16 +279,8 @@ func TestSecretsValidateAndLiveSwap(t *testing.T) {
 }
 
 func TestInstallRejectsLeafOutsideBundle(t *testing.T) {
-	cf, kf, _ := writeCA(t, t.TempDir(), "mine")
-	mine, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf2, kf2, _ := writeCA(t, t.TempDir(), "stranger")
-	stranger, err := NewFileCA(FileCAOptions{CertFile: cf2, KeyFile: kf2, TrustDomain: "mesh.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mine := newTestCA(t, "mine", 0)
+	stranger := newTestCA(t, "stranger", 0)
 	m := runManager(t, Options{Issuer: mine})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -312,12 +312,8 @@ func TestInstallRejectsLeafOutsideBundle(t *testing.T) {
 // issue, so they turn over many times while expiry stays far enough away
 // for a loaded CI machine.
 func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
-	dir := t.TempDir()
-	cf, kf, ca1 := writeCA(t, dir, "ca-one")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fca := newTestCA(t, "ca-one", 10*time.Second)
+	ca1 := fca.root
 	m := runManager(t, Options{Issuer: fca, RootsPoll: time.Hour, MinRefresh: 10 * time.Millisecond,
 		RetryInterval: 20 * time.Millisecond, Policy: ir.CertPolicy{RenewBefore: 69500 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -329,16 +325,7 @@ func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 	wg := runLoad("https://"+addr+"/", clients, 4, stop, &res)
 
 	waitFor(t, 10*time.Second, "a renewal under load", func() bool { return m.Certificate("web").Serial() != web.Serial() })
-	cf2, kf2, ca2 := writeCA(t, t.TempDir(), "ca-two")
-	if err := os.Rename(cf2, cf); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(kf2, kf); err != nil {
-		t.Fatal(err)
-	}
-	if err := fca.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	ca2 := fca.rotate(t, "ca-two")
 	onlyNew := x509.NewCertPool()
 	onlyNew.AddCert(ca2)
 	waitFor(t, 10*time.Second, "both leaves under the new root", func() bool {
@@ -363,11 +350,7 @@ func TestFileCARootRotationUnderLoadZeroFailures(t *testing.T) {
 }
 
 func TestSetPolicyRenewsEarlierAtOnce(t *testing.T) {
-	cf, kf, _ := writeCA(t, t.TempDir(), "ca")
-	fca, err := NewFileCA(FileCAOptions{CertFile: cf, KeyFile: kf, TrustDomain: "mesh.test", LeafTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fca := newTestCA(t, "ca", time.Hour)
 	m := runManager(t, Options{Issuer: fca, MinRefresh: 10 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -182,14 +183,7 @@ func (w *Watcher) backoff(ctx context.Context, attempt int) bool {
 	if d > w.opts.BackoffMax || d <= 0 {
 		d = w.opts.BackoffMax
 	}
-	t := time.NewTimer(rand.N(d) + time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return lifecycle.Sleep(ctx, rand.N(d)+time.Millisecond)
 }
 
 // Run watches until ctx ends; it returns ctx's error.

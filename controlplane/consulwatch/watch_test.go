@@ -13,9 +13,24 @@ import (
 	"github.com/meshwarden/meshwarden/ir"
 )
 
-func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
+// runWatcher runs w until the test ends.
+func runWatcher(t *testing.T, w *Watcher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// waitStale waits until w reports its catalog stale (want) or current.
+func waitStale(t *testing.T, w *Watcher, want bool, within time.Duration, what string) {
 	t.Helper()
-	return consultest.Start(t)
+	deadline := time.Now().Add(within)
+	for w.Status().Stale != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %s: %+v", what, within, w.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func waitCatalog(t *testing.T, w *Watcher, what string, ok func(*ir.Catalog) bool) {
@@ -33,12 +48,9 @@ func waitCatalog(t *testing.T, w *Watcher, what string, ok func(*ir.Catalog) boo
 }
 
 func TestWatcherOnRealConsul(t *testing.T) {
-	_, c := startConsul(t)
+	_, c := consultest.Start(t)
 	w := New(c, Options{WaitTime: 10 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runWatcher(t, w)
 
 	err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
 		ID: "echo-1", Name: "echo", Port: 9001, Tags: []string{"lane=canary"}, Meta: map[string]string{"version": "v2"},
@@ -110,47 +122,22 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 // same catalog, the watcher must stop reporting stale promptly, not when a
 // blocking query on the old index finally times out.
 func TestRecoversAfterOutageWithoutChanges(t *testing.T) {
-	ctx0, cancel0 := context.WithTimeout(context.Background(), 60*time.Second)
-	a, err := consulagent.Start(ctx0, consulagent.Options{DataDir: t.TempDir()})
-	cancel0()
-	if err != nil {
-		t.Fatalf("consul: %v", err)
-	}
-	t.Cleanup(a.Stop)
-	c, err := a.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, c := consultest.StartWith(t, consulagent.Options{DataDir: t.TempDir()})
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 80, Address: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
 	// WaitTime far longer than the test: recovery must not depend on it.
 	w := New(c, Options{WaitTime: 5 * time.Minute, BackoffMax: 500 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runWatcher(t, w)
 	waitCatalog(t, w, "web", func(cat *ir.Catalog) bool { return cat.Services["web"] != nil })
 	a.Stop()
-	deadline := time.Now().Add(20 * time.Second)
-	for !w.Status().Stale {
-		if time.Now().After(deadline) {
-			t.Fatalf("never reported stale while Consul was down: %+v", w.Status())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStale(t, w, true, 20*time.Second, "reported stale while Consul is down")
 	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer rcancel()
 	if err := a.Restart(rctx); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for w.Status().Stale {
-		if time.Now().After(deadline) {
-			t.Fatalf("still stale 20s after Consul came back: %+v", w.Status())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStale(t, w, false, 20*time.Second, "current again after Consul came back")
 	if w.Catalog().Services["web"] == nil {
 		t.Fatalf("lost the service across the outage: %+v", w.Catalog().Services)
 	}
@@ -161,12 +148,10 @@ func TestRecoversAfterOutageWithoutChanges(t *testing.T) {
 // catalog stale once the silence outlasts a blocking query, and current
 // again once the agent answers.
 func TestStalenessHungAgent(t *testing.T) {
-	a, c := startConsul(t)
+	a, c := consultest.Start(t)
 	w := New(c, Options{WaitTime: time.Second, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); _ = a.Resume(); <-done })
+	runWatcher(t, w)
+	t.Cleanup(func() { _ = a.Resume() }) // before the watcher stops
 	waitCatalog(t, w, "the first sync", func(*ir.Catalog) bool { return w.Status().Synced })
 	if st := w.Status(); st.Stale {
 		t.Fatalf("stale before the agent hung: %+v", st)
@@ -174,14 +159,7 @@ func TestStalenessHungAgent(t *testing.T) {
 	if err := a.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	paused := time.Now()
-	deadline := paused.Add(15 * time.Second)
-	for !w.Status().Stale {
-		if time.Now().After(deadline) {
-			t.Fatalf("a hung agent is still reported current after %s: %+v", time.Since(paused), w.Status())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStale(t, w, true, 15*time.Second, "a hung agent reported stale")
 	st := w.Status()
 	if st.Staleness < time.Second || !strings.Contains(st.LastError, "hung") {
 		t.Errorf("stale status %+v: want the silence and a reason naming a hung agent", st)
@@ -189,11 +167,5 @@ func TestStalenessHungAgent(t *testing.T) {
 	if err := a.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for w.Status().Stale {
-		if time.Now().After(deadline) {
-			t.Fatalf("still stale after the agent resumed: %+v", w.Status())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStale(t, w, false, 20*time.Second, "current again after the agent resumed")
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -253,11 +254,7 @@ func (s *Scorer) unhealthyKeyLocked() string {
 }
 
 func (s *Scorer) scrape(ctx context.Context, target string, into *sample) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return fmt.Errorf("scrape %s: %w", target, err)
-	}
-	resp, err := s.cfg.Client.Do(req)
+	resp, err := httpget.Get(ctx, s.cfg.Client, target)
 	if err != nil {
 		return fmt.Errorf("scrape %s: %w", target, err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/ir"
 )
@@ -85,7 +84,7 @@ func TestIntentionMergePrecedence(t *testing.T) {
 // written with the API reaches Policies without a restart, a change follows,
 // and when Consul goes away the last good set stays with Status stale.
 func TestIntentionWatcherFollowsConsul(t *testing.T) {
-	agent, client := startConsul(t)
+	agent, client := consultest.Start(t)
 	w := NewWatcher(client, nil, 2*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -131,9 +130,4 @@ func TestIntentionWatcherFollowsConsul(t *testing.T) {
 	if st := w.Status(); st.Error == "" {
 		t.Errorf("stale status without an error: %+v", st)
 	}
-}
-
-func startConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
-	t.Helper()
-	return consultest.Start(t)
 }

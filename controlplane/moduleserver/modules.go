@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 )
 
 // Server serves modules from one directory.
@@ -118,23 +120,16 @@ func (s *Server) SHA256s() map[string]string {
 // Run rescans every interval until ctx ends, calling onChange after a
 // change.
 func (s *Server) Run(ctx context.Context, interval time.Duration, onChange func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	lifecycle.Every(ctx, interval, func() {
+		changed, err := s.Scan()
+		if err != nil {
+			s.log.Warn("module rescan failed", "err", err)
 			return
-		case <-t.C:
-			changed, err := s.Scan()
-			if err != nil {
-				s.log.Warn("module rescan failed", "err", err)
-				continue
-			}
-			if changed && onChange != nil {
-				onChange()
-			}
 		}
-	}
+		if changed && onChange != nil {
+			onChange()
+		}
+	})
 }
 
 // ServeHTTP serves /modules/ and /modules/<sha256>.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"net"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,16 @@ type Plane interface {
 // the listener and the gRPC server; stop the server to simulate an outage.
 func Serve(tb testing.TB, p Plane) (net.Listener, *grpc.Server) {
 	tb.Helper()
+	lis, g, _ := ServeStoppable(tb, p)
+	return lis, g
+}
+
+// ServeStoppable is Serve that also returns stop, which stops the gRPC
+// server and p's Run and waits for Run to return: a plane stopped before
+// another starts on the same Consul (a restart). Calling stop again, and
+// tb's end, do nothing more.
+func ServeStoppable(tb testing.TB, p Plane) (_ net.Listener, _ *grpc.Server, stop func()) {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -37,8 +48,9 @@ func Serve(tb testing.TB, p Plane) (net.Listener, *grpc.Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
-	tb.Cleanup(func() { g.Stop(); cancel(); <-done })
-	return lis, g
+	stop = sync.OnceFunc(func() { g.Stop(); cancel(); <-done })
+	tb.Cleanup(stop)
+	return lis, g, stop
 }
 
 // FlipHealth times b.N flips of a TTL check's health: each one flips it and

@@ -1,11 +1,10 @@
 package preview
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/meshwarden/meshwarden/internal/testenv/fuzzseed"
 	"github.com/meshwarden/meshwarden/ir"
 	"github.com/meshwarden/meshwarden/policies"
 )
@@ -88,16 +87,7 @@ func TestExtremeButValid(t *testing.T) {
 //
 //	go test ./controlplane/preview -run '^$' -fuzz FuzzPipeline -fuzztime 60s
 func FuzzPipeline(f *testing.F) {
-	for _, pat := range []string{"../../policies/testdata/in/*.yaml", "../../policies/examples/*.yaml", "../../policies/examples/extra/*.yaml"} {
-		files, _ := filepath.Glob(pat)
-		for _, p := range files {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-		}
-	}
+	fuzzseed.AddFiles(f, "../../policies/testdata/in/*.yaml", "../../policies/examples/*.yaml", "../../policies/examples/extra/*.yaml")
 	f.Add([]byte(extremeSet))
 	cat := fuzzCatalog()
 	nodes := DefaultNodes(cat)

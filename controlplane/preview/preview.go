@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -102,18 +103,9 @@ func (r *Report) Changed() bool {
 // Compare diffs current against candidate, node by node. A node present on
 // one side only has all its resources added or removed.
 func Compare(current, candidate map[string]Resources) *Report {
-	nodes := map[string]bool{}
-	for n := range current {
-		nodes[n] = true
-	}
-	for n := range candidate {
-		nodes[n] = true
-	}
-	ids := make([]string, 0, len(nodes))
-	for n := range nodes {
-		ids = append(ids, n)
-	}
-	sort.Strings(ids)
+	ids := slices.Concat(slices.Collect(maps.Keys(current)), slices.Collect(maps.Keys(candidate)))
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	r := &Report{}
 	for _, id := range ids {
 		r.Nodes = append(r.Nodes, compareNode(id, current[id], candidate[id]))

@@ -2,8 +2,7 @@ package rollout
 
 import (
 	"context"
-	"net"
-	"net/http"
+	"net/http/httptest"
 	"os"
 	"sync"
 	"testing"
@@ -51,16 +50,11 @@ func TestRollbackOnRealPrometheus(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshwarden_gateway_requests_total", Help: "x"}, []string{"route", "cluster", "code"})
 	reg.MustRegister(reqs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := promagent.Start(ctx, promagent.Options{Targets: []promagent.Target{{Job: "meshwarden-gateway", Addrs: []string{ln.Addr().String()}}}, ScrapeInterval: 250 * time.Millisecond})
+	p, err := promagent.Start(ctx, promagent.Options{Targets: []promagent.Target{{Job: "meshwarden-gateway", Addrs: []string{srv.Listener.Addr().String()}}}, ScrapeInterval: 250 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,11 @@ func spec() Spec {
 	}
 }
 
-func newEngine(q *fakeQuerier, a *fakeActuator) *Engine {
-	return &Engine{Spec: spec(), Querier: q, Actuator: a, Service: "payments"}
+// newEngine is an engine of spec() on payments asking q, with a fresh
+// fake actuator.
+func newEngine(q *fakeQuerier) (*Engine, *fakeActuator) {
+	a := &fakeActuator{}
+	return &Engine{Spec: spec(), Querier: q, Actuator: a, Service: "payments"}, a
 }
 
 func actions(ds []Decision) string {
@@ -72,8 +75,7 @@ func actions(ds []Decision) string {
 func TestRolloutPromotesHealthyCanary(t *testing.T) {
 	ctx, t0 := context.Background(), time.Unix(1000, 0)
 	q := &fakeQuerier{vals: map[string][]float64{errQ: {0.001}}}
-	a := &fakeActuator{}
-	e := newEngine(q, a)
+	e, a := newEngine(q)
 	st, ds, err := e.Start(ctx, t0, 0)
 	if err != nil || st.Phase != Progressing || st.Weight != 10 || actions(ds) != "start,step" {
 		t.Fatalf("start: %+v %s %v", st, actions(ds), err)
@@ -113,8 +115,7 @@ func TestRolloutPromotesHealthyCanary(t *testing.T) {
 func TestRollbackOnBreach(t *testing.T) {
 	ctx, t0 := context.Background(), time.Unix(1000, 0)
 	q := &fakeQuerier{vals: map[string][]float64{errQ: {0.2}}}
-	a := &fakeActuator{}
-	e := newEngine(q, a)
+	e, a := newEngine(q)
 	st, _, _ := e.Start(ctx, t0, 0)
 	st, ds, _ := e.Tick(ctx, t0.Add(10*time.Second), st)
 	if st.Phase != Progressing || st.Failures != 1 || actions(ds) != "analysis:fail" {
@@ -139,7 +140,7 @@ func TestRollbackOnBreach(t *testing.T) {
 func TestRollbackEscalatesWhenHealthDoesNotReturn(t *testing.T) {
 	ctx, t0 := context.Background(), time.Unix(1000, 0)
 	q := &fakeQuerier{vals: map[string][]float64{errQ: {0.5}}}
-	e := newEngine(q, &fakeActuator{})
+	e, _ := newEngine(q)
 	e.Spec.Analysis.FailureLimit = 1
 	st, _, _ := e.Start(ctx, t0, 0)
 	st, _, _ = e.Tick(ctx, t0.Add(10*time.Second), st)
@@ -159,8 +160,7 @@ func TestRollbackEscalatesWhenHealthDoesNotReturn(t *testing.T) {
 func TestRolloutInconclusiveNeverPromotes(t *testing.T) {
 	ctx, t0 := context.Background(), time.Unix(1000, 0)
 	q := &fakeQuerier{err: errors.New("connection refused")}
-	a := &fakeActuator{}
-	e := newEngine(q, a)
+	e, _ := newEngine(q)
 	e.Spec.Steps = []Step{{Weight: 100}}
 	st, _, _ := e.Start(ctx, t0, 0)
 	var ds []Decision
@@ -181,8 +181,7 @@ func TestRolloutInconclusiveNeverPromotes(t *testing.T) {
 // TestRolloutManualEditPauses and TestRolloutAbort.
 func TestRolloutManualEditPausesAndAbortRestores(t *testing.T) {
 	ctx, t0 := context.Background(), time.Unix(1000, 0)
-	a := &fakeActuator{}
-	e := newEngine(&fakeQuerier{vals: map[string][]float64{errQ: {0}}}, a)
+	e, a := newEngine(&fakeQuerier{vals: map[string][]float64{errQ: {0}}})
 	st, _, _ := e.Start(ctx, t0, 5)
 	st, ds := e.Observe(t0.Add(time.Second), st, 30)
 	if st.Phase != Paused || st.Weight != 30 || len(ds) != 1 {
@@ -204,7 +203,7 @@ func TestRolloutManualEditPausesAndAbortRestores(t *testing.T) {
 // (here: always inconclusive below the pause limit, then failing) rolls back.
 func TestRolloutApprovalTimesOut(t *testing.T) {
 	ctx, t0 := context.Background(), time.Unix(1000, 0)
-	e := newEngine(&fakeQuerier{vals: map[string][]float64{errQ: {0}}}, &fakeActuator{})
+	e, _ := newEngine(&fakeQuerier{vals: map[string][]float64{errQ: {0}}})
 	e.Spec.Steps = []Step{{Weight: 10, Approval: true}}
 	e.Spec.StepTimeout = time.Minute
 	st, _, _ := e.Start(ctx, t0, 0)

@@ -27,17 +27,7 @@ func BenchmarkTranslateResilience(b *testing.B) {
 						Mirror:    &ir.Mirror{Service: "svc-00001", Percent: 5}})
 				}
 			}
-			opts := Options{ModuleBaseURL: "http://127.0.0.1:18001/modules/"}
-			b.ReportAllocs()
-			for b.Loop() {
-				shared, err := Build(cat, ps, opts)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := shared.ForNode(Node{ID: "gw-1", Gateway: true}, nil); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchGatewayBuild(b, cat, ps)
 		})
 	}
 }

@@ -1,6 +1,9 @@
 package translate
 
 import (
+	"maps"
+	"slices"
+
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -39,7 +42,7 @@ func serviceRoutes(svc string, r *ir.Route, rs *ir.Resilience, prefix, rewrite s
 	var out []*routev3.Route
 	for _, l := range r.Lanes {
 		hs := []*routev3.HeaderMatcher{exactHeader(dyeing.Header, l.Lane)}
-		for _, k := range sortedKeys(l.Headers) {
+		for _, k := range slices.Sorted(maps.Keys(l.Headers)) {
 			hs = append(hs, exactHeader(k, l.Headers[k]))
 		}
 		a := action(l.Subset)

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -377,15 +376,6 @@ func splitHostPort(hp string) (string, uint32, error) {
 		return "", 0, fmt.Errorf("%q: port must be 1-65535", hp)
 	}
 	return host, uint32(port), nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // hostPortOfURL returns the host:port of an http(s) URL, defaulting the port.

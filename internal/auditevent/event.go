@@ -199,28 +199,8 @@ func (e *Event) appendMiddle(b []byte) []byte {
 	b = appendStrField(b, "path", e.Path, false)
 	b = appendIntField(b, "status", int64(e.Status))
 	b = appendIntField(b, "latency", e.LatencyNS)
-	b = append(b, `,"redacted":[`...)
-	for i, r := range e.Redacted {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendJSONString(b, r)
-	}
-	b = append(b, `],"headers":{`...)
-	keys := make([]string, 0, len(e.Headers))
-	for k := range e.Headers {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendJSONString(b, k)
-		b = append(b, ':')
-		b = AppendJSONString(b, e.Headers[k])
-	}
-	b = append(b, '}')
+	b = appendStrList(b, "redacted", e.Redacted)
+	b = appendStrMap(b, "headers", e.Headers)
 	b = appendStrField(b, "body_digest", e.BodyDigest, false)
 	b = append(b, `,"body_truncated":`...)
 	b = strconv.AppendBool(b, e.BodyTruncated)
@@ -243,21 +223,7 @@ func (e *Event) AppendCompliance(b []byte) []byte {
 		b = appendStrList(b, "tags", e.Tags)
 	}
 	if len(e.Fields) > 0 {
-		b = append(b, `,"fields":{`...)
-		keys := make([]string, 0, len(e.Fields))
-		for k := range e.Fields {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, k)
-			b = append(b, ':')
-			b = AppendJSONString(b, e.Fields[k])
-		}
-		b = append(b, '}')
+		b = appendStrMap(b, "fields", e.Fields)
 	}
 	if e.KeyID != "" {
 		b = appendStrField(b, "key_id", e.KeyID, false)
@@ -285,6 +251,27 @@ func appendStrList(b []byte, k string, list []string) []byte {
 		b = AppendJSONString(b, s)
 	}
 	return append(b, ']')
+}
+
+// appendStrMap appends ,"k":{...} with m's keys sorted.
+func appendStrMap(b []byte, k string, m map[string]string) []byte {
+	b = append(b, `,"`...)
+	b = append(b, k...)
+	b = append(b, `":{`...)
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for i, key := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, key)
+		b = append(b, ':')
+		b = AppendJSONString(b, m[key])
+	}
+	return append(b, '}')
 }
 
 // ComputeHash returns hex(SHA-256(prevHash || canonical(e))) with e.PrevHash

@@ -4,7 +4,10 @@
 // and Close.
 package lifecycle
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Service is a started part.
 type Service interface {
@@ -36,4 +39,36 @@ func Serve(ctx context.Context, s Service) error {
 		err = cerr
 	}
 	return err
+}
+
+// Every calls fn every period until ctx ends, the first time one period
+// after it starts. A slow fn delays the next call: ticks missed meanwhile
+// are dropped, not queued (time.Ticker's rule).
+func Every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
+// Sleep waits d or until ctx ends, and reports whether ctx is still alive.
+// A d of zero or less does not wait.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -30,30 +30,22 @@ type Baggage struct {
 func ParseBaggage(values ...string) Baggage {
 	var bg Baggage
 	size := 0
-	for _, v := range values {
-		for v != "" {
-			var m string
-			m, v, _ = strings.Cut(v, ",")
-			m = trimOWS(m)
-			if m == "" {
-				continue
-			}
-			k, ok := parseBaggageMember(m)
-			if !ok || bg.has(k) {
-				bg.Dropped++
-				continue
-			}
-			add := len(m)
-			if len(bg.Members) > 0 {
-				add++
-			}
-			if len(bg.Members) == MaxBaggageMembers || size+add > MaxBaggageBytes {
-				bg.Dropped++
-				continue
-			}
-			size += add
-			bg.Members = append(bg.Members, BaggageMember{Key: k, Raw: m})
+	for m := range members(values) {
+		k, ok := parseBaggageMember(m)
+		if !ok || bg.has(k) {
+			bg.Dropped++
+			continue
 		}
+		add := len(m)
+		if len(bg.Members) > 0 {
+			add++
+		}
+		if len(bg.Members) == MaxBaggageMembers || size+add > MaxBaggageBytes {
+			bg.Dropped++
+			continue
+		}
+		size += add
+		bg.Members = append(bg.Members, BaggageMember{Key: k, Raw: m})
 	}
 	return bg
 }
@@ -305,8 +297,8 @@ func BaggageIsClean(v string) bool {
 func baggageHasKey(list, k string) bool {
 	for list != "" {
 		var m string
-		m, list, _ = strings.Cut(list, ",")
-		if m = trimOWS(m); m == "" {
+		m, list = nextMember(list)
+		if m == "" {
 			continue
 		}
 		if key, ok := parseBaggageMember(m); ok && key == k {

@@ -1,6 +1,9 @@
 package tracectx
 
-import "strings"
+import (
+	"iter"
+	"strings"
+)
 
 // Tracestate limits from W3C Trace Context.
 const (
@@ -31,26 +34,18 @@ type Tracestate struct {
 // the caller then propagates no tracestate, as the spec requires.
 func ParseTracestate(values ...string) (Tracestate, error) {
 	var ts Tracestate
-	for _, v := range values {
-		for v != "" {
-			var m string
-			m, v, _ = strings.Cut(v, ",")
-			m = trimOWS(m)
-			if m == "" {
-				continue
-			}
-			k, val, ok := strings.Cut(m, "=")
-			if !ok || !ValidTracestateKey(k) || !ValidTracestateValue(val) {
-				return Tracestate{}, ErrMalformed
-			}
-			if _, dup := ts.Get(k); dup {
-				continue
-			}
-			if len(ts.Members) == MaxTracestateMembers {
-				return Tracestate{}, ErrMalformed
-			}
-			ts.Members = append(ts.Members, TracestateMember{Key: k, Value: val})
+	for m := range members(values) {
+		k, val, ok := strings.Cut(m, "=")
+		if !ok || !ValidTracestateKey(k) || !ValidTracestateValue(val) {
+			return Tracestate{}, ErrMalformed
 		}
+		if _, dup := ts.Get(k); dup {
+			continue
+		}
+		if len(ts.Members) == MaxTracestateMembers {
+			return Tracestate{}, ErrMalformed
+		}
+		ts.Members = append(ts.Members, TracestateMember{Key: k, Value: val})
 	}
 	return ts, nil
 }
@@ -137,6 +132,30 @@ func keyChars(s string) bool {
 
 func isLCAlpha(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool   { return c >= '0' && c <= '9' }
+
+// nextMember cuts the first member off a comma-separated list: m is it
+// without optional white space ("" for an empty member), rest what follows
+// its comma.
+func nextMember(list string) (m, rest string) {
+	m, rest, _ = strings.Cut(list, ",")
+	return trimOWS(m), rest
+}
+
+// members yields each non-empty member of the comma-separated lists in
+// values (several header lines are one list), without optional white space.
+func members(values []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range values {
+			for v != "" {
+				var m string
+				m, v = nextMember(v)
+				if m != "" && !yield(m) {
+					return
+				}
+			}
+		}
+	}
+}
 
 // trimOWS trims optional whitespace (SP / HTAB).
 func trimOWS(s string) string {

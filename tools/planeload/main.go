@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -219,7 +219,7 @@ func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr firstError
 	for i := range o.n {
 		wg.Add(1)
 		go func() {
@@ -227,7 +227,7 @@ func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64
 			delta := float64(i) < o.delta*float64(o.n)
 			if err := b.fleet.sidecar(ctx, i, b.xds[i%len(b.xds)], tlsCfg, b.sideTok, delta); err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.set(err)
 			}
 		}()
 	}
@@ -240,12 +240,12 @@ func (b *bench) connectStorm(ctx context.Context, tlsCfg *tls.Config, rss0 int64
 				ready++
 			}
 		case <-stormDeadline:
-			return fmt.Errorf("connect storm: %d of %d sidecars have their first EDS after %s (%d failed: %v)", ready, o.n, o.storm, failed.Load(), firstErr.Load())
+			return fmt.Errorf("connect storm: %d of %d sidecars have their first EDS after %s (%d failed: %v)", ready, o.n, o.storm, failed.Load(), firstErr.get())
 		}
 	}
 	storm := time.Since(start)
 	if failed.Load() > 0 {
-		return fmt.Errorf("%d sidecars failed to connect: %v", failed.Load(), firstErr.Load())
+		return fmt.Errorf("%d sidecars failed to connect: %v", failed.Load(), firstErr.get())
 	}
 	time.Sleep(2 * time.Second) // let the plane settle before reading its memory
 	rss1 := rssKB(b.planes)
@@ -319,6 +319,19 @@ func (b *bench) timeChanges(ctx context.Context) error {
 	return nil
 }
 
+// firstError keeps the first of errors reported from several goroutines.
+// (atomic.Value panics when errors of different types are stored.)
+type firstError struct{ p atomic.Pointer[error] }
+
+func (f *firstError) set(err error) { f.p.CompareAndSwap(nil, &err) }
+
+func (f *firstError) get() error {
+	if p := f.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 type update struct {
 	id    int
 	first bool
@@ -351,42 +364,48 @@ func (f *fleet) sidecar(ctx context.Context, i int, addr string, tlsCfg *tls.Con
 		if err != nil {
 			return err
 		}
-		for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
-			if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}}); err != nil {
-				return err
-			}
-		}
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				return ignoreEnd(ctx, err)
-			}
-			if r.GetTypeUrl() == resource.EndpointType {
-				report()
-			}
-			if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}); err != nil {
-				return ignoreEnd(ctx, err)
-			}
-		}
+		return ackLoop(ctx, st.Send, st.Recv,
+			func(typ string) *discovery.DeltaDiscoveryRequest {
+				return &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}}
+			},
+			func(r *discovery.DeltaDiscoveryResponse) (string, *discovery.DeltaDiscoveryRequest) {
+				return r.GetTypeUrl(), &discovery.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}
+			}, report)
 	}
 	st, err := ads.StreamAggregatedResources(ctx)
 	if err != nil {
 		return err
 	}
+	return ackLoop(ctx, st.Send, st.Recv,
+		func(typ string) *discovery.DiscoveryRequest {
+			return &discovery.DiscoveryRequest{Node: node, TypeUrl: typ}
+		},
+		func(r *discovery.DiscoveryResponse) (string, *discovery.DiscoveryRequest) {
+			return r.GetTypeUrl(), &discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}
+		}, report)
+}
+
+// ackLoop subscribes to CDS and EDS with subscribe, then answers every
+// response with its ACK (ack gives the response's type and the request),
+// calling report on each EDS response, until the stream ends. It serves
+// SotW and delta streams alike.
+func ackLoop[Req, Resp any](ctx context.Context, send func(*Req) error, recv func() (*Resp, error),
+	subscribe func(typeURL string) *Req, ack func(*Resp) (string, *Req), report func()) error {
 	for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
-		if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
+		if err := send(subscribe(typ)); err != nil {
 			return err
 		}
 	}
 	for {
-		r, err := st.Recv()
+		r, err := recv()
 		if err != nil {
 			return ignoreEnd(ctx, err)
 		}
-		if r.GetTypeUrl() == resource.EndpointType {
+		typ, req := ack(r)
+		if typ == resource.EndpointType {
 			report()
 		}
-		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+		if err := send(req); err != nil {
 			return ignoreEnd(ctx, err)
 		}
 	}
@@ -458,18 +477,11 @@ func fetchProfile(ctx context.Context, admin, caFile, token, file string, d time
 	if d == 0 {
 		url = fmt.Sprintf("https://%s/debug/pprof/heap?gc=1", admin)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpget.OK(ctx, hc, url)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
 	out, err := os.Create(file)
 	if err != nil {
 		return err

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Read returns the number in path, 0 if the file does not exist. name says
@@ -50,5 +52,57 @@ func Write(path string, v uint64, name string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	return nil
+}
+
+// Cursors is an exporter's durable progress in the WAL directory, each in
+// its own file: the last record sequence exported and the number of
+// checkpoint-log lines exported. Records may be read from any goroutine;
+// the rest belongs to the exporter's own.
+type Cursors struct {
+	recordsPath, checkpointsPath, name string
+	records                            atomic.Uint64
+	checkpoints                        int
+}
+
+// Open reads an exporter's two cursor files in dir, 0 for a file that does
+// not exist. name and fix are Read's ("export cursor", what to do about a
+// corrupt one).
+func Open(dir, recordsFile, checkpointsFile, name, fix string) (*Cursors, error) {
+	c := &Cursors{recordsPath: filepath.Join(dir, recordsFile), checkpointsPath: filepath.Join(dir, checkpointsFile), name: name}
+	r, err := Read(c.recordsPath, name, fix)
+	if err != nil {
+		return nil, err
+	}
+	n, err := Read(c.checkpointsPath, name, fix)
+	if err != nil {
+		return nil, err
+	}
+	c.records.Store(r)
+	c.checkpoints = int(n)
+	return c, nil
+}
+
+// Records is the last record sequence exported.
+func (c *Cursors) Records() uint64 { return c.records.Load() }
+
+// SetRecords persists seq as the last record exported, then reports it.
+func (c *Cursors) SetRecords(seq uint64) error {
+	if err := Write(c.recordsPath, seq, c.name); err != nil {
+		return err
+	}
+	c.records.Store(seq)
+	return nil
+}
+
+// Checkpoints is how many checkpoint-log lines were exported.
+func (c *Cursors) Checkpoints() int { return c.checkpoints }
+
+// SetCheckpoints persists n as the checkpoint lines exported.
+func (c *Cursors) SetCheckpoints(n int) error {
+	if err := Write(c.checkpointsPath, uint64(n), c.name); err != nil {
+		return err
+	}
+	c.checkpoints = n
 	return nil
 }

@@ -33,3 +33,27 @@ func TestReadWrite(t *testing.T) {
 		t.Fatalf("unwritable cursor: %v", err)
 	}
 }
+
+func TestCursors(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(dir, "r.cursor", "c.cursor", "test cursor", "delete it")
+	if err != nil || c.Records() != 0 || c.Checkpoints() != 0 {
+		t.Fatalf("fresh dir: %v records %d checkpoints %d", err, c.Records(), c.Checkpoints())
+	}
+	if err := c.SetRecords(42); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetCheckpoints(3); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(dir, "r.cursor", "c.cursor", "test cursor", "delete it")
+	if err != nil || again.Records() != 42 || again.Checkpoints() != 3 {
+		t.Fatalf("reopened: %v records %d checkpoints %d, want 42 and 3", err, again.Records(), again.Checkpoints())
+	}
+	if err := os.WriteFile(filepath.Join(dir, "c.cursor"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, "r.cursor", "c.cursor", "test cursor", "delete it"); err == nil || !strings.Contains(err.Error(), "c.cursor is corrupt") {
+		t.Fatalf("corrupt checkpoint cursor: %v", err)
+	}
+}

@@ -21,18 +21,13 @@ const (
 // -1 while the server or the stream cannot be reached (tests poll it
 // across outages).
 func SubjectCount(url, subject string) int {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second))
-	if err != nil {
-		return -1
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, Stream)
+	s, closeConn, err := openStream(ctx, url, nats.Timeout(time.Second))
 	if err != nil {
 		return -1
 	}
+	defer closeConn()
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		return -1
@@ -45,18 +40,13 @@ func SubjectCount(url, subject string) int {
 // was seen.
 func StreamSeqs(t testing.TB, url, subject string) (int, map[uint64]int) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, Stream)
+	s, closeConn, err := openStream(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeConn()
 	total := SubjectCount(url, subject)
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
@@ -82,14 +72,22 @@ func StreamSeqs(t testing.TB, url, subject string) (int, map[uint64]int) {
 	return total, seen
 }
 
-// WaitFor polls ok until it holds, failing t after d.
-func WaitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+// openStream connects to the server at url and opens the audit stream;
+// closeConn closes the connection.
+func openStream(ctx context.Context, url string, opts ...nats.Option) (_ jetstream.Stream, closeConn func(), _ error) {
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, err
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	s, err := js.Stream(ctx, Stream)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return s, nc.Close, nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
 	"github.com/hashicorp/consul/api"
@@ -138,11 +139,7 @@ type series struct {
 func scrapeExpiry(ctx context.Context, hc *http.Client, url, metric string) []series {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpget.Get(ctx, hc, url)
 	if err != nil {
 		return nil
 	}

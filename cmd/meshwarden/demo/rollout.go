@@ -14,6 +14,8 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane"
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
+	"github.com/meshwarden/meshwarden/internal/httpget"
+	"github.com/meshwarden/meshwarden/internal/lifecycle"
 )
 
 // RolloutPolicy is the demo's (and the e2e's) Rollout of payments v2:
@@ -106,20 +108,13 @@ func Paced(rps int, each func(ctx context.Context)) (stop func()) {
 		defer close(done)
 		var wg sync.WaitGroup
 		defer wg.Wait()
-		t := time.NewTicker(time.Second / time.Duration(rps))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		lifecycle.Every(ctx, time.Second/time.Duration(rps), func() {
 			wg.Go(func() {
 				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer rcancel()
 				each(rctx)
 			})
-		}
+		})
 	}()
 	return func() { cancel(); <-done }
 }
@@ -248,11 +243,7 @@ func waitRolloutPhase(ctx context.Context, st *Stack, name string, want rollout.
 }
 
 func getRollout(ctx context.Context, hc *http.Client, url, name string) (*controlplane.RolloutRecord, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpget.Get(ctx, hc, url)
 	if err != nil {
 		return nil, err
 	}

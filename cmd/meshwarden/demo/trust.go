@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -96,11 +97,7 @@ func adsAttempt(ctx context.Context, st *Stack, token string, node *corev3.Node)
 }
 
 func get(ctx context.Context, hc *http.Client, url string) (int, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, ""
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpget.Get(ctx, hc, url)
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -34,6 +34,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 )
 
@@ -286,11 +288,7 @@ func (a *Agent) HTTPClient() *http.Client {
 // every start), from its management API.
 func (a *Agent) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	u := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Ports.Management)) + "/roots/0"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := a.HTTPClient().Do(req)
+	resp, err := httpget.Get(ctx, a.HTTPClient(), u)
 	if err != nil {
 		return nil, fmt.Errorf("pebble roots: %w", err)
 	}
@@ -299,21 +297,9 @@ func (a *Agent) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebble roots: %w", err)
 	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("pebble roots: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("pebble roots: no certificate in the answer (status %d)", resp.StatusCode)
+	out, err := pemcert.Certificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("pebble roots (status %d): %w", resp.StatusCode, err)
 	}
 	return out, nil
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/httpget"
 )
 
 // Proc is a child process of the demo or an e2e test: its output is kept
@@ -228,16 +230,12 @@ func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url stri
 // client answers 200.
 func HTTPOK(client *http.Client, url string) func(context.Context) bool {
 	return func(ctx context.Context) bool {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return false
-		}
-		resp, err := client.Do(req)
+		resp, err := httpget.OK(ctx, client, url)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return true
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 )
 
@@ -172,11 +173,7 @@ type Sample struct {
 // one sample without labels).
 func (s *Server) Query(ctx context.Context, q string) ([]Sample, error) {
 	u := s.URL() + "/api/v1/query?query=" + url.QueryEscape(q)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpget.Get(ctx, nil, u)
 	if err != nil {
 		return nil, fmt.Errorf("query %q: %w", q, err)
 	}

@@ -3,8 +3,7 @@ package promagent
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,20 +27,15 @@ func TestScrapeQueryAndRules(t *testing.T) {
 	reg.MustRegister(c)
 	c.WithLabelValues("200").Add(40)
 	c.WithLabelValues("503").Add(2)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
 	rules := filepath.Join(t.TempDir(), "r.yml")
 	if err := os.WriteFile(rules, []byte("groups:\n- name: g\n  rules:\n  - record: job:demo_requests:sum\n    expr: sum by (job) (demo_requests_total)\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	p, err := Start(ctx, Options{Targets: []Target{{Job: "demo", Addrs: []string{ln.Addr().String()}}}, RuleFiles: []string{rules}, ScrapeInterval: 200 * time.Millisecond})
+	p, err := Start(ctx, Options{Targets: []Target{{Job: "demo", Addrs: []string{srv.Listener.Addr().String()}}}, RuleFiles: []string{rules}, ScrapeInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

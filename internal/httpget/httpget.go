@@ -1,0 +1,38 @@
+// Package httpget is the GET that the CLI's checks, the demo, the tools and
+// the test harness make: bound to a context, through a chosen client (a TLS
+// one, one with a timeout). http.Client.Get takes no context, and
+// http.NewRequestWithContext plus Do was written out at every call.
+package httpget
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+)
+
+// Get sends a GET of url through c (http.DefaultClient when nil), bound to
+// ctx. Any status is a response, not an error; the caller closes the body.
+func Get(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return c.Do(req)
+}
+
+// OK is Get that wants 200 OK: another status closes the body and is the
+// error "<url>: <status>". The caller closes the body of a 200.
+func OK(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
+	resp, err := Get(ctx, c, url)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return resp, nil
+}
