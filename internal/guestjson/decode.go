@@ -295,6 +295,13 @@ func (p *parser) generic(path string) (any, error) {
 // object consumes an object, calling member for each key with the parser
 // at the start of its value.
 func (p *parser) object(path string, member func(key string, at int) error) error {
+	return p.members(false, member)
+}
+
+// members consumes an object, calling member for each key (unescaped, or
+// as written when raw) with the parser at the start of its value. The
+// decoder and the key-path walk share it.
+func (p *parser) members(raw bool, member func(key string, at int) error) error {
 	if err := p.enter(); err != nil {
 		return err
 	}
@@ -308,7 +315,7 @@ func (p *parser) object(path string, member func(key string, at int) error) erro
 	for {
 		p.ws()
 		at := p.pos
-		k, err := p.str()
+		k, err := p.string(raw)
 		if err != nil {
 			return err
 		}

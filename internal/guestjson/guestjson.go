@@ -369,75 +369,15 @@ func (p *parser) walk(keys []string, match func([]string) bool, found func([]str
 	}
 	switch c := p.data[p.pos]; {
 	case c == '{':
-		if err := p.enter(); err != nil {
-			return err
-		}
-		p.pos++
-		p.ws()
-		if p.pos < len(p.data) && p.data[p.pos] == '}' {
-			p.pos++
-			p.depth--
-			return nil
-		}
 		// One slot for this object's keys, reused by every member (nested
 		// values append past it).
 		keys = append(keys, "")
-		for {
-			p.ws()
-			k, err := p.view()
-			if err != nil {
-				return err
-			}
-			p.ws()
-			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-				return p.unexpected("after object key")
-			}
-			p.pos++
-			p.ws()
+		return p.members(true, func(k string, _ int) error {
 			keys[len(keys)-1] = k
-			if err := p.walk(keys, match, found); err != nil {
-				return err
-			}
-			p.ws()
-			if p.pos < len(p.data) && p.data[p.pos] == ',' {
-				p.pos++
-				continue
-			}
-			if p.pos < len(p.data) && p.data[p.pos] == '}' {
-				p.pos++
-				p.depth--
-				return nil
-			}
-			return p.unexpected("after object key:value pair")
-		}
+			return p.walk(keys, match, found)
+		})
 	case c == '[':
-		if err := p.enter(); err != nil {
-			return err
-		}
-		p.pos++
-		p.ws()
-		if p.pos < len(p.data) && p.data[p.pos] == ']' {
-			p.pos++
-			p.depth--
-			return nil
-		}
-		for {
-			p.ws()
-			if err := p.walk(keys, match, found); err != nil {
-				return err
-			}
-			p.ws()
-			if p.pos < len(p.data) && p.data[p.pos] == ',' {
-				p.pos++
-				continue
-			}
-			if p.pos < len(p.data) && p.data[p.pos] == ']' {
-				p.pos++
-				p.depth--
-				return nil
-			}
-			return p.unexpected("after array element")
-		}
+		return p.array(func() error { return p.walk(keys, match, found) })
 	case c == '"':
 		_, err := p.view()
 		return err
