@@ -3,6 +3,7 @@ package controlplane
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
+	"github.com/meshwarden/meshwarden/ir"
 )
 
 // TestPolicyDirAndModuleHotReload: a policy file dropped in --policy-dir is
@@ -163,5 +165,45 @@ func TestNoConfigUntilPolicyDirIsValid(t *testing.T) {
 	}
 	if p.s.Status().AwaitingPolicies {
 		t.Fatal("still awaiting policies after a valid set was applied")
+	}
+}
+
+// TestRejectedPolicyRetriedWhenCatalogChanges: a canary whose subsets no
+// instance carries yet is rejected; once the instances register in Consul
+// the same files are applied without anyone editing them (a plane started
+// before its services used to stay without a policy set).
+func TestRejectedPolicyRetriedWhenCatalogChanges(t *testing.T) {
+	policyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policyDir, "canary.json"), []byte(`{}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The loader judges the files against the catalog, as policies.LoadFiles
+	// does for a CanaryRoute's subsets.
+	loader := func(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, error) {
+		if svc := cat.Services["payments"]; svc == nil || len(svc.Instances) < 2 {
+			return nil, errors.New(`canary.json: no instance of "payments" carries version=v2`)
+		}
+		return jsonLoader(files, cat)
+	}
+	p := startPlane(t, func(c *Config) { c.PolicyDir, c.LoadPolicies = policyDir, loader })
+	deadline := time.Now().Add(20 * time.Second)
+	rejected := func() bool {
+		r := p.s.Status().LastRejection
+		return r != nil && strings.Contains(r.Error, "no instance of")
+	}
+	for !rejected() {
+		if time.Now().After(deadline) {
+			t.Fatalf("last rejection %+v: want the canary rejected while payments has no instances", p.s.Status().LastRejection)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	register(t, p.consul, "payments-1", "payments", 9001, map[string]string{"version": "v1"}, api.HealthPassing)
+	register(t, p.consul, "payments-2", "payments", 9002, map[string]string{"version": "v2"}, api.HealthPassing)
+	deadline = time.Now().Add(30 * time.Second)
+	for p.s.Status().AwaitingPolicies {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v: the unchanged files were not applied after the instances registered", p.s.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -196,11 +196,15 @@ func readPolicyDir(dir string) (map[string][]byte, error) {
 }
 
 // watchPolicyDir polls the policy directory and applies it when its
-// content hash changes. A rejected content is retried only when the module
-// builds change (a set naming a filter that was not built yet becomes valid
-// once it is), not on every poll.
+// content hash changes. A rejected content is retried only when what it
+// was judged against changes, not on every poll: the module builds (a set
+// naming a filter that was not built yet becomes valid once it is) or the
+// Consul catalog (a canary whose subsets no instance carried yet becomes
+// valid once the instances register — a plane started before its services
+// would otherwise keep the set rejected until someone edits a file).
 func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 	last, lastModules, failed := "", "", false
+	var lastIndex uint64
 	modulesKey := func() string {
 		if s.cfg.Modules == nil {
 			return ""
@@ -226,11 +230,11 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 			s.log.Warn("policy dir unreadable; keeping the current set", "err", err)
 			return
 		}
-		rev, mods := revision(files), modulesKey()
-		if rev == last && !(failed && mods != lastModules) {
+		rev, mods, index := revision(files), modulesKey(), s.watcher.Status().Index
+		if rev == last && !(failed && (mods != lastModules || index != lastIndex)) {
 			return
 		}
-		last, lastModules = rev, mods
+		last, lastModules, lastIndex = rev, mods, index
 		_, _, err = s.ApplyPoliciesFrom(ctx, files, "policy-dir "+s.cfg.PolicyDir, "")
 		failed = err != nil
 		if errors.Is(err, policystore.ErrConflict) || errors.Is(err, policystore.ErrUnavailable) {
