@@ -6,11 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
-	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
@@ -140,18 +137,7 @@ func TestHostPropagatesAndExports(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			if span.Service != "payments-gateway" {
-				t.Errorf("span %+v", span)
-			}
-			if tt.sameTrace && span.ParentID != "00f067aa0ba902b7" {
-				t.Errorf("parent = %q", span.ParentID)
-			}
-			for k, v := range map[string]string{"http.request.method": "POST", "url.path": "/v1/transfers", "http.route": "payments",
-				"http.response.status_code": "201", "mw.lane": "canary", "mw.peer.identity": "spiffe://bank.example/ns/web/sa/app", "client.address": "10.0.0.7:5555"} {
-				if span.Attrs[k] != v {
-					t.Errorf("attribute %s = %q, want %q", k, span.Attrs[k], v)
-				}
-			}
+			kittest.CheckPaymentsSpan(t, span, tt.sameTrace)
 		})
 	}
 }
@@ -176,36 +162,18 @@ func chainConfigs(tb testing.TB, tickMs int) map[string][]byte {
 	return map[string][]byte{"dye": dye, "audit": []byte(audit), "trace": []byte(tr)}
 }
 
-// auditSink accepts audit batches and keeps the events.
-type auditSink struct {
-	mu     sync.Mutex
-	events []auditevent.Event
-}
-
-func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var b auditevent.Batch
-	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
-	a.mu.Lock()
-	a.events = append(a.events, b.Events...)
-	a.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(auditevent.Ack{Accepted: len(b.Events)})
-}
-
-func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *auditSink) {
+func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *kittest.AuditSink) {
 	return newChainIn(tb, false, false, tickMs)
 }
 
 // newChainIn builds the chain from the three filter modules, or from the
 // bundle module (one module, root id per filter).
-func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *auditSink) {
+func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *kittest.AuditSink) {
 	tb.Helper()
 	sink := otlpsink.New(100000)
 	osrv := httptest.NewServer(sink)
 	tb.Cleanup(osrv.Close)
-	as := &auditSink{}
+	as := &kittest.AuditSink{}
 	asrv := httptest.NewServer(as)
 	tb.Cleanup(asrv.Close)
 	caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
@@ -267,9 +235,7 @@ func testChain(t *testing.T, bundle bool) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		as.mu.Lock()
-		evs := slices.Clone(as.events)
-		as.mu.Unlock()
+		evs := as.Events()
 		if len(evs) > 0 {
 			e := evs[0]
 			if e.TraceID != sc.TraceID.String() || e.Dye != "beta" || e.Tenant != "retail" || e.Resource != "account/ACC-1" || e.Status != 200 {
@@ -344,7 +310,7 @@ func BenchmarkHostEach(b *testing.B) {
 				sink := otlpsink.New(100000)
 				osrv := httptest.NewServer(sink)
 				defer osrv.Close()
-				asrv := httptest.NewServer(&auditSink{})
+				asrv := httptest.NewServer(&kittest.AuditSink{})
 				defer asrv.Close()
 				caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
 				p, err := newPluginIn(b, m.fast, name, chainConfigs(b, 100)[name], caller, nil)
