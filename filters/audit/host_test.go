@@ -141,18 +141,42 @@ func hostPlugin(t testing.TB, config []byte, rcv *receiver, logs *kittest.LogSin
 	return kittest.Start(t, rt, mod, cfg, logs)
 }
 
+// hostStream starts the plugin with config, sending to rcv, and opens one
+// stream with info; either failing ends the test.
+func hostStream(t testing.TB, config []byte, rcv *receiver, info wasmhost.StreamInfo) *wasmhost.Stream {
+	t.Helper()
+	p, err := hostPlugin(t, config, rcv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.NewStream(context.Background(), info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// testdataConfig is the configuration of a testdata file, parsed and written
+// back with a 20 ms flush interval so that records leave quickly.
+func testdataConfig(t testing.TB, path string) []byte {
+	t.Helper()
+	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Batch.FlushIntervalMs = 20
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 const transferBody = `{"amount":100,"currency":"EUR","card":{"number":"4111111111111111"},"pin":"1234"}`
 
 func TestHostFailClosedAcked(t *testing.T) {
 	rcv := newReceiver(t, "change-me")
-	p, err := hostPlugin(t, exampleConfig(t, 2000), rcv, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/edge/sa/gw"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := hostStream(t, exampleConfig(t, 2000), rcv, wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/edge/sa/gw"})
 	h := wasmhost.NewHeaders(":method", "POST", ":path", "/v1/transfers", "idempotency-key", "IK-9", "x-mw-subject", "alice",
 		"x-api-key", "secret", "user-agent", "bank-app", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "x-mw-dye", "canary")
 	if res := s.OnRequestHeaders(h, false); res.Action != wasmhost.Buffer {
@@ -189,14 +213,7 @@ func TestHostFailClosedRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rcv := newReceiver(t, "change-me")
 			rcv.set(tt.status, tt.delay)
-			p, err := hostPlugin(t, exampleConfig(t, 200), rcv, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := hostStream(t, exampleConfig(t, 200), rcv, wasmhost.StreamInfo{})
 			defer s.Close()
 			res := s.OnRequestHeaders(wasmhost.NewHeaders(":method", "POST", ":path", "/v1/transfers"), true)
 			if res.Action != wasmhost.Reply || res.Reply == nil || res.Reply.Status != 503 {
