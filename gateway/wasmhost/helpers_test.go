@@ -3,17 +3,15 @@ package wasmhost
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
+	"github.com/meshwarden/meshwarden/internal/testenv/logsink"
 )
 
 // builds caches each test guest's .wasm for the whole test binary run:
@@ -99,30 +97,7 @@ func upstream(tb testing.TB) *NetHTTPCaller {
 }
 
 // logSink collects log records for assertions.
-type logSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logSink) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
-	return nil
-}
-func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logSink) WithGroup(string) slog.Handler      { return l }
-func (l *logSink) has(sub string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, sub) {
-			return true
-		}
-	}
-	return false
-}
+type logSink = logsink.Sink
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(tb testing.TB, what string, d time.Duration, cond func() bool) {
