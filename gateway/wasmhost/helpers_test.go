@@ -99,6 +99,17 @@ func upstream(tb testing.TB) *NetHTTPCaller {
 // logSink collects log records for assertions.
 type logSink = logsink.Sink
 
+// openStream opens a stream of p with info; a refusal ends the test. The
+// caller closes it.
+func openStream(tb testing.TB, p *Plugin, info StreamInfo) *Stream {
+	tb.Helper()
+	s, err := p.NewStream(context.Background(), info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(tb testing.TB, what string, d time.Duration, cond func() bool) {
 	tb.Helper()
@@ -118,10 +129,7 @@ func reqHeaders(kv ...string) *Headers {
 // request runs request headers through a fresh stream and closes it.
 func request(tb testing.TB, p *Plugin, info StreamInfo, h *Headers) Result {
 	tb.Helper()
-	s, err := p.NewStream(context.Background(), info)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	s := openStream(tb, p, info)
 	defer s.Close()
 	return s.OnRequestHeaders(h, true)
 }

@@ -58,10 +58,7 @@ func TestHostileGuests(t *testing.T) {
 			p := plugins[tc.kind == "timeout"]
 			t.Run(tc.mode+"/failOpen="+strconv.FormatBool(failOpen), func(t *testing.T) {
 				before := p.Stats()
-				s, err := p.NewStream(context.Background(), StreamInfo{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				s := openStream(t, p, StreamInfo{})
 				h := reqHeaders("x-hostile", tc.mode)
 				res := s.OnRequestHeaders(h, !tc.body)
 				if tc.body {
@@ -199,10 +196,7 @@ func TestWarm(t *testing.T) {
 func TestAcquireHonoursContext(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 1})
-	s, err := p.NewStream(context.Background(), StreamInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStream(t, p, StreamInfo{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := p.NewStream(ctx, StreamInfo{}); err == nil {

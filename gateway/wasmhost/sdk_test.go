@@ -108,10 +108,7 @@ func TestSDKGuest(t *testing.T) {
 		}
 	})
 	t.Run("body, trailers and the response path", func(t *testing.T) {
-		s, err := p.NewStream(context.Background(), info)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, info)
 		defer s.Close()
 		h := reqHeaders("x-test", "body")
 		res := bufferedRequest(t, s, h, "ab", "c")
