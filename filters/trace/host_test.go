@@ -85,27 +85,16 @@ func waitSpans(t testing.TB, sink *otlpsink.Sink, traceID string, n int) []otlps
 	}
 }
 
-const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
 func TestHostPropagatesAndExports(t *testing.T) {
 	sink, caller := otlpSink(t)
 	p, err := newPlugin(t, "trace", exampleConfig(t), caller, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name      string
-		hdr       []string
-		sameTrace bool
-	}{
-		{"continues a W3C trace", []string{"traceparent", incoming, "tracestate", "rojo=1"}, true},
-		{"continues a B3 trace", []string{"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}, true},
-		{"starts a trace", nil, false},
-		{"replaces an invalid traceparent", []string{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, false},
-	}
+	tests := kittest.TraceStories
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := wasmhost.NewHeaders(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.hdr...)...)
+		t.Run(tt.Name, func(t *testing.T) {
+			h := wasmhost.NewHeaders(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.Hdr...)...)
 			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/web/sa/app", SourceAddress: "10.0.0.7:5555", RouteName: "payments"})
 			if err != nil {
 				t.Fatal(err)
@@ -116,8 +105,8 @@ func TestHostPropagatesAndExports(t *testing.T) {
 			if err != nil {
 				t.Fatalf("outgoing traceparent %q: %v", out, err)
 			}
-			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.sameTrace {
-				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.sameTrace)
+			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.SameTrace {
+				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.SameTrace)
 			}
 			if sc.SpanID.String() == "00f067aa0ba902b7" || !sc.Sampled() {
 				t.Errorf("span id %s sampled %v: want a new, sampled child", sc.SpanID, sc.Sampled())
@@ -137,7 +126,7 @@ func TestHostPropagatesAndExports(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			kittest.CheckPaymentsSpan(t, span, tt.sameTrace)
+			kittest.CheckPaymentsSpan(t, span, tt.SameTrace)
 		})
 	}
 }
@@ -274,7 +263,7 @@ func chainRequest(b *testing.B, c *wasmhost.Chain) {
 		b.Fatal(err)
 	}
 	h := wasmhost.NewHeaders(":method", "PUT", ":path", "/v1/accounts/ACC-1/limits", "x-user-id", "u-42",
-		"traceparent", incoming, "baggage", "k=v")
+		"traceparent", kittest.Traceparent, "baggage", "k=v")
 	if r := cs.OnRequestHeaders(h, true); r.Action != wasmhost.Continue {
 		b.Fatalf("request: %v %v", r.Action, r.Err)
 	}

@@ -293,22 +293,11 @@ func spans(t testing.TB, out *v8host.Output) *otlpsink.Sink {
 	return sink
 }
 
-const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
 // TestTraceStories: trace continues a W3C or B3 trace or starts one, sends
 // a new sampled child traceparent upstream and exports the span to mw-otlp.
 func TestTraceStories(t *testing.T) {
 	mods := modules(t)
-	tests := []struct {
-		name      string
-		hdr       []string
-		sameTrace bool
-	}{
-		{"continues a W3C trace", []string{"traceparent", incoming, "tracestate", "rojo=1"}, true},
-		{"continues a B3 trace", []string{"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}, true},
-		{"starts a trace", nil, false},
-		{"replaces an invalid traceparent", []string{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, false},
-	}
+	tests := kittest.TraceStories
 	in := v8host.Input{
 		VMs:        []v8host.VM{{Name: "trace", Wasm: mods["trace"], PluginConfig: traceConfig(t)}},
 		Properties: map[string]string{"node.id": "gw-test-1"},
@@ -318,13 +307,13 @@ func TestTraceStories(t *testing.T) {
 	props := map[string]string{"connection.uri_san_peer_certificate": "spiffe://bank.example/ns/web/sa/app", "source.address": "10.0.0.7:5555", "route_name": "payments"}
 	for _, tt := range tests {
 		in.Requests = append(in.Requests, v8host.Request{Properties: props,
-			RequestHeaders:  hdrs(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.hdr...)...),
+			RequestHeaders:  hdrs(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.Hdr...)...),
 			ResponseHeaders: hdrs(":status", "201")})
 	}
 	out := run(t, in)
 	sink := spans(t, out)
 	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			tps := v8host.HeaderValues(out.Requests[i].RequestHeaders, "traceparent")
 			if len(tps) != 1 {
 				t.Fatalf("traceparent lines upstream: %q", tps)
@@ -333,8 +322,8 @@ func TestTraceStories(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.sameTrace {
-				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.sameTrace)
+			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.SameTrace {
+				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.SameTrace)
 			}
 			if sc.SpanID.String() == "00f067aa0ba902b7" || !sc.Sampled() {
 				t.Errorf("span id %s sampled %v: want a new, sampled child", sc.SpanID, sc.Sampled())
@@ -348,7 +337,7 @@ func TestTraceStories(t *testing.T) {
 			if span == nil {
 				t.Fatalf("span %s not exported to mw-otlp", sc.SpanID)
 			}
-			kittest.CheckPaymentsSpan(t, *span, tt.sameTrace)
+			kittest.CheckPaymentsSpan(t, *span, tt.SameTrace)
 		})
 	}
 }

@@ -71,6 +71,27 @@ func CheckTransferIntent(t testing.TB, intent auditevent.Event, digest string) {
 	}
 }
 
+// Traceparent is the incoming W3C traceparent of the stories: trace
+// 4bf92f3577b34da6a3ce929d0e0e4736, parent span 00f067aa0ba902b7, sampled.
+const Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+// TraceStory is one way a request comes to the trace filter: with Hdr, the
+// span continues the incoming trace (SameTrace) or starts one.
+type TraceStory struct {
+	Name      string
+	Hdr       []string
+	SameTrace bool
+}
+
+// TraceStories are the incoming trace contexts the trace filter's hosts are
+// tested with: W3C and B3 continued, none and an invalid one replaced.
+var TraceStories = []TraceStory{
+	{"continues a W3C trace", []string{"traceparent", Traceparent, "tracestate", "rojo=1"}, true},
+	{"continues a B3 trace", []string{"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}, true},
+	{"starts a trace", nil, false},
+	{"replaces an invalid traceparent", []string{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, false},
+}
+
 // CheckPaymentsSpan checks the server span of the traced payment story: a
 // POST /v1/transfers on route payments answered 201, lane canary, from
 // spiffe://bank.example/ns/web/sa/app at 10.0.0.7:5555, exported as service
