@@ -19,7 +19,7 @@ import (
 // host, with connection.mtls answered from StreamInfo.MTLS as the gateway
 // fills it from the real connection.
 func TestHostCleartext(t *testing.T) {
-	raw := testdataConfig(t, "testdata/cleartext.json")
+	raw := testdataConfig(t, "testdata/cleartext.json", 0)
 	for _, tt := range audit.CleartextCases {
 		t.Run(tt.Name, func(t *testing.T) {
 			rcv := newReceiver(t, "change-me")

@@ -73,7 +73,7 @@ func TestHostCompliance(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rcv := newReceiver(t, "change-me")
-			s := hostStream(t, testdataConfig(t, "testdata/compliance.json"), rcv, wasmhost.StreamInfo{})
+			s := hostStream(t, testdataConfig(t, "testdata/compliance.json", 0), rcv, wasmhost.StreamInfo{})
 			defer s.Close()
 			h := wasmhost.NewHeaders(append([]string{":method", tt.method, ":path", tt.path}, tt.headers...)...)
 			if res := s.OnRequestHeaders(h, false); res.Action != wasmhost.Buffer {

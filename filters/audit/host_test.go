@@ -117,17 +117,7 @@ func (r *receiver) waitFor(t testing.TB, phase auditevent.Phase, n int) []audite
 // timings shortened for tests.
 func exampleConfig(t testing.TB, failClosedMs int) []byte {
 	t.Helper()
-	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, "testdata/example.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Batch.FlushIntervalMs = 20
-	cfg.FailClosedTimeoutMs = failClosedMs
-	out, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testdataConfig(t, "testdata/example.json", failClosedMs)
 }
 
 func hostPlugin(t testing.TB, config []byte, rcv *receiver, logs *kittest.LogSink) (*wasmhost.Plugin, error) {
@@ -157,14 +147,18 @@ func hostStream(t testing.TB, config []byte, rcv *receiver, info wasmhost.Stream
 }
 
 // testdataConfig is the configuration of a testdata file, parsed and written
-// back with a 20 ms flush interval so that records leave quickly.
-func testdataConfig(t testing.TB, path string) []byte {
+// back with a 20 ms flush interval so that records leave quickly and, when
+// failClosedMs > 0, that fail-closed timeout.
+func testdataConfig(t testing.TB, path string, failClosedMs int) []byte {
 	t.Helper()
 	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Batch.FlushIntervalMs = 20
+	if failClosedMs > 0 {
+		cfg.FailClosedTimeoutMs = failClosedMs
+	}
 	out, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
