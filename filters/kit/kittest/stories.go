@@ -3,10 +3,12 @@ package kittest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -20,11 +22,20 @@ import (
 // AuditSink is an audit collector (cluster mw-audit): it keeps every record
 // of the batches it is sent and acknowledges them.
 type AuditSink struct {
+	// Refuse, while set, makes the collector answer 500 to every batch
+	// and keep none (a collector that is down).
+	Refuse atomic.Bool
+
 	mu     sync.Mutex
 	events []auditevent.Event
 }
 
 func (a *AuditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.Refuse.Load() {
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Error(w, "down", http.StatusInternalServerError)
+		return
+	}
 	var b auditevent.Batch
 	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
