@@ -17,6 +17,7 @@ import (
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
@@ -33,18 +34,10 @@ func TestCleartextPIIOverRealConnections(t *testing.T) {
 	ms.put("/audit.wasm", wasm)
 	var (
 		mu     sync.Mutex
-		events []auditevent.Event
 		bodies []string
 	)
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b auditevent.Batch
-		if err := decodeJSON(r.Body, &b); err == nil {
-			mu.Lock()
-			events = append(events, b.Events...)
-			mu.Unlock()
-		}
-		_, _ = w.Write([]byte(`{"accepted":1,"first_seq":1,"last_seq":1,"hash":"x"}`))
-	}))
+	audits := &kittest.AuditSink{}
+	collector := httptest.NewServer(audits)
 	t.Cleanup(collector.Close)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -131,10 +124,8 @@ func TestCleartextPIIOverRealConnections(t *testing.T) {
 			}
 			var ev auditevent.Event
 			eventually(t, 10*time.Second, "the outcome record", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
 				n := 0
-				for _, e := range events {
+				for _, e := range audits.Events() {
 					if e.Phase == auditevent.PhaseOutcome {
 						if n == i {
 							ev = e

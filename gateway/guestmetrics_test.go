@@ -2,20 +2,19 @@ package gateway
 
 import (
 	"bufio"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
@@ -29,17 +28,8 @@ func TestGuestMetricsOnAdmin(t *testing.T) {
 	wasm := buildAuditFilter(t)
 	ms := startModuleServer(t)
 	ms.put("/audit.wasm", wasm)
-	var collectorOK atomic.Bool
-	collectorOK.Store(true)
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		if !collectorOK.Load() {
-			http.Error(w, "down", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"accepted":1,"first_seq":1,"last_seq":1,"hash":"x"}`))
-	}))
+	audits := &kittest.AuditSink{}
+	collector := httptest.NewServer(audits)
 	t.Cleanup(collector.Close)
 	up := startUpstream(t, "app")
 	cfg := `{"rules":[{"methods":["GET"],"path":{"prefix":"/"},"opType":"READ","level":"info"}],` +
@@ -88,7 +78,7 @@ func TestGuestMetricsOnAdmin(t *testing.T) {
 	if v := series("mw_audit_enqueued_total"); v < 2 {
 		t.Fatalf("mw_audit_enqueued_total = %v after 2 audited requests", v)
 	}
-	collectorOK.Store(false)
+	audits.Refuse.Store(true)
 	for range 20 {
 		get(t, http.DefaultClient, gw.url+"/x")
 	}

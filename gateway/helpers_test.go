@@ -314,6 +314,30 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 // get sends a GET with headers and returns status and body.
+// asyncGet is the answer to a GET made by getAsync; on a transport error
+// code is 0 and body is the error.
+type asyncGet struct {
+	code         int
+	status, body string
+}
+
+// getAsync makes a GET in the background (a request held in flight) and
+// delivers its answer on the channel.
+func getAsync(url string) <-chan asyncGet {
+	done := make(chan asyncGet, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			done <- asyncGet{body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- asyncGet{code: resp.StatusCode, status: resp.Status, body: string(b)}
+	}()
+	return done
+}
+
 func get(t testing.TB, c *http.Client, url string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)

@@ -80,17 +80,7 @@ func TestTracingAndDrain(t *testing.T) {
 		eventually(t, 10*time.Second, "slow2 config", func() bool {
 			return gw.g.model.Load().clusters["slow"].endpoints[0].st.addr == slow2.addr()
 		})
-		done := make(chan string, 1)
-		go func() {
-			resp, err := http.Get(gw.url + "/slow2")
-			if err != nil {
-				done <- err.Error()
-				return
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			done <- string(b)
-		}()
+		done := getAsync(gw.url + "/slow2")
 		eventually(t, 5*time.Second, "request in flight", func() bool { return gw.g.acquire() != nil && activeRefs(gw.g) > 1 })
 		before := gw.g.model.Load()
 		// A new config removes the cluster the request is using.
@@ -100,8 +90,8 @@ func TestTracingAndDrain(t *testing.T) {
 		close(hold)
 		select {
 		case got := <-done:
-			if got != "slow2 done" {
-				t.Fatalf("in-flight request across a config update got %q", got)
+			if got.body != "slow2 done" {
+				t.Fatalf("in-flight request across a config update got %q", got.body)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("in-flight request did not finish")
@@ -109,21 +99,7 @@ func TestTracingAndDrain(t *testing.T) {
 	})
 
 	t.Run("drain finishes in-flight requests and stops accepting", func(t *testing.T) {
-		type result struct {
-			code int
-			body string
-		}
-		done := make(chan result, 1)
-		go func() {
-			resp, err := http.Get(gw.url + "/slow")
-			if err != nil {
-				done <- result{0, err.Error()}
-				return
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			done <- result{resp.StatusCode, string(b)}
-		}()
+		done := getAsync(gw.url + "/slow")
 		eventually(t, 5*time.Second, "request in flight", func() bool { return gw.g.acquire() != nil && activeRefs(gw.g) > 1 })
 		gw.cancel()
 		eventually(t, 5*time.Second, "readyz draining", func() bool { return !gw.g.Ready() })

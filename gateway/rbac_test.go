@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -232,19 +233,11 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	ms := startModuleServer(t)
 	ms.put("/audit.wasm", wasm)
 	var (
-		mu     sync.Mutex
-		events []auditevent.Event
-		hits   int
+		mu   sync.Mutex
+		hits int
 	)
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b auditevent.Batch
-		if err := decodeJSON(r.Body, &b); err == nil {
-			mu.Lock()
-			events = append(events, b.Events...)
-			mu.Unlock()
-		}
-		_, _ = w.Write([]byte(`{"accepted":1,"first_seq":1,"last_seq":1,"hash":"x"}`))
-	}))
+	audits := &kittest.AuditSink{}
+	collector := httptest.NewServer(audits)
 	t.Cleanup(collector.Close)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -286,9 +279,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	mu.Unlock()
 	var ev auditevent.Event
 	eventually(t, 10*time.Second, "the ACCESS_DENIED record", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range events {
+		for _, e := range audits.Events() {
 			if e.OpType == "ACCESS_DENIED" {
 				ev = e
 				return true
@@ -306,9 +297,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 		t.Fatalf("gRPC call: %d grpc-status %q, want 200 with grpc-status 7", gcode, gh.Get("Grpc-Status"))
 	}
 	eventually(t, 10*time.Second, "the gRPC call's ACCESS_DENIED record", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range events {
+		for _, e := range audits.Events() {
 			if e.OpType == "ACCESS_DENIED" && e.Path == "/pkg.Svc/Call" {
 				return true
 			}

@@ -53,27 +53,17 @@ func TestReadyForApplications(t *testing.T) {
 		t.Fatalf("/readyz with a configuration serving: %d, want 200", code)
 	}
 
-	held := make(chan string, 1)
-	go func() {
-		resp, err := http.Get(gw.admin + "/healthz/ready?wait=60s")
-		if err != nil {
-			held <- err.Error()
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		held <- resp.Status + " " + string(b)
-	}()
+	held := getAsync(gw.admin + "/healthz/ready?wait=60s")
 	select {
 	case got := <-held:
-		t.Fatalf("the held request returned %q before the filter could run", got)
+		t.Fatalf("the held request returned %q %q before the filter could run", got.status, got.body)
 	case <-time.After(300 * time.Millisecond):
 	}
 	ms.put("/headers.wasm", wasm) // the gateway's retry loop fetches it
 	select {
 	case got := <-held:
-		if got != "200 OK ready\n" {
-			t.Fatalf("held request: %q, want 200 ready", got)
+		if got.status != "200 OK" || got.body != "ready\n" {
+			t.Fatalf("held request: %q %q, want 200 ready", got.status, got.body)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the held request did not return within 60s of the module appearing")

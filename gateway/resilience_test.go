@@ -134,6 +134,22 @@ func findCluster(t *testing.T, res map[resource.Type][]types.Resource, name stri
 	return nil
 }
 
+// shopCanaryRoute routes shop's canary lane to subset v2 (version v2), the
+// rest to v1; a ResiliencePolicy document follows it.
+const shopCanaryRoute = `apiVersion: meshwarden.io/v1alpha1
+kind: CanaryRoute
+metadata: {name: shop}
+spec:
+  service: shop
+  subsets:
+    - {name: v1, selector: {version: v1}}
+    - {name: v2, selector: {version: v2}}
+  lanes:
+    - {lane: canary, subset: v2}
+  defaultSubset: v1
+---
+`
+
 const resilienceHead = "apiVersion: meshwarden.io/v1alpha1\nkind: ResiliencePolicy\nmetadata: {name: shop}\nspec:\n  service: shop\n"
 
 func TestResilienceTimeoutAndRetries(t *testing.T) {
@@ -351,19 +367,7 @@ func TestResilienceHealthScoreFromGateway(t *testing.T) {
 		time.Sleep(120 * time.Millisecond)
 		w.WriteHeader(http.StatusBadGateway)
 	})
-	policy := `apiVersion: meshwarden.io/v1alpha1
-kind: CanaryRoute
-metadata: {name: shop}
-spec:
-  service: shop
-  subsets:
-    - {name: v1, selector: {version: v1}}
-    - {name: v2, selector: {version: v2}}
-  lanes:
-    - {lane: canary, subset: v2}
-  defaultSubset: v1
----
-` + resilienceHead + "  healthWeights: {latency: 0.3, errors: 0.5, throughput: 0.1, saturation: 0.1, latencyTarget: 100ms}\n"
+	policy := shopCanaryRoute + resilienceHead + "  healthWeights: {latency: 0.3, errors: 0.5, throughput: 0.1, saturation: 0.1, latencyTarget: 100ms}\n"
 	gw, _ := resilienceSetup(t, policy, map[string][]*upstream{"shop": {v1, v2}})
 	ps, _, err := policies.LoadFiles(map[string][]byte{"p.yaml": []byte(policy)}, nil)
 	if err != nil {
@@ -488,24 +492,7 @@ func TestResilienceRealPlaneOnRealConsul(t *testing.T) {
 	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
 	registerShop(t, consul, "shop-1", v1, "v1", api.HealthPassing)
 	registerShop(t, consul, "shop-2", v2, "v2", api.HealthPassing)
-	files := map[string][]byte{"shop.yaml": []byte(`apiVersion: meshwarden.io/v1alpha1
-kind: CanaryRoute
-metadata: {name: shop}
-spec:
-  service: shop
-  subsets:
-    - {name: v1, selector: {version: v1}}
-    - {name: v2, selector: {version: v2}}
-  lanes:
-    - {lane: canary, subset: v2}
-  defaultSubset: v1
----
-apiVersion: meshwarden.io/v1alpha1
-kind: ResiliencePolicy
-metadata: {name: shop}
-spec:
-  service: shop
-  rateLimit: {requests: 5, interval: 1h}
+	files := map[string][]byte{"shop.yaml": []byte(shopCanaryRoute + resilienceHead + `  rateLimit: {requests: 5, interval: 1h}
   subsets:
     - subset: v2
       circuitBreaker: {maxRequests: 1}

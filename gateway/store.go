@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/gateway/xdsclient"
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 )
 
 // The xDS types the gateway subscribes to.
@@ -466,23 +466,15 @@ func parseSecret(s *tlsv3.Secret) (*secret, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trusted_ca: %w", err)
 		}
+		certs, err := pemcert.Certificates(ca)
+		if err != nil {
+			return nil, fmt.Errorf("validation_context.trusted_ca: %w", err)
+		}
 		pool := x509.NewCertPool()
-		for rest := ca; ; {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("trusted_ca: %w", err)
-			}
+		for _, c := range certs {
 			pool.AddCert(c)
-			out.nroot++
 		}
-		if out.nroot == 0 {
-			return nil, errors.New("validation_context.trusted_ca holds no PEM certificate")
-		}
+		out.nroot = len(certs)
 		out.roots = pool
 	}
 	if out.cert == nil && out.roots == nil {

@@ -19,30 +19,15 @@ import (
 // host, with connection.mtls answered from StreamInfo.MTLS as the gateway
 // fills it from the real connection.
 func TestHostCleartext(t *testing.T) {
-	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, "testdata/cleartext.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Batch.FlushIntervalMs = 20
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testdataConfig(t, "testdata/cleartext.json", 0)
 	for _, tt := range audit.CleartextCases {
 		t.Run(tt.Name, func(t *testing.T) {
 			rcv := newReceiver(t, "change-me")
-			p, err := hostPlugin(t, raw, rcv, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			info := wasmhost.StreamInfo{MTLS: tt.MTLS}
 			if tt.MTLS {
 				info.TLSVersion, info.PeerURISAN = "TLSv1.3", "spiffe://bank.example/ns/default/dc/dc1/svc/web"
 			}
-			s, err := p.NewStream(context.Background(), info)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := hostStream(t, raw, rcv, info)
 			defer s.Close()
 			s.OnRequestHeaders(wasmhost.NewHeaders(":method", "POST", ":path", tt.Path), false)
 			res := s.OnRequestBody([]byte(tt.Body), true)

@@ -16,20 +16,6 @@ import (
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
 
-func complianceConfig(t testing.TB) []byte {
-	t.Helper()
-	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, "testdata/compliance.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Batch.FlushIntervalMs = 20
-	out, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 const hostTransfer = `{"amount":"250.00","currency":"EUR","card":{"number":"4111 1111 1111 1111","expiry":"12/29"},"beneficiary":{"name":"Jane Roe","iban":"DE89370400440532013000"}}`
 
 // TestHostCompliance runs testdata/compliance.json as .wasm in the
@@ -87,14 +73,7 @@ func TestHostCompliance(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rcv := newReceiver(t, "change-me")
-			p, err := hostPlugin(t, complianceConfig(t), rcv, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := hostStream(t, testdataConfig(t, "testdata/compliance.json", 0), rcv, wasmhost.StreamInfo{})
 			defer s.Close()
 			h := wasmhost.NewHeaders(append([]string{":method", tt.method, ":path", tt.path}, tt.headers...)...)
 			if res := s.OnRequestHeaders(h, false); res.Action != wasmhost.Buffer {

@@ -6,11 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
-	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/testenv/otlpsink"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
 )
@@ -88,27 +85,16 @@ func waitSpans(t testing.TB, sink *otlpsink.Sink, traceID string, n int) []otlps
 	}
 }
 
-const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
 func TestHostPropagatesAndExports(t *testing.T) {
 	sink, caller := otlpSink(t)
 	p, err := newPlugin(t, "trace", exampleConfig(t), caller, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name      string
-		hdr       []string
-		sameTrace bool
-	}{
-		{"continues a W3C trace", []string{"traceparent", incoming, "tracestate", "rojo=1"}, true},
-		{"continues a B3 trace", []string{"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}, true},
-		{"starts a trace", nil, false},
-		{"replaces an invalid traceparent", []string{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, false},
-	}
+	tests := kittest.TraceStories
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := wasmhost.NewHeaders(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.hdr...)...)
+		t.Run(tt.Name, func(t *testing.T) {
+			h := wasmhost.NewHeaders(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.Hdr...)...)
 			s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{PeerURISAN: "spiffe://bank.example/ns/web/sa/app", SourceAddress: "10.0.0.7:5555", RouteName: "payments"})
 			if err != nil {
 				t.Fatal(err)
@@ -119,8 +105,8 @@ func TestHostPropagatesAndExports(t *testing.T) {
 			if err != nil {
 				t.Fatalf("outgoing traceparent %q: %v", out, err)
 			}
-			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.sameTrace {
-				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.sameTrace)
+			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.SameTrace {
+				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.SameTrace)
 			}
 			if sc.SpanID.String() == "00f067aa0ba902b7" || !sc.Sampled() {
 				t.Errorf("span id %s sampled %v: want a new, sampled child", sc.SpanID, sc.Sampled())
@@ -140,18 +126,7 @@ func TestHostPropagatesAndExports(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			if span.Service != "payments-gateway" {
-				t.Errorf("span %+v", span)
-			}
-			if tt.sameTrace && span.ParentID != "00f067aa0ba902b7" {
-				t.Errorf("parent = %q", span.ParentID)
-			}
-			for k, v := range map[string]string{"http.request.method": "POST", "url.path": "/v1/transfers", "http.route": "payments",
-				"http.response.status_code": "201", "mw.lane": "canary", "mw.peer.identity": "spiffe://bank.example/ns/web/sa/app", "client.address": "10.0.0.7:5555"} {
-				if span.Attrs[k] != v {
-					t.Errorf("attribute %s = %q, want %q", k, span.Attrs[k], v)
-				}
-			}
+			kittest.CheckPaymentsSpan(t, span, tt.SameTrace)
 		})
 	}
 }
@@ -176,36 +151,18 @@ func chainConfigs(tb testing.TB, tickMs int) map[string][]byte {
 	return map[string][]byte{"dye": dye, "audit": []byte(audit), "trace": []byte(tr)}
 }
 
-// auditSink accepts audit batches and keeps the events.
-type auditSink struct {
-	mu     sync.Mutex
-	events []auditevent.Event
-}
-
-func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var b auditevent.Batch
-	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
-	a.mu.Lock()
-	a.events = append(a.events, b.Events...)
-	a.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(auditevent.Ack{Accepted: len(b.Events)})
-}
-
-func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *auditSink) {
+func newChain(tb testing.TB, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *kittest.AuditSink) {
 	return newChainIn(tb, false, false, tickMs)
 }
 
 // newChainIn builds the chain from the three filter modules, or from the
 // bundle module (one module, root id per filter).
-func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *auditSink) {
+func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, *otlpsink.Sink, *kittest.AuditSink) {
 	tb.Helper()
 	sink := otlpsink.New(100000)
 	osrv := httptest.NewServer(sink)
 	tb.Cleanup(osrv.Close)
-	as := &auditSink{}
+	as := &kittest.AuditSink{}
 	asrv := httptest.NewServer(as)
 	tb.Cleanup(asrv.Close)
 	caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
@@ -267,9 +224,7 @@ func testChain(t *testing.T, bundle bool) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		as.mu.Lock()
-		evs := slices.Clone(as.events)
-		as.mu.Unlock()
+		evs := as.Events()
 		if len(evs) > 0 {
 			e := evs[0]
 			if e.TraceID != sc.TraceID.String() || e.Dye != "beta" || e.Tenant != "retail" || e.Resource != "account/ACC-1" || e.Status != 200 {
@@ -308,7 +263,7 @@ func chainRequest(b *testing.B, c *wasmhost.Chain) {
 		b.Fatal(err)
 	}
 	h := wasmhost.NewHeaders(":method", "PUT", ":path", "/v1/accounts/ACC-1/limits", "x-user-id", "u-42",
-		"traceparent", incoming, "baggage", "k=v")
+		"traceparent", kittest.Traceparent, "baggage", "k=v")
 	if r := cs.OnRequestHeaders(h, true); r.Action != wasmhost.Continue {
 		b.Fatalf("request: %v %v", r.Action, r.Err)
 	}
@@ -344,7 +299,7 @@ func BenchmarkHostEach(b *testing.B) {
 				sink := otlpsink.New(100000)
 				osrv := httptest.NewServer(sink)
 				defer osrv.Close()
-				asrv := httptest.NewServer(&auditSink{})
+				asrv := httptest.NewServer(&kittest.AuditSink{})
 				defer asrv.Close()
 				caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
 				p, err := newPluginIn(b, m.fast, name, chainConfigs(b, 100)[name], caller, nil)

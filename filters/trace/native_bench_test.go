@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/filters/audit"
 	"github.com/meshwarden/meshwarden/filters/dye"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 	"github.com/meshwarden/meshwarden/filters/proxywasm/proxytest"
 	"github.com/meshwarden/meshwarden/filters/trace"
@@ -36,7 +37,7 @@ func BenchmarkNativeEach(b *testing.B) {
 				b.Fatalf("start failed: %v", host.GetCriticalLogs())
 			}
 			req := [][2]string{{":method", "PUT"}, {":path", "/v1/accounts/ACC-1/limits"}, {"x-user-id", "u-42"},
-				{"traceparent", incoming}, {"baggage", "k=v"}}
+				{"traceparent", kittest.Traceparent}, {"baggage", "k=v"}}
 			resp := [][2]string{{":status", "200"}}
 			b.ReportAllocs()
 			i := 0
@@ -88,7 +89,7 @@ func BenchmarkHostPhases(b *testing.B) {
 				}
 				t1 := time.Now()
 				h := wasmhost.NewHeaders(":method", "PUT", ":path", "/v1/accounts/ACC-1/limits", "x-user-id", "u-42",
-					"traceparent", incoming, "baggage", "k=v")
+					"traceparent", kittest.Traceparent, "baggage", "k=v")
 				t1b := time.Now()
 				cs.OnRequestHeaders(h, true)
 				t2 := time.Now()

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/filters"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -62,36 +62,12 @@ func chainConfigs(tb testing.TB) map[string][]byte {
 	return map[string][]byte{"dye": dye, "audit": []byte(audit), "trace": []byte(tr)}
 }
 
-// auditSink is the audit collector: it keeps the records and acks them.
-type auditSink struct {
-	mu     sync.Mutex
-	events []auditevent.Event
-}
-
-func (a *auditSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var b auditevent.Batch
-	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	a.mu.Lock()
-	a.events = append(a.events, b.Events...)
-	a.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(auditevent.Ack{Accepted: len(b.Events)})
-}
-
-func (a *auditSink) snapshot() []auditevent.Event {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.events)
-}
-
 // world is one gateway host running the chain natively or as wasm.
 type world struct {
 	native bool
 	chain  *wasmhost.Chain
 	spans  *otlpsink.Sink
-	audit  *auditSink
+	audit  *kittest.AuditSink
 }
 
 func newWorld(tb testing.TB, native bool) *world { return newWorldPool(tb, native, 1) }
@@ -99,7 +75,7 @@ func newWorld(tb testing.TB, native bool) *world { return newWorldPool(tb, nativ
 // newWorldPool is newWorld with pool instances per filter.
 func newWorldPool(tb testing.TB, native bool, pool int) *world {
 	tb.Helper()
-	w := &world{native: native, spans: otlpsink.New(100000), audit: &auditSink{}}
+	w := &world{native: native, spans: otlpsink.New(100000), audit: &kittest.AuditSink{}}
 	osrv, asrv := httptest.NewServer(w.spans), httptest.NewServer(w.audit)
 	tb.Cleanup(osrv.Close)
 	tb.Cleanup(asrv.Close)
@@ -214,7 +190,7 @@ func settleBoth(tb testing.TB, a, b *world, polls int) (ea []auditevent.Event, s
 	var last [4]int
 	stable := 0
 	for {
-		ea, sa, eb, sb = a.audit.snapshot(), a.spans.Spans(""), b.audit.snapshot(), b.spans.Spans("")
+		ea, sa, eb, sb = a.audit.Events(), a.spans.Spans(""), b.audit.Events(), b.spans.Spans("")
 		now := [4]int{len(ea), len(sa), len(eb), len(sb)}
 		if now == last && now[0] == now[2] && now[1] == now[3] {
 			stable++

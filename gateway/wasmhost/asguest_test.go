@@ -60,8 +60,8 @@ func TestAssemblyScriptGuest(t *testing.T) {
 				sink := &logSink{}
 				p, err := r.NewPlugin(ctx, mod, PluginConfig{Name: "asguest", RootID: "asguest", Configuration: tc.cfg, Logger: slog.New(sink)})
 				if tc.want == "" {
-					if err == nil || !strings.Contains(err.Error(), "proxy_on_configure") || !strings.Contains(err.Error(), "exit_code(255)") || !sink.has("pure.ts(112") {
-						t.Fatalf("err = %v, logs %q; want proc_exit(255) in proxy_on_configure after the abort at pure.ts:112", err, sink.msgs)
+					if err == nil || !strings.Contains(err.Error(), "proxy_on_configure") || !strings.Contains(err.Error(), "exit_code(255)") || !sink.Contains("pure.ts(112") {
+						t.Fatalf("err = %v, logs %q; want proc_exit(255) in proxy_on_configure after the abort at pure.ts:112", err, sink.Lines())
 					}
 					return
 				}

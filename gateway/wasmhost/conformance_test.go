@@ -113,11 +113,11 @@ func TestConformanceRequestHeaders(t *testing.T) {
 		if err != nil || ns < before || ns > time.Now().UnixNano() {
 			t.Fatalf("x-r-time = %q, want a real clock between %d and now", v, before)
 		}
-		if !sink.has("INFO vm started") || !sink.has("ERROR log at 5") || !sink.has("WARN log at 3") {
-			t.Fatalf("guest logs missing: %v", sink.msgs)
+		if !sink.Contains("INFO vm started") || !sink.Contains("ERROR log at 5") || !sink.Contains("WARN log at 3") {
+			t.Fatalf("guest logs missing: %v", sink.Lines())
 		}
-		if sink.has("log at 0") {
-			t.Fatalf("trace log passed LogLevel debug: %v", sink.msgs)
+		if sink.Contains("log at 0") {
+			t.Fatalf("trace log passed LogLevel debug: %v", sink.Lines())
 		}
 	})
 	t.Run("guest metrics", func(t *testing.T) {
@@ -168,10 +168,7 @@ func TestConformanceHTTPCall(t *testing.T) {
 		}
 	})
 	t.Run("response paused by a call, resumed by continue_stream(response)", func(t *testing.T) {
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, StreamInfo{})
 		defer s.Close()
 		if res := s.OnRequestHeaders(reqHeaders("x-test", "resp-call"), true); res.Action != Continue {
 			t.Fatalf("request: %v", res.Action)
@@ -195,10 +192,7 @@ func TestConformanceHTTPCall(t *testing.T) {
 func TestConformanceBodiesAndTrailers(t *testing.T) {
 	_, p, _ := conformance(t, nil)
 	t.Run("buffered request body with prepend, append, bad ranges", func(t *testing.T) {
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, StreamInfo{})
 		defer s.Close()
 		if r := s.OnRequestHeaders(reqHeaders("x-test", "body"), false); r.Action != Continue {
 			t.Fatalf("headers: %v", r.Action)
@@ -238,10 +232,7 @@ func TestConformanceBodiesAndTrailers(t *testing.T) {
 	})
 	t.Run("replace and local reply from body", func(t *testing.T) {
 		for _, tc := range []struct{ scenario, want string }{{"body-replace", "replaced"}, {"body-local", "echo:abcdef"}} {
-			s, err := p.NewStream(context.Background(), StreamInfo{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := openStream(t, p, StreamInfo{})
 			s.OnRequestHeaders(reqHeaders("x-test", tc.scenario), false)
 			s.OnRequestBody([]byte("abc"), false)
 			r := s.OnRequestBody([]byte("def"), true)
@@ -364,10 +355,7 @@ func TestABI020MallocWasiUnstable(t *testing.T) {
 	seen := map[string]bool{}
 	for range 3 {
 		h := reqHeaders()
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, StreamInfo{})
 		res := s.OnRequestHeaders(h, true)
 		rh := NewHeaders(":status", "200")
 		if rres := s.OnResponseHeaders(rh, true); rres.Action != Continue {
@@ -394,10 +382,7 @@ func TestABI020MallocWasiUnstable(t *testing.T) {
 func TestHeldHeadersReleasedByBody(t *testing.T) {
 	r, p, _ := conformance(t, nil)
 	t.Run("stream", func(t *testing.T) {
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, StreamInfo{})
 		defer s.Close()
 		h := reqHeaders("x-test", "hold-headers")
 		res := bufferedRequest(t, s, h, "ab", "cd")

@@ -3,17 +3,15 @@ package wasmhost
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshwarden/meshwarden/gateway/internal/guestbuild"
+	"github.com/meshwarden/meshwarden/internal/testenv/logsink"
 )
 
 // builds caches each test guest's .wasm for the whole test binary run:
@@ -99,29 +97,17 @@ func upstream(tb testing.TB) *NetHTTPCaller {
 }
 
 // logSink collects log records for assertions.
-type logSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
+type logSink = logsink.Sink
 
-func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logSink) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
-	return nil
-}
-func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logSink) WithGroup(string) slog.Handler      { return l }
-func (l *logSink) has(sub string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, sub) {
-			return true
-		}
+// openStream opens a stream of p with info; a refusal ends the test. The
+// caller closes it.
+func openStream(tb testing.TB, p *Plugin, info StreamInfo) *Stream {
+	tb.Helper()
+	s, err := p.NewStream(context.Background(), info)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return false
+	return s
 }
 
 // eventually polls cond until it holds or the deadline passes.
@@ -143,10 +129,7 @@ func reqHeaders(kv ...string) *Headers {
 // request runs request headers through a fresh stream and closes it.
 func request(tb testing.TB, p *Plugin, info StreamInfo, h *Headers) Result {
 	tb.Helper()
-	s, err := p.NewStream(context.Background(), info)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	s := openStream(tb, p, info)
 	defer s.Close()
 	return s.OnRequestHeaders(h, true)
 }

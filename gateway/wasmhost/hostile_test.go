@@ -58,10 +58,7 @@ func TestHostileGuests(t *testing.T) {
 			p := plugins[tc.kind == "timeout"]
 			t.Run(tc.mode+"/failOpen="+strconv.FormatBool(failOpen), func(t *testing.T) {
 				before := p.Stats()
-				s, err := p.NewStream(context.Background(), StreamInfo{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				s := openStream(t, p, StreamInfo{})
 				h := reqHeaders("x-hostile", tc.mode)
 				res := s.OnRequestHeaders(h, !tc.body)
 				if tc.body {
@@ -89,8 +86,8 @@ func TestHostileGuests(t *testing.T) {
 				switch tc.mode {
 				case "bomb":
 					// The guest runtime saw memory.grow fail at the limit.
-					if !sink.has("out of memory") {
-						t.Fatalf("no out-of-memory report from the guest: %v", sink.msgs)
+					if !sink.Contains("out of memory") {
+						t.Fatalf("no out-of-memory report from the guest: %v", sink.Lines())
 					}
 				case "oob":
 					// Every bad pointer is InvalidMemoryAccess; a bad address for the
@@ -199,10 +196,7 @@ func TestWarm(t *testing.T) {
 func TestAcquireHonoursContext(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 1})
-	s, err := p.NewStream(context.Background(), StreamInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStream(t, p, StreamInfo{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := p.NewStream(ctx, StreamInfo{}); err == nil {

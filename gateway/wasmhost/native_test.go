@@ -174,10 +174,7 @@ func TestNativeFilterSemantics(t *testing.T) {
 		}
 	})
 	t.Run("response headers", func(t *testing.T) {
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, StreamInfo{})
 		defer s.Close()
 		s.OnRequestHeaders(reqHeaders(), true)
 		rh := NewHeaders(":status", "204")

@@ -96,8 +96,8 @@ func TestSDKGuest(t *testing.T) {
 		if len(parts) != 3 || parts[1] != "ok" || time.Since(time.Unix(0, ns)) > time.Minute {
 			t.Fatalf("x-r-misc = %q", v)
 		}
-		if !sink.has("sdk warn 7") || !sink.has(`sdk plugin started with "tick"`) {
-			t.Fatalf("logs: %v", sink.msgs)
+		if !sink.Contains("sdk warn 7") || !sink.Contains(`sdk plugin started with "tick"`) {
+			t.Fatalf("logs: %v", sink.Lines())
 		}
 		m := map[string]GuestMetric{}
 		for _, s := range r.GuestMetrics() {
@@ -108,10 +108,7 @@ func TestSDKGuest(t *testing.T) {
 		}
 	})
 	t.Run("body, trailers and the response path", func(t *testing.T) {
-		s, err := p.NewStream(context.Background(), info)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, info)
 		defer s.Close()
 		h := reqHeaders("x-test", "body")
 		res := bufferedRequest(t, s, h, "ab", "c")

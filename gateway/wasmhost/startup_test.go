@@ -56,10 +56,7 @@ func TestStartUpCallbacksBounded(t *testing.T) {
 	}
 	// The runtime is not wedged: a well-behaved plugin starts and serves.
 	p := newPlugin(t, r, "hostile", PluginConfig{PoolSize: 1, CallTimeout: 5 * time.Second})
-	s, err := p.NewStream(context.Background(), StreamInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStream(t, p, StreamInfo{})
 	defer s.Close()
 	if res := s.OnRequestHeaders(reqHeaders(":path", "/"), true); res.Action != Continue {
 		t.Fatalf("healthy plugin after refused ones: %+v", res)
@@ -80,10 +77,7 @@ func TestTwoPluginsOfOneNameCoexist(t *testing.T) {
 	a := newPlugin(t, r, "hostile", PluginConfig{Name: "same", PoolSize: 1})
 	b := newPlugin(t, r, "noop", PluginConfig{Name: "same", PoolSize: 1})
 	for _, p := range []*Plugin{a, b} {
-		s, err := p.NewStream(context.Background(), StreamInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStream(t, p, StreamInfo{})
 		if res := s.OnRequestHeaders(reqHeaders(":path", "/"), true); res.Action != Continue {
 			t.Fatalf("%+v", res)
 		}
@@ -111,10 +105,7 @@ func TestRootCallbacksBounded(t *testing.T) {
 		})
 	}
 	p := newPlugin(t, r, "hostile", PluginConfig{Name: "healthy", PoolSize: 1})
-	s, err := p.NewStream(context.Background(), StreamInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStream(t, p, StreamInfo{})
 	defer s.Close()
 	if res := s.OnRequestHeaders(reqHeaders(":path", "/"), true); res.Action != Continue {
 		t.Fatalf("healthy plugin beside the looping ones: %+v", res)

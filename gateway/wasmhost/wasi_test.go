@@ -44,8 +44,8 @@ func TestWASIEnvoyAnswers(t *testing.T) {
 					t.Errorf("%s = errno %q, want %s (Envoy's answer)", probe, got, want)
 				}
 			}
-			if !sink.has("wasiprobe to stdout") {
-				t.Errorf("guest stdout not in the plugin log: %q", sink.msgs)
+			if !sink.Contains("wasiprobe to stdout") {
+				t.Errorf("guest stdout not in the plugin log: %q", sink.Lines())
 			}
 		})
 	}
@@ -73,8 +73,8 @@ func TestWASIEnvoyGuestDiesLikeInEnvoy(t *testing.T) {
 			if res.Err == nil || res.Action != Reply || res.Reply.Status != 503 {
 				t.Fatalf("envoy WASI: %v %v, want the fail-closed 503 of a dead guest", res.Action, res.Err)
 			}
-			if !sink.has("poll_oneoff failed errno=52") {
-				t.Errorf("the guest's panic is not in the plugin log: %q", sink.msgs)
+			if !sink.Contains("poll_oneoff failed errno=52") {
+				t.Errorf("the guest's panic is not in the plugin log: %q", sink.Lines())
 			}
 			if st := p.Stats(); st.Traps == 0 {
 				t.Errorf("stats %+v: want a trap counted", st)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/filters/audit"
 	"github.com/meshwarden/meshwarden/filters/internal/v8host"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 )
 
 // loadInput is the sustained loop: an audited, dyed, traced PUT and an
@@ -22,7 +23,7 @@ func loadInput(t testing.TB, n int, poll string) v8host.Input {
 		Requests: []v8host.Request{
 			{Repeat: n / 2, Properties: peer,
 				RequestHeaders: hdrs(":method", "PUT", ":path", "/v1/accounts/ACC-1/limits", "x-user-id", "u-42",
-					"traceparent", incoming, "baggage", "k=v"),
+					"traceparent", kittest.Traceparent, "baggage", "k=v"),
 				RequestBody:     []string{`{"limit":`, `500}`},
 				ResponseHeaders: hdrs(":status", "200")},
 			{Repeat: n - n/2, Properties: peer,

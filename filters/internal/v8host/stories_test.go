@@ -14,6 +14,7 @@ import (
 	"github.com/meshwarden/meshwarden/filters/audit"
 	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/filters/internal/v8host"
+	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 	"github.com/meshwarden/meshwarden/internal/dyeing"
@@ -179,25 +180,7 @@ func TestAuditStories(t *testing.T) {
 			t.Errorf("token header = %q", tok)
 		}
 		sum := sha256.Sum256([]byte(strings.NewReplacer(`"4111111111111111"`, audit.Redacted, `"1234"`, audit.Redacted).Replace(transferBody)))
-		checks := map[string][2]string{
-			"op_type":   {intent.OpType, "FUND_TRANSFER"},
-			"level":     {string(intent.Level), "critical"},
-			"subject":   {intent.Subject, "alice"},
-			"resource":  {intent.Resource, "transfer/IK-9"},
-			"trace_id":  {intent.TraceID, "4bf92f3577b34da6a3ce929d0e0e4736"},
-			"dye":       {intent.Dye, "canary"},
-			"digest":    {intent.BodyDigest, "sha256:" + hex.EncodeToString(sum[:])},
-			"redacted":  {strings.Join(intent.Redacted, ","), "header:x-api-key,body:card.number,body:pin"},
-			"headers":   {fmt.Sprint(intent.Headers), "map[user-agent:bank-app]"},
-			"source":    {intent.Source, "gw-test-1"},
-			"id suffix": {intent.ID[strings.LastIndexByte(intent.ID, '-')+1:], "intent"},
-			"id trace":  {intent.ID[:32], "4bf92f3577b34da6a3ce929d0e0e4736"},
-		}
-		for k, v := range checks {
-			if v[0] != v[1] {
-				t.Errorf("intent %s = %q, want %q", k, v[0], v[1])
-			}
-		}
+		kittest.CheckTransferIntent(t, intent, "sha256:"+hex.EncodeToString(sum[:]))
 		outcomes := byPhase(evs, auditevent.PhaseOutcome)
 		if len(outcomes) != 1 {
 			t.Fatalf("%d outcome records, want 1", len(outcomes))
@@ -310,22 +293,11 @@ func spans(t testing.TB, out *v8host.Output) *otlpsink.Sink {
 	return sink
 }
 
-const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
 // TestTraceStories: trace continues a W3C or B3 trace or starts one, sends
 // a new sampled child traceparent upstream and exports the span to mw-otlp.
 func TestTraceStories(t *testing.T) {
 	mods := modules(t)
-	tests := []struct {
-		name      string
-		hdr       []string
-		sameTrace bool
-	}{
-		{"continues a W3C trace", []string{"traceparent", incoming, "tracestate", "rojo=1"}, true},
-		{"continues a B3 trace", []string{"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}, true},
-		{"starts a trace", nil, false},
-		{"replaces an invalid traceparent", []string{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, false},
-	}
+	tests := kittest.TraceStories
 	in := v8host.Input{
 		VMs:        []v8host.VM{{Name: "trace", Wasm: mods["trace"], PluginConfig: traceConfig(t)}},
 		Properties: map[string]string{"node.id": "gw-test-1"},
@@ -335,13 +307,13 @@ func TestTraceStories(t *testing.T) {
 	props := map[string]string{"connection.uri_san_peer_certificate": "spiffe://bank.example/ns/web/sa/app", "source.address": "10.0.0.7:5555", "route_name": "payments"}
 	for _, tt := range tests {
 		in.Requests = append(in.Requests, v8host.Request{Properties: props,
-			RequestHeaders:  hdrs(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.hdr...)...),
+			RequestHeaders:  hdrs(append([]string{":method", "POST", ":path", "/v1/transfers?x=1", "x-mw-dye", "canary"}, tt.Hdr...)...),
 			ResponseHeaders: hdrs(":status", "201")})
 	}
 	out := run(t, in)
 	sink := spans(t, out)
 	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			tps := v8host.HeaderValues(out.Requests[i].RequestHeaders, "traceparent")
 			if len(tps) != 1 {
 				t.Fatalf("traceparent lines upstream: %q", tps)
@@ -350,8 +322,8 @@ func TestTraceStories(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.sameTrace {
-				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.sameTrace)
+			if (sc.TraceID.String() == "4bf92f3577b34da6a3ce929d0e0e4736") != tt.SameTrace {
+				t.Errorf("trace id %s, continue=%v", sc.TraceID, tt.SameTrace)
 			}
 			if sc.SpanID.String() == "00f067aa0ba902b7" || !sc.Sampled() {
 				t.Errorf("span id %s sampled %v: want a new, sampled child", sc.SpanID, sc.Sampled())
@@ -365,18 +337,7 @@ func TestTraceStories(t *testing.T) {
 			if span == nil {
 				t.Fatalf("span %s not exported to mw-otlp", sc.SpanID)
 			}
-			if span.Service != "payments-gateway" {
-				t.Errorf("span %+v", span)
-			}
-			if tt.sameTrace && span.ParentID != "00f067aa0ba902b7" {
-				t.Errorf("parent = %q", span.ParentID)
-			}
-			for k, v := range map[string]string{"http.request.method": "POST", "url.path": "/v1/transfers", "http.route": "payments",
-				"http.response.status_code": "201", "mw.lane": "canary", "mw.peer.identity": "spiffe://bank.example/ns/web/sa/app", "client.address": "10.0.0.7:5555"} {
-				if span.Attrs[k] != v {
-					t.Errorf("attribute %s = %q, want %q", k, span.Attrs[k], v)
-				}
-			}
+			kittest.CheckPaymentsSpan(t, *span, tt.SameTrace)
 		})
 	}
 }

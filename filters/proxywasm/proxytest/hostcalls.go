@@ -203,14 +203,21 @@ func (h *hostcalls) GetHeaderMapPairs(mt abi.MapType) ([]byte, abi.Status) {
 	return abi.SerializeMap(*m), abi.StatusOK
 }
 
+// writableHeaderMap is headerMap for a write: a read-only map (an HTTP call's
+// response) is a bad argument.
+func (h *hostcalls) writableHeaderMap(mt abi.MapType) (*[][2]string, abi.Status) {
+	m, writable, st := h.headerMap(mt)
+	if st == abi.StatusOK && !writable {
+		return nil, abi.StatusBadArgument
+	}
+	return m, st
+}
+
 // SetHeaderMapPairs replaces the map with a serialized one.
 func (h *hostcalls) SetHeaderMapPairs(mt abi.MapType, serialized []byte) abi.Status {
-	m, writable, st := h.headerMap(mt)
+	m, st := h.writableHeaderMap(mt)
 	if st != abi.StatusOK {
 		return st
-	}
-	if !writable {
-		return abi.StatusBadArgument
 	}
 	pairs, err := abi.DeserializeMap(serialized)
 	if err != nil {
@@ -222,12 +229,9 @@ func (h *hostcalls) SetHeaderMapPairs(mt abi.MapType, serialized []byte) abi.Sta
 
 // AddHeaderMapValue appends a pair.
 func (h *hostcalls) AddHeaderMapValue(mt abi.MapType, key, value string) abi.Status {
-	m, writable, st := h.headerMap(mt)
+	m, st := h.writableHeaderMap(mt)
 	if st != abi.StatusOK {
 		return st
-	}
-	if !writable {
-		return abi.StatusBadArgument
 	}
 	*m = append(*m, [2]string{strings.ToLower(key), value})
 	return abi.StatusOK
@@ -236,12 +240,9 @@ func (h *hostcalls) AddHeaderMapValue(mt abi.MapType, key, value string) abi.Sta
 // ReplaceHeaderMapValue sets key to value: the first pair is replaced, other
 // pairs with that name removed; an absent key is added.
 func (h *hostcalls) ReplaceHeaderMapValue(mt abi.MapType, key, value string) abi.Status {
-	m, writable, st := h.headerMap(mt)
+	m, st := h.writableHeaderMap(mt)
 	if st != abi.StatusOK {
 		return st
-	}
-	if !writable {
-		return abi.StatusBadArgument
 	}
 	key = strings.ToLower(key)
 	replaced := false
@@ -265,12 +266,9 @@ func (h *hostcalls) ReplaceHeaderMapValue(mt abi.MapType, key, value string) abi
 
 // RemoveHeaderMapValue removes every pair named key.
 func (h *hostcalls) RemoveHeaderMapValue(mt abi.MapType, key string) abi.Status {
-	m, writable, st := h.headerMap(mt)
+	m, st := h.writableHeaderMap(mt)
 	if st != abi.StatusOK {
 		return st
-	}
-	if !writable {
-		return abi.StatusBadArgument
 	}
 	*m = slices.DeleteFunc(*m, func(p [2]string) bool { return strings.EqualFold(p[0], key) })
 	return abi.StatusOK

@@ -241,13 +241,22 @@ func (h *HostEmulator) CallOnRequestHeaders(contextID uint32, headers [][2]strin
 // sees the whole buffer; otherwise the buffer is the frame alone.
 func (h *HostEmulator) CallOnRequestBody(contextID uint32, body []byte, endOfStream bool) types.Action {
 	s := h.stream(contextID)
-	if s.reqBuffering {
-		s.reqBody = append(s.reqBody, body...)
+	return h.deliverBody(contextID, s, &s.reqBody, &s.reqBuffering, body, func() types.Action {
+		return h.s.OnRequestBody(contextID, len(s.reqBody), endOfStream)
+	})
+}
+
+// deliverBody puts a body frame in buf (appended while the previous body
+// callback paused, alone otherwise), runs call and records whether the
+// filter now buffers.
+func (h *HostEmulator) deliverBody(contextID uint32, s *httpStream, buf *[]byte, buffering *bool, body []byte, call func() types.Action) types.Action {
+	if *buffering {
+		*buf = append(*buf, body...)
 	} else {
-		s.reqBody = bytes.Clone(body)
+		*buf = bytes.Clone(body)
 	}
-	h.run(contextID, func() { s.action = h.s.OnRequestBody(contextID, len(s.reqBody), endOfStream) })
-	s.reqBuffering = s.action == types.ActionPause
+	h.run(contextID, func() { s.action = call() })
+	*buffering = s.action == types.ActionPause
 	return s.action
 }
 
@@ -272,14 +281,9 @@ func (h *HostEmulator) CallOnResponseHeaders(contextID uint32, headers [][2]stri
 // CallOnResponseBody delivers a response body frame; see CallOnRequestBody.
 func (h *HostEmulator) CallOnResponseBody(contextID uint32, body []byte, endOfStream bool) types.Action {
 	s := h.stream(contextID)
-	if s.respBuffering {
-		s.respBody = append(s.respBody, body...)
-	} else {
-		s.respBody = bytes.Clone(body)
-	}
-	h.run(contextID, func() { s.action = h.s.OnResponseBody(contextID, len(s.respBody), endOfStream) })
-	s.respBuffering = s.action == types.ActionPause
-	return s.action
+	return h.deliverBody(contextID, s, &s.respBody, &s.respBuffering, body, func() types.Action {
+		return h.s.OnResponseBody(contextID, len(s.respBody), endOfStream)
+	})
 }
 
 // CallOnResponseTrailers sets the response trailers and calls
