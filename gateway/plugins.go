@@ -89,7 +89,9 @@ type filterStatus struct {
 	ErrorAt    time.Time `json:"error_at,omitzero"`
 	RunningSHA string    `json:"running_sha256,omitempty"`
 	// CallDeadline says whether the running module's callbacks are bounded
-	// (false for modules the operator trusted with --wasm-trusted-*).
+	// (false for modules the operator trusted with --wasm-trusted-*). For a
+	// native filter the deadline is checked when the callback returns (the
+	// instance is then discarded): native code is never interrupted.
 	CallDeadline *bool `json:"call_deadline,omitempty"`
 	// Runtime is how the running module runs: "native" (the official build
 	// of a built-in filter, its Go code linked into the gateway) or "wasm"
