@@ -633,3 +633,53 @@ func foreignPEM(t *testing.T, c tls.Certificate) []byte {
 	t.Helper()
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }
+
+// TestAuthSotWAndDeltaStreamsKeepTheirIdentity: go-control-plane numbers
+// SotW and delta streams from 1 each. The plane once kept a stream's
+// identity by that number, so a delta stream overwrote the SotW stream with
+// the same number: the gateway's stream was then judged by payments'
+// credential and could ask for payments' leaf.
+func TestAuthSotWAndDeltaStreamsKeepTheirIdentity(t *testing.T) {
+	p := startSecurePlane(t)
+	leafPay := meshnames.LeafSecretName("payments")
+	sotw := p.stream(t, p.tlsDial(t), p.tokens["gateway"], gw("gw-sotw"), resource.ClusterType)
+	if _, err := sotw.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(p.xds, p.tlsDial(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-consul-token", p.tokens["payments"]), 30*time.Second)
+	t.Cleanup(func() { cancel(); conn.Close() })
+	delta, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "pay-delta", Cluster: "payments"},
+		TypeUrl: resource.SecretType, ResourceNamesSubscribe: []string{leafPay}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := delta.Recv()
+	if err != nil {
+		t.Fatalf("payments' delta stream asking for its own leaf: %v", err)
+	}
+	if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != leafPay {
+		t.Fatalf("payments' delta stream got %d resources, want its leaf", len(r.GetResources()))
+	}
+	// The gateway's SotW stream now asks for payments' leaf: still judged
+	// by the gateway's token.
+	if err := sotw.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leafPay}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := sotw.Recv()
+		if err != nil {
+			wantCode(t, err, codes.PermissionDenied, "the gateway's SotW stream asking for payments' leaf")
+			return
+		}
+		if r.GetTypeUrl() == resource.SecretType && secretsOf(t, r)[leafPay] != nil {
+			t.Fatal("payments' leaf reached the gateway's SotW stream")
+		}
+	}
+}
