@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
@@ -94,8 +95,12 @@ type Config struct {
 	WasmCallTimeout time.Duration
 	// XDSDialOptions are the gRPC options of the ADS connection: TLS and
 	// the proxy's credential (controlplane/auth.ClientOptions.DialOptions).
-	// Empty means plaintext, for a --insecure-dev plane.
+	// Required with XDSAddress unless XDSInsecure.
 	XDSDialOptions []grpc.DialOption
+	// XDSInsecure, DEVELOPMENT ONLY, dials the plane in plaintext with no
+	// credential (a --insecure-dev plane on loopback) when XDSDialOptions is
+	// empty. Nothing is plaintext unless a caller says so.
+	XDSInsecure bool
 	// Service, when set, runs the gateway as the inbound sidecar of that
 	// Consul service (where there is no Envoy): node.cluster is Service and
 	// node metadata inbound_port is the listener's port, so the plane sends
@@ -162,7 +167,19 @@ func (cfg Config) Validate() error {
 	if cfg.Service == meshnames.GatewayNodeCluster {
 		return fmt.Errorf("gateway: service %q is the edge gateway's own cluster: leave Service (--service) empty for an edge gateway", cfg.Service)
 	}
+	if cfg.XDSAddress != "" && len(cfg.XDSDialOptions) == 0 && !cfg.XDSInsecure {
+		return errors.New("gateway: no xDS credentials: set XDSDialOptions (controlplane/auth.ClientOptions.DialOptions: TLS and the proxy's token), or XDSInsecure for a --insecure-dev plane")
+	}
 	return nil
+}
+
+// xdsDialOptions are cfg's xDS credentials; plaintext only when the caller
+// asked for it (Validate refuses neither).
+func xdsDialOptions(cfg Config) []grpc.DialOption {
+	if len(cfg.XDSDialOptions) == 0 && cfg.XDSInsecure {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return cfg.XDSDialOptions
 }
 
 // withDefaults returns cfg with every unset field that has a default set:
@@ -259,7 +276,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Target: cfg.XDSAddress,
 		Node: &core.Node{Id: cfg.NodeID, Cluster: nodeCluster, Metadata: meta,
 			UserAgentName: "meshwarden-gateway"},
-		DialOptions: cfg.XDSDialOptions,
+		DialOptions: xdsDialOptions(cfg),
 		MinBackoff:  cfg.XDSMinBackoff, MaxBackoff: cfg.XDSMaxBackoff,
 		Logger: g.log, OnEvent: g.met.xdsEvent,
 	}, g.store)

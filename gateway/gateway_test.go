@@ -202,6 +202,8 @@ func TestConfigLifecycle(t *testing.T) {
 		{"no listener", Config{}, "no listener"},
 		{"service is the gateway's own cluster", Config{Listener: lis, Service: meshnames.GatewayNodeCluster}, "edge gateway's own cluster"},
 		{"edge gateway", Config{Listener: lis}, ""},
+		{"plane without credentials", Config{Listener: lis, XDSAddress: "127.0.0.1:1"}, "no xDS credentials"},
+		{"development plane, said so", Config{Listener: lis, XDSAddress: "127.0.0.1:1", XDSInsecure: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -215,7 +217,7 @@ func TestConfigLifecycle(t *testing.T) {
 		d.NodeID != "gateway-"+strconv.Itoa(portOf(lis.Addr())) || d.TracerProvider != nil {
 		t.Fatalf("withDefaults() = %+v", d)
 	}
-	g, err := New(t.Context(), Config{Listener: lis, XDSAddress: "127.0.0.1:1"})
+	g, err := New(t.Context(), Config{Listener: lis, XDSAddress: "127.0.0.1:1", XDSInsecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

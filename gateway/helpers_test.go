@@ -272,7 +272,7 @@ func startGateway(t *testing.T, plane *planeServer, node string, mod func(*Confi
 	if os.Getenv("GATEWAY_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	cfg := Config{XDSAddress: plane.addr, NodeID: node, Listener: lis, AdminListener: alis,
+	cfg := Config{XDSAddress: plane.addr, XDSInsecure: true, NodeID: node, Listener: lis, AdminListener: alis,
 		CacheDir: t.TempDir(), XDSMinBackoff: 20 * time.Millisecond, XDSMaxBackoff: 200 * time.Millisecond,
 		DrainTimeout: 5 * time.Second,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}

@@ -29,7 +29,7 @@ func TestProfileFromGateway(t *testing.T) {
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
 	alis, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, gateway.Config{XDSAddress: deadAddr(t), NodeID: "gw-profile", Listener: lis, AdminListener: alis,
+	g, err := gateway.New(ctx, gateway.Config{XDSAddress: deadAddr(t), XDSInsecure: true, NodeID: "gw-profile", Listener: lis, AdminListener: alis,
 		ProfileTokenFile: tokenFile, XDSMinBackoff: 50 * time.Millisecond, XDSMaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)

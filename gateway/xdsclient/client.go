@@ -23,7 +23,6 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -50,7 +49,9 @@ type Config struct {
 	Target string
 	// Node identifies this proxy to the plane (id, cluster, metadata). Required.
 	Node *core.Node
-	// DialOptions replace the default (plaintext) transport credentials.
+	// DialOptions carry the transport credentials (TLS and the proxy's
+	// token). Required: plaintext only where the caller passes grpc's
+	// insecure credentials itself, for a development plane.
 	DialOptions []grpc.DialOption
 	// MinBackoff and MaxBackoff bound the reconnect delay. Zero means 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
@@ -95,6 +96,9 @@ func New(cfg Config, h Handler) (*Client, error) {
 	if cfg.Node == nil || cfg.Node.GetId() == "" {
 		return nil, errors.New("xds client: node id is empty: set a node id")
 	}
+	if len(cfg.DialOptions) == 0 {
+		return nil, errors.New("xds client: no transport credentials: set DialOptions (TLS and a token; insecure credentials only for a development plane)")
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
 	}
@@ -125,9 +129,6 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 // exponential backoff. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
 	opts := c.cfg.DialOptions
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
 	target := c.cfg.Target
 	if addrs := splitTargets(target); len(addrs) > 1 {
 		// Several replicas: a static resolver with every address and

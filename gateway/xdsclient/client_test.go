@@ -11,6 +11,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -99,7 +100,8 @@ func TestProtocol(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 	h := &handler{}
-	c, err := New(Config{Target: lis.Addr().String(), Node: &core.Node{Id: "n1"}}, h)
+	c, err := New(Config{Target: lis.Addr().String(), Node: &core.Node{Id: "n1"},
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +193,7 @@ func TestNewValidates(t *testing.T) {
 	}{
 		{"no target", Config{Node: &core.Node{Id: "x"}}},
 		{"no node id", Config{Target: "127.0.0.1:1", Node: &core.Node{}}},
+		{"no credentials", Config{Target: "127.0.0.1:1", Node: &core.Node{Id: "x"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(tc.cfg, &handler{}); err == nil {

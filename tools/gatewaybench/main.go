@@ -296,7 +296,7 @@ func (b *bench) startGateway(node string, withFilters, trusted bool, chain ...st
 	if err := b.publish(node, lis.Addr().(*net.TCPAddr).Port, withFilters, chain); err != nil {
 		return "", err
 	}
-	g, err := gateway.New(b.ctx, gateway.Config{XDSAddress: b.plane.Addr().String(), NodeID: node, Listener: lis,
+	g, err := gateway.New(b.ctx, gateway.Config{XDSAddress: b.plane.Addr().String(), XDSInsecure: true, NodeID: node, Listener: lis,
 		Registry: regFor(withFilters && !trusted && !b.nativeOff, b.reg), WasmTrustedSHA256: trustedSums(trusted, b.mods), WasmNativeOff: b.nativeOff,
 		CacheDir: filepath.Join(b.tmp, node), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
