@@ -90,10 +90,7 @@ func startPlaneOpts(t testing.TB, o planeOpts) *securePlane {
 			changes: make(chan controlplane.PolicyChange, 8)}
 		return servePlane(t, p, o)
 	}
-	if testing.Short() {
-		t.Skip("needs a Consul agent")
-	}
-	agent, mgmt := consultest.StartWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
+	agent, mgmt := consultest.LongWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	p := &securePlane{agent: agent, mgmt: mgmt, tokens: map[string]string{}, accessor: map[string]string{},

@@ -32,10 +32,7 @@ import (
 // watching a real Consul agent: lane routing, the weighted split, a health
 // change, and a plane outage.
 func TestRealPlaneOnRealConsul(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a Consul agent")
-	}
-	_, consul := consultest.Start(t)
+	_, consul := consultest.Long(t)
 	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
 	reg := func(id string, u *namedUpstream, version, status string) {
 		registerShop(t, consul, id, u, version, status)

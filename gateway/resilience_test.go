@@ -485,10 +485,7 @@ func TestResilienceUnsupportedRefused(t *testing.T) {
 // of the gateway (the rate limit, the v2 subset's circuit breaker) and the
 // gateway enforces the rate limit.
 func TestResilienceRealPlaneOnRealConsul(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a Consul agent")
-	}
-	_, consul := consultest.Start(t)
+	_, consul := consultest.Long(t)
 	v1, v2 := startUpstream(t, "v1"), startUpstream(t, "v2")
 	registerShop(t, consul, "shop-1", v1, "v1", api.HealthPassing)
 	registerShop(t, consul, "shop-2", v2, "v2", api.HealthPassing)

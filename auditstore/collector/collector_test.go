@@ -223,10 +223,7 @@ func TestNewRefusesNoAuth(t *testing.T) {
 }
 
 func TestRegistersInConsul(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a Consul agent")
-	}
-	_, c := consultest.Start(t)
+	_, c := consultest.Long(t)
 	addr, _ := start(t, Config{Tokens: []string{"x"}})
 	a, _ := net.ResolveTCPAddr("tcp", addr)
 	dereg, err := RegisterConsul(c, a, false)

@@ -15,10 +15,7 @@ import (
 // TestPolicyHistory lists the store's history and verifies its chain; an
 // entry edited in Consul KV fails the command.
 func TestPolicyHistory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a Consul agent")
-	}
-	a, client := consultest.Start(t)
+	a, client := consultest.Long(t)
 	ctx := context.Background()
 	store := policystore.New(client, "")
 	var base *policystore.Set

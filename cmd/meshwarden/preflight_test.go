@@ -107,10 +107,7 @@ func startCollector(t *testing.T) string {
 // from its CA, a gateway token and a running collector every check passes;
 // each missing or wrong part fails its own check, named in the exit error.
 func TestPreflightOnRealConsul(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a Consul agent")
-	}
-	agent, mgmt := consultest.StartWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
+	agent, mgmt := consultest.LongWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
 	ctx := context.Background()
 	dir := t.TempDir()
 	write := func(name, content string) string {

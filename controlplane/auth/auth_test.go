@@ -22,10 +22,7 @@ import (
 
 func startACLConsul(t *testing.T) (*consulagent.Agent, *api.Client) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a Consul agent")
-	}
-	return consultest.StartWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
+	return consultest.LongWith(t, consulagent.Options{ManagementToken: consulagent.NewToken()})
 }
 
 func newAuth(t *testing.T, a *consulagent.Agent, now func() time.Time) *auth.Authenticator {
@@ -103,10 +100,7 @@ func TestAuthTokens(t *testing.T) {
 // TestAuthRefusesConsulWithoutACLs: with ACLs off every caller would
 // pass, so the plane does not start.
 func TestAuthRefusesConsulWithoutACLs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a Consul agent")
-	}
-	a, _ := consultest.Start(t)
+	a, _ := consultest.Long(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	au := newAuth(t, a, nil)

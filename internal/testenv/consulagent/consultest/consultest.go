@@ -20,6 +20,22 @@ func Start(t testing.TB) (*consulagent.Agent, *api.Client) {
 	return StartWith(t, consulagent.Options{})
 }
 
+// Long is Start for a test that -short leaves out: under -short it skips t
+// ("needs a Consul agent") before anything starts.
+func Long(t testing.TB) (*consulagent.Agent, *api.Client) {
+	t.Helper()
+	return LongWith(t, consulagent.Options{})
+}
+
+// LongWith is StartWith for a test that -short leaves out (see Long).
+func LongWith(t testing.TB, opts consulagent.Options) (*consulagent.Agent, *api.Client) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	return StartWith(t, opts)
+}
+
 // StartWith runs an agent with opts for the life of t. Free ports are
 // chosen, then released for Consul to bind: an agent another test package
 // started at the same moment may take one first, so that one error ("address
