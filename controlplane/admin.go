@@ -6,12 +6,12 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/buildinfo"
+	"github.com/meshwarden/meshwarden/internal/pprofserve"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -159,16 +159,7 @@ func (s *Server) AdminHandler(metricsPublic bool) http.Handler {
 	// Runtime profiles (CPU, heap, goroutines, mutex, block) for whoever
 	// may read the plane's status: stack traces and sizes, no data.
 	mux.HandleFunc("GET /debug/pprof/", s.require(auth.OperatorRead, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-		switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
-		case "profile":
-			pprof.Profile(w, r)
-		case "trace":
-			pprof.Trace(w, r)
-		case "cmdline", "symbol":
-			http.NotFound(w, r)
-		default:
-			pprof.Index(w, r)
-		}
+		pprofserve.Serve(w, r)
 	}))
 	mux.HandleFunc("GET /v1/status", s.require(auth.OperatorRead, func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
 		writeJSON(w, http.StatusOK, s.Status())

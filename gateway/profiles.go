@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"strings"
+
+	"github.com/meshwarden/meshwarden/internal/pprofserve"
 )
 
 // profilesHandler serves Go's runtime profiles (CPU, heap, goroutines,
@@ -36,15 +37,6 @@ func (g *Gateway) profilesHandler() http.Handler {
 			http.Error(w, "profiles need Authorization: Bearer <the token in --admin-token-file>", http.StatusUnauthorized)
 			return
 		}
-		switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
-		case "profile":
-			pprof.Profile(w, r)
-		case "trace":
-			pprof.Trace(w, r)
-		case "cmdline", "symbol":
-			http.NotFound(w, r)
-		default:
-			pprof.Index(w, r)
-		}
+		pprofserve.Serve(w, r)
 	})
 }
