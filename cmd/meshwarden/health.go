@@ -7,15 +7,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/health"
 	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 )
 
 func newHealthCmd() *cobra.Command {
-	var plane, format string
-	var po auth.ClientOptions
+	var o planeCLI
 	cmd := &cobra.Command{
 		Use:   "health",
 		Short: "Show the health score of every service subset, as the plane computes it",
@@ -48,7 +46,7 @@ Exit status 1 when a subset is UNHEALTHY (for scripts), 0 otherwise.`,
   meshwarden health --plane 127.0.0.1:18001 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := showFromPlane(cmd, plane, po, format, (*preview.PlaneClient).Health,
+			st, err := showFromPlane(cmd, &o, (*preview.PlaneClient).Health,
 				func(out io.Writer, st *health.Status) error { printHealth(out, st); return nil })
 			if err != nil {
 				return err
@@ -65,9 +63,8 @@ Exit status 1 when a subset is UNHEALTHY (for scripts), 0 otherwise.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs operator:read")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "text or json")
-	planeFlags(cmd, &po)
+	o.planeFlags(cmd, "operator:read")
+	cmd.Flags().StringVarP(&o.format, "output", "o", "text", "text or json")
 	return cmd
 }
 

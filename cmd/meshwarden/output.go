@@ -18,13 +18,30 @@ func writeJSON(out io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// showFromPlane asks the plane at plane (credentials po) with get and
-// prints the answer to cmd's output: indented JSON when format is "json",
-// else with text. It returns the answer, for the command's exit status.
-func showFromPlane[T any](cmd *cobra.Command, plane string, po auth.ClientOptions, format string,
+// planeCLI is what a command asking the plane's admin API is given: the
+// plane's address, the credentials (planeFlags) and the output format.
+type planeCLI struct {
+	plane, format string
+	po            auth.ClientOptions
+}
+
+// planeFlags adds --plane, whose token needs the permission needs, and the
+// credentials; a command with an output format adds its flag (o.format).
+func (o *planeCLI) planeFlags(cmd *cobra.Command, needs string) {
+	cmd.Flags().StringVar(&o.plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs "+needs)
+	planeFlags(cmd, &o.po)
+}
+
+// client returns an authenticated client of the plane's admin API.
+func (o *planeCLI) client() (*preview.PlaneClient, error) { return planeClient(o.plane, o.po) }
+
+// showFromPlane asks the plane of o with get and prints the answer to cmd's
+// output: indented JSON when o.format is "json", else with text. It returns
+// the answer, for the command's exit status.
+func showFromPlane[T any](cmd *cobra.Command, o *planeCLI,
 	get func(*preview.PlaneClient, context.Context) (T, error), text func(io.Writer, T) error) (T, error) {
 	var zero T
-	c, err := planeClient(plane, po)
+	c, err := o.client()
 	if err != nil {
 		return zero, err
 	}
@@ -33,7 +50,7 @@ func showFromPlane[T any](cmd *cobra.Command, plane string, po auth.ClientOption
 		return zero, err
 	}
 	out := cmd.OutOrStdout()
-	if format == "json" {
+	if o.format == "json" {
 		return v, writeJSON(out, v)
 	}
 	return v, text(out, v)

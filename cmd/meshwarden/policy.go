@@ -377,17 +377,16 @@ Your token needs mesh:write.`,
 }
 
 func newPolicyStatusCmd() *cobra.Command {
-	var plane, format string
-	var po auth.ClientOptions
+	var o planeCLI
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the plane's policy revision and its last rejection",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if plane == "" {
+			if o.plane == "" {
 				return exitcode.Usagef("status needs --plane: the control plane's admin address")
 			}
-			c, err := planeClient(plane, po)
+			c, err := o.client()
 			if err != nil {
 				return err
 			}
@@ -396,7 +395,7 @@ func newPolicyStatusCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if format == "json" {
+			if o.format == "json" {
 				var pretty bytes.Buffer
 				if json.Indent(&pretty, b, "", "  ") == nil {
 					b = append(pretty.Bytes(), '\n')
@@ -444,9 +443,8 @@ func newPolicyStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs operator:read")
-	planeFlags(cmd, &po)
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json (the plane's status document)")
+	o.planeFlags(cmd, "operator:read")
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json (the plane's status document)")
 	return cmd
 }
 

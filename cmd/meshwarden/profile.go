@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 )
 
@@ -26,9 +25,9 @@ var profileKinds = map[string]string{
 // authenticated /debug/pprof/.
 func newProfileCmd() *cobra.Command {
 	var (
-		plane, gatewayAdmin, adminTokenFile, out string
-		seconds                                  int
-		po                                       auth.ClientOptions
+		o                                 planeCLI
+		gatewayAdmin, adminTokenFile, out string
+		seconds                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "profile cpu|heap|allocs|goroutine|mutex|block|threadcreate|trace",
@@ -58,7 +57,7 @@ process's --mutex-profile-fraction and --block-profile-rate.`,
 			if path == "profile" || path == "trace" {
 				q = fmt.Sprintf("?seconds=%d", seconds)
 			}
-			b, err := fetchProfile(cmd.Context(), plane, gatewayAdmin, adminTokenFile, po, "/debug/pprof/"+path+q)
+			b, err := fetchProfile(cmd.Context(), &o, gatewayAdmin, adminTokenFile, "/debug/pprof/"+path+q)
 			if err != nil {
 				return err
 			}
@@ -70,18 +69,17 @@ process's --mutex-profile-fraction and --block-profile-rate.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs operator:read")
 	fl.StringVar(&gatewayAdmin, "gateway", "", "a gateway's admin URL (e.g. http://127.0.0.1:19000) instead of the plane")
 	fl.StringVar(&adminTokenFile, "admin-token-file", "", "with --gateway: the file of the gateway's --admin-token-file")
 	fl.IntVar(&seconds, "seconds", 5, "duration of a cpu profile or an execution trace")
 	fl.StringVarP(&out, "output", "o", "", "file to write the profile to")
-	planeFlags(cmd, &po)
+	o.planeFlags(cmd, "operator:read")
 	return cmd
 }
 
 // fetchProfile GETs path from the gateway (bearer token) or the plane
 // (its admin client: TLS by SPIFFE id and the Consul token).
-func fetchProfile(ctx context.Context, plane, gatewayAdmin, tokenFile string, po auth.ClientOptions, path string) ([]byte, error) {
+func fetchProfile(ctx context.Context, o *planeCLI, gatewayAdmin, tokenFile, path string) ([]byte, error) {
 	var hc *http.Client
 	var url string
 	hdr := http.Header{}
@@ -96,7 +94,7 @@ func fetchProfile(ctx context.Context, plane, gatewayAdmin, tokenFile string, po
 		hdr.Set("Authorization", "Bearer "+string(bytes.TrimSpace(tok)))
 		hc, url = &http.Client{}, strings.TrimSuffix(gatewayAdmin, "/")+path
 	} else {
-		c, err := planeClient(plane, po)
+		c, err := o.client()
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
 )
@@ -17,8 +16,7 @@ import (
 // newProxyStatusCmd is istioctl's proxy-status for Meshwarden: every proxy
 // the plane serves and whether it runs the configuration the plane sent.
 func newProxyStatusCmd() *cobra.Command {
-	var plane, format string
-	var po auth.ClientOptions
+	var o planeCLI
 	cmd := &cobra.Command{
 		Use:   "proxy-status",
 		Short: "List the proxies the plane serves and whether they run what it sent",
@@ -37,7 +35,7 @@ Exit status 1 when any proxy is not SYNCED (for scripts), 0 otherwise.`,
   meshwarden proxy-status --plane 10.0.0.5:18001 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nodes, err := showFromPlane(cmd, plane, po, format, (*preview.PlaneClient).NodeStatuses, printProxyStatus)
+			nodes, err := showFromPlane(cmd, &o, (*preview.PlaneClient).NodeStatuses, printProxyStatus)
 			if err != nil {
 				return err
 			}
@@ -47,9 +45,8 @@ Exit status 1 when any proxy is not SYNCED (for scripts), 0 otherwise.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs operator:read")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "text or json")
-	planeFlags(cmd, &po)
+	o.planeFlags(cmd, "operator:read")
+	cmd.Flags().StringVarP(&o.format, "output", "o", "text", "text or json")
 	return cmd
 }
 
@@ -115,8 +112,7 @@ var proxyConfigTypes = map[string]string{
 }
 
 func newProxyConfigCmd() *cobra.Command {
-	var plane, format string
-	var po auth.ClientOptions
+	var o planeCLI
 	cmd := &cobra.Command{
 		Use:   "proxy-config NODE [listeners|routes|clusters|endpoints|secrets|extensions|all]",
 		Short: "Show the xDS resources the plane serves one proxy",
@@ -138,10 +134,10 @@ redacted. NODE is a node id as proxy-status lists it.`,
 				}
 				kind = k
 			}
-			if format != "yaml" && format != "json" {
-				return exitcode.Usagef("--output %q: use yaml or json", format)
+			if o.format != "yaml" && o.format != "json" {
+				return exitcode.Usagef("--output %q: use yaml or json", o.format)
 			}
-			c, err := planeClient(plane, po)
+			c, err := o.client()
 			if err != nil {
 				return err
 			}
@@ -160,12 +156,11 @@ redacted. NODE is a node id as proxy-status lists it.`,
 					v = []any{}
 				}
 			}
-			return writeAs(cmd.OutOrStdout(), v, format)
+			return writeAs(cmd.OutOrStdout(), v, o.format)
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs mesh:read")
-	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "yaml or json")
-	planeFlags(cmd, &po)
+	o.planeFlags(cmd, "mesh:read")
+	cmd.Flags().StringVarP(&o.format, "output", "o", "yaml", "yaml or json")
 	return cmd
 }
 

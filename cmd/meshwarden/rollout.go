@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshwarden/meshwarden/controlplane"
-	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/controlplane/preview"
 	"github.com/meshwarden/meshwarden/controlplane/rollout"
 	"github.com/meshwarden/meshwarden/internal/exitcode"
@@ -54,10 +53,7 @@ plane's signed change log (op_type ROLLOUT_DECISION) and its log.`,
 	return cmd
 }
 
-type rolloutCLI struct {
-	plane, format string
-	po            auth.ClientOptions
-}
+type rolloutCLI struct{ planeCLI }
 
 func (o *rolloutCLI) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.plane, "plane", defaultPlane(), "the control plane's admin address ($MESHWARDEN_PLANE)")
@@ -106,7 +102,7 @@ its last decisions.`,
 }
 
 func (o *rolloutCLI) list(ctx context.Context, args []string) ([]controlplane.RolloutRecord, error) {
-	c, err := planeClient(o.plane, o.po)
+	c, err := o.client()
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +186,7 @@ and the rollout ends (Aborted). To start again, change the Rollout policy
 		Example: "  meshwarden rollout " + verb + " payments-v2 --plane 127.0.0.1:18001 --ca-file connect-ca.pem --token-file alice.token",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := showFromPlane(cmd, o.plane, o.po, o.format,
+			_, err := showFromPlane(cmd, &o.planeCLI,
 				func(c *preview.PlaneClient, ctx context.Context) (*controlplane.RolloutRecord, error) {
 					r, err := c.RolloutCommand(ctx, args[0], verb)
 					if err != nil {

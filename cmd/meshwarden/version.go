@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/internal/buildinfo"
 )
 
@@ -19,9 +18,8 @@ type versionReport struct {
 }
 
 func newVersionCmd() *cobra.Command {
-	var plane, format string
+	var o planeCLI
 	var client bool
-	var po auth.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the client's and the plane's version, commit and Go toolchain",
@@ -38,32 +36,31 @@ refuses the credentials is reported on its line; the exit status stays 0
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := versionReport{Client: buildinfo.Get()}
 			if !client {
-				r.Plane, r.PlaneError = planeVersion(cmd, plane, po)
+				r.Plane, r.PlaneError = planeVersion(cmd, &o)
 			}
 			out := cmd.OutOrStdout()
-			if format == "json" {
+			if o.format == "json" {
 				return writeJSON(out, r)
 			}
 			fmt.Fprintln(out, r.Client)
 			switch {
 			case r.Plane != nil:
-				fmt.Fprintf(out, "plane %s: %s\n", plane, r.Plane)
+				fmt.Fprintf(out, "plane %s: %s\n", o.plane, r.Plane)
 			case !client:
-				fmt.Fprintf(out, "plane %s: %s\n", plane, r.PlaneError)
+				fmt.Fprintf(out, "plane %s: %s\n", o.plane, r.PlaneError)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&plane, "plane", defaultPlane(), "control plane admin address (host:port or https URL; $MESHWARDEN_PLANE); needs operator:read")
+	o.planeFlags(cmd, "operator:read")
 	cmd.Flags().BoolVar(&client, "client", false, "print this binary's version only, do not ask the plane")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "text or json")
-	planeFlags(cmd, &po)
+	cmd.Flags().StringVarP(&o.format, "output", "o", "text", "text or json")
 	return cmd
 }
 
 // planeVersion asks the plane for its build; on failure it returns why.
-func planeVersion(cmd *cobra.Command, plane string, po auth.ClientOptions) (*buildinfo.Info, string) {
-	c, err := planeClient(plane, po)
+func planeVersion(cmd *cobra.Command, o *planeCLI) (*buildinfo.Info, string) {
+	c, err := o.client()
 	if err != nil {
 		return nil, "not asked: " + err.Error()
 	}
