@@ -7,24 +7,29 @@ import (
 	"testing"
 )
 
-// TestServe: named profiles and the index are served, cmdline and symbol
-// never are.
+// get serves GET path and returns the status and body.
+func get(path string) (int, string) {
+	rec := httptest.NewRecorder()
+	Serve(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+// TestServe: the index and the named profiles are served, cmdline and
+// symbol never are (404, not pprof's "Unknown profile").
 func TestServe(t *testing.T) {
-	for _, tc := range []struct {
-		path string
-		code int
-		has  string
-	}{
-		{"/debug/pprof/", http.StatusOK, "goroutine"},
-		{"/debug/pprof/heap?debug=1", http.StatusOK, "heap profile"},
-		{"/debug/pprof/goroutine?debug=1", http.StatusOK, "goroutine profile"},
-		{"/debug/pprof/cmdline", http.StatusNotFound, "404 page not found"},
-		{"/debug/pprof/symbol", http.StatusNotFound, "404 page not found"},
-	} {
-		rec := httptest.NewRecorder()
-		Serve(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
-		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.has) {
-			t.Errorf("GET %s: %d %.80q, want %d with %q", tc.path, rec.Code, rec.Body.String(), tc.code, tc.has)
+	served := map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/heap?debug=1":      "heap profile",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile",
+	}
+	for path, has := range served {
+		if code, body := get(path); code != http.StatusOK || !strings.Contains(body, has) {
+			t.Errorf("GET %s: %d %.80q, want 200 with %q", path, code, body, has)
+		}
+	}
+	for _, name := range []string{"cmdline", "symbol"} {
+		if code, body := get("/debug/pprof/" + name); code != http.StatusNotFound || body != "404 page not found\n" {
+			t.Errorf("GET /debug/pprof/%s: %d %.80q, want 404 page not found", name, code, body)
 		}
 	}
 }
