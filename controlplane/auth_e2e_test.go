@@ -22,6 +22,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
+	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -540,17 +541,10 @@ func keys[V any](m map[string]V) []string {
 // counter finds a registered collector by metric name.
 func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	if promseries.Family(t, reg, name) == nil {
+		t.Fatalf("metric %s is not registered", name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return gathered{reg: reg, name: name}
-		}
-	}
-	t.Fatalf("metric %s is not registered", name)
-	return nil
+	return gathered{reg: reg, name: name}
 }
 
 // gathered adapts one gathered metric family to testutil.ToFloat64.

@@ -13,6 +13,7 @@ import (
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 	"github.com/meshwarden/meshwarden/internal/testenv/probe"
+	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -340,18 +341,5 @@ func getJSON(t testing.TB, url string, v any) {
 // metricValue sums every sample of the named metric in the plane's registry.
 func metricValue(t testing.TB, s *Server, name string) float64 {
 	t.Helper()
-	fams, err := s.cfg.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return promseries.Sum(t, s.cfg.Registry, name, nil)
 }

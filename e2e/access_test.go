@@ -23,6 +23,7 @@ import (
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
+	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 )
 
 // accessPolicy is the ledger service's AccessPolicy in the test's policy dir.
@@ -254,22 +255,5 @@ func meshClient(t *testing.T, st *demo.Stack, service string) *http.Client {
 // accessCount sums meshwarden_gateway_access_decisions_total for decision.
 func accessCount(t *testing.T, reg *prometheus.Registry, decision string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != "meshwarden_gateway_access_decisions_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "decision" && l.GetValue() == decision {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
+	return promseries.Sum(t, reg, "meshwarden_gateway_access_decisions_total", map[string]string{"decision": decision})
 }

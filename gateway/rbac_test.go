@@ -32,6 +32,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 	"github.com/meshwarden/meshwarden/internal/auditevent"
+	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -321,24 +322,8 @@ func decodeJSON(r io.Reader, v any) error {
 // counterValue reads one counter from reg by name and exact labels.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue metrics
-				}
-			}
+	for _, m := range promseries.Family(t, reg, name).GetMetric() {
+		if len(m.GetLabel()) == len(labels) && promseries.Match(m, labels) {
 			return m.GetCounter().GetValue()
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/testenv/pebbleagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/probe"
+	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 )
 
 // syncBuffer is a goroutine-safe log sink.
@@ -194,20 +195,12 @@ func TestACMEOutageKeepsCertificateAndRaisesAlarm(t *testing.T) {
 // metricValue returns the value of the single series of name.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	mf := promseries.Family(t, reg, name)
+	if mf == nil {
+		t.Fatalf("metric %s not found", name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		if len(mf.GetMetric()) != 1 {
-			t.Fatalf("%s has %d series, want 1", name, len(mf.GetMetric()))
-		}
-		m := mf.GetMetric()[0]
-		return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	if len(mf.GetMetric()) != 1 {
+		t.Fatalf("%s has %d series, want 1", name, len(mf.GetMetric()))
 	}
-	t.Fatalf("metric %s not found", name)
-	return 0
+	return promseries.Value(mf.GetMetric()[0])
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
+	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 	"github.com/meshwarden/meshwarden/ir"
 )
 
@@ -180,21 +181,10 @@ func TestConsulLeafHasSPIFFEIDAndBecomesSDSSecrets(t *testing.T) {
 // metricSeries returns name's values keyed by their "kind" label.
 func metricSeries(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" {
-					out[l.GetValue()] = m.GetGauge().GetValue()
-				}
-			}
+	for _, m := range promseries.Family(t, reg, name).GetMetric() {
+		if kind, ok := promseries.Label(m, "kind"); ok {
+			out[kind] = m.GetGauge().GetValue()
 		}
 	}
 	return out
