@@ -346,13 +346,7 @@ func (b *builder) certs(x *doc, s *CertificatePolicySpec) {
 func (b *builder) access(x *doc, s *AccessPolicySpec) (ir.AccessPolicy, bool) {
 	d := x.dec
 	before := len(b.diags.Errors)
-	if _, ok := d.positions["spec.service"]; ok && !d.failed["spec.service"] {
-		if err := checkService(s.Service); err != nil {
-			d.errPath("spec.service", "%v", err)
-		} else {
-			b.warnMissingService(d, "spec.service", s.Service)
-		}
-	}
+	b.checkSpecService(d, s.Service)
 	if s.Default != "" && s.Default != "deny" && s.Default != "allow" {
 		d.errPath("spec.default", "%q is not a default: use deny (the default) or allow", s.Default)
 	}
@@ -556,6 +550,20 @@ func validMethod(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkSpecService checks spec.service of a policy about one service, when
+// the document sets it and it decoded: a name that is not a service name is
+// an error, a service the catalog does not hold a warning.
+func (b *builder) checkSpecService(d *decoder, svc string) {
+	if _, ok := d.positions["spec.service"]; !ok || d.failed["spec.service"] {
+		return
+	}
+	if err := checkService(svc); err != nil {
+		d.errPath("spec.service", "%v", err)
+		return
+	}
+	b.warnMissingService(d, "spec.service", svc)
 }
 
 func (b *builder) warnMissingService(d *decoder, path, svc string) {

@@ -19,13 +19,7 @@ func (b *builder) compliance(x *doc, s *CompliancePolicySpec) (ir.Compliance, bo
 	d := x.dec
 	before := len(b.diags.Errors)
 	c := ir.Compliance{Service: s.Service, Tags: s.Tags, Source: x.source()}
-	if _, ok := d.positions["spec.service"]; ok && !d.failed["spec.service"] {
-		if err := checkService(s.Service); err != nil {
-			d.errPath("spec.service", "%v", err)
-		} else {
-			b.warnMissingService(d, "spec.service", s.Service)
-		}
-	}
+	b.checkSpecService(d, s.Service)
 	checkNames(d, "spec.tags", "tag", s.Tags, complianceTagRe, "%q is not a tag: use 1 to 64 letters, digits and . _ : / = -, e.g. pci or region=eu")
 	if s.Residency == nil {
 		if len(s.Tags) == 0 && !d.failedUnder("spec.tags") {

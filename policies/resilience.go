@@ -150,13 +150,7 @@ func (b *builder) resilience(x *doc, s *ResiliencePolicySpec) (ir.Resilience, bo
 	d := x.dec
 	before := len(b.diags.Errors)
 	r := ir.Resilience{Service: s.Service, Name: x.name, Source: x.source()}
-	if _, ok := d.positions["spec.service"]; ok && !d.failed["spec.service"] {
-		if err := checkService(s.Service); err != nil {
-			d.errPath("spec.service", "%v", err)
-		} else {
-			b.warnMissingService(d, "spec.service", s.Service)
-		}
-	}
+	b.checkSpecService(d, s.Service)
 	r.ResilienceSettings = b.resilienceSettings(d, "spec", s.ResilienceSettingsSpec)
 	seen := map[string]bool{}
 	for i, o := range s.Subsets {
