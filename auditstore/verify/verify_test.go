@@ -37,6 +37,45 @@ type trail struct {
 	}
 }
 
+// writeCheckpoints replaces the checkpoint log of dir with cps.
+func writeCheckpoints(t *testing.T, dir string, cps []wal.Checkpoint) {
+	t.Helper()
+	var b []byte
+	for _, c := range cps {
+		line, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(append(b, line...), '\n')
+	}
+	if err := os.WriteFile(filepath.Join(dir, wal.CheckpointFile), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cutLastSegment is the truncation attack: it deletes the last segment and
+// every checkpoint from its first seq on. It returns the checkpoints held
+// before the cut (what a witness keeps).
+func (tr *trail) cutLastSegment(t *testing.T) []wal.Checkpoint {
+	t.Helper()
+	cps, err := wal.ReadCheckpoints(tr.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tr.segs[len(tr.segs)-1]
+	if err := os.Remove(last.Path); err != nil {
+		t.Fatal(err)
+	}
+	var keep []wal.Checkpoint
+	for _, c := range cps {
+		if c.Seq < last.FirstSeq {
+			keep = append(keep, c)
+		}
+	}
+	writeCheckpoints(t, tr.dir, keep)
+	return cps
+}
+
 // build writes n records (3 per batch) into a WAL with small segments and
 // signed checkpoints, closes it and indexes every record.
 func build(t *testing.T, n int, signed bool) *trail {
@@ -351,16 +390,7 @@ func TestExternalCheckpointsCatchTruncationWithDeletedLog(t *testing.T) {
 	os.WriteFile(saved, b, 0o640)
 	// The attacker cuts the last segment and every checkpoint after the cut.
 	last := tr.segs[len(tr.segs)-1]
-	os.Remove(last.Path)
-	cps, _ := wal.ReadCheckpoints(tr.dir)
-	var keep []byte
-	for _, c := range cps {
-		if c.Seq < last.FirstSeq {
-			line, _ := json.Marshal(c)
-			keep = append(append(keep, line...), '\n')
-		}
-	}
-	os.WriteFile(filepath.Join(tr.dir, wal.CheckpointFile), keep, 0o640)
+	tr.cutLastSegment(t)
 	if rep, _ := Dir(context.Background(), tr.dir, tr.pub); !rep.OK() {
 		t.Fatalf("expected the local view alone to look intact (that is the attack): %+v", rep.Problem)
 	}
@@ -460,15 +490,9 @@ func TestVerifyFailsClosed(t *testing.T) {
 	})
 	t.Run("checkpoint note altered", func(t *testing.T) {
 		tr := build(t, 30, true)
-		p := filepath.Join(tr.dir, wal.CheckpointFile)
 		cps, _ := wal.ReadCheckpoints(tr.dir)
 		cps[0].Root = cps[1].Root
-		var b []byte
-		for _, c := range cps {
-			line, _ := json.Marshal(c)
-			b = append(append(b, line...), '\n')
-		}
-		os.WriteFile(p, b, 0o640)
+		writeCheckpoints(t, tr.dir, cps)
 		rep, _ := Dir(context.Background(), tr.dir, tr.pub)
 		if rep.OK() || rep.Problem.Kind != "checkpoint" {
 			t.Fatalf("altered root passed:\n%s", format(rep))
@@ -479,17 +503,7 @@ func TestVerifyFailsClosed(t *testing.T) {
 func TestWitness(t *testing.T) {
 	t.Run("deleting the last segment and its checkpoints is caught", func(t *testing.T) {
 		tr := build(t, 60, true)
-		witness, _ := wal.ReadCheckpoints(tr.dir)
-		last := tr.segs[len(tr.segs)-1]
-		os.Remove(last.Path)
-		var keep []byte
-		for _, c := range witness {
-			if c.Seq < last.FirstSeq {
-				line, _ := json.Marshal(c)
-				keep = append(append(keep, line...), '\n')
-			}
-		}
-		os.WriteFile(filepath.Join(tr.dir, wal.CheckpointFile), keep, 0o640)
+		witness := tr.cutLastSegment(t)
 		rep, _ := Verify(context.Background(), tr.dir, tr.pub, Options{Witness: witness, WitnessName: "nats://w", WitnessChecked: true})
 		if rep.OK() || rep.Problem.Kind != "truncated" || !strings.Contains(rep.Problem.Reason, "witness nats://w holds head") {
 			t.Fatalf("witness did not expose the truncation:\n%s", format(rep))
