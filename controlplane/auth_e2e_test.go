@@ -256,6 +256,26 @@ func wantCode(t *testing.T, err error, code codes.Code, what string) {
 
 func gw(id string) *corev3.Node { return &corev3.Node{Id: id, Cluster: meshnames.GatewayNodeCluster} }
 
+// secretDenied asks st for the secrets names and reads until the plane ends
+// the stream with PermissionDenied (what names the case in failures); no
+// SDS response before that may carry the secret leaf.
+func secretDenied(t *testing.T, st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, leaf, what string, names ...string) {
+	t.Helper()
+	if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			wantCode(t, err, codes.PermissionDenied, what)
+			return
+		}
+		if r.GetTypeUrl() == resource.SecretType && secretsOf(t, r)[leaf] != nil {
+			t.Fatalf("%s: %s reached the stream", what, leaf)
+		}
+	}
+}
+
 // secretsOf decodes an SDS response.
 func secretsOf(t *testing.T, r *discovery.DiscoveryResponse) map[string]*tlsv3.Secret {
 	t.Helper()
@@ -330,19 +350,7 @@ func TestAuthXDS(t *testing.T) {
 		}
 		// The same stream now asks for payments' leaf: refused and counted.
 		before := testutil.ToFloat64(counter(t, p.reg, "meshwarden_controlplane_secret_requests_refused_total"))
-		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leafGW, leafPay}}); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				wantCode(t, err, codes.PermissionDenied, "asking for another service's leaf")
-				break
-			}
-			if secretsOf(t, r)[leafPay] != nil {
-				t.Fatal("payments' leaf reached the gateway's stream")
-			}
-		}
+		secretDenied(t, st, leafPay, "asking for another service's leaf", leafGW, leafPay)
 		if after := testutil.ToFloat64(counter(t, p.reg, "meshwarden_controlplane_secret_requests_refused_total")); after != before+1 {
 			t.Errorf("refused secret requests %v -> %v, want +1", before, after)
 		}
@@ -660,17 +668,5 @@ func TestAuthSotWAndDeltaStreamsKeepTheirIdentity(t *testing.T) {
 	}
 	// The gateway's SotW stream now asks for payments' leaf: still judged
 	// by the gateway's token.
-	if err := sotw.Send(&discovery.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{leafPay}}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		r, err := sotw.Recv()
-		if err != nil {
-			wantCode(t, err, codes.PermissionDenied, "the gateway's SotW stream asking for payments' leaf")
-			return
-		}
-		if r.GetTypeUrl() == resource.SecretType && secretsOf(t, r)[leafPay] != nil {
-			t.Fatal("payments' leaf reached the gateway's SotW stream")
-		}
-	}
+	secretDenied(t, sotw, leafPay, "the gateway's SotW stream asking for payments' leaf", leafPay)
 }
