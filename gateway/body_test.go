@@ -30,8 +30,7 @@ func TestBodiesThroughFilters(t *testing.T) {
 	t.Cleanup(echo.Close)
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-body", func(c *Config) { c.MaxBufferBytes = 4 << 10 })
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("echo")}}}}}
+	rc := routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("echo")})
 	plane.set("gw-body", httpListener(t, gw.port(), "r", "conf"), rc,
 		wasmExt(t, "conf", ms.URL+"/conf.wasm", modulefetch.Sum(wasm), false),
 		edsCluster("echo", nil), cla("echo", lbEndpoint(echo.Listener.Addr().String(), 0)))

@@ -56,8 +56,7 @@ func TestCleartextPIIOverRealConnections(t *testing.T) {
 	pki := newPKI(t)
 	gwCert, gwKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/gateway")
 	plane := startPlane(t)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	start := func(node string, mtls bool) *runningGateway {
 		gw := startGateway(t, plane, node, nil)
 		l := httpListener(t, gw.port(), "r", "mw.audit")

@@ -77,8 +77,7 @@ func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
 
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-failclosed", nil)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	plane.set("gw-failclosed", httpListener(t, gw.port(), "r", "mw.audit"), rc, ext,
 		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
 		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),

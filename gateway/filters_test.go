@@ -96,13 +96,12 @@ func TestFiltersFromECDS(t *testing.T) {
 	gw := startGateway(t, plane, "gw-filters", nil)
 	// Routes match x-mw-lane, a header only the filter sets: a request can
 	// reach "stable" only if the route is chosen after the filter ran.
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{
-			{Name: "canary", Match: prefixMatch("/", &route.HeaderMatcher{Name: "x-mw-lane", HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{
-				StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: "canary"}}}}), Action: routeTo("canary")},
-			{Name: "stable", Match: prefixMatch("/", &route.HeaderMatcher{Name: "x-mw-lane",
-				HeaderMatchSpecifier: &route.HeaderMatcher_PresentMatch{PresentMatch: true}}), Action: routeTo("stable")},
-		}}}}
+	rc := routeConfig(
+		&route.Route{Name: "canary", Match: prefixMatch("/", &route.HeaderMatcher{Name: "x-mw-lane", HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{
+			StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: "canary"}}}}), Action: routeTo("canary")},
+		&route.Route{Name: "stable", Match: prefixMatch("/", &route.HeaderMatcher{Name: "x-mw-lane",
+			HeaderMatchSpecifier: &route.HeaderMatcher_PresentMatch{PresentMatch: true}}), Action: routeTo("stable")},
+	)
 	base := func(ext *core.TypedExtensionConfig) {
 		plane.set("gw-filters", httpListener(t, gw.port(), "r", "mw-headers"), rc, ext,
 			edsCluster("stable", nil), edsCluster("canary", nil),
@@ -213,8 +212,7 @@ func TestTrustedFilterRunsWithoutDeadline(t *testing.T) {
 	plane := startPlane(t)
 	stable := startUpstream(t, "stable")
 	gw := startGateway(t, plane, "gw-trusted", func(c *Config) { c.WasmTrustedSHA256 = []string{modulefetch.Sum(headers)} })
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")}}}}}
+	rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")})
 	plane.set("gw-trusted", httpListener(t, gw.port(), "r", "mw-headers", "mw-noop"), rc,
 		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(headers), false),
 		wasmExt(t, "mw-noop", ms.URL+"/noop.wasm", modulefetch.Sum(noop), false),
@@ -257,8 +255,7 @@ func TestWASIModeFlag(t *testing.T) {
 	for _, mode := range []wasmhost.WASIMode{"", wasmhost.WASIFull} {
 		node := "gw-wasi-" + string(mode)
 		gw := startGateway(t, plane, node, func(c *Config) { c.WasmWASI = mode })
-		rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-			Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")}}}}}
+		rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")})
 		plane.set(node, httpListener(t, gw.port(), "r", "mw-file"), rc,
 			wasmExt(t, "mw-file", ms.URL+"/file.wasm", modulefetch.Sum(file), false),
 			edsCluster("stable", nil), cla("stable", lbEndpoint(stable.addr(), 0)))
@@ -298,8 +295,7 @@ func TestRetiredPluginsWaitForEveryOlderModel(t *testing.T) {
 	plane := startPlane(t)
 	up := startUpstream(t, "up")
 	gw := startGateway(t, plane, "gw-retire", nil)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+	rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("up")})
 	push := func(path, conf string) {
 		plane.set("gw-retire", httpListener(t, gw.port(), "r", "mw-headers"), rc,
 			wasmFilterExt(t, "mw-headers", "mw-headers", ms.URL+path, sha, wasmv3.FailurePolicy_FAIL_CLOSED, conf),
@@ -359,8 +355,7 @@ func TestFailedVersionForgottenWhenReplaced(t *testing.T) {
 	plane := startPlane(t)
 	up := startUpstream(t, "up")
 	gw := startGateway(t, plane, "gw-forget", nil)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+	rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("up")})
 	push := func(path string) {
 		plane.set("gw-forget", httpListener(t, gw.port(), "r", "mw-headers"), rc,
 			wasmExt(t, "mw-headers", ms.URL+path, sha, false), edsCluster("up", nil), cla("up", lbEndpoint(up.addr(), 0)))

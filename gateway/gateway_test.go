@@ -133,8 +133,7 @@ func TestPlaneOutageSurvived(t *testing.T) {
 	a, b := startUpstream(t, "a"), startUpstream(t, "b")
 	gw := startGateway(t, plane, "gw-out", nil)
 	rc := func(cl string) *route.RouteConfiguration {
-		return &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-			Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo(cl)}}}}}
+		return routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo(cl)})
 	}
 	base := []types.Resource{httpListener(t, gw.port(), "r"), edsCluster("a", nil), edsCluster("b", nil),
 		cla("a", lbEndpoint(a.addr(), 0)), cla("b", lbEndpoint(b.addr(), 0))}
@@ -162,10 +161,11 @@ func TestHealthOutlierAndRetries(t *testing.T) {
 	good, sick, down := startUpstream(t, "good"), startUpstream(t, "sick"), startUpstream(t, "down")
 	sick.code.Store(503)
 	gw := startGateway(t, plane, "gw-health", nil)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Match: prefixMatch("/"), Action: &route.Route_Route{Route: &route.RouteAction{
+	rc := routeConfig(
+		&route.Route{Match: prefixMatch("/"), Action: &route.Route_Route{Route: &route.RouteAction{
 			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: "svc"},
-			RetryPolicy:      &route.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(2)}}}}}}}}
+			RetryPolicy:      &route.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(2)}}}},
+	)
 	cl := edsCluster("svc", func(c *cluster.Cluster) {
 		c.OutlierDetection = &cluster.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(3),
 			BaseEjectionTime: durationpb.New(time.Minute), MaxEjectionPercent: wrapperspb.UInt32(50)}

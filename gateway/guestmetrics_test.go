@@ -37,8 +37,7 @@ func TestGuestMetricsOnAdmin(t *testing.T) {
 	ext := wasmFilterExt(t, "mw.audit", "audit", ms.URL+"/audit.wasm", modulefetch.Sum(wasm), wasmv3.FailurePolicy_FAIL_OPEN, cfg)
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-guestmetrics", nil)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	plane.set("gw-guestmetrics", httpListener(t, gw.port(), "r", "mw.audit"), rc, ext,
 		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
 		cla("app", lbEndpoint(up.addr(), 0)), cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))

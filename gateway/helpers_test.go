@@ -167,6 +167,12 @@ func httpListener(t testing.TB, port int, routeName string, ecds ...string) *lis
 			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(t, h)}}}}}}
 }
 
+// routeConfig is route configuration "r": one virtual host, all domains,
+// the given routes in order.
+func routeConfig(routes ...*route.Route) *route.RouteConfiguration {
+	return &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"}, Routes: routes}}}
+}
+
 func routeTo(cluster string) *route.Route_Route {
 	return &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: cluster}}}
 }

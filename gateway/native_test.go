@@ -60,8 +60,7 @@ func TestOfficialFiltersRunNatively(t *testing.T) {
 	} {
 		t.Run(tc.node, func(t *testing.T) {
 			gw := startGateway(t, plane, tc.node, func(c *Config) { c.WasmNativeOff = tc.off })
-			rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-				Routes: []*route.Route{{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")}}}}}
+			rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("stable")})
 			plane.set(tc.node, httpListener(t, gw.port(), "r", "dye", "mw-noop"), rc,
 				wasmFilterExt(t, "dye", "dye", ms.URL+"/dye.wasm", modulefetch.Sum(dye), 0,
 					`{"rules":[{"match":{"headers":[{"name":"x-user","exact":"u-1"}]},"lane":"canary"}]}`),

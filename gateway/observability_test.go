@@ -26,9 +26,10 @@ func TestTracingAndDrain(t *testing.T) {
 		_, _ = io.WriteString(w, "slow done")
 	})
 	gw := startGateway(t, plane, "gw-obs", func(c *Config) { c.TracerProvider = tp })
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "slow", Match: prefixMatch("/slow"), Action: routeTo("slow")},
-			{Name: "up", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+	rc := routeConfig(
+		&route.Route{Name: "slow", Match: prefixMatch("/slow"), Action: routeTo("slow")},
+		&route.Route{Name: "up", Match: prefixMatch("/"), Action: routeTo("up")},
+	)
 	plane.set("gw-obs", httpListener(t, gw.port(), "r"), rc, edsCluster("up", nil), edsCluster("slow", nil),
 		cla("up", lbEndpoint(up.addr(), 0)), cla("slow", lbEndpoint(slow.addr(), 0)))
 	eventually(t, 10*time.Second, "readiness", gw.g.Ready)
@@ -72,9 +73,10 @@ func TestTracingAndDrain(t *testing.T) {
 			<-hold
 			_, _ = io.WriteString(w, "slow2 done")
 		})
-		rc2 := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-			Routes: []*route.Route{{Name: "slow", Match: prefixMatch("/slow2"), Action: routeTo("slow")},
-				{Name: "up", Match: prefixMatch("/"), Action: routeTo("up")}}}}}
+		rc2 := routeConfig(
+			&route.Route{Name: "slow", Match: prefixMatch("/slow2"), Action: routeTo("slow")},
+			&route.Route{Name: "up", Match: prefixMatch("/"), Action: routeTo("up")},
+		)
 		plane.set("gw-obs", httpListener(t, gw.port(), "r"), rc2, edsCluster("up", nil), edsCluster("slow", nil),
 			cla("up", lbEndpoint(up.addr(), 0)), cla("slow", lbEndpoint(slow2.addr(), 0)))
 		eventually(t, 10*time.Second, "slow2 config", func() bool {

@@ -82,12 +82,11 @@ func TestProtocols(t *testing.T) {
 
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-proto", nil)
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{
-			{Name: "grpc", Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: "/pkg\\.Svc/[A-Za-z]+"}}},
-				Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: "grpc"}}}},
-			{Name: "ws", Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Path{Path: "/ws"}}, Action: routeTo("ws")},
-		}}}}
+	rc := routeConfig(
+		&route.Route{Name: "grpc", Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: "/pkg\\.Svc/[A-Za-z]+"}}},
+			Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: "grpc"}}}},
+		&route.Route{Name: "ws", Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Path{Path: "/ws"}}, Action: routeTo("ws")},
+	)
 	plane.set("gw-proto", httpListener(t, gw.port(), "r", "mw-headers"), rc,
 		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(wasm), false),
 		h2Cluster(t, "grpc"), edsCluster("ws", nil),
@@ -237,9 +236,10 @@ func TestTLSFromSDS(t *testing.T) {
 							ValidationContextSdsSecretConfig: sds(meshnames.RootsSecretName)}}}})}}
 		})
 	}
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Match: prefixMatch("/"), Action: &route.Route_Route{Route: &route.RouteAction{
-			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: "api"}, Timeout: nil}}}}}}}
+	rc := routeConfig(
+		&route.Route{Match: prefixMatch("/"), Action: &route.Route_Route{Route: &route.RouteAction{
+			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: "api"}, Timeout: nil}}},
+	)
 	cert1, key1, serial1 := pki.leaf("spiffe://test.mesh/ns/default/svc/gateway")
 	publish := func(certPEM, keyPEM []byte, san string) {
 		plane.set("gw-tls", lst, rc, secure(san), cla("api", lbEndpoint(up.Listener.Addr().String(), 0)),
@@ -305,8 +305,7 @@ func TestPeerIdentityAndCallout(t *testing.T) {
 			RequireClientCertificate: wrapperspb.Bool(true),
 			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(meshnames.LeafSecretName("gateway"))},
 				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(meshnames.RootsSecretName)}}})}}
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("upstream")}}}}}
+	rc := routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("upstream")})
 	gwCert, gwKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/gateway")
 	plane.set("gw-peer", lst, rc, wasmExt(t, "conf", ms.URL+"/conf.wasm", modulefetch.Sum(wasm), false),
 		edsCluster("upstream", nil), cla("upstream", lbEndpoint(up.addr(), 0)),

@@ -262,8 +262,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	rb := &hcm.HttpFilter{Name: translate.RBACAllowFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(t, authenticatedOnly)}}
 	h.HttpFilters = append(h.HttpFilters[:len(h.HttpFilters)-1], rb, h.HttpFilters[len(h.HttpFilters)-1])
 	l.FilterChains[0].Filters[0].ConfigType = &listener.Filter_TypedConfig{TypedConfig: mustAny(t, h)}
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	plane.set("gw-rbac", l, rc, ext, edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
 		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
 		cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
@@ -339,8 +338,7 @@ func TestRBACSidecarModeAnnouncesService(t *testing.T) {
 	plane := startPlane(t)
 	up := startUpstream(t, "app")
 	gw := startGateway(t, plane, "ledger-1", func(c *Config) { c.Service, c.LocalAppPort = "ledger", 18080 })
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	plane.set("ledger-1", httpListener(t, gw.port(), "r"), rc, edsCluster("app", nil), cla("app", lbEndpoint(up.addr(), 0)))
 	eventually(t, 10*time.Second, "readiness", gw.g.Ready)
 	n := plane.node.Load()

@@ -40,8 +40,7 @@ func TestReadyForApplications(t *testing.T) {
 		t.Fatalf("wait=1h: %d, want 400 (at most 5m)", code)
 	}
 
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	plane.set("gw-ready", httpListener(t, gw.port(), "r", "mw-headers"), rc,
 		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(wasm), false),
 		edsCluster("app", nil), cla("app", lbEndpoint(up.addr(), 0)))

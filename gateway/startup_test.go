@@ -46,8 +46,7 @@ func TestStartUpHangDoesNotWedgeTheGateway(t *testing.T) {
 	lst.FilterChains[0].TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls",
 		ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
 			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(leaf)}}})}}
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("app")})
 	ext := func(name, file, vmConf, conf string) *core.TypedExtensionConfig {
 		e := wasmFilterExt(t, name, name, ms.URL+"/"+file, modulefetch.Sum(ms.files["/"+file]), wasmv3.FailurePolicy_FAIL_CLOSED, conf)
 		w := &wasmfilter.Wasm{}
@@ -127,8 +126,7 @@ func TestStartingFilterWithoutKnownGoodWarms(t *testing.T) {
 	const callTimeout = 3 * time.Second
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-warm", func(c *Config) { c.WasmCallTimeout = callTimeout })
-	rc := &route.RouteConfiguration{Name: "r", VirtualHosts: []*route.VirtualHost{{Name: "all", Domains: []string{"*"},
-		Routes: []*route.Route{{Match: prefixMatch("/"), Action: routeTo("app")}}}}}
+	rc := routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("app")})
 	pushed := time.Now()
 	plane.set("gw-warm", httpListener(t, gw.port(), "r", "f-conf"), rc, edsCluster("app", nil), cla("app", lbEndpoint(up.addr(), 0)),
 		wasmFilterExt(t, "f-conf", "f-conf", ms.URL+"/hostile.wasm", modulefetch.Sum(hostile), wasmv3.FailurePolicy_FAIL_CLOSED, "loop"))
