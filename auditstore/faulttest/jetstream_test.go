@@ -25,15 +25,7 @@ func TestJetStreamDownThenUpNothingMissing(t *testing.T) {
 	probe.Until(t, "5000 records in JetStream", 60*time.Second, func() bool { return natstest.SubjectCount(ns.URL(), natstest.EventsSubject) == total })
 	p.stop(t)
 
-	n, seen := natstest.StreamSeqs(t, ns.URL(), natstest.EventsSubject)
-	if n != 5000 || len(seen) != 5000 {
-		t.Fatalf("JetStream holds %d messages (%d distinct seqs), want 5000", n, len(seen))
-	}
-	for s := uint64(1); s <= 5000; s++ {
-		if seen[s] != 1 {
-			t.Fatalf("seq %d delivered %d times downstream, want once", s, seen[s])
-		}
-	}
+	natstest.WantEachSeqOnce(t, ns.URL(), natstest.EventsSubject, 5000)
 	out, code := verifyCLI(t, e, e.dir)
 	if code != 0 {
 		t.Fatalf("verify:\n%s", out)

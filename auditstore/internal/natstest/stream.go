@@ -35,6 +35,21 @@ func SubjectCount(url, subject string) int {
 	return int(info.State.Subjects[subject])
 }
 
+// WantEachSeqOnce fails t unless subject of the audit stream holds exactly
+// n messages, one for each Mw-Audit-Seq from 1 to n.
+func WantEachSeqOnce(t testing.TB, url, subject string, n uint64) {
+	t.Helper()
+	total, seen := StreamSeqs(t, url, subject)
+	if uint64(total) != n || uint64(len(seen)) != n {
+		t.Fatalf("the stream holds %d messages, %d distinct seqs; want %d and %d", total, len(seen), n, n)
+	}
+	for s := uint64(1); s <= n; s++ {
+		if seen[s] != 1 {
+			t.Fatalf("seq %d delivered %d times downstream, want once", s, seen[s])
+		}
+	}
+}
+
 // StreamSeqs reads every message on subject of the audit stream and
 // returns how many the stream holds and how often each Mw-Audit-Seq value
 // was seen.
