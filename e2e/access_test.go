@@ -23,6 +23,7 @@ import (
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane/auth"
 	"github.com/meshwarden/meshwarden/gateway"
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/promseries"
 )
 
@@ -85,15 +86,7 @@ func TestAccessEnforcedOverMTLS(t *testing.T) {
 
 	orders, intruder := meshClient(t, st, "orders"), meshClient(t, st, "intruder")
 	url := "https://" + sideAddr + "/v1/ledger/entries"
-	call := func(c *http.Client) (int, string) {
-		resp, err := c.Get(url)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := func(c *http.Client) (int, string) { return httpget.Text(ctx, c, url) }
 	eventually(t, 90*time.Second, "the ledger sidecar serving the access policy", func() (bool, string) {
 		code, body := call(intruder)
 		return gw.Ready() && code == http.StatusForbidden, body

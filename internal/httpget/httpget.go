@@ -7,6 +7,7 @@ package httpget
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -21,6 +22,19 @@ func Get(ctx context.Context, c *http.Client, url string) (*http.Response, error
 		c = http.DefaultClient
 	}
 	return c.Do(req)
+}
+
+// Text is Get for a caller that judges the answer: its status and body (the
+// first 4 MiB). A request that fails is status 0 with the error's text as
+// the body.
+func Text(ctx context.Context, c *http.Client, url string) (int, string) {
+	resp, err := Get(ctx, c, url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, string(b)
 }
 
 // OK is Get that wants 200 OK: another status closes the body and is the

@@ -48,3 +48,18 @@ func TestGetAndOK(t *testing.T) {
 		t.Fatal("Get of a malformed URL succeeded")
 	}
 }
+
+// TestText: the status and body of any answer; a failed request is 0 and
+// the error.
+func TestText(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "denied", http.StatusForbidden)
+	}))
+	t.Cleanup(srv.Close)
+	if code, body := Text(t.Context(), srv.Client(), srv.URL); code != http.StatusForbidden || body != "denied\n" {
+		t.Fatalf("Text of a 403: %d %q", code, body)
+	}
+	if code, body := Text(t.Context(), nil, "http://[::1"); code != 0 || !strings.Contains(body, "missing ']'") {
+		t.Fatalf("Text of a malformed URL: %d %q, want 0 and the error", code, body)
+	}
+}

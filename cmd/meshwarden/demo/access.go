@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshwarden/meshwarden/internal/httpget"
 	"github.com/meshwarden/meshwarden/internal/testenv/proc"
 
 	"github.com/hashicorp/consul/api"
@@ -124,13 +125,8 @@ func accessStory(ctx context.Context, st *Stack, out io.Writer) *AccessResult {
 	}
 	url := "https://" + listen + "/v1/ledger/entries"
 	get := func(c *http.Client) (int, string) {
-		resp, err := c.Get(url)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b))
+		code, body := httpget.Text(ctx, c, url)
+		return code, strings.TrimSpace(body)
 	}
 	var body string
 	if !waitFor(ctx, 90*time.Second, func() bool { res.Unlisted, body = get(intruder); return res.Unlisted == http.StatusForbidden }) {

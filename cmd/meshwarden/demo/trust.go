@@ -51,12 +51,12 @@ func printTrust(ctx context.Context, out io.Writer, st *Stack) *Trust {
 	fmt.Fprintf(out, "  the gateway's own token claiming node.cluster=payments (payments' key) -> %s\n", tr.ImpersonatedXDS)
 	dump := st.AdminURL("/v1/config_dump?node=gateway-demo")
 	if hc, err := (auth.ClientOptions{CAFile: st.CAFile, Insecure: st.opts.InsecurePlane}).HTTPClient(); err == nil {
-		tr.AnonymousAdmin, _ = get(ctx, hc, dump)
+		tr.AnonymousAdmin, _ = httpget.Text(ctx, hc, dump)
 	}
 	fmt.Fprintf(out, "  GET /v1/config_dump without a token                                   -> HTTP %d\n", tr.AnonymousAdmin)
 	if hc, err := st.AdminClient(st.OperatorTokenFile); err == nil {
 		var body string
-		tr.OperatorDump, body = get(ctx, hc, dump)
+		tr.OperatorDump, body = httpget.Text(ctx, hc, dump)
 		tr.DumpHasLeaf = strings.Contains(body, meshnames.LeafSecretName(meshnames.GatewayNodeCluster))
 		tr.DumpRedacted = tr.OperatorDump == http.StatusOK && !strings.Contains(body, "PRIVATE KEY") &&
 			(!tr.DumpHasLeaf || strings.Contains(body, translate.Redacted))
@@ -94,14 +94,4 @@ func adsAttempt(ctx context.Context, st *Stack, token string, node *corev3.Node)
 		_, err = s.Recv()
 	}
 	return status.Code(err).String()
-}
-
-func get(ctx context.Context, hc *http.Client, url string) (int, string) {
-	resp, err := httpget.Get(ctx, hc, url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode, string(b)
 }
