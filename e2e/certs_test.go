@@ -184,15 +184,6 @@ func activeConnectRoot(t *testing.T, c *api.Client) *x509.Certificate {
 	return root
 }
 
-func newCAKey(t *testing.T) string {
-	t.Helper()
-	k, err := consulagent.NewCAKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // agentLeaf returns the Consul agent's current leaf for service (the same
 // cached leaf the plane serves over SDS for it).
 func agentLeaf(t *testing.T, c *api.Client, service string) *certs.Certificate {
@@ -329,7 +320,7 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	t.Logf("leaf renewals under load: gateway leaves seen %d, upstream leaves seen %d; load %s", len(clientsBefore), len(serversBefore), load)
 
 	// (b) Root rotation under load.
-	if err := consulagent.SetCAConfig(ctx, st.ConsulAPI, map[string]any{"LeafCertTTL": "2m", "PrivateKey": newCAKey(t), "RootCert": ""}); err != nil {
+	if err := consulagent.RotateRoot(ctx, st.ConsulAPI, "2m"); err != nil {
 		t.Fatal(err)
 	}
 	rotatedAt := time.Now()

@@ -49,16 +49,6 @@ func setCAConfig(t *testing.T, c *api.Client, fields map[string]any) {
 	}
 }
 
-// newRootKey returns a fresh EC private key, PEM-encoded, for a root rotation.
-func newRootKey(t *testing.T) string {
-	t.Helper()
-	k, err := consulagent.NewCAKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // activeRoot returns Consul's active root certificate and trust domain.
 func activeRoot(t *testing.T, c *api.Client) (*x509.Certificate, string) {
 	t.Helper()
@@ -355,7 +345,9 @@ func TestConsulLeafRenewalAndRootRotationUnderLoadZeroFailures(t *testing.T) {
 	sentAtRenewal := res.sent.Load()
 
 	// Root rotation under load: a new CA key.
-	setCAConfig(t, c, map[string]any{"LeafCertTTL": "2m", "PrivateKey": newRootKey(t), "RootCert": ""})
+	if err := consulagent.RotateRoot(context.Background(), c, "2m"); err != nil {
+		t.Fatal(err)
+	}
 	newRoot, _ := activeRoot(t, c)
 	if newRoot.Equal(oldRoot) {
 		t.Fatal("CA config update did not rotate the root")

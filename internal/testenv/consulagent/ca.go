@@ -62,6 +62,16 @@ func NewCAKey() (string, error) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})), nil
 }
 
+// RotateRoot has Consul's Connect CA take a fresh key (NewCAKey), which
+// rotates its root, and sets its leaf TTL to leafTTL (e.g. "2m").
+func RotateRoot(ctx context.Context, c *api.Client, leafTTL string) error {
+	key, err := NewCAKey()
+	if err != nil {
+		return err
+	}
+	return SetCAConfig(ctx, c, map[string]any{"LeafCertTTL": leafTTL, "PrivateKey": key, "RootCert": ""})
+}
+
 // ActiveRoot returns Consul Connect's active root certificate and the
 // trust domain.
 func ActiveRoot(ctx context.Context, c *api.Client) (*x509.Certificate, string, error) {
