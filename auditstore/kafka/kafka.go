@@ -393,6 +393,17 @@ func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err 
 		}
 		return nil
 	}
+	// checkpoint saves the cursor, then exports the checkpoints written so far.
+	checkpoint := func() error {
+		if err := save(); err != nil {
+			return err
+		}
+		if err := x.exportCheckpoints(ctx, cl); err != nil {
+			return err
+		}
+		lastCkpt = time.Now()
+		return nil
+	}
 	defer func() {
 		if serr := save(); serr != nil && err == nil {
 			err = serr
@@ -426,13 +437,9 @@ func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err 
 			inflight++
 		}
 		if inflight == 0 {
-			if err := save(); err != nil {
+			if err := checkpoint(); err != nil {
 				return progressed, err
 			}
-			if err := x.exportCheckpoints(ctx, cl); err != nil {
-				return progressed, err
-			}
-			lastCkpt = time.Now()
 			select {
 			case <-ctx.Done():
 				return progressed, ctx.Err()
@@ -471,13 +478,9 @@ func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err 
 			}
 		}
 		if time.Since(lastCkpt) >= time.Second { // keep checkpoints flowing under constant load
-			if err := save(); err != nil {
+			if err := checkpoint(); err != nil {
 				return progressed, err
 			}
-			if err := x.exportCheckpoints(ctx, cl); err != nil {
-				return progressed, err
-			}
-			lastCkpt = time.Now()
 		}
 		if time.Since(lastLog) >= 5*time.Second && inflight == window {
 			x.cfg.Logf("kafka export: draining backlog: cursor at seq %d, durable head %d", x.Exported(), limit)
