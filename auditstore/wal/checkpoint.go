@@ -147,34 +147,29 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 
 // LoadPrivateKey reads a PKCS#8 PEM Ed25519 private key.
 func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	blk, err := readPEM(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s holds a %T, want an Ed25519 key (make one with `meshwarden audit keygen`)", path, k)
-	}
-	return ek, nil
+	return loadKey[ed25519.PrivateKey](path, x509.ParsePKCS8PrivateKey, "an Ed25519 key (make one with `meshwarden audit keygen`)")
 }
 
 // LoadPublicKey reads a PKIX PEM Ed25519 public key.
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	return loadKey[ed25519.PublicKey](path, x509.ParsePKIXPublicKey, "an Ed25519 public key")
+}
+
+// loadKey reads the PEM key at path, parses its block with parse and wants
+// a K; want names a K in the error.
+func loadKey[K any](path string, parse func([]byte) (any, error), want string) (K, error) {
+	var zero K
 	blk, err := readPEM(path)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	k, err := x509.ParsePKIXPublicKey(blk)
+	k, err := parse(blk)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+		return zero, fmt.Errorf("parse %s: %w", path, err)
 	}
-	ek, ok := k.(ed25519.PublicKey)
+	ek, ok := k.(K)
 	if !ok {
-		return nil, fmt.Errorf("%s holds a %T, want an Ed25519 public key", path, k)
+		return zero, fmt.Errorf("%s holds a %T, want %s", path, k, want)
 	}
 	return ek, nil
 }

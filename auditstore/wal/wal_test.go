@@ -2,8 +2,12 @@ package wal
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -278,6 +282,34 @@ func TestKeyFilesRoundTrip(t *testing.T) {
 	}
 	if !p.Equal(k.Public()) {
 		t.Fatal("public key does not match private key")
+	}
+}
+
+// TestKeyFilesOfAnotherType: a PEM key of another algorithm is refused
+// naming what the file holds and what is wanted.
+func TestKeyFilesOfAnotherType(t *testing.T) {
+	dir := t.TempDir()
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8, _ := x509.MarshalPKCS8PrivateKey(ec)
+	px, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	priv, pub := filepath.Join(dir, "ec.key"), filepath.Join(dir, "ec.pub")
+	if err := os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: px}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPrivateKey(priv); err == nil || err.Error() != priv+" holds a *ecdsa.PrivateKey, want an Ed25519 key (make one with `meshwarden audit keygen`)" {
+		t.Errorf("LoadPrivateKey of an ECDSA key: %v", err)
+	}
+	if _, err := LoadPublicKey(pub); err == nil || err.Error() != pub+" holds a *ecdsa.PublicKey, want an Ed25519 public key" {
+		t.Errorf("LoadPublicKey of an ECDSA key: %v", err)
+	}
+	if _, err := LoadPublicKey(priv); err == nil || !strings.HasPrefix(err.Error(), "parse "+priv+": ") {
+		t.Errorf("LoadPublicKey of a private key: %v", err)
 	}
 }
 
