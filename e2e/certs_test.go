@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/cmd/meshwarden/demo"
 	"github.com/meshwarden/meshwarden/controlplane/certs"
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent"
 )
 
@@ -241,12 +242,7 @@ func dialUpstream(u *demo.Upstream, cert *certs.Certificate) ([]*x509.Certificat
 func signedBy(chain []*x509.Certificate, root *x509.Certificate) error {
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	_, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	return err
+	return pemcert.VerifyChain(chain, pool, time.Time{})
 }
 
 // metricSum adds up every sample of metric on a Prometheus text endpoint.

@@ -20,6 +20,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 )
 
 type lbKind int
@@ -469,12 +471,8 @@ func verifySPIFFE(cs tls.ConnectionState, roots *x509.CertPool, sans []func(stri
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("upstream tls: no peer certificate")
 	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
 	leaf := cs.PeerCertificates[0]
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if err := pemcert.VerifyChain(cs.PeerCertificates, roots, time.Time{}); err != nil {
 		return fmt.Errorf("upstream tls: %w", err)
 	}
 	if len(sans) == 0 {

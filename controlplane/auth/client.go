@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -105,12 +106,8 @@ func ServiceTLS(caFile, service, who string, hostOK bool) (*tls.Config, error) {
 			if err != nil {
 				return err
 			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
 			leaf := cs.PeerCertificates[0]
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			if err := pemcert.VerifyChain(cs.PeerCertificates, pool, time.Time{}); err != nil {
 				return fmt.Errorf("the %s's certificate does not chain to the CA file %s: %w", who, caFile, err)
 			}
 			for _, u := range leaf.URIs {

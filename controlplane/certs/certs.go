@@ -158,13 +158,5 @@ func EncodePEM(certs []*x509.Certificate) []byte {
 // The leaf is checked for any key usage (mesh leaves are both client and
 // server certificates).
 func (c *Certificate) Verify(roots *x509.CertPool, now time.Time) error {
-	inter := x509.NewCertPool()
-	for _, ic := range c.Intermediates {
-		inter.AddCert(ic)
-	}
-	_, err := c.Leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	return err
+	return pemcert.VerifyChain(append([]*x509.Certificate{c.Leaf}, c.Intermediates...), roots, now)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 )
 
 // GetCertificate returns a tls.Config.GetCertificate that always serves
@@ -36,14 +38,7 @@ func (m *Manager) VerifyPeer(chain []*x509.Certificate, allow func(spiffeID stri
 	if len(chain) == 0 {
 		return errors.New("peer sent no certificate")
 	}
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := chain[0].Verify(x509.VerifyOptions{
-		Roots: m.Pool(), Intermediates: inter, CurrentTime: time.Now(),
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	if err := pemcert.VerifyChain(chain, m.Pool(), time.Now()); err != nil {
 		return fmt.Errorf("peer certificate does not chain to the trust bundle: %w", err)
 	}
 	if allow == nil {

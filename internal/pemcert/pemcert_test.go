@@ -54,3 +54,60 @@ func TestCertificates(t *testing.T) {
 		})
 	}
 }
+
+// issue makes a certificate for tmpl signed by parent (tmpl itself when
+// parent is nil) and returns it with its key.
+func issue(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, key
+}
+
+// TestVerifyChain: a leaf for client auth only (a mesh leaf is client and
+// server) chains through its intermediate to the root; without the
+// intermediate, under another root or after it expired, it does not.
+func TestVerifyChain(t *testing.T) {
+	now := time.Now()
+	ca := func(serial int64, cn string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, IsCA: true,
+			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	}
+	root, rootKey := issue(t, ca(1, "root"), nil, nil)
+	inter, interKey := issue(t, ca(2, "intermediate"), root, rootKey)
+	leaf, _ := issue(t, &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "leaf"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, inter, interKey)
+	other, _ := issue(t, ca(4, "other root"), nil, nil)
+	roots, otherRoots := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root)
+	otherRoots.AddCert(other)
+
+	if err := VerifyChain([]*x509.Certificate{leaf, inter}, roots, time.Time{}); err != nil {
+		t.Fatalf("leaf and intermediate under the root: %v", err)
+	}
+	if err := VerifyChain([]*x509.Certificate{leaf}, roots, time.Time{}); err == nil {
+		t.Error("leaf without its intermediate verified")
+	}
+	if err := VerifyChain([]*x509.Certificate{leaf, inter}, otherRoots, time.Time{}); err == nil {
+		t.Error("chain verified under another root")
+	}
+	if err := VerifyChain([]*x509.Certificate{leaf, inter}, roots, now.Add(2*time.Hour)); err == nil {
+		t.Error("chain verified after it expired")
+	}
+	if err := VerifyChain(nil, roots, time.Time{}); err == nil {
+		t.Error("an empty chain verified")
+	}
+}

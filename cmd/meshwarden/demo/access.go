@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshwarden/meshwarden/controlplane/certs"
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 )
 
 // AccessResult is what the access step saw.
@@ -201,14 +202,13 @@ func leafClient(ctx context.Context, c *api.Client, service string) (*http.Clien
 			if err != nil {
 				return err
 			}
-			inter := x509.NewCertPool()
+			chain := []*x509.Certificate{leaf}
 			for _, b := range raw[1:] {
 				if ic, err := x509.ParseCertificate(b); err == nil {
-					inter.AddCert(ic)
+					chain = append(chain, ic)
 				}
 			}
-			_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-			return err
+			return pemcert.VerifyChain(chain, roots, time.Time{})
 		},
 	}}}, nil
 }
