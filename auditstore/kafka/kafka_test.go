@@ -64,6 +64,14 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 	probe.Until(t, what, d, ok)
 }
 
+// startWithWAL starts a broker and opens a signed WAL with opt in a new
+// directory: the start of most exporter tests.
+func startWithWAL(t *testing.T, opt wal.Options) (*kafkatest.Cluster, string, *wal.WAL) {
+	t.Helper()
+	dir := t.TempDir()
+	return kafkatest.Start(t), dir, openWAL(t, dir, opt)
+}
+
 func openWAL(t *testing.T, dir string, opt wal.Options) *wal.WAL {
 	t.Helper()
 	_, k, _ := ed25519.GenerateKey(rand.Reader)
@@ -216,9 +224,7 @@ func dedupe(t *testing.T, rs []*kgo.Record) []*kgo.Record {
 }
 
 func TestExportInOrderWithHeadersAndCheckpoints(t *testing.T) {
-	k := kafkatest.Start(t)
-	dir := t.TempDir()
-	w := openWAL(t, dir, wal.Options{CheckpointEvery: 250})
+	k, dir, w := startWithWAL(t, wal.Options{CheckpointEvery: 250})
 	x := newX(t, dir, k, nil, w)
 	appendN(t, w, 0, 1000)
 	stop := run(t, x)
@@ -317,9 +323,7 @@ func TestExportInOrderWithHeadersAndCheckpoints(t *testing.T) {
 }
 
 func TestResumeFromCursorAfterRestart(t *testing.T) {
-	k := kafkatest.Start(t)
-	dir := t.TempDir()
-	w := openWAL(t, dir, wal.Options{})
+	k, dir, w := startWithWAL(t, wal.Options{})
 	appendN(t, w, 0, 500)
 	runUntil(t, newX(t, dir, k, nil, w), 500)
 
@@ -341,9 +345,7 @@ func TestResumeFromCursorAfterRestart(t *testing.T) {
 }
 
 func TestBrokerOutageThenCatchUpLosesNothing(t *testing.T) {
-	k := kafkatest.Start(t)
-	dir := t.TempDir()
-	w := openWAL(t, dir, wal.Options{CheckpointEvery: 500})
+	k, dir, w := startWithWAL(t, wal.Options{CheckpointEvery: 500})
 	var l logs
 	x := newX(t, dir, k, &l, w)
 	stop := run(t, x)
@@ -382,9 +384,7 @@ func TestBrokerOutageThenCatchUpLosesNothing(t *testing.T) {
 }
 
 func TestBrokerRefusingProduceThenRecovering(t *testing.T) {
-	k := kafkatest.Start(t)
-	dir := t.TempDir()
-	w := openWAL(t, dir, wal.Options{})
+	k, dir, w := startWithWAL(t, wal.Options{})
 	x := newX(t, dir, k, nil, w)
 	stop := run(t, x)
 	appendN(t, w, 0, 300)
@@ -409,9 +409,7 @@ func TestBrokerRefusingProduceThenRecovering(t *testing.T) {
 // re-sends them: the consumer sees each seq at least once, and the key and
 // Mw-Audit-Seq let it drop the copies.
 func TestResentRecordsAreDuplicateFreeBySeq(t *testing.T) {
-	k := kafkatest.Start(t)
-	dir := t.TempDir()
-	w := openWAL(t, dir, wal.Options{})
+	k, dir, w := startWithWAL(t, wal.Options{})
 	appendN(t, w, 0, 1000)
 	runUntil(t, newX(t, dir, k, nil, w), 1000)
 	if err := os.WriteFile(filepath.Join(dir, CursorFile), []byte("600\n"), 0o640); err != nil {
@@ -549,9 +547,7 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 // request, which is how TestBrokerOutageThenCatchUpLosesNothing hung now
 // and then (no failure counted for 30 s, the exporter deaf to cancel).
 func TestUnansweredCheckpointProduceIsBounded(t *testing.T) {
-	k := kafkatest.Start(t)
-	dir := t.TempDir()
-	w := openWAL(t, dir, wal.Options{CheckpointEvery: 100})
+	k, dir, w := startWithWAL(t, wal.Options{CheckpointEvery: 100})
 	var l logs
 	x := newX(t, dir, k, &l, w)
 	x.cfg.AckTimeout = time.Second
