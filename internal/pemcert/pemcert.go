@@ -12,6 +12,29 @@ import (
 	"time"
 )
 
+// VerifyRaw is VerifyChain of the DER certificates a TLS peer sent, for
+// tls.Config.VerifyPeerCertificate of a client that skips the host name
+// check (SPIFFE leaves carry none). An intermediate that does not parse is
+// left out.
+func VerifyRaw(roots *x509.CertPool) func(raw [][]byte, _ [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("no server certificate")
+		}
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		chain := []*x509.Certificate{leaf}
+		for _, b := range raw[1:] {
+			if ic, err := x509.ParseCertificate(b); err == nil {
+				chain = append(chain, ic)
+			}
+		}
+		return VerifyChain(chain, roots, time.Time{})
+	}
+}
+
 // VerifyChain checks that chain (the leaf, then intermediates) chains to
 // one of roots at now (the zero time: the current time). Mesh leaves are
 // SPIFFE certificates, client and server at once, without a host name:

@@ -111,3 +111,29 @@ func TestVerifyChain(t *testing.T) {
 		t.Error("an empty chain verified")
 	}
 }
+
+// TestVerifyRaw: the DER chain a TLS peer sends verifies as VerifyChain
+// does; nothing sent, or bytes that are not a certificate, fail.
+func TestVerifyRaw(t *testing.T) {
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	root, rootKey := issue(t, tmpl, nil, nil)
+	leaf, _ := issue(t, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "leaf"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, root, rootKey)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	verify := VerifyRaw(roots)
+	if err := verify([][]byte{leaf.Raw, []byte("not DER")}, nil); err != nil {
+		t.Fatalf("leaf under the root (and an unparsable extra): %v", err)
+	}
+	if err := verify(nil, nil); err == nil || err.Error() != "no server certificate" {
+		t.Errorf("nothing sent: %v", err)
+	}
+	if err := verify([][]byte{[]byte("not DER")}, nil); err == nil {
+		t.Error("a leaf that is not a certificate verified")
+	}
+	if err := VerifyRaw(x509.NewCertPool())([][]byte{leaf.Raw}, nil); err == nil {
+		t.Error("verified without the root")
+	}
+}
