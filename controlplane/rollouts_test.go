@@ -110,6 +110,11 @@ type rolloutPlane struct {
 	log  *eventLog
 }
 
+// paymentsSet is revision r1: the payments route and the rollouts.
+func paymentsSet(rollouts ...ir.Rollout) *ir.PolicySet {
+	return &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: rollouts}
+}
+
 func startRolloutPlane(t *testing.T, consul *api.Client, ps *ir.PolicySet) *rolloutPlane {
 	t.Helper()
 	rp := &rolloutPlane{prom: &promFake{}, log: &eventLog{}}
@@ -219,7 +224,7 @@ func gatewayWeights(c *adsClient) map[string]uint32 {
 // steps; every step's weight reaches a real ADS stream; the last promotes
 // and the decisions (with evidence) are recorded.
 func TestRolloutPromotesHealthyCanaryThroughXDS(t *testing.T) {
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 10, 50, 100)}}
+	ps := paymentsSet(paymentsRollout("payments-v2", 10, 50, 100))
 	p := startRolloutPlane(t, nil, ps)
 	register(t, p.consul, "payments-1", "payments", 9001, map[string]string{"version": "v1"}, api.HealthPassing)
 	register(t, p.consul, "payments-2", "payments", 9002, map[string]string{"version": "v2"}, api.HealthPassing)
@@ -258,7 +263,7 @@ func TestRolloutPromotesHealthyCanaryThroughXDS(t *testing.T) {
 // TestRollbackOnBreachThenHealthy: a breach at the failure limit moves
 // traffic back to where the rollout started; a healthy check ends it.
 func TestRollbackOnBreachThenHealthy(t *testing.T) {
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 20, 100)}}
+	ps := paymentsSet(paymentsRollout("payments-v2", 20, 100))
 	p := startRolloutPlane(t, nil, ps)
 	p.prom.set(0.5, false, nil)
 	r := p.waitPhase(t, "payments-v2", rollout.RollingBack)
@@ -281,7 +286,7 @@ func TestRollbackEscalatesToWebhook(t *testing.T) {
 	rule := paymentsRollout("payments-v2", 20, 100)
 	rule.Webhook = "http://127.0.0.1:1/hook"
 	rule.HealthTimeout = 300 * time.Millisecond
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	ps := paymentsSet(rule)
 	var mu sync.Mutex
 	var calls []string
 	p := &rolloutPlane{prom: &promFake{value: 1}, log: &eventLog{}}
@@ -309,7 +314,7 @@ func TestRollbackEscalatesToWebhook(t *testing.T) {
 // TestRolloutPausesWhenPrometheusIsDown: failing queries are inconclusive,
 // never a pass; at the limit the rollout pauses and says why.
 func TestRolloutPausesWhenPrometheusIsDown(t *testing.T) {
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 20, 100)}}
+	ps := paymentsSet(paymentsRollout("payments-v2", 20, 100))
 	p := startRolloutPlane(t, nil, ps)
 	p.prom.set(0, false, errors.New(`Get "http://127.0.0.1:9/api/v1/query": connect: connection refused`))
 	r := p.waitPhase(t, "payments-v2", rollout.Paused)
@@ -332,7 +337,7 @@ func TestRolloutPausesWhenPrometheusIsDown(t *testing.T) {
 func TestRolloutEmptyResultIsInconclusive(t *testing.T) {
 	rule := paymentsRollout("payments-v2", 20, 100)
 	rule.OnInconclusive = "rollback"
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	ps := paymentsSet(rule)
 	p := startRolloutPlane(t, nil, ps)
 	p.prom.set(0, true, nil)
 	r := p.waitPhase(t, "payments-v2", rollout.RollingBack)
@@ -349,7 +354,7 @@ func TestRolloutEmptyResultIsInconclusive(t *testing.T) {
 func TestRolloutConflictOnOneServiceRefused(t *testing.T) {
 	first := paymentsRollout("first", 20, 100)
 	first.Steps[0].Approval = true // holds the target
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{first}}
+	ps := paymentsSet(first)
 	p := startRolloutPlane(t, nil, ps)
 	p.waitPhase(t, "first", rollout.AwaitingApproval)
 	applySet(t, p, &ir.PolicySet{Revision: "r2", Routes: ps.Routes, Rollouts: []ir.Rollout{first, paymentsRollout("second", 50, 100)}})
@@ -372,7 +377,7 @@ func TestRolloutConflictOnOneServiceRefused(t *testing.T) {
 func TestRolloutManualEditPauses(t *testing.T) {
 	rule := paymentsRollout("payments-v2", 20, 40, 100)
 	rule.Steps[1].Approval = true
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	ps := paymentsSet(rule)
 	p := startRolloutPlane(t, nil, ps)
 	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
 	edited := paymentsRoute(ir.WeightedSubset{Subset: "v1", Weight: 95}, ir.WeightedSubset{Subset: "v2", Weight: 5})
@@ -401,7 +406,7 @@ func TestRolloutManualEditPauses(t *testing.T) {
 func TestRolloutResumesAfterPlaneRestart(t *testing.T) {
 	rule := paymentsRollout("payments-v2", 30, 60, 100)
 	rule.Steps[1].Approval = true
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	ps := paymentsSet(rule)
 	p := startRolloutPlane(t, nil, ps)
 	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
 	started := p.record(t, "payments-v2").Started
@@ -426,7 +431,7 @@ func TestRolloutResumesAfterPlaneRestart(t *testing.T) {
 func TestRolloutAdminAPI(t *testing.T) {
 	rule := paymentsRollout("payments-v2", 30, 100)
 	rule.Steps[1].Approval = true
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{rule}}
+	ps := paymentsSet(rule)
 	p := startRolloutPlane(t, nil, ps)
 	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
 	var recs []RolloutRecord
@@ -492,7 +497,7 @@ func TestRolloutPausesWhenPrometheusIsUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 20, 100)}}
+	ps := paymentsSet(paymentsRollout("payments-v2", 20, 100))
 	p := &rolloutPlane{log: &eventLog{}}
 	p.plane = startPlane(t, func(c *Config) {
 		c.Policies, c.LoadPolicies = ps, wholeLoader
@@ -507,7 +512,7 @@ func TestRolloutPausesWhenPrometheusIsUnreachable(t *testing.T) {
 // TestRolloutWithoutPrometheusSaysSo: a plane started without
 // --prometheus-url pauses rollouts and says what to add.
 func TestRolloutWithoutPrometheusSaysSo(t *testing.T) {
-	ps := &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: []ir.Rollout{paymentsRollout("payments-v2", 20, 100)}}
+	ps := paymentsSet(paymentsRollout("payments-v2", 20, 100))
 	p := &rolloutPlane{log: &eventLog{}}
 	p.plane = startPlane(t, func(c *Config) {
 		c.Policies, c.LoadPolicies = ps, wholeLoader
