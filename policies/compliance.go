@@ -2,6 +2,7 @@ package policies
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -60,7 +61,7 @@ func (b *builder) warnNoAllowedInstance(d *decoder, c *ir.Compliance) {
 		if in.Healthy && c.Allows(in) {
 			return
 		}
-		if reg := in.Region(c.RegionKey); in.Healthy && reg != "" && !contains(outside, reg) {
+		if reg := in.Region(c.RegionKey); in.Healthy && reg != "" && !slices.Contains(outside, reg) {
 			outside = append(outside, reg)
 		}
 	}
@@ -71,15 +72,6 @@ func (b *builder) warnNoAllowedInstance(d *decoder, c *ir.Compliance) {
 	}
 	d.warnPath("spec.residency.regions", "no healthy instance of %q is in %s (its healthy instances %s): every request to it is refused with 451 until one registers there",
 		c.Service, strings.Join(c.Regions, ", "), where)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // checkNames reports, at path[i], each name that does not match re (with

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -236,11 +237,11 @@ func (b *builder) resilienceSettings(d *decoder, path string, s ResilienceSettin
 			rt.On = []string{"connect-failure", "reset", "5xx"}
 		}
 		for i, c := range rs.On {
-			if !containsString(retryConditions, c) {
+			if !slices.Contains(retryConditions, c) {
 				d.errPath(indexPath(p+".on", i), "%q is not a retry condition: use %s", c, strings.Join(retryConditions, ", "))
 			}
 		}
-		if len(rs.StatusCodes) > 0 && !containsString(rt.On, "retriable-status-codes") {
+		if len(rs.StatusCodes) > 0 && !slices.Contains(rt.On, "retriable-status-codes") {
 			d.errPath(p+".statusCodes", "has no effect without retriable-status-codes in on: add it")
 		}
 		for i, c := range rs.StatusCodes {
@@ -287,15 +288,6 @@ func checkPercent(d *decoder, path string, p float64) {
 	if (p < 0 || p > 100) && !d.failed[path] {
 		d.errPath(path, "%g is not a percentage: use 0 to 100", p)
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // checkResilienceRoutes reports conflicts with the CanaryRoutes: a subset

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -88,7 +89,7 @@ Exit status 0 when every check passes; 1 naming the checks that failed;
 func runPreflight(ctx context.Context, out io.Writer, f preflightFlags) error {
 	skip := map[string]bool{}
 	for _, s := range f.skip {
-		if !contains(preflightChecks, s) {
+		if !slices.Contains(preflightChecks, s) {
 			return exitcode.Usagef("--skip %s: give one of %s", s, strings.Join(preflightChecks, ", "))
 		}
 		skip[s] = true
@@ -357,13 +358,4 @@ func getOK(ctx context.Context, hc *http.Client, u string) error {
 		return err
 	}
 	return resp.Body.Close()
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

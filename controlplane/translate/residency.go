@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -49,7 +50,7 @@ func (s *Shared) residency(svc *ir.Service, c *ir.Compliance) (*ir.Service, bool
 			continue
 		}
 		if in.Healthy {
-			if r := in.Region(c.RegionKey); !containsString(elsewhere, r) {
+			if r := in.Region(c.RegionKey); !slices.Contains(elsewhere, r) {
 				elsewhere = append(elsewhere, r)
 			}
 		}
@@ -144,7 +145,7 @@ func (s *Shared) collectServiceTags(cat *ir.Catalog, names []string, comp map[st
 				for _, t := range strings.Split(v, ",") {
 					t = strings.TrimSpace(t)
 					switch {
-					case t == "" || containsString(tags, t):
+					case t == "" || slices.Contains(tags, t):
 					case !tagRe.MatchString(t):
 						s.Warnings = append(s.Warnings, fmt.Sprintf("consul: instance %s of %q: meta %s: %q is not a tag (letters, digits and . _ : / = -): left out",
 							in.ID, name, meshnames.ComplianceTagsMeta, t))
@@ -182,7 +183,7 @@ func (s *Shared) withServiceTags(conf json.RawMessage, svc string) (json.RawMess
 		}
 	}
 	for _, t := range add {
-		if !containsString(tags, t) {
+		if !slices.Contains(tags, t) {
 			tags = append(tags, t)
 		}
 	}
@@ -192,13 +193,4 @@ func (s *Shared) withServiceTags(conf json.RawMessage, svc string) (json.RawMess
 	}
 	m["serviceTags"] = b
 	return json.Marshal(m)
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
