@@ -364,22 +364,14 @@ func TestAuthXDS(t *testing.T) {
 		wantCode(t, err, codes.PermissionDenied, "payments reusing the gateway's node id")
 	})
 	t.Run("mesh client certificate instead of a token", func(t *testing.T) {
-		leaf, _, err := p.mgmt.Agent().ConnectCALeaf("payments", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := tls.X509KeyPair([]byte(leaf.CertPEM), []byte(leaf.PrivateKeyPEM))
-		if err != nil {
-			t.Fatal(err)
-		}
 		cfg, _ := auth.PlaneTLS(p.caFile)
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.Certificates = []tls.Certificate{consultest.Leaf(t, p.mgmt, "payments")}
 		dial := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
 		st := p.stream(t, dial, "", &corev3.Node{Id: "pay-cert", Cluster: "payments"}, resource.ClusterType)
 		if _, err := st.Recv(); err != nil {
 			t.Fatalf("payments' certificate acting as payments: %v", err)
 		}
-		_, err = firstResponse(p.stream(t, dial, "", gw("gw-by-cert"), resource.SecretType, leafGW))
+		_, err := firstResponse(p.stream(t, dial, "", gw("gw-by-cert"), resource.SecretType, leafGW))
 		wantCode(t, err, codes.PermissionDenied, "payments' certificate acting as the gateway")
 	})
 }

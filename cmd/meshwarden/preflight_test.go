@@ -24,26 +24,12 @@ import (
 	"github.com/meshwarden/meshwarden/internal/testenv/consulagent/consultest"
 )
 
-// connectLeaf returns the Connect leaf Consul issues for service.
-func connectLeaf(t *testing.T, c *api.Client, service string) tls.Certificate {
-	t.Helper()
-	leaf, _, err := c.Agent().ConnectCALeaf(service, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair([]byte(leaf.CertPEM), []byte(leaf.PrivateKeyPEM))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
 // serveLeaf serves TLS on loopback with the Connect leaf Consul issues for
 // service (a stand-in for the plane's xDS port: preflight checks only the
 // handshake and the certificate) and returns its address.
 func serveLeaf(t *testing.T, c *api.Client, service string) string {
 	t.Helper()
-	cert := connectLeaf(t, c, service)
+	cert := consultest.Leaf(t, c, service)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +52,7 @@ func serveLeaf(t *testing.T, c *api.Client, service string) string {
 // service, as a collector run with a Connect certificate does.
 func serveHealthTLS(t *testing.T, c *api.Client, service string) string {
 	t.Helper()
-	cert := connectLeaf(t, c, service)
+	cert := consultest.Leaf(t, c, service)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			http.NotFound(w, r)

@@ -5,6 +5,7 @@ package consultest
 
 import (
 	"context"
+	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,21 @@ func LongWith(t testing.TB, opts consulagent.Options) (*consulagent.Agent, *api.
 		t.Skip("needs a Consul agent")
 	}
 	return StartWith(t, opts)
+}
+
+// Leaf returns the Connect leaf the agent of c issues for service, as a TLS
+// certificate to present.
+func Leaf(t testing.TB, c *api.Client, service string) tls.Certificate {
+	t.Helper()
+	leaf, _, err := c.Agent().ConnectCALeaf(service, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair([]byte(leaf.CertPEM), []byte(leaf.PrivateKeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
 
 // StartWith runs an agent with opts for the life of t. Free ports are
