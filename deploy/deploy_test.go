@@ -206,26 +206,14 @@ func TestUnitFlags(t *testing.T) {
 	}
 }
 
-// execStart returns the words of a unit's ExecStart (continuation lines
-// joined).
+// execStart returns the words of a unit's first ExecStart (continuation
+// lines joined).
 func execStart(t *testing.T, unit string) []string {
 	t.Helper()
-	var cmd strings.Builder
-	in := false
-	for _, line := range strings.Split(read(t, unit), "\n") {
-		if strings.HasPrefix(line, "ExecStart=") {
-			in, line = true, strings.TrimPrefix(line, "ExecStart=")
-		}
-		if !in {
-			continue
-		}
-		more := strings.HasSuffix(line, "\\")
-		cmd.WriteString(strings.TrimSuffix(line, "\\") + " ")
-		if !more {
-			break
-		}
+	if lines := execLines(t, unit, "ExecStart="); len(lines) > 0 {
+		return lines[0]
 	}
-	return strings.Fields(cmd.String())
+	return nil
 }
 
 func read(t *testing.T, path string) string {
