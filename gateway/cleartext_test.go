@@ -29,9 +29,7 @@ import (
 // the card is refused over plaintext (426, audited) and forwarded masked
 // over mTLS.
 func TestCleartextPIIOverRealConnections(t *testing.T) {
-	wasm := buildAuditFilter(t)
-	ms := startModuleServer(t)
-	ms.put("/audit.wasm", wasm)
+	ms, wasm := serveAuditFilter(t)
 	var (
 		mu     sync.Mutex
 		bodies []string

@@ -18,14 +18,18 @@ import (
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
-// buildAuditFilter builds the real filters/audit module once per test binary.
-func buildAuditFilter(t *testing.T) []byte {
+// serveAuditFilter builds the real filters/audit module (once per test
+// binary) and serves it at /audit.wasm on a new module server; it returns
+// the server and the module.
+func serveAuditFilter(t *testing.T) (*moduleServer, []byte) {
 	t.Helper()
 	wasm, err := guests.Build("filters/audit", "../filters/audit/wasm")
 	if err != nil {
 		t.Fatalf("build the audit filter: %v", err)
 	}
-	return wasm
+	ms := startModuleServer(t)
+	ms.put("/audit.wasm", wasm)
+	return ms, wasm
 }
 
 // TestFailClosedAuditHoldsRequestUntilAck: a fail-closed audited POST with
@@ -33,9 +37,7 @@ func buildAuditFilter(t *testing.T) []byte {
 // intent record, and must not reach it at all when the collector refuses:
 // the client gets the filter's 503.
 func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
-	wasm := buildAuditFilter(t)
-	ms := startModuleServer(t)
-	ms.put("/audit.wasm", wasm)
+	ms, wasm := serveAuditFilter(t)
 
 	var (
 		collectorOK  atomic.Bool

@@ -25,9 +25,7 @@ import (
 // while the collector answers; send failures and drops (a buffer of 2)
 // while it refuses.
 func TestGuestMetricsOnAdmin(t *testing.T) {
-	wasm := buildAuditFilter(t)
-	ms := startModuleServer(t)
-	ms.put("/audit.wasm", wasm)
+	ms, wasm := serveAuditFilter(t)
 	audits := &kittest.AuditSink{}
 	collector := httptest.NewServer(audits)
 	t.Cleanup(collector.Close)

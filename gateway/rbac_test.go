@@ -230,9 +230,7 @@ func TestRBACRefusesWhatItCannotEvaluate(t *testing.T) {
 // upstream, the collector receives an ACCESS_DENIED record, and the metric
 // counts the denial.
 func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
-	wasm := buildAuditFilter(t)
-	ms := startModuleServer(t)
-	ms.put("/audit.wasm", wasm)
+	ms, wasm := serveAuditFilter(t)
 	var (
 		mu   sync.Mutex
 		hits int
