@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -292,11 +292,7 @@ func (g *Gateway) pickListener(ls map[string]proto.Message) (*listener.Listener,
 	if len(ls) == 0 {
 		return nil, nil
 	}
-	names := make([]string, 0, len(ls))
-	for n := range ls {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(ls))
 	for _, n := range names {
 		l := ls[n].(*listener.Listener)
 		if int(l.GetAddress().GetSocketAddress().GetPortValue()) == g.port {

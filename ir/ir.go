@@ -11,7 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,12 +210,7 @@ func (in Instance) Matches(sel map[string]string) bool {
 
 // ServiceNames returns the catalog's service names, sorted.
 func (c *Catalog) ServiceNames() []string {
-	out := make([]string, 0, len(c.Services))
-	for n := range c.Services {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(c.Services))
 }
 
 // Validate checks the set's internal consistency (not against Consul).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -619,23 +620,14 @@ func formatSelector(sel map[string]string) string {
 }
 
 func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }
 
 func known(subsets map[string]int) string {
 	if len(subsets) == 0 {
 		return ""
 	}
-	names := make([]string, 0, len(subsets))
-	for n := range subsets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(subsets))
 	return " (defined: " + strings.Join(names, ", ") + ")"
 }
 

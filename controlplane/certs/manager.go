@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -449,11 +450,7 @@ func (m *Manager) Ready() error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var errs []error
-	names := make([]string, 0, len(m.leaves))
-	for n := range m.leaves {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(m.leaves))
 	for _, n := range names {
 		e := m.leaves[n]
 		if r := m.alarmLocked(e, now); r != "" {

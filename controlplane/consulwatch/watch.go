@@ -12,6 +12,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -131,11 +132,7 @@ func (w *Watcher) Status() Status {
 		if !w.contact.IsZero() {
 			s.Staleness = time.Since(w.contact)
 		}
-		keys := make([]string, 0, len(w.failing))
-		for k := range w.failing {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(w.failing))
 		s.LastError = keys[0] + ": " + w.failing[keys[0]].Error()
 	}
 	// Every blocking query returns within WaitTime plus Consul's jitter

@@ -23,6 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,11 +244,7 @@ func (s *Store) History(ctx context.Context) ([]*Set, error) {
 func hashOf(set *Set) string {
 	c := *set
 	c.Hash, c.Index = "", 0
-	names := make([]string, 0, len(c.Files))
-	for n := range c.Files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(c.Files))
 	h := sha256.New()
 	write := func(k, v string) { h.Write([]byte(k + "\x00" + strconv.Itoa(len(v)) + "\x00" + v + "\x00")) }
 	write("schema", strconv.Itoa(c.Schema))

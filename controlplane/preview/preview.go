@@ -133,11 +133,7 @@ func compareNode(id string, old, cur Resources) NodeDiff {
 			delete(keys, k)
 		}
 	}
-	names := make([]string, 0, len(keys))
-	for k := range keys {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(keys))
 	for _, k := range names {
 		a, inOld := old[k]
 		b, inNew := cur[k]

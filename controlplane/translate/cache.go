@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,11 +171,7 @@ func fingerprint(name string, svc *ir.Service, r *ir.Route, rs *ir.Resilience) u
 		buf = append(buf, 0)
 	}
 	kv := func(m map[string]string) {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(m))
 		for _, k := range keys {
 			str(k)
 			str(m[k])

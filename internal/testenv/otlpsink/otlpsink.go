@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -129,11 +131,7 @@ func (s *Sink) Traces() []TraceSummary {
 		if t.Root == "" {
 			t.Root = spans[0].Name + " (root not received)"
 		}
-		names := make([]string, 0, len(services))
-		for n := range services {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(services))
 		t.Services = strings.Join(names, ",")
 		if end > t.StartNS {
 			t.DurationMS = float64(end-t.StartNS) / 1e6
