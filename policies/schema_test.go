@@ -7,11 +7,13 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -161,11 +163,7 @@ func compareType(t *testing.T, path string, typ reflect.Type, s map[string]any) 
 			compareType(t, path+"."+f.name, typ.FieldByIndex(f.index).Type, fs)
 		}
 		if len(props) != len(goNames) {
-			var names []string
-			for n := range props {
-				names = append(names, n)
-			}
-			sort.Strings(names)
+			names := slices.Sorted(maps.Keys(props))
 			sort.Strings(goNames)
 			t.Errorf("%s: schema fields %v, Go fields %v", path, names, goNames)
 		}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -203,12 +204,7 @@ func (c *Client) stream(ctx context.Context, ads discovery.AggregatedDiscoverySe
 	// subscribe sends a request for every type whose wanted names changed.
 	subscribe := func(skip string) error {
 		want := c.h.Subscriptions()
-		types := make([]string, 0, len(want))
-		for t := range want {
-			types = append(types, t)
-		}
-		slices.Sort(types)
-		for _, t := range types {
+		for _, t := range slices.Sorted(maps.Keys(want)) {
 			names := slices.Clone(want[t])
 			slices.Sort(names)
 			names = slices.Compact(names)

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -337,13 +339,8 @@ func countLane(sp Split, lane string) int {
 }
 
 func fmtSplit(sp Split) string {
-	var keys []string
-	for k := range sp.ByVersion {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(sp.ByVersion)) {
 		parts = append(parts, fmt.Sprintf("%s: %d", k, sp.ByVersion[k]))
 	}
 	s := strings.Join(parts, ", ")
