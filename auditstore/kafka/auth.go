@@ -2,15 +2,15 @@ package kafka
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/meshwarden/meshwarden/internal/pemcert"
 )
 
 // ClientTLS builds the TLS configuration for the brokers: caFile (PEM)
@@ -20,13 +20,9 @@ import (
 func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := pemcert.PoolFile(caFile, "--kafka-tls-ca")
 		if err != nil {
-			return nil, fmt.Errorf("read --kafka-tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--kafka-tls-ca %s holds no PEM certificate", caFile)
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}

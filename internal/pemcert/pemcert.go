@@ -9,8 +9,24 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
+
+// PoolFile reads the PEM certificates of the file at path into a pool.
+// flag names the file in errors, as the user gave it: "read FLAG: ..." when
+// it cannot be read, "FLAG PATH holds no PEM certificate" when it has none.
+func PoolFile(path, flag string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s %s holds no PEM certificate", flag, path)
+	}
+	return pool, nil
+}
 
 // VerifyRaw is VerifyChain of the DER certificates a TLS peer sent, for
 // tls.Config.VerifyPeerCertificate of a client that skips the host name

@@ -8,6 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,27 @@ func TestVerifyRaw(t *testing.T) {
 	}
 	if err := VerifyRaw(x509.NewCertPool())([][]byte{leaf.Raw}, nil); err == nil {
 		t.Error("verified without the root")
+	}
+}
+
+// TestPoolFile: a PEM bundle becomes a pool; a missing file and a file
+// without a certificate are errors naming the flag.
+func TestPoolFile(t *testing.T) {
+	dir := t.TempDir()
+	good, empty := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(good, selfSigned(t, "ca"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, []byte("no PEM here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pool, err := PoolFile(good, "--ca"); err != nil || pool == nil {
+		t.Fatalf("PoolFile of a PEM certificate: %v", err)
+	}
+	if _, err := PoolFile(empty, "--ca"); err == nil || err.Error() != "--ca "+empty+" holds no PEM certificate" {
+		t.Errorf("PoolFile without a certificate: %v", err)
+	}
+	if _, err := PoolFile(filepath.Join(dir, "missing.pem"), "--ca"); err == nil || !strings.HasPrefix(err.Error(), "read --ca: ") {
+		t.Errorf("PoolFile of a missing file: %v", err)
 	}
 }
