@@ -74,10 +74,7 @@ func TestEnvoySidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &demo.Client{GatewayAddr: outAddr, Host: "payments", HTTP: &http.Client{Timeout: 10 * time.Second}}
-	eventually(t, 30*time.Second, "Envoy routes the canary lane to v2", func() (bool, string) {
-		v, err := laneTarget(ctx, c)
-		return v == "v2", v + " " + errString(err)
-	})
+	awaitLane(ctx, t, c, "v2", "Envoy routes the canary lane to v2")
 	sp := c.Run(ctx, 20, "/hello", func(int) map[string]string { return map[string]string{"x-canary": "true"} }, nil)
 	if sp.ByVersion["v2"] != 20 {
 		t.Fatalf("through Envoy, opt-in canary: %+v", sp)
@@ -88,11 +85,4 @@ func ctx0(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

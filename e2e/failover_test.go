@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -32,10 +31,7 @@ func TestFailoverReplicaKilledUnderLoad(t *testing.T) {
 	// The surviving replica serves the next change (it watches the same
 	// policy directory and the shared store).
 	flipCanary(t, st, "v1")
-	eventually(t, 30*time.Second, "the change through the surviving replica", func() (bool, string) {
-		v, err := laneTarget(ctx, c)
-		return v == "v1", fmt.Sprintf("canary -> %q (%v)", v, err)
-	})
+	awaitLane(ctx, t, c, "v1", "the change through the surviving replica")
 	if st.Replicas[0].Proc.Exited() {
 		t.Fatal("the surviving replica exited")
 	}

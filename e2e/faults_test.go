@@ -215,15 +215,9 @@ func faultPlaneKilled(ctx context.Context, t *testing.T, st *demo.Stack, c *demo
 	if err := st.StartPlane(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "gateway resync after plane restart", func() (bool, string) {
-		v, err := laneTarget(ctx, c)
-		return v == "v1", fmt.Sprintf("canary -> %q (%v)", v, err)
-	})
+	awaitLane(ctx, t, c, "v1", "gateway resync after plane restart")
 	flipCanary(t, st, "v2")
-	eventually(t, 30*time.Second, "canary route restored", func() (bool, string) {
-		v, err := laneTarget(ctx, c)
-		return v == "v2", fmt.Sprintf("canary -> %q (%v)", v, err)
-	})
+	awaitLane(ctx, t, c, "v2", "canary route restored")
 }
 
 // faultBadPolicy: bad policy: rejected whole, traffic unaffected.
@@ -358,6 +352,15 @@ func faultGatewayKilled(ctx context.Context, t *testing.T, st *demo.Stack, c *de
 	requireAllAudited(t, st, l)
 	verifyAudit(t, st)
 	requireLane(ctx, t, c, "v2", "restarted gateway: canary lane")
+}
+
+// awaitLane waits up to 30s for a canary-lane request to reach subset want.
+func awaitLane(ctx context.Context, t *testing.T, c *demo.Client, want, what string) {
+	t.Helper()
+	eventually(t, 30*time.Second, what, func() (bool, string) {
+		v, err := laneTarget(ctx, c)
+		return v == want, fmt.Sprintf("canary -> %q (%v)", v, err)
+	})
 }
 
 // requireLane fails t unless a canary-lane request reaches subset want.
