@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Benchmarks of the host. Run them with
@@ -249,4 +250,42 @@ func BenchmarkInstanceMemory(b *testing.B) {
 			b.ReportMetric(float64(after), "bytes-after-100-req")
 		})
 	}
+}
+
+// BenchmarkStopAfterTimeout measures how soon a guest looping in
+// proxy_on_request_headers is stopped after its CallTimeout (20 ms): the
+// "ms-after-timeout" metric is the mean of (time in the callback - timeout)
+// over the requests whose instance was up before the request (a start-up
+// that itself runs past the timeout on a loaded machine is not counted).
+func BenchmarkStopAfterTimeout(b *testing.B) {
+	const timeout = 20 * time.Millisecond
+	r := newRuntime(b, RuntimeConfig{})
+	p := newPlugin(b, r, "hostile", PluginConfig{PoolSize: 1, CallTimeout: timeout})
+	var late, worst time.Duration
+	n := 0
+	for b.Loop() {
+		if err := p.warm(context.Background(), 1); err != nil {
+			continue // the instance's start-up timed out
+		}
+		s, err := p.NewStream(context.Background(), StreamInfo{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		res := s.OnRequestHeaders(reqHeaders("x-hostile", "loop"), true)
+		took := time.Since(start) - timeout
+		s.Close()
+		if res.Err == nil || !strings.Contains(res.Err.Error(), "timeout in ") {
+			b.Fatalf("looping guest: %v %v, want a timeout", res.Action, res.Err)
+		}
+		if !strings.Contains(res.Err.Error(), "timeout in proxy_on_request_headers") {
+			continue // the instance's start-up timed out
+		}
+		late, worst, n = late+took, max(worst, took), n+1
+	}
+	if n == 0 {
+		b.Fatal("no request reached the looping callback")
+	}
+	b.ReportMetric(float64(late.Microseconds())/1000/float64(n), "ms-after-timeout")
+	b.ReportMetric(float64(worst.Microseconds())/1000, "max-ms-after-timeout")
 }
