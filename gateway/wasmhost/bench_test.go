@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshwarden/meshwarden/gateway/wasmhost/internal/meter"
 )
 
 // Benchmarks of the host. Run them with
@@ -288,4 +290,16 @@ func BenchmarkStopAfterTimeout(b *testing.B) {
 	}
 	b.ReportMetric(float64(late.Microseconds())/1000/float64(n), "ms-after-timeout")
 	b.ReportMetric(float64(worst.Microseconds())/1000, "max-ms-after-timeout")
+}
+
+// BenchmarkInstrument measures the load-time deadline instrumentation of a
+// standard-Go guest (once per module and Runtime, before wazero compiles it).
+func BenchmarkInstrument(b *testing.B) {
+	wasm := guestPkg(b, "../../filters/internal/testguests/headers/wasm", "../../filters/internal/testguests/headers/wasm")
+	b.SetBytes(int64(len(wasm)))
+	for b.Loop() {
+		if _, err := meter.Instrument(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
