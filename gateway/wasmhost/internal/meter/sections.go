@@ -77,12 +77,10 @@ func (m *module) rewriteGlobals(p []byte) ([]byte, error) {
 }
 
 func (m *module) rewriteExports(p []byte) ([]byte, error) {
-	r := &reader{b: p}
-	n, err := r.u32()
+	r, n, b, err := vector(p)
 	if err != nil {
 		return nil, err
 	}
-	b := binary.AppendUvarint(nil, uint64(n))
 	for range n {
 		name, err := r.name()
 		if err != nil {
@@ -109,12 +107,10 @@ func (m *module) rewriteExports(p []byte) ([]byte, error) {
 // rewriteElements remaps the function indices of every element segment
 // form (flags 0 to 7).
 func (m *module) rewriteElements(p []byte) ([]byte, error) {
-	r := &reader{b: p}
-	n, err := r.u32()
+	r, n, b, err := vector(p)
 	if err != nil {
 		return nil, err
 	}
-	b := binary.AppendUvarint(nil, uint64(n))
 	for range n {
 		flags, err := r.u32()
 		if err != nil {
@@ -167,12 +163,11 @@ func (m *module) rewriteElements(p []byte) ([]byte, error) {
 
 // rewriteCode rewrites every function body.
 func (m *module) rewriteCode(p []byte) ([]byte, error) {
-	r := &reader{b: p}
-	n, err := r.u32()
+	r, n, b, err := vector(p)
 	if err != nil {
 		return nil, err
 	}
-	b := binary.AppendUvarint(make([]byte, 0, len(p)+len(p)/8), uint64(n))
+	b = append(make([]byte, 0, len(p)+len(p)/8), b...)
 	var body []byte
 	for i := range n {
 		size, err := r.u32()
@@ -266,12 +261,10 @@ func (m *module) rewriteNames(r *reader, b []byte) ([]byte, error) {
 // rewriteNameMap remaps the function indices of a name map (indirect: its
 // values are name maps of their own, copied as they are).
 func (m *module) rewriteNameMap(p []byte, indirect bool) ([]byte, error) {
-	r := &reader{b: p}
-	n, err := r.u32()
+	r, n, b, err := vector(p)
 	if err != nil {
 		return nil, err
 	}
-	b := binary.AppendUvarint(nil, uint64(n))
 	for range n {
 		i, err := r.u32()
 		if err != nil {
@@ -304,3 +297,14 @@ func (m *module) rewriteNameMap(p []byte, indirect bool) ([]byte, error) {
 }
 
 var errTruncated = errors.New("truncated")
+
+// vector starts reading a vector payload: its reader past the count, the
+// count, and an output that starts with the count.
+func vector(p []byte) (*reader, uint32, []byte, error) {
+	r := &reader{b: p}
+	n, err := r.u32()
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return r, n, binary.AppendUvarint(nil, uint64(n)), nil
+}
