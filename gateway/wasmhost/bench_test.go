@@ -226,6 +226,50 @@ func BenchmarkChain(b *testing.B) {
 	}
 }
 
+// BenchmarkChainPaired runs the chain of BenchmarkChain with deadlines on
+// and off in one process, alternating blocks of 20 requests, and reports
+// the ratio of their total times ("on/off"): the load of a shared machine
+// falls on both alike, which separate sub-benchmarks do not guarantee.
+func BenchmarkChainPaired(b *testing.B) {
+	chain := func(cfg RuntimeConfig) *Chain {
+		r := newRuntime(b, cfg)
+		var ps []*Plugin
+		for _, n := range []string{"dye", "audit", "trace"} {
+			ps = append(ps, newPlugin(b, r, "headers", PluginConfig{Name: n, PoolSize: 1}))
+		}
+		return NewChain(ps...)
+	}
+	on, off := chain(RuntimeConfig{}), chain(RuntimeConfig{NoCallDeadline: true})
+	h := reqHeaders("x-mw-dye", "canary")
+	base := len(h.Pairs)
+	run := func(c *Chain, n int) time.Duration {
+		start := time.Now()
+		for range n {
+			cs, err := c.NewStream(context.Background(), StreamInfo{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res := cs.OnRequestHeaders(h, true); res.Action != Continue {
+				b.Fatal(res.Err)
+			}
+			cs.OnResponseHeaders(NewHeaders(":status", "200"), true)
+			cs.Close()
+			h.Pairs = h.Pairs[:base]
+		}
+		return time.Since(start)
+	}
+	run(on, 200) // warm both
+	run(off, 200)
+	var tOn, tOff time.Duration
+	for b.Loop() {
+		tOn += run(on, 20)
+		tOff += run(off, 20)
+	}
+	b.ReportMetric(float64(tOn.Nanoseconds())/float64(b.N*20), "ns/req-on")
+	b.ReportMetric(float64(tOff.Nanoseconds())/float64(b.N*20), "ns/req-off")
+	b.ReportMetric(float64(tOn)/float64(tOff), "on/off")
+}
+
 // BenchmarkInstanceMemory reports the linear memory of one instance after
 // start-up and after 100 requests, in bytes.
 func BenchmarkInstanceMemory(b *testing.B) {
