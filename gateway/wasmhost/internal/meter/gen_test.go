@@ -59,7 +59,7 @@ func (g *gen) ops(b []byte, self uint32, depth int, budget *int) []byte {
 			return b
 		}
 		*budget--
-		switch op := g.next() % 18; op {
+		switch op := g.next() % 19; op {
 		case 0: // add a constant
 			b = append(b, 0x41)
 			b = sleb(b, int32(g.next())-100)
@@ -100,6 +100,22 @@ func (g *gen) ops(b []byte, self uint32, depth int, budget *int) []byte {
 				b = append(b, 0x41, 0x01, 0x6b, 0x22) // i32.const 1; i32.sub; local.tee
 				b = uleb(b, cnt)
 				b = append(b, 0x0d, 0x00, 0x0b) // br_if 0; end
+				b = append(b, 0x20, localTmp+byte(depth))
+			}
+		case 18: // counted loop closed by br_table (0 exits the block, else back to the loop)
+			if depth < maxDepth {
+				cnt := uint32(localCount + depth)
+				b = append(b, 0x21, localTmp+byte(depth), 0x41)
+				b = sleb(b, int32(g.next()%5)+1)
+				b = append(b, 0x21)
+				b = uleb(b, cnt)
+				b = append(b, 0x02, 0x40, 0x03, 0x40, 0x20, localTmp+byte(depth)) // block; loop
+				b = g.ops(b, self, depth+2, budget)
+				b = append(b, 0x21, localTmp+byte(depth), 0x20)
+				b = uleb(b, cnt)
+				b = append(b, 0x41, 0x01, 0x6b, 0x22)
+				b = uleb(b, cnt)
+				b = append(b, 0x0e, 0x01, 0x01, 0x00, 0x0b, 0x0b) // br_table [1] 0; end; end
 				b = append(b, 0x20, localTmp+byte(depth))
 			}
 		case 6: // loop with a parameter and a result (type index block type), run once

@@ -238,3 +238,28 @@ func FuzzInstrumentAny(f *testing.F) {
 		_ = cm.Close(ctx)
 	})
 }
+
+// TestBrTableBackEdgeCounted: a loop closed by br_table (not br_if) is
+// counted too: a generated function that is one such loop of 5 iterations
+// calls the check at each of its 5 br_table (4 back to the loop, 1 out: a
+// br_table with any loop target is counted whichever target it takes).
+func TestBrTableBackEdgeCounted(t *testing.T) {
+	// 1 function; 1 op: case 18 (br_table loop), 4%5+1 = 5 iterations; its
+	// body: 1 op, case 1 (multiply by 3).
+	g := &gen{in: []byte{0, 0, 18, 4, 0, 1, 3}}
+	wasm, _ := g.module()
+	metered, err := Instrument(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHost(t)
+	h.every.Store(1)
+	m := h.instantiate(t, metered)
+	h.checks.Store(0) // the start function's loop ran at instantiation
+	if _, err := m.ExportedFunction("f0").Call(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.checks.Load(); got != 5 {
+		t.Fatalf("%d checks, want 5 (one per br_table)", got)
+	}
+}
