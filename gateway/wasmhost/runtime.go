@@ -25,9 +25,9 @@ type RuntimeConfig struct {
 	// NoCallDeadline runs guests as they are, without the deadline
 	// instrumentation (see CallDeadline), so PluginConfig.CallTimeout is NOT
 	// enforced: a guest stuck in a loop holds its instance and stream
-	// forever. It saves a countdown at every loop header (a few percent of a
-	// call; see docs/BENCHMARKS.md). Only for filters that are trusted and
-	// reviewed.
+	// forever. It saves a countdown at every loop header (deadlines on cost
+	// 1.0–1.3× off; see docs/BENCHMARKS.md). Only for filters that are
+	// trusted and reviewed.
 	NoCallDeadline bool
 	// TrustedSHA256 lists modules (lowercase hex sha256 of the .wasm file,
 	// as sha256sum prints it) that run without per-call deadlines while
