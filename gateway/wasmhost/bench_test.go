@@ -201,48 +201,28 @@ func BenchmarkChain(b *testing.B) {
 		{"3xheaders/trusted", RuntimeConfig{TrustedSHA256: []string{hex.EncodeToString(sum[:])}}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
-			r := newRuntime(b, mode.cfg)
-			var ps []*Plugin
-			for _, n := range []string{"dye", "audit", "trace"} {
-				ps = append(ps, newPlugin(b, r, "headers", PluginConfig{Name: n, PoolSize: 1}))
-			}
-			c := NewChain(ps...)
-			h := reqHeaders("x-mw-dye", "canary")
-			base := len(h.Pairs)
+			run := headerChain(b, mode.cfg)
 			b.ReportAllocs()
 			for b.Loop() {
-				cs, err := c.NewStream(context.Background(), StreamInfo{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if res := cs.OnRequestHeaders(h, true); res.Action != Continue {
-					b.Fatal(res.Err)
-				}
-				cs.OnResponseHeaders(NewHeaders(":status", "200"), true)
-				cs.Close()
-				h.Pairs = h.Pairs[:base]
+				run(1)
 			}
 		})
 	}
 }
 
-// BenchmarkChainPaired runs the chain of BenchmarkChain with deadlines on
-// and off in one process, alternating blocks of 20 requests, and reports
-// the ratio of their total times ("on/off"): the load of a shared machine
-// falls on both alike, which separate sub-benchmarks do not guarantee.
-func BenchmarkChainPaired(b *testing.B) {
-	chain := func(cfg RuntimeConfig) *Chain {
-		r := newRuntime(b, cfg)
-		var ps []*Plugin
-		for _, n := range []string{"dye", "audit", "trace"} {
-			ps = append(ps, newPlugin(b, r, "headers", PluginConfig{Name: n, PoolSize: 1}))
-		}
-		return NewChain(ps...)
+// headerChain starts three header guests as one chain (dye -> audit ->
+// trace) in a runtime of its own; the returned func sends n requests through
+// it and returns how long they took.
+func headerChain(b *testing.B, cfg RuntimeConfig) func(n int) time.Duration {
+	r := newRuntime(b, cfg)
+	var ps []*Plugin
+	for _, n := range []string{"dye", "audit", "trace"} {
+		ps = append(ps, newPlugin(b, r, "headers", PluginConfig{Name: n, PoolSize: 1}))
 	}
-	on, off := chain(RuntimeConfig{}), chain(RuntimeConfig{NoCallDeadline: true})
+	c := NewChain(ps...)
 	h := reqHeaders("x-mw-dye", "canary")
 	base := len(h.Pairs)
-	run := func(c *Chain, n int) time.Duration {
+	return func(n int) time.Duration {
 		start := time.Now()
 		for range n {
 			cs, err := c.NewStream(context.Background(), StreamInfo{})
@@ -258,8 +238,16 @@ func BenchmarkChainPaired(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	run(on, 200) // warm both
-	run(off, 200)
+}
+
+// BenchmarkChainPaired runs the chain of BenchmarkChain with deadlines on
+// and off in one process, alternating blocks of 20 requests, and reports
+// the ratio of their total times ("on/off"): the load of a shared machine
+// falls on both alike, which separate sub-benchmarks do not guarantee.
+func BenchmarkChainPaired(b *testing.B) {
+	on, off := headerChain(b, RuntimeConfig{}), headerChain(b, RuntimeConfig{NoCallDeadline: true})
+	on(200) // warm both
+	off(200)
 	var tOn, tOff time.Duration
 	first := true
 	for b.Loop() {
@@ -267,11 +255,11 @@ func BenchmarkChainPaired(b *testing.B) {
 		// both (trials with on always first gave on/off of 0.65–0.97,
 		// which the work cannot explain).
 		if first {
-			tOn += run(on, 20)
-			tOff += run(off, 20)
+			tOn += on(20)
+			tOff += off(20)
 		} else {
-			tOff += run(off, 20)
-			tOn += run(on, 20)
+			tOff += off(20)
+			tOn += on(20)
 		}
 		first = !first
 	}
