@@ -15,7 +15,12 @@
 //   - Every callback into a guest has a deadline (PluginConfig.CallTimeout)
 //     and every instance a memory limit (RuntimeConfig.MemoryLimitPages). A
 //     guest that traps, times out or runs out of memory is discarded and
-//     replaced; the request is answered per the plugin's fail policy.
+//     replaced; the request is answered per the plugin's fail policy. The
+//     deadline is built into the module: Compile instruments it with a
+//     countdown at every loop header that calls the host, which stops an
+//     overdue call (wazero's own termination checks, far costlier, are off);
+//     modules listed in RuntimeConfig.TrustedSHA256 or run under
+//     NoCallDeadline are left as they are and unbounded.
 //   - A guest pointer out of bounds fails that hostcall with
 //     InvalidMemoryAccess; it never panics the host.
 //   - Stream methods must be called from one goroutine at a time, in stream

@@ -210,8 +210,8 @@ func TestAcquireHonoursContext(t *testing.T) {
 	s2.Close()
 }
 
-// TestNoCallDeadlineRuntime runs the hostile guest in a runtime without
-// termination checks: bounds checks and traps work the same, and a 1 ms
+// TestNoCallDeadlineRuntime runs the hostile guest uninstrumented
+// (NoCallDeadline): bounds checks and traps work the same, and a 1 ms
 // CallTimeout is not enforced (no spurious timeouts).
 func TestNoCallDeadlineRuntime(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{NoCallDeadline: true})

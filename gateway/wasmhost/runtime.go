@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshwarden/meshwarden/gateway/wasmhost/internal/meter"
 	"github.com/tetratelabs/wazero"
 )
 
@@ -21,18 +22,18 @@ type RuntimeConfig struct {
 	// MemoryLimitPages caps the linear memory of every instance, in 64 KiB
 	// pages. Zero means 2048 pages (128 MiB).
 	MemoryLimitPages uint32
-	// NoCallDeadline compiles guests without wazero's termination checks
-	// (WithCloseOnContextDone(false)), so PluginConfig.CallTimeout is NOT
-	// enforced: a guest stuck in a loop holds its instance and stream forever.
-	// It removes a goroutine that wazero starts per call into the guest
-	// (about 0.3 µs each, 6+ calls per request; see docs/bench/wasmhost.md).
-	// Only for filters that are trusted and reviewed.
+	// NoCallDeadline runs guests as they are, without the deadline
+	// instrumentation (see CallDeadline), so PluginConfig.CallTimeout is NOT
+	// enforced: a guest stuck in a loop holds its instance and stream
+	// forever. It saves a countdown at every loop header (deadlines on cost
+	// 1.0–1.3× off; see docs/BENCHMARKS.md). Only for filters that are
+	// trusted and reviewed.
 	NoCallDeadline bool
 	// TrustedSHA256 lists modules (lowercase hex sha256 of the .wasm file,
 	// as sha256sum prints it) that run without per-call deadlines while
 	// every other module keeps them: NoCallDeadline for those modules only.
-	// They are compiled in a second wazero runtime without termination
-	// checks; shared data, shared queues and metrics stay common to both.
+	// They are compiled as they are, without the deadline instrumentation;
+	// shared data, shared queues and metrics stay common to all modules.
 	// List only modules you reviewed and built yourself: a listed module
 	// stuck in a loop holds its instance and stream forever.
 	TrustedSHA256 []string
@@ -49,13 +50,12 @@ type RuntimeConfig struct {
 	WASI WASIMode
 }
 
-// Runtime is a proxy-wasm host: one wazero runtime with the proxy-wasm and
-// WASI host modules, the compiled modules (once per sha256), and the state
+// Runtime is a proxy-wasm host: one wazero runtime with the proxy-wasm, WASI
+// and deadline host modules, the compiled modules (once per sha256), and the state
 // that Envoy shares across plugins of one vm_id (shared data, shared queues)
 // or host-wide (metrics). It is safe for concurrent use.
 type Runtime struct {
-	rt    wazero.Runtime // every module, unless trusted
-	fast  wazero.Runtime // trusted modules: no termination checks; nil if none
+	rt    wazero.Runtime // without wazero's termination checks: deadlines are instrumented
 	cache wazero.CompilationCache
 
 	trusted map[string]bool // sha256 → run without per-call deadlines
@@ -96,7 +96,7 @@ type Module struct {
 	sha256   string
 	abi      ABIVersion
 	size     int
-	deadline bool // PluginConfig.CallTimeout is enforced
+	deadline bool // PluginConfig.CallTimeout is enforced: instrumented (or native)
 }
 
 // SHA256 returns the lowercase hex sha256 of the module bytes.
@@ -107,7 +107,9 @@ func (m *Module) ABI() ABIVersion { return m.abi }
 
 // CallDeadline reports whether calls into this module's instances are bounded
 // by PluginConfig.CallTimeout: false under RuntimeConfig.NoCallDeadline and
-// for modules listed in RuntimeConfig.TrustedSHA256.
+// for modules listed in RuntimeConfig.TrustedSHA256. A bounded wasm module
+// runs instrumented (package internal/meter): a countdown at every loop
+// header calls the host, which stops a call past its deadline.
 func (m *Module) CallDeadline() bool { return m.deadline }
 
 // NewRuntime returns a Runtime. Close it to release compiled code.
@@ -157,8 +159,8 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		r.trusted[sum] = true
 	}
 	if cfg.CacheDir != "" {
-		// One cache serves both runtimes: wazero keys compiled code by the
-		// module and whether it has termination checks.
+		// wazero keys compiled code by the module's bytes: an instrumented
+		// module and its original are cached apart.
 		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("wasm compilation cache in %s: %w: choose a writable directory", cfg.CacheDir, err)
@@ -166,21 +168,18 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		r.cache = cache
 		rc = rc.WithCompilationCache(cache)
 	}
-	if r.rt, err = newWazero(ctx, rc.WithCloseOnContextDone(!cfg.NoCallDeadline), cfg.WASI); err != nil {
+	// No termination checks of wazero's (a goroutine per call and a trip
+	// to Go at every loop header): calls are bounded by the instrumentation
+	// (instrument, deadlineCheck).
+	if r.rt, err = newWazero(ctx, rc.WithCloseOnContextDone(false), cfg.WASI); err != nil {
 		_ = r.Close(ctx)
 		return nil, err
-	}
-	if len(r.trusted) > 0 && !cfg.NoCallDeadline {
-		if r.fast, err = newWazero(ctx, rc.WithCloseOnContextDone(false), cfg.WASI); err != nil {
-			_ = r.Close(ctx)
-			return nil, err
-		}
 	}
 	return r, nil
 }
 
-// newWazero returns a wazero runtime with the WASI and proxy-wasm host
-// modules instantiated.
+// newWazero returns a wazero runtime with the WASI, proxy-wasm and deadline
+// host modules instantiated.
 func newWazero(ctx context.Context, rc wazero.RuntimeConfig, wasi WASIMode) (wazero.Runtime, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	instantiate := instantiateWASI
@@ -195,6 +194,10 @@ func newWazero(ctx context.Context, rc wazero.RuntimeConfig, wasi WASIMode) (waz
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("instantiate proxy-wasm host module: %w", err)
 	}
+	if _, err := deadlineModule(rt).Instantiate(ctx); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("instantiate deadline host module: %w", err)
+	}
 	return rt, nil
 }
 
@@ -207,10 +210,8 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	var err error
-	for _, rt := range []wazero.Runtime{r.rt, r.fast} {
-		if rt != nil {
-			err = errors.Join(err, rt.Close(ctx))
-		}
+	if r.rt != nil {
+		err = r.rt.Close(ctx)
 	}
 	r.wd.close()
 	if r.cache != nil {
@@ -258,14 +259,23 @@ func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module
 		// when a callback returns: native code is not interrupted).
 		return &Module{native: nf, sha256: key, abi: ABI021, size: len(wasm), deadline: true}, nil
 	}
-	rt, deadline := r.rt, !r.noDeadline
-	if r.trusted[key] {
-		deadline = false
-		if r.fast != nil {
-			rt = r.fast
+	rt, deadline := r.rt, !r.noDeadline && !r.trusted[key]
+	code := wasm
+	if deadline {
+		var err error
+		if code, err = meter.Instrument(wasm); err != nil {
+			if !errors.Is(err, meter.ErrUnsupported) {
+				// Malformed: wazero's decoder says best what is wrong.
+				cm, cerr := rt.CompileModule(ctx, wasm)
+				if cerr != nil {
+					return nil, fmt.Errorf("compile wasm module %s: %w", key[:12], cerr)
+				}
+				_ = cm.Close(ctx)
+			}
+			return nil, fmt.Errorf("wasm module %s: its calls cannot be bounded by CallTimeout: %w; only a module listed in TrustedSHA256 (or under NoCallDeadline) runs without that bound", key[:12], err)
 		}
 	}
-	cm, err := rt.CompileModule(ctx, wasm)
+	cm, err := rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("compile wasm module %s: %w", key[:12], err)
 	}

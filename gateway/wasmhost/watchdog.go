@@ -5,16 +5,19 @@ import (
 	"time"
 )
 
-// watchdog is the one goroutine per Runtime that enforces
-// PluginConfig.CallTimeout on every call into every instance: start-up
-// (_initialize/_start, proxy_on_context_create, proxy_on_vm_start,
-// proxy_on_configure), ticks, queue and HTTP call callbacks, and stream
-// callbacks. An instance is watched from before its first call until it is
-// closed, so a guest looping at start-up is stopped like one looping in a
-// request. A call marks its start in instance.callStart; the watchdog scans
-// the live instances and cancels the context of any call older than its
-// timeout, which makes wazero close the module at its next termination
-// check (see RATIONALE.md for why this is the route and what it costs).
+// watchdog is the one goroutine per Runtime that marks overdue calls of
+// native instances. An instance is watched from before its first call until
+// it is closed. A call marks its start in instance.callStart; the watchdog
+// scans the live instances and marks (timedOut) and cancels any native call
+// older than its timeout; the instance is discarded when the call returns
+// (native code is not interrupted).
+//
+// A wasm instance's calls are bounded without it: the instrumented guest
+// calls deadlineCheck every meterInterval loop headers, which reads the
+// clock against callStart itself, so a call is stopped soon after its
+// timeout (≈ 0.1 ms on average), whatever the scan period, and a watchdog
+// descheduled on a loaded machine cannot mark a later call with a stale
+// start. See docs/RATIONALE-wasmhost.md, "Deadlines".
 type watchdog struct {
 	mu   sync.Mutex
 	set  map[*instance]struct{}
@@ -52,8 +55,8 @@ func (w *watchdog) close() {
 }
 
 // period is a quarter of the shortest CallTimeout watched (at least 1 ms,
-// at most 250 ms), so an overdue call is stopped within 1.25× its timeout
-// plus wazero's next check; with nothing watched it is 250 ms.
+// at most 250 ms), so an overdue native call is marked within 1.25× its
+// timeout; with nothing watched it is 250 ms.
 func (w *watchdog) scan() time.Duration {
 	period := 250 * time.Millisecond
 	w.mu.Lock()
@@ -61,13 +64,13 @@ func (w *watchdog) scan() time.Duration {
 	for in := range w.set {
 		timeout := in.p.cfg.CallTimeout
 		period = min(period, timeout/4)
-		if !in.p.mod.deadline {
-			continue // compiled without termination checks: cannot be stopped
+		if in.p.mod.native == nil {
+			continue // wasm: deadlineCheck bounds it (or, trusted, nothing does)
 		}
 		s := in.callStart.Load()
-		if s != 0 && int64(time.Since(in.p.epoch))-s > int64(timeout) && !in.timedOut.Load() {
+		if s != 0 && int64(time.Since(in.p.epoch))-s > int64(timeout) && !in.timedOut.Load() && in.callStart.Load() == s {
 			in.timedOut.Store(true)
-			in.cancel() // wazero closes the module at its next loop/function check
+			in.cancel()
 		}
 	}
 	return max(period, time.Millisecond)
