@@ -71,6 +71,8 @@ type pluginContext struct {
 	// rnd makes the request nonces: a ChaCha8 stream seeded once from
 	// guestcrypto.Read (WASI random_get in the guest), so a request costs no random_get hostcall.
 	rnd *rand.ChaCha8
+	// pool keeps the contexts of deleted streams for reuse.
+	pool kit.ContextPool[httpContext]
 }
 
 // OnPluginStart parses and validates the configuration (a bad one refuses
@@ -131,7 +133,18 @@ func (p *pluginContext) OnTick() { p.b.Tick() }
 // (kit.Batcher.QueueReady).
 func (p *pluginContext) OnQueueReady(uint32) { p.b.QueueReady() }
 
-func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
+func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
+	if h := p.pool.Get(); h != nil {
+		return h
+	}
+	return &httpContext{p: p}
+}
+
+// OnHttpContextDelete resets the context for a later stream.
+func (h *httpContext) OnHttpContextDelete() {
+	*h = httpContext{p: h.p}
+	h.p.pool.Put(h)
+}
 
 type httpContext struct {
 	proxywasm.DefaultHttpContext
@@ -518,6 +531,7 @@ func traceID(get func(string) string) string {
 }
 
 var (
-	_ proxywasm.PluginContext = (*pluginContext)(nil)
-	_ proxywasm.HttpContext   = (*httpContext)(nil)
+	_ proxywasm.PluginContext      = (*pluginContext)(nil)
+	_ proxywasm.HttpContext        = (*httpContext)(nil)
+	_ proxywasm.HttpContextDeleter = (*httpContext)(nil)
 )

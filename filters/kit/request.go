@@ -16,8 +16,10 @@ type HostRequest struct {
 }
 
 // Load reads the current stream's request headers into r and returns r.
+// The pairs reuse the previous stream's slice: a request allocates none.
 func (r *HostRequest) Load() *HostRequest {
-	r.hs, _ = r.VM.GetHttpRequestHeaders()
+	clear(r.hs)
+	r.hs, _ = r.VM.AppendHttpRequestHeaders(r.hs[:0])
 	return r
 }
 

@@ -50,6 +50,11 @@ func GetCurrentTime() time.Time { return ModuleVM().GetCurrentTime() }
 // GetHttpRequestHeaders calls ModuleVM().GetHttpRequestHeaders.
 func GetHttpRequestHeaders() ([][2]string, error) { return ModuleVM().GetHttpRequestHeaders() }
 
+// AppendHttpRequestHeaders calls ModuleVM().AppendHttpRequestHeaders.
+func AppendHttpRequestHeaders(dst [][2]string) ([][2]string, error) {
+	return ModuleVM().AppendHttpRequestHeaders(dst)
+}
+
 // ReplaceHttpRequestHeaders calls ModuleVM().ReplaceHttpRequestHeaders.
 func ReplaceHttpRequestHeaders(headers [][2]string) error {
 	return ModuleVM().ReplaceHttpRequestHeaders(headers)

@@ -44,6 +44,8 @@ type pluginContext struct {
 	// req is the request view of the stream being handled (one at a time:
 	// the guest is single-threaded and a callback never yields).
 	req kit.HostRequest
+	// pool keeps the contexts of deleted streams for reuse.
+	pool kit.ContextPool[httpContext]
 }
 
 // propRouteName is the property holding the name of the route chosen.
@@ -98,7 +100,12 @@ func (p *pluginContext) OnQueueReady(uint32) {
 	}
 }
 
-func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
+func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
+	if h := p.pool.Get(); h != nil {
+		return h
+	}
+	return &httpContext{p: p}
+}
 
 type httpContext struct {
 	proxywasm.DefaultHttpContext
@@ -147,6 +154,12 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
+// OnHttpContextDelete resets the context for a later stream.
+func (h *httpContext) OnHttpContextDelete() {
+	*h = httpContext{p: h.p}
+	h.p.pool.Put(h)
+}
+
 // OnHttpStreamDone ends the span and queues it for export.
 func (h *httpContext) OnHttpStreamDone() {
 	if h.span.StartNS == 0 {
@@ -162,7 +175,8 @@ func (h *httpContext) OnHttpStreamDone() {
 }
 
 var (
-	_ proxywasm.PluginContext = (*pluginContext)(nil)
-	_ proxywasm.HttpContext   = (*httpContext)(nil)
-	_ Request                 = (*kit.HostRequest)(nil)
+	_ proxywasm.PluginContext      = (*pluginContext)(nil)
+	_ proxywasm.HttpContext        = (*httpContext)(nil)
+	_ proxywasm.HttpContextDeleter = (*httpContext)(nil)
+	_ Request                      = (*kit.HostRequest)(nil)
 )
