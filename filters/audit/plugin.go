@@ -50,7 +50,11 @@ func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
 
 // NewPluginContext returns a plugin context of this filter, for modules
 // that bundle several filters and pick one by root id.
-func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext { return &pluginContext{vm: vm} }
+func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
+	p := &pluginContext{vm: vm}
+	p.get = p.header // one func value for every request
+	return p
+}
 
 type pluginContext struct {
 	proxywasm.DefaultPluginContext
@@ -73,6 +77,28 @@ type pluginContext struct {
 	rnd *rand.ChaCha8
 	// pool keeps the contexts of deleted streams for reuse.
 	pool kit.ContextPool[httpContext]
+	// hs are the request headers of the stream being handled (one at a
+	// time: the guest is single-threaded and a callback never yields), in
+	// a slice reused from stream to stream; get looks one up.
+	hs  [][2]string
+	get func(string) string
+}
+
+// loadHeaders reads the current stream's request headers into p.hs.
+func (p *pluginContext) loadHeaders() [][2]string {
+	clear(p.hs)
+	p.hs, _ = p.vm.AppendHttpRequestHeaders(p.hs[:0])
+	return p.hs
+}
+
+// header returns the first value of request header n in p.hs, or "".
+func (p *pluginContext) header(n string) string {
+	for _, kv := range p.hs {
+		if kv[0] == n {
+			return kv[1]
+		}
+	}
+	return ""
 }
 
 // OnPluginStart parses and validates the configuration (a bad one refuses
@@ -168,15 +194,8 @@ type httpContext struct {
 // OnHttpRequestHeaders matches the request against the rules.
 func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	h.rule = -1
-	hs, _ := h.p.vm.GetHttpRequestHeaders()
-	get := func(n string) string {
-		for _, kv := range hs {
-			if kv[0] == n {
-				return kv[1]
-			}
-		}
-		return ""
-	}
+	hs := h.p.loadHeaders()
+	get := h.p.get
 	method, path := get(":method"), get(":path")
 	h.grpc = strings.HasPrefix(get("content-type"), "application/grpc")
 	peer, peerRead := "", false

@@ -25,6 +25,7 @@ func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
 func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
 	p := &pluginContext{vm: vm, req: kit.HostRequest{Filter: "dye", VM: vm}}
 	p.http.p = p
+	p.loadAddr = p.loadSourceAddress
 	return p
 }
 
@@ -41,6 +42,8 @@ type pluginContext struct {
 	req kit.HostRequest
 	// http is the context of every stream: it keeps no per-stream state.
 	http httpContext
+	// loadAddr is p.loadSourceAddress, one func value for every request.
+	loadAddr func() string
 }
 
 // OnPluginStart parses and validates the configuration; a bad one refuses
@@ -101,7 +104,7 @@ func (p *pluginContext) peer() Peer {
 		}
 	}
 	if needAddr {
-		peer.LoadAddress = p.loadSourceAddress // read only if the identity is not trusted
+		peer.LoadAddress = p.loadAddr // read only if the identity is not trusted
 	}
 	return peer
 }
