@@ -288,6 +288,20 @@ func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye 
 		hadBagTenant == wantTenant && (!wantTenant || bagTenant == d.Tenant) {
 		return
 	}
+	// The common case in one pass: a clean header, one string built.
+	var buf [256]byte
+	edits := [2]tracectx.BaggageEdit{
+		{Key: dyeing.BaggageTenantKey, Value: d.Tenant, Set: wantTenant},
+		{Key: dyeing.BaggageKey, Value: d.Lane, Set: wantDye},
+	}
+	if out, ok := tracectx.AppendEditedBaggage(buf[:0], bagHeader, edits[:]...); ok {
+		if len(out) == 0 {
+			req.RemoveHeader(tracectx.BaggageHeader)
+		} else {
+			req.SetHeader(tracectx.BaggageHeader, string(out))
+		}
+		return
+	}
 	bg := tracectx.ParseBaggage(bagHeader)
 	if wantTenant {
 		bg.Set(dyeing.BaggageTenantKey, d.Tenant)
