@@ -11,8 +11,9 @@ type HostRequest struct {
 	// Filter names the filter in log lines.
 	Filter string
 	// VM is the VM of the plugin context that keeps the request.
-	VM *proxywasm.VM
-	hs [][2]string
+	VM   *proxywasm.VM
+	hs   [][2]string
+	vals []string // Values' result, reused
 }
 
 // Load reads the current stream's request headers into r and returns r.
@@ -34,15 +35,20 @@ func (r *HostRequest) Header(name string) (string, bool) {
 	return "", false
 }
 
-// Values returns every non-empty line of a header, in order.
+// Values returns every non-empty line of a header, in order. The slice is
+// r's own and valid until the next call of Values (no allocation per call).
 func (r *HostRequest) Values(name string) []string {
-	var out []string
+	clear(r.vals)
+	r.vals = r.vals[:0]
 	for _, h := range r.hs {
 		if h[0] == name && h[1] != "" {
-			out = append(out, h[1])
+			r.vals = append(r.vals, h[1])
 		}
 	}
-	return out
+	if len(r.vals) == 0 {
+		return nil
+	}
+	return r.vals
 }
 
 // SetHeader replaces every line of a header with one.

@@ -457,7 +457,7 @@ func TestAppendEditedBaggage(t *testing.T) {
 		{"", []BaggageEdit{{Key: "mw-tenant", Value: "retail", Set: true}, {Key: "mw-dye", Value: "v2", Set: true}}, true},
 		{" a=1 ;p, mw-dye=old,b=%20 ,, mw-tenant=t", []BaggageEdit{{Key: "mw-tenant", Value: "x y,%", Set: true}, {Key: "mw-dye", Value: "c", Set: true}}, true},
 		{"mw-dye=old,mw-tenant=t", []BaggageEdit{{Key: "mw-tenant"}, {Key: "mw-dye"}}, true},
-		{"a=1,a=2", []BaggageEdit{{Key: "mw-dye", Value: "c", Set: true}}, false},          // not clean
+		{"a=1,a=2", []BaggageEdit{{Key: "mw-dye", Value: "c", Set: true}}, false},              // not clean
 		{"a=1", []BaggageEdit{{Key: "mw-dye", Value: "c", Set: true}, {Key: "mw-dye"}}, false}, // one key twice
 		{"a=1", []BaggageEdit{{Key: "bad key", Value: "c", Set: true}}, false},
 		{"a=" + long, []BaggageEdit{{Key: "mw-dye", Value: "canary", Set: true}}, false}, // past 8192 bytes
@@ -489,4 +489,14 @@ func FuzzAppendEditedBaggage(f *testing.F) {
 			t.Fatalf("AppendEditedBaggage(%q, %v) = %q, want %q", header, edits, got, editedBaggage(header, edits))
 		}
 	})
+}
+
+// TestIsTokenTable: the bitmap is RFC 7230's tchar set.
+func TestIsTokenTable(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c > 0x20 && c < 0x7f && !strings.ContainsRune("\"(),/:;<=>?@[\\]{}", rune(c))
+		if got := isToken(string([]byte{byte(c)})); got != want {
+			t.Errorf("isToken(%q) = %v, want %v", rune(c), got, want)
+		}
+	}
 }

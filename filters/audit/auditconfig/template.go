@@ -67,6 +67,9 @@ func ParseTemplate(s string) (Template, error) {
 // Expand renders the template for a request.
 func (t Template) Expand(method, path, query string, hdr func(string) string) string {
 	var b strings.Builder
+	if len(t) > 1 {
+		b.Grow(64) // one allocation for a typical resource
+	}
 	for _, p := range t {
 		switch p.kind {
 		case 0:
