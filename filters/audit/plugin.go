@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/filters/kit"
@@ -93,10 +94,8 @@ func (p *pluginContext) loadHeaders() [][2]string {
 
 // header returns the first value of request header n in p.hs, or "".
 func (p *pluginContext) header(n string) string {
-	for _, kv := range p.hs {
-		if kv[0] == n {
-			return kv[1]
-		}
+	if i := kit.Lookup(p.hs, n); i >= 0 {
+		return p.hs[i][1]
 	}
 	return ""
 }
@@ -177,7 +176,7 @@ type httpContext struct {
 	p       *pluginContext
 	rule    int // -1: not audited
 	ev      auditevent.Event
-	nonce   string
+	nonce   [16]byte // hex digits of the request nonce
 	startNS int64
 	status  int
 
@@ -239,7 +238,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	h.ev.Source = h.p.source
 	var n [8]byte
 	_, _ = h.p.rnd.Read(n[:])
-	h.nonce = guestfmt.Hex(n[:])
+	guestfmt.AppendHex(h.nonce[:0], n[:])
 	if reason := h.p.engine.ScanRequest(i, &h.ev, path, hs); reason != "" {
 		h.block(reason, h.p.engine.PIIBlockStatus(i))
 		return proxywasm.ActionPause
@@ -498,7 +497,11 @@ func (h *httpContext) OnHttpStreamDone() {
 	}
 	out := h.ev
 	out.Phase = auditevent.PhaseOutcome
-	out.ID = h.id(auditevent.PhaseOutcome)
+	// The id is built on the stack: out is encoded below and dropped, so
+	// the string over idb never outlives it (h.id would allocate).
+	var idb [96]byte
+	id := h.appendID(idb[:0], auditevent.PhaseOutcome)
+	out.ID = unsafe.String(unsafe.SliceData(id), len(id))
 	now := h.p.vm.GetCurrentTime().UnixNano()
 	out.Timestamp = now
 	out.Status = h.status
@@ -527,11 +530,20 @@ func (h *httpContext) recordAccessDenied(status int) {
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the
 // per-request sequence: unique without coordination between instances).
 func (h *httpContext) id(ph auditevent.Phase) string {
+	return string(h.appendID(make([]byte, 0, 64), ph))
+}
+
+// appendID appends the id (see id) to b.
+func (h *httpContext) appendID(b []byte, ph auditevent.Phase) []byte {
 	t := h.ev.TraceID
 	if t == "" {
 		t = "notrace"
 	}
-	return t + "-" + h.nonce + "-" + string(ph)
+	b = append(b, t...)
+	b = append(b, '-')
+	b = append(b, h.nonce[:]...)
+	b = append(b, '-')
+	return append(b, ph...)
 }
 
 // traceID reads the trace id from the request's traceparent (or B3).

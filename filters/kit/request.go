@@ -27,12 +27,31 @@ func (r *HostRequest) Load() *HostRequest {
 // Header returns the first line of a header; a line emptied by SetHeader or
 // RemoveHeader counts as absent.
 func (r *HostRequest) Header(name string) (string, bool) {
-	for _, h := range r.hs {
-		if h[0] == name {
-			return h[1], h[1] != ""
-		}
+	if i := Lookup(r.hs, name); i >= 0 {
+		return r.hs[i][1], r.hs[i][1] != ""
 	}
 	return "", false
+}
+
+// Lookup returns the index of the first pair of hs named name, or -1. It
+// compares lengths and last bytes before the names (in the wasm guest a
+// string comparison is a call): most names differ there.
+func Lookup(hs [][2]string, name string) int {
+	if name == "" {
+		for i := range hs {
+			if hs[i][0] == "" {
+				return i
+			}
+		}
+		return -1
+	}
+	last := name[len(name)-1]
+	for i := range hs {
+		if k := hs[i][0]; len(k) == len(name) && k[len(k)-1] == last && k == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // Values returns every non-empty line of a header, in order. The slice is
