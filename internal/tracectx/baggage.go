@@ -373,9 +373,10 @@ type BaggageEdit struct {
 // caller then edits a Baggage. An empty result is a list to remove.
 func AppendEditedBaggage(b []byte, header string, edits ...BaggageEdit) ([]byte, bool) {
 	sets, extra := 0, 0
-	for i, e := range edits {
-		for _, f := range edits[:i] {
-			if f.Key == e.Key {
+	for i := range edits {
+		e := &edits[i]
+		for j := range i {
+			if edits[j].Key == e.Key {
 				return b, false
 			}
 		}
@@ -396,7 +397,7 @@ func AppendEditedBaggage(b []byte, header string, edits ...BaggageEdit) ([]byte,
 	}
 	n := 0
 	for i := len(edits) - 1; i >= 0; i-- { // a later Set goes in front of an earlier one
-		if e := edits[i]; e.Set {
+		if e := &edits[i]; e.Set {
 			if n > 0 {
 				b = append(b, ',')
 			}
@@ -426,8 +427,8 @@ func AppendEditedBaggage(b []byte, header string, edits ...BaggageEdit) ([]byte,
 }
 
 func edited(edits []BaggageEdit, k string) bool {
-	for _, e := range edits {
-		if e.Key == k {
+	for i := range edits {
+		if edits[i].Key == k {
 			return true
 		}
 	}
