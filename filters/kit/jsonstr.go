@@ -1,7 +1,6 @@
 package kit
 
 import (
-	"slices"
 	"unsafe"
 
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -19,7 +18,7 @@ func AppendJSONString(b []byte, s string) []byte {
 		return auditevent.AppendJSONString(b, s)
 	}
 	b = append(b, '"')
-	b = AppendStr(b, s)
+	b = append(b, s...)
 	return append(b, '"')
 }
 
@@ -59,62 +58,4 @@ func clean8(x uint64) bool {
 	bad := ((x - 0x20*lsb) & ^x) | x |
 		((y1 - lsb) & ^y1) | ((y2 - lsb) & ^y2) | ((y3 - lsb) & ^y3) | ((y4 - lsb) & ^y4) | ((y5 - lsb) & ^y5)
 	return bad&msb == 0
-}
-
-// AppendStr is append(b, s...) for the record encoders: a string of up to
-// 64 bytes is copied with 8-byte moves in the guest's own code instead of
-// a call of memmove, which in the wasm guest costs more than such a copy
-// (every append of a literal is one: the encoders make dozens per record).
-func AppendStr(b []byte, s string) []byte {
-	n := len(s)
-	if n > 64 {
-		return append(b, s...)
-	}
-	l := len(b)
-	b = slices.Grow(b, n)[:l+n]
-	if n == 0 {
-		return b
-	}
-	dst, src := unsafe.Pointer(&b[l]), unsafe.Pointer(unsafe.StringData(s))
-	switch {
-	case n >= 8:
-		for i := 0; i+8 <= n; i += 8 {
-			*(*uint64)(unsafe.Add(dst, i)) = *(*uint64)(unsafe.Add(src, i))
-		}
-		if n%8 != 0 { // the last 8 bytes, overlapping what is copied
-			*(*uint64)(unsafe.Add(dst, n-8)) = *(*uint64)(unsafe.Add(src, n-8))
-		}
-	case n >= 4:
-		*(*uint32)(dst) = *(*uint32)(src)
-		*(*uint32)(unsafe.Add(dst, n-4)) = *(*uint32)(unsafe.Add(src, n-4))
-	default:
-		for i := range n {
-			b[l+i] = s[i]
-		}
-	}
-	return b
-}
-
-// AppendInt is strconv.AppendInt(b, v, 10) with the digits copied by
-// AppendStr.
-func AppendInt(b []byte, v int64) []byte {
-	var buf [20]byte
-	i := len(buf)
-	u := uint64(v)
-	if v < 0 {
-		u = -u
-	}
-	for u >= 10 {
-		i--
-		q := u / 10
-		buf[i] = byte('0' + u - q*10)
-		u = q
-	}
-	i--
-	buf[i] = byte('0' + u)
-	if v < 0 {
-		i--
-		buf[i] = '-'
-	}
-	return AppendStr(b, unsafe.String(&buf[i], len(buf)-i))
 }

@@ -1,10 +1,7 @@
 package kit
 
 import (
-	"math"
 	"math/rand/v2"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/meshwarden/meshwarden/internal/auditevent"
@@ -39,21 +36,4 @@ func TestAppendJSONStringSameBytes(t *testing.T) {
 		check(string(s))
 	}
 	check("")
-}
-
-func TestAppendStrAndInt(t *testing.T) {
-	long := strings.Repeat("0123456789abcdef", 5)
-	for n := 0; n <= len(long); n++ {
-		for _, pre := range []string{"", "p", "prefix-of-17-byte"} {
-			got := AppendStr([]byte(pre), long[:n])
-			if string(got) != pre+long[:n] {
-				t.Fatalf("AppendStr(%q, %q) = %q", pre, long[:n], got)
-			}
-		}
-	}
-	for _, v := range []int64{0, 1, 9, 10, -1, -10, 42, 1764835200123456789, math.MaxInt64, math.MinInt64} {
-		if got, want := string(AppendInt([]byte("x"), v)), string(strconv.AppendInt([]byte("x"), v, 10)); got != want {
-			t.Errorf("AppendInt(%d) = %s, want %s", v, got, want)
-		}
-	}
 }

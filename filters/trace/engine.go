@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/meshwarden/meshwarden/filters/kit"
 	"github.com/meshwarden/meshwarden/filters/trace/traceconfig"
@@ -180,66 +181,65 @@ type Span struct {
 // AppendSpanJSON appends the OTLP/JSON encoding of one span (an element of
 // scopeSpans[].spans) to b. Attribute names follow the OpenTelemetry HTTP
 // semantic conventions; the lane is mw.lane. (Each attribute's constant
-// prefix is one literal, copied by kit.AppendStr: in the wasm guest a call
-// of memmove, what append makes, costs more than a short copy.)
+// prefix is one literal: in the wasm guest every append is a call.)
 func (e *Engine) AppendSpanJSON(b []byte, s *Span) []byte {
 	b = slices.Grow(b, 512)
-	b = kit.AppendStr(b, `{"traceId":"`)
+	b = append(b, `{"traceId":"`...)
 	b = appendHex(b, s.TraceID[:])
-	b = kit.AppendStr(b, `","spanId":"`)
+	b = append(b, `","spanId":"`...)
 	b = appendHex(b, s.SpanID[:])
 	if s.Parent.IsValid() {
-		b = kit.AppendStr(b, `","parentSpanId":"`)
+		b = append(b, `","parentSpanId":"`...)
 		b = appendHex(b, s.Parent[:])
 	}
-	b = kit.AppendStr(b, `","name":`)
+	b = append(b, `","name":`...)
 	b = kit.AppendJSONString(b, s.Name)
 	kind := 2 // SPAN_KIND_SERVER
 	if e.cfg.SpanKind == "client" {
 		kind = 3
 	}
-	b = kit.AppendStr(b, `,"kind":`)
+	b = append(b, `,"kind":`...)
 	b = append(b, byte('0'+kind))
-	b = kit.AppendStr(b, `,"startTimeUnixNano":"`)
-	b = kit.AppendInt(b, s.StartNS)
-	b = kit.AppendStr(b, `","endTimeUnixNano":"`)
-	b = kit.AppendInt(b, s.EndNS)
-	b = kit.AppendStr(b, `","attributes":[{"key":"http.request.method","value":{"stringValue":`)
+	b = append(b, `,"startTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.StartNS, 10)
+	b = append(b, `","endTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.EndNS, 10)
+	b = append(b, `","attributes":[{"key":"http.request.method","value":{"stringValue":`...)
 	b = kit.AppendJSONString(b, s.Method)
-	b = kit.AppendStr(b, `}},{"key":"url.path","value":{"stringValue":`)
+	b = append(b, `}},{"key":"url.path","value":{"stringValue":`...)
 	b = kit.AppendJSONString(b, s.Path)
-	b = kit.AppendStr(b, "}}")
+	b = append(b, "}}"...)
 	if s.Route != "" {
-		b = kit.AppendStr(b, `,{"key":"http.route","value":{"stringValue":`)
+		b = append(b, `,{"key":"http.route","value":{"stringValue":`...)
 		b = kit.AppendJSONString(b, s.Route)
-		b = kit.AppendStr(b, "}}")
+		b = append(b, "}}"...)
 	}
 	if s.Status != 0 {
-		b = kit.AppendStr(b, `,{"key":"http.response.status_code","value":{"intValue":"`)
-		b = kit.AppendInt(b, int64(s.Status))
-		b = kit.AppendStr(b, `"}}`)
+		b = append(b, `,{"key":"http.response.status_code","value":{"intValue":"`...)
+		b = strconv.AppendInt(b, int64(s.Status), 10)
+		b = append(b, `"}}`...)
 	}
 	if s.Lane != "" {
-		b = kit.AppendStr(b, `,{"key":"mw.lane","value":{"stringValue":`)
+		b = append(b, `,{"key":"mw.lane","value":{"stringValue":`...)
 		b = kit.AppendJSONString(b, s.Lane)
-		b = kit.AppendStr(b, "}}")
+		b = append(b, "}}"...)
 	}
 	if s.Peer != "" {
-		b = kit.AppendStr(b, `,{"key":"mw.peer.identity","value":{"stringValue":`)
+		b = append(b, `,{"key":"mw.peer.identity","value":{"stringValue":`...)
 		b = kit.AppendJSONString(b, s.Peer)
-		b = kit.AppendStr(b, "}}")
+		b = append(b, "}}"...)
 	}
 	if s.PeerAddr != "" {
-		b = kit.AppendStr(b, `,{"key":"client.address","value":{"stringValue":`)
+		b = append(b, `,{"key":"client.address","value":{"stringValue":`...)
 		b = kit.AppendJSONString(b, s.PeerAddr)
-		b = kit.AppendStr(b, "}}")
+		b = append(b, "}}"...)
 	}
 	// A server span is an error on 5xx; a client span on 4xx too; no
 	// response at all is an error.
 	if s.Status == 0 || s.Status >= 500 || (kind == 3 && s.Status >= 400) {
-		return kit.AppendStr(b, `],"status":{"code":2}}`)
+		return append(b, `],"status":{"code":2}}`...)
 	}
-	return kit.AppendStr(b, `],"status":{"code":0}}`)
+	return append(b, `],"status":{"code":0}}`...)
 }
 
 // AppendExport appends an OTLP/HTTP JSON ExportTraceServiceRequest holding
