@@ -57,8 +57,10 @@ func Lookup(hs [][2]string, name string) int {
 // Values returns every non-empty line of a header, in order. The slice is
 // r's own and valid until the next call of Values (no allocation per call).
 func (r *HostRequest) Values(name string) []string {
-	clear(r.vals)
-	r.vals = r.vals[:0]
+	if len(r.vals) > 0 {
+		clear(r.vals)
+		r.vals = r.vals[:0]
+	}
 	for _, h := range r.hs {
 		if h[0] == name && h[1] != "" {
 			r.vals = append(r.vals, h[1])

@@ -201,7 +201,7 @@ func (s *State) enter(id uint32) (prev uint32) {
 func (s *State) leave(prev uint32) {
 	s.active = prev
 	s.depth--
-	if s.depth == 0 {
+	if s.depth == 0 && len(s.pinned)+len(s.retired) > 0 { // clear is a call even when empty
 		clear(s.pinned)
 		s.pinned = s.pinned[:0]
 		clear(s.retired)
