@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
+	"github.com/meshwarden/meshwarden/filters/kit"
 
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
@@ -319,7 +320,7 @@ func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye 
 		if len(out) == 0 {
 			req.RemoveHeader(tracectx.BaggageHeader)
 		} else {
-			req.SetHeader(tracectx.BaggageHeader, string(out))
+			kit.SetHeaderBytes(req, tracectx.BaggageHeader, out)
 		}
 		return
 	}

@@ -93,6 +93,24 @@ func (r *HostRequest) SetHeader(name, value string) {
 	}
 }
 
+// SetHeaderBytes is SetHeader with the value as bytes, copied into the
+// VM's arena (VM.ArenaString) rather than a Go allocation.
+func (r *HostRequest) SetHeaderBytes(name string, value []byte) {
+	r.SetHeader(name, r.VM.ArenaString(value))
+}
+
+// SetHeaderBytes sets a header of req to value: without an allocation
+// when req is a *HostRequest, else as a string. (A concrete type, not an
+// interface method: value, often the caller's stack buffer, then stays on
+// the stack.)
+func SetHeaderBytes(req interface{ SetHeader(name, value string) }, name string, value []byte) {
+	if r, ok := req.(*HostRequest); ok {
+		r.SetHeaderBytes(name, value)
+		return
+	}
+	req.SetHeader(name, string(value))
+}
+
 // RemoveHeader removes every line of a header.
 func (r *HostRequest) RemoveHeader(name string) {
 	if _, ok := r.Header(name); !ok {

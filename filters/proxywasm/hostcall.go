@@ -408,6 +408,16 @@ func (vm *VM) CallForeignFunction(funcName string, param []byte) (ret []byte, er
 	return v, st.Err()
 }
 
+// ---- strings ----
+
+// ArenaString returns a copy of b as a string without a Go allocation when
+// b is short: it is carved from the VM's buffer arena (the memory
+// proxy_on_memory_allocate hands the host), written once and never reused,
+// and lives as long as it is referenced. For a value built per request
+// (a header value a filter sets) in the wasm guest, where an allocation
+// costs more than the building.
+func (vm *VM) ArenaString(b []byte) string { return vm.state().String(b) }
+
 // ---- helpers ----
 
 func (vm *VM) getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {

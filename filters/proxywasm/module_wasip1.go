@@ -222,6 +222,9 @@ func GetPropertyMap(path []string) ([][2]string, error) { return ModuleVM().GetP
 // SetProperty calls ModuleVM().SetProperty.
 func SetProperty(path []string, data []byte) error { return ModuleVM().SetProperty(path, data) }
 
+// ArenaString calls ModuleVM().ArenaString.
+func ArenaString(b []byte) string { return ModuleVM().ArenaString(b) }
+
 // GetSharedData calls ModuleVM().GetSharedData.
 func GetSharedData(key string) (value []byte, cas uint32, err error) {
 	return ModuleVM().GetSharedData(key)

@@ -97,7 +97,7 @@ func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
 	}
 
 	var buf [64]byte
-	req.SetHeader(tracectx.TraceparentHeader, string(tracectx.AppendTraceparent(buf[:0], h.Span)))
+	kit.SetHeaderBytes(req, tracectx.TraceparentHeader, tracectx.AppendTraceparent(buf[:0], h.Span))
 	// tracestate is meaningful only with a valid traceparent from the
 	// caller; several header lines are one list, sent on as one line.
 	if ts := req.Values(tracectx.TracestateHeader); len(ts) > 0 {

@@ -212,7 +212,7 @@ func (s *State) leave(prev uint32) {
 // Sizes of the allocation arena: buffers up to arenaMax bytes are carved
 // from chunks of arenaChunk bytes; larger ones are allocated alone.
 const (
-	arenaChunk = 8 << 10
+	arenaChunk = 32 << 10
 	arenaMax   = 2 << 10
 )
 
@@ -237,6 +237,18 @@ func (s *State) Allocate(size uint32) []byte {
 	b := s.arena[s.arenaOff : s.arenaOff+n : s.arenaOff+n]
 	s.arenaOff += n
 	return b
+}
+
+// String returns a copy of b as a string carved from the arena: no Go
+// allocation for a short value (Allocate). Like every carved buffer it is
+// written once, here, and never handed out again.
+func (s *State) String(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	c := s.Allocate(uint32(len(b)))
+	copy(c, b)
+	return unsafe.String(unsafe.SliceData(c), len(b))
 }
 
 // Taken returns the size bytes at address p when they lie in memory
