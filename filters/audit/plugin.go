@@ -54,6 +54,7 @@ func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
 func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
 	p := &pluginContext{vm: vm}
 	p.get = p.header // one func value for every request
+	p.intern = vm.ArenaString
 	return p
 }
 
@@ -83,6 +84,10 @@ type pluginContext struct {
 	// a slice reused from stream to stream; get looks one up.
 	hs  [][2]string
 	get func(string) string
+	// intern is vm.ArenaString and scratch its reused buffer: the
+	// resource of a record costs no allocation.
+	intern  func([]byte) string
+	scratch []byte
 }
 
 // loadHeaders reads the current stream's request headers into p.hs.
@@ -226,6 +231,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	ri := &RequestInfo{
 		Method: method, Path: path,
 		Header: get,
+		Intern: h.p.intern, Scratch: &h.p.scratch,
 	}
 	if !peerRead {
 		peer, _ = h.p.vm.GetPropertyString(kit.PropPeerURISAN)
