@@ -170,10 +170,13 @@ func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
 	return &httpContext{p: p}
 }
 
-// OnHttpContextDelete resets the context for a later stream.
-func (h *httpContext) OnHttpContextDelete() {
-	*h = httpContext{p: h.p}
-	h.p.pool.Put(h)
+// RecycleHttpContext keeps a deleted stream's context, reset, for a
+// later stream.
+func (p *pluginContext) RecycleHttpContext(hc proxywasm.HttpContext) {
+	if h, ok := hc.(*httpContext); ok {
+		*h = httpContext{p: p}
+		p.pool.Put(h)
+	}
 }
 
 type httpContext struct {
@@ -570,7 +573,7 @@ func traceID(get func(string) string) string {
 }
 
 var (
-	_ proxywasm.PluginContext      = (*pluginContext)(nil)
-	_ proxywasm.HttpContext        = (*httpContext)(nil)
-	_ proxywasm.HttpContextDeleter = (*httpContext)(nil)
+	_ proxywasm.PluginContext       = (*pluginContext)(nil)
+	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.HttpContextRecycler = (*pluginContext)(nil)
 )

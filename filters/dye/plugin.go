@@ -88,11 +88,6 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
-// OnHttpContextDelete does nothing: the context is the plugin's own and
-// keeps no state. (Implementing proxywasm.HttpContextDeleter keeps the
-// SDK's check for it on a cached, positive type assertion.)
-func (h *httpContext) OnHttpContextDelete() {}
-
 // peer reads the peer's identity and address from the stream's
 // properties, only those the configuration uses (each is a hostcall): the
 // URI SAN of the peer certificate (Envoy, the gateway), else
@@ -120,8 +115,7 @@ func (p *pluginContext) loadSourceAddress() string {
 }
 
 var (
-	_ proxywasm.PluginContext      = (*pluginContext)(nil)
-	_ proxywasm.HttpContext        = (*httpContext)(nil)
-	_ proxywasm.HttpContextDeleter = (*httpContext)(nil)
-	_ Request                      = (*kit.HostRequest)(nil)
+	_ proxywasm.PluginContext = (*pluginContext)(nil)
+	_ proxywasm.HttpContext   = (*httpContext)(nil)
+	_ Request                 = (*kit.HostRequest)(nil)
 )

@@ -6,8 +6,8 @@ const maxPooled = 64
 
 // ContextPool keeps the HTTP contexts of deleted streams for reuse, so a
 // plugin allocates no context per stream: NewHttpContext takes one with
-// Get (nil: allocate one), and the context's OnHttpContextDelete (see
-// proxywasm.HttpContextDeleter) resets it and gives it back with Put.
+// Get (nil: allocate one), and the plugin's RecycleHttpContext (see
+// proxywasm.HttpContextRecycler) resets it and gives it back with Put.
 type ContextPool[T any] struct{ free []*T }
 
 // Get returns a kept context, or nil when there is none.

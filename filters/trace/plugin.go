@@ -154,10 +154,13 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
-// OnHttpContextDelete resets the context for a later stream.
-func (h *httpContext) OnHttpContextDelete() {
-	*h = httpContext{p: h.p}
-	h.p.pool.Put(h)
+// RecycleHttpContext keeps a deleted stream's context, reset, for a
+// later stream.
+func (p *pluginContext) RecycleHttpContext(hc proxywasm.HttpContext) {
+	if h, ok := hc.(*httpContext); ok {
+		*h = httpContext{p: p}
+		p.pool.Put(h)
+	}
 }
 
 // OnHttpStreamDone ends the span and queues it for export.
@@ -175,8 +178,8 @@ func (h *httpContext) OnHttpStreamDone() {
 }
 
 var (
-	_ proxywasm.PluginContext      = (*pluginContext)(nil)
-	_ proxywasm.HttpContext        = (*httpContext)(nil)
-	_ proxywasm.HttpContextDeleter = (*httpContext)(nil)
-	_ Request                      = (*kit.HostRequest)(nil)
+	_ proxywasm.PluginContext       = (*pluginContext)(nil)
+	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.HttpContextRecycler = (*pluginContext)(nil)
+	_ Request                       = (*kit.HostRequest)(nil)
 )

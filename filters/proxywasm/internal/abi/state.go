@@ -18,6 +18,8 @@ type pluginEntry struct {
 	id       uint32
 	ctx      types.PluginContext
 	callouts map[uint32]callout // by token
+	// recycler is ctx as an HttpContextRecycler, or nil (asserted once).
+	recycler HttpContextRecycler
 }
 
 type streamEntry struct {
@@ -303,7 +305,9 @@ func (s *State) OnContextCreate(contextID, parentID uint32) {
 		if s.vmContext == nil {
 			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from an init function of the main package (main is never called in a c-shared module)")
 		}
-		s.plugins = append(s.plugins, &pluginEntry{id: contextID, ctx: s.vmContext.NewPluginContext(contextID)})
+		ctx := s.vmContext.NewPluginContext(contextID)
+		r, _ := ctx.(HttpContextRecycler)
+		s.plugins = append(s.plugins, &pluginEntry{id: contextID, ctx: ctx, recycler: r})
 		return
 	}
 	p := s.plugin(parentID)
@@ -389,19 +393,24 @@ func (s *State) OnLog(contextID uint32) {
 func (s *State) OnDelete(contextID uint32) {
 	if e, ok := s.stream(contextID); ok {
 		s.deleteStream(contextID)
-		if d, ok := e.http.(HttpContextDeleter); ok {
-			d.OnHttpContextDelete()
+		if e.http != nil {
+			if p := s.plugin(e.rootID); p != nil && p.recycler != nil {
+				p.recycler.RecycleHttpContext(e.http)
+			}
 		}
 		return
 	}
 	s.deletePlugin(contextID)
 }
 
-// HttpContextDeleter is an HttpContext that is told when the host deletes
-// its stream (proxy_on_delete): no callback for it follows, so its plugin
-// may reuse it for a later stream instead of allocating one per stream.
-type HttpContextDeleter interface {
-	OnHttpContextDelete()
+// HttpContextRecycler is a PluginContext that is given back each HTTP
+// context it made when the host deletes the stream (proxy_on_delete): no
+// callback for that stream follows, so the plugin may reuse the context for
+// a later stream instead of allocating one per stream. (A plugin-level
+// method, asserted once per plugin: a type assertion per stream costs more
+// in the wasm guest than the allocation it saves.)
+type HttpContextRecycler interface {
+	RecycleHttpContext(types.HttpContext)
 }
 
 func (s *State) http(id uint32) types.HttpContext {

@@ -206,3 +206,44 @@ func TestHTTPCallResponseRouting(t *testing.T) {
 		t.Errorf("callback ran for a deleted stream: %v", got)
 	}
 }
+
+// recyclingPlugin records the contexts given back to it.
+type recyclingPlugin struct {
+	testPlugin
+	back []types.HttpContext
+}
+
+func (p *recyclingPlugin) RecycleHttpContext(h types.HttpContext) { p.back = append(p.back, h) }
+
+type recyclingVM struct{ testVM }
+
+func (v *recyclingVM) NewPluginContext(uint32) types.PluginContext {
+	return &recyclingPlugin{testPlugin: testPlugin{vm: &v.testVM}}
+}
+
+// TestRecycleHttpContext: a recycling plugin gets each stream's context
+// back at proxy_on_delete, after the stream is gone, and only then.
+func TestRecycleHttpContext(t *testing.T) {
+	vm := NewState(&effHost{})
+	v := &recyclingVM{testVM{s: vm, streams: map[uint32]*testStream{}}}
+	vm.SetVMContext(v)
+	vm.OnContextCreate(1, 0)
+	p := vm.plugin(1).ctx.(*recyclingPlugin)
+	vm.OnContextCreate(2, 1)
+	vm.OnContextCreate(3, 1)
+	vm.OnLog(2)
+	if len(p.back) != 0 {
+		t.Fatalf("context given back before proxy_on_delete: %v", p.back)
+	}
+	vm.OnDelete(2)
+	if len(p.back) != 1 || p.back[0] != types.HttpContext(v.streams[2]) {
+		t.Fatalf("after deleting stream 2 the plugin got %v, want its context", p.back)
+	}
+	if _, alive := vm.stream(2); alive {
+		t.Error("stream 2 still registered when its context was given back")
+	}
+	vm.OnDelete(1) // a plugin context is not an HTTP context
+	if len(p.back) != 1 {
+		t.Errorf("deleting the plugin gave back %d contexts", len(p.back)-1)
+	}
+}
