@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwarden/meshwarden/filters"
 	"github.com/meshwarden/meshwarden/filters/kit/kittest"
 	"github.com/meshwarden/meshwarden/gateway/wasmhost"
 )
@@ -105,18 +104,8 @@ func bundleChain(tb testing.TB, rt *wasmhost.Runtime, mod *wasmhost.Module) *was
 	tb.Cleanup(asrv.Close)
 	caller.Clusters["mw-audit"] = asrv.URL
 	cfgs := chainConfigs(tb, 100)
-	byName := map[string]*wasmhost.Plugin{}
-	for _, name := range filters.Order() {
-		p, err := kittest.Start(tb, rt, mod, wasmhost.PluginConfig{Name: "bundle-" + name, RootID: name, Configuration: cfgs[name],
+	return orderedChain(tb, func(name string) (*wasmhost.Plugin, error) {
+		return kittest.Start(tb, rt, mod, wasmhost.PluginConfig{Name: "bundle-" + name, RootID: name, Configuration: cfgs[name],
 			HTTPCaller: caller, Properties: map[string][]byte{"node.id": []byte("gw-test-1")}}, nil)
-		if err != nil {
-			tb.Fatalf("%s: %v", name, err)
-		}
-		byName[name] = p
-	}
-	chain, err := wasmhost.OrderedChain(byName, filters.Order())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return chain
+	})
 }

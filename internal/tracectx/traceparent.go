@@ -205,29 +205,17 @@ func hexByte(hi, lo byte) (byte, bool) {
 	return h<<4 | l, ok1 && ok2
 }
 
-// decodeHex decodes len(dst)*2 lowercase hex digits of s into dst. (The
-// digit test is inline: in the wasm guest a call per digit pair costs more
-// than the decoding.)
+// decodeHex decodes len(dst)*2 lowercase hex digits of s into dst. (It
+// calls the inlined lowerHex, not hexByte: in the wasm guest a call per
+// digit pair costs more than the decoding.)
 func decodeHex(dst []byte, s string) bool {
 	if len(s) != 2*len(dst) {
 		return false
 	}
 	for i := range dst {
-		h, l := s[2*i], s[2*i+1]
-		switch {
-		case h >= '0' && h <= '9':
-			h -= '0'
-		case h >= 'a' && h <= 'f':
-			h -= 'a' - 10
-		default:
-			return false
-		}
-		switch {
-		case l >= '0' && l <= '9':
-			l -= '0'
-		case l >= 'a' && l <= 'f':
-			l -= 'a' - 10
-		default:
+		h, ok1 := lowerHex(s[2*i])
+		l, ok2 := lowerHex(s[2*i+1])
+		if !ok1 || !ok2 {
 			return false
 		}
 		dst[i] = h<<4 | l
