@@ -122,6 +122,11 @@ type RequestInfo struct {
 	PeerIdentity string
 	TraceID      string
 	Dye, Tenant  string
+	// Intern, when set, makes the event's resource string from the bytes
+	// rendered into *Scratch (a buffer the caller reuses), instead of a
+	// Go allocation: the plugin carves it from its VM's arena.
+	Intern  func([]byte) string
+	Scratch *[]byte
 }
 
 // NewEvent builds the record of a request matched by rule i: everything but
@@ -162,7 +167,12 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 		hdr, query = e.applyCompliance(r.comp, &ev, hdr, query)
 	}
 	ev.Tags = e.WithServiceTags(ev.Tags)
-	ev.Resource = r.resource.Expand(ri.Method, path, query, hdr)
+	if ri.Intern != nil && ri.Scratch != nil {
+		*ri.Scratch = r.resource.AppendExpand((*ri.Scratch)[:0], ri.Method, path, query, hdr)
+		ev.Resource = ri.Intern(*ri.Scratch)
+	} else {
+		ev.Resource = r.resource.Expand(ri.Method, path, query, hdr)
+	}
 	return ev
 }
 

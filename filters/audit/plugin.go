@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/meshwarden/meshwarden/filters/audit/auditconfig"
 	"github.com/meshwarden/meshwarden/filters/kit"
@@ -50,7 +51,12 @@ func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
 
 // NewPluginContext returns a plugin context of this filter, for modules
 // that bundle several filters and pick one by root id.
-func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext { return &pluginContext{vm: vm} }
+func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
+	p := &pluginContext{vm: vm}
+	p.get = p.header // one func value for every request
+	p.intern = vm.ArenaString
+	return p
+}
 
 type pluginContext struct {
 	proxywasm.DefaultPluginContext
@@ -71,6 +77,32 @@ type pluginContext struct {
 	// rnd makes the request nonces: a ChaCha8 stream seeded once from
 	// guestcrypto.Read (WASI random_get in the guest), so a request costs no random_get hostcall.
 	rnd *rand.ChaCha8
+	// pool keeps the contexts of deleted streams for reuse.
+	pool kit.ContextPool[httpContext]
+	// hs are the request headers of the stream being handled (one at a
+	// time: the guest is single-threaded and a callback never yields), in
+	// a slice reused from stream to stream; get looks one up.
+	hs  [][2]string
+	get func(string) string
+	// intern is vm.ArenaString and scratch its reused buffer: the
+	// resource of a record costs no allocation.
+	intern  func([]byte) string
+	scratch []byte
+}
+
+// loadHeaders reads the current stream's request headers into p.hs.
+func (p *pluginContext) loadHeaders() [][2]string {
+	clear(p.hs)
+	p.hs, _ = p.vm.AppendHttpRequestHeaders(p.hs[:0])
+	return p.hs
+}
+
+// header returns the first value of request header n in p.hs, or "".
+func (p *pluginContext) header(n string) string {
+	if i := kit.Lookup(p.hs, n); i >= 0 {
+		return p.hs[i][1]
+	}
+	return ""
 }
 
 // OnPluginStart parses and validates the configuration (a bad one refuses
@@ -131,14 +163,28 @@ func (p *pluginContext) OnTick() { p.b.Tick() }
 // (kit.Batcher.QueueReady).
 func (p *pluginContext) OnQueueReady(uint32) { p.b.QueueReady() }
 
-func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
+func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
+	if h := p.pool.Get(); h != nil {
+		return h
+	}
+	return &httpContext{p: p}
+}
+
+// RecycleHttpContext keeps a deleted stream's context, reset, for a
+// later stream.
+func (p *pluginContext) RecycleHttpContext(hc proxywasm.HttpContext) {
+	if h, ok := hc.(*httpContext); ok {
+		*h = httpContext{p: p}
+		p.pool.Put(h)
+	}
+}
 
 type httpContext struct {
 	proxywasm.DefaultHttpContext
 	p       *pluginContext
 	rule    int // -1: not audited
 	ev      auditevent.Event
-	nonce   string
+	nonce   [16]byte // hex digits of the request nonce
 	startNS int64
 	status  int
 
@@ -155,15 +201,8 @@ type httpContext struct {
 // OnHttpRequestHeaders matches the request against the rules.
 func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	h.rule = -1
-	hs, _ := h.p.vm.GetHttpRequestHeaders()
-	get := func(n string) string {
-		for _, kv := range hs {
-			if kv[0] == n {
-				return kv[1]
-			}
-		}
-		return ""
-	}
+	hs := h.p.loadHeaders()
+	get := h.p.get
 	method, path := get(":method"), get(":path")
 	h.grpc = strings.HasPrefix(get("content-type"), "application/grpc")
 	peer, peerRead := "", false
@@ -195,6 +234,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	ri := &RequestInfo{
 		Method: method, Path: path,
 		Header: get,
+		Intern: h.p.intern, Scratch: &h.p.scratch,
 	}
 	if !peerRead {
 		peer, _ = h.p.vm.GetPropertyString(kit.PropPeerURISAN)
@@ -207,7 +247,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	h.ev.Source = h.p.source
 	var n [8]byte
 	_, _ = h.p.rnd.Read(n[:])
-	h.nonce = guestfmt.Hex(n[:])
+	guestfmt.AppendHex(h.nonce[:0], n[:])
 	if reason := h.p.engine.ScanRequest(i, &h.ev, path, hs); reason != "" {
 		h.block(reason, h.p.engine.PIIBlockStatus(i))
 		return proxywasm.ActionPause
@@ -466,7 +506,11 @@ func (h *httpContext) OnHttpStreamDone() {
 	}
 	out := h.ev
 	out.Phase = auditevent.PhaseOutcome
-	out.ID = h.id(auditevent.PhaseOutcome)
+	// The id is built on the stack: out is encoded below and dropped, so
+	// the string over idb never outlives it (h.id would allocate).
+	var idb [96]byte
+	id := h.appendID(idb[:0], auditevent.PhaseOutcome)
+	out.ID = unsafe.String(unsafe.SliceData(id), len(id))
 	now := h.p.vm.GetCurrentTime().UnixNano()
 	out.Timestamp = now
 	out.Status = h.status
@@ -495,18 +539,29 @@ func (h *httpContext) recordAccessDenied(status int) {
 // id is "<trace_id>-<request nonce>-<phase>" (the nonce stands for the
 // per-request sequence: unique without coordination between instances).
 func (h *httpContext) id(ph auditevent.Phase) string {
+	return string(h.appendID(make([]byte, 0, 64), ph))
+}
+
+// appendID appends the id (see id) to b.
+func (h *httpContext) appendID(b []byte, ph auditevent.Phase) []byte {
 	t := h.ev.TraceID
 	if t == "" {
 		t = "notrace"
 	}
-	return t + "-" + h.nonce + "-" + string(ph)
+	b = append(b, t...)
+	b = append(b, '-')
+	b = append(b, h.nonce[:]...)
+	b = append(b, '-')
+	return append(b, ph...)
 }
 
 // traceID reads the trace id from the request's traceparent (or B3).
 func traceID(get func(string) string) string {
 	if v := get(tracectx.TraceparentHeader); v != "" {
-		if sc, err := tracectx.ParseTraceparent(v); err == nil {
-			return sc.TraceID.String()
+		if _, err := tracectx.ParseTraceparent(v); err == nil {
+			// A valid traceparent's trace id is its 32 lowercase hex
+			// digits after "vv-": sc.TraceID.String(), without a copy.
+			return v[3:35]
 		}
 	}
 	if v := get(tracectx.B3Header); v != "" {
@@ -518,6 +573,7 @@ func traceID(get func(string) string) string {
 }
 
 var (
-	_ proxywasm.PluginContext = (*pluginContext)(nil)
-	_ proxywasm.HttpContext   = (*httpContext)(nil)
+	_ proxywasm.PluginContext       = (*pluginContext)(nil)
+	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.HttpContextRecycler = (*pluginContext)(nil)
 )

@@ -26,6 +26,16 @@ func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
 type dispatch struct {
 	proxywasm.PluginContext
 	vm *proxywasm.VM
+	// recycler is the filter's plugin context as a recycler, or nil.
+	recycler proxywasm.HttpContextRecycler
+}
+
+// RecycleHttpContext hands a deleted stream's context back to the filter
+// when it recycles them.
+func (d *dispatch) RecycleHttpContext(h proxywasm.HttpContext) {
+	if d.recycler != nil {
+		d.recycler.RecycleHttpContext(h)
+	}
 }
 
 // OnPluginStart picks the filter by the plugin_root_id property.
@@ -42,7 +52,11 @@ func (d *dispatch) OnPluginStart(size int) proxywasm.OnPluginStartStatus {
 		d.vm.LogCriticalf("bundle: refusing to start: root_id %q (%v) names no filter: set the plugin's root_id to dye, audit or trace", root, err)
 		return proxywasm.OnPluginStartStatusFailed
 	}
+	d.recycler, _ = d.PluginContext.(proxywasm.HttpContextRecycler)
 	return d.PluginContext.OnPluginStart(size)
 }
 
-var _ proxywasm.PluginContext = (*dispatch)(nil)
+var (
+	_ proxywasm.PluginContext       = (*dispatch)(nil)
+	_ proxywasm.HttpContextRecycler = (*dispatch)(nil)
+)

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/meshwarden/meshwarden/filters/dye/dyeconfig"
+	"github.com/meshwarden/meshwarden/filters/kit"
 
 	"github.com/meshwarden/meshwarden/internal/dyeing"
 	"github.com/meshwarden/meshwarden/internal/tracectx"
@@ -151,12 +152,13 @@ func (e *Engine) Apply(req Request, peer Peer, rnd func() uint32) Decision {
 
 // decide runs the rules, then the default lane.
 func (e *Engine) decide(req Request, peer Peer, tenant string, rnd func() uint32) (string, string) {
+	var rl reqLine
 	for i := range e.cfg.Rules {
 		r := &e.cfg.Rules[i]
 		if len(r.Tenants) > 0 && !contains(r.Tenants, tenant) {
 			continue
 		}
-		if !e.match(&r.Match, req, peer) {
+		if !e.match(&r.Match, req, &rl, peer) {
 			continue
 		}
 		lane := r.Lane
@@ -221,15 +223,35 @@ func StickyBucket(rule, key string) uint32 {
 	return h % 100
 }
 
-func (e *Engine) match(m *dyeconfig.Match, req Request, peer Peer) bool {
-	if len(m.Methods) > 0 {
-		meth, _ := req.Header(":method")
-		if !contains(m.Methods, meth) {
-			return false
-		}
+// reqLine is the method, path and query of the request decide is matching,
+// each read from the request at most once for all the rules.
+type reqLine struct {
+	method, path, query    string
+	methodRead, pathParsed bool
+}
+
+func (l *reqLine) getMethod(req Request) string {
+	if !l.methodRead {
+		l.method, _ = req.Header(":method")
+		l.methodRead = true
 	}
-	path, _ := req.Header(":path")
-	p, query, _ := strings.Cut(path, "?")
+	return l.method
+}
+
+func (l *reqLine) parsePath(req Request) {
+	if !l.pathParsed {
+		path, _ := req.Header(":path")
+		l.path, l.query, _ = strings.Cut(path, "?")
+		l.pathParsed = true
+	}
+}
+
+func (e *Engine) match(m *dyeconfig.Match, req Request, rl *reqLine, peer Peer) bool {
+	if len(m.Methods) > 0 && !contains(m.Methods, rl.getMethod(req)) {
+		return false
+	}
+	rl.parsePath(req)
+	p, query := rl.path, rl.query
 	if m.PathPrefix != "" && !strings.HasPrefix(p, m.PathPrefix) {
 		return false
 	}
@@ -286,6 +308,20 @@ func (e *Engine) write(req Request, d Decision, bagHeader string, hadBaggageDye 
 	// Leave baggage untouched when it already says what we would write.
 	if hadBaggageDye == wantDye && (!wantDye || bagDye == d.Lane) &&
 		hadBagTenant == wantTenant && (!wantTenant || bagTenant == d.Tenant) {
+		return
+	}
+	// The common case in one pass: a clean header, one string built.
+	var buf [256]byte
+	edits := [2]tracectx.BaggageEdit{
+		{Key: dyeing.BaggageTenantKey, Value: d.Tenant, Set: wantTenant},
+		{Key: dyeing.BaggageKey, Value: d.Lane, Set: wantDye},
+	}
+	if out, ok := tracectx.AppendEditedBaggage(buf[:0], bagHeader, edits[:]...); ok {
+		if len(out) == 0 {
+			req.RemoveHeader(tracectx.BaggageHeader)
+		} else {
+			kit.SetHeaderBytes(req, tracectx.BaggageHeader, out)
+		}
 		return
 	}
 	bg := tracectx.ParseBaggage(bagHeader)

@@ -23,7 +23,10 @@ func NewVMContext(vm *proxywasm.VM) proxywasm.VMContext {
 // NewPluginContext returns a plugin context of this filter, for modules
 // that bundle several filters and pick one by root id.
 func NewPluginContext(vm *proxywasm.VM) proxywasm.PluginContext {
-	return &pluginContext{vm: vm, req: kit.HostRequest{Filter: "dye", VM: vm}}
+	p := &pluginContext{vm: vm, req: kit.HostRequest{Filter: "dye", VM: vm}}
+	p.http.p = p
+	p.loadAddr = p.loadSourceAddress
+	return p
 }
 
 type pluginContext struct {
@@ -37,6 +40,10 @@ type pluginContext struct {
 	// req is the request view of the stream being handled (one at a time:
 	// the guest is single-threaded and a callback never yields).
 	req kit.HostRequest
+	// http is the context of every stream: it keeps no per-stream state.
+	http httpContext
+	// loadAddr is p.loadSourceAddress, one func value for every request.
+	loadAddr func() string
 }
 
 // OnPluginStart parses and validates the configuration; a bad one refuses
@@ -57,8 +64,10 @@ func (p *pluginContext) OnPluginStart(int) proxywasm.OnPluginStartStatus {
 	return proxywasm.OnPluginStartStatusOK
 }
 
+// NewHttpContext returns the plugin's one HTTP context: it keeps no
+// per-stream state, so every stream shares it.
 func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
-	return &httpContext{p: p}
+	return &p.http
 }
 
 type httpContext struct {
@@ -95,7 +104,7 @@ func (p *pluginContext) peer() Peer {
 		}
 	}
 	if needAddr {
-		peer.LoadAddress = p.loadSourceAddress // read only if the identity is not trusted
+		peer.LoadAddress = p.loadAddr // read only if the identity is not trusted
 	}
 	return peer
 }

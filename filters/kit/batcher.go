@@ -1,7 +1,9 @@
 package kit
 
 import (
+	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/meshwarden/meshwarden/filters/proxywasm"
 )
@@ -27,8 +29,6 @@ type Batcher struct {
 	queued   bool   // items go through the shared queue queueID
 	queueID  uint32
 	notified int // queue notifications since the last drain
-	buf      [][]byte
-	inflight int
 	max      int
 	batch    int
 	cluster  string
@@ -37,12 +37,22 @@ type Batcher struct {
 	// encode appends the batch body of items to dst.
 	encode func(dst []byte, items [][]byte) []byte
 
-	// free holds item buffers to reuse: a batch's items once the collector
-	// acknowledged it (the body sent was a copy), an item once the shared
-	// queue copied it. At most batch of them are kept.
-	free [][]byte
-	// body is the scratch buffer batch bodies are encoded into; the host
-	// copies it in DispatchHttpCall, so one buffer serves every batch.
+	// data holds the encoded items, back to back, and ends[i] is the end
+	// of item i in data: the first inflight of them are the batch in
+	// flight, the others wait. Items are encoded in place at the end of
+	// data (ItemBuf), so the per-request path allocates nothing in the
+	// steady state. An acknowledged batch leaves data; a failed one stays
+	// in front and is retried.
+	data     []byte
+	ends     []int
+	inflight int
+	// scratch is the buffer items are encoded into before the shared
+	// queue copies them (queued mode).
+	scratch []byte
+	// list is the scratch list of a batch's items; body is the scratch
+	// buffer batch bodies are encoded into (the host copies it in
+	// DispatchHttpCall, so one buffer serves every batch).
+	list [][]byte
 	body []byte
 
 	enqueued, sent, dropped, failures proxywasm.MetricCounter
@@ -114,56 +124,56 @@ func (b *Batcher) QueueReady() {
 		return
 	}
 	b.drain()
-	if len(b.buf) >= b.batch {
+	if len(b.ends)-b.inflight >= b.batch {
 		b.flush()
 	}
 }
 
-// itemCap is the capacity of a new item buffer: one encoded item fits.
+// itemCap is the room ItemBuf leaves: one encoded item fits.
 const itemCap = 768
 
-// ItemBuf returns an empty buffer to encode one item into, reusing the
-// buffer of an item already sent when there is one: the per-request path
-// allocates nothing in the steady state.
+// ItemBuf returns an empty buffer to encode one item into and pass to Add:
+// the free end of the batcher's own buffer (or, in queued mode, a scratch
+// buffer the queue copies from), so the per-request path allocates nothing
+// in the steady state.
 func (b *Batcher) ItemBuf() []byte {
-	if n := len(b.free); n > 0 {
-		x := b.free[n-1]
-		b.free[n-1] = nil
-		b.free = b.free[:n-1]
-		return x[:0]
+	if b.queued {
+		b.scratch = slices.Grow(b.scratch[:0], itemCap)
+		return b.scratch
 	}
-	return make([]byte, 0, itemCap)
-}
-
-// recycle keeps item buffers for ItemBuf, up to batch of them.
-func (b *Batcher) recycle(items [][]byte) {
-	for _, it := range items {
-		if len(b.free) >= b.batch {
-			return
-		}
-		if cap(it) >= itemCap/2 {
-			b.free = append(b.free, it)
-		}
-	}
+	b.data = slices.Grow(b.data, itemCap)
+	return b.data[len(b.data):len(b.data)]
 }
 
 // Add takes one encoded item from an HTTP context.
 func (b *Batcher) Add(data []byte) {
 	if b.queued {
 		err := b.vm.EnqueueSharedQueue(b.queueID, data)
-		b.recycle([][]byte{data}) // the host copied it
+		b.scratch = data[:0] // the host copied it
 		if err != nil {
 			b.dropped.Increment(1)
 			return
 		}
 	} else {
-		if len(b.buf)+b.inflight >= b.max {
+		if len(b.ends) >= b.max {
 			b.dropped.Increment(1)
 			return
 		}
-		b.buf = append(b.buf, data)
+		b.push(data)
 	}
 	b.enqueued.Increment(1)
+}
+
+// push appends an item to data: in place when it was encoded at the end of
+// data (ItemBuf) and still lies there, else as a copy.
+func (b *Batcher) push(item []byte) {
+	n := len(b.data)
+	if len(item) > 0 && cap(b.data)-n >= len(item) && unsafe.SliceData(item) == unsafe.SliceData(b.data[n:]) {
+		b.data = b.data[:n+len(item)]
+	} else {
+		b.data = append(b.data, item...)
+	}
+	b.ends = append(b.ends, len(b.data))
 }
 
 // drain moves every queued item into the buffer.
@@ -177,60 +187,77 @@ func (b *Batcher) drain() {
 		if err != nil || data == nil {
 			return
 		}
-		if len(b.buf)+b.inflight >= b.max {
+		if len(b.ends) >= b.max {
 			b.dropped.Increment(1)
 			continue
 		}
-		b.buf = append(b.buf, data)
+		b.push(data)
 	}
 }
 
 // flush sends one batch if none is in flight.
 func (b *Batcher) flush() {
-	if b.inflight > 0 || len(b.buf) == 0 {
+	if b.inflight > 0 || len(b.ends) == 0 {
 		return
 	}
-	n := min(b.batch, len(b.buf))
-	items := append([][]byte(nil), b.buf[:n]...)
-	b.body = b.encode(b.body[:0], items)
-	rest := copy(b.buf, b.buf[n:])
-	clear(b.buf[rest:])
-	b.buf = b.buf[:rest]
+	n := min(b.batch, len(b.ends))
+	b.list = b.list[:0]
+	start := 0
+	for _, end := range b.ends[:n] {
+		b.list = append(b.list, b.data[start:end])
+		start = end
+	}
+	b.body = b.encode(b.body[:0], b.list)
+	clear(b.list)
 	_, err := b.vm.DispatchHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
 		b.inflight = 0
 		st := CallStatus(b.vm)
 		if st == 200 {
-			b.sent.Increment(uint64(len(items)))
-			b.recycle(items)
-			if len(b.buf) >= b.batch {
+			b.sent.Increment(uint64(n))
+			b.remove(0, n)
+			if len(b.ends) >= b.batch {
 				b.flush()
 			}
 			return
 		}
-		b.vm.LogWarnf("%s: collector answered %d to a batch of %d %s; retrying on the next tick", b.filter, st, len(items), b.items)
+		b.vm.LogWarnf("%s: collector answered %d to a batch of %d %s; retrying on the next tick", b.filter, st, n, b.items)
 		b.failures.Increment(1)
-		b.requeue(items)
+		b.requeue(n)
 	})
 	if err != nil {
 		b.vm.LogWarnf("%s: cannot send a batch to cluster %q: %v; retrying on the next tick", b.filter, b.cluster, err)
 		b.failures.Increment(1)
-		b.requeue(items)
+		b.requeue(n)
 		return
 	}
 	b.inflight = n
 }
 
-// requeue puts items back in front, dropping what exceeds the bound.
-func (b *Batcher) requeue(items [][]byte) {
-	room := b.max - len(b.buf)
-	if room < len(items) {
-		if room < 0 {
-			room = 0
-		}
-		b.dropped.Increment(uint64(len(items) - room))
-		items = items[:room]
+// requeue keeps the first n items, a batch that was not sent, in front of
+// the others, dropping those of them that exceed the bound.
+func (b *Batcher) requeue(n int) {
+	room := max(b.max-(len(b.ends)-n), 0)
+	if room < n {
+		b.dropped.Increment(uint64(n - room))
+		b.remove(room, n)
 	}
-	b.buf = append(items, b.buf...)
+}
+
+// remove removes items i to j-1.
+func (b *Batcher) remove(i, j int) {
+	if i >= j {
+		return
+	}
+	from, to := 0, b.ends[j-1]
+	if i > 0 {
+		from = b.ends[i-1]
+	}
+	b.data = append(b.data[:from], b.data[to:]...)
+	cut := to - from
+	b.ends = append(b.ends[:i], b.ends[j:]...)
+	for k := i; k < len(b.ends); k++ {
+		b.ends[k] -= cut
+	}
 }
 
 // CallStatus returns the :status of the current http call response, or 0.

@@ -17,6 +17,12 @@ type (
 	PluginContext = types.PluginContext
 	// HttpContext is one HTTP stream (a request/response pair).
 	HttpContext = types.HttpContext //nolint:revive // SDK name.
+	// HttpContextRecycler is a PluginContext given back each HttpContext
+	// it made when the host deletes the stream (proxy_on_delete, after
+	// OnHttpStreamDone): no callback for that stream follows, so the plugin
+	// may keep the context and return it from NewHttpContext for a later
+	// stream instead of allocating one per stream.
+	HttpContextRecycler = abi.HttpContextRecycler
 	// TcpContext is one TCP stream (ABI callbacks exported; Meshwarden's
 	// filters are HTTP filters).
 	TcpContext = types.TcpContext

@@ -35,8 +35,10 @@
 //   - No goroutines, timers or blocking calls: an instance is single-threaded
 //     and the host calls in only for events.
 //   - Byte slices and strings returned by hostcalls belong to the caller.
-//   - Memory handed to the host (proxy_on_memory_allocate) is pinned until the
-//     current callback returns, then released; filters need do nothing.
+//   - Memory handed to the host (proxy_on_memory_allocate) stays alive at
+//     least until the current callback returns; small buffers are carved
+//     from a per-VM arena chunk (no Go allocation per value), are written
+//     once and never handed out again. Filters need do nothing.
 //   - A panic traps the instance; the host discards it and applies the
 //     plugin's fail policy.
 //

@@ -75,6 +75,13 @@ func (vm *VM) GetCurrentTime() time.Time {
 // (name, value) pairs. Pseudo-headers (":path", ":method", …) are included.
 func (vm *VM) GetHttpRequestHeaders() ([][2]string, error) { return vm.getMap(abi.MapRequestHeaders) }
 
+// AppendHttpRequestHeaders appends every request header, in order, to dst
+// and returns the extended slice: GetHttpRequestHeaders for a caller that
+// reads the headers of every request into one reused slice.
+func (vm *VM) AppendHttpRequestHeaders(dst [][2]string) ([][2]string, error) {
+	return vm.appendMap(dst, abi.MapRequestHeaders)
+}
+
 // ReplaceHttpRequestHeaders replaces all request headers with headers.
 func (vm *VM) ReplaceHttpRequestHeaders(headers [][2]string) error {
 	return vm.setMap(abi.MapRequestHeaders, headers)
@@ -401,6 +408,16 @@ func (vm *VM) CallForeignFunction(funcName string, param []byte) (ret []byte, er
 	return v, st.Err()
 }
 
+// ---- strings ----
+
+// ArenaString returns a copy of b as a string without a Go allocation when
+// b is short: it is carved from the VM's buffer arena (the memory
+// proxy_on_memory_allocate hands the host), written once and never reused,
+// and lives as long as it is referenced. For a value built per request
+// (a header value a filter sets) in the wasm guest, where an allocation
+// costs more than the building.
+func (vm *VM) ArenaString(b []byte) string { return vm.state().String(b) }
+
 // ---- helpers ----
 
 func (vm *VM) getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {
@@ -412,13 +429,17 @@ func (vm *VM) getBuffer(bt abi.BufferType, start, maxSize int) ([]byte, error) {
 }
 
 func (vm *VM) getMap(mt abi.MapType) ([][2]string, error) {
+	return vm.appendMap(nil, mt)
+}
+
+func (vm *VM) appendMap(dst [][2]string, mt abi.MapType) ([][2]string, error) {
 	b, st := vm.host().GetHeaderMapPairs(mt)
 	if err := st.Err(); err != nil {
-		return nil, err
+		return dst, err
 	}
-	m, err := abi.DeserializeMapOwned(b) // b is ours (Host contract)
+	m, err := abi.AppendMapOwned(dst, b) // b is ours (Host contract)
 	if err != nil {
-		return nil, guestfmt.Errorf("%w: %w", ErrParseFailure, err)
+		return dst, guestfmt.Errorf("%w: %w", ErrParseFailure, err)
 	}
 	return m, nil
 }

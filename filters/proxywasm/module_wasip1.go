@@ -50,6 +50,11 @@ func GetCurrentTime() time.Time { return ModuleVM().GetCurrentTime() }
 // GetHttpRequestHeaders calls ModuleVM().GetHttpRequestHeaders.
 func GetHttpRequestHeaders() ([][2]string, error) { return ModuleVM().GetHttpRequestHeaders() }
 
+// AppendHttpRequestHeaders calls ModuleVM().AppendHttpRequestHeaders.
+func AppendHttpRequestHeaders(dst [][2]string) ([][2]string, error) {
+	return ModuleVM().AppendHttpRequestHeaders(dst)
+}
+
 // ReplaceHttpRequestHeaders calls ModuleVM().ReplaceHttpRequestHeaders.
 func ReplaceHttpRequestHeaders(headers [][2]string) error {
 	return ModuleVM().ReplaceHttpRequestHeaders(headers)
@@ -216,6 +221,9 @@ func GetPropertyMap(path []string) ([][2]string, error) { return ModuleVM().GetP
 
 // SetProperty calls ModuleVM().SetProperty.
 func SetProperty(path []string, data []byte) error { return ModuleVM().SetProperty(path, data) }
+
+// ArenaString calls ModuleVM().ArenaString.
+func ArenaString(b []byte) string { return ModuleVM().ArenaString(b) }
 
 // GetSharedData calls ModuleVM().GetSharedData.
 func GetSharedData(key string) (value []byte, cas uint32, err error) {

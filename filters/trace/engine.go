@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/meshwarden/meshwarden/filters/kit"
@@ -96,7 +97,7 @@ func (e *Engine) Start(req Request, rnd io.Reader) (Hop, error) {
 	}
 
 	var buf [64]byte
-	req.SetHeader(tracectx.TraceparentHeader, string(tracectx.AppendTraceparent(buf[:0], h.Span)))
+	kit.SetHeaderBytes(req, tracectx.TraceparentHeader, tracectx.AppendTraceparent(buf[:0], h.Span))
 	// tracestate is meaningful only with a valid traceparent from the
 	// caller; several header lines are one list, sent on as one line.
 	if ts := req.Values(tracectx.TracestateHeader); len(ts) > 0 {
@@ -179,35 +180,39 @@ type Span struct {
 
 // AppendSpanJSON appends the OTLP/JSON encoding of one span (an element of
 // scopeSpans[].spans) to b. Attribute names follow the OpenTelemetry HTTP
-// semantic conventions; the lane is mw.lane.
+// semantic conventions; the lane is mw.lane. (Each attribute's constant
+// prefix is one literal: in the wasm guest every append is a call.)
 func (e *Engine) AppendSpanJSON(b []byte, s *Span) []byte {
+	b = slices.Grow(b, 512)
 	b = append(b, `{"traceId":"`...)
 	b = appendHex(b, s.TraceID[:])
 	b = append(b, `","spanId":"`...)
 	b = appendHex(b, s.SpanID[:])
-	b = append(b, '"')
 	if s.Parent.IsValid() {
-		b = append(b, `,"parentSpanId":"`...)
+		b = append(b, `","parentSpanId":"`...)
 		b = appendHex(b, s.Parent[:])
-		b = append(b, '"')
 	}
-	b = append(b, `,"name":`...)
+	b = append(b, `","name":`...)
 	b = kit.AppendJSONString(b, s.Name)
 	kind := 2 // SPAN_KIND_SERVER
 	if e.cfg.SpanKind == "client" {
 		kind = 3
 	}
 	b = append(b, `,"kind":`...)
-	b = strconv.AppendInt(b, int64(kind), 10)
+	b = append(b, byte('0'+kind))
 	b = append(b, `,"startTimeUnixNano":"`...)
 	b = strconv.AppendInt(b, s.StartNS, 10)
 	b = append(b, `","endTimeUnixNano":"`...)
 	b = strconv.AppendInt(b, s.EndNS, 10)
-	b = append(b, `","attributes":[`...)
-	b = appendStrAttr(b, "http.request.method", s.Method, true)
-	b = appendStrAttr(b, "url.path", s.Path, false)
+	b = append(b, `","attributes":[{"key":"http.request.method","value":{"stringValue":`...)
+	b = kit.AppendJSONString(b, s.Method)
+	b = append(b, `}},{"key":"url.path","value":{"stringValue":`...)
+	b = kit.AppendJSONString(b, s.Path)
+	b = append(b, "}}"...)
 	if s.Route != "" {
-		b = appendStrAttr(b, "http.route", s.Route, false)
+		b = append(b, `,{"key":"http.route","value":{"stringValue":`...)
+		b = kit.AppendJSONString(b, s.Route)
+		b = append(b, "}}"...)
 	}
 	if s.Status != 0 {
 		b = append(b, `,{"key":"http.response.status_code","value":{"intValue":"`...)
@@ -215,23 +220,26 @@ func (e *Engine) AppendSpanJSON(b []byte, s *Span) []byte {
 		b = append(b, `"}}`...)
 	}
 	if s.Lane != "" {
-		b = appendStrAttr(b, "mw.lane", s.Lane, false)
+		b = append(b, `,{"key":"mw.lane","value":{"stringValue":`...)
+		b = kit.AppendJSONString(b, s.Lane)
+		b = append(b, "}}"...)
 	}
 	if s.Peer != "" {
-		b = appendStrAttr(b, "mw.peer.identity", s.Peer, false)
+		b = append(b, `,{"key":"mw.peer.identity","value":{"stringValue":`...)
+		b = kit.AppendJSONString(b, s.Peer)
+		b = append(b, "}}"...)
 	}
 	if s.PeerAddr != "" {
-		b = appendStrAttr(b, "client.address", s.PeerAddr, false)
+		b = append(b, `,{"key":"client.address","value":{"stringValue":`...)
+		b = kit.AppendJSONString(b, s.PeerAddr)
+		b = append(b, "}}"...)
 	}
-	b = append(b, `],"status":{"code":`...)
 	// A server span is an error on 5xx; a client span on 4xx too; no
 	// response at all is an error.
-	code := 0
 	if s.Status == 0 || s.Status >= 500 || (kind == 3 && s.Status >= 400) {
-		code = 2
+		return append(b, `],"status":{"code":2}}`...)
 	}
-	b = strconv.AppendInt(b, int64(code), 10)
-	return append(b, "}}"...)
+	return append(b, `],"status":{"code":0}}`...)
 }
 
 // AppendExport appends an OTLP/HTTP JSON ExportTraceServiceRequest holding
@@ -263,8 +271,10 @@ func appendStrAttr(b []byte, k, v string, first bool) []byte {
 const hexDigits = "0123456789abcdef"
 
 func appendHex(b, src []byte) []byte {
-	for _, c := range src {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	n := len(b)
+	b = slices.Grow(b, 2*len(src))[:n+2*len(src)]
+	for i, c := range src {
+		b[n+2*i], b[n+2*i+1] = hexDigits[c>>4], hexDigits[c&0xf]
 	}
 	return b
 }

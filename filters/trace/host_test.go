@@ -167,13 +167,23 @@ func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, 
 	tb.Cleanup(asrv.Close)
 	caller := &wasmhost.NetHTTPCaller{Clusters: map[string]string{"mw-otlp": osrv.URL, "mw-audit": asrv.URL}}
 	cfgs := chainConfigs(tb, tickMs)
-	byName := map[string]*wasmhost.Plugin{}
-	for _, name := range filters.Order() {
+	chain := orderedChain(tb, func(name string) (*wasmhost.Plugin, error) {
 		module, pname, root := name, name, ""
 		if bundle {
 			module, pname, root = "bundle", "bundle-"+name, name
 		}
-		p, err := newPluginFrom(tb, fast, module, pname, root, cfgs[name], caller, nil)
+		return newPluginFrom(tb, fast, module, pname, root, cfgs[name], caller, nil)
+	})
+	return chain, sink, as
+}
+
+// orderedChain starts each filter of filters.Order with start and chains
+// them in that order.
+func orderedChain(tb testing.TB, start func(name string) (*wasmhost.Plugin, error)) *wasmhost.Chain {
+	tb.Helper()
+	byName := map[string]*wasmhost.Plugin{}
+	for _, name := range filters.Order() {
+		p, err := start(name)
 		if err != nil {
 			tb.Fatalf("%s: %v", name, err)
 		}
@@ -183,7 +193,7 @@ func newChainIn(tb testing.TB, fast, bundle bool, tickMs int) (*wasmhost.Chain, 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return chain, sink, as
+	return chain
 }
 
 // TestHostChain runs dye -> audit -> trace (filters.Order) in the gateway

@@ -44,6 +44,8 @@ type pluginContext struct {
 	// req is the request view of the stream being handled (one at a time:
 	// the guest is single-threaded and a callback never yields).
 	req kit.HostRequest
+	// pool keeps the contexts of deleted streams for reuse.
+	pool kit.ContextPool[httpContext]
 }
 
 // propRouteName is the property holding the name of the route chosen.
@@ -98,7 +100,12 @@ func (p *pluginContext) OnQueueReady(uint32) {
 	}
 }
 
-func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext { return &httpContext{p: p} }
+func (p *pluginContext) NewHttpContext(uint32) proxywasm.HttpContext {
+	if h := p.pool.Get(); h != nil {
+		return h
+	}
+	return &httpContext{p: p}
+}
 
 type httpContext struct {
 	proxywasm.DefaultHttpContext
@@ -147,6 +154,15 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
+// RecycleHttpContext keeps a deleted stream's context, reset, for a
+// later stream.
+func (p *pluginContext) RecycleHttpContext(hc proxywasm.HttpContext) {
+	if h, ok := hc.(*httpContext); ok {
+		*h = httpContext{p: p}
+		p.pool.Put(h)
+	}
+}
+
 // OnHttpStreamDone ends the span and queues it for export.
 func (h *httpContext) OnHttpStreamDone() {
 	if h.span.StartNS == 0 {
@@ -162,7 +178,8 @@ func (h *httpContext) OnHttpStreamDone() {
 }
 
 var (
-	_ proxywasm.PluginContext = (*pluginContext)(nil)
-	_ proxywasm.HttpContext   = (*httpContext)(nil)
-	_ Request                 = (*kit.HostRequest)(nil)
+	_ proxywasm.PluginContext       = (*pluginContext)(nil)
+	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.HttpContextRecycler = (*pluginContext)(nil)
+	_ Request                       = (*kit.HostRequest)(nil)
 )

@@ -179,12 +179,27 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= 0x20 || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+		if !tokenByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// tokenLo and tokenHi are the set of RFC 7230 tchar bytes (visible ASCII
+// but "(),/:;<=>?@[\]{} and the double quote) as a bitmap over bytes 0–63
+// and 64–127: a table lookup instead of a search per byte.
+const (
+	tokenLo = 0x3ff6cfa00000000
+	tokenHi = 0x57ffffffc7fffffe
+)
+
+// tokenByte reports whether c is a tchar.
+func tokenByte(c byte) bool {
+	if c < 64 {
+		return tokenLo>>c&1 != 0
+	}
+	return c < 128 && tokenHi>>(c-64)&1 != 0
 }
 
 // validBaggageValue checks baggage-octet* with well-formed percent escapes.
@@ -236,27 +251,10 @@ func percentDecode(s string) string {
 
 // percentEncode encodes everything outside baggage-octet, and '%' itself.
 func percentEncode(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if needsEscape(s[i]) {
-			clean = false
-			break
-		}
-	}
-	if clean {
+	if percentEncodedLen(s) == len(s) {
 		return s
 	}
-	const hexUp = "0123456789ABCDEF"
-	b := make([]byte, 0, len(s)+8)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if needsEscape(c) {
-			b = append(b, '%', hexUp[c>>4], hexUp[c&0xf])
-			continue
-		}
-		b = append(b, c)
-	}
-	return string(b)
+	return string(appendPercentEncoded(make([]byte, 0, len(s)+8), s))
 }
 
 func needsEscape(c byte) bool {
@@ -268,6 +266,9 @@ func needsEscape(c byte) bool {
 // forwards baggage rewrites the header only when it is not clean.
 func BaggageIsClean(v string) bool {
 	n, size := 0, 0
+	// The keys seen so far, for the duplicate check: the first few in a
+	// fixed array, beyond that the list before the member is parsed again.
+	var keys [8]string
 	for rest := v; rest != ""; {
 		start := len(v) - len(rest)
 		var m string
@@ -277,8 +278,20 @@ func BaggageIsClean(v string) bool {
 			continue
 		}
 		k, ok := parseBaggageMember(m)
-		if !ok || baggageHasKey(v[:start], k) {
+		if !ok {
 			return false
+		}
+		if n <= len(keys) {
+			for _, seen := range keys[:n] {
+				if seen == k {
+					return false
+				}
+			}
+		} else if baggageHasKey(v[:start], k) {
+			return false
+		}
+		if n < len(keys) {
+			keys[n] = k
 		}
 		add := len(m)
 		if n > 0 {
@@ -342,4 +355,107 @@ func BaggageValue2(header, k1, k2 string) (v1 string, ok1 bool, v2 string, ok2 b
 		}
 	}
 	return v1, ok1, v2, ok2
+}
+
+// BaggageEdit is one change AppendEditedBaggage makes: Set puts
+// Key=Value (as Baggage.Set), otherwise Key is deleted (Baggage.Delete).
+type BaggageEdit struct {
+	Key, Value string
+	Set        bool
+}
+
+// AppendEditedBaggage appends to b the header value that ParseBaggage(header)
+// followed by the edits, in order, then Baggage.Append would give, in one
+// pass without building the list, and reports true. It reports false, b
+// unchanged, when the list's semantics could matter: header is not clean
+// (BaggageIsClean), two edits name one key, a Set key is not a token, or
+// the edited list could pass the limits (Set would drop members); the
+// caller then edits a Baggage. An empty result is a list to remove.
+func AppendEditedBaggage(b []byte, header string, edits ...BaggageEdit) ([]byte, bool) {
+	sets, extra := 0, 0
+	for i := range edits {
+		e := &edits[i]
+		for j := range i {
+			if edits[j].Key == e.Key {
+				return b, false
+			}
+		}
+		if e.Set {
+			if !isToken(e.Key) {
+				return b, false
+			}
+			sets++
+			extra += len(e.Key) + 2 + percentEncodedLen(e.Value) // "k=v" and a comma
+		}
+	}
+	// The header's members and separators take at most len(header) bytes,
+	// and it has at most one member more than it has commas: within the
+	// limits with the Sets added, no step of the edit drops a member.
+	if len(header)+extra > MaxBaggageBytes || strings.Count(header, ",")+1+sets > MaxBaggageMembers ||
+		!BaggageIsClean(header) {
+		return b, false
+	}
+	n := 0
+	for i := len(edits) - 1; i >= 0; i-- { // a later Set goes in front of an earlier one
+		if e := &edits[i]; e.Set {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, e.Key...)
+			b = append(b, '=')
+			b = appendPercentEncoded(b, e.Value)
+			n++
+		}
+	}
+	for rest := header; rest != ""; {
+		var m string
+		m, rest = nextMember(rest)
+		if m == "" {
+			continue
+		}
+		k, _, _ := strings.Cut(m, "=") // clean: every member is key=value
+		if edited(edits, trimOWS(k)) {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+		n++
+	}
+	return b, true
+}
+
+func edited(edits []BaggageEdit, k string) bool {
+	for i := range edits {
+		if edits[i].Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// percentEncodedLen is len(percentEncode(s)).
+func percentEncodedLen(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if needsEscape(s[i]) {
+			n += 2
+		}
+	}
+	return n
+}
+
+// appendPercentEncoded appends percentEncode(s) to b.
+func appendPercentEncoded(b []byte, s string) []byte {
+	const hexUp = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(c) {
+			b = append(b, '%', hexUp[c>>4], hexUp[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
 }

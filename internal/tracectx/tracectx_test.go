@@ -431,3 +431,72 @@ func TestBaggageValue2(t *testing.T) {
 		}
 	}
 }
+
+// editedBaggage is AppendEditedBaggage's meaning: the list edited one step
+// at a time.
+func editedBaggage(header string, edits []BaggageEdit) string {
+	bg := ParseBaggage(header)
+	for _, e := range edits {
+		if e.Set {
+			bg.Set(e.Key, e.Value)
+		} else {
+			bg.Delete(e.Key)
+		}
+	}
+	return bg.String()
+}
+
+func TestAppendEditedBaggage(t *testing.T) {
+	long := strings.Repeat("x", MaxBaggageBytes-10)
+	for _, tt := range []struct {
+		header string
+		edits  []BaggageEdit
+		fast   bool
+	}{
+		{"k=v", []BaggageEdit{{Key: "mw-tenant"}, {Key: "mw-dye", Value: "stable", Set: true}}, true},
+		{"", []BaggageEdit{{Key: "mw-tenant", Value: "retail", Set: true}, {Key: "mw-dye", Value: "v2", Set: true}}, true},
+		{" a=1 ;p, mw-dye=old,b=%20 ,, mw-tenant=t", []BaggageEdit{{Key: "mw-tenant", Value: "x y,%", Set: true}, {Key: "mw-dye", Value: "c", Set: true}}, true},
+		{"mw-dye=old,mw-tenant=t", []BaggageEdit{{Key: "mw-tenant"}, {Key: "mw-dye"}}, true},
+		{"a=1,a=2", []BaggageEdit{{Key: "mw-dye", Value: "c", Set: true}}, false},              // not clean
+		{"a=1", []BaggageEdit{{Key: "mw-dye", Value: "c", Set: true}, {Key: "mw-dye"}}, false}, // one key twice
+		{"a=1", []BaggageEdit{{Key: "bad key", Value: "c", Set: true}}, false},
+		{"a=" + long, []BaggageEdit{{Key: "mw-dye", Value: "canary", Set: true}}, false}, // past 8192 bytes
+	} {
+		got, ok := AppendEditedBaggage([]byte("prefix:"), tt.header, tt.edits...)
+		if ok != tt.fast {
+			t.Errorf("AppendEditedBaggage(%q, %v) ok = %v, want %v", tt.header, tt.edits, ok, tt.fast)
+			continue
+		}
+		if !ok {
+			if string(got) != "prefix:" {
+				t.Errorf("refused edit changed b: %q", got)
+			}
+			continue
+		}
+		if want := "prefix:" + editedBaggage(tt.header, tt.edits); string(got) != want {
+			t.Errorf("AppendEditedBaggage(%q, %v) = %q, want %q", tt.header, tt.edits, got, want)
+		}
+	}
+}
+
+func FuzzAppendEditedBaggage(f *testing.F) {
+	f.Add("k=v", "mw-tenant", "", false, "mw-dye", "stable", true)
+	f.Add(" a=1 ;p, mw-dye=old,b=%20", "mw-tenant", "x y", true, "mw-dye", "c", true)
+	f.Fuzz(func(t *testing.T, header, k1, v1 string, set1 bool, k2, v2 string, set2 bool) {
+		edits := []BaggageEdit{{k1, v1, set1}, {k2, v2, set2}}
+		got, ok := AppendEditedBaggage(nil, header, edits...)
+		if ok && string(got) != editedBaggage(header, edits) {
+			t.Fatalf("AppendEditedBaggage(%q, %v) = %q, want %q", header, edits, got, editedBaggage(header, edits))
+		}
+	})
+}
+
+// TestIsTokenTable: the bitmap is RFC 7230's tchar set.
+func TestIsTokenTable(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c > 0x20 && c < 0x7f && !strings.ContainsRune("\"(),/:;<=>?@[\\]{}", rune(c))
+		if got := isToken(string([]byte{byte(c)})); got != want {
+			t.Errorf("isToken(%q) = %v, want %v", rune(c), got, want)
+		}
+	}
+}

@@ -12,8 +12,10 @@
 package tracectx
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 )
 
 // Header names (lowercase, as HTTP/2 and proxy-wasm carry them).
@@ -140,7 +142,7 @@ func FormatTraceparent(sc SpanContext) string {
 func NewTraceID(r io.Reader) (TraceID, error) {
 	var t TraceID
 	for !t.IsValid() {
-		if _, err := io.ReadFull(r, t[:]); err != nil {
+		if err := readRandom(r, t[:]); err != nil {
 			return t, err
 		}
 	}
@@ -151,11 +153,30 @@ func NewTraceID(r io.Reader) (TraceID, error) {
 func NewSpanID(r io.Reader) (SpanID, error) {
 	var s SpanID
 	for !s.IsValid() {
-		if _, err := io.ReadFull(r, s[:]); err != nil {
+		if err := readRandom(r, s[:]); err != nil {
 			return s, err
 		}
 	}
 	return s, nil
+}
+
+// readRandom fills dst (8 or 16 bytes) from r. A *rand.ChaCha8 is read
+// word by word, as its Read does for whole words, without passing dst
+// through an interface (which would move the caller's id to the heap).
+func readRandom(r io.Reader, dst []byte) error {
+	if c, ok := r.(*rand.ChaCha8); ok && len(dst)%8 == 0 {
+		for i := 0; i < len(dst); i += 8 {
+			binary.LittleEndian.PutUint64(dst[i:], c.Uint64())
+		}
+		return nil
+	}
+	var buf [16]byte
+	b := buf[:len(dst)]
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	copy(dst, b)
+	return nil
 }
 
 const hexDigits = "0123456789abcdef"
@@ -184,17 +205,20 @@ func hexByte(hi, lo byte) (byte, bool) {
 	return h<<4 | l, ok1 && ok2
 }
 
-// decodeHex decodes len(dst)*2 lowercase hex digits of s into dst.
+// decodeHex decodes len(dst)*2 lowercase hex digits of s into dst. (It
+// calls the inlined lowerHex, not hexByte: in the wasm guest a call per
+// digit pair costs more than the decoding.)
 func decodeHex(dst []byte, s string) bool {
 	if len(s) != 2*len(dst) {
 		return false
 	}
 	for i := range dst {
-		v, ok := hexByte(s[2*i], s[2*i+1])
-		if !ok {
+		h, ok1 := lowerHex(s[2*i])
+		l, ok2 := lowerHex(s[2*i+1])
+		if !ok1 || !ok2 {
 			return false
 		}
-		dst[i] = v
+		dst[i] = h<<4 | l
 	}
 	return true
 }

@@ -66,24 +66,31 @@ func ParseTemplate(s string) (Template, error) {
 
 // Expand renders the template for a request.
 func (t Template) Expand(method, path, query string, hdr func(string) string) string {
-	var b strings.Builder
+	if len(t) == 0 {
+		return ""
+	}
+	return string(t.AppendExpand(make([]byte, 0, 64), method, path, query, hdr))
+}
+
+// AppendExpand appends the rendering of the template (Expand) to b.
+func (t Template) AppendExpand(b []byte, method, path, query string, hdr func(string) string) []byte {
 	for _, p := range t {
 		switch p.kind {
 		case 0:
-			b.WriteString(p.lit)
+			b = append(b, p.lit...)
 		case 'm':
-			b.WriteString(method)
+			b = append(b, method...)
 		case 'p':
-			b.WriteString(pathSegment(path, p.idx))
+			b = append(b, pathSegment(path, p.idx)...)
 		case 'h':
 			if hdr != nil {
-				b.WriteString(hdr(p.name))
+				b = append(b, hdr(p.name)...)
 			}
 		case 'q':
-			b.WriteString(queryParam(query, p.name))
+			b = append(b, queryParam(query, p.name)...)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // pathSegment returns the n-th (from 1) segment of path, or "".

@@ -28,19 +28,20 @@ func TestCryptoRandGuestDiesOnHostsBeforePR533(t *testing.T) {
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build cryptorand.wasm: %v\n%s", err, msg)
 	}
+	const cryptoRandN = 20000
 	in := func(poll string) v8host.Input {
 		return v8host.Input{
 			VMs:            []v8host.VM{{Name: "cryptorand", Wasm: wasm}},
 			RecordRequests: 1, RecordCalls: 1, PollOneoff: poll,
 			Environ: []string{"GODEBUG=gctrace=1", "GOGC=1"},
-			Requests: []v8host.Request{{Repeat: loadN,
+			Requests: []v8host.Request{{Repeat: cryptoRandN,
 				RequestHeaders:  hdrs(":method", "GET", ":path", "/v1/accounts/ACC-2", "x-mw-remove", "1"),
 				ResponseHeaders: hdrs(":status", "200")}},
 		}
 	}
 	ok := run(t, in("pr533"))
-	if ok.RequestCount != loadN || ok.WASI.Calls["poll_oneoff"] == 0 {
-		t.Fatalf("pr533 host: %d requests, poll_oneoff %v: want all %d, and the crypto/rand guest reaching poll_oneoff", ok.RequestCount, ok.WASI.Calls["poll_oneoff"], loadN)
+	if ok.RequestCount != cryptoRandN || ok.WASI.Calls["poll_oneoff"] == 0 {
+		t.Fatalf("pr533 host: %d requests, poll_oneoff %v: want all %d, and the crypto/rand guest reaching poll_oneoff", ok.RequestCount, ok.WASI.Calls["poll_oneoff"], cryptoRandN)
 	}
 	out := runAllowFailure(t, in("enosys"))
 	if out.OK {

@@ -41,25 +41,16 @@ func retSlots() (uint32, uint32) {
 	return addr32(&module.slotPtr), addr32(&module.slotSize)
 }
 
-// take returns the size bytes the host wrote at ptr. When ptr is a buffer
-// from Allocate (the normal case) it is returned as is, without a copy, and
-// unpinned; otherwise the bytes are copied out of linear memory.
+// take returns the size bytes the host wrote at ptr. When ptr is in a
+// buffer from Allocate (the normal case) the bytes are returned in place,
+// without a copy (State.Taken); otherwise they are copied out of linear
+// memory.
 func take(ptr, size uint32) []byte {
 	if size == 0 {
 		return nil
 	}
-	for i := len(module.pinned) - 1; i >= 0; i-- {
-		b := module.pinned[i]
-		if bptr(b) == ptr && uint32(len(b)) >= size {
-			// The host is done writing: unpin now (the returned slice keeps
-			// the buffer alive), so a callback that loops over hostcalls
-			// does not accumulate pinned buffers.
-			last := len(module.pinned) - 1
-			module.pinned[i] = module.pinned[last]
-			module.pinned[last] = nil
-			module.pinned = module.pinned[:last]
-			return b[:size:size]
-		}
+	if b := module.Taken(uintptr(ptr), int(size)); b != nil {
+		return b
 	}
 	// Linear memory starts at address 0: the address is an offset from nil.
 	src := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), uintptr(ptr))), size)

@@ -3,6 +3,7 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"unsafe"
 
 	"github.com/meshwarden/meshwarden/internal/guestfmt"
@@ -53,21 +54,33 @@ func DeserializeMapOwned(b []byte) ([][2]string, error) {
 	return deserializeMap(b, true)
 }
 
+// AppendMapOwned is DeserializeMapOwned appending the pairs to dst, so a
+// caller that reads a map per request reuses one slice for them. On error
+// dst is returned unchanged.
+func AppendMapOwned(dst [][2]string, b []byte) ([][2]string, error) {
+	return appendMap(dst, b, true)
+}
+
 func deserializeMap(b []byte, owned bool) ([][2]string, error) {
+	return appendMap(nil, b, owned)
+}
+
+func appendMap(dst [][2]string, b []byte, owned bool) ([][2]string, error) {
 	if len(b) == 0 {
-		return nil, nil
+		return dst, nil
 	}
 	if len(b) < 4 {
-		return nil, guestfmt.Errorf("%w: %d bytes, want at least 4", errMalformedMap, len(b))
+		return dst, guestfmt.Errorf("%w: %d bytes, want at least 4", errMalformedMap, len(b))
 	}
 	n := int(binary.LittleEndian.Uint32(b))
 	if n == 0 {
-		return nil, nil
+		return dst, nil
 	}
 	if n > (len(b)-4)/8 {
-		return nil, guestfmt.Errorf("%w: %d entries do not fit in %d bytes", errMalformedMap, n, len(b))
+		return dst, guestfmt.Errorf("%w: %d entries do not fit in %d bytes", errMalformedMap, n, len(b))
 	}
-	out := make([][2]string, n)
+	start := len(dst)
+	out := slices.Grow(dst, n)[:start+n]
 	data := b[4+8*n:]
 	// One string for all keys and values: a single allocation, or none when
 	// the buffer is ours.
@@ -82,11 +95,12 @@ func deserializeMap(b []byte, owned bool) ([][2]string, error) {
 		kl := int(binary.LittleEndian.Uint32(b[4+8*i:]))
 		vl := int(binary.LittleEndian.Uint32(b[8+8*i:]))
 		if kl < 0 || vl < 0 || kl > len(all)-off || vl > len(all)-off-kl || len(all)-off-kl-vl < 2 {
-			return nil, guestfmt.Errorf("%w: entry %d (key %d bytes, value %d bytes) overruns the data", errMalformedMap, i, kl, vl)
+			clear(out[start:])
+			return dst, guestfmt.Errorf("%w: entry %d (key %d bytes, value %d bytes) overruns the data", errMalformedMap, i, kl, vl)
 		}
-		out[i][0] = all[off : off+kl]
+		out[start+i][0] = all[off : off+kl]
 		off += kl + 1
-		out[i][1] = all[off : off+vl]
+		out[start+i][1] = all[off : off+vl]
 		off += vl + 1
 	}
 	return out, nil

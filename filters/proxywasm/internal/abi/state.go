@@ -1,6 +1,8 @@
 package abi
 
 import (
+	"unsafe"
+
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 )
 
@@ -16,6 +18,8 @@ type pluginEntry struct {
 	id       uint32
 	ctx      types.PluginContext
 	callouts map[uint32]callout // by token
+	// recycler is ctx as an HttpContextRecycler, or nil (asserted once).
+	recycler HttpContextRecycler
 }
 
 type streamEntry struct {
@@ -56,12 +60,23 @@ type State struct {
 	active uint32
 	depth  int
 
-	// pinned holds every buffer proxy_on_memory_allocate handed to the host
-	// during the current top-level callback. Go's GC does not know the host
-	// holds a pointer into it; without this reference it could free the
-	// buffer while the host still writes into it. Cleared when the outermost
-	// callback returns.
-	pinned [][]byte
+	// pinned holds every large buffer proxy_on_memory_allocate handed to
+	// the host during the current top-level callback, retired every arena
+	// chunk replaced during it. Go's GC does not know the host holds a
+	// pointer into them; without this reference it could free a buffer while
+	// the host still writes into it. Cleared when the outermost callback
+	// returns.
+	pinned, retired [][]byte
+	// arena is the chunk proxy_on_memory_allocate carves small buffers
+	// from (arenaOff is its first free byte): the host asks for a buffer
+	// for every value it returns (a header map, a property, a header), and
+	// carving them from one chunk costs no Go allocation per value. A
+	// carved buffer is written once by the host and never handed out
+	// again; a chunk stays alive (Go's GC follows interior pointers) as
+	// long as any value carved from it is referenced, and a full chunk is
+	// simply replaced.
+	arena    []byte
+	arenaOff int
 
 	// Return slots for hostcalls. They live in this heap object, never on a
 	// goroutine stack: a hostcall may re-enter the guest (allocation), and a
@@ -188,21 +203,98 @@ func (s *State) enter(id uint32) (prev uint32) {
 func (s *State) leave(prev uint32) {
 	s.active = prev
 	s.depth--
-	if s.depth == 0 {
+	if s.depth == 0 && len(s.pinned)+len(s.retired) > 0 { // clear is a call even when empty
 		clear(s.pinned)
 		s.pinned = s.pinned[:0]
+		clear(s.retired)
+		s.retired = s.retired[:0]
 	}
 }
 
+// Sizes of the allocation arena: buffers up to arenaMax bytes are carved
+// from chunks of arenaChunk bytes; larger ones are allocated alone.
+const (
+	arenaChunk = 32 << 10
+	arenaMax   = 2 << 10
+)
+
 // Allocate is proxy_on_memory_allocate: it returns a zeroed buffer of size
-// bytes, pinned until the current top-level callback returns.
+// bytes that stays alive at least until the current top-level callback
+// returns. Small buffers are carved from the arena chunk (no allocation);
+// larger ones are allocated and pinned.
 func (s *State) Allocate(size uint32) []byte {
-	if size == 0 {
-		size = 1
+	n := max(int(size), 1)
+	if n > arenaMax {
+		b := make([]byte, n)
+		s.pinned = append(s.pinned, b)
+		return b
 	}
-	b := make([]byte, size)
-	s.pinned = append(s.pinned, b)
+	if len(s.arena)-s.arenaOff < n {
+		if s.arena != nil {
+			// A buffer carved from the old chunk may not be taken yet.
+			s.retired = append(s.retired, s.arena)
+		}
+		s.arena, s.arenaOff = make([]byte, arenaChunk), 0
+	}
+	b := s.arena[s.arenaOff : s.arenaOff+n : s.arenaOff+n]
+	s.arenaOff += n
 	return b
+}
+
+// String returns a copy of b as a string carved from the arena: no Go
+// allocation for a short value (Allocate). Like every carved buffer it is
+// written once, here, and never handed out again.
+func (s *State) String(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	c := s.Allocate(uint32(len(b)))
+	copy(c, b)
+	return unsafe.String(unsafe.SliceData(c), len(b))
+}
+
+// Taken returns the size bytes at address p when they lie in memory
+// Allocate handed out (the arena or a pinned buffer), without a copy and
+// with no spare capacity, or nil. A pinned buffer returned whole is unpinned
+// (the host is done writing; the slice keeps it alive), so a callback that
+// loops over hostcalls does not accumulate pinned buffers.
+func (s *State) Taken(p uintptr, size int) []byte {
+	if b := within(s.arena[:s.arenaOff], p, size); b != nil {
+		return b
+	}
+	for _, r := range s.retired {
+		if b := within(r, p, size); b != nil {
+			return b
+		}
+	}
+	for i := len(s.pinned) - 1; i >= 0; i-- {
+		b := within(s.pinned[i], p, size)
+		if b == nil {
+			continue
+		}
+		if &b[0] == &s.pinned[i][0] {
+			last := len(s.pinned) - 1
+			s.pinned[i] = s.pinned[last]
+			s.pinned[last] = nil
+			s.pinned = s.pinned[:last]
+		}
+		return b
+	}
+	return nil
+}
+
+// within returns b's size bytes at address p, or nil when they do not lie
+// in b.
+func within(b []byte, p uintptr, size int) []byte {
+	if len(b) == 0 || size <= 0 {
+		return nil
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if p < start || p-start >= uintptr(len(b)) || uintptr(len(b))-(p-start) < uintptr(size) {
+		return nil
+	}
+	off := int(p - start)
+	return b[off : off+size : off+size]
 }
 
 // OnContextCreate is proxy_on_context_create.
@@ -213,7 +305,9 @@ func (s *State) OnContextCreate(contextID, parentID uint32) {
 		if s.vmContext == nil {
 			panic("proxywasm: no VMContext: call proxywasm.SetVMContext from an init function of the main package (main is never called in a c-shared module)")
 		}
-		s.plugins = append(s.plugins, &pluginEntry{id: contextID, ctx: s.vmContext.NewPluginContext(contextID)})
+		ctx := s.vmContext.NewPluginContext(contextID)
+		r, _ := ctx.(HttpContextRecycler)
+		s.plugins = append(s.plugins, &pluginEntry{id: contextID, ctx: ctx, recycler: r})
 		return
 	}
 	p := s.plugin(parentID)
@@ -297,11 +391,26 @@ func (s *State) OnLog(contextID uint32) {
 
 // OnDelete is proxy_on_delete: the context is forgotten.
 func (s *State) OnDelete(contextID uint32) {
-	if _, ok := s.stream(contextID); ok {
+	if e, ok := s.stream(contextID); ok {
 		s.deleteStream(contextID)
+		if e.http != nil {
+			if p := s.plugin(e.rootID); p != nil && p.recycler != nil {
+				p.recycler.RecycleHttpContext(e.http)
+			}
+		}
 		return
 	}
 	s.deletePlugin(contextID)
+}
+
+// HttpContextRecycler is a PluginContext that is given back each HTTP
+// context it made when the host deletes the stream (proxy_on_delete): no
+// callback for that stream follows, so the plugin may reuse the context for
+// a later stream instead of allocating one per stream. (A plugin-level
+// method, asserted once per plugin: a type assertion per stream costs more
+// in the wasm guest than the allocation it saves.)
+type HttpContextRecycler interface {
+	RecycleHttpContext(types.HttpContext)
 }
 
 func (s *State) http(id uint32) types.HttpContext {

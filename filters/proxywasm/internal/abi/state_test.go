@@ -2,6 +2,7 @@ package abi
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 )
@@ -45,9 +46,11 @@ type testStream struct {
 
 func (s *testStream) OnHttpRequestHeaders(n int, _ bool) types.Action {
 	s.headers = n
-	// What the host does inside a hostcall: allocate guest memory, twice.
+	// What the host does inside a hostcall: allocate guest memory, twice
+	// past the arena's buffer size (small buffers come from the arena).
+	s.s.Allocate(arenaMax + 1)
 	s.s.Allocate(16)
-	s.s.Allocate(0)
+	s.s.Allocate(arenaMax + 100)
 	s.pinned = len(s.s.pinned)
 	return types.ActionPause
 }
@@ -79,6 +82,60 @@ func TestPinnedUntilCallbackReturns(t *testing.T) {
 	}
 	if len(vm.pinned) != 0 {
 		t.Errorf("%d buffers still pinned after the callback returned", len(vm.pinned))
+	}
+}
+
+// TestArenaAllocate: small buffers are carved from one chunk without
+// overlapping, zeroed and without spare capacity, and Taken finds them (and
+// pinned ones, which it unpins) in place; a chunk replaced while a carved
+// buffer awaits its take is still found.
+func TestArenaAllocate(t *testing.T) {
+	s := NewState(nil)
+	s.depth = 1 // inside a callback
+	addr := func(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+	a, b := s.Allocate(100), s.Allocate(0)
+	if len(a) != 100 || cap(a) != 100 || len(b) != 1 || cap(b) != 1 {
+		t.Fatalf("len/cap %d/%d and %d/%d", len(a), cap(a), len(b), cap(b))
+	}
+	if addr(b) != addr(a)+100 {
+		t.Errorf("buffers not carved one after the other: %#x, %#x", addr(a), addr(b))
+	}
+	if len(s.pinned) != 0 {
+		t.Errorf("%d small buffers pinned, want 0 (the arena holds them)", len(s.pinned))
+	}
+	copy(a, "hello")
+	if got := s.Taken(addr(a)+1, 4); string(got) != "ello" || cap(got) != 4 {
+		t.Errorf("Taken = %q (cap %d)", got, cap(got))
+	}
+	if s.Taken(addr(a), 200) != nil || s.Taken(addr(a)-1, 1) != nil {
+		t.Error("Taken accepted bytes outside the buffers handed out")
+	}
+	// Fill the chunk: the next small buffer comes from a new one, and the
+	// old chunk stays reachable for a take until the callback returns.
+	for range arenaChunk / arenaMax {
+		s.Allocate(arenaMax)
+	}
+	if len(s.retired) == 0 {
+		t.Fatal("no chunk retired after filling the arena")
+	}
+	if got := s.Taken(addr(a), 5); string(got) != "hello" {
+		t.Errorf("Taken in a retired chunk = %q", got)
+	}
+	big := s.Allocate(arenaMax + 1)
+	if len(s.pinned) != 1 {
+		t.Fatalf("%d large buffers pinned, want 1", len(s.pinned))
+	}
+	if got := s.Taken(addr(big), 10); len(got) != 10 || len(s.pinned) != 0 {
+		t.Errorf("Taken of a large buffer: len %d, %d still pinned", len(got), len(s.pinned))
+	}
+	for _, x := range s.Allocate(arenaMax) {
+		if x != 0 {
+			t.Fatal("a carved buffer is not zeroed")
+		}
+	}
+	s.leave(0)
+	if len(s.retired) != 0 {
+		t.Errorf("%d chunks still retired after the callback returned", len(s.retired))
 	}
 }
 
@@ -147,5 +204,46 @@ func TestHTTPCallResponseRouting(t *testing.T) {
 	vm.OnHTTPCallResponse(1, t3, 1, 0, 0)
 	if len(got) != 4 {
 		t.Errorf("callback ran for a deleted stream: %v", got)
+	}
+}
+
+// recyclingPlugin records the contexts given back to it.
+type recyclingPlugin struct {
+	testPlugin
+	back []types.HttpContext
+}
+
+func (p *recyclingPlugin) RecycleHttpContext(h types.HttpContext) { p.back = append(p.back, h) }
+
+type recyclingVM struct{ testVM }
+
+func (v *recyclingVM) NewPluginContext(uint32) types.PluginContext {
+	return &recyclingPlugin{testPlugin: testPlugin{vm: &v.testVM}}
+}
+
+// TestRecycleHttpContext: a recycling plugin gets each stream's context
+// back at proxy_on_delete, after the stream is gone, and only then.
+func TestRecycleHttpContext(t *testing.T) {
+	vm := NewState(&effHost{})
+	v := &recyclingVM{testVM{s: vm, streams: map[uint32]*testStream{}}}
+	vm.SetVMContext(v)
+	vm.OnContextCreate(1, 0)
+	p := vm.plugin(1).ctx.(*recyclingPlugin)
+	vm.OnContextCreate(2, 1)
+	vm.OnContextCreate(3, 1)
+	vm.OnLog(2)
+	if len(p.back) != 0 {
+		t.Fatalf("context given back before proxy_on_delete: %v", p.back)
+	}
+	vm.OnDelete(2)
+	if len(p.back) != 1 || p.back[0] != types.HttpContext(v.streams[2]) {
+		t.Fatalf("after deleting stream 2 the plugin got %v, want its context", p.back)
+	}
+	if _, alive := vm.stream(2); alive {
+		t.Error("stream 2 still registered when its context was given back")
+	}
+	vm.OnDelete(1) // a plugin context is not an HTTP context
+	if len(p.back) != 1 {
+		t.Errorf("deleting the plugin gave back %d contexts", len(p.back)-1)
 	}
 }
