@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -88,6 +89,79 @@ func TestBodiesThroughFilters(t *testing.T) {
 		code, _ := post(t, "body", pr)
 		if code != http.StatusRequestEntityTooLarge {
 			t.Fatalf("status %d, want 413", code)
+		}
+	})
+}
+
+// TestResponseBodiesThroughFilters: a small response of known length is
+// filtered whole and answered with the filtered length in one piece (the
+// conformance guest appends " +tail" at end of stream); a large one streams
+// chunked; an upstream that ends a small body short gets a 502, not a
+// truncated 200.
+func TestResponseBodiesThroughFilters(t *testing.T) {
+	wasm := testGuest(t, "conformance")
+	ms := startModuleServer(t)
+	ms.put("/conf.wasm", wasm)
+	large := strings.Repeat("z", smallResponseBody+1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			w.Header().Set("Content-Length", "5")
+			_, _ = io.WriteString(w, "hello")
+		case "/large":
+			w.Header().Set("Content-Length", strconv.Itoa(len(large)))
+			_, _ = io.WriteString(w, large)
+		case "/short":
+			// Promise 10 bytes, send 5, and drop the connection.
+			w.Header().Set("Content-Length", "10")
+			_, _ = io.WriteString(w, "hello")
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	t.Cleanup(up.Close)
+	plane := startPlane(t)
+	gw := startGateway(t, plane, "gw-resp-body", nil)
+	rc := routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("up")})
+	plane.set("gw-resp-body", httpListener(t, gw.port(), "r", "conf"), rc,
+		wasmExt(t, "conf", ms.URL+"/conf.wasm", modulefetch.Sum(wasm), false),
+		edsCluster("up", nil), cla("up", lbEndpoint(up.Listener.Addr().String(), 0)))
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+
+	get := func(t *testing.T, path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Get(gw.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s: reading the body: %v", path, err)
+		}
+		return resp, string(b)
+	}
+	t.Run("small body: filtered whole, with its new length", func(t *testing.T) {
+		resp, body := get(t, "/small")
+		if resp.StatusCode != 200 || body != "hello +tail" {
+			t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, body, "hello +tail")
+		}
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+			t.Fatalf("Content-Length %d, Transfer-Encoding %v: want %d and not chunked", resp.ContentLength, resp.TransferEncoding, len(body))
+		}
+	})
+	t.Run("large body: streamed chunked", func(t *testing.T) {
+		resp, body := get(t, "/large")
+		if resp.StatusCode != 200 || body != large+" +tail" {
+			t.Fatalf("got %d, %d bytes, want 200 and %d", resp.StatusCode, len(body), len(large)+6)
+		}
+		if resp.ContentLength != -1 || len(resp.TransferEncoding) == 0 || resp.TransferEncoding[0] != "chunked" {
+			t.Fatalf("Content-Length %d, Transfer-Encoding %v: want a chunked stream", resp.ContentLength, resp.TransferEncoding)
+		}
+	})
+	t.Run("small body cut short upstream: 502", func(t *testing.T) {
+		if resp, body := get(t, "/short"); resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("got %d %q, want 502", resp.StatusCode, body)
 		}
 	})
 }

@@ -37,6 +37,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
@@ -122,10 +123,10 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 	if err != nil {
 		return err
 	}
-	rps, lats := measure(ctx, targets, d, rounds, conc, rate)
+	rps, cpu, lats := measure(ctx, targets, d, rounds, conc, rate)
 	fmt.Printf("go run ./tools/gatewaybench -duration %s -rounds %d -conc %d -rate %d   (GOMAXPROCS=%d, %s)\n\n",
 		d, rounds, conc, rate, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
-	printTargets(targets, rps, lats)
+	printTargets(targets, rps, cpu, lats)
 	if nginxNote != "" {
 		fmt.Println("\n" + nginxNote)
 	}
@@ -356,20 +357,25 @@ type latency struct {
 // measure warms every target up, then runs rounds of the closed-loop
 // throughput measurement (interleaved) and one open-loop latency
 // measurement per target.
-func measure(ctx context.Context, targets []target, d time.Duration, rounds, conc, rate int) ([][]float64, []latency) {
+func measure(ctx context.Context, targets []target, d time.Duration, rounds, conc, rate int) ([][]float64, [][]float64, []latency) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
 	// Warm up every target (pools, wasm instances).
 	for _, t := range targets {
 		closedLoop(ctx, client, t.url, conc, time.Second)
 	}
 	rps := make([][]float64, len(targets))
+	cpu := make([][]float64, len(targets))
 	for r := 0; r < rounds; r++ {
 		for i, t := range targets {
+			cpu0 := processCPU()
 			n, errs := closedLoop(ctx, client, t.url, conc, d)
 			if errs > 0 {
 				fmt.Fprintf(os.Stderr, "%s: %d errors\n", t.name, errs)
 			}
 			rps[i] = append(rps[i], float64(n)/d.Seconds())
+			if n > 0 {
+				cpu[i] = append(cpu[i], float64((processCPU()-cpu0).Microseconds())/float64(n))
+			}
 		}
 	}
 	lats := make([]latency, len(targets))
@@ -377,17 +383,37 @@ func measure(ctx context.Context, targets []target, d time.Duration, rounds, con
 		ds, errs := openLoop(ctx, client, t.url, rate, d)
 		lats[i] = latency{pct(ds, 50), pct(ds, 99), pct(ds, 100), errs}
 	}
-	return rps, lats
+	return rps, cpu, lats
+}
+
+// processCPU is the CPU time (user + system) this process has used so far.
+// The load generator, the upstream, the sinks and every proxy share the
+// process, so the CPU a closed-loop round uses per request, compared
+// between rows, is what each proxy costs — a figure other processes on a
+// shared machine do not move, unlike req/s.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // printTargets prints the main table: throughput against the bare
 // ReverseProxy (row 1), latency at the fixed rate against direct (row 0).
-func printTargets(targets []target, rps [][]float64, lats []latency) {
-	fmt.Println("| target | req/s (closed loop, median of rounds) | × bare ReverseProxy | p50 @ rate | p99 @ rate | added p99 vs direct | errors @ rate |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
-	med := func(xs []float64) float64 { s := slices.Clone(xs); slices.Sort(s); return s[len(s)/2] }
+func printTargets(targets []target, rps, cpu [][]float64, lats []latency) {
+	fmt.Println("| target | req/s (closed loop, median of rounds) | × bare ReverseProxy | process CPU µs per request (median) | p50 @ rate | p99 @ rate | added p99 vs direct | errors @ rate |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	med := func(xs []float64) float64 {
+		if len(xs) == 0 {
+			return 0
+		}
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
 	for i, t := range targets {
-		fmt.Printf("| %s | %.0f | %.2f | %s | %s | %s | %d |\n", t.name, med(rps[i]), med(rps[i])/med(rps[1]),
+		fmt.Printf("| %s | %.0f | %.2f | %.1f | %s | %s | %s | %d |\n", t.name, med(rps[i]), med(rps[i])/med(rps[1]), med(cpu[i]),
 			lats[i].p50.Round(time.Microsecond), lats[i].p99.Round(time.Microsecond),
 			(lats[i].p99 - lats[0].p99).Round(time.Microsecond), lats[i].errs)
 	}
