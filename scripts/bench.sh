@@ -4,7 +4,7 @@
 # Takes about 8 minutes on 2 idle cores (much longer under load). Run on a quiet machine; compare rows
 # measured side by side in one run (ratios), not across runs.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh gateway    # one area (names below)
+#   scripts/bench.sh gateway    # one area (names below; issue18: the four filter-speed figures side by side)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 raw=docs/bench/raw
@@ -43,4 +43,5 @@ run auditstore   go test -run '^$' -bench BenchmarkIngestEvidence -benchtime 300
 run auditstore   go test -run '^$' -bench BenchmarkExportBacklog -benchtime 100000x ./auditstore/export/
 run certs        go test -run '^$' -bench . -benchtime 1s -count 6 ./controlplane/certs
 run policies     go test -run '^$' -bench . -benchtime 2s -count 3 ./policies
+run issue18      scripts/bench-issue18.sh
 echo "raw results appended to $raw/; update the tables in docs/bench/*.md and docs/BENCHMARKS.md from them"
