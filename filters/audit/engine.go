@@ -73,7 +73,10 @@ func (e *Engine) Config() *auditconfig.Config { return e.cfg }
 // Match returns the index of the first rule matching method and path (the
 // query is ignored), or -1.
 func (e *Engine) Match(method, path string) int {
-	p, _, _ := strings.Cut(path, "?")
+	p := path
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		p = path[:q]
+	}
 	for i := range e.rules {
 		r := &e.rules[i]
 		if len(r.Methods) > 0 && !contains(r.Methods, method) {
@@ -101,7 +104,10 @@ func (r *compiledRule) matchPath(p string) bool {
 		if s == "**" {
 			return true
 		}
-		seg, tail, more := strings.Cut(rest, "/")
+		seg, tail, more := rest, "", false
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			seg, tail, more = rest[:j], rest[j+1:], true
+		}
 		if s != "*" && s != seg || s == "*" && seg == "" {
 			return false
 		}
@@ -137,7 +143,10 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 	if hdr == nil {
 		hdr = func(string) string { return "" }
 	}
-	path, query, _ := strings.Cut(ri.Path, "?")
+	path, query := ri.Path, ""
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		path, query = path[:q], path[q+1:]
+	}
 	ev := auditevent.Event{
 		Level:   auditevent.Level(r.Level),
 		OpType:  r.OpType,
