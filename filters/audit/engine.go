@@ -73,7 +73,10 @@ func (e *Engine) Config() *auditconfig.Config { return e.cfg }
 // Match returns the index of the first rule matching method and path (the
 // query is ignored), or -1.
 func (e *Engine) Match(method, path string) int {
-	p, _, _ := strings.Cut(path, "?")
+	p := path
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		p = path[:q]
+	}
 	for i := range e.rules {
 		r := &e.rules[i]
 		if len(r.Methods) > 0 && !contains(r.Methods, method) {
@@ -101,7 +104,10 @@ func (r *compiledRule) matchPath(p string) bool {
 		if s == "**" {
 			return true
 		}
-		seg, tail, more := strings.Cut(rest, "/")
+		seg, tail, more := rest, "", false
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			seg, tail, more = rest[:j], rest[j+1:], true
+		}
 		if s != "*" && s != seg || s == "*" && seg == "" {
 			return false
 		}
@@ -132,23 +138,32 @@ type RequestInfo struct {
 // NewEvent builds the record of a request matched by rule i: everything but
 // the id, phase, timestamp, body digest, status and latency.
 func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
+	var ev auditevent.Event
+	e.FillEvent(&ev, i, ri)
+	return ev
+}
+
+// FillEvent is NewEvent writing the record into *ev (which it resets
+// first): the plugin builds it in its stream context, without copying the
+// whole record (a few hundred bytes) out of a return value.
+func (e *Engine) FillEvent(ev *auditevent.Event, i int, ri *RequestInfo) {
 	r := &e.rules[i]
 	hdr := ri.Header
 	if hdr == nil {
 		hdr = func(string) string { return "" }
 	}
-	path, query, _ := strings.Cut(ri.Path, "?")
-	ev := auditevent.Event{
-		Level:   auditevent.Level(r.Level),
-		OpType:  r.OpType,
-		Subject: e.subject(ri, hdr),
-		TraceID: ri.TraceID,
-		Dye:     ri.Dye,
-		Tenant:  ri.Tenant,
-		Method:  ri.Method,
-		Path:    path,
-		Source:  e.cfg.Source,
+	path, query := ri.Path, ""
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		path, query = path[:q], path[q+1:]
 	}
+	*ev = auditevent.Event{}
+	ev.Level = auditevent.Level(r.Level)
+	ev.OpType = r.OpType
+	ev.Subject = e.subject(ri, hdr)
+	ev.TraceID = ri.TraceID
+	ev.Dye, ev.Tenant = ri.Dye, ri.Tenant
+	ev.Method, ev.Path = ri.Method, path
+	ev.Source = e.cfg.Source
 	for _, h := range e.cfg.CaptureHeaders {
 		v := hdr(h)
 		if v == "" {
@@ -164,7 +179,7 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 		ev.Headers[h] = v
 	}
 	if r.comp != nil {
-		hdr, query = e.applyCompliance(r.comp, &ev, hdr, query)
+		hdr, query = e.applyCompliance(r.comp, ev, hdr, query)
 	}
 	ev.Tags = e.WithServiceTags(ev.Tags)
 	if ri.Intern != nil && ri.Scratch != nil {
@@ -173,7 +188,6 @@ func (e *Engine) NewEvent(i int, ri *RequestInfo) auditevent.Event {
 	} else {
 		ev.Resource = r.resource.Expand(ri.Method, path, query, hdr)
 	}
-	return ev
 }
 
 // WithServiceTags returns tags followed by the configuration's

@@ -243,7 +243,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) proxywasm.Ac
 	ri.TraceID = traceID(get)
 	ri.Dye = get(dyeing.Header)
 	ri.Tenant = get(dyeing.TenantHeader)
-	h.ev = h.p.engine.NewEvent(i, ri)
+	h.p.engine.FillEvent(&h.ev, i, ri)
 	h.ev.Source = h.p.source
 	var n [8]byte
 	_, _ = h.p.rnd.Read(n[:])

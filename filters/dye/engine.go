@@ -241,7 +241,10 @@ func (l *reqLine) getMethod(req Request) string {
 func (l *reqLine) parsePath(req Request) {
 	if !l.pathParsed {
 		path, _ := req.Header(":path")
-		l.path, l.query, _ = strings.Cut(path, "?")
+		l.path, l.query = path, ""
+		if q := strings.IndexByte(path, '?'); q >= 0 {
+			l.path, l.query = path[:q], path[q+1:]
+		}
 		l.pathParsed = true
 	}
 }

@@ -127,6 +127,11 @@ func TestHostPropagatesAndExports(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			kittest.CheckPaymentsSpan(t, span, tt.SameTrace)
+			// The name joins the method and the route (built in the VM's
+			// arena since guests2).
+			if span.Name != "POST payments" {
+				t.Errorf("span name %q, want %q", span.Name, "POST payments")
+			}
 		})
 	}
 }

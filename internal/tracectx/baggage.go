@@ -63,8 +63,8 @@ func (bg *Baggage) has(k string) bool {
 func (bg *Baggage) Get(key string) (string, bool) {
 	for _, m := range bg.Members {
 		if m.Key == key {
-			_, rest, _ := strings.Cut(m.Raw, "=")
-			val, _, _ := strings.Cut(rest, ";")
+			_, rest, _ := cutByte(m.Raw, '=')
+			val, _, _ := cutByte(rest, ';')
 			return percentDecode(trimOWS(val)), true
 		}
 	}
@@ -135,13 +135,13 @@ func (bg *Baggage) String() string { return string(bg.Append(nil)) }
 func BaggageValue(header, key string) (string, bool) {
 	for header != "" {
 		var m string
-		m, header, _ = strings.Cut(header, ",")
+		m, header, _ = cutByte(header, ',')
 		m = trimOWS(m)
-		k, rest, ok := strings.Cut(m, "=")
+		k, rest, ok := cutByte(m, '=')
 		if !ok || trimOWS(k) != key {
 			continue
 		}
-		val, _, _ := strings.Cut(rest, ";")
+		val, _, _ := cutByte(rest, ';')
 		val = trimOWS(val)
 		if !validBaggageValue(val) {
 			return "", false
@@ -153,8 +153,8 @@ func BaggageValue(header, key string) (string, bool) {
 
 // parseBaggageMember validates one member and returns its key.
 func parseBaggageMember(m string) (string, bool) {
-	kv, props, hasProps := strings.Cut(m, ";")
-	k, v, ok := strings.Cut(kv, "=")
+	kv, props, hasProps := cutByte(m, ';')
+	k, v, ok := cutByte(kv, '=')
 	if !ok {
 		return "", false
 	}
@@ -164,8 +164,8 @@ func parseBaggageMember(m string) (string, bool) {
 	}
 	for hasProps {
 		var p string
-		p, props, hasProps = strings.Cut(props, ";")
-		pk, pv, hasVal := strings.Cut(p, "=")
+		p, props, hasProps = cutByte(props, ';')
+		pk, pv, hasVal := cutByte(p, '=')
 		if !isToken(trimOWS(pk)) || hasVal && !validBaggageValue(trimOWS(pv)) {
 			return "", false
 		}
@@ -272,7 +272,7 @@ func BaggageIsClean(v string) bool {
 	for rest := v; rest != ""; {
 		start := len(v) - len(rest)
 		var m string
-		m, rest, _ = strings.Cut(rest, ",")
+		m, rest, _ = cutByte(rest, ',')
 		m = trimOWS(m)
 		if m == "" {
 			continue
@@ -327,9 +327,9 @@ func BaggageValue2(header, k1, k2 string) (v1 string, ok1 bool, v2 string, ok2 b
 	done1, done2 := false, false
 	for header != "" && !(done1 && done2) {
 		var m string
-		m, header, _ = strings.Cut(header, ",")
+		m, header, _ = cutByte(header, ',')
 		m = trimOWS(m)
-		k, rest, ok := strings.Cut(m, "=")
+		k, rest, ok := cutByte(m, '=')
 		if !ok {
 			continue
 		}
@@ -339,7 +339,7 @@ func BaggageValue2(header, k1, k2 string) (v1 string, ok1 bool, v2 string, ok2 b
 		if !first && !second {
 			continue
 		}
-		val, _, _ := strings.Cut(rest, ";")
+		val, _, _ := cutByte(rest, ';')
 		val = trimOWS(val)
 		valid := validBaggageValue(val)
 		if valid {
@@ -413,7 +413,7 @@ func AppendEditedBaggage(b []byte, header string, edits ...BaggageEdit) ([]byte,
 		if m == "" {
 			continue
 		}
-		k, _, _ := strings.Cut(m, "=") // clean: every member is key=value
+		k, _, _ := cutByte(m, '=') // clean: every member is key=value
 		if edited(edits, trimOWS(k)) {
 			continue
 		}
@@ -458,4 +458,14 @@ func appendPercentEncoded(b []byte, s string) []byte {
 		b = append(b, c)
 	}
 	return b
+}
+
+// cutByte is strings.Cut with a one-byte separator, without
+// strings.Index's dispatch on the separator's length (calls cost in the
+// wasm guest, and the baggage loops cut every member).
+func cutByte(s string, sep byte) (before, after string, found bool) {
+	if i := strings.IndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
 }

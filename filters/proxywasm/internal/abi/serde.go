@@ -91,9 +91,13 @@ func appendMap(dst [][2]string, b []byte, owned bool) ([][2]string, error) {
 		all = string(data)
 	}
 	off := 0
+	// The sizes are read in place (n*8 bytes after the count lie in b,
+	// checked above), without a bounds check and a sub-slice per entry:
+	// in the wasm guest those cost more than the loads.
+	sizes := unsafe.Pointer(unsafe.SliceData(b[4 : 4+8*n]))
 	for i := range n {
-		kl := int(binary.LittleEndian.Uint32(b[4+8*i:]))
-		vl := int(binary.LittleEndian.Uint32(b[8+8*i:]))
+		kl := int(leUint32(unsafe.Add(sizes, 8*i)))
+		vl := int(leUint32(unsafe.Add(sizes, 8*i+4)))
 		if kl < 0 || vl < 0 || kl > len(all)-off || vl > len(all)-off-kl || len(all)-off-kl-vl < 2 {
 			clear(out[start:])
 			return dst, guestfmt.Errorf("%w: entry %d (key %d bytes, value %d bytes) overruns the data", errMalformedMap, i, kl, vl)
@@ -104,6 +108,14 @@ func appendMap(dst [][2]string, b []byte, owned bool) ([][2]string, error) {
 		off += vl + 1
 	}
 	return out, nil
+}
+
+// leUint32 reads the little-endian uint32 at p, byte by byte (p need not
+// be aligned; the compiler merges the loads into one on little-endian
+// targets such as wasm).
+func leUint32(p unsafe.Pointer) uint32 {
+	b := (*[4]byte)(p)
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // SerializePropertyPath joins path segments with NUL bytes, the encoding of
