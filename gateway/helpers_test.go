@@ -34,6 +34,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshwarden/meshwarden/internal/meshnames"
 )
 
 // planeServer is an in-test go-control-plane ADS server with a snapshot
@@ -201,6 +203,17 @@ func lbEndpoint(addr string, health core.HealthStatus) *endpoint.LbEndpoint {
 
 func cla(name string, eps ...*endpoint.LbEndpoint) *endpoint.ClusterLoadAssignment {
 	return &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: eps}}}
+}
+
+// auditedApp is what a gateway test with the audit filter (ext) gives the
+// plane besides the listener: route "r" sending everything to cluster "app"
+// at appAddr, and the audit collector's cluster at collectorAddr.
+func auditedApp(ext types.Resource, appAddr, collectorAddr string) []types.Resource {
+	return []types.Resource{
+		routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}), ext,
+		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
+		cla("app", lbEndpoint(appAddr, 0)), cla(meshnames.AuditClusterName, lbEndpoint(collectorAddr, 0)),
+	}
 }
 
 func wasmExt(t testing.TB, name, uri, sha string, failOpen bool) *core.TypedExtensionConfig {
