@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // planeServer is an in-test go-control-plane ADS server with a snapshot
@@ -320,16 +321,11 @@ func startGateway(t *testing.T, plane *planeServer, node string, mod func(*Confi
 
 func (rg *runningGateway) port() int { return portOf(rg.g.Addr()) }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or d passes ([probe.Until], with
+// the arguments in the order this package's tests give them).
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	probe.Until(t, what, d, cond)
 }
 
 // get sends a GET with headers and returns status and body.
