@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/meshwarden/meshwarden/controlplane/moduleserver"
 	"github.com/meshwarden/meshwarden/ir"
+	"github.com/meshwarden/meshwarden/policies"
 )
 
 // TestPolicyDirAndModuleHotReload: a policy file dropped in --policy-dir is
@@ -48,7 +51,7 @@ func TestPolicyDirAndModuleHotReload(t *testing.T) {
 
 	writePolicy := func(content string) {
 		t.Helper()
-		if err := os.WriteFile(filepath.Join(policyDir, "p.json"), []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(policyDir, "p.yaml"), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,7 +122,7 @@ func TestPolicyDirAndModuleHotReload(t *testing.T) {
 // until a valid policy set from it is applied, and /readyz says why.
 func TestNoConfigUntilPolicyDirIsValid(t *testing.T) {
 	policyDir := t.TempDir()
-	file := filepath.Join(policyDir, "p.json")
+	file := filepath.Join(policyDir, "p.yaml")
 	if err := os.WriteFile(file, []byte(`{"routes": [`), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +177,7 @@ func TestNoConfigUntilPolicyDirIsValid(t *testing.T) {
 // before its services used to stay without a policy set).
 func TestRejectedPolicyRetriedWhenCatalogChanges(t *testing.T) {
 	policyDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(policyDir, "canary.json"), []byte(`{}`), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(policyDir, "canary.yaml"), []byte(`{}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The loader judges the files against the catalog, as policies.LoadFiles
@@ -205,5 +208,37 @@ func TestRejectedPolicyRetriedWhenCatalogChanges(t *testing.T) {
 			t.Fatalf("status %+v: the unchanged files were not applied after the instances registered", p.s.Status())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPolicyDirReadsWhatTheCLIReads: --policy-dir reads the files
+// `meshwarden policy` reads (policies.ReadDir): *.yaml and *.yml, no .json
+// files, no dotfiles, so the plane and the CLI agree on a directory's
+// revision.
+func TestPolicyDirReadsWhatTheCLIReads(t *testing.T) {
+	policyDir := t.TempDir()
+	for name, content := range map[string]string{"p.yaml": `{}`, "q.yml": `{}`, ".hidden.yaml": `{`, "x.json": `{`} {
+		if err := os.WriteFile(filepath.Join(policyDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan []string, 8)
+	loader := func(files map[string][]byte, cat *ir.Catalog) (*ir.PolicySet, error) {
+		got <- slices.Sorted(maps.Keys(files))
+		return jsonLoader(files, cat)
+	}
+	startPlane(t, func(c *Config) { c.PolicyDir, c.LoadPolicies = policyDir, loader })
+	cli, err := policies.ReadDir(policyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Sorted(maps.Keys(cli))
+	select {
+	case names := <-got:
+		if !slices.Equal(names, want) || !slices.Equal(names, []string{"p.yaml", "q.yml"}) {
+			t.Fatalf("plane loaded %q, the policy CLI reads %q: want both [p.yaml q.yml]", names, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the policy directory was never loaded")
 	}
 }

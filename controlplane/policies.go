@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/meshwarden/meshwarden/controlplane/translate"
 	"github.com/meshwarden/meshwarden/internal/lifecycle"
 	"github.com/meshwarden/meshwarden/ir"
+	"github.com/meshwarden/meshwarden/policies"
 )
 
 // ErrNoLoader says the server was built without a policy loader.
@@ -171,28 +170,6 @@ func revision(files map[string][]byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// readPolicyDir reads *.yaml / *.yml / *.json in dir (not recursive), keyed
-// by base name as the policy CLI sends them, so revisions agree.
-func readPolicyDir(dir string) (map[string][]byte, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("read policy dir: %w", err)
-	}
-	files := map[string][]byte{}
-	for _, e := range ents {
-		n := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml") || strings.HasSuffix(n, ".json")) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return nil, fmt.Errorf("read policy file: %w", err)
-		}
-		files[n] = b
-	}
-	return files, nil
-}
-
 // watchPolicyDir polls the policy directory and applies it when its
 // content hash changes. A rejected content is retried only when what it
 // was judged against changes, not on every poll: the module builds (a set
@@ -223,7 +200,7 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 		}
 	}
 	check := func() {
-		files, err := readPolicyDir(s.cfg.PolicyDir)
+		files, err := policies.ReadDir(s.cfg.PolicyDir) // the files the policy CLI sends, so revisions agree
 		if err != nil {
 			s.log.Warn("policy dir unreadable; keeping the current set", "err", err)
 			return

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshwarden/meshwarden/controlplane/auth"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // TestProfilesBehindAdminAuth: the plane's /debug/pprof/ on the admin API
@@ -17,9 +18,7 @@ import (
 // then serves the mutex and block profiles (sampled at the rates the CLI's
 // --mutex-profile-fraction and --block-profile-rate set) and the heap.
 func TestProfilesBehindAdminAuth(t *testing.T) {
-	defer runtime.SetMutexProfileFraction(runtime.SetMutexProfileFraction(5))
-	runtime.SetBlockProfileRate(1)
-	defer runtime.SetBlockProfileRate(0)
+	probe.SampleContention(t)
 	p := startSecurePlane(t)
 	get := func(token, path string) (int, []byte) {
 		t.Helper()
@@ -50,12 +49,7 @@ func TestProfilesBehindAdminAuth(t *testing.T) {
 	if code, _ := get(p.tokens["gateway"], "/debug/pprof/block"); code != 403 {
 		t.Errorf("a gateway's token: %d, want 403", code)
 	}
-	for _, path := range []string{"/debug/pprof/mutex", "/debug/pprof/block", "/debug/pprof/heap"} {
-		code, body := get(p.tokens["operator"], path)
-		if code != 200 || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
-			t.Errorf("operator %s: %d, %d bytes, want 200 and a gzip'd profile", path, code, len(body))
-		}
-	}
+	probe.ProfilesServed(t, func(path string) (int, []byte) { return get(p.tokens["operator"], path) })
 	// The plane's build (meshwarden version --plane) is in its status,
 	// for operator:read only.
 	if code, _ := get("", "/v1/status"); code != 401 {

@@ -115,6 +115,19 @@ func paymentsSet(rollouts ...ir.Rollout) *ir.PolicySet {
 	return &ir.PolicySet{Revision: "r1", Routes: []ir.Route{paymentsRoute()}, Rollouts: rollouts}
 }
 
+// startAwaitingApproval starts a plane with paymentsSet holding rollout
+// payments-v2 over steps whose second step needs approval, and waits until
+// the rollout stops there.
+func startAwaitingApproval(t *testing.T, steps ...int) (*rolloutPlane, *ir.PolicySet) {
+	t.Helper()
+	rule := paymentsRollout("payments-v2", steps...)
+	rule.Steps[1].Approval = true
+	ps := paymentsSet(rule)
+	p := startRolloutPlane(t, nil, ps)
+	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	return p, ps
+}
+
 func startRolloutPlane(t *testing.T, consul *api.Client, ps *ir.PolicySet) *rolloutPlane {
 	t.Helper()
 	rp := &rolloutPlane{prom: &promFake{}, log: &eventLog{}}
@@ -375,11 +388,7 @@ func TestRolloutConflictOnOneServiceRefused(t *testing.T) {
 // TestRolloutManualEditPauses: someone edits the CanaryRoute during a
 // rollout: the edit is in force and the rollout pauses; promote resumes.
 func TestRolloutManualEditPauses(t *testing.T) {
-	rule := paymentsRollout("payments-v2", 20, 40, 100)
-	rule.Steps[1].Approval = true
-	ps := paymentsSet(rule)
-	p := startRolloutPlane(t, nil, ps)
-	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	p, ps := startAwaitingApproval(t, 20, 40, 100)
 	edited := paymentsRoute(ir.WeightedSubset{Subset: "v1", Weight: 95}, ir.WeightedSubset{Subset: "v2", Weight: 5})
 	applySet(t, p, &ir.PolicySet{Revision: "r2", Routes: []ir.Route{edited}, Rollouts: ps.Rollouts})
 	r := p.waitPhase(t, "payments-v2", rollout.Paused)
@@ -404,11 +413,7 @@ func TestRolloutManualEditPauses(t *testing.T) {
 // TestRolloutResumesAfterPlaneRestart: the state lives in Consul KV; a new
 // plane on the same Consul continues the rollout where it was.
 func TestRolloutResumesAfterPlaneRestart(t *testing.T) {
-	rule := paymentsRollout("payments-v2", 30, 60, 100)
-	rule.Steps[1].Approval = true
-	ps := paymentsSet(rule)
-	p := startRolloutPlane(t, nil, ps)
-	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	p, ps := startAwaitingApproval(t, 30, 60, 100)
 	started := p.record(t, "payments-v2").Started
 	p.stop()
 	q := startRolloutPlane(t, p.consul, ps)
@@ -429,11 +434,7 @@ func TestRolloutResumesAfterPlaneRestart(t *testing.T) {
 // TestRolloutAdminAPI: list, promote and abort over the admin API; an
 // abort moves traffic back.
 func TestRolloutAdminAPI(t *testing.T) {
-	rule := paymentsRollout("payments-v2", 30, 100)
-	rule.Steps[1].Approval = true
-	ps := paymentsSet(rule)
-	p := startRolloutPlane(t, nil, ps)
-	p.waitPhase(t, "payments-v2", rollout.AwaitingApproval)
+	p, _ := startAwaitingApproval(t, 30, 100)
 	var recs []RolloutRecord
 	getJSON(t, p.admin.URL+"/v1/rollouts", &recs)
 	if len(recs) != 1 || recs[0].Target != "CanaryRoute/payments" || recs[0].State.Weight != 30 {

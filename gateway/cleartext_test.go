@@ -12,7 +12,6 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -54,7 +53,6 @@ func TestCleartextPIIOverRealConnections(t *testing.T) {
 	pki := newPKI(t)
 	gwCert, gwKey, _ := pki.leaf("spiffe://test.mesh/ns/default/svc/gateway")
 	plane := startPlane(t)
-	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
 	start := func(node string, mtls bool) *runningGateway {
 		gw := startGateway(t, plane, node, nil)
 		l := httpListener(t, gw.port(), "r", "mw.audit")
@@ -65,10 +63,8 @@ func TestCleartextPIIOverRealConnections(t *testing.T) {
 					CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(meshnames.LeafSecretName("gateway"))},
 						ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds(meshnames.RootsSecretName)}}})}}
 		}
-		plane.set(node, l, rc, ext, edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
-			cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
-			cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)),
-			leafSecret(meshnames.LeafSecretName("gateway"), gwCert, gwKey), rootsSecret(pki.caPEM))
+		plane.set(node, append(auditedApp(ext, upstream.Listener.Addr().String(), collector.Listener.Addr().String()), l,
+			leafSecret(meshnames.LeafSecretName("gateway"), gwCert, gwKey), rootsSecret(pki.caPEM))...)
 		eventually(t, 90*time.Second, node+" readiness", gw.g.Ready)
 		return gw
 	}

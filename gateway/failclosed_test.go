@@ -12,7 +12,6 @@ import (
 
 	"github.com/meshwarden/meshwarden/internal/meshnames"
 
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 
 	"github.com/meshwarden/meshwarden/gateway/modulefetch"
@@ -79,11 +78,8 @@ func TestFailClosedAuditHoldsRequestUntilAck(t *testing.T) {
 
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-failclosed", nil)
-	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
-	plane.set("gw-failclosed", httpListener(t, gw.port(), "r", "mw.audit"), rc, ext,
-		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
-		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
-		cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
+	plane.set("gw-failclosed", append(auditedApp(ext, upstream.Listener.Addr().String(), collector.Listener.Addr().String()),
+		httpListener(t, gw.port(), "r", "mw.audit"))...)
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
 	post := func() (int, string) {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 
 	"github.com/meshwarden/meshwarden/filters/kit/kittest"
@@ -35,10 +34,8 @@ func TestGuestMetricsOnAdmin(t *testing.T) {
 	ext := wasmFilterExt(t, "mw.audit", "audit", ms.URL+"/audit.wasm", modulefetch.Sum(wasm), wasmv3.FailurePolicy_FAIL_OPEN, cfg)
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-guestmetrics", nil)
-	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
-	plane.set("gw-guestmetrics", httpListener(t, gw.port(), "r", "mw.audit"), rc, ext,
-		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
-		cla("app", lbEndpoint(up.addr(), 0)), cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
+	plane.set("gw-guestmetrics", append(auditedApp(ext, up.addr(), collector.Listener.Addr().String()),
+		httpListener(t, gw.port(), "r", "mw.audit"))...)
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
 	series := func(name string) float64 {

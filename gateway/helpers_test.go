@@ -34,6 +34,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshwarden/meshwarden/internal/meshnames"
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // planeServer is an in-test go-control-plane ADS server with a snapshot
@@ -203,6 +206,17 @@ func cla(name string, eps ...*endpoint.LbEndpoint) *endpoint.ClusterLoadAssignme
 	return &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: eps}}}
 }
 
+// auditedApp is what a gateway test with the audit filter (ext) gives the
+// plane besides the listener: route "r" sending everything to cluster "app"
+// at appAddr, and the audit collector's cluster at collectorAddr.
+func auditedApp(ext types.Resource, appAddr, collectorAddr string) []types.Resource {
+	return []types.Resource{
+		routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")}), ext,
+		edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
+		cla("app", lbEndpoint(appAddr, 0)), cla(meshnames.AuditClusterName, lbEndpoint(collectorAddr, 0)),
+	}
+}
+
 func wasmExt(t testing.TB, name, uri, sha string, failOpen bool) *core.TypedExtensionConfig {
 	pol := wasmv3.FailurePolicy_FAIL_CLOSED
 	if failOpen {
@@ -307,16 +321,11 @@ func startGateway(t *testing.T, plane *planeServer, node string, mod func(*Confi
 
 func (rg *runningGateway) port() int { return portOf(rg.g.Addr()) }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or d passes ([probe.Until], with
+// the arguments in the order this package's tests give them).
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	probe.Until(t, what, d, cond)
 }
 
 // get sends a GET with headers and returns status and body.

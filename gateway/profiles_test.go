@@ -5,9 +5,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/meshwarden/meshwarden/internal/testenv/probe"
 )
 
 // TestProfilesNeedTheAdminToken: /debug/pprof/ on the admin port refuses
@@ -15,9 +16,7 @@ import (
 // (gzip'd protobuf) to the token holder, never cmdline, and is refused
 // outright without a token file.
 func TestProfilesNeedTheAdminToken(t *testing.T) {
-	defer runtime.SetMutexProfileFraction(runtime.SetMutexProfileFraction(5))
-	runtime.SetBlockProfileRate(1)
-	defer runtime.SetBlockProfileRate(0)
+	probe.SampleContention(t)
 	tokenFile := filepath.Join(t.TempDir(), "admin.token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret-admin\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -52,12 +51,7 @@ func TestProfilesNeedTheAdminToken(t *testing.T) {
 			t.Errorf("GET %s (token %q): %d %.100q, want %d", tc.path, tc.token, code, body, tc.want)
 		}
 	}
-	for _, p := range []string{"/debug/pprof/mutex", "/debug/pprof/block", "/debug/pprof/heap"} {
-		code, body := call(gw.admin, p, "s3cret-admin")
-		if code != 200 || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
-			t.Errorf("GET %s with the token: %d, %d bytes, want 200 and a gzip'd profile", p, code, len(body))
-		}
-	}
+	probe.ProfilesServed(t, func(path string) (int, []byte) { return call(gw.admin, path, "s3cret-admin") })
 	code, body := call(gw.admin, "/debug/pprof/mutex?debug=1", "s3cret-admin")
 	if code != 200 || !strings.Contains(string(body), "--- mutex:") {
 		t.Errorf("mutex profile as text: %d %.200q", code, body)

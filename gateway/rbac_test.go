@@ -260,10 +260,7 @@ func TestRBACDeniedRequestIs403WithAuditRecord(t *testing.T) {
 	rb := &hcm.HttpFilter{Name: translate.RBACAllowFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(t, authenticatedOnly)}}
 	h.HttpFilters = append(h.HttpFilters[:len(h.HttpFilters)-1], rb, h.HttpFilters[len(h.HttpFilters)-1])
 	l.FilterChains[0].Filters[0].ConfigType = &listener.Filter_TypedConfig{TypedConfig: mustAny(t, h)}
-	rc := routeConfig(&route.Route{Name: "app", Match: prefixMatch("/"), Action: routeTo("app")})
-	plane.set("gw-rbac", l, rc, ext, edsCluster("app", nil), edsCluster(meshnames.AuditClusterName, nil),
-		cla("app", lbEndpoint(upstream.Listener.Addr().String(), 0)),
-		cla(meshnames.AuditClusterName, lbEndpoint(collector.Listener.Addr().String(), 0)))
+	plane.set("gw-rbac", append(auditedApp(ext, upstream.Listener.Addr().String(), collector.Listener.Addr().String()), l)...)
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
 	code, body, _ := get(t, http.DefaultClient, gw.url+"/v1/balance?x=1", "x-mw-subject", "alice")

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -263,14 +262,7 @@ func (x *Exporter) session(ctx context.Context) error {
 	queue := make([]pending, 0, 2*x.cfg.Batch)
 	lastCkpt := time.Now()
 	for {
-		limit := uint64(math.MaxUint64)
-		if x.cfg.Durable != nil {
-			limit = x.cfg.Durable()
-		}
-		var wake <-chan struct{}
-		if x.cfg.Changed != nil {
-			wake = x.cfg.Changed()
-		}
+		limit, wake := wal.FollowBounds(x.cfg.Durable, x.cfg.Changed)
 		for len(queue) < 2*x.cfg.Batch {
 			rec, e, err := f.Next(limit)
 			if wal.IsWait(err) {

@@ -58,7 +58,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -410,14 +409,7 @@ func (x *Exporter) session(ctx context.Context, down int) (progressed bool, err 
 		}
 	}()
 	for {
-		limit := uint64(math.MaxUint64)
-		if x.cfg.Durable != nil {
-			limit = x.cfg.Durable()
-		}
-		var wake <-chan struct{}
-		if x.cfg.Changed != nil {
-			wake = x.cfg.Changed()
-		}
+		limit, wake := wal.FollowBounds(x.cfg.Durable, x.cfg.Changed)
 		for inflight < window {
 			rec, e, err := f.Next(limit)
 			if wal.IsWait(err) {

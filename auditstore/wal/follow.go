@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/meshwarden/meshwarden/internal/auditevent"
 )
@@ -126,6 +127,21 @@ func (f *Follower) Next(limit uint64) (Record, auditevent.Event, error) {
 		f.next++
 		return rec, e, nil
 	}
+}
+
+// FollowBounds is what a follower of a live WAL (an exporter) may read now
+// and what wakes it: the limit for Next is durable() (the collector passes
+// WAL.Durable; nil: everything complete on disk), and the channel is
+// changed() (WAL.Changed; nil: none, the caller polls).
+func FollowBounds(durable func() uint64, changed func() <-chan struct{}) (limit uint64, wake <-chan struct{}) {
+	limit = math.MaxUint64
+	if durable != nil {
+		limit = durable()
+	}
+	if changed != nil {
+		wake = changed()
+	}
+	return limit, wake
 }
 
 // IsWait reports whether err from Next only means "nothing more yet".

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/pem"
 	"net"
@@ -69,24 +67,17 @@ func serveHealthTLS(t *testing.T, c *api.Client, service string) string {
 // startCollector runs a real audit collector on loopback.
 func startCollector(t *testing.T) string {
 	t.Helper()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	w, err := wal.Open(context.Background(), wal.Options{Dir: t.TempDir(), Signer: key})
+	dir := t.TempDir()
+	key := filepath.Join(dir, "audit.key")
+	if err := wal.GenerateKey(key, key+".pub"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := collector.Start(context.Background(), collector.RunConfig{Dir: filepath.Join(dir, "wal"), KeyFile: key, Listen: "127.0.0.1:0", Tokens: []string{"t"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := collector.New(collector.Config{WAL: w, Tokens: []string{"t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; w.Close() })
-	return ln.Addr().String()
+	t.Cleanup(func() { _ = p.Close() })
+	return p.Addr().String()
 }
 
 // TestPreflightOnRealConsul: with Consul (ACLs on), a plane certificate

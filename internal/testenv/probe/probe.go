@@ -1,6 +1,7 @@
-// Package probe holds the two checks tests of a running part make most: an
-// HTTP GET whose status and body the test then judges, and polling a
-// condition until it holds or a bound passes. Only tests import it.
+// Package probe holds the checks tests of a running part make most: an
+// HTTP GET whose status and body the test then judges, polling a condition
+// until it holds or a bound passes, and the profiles a /debug/pprof/
+// endpoint serves. Only tests import it.
 package probe
 
 import (

@@ -150,19 +150,43 @@ func (p *Proc) signal(sig syscall.Signal) error {
 func (p *Proc) WaitReady(ctx context.Context, timeout, interval time.Duration, ready func(context.Context) bool) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	switch p.poll(ctx, deadline.C, interval, ready) {
+	case pollExited:
+		return fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.Err(), p.Tail(20))
+	case pollCanceled:
+		return fmt.Errorf("waiting for %s: %w", p.Name, ctx.Err())
+	case pollTimedOut:
+		return fmt.Errorf("%s was not ready within %s\n%s", p.Name, timeout, p.Tail(20))
+	}
+	return nil
+}
+
+// pollEnd is why poll stopped.
+type pollEnd int
+
+const (
+	pollReady pollEnd = iota
+	pollExited
+	pollCanceled
+	pollTimedOut
+)
+
+// poll calls ready every interval until it reports true, the process
+// exits, ctx ends or deadline fires (nil: never), and says which came first.
+func (p *Proc) poll(ctx context.Context, deadline <-chan time.Time, interval time.Duration, ready func(context.Context) bool) pollEnd {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		if ready(ctx) {
-			return nil
+			return pollReady
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.Err(), p.Tail(20))
+			return pollExited
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w", p.Name, ctx.Err())
-		case <-deadline.C:
-			return fmt.Errorf("%s was not ready within %s\n%s", p.Name, timeout, p.Tail(20))
+			return pollCanceled
+		case <-deadline:
+			return pollTimedOut
 		case <-tick.C:
 		}
 	}
@@ -209,21 +233,13 @@ func (p *Proc) WaitHTTP(ctx context.Context, url string) error {
 
 // WaitHTTPClient is WaitHTTP with the given client (e.g. for HTTPS).
 func (p *Proc) WaitHTTPClient(ctx context.Context, client *http.Client, url string) error {
-	ok := HTTPOK(client, url)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if ok(ctx) {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before %s answered 200:\n%s", p.Name, url, p.Tail(30))
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %s did not answer 200 in time (%w); last output:\n%s", p.Name, url, ctx.Err(), p.Tail(30))
-		case <-tick.C:
-		}
+	switch p.poll(ctx, nil, 50*time.Millisecond, HTTPOK(client, url)) {
+	case pollExited:
+		return fmt.Errorf("%s exited before %s answered 200:\n%s", p.Name, url, p.Tail(30))
+	case pollCanceled:
+		return fmt.Errorf("%s: %s did not answer 200 in time (%w); last output:\n%s", p.Name, url, ctx.Err(), p.Tail(30))
 	}
+	return nil
 }
 
 // HTTPOK returns a readiness check for WaitReady: a GET of url through
