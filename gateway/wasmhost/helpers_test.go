@@ -77,6 +77,12 @@ func newPlugin(tb testing.TB, r *Runtime, name string, cfg PluginConfig) *Plugin
 	if cfg.Name == "" {
 		cfg.Name = name
 	}
+	return startPlugin(tb, r, mod, cfg)
+}
+
+// startPlugin starts a plugin of a compiled module, closed when tb ends.
+func startPlugin(tb testing.TB, r *Runtime, mod *Module, cfg PluginConfig) *Plugin {
+	tb.Helper()
 	p, err := r.NewPlugin(context.Background(), mod, cfg)
 	if err != nil {
 		tb.Fatal(err)

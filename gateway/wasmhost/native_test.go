@@ -149,14 +149,10 @@ func nativeRuntime(tb testing.TB) (*Runtime, *Module) {
 func TestNativeFilterSemantics(t *testing.T) {
 	r, mod := nativeRuntime(t)
 	sink := &logSink{}
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{
+	p := startPlugin(t, r, mod, PluginConfig{
 		Name: "native", Configuration: []byte("cfg-1"), HTTPCaller: upstream(t), Logger: slog.New(sink),
 		MaxHeaders: 64, PoolSize: 2, CallTimeout: 100 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 
 	t.Run("header edits and properties", func(t *testing.T) {
 		h := reqHeaders("x-remove", "1")
@@ -257,11 +253,7 @@ func TestNativeFilterStartAndTicks(t *testing.T) {
 	// A long CallTimeout makes the background loop's idle period long
 	// (CallTimeout/4 = 5 s): ticks must still come at their own 1 ms period,
 	// from the first one on (the instance sets it while booting).
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "tick", Configuration: []byte("tick"), VMID: "native-ticks", CallTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	startPlugin(t, r, mod, PluginConfig{Name: "tick", Configuration: []byte("tick"), VMID: "native-ticks", CallTimeout: 20 * time.Second})
 	eventually(t, "three ticks to write shared data", 2*time.Second, func() bool {
 		v, _, ok := r.shared.get("native-ticks", "native-test-ticks")
 		return ok && string(v) == "ttt"
@@ -273,11 +265,7 @@ func TestNativeFilterStartAndTicks(t *testing.T) {
 // serving requests on a fresh one.
 func TestNativePanicInTick(t *testing.T) {
 	r, mod := nativeRuntime(t)
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "panic-tick", Configuration: []byte("panic-tick"), PoolSize: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := startPlugin(t, r, mod, PluginConfig{Name: "panic-tick", Configuration: []byte("panic-tick"), PoolSize: 1})
 	eventually(t, "the tick's panic to discard the instance", 5*time.Second, func() bool {
 		st := p.Stats()
 		return st.Traps >= 1 && st.Replaced >= 1
@@ -291,11 +279,7 @@ func TestNativePanicInTick(t *testing.T) {
 // plugin's pool: every instance has its own VM (run with -race).
 func TestNativeInstancesConcurrent(t *testing.T) {
 	r, mod := nativeRuntime(t)
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "conc", Configuration: []byte("c"), PoolSize: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := startPlugin(t, r, mod, PluginConfig{Name: "conc", Configuration: []byte("c"), PoolSize: 4})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
