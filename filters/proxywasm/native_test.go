@@ -88,46 +88,44 @@ type hookStream struct {
 	id uint32
 }
 
-func (s *hookStream) OnHttpRequestHeaders(n int, eos bool) proxywasm.Action {
-	if s.h.reqHeaders == nil {
+// fire runs a stream hook, or continues where the test set none.
+func (s *hookStream) fire(f func(*proxywasm.VM, uint32, int, bool) proxywasm.Action, n int, eos bool) proxywasm.Action {
+	if f == nil {
 		return proxywasm.ActionContinue
 	}
-	return s.h.reqHeaders(s.vm, s.id, n, eos)
+	return f(s.vm, s.id, n, eos)
+}
+
+// trailers adapts a trailers hook, which has no end-of-stream flag, to fire.
+func trailers(f func(*proxywasm.VM, uint32, int) proxywasm.Action) func(*proxywasm.VM, uint32, int, bool) proxywasm.Action {
+	if f == nil {
+		return nil
+	}
+	return func(vm *proxywasm.VM, id uint32, n int, _ bool) proxywasm.Action { return f(vm, id, n) }
+}
+
+func (s *hookStream) OnHttpRequestHeaders(n int, eos bool) proxywasm.Action {
+	return s.fire(s.h.reqHeaders, n, eos)
 }
 
 func (s *hookStream) OnHttpRequestBody(n int, eos bool) proxywasm.Action {
-	if s.h.reqBody == nil {
-		return proxywasm.ActionContinue
-	}
-	return s.h.reqBody(s.vm, s.id, n, eos)
+	return s.fire(s.h.reqBody, n, eos)
 }
 
 func (s *hookStream) OnHttpRequestTrailers(n int) proxywasm.Action {
-	if s.h.reqTrailers == nil {
-		return proxywasm.ActionContinue
-	}
-	return s.h.reqTrailers(s.vm, s.id, n)
+	return s.fire(trailers(s.h.reqTrailers), n, true)
 }
 
 func (s *hookStream) OnHttpResponseHeaders(n int, eos bool) proxywasm.Action {
-	if s.h.respHeaders == nil {
-		return proxywasm.ActionContinue
-	}
-	return s.h.respHeaders(s.vm, s.id, n, eos)
+	return s.fire(s.h.respHeaders, n, eos)
 }
 
 func (s *hookStream) OnHttpResponseBody(n int, eos bool) proxywasm.Action {
-	if s.h.respBody == nil {
-		return proxywasm.ActionContinue
-	}
-	return s.h.respBody(s.vm, s.id, n, eos)
+	return s.fire(s.h.respBody, n, eos)
 }
 
 func (s *hookStream) OnHttpResponseTrailers(n int) proxywasm.Action {
-	if s.h.respTrailer == nil {
-		return proxywasm.ActionContinue
-	}
-	return s.h.respTrailer(s.vm, s.id, n)
+	return s.fire(trailers(s.h.respTrailer), n, true)
 }
 
 func (s *hookStream) OnHttpStreamDone() {

@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -76,6 +77,12 @@ func newPlugin(tb testing.TB, r *Runtime, name string, cfg PluginConfig) *Plugin
 	if cfg.Name == "" {
 		cfg.Name = name
 	}
+	return startPlugin(tb, r, mod, cfg)
+}
+
+// startPlugin starts a plugin of a compiled module, closed when tb ends.
+func startPlugin(tb testing.TB, r *Runtime, mod *Module, cfg PluginConfig) *Plugin {
+	tb.Helper()
 	p, err := r.NewPlugin(context.Background(), mod, cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -146,4 +153,14 @@ func bufferedRequest(tb testing.TB, s *Stream, h *Headers, first, last string) R
 		tb.Fatalf("chunk 1: %v", res.Action)
 	}
 	return s.OnRequestBody([]byte(last), true)
+}
+
+// wantGuestReply fails tb unless res is a local reply with the given status
+// caused by a guestError of the given kind.
+func wantGuestReply(tb testing.TB, res Result, status int, kind string) {
+	tb.Helper()
+	var ge *guestError
+	if res.Action != Reply || res.Reply.Status != status || !errors.As(res.Err, &ge) || ge.Kind != kind {
+		tb.Fatalf("want a %d reply for a %q guest error, got %v %+v %v", status, kind, res.Action, res.Reply, res.Err)
+	}
 }

@@ -88,6 +88,19 @@ func (h *nativeHost) call(fn hostcallFn, args ...uint64) st {
 // outSlots reserves n u32/u64 out-slots (8 bytes each) and returns the first.
 func (h *nativeHost) outSlots(n int) uint32 { return h.mem.alloc(8 * n) }
 
+// callOutBytes runs fn with args plus a (ptr, size) out-pair and copies out
+// the bytes the hostcall wrote there; nil unless the status is OK.
+func (h *nativeHost) callOutBytes(fn hostcallFn, args ...uint64) ([]byte, st) {
+	o := h.outSlots(2)
+	n := copy(h.args[:len(h.args)-2], args)
+	h.args[n], h.args[n+1] = uint64(o), uint64(o+8)
+	s := st(fn(h.in, h.args[:n+2]))
+	if s != nullvm.StatusOK {
+		return nil, s
+	}
+	return h.takeBytes(o), s
+}
+
 // takeBytes copies out the (ptr, size) pair a hostcall wrote at slot.
 func (h *nativeHost) takeBytes(slot uint32) []byte {
 	p, n := h.mem.u32(slot), h.mem.u32(slot+8)
@@ -146,12 +159,7 @@ func (h *nativeHost) Done() st { return h.call(h.calls.done) }
 func (h *nativeHost) GetProperty(path []byte) ([]byte, st) {
 	h.mem.reset()
 	p, n := h.mem.putBytes(path)
-	o := h.outSlots(2)
-	s := h.call(h.calls.getProperty, p, n, uint64(o), uint64(o+8))
-	if s != nullvm.StatusOK {
-		return nil, s
-	}
-	return h.takeBytes(o), s
+	return h.callOutBytes(h.calls.getProperty, p, n)
 }
 
 func (h *nativeHost) SetProperty(path, value []byte) st {
@@ -163,12 +171,7 @@ func (h *nativeHost) SetProperty(path, value []byte) st {
 
 func (h *nativeHost) GetBufferBytes(bt nullvm.BufferType, start, maxSize int) ([]byte, st) {
 	h.mem.reset()
-	o := h.outSlots(2)
-	s := h.call(h.calls.getBufferBytes, uint64(bt), uint64(uint32(start)), uint64(uint32(maxSize)), uint64(o), uint64(o+8))
-	if s != nullvm.StatusOK {
-		return nil, s
-	}
-	return h.takeBytes(o), s
+	return h.callOutBytes(h.calls.getBufferBytes, uint64(bt), uint64(uint32(start)), uint64(uint32(maxSize)))
 }
 
 func (h *nativeHost) GetBufferStatus(bt nullvm.BufferType) (int, st) {
@@ -197,12 +200,7 @@ func (h *nativeHost) GetHeaderMapValue(mt nullvm.MapType, key string) (string, s
 
 func (h *nativeHost) GetHeaderMapPairs(mt nullvm.MapType) ([]byte, st) {
 	h.mem.reset()
-	o := h.outSlots(2)
-	s := h.call(h.calls.getHeaderMapPairs, uint64(mt), uint64(o), uint64(o+8))
-	if s != nullvm.StatusOK {
-		return nil, s
-	}
-	return h.takeBytes(o), s
+	return h.callOutBytes(h.calls.getHeaderMapPairs, uint64(mt))
 }
 
 func (h *nativeHost) SetHeaderMapPairs(mt nullvm.MapType, serialized []byte) st {
@@ -308,12 +306,7 @@ func (h *nativeHost) EnqueueSharedQueue(id uint32, value []byte) st {
 
 func (h *nativeHost) DequeueSharedQueue(id uint32) ([]byte, st) {
 	h.mem.reset()
-	o := h.outSlots(2)
-	s := h.call(h.calls.dequeue, uint64(id), uint64(o), uint64(o+8))
-	if s != nullvm.StatusOK {
-		return nil, s
-	}
-	return h.takeBytes(o), s
+	return h.callOutBytes(h.calls.dequeue, uint64(id))
 }
 
 func (h *nativeHost) DefineMetric(mt nullvm.MetricType, name string) (uint32, st) {
@@ -343,10 +336,5 @@ func (h *nativeHost) CallForeignFunction(name string, args []byte) ([]byte, st) 
 	h.mem.reset()
 	np, nn := h.mem.putString(name)
 	ap, an := h.mem.putBytes(args)
-	o := h.outSlots(2)
-	s := h.call(h.calls.callForeignFunction, np, nn, ap, an, uint64(o), uint64(o+8))
-	if s != nullvm.StatusOK {
-		return nil, s
-	}
-	return h.takeBytes(o), s
+	return h.callOutBytes(h.calls.callForeignFunction, np, nn, ap, an)
 }

@@ -149,14 +149,10 @@ func nativeRuntime(tb testing.TB) (*Runtime, *Module) {
 func TestNativeFilterSemantics(t *testing.T) {
 	r, mod := nativeRuntime(t)
 	sink := &logSink{}
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{
+	p := startPlugin(t, r, mod, PluginConfig{
 		Name: "native", Configuration: []byte("cfg-1"), HTTPCaller: upstream(t), Logger: slog.New(sink),
 		MaxHeaders: 64, PoolSize: 2, CallTimeout: 100 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 
 	t.Run("header edits and properties", func(t *testing.T) {
 		h := reqHeaders("x-remove", "1")
@@ -193,10 +189,7 @@ func TestNativeFilterSemantics(t *testing.T) {
 	})
 	t.Run("limit", func(t *testing.T) {
 		res := request(t, p, StreamInfo{}, reqHeaders("x-mode", "headers10k"))
-		var ge *guestError
-		if res.Action != Reply || res.Reply.Status != 503 || !errors.As(res.Err, &ge) || ge.Kind != "limit" {
-			t.Fatalf("MaxHeaders exceeded: %v %+v %v", res.Action, res.Reply, res.Err)
-		}
+		wantGuestReply(t, res, 503, "limit")
 	})
 	t.Run("callout", func(t *testing.T) {
 		h := reqHeaders("x-mode", "callout")
@@ -211,10 +204,9 @@ func TestNativeFilterSemantics(t *testing.T) {
 	t.Run("panic is a trap under the fail policy", func(t *testing.T) {
 		before := p.Stats()
 		res := request(t, p, StreamInfo{}, reqHeaders("x-mode", "panic"))
-		var ge *guestError
-		if res.Action != Reply || res.Reply.Status != 503 || !errors.As(res.Err, &ge) || ge.Kind != "trap" ||
-			!strings.Contains(res.Err.Error(), "panic in a request") {
-			t.Fatalf("panic: %v %+v %v", res.Action, res.Reply, res.Err)
+		wantGuestReply(t, res, 503, "trap")
+		if !strings.Contains(res.Err.Error(), "panic in a request") {
+			t.Fatalf("panic: %v", res.Err)
 		}
 		if after := p.Stats(); after.Traps != before.Traps+1 || after.Replaced != before.Replaced+1 {
 			t.Errorf("traps %d→%d replaced %d→%d", before.Traps, after.Traps, before.Replaced, after.Replaced)
@@ -225,10 +217,7 @@ func TestNativeFilterSemantics(t *testing.T) {
 	})
 	t.Run("panic in a callout callback", func(t *testing.T) {
 		res := request(t, p, StreamInfo{}, reqHeaders("x-mode", "callout-panic"))
-		var ge *guestError
-		if res.Action != Reply || res.Reply.Status != 503 || !errors.As(res.Err, &ge) || ge.Kind != "trap" {
-			t.Fatalf("callout panic: %v %+v %v", res.Action, res.Reply, res.Err)
-		}
+		wantGuestReply(t, res, 503, "trap")
 		if res := request(t, p, StreamInfo{}, reqHeaders()); res.Action != Continue {
 			t.Errorf("the next request: %v %v", res.Action, res.Err)
 		}
@@ -264,11 +253,7 @@ func TestNativeFilterStartAndTicks(t *testing.T) {
 	// A long CallTimeout makes the background loop's idle period long
 	// (CallTimeout/4 = 5 s): ticks must still come at their own 1 ms period,
 	// from the first one on (the instance sets it while booting).
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "tick", Configuration: []byte("tick"), VMID: "native-ticks", CallTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	startPlugin(t, r, mod, PluginConfig{Name: "tick", Configuration: []byte("tick"), VMID: "native-ticks", CallTimeout: 20 * time.Second})
 	eventually(t, "three ticks to write shared data", 2*time.Second, func() bool {
 		v, _, ok := r.shared.get("native-ticks", "native-test-ticks")
 		return ok && string(v) == "ttt"
@@ -280,11 +265,7 @@ func TestNativeFilterStartAndTicks(t *testing.T) {
 // serving requests on a fresh one.
 func TestNativePanicInTick(t *testing.T) {
 	r, mod := nativeRuntime(t)
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "panic-tick", Configuration: []byte("panic-tick"), PoolSize: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := startPlugin(t, r, mod, PluginConfig{Name: "panic-tick", Configuration: []byte("panic-tick"), PoolSize: 1})
 	eventually(t, "the tick's panic to discard the instance", 5*time.Second, func() bool {
 		st := p.Stats()
 		return st.Traps >= 1 && st.Replaced >= 1
@@ -298,11 +279,7 @@ func TestNativePanicInTick(t *testing.T) {
 // plugin's pool: every instance has its own VM (run with -race).
 func TestNativeInstancesConcurrent(t *testing.T) {
 	r, mod := nativeRuntime(t)
-	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "conc", Configuration: []byte("c"), PoolSize: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := startPlugin(t, r, mod, PluginConfig{Name: "conc", Configuration: []byte("c"), PoolSize: 4})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
