@@ -165,3 +165,19 @@ func TestResponseBodiesThroughFilters(t *testing.T) {
 		}
 	})
 }
+
+// TestCopyBuffersLendWholeBuffers: the reverse proxy's copy buffers are
+// always its full size; a buffer of another size handed back is dropped,
+// never lent again.
+func TestCopyBuffersLendWholeBuffers(t *testing.T) {
+	var b copyBuffers
+	b.Put(make([]byte, 10))
+	b.Put(make([]byte, 10, copyBufferSize*2))
+	for range 3 {
+		buf := b.Get()
+		if len(buf) != copyBufferSize || cap(buf) != copyBufferSize {
+			t.Fatalf("lent a buffer of len %d cap %d, want %d", len(buf), cap(buf), copyBufferSize)
+		}
+		b.Put(buf[:5])
+	}
+}

@@ -137,6 +137,7 @@ type Gateway struct {
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
 	tracing bool // false: no spans, W3C headers pass through untouched
+	bufs    copyBuffers
 
 	buildMu   sync.Mutex
 	retiring  map[*model]struct{}    // swapped-out models some request may still hold; under buildMu

@@ -189,6 +189,31 @@ func TestResilienceTimeoutAndRetries(t *testing.T) {
 	}
 }
 
+// TestResiliencePerTryTimeout: a try that hangs past perTryTimeout is cut
+// and retried, well inside the route's timeout.
+func TestResiliencePerTryTimeout(t *testing.T) {
+	u := newUpstream(t, "v1", func(n int64, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	gw, res := resilienceSetup(t, resilienceHead+"  timeout: 4s\n  retries: {attempts: 1, on: [5xx], perTryTimeout: 200ms}\n",
+		map[string][]*upstream{"shop": {u}})
+	if got := findRoute(t, res, "shop/default").GetRoute().GetRetryPolicy().GetPerTryTimeout().AsDuration(); got != 200*time.Millisecond {
+		t.Fatalf("per-try timeout emitted as %v, want 200ms", got)
+	}
+	start := time.Now()
+	code, body, _ := get(t, &http.Client{Timeout: 10 * time.Second}, gw.url+"/", "Host", "shop")
+	if el := time.Since(start); code != 200 || body != "ok" || u.hits.Load() != 2 || el > 3*time.Second {
+		t.Fatalf("got %d %q after %d tries in %v, want 200 \"ok\" after 2 tries, the first cut at 200ms", code, body, u.hits.Load(), el)
+	}
+}
+
 func TestResilienceCircuitBreaker(t *testing.T) {
 	release := make(chan struct{})
 	var entered atomic.Int64

@@ -71,9 +71,13 @@ func (x *exchange) attempt(req *http.Request, tr *http.Transport, ep *epState) (
 		ctx, span = g.tracer.Start(ctx, "egress "+c.spec.name, trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(attribute.String("server.address", ep.addr)))
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// A per-try timeout cancels the try's own context; without one the
+	// try runs under the request's (route timeout, client gone), and a
+	// context and its cancel propagation per try would be pure cost.
+	cancel := context.CancelFunc(func() {})
 	var timer *time.Timer
 	if rp := x.route.retry; rp != nil && rp.perTry > 0 {
+		ctx, cancel = context.WithCancel(ctx)
 		timer = time.AfterFunc(rp.perTry, cancel)
 	}
 	// A shallow copy: req is already the reverse proxy's private outbound

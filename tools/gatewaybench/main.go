@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -83,7 +84,13 @@ func main() {
 	rate := flag.Int("rate", 1000, "open-loop request rate (req/s)")
 	filtersDir := flag.String("filters-dir", "", "directory with dye.wasm, audit.wasm, trace.wasm (default: build them)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file (go tool pprof -sample_index=alloc_space)")
+	rows := flag.String("rows", "", "measure only the proxy rows whose name matches this regexp (direct and bare ReverseProxy always run); e.g. -rows 'native|no filters' with -cpuprofile")
 	flag.Parse()
+	only, err := regexp.Compile(*rows)
+	if err != nil {
+		log.Fatalf("-rows: %v", err)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -96,10 +103,26 @@ func main() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := run(ctx, *duration, *rounds, *conc, *rate, *filtersDir); err != nil {
+	if *memProfile != "" {
+		defer writeHeapProfile(*memProfile)
+	}
+	if err := run(ctx, *duration, *rounds, *conc, *rate, *filtersDir, only); err != nil {
 		log.Print(err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
+	}
+}
+
+// writeHeapProfile writes the allocation profile to path.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		log.Print(err)
 	}
 }
 
@@ -107,7 +130,7 @@ type target struct{ name, url string }
 
 // run sets the bench up (upstream, sinks, modules, an in-process plane, the
 // proxies), measures every target and prints the report.
-func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDir string) error {
+func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDir string, only *regexp.Regexp) error {
 	b, err := newBench(ctx)
 	if err != nil {
 		return err
@@ -119,7 +142,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc, rate int, filtersDi
 	if err := b.startPlane(); err != nil {
 		return err
 	}
-	targets, nginxNote, err := b.targets()
+	targets, nginxNote, err := b.targets(only)
 	if err != nil {
 		return err
 	}
@@ -248,7 +271,7 @@ func (b *bench) startPlane() error {
 
 // targets starts every proxy and lists the rows: direct, bare
 // ReverseProxy, the gateways, and nginx when installed (else a note why not).
-func (b *bench) targets() ([]target, string, error) {
+func (b *bench) targets(only *regexp.Regexp) ([]target, string, error) {
 	upURL, _ := url.Parse("http://" + b.upstream)
 	bare := httputil.NewSingleHostReverseProxy(upURL)
 	bare.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
@@ -267,6 +290,9 @@ func (b *bench) targets() ([]target, string, error) {
 		{"gateway, dye+audit+trace, wasm, trusted by sha256 (no call deadline)", "bench-chain-trusted", true, true, true, nil},
 		{"gateway, 3× small header filter (control)", "bench-headers", false, false, false, []string{"h1", "h2", "h3"}},
 	} {
+		if !only.MatchString(gw.row) {
+			continue
+		}
 		b.nativeOff = gw.nativeOff
 		addr, err := b.startGateway(gw.node, gw.withFilters, gw.trusted, gw.chain...)
 		if err != nil {
@@ -275,7 +301,9 @@ func (b *bench) targets() ([]target, string, error) {
 		targets = append(targets, target{gw.row, "http://" + addr + "/"})
 	}
 	nginxNote := "nginx: not installed (apt-get install -y nginx), row skipped"
-	if stop, addr, err := startNginx(b.tmp, b.upstream); err == nil {
+	if !only.MatchString("nginx") {
+		nginxNote = ""
+	} else if stop, addr, err := startNginx(b.tmp, b.upstream); err == nil {
 		b.onClose(stop)
 		targets = append(targets, target{"nginx (Debian) proxy_pass, keepalive", "http://" + addr + "/"})
 		nginxNote = ""
