@@ -181,3 +181,24 @@ func TestCopyBuffersLendWholeBuffers(t *testing.T) {
 		b.Put(buf[:5])
 	}
 }
+
+// TestApplyRequestHeadersPath: a :path a filter rewrote becomes the
+// request's path and query; an unchanged one leaves the URL as it was
+// (raw, escaped form included).
+func TestApplyRequestHeadersPath(t *testing.T) {
+	r := httptest.NewRequest("GET", "http://gw/a%2Fb/c?q=1", nil)
+	h, path := requestToHeaders(r)
+	if path != "/a%2Fb/c?q=1" {
+		t.Fatalf(":path given to the filters = %q", path)
+	}
+	h.Set("x-mesh-lane", "canary")
+	applyRequestHeaders(r, h, path)
+	if r.URL.Path != "/a/b/c" || r.URL.RawPath != "/a%2Fb/c" || r.URL.RawQuery != "q=1" || r.Header.Get("X-Mesh-Lane") != "canary" {
+		t.Fatalf("unchanged :path: got path %q raw %q query %q, lane %q", r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.Header.Get("X-Mesh-Lane"))
+	}
+	h.Set(":path", "/v2/x?lane=canary")
+	applyRequestHeaders(r, h, path)
+	if r.URL.Path != "/v2/x" || r.URL.RawPath != "" || r.URL.RawQuery != "lane=canary" {
+		t.Fatalf("rewritten :path: got path %q raw %q query %q", r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
+	}
+}

@@ -27,6 +27,8 @@ type filterStream struct {
 	props map[string][]byte
 	// local is a filter's local reply given from a body callback.
 	local *wasmhost.LocalReply
+	// bufs lends the bodies' read buffers (the gateway's pool).
+	bufs *copyBuffers
 }
 
 func (f *filterStream) requestHeaders(h *wasmhost.Headers, endOfStream bool) wasmhost.Result {
@@ -128,12 +130,9 @@ type filteredBody struct {
 	trailer *http.Response
 	out     []byte
 	eof     bool
-	remain  int64 // bytes still expected when the length is known, else -1
-	buf     *[]byte
+	remain  int64  // bytes still expected when the length is known, else -1
+	buf     []byte // read buffer, from fs.bufs
 }
-
-// bodyBufs recycles the read buffers of filtered bodies.
-var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (b *filteredBody) Read(p []byte) (int, error) {
 	for len(b.out) == 0 {
@@ -141,9 +140,9 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if b.buf == nil {
-			b.buf = bodyBufs.Get().(*[]byte)
+			b.buf = b.fs.bufs.Get()
 		}
-		n, err := b.rc.Read(*b.buf)
+		n, err := b.rc.Read(b.buf)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, err
 		}
@@ -154,7 +153,7 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 			b.remain -= int64(n)
 			eos = eos || b.remain <= 0
 		}
-		chunk := (*b.buf)[:n]
+		chunk := b.buf[:n]
 		if n == 0 && !eos {
 			continue
 		}
@@ -191,7 +190,7 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 
 func (b *filteredBody) Close() error {
 	if b.buf != nil && b.eof {
-		bodyBufs.Put(b.buf)
+		b.fs.bufs.Put(b.buf)
 		b.buf = nil
 	}
 	return b.rc.Close()
@@ -214,20 +213,24 @@ func (b *filteredBody) filterTrailers() {
 }
 
 // requestToHeaders builds the proxy-wasm header map with Envoy's pseudo
-// headers.
-func requestToHeaders(r *http.Request) *wasmhost.Headers {
+// headers, and returns the :path it gave them.
+func requestToHeaders(r *http.Request) (*wasmhost.Headers, string) {
 	h := &wasmhost.Headers{Pairs: make([][2]string, 0, len(r.Header)+4)}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	h.Pairs = append(h.Pairs, [2]string{":method", r.Method}, [2]string{":path", r.URL.RequestURI()},
+	path := r.URL.RequestURI()
+	h.Pairs = append(h.Pairs, [2]string{":method", r.Method}, [2]string{":path", path},
 		[2]string{":authority", r.Host}, [2]string{":scheme", scheme})
 	h.AddHTTP(r.Header)
-	return h
+	return h, path
 }
 
-func applyRequestHeaders(r *http.Request, h *wasmhost.Headers) {
+// applyRequestHeaders makes the filtered header map h the request's
+// headers; path is the :path the filters were given (an unchanged one is
+// not parsed again).
+func applyRequestHeaders(r *http.Request, h *wasmhost.Headers, path string) {
 	hdr := make(http.Header, len(h.Pairs))
 	for _, kv := range h.Pairs {
 		switch kv[0] {
@@ -236,6 +239,9 @@ func applyRequestHeaders(r *http.Request, h *wasmhost.Headers) {
 		case ":authority":
 			r.Host = kv[1]
 		case ":path":
+			if kv[1] == path {
+				continue
+			}
 			if u, err := url.ParseRequestURI(kv[1]); err == nil {
 				r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
 			}

@@ -180,7 +180,7 @@ func (x *exchange) openFilters() bool {
 		x.fail(http.StatusServiceUnavailable, "gateway: filters unavailable: "+err.Error())
 		return false
 	}
-	x.fs = &filterStream{cs: cs, limit: x.g.cfg.MaxBufferBytes, props: props}
+	x.fs = &filterStream{cs: cs, limit: x.g.cfg.MaxBufferBytes, props: props, bufs: &x.g.bufs}
 	return true
 }
 
@@ -189,7 +189,7 @@ func (x *exchange) openFilters() bool {
 // forwarding; when it returns false the response has been written.
 func (x *exchange) filterRequest() bool {
 	r := x.r
-	h := requestToHeaders(r)
+	h, path := requestToHeaders(r)
 	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
 	res := x.fs.requestHeaders(h, noBody)
 	if res.Err != nil {
@@ -221,7 +221,7 @@ func (x *exchange) filterRequest() bool {
 			r.ContentLength = -1
 		}
 	}
-	applyRequestHeaders(r, h)
+	applyRequestHeaders(r, h, path)
 	return true
 }
 
