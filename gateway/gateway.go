@@ -125,6 +125,7 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	port    int
+	addr    string // the listener's address, the filters' destination.address
 	store   *store
 	xds     *xdsclient.Client
 	rt      *wasmhost.Runtime
@@ -219,7 +220,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		tp = noop.NewTracerProvider()
 	}
 	g := &Gateway{
-		cfg: cfg, log: cfg.Logger, port: portOf(cfg.Listener.Addr()),
+		cfg: cfg, log: cfg.Logger, port: portOf(cfg.Listener.Addr()), addr: cfg.Listener.Addr().String(),
 		live: map[string]*clusterLive{}, trs: map[string]*upstreamTransport{},
 		tracer: tp.Tracer("github.com/meshwarden/meshwarden/gateway"),
 		// Trace context only: the baggage header belongs to the caller and

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,7 +142,7 @@ func (x *exchange) fail(code int, msg string) {
 // streamInfo is what the filters may read of the request beyond its headers.
 func (x *exchange) streamInfo(props map[string][]byte) wasmhost.StreamInfo {
 	r := x.r
-	info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, DestinationAddress: x.g.Addr().String(), Properties: props}
+	info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, DestinationAddress: x.g.addr, Properties: props}
 	if r.TLS != nil {
 		info.TLSVersion = envoyTLSVersion(r.TLS.Version)
 		if len(r.TLS.PeerCertificates) > 0 {
@@ -410,6 +411,10 @@ func (x *exchange) modifyResponse(resp *http.Response) error {
 		return nil
 	}
 	h := responseToHeaders(resp)
+	// What the filters were given, to tell whether they changed anything
+	// (on the stack for a usual response's header count).
+	var given [16][2]string
+	orig := append(given[:0], h.Pairs...)
 	noBody := resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 && len(resp.Trailer) == 0
 	res := x.fs.responseHeaders(h, noBody)
 	switch res.Action {
@@ -419,7 +424,9 @@ func (x *exchange) modifyResponse(resp *http.Response) error {
 	case wasmhost.Reset:
 		return errors.New("a filter reset the stream")
 	}
-	applyResponseHeaders(resp, h)
+	if !slices.Equal(orig, h.Pairs) {
+		applyResponseHeaders(resp, h)
+	}
 	if !noBody {
 		remain := resp.ContentLength
 		if len(resp.Trailer) > 0 {
@@ -456,11 +463,23 @@ const smallResponseBody = 64 << 10
 // downstream, so the client gets a whole answer (502, the reply) instead of
 // a truncated one.
 func (x *exchange) filterWholeResponseBody(resp *http.Response, fb *filteredBody) error {
-	body, err := io.ReadAll(fb)
-	_ = fb.Close()
-	if err != nil {
-		return err
+	// Sized by the upstream's Content-Length; a filter may still grow it.
+	body := make([]byte, 0, fb.remain+1)
+	for {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, 512)
+		}
+		n, err := fb.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			_ = fb.Close()
+			return err
+		}
 	}
+	_ = fb.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
