@@ -14,7 +14,7 @@
 #
 # It prints the raw output, then a summary table. Needs the git history of
 # REF (a full clone), or MW_OLD_BUNDLE naming a bundle .wasm to compare with.
-# Takes about 4 minutes on 2 idle cores.
+# Takes about 6 minutes on 2 idle cores.
 #
 #   scripts/bench-issue18.sh            # or: scripts/bench.sh issue18
 #   REF=<commit> scripts/bench-issue18.sh
@@ -45,8 +45,8 @@ out="$tmp/out.txt"
   go test -run '^$' -bench 'Chain/dye' -benchtime 3000x -count 3 ./tools/gatewaybench | grep '^Benchmark'
   echo "## 3: bundle, reference ÷ this tree, interleaved in one host, 3 × 6000 requests per mode"
   (cd filters/trace && MW_OLD_BUNDLE="$old" go test -run '^$' -bench BundleVersus -benchtime 6000x -count 3 . | grep '^Benchmark')
-  echo "## 4: gateway with the chain ÷ bare ReverseProxy (closed loop, 32 workers, median of 3 × 4 s)"
-  go run ./tools/gatewaybench -duration 4s -rounds 3 -rate 1000 -filters-dir bin/filters 2> >(grep -v 'proxy error: context canceled' >&2) | grep -E '^\| (target|bare|gateway)'
+  echo "## 4: gateway with the chain ÷ bare ReverseProxy (closed loop, 32 workers, median of 5 × 4 s, interleaved)"
+  go run ./tools/gatewaybench -duration 4s -rounds 5 -rate 1000 -filters-dir bin/filters 2> >(grep -v 'proxy error: context canceled' >&2) | grep -E '^\| (target|bare|gateway)'
   echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$out"
 
@@ -73,5 +73,5 @@ END {
   printf "| wasm bundle, deadlines on / off, p50 | <= 1.2x | %.2fx (%.1f / %.1f us) | %s |\n", bd / bn, bd, bn, (bd / bn <= 1.2) ? "yes" : "no"
   printf "| wasm bundle, reference / this tree, p50 (no deadline) | >= 2x | %.2fx (%.1f / %.1f us) | %s |\n", s, bo, bn, (s >= 2) ? "yes" : "no"
   printf "| gateway with the chain (default) / bare ReverseProxy, req/s | >= 0.8x | %.2fx (%d / %d) | %s |\n", (rp ? gw / rp : 0), gw, rp, (rp && gw / rp >= 0.8) ? "yes" : "no"
-  printf "| process CPU per request: bare ReverseProxy / gateway without filters / gateway with the chain | - | %.0f / %.0f / %.0f us | - |\n", rpcpu, plaincpu, gwcpu
+  printf "| process CPU per request: bare ReverseProxy / gateway without filters / gateway with the chain | - | %.0f / %.0f / %.0f us (bare / chain: %.2fx) | - |\n", rpcpu, plaincpu, gwcpu, (gwcpu ? rpcpu / gwcpu : 0)
 }' "$out"
