@@ -81,11 +81,11 @@ func proxyGetHeaderMapSize(in *instance, args []uint64) status {
 // proxyAddHeaderMapValue(type, key, key_size, value, value_size) appends a
 // pair, at most MaxHeaders.
 func proxyAddHeaderMapValue(in *instance, args []uint64) status {
-	return in.editHeaderMap(args, true, func(h *Headers, k, v string) status {
+	return in.editHeaderMap(args, true, func(h *Headers, k, v []byte) status {
 		if len(h.Pairs) >= in.p.cfg.MaxHeaders {
 			return in.limit(fmt.Sprintf("header map already has MaxHeaders=%d pairs", in.p.cfg.MaxHeaders))
 		}
-		h.Add(k, v)
+		h.Add(h.keyString(k), string(v))
 		return statusOK
 	})
 }
@@ -93,17 +93,17 @@ func proxyAddHeaderMapValue(in *instance, args []uint64) status {
 // proxyReplaceHeaderMapValue(type, key, key_size, value, value_size) sets a
 // key to one value.
 func proxyReplaceHeaderMapValue(in *instance, args []uint64) status {
-	return in.editHeaderMap(args, true, func(h *Headers, k, v string) status { h.Set(k, v); return statusOK })
+	return in.editHeaderMap(args, true, func(h *Headers, k, v []byte) status { h.Set(h.keyString(k), string(v)); return statusOK })
 }
 
 // proxyRemoveHeaderMapValue(type, key, key_size) removes every value of a key.
 func proxyRemoveHeaderMapValue(in *instance, args []uint64) status {
-	return in.editHeaderMap(args, false, func(h *Headers, k, _ string) status { h.Del(k); return statusOK })
+	return in.editHeaderMap(args, false, func(h *Headers, k, _ []byte) status { h.Del(string(k)); return statusOK })
 }
 
 // editHeaderMap reads the map type, the key and, withValue, the value of an
 // add/replace/remove hostcall, then applies edit to a writable map.
-func (in *instance) editHeaderMap(args []uint64, withValue bool, edit func(h *Headers, key, val string) status) status {
+func (in *instance) editHeaderMap(args []uint64, withValue bool, edit func(h *Headers, key, val []byte) status) status {
 	mt := mapType(arg(args, 0))
 	h := in.headerMap(mt)
 	if h == nil || !writableMap(mt) {
@@ -119,7 +119,25 @@ func (in *instance) editHeaderMap(args []uint64, withValue bool, edit func(h *He
 			return statusInvalidMemoryAccess
 		}
 	}
-	return edit(h, string(key), string(val))
+	return edit(h, key, val)
+}
+
+// keyString returns key as a string for a pair: the key of a pair already
+// in h if one is exactly key, lowercase (a guest replacing a header it read
+// names it as the map does), so that no new string is allocated; else a
+// copy of key.
+func (h *Headers) keyString(key []byte) string {
+	for _, c := range key {
+		if c >= 0x80 || 'A' <= c && c <= 'Z' {
+			return string(key)
+		}
+	}
+	for _, p := range h.Pairs {
+		if p[0] == string(key) {
+			return p[0]
+		}
+	}
+	return string(key)
 }
 
 func writableMap(mt mapType) bool { return mt <= mapResponseTrailers }
