@@ -2,6 +2,8 @@ package wasmhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -289,5 +291,19 @@ func TestTrapsUnderConcurrency(t *testing.T) {
 	}
 	if st := p.Stats(); st.Traps != uint64(traps) || st.Replaced != uint64(traps) {
 		t.Fatalf("stats %+v, want %d traps and replacements", st, traps)
+	}
+}
+
+// TestAllocationBombRefused: a module of a few bytes declaring 2^32-1
+// imports is refused with a reason, with and without call deadlines (and
+// trusted), before wazero's decoder would size a slice by that count and
+// end the process out of memory (meter.CheckBounds).
+func TestAllocationBombRefused(t *testing.T) {
+	bomb := []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 2, 5, 0xff, 0xff, 0xff, 0xff, 0x0f}
+	for _, cfg := range []RuntimeConfig{{}, {NoCallDeadline: true}, {TrustedSHA256: []string{fmt.Sprintf("%x", sha256.Sum256(bomb))}}} {
+		_, err := newRuntime(t, cfg).Compile(context.Background(), bomb)
+		if err == nil || !strings.Contains(err.Error(), "refused before decoding") {
+			t.Fatalf("%+v: Compile = %v, want a refusal before decoding", cfg, err)
+		}
 	}
 }

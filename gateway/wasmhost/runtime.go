@@ -260,6 +260,12 @@ func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module
 		return &Module{native: nf, sha256: key, abi: ABI021, size: len(wasm), deadline: true}, nil
 	}
 	rt, deadline := r.rt, !r.noDeadline && !r.trusted[key]
+	// Before any byte reaches wazero's decoder: it sizes its slices by the
+	// counts a module declares, and a few bytes declaring billions of
+	// imports would end this process out of memory.
+	if err := meter.CheckBounds(wasm); err != nil {
+		return nil, fmt.Errorf("wasm module %s refused before decoding: %w", key[:12], err)
+	}
 	code := wasm
 	if deadline {
 		var err error
