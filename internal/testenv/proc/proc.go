@@ -10,10 +10,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -266,7 +268,7 @@ func FreePorts(n int) ([]int, error) {
 	}()
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := listenFree()
 		if err != nil {
 			return nil, fmt.Errorf("find a free port: %w", err)
 		}
@@ -278,10 +280,51 @@ func FreePorts(n int) ([]int, error) {
 
 // FreeAddr returns a free 127.0.0.1:port.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenFree()
 	if err != nil {
 		return "", fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// listenFree listens on a free 127.0.0.1 port that a child process can
+// take over once it is closed. It picks one at random below the kernel's
+// ephemeral range: a port the kernel hands out for 127.0.0.1:0 comes from
+// that range, which every outgoing connection of every process draws its
+// local port from too, so between this close and the child's bind another
+// test's connection could take it ("bind: address already in use", seen
+// under parallel package tests). Below the range only another explicit
+// bind can. It falls back to 127.0.0.1:0.
+func listenFree() (net.Listener, error) {
+	if lo := ephemeralLow(); lo > minPickedPort+1000 {
+		for range 64 {
+			p := minPickedPort + rand.IntN(lo-minPickedPort)
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+				return l, nil
+			}
+		}
+	}
+	return net.Listen("tcp", "127.0.0.1:0")
+}
+
+// minPickedPort is the lowest port listenFree picks: above the well-known
+// and registered ports servers on a development machine usually take.
+const minPickedPort = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return lo
 }

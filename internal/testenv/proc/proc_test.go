@@ -2,6 +2,7 @@ package proc
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,4 +50,35 @@ func TestWaitEnds(t *testing.T) {
 			t.Fatalf("err %v: want the URL's silence named", err)
 		}
 	})
+}
+
+// TestFreeAddrBelowEphemeralRange: the addresses handed to child processes
+// come from below the kernel's ephemeral range (where no outgoing
+// connection can take them before the child binds), distinct when chosen
+// together, and free.
+func TestFreeAddrBelowEphemeralRange(t *testing.T) {
+	lo := ephemeralLow()
+	if lo <= minPickedPort+1000 {
+		t.Skipf("ephemeral range starts at %d: no room below it", lo)
+	}
+	ports, err := FreePorts(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p < minPickedPort || p >= lo || seen[p] {
+			t.Fatalf("port %d: want distinct ports in [%d, %d)", p, minPickedPort, lo)
+		}
+		seen[p] = true
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("FreeAddr gave %s, which cannot be bound: %v", addr, err)
+	}
+	l.Close()
 }
