@@ -464,22 +464,14 @@ const smallResponseBody = 64 << 10
 // a truncated one.
 func (x *exchange) filterWholeResponseBody(resp *http.Response, fb *filteredBody) error {
 	// Sized by the upstream's Content-Length; a filter may still grow it.
-	body := make([]byte, 0, fb.remain+1)
-	for {
-		if len(body) == cap(body) {
-			body = slices.Grow(body, 512)
-		}
-		n, err := fb.Read(body[len(body):cap(body)])
-		body = body[:len(body)+n]
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			_ = fb.Close()
-			return err
-		}
-	}
+	var buf bytes.Buffer
+	buf.Grow(int(fb.remain) + bytes.MinRead)
+	_, err := buf.ReadFrom(fb)
 	_ = fb.Close()
+	if err != nil {
+		return err
+	}
+	body := buf.Bytes()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))

@@ -47,7 +47,7 @@ func (m *module) checkSection(s section) error {
 	case secImport:
 		return m.countImports(p) // names read with their bounds
 	case secFunction, secTable, secMemory:
-		_, err := boundedVector(p)
+		_, _, err := boundedVector(p)
 		return err
 	case secGlobal:
 		_, err := m.rewriteGlobals(p)
@@ -74,28 +74,28 @@ func (m *module) checkSection(s section) error {
 	return nil
 }
 
-// boundedVector reads a vector's count and holds it to the bytes after it.
-func boundedVector(p []byte) (*reader, error) {
+// boundedVector reads a vector's count and holds it to the bytes after it;
+// it returns the reader past the count, and the count.
+func boundedVector(p []byte) (*reader, uint32, error) {
 	r := &reader{b: p}
 	n, err := r.u32()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if int64(n) > int64(len(p)-r.pos) {
-		return nil, fmt.Errorf("vector of %d elements in %d bytes", n, len(p)-r.pos)
+		return nil, 0, fmt.Errorf("vector of %d elements in %d bytes", n, len(p)-r.pos)
 	}
-	return r, nil
+	return r, n, nil
 }
 
 // checkTypes walks the function types: 0x60, parameter and result
 // vectors of value types (one byte each, or a reference type and its heap
 // type).
 func checkTypes(p []byte) error {
-	r, err := boundedVector(p)
+	r, n, err := boundedVector(p)
 	if err != nil {
 		return err
 	}
-	n, _ := (&reader{b: p}).u32()
 	for range n {
 		form, err := r.byte()
 		if err != nil {
@@ -131,19 +131,14 @@ func checkTypes(p []byte) error {
 // checkCode holds every body's size to the bytes left and its locals to
 // MaxFunctionLocals.
 func checkCode(p []byte) error {
-	r, err := boundedVector(p)
+	r, n, err := boundedVector(p)
 	if err != nil {
 		return err
 	}
-	n, _ := (&reader{b: p}).u32()
 	for i := range n {
-		size, err := r.u32()
+		body, err := r.sized()
 		if err != nil {
-			return err
-		}
-		body, err := r.bytes(int(size))
-		if err != nil {
-			return fmt.Errorf("body %d: %d bytes declared, %d left", i, size, len(p)-r.pos)
+			return fmt.Errorf("body %d: %w", i, err)
 		}
 		br := &reader{b: body}
 		decls, err := br.u32()
@@ -179,11 +174,10 @@ func checkCode(p []byte) error {
 // checkData walks the data segments: active (memory 0 or explicit) or
 // passive, each with its bytes.
 func (m *module) checkData(p []byte) error {
-	r, err := boundedVector(p)
+	r, n, err := boundedVector(p)
 	if err != nil {
 		return err
 	}
-	n, _ := (&reader{b: p}).u32()
 	for i := range n {
 		flag, err := r.u32()
 		if err != nil {
@@ -203,12 +197,8 @@ func (m *module) checkData(p []byte) error {
 		if err != nil {
 			return fmt.Errorf("data segment %d: %w", i, err)
 		}
-		size, err := r.u32()
-		if err != nil {
-			return err
-		}
-		if _, err := r.bytes(int(size)); err != nil {
-			return fmt.Errorf("data segment %d: %d bytes declared, %d left", i, size, len(p)-r.pos)
+		if _, err := r.sized(); err != nil {
+			return fmt.Errorf("data segment %d bytes: %w", i, err)
 		}
 	}
 	return r.end()

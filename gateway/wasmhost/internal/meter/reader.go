@@ -59,12 +59,17 @@ func (r *reader) u32() (uint32, error) {
 	return uint32(v), nil
 }
 
-func (r *reader) name() (string, error) {
+// sized reads a u32 size and that many bytes.
+func (r *reader) sized() ([]byte, error) {
 	n, err := r.u32()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	p, err := r.bytes(int(n))
+	return r.bytes(int(n))
+}
+
+func (r *reader) name() (string, error) {
+	p, err := r.sized()
 	if err != nil {
 		return "", err
 	}

@@ -170,11 +170,7 @@ func (m *module) rewriteCode(p []byte) ([]byte, error) {
 	b = append(make([]byte, 0, len(p)+len(p)/8), b...)
 	var body []byte
 	for i := range n {
-		size, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		code, err := r.bytes(int(size))
+		code, err := r.sized()
 		if err != nil {
 			return nil, err
 		}
