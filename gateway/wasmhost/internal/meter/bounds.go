@@ -113,14 +113,8 @@ func checkTypes(p []byte) error {
 				return fmt.Errorf("%d value types in %d bytes", k, len(p)-r.pos)
 			}
 			for range k {
-				vt, err := r.byte()
-				if err != nil {
+				if err := r.valType(); err != nil {
 					return err
-				}
-				if vt == 0x63 || vt == 0x64 { // (ref null ht), (ref ht)
-					if _, err := r.leb(5); err != nil {
-						return err
-					}
 				}
 			}
 		}
@@ -157,14 +151,8 @@ func checkCode(p []byte) error {
 			if locals += uint64(c); locals > MaxFunctionLocals {
 				return fmt.Errorf("body %d: more than %d locals", i, MaxFunctionLocals)
 			}
-			vt, err := br.byte()
-			if err != nil {
+			if err := br.valType(); err != nil {
 				return err
-			}
-			if vt == 0x63 || vt == 0x64 {
-				if _, err := br.leb(5); err != nil {
-					return err
-				}
 			}
 		}
 	}
@@ -202,4 +190,17 @@ func (m *module) checkData(p []byte) error {
 		}
 	}
 	return r.end()
+}
+
+// valType skips a value type: one byte, or a reference type (ref null ht),
+// (ref ht) and its heap type.
+func (r *reader) valType() error {
+	vt, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if vt == 0x63 || vt == 0x64 {
+		_, err = r.leb(5)
+	}
+	return err
 }
