@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -304,6 +305,28 @@ func TestAllocationBombRefused(t *testing.T) {
 		_, err := newRuntime(t, cfg).Compile(context.Background(), bomb)
 		if err == nil || !strings.Contains(err.Error(), "refused before decoding") {
 			t.Fatalf("%+v: Compile = %v, want a refusal before decoding", cfg, err)
+		}
+	}
+}
+
+// TestCompilePanicRefused: a malformed module on which wazero's validator
+// panics (index out of range; the fuzzer's find, kept as a seed of
+// FuzzInstrumentAny) is refused by Compile with an error, with and without
+// call deadlines, instead of ending the process.
+func TestCompilePanicRefused(t *testing.T) {
+	seed, err := os.ReadFile("internal/meter/testdata/fuzz/FuzzInstrumentAny/ed5da65a3135cd56")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lit := strings.TrimSpace(strings.TrimPrefix(string(seed), "go test fuzz v1\n"))
+	q, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lit, "[]byte("), ")"))
+	if err != nil {
+		t.Fatalf("seed file: %v", err)
+	}
+	for _, cfg := range []RuntimeConfig{{}, {NoCallDeadline: true}} {
+		_, err := newRuntime(t, cfg).Compile(context.Background(), []byte(q))
+		if err == nil || !strings.Contains(err.Error(), "panic") {
+			t.Fatalf("%+v: Compile = %v, want the wazero panic as an error", cfg, err)
 		}
 	}
 }

@@ -272,7 +272,7 @@ func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module
 		if code, err = meter.Instrument(wasm); err != nil {
 			if !errors.Is(err, meter.ErrUnsupported) {
 				// Malformed: wazero's decoder says best what is wrong.
-				cm, cerr := rt.CompileModule(ctx, wasm)
+				cm, cerr := compileModule(ctx, rt, wasm)
 				if cerr != nil {
 					return nil, fmt.Errorf("compile wasm module %s: %w", key[:12], cerr)
 				}
@@ -281,7 +281,7 @@ func (r *Runtime) compile(ctx context.Context, key string, wasm []byte) (*Module
 			return nil, fmt.Errorf("wasm module %s: its calls cannot be bounded by CallTimeout: %w; only a module listed in TrustedSHA256 (or under NoCallDeadline) runs without that bound", key[:12], err)
 		}
 	}
-	cm, err := rt.CompileModule(ctx, code)
+	cm, err := compileModule(ctx, rt, code)
 	if err != nil {
 		return nil, fmt.Errorf("compile wasm module %s: %w", key[:12], err)
 	}
@@ -326,4 +326,17 @@ func (r *Runtime) evict(ctx context.Context, sha256 string) error {
 		return nil
 	}
 	return e.mod.compiled.Close(ctx)
+}
+
+// compileModule is rt.CompileModule with a panic in wazero turned into an
+// error: its validator (v1.12) indexes out of range on some malformed
+// function bodies (found by FuzzInstrumentAny), and a panic there would end
+// the gateway where a refusal of the one module is due.
+func compileModule(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero.CompiledModule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cm, err = nil, fmt.Errorf("wazero failed on the module (panic: %v)", r)
+		}
+	}()
+	return rt.CompileModule(ctx, wasm)
 }
