@@ -22,6 +22,7 @@ func TestDocumentedSeriesFromStart(t *testing.T) {
 		"meshwarden_gateway_upstream_retries_total":           "per cluster",
 		"meshwarden_gateway_outlier_ejections_total":          "per cluster",
 		"meshwarden_gateway_filter_callback_duration_seconds": "per loaded filter",
+		"meshwarden_gateway_filter_callbacks_total":           "per loaded filter",
 		"meshwarden_gateway_filter_failures_total":            "per loaded filter",
 		"meshwarden_gateway_filter_traps_total":               "per loaded filter",
 		"meshwarden_gateway_filter_module_errors_total":       "per filter, with its first failure",

@@ -131,7 +131,9 @@ type filterCollector struct{ g *Gateway }
 
 var (
 	filterLatencyDesc = prometheus.NewDesc("meshwarden_gateway_filter_callback_duration_seconds",
-		"Duration of callbacks into a wasm filter.", []string{"filter", "sha256"}, nil)
+		"Duration of callbacks into a wasm filter, from a random sample of them: every start-up callback, then about one in eight (its mean and quantiles estimate all callbacks'; its count is the sample's).", []string{"filter", "sha256"}, nil)
+	filterCallsDesc = prometheus.NewDesc("meshwarden_gateway_filter_callbacks_total",
+		"Callbacks into a wasm filter (every one, timed or not).", []string{"filter", "sha256"}, nil)
 	filterFailDesc = prometheus.NewDesc("meshwarden_gateway_filter_failures_total",
 		"Stream callbacks of a wasm filter answered per its fail policy.", []string{"filter", "sha256"}, nil)
 	filterTrapDesc = prometheus.NewDesc("meshwarden_gateway_filter_traps_total",
@@ -141,6 +143,7 @@ var (
 // Describe implements prometheus.Collector.
 func (c *filterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- filterLatencyDesc
+	ch <- filterCallsDesc
 	ch <- filterFailDesc
 	ch <- filterTrapDesc
 }
@@ -160,6 +163,7 @@ func (c *filterCollector) Collect(ch chan<- prometheus.Metric) {
 		cum += st.Latency.Counts[len(bounds)]
 		labels := []string{cfg.Name, cfg.CodeSHA256}
 		ch <- prometheus.MustNewConstHistogram(filterLatencyDesc, cum, st.Latency.Sum.Seconds(), buckets, labels...)
+		ch <- prometheus.MustNewConstMetric(filterCallsDesc, prometheus.CounterValue, float64(st.Calls), labels...)
 		ch <- prometheus.MustNewConstMetric(filterFailDesc, prometheus.CounterValue, float64(st.Failures), labels...)
 		ch <- prometheus.MustNewConstMetric(filterTrapDesc, prometheus.CounterValue, float64(st.Traps+st.Timeouts), labels...)
 	}

@@ -24,8 +24,22 @@ type instance struct {
 	mu        sync.Mutex
 	dead      atomic.Bool // trapped, timed out or closed: never call it again
 	discarded atomic.Bool
-	callStart atomic.Int64 // monotonic ns since p.epoch; 0 when idle
+	// callStart is the running call's start (monotonic ns since p.epoch,
+	// low bit set; 0 when idle) for an instrumented wasm instance, whose
+	// deadlineCheck compares the clock with it. callSeq is the running
+	// call's sequence number (0 when idle) for a native instance: the
+	// watchdog times a call from when it first sees its number, so a call
+	// into native code reads no clock (two clock reads per callback were a
+	// fifth of the native chain's time).
+	callStart atomic.Int64
+	callSeq   atomic.Uint64
 	timedOut  atomic.Bool
+	seq       uint64 // calls made; the last one's number
+	// sample is the xorshift state that picks the calls timed for the
+	// latency histogram (one in latencySample); booted is set once the
+	// start-up callbacks, which are always timed, are done.
+	sample uint32
+	booted bool
 
 	f          exports
 	stack      [8]uint64
@@ -159,6 +173,7 @@ func newInstance(ctx context.Context, p *Plugin) (*instance, error) {
 func newInstanceState(p *Plugin) *instance {
 	in := &instance{
 		p:       p,
+		sample:  uint32(p.r.seq.Add(1)) | 1, // xorshift needs a nonzero state
 		rootID:  1,
 		nextID:  1,
 		streams: map[uint32]*Stream{},
@@ -211,6 +226,7 @@ func (in *instance) boot() error {
 			return &guestError{Plugin: in.p.cfg.Name, Callback: "proxy_on_configure", Kind: "abi", Err: errors.New("the guest rejected the plugin configuration (returned false)")}
 		}
 	}
+	in.booted = true
 	return nil
 }
 
@@ -224,11 +240,28 @@ func (in *instance) call(name string, fn guestFunc, args ...uint64) (uint64, err
 		return 0, &guestError{Plugin: in.p.cfg.Name, Callback: name, Kind: "trap", Err: errDead}
 	}
 	copy(in.stack[:], args)
-	start := time.Since(in.p.epoch)
-	in.callStart.Store(int64(start) | 1)
+	in.seq++
+	timed := in.timed()
+	native, metered := in.p.mod.native != nil, in.p.mod.deadline && in.p.mod.native == nil
+	var start time.Duration
+	if timed || metered {
+		start = time.Since(in.p.epoch)
+	}
+	if native {
+		in.callSeq.Store(in.seq)
+	} else if metered {
+		in.callStart.Store(int64(start) | 1)
+	}
 	err := fn.CallWithStack(in.ctx, in.stack[:])
-	in.callStart.Store(0)
-	in.p.stats.observe(time.Since(in.p.epoch) - start)
+	if native {
+		in.callSeq.Store(0)
+	} else if metered {
+		in.callStart.Store(0)
+	}
+	in.p.stats.calls.Add(1)
+	if timed {
+		in.p.stats.observe(time.Since(in.p.epoch) - start)
+	}
 	if err != nil {
 		in.dead.Store(true)
 		kind := "trap"
@@ -243,6 +276,28 @@ func (in *instance) call(name string, fn guestFunc, args ...uint64) (uint64, err
 		return 0, ge
 	}
 	return in.stack[0], nil
+}
+
+// latencySample is how many callbacks there are, on average, per callback
+// timed for the latency histogram once an instance has started: timing
+// reads the clock twice, which costs more than a native filter's callback
+// itself. Start-up callbacks are all timed.
+const latencySample = 8
+
+// timed reports whether the call about to run is timed for the latency
+// histogram: every start-up call, then one in latencySample, picked by a
+// xorshift so that no callback of a fixed cycle (a stream's six, say) is
+// always or never picked.
+func (in *instance) timed() bool {
+	if !in.booted {
+		return true
+	}
+	x := in.sample
+	x ^= x << 13
+	x ^= x >> 17
+	x ^= x << 5
+	in.sample = x
+	return x%latencySample == 0
 }
 
 // allocate calls the guest allocator from inside a hostcall.

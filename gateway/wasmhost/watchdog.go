@@ -7,10 +7,15 @@ import (
 
 // watchdog is the one goroutine per Runtime that marks overdue calls of
 // native instances. An instance is watched from before its first call until
-// it is closed. A call marks its start in instance.callStart; the watchdog
-// scans the live instances and marks (timedOut) and cancels any native call
-// older than its timeout; the instance is discarded when the call returns
-// (native code is not interrupted).
+// it is closed. A native call publishes its sequence number in
+// instance.callSeq (no clock read on the call path); the watchdog scans the
+// live instances every period, remembers when it first saw each running
+// call, and marks (timedOut) and cancels a call it has seen running for
+// longer than its timeout; the instance is discarded when the call returns
+// (native code is not interrupted). A call is timed from its first
+// sighting, which is never before its start, so it is never marked early,
+// and at most a period after it, so it is marked within timeout + 2
+// periods (1.25× the timeout).
 //
 // A wasm instance's calls are bounded without it: the instrumented guest
 // calls deadlineCheck every meterInterval loop headers, which reads the
@@ -21,13 +26,21 @@ import (
 type watchdog struct {
 	mu   sync.Mutex
 	set  map[*instance]struct{}
+	seen map[*instance]sighting // running native calls, by instance
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
 
+// sighting is a native call the watchdog saw running: its sequence number
+// and when the watchdog first saw it.
+type sighting struct {
+	seq uint64
+	at  time.Time
+}
+
 func newWatchdog() *watchdog {
-	w := &watchdog{set: map[*instance]struct{}{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &watchdog{set: map[*instance]struct{}{}, seen: map[*instance]sighting{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -46,6 +59,7 @@ func (w *watchdog) watch(in *instance) {
 func (w *watchdog) forget(in *instance) {
 	w.mu.Lock()
 	delete(w.set, in)
+	delete(w.seen, in)
 	w.mu.Unlock()
 }
 
@@ -54,21 +68,27 @@ func (w *watchdog) close() {
 	<-w.done
 }
 
-// period is a quarter of the shortest CallTimeout watched (at least 1 ms,
-// at most 250 ms), so an overdue native call is marked within 1.25× its
-// timeout; with nothing watched it is 250 ms.
-func (w *watchdog) scan() time.Duration {
+// scan returns the next period: an eighth of the shortest CallTimeout
+// watched (at least 1 ms, at most 250 ms), so an overdue native call is
+// marked within 1.25× its timeout; with nothing watched it is 250 ms.
+func (w *watchdog) scan(now time.Time) time.Duration {
 	period := 250 * time.Millisecond
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for in := range w.set {
 		timeout := in.p.cfg.CallTimeout
-		period = min(period, timeout/4)
+		period = min(period, timeout/8)
 		if in.p.mod.native == nil {
 			continue // wasm: deadlineCheck bounds it (or, trusted, nothing does)
 		}
-		s := in.callStart.Load()
-		if s != 0 && int64(time.Since(in.p.epoch))-s > int64(timeout) && !in.timedOut.Load() && in.callStart.Load() == s {
+		seq := in.callSeq.Load()
+		seen, ok := w.seen[in]
+		switch {
+		case seq == 0:
+			delete(w.seen, in)
+		case !ok || seen.seq != seq:
+			w.seen[in] = sighting{seq: seq, at: now}
+		case now.Sub(seen.at) > timeout && !in.timedOut.Load() && in.callSeq.Load() == seq:
 			in.timedOut.Store(true)
 			in.cancel()
 		}
@@ -81,7 +101,7 @@ func (w *watchdog) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		timer.Reset(w.scan())
+		timer.Reset(w.scan(time.Now()))
 		select {
 		case <-w.stop:
 			return

@@ -58,6 +58,7 @@ import (
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -464,8 +465,18 @@ func printFilterCost(reg *prometheus.Registry) error {
 			}
 		}
 	}
+	// The duration histogram times a sample of the callbacks; the counter
+	// counts them all.
+	calls := map[string]float64{}
 	for _, mf := range mfs {
-		if strings.HasPrefix(mf.GetName(), "meshwarden_gateway_filter_") && mf.GetName() != "meshwarden_gateway_filter_callback_duration_seconds" {
+		if mf.GetName() == "meshwarden_gateway_filter_callbacks_total" {
+			for _, m := range mf.GetMetric() {
+				calls[filterLabel(m)] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "meshwarden_gateway_filter_") && mf.GetName() != "meshwarden_gateway_filter_callback_duration_seconds" && mf.GetName() != "meshwarden_gateway_filter_callbacks_total" {
 			for _, m := range mf.GetMetric() {
 				if v := m.GetCounter().GetValue(); v > 0 {
 					fmt.Fprintf(os.Stderr, "%s %v = %.0f\n", mf.GetName(), m.GetLabel()[0].GetValue(), v)
@@ -477,20 +488,26 @@ func printFilterCost(reg *prometheus.Registry) error {
 		}
 		for _, m := range mf.GetMetric() {
 			h := m.GetHistogram()
-			name := ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "filter" {
-					name = l.GetValue()
-				}
-			}
+			name := filterLabel(m)
 			n := float64(h.GetSampleCount())
 			if n == 0 {
 				continue
 			}
-			fmt.Printf("| %s | %.0f | %.1f | %.1f |\n", name, n, h.GetSampleSum()/n*1e6, h.GetSampleSum()/reqs*1e6)
+			mean := h.GetSampleSum() / n
+			fmt.Printf("| %s | %.0f | %.1f | %.1f |\n", name, calls[name], mean*1e6, mean*calls[name]/reqs*1e6)
 		}
 	}
 	return nil
+}
+
+// filterLabel returns the value of m's "filter" label.
+func filterLabel(m *dto.Metric) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == "filter" {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 // regFor gives the chain gateway the registry the report reads.
