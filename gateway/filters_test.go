@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -394,4 +396,75 @@ func TestFailedVersionForgottenWhenReplaced(t *testing.T) {
 	}
 	push("/good.wasm")
 	eventually(t, 30*time.Second, "the failure records forgotten after the good release", func() bool { n, _ := failed(""); return n == 0 })
+}
+
+// TestSlowUpstreamsDoNotStarveFilteredRequests: requests waiting on a slow
+// upstream do not hold the filter's instances. Three times the filter's
+// instance pool (PoolSize, 4×GOMAXPROCS) reach a blocked upstream at once
+// through a filtered listener, and all are answered once it lets go.
+// Before streams shared instances, only PoolSize got through and the rest
+// waited in the filter until their timeout.
+func TestSlowUpstreamsDoNotStarveFilteredRequests(t *testing.T) {
+	headers := headersGuest(t)
+	ms := startModuleServer(t)
+	ms.put("/headers.wasm", headers)
+	plane := startPlane(t)
+	release := make(chan struct{})
+	var arrived atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		fmt.Fprint(w, r.Header.Get("X-Mw-Lane"))
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	gw := startGateway(t, plane, "gw-slow", nil)
+	rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("slow")})
+	plane.set("gw-slow", httpListener(t, gw.port(), "r", "mw-headers"), rc,
+		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(headers), false),
+		edsCluster("slow", nil), cla("slow", lbEndpoint(slow.Listener.Addr().String(), 0)))
+	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+
+	n := 3 * 4 * runtime.GOMAXPROCS(0)
+	type answer struct {
+		code int
+		body string
+	}
+	answers := make(chan answer, n)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: n}}
+	for i := range n {
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, gw.url+"/x", nil)
+			req.Header.Set("x-mw-dye", "lane-"+strconv.Itoa(i))
+			resp, err := client.Do(req)
+			if err != nil {
+				answers <- answer{0, err.Error()}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, string(b)}
+		}()
+	}
+	eventually(t, 20*time.Second, strconv.Itoa(n)+" requests at the upstream at once", func() bool { return arrived.Load() == int64(n) })
+	close(release)
+	for range n {
+		select {
+		case a := <-answers:
+			if a.code != 200 || !strings.HasPrefix(a.body, "lane-") {
+				t.Errorf("answer %d %q, want 200 with the filtered lane", a.code, a.body)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a request released by the upstream was not answered")
+		}
+	}
 }

@@ -34,8 +34,10 @@ type PluginConfig struct {
 	// false (fail-closed, Envoy's default) the request gets a local 503.
 	FailOpen bool
 
-	// PoolSize is the number of instances (one stream each at a time).
-	// Zero means 4×GOMAXPROCS.
+	// PoolSize is the most instances the plugin runs. A stream is bound to
+	// one instance but holds it only during its callbacks: streams get an
+	// instance of their own while there are fewer than PoolSize open, and
+	// share the least busy one beyond. Zero means 4×GOMAXPROCS.
 	PoolSize int
 	// CallTimeout bounds every single callback into the guest. Zero means 1s.
 	// It is a guard against runaway guests, not a latency target: it is

@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -196,21 +197,22 @@ func TestWarm(t *testing.T) {
 	}
 }
 
-func TestAcquireHonoursContext(t *testing.T) {
+func TestClosedPluginRefusesStreams(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "noop", PluginConfig{PoolSize: 1})
 	s := openStream(t, p, StreamInfo{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := p.NewStream(ctx, StreamInfo{}); err == nil {
-		t.Fatal("second stream got an instance that the first holds")
+	p.Close()
+	if _, err := p.NewStream(context.Background(), StreamInfo{}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("NewStream on a closed plugin: %v, want a refusal", err)
+	}
+	// The stream open at Close keeps its instance until it is closed.
+	if res := s.OnRequestHeaders(reqHeaders(), true); res.Action != Continue || res.Err != nil {
+		t.Fatalf("open stream after Close: %v %v", res.Action, res.Err)
 	}
 	s.Close()
-	s2, err := p.NewStream(context.Background(), StreamInfo{})
-	if err != nil {
-		t.Fatal(err)
+	if n := p.Stats().Instances; n != 0 {
+		t.Fatalf("%d instances left after the last stream of a closed plugin", n)
 	}
-	s2.Close()
 }
 
 // TestNoCallDeadlineRuntime runs the hostile guest uninstrumented
@@ -240,7 +242,10 @@ func TestNoCallDeadlineRuntime(t *testing.T) {
 
 // TestTrapsUnderConcurrency mixes trapping and healthy requests from several
 // goroutines through a small pool: every request is answered, the pool never
-// exceeds its size, and it keeps serving.
+// exceeds its size, and it keeps serving. Streams share instances (as on an
+// Envoy VM), so a trap also fails the other streams open on that instance
+// at their next callback, with "instance is no longer usable" — never
+// another error — and the instance is replaced once.
 func TestTrapsUnderConcurrency(t *testing.T) {
 	r := newRuntime(t, RuntimeConfig{})
 	p := newPlugin(t, r, "hostile", PluginConfig{PoolSize: 2, FailOpen: true})
@@ -278,21 +283,33 @@ func TestTrapsUnderConcurrency(t *testing.T) {
 		<-done
 	}
 	close(out)
-	traps := 0
+	traps, healthy, collateral := 0, 0, 0
 	for o := range out {
 		switch {
 		case o.res.Action != Continue:
 			t.Fatalf("request answered %v (%v)", o.res.Action, o.res.Err)
-		case o.trap != (o.res.Err != nil):
-			t.Fatalf("trap=%v but err=%v", o.trap, o.res.Err)
+		case o.trap && o.res.Err == nil:
+			t.Fatal("a trapping request passed without an error")
+		case !o.trap && o.res.Err != nil && !errors.Is(o.res.Err, errDead):
+			t.Fatalf("a healthy request failed: %v", o.res.Err)
 		}
-		if o.trap {
+		switch {
+		case o.trap:
 			traps++
+		case o.res.Err != nil:
+			collateral++
+		default:
+			healthy++
 		}
 	}
-	if st := p.Stats(); st.Traps != uint64(traps) || st.Replaced != uint64(traps) {
-		t.Fatalf("stats %+v, want %d traps and replacements", st, traps)
+	st := p.Stats()
+	if st.Traps == 0 || st.Traps > uint64(traps) || st.Replaced != st.Traps {
+		t.Fatalf("stats %+v: want 1..%d traps, each replacing its instance once", st, traps)
 	}
+	if healthy == 0 {
+		t.Fatalf("no healthy request passed (%d collateral failures)", collateral)
+	}
+	t.Logf("%d trapping requests (%d traps), %d healthy passed, %d failed with a trapped instance", traps, st.Traps, healthy, collateral)
 }
 
 // TestAllocationBombRefused: a module of a few bytes declaring 2^32-1

@@ -12,8 +12,9 @@ import (
 )
 
 // instance is one module instance (one proxy-wasm VM). It is
-// single-threaded: whoever holds mu (a stream, or the plugin's background
-// loop) is the only caller into it.
+// single-threaded: whoever holds mu (a stream running a callback, or the
+// plugin's background loop) is the only caller into it. Many streams may be
+// open on it at once, as on an Envoy VM.
 type instance struct {
 	p      *Plugin
 	mod    api.Module      // nil for a native instance
@@ -22,6 +23,7 @@ type instance struct {
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
+	open      int         // streams bound to it (guarded by p.mu)
 	dead      atomic.Bool // trapped, timed out or closed: never call it again
 	discarded atomic.Bool
 	// callStart is the running call's start (monotonic ns since p.epoch,
@@ -58,9 +60,12 @@ type instance struct {
 	calls     map[uint32]*pendingCall
 	nextToken uint32
 
-	evMu   sync.Mutex
-	evs    []event
-	notify chan struct{}
+	evMu sync.Mutex
+	evs  []event
+	// posted is closed, and replaced, when an event is posted: it wakes
+	// every paused stream of the instance (one of them delivers the events,
+	// each checks its own state).
+	posted chan struct{}
 }
 
 // guestFunc is an export of a guest: a wazero api.Function, or a
@@ -178,7 +183,7 @@ func newInstanceState(p *Plugin) *instance {
 		nextID:  1,
 		streams: map[uint32]*Stream{},
 		calls:   map[uint32]*pendingCall{},
-		notify:  make(chan struct{}, 1),
+		posted:  make(chan struct{}),
 	}
 	// An instance outlives the stream that started it and the plugin's own
 	// cancellation (streams still open keep theirs): only its deadline
@@ -325,12 +330,17 @@ func (in *instance) allocate(size int) (uint32, bool) {
 func (in *instance) post(e event) {
 	in.evMu.Lock()
 	in.evs = append(in.evs, e)
+	close(in.posted)
+	in.posted = make(chan struct{})
 	in.evMu.Unlock()
-	select {
-	case in.notify <- struct{}{}:
-	default:
-	}
 	in.p.kick()
+}
+
+// postedChan returns the channel the next post closes.
+func (in *instance) postedChan() <-chan struct{} {
+	in.evMu.Lock()
+	defer in.evMu.Unlock()
+	return in.posted
 }
 
 func (in *instance) hasEvents() bool {

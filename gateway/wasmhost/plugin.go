@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-// Plugin is a configured module with its pool of instances. Streams borrow
-// one instance each for their lifetime; a background goroutine enforces the
-// per-callback deadline and delivers ticks, queue notifications and HTTP call
-// responses to idle instances.
+// Plugin is a configured module with its pool of instances. Streams share
+// the instances as Envoy's streams share a VM: a stream is bound to one
+// instance for its lifetime but holds it only while one of its callbacks
+// runs, so a stream waiting for a slow upstream, or for its client's body,
+// keeps no other stream out. A background goroutine delivers ticks, queue
+// notifications and HTTP call responses to instances no callback is using.
 type Plugin struct {
 	r      *Runtime
 	mod    *Module
@@ -22,11 +24,12 @@ type Plugin struct {
 	epoch  time.Time
 	stderr *logWriter
 
-	idle  chan *instance
-	slots chan struct{} // one token per live instance
-
-	mu  sync.Mutex
-	all map[*instance]struct{}
+	// mu guards all, spawning, closed, changed and every instance's open.
+	mu       sync.Mutex
+	all      map[*instance]struct{} // live instances
+	spawning int                    // instances starting
+	closed   bool
+	changed  chan struct{} // closed and replaced when an instance starts, fails to start or goes
 
 	stats pluginStats
 
@@ -51,29 +54,28 @@ func (r *Runtime) NewPlugin(ctx context.Context, mod *Module, cfg PluginConfig) 
 	}
 	cfg = cfg.withDefaults()
 	p := &Plugin{
-		r:      r,
-		mod:    mod,
-		cfg:    cfg,
-		epoch:  time.Now(),
-		stderr: &logWriter{log: cfg.Logger, plugin: cfg.Name},
-		idle:   make(chan *instance, cfg.PoolSize),
-		slots:  make(chan struct{}, cfg.PoolSize),
-		all:    map[*instance]struct{}{},
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		r:       r,
+		mod:     mod,
+		cfg:     cfg,
+		epoch:   time.Now(),
+		stderr:  &logWriter{log: cfg.Logger, plugin: cfg.Name},
+		all:     map[*instance]struct{}{},
+		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	// The plugin outlives the call that configures it: it keeps ctx's values,
 	// not its cancellation.
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	go p.background()
-	p.slots <- struct{}{}
-	in, err := p.spawn(ctx)
-	if err != nil {
+	p.mu.Lock()
+	p.spawning++
+	p.mu.Unlock()
+	if _, err := p.spawn(ctx, false); err != nil {
 		p.Close()
 		return nil, err
 	}
-	p.idle <- in
 	return p, nil
 }
 
@@ -93,29 +95,41 @@ func (p *Plugin) Close() {
 		close(p.stop)
 		<-p.done
 		p.cancel()
-		for {
-			select {
-			case in := <-p.idle:
-				p.discard(in)
-				continue
-			default:
+		p.mu.Lock()
+		p.closed = true
+		var idle []*instance
+		for in := range p.all {
+			if in.open == 0 {
+				idle = append(idle, in)
 			}
-			break
+		}
+		p.mu.Unlock()
+		for _, in := range idle {
+			p.discard(in)
 		}
 	})
 }
 
-func (p *Plugin) spawn(ctx context.Context) (*instance, error) {
+// spawn starts an instance for a slot the caller reserved (spawning) and
+// adds it to the pool; claim binds a stream to it (open = 1) before any
+// other stream can see it.
+func (p *Plugin) spawn(ctx context.Context, claim bool) (*instance, error) {
 	in, err := newInstance(ctx, p)
+	p.mu.Lock()
+	p.spawning--
+	if err == nil {
+		p.all[in] = struct{}{}
+		if claim {
+			in.open = 1
+		}
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
 	if err != nil {
-		<-p.slots
 		p.stats.startFailures.Add(1)
 		return nil, &startError{err: err}
 	}
 	p.stats.instances.Add(1)
-	p.mu.Lock()
-	p.all[in] = struct{}{}
-	p.mu.Unlock()
 	if in.tickPeriod.Load() > 0 {
 		// The guest set its tick period while booting, before the
 		// background loop could see the instance: wake it now, or the first
@@ -131,72 +145,84 @@ type startError struct{ err error }
 func (e *startError) Error() string { return e.err.Error() }
 func (e *startError) Unwrap() error { return e.err }
 
-// acquire borrows an instance, starting one if the pool is not full.
+// acquire binds a new stream to an instance: the live one with the fewest
+// open streams while it has none or the pool is full, else a new one. It
+// waits only while every instance of a full pool is still starting.
 func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 	for {
-		var in *instance
-		select {
-		case in = <-p.idle:
-		default:
-			select {
-			case in = <-p.idle:
-			case p.slots <- struct{}{}:
-				var err error
-				if in, err = p.spawn(ctx); err != nil {
-					return nil, err
-				}
-			case <-p.stop:
-				return nil, fmt.Errorf("wasm plugin %q is closed", p.cfg.Name)
-			case <-ctx.Done():
-				return nil, fmt.Errorf("wasm plugin %q: waiting for a free instance: %w", p.cfg.Name, ctx.Err())
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("wasm plugin %q is closed", p.cfg.Name)
+		}
+		var best *instance
+		for in := range p.all {
+			if !in.dead.Load() && (best == nil || in.open < best.open) {
+				best = in
 			}
 		}
-		in.mu.Lock()
-		if in.dead.Load() {
-			in.mu.Unlock()
-			p.discard(in)
-			continue
+		full := len(p.all)+p.spawning >= p.cfg.PoolSize
+		if best != nil && (best.open == 0 || full) {
+			best.open++
+			p.mu.Unlock()
+			return best, nil
 		}
-		return in, nil
+		if !full {
+			p.spawning++
+			p.mu.Unlock()
+			return p.spawn(ctx, true)
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		select {
+		case <-changed:
+		case <-p.stop:
+			return nil, fmt.Errorf("wasm plugin %q is closed", p.cfg.Name)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wasm plugin %q: waiting for an instance to start: %w", p.cfg.Name, ctx.Err())
+		}
 	}
 }
 
-// release returns a borrowed instance, or discards it if it failed.
+// broadcastLocked wakes every acquire waiting for the pool to change; it
+// runs with p.mu held.
+func (p *Plugin) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// release unbinds a closed stream from its instance. A dead instance is
+// discarded (its other streams fail at their next callback); a closed
+// plugin's instance goes with its last stream.
 func (p *Plugin) release(in *instance) {
-	dead := in.dead.Load()
-	pending := in.hasEvents()
-	in.mu.Unlock()
-	if dead {
+	p.mu.Lock()
+	in.open--
+	last := in.open == 0 && p.closed
+	p.mu.Unlock()
+	if in.dead.Load() || last {
 		p.discard(in)
 		return
 	}
-	select {
-	case <-p.stop:
-		p.discard(in)
-		return
-	default:
-	}
-	if pending {
+	if in.hasEvents() {
 		p.kick()
 	}
-	p.idle <- in
 }
 
-// discard closes a dead instance and frees its pool slot; the next acquire
-// starts a fresh one.
+// discard closes an instance and frees its pool slot; the next acquire
+// that needs one starts a fresh one.
 func (p *Plugin) discard(in *instance) {
 	if !in.discarded.CompareAndSwap(false, true) {
 		return
 	}
-	p.mu.Lock()
-	delete(p.all, in)
-	p.mu.Unlock()
-	in.mu.Lock() // the background loop may still be finishing with it
+	in.mu.Lock() // a callback of another stream, or the background loop, may still be running
 	in.close()
 	in.mu.Unlock()
+	p.mu.Lock()
+	delete(p.all, in)
+	p.broadcastLocked()
+	p.mu.Unlock()
 	p.stats.instances.Add(-1)
 	p.stats.replaced.Add(1)
-	<-p.slots
 }
 
 func (p *Plugin) kick() {
@@ -367,17 +393,16 @@ func (w *logWriter) Write(b []byte) (int, error) {
 // requests do not pay an instance start-up (≈ 2.5 ms) on the hot path.
 func (p *Plugin) warm(ctx context.Context, n int) error {
 	n = min(n, p.cfg.PoolSize)
-	for int(p.stats.instances.Load()) < n {
-		select {
-		case p.slots <- struct{}{}:
-		default:
-			return nil // the pool is full
+	for {
+		p.mu.Lock()
+		if p.closed || len(p.all)+p.spawning >= n {
+			p.mu.Unlock()
+			return nil
 		}
-		in, err := p.spawn(ctx)
-		if err != nil {
+		p.spawning++
+		p.mu.Unlock()
+		if _, err := p.spawn(ctx, false); err != nil {
 			return err
 		}
-		p.idle <- in
 	}
-	return nil
 }

@@ -82,9 +82,10 @@ type StreamInfo struct {
 	Properties map[string][]byte
 }
 
-// Stream is one HTTP stream through one plugin. It holds one instance of the
-// plugin from NewStream until Close, so its methods must be called from one
-// goroutine at a time, in stream order.
+// Stream is one HTTP stream through one plugin. It is bound to one instance
+// of the plugin from NewStream until Close (its context lives there) and
+// holds that instance only while a callback runs. Its methods must be
+// called from one goroutine at a time, in stream order.
 type Stream struct {
 	p    *Plugin
 	in   *instance
@@ -106,8 +107,9 @@ type Stream struct {
 	closed       bool
 }
 
-// NewStream starts a stream: it borrows an instance (waiting, bounded by
-// ctx, if all PoolSize are busy) and creates the HTTP context in it
+// NewStream starts a stream: it binds it to an instance (starting one if
+// the pool is not full; waiting, bounded by ctx, only while every instance
+// is still starting) and creates the HTTP context in it
 // (proxy_on_context_create). A guest failure here — including an instance
 // that fails to start — does not return an error: the stream's callbacks
 // then answer per the fail policy. The error is for a cancelled ctx or a
@@ -125,6 +127,8 @@ func (p *Plugin) NewStream(ctx context.Context, info StreamInfo) (*Stream, error
 		s.fail(start.err)
 		return s, nil
 	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	in.nextID++
 	s := &Stream{p: p, in: in, id: in.nextID, ctx: ctx, info: info, startTime: time.Now()}
 	in.streams[s.id] = s
@@ -174,6 +178,7 @@ func (s *Stream) OnResponseTrailers(t *Headers) Result {
 }
 
 func (s *Stream) headers(name string, export func(*exports) apiFunc, dir streamType, h *Headers, eos bool) Result {
+	defer s.lock()()
 	if r, done := s.begin(dir); done {
 		return r
 	}
@@ -189,6 +194,7 @@ func (s *Stream) headers(name string, export func(*exports) apiFunc, dir streamT
 }
 
 func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir streamType, h *Headers) Result {
+	defer s.lock()()
 	if r, done := s.begin(dir); done {
 		return r
 	}
@@ -197,6 +203,7 @@ func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir st
 }
 
 func (s *Stream) body(name string, export func(*exports) apiFunc, dir streamType, buf *[]byte, eos bool) Result {
+	defer s.lock()()
 	if r, done := s.begin(dir); done {
 		if r.Action == Continue {
 			r.Body = *buf
@@ -218,6 +225,17 @@ func (s *Stream) finishBody(action uint64, err error, dir streamType, eos bool) 
 		return Result{Action: Buffer} // StopIterationAndBuffer: wait for more
 	}
 	return s.finish(action, err, dir)
+}
+
+// lock takes the stream's instance for one callback (other streams of the
+// instance wait) and returns the unlock; a stream without an instance has
+// nothing to lock.
+func (s *Stream) lock() func() {
+	if s.in == nil {
+		return func() {}
+	}
+	s.in.mu.Lock()
+	return s.in.mu.Unlock
 }
 
 // begin prepares a callback; done is true when the stream already failed.
@@ -275,7 +293,8 @@ func (s *Stream) finish(action uint64, err error, dir streamType) Result {
 // wait serves the paused stream's instance until the guest resumes the
 // stream (proxy_continue_stream), replies locally, or PauseTimeout passes.
 // HTTP call responses, queue notifications and ticks are delivered to the
-// same instance meanwhile.
+// same instance meanwhile, by this stream or by whoever holds the instance.
+// It runs with in.mu held and releases it while it sleeps.
 func (s *Stream) wait(dir streamType) error {
 	in := s.in
 	deadline := time.NewTimer(s.p.cfg.PauseTimeout)
@@ -307,6 +326,10 @@ func (s *Stream) wait(dir streamType) error {
 		if delivered {
 			continue
 		}
+		posted := in.postedChan()
+		if in.hasEvents() {
+			continue // posted before posted was read: deliver it now
+		}
 		var tickC <-chan time.Time
 		if in.tickPeriod.Load() > 0 {
 			d := time.Duration(in.nextTick.Load() - now)
@@ -317,15 +340,20 @@ func (s *Stream) wait(dir streamType) error {
 			}
 			tickC = tick.C
 		}
+		// Other streams of the instance run while this one waits.
+		in.mu.Unlock()
 		select {
-		case <-in.notify:
+		case <-posted:
 		case <-tickC:
 		case <-deadline.C:
+			in.mu.Lock()
 			return &guestError{Plugin: s.p.cfg.Name, Callback: "paused stream", Kind: "pause-timeout",
 				Err: errors.New("the guest paused the stream and did not resume it within PauseTimeout")}
 		case <-s.ctx.Done():
+			in.mu.Lock()
 			return s.ctx.Err()
 		}
+		in.mu.Lock()
 	}
 }
 
@@ -368,6 +396,7 @@ func (s *Stream) Close() {
 	if in == nil {
 		return // the plugin could not start an instance for this stream
 	}
+	in.mu.Lock()
 	if !in.dead.Load() {
 		in.setContext(s.id, s)
 		if _, err := in.call("proxy_on_done", in.f.onDone, uint64(s.id)); err == nil {
@@ -384,6 +413,7 @@ func (s *Stream) Close() {
 	}
 	delete(in.streams, s.id)
 	in.setContext(in.rootID, nil)
+	in.mu.Unlock()
 	s.p.release(in)
 }
 
