@@ -178,7 +178,10 @@ func (s *Stream) OnResponseTrailers(t *Headers) Result {
 }
 
 func (s *Stream) headers(name string, export func(*exports) apiFunc, dir streamType, h *Headers, eos bool) Result {
-	defer s.lock()()
+	if in := s.in; in != nil {
+		in.mu.Lock() // for this callback: other streams of the instance wait
+		defer in.mu.Unlock()
+	}
 	if r, done := s.begin(dir); done {
 		return r
 	}
@@ -194,7 +197,10 @@ func (s *Stream) headers(name string, export func(*exports) apiFunc, dir streamT
 }
 
 func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir streamType, h *Headers) Result {
-	defer s.lock()()
+	if in := s.in; in != nil {
+		in.mu.Lock() // for this callback: other streams of the instance wait
+		defer in.mu.Unlock()
+	}
 	if r, done := s.begin(dir); done {
 		return r
 	}
@@ -203,7 +209,10 @@ func (s *Stream) headersNoEOS(name string, export func(*exports) apiFunc, dir st
 }
 
 func (s *Stream) body(name string, export func(*exports) apiFunc, dir streamType, buf *[]byte, eos bool) Result {
-	defer s.lock()()
+	if in := s.in; in != nil {
+		in.mu.Lock() // for this callback: other streams of the instance wait
+		defer in.mu.Unlock()
+	}
 	if r, done := s.begin(dir); done {
 		if r.Action == Continue {
 			r.Body = *buf
@@ -225,17 +234,6 @@ func (s *Stream) finishBody(action uint64, err error, dir streamType, eos bool) 
 		return Result{Action: Buffer} // StopIterationAndBuffer: wait for more
 	}
 	return s.finish(action, err, dir)
-}
-
-// lock takes the stream's instance for one callback (other streams of the
-// instance wait) and returns the unlock; a stream without an instance has
-// nothing to lock.
-func (s *Stream) lock() func() {
-	if s.in == nil {
-		return func() {}
-	}
-	s.in.mu.Lock()
-	return s.in.mu.Unlock
 }
 
 // begin prepares a callback; done is true when the stream already failed.
