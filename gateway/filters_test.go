@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -399,11 +398,11 @@ func TestFailedVersionForgottenWhenReplaced(t *testing.T) {
 }
 
 // TestSlowUpstreamsDoNotStarveFilteredRequests: requests waiting on a slow
-// upstream do not hold the filter's instances. Three times the filter's
-// instance pool (PoolSize, 4×GOMAXPROCS) reach a blocked upstream at once
-// through a filtered listener, and all are answered once it lets go.
-// Before streams shared instances, only PoolSize got through and the rest
-// waited in the filter until their timeout.
+// upstream do not hold the filter's instances. With one instance per filter
+// (WasmInstances, --wasm-instances 1), 24 requests reach a blocked upstream
+// at once through a filtered listener, and all are answered, filtered, once
+// it lets go. Before streams shared instances, only as many as the pool
+// got through and the rest waited in the filter until their timeout.
 func TestSlowUpstreamsDoNotStarveFilteredRequests(t *testing.T) {
 	headers := headersGuest(t)
 	ms := startModuleServer(t)
@@ -427,14 +426,14 @@ func TestSlowUpstreamsDoNotStarveFilteredRequests(t *testing.T) {
 			close(release)
 		}
 	})
-	gw := startGateway(t, plane, "gw-slow", nil)
+	gw := startGateway(t, plane, "gw-slow", func(c *Config) { c.WasmInstances = 1 })
 	rc := routeConfig(&route.Route{Name: "all", Match: prefixMatch("/"), Action: routeTo("slow")})
 	plane.set("gw-slow", httpListener(t, gw.port(), "r", "mw-headers"), rc,
 		wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", modulefetch.Sum(headers), false),
 		edsCluster("slow", nil), cla("slow", lbEndpoint(slow.Listener.Addr().String(), 0)))
 	eventually(t, 90*time.Second, "readiness", gw.g.Ready)
 
-	n := 3 * 4 * runtime.GOMAXPROCS(0)
+	const n = 24
 	type answer struct {
 		code int
 		body string
@@ -455,7 +454,12 @@ func TestSlowUpstreamsDoNotStarveFilteredRequests(t *testing.T) {
 			answers <- answer{resp.StatusCode, string(b)}
 		}()
 	}
-	eventually(t, 20*time.Second, strconv.Itoa(n)+" requests at the upstream at once", func() bool { return arrived.Load() == int64(n) })
+	eventually(t, 20*time.Second, strconv.Itoa(n)+" requests at the upstream at once", func() bool { return arrived.Load() == n })
+	for _, p := range gw.g.plugins.all() {
+		if p.Config().PoolSize != 1 || p.Stats().Instances != 1 {
+			t.Errorf("filter %s: PoolSize %d, %d instances; want the one --wasm-instances allows", p.Name(), p.Config().PoolSize, p.Stats().Instances)
+		}
+	}
 	close(release)
 	for range n {
 		select {

@@ -93,6 +93,11 @@ type Config struct {
 	// and the filter's last known good version keeps running. Zero means
 	// 1 s (wasmhost.PluginConfig.CallTimeout).
 	WasmCallTimeout time.Duration
+	// WasmInstances is the most instances of each filter module. Streams
+	// share them (each holds its instance only while its callbacks run), so
+	// at most GOMAXPROCS are busy at once; more only add memory. Zero means
+	// GOMAXPROCS (wasmhost.PluginConfig.PoolSize).
+	WasmInstances int
 	// XDSDialOptions are the gRPC options of the ADS connection: TLS and
 	// the proxy's credential (controlplane/auth.ClientOptions.DialOptions).
 	// Required with XDSAddress unless XDSInsecure.
@@ -267,6 +272,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		g.met.moduleErrors.WithLabelValues(name).Inc()
 	})
 	g.plugins.callTimeout = cfg.WasmCallTimeout
+	g.plugins.poolSize = cfg.WasmInstances
 	g.plugins.onReady = func() {
 		select {
 		case g.readyC <- struct{}{}:

@@ -43,6 +43,8 @@ type pluginManager struct {
 	startWait time.Duration
 	// callTimeout is every plugin's CallTimeout (zero: wasmhost's default).
 	callTimeout time.Duration
+	// poolSize is every plugin's PoolSize (zero: wasmhost's default).
+	poolSize int
 
 	mu      sync.Mutex
 	closed  bool
@@ -325,6 +327,7 @@ func (pm *pluginManager) start(ctx context.Context, w *wasmfilter.Wasm, cfg wasm
 	}
 	cfg.HTTPCaller = pm.caller
 	cfg.CallTimeout = pm.callTimeout
+	cfg.PoolSize = pm.poolSize
 	cfg.Logger = pm.log.With("filter", cfg.Name)
 	cfg.Properties = pm.props
 	// Tell guests the level the gateway logs at, so they skip building

@@ -37,7 +37,9 @@ type PluginConfig struct {
 	// PoolSize is the most instances the plugin runs. A stream is bound to
 	// one instance but holds it only during its callbacks: streams get an
 	// instance of their own while there are fewer than PoolSize open, and
-	// share the least busy one beyond. Zero means 4×GOMAXPROCS.
+	// share the least busy one beyond. Zero means GOMAXPROCS: at most that
+	// many callbacks run at once, so more instances only add memory and
+	// colder caches (Envoy runs one VM per worker thread).
 	PoolSize int
 	// CallTimeout bounds every single callback into the guest. Zero means 1s.
 	// It is a guard against runaway guests, not a latency target: it is
@@ -67,7 +69,7 @@ type PluginConfig struct {
 
 func (c PluginConfig) withDefaults() PluginConfig {
 	if c.PoolSize <= 0 {
-		c.PoolSize = 4 * runtime.GOMAXPROCS(0)
+		c.PoolSize = runtime.GOMAXPROCS(0)
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = time.Second
