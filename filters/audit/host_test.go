@@ -290,3 +290,45 @@ func TestHostRefusesBadConfig(t *testing.T) {
 		return err
 	})
 }
+
+// TestHostFullBatchLeavesBeforeTheTick: a batch is sent as soon as it is
+// full, by the request that fills it, on behalf of the plugin — not at the
+// next tick (10 minutes here), and not cancelled when that request's
+// stream ends a moment later. Between ticks the buffer would otherwise
+// fill at high rates and drop records. The seventh record, in no full
+// batch, waits for the tick.
+func TestHostFullBatchLeavesBeforeTheTick(t *testing.T) {
+	cfg, err := auditconfig.ParseConfig(kittest.ReadFile(t, "testdata/example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Batch.FlushIntervalMs, cfg.Batch.MaxEvents = 600000, 3
+	conf, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := newReceiver(t, "change-me")
+	p, err := hostPlugin(t, conf, rcv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		s, err := p.NewStream(context.Background(), wasmhost.StreamInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.OnRequestHeaders(wasmhost.NewHeaders(":method", "PUT", ":path", fmt.Sprintf("/v1/accounts/ACC-%d/limits", i)), true)
+		s.OnResponseHeaders(wasmhost.NewHeaders(":status", "200"), true)
+		s.Close()
+	}
+	if got := rcv.waitFor(t, auditevent.PhaseOutcome, 6); len(got) != 6 {
+		t.Fatalf("%d records arrived, want the two full batches (6)", len(got))
+	}
+	time.Sleep(200 * time.Millisecond)
+	rcv.mu.Lock()
+	n := len(rcv.events)
+	rcv.mu.Unlock()
+	if n != 6 {
+		t.Fatalf("%d records arrived before the tick, want 6: the seventh is in no full batch", n)
+	}
+}

@@ -10,9 +10,11 @@ import (
 
 // Batcher collects encoded items in a bounded buffer in the root context
 // and sends them in batches with dispatch_http_call, one batch in flight at a
-// time; a full batch answered 200 is followed at once by the next. A failed
-// batch goes back to the front of the buffer and is retried on the next
-// tick; items past the bound are dropped and counted.
+// time: a batch leaves as soon as it is full (the HTTP context that fills it
+// dispatches it on behalf of the plugin, DispatchPluginHttpCall), else at
+// the next tick, and a full batch answered 200 is followed at once by the
+// next. A failed batch goes back to the front of the buffer and is retried
+// on the next tick; items past the bound are dropped and counted.
 //
 // By default the buffer is per instance: HTTP contexts append to it directly
 // (they share the instance's memory with the root context). With a queue name
@@ -46,6 +48,10 @@ type Batcher struct {
 	data     []byte
 	ends     []int
 	inflight int
+	// backoff is set when the last batch failed: until the next tick
+	// retries it, a full buffer does not send at once (a collector that is
+	// down is not called, and logged, on every request).
+	backoff bool
 	// scratch is the buffer items are encoded into before the shared
 	// queue copies them (queued mode).
 	scratch []byte
@@ -110,6 +116,7 @@ func (b *Batcher) Start(c BatcherConfig) bool {
 // Tick drains the shared queue (if any) and sends a batch: the plugin's
 // OnTick.
 func (b *Batcher) Tick() {
+	b.backoff = false
 	b.drain()
 	b.flush()
 }
@@ -162,6 +169,12 @@ func (b *Batcher) Add(data []byte) {
 		b.push(data)
 	}
 	b.enqueued.Increment(1)
+	if !b.queued && !b.backoff && len(b.ends) >= b.batch {
+		// A full batch leaves now, not at the next tick: between ticks the
+		// buffer would fill at high request rates (and drop records), and
+		// every acknowledged batch moves the whole backlog to the front.
+		b.flush()
+	}
 }
 
 // push appends an item to data: in place when it was encoded at the end of
@@ -209,7 +222,7 @@ func (b *Batcher) flush() {
 	}
 	b.body = b.encode(b.body[:0], b.list)
 	clear(b.list)
-	_, err := b.vm.DispatchHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
+	_, err := b.vm.DispatchPluginHttpCall(b.cluster, b.headers, b.body, nil, b.timeout, func(_, _, _ int) {
 		b.inflight = 0
 		st := CallStatus(b.vm)
 		if st == 200 {
@@ -222,11 +235,13 @@ func (b *Batcher) flush() {
 		}
 		b.vm.LogWarnf("%s: collector answered %d to a batch of %d %s; retrying on the next tick", b.filter, st, n, b.items)
 		b.failures.Increment(1)
+		b.backoff = true
 		b.requeue(n)
 	})
 	if err != nil {
 		b.vm.LogWarnf("%s: cannot send a batch to cluster %q: %v; retrying on the next tick", b.filter, b.cluster, err)
 		b.failures.Increment(1)
+		b.backoff = true
 		b.requeue(n)
 		return
 	}

@@ -272,17 +272,48 @@ func (vm *VM) SendHttpResponse(statusCode uint32, headers [][2]string, body []by
 func (vm *VM) DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
 	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
+	return vm.dispatchHTTPCall(false, cluster, headers, body, trailers, timeoutMillisecond, callBack)
+}
+
+// DispatchPluginHttpCall is DispatchHttpCall on behalf of the plugin (root)
+// context of the callback under way. From an HttpContext callback it makes
+// the plugin context effective for the call (proxy_set_effective_context)
+// and the stream's context effective again after it: the call belongs to
+// the plugin, so the host does not cancel it when the stream ends (Envoy
+// cancels a stream's calls with the stream), and callBack runs in the
+// plugin context. For work a stream triggers but the plugin owns, such as
+// sending a full batch.
+func (vm *VM) DispatchPluginHttpCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
+	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
+) (calloutID uint32, err error) {
+	return vm.dispatchHTTPCall(true, cluster, headers, body, trailers, timeoutMillisecond, callBack)
+}
+
+func (vm *VM) dispatchHTTPCall(forPlugin bool, cluster string, headers [][2]string, body []byte, trailers [][2]string,
+	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
+) (uint32, error) {
 	if callBack == nil {
 		return 0, guestfmt.Errorf("dispatch http call to cluster %q: nil callback: %w", cluster, ErrBadArgument)
 	}
-	if !vm.state().InCallback() {
+	s := vm.state()
+	if !s.InCallback() {
 		return 0, guestfmt.Errorf("dispatch http call to cluster %q outside a callback: call it from OnPluginStart, OnTick, OnQueueReady or an HttpContext callback: %w", cluster, ErrBadArgument)
+	}
+	if root, active := s.PluginContextID(), s.ActiveContextID(); forPlugin && root != active {
+		if err := vm.host().SetEffectiveContext(root).Err(); err != nil {
+			return 0, guestfmt.Errorf("dispatch http call to cluster %q for the plugin context: %w", cluster, err)
+		}
+		defer vm.host().SetEffectiveContext(active)
 	}
 	token, st := vm.host().HTTPCall(cluster, abi.SerializeMap(headers), body, abi.SerializeMap(trailers), timeoutMillisecond)
 	if err := st.Err(); err != nil {
 		return 0, guestfmt.Errorf("dispatch http call to cluster %q: %w", cluster, err)
 	}
-	vm.state().RegisterHTTPCallout(token, callBack)
+	if forPlugin {
+		s.RegisterPluginHTTPCallout(token, callBack)
+	} else {
+		s.RegisterHTTPCallout(token, callBack)
+	}
 	return token, nil
 }
 

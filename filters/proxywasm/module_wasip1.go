@@ -331,3 +331,10 @@ func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers
 ) (calloutID uint32, err error) {
 	return ModuleVM().DispatchHttpCall(cluster, headers, body, trailers, timeoutMillisecond, callBack)
 }
+
+// DispatchPluginHttpCall calls ModuleVM().DispatchPluginHttpCall.
+func DispatchPluginHttpCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
+	timeoutMillisecond uint32, callBack func(numHeaders, bodySize, numTrailers int),
+) (calloutID uint32, err error) {
+	return ModuleVM().DispatchPluginHttpCall(cluster, headers, body, trailers, timeoutMillisecond, callBack)
+}

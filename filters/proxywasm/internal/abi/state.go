@@ -126,6 +126,22 @@ func (s *State) InCallback() bool { return s.plugin(s.rootOf(s.active)) != nil }
 // RegisterHTTPCallout remembers cb for the response to token, dispatched from
 // the active context. Check InCallback before dispatching.
 func (s *State) RegisterHTTPCallout(token uint32, cb HTTPCallback) {
+	s.registerCallout(s.active, token, cb)
+}
+
+// PluginContextID returns the id of the plugin (root) context of the
+// active context.
+func (s *State) PluginContextID() uint32 { return s.rootOf(s.active) }
+
+// RegisterPluginHTTPCallout remembers cb for the response to token,
+// dispatched on behalf of the active context's plugin context (with it
+// made effective): cb runs in the plugin context, whether or not the
+// stream that was active still exists.
+func (s *State) RegisterPluginHTTPCallout(token uint32, cb HTTPCallback) {
+	s.registerCallout(s.rootOf(s.active), token, cb)
+}
+
+func (s *State) registerCallout(contextID, token uint32, cb HTTPCallback) {
 	p := s.plugin(s.rootOf(s.active))
 	if p == nil {
 		return
@@ -133,7 +149,7 @@ func (s *State) RegisterHTTPCallout(token uint32, cb HTTPCallback) {
 	if p.callouts == nil {
 		p.callouts = map[uint32]callout{}
 	}
-	p.callouts[token] = callout{contextID: s.active, cb: cb}
+	p.callouts[token] = callout{contextID: contextID, cb: cb}
 }
 
 func (s *State) rootOf(id uint32) uint32 {
