@@ -128,6 +128,20 @@ func TestFiltersFromECDS(t *testing.T) {
 	}
 	t.Run("filter effects upstream and route after filters", check)
 
+	// The error counter of a configured filter exists at zero before its
+	// first error: a series born at 1 shows no increase() to a rollout's
+	// analysis or an alert, and the first broken release would pass.
+	t.Run("module error counter starts at zero", func(t *testing.T) {
+		resp, err := http.Get(gw.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if body := readAll(t, resp); !strings.Contains(body, `meshwarden_gateway_filter_module_errors_total{filter="mw-headers"} 0`) {
+			t.Errorf("no zero module error series for the configured filter in /metrics")
+		}
+	})
+
 	t.Run("bad sha256: last known good keeps running, reason visible", func(t *testing.T) {
 		bad := strings.Repeat("0", 64)
 		base(wasmExt(t, "mw-headers", ms.URL+"/headers.wasm", bad, false))

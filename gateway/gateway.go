@@ -271,6 +271,11 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.plugins = newPluginManager(rt, fetcher, (*callout)(g), g.log, props, func(name string) {
 		g.met.moduleErrors.WithLabelValues(name).Inc()
 	})
+	// A filter's error counter exists at zero from its first
+	// configuration: a series that appears at 1 with its first error
+	// shows no increase() to a rollout analysis or an alert, so the first
+	// broken release would pass as healthy.
+	g.plugins.onFilter = func(name string) { g.met.moduleErrors.WithLabelValues(name) }
 	g.plugins.callTimeout = cfg.WasmCallTimeout
 	g.plugins.poolSize = cfg.WasmInstances
 	g.plugins.onReady = func() {

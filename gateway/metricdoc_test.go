@@ -25,7 +25,7 @@ func TestDocumentedSeriesFromStart(t *testing.T) {
 		"meshwarden_gateway_filter_callbacks_total":           "per loaded filter",
 		"meshwarden_gateway_filter_failures_total":            "per loaded filter",
 		"meshwarden_gateway_filter_traps_total":               "per loaded filter",
-		"meshwarden_gateway_filter_module_errors_total":       "per filter, with its first failure",
+		"meshwarden_gateway_filter_module_errors_total":       "per configured filter, from zero",
 		"meshwarden_gateway_xds_version_info":                 "the version accepted, per type",
 		"meshwarden_gateway_certificate_expiry_seconds":       "per SDS secret",
 		"meshwarden_gateway_access_decisions_total":           "per RBAC filter and rule",

@@ -36,7 +36,10 @@ type pluginManager struct {
 	log     *slog.Logger
 	props   map[string][]byte
 	onError func(filter string)
-	onReady func() // a background start finished: rebuild
+	// onFilter is called once per filter name, when its first
+	// configuration arrives (the metrics start its series at zero).
+	onFilter func(filter string)
+	onReady  func() // a background start finished: rebuild
 
 	// startWait bounds how long a build waits for a filter with no last
 	// known good plugin to start before it reports the model as warming.
@@ -140,6 +143,9 @@ func (pm *pluginManager) resolve(ctx context.Context, name string, w *wasmfilter
 	key := configKey(name, w)
 	cfg, cfgErr := wasmhost.PluginConfigFromProto(w.GetConfig())
 	pm.mu.Lock()
+	if _, seen := pm.latest[name]; !seen && pm.onFilter != nil {
+		pm.onFilter(name)
+	}
 	if prev := pm.latest[name]; prev != key {
 		pm.forgetFailedLocked(prev)
 		pm.latest[name] = key
