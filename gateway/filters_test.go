@@ -132,13 +132,8 @@ func TestFiltersFromECDS(t *testing.T) {
 	// first error: a series born at 1 shows no increase() to a rollout's
 	// analysis or an alert, and the first broken release would pass.
 	t.Run("module error counter starts at zero", func(t *testing.T) {
-		resp, err := http.Get(gw.admin + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if body := readAll(t, resp); !strings.Contains(body, `meshwarden_gateway_filter_module_errors_total{filter="mw-headers"} 0`) {
-			t.Errorf("no zero module error series for the configured filter in /metrics")
+		if v, ok := scrape(t, gw.admin)[`meshwarden_gateway_filter_module_errors_total{filter="mw-headers"}`]; !ok || v != 0 {
+			t.Errorf("module error series for the configured filter: %v (present %v), want 0 in /metrics", v, ok)
 		}
 	})
 
