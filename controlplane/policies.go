@@ -2,12 +2,8 @@ package controlplane
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,7 +32,7 @@ func (s *Server) candidate(files map[string][]byte) (*ir.PolicySet, *translate.S
 		return nil, nil, errors.New("policy loader returned no policy set")
 	}
 	if ps.Revision == "" {
-		ps.Revision = revision(files)
+		ps.Revision = policies.Revision(files)
 	}
 	shared, err := translate.Build(cat, s.withIntentions(ps), s.options())
 	if err != nil {
@@ -159,17 +155,6 @@ func (s *Server) PolicyRevision() string {
 	return s.policy.Revision
 }
 
-// revision hashes files in name order.
-func revision(files map[string][]byte) string {
-	names := slices.Sorted(maps.Keys(files))
-	h := sha256.New()
-	for _, n := range names {
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(files[n]))
-		h.Write(files[n])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // watchPolicyDir polls the policy directory and applies it when its
 // content hash changes. A rejected content is retried only when what it
 // was judged against changes, not on every poll: the module builds (a set
@@ -205,7 +190,7 @@ func (s *Server) watchPolicyDir(ctx context.Context, every time.Duration) {
 			s.log.Warn("policy dir unreadable; keeping the current set", "err", err)
 			return
 		}
-		rev, mods, index := revision(files), modulesKey(), s.watcher.Status().Index
+		rev, mods, index := policies.Revision(files), modulesKey(), s.watcher.Status().Index
 		if rev == last && !(failed && (mods != lastModules || index != lastIndex)) {
 			return
 		}

@@ -388,21 +388,3 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-
-// warm starts instances until the pool holds n (at most PoolSize), so that
-// requests do not pay an instance start-up (≈ 2.5 ms) on the hot path.
-func (p *Plugin) warm(ctx context.Context, n int) error {
-	n = min(n, p.cfg.PoolSize)
-	for {
-		p.mu.Lock()
-		if p.closed || len(p.all)+p.spawning >= n {
-			p.mu.Unlock()
-			return nil
-		}
-		p.spawning++
-		p.mu.Unlock()
-		if _, err := p.spawn(ctx, false); err != nil {
-			return err
-		}
-	}
-}
