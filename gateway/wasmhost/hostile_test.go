@@ -312,6 +312,36 @@ func TestTrapsUnderConcurrency(t *testing.T) {
 	t.Logf("%d trapping requests (%d traps), %d healthy passed, %d failed with a trapped instance", traps, st.Traps, healthy, collateral)
 }
 
+// TestDeadInstanceFreesItsSlot: a trap kills the only instance of a pool
+// while the fail-open stream that triggered it stays open (its request goes
+// on to a slow upstream). A new stream must get a fresh instance at once,
+// not wait for that stream to close, and the dead instance is released.
+func TestDeadInstanceFreesItsSlot(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	p := newPlugin(t, r, "hostile", PluginConfig{PoolSize: 1, FailOpen: true})
+	a := openStream(t, p, StreamInfo{})
+	if res := a.OnRequestHeaders(reqHeaders("x-hostile", "trap"), true); res.Action != Continue || res.Err == nil {
+		t.Fatalf("trapping request: %v %v, want Continue (fail open) with the trap", res.Action, res.Err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := p.NewStream(ctx, StreamInfo{})
+	if err != nil {
+		t.Fatalf("new stream while the dead instance's stream is still open: %v", err)
+	}
+	if res := b.OnRequestHeaders(reqHeaders(), true); res.Action != Continue || res.Err != nil {
+		t.Fatalf("healthy request on the new instance: %v %v", res.Action, res.Err)
+	}
+	if st := p.Stats(); st.Instances != 1 || st.Replaced != 1 {
+		t.Fatalf("stats %+v: want the dead instance replaced by one live instance", st)
+	}
+	a.Close() // on a discarded instance: fails quietly, discards nothing twice
+	b.Close()
+	if st := p.Stats(); st.Instances != 1 || st.Replaced != 1 {
+		t.Fatalf("stats after closing %+v: want one live instance, one replaced", st)
+	}
+}
+
 // TestAllocationBombRefused: a module of a few bytes declaring 2^32-1
 // imports is refused with a reason, with and without call deadlines (and
 // trusted), before wazero's decoder would size a slice by that count and

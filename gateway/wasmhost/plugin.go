@@ -148,6 +148,13 @@ func (e *startError) Unwrap() error { return e.err }
 // acquire binds a new stream to an instance: the live one with the fewest
 // open streams while it has none or the pool is full, else a new one. It
 // waits only while every instance of a full pool is still starting.
+//
+// A dead instance (trapped, timed out) is discarded here, before the pool
+// is counted, even while streams are still open on it: they fail at their
+// next callback anyway, and a stream that has none coming for a while (a
+// fail-open filter's request waiting on a slow upstream) must not keep the
+// dead instance's pool slot and memory — with every instance dead that way,
+// new streams would wait for those upstreams.
 func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 	for {
 		p.mu.Lock()
@@ -156,10 +163,20 @@ func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 			return nil, fmt.Errorf("wasm plugin %q is closed", p.cfg.Name)
 		}
 		var best *instance
+		var dead []*instance
 		for in := range p.all {
-			if !in.dead.Load() && (best == nil || in.open < best.open) {
+			if in.dead.Load() {
+				dead = append(dead, in)
+			} else if best == nil || in.open < best.open {
 				best = in
 			}
+		}
+		if dead != nil {
+			p.mu.Unlock()
+			for _, in := range dead {
+				p.discard(in)
+			}
+			continue
 		}
 		full := len(p.all)+p.spawning >= p.cfg.PoolSize
 		if best != nil && (best.open == 0 || full) {
