@@ -268,7 +268,7 @@ func (in *instance) call(name string, fn guestFunc, args ...uint64) (uint64, err
 		in.p.stats.observe(time.Since(in.p.epoch) - start)
 	}
 	if err != nil {
-		in.dead.Store(true)
+		in.die()
 		kind := "trap"
 		if in.timedOut.Load() {
 			kind = "timeout"
@@ -312,7 +312,7 @@ func (in *instance) allocate(size int) (uint32, bool) {
 	}
 	in.allocStack[0] = uint64(size)
 	if err := in.f.alloc.CallWithStack(in.ctx, in.allocStack[:]); err != nil {
-		in.dead.Store(true)
+		in.die()
 		return 0, false
 	}
 	p := uint32(in.allocStack[0])
@@ -330,10 +330,27 @@ func (in *instance) allocate(size int) (uint32, bool) {
 func (in *instance) post(e event) {
 	in.evMu.Lock()
 	in.evs = append(in.evs, e)
-	close(in.posted)
-	in.posted = make(chan struct{})
+	in.wakeLocked()
 	in.evMu.Unlock()
 	in.p.kick()
+}
+
+// die marks the instance dead and wakes its paused streams, which then fail
+// at once (per their fail policy) instead of sleeping until an event that
+// will never be delivered or their PauseTimeout. It runs with mu held once
+// streams can see the instance, so a paused stream (which checks dead and
+// takes posted with mu held) cannot miss the wake-up.
+func (in *instance) die() {
+	in.dead.Store(true)
+	in.evMu.Lock()
+	in.wakeLocked()
+	in.evMu.Unlock()
+}
+
+// wakeLocked wakes every stream waiting on posted; it runs with evMu held.
+func (in *instance) wakeLocked() {
+	close(in.posted)
+	in.posted = make(chan struct{})
 }
 
 // postedChan returns the channel the next post closes.
@@ -416,7 +433,7 @@ func (in *instance) setContext(id uint32, s *Stream) {
 // close releases the module. It is safe to call more than once.
 func (in *instance) close() {
 	in.p.r.wd.forget(in)
-	in.dead.Store(true)
+	in.die()
 	for _, pc := range in.calls {
 		pc.cancel()
 	}

@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -149,4 +150,67 @@ func TestSDKGuest(t *testing.T) {
 		})
 		eventually(t, "queue item", 5*time.Second, func() bool { return read("sdk-queue-last") == "ok:q1" })
 	})
+}
+
+// blockingCaller holds every call until release is closed or the call's
+// context ends; started receives one value per call.
+type blockingCaller struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (c *blockingCaller) HasCluster(string) bool { return true }
+
+func (c *blockingCaller) Call(ctx context.Context, _ string, _ HTTPCallRequest) (HTTPCallResponse, error) {
+	c.started <- struct{}{}
+	select {
+	case <-c.release:
+	case <-ctx.Done():
+	}
+	return HTTPCallResponse{}, errors.New("blockingCaller: released")
+}
+
+// TestTrapWakesPausedStreams: a stream paused on a callout shares its
+// instance with a stream whose callback traps. The paused stream fails at
+// once, per its fail policy, instead of sleeping until its callout returns
+// or its PauseTimeout (a minute here) ends.
+func TestTrapWakesPausedStreams(t *testing.T) {
+	r := newRuntime(t, RuntimeConfig{})
+	mod, err := r.Compile(context.Background(), guestPkg(t, "sdkconf", "./testdata/guests/sdkconf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := &blockingCaller{started: make(chan struct{}, 4), release: make(chan struct{})}
+	defer close(caller.release)
+	p, err := r.NewPlugin(context.Background(), mod, PluginConfig{Name: "sdk-trap", HTTPCaller: caller,
+		PoolSize: 1, FailOpen: true, PauseTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a := openStream(t, p, StreamInfo{})
+	defer a.Close()
+	done := make(chan Result, 1)
+	go func() { done <- a.OnRequestHeaders(reqHeaders("x-test", "call"), true) }()
+	select {
+	case <-caller.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the paused stream's callout never started")
+	}
+	b := openStream(t, p, StreamInfo{}) // a pool of one: b shares a's instance
+	defer b.Close()
+	if b.in != a.in {
+		t.Fatal("streams of a pool of one on different instances")
+	}
+	if res := b.OnRequestHeaders(reqHeaders("x-test", "trap"), true); res.Err == nil {
+		t.Fatalf("trapping request: %v without an error", res.Action)
+	}
+	select {
+	case res := <-done:
+		if res.Action != Continue || !errors.Is(res.Err, errDead) {
+			t.Fatalf("paused stream: %v %v, want Continue (fail open) with the dead instance's error", res.Action, res.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the paused stream still sleeps after its instance died")
+	}
 }

@@ -124,6 +124,8 @@ func (s *stream) OnHttpRequestHeaders(n int, eos bool) proxywasm.Action {
 		hm, err := proxywasm.GetPropertyMap([]string{"request", "headers"})
 		add("x-r-prop-map", strconv.Itoa(len(hm))+","+errStr(err))
 		add("x-r-props", strings.Join([]string{string(src), string(san), string(name), errStr(setErr), string(got), s.p.vm.conf, s.p.conf}, "|"))
+	case "trap":
+		panic("sdkconf: trap requested")
 	case "call":
 		_, err := proxywasm.DispatchHttpCall("upstream", [][2]string{{":method", "GET"}, {":path", "/sdk"}, {":authority", "u"}, {"x-from", "sdk"}}, nil, nil, 2000,
 			func(nh, size, nt int) {
