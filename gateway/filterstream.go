@@ -49,6 +49,15 @@ func (f *filterStream) responseHeaders(h *wasmhost.Headers, endOfStream bool) wa
 	return f.cs.OnResponseHeaders(h, endOfStream)
 }
 
+// ignoresResponseBody: every filter of the stream runs natively and said it
+// ignores the response body and trailers, so the body need not go through
+// the chain.
+func (f *filterStream) ignoresResponseBody() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cs.IgnoresResponseBody()
+}
+
 // deniedResponseHeaders records details as response.code_details, then runs
 // the response header callbacks on a local denial's headers.
 func (f *filterStream) deniedResponseHeaders(h *wasmhost.Headers, details []byte) wasmhost.Result {

@@ -437,7 +437,9 @@ func (x *exchange) modifyResponse(resp *http.Response) error {
 	if !slices.Equal(orig, h.Pairs) {
 		applyResponseHeaders(resp, h)
 	}
-	if !noBody {
+	// A body none of the filters reads (native filters that say so) goes
+	// downstream as it arrives, its length and flushing untouched.
+	if !noBody && !x.fs.ignoresResponseBody() {
 		remain := resp.ContentLength
 		if len(resp.Trailer) > 0 {
 			remain = -1 // trailers follow the body: end of stream comes with them

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/meshwarden/meshwarden/gateway/modulefetch"
 )
 
 // TestSlowResponsesStreamToTheClient: the part of a response that has
@@ -63,4 +65,84 @@ func TestSlowResponsesStreamToTheClient(t *testing.T) {
 		})
 	}
 	releaseAll()
+}
+
+// TestNativeFiltersStreamResponses: a response body none of the filters
+// reads goes downstream as it arrives when the filters run natively and say
+// they ignore it (the official dye filter does); the same filter in wazero
+// has its body callbacks called, so a small response is read whole through
+// them first.
+func TestNativeFiltersStreamResponses(t *testing.T) {
+	dye := officialDye(t)
+	ms := startModuleServer(t)
+	ms.put("/dye.wasm", dye)
+	release := make(chan struct{})
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseAll)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "hello")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "world")
+	}))
+	t.Cleanup(up.Close)
+	plane := startPlane(t)
+	for _, tc := range []struct {
+		node    string
+		off     bool
+		streams bool
+	}{{"gw-stream-native", false, true}, {"gw-stream-wasm", true, false}} {
+		t.Run(tc.node, func(t *testing.T) {
+			gw := startGateway(t, plane, tc.node, func(c *Config) { c.WasmNativeOff = tc.off })
+			plane.set(tc.node, httpListener(t, gw.port(), "r", "dye"), routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("up")}),
+				wasmFilterExt(t, "dye", "dye", ms.URL+"/dye.wasm", modulefetch.Sum(dye), 0, `{"rules":[]}`),
+				edsCluster("up", nil), cla("up", lbEndpoint(up.Listener.Addr().String(), 0)))
+			eventually(t, 90*time.Second, "readiness", gw.g.Ready)
+			type first struct {
+				b   string
+				err error
+			}
+			got := make(chan first, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.url+"/", nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					got <- first{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b := make([]byte, 5)
+				_, err = io.ReadFull(resp.Body, b)
+				got <- first{b: string(b), err: err}
+				_, _ = io.Copy(io.Discard, resp.Body)
+			}()
+			select {
+			case f := <-got:
+				if !tc.streams {
+					t.Fatalf("first bytes %q (%v) before the upstream finished: the body skipped the wasm filter's callbacks", f.b, f.err)
+				}
+				if f.err != nil || f.b != "hello" {
+					t.Fatalf("first bytes %q, %v", f.b, f.err)
+				}
+			case <-time.After(map[bool]time.Duration{true: 10 * time.Second, false: 500 * time.Millisecond}[tc.streams]):
+				if tc.streams {
+					t.Fatal("no bytes while the upstream holds the rest: the body waited for the native filter chain")
+				}
+				// wasm: the body is read whole through the filter; let the
+				// upstream finish and check the whole answer arrives.
+				releaseAll()
+				if f := <-got; f.err != nil || f.b != "hello" {
+					t.Fatalf("first bytes %q, %v after the upstream finished", f.b, f.err)
+				}
+			}
+		})
+	}
 }

@@ -572,8 +572,13 @@ func traceID(get func(string) string) string {
 	return ""
 }
 
+// IgnoresResponseBody: the audit record takes the response status from the headers; the body is never read, so a native host
+// passes the response body on untouched (proxywasm.ResponseBodyIgnorer).
+func (*httpContext) IgnoresResponseBody() bool { return true }
+
 var (
 	_ proxywasm.PluginContext       = (*pluginContext)(nil)
 	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.ResponseBodyIgnorer = (*httpContext)(nil)
 	_ proxywasm.HttpContextRecycler = (*pluginContext)(nil)
 )

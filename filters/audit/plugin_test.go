@@ -213,3 +213,7 @@ func TestPluginNativeBodyBoundAndTrailers(t *testing.T) {
 		})
 	}
 }
+
+// TestIgnoresResponseBody: the stream context's promise that lets a native
+// host pass the response body on untouched holds.
+func TestIgnoresResponseBody(t *testing.T) { kittest.IgnoresResponseBody(t, &httpContext{}) }

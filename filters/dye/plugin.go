@@ -114,8 +114,13 @@ func (p *pluginContext) loadSourceAddress() string {
 	return v
 }
 
+// IgnoresResponseBody: the dye filter works on request headers only, so a native host
+// passes the response body on untouched (proxywasm.ResponseBodyIgnorer).
+func (*httpContext) IgnoresResponseBody() bool { return true }
+
 var (
-	_ proxywasm.PluginContext = (*pluginContext)(nil)
-	_ proxywasm.HttpContext   = (*httpContext)(nil)
-	_ Request                 = (*kit.HostRequest)(nil)
+	_ proxywasm.PluginContext       = (*pluginContext)(nil)
+	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.ResponseBodyIgnorer = (*httpContext)(nil)
+	_ Request                       = (*kit.HostRequest)(nil)
 )

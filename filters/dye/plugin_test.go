@@ -62,3 +62,7 @@ func TestPluginNative(t *testing.T) {
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
 	kittest.RefusesConfig(t, NewVMContext, `{"defaultLane":"No_Lane"}`, "defaultLane")
 }
+
+// TestIgnoresResponseBody: the stream context's promise that lets a native
+// host pass the response body on untouched holds.
+func TestIgnoresResponseBody(t *testing.T) { kittest.IgnoresResponseBody(t, &httpContext{}) }

@@ -23,6 +23,12 @@ type (
 	// may keep the context and return it from NewHttpContext for a later
 	// stream instead of allocating one per stream.
 	HttpContextRecycler = abi.HttpContextRecycler
+	// ResponseBodyIgnorer is an HttpContext whose OnHttpResponseBody and
+	// OnHttpResponseTrailers do nothing and that says so. A host running
+	// the filter natively (the gateway's) then passes the response body and
+	// trailers on untouched, as they arrive, instead of through the filter;
+	// a wasm host still calls the callbacks, which still do nothing.
+	ResponseBodyIgnorer = abi.ResponseBodyIgnorer
 	// TcpContext is one TCP stream (ABI callbacks exported; Meshwarden's
 	// filters are HTTP filters).
 	TcpContext = types.TcpContext

@@ -181,9 +181,14 @@ func (h *httpContext) OnHttpStreamDone() {
 	h.p.b.Add(h.p.engine.AppendSpanJSON(h.p.b.ItemBuf(), s))
 }
 
+// IgnoresResponseBody: the span takes the status from the response headers, so a native host
+// passes the response body on untouched (proxywasm.ResponseBodyIgnorer).
+func (*httpContext) IgnoresResponseBody() bool { return true }
+
 var (
 	_ proxywasm.PluginContext       = (*pluginContext)(nil)
 	_ proxywasm.HttpContext         = (*httpContext)(nil)
+	_ proxywasm.ResponseBodyIgnorer = (*httpContext)(nil)
 	_ proxywasm.HttpContextRecycler = (*pluginContext)(nil)
 	_ Request                       = (*kit.HostRequest)(nil)
 )

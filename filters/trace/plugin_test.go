@@ -65,3 +65,7 @@ func TestPluginNative(t *testing.T) {
 func TestPluginNativeRefusesBadConfig(t *testing.T) {
 	kittest.RefusesConfig(t, NewVMContext, `{"collector":{"path":"traces"}}`, "collector.path")
 }
+
+// TestIgnoresResponseBody: the stream context's promise that lets a native
+// host pass the response body on untouched holds.
+func TestIgnoresResponseBody(t *testing.T) { kittest.IgnoresResponseBody(t, &httpContext{}) }

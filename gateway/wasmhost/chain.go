@@ -69,6 +69,22 @@ func (cs *ChainStream) OnResponseHeaders(h *Headers, endOfStream bool) Result {
 	return cs.headers(true, h, func(s *Stream) Result { return s.OnResponseHeaders(h, endOfStream) })
 }
 
+// IgnoresResponseBody reports whether every plugin's stream ignores the
+// response body and trailers (Stream.IgnoresResponseBody) and none holds
+// the response headers back for the body: the caller may then pass the
+// response body on untouched instead of through OnResponseBody.
+func (cs *ChainStream) IgnoresResponseBody() bool {
+	if len(cs.streams) == 0 || cs.held[1].active {
+		return false
+	}
+	for _, s := range cs.streams {
+		if !s.IgnoresResponseBody() {
+			return false
+		}
+	}
+	return true
+}
+
 // OnRequestTrailers runs the request trailers callbacks in order.
 func (cs *ChainStream) OnRequestTrailers(t *Headers) Result {
 	return cs.each(false, 0, func(_ int, s *Stream) Result { return s.OnRequestTrailers(t) })

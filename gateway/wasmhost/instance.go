@@ -16,11 +16,15 @@ import (
 // plugin's background loop) is the only caller into it. Many streams may be
 // open on it at once, as on an Envoy VM.
 type instance struct {
-	p      *Plugin
-	mod    api.Module      // nil for a native instance
-	mem    guestMemory     // mod's memory, or a native instance's scratch
-	ctx    context.Context // carries the instance to hostcalls; cancelled on deadline
-	cancel context.CancelFunc
+	p   *Plugin
+	mod api.Module  // nil for a native instance
+	mem guestMemory // mod's memory, or a native instance's scratch
+	// ignoresRespBody asks a native instance whether a stream's context
+	// ignores the response body (proxywasm.ResponseBodyIgnorer); nil for
+	// wasm, whose callbacks all run.
+	ignoresRespBody func(contextID uint32) bool
+	ctx             context.Context // carries the instance to hostcalls; cancelled on deadline
+	cancel          context.CancelFunc
 
 	mu        sync.Mutex
 	open      int         // streams bound to it (guarded by p.mu)

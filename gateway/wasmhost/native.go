@@ -194,6 +194,7 @@ func newNativeInstance(_ context.Context, p *Plugin) (*instance, error) {
 	in.mem = mem
 	h := &nativeHost{in: in, mem: mem, calls: p.r.hostcalls}
 	vm := nullvm.New(h, p.mod.native.New)
+	in.ignoresRespBody = vm.IgnoresResponseBody
 	ex := func(name string, fn func(s []uint64)) guestFunc { return &nativeExport{in: in, name: name, fn: fn} }
 	u := func(v uint64) uint32 { return uint32(v) }
 	in.f = exports{

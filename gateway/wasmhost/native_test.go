@@ -70,6 +70,15 @@ type nativeTestStream struct {
 	vm *proxywasm.VM
 }
 
+// IgnoresResponseBody: with configuration "ignore-bodies" the stream says
+// it ignores the response body, and panics saying so with "panic-ignore".
+func (s *nativeTestStream) IgnoresResponseBody() bool {
+	if s.p.cfg == "panic-ignore" {
+		panic("native test: panic in IgnoresResponseBody")
+	}
+	return s.p.cfg == "ignore-bodies"
+}
+
 func (s *nativeTestStream) OnHttpRequestHeaders(int, bool) proxywasm.Action {
 	s.p.requests.Increment(1)
 	mode, _ := s.vm.GetHttpRequestHeader("x-mode")
@@ -313,5 +322,42 @@ func TestNativeFilterConfigErrors(t *testing.T) {
 			!strings.Contains(err.Error(), "native filter") {
 			t.Errorf("%+v: error %v", nf, err)
 		}
+	}
+}
+
+// TestNativeIgnoresResponseBody: a chain ignores the response body only
+// when every stream's native context says so (a panic saying it counts as
+// no); a wasm stream never does.
+func TestNativeIgnoresResponseBody(t *testing.T) {
+	r, mod := nativeRuntime(t)
+	plugin := func(cfg string) *Plugin {
+		return startPlugin(t, r, mod, PluginConfig{Name: "native-" + cfg, Configuration: []byte(cfg), PoolSize: 1})
+	}
+	ignoring, other, panicking := plugin("ignore-bodies"), plugin("cfg-1"), plugin("panic-ignore")
+	wasm := newPlugin(t, r, "hostile", PluginConfig{PoolSize: 1})
+	for _, tc := range []struct {
+		name    string
+		plugins []*Plugin
+		want    bool
+	}{
+		{"native, says so", []*Plugin{ignoring}, true},
+		{"two native, both say so", []*Plugin{ignoring, ignoring}, true},
+		{"native, does not say so", []*Plugin{ignoring, other}, false},
+		{"native, panics saying so", []*Plugin{panicking, ignoring}, false},
+		{"wasm", []*Plugin{ignoring, wasm}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, err := NewChain(tc.plugins...).NewStream(context.Background(), StreamInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			if res := cs.OnRequestHeaders(reqHeaders(), true); res.Action != Continue || res.Err != nil {
+				t.Fatalf("request headers: %v %v", res.Action, res.Err)
+			}
+			if got := cs.IgnoresResponseBody(); got != tc.want {
+				t.Fatalf("IgnoresResponseBody = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -105,6 +105,9 @@ type Stream struct {
 	limitErr     error
 	failed       *Result
 	closed       bool
+	// ignoresRespBody: the stream's (native) context ignores the response
+	// body and trailers (IgnoresResponseBody).
+	ignoresRespBody bool
 }
 
 // NewStream starts a stream: it binds it to an instance (starting one if
@@ -135,9 +138,18 @@ func (p *Plugin) NewStream(ctx context.Context, info StreamInfo) (*Stream, error
 	in.setContext(s.id, s)
 	if _, err := in.call("proxy_on_context_create", in.f.onContextCreate, uint64(s.id), uint64(in.rootID)); err != nil {
 		s.fail(err)
+	} else if in.ignoresRespBody != nil {
+		s.ignoresRespBody = in.ignoresRespBody(s.id)
 	}
 	return s, nil
 }
+
+// IgnoresResponseBody reports whether the stream's filter context said it
+// ignores the response body and trailers: a native filter that is a
+// proxywasm.ResponseBodyIgnorer. The caller may then skip OnResponseBody
+// and OnResponseTrailers and pass the body on as it arrives. Always false
+// for a wasm filter.
+func (s *Stream) IgnoresResponseBody() bool { return s.ignoresRespBody }
 
 // OnRequestHeaders runs proxy_on_request_headers. The guest edits h in place.
 func (s *Stream) OnRequestHeaders(h *Headers, endOfStream bool) Result {

@@ -96,6 +96,11 @@ func (v *VM) OnTick(rootID uint32) { v.s.OnTick(rootID) }
 // OnQueueReady is proxy_on_queue_ready.
 func (v *VM) OnQueueReady(rootID, queueID uint32) { v.s.OnQueueReady(rootID, queueID) }
 
+// IgnoresResponseBody reports whether the stream's context is a
+// proxywasm.ResponseBodyIgnorer ignoring the response body: the host may
+// then skip its response body and trailers callbacks.
+func (v *VM) IgnoresResponseBody(contextID uint32) bool { return v.s.IgnoresResponseBody(contextID) }
+
 // OnDone is proxy_on_done. Stream contexts are always done; a plugin context
 // answers with OnPluginDone (false: it calls PluginDone later).
 func (v *VM) OnDone(contextID uint32) bool { return v.s.OnDone(contextID) }

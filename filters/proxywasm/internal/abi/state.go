@@ -429,6 +429,32 @@ type HttpContextRecycler interface {
 	RecycleHttpContext(types.HttpContext)
 }
 
+// ResponseBodyIgnorer is an HTTP context whose OnHttpResponseBody and
+// OnHttpResponseTrailers do nothing (they continue and call no hostcall)
+// and that says so: a native host then leaves the response body and
+// trailers out of the stream's callbacks and passes them on untouched.
+type ResponseBodyIgnorer interface {
+	IgnoresResponseBody() bool
+}
+
+// IgnoresResponseBody reports whether the stream's HTTP context is a
+// ResponseBodyIgnorer that ignores the response body. Only a native host
+// asks (a wasm host calls every callback). A panic in the context's method
+// counts as false: the body callbacks then run as usual.
+func (s *State) IgnoresResponseBody(contextID uint32) (ignores bool) {
+	defer func() {
+		if recover() != nil {
+			ignores = false
+		}
+	}()
+	e, ok := s.stream(contextID)
+	if !ok || e.http == nil {
+		return false
+	}
+	i, ok := e.http.(ResponseBodyIgnorer)
+	return ok && i.IgnoresResponseBody()
+}
+
 func (s *State) http(id uint32) types.HttpContext {
 	e, _ := s.stream(id)
 	return e.http
