@@ -19,24 +19,7 @@ import (
 // and first bytes, for a response of known length and for a chunked one —
 // instead of waiting in the gateway's write buffer for the rest.
 func TestSlowResponsesStreamToTheClient(t *testing.T) {
-	release := make(chan struct{})
-	releaseAll := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(releaseAll)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/known" {
-			w.Header().Set("Content-Length", "10")
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, "hello")
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		_, _ = io.WriteString(w, "world")
-	}))
-	t.Cleanup(up.Close)
+	up, releaseAll := slowUpstream(t)
 	plane := startPlane(t)
 	gw := startGateway(t, plane, "gw-stream", nil)
 	plane.set("gw-stream", httpListener(t, gw.port(), "r"), routeConfig(&route.Route{Match: prefixMatch("/"), Action: routeTo("up")}),
@@ -76,22 +59,7 @@ func TestNativeFiltersStreamResponses(t *testing.T) {
 	dye := officialDye(t)
 	ms := startModuleServer(t)
 	ms.put("/dye.wasm", dye)
-	release := make(chan struct{})
-	releaseAll := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(releaseAll)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "10")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, "hello")
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		_, _ = io.WriteString(w, "world")
-	}))
-	t.Cleanup(up.Close)
+	up, releaseAll := slowUpstream(t)
 	plane := startPlane(t)
 	for _, tc := range []struct {
 		node    string
@@ -145,4 +113,29 @@ func TestNativeFiltersStreamResponses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slowUpstream answers "hello", flushes it, and holds "world" back until
+// release is called (or the request ends). The response has a
+// Content-Length of 10 except on /chunked.
+func slowUpstream(t *testing.T) (up *httptest.Server, release func()) {
+	held := make(chan struct{})
+	release = sync.OnceFunc(func() { close(held) })
+	up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/chunked" {
+			w.Header().Set("Content-Length", "10")
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "hello")
+		w.(http.Flusher).Flush()
+		select {
+		case <-held:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "world")
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(release) // runs first: Close waits for the held handlers
+	return up, release
 }
