@@ -242,7 +242,19 @@ func (m *module) rewriteNames(r *reader, b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if id == 1 || id == 2 { // function names, local names: keyed by function index
+		switch id {
+		case 0: // module name: exactly one name. wazero reads it without
+			// its size, so a size that disagrees makes it read on into
+			// whatever follows the section — nothing in the original, a
+			// section of ours in the copy (FuzzInstrumentAny's find).
+			sr := &reader{b: sub}
+			if _, err := sr.name(); err != nil {
+				return nil, err
+			}
+			if err := sr.end(); err != nil {
+				return nil, err
+			}
+		case 1, 2: // function names, local names: keyed by function index
 			if sub, err = m.rewriteNameMap(sub, id == 2); err != nil {
 				return nil, err
 			}
