@@ -447,11 +447,7 @@ func (s *State) IgnoresResponseBody(contextID uint32) (ignores bool) {
 			ignores = false
 		}
 	}()
-	e, ok := s.stream(contextID)
-	if !ok || e.http == nil {
-		return false
-	}
-	i, ok := e.http.(ResponseBodyIgnorer)
+	i, ok := s.http(contextID).(ResponseBodyIgnorer)
 	return ok && i.IgnoresResponseBody()
 }
 
